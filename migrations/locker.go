@@ -1,0 +1,55 @@
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/pressly/goose/v3/lock"
+)
+
+// schemaLocker wraps goose's PostgreSQL session locker. Once the lock is held
+// it points the session's search_path at the schema, so that the SQL
+// migrations, which name no schema, land there.
+type schemaLocker struct {
+	inner  lock.SessionLocker
+	schema string
+}
+
+var _ lock.SessionLocker = (*schemaLocker)(nil)
+
+func (l *schemaLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	if err := l.inner.SessionLock(ctx, conn); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT set_config('search_path', $1, false)", l.schema); err != nil {
+		return errors.Join(fmt.Errorf("prepare schema %s: %w", l.schema, err), l.inner.SessionUnlock(context.WithoutCancel(ctx), conn))
+	}
+	return nil
+}
+
+func (l *schemaLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	_, err := conn.ExecContext(ctx, "RESET search_path")
+	return errors.Join(err, l.inner.SessionUnlock(ctx, conn))
+}
+
+// ensureSchema creates the schema before goose looks for its version table
+// there (goose checks for pending migrations without taking its lock). Two
+// concurrent CREATE SCHEMA IF NOT EXISTS can still collide on pg_namespace,
+// so they are serialised with an advisory lock of their own.
+func ensureSchema(ctx context.Context, db *sql.DB, schema string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	id := lockID(schema) + 1
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
+		return err
+	}
+	// The schema name was validated as a plain identifier in New.
+	_, err = conn.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema)
+	_, unlockErr := conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id)
+	return errors.Join(err, unlockErr)
+}

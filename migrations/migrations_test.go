@@ -1,0 +1,231 @@
+package migrations_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/migrations"
+)
+
+// objectsIn counts tables, sequences, views, functions and types in schema.
+func objectsIn(t *testing.T, db *sql.DB, schema string) int {
+	t.Helper()
+	var n int
+	err := db.QueryRow(`
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)
+     + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1)
+     + (SELECT count(*) FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace
+        WHERE n.nspname = $1 AND y.typtype IN ('e', 'd'))`, schema).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func schemaExists(t *testing.T, db *sql.DB, schema string) bool {
+	t.Helper()
+	var ok bool
+	if err := db.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func tableExists(t *testing.T, db *sql.DB, qualified string) bool {
+	t.Helper()
+	var ok bool
+	if err := db.QueryRow(`SELECT to_regclass($1) IS NOT NULL`, qualified).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func TestUpOnEmptyDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
+
+	m, err := migrations.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Up(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 3 {
+		t.Fatalf("applied %d migrations, want 3", len(res))
+	}
+	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
+		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
+		if !tableExists(t, db, tbl) {
+			t.Errorf("%s missing after up", tbl)
+		}
+	}
+	var riverVersion int
+	if err := db.QueryRow(`SELECT max(version) FROM outboxd.river_migration`).Scan(&riverVersion); err != nil {
+		t.Fatal(err)
+	}
+	if riverVersion != migrations.RiverVersion {
+		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
+	}
+	v, err := m.Version(ctx)
+	if err != nil || v != 3 {
+		t.Fatalf("version = %d, %v; want 3", v, err)
+	}
+	// A second run applies nothing.
+	res, err = m.Up(ctx)
+	if err != nil || len(res) != 0 {
+		t.Fatalf("second up applied %d, err %v", len(res), err)
+	}
+	// Nothing outside our schema.
+	if tableExists(t, db, "public.goose_db_version") || tableExists(t, db, "public.river_job") {
+		t.Error("migrations created objects in public")
+	}
+}
+
+func TestUpBesideExistingGooseAndTables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
+
+	// The application's own schema, managed by its own goose table.
+	for _, q := range []string{
+		`CREATE TABLE public.customers (id serial PRIMARY KEY, name text)`,
+		`INSERT INTO public.customers (name) VALUES ('ada'), ('grace')`,
+		`CREATE TABLE public.goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp DEFAULT now())`,
+		`INSERT INTO public.goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true), (3, true)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapshot := func() (customers string, versions string) {
+		t.Helper()
+		if err := db.QueryRow(`SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM public.customers`).Scan(&customers); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow(`SELECT string_agg(version_id || ':' || is_applied, ',' ORDER BY id) FROM public.goose_db_version`).Scan(&versions); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	c0, v0 := snapshot()
+
+	if err := migrations.Up(ctx, db, "outboxd"); err != nil {
+		t.Fatal(err)
+	}
+	c1, v1 := snapshot()
+	if c0 != c1 || v0 != v1 {
+		t.Fatalf("existing tables changed: customers %q -> %q, goose %q -> %q", c0, c1, v0, v1)
+	}
+	if !tableExists(t, db, "outboxd.inbox_events") {
+		t.Fatal("our tables missing")
+	}
+
+	m, err := migrations.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DownTo(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	c2, v2 := snapshot()
+	if c0 != c2 || v0 != v2 {
+		t.Fatalf("down changed existing tables: customers %q -> %q, goose %q -> %q", c0, c2, v0, v2)
+	}
+}
+
+func TestDownToZeroLeavesNothingThenUpAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
+	m, err := migrations.New(db, &migrations.Config{Schema: "ob_custom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		if _, err := m.Up(ctx); err != nil {
+			t.Fatalf("round %d up: %v", round, err)
+		}
+		if !tableExists(t, db, "ob_custom.outbox_messages") || !tableExists(t, db, "ob_custom.river_job") {
+			t.Fatalf("round %d: tables missing in custom schema", round)
+		}
+		if _, err := m.DownTo(ctx, 0); err != nil {
+			t.Fatalf("round %d down: %v", round, err)
+		}
+		if n := objectsIn(t, db, "ob_custom"); n != 0 {
+			t.Fatalf("round %d: %d objects left in schema after down to 0", round, n)
+		}
+		if schemaExists(t, db, "ob_custom") {
+			t.Fatalf("round %d: schema left behind", round)
+		}
+	}
+}
+
+func TestDownOneStepAtATime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
+	m, err := migrations.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := m.Down(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tableExists(t, db, "outboxd.river_job") || !tableExists(t, db, "outboxd.inbox_events") {
+		t.Fatal("two steps down should remove River's tables only")
+	}
+	if _, err := m.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if schemaExists(t, db, "outboxd") {
+		t.Fatal("schema left after the last step down")
+	}
+	// Down with nothing applied is harmless.
+	if _, err := m.Down(ctx); err != nil {
+		t.Fatalf("down on empty: %v", err)
+	}
+}
+
+func TestSchemaKeptWhenItHoldsUserObjects(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
+	m, err := migrations.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE outboxd.mine (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DownTo(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !tableExists(t, db, "outboxd.mine") {
+		t.Fatal("user's table in our schema was dropped")
+	}
+	if tableExists(t, db, "outboxd.outboxd_migrations") {
+		t.Fatal("version table left behind")
+	}
+}
+
+func TestInvalidSchemaName(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"Outboxd", "1abc", "a-b", "a;drop table x", `a"b`} {
+		if _, err := migrations.New(&sql.DB{}, &migrations.Config{Schema: s}); err == nil {
+			t.Errorf("schema %q accepted", s)
+		}
+	}
+}

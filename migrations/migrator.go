@@ -1,0 +1,224 @@
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// Config configures a Migrator. The zero value is ready to use.
+type Config struct {
+	// Schema holds every object outboxd creates. Default "outboxd".
+	Schema string
+	// Logger receives one line per applied migration. Default: no logging.
+	Logger *slog.Logger
+	// LockTimeout is how long to wait for another process's migration run to
+	// finish, in whole seconds. Default 300.
+	LockTimeoutSeconds uint64
+}
+
+// Migrator applies outboxd's migrations to one database.
+type Migrator struct {
+	db     *sql.DB
+	schema string
+	opts   []goose.ProviderOption
+}
+
+// Result describes one applied or reverted migration.
+type Result = goose.MigrationResult
+
+// Status describes one migration and whether it is applied.
+type Status = goose.MigrationStatus
+
+// New returns a Migrator for db, which may be any database/sql handle to
+// PostgreSQL (pgx's stdlib driver, lib/pq...). Connections are borrowed
+// from db and given back with their search_path reset.
+func New(db *sql.DB, cfg *Config) (*Migrator, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	schema := dbschema.OrDefault(cfg.Schema)
+	if err := dbschema.Validate(schema); err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	timeout := cfg.LockTimeoutSeconds
+	if timeout == 0 {
+		timeout = 300
+	}
+	inner, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(lockID(schema)),
+		// Poll every second rather than goose's default 5 s: concurrent
+		// starts of several processes are the common case.
+		lock.WithLockTimeout(1, timeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: session locker: %w", err)
+	}
+	store, err := database.NewStore(database.DialectPostgres, schema+"."+VersionTable)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: store: %w", err)
+	}
+	opts := []goose.ProviderOption{
+		goose.WithStore(store),
+		goose.WithSessionLocker(&schemaLocker{inner: inner, schema: schema}),
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(RiverMigrations(schema)...),
+	}
+	if cfg.Logger != nil {
+		opts = append(opts, goose.WithSlog(cfg.Logger))
+	}
+	m := &Migrator{db: db, schema: schema, opts: opts}
+	// Build one provider now so that a broken set of migrations fails here.
+	if _, err := m.provider(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// provider returns a fresh goose provider. goose remembers per provider that
+// its version table exists; down to zero drops that table, so each
+// operation starts afresh.
+func (m *Migrator) provider() (*goose.Provider, error) {
+	p, err := goose.NewProvider(goose.DialectCustom, m.db, FS, m.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return p, nil
+}
+
+// prepare creates the schema and returns a provider.
+func (m *Migrator) prepare(ctx context.Context) (*goose.Provider, error) {
+	if err := ensureSchema(ctx, m.db, m.schema); err != nil {
+		return nil, fmt.Errorf("migrations: create schema %s: %w", m.schema, err)
+	}
+	return m.provider()
+}
+
+// Schema is the schema this Migrator works on.
+func (m *Migrator) Schema() string { return m.schema }
+
+// Up applies every pending migration.
+func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
+	p, err := m.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return res, fmt.Errorf("migrations: up: %w", err)
+	}
+	return res, nil
+}
+
+// Down reverts the latest applied migration. Reverting the last one removes
+// the schema too (see DownTo).
+func (m *Migrator) Down(ctx context.Context) (*Result, error) {
+	p, err := m.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.Down(ctx)
+	if err != nil {
+		if errors.Is(err, goose.ErrNoNextVersion) {
+			return nil, m.removeIfEmpty(ctx)
+		}
+		return res, fmt.Errorf("migrations: down: %w", err)
+	}
+	return res, m.removeIfEmpty(ctx)
+}
+
+// DownTo reverts migrations until version is the latest applied. Down to 0
+// also drops the version table and the schema, when nothing else lives in
+// it, so that nothing of outboxd's is left behind.
+func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*Result, error) {
+	p, err := m.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.DownTo(ctx, version)
+	if err != nil {
+		return res, fmt.Errorf("migrations: down to %d: %w", version, err)
+	}
+	return res, m.removeIfEmpty(ctx)
+}
+
+// Status lists every known migration and whether it is applied.
+func (m *Migrator) Status(ctx context.Context) ([]*Status, error) {
+	p, err := m.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: status: %w", err)
+	}
+	return st, nil
+}
+
+// Version returns the latest applied migration version (0 when none).
+func (m *Migrator) Version(ctx context.Context) (int64, error) {
+	p, err := m.prepare(ctx)
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("migrations: version: %w", err)
+	}
+	return v, nil
+}
+
+// Up applies all pending migrations to db in schema ("" for the default).
+func Up(ctx context.Context, db *sql.DB, schema string) error {
+	m, err := New(db, &Config{Schema: schema})
+	if err != nil {
+		return err
+	}
+	_, err = m.Up(ctx)
+	return err
+}
+
+// removeIfEmpty drops the version table and the schema once no migration is
+// applied. The schema is dropped without CASCADE: if a user keeps objects of
+// their own in it, it stays.
+func (m *Migrator) removeIfEmpty(ctx context.Context) error {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrations: cleanup: %w", err)
+	}
+	defer conn.Close()
+	id := lockID(m.schema)
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
+		return fmt.Errorf("migrations: cleanup: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id) //nolint:errcheck // closing the session releases it too
+
+	var applied bool
+	err = conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+m.schema+`.`+VersionTable+` WHERE version_id > 0)`).Scan(&applied)
+	if err != nil || applied {
+		// A missing version table means there is nothing to clean up.
+		return nil
+	}
+	if _, err := conn.ExecContext(ctx, `DROP TABLE `+m.schema+`.`+VersionTable); err != nil {
+		return fmt.Errorf("migrations: drop version table: %w", err)
+	}
+	// 2BP01 (dependent objects still exist): the user keeps objects of
+	// their own in the schema; leave it.
+	if _, err := conn.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+m.schema); err != nil && !isSQLState(err, "2BP01") {
+		return fmt.Errorf("migrations: drop schema: %w", err)
+	}
+	return nil
+}
+
+func lockID(schema string) int64 {
+	return int64(crc32.ChecksumIEEE([]byte("outboxd migrations " + schema)))
+}
