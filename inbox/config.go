@@ -1,0 +1,73 @@
+package inbox
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// DefaultTTL is how long an event id counts as seen: the longest common
+// provider retry window (about 72 h) plus a day of margin.
+const DefaultTTL = 72*time.Hour + 24*time.Hour
+
+// defaultRedactedHeaders are never stored: they carry credentials.
+var defaultRedactedHeaders = []string{
+	"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+	"X-Api-Key", "X-Auth-Token",
+}
+
+// Config configures an Inbox. The zero value is ready to use.
+type Config struct {
+	// Schema holds the inbox tables. Default "outboxd".
+	Schema string
+	// TTL is the dedupe window for sources without an entry in SourceTTL.
+	// Default DefaultTTL (96 h).
+	TTL time.Duration
+	// SourceTTL overrides TTL per source. Pick each source's longest retry
+	// window plus a margin.
+	SourceTTL map[string]time.Duration
+	// RedactHeaders names extra headers that must never be stored, beside
+	// Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key
+	// and X-Auth-Token.
+	RedactHeaders []string
+}
+
+func (c *Config) withDefaults() Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	out.Schema = dbschema.OrDefault(out.Schema)
+	if out.TTL == 0 {
+		out.TTL = DefaultTTL
+	}
+	return out
+}
+
+func (c *Config) validate() error {
+	if err := dbschema.Validate(c.Schema); err != nil {
+		return fmt.Errorf("inbox: Config.Schema: %w", err)
+	}
+	if c.TTL < 0 {
+		return fmt.Errorf("inbox: Config.TTL must be positive, got %s", c.TTL)
+	}
+	for src, ttl := range c.SourceTTL {
+		if ttl <= 0 {
+			return fmt.Errorf("inbox: Config.SourceTTL[%q] must be positive, got %s", src, ttl)
+		}
+	}
+	return nil
+}
+
+func (c *Config) redactSet() map[string]bool {
+	set := make(map[string]bool, len(defaultRedactedHeaders)+len(c.RedactHeaders))
+	for _, h := range defaultRedactedHeaders {
+		set[http.CanonicalHeaderKey(h)] = true
+	}
+	for _, h := range c.RedactHeaders {
+		set[http.CanonicalHeaderKey(h)] = true
+	}
+	return set
+}

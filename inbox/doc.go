@@ -1,0 +1,30 @@
+// Package inbox records incoming webhook events inside the caller's
+// transaction and tells whether each is new or a duplicate.
+//
+// # Guarantee
+//
+// For a given (source, event id) inside the dedupe window, Record reports
+// New to exactly one committed transaction, however many times and however
+// concurrently the event arrives. Do the business writes in that same
+// transaction: they then commit at most once. A duplicate is reported as
+// such and the caller changes nothing (and answers 2xx). If the transaction
+// that saw New rolls back, its record disappears with it and the next
+// delivery is New again.
+//
+// Concurrent deliveries of one event wait on each other inside PostgreSQL:
+// the INSERT ... ON CONFLICT of the second blocks on the first's
+// uncommitted row, then reports a duplicate if the first committed or New if
+// it rolled back. The caller's transaction is never aborted by a unique
+// violation.
+//
+// # Limits
+//
+// The window is per source (Config.SourceTTL), 72 h + 24 h by default. After
+// a key expires the same id is New again, which is what makes a deliberate
+// replay possible. Events whose provider sends no stable id can only be
+// deduped best-effort (Event.BestEffort).
+//
+// Under REPEATABLE READ or SERIALIZABLE isolation a concurrent duplicate
+// fails with a serialization error (SQLSTATE 40001) instead of waiting; treat
+// it as transient (answer 503) and the sender's retry sees a duplicate.
+package inbox

@@ -1,0 +1,86 @@
+package inbox
+
+import (
+	"net/http"
+	"time"
+)
+
+// Status is where an event stands.
+type Status string
+
+const (
+	// StatusProcessed: the event's effects committed with its record. This
+	// is the default for Record, whose caller does the work in the same
+	// transaction.
+	StatusProcessed Status = "processed"
+	// StatusReceived: recorded, work still to do (async processing); the
+	// worker later calls MarkProcessed in the transaction of its writes.
+	StatusReceived Status = "received"
+	// StatusRejected: the event was permanently refused (malformed, refers
+	// to something that will never exist); kept so operators can see it
+	// and so that retries stay duplicates.
+	StatusRejected Status = "rejected"
+)
+
+// Event is one delivery of a webhook event, as received.
+type Event struct {
+	// Source names the sender ("stripe", "crm-forms"...). Required.
+	Source string
+	// ID is the provider's stable event id. Required.
+	ID string
+	// BestEffort marks an ID derived from (timestamp, type, subject)
+	// because the provider sent none: such ids can collide or drift.
+	BestEffort bool
+	// Type is the provider's event type, if any.
+	Type string
+	// OccurredAt is the event's own time, if the provider sends one; it lets
+	// handlers ignore an event older than the state it would overwrite.
+	OccurredAt time.Time
+	// Payload is the body exactly as received.
+	Payload []byte
+	// Headers are the request headers; credentials are dropped before
+	// storing (see Config.RedactHeaders).
+	Headers http.Header
+	// Refs are references for later search: contact id, email, phone,
+	// record id, whatever the handler names. More can be added in the same
+	// transaction with AddRefs once the handler knows them.
+	Refs map[string]string
+	// Status is stored when the event is new. Default StatusProcessed.
+	Status Status
+	// Reason explains a StatusRejected.
+	Reason string
+}
+
+// Result says what Record found.
+type Result struct {
+	// New is true when this delivery is the first inside the dedupe window:
+	// the caller does the work. False means a duplicate: change nothing.
+	New bool
+	// Duplicates counts the deliveries seen after the first one, including
+	// this one.
+	Duplicates int
+	// FirstReceivedAt is when the first delivery of the window arrived.
+	FirstReceivedAt time.Time
+	// Status is the stored status: the new one when New, else the status the
+	// first delivery left.
+	Status Status
+}
+
+// Stored is an inbox record as operators see it.
+type Stored struct {
+	Source         string
+	ID             string
+	BestEffort     bool
+	Type           string
+	OccurredAt     *time.Time
+	ReceivedAt     time.Time
+	LastSeenAt     time.Time
+	ExpiresAt      time.Time
+	DuplicateCount int
+	Status         Status
+	Reason         string
+	ProcessedAt    *time.Time
+	Payload        []byte
+	Headers        http.Header
+	Refs           map[string]string
+}

@@ -1,0 +1,221 @@
+package inbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pg"
+)
+
+// DB is what the inbox needs from a database handle: pass the caller's
+// pgx.Tx so the record commits or rolls back with the business writes.
+// *pgxpool.Pool and *pgx.Conn satisfy it too.
+type DB = pg.DB
+
+// Inbox records incoming events in one schema. It holds no connections and
+// is safe for concurrent use.
+type Inbox struct {
+	cfg     Config
+	redact  map[string]bool
+	queries queries
+}
+
+type queries struct {
+	record, markProcessed, markRejected, addRefs, get, findByRef string
+}
+
+// New returns an Inbox. A nil cfg means the defaults.
+func New(cfg *Config) (*Inbox, error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	s := c.Schema
+	return &Inbox{
+		cfg:    c,
+		redact: c.redactSet(),
+		queries: queries{
+			record:        dbschema.Render(recordSQL, s),
+			markProcessed: dbschema.Render(markProcessedSQL, s),
+			markRejected:  dbschema.Render(markRejectedSQL, s),
+			addRefs:       dbschema.Render(addRefsSQL, s),
+			get:           dbschema.Render(getSQL, s),
+			findByRef:     dbschema.Render(findByRefSQL, s),
+		},
+	}, nil
+}
+
+// TTL returns the dedupe window for source.
+func (in *Inbox) TTL(source string) time.Duration {
+	if ttl, ok := in.cfg.SourceTTL[source]; ok {
+		return ttl
+	}
+	return in.cfg.TTL
+}
+
+// Record stores ev in db (the caller's transaction) unless it is a
+// duplicate, in one round trip. When the result is New, do the work in the
+// same transaction and commit; when it is not, change nothing.
+//
+// The record exists only if the transaction commits.
+func (in *Inbox) Record(ctx context.Context, db DB, ev Event) (Result, error) {
+	if ev.Source == "" || ev.ID == "" {
+		return Result{}, fmt.Errorf("%w: source and id are required (got source %q, id %q)", ErrInvalidEvent, ev.Source, ev.ID)
+	}
+	status := ev.Status
+	if status == "" {
+		status = StatusProcessed
+	}
+	switch status {
+	case StatusProcessed, StatusReceived, StatusRejected:
+	default:
+		return Result{}, fmt.Errorf("%w: unknown status %q", ErrInvalidEvent, status)
+	}
+	headers, err := json.Marshal(in.storedHeaders(ev.Headers))
+	if err != nil {
+		return Result{}, fmt.Errorf("inbox: record: encode headers: %w", err)
+	}
+	refs, err := encodeRefs(ev.Refs)
+	if err != nil {
+		return Result{}, fmt.Errorf("inbox: record: %w", err)
+	}
+	payload := ev.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	var occurred *time.Time
+	if !ev.OccurredAt.IsZero() {
+		occurred = &ev.OccurredAt
+	}
+
+	var res Result
+	err = db.QueryRow(ctx, in.queries.record,
+		ev.Source, ev.ID, ev.BestEffort, ev.Type, occurred,
+		in.TTL(ev.Source).Microseconds(), string(status), ev.Reason,
+		payload, string(headers), refs,
+	).Scan(&res.Duplicates, &res.FirstReceivedAt, &res.Status)
+	if err != nil {
+		return Result{}, fmt.Errorf("inbox: record %s/%s: %w", ev.Source, ev.ID, err)
+	}
+	res.New = res.Duplicates == 0
+	return res, nil
+}
+
+// MarkProcessed moves a StatusReceived event to StatusProcessed, as a
+// compare-and-swap: it reports false when the event was not waiting (already
+// processed by an earlier run, or unknown). Call it in the transaction of
+// the event's business writes.
+func (in *Inbox) MarkProcessed(ctx context.Context, db DB, source, id string) (bool, error) {
+	tag, err := db.Exec(ctx, in.queries.markProcessed, source, id)
+	if err != nil {
+		return false, fmt.Errorf("inbox: mark processed %s/%s: %w", source, id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// MarkRejected records that an event was permanently refused, with the
+// reason operators will see.
+func (in *Inbox) MarkRejected(ctx context.Context, db DB, source, id, reason string) error {
+	if _, err := db.Exec(ctx, in.queries.markRejected, source, id, reason); err != nil {
+		return fmt.Errorf("inbox: mark rejected %s/%s: %w", source, id, err)
+	}
+	return nil
+}
+
+// AddRefs adds search references to a recorded event (a handler learns the
+// contact or record id as it works). Existing names are overwritten.
+func (in *Inbox) AddRefs(ctx context.Context, db DB, source, id string, refs map[string]string) error {
+	enc, err := encodeRefs(refs)
+	if err != nil {
+		return fmt.Errorf("inbox: add refs: %w", err)
+	}
+	tag, err := db.Exec(ctx, in.queries.addRefs, source, id, enc)
+	if err != nil {
+		return fmt.Errorf("inbox: add refs %s/%s: %w", source, id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("inbox: add refs %s/%s: %w", source, id, ErrNotFound)
+	}
+	return nil
+}
+
+// Get returns one stored event.
+func (in *Inbox) Get(ctx context.Context, db DB, source, id string) (Stored, error) {
+	rows, err := db.Query(ctx, in.queries.get, source, id)
+	if err != nil {
+		return Stored{}, fmt.Errorf("inbox: get %s/%s: %w", source, id, err)
+	}
+	ev, err := pgx.CollectExactlyOneRow(rows, scanStored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Stored{}, fmt.Errorf("inbox: get %s/%s: %w", source, id, ErrNotFound)
+	}
+	if err != nil {
+		return Stored{}, fmt.Errorf("inbox: get %s/%s: %w", source, id, err)
+	}
+	return ev, nil
+}
+
+// FindByRef returns the newest events (at most limit) whose reference name
+// has the given value, e.g. FindByRef(ctx, db, "email", "ada@example.com", 50).
+func (in *Inbox) FindByRef(ctx context.Context, db DB, name, value string, limit int) ([]Stored, error) {
+	rows, err := db.Query(ctx, in.queries.findByRef, name, value, limit)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: find by ref %s=%s: %w", name, value, err)
+	}
+	evs, err := pgx.CollectRows(rows, scanStored)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: find by ref %s=%s: %w", name, value, err)
+	}
+	return evs, nil
+}
+
+func (in *Inbox) storedHeaders(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		if !in.redact[http.CanonicalHeaderKey(k)] {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func encodeRefs(refs map[string]string) (string, error) {
+	if refs == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(refs)
+	if err != nil {
+		return "", fmt.Errorf("encode refs: %w", err)
+	}
+	return string(b), nil
+}
+
+func scanStored(row pgx.CollectableRow) (Stored, error) {
+	var (
+		s       Stored
+		status  string
+		headers []byte
+		refs    []byte
+	)
+	err := row.Scan(&s.Source, &s.ID, &s.BestEffort, &s.Type, &s.OccurredAt, &s.ReceivedAt,
+		&s.LastSeenAt, &s.ExpiresAt, &s.DuplicateCount, &status, &s.Reason,
+		&s.ProcessedAt, &s.Payload, &headers, &refs)
+	if err != nil {
+		return Stored{}, err
+	}
+	s.Status = Status(status)
+	if err := json.Unmarshal(headers, &s.Headers); err != nil {
+		return Stored{}, fmt.Errorf("decode headers: %w", err)
+	}
+	if err := json.Unmarshal(refs, &s.Refs); err != nil {
+		return Stored{}, fmt.Errorf("decode refs: %w", err)
+	}
+	return s, nil
+}
