@@ -129,7 +129,7 @@ func startCluster(ctx context.Context, bin string) (*Server, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return &Server{AdminURL: url, Origin: "throwaway cluster from " + bin, close: stop}, nil
+	return &Server{AdminURL: url, Origin: "throwaway cluster from " + bin, close: stop, dir: dir}, nil
 }
 
 // clusterOwner returns the credentials to run initdb and postgres with: nil

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -23,9 +24,9 @@ import (
 )
 
 var (
-	mu       sync.Mutex
-	server   *Server
-	template string
+	mu        sync.Mutex
+	server    *Server
+	templates = map[*Server]string{}
 )
 
 // Main acquires a server, runs the package's tests and releases the server.
@@ -63,16 +64,52 @@ func current(t testing.TB) *Server {
 // "outboxd") and returns its URL. The database is dropped when t ends.
 func URL(t testing.TB) string {
 	t.Helper()
-	srv := current(t)
-	tmpl := ensureTemplate(t, srv)
-	return createDB(t, srv, tmpl)
+	url, drop, err := newDB(current(t), true)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return url
 }
 
 // EmptyURL creates a fresh, empty database and returns its URL. It is
 // dropped when t ends.
 func EmptyURL(t testing.TB) string {
 	t.Helper()
-	return createDB(t, current(t), "template0")
+	url, drop, err := newDB(current(t), false)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return url
+}
+
+// ExampleURL is URL for testable examples, which have no *testing.T: it
+// panics on failure, and the caller defers drop.
+func ExampleURL() (url string, drop func()) {
+	mu.Lock()
+	srv := server
+	mu.Unlock()
+	if srv == nil {
+		panic("pgtest: no server: call pgtest.Main(m) from the package's TestMain")
+	}
+	url, dropErr, err := newDB(srv, true)
+	if err != nil {
+		panic(err)
+	}
+	return url, func() {
+		if err := dropErr(); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // Pool returns a pool on a fresh migrated database (see URL), closed when t
@@ -99,47 +136,72 @@ func AdminURL(t testing.TB) string {
 	return current(t).AdminURL
 }
 
-func createDB(t testing.TB, srv *Server, tmpl string) string {
-	t.Helper()
+// newDB creates a database, migrated (cloned from the template) or empty,
+// and returns its URL and a function that drops it.
+func newDB(srv *Server, migrated bool) (string, func() error, error) {
+	tmpl := "template0"
+	if migrated {
+		var err error
+		if tmpl, err = ensureTemplate(srv); err != nil {
+			return "", nil, err
+		}
+	}
 	ctx := context.Background()
 	name := "outboxd_t_" + randomSuffix()
-	conn := adminConn(t, srv)
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tmpl); err != nil {
-		t.Fatalf("pgtest: create database from %s: %v", tmpl, err)
+	if err := adminExec(ctx, srv, "CREATE DATABASE "+name+" TEMPLATE "+tmpl); err != nil {
+		return "", nil, fmt.Errorf("create database from %s: %w", tmpl, err)
 	}
-	t.Cleanup(func() {
-		c := adminConn(t, srv)
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: drop database %s: %v", name, err)
+	url, err := withDatabase(srv.AdminURL, name)
+	drop := func() error {
+		if err := adminExec(ctx, srv, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
 		}
-	})
-	return withDatabase(t, srv.AdminURL, name)
+		return nil
+	}
+	if err != nil {
+		return "", nil, errors.Join(err, drop())
+	}
+	return url, drop, nil
+}
+
+func adminExec(ctx context.Context, srv *Server, sql string) error {
+	conn, err := pgx.Connect(ctx, srv.AdminURL)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", srv.Origin, err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
 }
 
 // ensureTemplate builds, once per server and migration set, a database with
 // the migrations applied, which test databases are cloned from. Test
 // binaries of several packages run at once, so the build is serialised with
 // an advisory lock and published by renaming.
-func ensureTemplate(t testing.TB, srv *Server) string {
-	t.Helper()
+func ensureTemplate(srv *Server) (string, error) {
 	mu.Lock()
 	defer mu.Unlock()
-	if template != "" {
-		return template
+	if name, ok := templates[srv]; ok {
+		return name, nil
 	}
 	ctx := context.Background()
-	name := "outboxd_tmpl_" + migrationsHash(t)
-	conn := adminConn(t, srv)
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtext('outboxd pgtest template'))"); err != nil {
-		t.Fatalf("pgtest: lock: %v", err)
+	hash, err := migrationsHash()
+	if err != nil {
+		return "", err
 	}
-	defer conn.Exec(ctx, "SELECT pg_advisory_unlock(hashtext('outboxd pgtest template'))") //nolint:errcheck // released with the session anyway
+	name := "outboxd_tmpl_" + hash
+	conn, err := pgx.Connect(ctx, srv.AdminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to %s: %w", srv.Origin, err)
+	}
+	defer conn.Close(ctx)
+	// Session lock, released when conn closes.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtext('outboxd pgtest template'))"); err != nil {
+		return "", fmt.Errorf("lock: %w", err)
+	}
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", err
 	}
 	if !exists {
 		building := name + "_building"
@@ -148,37 +210,39 @@ func ensureTemplate(t testing.TB, srv *Server) string {
 			"CREATE DATABASE " + building + " TEMPLATE template0",
 		} {
 			if _, err := conn.Exec(ctx, q); err != nil {
-				t.Fatalf("pgtest: %s: %v", q, err)
+				return "", fmt.Errorf("%s: %w", q, err)
 			}
 		}
-		migrate(t, withDatabase(t, srv.AdminURL, building))
+		url, err := withDatabase(srv.AdminURL, building)
+		if err != nil {
+			return "", err
+		}
+		if err := migrate(url); err != nil {
+			return "", fmt.Errorf("migrate template: %w", err)
+		}
 		if _, err := conn.Exec(ctx, "ALTER DATABASE "+building+" RENAME TO "+name); err != nil {
-			t.Fatalf("pgtest: publish template: %v", err)
+			return "", fmt.Errorf("publish template: %w", err)
 		}
 	}
-	template = name
-	return name
+	templates[srv] = name
+	return name, nil
 }
 
-func migrate(t testing.TB, url string) {
-	t.Helper()
+func migrate(url string) error {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return err
 	}
+	// Closed before returning: CREATE DATABASE ... TEMPLATE needs the
+	// template free of sessions.
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := migrations.Up(ctx, db, ""); err != nil {
-		t.Fatalf("pgtest: migrate template: %v", err)
-	}
-	// CREATE DATABASE ... TEMPLATE needs the template free of sessions.
-	_ = db.Close()
+	return migrations.Up(ctx, db, "")
 }
 
-func migrationsHash(t testing.TB) string {
-	t.Helper()
+func migrationsHash() (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "river %d\n", migrations.RiverVersion)
 	err := fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
@@ -191,28 +255,18 @@ func migrationsHash(t testing.TB) string {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("pgtest: hash migrations: %v", err)
+		return "", fmt.Errorf("hash migrations: %w", err)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
-func adminConn(t testing.TB, srv *Server) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), srv.AdminURL)
-	if err != nil {
-		t.Fatalf("pgtest: connect to %s: %v", srv.Origin, err)
-	}
-	return conn
-}
-
-func withDatabase(t testing.TB, base, db string) string {
-	t.Helper()
+func withDatabase(base, db string) (string, error) {
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("pgtest: parse %s: %v", base, err)
+		return "", fmt.Errorf("parse %s as a URL: %w", base, err)
 	}
 	u.Path = "/" + db
-	return u.String()
+	return u.String(), nil
 }
 
 func randomSuffix() string {

@@ -25,6 +25,7 @@ type Server struct {
 	// Origin says where the server came from, for log lines.
 	Origin string
 	close  func() error
+	dir    string // a throwaway cluster's files
 }
 
 // Close releases the server (stops a throwaway one).

@@ -1,0 +1,11 @@
+package outbox
+
+import "errors"
+
+var (
+	// ErrInvalidMessage is returned for a message that cannot be stored,
+	// such as one without a destination.
+	ErrInvalidMessage = errors.New("outbox: invalid message")
+	// ErrNotFound is returned when no message matches.
+	ErrNotFound = errors.New("outbox: message not found")
+)

@@ -1,0 +1,98 @@
+package outbox
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Message is one call to make downstream.
+type Message struct {
+	// ID identifies the message. Zero: a new UUIDv7 (time-ordered, good
+	// index locality).
+	ID uuid.UUID
+	// Destination names where the message goes, as configured in the
+	// dispatcher. Required.
+	Destination string
+	// Type is the message type ("deal.won", "email.welcome"...).
+	Type string
+	// OrderingKey, when set, makes messages with the same key go out one at
+	// a time in commit order. Leave it empty when order does not matter.
+	OrderingKey string
+	// Payload is the body sent downstream.
+	Payload []byte
+	// Headers are sent downstream with the payload.
+	Headers http.Header
+	// CausedBy is the inbox event that caused this message, if any. It links
+	// the message to the event and derives its idempotency key.
+	CausedBy *EventRef
+	// Step tells apart several messages that one event causes with the same
+	// type and destination ("welcome-email", "reminder-email").
+	Step string
+	// IdempotencyKey overrides the derived key. Leave empty to derive it.
+	IdempotencyKey string
+}
+
+// EventRef names an inbox event.
+type EventRef struct {
+	Source  string
+	EventID string
+}
+
+// Enqueued says what Enqueue stored, or found.
+type Enqueued struct {
+	ID             uuid.UUID
+	IdempotencyKey string
+	// Seq is the message's place among those with its ordering key (0
+	// without a key).
+	Seq int64
+	// Existing is true when a message with this idempotency key was already
+	// there: nothing new was stored and the fields describe that message.
+	Existing  bool
+	CreatedAt time.Time
+}
+
+// keyNamespace is the UUIDv5 namespace of derived idempotency keys.
+var keyNamespace = uuid.MustParse("6f1e7c1a-52b3-4c57-9b1e-0e3f4a2d7c11")
+
+// DeriveIdempotencyKey returns the idempotency key of a message caused by an
+// inbox event: a UUIDv5 of the event's source and id, the message type and
+// the step. The same inputs give the same key in every process and on every
+// run, so a handler that runs again sends downstream the same key.
+func DeriveIdempotencyKey(cause EventRef, msgType, step string) string {
+	// NUL cannot appear in any of the parts (PostgreSQL text refuses it),
+	// so joining with it is unambiguous.
+	name := strings.Join([]string{cause.Source, cause.EventID, msgType, step}, "\x00")
+	return uuid.NewSHA1(keyNamespace, []byte(name)).String()
+}
+
+// prepare fills in the id and the idempotency key and checks the message.
+func (m *Message) prepare() error {
+	if m.Destination == "" {
+		return fmt.Errorf("%w: destination is required", ErrInvalidMessage)
+	}
+	if m.CausedBy != nil && (m.CausedBy.Source == "" || m.CausedBy.EventID == "") {
+		return fmt.Errorf("%w: CausedBy needs both source and event id", ErrInvalidMessage)
+	}
+	if m.ID == uuid.Nil {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("outbox: new message id: %w", err)
+		}
+		m.ID = id
+	}
+	if m.IdempotencyKey == "" {
+		if m.CausedBy != nil {
+			m.IdempotencyKey = DeriveIdempotencyKey(*m.CausedBy, m.Type, m.Step)
+		} else {
+			m.IdempotencyKey = m.ID.String()
+		}
+	}
+	if m.Payload == nil {
+		m.Payload = []byte{}
+	}
+	return nil
+}

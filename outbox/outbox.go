@@ -1,0 +1,209 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pg"
+)
+
+// DB is what the outbox needs from a database handle: pass the caller's
+// pgx.Tx so that messages commit or roll back with the business writes.
+type DB = pg.DB
+
+// Outbox enqueues messages in one schema. It holds no connections and is
+// safe for concurrent use.
+type Outbox struct {
+	schema                 string
+	enqueue, existing, get string
+}
+
+// New returns an Outbox. A nil cfg means the defaults.
+func New(cfg *Config) (*Outbox, error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &Outbox{
+		schema:   c.Schema,
+		enqueue:  dbschema.Render(enqueueSQL, c.Schema),
+		existing: dbschema.Render(existingSQL, c.Schema),
+		get:      dbschema.Render(getSQL, c.Schema),
+	}, nil
+}
+
+// NotifyChannel is the channel on which committed enqueues are announced.
+func (o *Outbox) NotifyChannel() string { return dbschema.NotifyChannel(o.schema) }
+
+// Enqueue stores msg in db, the caller's transaction: the message exists,
+// and will be delivered, only if that transaction commits. Enqueueing an
+// idempotency key that the destination already has stores nothing and
+// returns the existing message with Existing set.
+func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, error) {
+	args, err := enqueueArgs(&msg)
+	if err != nil {
+		return Enqueued{}, err
+	}
+	var (
+		seq *int64
+		out = Enqueued{ID: msg.ID, IdempotencyKey: msg.IdempotencyKey}
+	)
+	err = db.QueryRow(ctx, o.enqueue, args...).Scan(&seq, &out.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o.findExisting(ctx, db, msg)
+	}
+	if err != nil {
+		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: %w", msg.Destination, err)
+	}
+	if seq != nil {
+		out.Seq = *seq
+	}
+	return out, nil
+}
+
+// EnqueueBatch stores several messages in one round trip, in order: messages
+// that share an ordering key get increasing sequence numbers in slice order.
+// The result has one entry per message.
+func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enqueued, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	batch := &pgx.Batch{}
+	for i := range msgs {
+		args, err := enqueueArgs(&msgs[i])
+		if err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		batch.Queue(o.enqueue, args...)
+	}
+	out := make([]Enqueued, len(msgs))
+	var existing []int
+	results := db.SendBatch(ctx, batch)
+	for i, m := range msgs {
+		var seq *int64
+		out[i] = Enqueued{ID: m.ID, IdempotencyKey: m.IdempotencyKey}
+		err := results.QueryRow().Scan(&seq, &out[i].CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			existing = append(existing, i)
+			continue
+		}
+		if err != nil {
+			_ = results.Close()
+			return nil, fmt.Errorf("outbox: enqueue batch, message %d to %s: %w", i, m.Destination, err)
+		}
+		if seq != nil {
+			out[i].Seq = *seq
+		}
+	}
+	if err := results.Close(); err != nil {
+		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+	}
+	for _, i := range existing {
+		e, err := o.findExisting(ctx, db, msgs[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+func (o *Outbox) findExisting(ctx context.Context, db DB, msg Message) (Enqueued, error) {
+	var (
+		seq *int64
+		out = Enqueued{IdempotencyKey: msg.IdempotencyKey, Existing: true}
+	)
+	err := db.QueryRow(ctx, o.existing, msg.Destination, msg.IdempotencyKey).Scan(&out.ID, &seq, &out.CreatedAt)
+	if err != nil {
+		// No row: the conflicting message was committed after this
+		// transaction's snapshot (REPEATABLE READ) and cannot be seen.
+		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: idempotency key %s exists but cannot be read: %w", msg.Destination, msg.IdempotencyKey, err)
+	}
+	if seq != nil {
+		out.Seq = *seq
+	}
+	return out, nil
+}
+
+func enqueueArgs(msg *Message) ([]any, error) {
+	if err := msg.prepare(); err != nil {
+		return nil, err
+	}
+	headers, err := json.Marshal(msg.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: encode headers: %w", err)
+	}
+	if msg.Headers == nil {
+		headers = []byte("{}")
+	}
+	var key, causeSource, causeID *string
+	if msg.OrderingKey != "" {
+		key = &msg.OrderingKey
+	}
+	if msg.CausedBy != nil {
+		causeSource, causeID = &msg.CausedBy.Source, &msg.CausedBy.EventID
+	}
+	return []any{msg.ID, msg.Destination, msg.Type, key, msg.Payload, string(headers),
+		msg.IdempotencyKey, causeSource, causeID, msg.Step}, nil
+}
+
+// Stored is a message as the outbox holds it.
+type Stored struct {
+	ID             uuid.UUID
+	Destination    string
+	Type           string
+	OrderingKey    string
+	Seq            int64
+	Payload        []byte
+	Headers        http.Header
+	IdempotencyKey string
+	CausedBy       *EventRef
+	Step           string
+	Status         string
+	Attempts       int
+	NextAttemptAt  time.Time
+	LastError      string
+	LastStatusCode *int
+	CreatedAt      time.Time
+	DeliveredAt    *time.Time
+}
+
+// Get returns one message by id.
+func (o *Outbox) Get(ctx context.Context, db DB, id uuid.UUID) (Stored, error) {
+	var (
+		s                     Stored
+		key, srcRef, eventRef *string
+		seq                   *int64
+		headers               []byte
+	)
+	err := db.QueryRow(ctx, o.get, id).Scan(&s.ID, &s.Destination, &s.Type, &key, &seq,
+		&s.Payload, &headers, &s.IdempotencyKey, &srcRef, &eventRef, &s.Step, &s.Status,
+		&s.Attempts, &s.NextAttemptAt, &s.LastError, &s.LastStatusCode, &s.CreatedAt, &s.DeliveredAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Stored{}, fmt.Errorf("outbox: get %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Stored{}, fmt.Errorf("outbox: get %s: %w", id, err)
+	}
+	if key != nil {
+		s.OrderingKey = *key
+	}
+	if seq != nil {
+		s.Seq = *seq
+	}
+	if srcRef != nil && eventRef != nil {
+		s.CausedBy = &EventRef{Source: *srcRef, EventID: *eventRef}
+	}
+	if err := json.Unmarshal(headers, &s.Headers); err != nil {
+		return Stored{}, fmt.Errorf("outbox: get %s: decode headers: %w", id, err)
+	}
+	return s, nil
+}
