@@ -28,7 +28,7 @@ func ExampleInbox_Record() {
 		panic(err)
 	}
 
-	in, _ := inbox.New(nil)  // schema "outboxd", 96 h dedupe window
+	in, _ := inbox.New(nil)   // schema "outboxd", 96 h dedupe window
 	out, _ := outbox.New(nil) // same schema
 
 	handle := func(eventID string, body []byte) error {

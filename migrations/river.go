@@ -53,7 +53,10 @@ func migrateRiver(ctx context.Context, tx *sql.Tx, schema string, dir rivermigra
 	if err != nil {
 		return fmt.Errorf("river migrator: %w", err)
 	}
-	if _, err := m.MigrateTx(ctx, tx, dir, &rivermigrate.MigrateOpts{TargetVersion: target}); err != nil {
+	// MigrateTx is deprecated because some River versions cannot share one
+	// transaction; riverSteps splits them at that boundary, and running
+	// inside goose's transaction keeps each step atomic with its version row.
+	if _, err := m.MigrateTx(ctx, tx, dir, &rivermigrate.MigrateOpts{TargetVersion: target}); err != nil { //nolint:staticcheck // see above
 		return fmt.Errorf("river migrations %s to %d: %w", dir, target, err)
 	}
 	return nil

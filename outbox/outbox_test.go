@@ -211,7 +211,7 @@ func TestSequenceFollowsCommitOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	eEarly := <-done
-	if !(eLate.Seq < eEarly.Seq) {
+	if eLate.Seq >= eEarly.Seq {
 		t.Fatalf("committed first got seq %d, committed second got %d", eLate.Seq, eEarly.Seq)
 	}
 	if early.ID.String() >= late.ID.String() {

@@ -104,8 +104,9 @@ func startCluster(ctx context.Context, bin string) (*Server, error) {
 	stop := func() error {
 		// SIGINT is PostgreSQL's fast shutdown.
 		_ = srv.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- srv.Wait() }()
+		// The exit status after SIGINT is of no interest.
+		done := make(chan struct{})
+		go func() { _ = srv.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):

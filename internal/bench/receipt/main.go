@@ -1,0 +1,213 @@
+// Command receipt measures the webhook receipt transaction (inbox record +
+// one business row + one outbox enqueue + commit) through outboxd's Go API
+// at 1 and 16 connections, and pgbench running the same statements against
+// the same server in the same run, alternating, and prints a Markdown table.
+//
+//	go run ./internal/bench/receipt [-database-url URL] [-duration 10s] [-rounds 2]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/migrations"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+func main() {
+	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench is created on it)")
+	duration := flag.Duration("duration", 10*time.Second, "length of each measurement")
+	rounds := flag.Int("rounds", 2, "alternating rounds of (outboxd, pgbench) per concurrency")
+	flag.Parse()
+	if err := run(*adminURL, *duration, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-receipt:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(adminURL string, d time.Duration, rounds int) error {
+	ctx := context.Background()
+	url, err := freshDatabase(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	script, err := scriptPath()
+	if err != nil {
+		return err
+	}
+	in, _ := inbox.New(nil)
+	ob, _ := outbox.New(nil)
+
+	fmt.Printf("Receipt transaction, %s per measurement, %d alternating rounds; %d CPUs, %s\n\n", d, rounds, runtime.NumCPU(), runtime.Version())
+	fmt.Println("| connections | outboxd tx/s | pgbench tx/s | outboxd / pgbench |")
+	fmt.Println("|---|---|---|---|")
+	for _, conns := range []int{1, 16} {
+		var ours, theirs []float64
+		for r := 0; r < rounds; r++ {
+			tps, err := measureOurs(ctx, url, in, ob, conns, d)
+			if err != nil {
+				return err
+			}
+			ours = append(ours, tps)
+			tps, err = measurePgbench(url, script, conns, d)
+			if err != nil {
+				return err
+			}
+			theirs = append(theirs, tps)
+		}
+		o, p := median(ours), median(theirs)
+		fmt.Printf("| %d | %.0f | %.0f | %.0f%% |\n", conns, o, p, 100*o/p)
+	}
+	return nil
+}
+
+// freshDatabase (re)creates outboxd_bench, migrated, with the business table.
+func freshDatabase(ctx context.Context, adminURL string) (string, error) {
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{"DROP DATABASE IF EXISTS outboxd_bench WITH (FORCE)", "CREATE DATABASE outboxd_bench"} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			return "", fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	cfg := admin.Config().Copy()
+	cfg.Database = "outboxd_bench"
+	url := fmt.Sprintf("postgres://%s@%s:%d/outboxd_bench?sslmode=disable", cfg.User, cfg.Host, cfg.Port)
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	if err := migrations.Up(ctx, db, ""); err != nil {
+		return "", err
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE bench_leads (id bigserial PRIMARY KEY, email text NOT NULL, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return "", err
+	}
+	return url, nil
+}
+
+var payload = []byte(`{"id":"evt","type":"lead.created","data":{"email":"ada@example.com","name":"Ada Lovelace","phone":"+15550100","source":"landing-page","utm":"spring"}}`)
+
+func measureOurs(ctx context.Context, url string, in *inbox.Inbox, ob *outbox.Outbox, conns int, d time.Duration) (float64, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return 0, err
+	}
+	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	var (
+		done     atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := 0; w < conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if err := receipt(ctx, pool, in, ob); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(done.Load()) / time.Since(start).Seconds(), nil
+}
+
+func receipt(ctx context.Context, pool *pgxpool.Pool, in *inbox.Inbox, ob *outbox.Outbox) error {
+	id := "evt_" + strconv.FormatInt(rand.Int64(), 10)
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		res, err := in.Record(ctx, tx, inbox.Event{
+			Source: "bench", ID: id, Type: "lead.created", Payload: payload,
+			Headers: http.Header{"Content-Type": {"application/json"}, "Webhook-Id": {"evt"}},
+			Refs:    map[string]string{"email": "ada@example.com"},
+		})
+		if err != nil || !res.New {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO bench_leads (email, name) VALUES ($1, $2)`, "ada@example.com", "Ada Lovelace"); err != nil {
+			return err
+		}
+		_, err = ob.Enqueue(ctx, tx, outbox.Message{
+			Destination: "email-api", Type: "email.welcome",
+			OrderingKey: "contact-" + strconv.Itoa(1+rand.IntN(10000)),
+			Payload:     []byte(`{"to":"ada@example.com","template":"welcome"}`),
+			CausedBy:    &outbox.EventRef{Source: "bench", EventID: id},
+		})
+		return err
+	})
+}
+
+var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+func measurePgbench(url, script string, conns int, d time.Duration) (float64, error) {
+	threads := min(conns, runtime.NumCPU())
+	cmd := exec.Command("pgbench", "-n", "-M", "prepared", "-c", strconv.Itoa(conns), "-j", strconv.Itoa(threads),
+		"-T", strconv.Itoa(int(d.Seconds())), "-f", script, url)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("pgbench: %w\n%s", err, out)
+	}
+	m := tpsLine.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("pgbench printed no tps line:\n%s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+func scriptPath() (string, error) {
+	// Run from the module root (make bench-receipt does).
+	p := filepath.Join("internal", "bench", "receipt", "receipt.pgbench")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("pgbench script: %w (run from the repository root)", err)
+	}
+	return p, nil
+}
+
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
