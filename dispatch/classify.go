@@ -1,0 +1,46 @@
+package dispatch
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ClassifyStatus maps an HTTP status code to an outcome: 2xx delivered;
+// 408, 425, 429 and 5xx retry; 410 pauses the destination; any other code
+// (other 4xx, and 3xx, since redirects are not followed) is dead.
+func ClassifyStatus(code int) Outcome {
+	switch {
+	case code >= 200 && code < 300:
+		return Delivered
+	case code == http.StatusGone:
+		return Pause
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
+		code == http.StatusTooManyRequests, code >= 500 && code < 600:
+		return Retry
+	default:
+		return Dead
+	}
+}
+
+// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+// It returns 0 when the header is absent or unreadable.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,81 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Message is what a destination delivers.
+type Message struct {
+	ID             uuid.UUID
+	Destination    string
+	Type           string
+	OrderingKey    string
+	Seq            int64
+	Payload        []byte
+	Headers        http.Header
+	IdempotencyKey string
+	// Attempt counts from 1.
+	Attempt   int
+	CreatedAt time.Time
+}
+
+// Outcome is what should happen to a message after an attempt.
+type Outcome string
+
+const (
+	// Delivered: the destination accepted the message.
+	Delivered Outcome = "delivered"
+	// Retry: a transient failure; try again after a backoff (or RetryAfter).
+	Retry Outcome = "retry"
+	// Dead: a permanent failure; retrying cannot help.
+	Dead Outcome = "dead"
+	// Pause: the destination is gone (HTTP 410); stop sending to it until
+	// an operator resumes it. The message stays pending.
+	Pause Outcome = "pause"
+)
+
+// Result describes one attempt.
+type Result struct {
+	Outcome Outcome
+	// StatusCode is the HTTP status, when there was one.
+	StatusCode int
+	// Err says what went wrong, for operators.
+	Err error
+	// RetryAfter is the destination's own wish (Retry-After), zero if none.
+	RetryAfter time.Duration
+	// Body is the start of the response body, for operators.
+	Body []byte
+}
+
+// Destination delivers messages somewhere. Deliver must be safe for
+// concurrent use, must carry msg.IdempotencyKey, and must return when ctx is
+// done.
+type Destination interface {
+	Deliver(ctx context.Context, msg Message) Result
+}
+
+// DestinationFunc adapts a function to Destination.
+type DestinationFunc func(ctx context.Context, msg Message) Result
+
+// Deliver calls f.
+func (f DestinationFunc) Deliver(ctx context.Context, msg Message) Result { return f(ctx, msg) }
+
+// Error returns the result's error text, or "".
+func (r Result) Error() string {
+	if r.Err == nil {
+		return ""
+	}
+	return r.Err.Error()
+}
+
+func (r Result) String() string {
+	if r.StatusCode != 0 {
+		return fmt.Sprintf("%s (HTTP %d) %s", r.Outcome, r.StatusCode, r.Error())
+	}
+	return fmt.Sprintf("%s %s", r.Outcome, r.Error())
+}

@@ -1,0 +1,267 @@
+package dispatch_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/dispatch/dispatchtest"
+)
+
+// The published Standard Webhooks vector, as used by Svix's own library
+// tests (svix-webhooks, php/tests/WebhookTest.php testSignFunctionWorks):
+// a receiver's stock library must verify what we send.
+func TestSignerMatchesStandardWebhooksVector(t *testing.T) {
+	s, err := dispatch.NewSigner("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Sign("msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Fatalf("signature %s, want %s", got, want)
+	}
+	for _, bad := range []string{"whsec_!!!", "whsec_c2hvcnQ="} {
+		if _, err := dispatch.NewSigner(bad); err == nil {
+			t.Errorf("secret %q accepted", bad)
+		}
+	}
+}
+
+func TestClassifyStatus(t *testing.T) {
+	for code, want := range map[int]dispatch.Outcome{
+		200: dispatch.Delivered, 201: dispatch.Delivered, 204: dispatch.Delivered,
+		301: dispatch.Dead, 400: dispatch.Dead, 401: dispatch.Dead, 404: dispatch.Dead, 422: dispatch.Dead,
+		408: dispatch.Retry, 425: dispatch.Retry, 429: dispatch.Retry,
+		500: dispatch.Retry, 502: dispatch.Retry, 503: dispatch.Retry, 504: dispatch.Retry,
+		410: dispatch.Pause,
+	} {
+		if got := dispatch.ClassifyStatus(code); got != want {
+			t.Errorf("%d: %s, want %s", code, got, want)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"2": 2 * time.Second, "0": 0, "": 0, "-5": 0, "soon": 0,
+		"Sat, 28 Nov 2026 12:00:30 GMT": 30 * time.Second,
+		"Sat, 28 Nov 2026 11:00:00 GMT": 0,
+	} {
+		if got := dispatch.ParseRetryAfter(in, now); got != want {
+			t.Errorf("%q: %s, want %s", in, got, want)
+		}
+	}
+}
+
+// sink records what an HTTP downstream receives.
+type sink struct {
+	mu       sync.Mutex
+	received []dispatchtest.Received
+	headers  []http.Header
+	status   int
+	extra    http.Header
+}
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	s.received = append(s.received, dispatchtest.Received{IdempotencyKey: r.Header.Get("Idempotency-Key"), Payload: body})
+	s.headers = append(s.headers, r.Header.Clone())
+	status, extra := s.status, s.extra
+	s.mu.Unlock()
+	for k, v := range extra {
+		w.Header()[k] = v
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, strings.Repeat("x", 3000))
+}
+
+func (s *sink) snapshot() []dispatchtest.Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]dispatchtest.Received(nil), s.received...)
+}
+
+func newHTTP(t *testing.T, cfg dispatch.HTTPConfig) (*dispatch.HTTP, *sink) {
+	t.Helper()
+	s := &sink{}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	cfg.URL = srv.URL
+	d, err := dispatch.NewHTTP(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, s
+}
+
+func TestHTTPConformance(t *testing.T) {
+	dispatchtest.Run(t, func(t *testing.T) dispatchtest.Subject {
+		d, s := newHTTP(t, dispatch.HTTPConfig{Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+		return dispatchtest.Subject{Destination: d, Received: s.snapshot}
+	})
+}
+
+func TestMemoryConformance(t *testing.T) {
+	dispatchtest.Run(t, func(t *testing.T) dispatchtest.Subject {
+		m := &dispatch.Memory{}
+		return dispatchtest.Subject{Destination: m, Received: func() []dispatchtest.Received {
+			var out []dispatchtest.Received
+			for _, d := range m.Deliveries() {
+				out = append(out, dispatchtest.Received{IdempotencyKey: d.IdempotencyKey, Payload: d.Payload})
+			}
+			return out
+		}}
+	})
+}
+
+func TestHTTPHeadersAndResignedAttempts(t *testing.T) {
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	d, s := newHTTP(t, dispatch.HTTPConfig{Secret: secret, Headers: http.Header{"Authorization": {"Bearer t0k"}}})
+	msg := dispatch.Message{IdempotencyKey: "key-1", Payload: []byte(`{"a":1}`), Headers: http.Header{"X-Trace": {"t1"}}}
+	for i := 0; i < 2; i++ {
+		if res := d.Deliver(context.Background(), msg); res.Outcome != dispatch.Delivered || res.StatusCode != 200 {
+			t.Fatalf("attempt %d: %s", i, res)
+		}
+		if i == 0 {
+			time.Sleep(1100 * time.Millisecond) // a new second, a new timestamp
+		}
+	}
+	signer, _ := dispatch.NewSigner(secret)
+	var stamps []string
+	for _, h := range s.headers {
+		if h.Get("Idempotency-Key") != "key-1" || h.Get("Webhook-Id") != "key-1" {
+			t.Fatalf("keys: %v", h)
+		}
+		if h.Get("Authorization") != "Bearer t0k" || h.Get("X-Trace") != "t1" || h.Get("Content-Type") != "application/json" {
+			t.Fatalf("headers: %v", h)
+		}
+		stamps = append(stamps, h.Get("Webhook-Timestamp"))
+		unix, err := strconv.ParseInt(h.Get("Webhook-Timestamp"), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := signer.Sign("key-1", time.Unix(unix, 0), msg.Payload); h.Get("Webhook-Signature") != want {
+			t.Fatalf("signature %q, want %q", h.Get("Webhook-Signature"), want)
+		}
+	}
+	if stamps[0] == stamps[1] {
+		t.Fatalf("both attempts stamped %s: attempts must be re-signed", stamps[0])
+	}
+}
+
+func TestHTTPOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		status     int
+		retryAfter string
+		want       dispatch.Outcome
+		wantAfter  time.Duration
+	}{
+		{200, "", dispatch.Delivered, 0},
+		{429, "2", dispatch.Retry, 2 * time.Second},
+		{503, "7", dispatch.Retry, 7 * time.Second},
+		{500, "", dispatch.Retry, 0},
+		{400, "", dispatch.Dead, 0},
+		{410, "", dispatch.Pause, 0},
+		{302, "", dispatch.Dead, 0},
+	} {
+		d, s := newHTTP(t, dispatch.HTTPConfig{MaxResponseBody: 100})
+		s.status = tc.status
+		if tc.retryAfter != "" {
+			s.extra = http.Header{"Retry-After": {tc.retryAfter}, "Location": {"http://elsewhere.invalid/"}}
+		} else {
+			s.extra = http.Header{"Location": {"http://elsewhere.invalid/"}}
+		}
+		res := d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k", Payload: []byte("{}")})
+		if res.Outcome != tc.want || res.StatusCode != tc.status || res.RetryAfter != tc.wantAfter {
+			t.Errorf("HTTP %d: %+v", tc.status, res)
+		}
+		if len(res.Body) != 100 {
+			t.Errorf("HTTP %d: kept %d bytes of body, want 100", tc.status, len(res.Body))
+		}
+	}
+}
+
+func TestHTTPTransportFailuresRetry(t *testing.T) {
+	// A server that never answers: the per-destination timeout applies.
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	defer srv.Close()
+	defer close(block)
+	d, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: srv.URL, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k"})
+	if res.Outcome != dispatch.Retry || !strings.Contains(res.Error(), "timeout") {
+		t.Fatalf("timeout: %+v", res)
+	}
+	// Nothing listens on the port: connection refused.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	url := closed.URL
+	closed.Close()
+	d, _ = dispatch.NewHTTP(dispatch.HTTPConfig{URL: url})
+	if res := d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k"}); res.Outcome != dispatch.Retry {
+		t.Fatalf("refused: %+v", res)
+	}
+}
+
+func TestHTTPConcurrencyAndRateLimits(t *testing.T) {
+	var (
+		mu            sync.Mutex
+		inFlight, max int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		if inFlight > max {
+			max = inFlight
+		}
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	d, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: srv.URL, MaxConcurrency: 3, Rate: 50, Burst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k"})
+		}()
+	}
+	wg.Wait()
+	if max > 3 {
+		t.Errorf("%d requests in flight, limit 3", max)
+	}
+	// 20 requests at 50/s with a burst of 1 need at least 19/50 s.
+	if el := time.Since(start); el < 380*time.Millisecond {
+		t.Errorf("20 requests took %s: the rate limit was not applied", el)
+	}
+}
+
+func TestNewHTTPValidates(t *testing.T) {
+	for _, cfg := range []dispatch.HTTPConfig{{URL: ""}, {URL: "ftp://x"}, {URL: "http://x", Secret: "nope!"}, {URL: "http://x", Rate: -1}} {
+		if _, err := dispatch.NewHTTP(cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// HTTPConfig configures an HTTP destination.
+type HTTPConfig struct {
+	// URL receives a POST of each message's payload. Required.
+	URL string
+	// Secret, a Standard Webhooks "whsec_" secret, signs each attempt
+	// (webhook-signature). Empty: requests are not signed.
+	Secret string
+	// Headers are added to every request (Authorization, Content-Type...).
+	// Default Content-Type: application/json.
+	Headers http.Header
+	// Timeout bounds one attempt. Default 10 s.
+	Timeout time.Duration
+	// MaxConcurrency bounds requests in flight to this destination. Default 16.
+	MaxConcurrency int
+	// Rate limits requests per second (0: unlimited); Burst is the bucket
+	// size (default 1 when Rate is set).
+	Rate  float64
+	Burst int
+	// MaxResponseBody is how much of a response body is kept for operators.
+	// Default 1 KiB.
+	MaxResponseBody int
+	// Client sends the requests. Default: a client with keep-alive that does
+	// not follow redirects.
+	Client *http.Client
+}
+
+// HTTP posts messages to a URL.
+//
+// Every request carries Idempotency-Key and webhook-id (both the message's
+// idempotency key), webhook-timestamp and, with a secret, webhook-signature,
+// signed afresh on each attempt.
+type HTTP struct {
+	cfg     HTTPConfig
+	signer  *Signer
+	sem     chan struct{}
+	limiter *rate.Limiter
+	now     func() time.Time
+}
+
+var _ Destination = (*HTTP)(nil)
+
+// NewHTTP returns an HTTP destination.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("dispatch: HTTPConfig.URL %q: want an http or https URL", cfg.URL)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MaxConcurrency == 0 {
+		cfg.MaxConcurrency = 16
+	}
+	if cfg.MaxResponseBody == 0 {
+		cfg.MaxResponseBody = 1024
+	}
+	if cfg.Timeout < 0 || cfg.MaxConcurrency < 0 || cfg.Rate < 0 || cfg.Burst < 0 {
+		return nil, errors.New("dispatch: HTTPConfig: Timeout, MaxConcurrency, Rate and Burst must not be negative")
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{
+			Transport: &http.Transport{
+				Proxy:               http.ProxyFromEnvironment,
+				MaxIdleConnsPerHost: cfg.MaxConcurrency,
+				IdleConnTimeout:     90 * time.Second,
+			},
+			// A redirect is the destination's configuration problem; a
+			// POST must not silently turn into a GET elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	d := &HTTP{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrency), now: time.Now}
+	if cfg.Secret != "" {
+		if d.signer, err = NewSigner(cfg.Secret); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Rate > 0 {
+		burst := cfg.Burst
+		if burst == 0 {
+			burst = 1
+		}
+		d.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), burst)
+	}
+	return d, nil
+}
+
+// Deliver posts msg.Payload and classifies the answer.
+func (d *HTTP) Deliver(ctx context.Context, msg Message) Result {
+	select {
+	case d.sem <- struct{}{}:
+		defer func() { <-d.sem }()
+	case <-ctx.Done():
+		return Result{Outcome: Retry, Err: ctx.Err()}
+	}
+	if d.limiter != nil {
+		if err := d.limiter.Wait(ctx); err != nil {
+			return Result{Outcome: Retry, Err: fmt.Errorf("rate limit: %w", err)}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.URL, bytes.NewReader(msg.Payload))
+	if err != nil {
+		return Result{Outcome: Dead, Err: err}
+	}
+	for k, vs := range msg.Headers {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	for k, vs := range d.cfg.Headers {
+		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	if req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	now := d.now()
+	req.Header.Set("Idempotency-Key", msg.IdempotencyKey)
+	req.Header.Set("Webhook-Id", msg.IdempotencyKey)
+	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
+	if d.signer != nil {
+		req.Header.Set("Webhook-Signature", d.signer.Sign(msg.IdempotencyKey, now, msg.Payload))
+	}
+
+	resp, err := d.cfg.Client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("timeout after %s: %w", d.cfg.Timeout, err)
+		}
+		return Result{Outcome: Retry, Err: err}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.MaxResponseBody)))
+	// Drain a little more so the connection can be reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+
+	res := Result{Outcome: ClassifyStatus(resp.StatusCode), StatusCode: resp.StatusCode, Body: body}
+	if res.Outcome != Delivered {
+		res.Err = fmt.Errorf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	return res
+}
