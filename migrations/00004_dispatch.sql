@@ -9,6 +9,11 @@
 ALTER TABLE outbox_messages
     ADD COLUMN lane smallint NOT NULL
         GENERATED ALWAYS AS ((hashtext(coalesce(ordering_key, id::text)) & 2147483647) % 32) STORED;
+-- A requeued dead letter gets a fresh attempt budget and age, while its
+-- attempt numbers (and history) continue.
+ALTER TABLE outbox_messages
+    ADD COLUMN attempts_base integer NOT NULL DEFAULT 0,
+    ADD COLUMN requeued_at timestamptz;
 DROP INDEX outbox_messages_pending_idx;
 CREATE INDEX outbox_messages_lane_keyed_idx
     ON outbox_messages (lane, ordering_key, seq)
@@ -57,7 +62,35 @@ CREATE TABLE outbox_destinations (
     paused_at timestamptz
 );
 
+-- Wake only the lane that has work: the notification carries the lane.
+-- Identical notifications in one transaction are sent once.
+DROP TRIGGER outbox_messages_notify ON outbox_messages;
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', NEW.lane::text);
+    RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER outbox_messages_notify
+    AFTER INSERT OR UPDATE OF status, next_attempt_at ON outbox_messages
+    FOR EACH ROW WHEN (NEW.status = 'pending' AND NEW.next_attempt_at <= now())
+    EXECUTE FUNCTION outbox_notify();
+
 -- +goose Down
+DROP TRIGGER outbox_messages_notify ON outbox_messages;
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', '');
+    RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER outbox_messages_notify
+    AFTER INSERT ON outbox_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
 DROP TABLE outbox_destinations;
 DROP TABLE outbox_attempts;
 DROP TABLE outbox_dispatchers;
@@ -67,6 +100,6 @@ DROP INDEX outbox_messages_dead_idx;
 DROP INDEX outbox_messages_pending_created_idx;
 DROP INDEX outbox_messages_lane_unkeyed_idx;
 DROP INDEX outbox_messages_lane_keyed_idx;
-ALTER TABLE outbox_messages DROP COLUMN lane;
+ALTER TABLE outbox_messages DROP COLUMN lane, DROP COLUMN attempts_base, DROP COLUMN requeued_at;
 CREATE INDEX outbox_messages_pending_idx
     ON outbox_messages (next_attempt_at) WHERE status = 'pending';

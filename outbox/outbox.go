@@ -178,20 +178,32 @@ type Stored struct {
 
 // Get returns one message by id.
 func (o *Outbox) Get(ctx context.Context, db DB, id uuid.UUID) (Stored, error) {
+	rows, err := db.Query(ctx, o.get, id)
+	if err != nil {
+		return Stored{}, fmt.Errorf("outbox: get %s: %w", id, err)
+	}
+	s, err := pgx.CollectExactlyOneRow(rows, scanStored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Stored{}, fmt.Errorf("outbox: get %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Stored{}, fmt.Errorf("outbox: get %s: %w", id, err)
+	}
+	return s, nil
+}
+
+func scanStored(row pgx.CollectableRow) (Stored, error) {
 	var (
 		s                     Stored
 		key, srcRef, eventRef *string
 		seq                   *int64
 		headers               []byte
 	)
-	err := db.QueryRow(ctx, o.get, id).Scan(&s.ID, &s.Destination, &s.Type, &key, &seq,
+	err := row.Scan(&s.ID, &s.Destination, &s.Type, &key, &seq,
 		&s.Payload, &headers, &s.IdempotencyKey, &srcRef, &eventRef, &s.Step, &s.Status,
 		&s.Attempts, &s.NextAttemptAt, &s.LastError, &s.LastStatusCode, &s.CreatedAt, &s.DeliveredAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Stored{}, fmt.Errorf("outbox: get %s: %w", id, ErrNotFound)
-	}
 	if err != nil {
-		return Stored{}, fmt.Errorf("outbox: get %s: %w", id, err)
+		return Stored{}, err
 	}
 	if key != nil {
 		s.OrderingKey = *key
@@ -203,7 +215,7 @@ func (o *Outbox) Get(ctx context.Context, db DB, id uuid.UUID) (Stored, error) {
 		s.CausedBy = &EventRef{Source: *srcRef, EventID: *eventRef}
 	}
 	if err := json.Unmarshal(headers, &s.Headers); err != nil {
-		return Stored{}, fmt.Errorf("outbox: get %s: decode headers: %w", id, err)
+		return Stored{}, fmt.Errorf("decode headers: %w", err)
 	}
 	return s, nil
 }

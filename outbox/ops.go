@@ -1,0 +1,137 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// Filter selects messages for the operator calls. Zero fields match
+// everything.
+type Filter struct {
+	IDs         []uuid.UUID
+	Destination string
+	Type        string
+	// Since and Until bound the creation time: Since <= created_at < Until.
+	Since, Until time.Time
+}
+
+func (f Filter) args(status string) []any {
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	optTime := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	var ids []uuid.UUID
+	if len(f.IDs) > 0 {
+		ids = f.IDs
+	}
+	return []any{status, ids, opt(f.Destination), opt(f.Type), optTime(f.Since), optTime(f.Until)}
+}
+
+func (o *Outbox) render(q string) string { return dbschema.Render(q, o.schema) }
+
+// ListDead returns dead-lettered messages matching f, oldest first, at most
+// limit.
+func (o *Outbox) ListDead(ctx context.Context, db DB, f Filter, limit int) ([]Stored, error) {
+	rows, err := db.Query(ctx, o.render(listSQL), append(f.args("dead"), limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list dead: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanStored)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list dead: %w", err)
+	}
+	return out, nil
+}
+
+// Requeue puts the dead messages matching f back in line, with a fresh
+// attempt budget and the same idempotency key, so a downstream that already
+// applied one does not apply it twice. It returns how many were requeued.
+func (o *Outbox) Requeue(ctx context.Context, db DB, f Filter) (int64, error) {
+	tag, err := db.Exec(ctx, o.render(requeueSQL), f.args("dead")...)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: requeue: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// PurgeDead deletes the dead messages matching f, with their attempts.
+func (o *Outbox) PurgeDead(ctx context.Context, db DB, f Filter) (int64, error) {
+	tag, err := db.Exec(ctx, o.render(purgeSQL), f.args("dead")...)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: purge dead: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Attempt is one recorded delivery attempt.
+type Attempt struct {
+	Number       int
+	At           time.Time
+	Duration     time.Duration
+	Outcome      string
+	StatusCode   *int
+	Error        string
+	ResponseBody string
+	Dispatcher   string
+}
+
+// Attempts returns a message's delivery attempts, first first.
+func (o *Outbox) Attempts(ctx context.Context, db DB, id uuid.UUID) ([]Attempt, error) {
+	rows, err := db.Query(ctx, o.render(attemptsSQL), id)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: attempts of %s: %w", id, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
+		var a Attempt
+		var ms float64
+		err := row.Scan(&a.Number, &a.At, &ms, &a.Outcome, &a.StatusCode, &a.Error, &a.ResponseBody, &a.Dispatcher)
+		a.Duration = time.Duration(ms * float64(time.Millisecond))
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: attempts of %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// PausedDestination is a destination that answered 410 Gone.
+type PausedDestination struct {
+	Name     string
+	Reason   string
+	PausedAt time.Time
+}
+
+// PausedDestinations lists paused destinations.
+func (o *Outbox) PausedDestinations(ctx context.Context, db DB) ([]PausedDestination, error) {
+	rows, err := db.Query(ctx, o.render(pausedListSQL))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: paused destinations: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[PausedDestination])
+}
+
+// ResumeDestination lets dispatchers send to a paused destination again.
+func (o *Outbox) ResumeDestination(ctx context.Context, db DB, name string) error {
+	tag, err := db.Exec(ctx, o.render(resumeSQL), name)
+	if err != nil {
+		return fmt.Errorf("outbox: resume %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("resume %s: %w", name, ErrNotPaused)
+	}
+	return nil
+}

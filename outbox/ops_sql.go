@@ -1,0 +1,46 @@
+package outbox
+
+// Operator queries: dead letters, attempts, destination pauses. A filter
+// argument left NULL matches everything.
+
+// filterSQL selects messages by status and the Filter's fields ($1 status,
+// $2 ids, $3 destination, $4 type, $5 since, $6 until).
+const filterSQL = `
+status = $1
+AND ($2::uuid[] IS NULL OR id = ANY($2))
+AND ($3::text IS NULL OR destination = $3)
+AND ($4::text IS NULL OR type = $4)
+AND ($5::timestamptz IS NULL OR created_at >= $5)
+AND ($6::timestamptz IS NULL OR created_at < $6)`
+
+const listSQL = `
+SELECT id, destination, type, ordering_key, seq, payload, headers,
+       idempotency_key, caused_by_source, caused_by_event_id, step, status,
+       attempts, next_attempt_at, last_error, last_status_code, created_at,
+       delivered_at
+FROM {{schema}}.outbox_messages
+WHERE ` + filterSQL + `
+ORDER BY created_at, id
+LIMIT $7`
+
+// requeueSQL puts dead messages back with a fresh attempt budget and age;
+// attempt numbers continue and the idempotency key is unchanged.
+const requeueSQL = `
+UPDATE {{schema}}.outbox_messages
+SET status = 'pending', attempts_base = attempts, requeued_at = now(), next_attempt_at = now()
+WHERE ` + filterSQL
+
+const purgeSQL = `DELETE FROM {{schema}}.outbox_messages WHERE ` + filterSQL
+
+const attemptsSQL = `
+SELECT attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher
+FROM {{schema}}.outbox_attempts
+WHERE message_id = $1
+ORDER BY attempt`
+
+const resumeSQL = `
+UPDATE {{schema}}.outbox_destinations SET paused = false, reason = '', paused_at = NULL
+WHERE name = $1 AND paused`
+
+const pausedListSQL = `
+SELECT name, reason, paused_at FROM {{schema}}.outbox_destinations WHERE paused ORDER BY name`

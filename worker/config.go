@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// Config configures a Dispatcher.
+type Config struct {
+	// Schema holds outboxd's tables. Default "outboxd".
+	Schema string
+	// Destinations by name. Messages for a name not listed here are
+	// retried (and eventually dead-lettered) with an error saying so.
+	Destinations map[string]dispatch.Destination
+	// Retry is the default retry policy; RetryByDestination overrides it.
+	Retry              RetryPolicy
+	RetryByDestination map[string]RetryPolicy
+	// BatchSize bounds the messages one claim takes from a lane. Default 100.
+	BatchSize int
+	// PerKeyBatch bounds how many messages of one ordering key a claim
+	// takes (they are still sent one at a time). Default 10.
+	PerKeyBatch int
+	// LeaseTTL is how long a lane stays ours without renewal: how soon
+	// another dispatcher takes over after a crash. Default 10 s.
+	LeaseTTL time.Duration
+	// AcquireInterval is how often leases are renewed and lanes balanced.
+	// Default 1 s; must be well below LeaseTTL.
+	AcquireInterval time.Duration
+	// SweepInterval is how often an idle lane looks for due retries without
+	// being woken. Default 1 s.
+	SweepInterval time.Duration
+	// Maintenance configures the purge jobs run on River's leader.
+	Maintenance Maintenance
+	// ID names this dispatcher in leases and attempt records. Default
+	// hostname-pid-random.
+	ID string
+	// Logger receives operational logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Metrics, when set, is updated as messages are delivered.
+	Metrics *Metrics
+	// DisableRiver runs without River's client (and so without the
+	// leader's maintenance and re-kick jobs); for tests of the drain alone.
+	DisableRiver bool
+}
+
+// Maintenance configures the purge of old rows.
+type Maintenance struct {
+	// Interval between purge runs. Default 1 min.
+	Interval time.Duration
+	// DeliveredRetention: delivered messages (and their attempts) older than
+	// this are deleted. Default 7 days.
+	DeliveredRetention time.Duration
+	// BatchSize rows are deleted per statement, so no statement holds locks
+	// long. Default 1000.
+	BatchSize int
+}
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	out.Schema = dbschema.OrDefault(out.Schema)
+	out.Retry = out.Retry.withDefaults()
+	if out.BatchSize == 0 {
+		out.BatchSize = 100
+	}
+	if out.PerKeyBatch == 0 {
+		out.PerKeyBatch = 10
+	}
+	if out.LeaseTTL == 0 {
+		out.LeaseTTL = 10 * time.Second
+	}
+	if out.AcquireInterval == 0 {
+		out.AcquireInterval = time.Second
+	}
+	if out.SweepInterval == 0 {
+		out.SweepInterval = time.Second
+	}
+	if out.Maintenance.Interval == 0 {
+		out.Maintenance.Interval = time.Minute
+	}
+	if out.Maintenance.DeliveredRetention == 0 {
+		out.Maintenance.DeliveredRetention = 7 * 24 * time.Hour
+	}
+	if out.Maintenance.BatchSize == 0 {
+		out.Maintenance.BatchSize = 1000
+	}
+	if out.ID == "" {
+		host, _ := os.Hostname()
+		out.ID = host + "-" + strconv.Itoa(os.Getpid()) + "-" + uuid.NewString()[:8]
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out
+}
+
+func (c *Config) validate() error {
+	if err := dbschema.Validate(c.Schema); err != nil {
+		return fmt.Errorf("worker: Config.Schema: %w", err)
+	}
+	if len(c.Destinations) == 0 {
+		return errors.New("worker: Config.Destinations: at least one destination is required")
+	}
+	for name, d := range c.Destinations {
+		if d == nil {
+			return fmt.Errorf("worker: Config.Destinations[%q] is nil", name)
+		}
+	}
+	if c.BatchSize < 0 || c.PerKeyBatch < 0 {
+		return errors.New("worker: Config.BatchSize and PerKeyBatch must be positive")
+	}
+	if c.AcquireInterval >= c.LeaseTTL {
+		return fmt.Errorf("worker: Config.AcquireInterval (%s) must be shorter than LeaseTTL (%s)", c.AcquireInterval, c.LeaseTTL)
+	}
+	return nil
+}
+
+func (c *Config) retryFor(destination string) RetryPolicy {
+	if p, ok := c.RetryByDestination[destination]; ok {
+		return p.withDefaults()
+	}
+	return c.Retry
+}

@@ -1,0 +1,191 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// Dispatcher drains the outbox of one schema. Create it with New, run it with
+// Start, end it with Stop.
+type Dispatcher struct {
+	pool  *pgxpool.Pool
+	cfg   Config
+	log   *slog.Logger
+	q     queries
+	river *river.Client[pgxTx]
+
+	// abortCtx bounds deliveries: cancelled only when Stop's own context
+	// runs out, so a normal stop lets the batch in hand finish.
+	abortCtx context.Context
+	abort    context.CancelFunc
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+	runners map[int]*laneRunner
+	paused  sync.Map // destination name -> struct{}: paused here, before the database knows
+
+	listening atomic.Bool
+}
+
+type queries struct {
+	heartbeat, liveDispatchers, forgetDispatcher, renew, acquire, release,
+	claim, record, pause, paused, dueLanes, purgeInbox, purgeDelivered string
+}
+
+// New returns a Dispatcher that uses pool for everything. It does not start
+// work until Start.
+func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
+	if pool == nil || cfg == nil {
+		return nil, errors.New("worker: New needs a pool and a config")
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	r := func(q string) string { return dbschema.Render(q, c.Schema) }
+	d := &Dispatcher{
+		pool: pool, cfg: c, log: c.Logger.With("component", "outboxd.worker", "dispatcher", c.ID),
+		q: queries{
+			heartbeat: r(heartbeatSQL), liveDispatchers: r(liveDispatchersSQL), forgetDispatcher: r(forgetDispatcherSQL),
+			renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
+			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL), dueLanes: r(dueLanesSQL),
+			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL),
+		},
+		runners: map[int]*laneRunner{},
+	}
+	d.abortCtx, d.abort = context.WithCancel(context.Background())
+	if !c.DisableRiver {
+		var err error
+		if d.river, err = d.newRiver(); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// ID is the name this dispatcher uses in leases and attempt records.
+func (d *Dispatcher) ID() string { return d.cfg.ID }
+
+// Start begins draining in the background. The dispatcher runs until Stop
+// (ctx only bounds the start itself).
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.started {
+		return errors.New("worker: already started")
+	}
+	if err := d.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	if d.river != nil {
+		if err := d.river.Start(runCtx); err != nil {
+			cancel()
+			return fmt.Errorf("worker: start river: %w", err)
+		}
+	}
+	d.started, d.cancel, d.done = true, cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.listen(runCtx) }()
+	go func() { defer wg.Done(); d.manageLanes(runCtx) }()
+	go func() { wg.Wait(); close(d.done) }()
+	d.log.Info("dispatcher started", "destinations", len(d.cfg.Destinations))
+	return nil
+}
+
+// Stop ends draining: runners finish the batch in hand and record it (until
+// ctx is done: then in-flight deliveries are abandoned and will be sent
+// again), leases are released for other dispatchers, and River stops. Stop is
+// idempotent.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	if !d.started || d.stopped {
+		d.mu.Unlock()
+		return nil
+	}
+	d.stopped = true
+	d.mu.Unlock()
+
+	d.cancel()
+	var err error
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		// Out of patience: cancel in-flight deliveries (they are recorded as
+		// retries, or stay pending) and wait for the runners to notice.
+		d.abort()
+		<-d.done
+		err = fmt.Errorf("worker: stop: in-flight deliveries abandoned: %w", ctx.Err())
+	}
+	d.abort()
+	if d.river != nil {
+		if rerr := d.river.Stop(ctx); rerr != nil && !errors.Is(rerr, context.Canceled) {
+			err = errors.Join(err, fmt.Errorf("worker: stop river: %w", rerr))
+		}
+	}
+	d.log.Info("dispatcher stopped")
+	return err
+}
+
+// Ready reports whether the dispatcher is started, listening for commits
+// and not stopping.
+func (d *Dispatcher) Ready() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.started && !d.stopped && d.listening.Load()
+}
+
+// Lanes returns the lanes this dispatcher holds now.
+func (d *Dispatcher) Lanes() []int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]int, 0, len(d.runners))
+	for l := range d.runners {
+		out = append(out, l)
+	}
+	return out
+}
+
+// wake tells lane's runner, if it runs here, that it has work.
+func (d *Dispatcher) wake(lane int) {
+	d.mu.Lock()
+	r := d.runners[lane]
+	d.mu.Unlock()
+	if r != nil {
+		r.wake()
+	}
+}
+
+func (d *Dispatcher) wakeAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.runners {
+		r.wake()
+	}
+}
+
+// sleep waits for d or ctx; it reports false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

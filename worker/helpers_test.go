@@ -1,0 +1,161 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/sink"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+type bundle struct {
+	pool   *pgxpool.Pool
+	outbox *outbox.Outbox
+	sink   *sink.Sink
+}
+
+func setup(t *testing.T) bundle {
+	t.Helper()
+	s := sink.Start()
+	t.Cleanup(s.Close)
+	ob, _ := outbox.New(nil)
+	return bundle{pool: pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=20"), outbox: ob, sink: s}
+}
+
+// config is a dispatcher configuration for tests: fast intervals, one HTTP
+// destination "sink".
+func (b bundle) config(t *testing.T, mutate func(*worker.Config)) *worker.Config {
+	t.Helper()
+	dest, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: b.sink.URL(), MaxConcurrency: 32, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &worker.Config{
+		Destinations:    map[string]dispatch.Destination{"sink": dest},
+		Retry:           worker.RetryPolicy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond, MaxAttempts: 50},
+		LeaseTTL:        2 * time.Second,
+		AcquireInterval: 200 * time.Millisecond,
+		SweepInterval:   100 * time.Millisecond,
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	return cfg
+}
+
+func (b bundle) start(t *testing.T, cfg *worker.Config) *worker.Dispatcher {
+	t.Helper()
+	d, err := worker.New(b.pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}
+
+// enqueue commits n messages for destination "sink" in transactions of
+// batch messages; key(i) gives each one's ordering key ("" for none).
+func (b bundle) enqueue(t *testing.T, n, batch int, key func(i int) string) {
+	t.Helper()
+	ctx := context.Background()
+	for start := 0; start < n; start += batch {
+		var msgs []outbox.Message
+		for i := start; i < min(start+batch, n); i++ {
+			msgs = append(msgs, outbox.Message{
+				Destination: "sink", Type: "test", OrderingKey: key(i),
+				Payload: fmt.Appendf(nil, `{"i":%d,"key":%q}`, i, key(i)),
+			})
+		}
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := b.outbox.EnqueueBatch(ctx, tx, msgs)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// counts returns how many messages are in each status.
+func (b bundle) counts(t *testing.T) map[string]int {
+	t.Helper()
+	rows, err := b.pool.Query(context.Background(), `SELECT status, count(*) FROM outboxd.outbox_messages GROUP BY status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			t.Fatal(err)
+		}
+		out[s] = n
+	}
+	return out
+}
+
+// waitSettled waits until no message is pending.
+func (b bundle) waitSettled(t *testing.T, timeout time.Duration) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c := b.counts(t)
+		if c["pending"] == 0 {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after %s: %v", timeout, c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// keysByMessage maps each message's idempotency key to its id, checking
+// that every request the sink saw carries the key of a stored message.
+func (b bundle) checkKeys(t *testing.T) map[string]int {
+	t.Helper()
+	rows, err := b.pool.Query(context.Background(), `SELECT idempotency_key FROM outboxd.outbox_messages`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, k := range keys {
+		known[k] = true
+	}
+	seen := map[string]int{}
+	for _, r := range b.sink.Requests() {
+		if !known[r.IdempotencyKey] {
+			t.Fatalf("request with unknown idempotency key %q", r.IdempotencyKey)
+		}
+		if r.Header.Get("Webhook-Id") != r.IdempotencyKey {
+			t.Fatalf("webhook-id %q differs from Idempotency-Key %q", r.Header.Get("Webhook-Id"), r.IdempotencyKey)
+		}
+		seen[r.IdempotencyKey]++
+	}
+	return seen
+}

@@ -1,0 +1,55 @@
+package worker
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// listen holds a connection that LISTENs to the outbox channel and wakes the
+// lane each notification names. On reconnect it wakes every lane, since
+// notifications sent while it was away are lost.
+func (d *Dispatcher) listen(ctx context.Context) {
+	channel := dbschema.NotifyChannel(d.cfg.Schema)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := d.listenOnce(ctx, channel)
+		d.listening.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("listener lost its connection; retrying", "error", err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
+	conn, err := pgx.ConnectConfig(ctx, d.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		return err
+	}
+	d.listening.Store(true)
+	d.wakeAll()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if lane, err := strconv.Atoi(n.Payload); err == nil {
+			d.wake(lane)
+		} else {
+			d.wakeAll()
+		}
+	}
+}

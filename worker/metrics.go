@@ -1,0 +1,75 @@
+package worker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/dispatch"
+)
+
+// Metrics are the dispatcher's Prometheus metrics. Create them with
+// NewMetrics and pass them in Config.Metrics; a nil *Metrics records
+// nothing.
+type Metrics struct {
+	attempts        *prometheus.CounterVec
+	outcomes        *prometheus.CounterVec
+	attemptSeconds  *prometheus.HistogramVec
+	deliverySeconds *prometheus.HistogramVec
+}
+
+// NewMetrics registers the dispatcher's metrics with reg.
+//
+//	outboxd_delivery_attempts_total{destination,outcome}  attempts by result
+//	outboxd_messages_total{destination,status}            messages that became delivered, retry (pending) or dead
+//	outboxd_attempt_duration_seconds{destination}         one attempt
+//	outboxd_commit_to_delivery_seconds{destination}       enqueue to successful delivery
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outboxd_delivery_attempts_total", Help: "Delivery attempts by destination and outcome (delivered, retry, dead, pause).",
+		}, []string{"destination", "outcome"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outboxd_messages_total", Help: "Recorded attempt results by destination and the message's new status: delivered, retried, dead.",
+		}, []string{"destination", "status"}),
+		attemptSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "outboxd_attempt_duration_seconds", Help: "Duration of one delivery attempt.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"destination"}),
+		deliverySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "outboxd_commit_to_delivery_seconds", Help: "Time from enqueue to successful delivery.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
+		}, []string{"destination"}),
+	}
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) observe(r result) {
+	if m == nil {
+		return
+	}
+	dest := r.msg.Destination
+	m.attempts.WithLabelValues(dest, string(r.res.Outcome)).Inc()
+	m.attemptSeconds.WithLabelValues(dest).Observe(r.duration.Seconds())
+	if r.res.Outcome == dispatch.Delivered {
+		m.deliverySeconds.WithLabelValues(dest).Observe(time.Since(r.msg.CreatedAt).Seconds())
+	}
+}
+
+func (m *Metrics) recorded(results []result, statuses []string) {
+	if m == nil {
+		return
+	}
+	for i, r := range results {
+		status := statuses[i]
+		if status == "pending" {
+			status = "retried"
+		}
+		m.outcomes.WithLabelValues(r.msg.Destination, status).Inc()
+	}
+}

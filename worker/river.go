@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+type pgxTx = pgx.Tx
+
+const riverQueue = "outboxd"
+
+// kickInterval is how often the leader re-announces lanes with due work, a
+// backstop for notifications lost while a listener reconnected.
+const kickInterval = 5 * time.Second
+
+type maintenanceArgs struct{}
+
+func (maintenanceArgs) Kind() string { return "outboxd_maintenance" }
+
+type kickArgs struct{}
+
+func (kickArgs) Kind() string { return "outboxd_kick" }
+
+type maintenanceWorker struct {
+	river.WorkerDefaults[maintenanceArgs]
+	d *Dispatcher
+}
+
+func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[maintenanceArgs]) error {
+	res, err := w.d.Purge(ctx, w.d.cfg.Maintenance.Interval/2)
+	if err != nil {
+		return err
+	}
+	if res.InboxKeys+res.DeliveredMessages > 0 {
+		w.d.log.Info("purged", "inbox_keys", res.InboxKeys, "delivered_messages", res.DeliveredMessages)
+	}
+	return nil
+}
+
+type kickWorker struct {
+	river.WorkerDefaults[kickArgs]
+	d *Dispatcher
+}
+
+// Work notifies every lane that has due work, through PostgreSQL, so that
+// whichever dispatcher holds the lane wakes up.
+func (w *kickWorker) Work(ctx context.Context, _ *river.Job[kickArgs]) error {
+	rows, err := w.d.pool.Query(ctx, w.d.q.dueLanes)
+	if err != nil {
+		return err
+	}
+	lanes, err := pgx.CollectRows(rows, pgx.RowTo[int16])
+	if err != nil {
+		return err
+	}
+	channel := dbschema.NotifyChannel(w.d.cfg.Schema)
+	for _, lane := range lanes {
+		if _, err := w.d.pool.Exec(ctx, notifySQL, channel, strconv.Itoa(int(lane))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newRiver builds the River client that elects the leader and runs the
+// periodic jobs on it.
+func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &maintenanceWorker{d: d})
+	river.AddWorker(workers, &kickWorker{d: d})
+	opts := &river.InsertOpts{Queue: riverQueue}
+	return river.NewClient(riverpgxv5.New(d.pool), &river.Config{
+		Schema:  d.cfg.Schema,
+		ID:      d.cfg.ID,
+		Queues:  map[string]river.QueueConfig{riverQueue: {MaxWorkers: 2}},
+		Workers: workers,
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(d.cfg.Maintenance.Interval),
+				func() (river.JobArgs, *river.InsertOpts) { return maintenanceArgs{}, opts },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(kickInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return kickArgs{}, opts }, nil),
+		},
+		CompletedJobRetentionPeriod: time.Hour,
+		// River logs routine leadership and job events at info; keep ours.
+		Logger: slog.New(leveled{d.cfg.Logger.Handler(), slog.LevelWarn}),
+	})
+}
+
+// leveled drops records below a minimum level.
+type leveled struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h leveled) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h leveled) WithAttrs(a []slog.Attr) slog.Handler { return leveled{h.Handler.WithAttrs(a), h.min} }
+func (h leveled) WithGroup(n string) slog.Handler      { return leveled{h.Handler.WithGroup(n), h.min} }
