@@ -55,82 +55,115 @@ func isExec(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
+// cluster is a PostgreSQL cluster in a temporary directory.
+type cluster struct {
+	bin, dir, data string
+	port           int
+	cred           *syscall.Credential
+	proc           *exec.Cmd
+	log            *os.File
+}
+
 func startCluster(ctx context.Context, bin string) (*Server, error) {
+	c, err := initCluster(ctx, bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(ctx); err != nil {
+		os.RemoveAll(c.dir)
+		return nil, err
+	}
+	return &Server{AdminURL: c.url(), Origin: "throwaway cluster from " + bin, dir: c.dir, cluster: c,
+		close: func() error {
+			c.stop()
+			return os.RemoveAll(c.dir)
+		}}, nil
+}
+
+func initCluster(ctx context.Context, bin string) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "outboxd-pg-")
 	if err != nil {
 		return nil, err
 	}
-	cred, err := clusterOwner()
-	if err != nil {
+	c := &cluster{bin: bin, dir: dir, data: filepath.Join(dir, "data")}
+	fail := func(err error) (*cluster, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("chown %s: %w", dir, err)
+	if c.cred, err = clusterOwner(); err != nil {
+		return fail(err)
+	}
+	if c.cred != nil {
+		if err := os.Chown(dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			return fail(fmt.Errorf("chown %s: %w", dir, err))
 		}
 	}
-	data := filepath.Join(dir, "data")
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
-		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		"-D", c.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+		return fail(fmt.Errorf("initdb: %w: %s", err, out))
 	}
-	port, err := freePort()
+	if c.port, err = freePort(); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+func (c *cluster) url() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+}
+
+// start runs postgres on the cluster's port and waits until it answers.
+func (c *cluster) start(ctx context.Context) error {
+	logFile, err := os.OpenFile(filepath.Join(c.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	srv := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-		"-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
+	srv := exec.Command(filepath.Join(c.bin, "postgres"), "-D", c.data,
+		"-p", strconv.Itoa(c.port), "-k", c.dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
 	srv.Stdout, srv.Stderr = logFile, logFile
 	// Own process group: a Ctrl-C to the test run must not skip our
 	// orderly shutdown.
-	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	srv.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Setpgid: true}
 	if err := srv.Start(); err != nil {
 		logFile.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start postgres: %w", err)
+		return fmt.Errorf("start postgres: %w", err)
 	}
-	stop := func() error {
-		// SIGINT is PostgreSQL's fast shutdown.
-		_ = srv.Process.Signal(syscall.SIGINT)
-		// The exit status after SIGINT is of no interest.
-		done := make(chan struct{})
-		go func() { _ = srv.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = srv.Process.Kill()
-			<-done
-		}
-		logFile.Close()
-		return os.RemoveAll(dir)
-	}
-	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	c.proc, c.log = srv, logFile
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		err := ping(ctx, url)
+		err := ping(ctx, c.url())
 		if err == nil {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			_ = stop()
-			return nil, fmt.Errorf("postgres did not accept connections: %w\n%s", err, log)
+			log, _ := os.ReadFile(filepath.Join(c.dir, "postgres.log"))
+			c.stop()
+			return fmt.Errorf("postgres did not accept connections: %w\n%s", err, log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return &Server{AdminURL: url, Origin: "throwaway cluster from " + bin, close: stop, dir: dir}, nil
+}
+
+// stop shuts postgres down (fast shutdown: SIGINT) and waits for it.
+func (c *cluster) stop() {
+	if c.proc == nil {
+		return
+	}
+	_ = c.proc.Process.Signal(syscall.SIGINT)
+	// The exit status after SIGINT is of no interest.
+	done := make(chan struct{})
+	go func() { _ = c.proc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = c.proc.Process.Kill()
+		<-done
+	}
+	c.log.Close()
+	c.proc, c.log = nil, nil
 }
 
 // clusterOwner returns the credentials to run initdb and postgres with: nil

@@ -25,7 +25,8 @@ type Server struct {
 	// Origin says where the server came from, for log lines.
 	Origin string
 	close  func() error
-	dir    string // a throwaway cluster's files
+	dir     string   // a throwaway cluster's files
+	cluster *cluster // a throwaway cluster, which tests may restart
 }
 
 // Close releases the server (stops a throwaway one).

@@ -1,0 +1,81 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/sink"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// PostgreSQL restarts while producers enqueue and the dispatcher drains: the
+// dispatcher recovers by itself and every committed message is delivered.
+func TestPostgresRestartUnderLoad(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.NewCluster(t)
+	s := sink.Start()
+	t.Cleanup(s.Close)
+	ob, _ := outbox.New(nil)
+	b := bundle{pool: pgtest.Connect(t, cluster.URL(t)+"&pool_max_conns=20"), outbox: ob, sink: s}
+	b.start(t, b.config(t, nil))
+
+	var (
+		stop      atomic.Bool
+		committed atomic.Int64
+		wg        sync.WaitGroup
+	)
+	for p := 0; p < 4; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				_, err := b.outbox.Enqueue(context.Background(), b.pool, outbox.Message{
+					Destination: "sink", OrderingKey: fmt.Sprintf("p%d", p),
+					Payload: fmt.Appendf(nil, `{"i":%d,"key":"p%d"}`, p*1_000_000+i, p),
+				})
+				if err != nil {
+					time.Sleep(50 * time.Millisecond) // the server is down; try again
+					continue
+				}
+				committed.Add(1)
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("deliveries before the restart", func() bool { return len(s.Requests()) > 50 })
+	cluster.Stop()
+	time.Sleep(2 * time.Second)
+	cluster.Start(t)
+	before := committed.Load()
+	waitFor("commits after the restart", func() bool { return committed.Load() > before+100 })
+	stop.Store(true)
+	wg.Wait()
+
+	c := b.waitSettled(t, 60*time.Second)
+	var rows int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM outboxd.outbox_messages`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if c["delivered"] != rows || int64(rows) < committed.Load() {
+		t.Fatalf("statuses %v, %d rows, %d commits acknowledged", c, rows, committed.Load())
+	}
+	seen := b.checkKeys(t)
+	if len(seen) != rows {
+		t.Fatalf("%d messages reached the sink, %d were committed", len(seen), rows)
+	}
+	samePayloadSameKey(t, s.Requests())
+}
