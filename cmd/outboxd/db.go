@@ -13,7 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
 // dbFlags are the connection flags every database command takes.
@@ -47,6 +50,31 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 		return nil, describeDBError(err)
 	}
 	return db, nil
+}
+
+// openPool is openSQL for pgx's pool.
+func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
+	if f.url == "" {
+		return nil, usageErrorf("no database: pass --database-url or set DATABASE_URL")
+	}
+	cfg, err := pgxpool.ParseConfig(f.url)
+	if err != nil {
+		return nil, usageErrorf("invalid --database-url: %v", describeParseError(err))
+	}
+	if err := dbschema.Validate(f.schema); err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, f.connectTimeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, describeDBError(err)
+	}
+	return pool, nil
 }
 
 func describeParseError(err error) error {

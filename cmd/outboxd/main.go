@@ -32,6 +32,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"migrate", "apply or inspect the database schema (up, down, status, version)", runMigrate},
+		{"serve", "run the dispatcher: drain the outbox to its destinations", runServe},
+		{"send", "enqueue one message from standard input", runSend},
+		{"outbox", "dead letters, attempts and paused destinations (dead, requeue, purge, show, paused, resume)", runOutbox},
 	}
 }
 

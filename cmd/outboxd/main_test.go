@@ -50,6 +50,25 @@ func outboxd(t *testing.T, env []string, args ...string) result {
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
+// runInWithStdin runs the CLI as a process with stdin.
+func runInWithStdin(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
 // runIn runs the CLI in this process.
 func runIn(args ...string) result {
 	var out, errb bytes.Buffer

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// fileConfig is the daemon's configuration file (YAML). docs/configuration.md
+// documents every field; unknown fields are an error, so typos do not pass
+// silently.
+type fileConfig struct {
+	DatabaseURL string         `yaml:"database_url"`
+	Schema      string         `yaml:"schema"`
+	Listen      string         `yaml:"listen"`
+	Dispatcher  dispatcherConf `yaml:"dispatcher"`
+	Retry       retryConf      `yaml:"retry"`
+	Maintenance struct {
+		Interval           time.Duration `yaml:"interval"`
+		DeliveredRetention time.Duration `yaml:"delivered_retention"`
+		BatchSize          int           `yaml:"batch_size"`
+	} `yaml:"maintenance"`
+	Destinations map[string]destinationConf `yaml:"destinations"`
+}
+
+type dispatcherConf struct {
+	BatchSize       int           `yaml:"batch_size"`
+	PerKeyBatch     int           `yaml:"per_key_batch"`
+	LeaseTTL        time.Duration `yaml:"lease_ttl"`
+	AcquireInterval time.Duration `yaml:"acquire_interval"`
+	SweepInterval   time.Duration `yaml:"sweep_interval"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+type retryConf struct {
+	MaxAttempts int           `yaml:"max_attempts"`
+	MaxAge      time.Duration `yaml:"max_age"`
+	Base        time.Duration `yaml:"base"`
+	Max         time.Duration `yaml:"max"`
+}
+
+func (r retryConf) policy() worker.RetryPolicy {
+	return worker.RetryPolicy{MaxAttempts: r.MaxAttempts, MaxAge: r.MaxAge, Base: r.Base, Max: r.Max}
+}
+
+type destinationConf struct {
+	Type           string            `yaml:"type"` // http (default) or nats
+	URL            string            `yaml:"url"`
+	Secret         string            `yaml:"secret"`
+	SecretEnv      string            `yaml:"secret_env"`
+	Headers        map[string]string `yaml:"headers"`
+	Timeout        time.Duration     `yaml:"timeout"`
+	MaxConcurrency int               `yaml:"max_concurrency"`
+	Rate           float64           `yaml:"rate"`
+	Burst          int               `yaml:"burst"`
+	Retry          *retryConf        `yaml:"retry"`
+	Subject        string            `yaml:"subject"` // nats
+}
+
+func loadConfig(path string) (*fileConfig, error) {
+	cfg := &fileConfig{}
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// destinations builds every configured destination.
+func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string]worker.RetryPolicy, []func(), error) {
+	if len(c.Destinations) == 0 {
+		return nil, nil, nil, errors.New("no destinations configured: name at least one under destinations: in the config file")
+	}
+	dests := map[string]dispatch.Destination{}
+	retries := map[string]worker.RetryPolicy{}
+	var closers []func()
+	for name, dc := range c.Destinations {
+		secret := dc.Secret
+		if dc.SecretEnv != "" {
+			secret = os.Getenv(dc.SecretEnv)
+			if secret == "" {
+				return nil, nil, closers, fmt.Errorf("destination %s: secret_env %s is not set", name, dc.SecretEnv)
+			}
+		}
+		switch dc.Type {
+		case "", "http":
+			headers := http.Header{}
+			for k, v := range dc.Headers {
+				headers.Set(k, os.ExpandEnv(v))
+			}
+			d, err := dispatch.NewHTTP(dispatch.HTTPConfig{
+				URL: dc.URL, Secret: secret, Headers: headers, Timeout: dc.Timeout,
+				MaxConcurrency: dc.MaxConcurrency, Rate: dc.Rate, Burst: dc.Burst,
+			})
+			if err != nil {
+				return nil, nil, closers, fmt.Errorf("destination %s: %w", name, err)
+			}
+			dests[name] = d
+		case "nats":
+			d, err := dispatch.NewNATS(dispatch.NATSConfig{URL: dc.URL, Subject: dc.Subject, Timeout: dc.Timeout})
+			if err != nil {
+				return nil, nil, closers, fmt.Errorf("destination %s: %w", name, err)
+			}
+			dests[name] = d
+			closers = append(closers, d.Close)
+		default:
+			return nil, nil, closers, fmt.Errorf("destination %s: unknown type %q (want http or nats)", name, dc.Type)
+		}
+		if dc.Retry != nil {
+			retries[name] = dc.Retry.policy()
+		}
+	}
+	return dests, retries, closers, nil
+}

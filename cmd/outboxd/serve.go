@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/migrations"
+	"github.com/outboxd/outboxd/worker"
+)
+
+const serveUsage = `usage: outboxd serve [--config FILE] [flags]
+
+Runs the dispatcher: drains the outbox to the destinations the config file
+names, until SIGTERM or SIGINT, then stops gracefully. Serves /healthz,
+/readyz and /metrics on --listen.
+
+flags:`
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var db dbFlags
+	db.register(fs)
+	configPath := fs.String("config", "", "YAML configuration file (see docs/configuration.md)")
+	listen := fs.String("listen", "", "address for /healthz, /readyz and /metrics (default 127.0.0.1:9400)")
+	migrate := fs.Bool("migrate", false, "apply pending migrations before starting")
+	logFormat := fs.String("log-format", "json", "log format: json or text")
+	id := fs.String("id", "", "dispatcher id in leases and attempt records (default hostname-pid-random)")
+	fs.Usage = func() { fmt.Fprintln(stderr, serveUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	// Flags given explicitly win over the file; the file wins over defaults.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.DatabaseURL != "" && !set["database-url"] {
+		db.url = cfg.DatabaseURL
+	}
+	if cfg.Schema != "" && !set["schema"] {
+		db.schema = cfg.Schema
+	}
+	if *listen == "" {
+		*listen = cfg.Listen
+	}
+	if *listen == "" {
+		*listen = "127.0.0.1:9400"
+	}
+	logger, err := newLogger(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	dests, retries, closers, err := cfg.destinations()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+
+	if *migrate {
+		sqlDB, err := db.openSQL(ctx)
+		if err != nil {
+			return err
+		}
+		err = migrations.Up(ctx, sqlDB, db.schema)
+		sqlDB.Close()
+		if err != nil {
+			return describeDBError(err)
+		}
+	}
+	pool, err := db.openPool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := worker.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(newBacklogCollector(pool, db.schema))
+
+	d, err := worker.New(pool, &worker.Config{
+		Schema: db.schema, Destinations: dests, Retry: cfg.Retry.policy(), RetryByDestination: retries,
+		BatchSize: cfg.Dispatcher.BatchSize, PerKeyBatch: cfg.Dispatcher.PerKeyBatch,
+		LeaseTTL: cfg.Dispatcher.LeaseTTL, AcquireInterval: cfg.Dispatcher.AcquireInterval,
+		SweepInterval: cfg.Dispatcher.SweepInterval,
+		Maintenance: worker.Maintenance{
+			Interval: cfg.Maintenance.Interval, DeliveredRetention: cfg.Maintenance.DeliveredRetention,
+			BatchSize: cfg.Maintenance.BatchSize,
+		},
+		ID: *id, Logger: logger, Metrics: metrics,
+	})
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	srv := &http.Server{Handler: opsHandler(pool, d, reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("ops server failed", "error", err)
+		}
+	}()
+	if err := d.Start(ctx); err != nil {
+		_ = srv.Close()
+		return describeDBError(err)
+	}
+	logger.Info("outboxd serving", "listen", ln.Addr().String(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests))
+
+	<-ctx.Done()
+	logger.Info("stopping: finishing in-flight deliveries", "timeout", shutdownTimeout(cfg))
+	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout(cfg))
+	defer cancel()
+	err = d.Stop(stopCtx)
+	_ = srv.Shutdown(stopCtx)
+	if err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func shutdownTimeout(cfg *fileConfig) time.Duration {
+	if cfg.Dispatcher.ShutdownTimeout > 0 {
+		return cfg.Dispatcher.ShutdownTimeout
+	}
+	return 30 * time.Second
+}
+
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	}
+	return nil, usageErrorf("unknown --log-format %q (want json or text)", format)
+}
+
+// opsHandler serves the operator endpoints.
+func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if !d.Ready() {
+			http.Error(w, "dispatcher not listening for commits", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// backlogCollector reports the pending backlog at scrape time.
+type backlogCollector struct {
+	pool         *pgxpool.Pool
+	query        string
+	pending, age *prometheus.Desc
+}
+
+func newBacklogCollector(pool *pgxpool.Pool, schema string) *backlogCollector {
+	return &backlogCollector{
+		pool: pool,
+		query: dbschema.Render(`SELECT destination, count(*), extract(epoch FROM now() - min(created_at))
+FROM {{schema}}.outbox_messages WHERE status = 'pending' GROUP BY destination`, schema),
+		pending: prometheus.NewDesc("outboxd_pending_messages", "Messages waiting for delivery.", []string{"destination"}, nil),
+		age:     prometheus.NewDesc("outboxd_oldest_pending_age_seconds", "Age of the oldest message waiting for delivery.", []string{"destination"}, nil),
+	}
+}
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pending; ch <- c.age }
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rows, err := c.pool.Query(ctx, c.query)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.pending, err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var dest string
+		var n int64
+		var age float64
+		if err := rows.Scan(&dest, &n, &age); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.pending, err)
+			return
+		}
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(n), dest)
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age, dest)
+	}
+	if err := rows.Err(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.pending, err)
+	}
+}
