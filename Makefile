@@ -30,7 +30,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-receipt ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-receipt bench-dispatch ## Run every benchmark (see docs/benchmarks.md).
 
 .PHONY: bench-receipt
 bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL, 1 and 16 connections.
@@ -39,3 +39,7 @@ bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL
 .PHONY: tidy
 tidy: ## go mod tidy.
 	$(GO) mod tidy
+
+.PHONY: bench-dispatch
+bench-dispatch: ## Dispatcher drain throughput and latency vs one River job per message, beside the sink's ceiling.
+	$(GO) run ./internal/bench/dispatch $(BENCH_ARGS)

@@ -24,7 +24,7 @@ type Config struct {
 	// Retry is the default retry policy; RetryByDestination overrides it.
 	Retry              RetryPolicy
 	RetryByDestination map[string]RetryPolicy
-	// BatchSize bounds the messages one claim takes from a lane. Default 100.
+	// BatchSize bounds the messages one claim takes from a lane. Default 200.
 	BatchSize int
 	// PerKeyBatch bounds how many messages of one ordering key a claim
 	// takes (they are still sent one at a time). Default 10.
@@ -69,7 +69,7 @@ func (c *Config) withDefaults() Config {
 	out.Schema = dbschema.OrDefault(out.Schema)
 	out.Retry = out.Retry.withDefaults()
 	if out.BatchSize == 0 {
-		out.BatchSize = 100
+		out.BatchSize = 200
 	}
 	if out.PerKeyBatch == 0 {
 		out.PerKeyBatch = 10

@@ -23,8 +23,8 @@ type Server struct {
 	// create databases.
 	AdminURL string
 	// Origin says where the server came from, for log lines.
-	Origin string
-	close  func() error
+	Origin  string
+	close   func() error
 	dir     string   // a throwaway cluster's files
 	cluster *cluster // a throwaway cluster, which tests may restart
 }

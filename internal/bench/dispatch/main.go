@@ -1,0 +1,281 @@
+// Command dispatch measures outboxd's dispatcher against the simplest River
+// design (one River job per message), in one run on one machine, and prints
+// a Markdown table:
+//
+//   - the sink ceiling: POSTs/s a keep-alive Go client at concurrency 64
+//     gets from the local sink, no database involved;
+//   - drain throughput: 20,000 messages, each committed in its own
+//     transaction by 16 producers before the dispatcher starts, delivered to
+//     the sink;
+//   - commit-to-first-receipt latency at a steady 300 messages/s for 20 s.
+//
+//	go run ./internal/bench/dispatch [-database-url URL] [-messages 20000] [-rate 300] [-duration 20s]
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxd/outboxd/migrations"
+)
+
+type options struct {
+	messages, producers int
+	rate                float64
+	duration            time.Duration
+}
+
+func main() {
+	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_dispatch is created on it)")
+	var o options
+	flag.IntVar(&o.messages, "messages", 20000, "messages in the drain measurement")
+	flag.IntVar(&o.producers, "producers", 16, "producers committing the drain messages")
+	flag.Float64Var(&o.rate, "rate", 300, "offered load of the latency measurement, messages/s")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the latency measurement")
+	flag.Parse()
+	if err := run(*adminURL, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-dispatch:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// system is one dispatch design under test.
+type system interface {
+	name() string
+	// enqueue commits one message in its own transaction and returns its
+	// idempotency key.
+	enqueue(ctx context.Context, i int) (string, error)
+	start(ctx context.Context) error
+	stop(ctx context.Context) error
+}
+
+type figures struct {
+	drainPerSec   float64
+	p50, p95, p99 time.Duration
+	lost, repeats int
+}
+
+func run(adminURL string, o options) error {
+	ctx := context.Background()
+	s := newSink()
+	defer s.srv.Close()
+
+	ceiling := sinkCeiling(s, 64, 5*time.Second)
+	fmt.Fprintf(os.Stderr, "sink ceiling: %.0f POST/s\n", ceiling)
+
+	results := map[string]figures{}
+	var order []string
+	for _, mk := range []func(*pgxpool.Pool, string) (system, error){newOutboxd, newRiverBaseline} {
+		url, err := freshDatabase(ctx, adminURL)
+		if err != nil {
+			return err
+		}
+		pool, err := pgxpool.New(ctx, url+"&pool_max_conns=40")
+		if err != nil {
+			return err
+		}
+		sys, err := mk(pool, s.srv.URL)
+		if err != nil {
+			pool.Close()
+			return err
+		}
+		f, err := measure(ctx, sys, s, o)
+		pool.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", sys.name(), err)
+		}
+		results[sys.name()] = f
+		order = append(order, sys.name())
+	}
+
+	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Printf("Sink ceiling (keep-alive Go client, concurrency 64, no database): %.0f POST/s\n\n", ceiling)
+	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats |\n", o.messages, o.producers, o.rate)
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, n := range order {
+		f := results[n]
+		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
+			ms(f.p50), ms(f.p95), ms(f.p99), f.lost, f.repeats)
+	}
+	if len(order) == 2 {
+		a, b := results[order[0]], results[order[1]]
+		fmt.Printf("\n%s drains %.1fx as fast as %s; p50 latency %.1fx lower.\n", order[0], a.drainPerSec/b.drainPerSec, order[1], float64(b.p50)/float64(max(a.p50, 1)))
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// sinkCeiling measures the sink alone.
+func sinkCeiling(s *sink, conc int, d time.Duration) float64 {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+	var n atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				resp, err := client.Post(s.srv.URL, "application/json", bytes.NewReader([]byte(`{"n":1}`)))
+				if err != nil {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				n.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	s.reset()
+	return float64(n.Load()) / time.Since(start).Seconds()
+}
+
+func measure(ctx context.Context, sys system, s *sink, o options) (figures, error) {
+	var f figures
+	s.reset()
+	// Drain: pre-enqueue, then start and time until every key arrived.
+	keys := make([]string, o.messages)
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		prodErr error
+	)
+	for p := 0; p < o.producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := p; i < o.messages; i += o.producers {
+				k, err := sys.enqueue(ctx, i)
+				if err != nil {
+					errOnce.Do(func() { prodErr = err })
+					return
+				}
+				keys[i] = k
+			}
+		}()
+	}
+	wg.Wait()
+	if prodErr != nil {
+		return f, prodErr
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d messages enqueued; draining\n", sys.name(), o.messages)
+	start := time.Now()
+	if err := sys.start(ctx); err != nil {
+		return f, err
+	}
+	if err := waitFor(func() bool { return s.distinct() >= o.messages }, 5*time.Minute); err != nil {
+		return f, fmt.Errorf("drain: %w (%d of %d arrived)", err, s.distinct(), o.messages)
+	}
+	f.drainPerSec = float64(o.messages) / time.Since(start).Seconds()
+	time.Sleep(500 * time.Millisecond) // let stragglers show as repeats
+	f.repeats = int(s.requests.Load()) - s.distinct()
+	fmt.Fprintf(os.Stderr, "%s: drained at %.0f msg/s\n", sys.name(), f.drainPerSec)
+
+	// Latency at a steady offered load, with the system running.
+	s.reset()
+	interval := time.Duration(float64(time.Second) / o.rate)
+	total := int(o.rate * o.duration.Seconds())
+	committed := make([]time.Time, total)
+	lkeys := make([]string, total)
+	var lwg sync.WaitGroup
+	tick := time.NewTicker(interval)
+	for i := 0; i < total; i++ {
+		<-tick.C
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			k, err := sys.enqueue(ctx, o.messages+i)
+			if err != nil {
+				errOnce.Do(func() { prodErr = err })
+				return
+			}
+			committed[i], lkeys[i] = time.Now(), k
+		}()
+	}
+	tick.Stop()
+	lwg.Wait()
+	if prodErr != nil {
+		return f, prodErr
+	}
+	_ = waitFor(func() bool { return s.distinct() >= total }, time.Minute)
+	var lat []time.Duration
+	for i, k := range lkeys {
+		at, ok := s.firstAt(k)
+		if !ok {
+			f.lost++
+			continue
+		}
+		lat = append(lat, max(at.Sub(committed[i]), 0))
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	f.p50, f.p95, f.p99 = pct(0.50), pct(0.95), pct(0.99)
+	time.Sleep(500 * time.Millisecond)
+	f.repeats += int(s.requests.Load()) - s.distinct()
+	fmt.Fprintf(os.Stderr, "%s: latency p50 %s p99 %s\n", sys.name(), ms(f.p50), ms(f.p99))
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return f, sys.stop(stopCtx)
+}
+
+func waitFor(cond func() bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
+}
+
+// freshDatabase (re)creates outboxd_bench_dispatch, migrated.
+func freshDatabase(ctx context.Context, adminURL string) (string, error) {
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{"DROP DATABASE IF EXISTS outboxd_bench_dispatch WITH (FORCE)", "CREATE DATABASE outboxd_bench_dispatch"} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			return "", fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	cfg := admin.Config().Copy()
+	cfg.Database = "outboxd_bench_dispatch"
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	if err := migrations.Up(ctx, db, ""); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/outboxd_bench_dispatch?sslmode=disable", cfg.User, cfg.Host, cfg.Port), nil
+}

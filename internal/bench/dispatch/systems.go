@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+var (
+	quiet           = slog.New(slog.NewTextHandler(io.Discard, nil))
+	batchSize       = flag.Int("batch", 0, "outboxd: messages per claim (0: the default)")
+	httpConcurrency = flag.Int("http-concurrency", 64, "outboxd: requests in flight to the sink")
+)
+
+func payload(i int) []byte { return fmt.Appendf(nil, `{"n":%d,"event":"deal.won"}`, i) }
+
+// outboxdSystem is outboxd's dispatcher with default settings.
+type outboxdSystem struct {
+	pool *pgxpool.Pool
+	ob   *outbox.Outbox
+	d    *worker.Dispatcher
+}
+
+func newOutboxd(pool *pgxpool.Pool, sinkURL string) (system, error) {
+	dest, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
+	if err != nil {
+		return nil, err
+	}
+	d, err := worker.New(pool, &worker.Config{Destinations: map[string]dispatch.Destination{"sink": dest}, Logger: quiet, BatchSize: *batchSize})
+	if err != nil {
+		return nil, err
+	}
+	ob, _ := outbox.New(nil)
+	return &outboxdSystem{pool: pool, ob: ob, d: d}, nil
+}
+
+func (s *outboxdSystem) name() string { return "outboxd (lanes, batches)" }
+
+func (s *outboxdSystem) enqueue(ctx context.Context, i int) (string, error) {
+	e, err := s.ob.Enqueue(ctx, s.pool, outbox.Message{Destination: "sink", Type: "deal.won", Payload: payload(i)})
+	return e.IdempotencyKey, err
+}
+
+func (s *outboxdSystem) start(ctx context.Context) error { return s.d.Start(ctx) }
+func (s *outboxdSystem) stop(ctx context.Context) error  { return s.d.Stop(ctx) }
+
+// riverSystem is the simplest River outbox: one job per message, inserted
+// with the outbox row; the worker posts, then marks the row delivered and
+// completes the job in one transaction. River's default fetch settings.
+type riverSystem struct {
+	pool   *pgxpool.Pool
+	ob     *outbox.Outbox
+	client *river.Client[pgx.Tx]
+}
+
+type postArgs struct {
+	MessageID uuid.UUID `json:"message_id"`
+}
+
+func (postArgs) Kind() string { return "bench_post" }
+
+type postWorker struct {
+	river.WorkerDefaults[postArgs]
+	pool   *pgxpool.Pool
+	http   *http.Client
+	url    string
+	client func() *river.Client[pgx.Tx]
+}
+
+func (w *postWorker) Work(ctx context.Context, job *river.Job[postArgs]) error {
+	var (
+		body []byte
+		key  string
+	)
+	if err := w.pool.QueryRow(ctx, `SELECT payload, idempotency_key FROM outboxd.outbox_messages WHERE id = $1`, job.Args.MessageID).Scan(&body, &key); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := w.http.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'delivered', delivered_at = now() WHERE id = $1`, job.Args.MessageID); err != nil {
+			return err
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+}
+
+func newRiverBaseline(pool *pgxpool.Pool, sinkURL string) (system, error) {
+	s := &riverSystem{pool: pool}
+	s.ob, _ = outbox.New(nil)
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &postWorker{pool: pool, url: sinkURL,
+		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:  "outboxd",
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 64}},
+		Workers: workers,
+		Logger:  quiet,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.client = client
+	return s, nil
+}
+
+func (s *riverSystem) name() string { return "River, one job per message" }
+
+// enqueue writes a message row that no outboxd dispatcher runs for (its
+// destination is only River's) and the job, in one transaction.
+func (s *riverSystem) enqueue(ctx context.Context, i int) (string, error) {
+	var key string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		e, err := s.ob.Enqueue(ctx, tx, outbox.Message{Destination: "river-sink", Type: "deal.won", Payload: payload(i)})
+		if err != nil {
+			return err
+		}
+		key = e.IdempotencyKey
+		_, err = s.client.InsertTx(ctx, tx, postArgs{MessageID: e.ID}, nil)
+		return err
+	})
+	return key, err
+}
+
+func (s *riverSystem) start(ctx context.Context) error { return s.client.Start(ctx) }
+func (s *riverSystem) stop(ctx context.Context) error  { return s.client.Stop(ctx) }
