@@ -62,6 +62,10 @@ type Maintenance struct {
 	// BatchSize rows are deleted per statement, so no statement holds locks
 	// long. Default 1000.
 	BatchSize int
+	// Duty is the share of time the purge spends deleting: after each batch
+	// it rests so that deleting takes at most this fraction, leaving the
+	// server to live traffic. Default 0.25.
+	Duty float64
 }
 
 func (c *Config) withDefaults() Config {
@@ -91,6 +95,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Maintenance.BatchSize == 0 {
 		out.Maintenance.BatchSize = 1000
+	}
+	if out.Maintenance.Duty <= 0 || out.Maintenance.Duty > 1 {
+		out.Maintenance.Duty = 0.25
 	}
 	if out.ID == "" {
 		host, _ := os.Hostname()

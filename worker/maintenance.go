@@ -12,13 +12,14 @@ type PurgeResult struct {
 }
 
 // Purge deletes expired inbox keys and delivered messages older than the
-// retention (with their attempts), in batches of Maintenance.BatchSize, until
-// none is left or budget runs out. River's leader runs it every
+// retention (with their attempts), in batches of Maintenance.BatchSize,
+// resting between batches (Maintenance.Duty), until none is left or budget
+// runs out. River's leader runs it every
 // Maintenance.Interval; operators may call it too.
 func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResult, error) {
 	var res PurgeResult
 	deadline := time.Now().Add(budget)
-	batch := d.cfg.Maintenance.BatchSize
+	batch, duty := d.cfg.Maintenance.BatchSize, d.cfg.Maintenance.Duty
 	for _, step := range []struct {
 		query string
 		args  []any
@@ -28,6 +29,7 @@ func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResu
 		{d.q.purgeDelivered, []any{batch, d.cfg.Maintenance.DeliveredRetention.Milliseconds()}, &res.DeliveredMessages},
 	} {
 		for time.Now().Before(deadline) {
+			start := time.Now()
 			tag, err := d.pool.Exec(ctx, step.query, step.args...)
 			if err != nil {
 				return res, fmt.Errorf("worker: purge: %w", err)
@@ -35,6 +37,11 @@ func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResu
 			*step.count += tag.RowsAffected()
 			if tag.RowsAffected() < int64(batch) {
 				break
+			}
+			// Rest in proportion to the work, leaving the server to receipts.
+			took := time.Since(start)
+			if !sleep(ctx, time.Duration(float64(took)*(1-duty)/duty)) {
+				return res, ctx.Err()
 			}
 		}
 	}

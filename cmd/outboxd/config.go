@@ -27,6 +27,7 @@ type fileConfig struct {
 		Interval           time.Duration `yaml:"interval"`
 		DeliveredRetention time.Duration `yaml:"delivered_retention"`
 		BatchSize          int           `yaml:"batch_size"`
+		Duty               float64       `yaml:"duty"`
 	} `yaml:"maintenance"`
 	Destinations map[string]destinationConf `yaml:"destinations"`
 }

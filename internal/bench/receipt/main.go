@@ -3,7 +3,8 @@
 // at 1 and 16 connections, and pgbench running the same statements against
 // the same server in the same run, alternating, and prints a Markdown table.
 //
-//	go run ./internal/bench/receipt [-database-url URL] [-duration 10s] [-rounds 2]
+//	go run ./internal/bench/receipt [-database-url URL] [-duration 10s] [-rounds 3]
+//	go run ./internal/bench/receipt -purge 1000000   receipts while the purge runs
 package main
 
 import (
@@ -35,9 +36,19 @@ import (
 func main() {
 	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench is created on it)")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measurement")
-	rounds := flag.Int("rounds", 2, "alternating rounds of (outboxd, pgbench) per concurrency")
+	rounds := flag.Int("rounds", 3, "alternating rounds of (outboxd, pgbench) per concurrency")
+	purge := flag.Int("purge", 0, "instead: measure receipt latency while purging this many expired inbox keys")
 	flag.Parse()
-	if err := run(*adminURL, *duration, *rounds); err != nil {
+	var err error
+	if *purge > 0 {
+		var url string
+		if url, err = freshDatabase(context.Background(), *adminURL); err == nil {
+			err = runPurge(url, *purge, *duration)
+		}
+	} else {
+		err = run(*adminURL, *duration, *rounds)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receipt:", err)
 		os.Exit(1)
 	}
