@@ -4,12 +4,14 @@
 //
 //   - the sink ceiling: POSTs/s a keep-alive Go client at concurrency 64
 //     gets from the local sink, no database involved;
+//
 //   - drain throughput: 20,000 messages, each committed in its own
 //     transaction by 16 producers before the dispatcher starts, delivered to
 //     the sink;
+//
 //   - commit-to-first-receipt latency at a steady 300 messages/s for 20 s.
 //
-//	go run ./internal/bench/dispatch [-database-url URL] [-messages 20000] [-rate 300] [-duration 20s]
+//     go run ./internal/bench/dispatch [-database-url URL] [-messages 20000] [-rate 300] [-duration 20s]
 package main
 
 import (

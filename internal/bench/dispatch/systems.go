@@ -79,7 +79,6 @@ type postWorker struct {
 	pool   *pgxpool.Pool
 	http   *http.Client
 	url    string
-	client func() *river.Client[pgx.Tx]
 }
 
 func (w *postWorker) Work(ctx context.Context, job *river.Job[postArgs]) error {
