@@ -76,9 +76,9 @@ func (postArgs) Kind() string { return "bench_post" }
 
 type postWorker struct {
 	river.WorkerDefaults[postArgs]
-	pool   *pgxpool.Pool
-	http   *http.Client
-	url    string
+	pool *pgxpool.Pool
+	http *http.Client
+	url  string
 }
 
 func (w *postWorker) Work(ctx context.Context, job *river.Job[postArgs]) error {
