@@ -412,3 +412,26 @@ func TestRequeueDeadLetterKeepsKey(t *testing.T) {
 		t.Fatalf("purge: %d %v", purged, err)
 	}
 }
+
+func TestExhaustedAttemptsGoToDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.sink.Respond = func(*http.Request, []byte) (int, http.Header) { return http.StatusServiceUnavailable, nil }
+	b.enqueue(t, 2, 2, func(int) string { return "same" })
+	b.start(t, b.config(t, func(c *worker.Config) { c.Retry.MaxAttempts = 3 }))
+	if c := b.waitSettled(t, 20*time.Second); c["dead"] != 2 {
+		t.Fatalf("statuses %v", c)
+	}
+	// Each got exactly its three attempts; the second of the key went out
+	// only after the first was dead-lettered.
+	seen := b.checkKeys(t)
+	for k, n := range seen {
+		if n != 3 {
+			t.Fatalf("key %s attempted %d times, want 3", k, n)
+		}
+	}
+	reqs := b.sink.Requests()
+	if decode(t, reqs[0]).I != 0 || decode(t, reqs[2]).I != 0 || decode(t, reqs[3]).I != 1 {
+		t.Fatal("the key's second message was attempted before the first was dead")
+	}
+}
