@@ -35,6 +35,7 @@ type Dispatcher struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	runners map[int]*laneRunner
+	last    map[int]*laneRunner // the latest runner started per lane, stopped or not
 	paused  sync.Map // destination name -> struct{}: paused here, before the database knows
 
 	listening atomic.Bool
@@ -65,6 +66,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL),
 		},
 		runners: map[int]*laneRunner{},
+		last:    map[int]*laneRunner{},
 	}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	if !c.DisableRiver {

@@ -58,7 +58,7 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 	d.mu.Unlock()
 	for _, lane := range lost {
 		d.log.Warn("lost the lease of a lane", "lane", lane)
-		d.stopRunner(lane)
+		d.stopRunner(lane, false)
 	}
 
 	switch {
@@ -103,24 +103,31 @@ func (d *Dispatcher) refreshPaused(ctx context.Context) error {
 	return nil
 }
 
-// giveBack stops n runners (each finishes its batch) and releases their
-// lanes for other dispatchers.
-func (d *Dispatcher) giveBack(ctx context.Context, n int) {
+// giveBack asks n runners to stop; each releases its lane once its batch
+// is recorded. It does not wait, so that balancing (and lease renewal) never
+// stalls behind a slow delivery.
+func (d *Dispatcher) giveBack(_ context.Context, n int) {
 	lanes := d.Lanes()
 	slices.Sort(lanes)
-	lanes = lanes[len(lanes)-n:]
-	for _, lane := range lanes {
-		d.stopRunner(lane)
-	}
-	if _, err := d.pool.Exec(ctx, d.q.release, d.cfg.ID, lanes); err != nil {
-		d.log.Warn("release lanes failed; their leases will expire", "error", err)
+	for _, lane := range lanes[len(lanes)-n:] {
+		d.stopRunner(lane, true)
 	}
 }
 
+// releaseAll stops every runner, waits for their batches, and releases all
+// lanes: the graceful end of Stop.
 func (d *Dispatcher) releaseAll() {
-	lanes := d.Lanes()
-	for _, lane := range lanes {
-		d.stopRunner(lane)
+	d.mu.Lock()
+	runners := d.runners
+	d.runners = map[int]*laneRunner{}
+	d.mu.Unlock()
+	lanes := make([]int, 0, len(runners))
+	for lane, r := range runners {
+		r.signalStop()
+		lanes = append(lanes, lane)
+	}
+	for _, r := range runners {
+		<-r.stopped
 	}
 	// The run context is cancelled by now; give the release its own.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -137,17 +144,28 @@ func (d *Dispatcher) startRunner(ctx context.Context, lane int) {
 	r := newLaneRunner(d, lane)
 	d.mu.Lock()
 	d.runners[lane] = r
+	// A runner for this lane that was told to stop may still be finishing
+	// its batch: the new one waits for it, so a lane never has two.
+	prev := d.last[lane]
+	d.last[lane] = r
 	d.mu.Unlock()
-	go r.run(ctx)
+	go func() {
+		if prev != nil {
+			<-prev.stopped
+		}
+		r.run(ctx)
+	}()
 }
 
-// stopRunner asks lane's runner to stop after its batch and waits for it.
-func (d *Dispatcher) stopRunner(lane int) {
+// stopRunner asks lane's runner to stop after its batch, without waiting;
+// with release, the runner then gives the lane back.
+func (d *Dispatcher) stopRunner(lane int, release bool) {
 	d.mu.Lock()
 	r := d.runners[lane]
 	delete(d.runners, lane)
 	d.mu.Unlock()
 	if r != nil {
-		r.stop()
+		r.releaseOnStop.Store(release)
+		r.signalStop()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,6 +23,9 @@ type laneRunner struct {
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+	// releaseOnStop: give the lane back when the run ends (the dispatcher
+	// hands it to another); not when the lease was lost.
+	releaseOnStop atomic.Bool
 }
 
 func newLaneRunner(d *Dispatcher, lane int) *laneRunner {
@@ -35,10 +39,9 @@ func (r *laneRunner) wake() {
 	}
 }
 
-// stop asks the runner to end after the batch in hand, and waits.
-func (r *laneRunner) stop() {
+// signalStop asks the runner to end after the batch in hand.
+func (r *laneRunner) signalStop() {
 	r.once.Do(func() { close(r.stopCh) })
-	<-r.stopped
 }
 
 func (r *laneRunner) stopping() bool {
@@ -55,6 +58,7 @@ func (r *laneRunner) stopping() bool {
 // unrecorded delivery stays pending and is sent again.
 func (r *laneRunner) run(ctx context.Context) {
 	defer close(r.stopped)
+	defer r.release()
 	// Deliveries are not tied to ctx: a stop lets the batch in hand finish.
 	work := r.d.abortCtx
 	backoff := 100 * time.Millisecond
@@ -78,6 +82,17 @@ func (r *laneRunner) run(ctx context.Context) {
 			r.d.log.Warn("recording results failed; those messages will be sent again", "lane", r.lane, "messages", len(results), "error", err)
 			r.idle(backoff)
 		}
+	}
+}
+
+func (r *laneRunner) release() {
+	if !r.releaseOnStop.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.d.pool.Exec(ctx, r.d.q.release, r.d.cfg.ID, []int{r.lane}); err != nil {
+		r.d.log.Warn("releasing a lane failed; its lease will expire", "lane", r.lane, "error", err)
 	}
 }
 
