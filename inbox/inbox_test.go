@@ -250,14 +250,24 @@ func TestConcurrentDeliveryWaitsForFirstAndSeesItsRollback(t *testing.T) {
 
 func TestExpiredKeyIsNewAgain(t *testing.T) {
 	t.Parallel()
-	b := setup(t, &inbox.Config{SourceTTL: map[string]time.Duration{"short": 50 * time.Millisecond}})
+	b := setup(t, &inbox.Config{SourceTTL: map[string]time.Duration{"short": 90 * time.Minute}})
 	ctx := context.Background()
 	ev := event("short", "evt_exp")
 
 	if !b.deliver(t, ev).New || b.deliver(t, ev).New {
 		t.Fatal("inside the window: want New then duplicate")
 	}
-	time.Sleep(100 * time.Millisecond)
+	stored, err := b.inbox.Get(ctx, b.pool, ev.Source, ev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl := stored.ExpiresAt.Sub(stored.ReceivedAt); ttl < 90*time.Minute || ttl > 90*time.Minute+time.Second {
+		t.Fatalf("key kept for %s, want the source's 90m", ttl)
+	}
+	// Let the window pass.
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.inbox_events SET expires_at = now() - interval '1 second' WHERE source = 'short'`); err != nil {
+		t.Fatal(err)
+	}
 	ev.Refs = map[string]string{"email": "replay@example.com"}
 	replay := b.deliver(t, ev)
 	if !replay.New || replay.Duplicates != 0 {
@@ -266,17 +276,17 @@ func TestExpiredKeyIsNewAgain(t *testing.T) {
 	if again := b.deliver(t, ev); again.New {
 		t.Fatal("second delivery of the replay was New")
 	}
-	stored, err := b.inbox.Get(ctx, b.pool, ev.Source, ev.ID)
+	stored, err = b.inbox.Get(ctx, b.pool, ev.Source, ev.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored.Refs["email"] != "replay@example.com" || stored.DuplicateCount != 1 {
-		t.Fatalf("replayed record: refs %v, duplicates %d", stored.Refs, stored.DuplicateCount)
+	if stored.Refs["email"] != "replay@example.com" || stored.DuplicateCount != 1 || !stored.ExpiresAt.After(time.Now().Add(89*time.Minute)) {
+		t.Fatalf("replayed record: refs %v, duplicates %d, expires %v", stored.Refs, stored.DuplicateCount, stored.ExpiresAt)
 	}
 	if n := b.leads(t); n != 2 {
 		t.Fatalf("%d leads, want 2 (original and deliberate replay)", n)
 	}
-	// The default window is the long one.
+	// Other sources keep the default window.
 	if ttl := b.inbox.TTL("other"); ttl != 96*time.Hour {
 		t.Fatalf("default TTL %s", ttl)
 	}
