@@ -1,0 +1,137 @@
+package verify
+
+import (
+	"crypto/sha1" //nolint:gosec // some senders still sign with HMAC-SHA1
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HMACConfig describes a sender that signs with a plain HMAC, for the
+// generic source.
+type HMACConfig struct {
+	// Header carries the signature. Required.
+	Header string
+	// Hash: "sha1", "sha256" (default) or "sha512".
+	Hash string
+	// Encoding of the signature: "hex" (default) or "base64".
+	Encoding string
+	// Prefix before the encoded signature ("sha256=", "v1="...), if any.
+	Prefix string
+	// TimestampHeader, when set, carries Unix seconds that are signed as
+	// "<timestamp>.<body>" and checked against Tolerance (default 5 min).
+	TimestampHeader string
+	Tolerance       time.Duration
+	// IDHeader or IDField (a top-level JSON field of the body) gives the
+	// event id; TypeHeader or TypeField the type; SubjectField what the
+	// event is about, for a best-effort id.
+	IDHeader, IDField, TypeHeader, TypeField, SubjectField string
+	// Secrets, any of which may have signed. Required.
+	Secrets []string
+}
+
+type generic struct {
+	cfg     HMACConfig
+	newHash func() hash.Hash
+}
+
+// HMAC returns a verifier for a sender described by cfg.
+func HMAC(cfg HMACConfig) (Verifier, error) {
+	if cfg.Header == "" {
+		return nil, fmt.Errorf("verify: HMACConfig.Header is required")
+	}
+	if err := requireSecrets("generic HMAC", cfg.Secrets); err != nil {
+		return nil, err
+	}
+	g := &generic{cfg: cfg}
+	switch cfg.Hash {
+	case "", "sha256":
+		g.newHash = sha256.New
+	case "sha1":
+		g.newHash = sha1.New
+	case "sha512":
+		g.newHash = sha512.New
+	default:
+		return nil, fmt.Errorf("verify: HMACConfig.Hash %q: want sha1, sha256 or sha512", cfg.Hash)
+	}
+	switch cfg.Encoding {
+	case "", "hex", "base64":
+	default:
+		return nil, fmt.Errorf("verify: HMACConfig.Encoding %q: want hex or base64", cfg.Encoding)
+	}
+	if g.cfg.Tolerance == 0 {
+		g.cfg.Tolerance = 5 * time.Minute
+	}
+	return g, nil
+}
+
+func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, error) {
+	h, err := header(r, g.cfg.Header)
+	if err != nil {
+		return Meta{}, err
+	}
+	var meta Meta
+	parts := [][]byte{body}
+	if g.cfg.TimestampHeader != "" {
+		tsText, err := header(r, g.cfg.TimestampHeader)
+		if err != nil {
+			return Meta{}, fmt.Errorf("%w: missing %s", ErrTimestamp, g.cfg.TimestampHeader)
+		}
+		secs, err := strconv.ParseInt(tsText, 10, 64)
+		if err != nil {
+			return Meta{}, fmt.Errorf("%w: %s %q is not Unix seconds", ErrMalformed, g.cfg.TimestampHeader, tsText)
+		}
+		meta.Timestamp = time.Unix(secs, 0)
+		if err := within(meta.Timestamp, now, g.cfg.Tolerance); err != nil {
+			return Meta{}, err
+		}
+		parts = [][]byte{[]byte(tsText), {'.'}, body}
+	}
+	var candidates [][]byte
+	for _, one := range strings.Split(h, ",") {
+		enc, ok := strings.CutPrefix(strings.TrimSpace(one), g.cfg.Prefix)
+		if !ok {
+			continue
+		}
+		var raw []byte
+		if g.cfg.Encoding == "base64" {
+			raw, err = base64.StdEncoding.DecodeString(enc)
+		} else {
+			raw, err = hex.DecodeString(enc)
+		}
+		if err == nil {
+			candidates = append(candidates, raw)
+		}
+	}
+	if len(candidates) == 0 {
+		return Meta{}, fmt.Errorf("%w: %s holds no %s%s signature", ErrMalformed, g.cfg.Header, g.cfg.Prefix, g.encoding())
+	}
+	if !anyEqual(macs(g.newHash, g.cfg.Secrets, parts...), candidates) {
+		return Meta{}, fmt.Errorf("%w: %s does not match", ErrSignature, g.cfg.Header)
+	}
+	meta.ID, meta.Type = r.Header.Get(g.cfg.IDHeader), r.Header.Get(g.cfg.TypeHeader)
+	if g.cfg.IDField != "" || g.cfg.TypeField != "" || g.cfg.SubjectField != "" {
+		m, err := bodyFields(body)
+		if err != nil {
+			return Meta{}, err
+		}
+		meta.ID = firstNonEmpty(meta.ID, str(m, g.cfg.IDField))
+		meta.Type = firstNonEmpty(meta.Type, str(m, g.cfg.TypeField))
+		meta.Subject = str(m, g.cfg.SubjectField)
+	}
+	return meta, nil
+}
+
+func (g *generic) encoding() string {
+	if g.cfg.Encoding == "" {
+		return "hex"
+	}
+	return g.cfg.Encoding
+}

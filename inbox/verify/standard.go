@@ -1,0 +1,132 @@
+package verify
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// StandardTolerance is the Standard Webhooks (and Svix) timestamp tolerance.
+const StandardTolerance = 5 * time.Minute
+
+// standard verifies Standard Webhooks: signature header with space-separated
+// "v1,<base64 HMAC-SHA256(id.ts.body)>" (secrets "whsec_...") and
+// "v1a,<base64 ed25519>" (public keys "whpk_...").
+type standard struct {
+	idHeader, tsHeader, sigHeader string
+	hmacKeys                      [][]byte
+	publicKeys                    []ed25519.PublicKey
+	tolerance                     time.Duration
+}
+
+// StandardWebhooks verifies the Standard Webhooks scheme. Each secret is a
+// "whsec_" HMAC secret (v1) or a "whpk_" ed25519 public key (v1a). Event id:
+// the webhook-id header.
+func StandardWebhooks(secrets ...string) (Verifier, error) {
+	return newStandard("standard-webhooks", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", secrets)
+}
+
+// Svix is StandardWebhooks under Svix's older header names (svix-id,
+// svix-timestamp, svix-signature). Event id: the svix-id header.
+func Svix(secrets ...string) (Verifier, error) {
+	return newStandard("svix", "Svix-Id", "Svix-Timestamp", "Svix-Signature", secrets)
+}
+
+func newStandard(name, id, ts, sig string, secrets []string) (Verifier, error) {
+	if err := requireSecrets(name, secrets); err != nil {
+		return nil, err
+	}
+	v := &standard{idHeader: id, tsHeader: ts, sigHeader: sig, tolerance: StandardTolerance}
+	for _, s := range secrets {
+		switch {
+		case strings.HasPrefix(s, "whpk_"):
+			raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whpk_"))
+			if err != nil || len(raw) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("verify: %s: a whpk_ key must be base64 of a %d-byte ed25519 public key", name, ed25519.PublicKeySize)
+			}
+			v.publicKeys = append(v.publicKeys, ed25519.PublicKey(raw))
+		default:
+			raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_"))
+			if err != nil {
+				return nil, fmt.Errorf("verify: %s: a whsec_ secret must be base64: %w", name, err)
+			}
+			v.hmacKeys = append(v.hmacKeys, raw)
+		}
+	}
+	return v, nil
+}
+
+// WithTolerance returns a copy of a StandardWebhooks or Svix verifier with
+// another tolerance.
+func (v *standard) WithTolerance(d time.Duration) Verifier {
+	c := *v
+	c.tolerance = d
+	return &c
+}
+
+func (v *standard) Verify(r *http.Request, body []byte, now time.Time) (Meta, error) {
+	id, err := header(r, v.idHeader)
+	if err != nil {
+		return Meta{}, err
+	}
+	tsText, err := header(r, v.tsHeader)
+	if err != nil {
+		return Meta{}, fmt.Errorf("%w: missing %s", ErrTimestamp, v.tsHeader)
+	}
+	secs, err := strconv.ParseInt(tsText, 10, 64)
+	if err != nil {
+		return Meta{}, fmt.Errorf("%w: %s %q is not Unix seconds", ErrMalformed, v.tsHeader, tsText)
+	}
+	ts := time.Unix(secs, 0)
+	if err := within(ts, now, v.tolerance); err != nil {
+		return Meta{}, err
+	}
+	sigs, err := header(r, v.sigHeader)
+	if err != nil {
+		return Meta{}, err
+	}
+	signed := make([]byte, 0, len(id)+len(tsText)+len(body)+2)
+	signed = append(append(append(append(append(signed, id...), '.'), tsText...), '.'), body...)
+
+	var v1 [][]byte
+	ok := false
+	for _, part := range strings.Fields(sigs) {
+		version, sig, found := strings.Cut(part, ",")
+		if !found {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(sig)
+		if err != nil {
+			continue
+		}
+		switch version {
+		case "v1":
+			v1 = append(v1, raw)
+		case "v1a":
+			for _, pk := range v.publicKeys {
+				if ed25519.Verify(pk, signed, raw) {
+					ok = true
+				}
+			}
+		}
+	}
+	if len(v1) > 0 && len(v.hmacKeys) > 0 {
+		expected := make([][]byte, len(v.hmacKeys))
+		for i, k := range v.hmacKeys {
+			mac := hmac.New(sha256.New, k)
+			mac.Write(signed)
+			expected[i] = mac.Sum(nil)
+		}
+		ok = anyEqual(expected, v1) || ok
+	}
+	if !ok {
+		return Meta{}, fmt.Errorf("%w: no %s signature matches", ErrSignature, v.sigHeader)
+	}
+	return Meta{ID: id, Timestamp: ts}, nil
+}
