@@ -36,7 +36,7 @@ type Dispatcher struct {
 	done    chan struct{}
 	runners map[int]*laneRunner
 	last    map[int]*laneRunner // the latest runner started per lane, stopped or not
-	paused  sync.Map // destination name -> struct{}: paused here, before the database knows
+	paused  sync.Map            // destination name -> struct{}: paused here, before the database knows
 
 	listening atomic.Bool
 }

@@ -52,7 +52,9 @@ var (
 type Func func(r *http.Request, body []byte, now time.Time) (Meta, error)
 
 // Verify calls f.
-func (f Func) Verify(r *http.Request, body []byte, now time.Time) (Meta, error) { return f(r, body, now) }
+func (f Func) Verify(r *http.Request, body []byte, now time.Time) (Meta, error) {
+	return f(r, body, now)
+}
 
 // within checks ts against now with a tolerance that is inclusive at the edge.
 func within(ts, now time.Time, tolerance time.Duration) error {
