@@ -52,6 +52,8 @@ func New(cfg *Config) (*Inbox, error) {
 	}, nil
 }
 
+func (in *Inbox) render(q string) string { return dbschema.Render(q, in.cfg.Schema) }
+
 // TTL returns the dedupe window for source.
 func (in *Inbox) TTL(source string) time.Duration {
 	if ttl, ok := in.cfg.SourceTTL[source]; ok {

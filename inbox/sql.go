@@ -57,3 +57,17 @@ const findByRefSQL = selectColumns + `
 WHERE refs @> jsonb_build_object($1::text, $2::text)
 ORDER BY received_at DESC
 LIMIT $3`
+
+const recordFailureSQL = `
+INSERT INTO {{schema}}.inbox_failures AS f (source, event_id, kind, reason, status_code)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (source, event_id, kind) DO UPDATE SET
+    reason = excluded.reason, status_code = excluded.status_code,
+    last_at = now(), count = f.count + 1`
+
+const failuresSQL = `
+SELECT source, event_id, kind, reason, status_code, first_at, last_at, count
+FROM {{schema}}.inbox_failures
+WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR event_id = $2)
+ORDER BY last_at DESC
+LIMIT $3`

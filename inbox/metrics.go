@@ -1,0 +1,60 @@
+package inbox
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the receiver's Prometheus metrics; a nil *Metrics records
+// nothing.
+//
+//	outboxd_webhooks_total{source,outcome}          every request: processed (new), duplicate,
+//	                                                rejected, failed, panic, bad_signature,
+//	                                                too_large, unknown_source
+//	outboxd_webhook_handler_duration_seconds{source,outcome}  the receipt transaction of verified events
+//
+// The dedupe hit rate is duplicate / (processed + duplicate); the alert
+// rules in deploy/prometheus/alerts.yml compute it over 10 minutes.
+type Metrics struct {
+	received *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the receiver's metrics with reg (for example
+// prometheus.DefaultRegisterer).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outboxd_webhooks_total", Help: "Webhook requests by source and outcome.",
+		}, []string{"source", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "outboxd_webhook_handler_duration_seconds", Help: "Receipt transaction (inbox record + handler + commit) of verified webhooks.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"source", "outcome"}),
+	}
+	for _, c := range []prometheus.Collector{m.received, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) count(source, outcome string) {
+	if m != nil {
+		m.received.WithLabelValues(source, outcome).Inc()
+	}
+}
+
+// observe counts a verified request's outcome (processed, duplicate) and
+// its duration; failures are counted where they are recorded.
+func (m *Metrics) observe(source, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if outcome == "processed" || outcome == "duplicate" {
+		m.received.WithLabelValues(source, outcome).Inc()
+	}
+	m.duration.WithLabelValues(source, outcome).Observe(d.Seconds())
+}
