@@ -17,10 +17,18 @@ help: ## Show this help.
 build: ## Build the outboxd binary into bin/.
 	$(GO) build -o $(BIN)/outboxd ./cmd/outboxd
 
+FUZZTIME      ?= 5s
+
 .PHONY: test
-test: ## Vet, then run every test with the race detector against a real PostgreSQL.
+test: ## Vet, run every test with the race detector against a real PostgreSQL, then a short fuzz run.
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) fuzz
+
+.PHONY: fuzz
+fuzz: ## Fuzz the signature parsers and the receiver's request handling (FUZZTIME each, default 5s).
+	$(GO) test -run '^$$' -fuzz '^FuzzSignatureHeaders$$' -fuzztime $(FUZZTIME) ./inbox/verify/
+	$(GO) test -run '^$$' -fuzz '^FuzzReceiverRequests$$' -fuzztime $(FUZZTIME) ./inbox/
 
 .PHONY: lint
 lint: $(BIN)/golangci-lint ## Run golangci-lint (installed into bin/ at a pinned version).

@@ -34,6 +34,7 @@ func commands() []command {
 		{"migrate", "apply or inspect the database schema (up, down, status, version)", runMigrate},
 		{"serve", "run the dispatcher: drain the outbox to its destinations", runServe},
 		{"send", "enqueue one message from standard input", runSend},
+		{"verify", "check a webhook signature the way the receiver does", runVerify},
 		{"outbox", "dead letters, attempts and paused destinations (dead, requeue, purge, show, paused, resume)", runOutbox},
 	}
 }
@@ -60,6 +61,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err := c.run(ctx, args[1:], stdout, stderr)
 		if err == nil {
 			return 0
+		}
+		if errors.Is(err, errInvalid) {
+			return 1 // the command printed its verdict
 		}
 		fmt.Fprintf(stderr, "outboxd %s: %v\n", c.name, err)
 		var ue *usageError
