@@ -1,8 +1,18 @@
 package inbox
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // MetricsCounter exposes one counter to the tests.
 func MetricsCounter(m *Metrics, source, outcome string) prometheus.Collector {
 	return m.received.WithLabelValues(source, outcome)
+}
+
+// ObserveForTest records one processed and one duplicate receipt.
+func ObserveForTest(m *Metrics, source string, d time.Duration) {
+	m.observe(source, "processed", d)
+	m.observe(source, "duplicate", d)
 }

@@ -73,7 +73,9 @@ func runVerify(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return usageErrorf("%v", err)
 	}
 	if *tolerance > 0 {
-		t, ok := v.(interface{ WithTolerance(time.Duration) verify.Verifier })
+		t, ok := v.(interface {
+			WithTolerance(time.Duration) verify.Verifier
+		})
 		if !ok {
 			return usageErrorf("--tolerance applies to standard-webhooks and svix only")
 		}

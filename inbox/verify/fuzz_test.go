@@ -19,14 +19,16 @@ func FuzzSignatureHeaders(f *testing.F) {
 	generic, _ := verify.HMAC(verify.HMACConfig{Header: "X-Sig", Prefix: "sha256=", TimestampHeader: "X-Ts", IDField: "id", Secrets: []string{"k"}})
 	verifiers := map[string]verify.Verifier{"generic": generic}
 	for name, mk := range map[string]func() (verify.Verifier, error){
-		"standard": func() (verify.Verifier, error) { return verify.StandardWebhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") },
-		"svix":     func() (verify.Verifier, error) { return verify.Svix("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") },
-		"stripe":   func() (verify.Verifier, error) { return verify.Stripe("whsec_x") },
-		"github":   func() (verify.Verifier, error) { return verify.GitHub("s") },
-		"slack":    func() (verify.Verifier, error) { return verify.Slack("s") },
-		"shopify":  func() (verify.Verifier, error) { return verify.Shopify("s") },
-		"twilio":   func() (verify.Verifier, error) { return verify.Twilio("", "s") },
-		"linear":   func() (verify.Verifier, error) { return verify.Linear("s") },
+		"standard": func() (verify.Verifier, error) {
+			return verify.StandardWebhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+		},
+		"svix":    func() (verify.Verifier, error) { return verify.Svix("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") },
+		"stripe":  func() (verify.Verifier, error) { return verify.Stripe("whsec_x") },
+		"github":  func() (verify.Verifier, error) { return verify.GitHub("s") },
+		"slack":   func() (verify.Verifier, error) { return verify.Slack("s") },
+		"shopify": func() (verify.Verifier, error) { return verify.Shopify("s") },
+		"twilio":  func() (verify.Verifier, error) { return verify.Twilio("", "s") },
+		"linear":  func() (verify.Verifier, error) { return verify.Linear("s") },
 	} {
 		v, err := mk()
 		if err != nil {
