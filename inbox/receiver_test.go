@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/inbox/inboxtest"
 	"github.com/outboxd/outboxd/inbox/verify"
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
@@ -29,6 +30,7 @@ import (
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 type rbundle struct {
+	rc      *inbox.Receiver
 	pool    *pgxpool.Pool
 	inbox   *inbox.Inbox
 	srv     *httptest.Server
@@ -82,6 +84,7 @@ func newReceiver(t *testing.T, pool *pgxpool.Pool) *rbundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.rc = rc
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/", rc)
 	b.srv = httptest.NewServer(mux)
@@ -339,5 +342,31 @@ func TestReceiverDatabaseGoesAway(t *testing.T) {
 	}
 	if s := b.state(t); s.leads != 2 || s.messages != 2 || s.events != 2 {
 		t.Fatalf("state %+v", s)
+	}
+}
+
+// inboxtest drives the real receiver and database.
+func TestInboxtestOnTheRealReceiver(t *testing.T) {
+	t.Parallel()
+	b := newReceiver(t, pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=40"))
+	h := b.rc
+	signed := func(id string) inboxtest.Request {
+		now := time.Now()
+		return func() *http.Request {
+			body := []byte(`{"type":"lead.created"}`)
+			r := httptest.NewRequest(http.MethodPost, "/webhooks/crm", bytes.NewReader(body))
+			signer, _ := dispatch.NewSigner(secret)
+			r.Header.Set("Webhook-Id", id)
+			r.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
+			r.Header.Set("Webhook-Signature", signer.Sign(id, now, body))
+			return r
+		}
+	}
+	snap := func(t testing.TB) any { return b.state(t.(*testing.T)) }
+	if s := inboxtest.DeliverTwice(t, h, signed("evt_a"), snap).(state); s.leads != 1 {
+		t.Fatalf("after one delivery: %+v", s)
+	}
+	if s := inboxtest.DeliverConcurrently(t, h, signed("evt_b"), 20, snap).(state); s.leads != 2 || s.messages != 2 {
+		t.Fatalf("after 20 concurrent deliveries: %+v", s)
 	}
 }
