@@ -9,12 +9,12 @@ import (
 // Metrics are the receiver's Prometheus metrics; a nil *Metrics records
 // nothing.
 //
-//	outboxd_webhooks_total{source,outcome}          every request: processed (new), duplicate,
-//	                                                rejected, failed, panic, bad_signature,
-//	                                                too_large, unknown_source
+//	outboxd_webhooks_total{source,outcome}          every request: processed (new), accepted (new,
+//	                                                async), duplicate, rejected, failed, panic,
+//	                                                bad_signature, too_large, unknown_source
 //	outboxd_webhook_handler_duration_seconds{source,outcome}  the receipt transaction of verified events
 //
-// The dedupe hit rate is duplicate / (processed + duplicate); the alert
+// The dedupe hit rate is duplicate / (processed + accepted + duplicate); the alert
 // rules in deploy/prometheus/alerts.yml compute it over 10 minutes.
 type Metrics struct {
 	received *prometheus.CounterVec
@@ -53,8 +53,17 @@ func (m *Metrics) observe(source, outcome string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	if outcome == "processed" || outcome == "duplicate" {
+	if outcome == "processed" || outcome == "duplicate" || outcome == "accepted" {
 		m.received.WithLabelValues(source, outcome).Inc()
 	}
 	m.duration.WithLabelValues(source, outcome).Observe(d.Seconds())
+}
+
+// observeAsync times an async job that committed; requests were counted
+// at receipt ("accepted"), so jobs are not counted again.
+func (m *Metrics) observeAsync(source, status string, err error, d time.Duration) {
+	if m == nil || err != nil {
+		return
+	}
+	m.duration.WithLabelValues(source, "async_"+status).Observe(d.Seconds())
 }

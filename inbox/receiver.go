@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 
 	"github.com/outboxd/outboxd/inbox/verify"
 )
@@ -54,6 +55,9 @@ type Source struct {
 	Handle HandlerFunc
 	// MaxBody bounds the request body (413 beyond). Default 1 MiB.
 	MaxBody int64
+	// Async answers 200 as soon as the event and a River job to process it
+	// are committed; the job runs Handle later (see AsyncWorker).
+	Async bool
 }
 
 // ReceiverConfig configures a Receiver.
@@ -67,6 +71,9 @@ type ReceiverConfig struct {
 	Logger *slog.Logger
 	// Now is the clock for timestamp tolerances. Default time.Now.
 	Now func() time.Time
+	// River inserts the jobs of async sources, in the receipt transaction.
+	// Required when a source is Async; its Schema must be the inbox's.
+	River *river.Client[pgx.Tx]
 }
 
 // Receiver is an http.Handler for webhooks from several sources, routed by
@@ -109,6 +116,9 @@ func NewReceiver(pool *pgxpool.Pool, in *Inbox, cfg ReceiverConfig) (*Receiver, 
 			return nil, fmt.Errorf("inbox: source %s: Handle is required", s.Name)
 		case rc.sources[s.Name] != nil:
 			return nil, fmt.Errorf("inbox: source %s configured twice", s.Name)
+		}
+		if s.Async && cfg.River == nil {
+			return nil, fmt.Errorf("inbox: source %s is async: ReceiverConfig.River is required", s.Name)
 		}
 		if s.MaxBody == 0 {
 			s.MaxBody = DefaultMaxBody
@@ -214,18 +224,27 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery) (code
 	var res Result
 	err := rc.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
+		status := StatusProcessed
+		if src.Async {
+			status = StatusReceived
+		}
 		res, err = rc.inbox.Record(ctx, tx, Event{
 			Source: src.Name, ID: d.ID, BestEffort: d.BestEffort, Type: d.Type,
-			OccurredAt: d.OccurredAt, Payload: d.Body, Headers: d.Header,
+			OccurredAt: d.OccurredAt, Payload: d.Body, Headers: d.Header, Status: status,
 		})
 		if err != nil || !res.New {
 			return err
+		}
+		if src.Async {
+			return rc.enqueueAsync(ctx, tx, d)
 		}
 		return src.Handle(ctx, tx, d)
 	})
 	switch {
 	case err == nil && !res.New:
 		return http.StatusOK, "duplicate", ""
+	case err == nil && src.Async:
+		return http.StatusOK, "accepted", ""
 	case err == nil:
 		return http.StatusOK, "processed", ""
 	}

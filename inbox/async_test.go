@@ -1,0 +1,114 @@
+package inbox_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/inbox/verify"
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// fastRetry retries a failed job after 100 ms instead of River's seconds.
+type fastRetry struct{}
+
+func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(100 * time.Millisecond) }
+
+// Async mode: 200 at once; the handler runs later, in the transaction that
+// marks the event processed; a run that dies mid-handler is rerun safely.
+func TestAsyncReceipt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	if _, err := pool.Exec(ctx, `CREATE TABLE leads (id bigserial PRIMARY KEY, event_id text)`); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	var runs atomic.Int32
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO leads (event_id) VALUES ($1)`, d.ID); err != nil {
+			return err
+		}
+		if runs.Add(1) == 1 {
+			return errors.New("worker died mid-handler") // the first run never commits
+		}
+		return nil
+	}
+	workers := river.NewWorkers()
+	insertOnly, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: "outboxd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{
+		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
+		River:   insertOnly,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	river.AddWorker(workers, rc.AsyncWorker())
+	b := &rbundle{rc: rc, pool: pool, inbox: in}
+	b.srv = httptest.NewServer(rc)
+	t.Cleanup(b.srv.Close)
+
+	now := time.Now()
+	for i, want := range []string{"accepted", "duplicate"} {
+		r := b.post(t, "forms", "evt_async", []byte(`{"email":"ada@example.com"}`), now, nil)
+		if r.code != 200 || !strings.Contains(r.body, want) {
+			t.Fatalf("delivery %d: %+v, want %s", i, r, want)
+		}
+	}
+	ev, err := in.Get(ctx, pool, "forms", "evt_async")
+	if err != nil || ev.Status != inbox.StatusReceived {
+		t.Fatalf("before the worker: %+v %v", ev, err)
+	}
+
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema: "outboxd", Workers: workers, RetryPolicy: fastRetry{},
+		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}}, FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.Stop(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ev, err = in.Get(ctx, pool, "forms", "evt_async")
+		if err == nil && ev.Status == inbox.StatusProcessed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not processed after 20 s: %+v %v", ev, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var leads int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM leads`).Scan(&leads); err != nil {
+		t.Fatal(err)
+	}
+	if leads != 1 || runs.Load() != 2 {
+		t.Fatalf("%d leads after %d handler runs; want 1 lead from the second run", leads, runs.Load())
+	}
+	// A redelivery after processing is a duplicate and starts no job.
+	if r := b.post(t, "forms", "evt_async", []byte(`{"email":"ada@example.com"}`), now, nil); !strings.Contains(r.body, "duplicate") {
+		t.Fatalf("%+v", r)
+	}
+	var jobs int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.river_job WHERE kind = 'outboxd_inbox_process'`).Scan(&jobs); err != nil || jobs != 1 {
+		t.Fatalf("%d jobs, %v", jobs, err)
+	}
+}
