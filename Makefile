@@ -38,7 +38,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-receipt bench-dispatch bench-purge ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-receipt bench-dispatch bench-purge bench-webhook ## Run every benchmark (see docs/benchmarks.md).
 
 .PHONY: bench-receipt
 bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL, 1 and 16 connections.
@@ -55,3 +55,7 @@ bench-dispatch: ## Dispatcher drain throughput and latency vs one River job per 
 .PHONY: bench-purge
 bench-purge: ## Receipt p50/p99 at 16 connections with and without purging 1M expired inbox keys.
 	$(GO) run ./internal/bench/receipt -purge 1000000 -duration 45s $(BENCH_ARGS)
+
+.PHONY: bench-webhook
+bench-webhook: ## Signed webhook receipt over HTTP (new events, duplicates) beside pgbench on the same SQL.
+	$(GO) run ./internal/bench/receipt -http $(BENCH_ARGS)

@@ -22,7 +22,9 @@ import (
 // fastRetry retries a failed job after 100 ms instead of River's seconds.
 type fastRetry struct{}
 
-func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(100 * time.Millisecond) }
+func (fastRetry) NextRetry(*rivertype.JobRow) time.Time {
+	return time.Now().Add(100 * time.Millisecond)
+}
 
 // Async mode: 200 at once; the handler runs later, in the transaction that
 // marks the event processed; a run that dies mid-handler is rerun safely.

@@ -5,6 +5,7 @@
 //
 //	go run ./internal/bench/receipt [-database-url URL] [-duration 10s] [-rounds 3]
 //	go run ./internal/bench/receipt -purge 1000000   receipts while the purge runs
+//	go run ./internal/bench/receipt -http            signed receipt over HTTP, new and duplicate
 package main
 
 import (
@@ -38,9 +39,17 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of each measurement")
 	rounds := flag.Int("rounds", 3, "alternating rounds of (outboxd, pgbench) per concurrency")
 	purge := flag.Int("purge", 0, "instead: measure receipt latency while purging this many expired inbox keys")
+	overHTTP := flag.Bool("http", false, "instead: signed webhook receipt over HTTP, new events and duplicates, 16 clients, beside pgbench")
 	flag.Parse()
 	var err error
-	if *purge > 0 {
+	if *overHTTP {
+		var url, script string
+		if url, err = freshDatabase(context.Background(), *adminURL); err == nil {
+			if script, err = scriptPath(); err == nil {
+				err = runHTTP(url, script, 16, *duration, *rounds)
+			}
+		}
+	} else if *purge > 0 {
 		var url string
 		if url, err = freshDatabase(context.Background(), *adminURL); err == nil {
 			err = runPurge(url, *purge, *duration)
