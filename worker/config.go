@@ -59,6 +59,9 @@ type Maintenance struct {
 	// DeliveredRetention: delivered messages (and their attempts) older than
 	// this are deleted. Default 7 days.
 	DeliveredRetention time.Duration
+	// FailureRetention: rows of the inbox failure log not seen again for
+	// this long are deleted. Default 7 days.
+	FailureRetention time.Duration
 	// BatchSize rows are deleted per statement, so no statement holds locks
 	// long. Default 1000.
 	BatchSize int
@@ -92,6 +95,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Maintenance.DeliveredRetention == 0 {
 		out.Maintenance.DeliveredRetention = 7 * 24 * time.Hour
+	}
+	if out.Maintenance.FailureRetention == 0 {
+		out.Maintenance.FailureRetention = 7 * 24 * time.Hour
 	}
 	if out.Maintenance.BatchSize == 0 {
 		out.Maintenance.BatchSize = 1000

@@ -43,7 +43,7 @@ type Dispatcher struct {
 
 type queries struct {
 	heartbeat, liveDispatchers, forgetDispatcher, renew, acquire, release,
-	claim, record, pause, paused, dueLanes, purgeInbox, purgeDelivered string
+	claim, record, pause, paused, dueLanes, purgeInbox, purgeDelivered, purgeFailures string
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
@@ -63,7 +63,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 			heartbeat: r(heartbeatSQL), liveDispatchers: r(liveDispatchersSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
 			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL), dueLanes: r(dueLanesSQL),
-			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL),
+			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 		},
 		runners: map[int]*laneRunner{},
 		last:    map[int]*laneRunner{},

@@ -8,11 +8,11 @@ import (
 
 // PurgeResult counts what one maintenance run deleted.
 type PurgeResult struct {
-	InboxKeys, DeliveredMessages int64
+	InboxKeys, DeliveredMessages, Failures int64
 }
 
-// Purge deletes expired inbox keys and delivered messages older than the
-// retention (with their attempts), in batches of Maintenance.BatchSize,
+// Purge deletes expired inbox keys, delivered messages older than the
+// retention (with their attempts) and old rows of the inbox failure log, in batches of Maintenance.BatchSize,
 // resting between batches (Maintenance.Duty), until none is left or budget
 // runs out. River's leader runs it every
 // Maintenance.Interval; operators may call it too.
@@ -27,6 +27,7 @@ func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResu
 	}{
 		{d.q.purgeInbox, []any{batch}, &res.InboxKeys},
 		{d.q.purgeDelivered, []any{batch, d.cfg.Maintenance.DeliveredRetention.Milliseconds()}, &res.DeliveredMessages},
+		{d.q.purgeFailures, []any{batch, d.cfg.Maintenance.FailureRetention.Milliseconds()}, &res.Failures},
 	} {
 		for time.Now().Before(deadline) {
 			start := time.Now()

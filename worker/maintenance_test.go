@@ -23,6 +23,10 @@ func TestPurgeRemovesExpiredKeysAndOldDeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO outboxd.inbox_failures (source, event_id, kind, reason, status_code, last_at)
+		VALUES ('s', 'old', 'failed', 'x', 503, now() - interval '8 days'), ('s', 'new', 'failed', 'x', 503, now())`); err != nil {
+		t.Fatal(err)
+	}
 	b.enqueue(t, 30, 30, func(int) string { return "" })
 	// 20 delivered long ago (with an attempt row each), 10 delivered just now.
 	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'delivered', delivered_at = now() - interval '8 days'
@@ -47,8 +51,8 @@ func TestPurgeRemovesExpiredKeysAndOldDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.InboxKeys != 2500 || res.DeliveredMessages != 20 {
-		t.Fatalf("purged %+v, want 2500 inbox keys and 20 messages", res)
+	if res.InboxKeys != 2500 || res.DeliveredMessages != 20 || res.Failures != 1 {
+		t.Fatalf("purged %+v, want 2500 inbox keys, 20 messages and 1 failure row", res)
 	}
 	var inbox, msgs, attempts int
 	if err := b.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outboxd.inbox_events), (SELECT count(*) FROM outboxd.outbox_messages), (SELECT count(*) FROM outboxd.outbox_attempts)`).Scan(&inbox, &msgs, &attempts); err != nil {

@@ -39,8 +39,8 @@ func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[maintenanceAr
 	if err != nil {
 		return err
 	}
-	if res.InboxKeys+res.DeliveredMessages > 0 {
-		w.d.log.Info("purged", "inbox_keys", res.InboxKeys, "delivered_messages", res.DeliveredMessages)
+	if res.InboxKeys+res.DeliveredMessages+res.Failures > 0 {
+		w.d.log.Info("purged", "inbox_keys", res.InboxKeys, "delivered_messages", res.DeliveredMessages, "inbox_failures", res.Failures)
 	}
 	return nil
 }

@@ -131,3 +131,11 @@ WHERE id IN (
     WHERE status = 'delivered' AND delivered_at < now() - $2::bigint * interval '1 millisecond'
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`
+
+const purgeFailuresSQL = `
+DELETE FROM {{schema}}.inbox_failures
+WHERE (source, event_id, kind) IN (
+    SELECT source, event_id, kind FROM {{schema}}.inbox_failures
+    WHERE last_at < now() - $2::bigint * interval '1 millisecond'
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED)`

@@ -26,6 +26,7 @@ type fileConfig struct {
 	Maintenance struct {
 		Interval           time.Duration `yaml:"interval"`
 		DeliveredRetention time.Duration `yaml:"delivered_retention"`
+		FailureRetention   time.Duration `yaml:"failure_retention"`
 		BatchSize          int           `yaml:"batch_size"`
 		Duty               float64       `yaml:"duty"`
 	} `yaml:"maintenance"`

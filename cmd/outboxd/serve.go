@@ -114,7 +114,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		SweepInterval: cfg.Dispatcher.SweepInterval,
 		Maintenance: worker.Maintenance{
 			Interval: cfg.Maintenance.Interval, DeliveredRetention: cfg.Maintenance.DeliveredRetention,
-			BatchSize: cfg.Maintenance.BatchSize, Duty: cfg.Maintenance.Duty,
+			FailureRetention: cfg.Maintenance.FailureRetention,
+			BatchSize:        cfg.Maintenance.BatchSize, Duty: cfg.Maintenance.Duty,
 		},
 		ID: *id, Logger: logger, Metrics: metrics,
 	})
