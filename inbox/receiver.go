@@ -179,6 +179,10 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 		return
 	}
 	meta, err := src.Verifier.Verify(r, body, rc.cfg.Now())
+	if errors.Is(err, verify.ErrPayload) {
+		rc.reject(r.Context(), w, src, body, r.Header, err)
+		return
+	}
 	if err != nil {
 		// Nothing is written for an unauthenticated request: a counter
 		// and a log line, so a flood cannot fill the database.
@@ -201,6 +205,26 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 		rc.log.Warn("webhook not processed", "source", src.Name, "event_id", d.ID, "status", code, "reason", reason)
 	}
 	answer(w, code, status, extra)
+}
+
+// reject answers 422 for an authentic but malformed payload, and keeps it
+// as a rejected event (under an id derived from the body) so operators see
+// it and a retry is a duplicate.
+func (rc *Receiver) reject(ctx context.Context, w http.ResponseWriter, src *Source, body []byte, h http.Header, cause error) {
+	id := bestEffortID(verify.Meta{}, body)
+	err := rc.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: id, BestEffort: true, Payload: body, Headers: h,
+			Status: StatusRejected, Reason: truncate(cause.Error(), 1000)})
+		return err
+	})
+	if err != nil {
+		rc.recordFailure(src.Name, id, "failed", err.Error(), http.StatusServiceUnavailable)
+		answer(w, http.StatusServiceUnavailable, "failed", map[string]string{"Retry-After": strconv.Itoa(int(rc.cfg.RetryAfter.Seconds()))})
+		return
+	}
+	rc.recordFailure(src.Name, id, "rejected", cause.Error(), http.StatusUnprocessableEntity)
+	rc.log.Warn("webhook rejected: malformed payload", "source", src.Name, "event_id", id, "reason", cause.Error())
+	answer(w, http.StatusUnprocessableEntity, "rejected", nil)
 }
 
 // bestEffortID derives an id from (timestamp, type, subject) when the

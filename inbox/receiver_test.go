@@ -3,6 +3,9 @@ package inbox_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -369,4 +372,51 @@ func TestInboxtestOnTheRealReceiver(t *testing.T) {
 	if s := inboxtest.DeliverConcurrently(t, h, signed("evt_b"), 20, snap).(state); s.leads != 2 || s.messages != 2 {
 		t.Fatalf("after 20 concurrent deliveries: %+v", s)
 	}
+}
+
+// An authentic request whose payload is not what the provider sends is a
+// permanent failure: 422, kept as rejected, the same on every retry.
+func TestReceiverMalformedPayload(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	in, _ := inbox.New(nil)
+	stripe, _ := verify.Stripe("whsec_test")
+	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{Sources: []inbox.Source{{
+		Name: "stripe", Verifier: stripe,
+		Handle: func(context.Context, pgx.Tx, *inbox.Delivery) error { t.Error("handler ran"); return nil },
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := "this is not JSON"
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	mac := hmacSHA256Hex("whsec_test", ts+"."+body)
+	b := &rbundle{rc: rc, pool: pool, inbox: in}
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE leads (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	deliver := func() reply {
+		r := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", strings.NewReader(body))
+		r.Header.Set("Stripe-Signature", "t="+ts+",v1="+mac)
+		w := httptest.NewRecorder()
+		rc.ServeHTTP(w, r)
+		return reply{code: w.Code, body: w.Body.String()}
+	}
+	first, second, s := b.twice(t, deliver)
+	if first.code != 422 || second.code != 422 {
+		t.Fatalf("answers %+v %+v", first, second)
+	}
+	if s.events != 1 || s.failures != 1 {
+		t.Fatalf("state %+v", s)
+	}
+	fails, _ := in.Failures(context.Background(), pool, "stripe", "", 5)
+	if len(fails) != 1 || fails[0].Count != 2 || fails[0].Kind != "rejected" {
+		t.Fatalf("failures %+v", fails)
+	}
+}
+
+func hmacSHA256Hex(key, msg string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
 }

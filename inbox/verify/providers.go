@@ -29,12 +29,13 @@ func macs(newHash func() hash.Hash, secrets []string, parts ...[]byte) [][]byte 
 	return out
 }
 
-// bodyFields decodes a JSON object body; a body that is not one is
-// malformed for providers whose id lives in it.
+// bodyFields decodes a JSON object body, after the signature checked out;
+// a body that is not one is a malformed payload for providers whose id
+// lives in it.
 func bodyFields(body []byte) (map[string]any, error) {
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("%w: body is not a JSON object: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: body is not a JSON object: %w", ErrPayload, err)
 	}
 	return m, nil
 }
@@ -254,7 +255,7 @@ func (v *twilio) Verify(r *http.Request, body []byte, _ time.Time) (Meta, error)
 	}
 	u, err := url.Parse(full)
 	if err != nil {
-		return Meta{}, fmt.Errorf("%w: request URL: %v", ErrMalformed, err)
+		return Meta{}, fmt.Errorf("%w: request URL: %w", ErrMalformed, err)
 	}
 	signed := []byte(full)
 	meta := Meta{}
@@ -269,7 +270,7 @@ func (v *twilio) Verify(r *http.Request, body []byte, _ time.Time) (Meta, error)
 	} else {
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
-			return Meta{}, fmt.Errorf("%w: form body: %v", ErrMalformed, err)
+			return Meta{}, fmt.Errorf("%w: form body: %w", ErrMalformed, err)
 		}
 		names := make([]string, 0, len(form))
 		for k := range form {
