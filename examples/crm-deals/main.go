@@ -1,0 +1,166 @@
+// Command crm-deals is a small CRM deals service built on outboxd, and its
+// demo.
+//
+//	crm-deals demo                 run the whole thing on a throwaway database and check it (make demo)
+//	crm-deals serve [--listen A]   the CRM service alone ($DATABASE_URL, outboxd migrations applied)
+//	crm-deals downstream [--listen A]  the fake email and chat APIs
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxd/outboxd/examples/crm-deals/crm"
+	"github.com/outboxd/outboxd/examples/crm-deals/downstream"
+	"github.com/outboxd/outboxd/examples/crm-deals/storm"
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/migrations"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := "demo"
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
+	}
+	var err error
+	switch cmd {
+	case "demo":
+		err = demo(ctx)
+	case "serve":
+		err = serve(ctx, os.Args[2:])
+	case "downstream":
+		err = runDownstream(ctx, os.Args[2:])
+	default:
+		fmt.Fprintln(os.Stderr, "usage: crm-deals [demo | serve [--listen ADDR] | downstream [--listen ADDR]]")
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crm-deals:", err)
+		os.Exit(1)
+	}
+}
+
+// demo gets a PostgreSQL by the test harness's rules, makes a fresh
+// database, and runs the storm.
+func demo(ctx context.Context) error {
+	fmt.Println("crm-deals demo: a CRM deals service on outboxd, under a storm of real signed webhooks")
+	srv, err := pgtest.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Println("PostgreSQL:", srv.Origin)
+	url, err := freshDatabase(ctx, srv.AdminURL, "crm_deals_demo")
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	env, err := storm.Start(ctx, pool, os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	fmt.Println("started: CRM service, outboxd dispatcher (embedded), fake email and chat APIs")
+	start := time.Now()
+	summary, runErr := env.Run(ctx)
+	fmt.Printf("\n=== summary (%s) ===\n\n", time.Since(start).Round(100*time.Millisecond))
+	if summary != nil {
+		summary.Print(os.Stdout)
+	}
+	if runErr != nil {
+		fmt.Println("\nFAILED:", runErr)
+		return errors.New("an invariant is broken")
+	}
+	fmt.Println("\nOK: every invariant holds (one contact per email, one deal and one task per lead,\nno stage rolled back, every notification applied exactly once after the outage)")
+	return nil
+}
+
+func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{"DROP DATABASE IF EXISTS " + name + " WITH (FORCE)", "CREATE DATABASE " + name} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			return "", fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	cfg := admin.Config().Copy()
+	cfg.Database = name
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	if err := migrations.Up(ctx, db, ""); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name), nil
+}
+
+func serve(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "address of the webhooks and the API")
+	_ = fs.Parse(args)
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		return errors.New("set DATABASE_URL (with outboxd's migrations applied: outboxd migrate up)")
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := crm.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	secrets := storm.Secrets
+	for env, dst := range map[string]*string{"FORMS_SECRET": &secrets.Forms, "PAYMENTS_SECRET": &secrets.Payments, "CALENDAR_SECRET": &secrets.Calendar} {
+		if v := os.Getenv(env); v != "" {
+			*dst = v
+		}
+	}
+	svc, err := crm.New(pool, secrets, nil, slog.Default())
+	if err != nil {
+		return err
+	}
+	return listenAndServe(ctx, *listen, svc)
+}
+
+func runDownstream(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("downstream", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:8081", "address of the fake email and chat APIs")
+	_ = fs.Parse(args)
+	return listenAndServe(ctx, *listen, downstream.New())
+}
+
+func listenAndServe(ctx context.Context, addr string, h http.Handler) error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	slog.Info("listening", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
