@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -75,11 +74,8 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	limit := fs.Int("limit", 100, "with dead: at most this many")
 	all := fs.Bool("all", false, "with purge: allow purging without a filter")
 	fs.Usage = func() { fmt.Fprintln(stderr, outboxUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageErrorf("%v", err)
+	if done, err := parseFlags(fs, args); done || err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

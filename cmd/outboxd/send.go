@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,11 +47,8 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	headers := headerFlags{}
 	fs.Var(headers, "header", "header sent with the message, 'Name: value' (repeatable)")
 	fs.Usage = func() { fmt.Fprintln(stderr, sendUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageErrorf("%v", err)
+	if done, err := parseFlags(fs, args); done || err != nil {
+		return err
 	}
 	if *dest == "" {
 		return usageErrorf("--destination is required")

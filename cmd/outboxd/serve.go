@@ -40,11 +40,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	id := fs.String("id", "", "dispatcher id in leases and attempt records (default hostname-pid-random)")
 	fs.Usage = func() { fmt.Fprintln(stderr, serveUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageErrorf("%v", err)
+	if done, err := parseFlags(fs, args); done || err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected argument %q", fs.Arg(0))

@@ -49,11 +49,8 @@ func runVerify(_ context.Context, args []string, stdout, stderr io.Writer) error
 	now := fs.Int64("now", 0, "the time to check against, Unix seconds (default: now)")
 	tolerance := fs.Duration("tolerance", 0, "timestamp tolerance (default: the provider's; Standard Webhooks and Svix only)")
 	fs.Usage = func() { fmt.Fprintln(stderr, verifyUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageErrorf("%v", err)
+	if done, err := parseFlags(fs, args); done || err != nil {
+		return err
 	}
 	mk, ok := providers[*provider]
 	switch {

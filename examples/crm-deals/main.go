@@ -18,15 +18,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxd/outboxd/examples/crm-deals/crm"
 	"github.com/outboxd/outboxd/examples/crm-deals/downstream"
 	"github.com/outboxd/outboxd/examples/crm-deals/storm"
 	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/migrations"
 )
 
 func main() {
@@ -64,7 +61,7 @@ func demo(ctx context.Context) error {
 	}
 	defer srv.Close()
 	fmt.Println("PostgreSQL:", srv.Origin)
-	url, err := freshDatabase(ctx, srv.AdminURL, "crm_deals_demo")
+	url, err := pgtest.Recreate(ctx, srv.AdminURL, "crm_deals_demo")
 	if err != nil {
 		return err
 	}
@@ -91,27 +88,6 @@ func demo(ctx context.Context) error {
 	}
 	fmt.Println("\nOK: every invariant holds (one contact per email, one deal and one task per lead,\nno stage rolled back, every notification applied exactly once after the outage)")
 	return nil
-}
-
-func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", err
-	}
-	defer admin.Close(ctx)
-	for _, q := range []string{"DROP DATABASE IF EXISTS " + name + " WITH (FORCE)", "CREATE DATABASE " + name} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			return "", fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	cfg := admin.Config().Copy()
-	cfg.Database = name
-	db := stdlib.OpenDB(*cfg)
-	defer db.Close()
-	if err := migrations.Up(ctx, db, ""); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name), nil
 }
 
 func serve(ctx context.Context, args []string) error {

@@ -64,23 +64,19 @@ func current(t testing.TB) *Server {
 // "outboxd") and returns its URL. The database is dropped when t ends.
 func URL(t testing.TB) string {
 	t.Helper()
-	url, drop, err := newDB(current(t), true)
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := drop(); err != nil {
-			t.Errorf("pgtest: %v", err)
-		}
-	})
-	return url
+	return testDB(t, true)
 }
 
 // EmptyURL creates a fresh, empty database and returns its URL. It is
 // dropped when t ends.
 func EmptyURL(t testing.TB) string {
 	t.Helper()
-	url, drop, err := newDB(current(t), false)
+	return testDB(t, false)
+}
+
+func testDB(t testing.TB, migrated bool) string {
+	t.Helper()
+	url, drop, err := newDB(current(t), migrated)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}

@@ -28,11 +28,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/outboxd/outboxd/migrations"
+	"github.com/outboxd/outboxd/internal/pgtest"
 )
 
 type options struct {
@@ -89,7 +87,7 @@ func run(adminURL string, o options) error {
 	results := map[string]figures{}
 	var order []string
 	for _, mk := range []func(*pgxpool.Pool, string) (system, error){newOutboxd, newRiverBaseline} {
-		url, err := freshDatabase(ctx, adminURL)
+		url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_dispatch")
 		if err != nil {
 			return err
 		}
@@ -258,26 +256,4 @@ func waitFor(cond func() bool, timeout time.Duration) error {
 		time.Sleep(2 * time.Millisecond)
 	}
 	return nil
-}
-
-// freshDatabase (re)creates outboxd_bench_dispatch, migrated.
-func freshDatabase(ctx context.Context, adminURL string) (string, error) {
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", fmt.Errorf("connect: %w", err)
-	}
-	defer admin.Close(ctx)
-	for _, q := range []string{"DROP DATABASE IF EXISTS outboxd_bench_dispatch WITH (FORCE)", "CREATE DATABASE outboxd_bench_dispatch"} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			return "", fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	cfg := admin.Config().Copy()
-	cfg.Database = "outboxd_bench_dispatch"
-	db := stdlib.OpenDB(*cfg)
-	defer db.Close()
-	if err := migrations.Up(ctx, db, ""); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("postgres://%s@%s:%d/outboxd_bench_dispatch?sslmode=disable", cfg.User, cfg.Host, cfg.Port), nil
 }

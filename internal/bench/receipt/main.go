@@ -27,10 +27,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxd/outboxd/inbox"
-	"github.com/outboxd/outboxd/migrations"
+	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -108,28 +107,17 @@ func run(adminURL string, d time.Duration, rounds int) error {
 
 // freshDatabase (re)creates outboxd_bench, migrated, with the business table.
 func freshDatabase(ctx context.Context, adminURL string) (string, error) {
-	admin, err := pgx.Connect(ctx, adminURL)
+	url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench")
 	if err != nil {
-		return "", fmt.Errorf("connect: %w", err)
-	}
-	defer admin.Close(ctx)
-	for _, q := range []string{"DROP DATABASE IF EXISTS outboxd_bench WITH (FORCE)", "CREATE DATABASE outboxd_bench"} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			return "", fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	cfg := admin.Config().Copy()
-	cfg.Database = "outboxd_bench"
-	url := fmt.Sprintf("postgres://%s@%s:%d/outboxd_bench?sslmode=disable", cfg.User, cfg.Host, cfg.Port)
-	db := stdlib.OpenDB(*cfg)
-	defer db.Close()
-	if err := migrations.Up(ctx, db, ""); err != nil {
 		return "", err
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE bench_leads (id bigserial PRIMARY KEY, email text NOT NULL, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
 		return "", err
 	}
-	return url, nil
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE TABLE bench_leads (id bigserial PRIMARY KEY, email text NOT NULL, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
+	return url, err
 }
 
 var payload = []byte(`{"id":"evt","type":"lead.created","data":{"email":"ada@example.com","name":"Ada Lovelace","phone":"+15550100","source":"landing-page","utm":"spring"}}`)
