@@ -5,14 +5,17 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
 // Recreate drops and creates the database name on the server at adminURL,
 // applies outboxd's migrations, and returns its URL (credentials and options
 // kept). The benchmarks and the demo use it for their own, named databases.
 func Recreate(ctx context.Context, adminURL, name string) (string, error) {
-	if err := validName(name); err != nil {
-		return "", err
+	// Database names follow the same plain-identifier rule as schemas.
+	if err := dbschema.Validate(name); err != nil {
+		return "", fmt.Errorf("pgtest: database name: %w", err)
 	}
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
@@ -32,16 +35,4 @@ func Recreate(ctx context.Context, adminURL, name string) (string, error) {
 		return "", fmt.Errorf("migrate %s: %w", name, err)
 	}
 	return url, nil
-}
-
-func validName(name string) error {
-	for i, r := range name {
-		if !(r == '_' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
-			return fmt.Errorf("pgtest: database name %q: lower-case letters, digits and _ only", name)
-		}
-	}
-	if name == "" {
-		return fmt.Errorf("pgtest: empty database name")
-	}
-	return nil
 }
