@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -38,8 +39,15 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of each measurement")
 	rounds := flag.Int("rounds", 3, "alternating rounds of (outboxd, pgbench) per concurrency")
 	purge := flag.Int("purge", 0, "instead: measure receipt latency while purging this many expired inbox keys")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process to the file")
 	overHTTP := flag.Bool("http", false, "instead: signed webhook receipt over HTTP, new events and duplicates, 16 clients, beside pgbench")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	var err error
 	if *overHTTP {
 		var url, script string
