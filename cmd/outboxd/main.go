@@ -36,6 +36,7 @@ func commands() []command {
 		{"serve", "run the dispatcher: drain the outbox to its destinations", runServe},
 		{"send", "enqueue one message from standard input", runSend},
 		{"verify", "check a webhook signature the way the receiver does", runVerify},
+		{"inbox", "received events by id or reference, and failed receipts (show, find, failures)", runInbox},
 		{"outbox", "dead letters, attempts and paused destinations (dead, requeue, purge, show, paused, resume)", runOutbox},
 	}
 }
