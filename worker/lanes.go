@@ -74,7 +74,7 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 			return err
 		}
 		for _, lane := range got {
-			d.startRunner(ctx, int(lane))
+			d.startRunner(int(lane))
 		}
 	}
 	return nil
@@ -140,7 +140,7 @@ func (d *Dispatcher) releaseAll() {
 	}
 }
 
-func (d *Dispatcher) startRunner(ctx context.Context, lane int) {
+func (d *Dispatcher) startRunner(lane int) {
 	r := newLaneRunner(d, lane)
 	d.mu.Lock()
 	d.runners[lane] = r
@@ -153,7 +153,7 @@ func (d *Dispatcher) startRunner(ctx context.Context, lane int) {
 		if prev != nil {
 			<-prev.stopped
 		}
-		r.run(ctx)
+		r.run()
 	}()
 }
 

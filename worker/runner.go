@@ -56,7 +56,7 @@ func (r *laneRunner) stopping() bool {
 // run claims and delivers batches until stopped. Database errors (a
 // restart, a failover) are retried with backoff: nothing is lost, since an
 // unrecorded delivery stays pending and is sent again.
-func (r *laneRunner) run(ctx context.Context) {
+func (r *laneRunner) run() {
 	defer close(r.stopped)
 	defer r.release()
 	// Deliveries are not tied to ctx: a stop lets the batch in hand finish.
