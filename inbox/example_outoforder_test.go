@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/internal/pgtest"
@@ -19,13 +18,8 @@ import (
 // changes nothing and triggers no side effect.
 func ExampleInbox_Record_outOfOrder() {
 	ctx := context.Background()
-	url, drop := pgtest.ExampleURL()
-	defer drop()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		panic(err)
-	}
-	defer pool.Close()
+	pool, done := pgtest.ExamplePool() // a fresh migrated database
+	defer done()
 	_, _ = pool.Exec(ctx, `CREATE TABLE deals (id text PRIMARY KEY, stage text NOT NULL, stage_at timestamptz)`)
 	_, _ = pool.Exec(ctx, `INSERT INTO deals VALUES ('deal-42', 'new', NULL)`)
 	in, _ := inbox.New(nil)

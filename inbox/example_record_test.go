@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/internal/pgtest"
@@ -17,13 +16,8 @@ import (
 // same event is a duplicate and changes nothing.
 func ExampleInbox_Record() {
 	ctx := context.Background()
-	url, drop := pgtest.ExampleURL()
-	defer drop()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		panic(err)
-	}
-	defer pool.Close()
+	pool, done := pgtest.ExamplePool() // a fresh migrated database
+	defer done()
 	if _, err := pool.Exec(ctx, `CREATE TABLE contacts (email text PRIMARY KEY)`); err != nil {
 		panic(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
@@ -15,13 +14,8 @@ import (
 // nothing. Messages that share an ordering key are numbered in commit order.
 func ExampleOutbox_Enqueue() {
 	ctx := context.Background()
-	url, drop := pgtest.ExampleURL()
-	defer drop()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		panic(err)
-	}
-	defer pool.Close()
+	pool, done := pgtest.ExamplePool() // a fresh migrated database
+	defer done()
 	out, _ := outbox.New(nil)
 
 	stageChanged := func(stage string, commit bool) {

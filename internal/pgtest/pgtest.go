@@ -88,9 +88,20 @@ func testDB(t testing.TB, migrated bool) string {
 	return url
 }
 
-// ExampleURL is URL for testable examples, which have no *testing.T: it
-// panics on failure, and the caller defers drop.
-func ExampleURL() (url string, drop func()) {
+// ExamplePool is Pool for testable examples, which have no *testing.T: it
+// panics on failure, and the caller defers done (closes the pool, drops the
+// database).
+func ExamplePool() (pool *pgxpool.Pool, done func()) {
+	url, drop := exampleURL()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		drop()
+		panic(err)
+	}
+	return pool, func() { pool.Close(); drop() }
+}
+
+func exampleURL() (url string, drop func()) {
 	mu.Lock()
 	srv := server
 	mu.Unlock()
