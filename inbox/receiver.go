@@ -280,16 +280,24 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery) (code
 	case IsPermanent(err):
 		// Keep the event as rejected: operators see it, retries are
 		// duplicates.
+		var rej Result
 		rejErr := rc.inTx(ctx, func(tx pgx.Tx) error {
-			_, err := rc.inbox.Record(ctx, tx, Event{
+			var err2 error
+			rej, err2 = rc.inbox.Record(ctx, tx, Event{
 				Source: src.Name, ID: d.ID, BestEffort: d.BestEffort, Type: d.Type, OccurredAt: d.OccurredAt,
 				Payload: d.Body, Headers: d.Header, Status: StatusRejected, Reason: truncate(err.Error(), 1000),
 			})
-			return err
+			return err2
 		})
 		if rejErr != nil {
 			rc.recordFailure(src.Name, d.ID, "failed", rejErr.Error(), http.StatusServiceUnavailable)
 			return http.StatusServiceUnavailable, "failed", rejErr.Error()
+		}
+		if !rej.New && rej.Status != StatusRejected {
+			// A concurrent delivery of the same event processed it while
+			// this one was failing: its effects committed, so the answer
+			// is the duplicate's.
+			return http.StatusOK, "duplicate", ""
 		}
 		rc.recordFailure(src.Name, d.ID, "rejected", err.Error(), http.StatusUnprocessableEntity)
 		return http.StatusUnprocessableEntity, "rejected", err.Error()

@@ -420,3 +420,51 @@ func hmacSHA256Hex(key, msg string) string {
 	m.Write([]byte(msg))
 	return hex.EncodeToString(m.Sum(nil))
 }
+
+// A delivery that fails permanently while a concurrent delivery of the same
+// event succeeds answers as a duplicate: the event's effects committed.
+func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	var calls atomic.Int32
+	release := make(chan struct{})
+	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{Sources: []inbox.Source{{
+		Name: "crm", Verifier: v,
+		Handle: func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+			if calls.Add(1) == 1 {
+				<-release // the second delivery is now waiting on our row
+				return inbox.Permanent(errors.New("looked malformed to the first worker"))
+			}
+			return nil
+		},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &rbundle{rc: rc, pool: pool, inbox: in}
+	b.srv = httptest.NewServer(rc)
+	t.Cleanup(b.srv.Close)
+	now := time.Now()
+	first := make(chan reply, 1)
+	go func() { first <- b.post(t, "crm", "evt_race", []byte(`{}`), now, nil) }()
+	for calls.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	second := make(chan reply, 1)
+	go func() { second <- b.post(t, "crm", "evt_race", []byte(`{}`), now, nil) }()
+	time.Sleep(200 * time.Millisecond) // let the second block behind the first's row lock
+	close(release)
+	r1, r2 := <-first, <-second
+	if r2.code != 200 || !strings.Contains(r2.body, "processed") {
+		t.Fatalf("second delivery: %+v", r2)
+	}
+	if r1.code != 200 || !strings.Contains(r1.body, "duplicate") {
+		t.Fatalf("first delivery, whose effects were replaced by the second's: %+v", r1)
+	}
+	ev, err := in.Get(context.Background(), pool, "crm", "evt_race")
+	if err != nil || ev.Status != inbox.StatusProcessed {
+		t.Fatalf("%+v %v", ev, err)
+	}
+}
