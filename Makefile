@@ -48,10 +48,6 @@ bench: bench-receipt bench-dispatch bench-purge bench-webhook ## Run every bench
 bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL, 1 and 16 connections.
 	$(GO) run ./internal/bench/receipt $(BENCH_ARGS)
 
-.PHONY: tidy
-tidy: ## go mod tidy.
-	$(GO) mod tidy
-
 .PHONY: bench-dispatch
 bench-dispatch: ## Dispatcher drain throughput and latency vs one River job per message, beside the sink's ceiling.
 	$(GO) run ./internal/bench/dispatch $(BENCH_ARGS)
@@ -63,3 +59,7 @@ bench-purge: ## Receipt p50/p99 at 16 connections with and without purging 1M ex
 .PHONY: bench-webhook
 bench-webhook: ## Signed webhook receipt over HTTP (new events, duplicates) beside pgbench on the same SQL.
 	$(GO) run ./internal/bench/receipt -http $(BENCH_ARGS)
+
+.PHONY: tidy
+tidy: ## go mod tidy.
+	$(GO) mod tidy
