@@ -1,5 +1,11 @@
-// Package inbox records incoming webhook events inside the caller's
-// transaction and tells whether each is new or a duplicate.
+// Package inbox receives webhooks: Receiver is an http.Handler per source
+// that verifies the sender's signature (package inbox/verify), records the
+// event and runs the application's handler in one transaction, and answers
+// with status codes that keep the sender's retry signal honest (200 new or
+// duplicate, 4xx never retry, 5xx retry; docs/receiving.md has the table).
+// Underneath, Inbox.Record records an event inside the caller's own
+// transaction and tells whether it is new or a duplicate, for applications
+// that run the transaction themselves.
 //
 // # Guarantee
 //
@@ -16,6 +22,10 @@
 // uncommitted row, then reports a duplicate if the first committed or New if
 // it rolled back. The caller's transaction is never aborted by a unique
 // violation.
+//
+// Failed and rejected receipts of verified events are logged for operators
+// (Failures); async sources hand the work to River (AsyncWorker); package
+// inbox/inboxtest helps users test their handlers under duplicate delivery.
 //
 // # Limits
 //
