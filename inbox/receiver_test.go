@@ -454,7 +454,23 @@ func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 	}
 	second := make(chan reply, 1)
 	go func() { second <- b.post(t, "crm", "evt_race", []byte(`{}`), now, nil) }()
-	time.Sleep(200 * time.Millisecond) // let the second block behind the first's row lock
+	// Wait until the second delivery is really blocked behind the first's
+	// row lock, however slow the machine.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second delivery never waited for the first")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	close(release)
 	r1, r2 := <-first, <-second
 	if r2.code != 200 || !strings.Contains(r2.body, "processed") {
