@@ -24,7 +24,7 @@ type bundle struct {
 // leads, that stands for the handler's effects.
 func setup(t *testing.T, cfg *inbox.Config) bundle {
 	t.Helper()
-	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=60")
+	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=20")
 	if _, err := pool.Exec(context.Background(), `CREATE TABLE leads (id bigserial PRIMARY KEY, source text, event_id text, email text)`); err != nil {
 		t.Fatal(err)
 	}

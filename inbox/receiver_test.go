@@ -267,7 +267,7 @@ func TestReceiverPermanentTransientPanic(t *testing.T) {
 
 func TestReceiverConcurrentDeliveries(t *testing.T) {
 	t.Parallel()
-	b := newReceiver(t, pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=60"))
+	b := newReceiver(t, pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=20"))
 	body := []byte(`{"type":"lead.created"}`)
 	now := time.Now()
 	var (
@@ -351,7 +351,7 @@ func TestReceiverDatabaseGoesAway(t *testing.T) {
 // inboxtest drives the real receiver and database.
 func TestInboxtestOnTheRealReceiver(t *testing.T) {
 	t.Parallel()
-	b := newReceiver(t, pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=40"))
+	b := newReceiver(t, pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=12"))
 	h := b.rc
 	signed := func(id string) inboxtest.Request {
 		now := time.Now()

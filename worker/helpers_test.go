@@ -29,7 +29,7 @@ func setup(t *testing.T) bundle {
 	s := sink.Start()
 	t.Cleanup(s.Close)
 	ob, _ := outbox.New(nil)
-	return bundle{pool: pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=20"), outbox: ob, sink: s}
+	return bundle{pool: pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=10"), outbox: ob, sink: s}
 }
 
 // config is a dispatcher configuration for tests: fast intervals, one HTTP

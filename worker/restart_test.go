@@ -21,7 +21,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	s := sink.Start()
 	t.Cleanup(s.Close)
 	ob, _ := outbox.New(nil)
-	b := bundle{pool: pgtest.Connect(t, cluster.URL(t)+"&pool_max_conns=20"), outbox: ob, sink: s}
+	b := bundle{pool: pgtest.Connect(t, cluster.URL(t)+"&pool_max_conns=10"), outbox: ob, sink: s}
 	b.start(t, b.config(t, nil))
 
 	var (

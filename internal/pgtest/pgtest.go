@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/outboxd/outboxd/internal/pg"
 	"github.com/outboxd/outboxd/migrations"
 )
 
@@ -172,9 +173,9 @@ func newDB(srv *Server, migrated bool) (string, func() error, error) {
 }
 
 func adminExec(ctx context.Context, srv *Server, sql string) error {
-	conn, err := pgx.Connect(ctx, srv.AdminURL)
+	conn, err := adminConnect(ctx, srv)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", srv.Origin, err)
+		return err
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, sql)
@@ -197,9 +198,9 @@ func ensureTemplate(srv *Server) (string, error) {
 		return "", err
 	}
 	name := "outboxd_tmpl_" + hash
-	conn, err := pgx.Connect(ctx, srv.AdminURL)
+	conn, err := adminConnect(ctx, srv)
 	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", srv.Origin, err)
+		return "", err
 	}
 	defer conn.Close(ctx)
 	// Session lock, released when conn closes.
@@ -292,4 +293,21 @@ func SQLDB(t testing.TB, url string) *sql.DB {
 	db := stdlib.OpenDB(*cfg)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// adminConnect connects to the maintenance database, waiting out a server
+// that is momentarily at max_connections (test packages run in parallel).
+func adminConnect(ctx context.Context, srv *Server) (*pgx.Conn, error) {
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		var conn *pgx.Conn
+		if conn, err = pgx.Connect(ctx, srv.AdminURL); err == nil {
+			return conn, nil
+		}
+		if pg.SQLState(err) != "53300" { // too many connections
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("connect to %s: %w", srv.Origin, err)
 }

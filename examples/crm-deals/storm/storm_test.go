@@ -15,7 +15,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func setup(t *testing.T) *Env {
 	t.Helper()
-	e, err := Start(context.Background(), pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=30"), io.Discard)
+	e, err := Start(context.Background(), pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=12"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
