@@ -48,8 +48,12 @@ WHERE id = $1 AND (stage_at IS NULL OR stage_at < $3)`, "deal-42", stage, occurr
 		}
 	}
 	t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
-	apply("evt_2", "negotiation", t0.Add(time.Hour)) // the newer event arrives first
-	apply("evt_1", "qualified", t0)                  // the older one arrives late
+	for range 2 { // at-least-once: each event arrives twice; the repeats are duplicates
+		apply("evt_2", "negotiation", t0.Add(time.Hour)) // the newer event arrives first
+	}
+	for range 2 {
+		apply("evt_1", "qualified", t0) // the older one arrives late
+	}
 	var stage string
 	_ = pool.QueryRow(ctx, `SELECT stage FROM deals`).Scan(&stage)
 	fmt.Println("final stage:", stage)

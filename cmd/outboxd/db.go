@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -24,6 +25,16 @@ type dbFlags struct {
 	url            string
 	schema         string
 	connectTimeout time.Duration
+}
+
+// newDBFlagSet returns the flag set of a database command, with the
+// connection flags registered.
+func newDBFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *dbFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := &dbFlags{}
+	db.register(fs)
+	return fs, db
 }
 
 func (f *dbFlags) register(fs *flag.FlagSet) {

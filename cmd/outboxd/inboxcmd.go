@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -21,10 +20,7 @@ const inboxUsage = `usage: outboxd inbox <action> [flags]
 flags:`
 
 func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("inbox", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var db dbFlags
-	db.register(fs)
+	fs, db := newDBFlagSet("inbox", stderr)
 	limit := fs.Int("limit", 50, "with find and failures: at most this many")
 	source := fs.String("source", "", "with failures: only this source")
 	event := fs.String("event", "", "with failures: only this event id")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -22,10 +21,7 @@ const migrateUsage = `usage: outboxd migrate <up|down|status|version> [flags]
 flags:`
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var db dbFlags
-	db.register(fs)
+	fs, db := newDBFlagSet("migrate", stderr)
 	to := fs.Int64("to", -1, "with down: the version to go down to")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, migrateUsage)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -60,10 +59,7 @@ func (f timeFlag) Set(v string) error {
 }
 
 func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("outbox", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var db dbFlags
-	db.register(fs)
+	fs, db := newDBFlagSet("outbox", stderr)
 	var f outbox.Filter
 	ids := idFlags{}
 	fs.Var(&ids, "id", "message id (repeatable)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,10 +35,7 @@ func (h headerFlags) Set(v string) error {
 }
 
 func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var db dbFlags
-	db.register(fs)
+	fs, db := newDBFlagSet("send", stderr)
 	dest := fs.String("destination", "", "destination name (required)")
 	typ := fs.String("type", "", "message type")
 	key := fs.String("ordering-key", "", "ordering key: messages with the same key go out one at a time, in order")

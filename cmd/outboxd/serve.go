@@ -30,10 +30,7 @@ names, until SIGTERM or SIGINT, then stops gracefully. Serves /healthz,
 flags:`
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var db dbFlags
-	db.register(fs)
+	fs, db := newDBFlagSet("serve", stderr)
 	configPath := fs.String("config", "", "YAML configuration file (see docs/configuration.md)")
 	listen := fs.String("listen", "", "address for /healthz, /readyz and /metrics (default 127.0.0.1:9400)")
 	migrate := fs.Bool("migrate", false, "apply pending migrations before starting")
