@@ -55,8 +55,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 5 {
-		t.Fatalf("applied %d migrations, want 5", len(res))
+	if len(res) != 6 {
+		t.Fatalf("applied %d migrations, want 6", len(res))
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -72,8 +72,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 5 {
-		t.Fatalf("version = %d, %v; want 5", v, err)
+	if err != nil || v != 6 {
+		t.Fatalf("version = %d, %v; want 6", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -176,13 +176,21 @@ func TestDownOneStepAtATime(t *testing.T) {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := m.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One step down restores migration 4's lanes: one lease per lane.
+	var lanes int
+	if err := db.QueryRow(`SELECT count(*) FROM outboxd.outbox_lanes`).Scan(&lanes); err != nil || lanes != 32 {
+		t.Fatalf("after one step down: %d lanes, %v", lanes, err)
+	}
 	for i := 0; i < 2; i++ {
 		if _, err := m.Down(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if tableExists(t, db, "outboxd.outbox_lanes") || !tableExists(t, db, "outboxd.river_job") {
-		t.Fatal("two steps down should remove the failure log and the dispatcher tables only")
+		t.Fatal("three steps down should remove the leases, the failure log and the dispatcher tables only")
 	}
 	for i := 0; i < 2; i++ {
 		if _, err := m.Down(ctx); err != nil {

@@ -18,8 +18,10 @@ import (
 type Config struct {
 	// Schema holds outboxd's tables. Default "outboxd".
 	Schema string
-	// Destinations by name. Messages for a name not listed here are
-	// retried (and eventually dead-lettered) with an error saying so.
+	// Destinations by name. The dispatcher drains only these; messages for
+	// other destinations are left pending for the dispatchers that have
+	// them (and reported by Unserved while no live one does), never
+	// dead-lettered.
 	Destinations map[string]dispatch.Destination
 	// Retry is the default retry policy; RetryByDestination overrides it.
 	Retry              RetryPolicy
@@ -29,8 +31,11 @@ type Config struct {
 	// PerKeyBatch bounds how many messages of one ordering key a claim
 	// takes (they are still sent one at a time). Default 10.
 	PerKeyBatch int
-	// LeaseTTL is how long a lane stays ours without renewal: how soon
-	// another dispatcher takes over after a crash. Default 10 s.
+	// LeaseTTL is how long a lane stays ours without renewal, and how long
+	// this dispatcher counts as live after its last heartbeat: another
+	// dispatcher takes its lanes within LeaseTTL + AcquireInterval of a
+	// crash. No delivery starts, and none stays in flight, past the lease.
+	// Default 10 s.
 	LeaseTTL time.Duration
 	// AcquireInterval is how often leases are renewed and lanes balanced.
 	// Default 1 s; must be well below LeaseTTL.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,21 +31,27 @@ type Dispatcher struct {
 	abortCtx context.Context
 	abort    context.CancelFunc
 
-	mu      sync.Mutex
-	started bool
-	stopped bool
-	cancel  context.CancelFunc
-	done    chan struct{}
-	runners map[int]*laneRunner
-	last    map[int]*laneRunner // the latest runner started per lane, stopped or not
-	paused  sync.Map            // destination name -> struct{}: paused here, before the database knows
+	names  []string  // the destinations served, sorted
+	epoch  time.Time // mono() counts from here, on the monotonic clock
+	health dbHealth
+	logs   logLimiter
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	cancel   context.CancelFunc
+	done     chan struct{}
+	runners  map[Lane]*laneRunner // runners draining, not told to stop
+	holders  map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
+	unserved map[string]int64     // destinations no live dispatcher serves: pending messages
+	paused   sync.Map             // destination name -> struct{}: paused here, before the database knows
 
 	listening atomic.Bool
 }
 
 type queries struct {
-	heartbeat, liveDispatchers, forgetDispatcher, renew, acquire, release,
-	claim, record, pause, paused, dueLanes, purgeInbox, purgeDelivered, purgeFailures string
+	heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
+	claim, record, pause, paused, dueLanes, unserved, purgeInbox, purgeDelivered, purgeFailures string
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
@@ -57,16 +65,22 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	r := func(q string) string { return dbschema.Render(q, c.Schema) }
+	log := c.Logger.With("component", "outboxd.worker", "dispatcher", c.ID)
 	d := &Dispatcher{
-		pool: pool, cfg: c, log: c.Logger.With("component", "outboxd.worker", "dispatcher", c.ID),
+		pool: pool, cfg: c, log: log,
 		q: queries{
-			heartbeat: r(heartbeatSQL), liveDispatchers: r(liveDispatchersSQL), forgetDispatcher: r(forgetDispatcherSQL),
-			renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
+			heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
+			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
 			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL), dueLanes: r(dueLanesSQL),
+			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 		},
-		runners: map[int]*laneRunner{},
-		last:    map[int]*laneRunner{},
+		names:   slices.Sorted(maps.Keys(c.Destinations)),
+		epoch:   time.Now(),
+		health:  dbHealth{log: log},
+		logs:    logLimiter{every: logEvery},
+		runners: map[Lane]*laneRunner{},
+		holders: map[Lane]*laneRunner{},
 	}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	if !c.DisableRiver {
@@ -89,7 +103,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if d.started {
 		return errors.New("worker: already started")
 	}
-	if err := d.pool.Ping(ctx); err != nil {
+	if _, err := d.pool.Exec(ctx, d.q.ensureLanes, d.names); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -151,24 +165,36 @@ func (d *Dispatcher) Ready() bool {
 	return d.started && !d.stopped && d.listening.Load()
 }
 
-// Lanes returns the lanes this dispatcher holds now.
-func (d *Dispatcher) Lanes() []int {
+// Lanes returns the lanes this dispatcher drains now.
+func (d *Dispatcher) Lanes() []Lane {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]int, 0, len(d.runners))
-	for l := range d.runners {
-		out = append(out, l)
-	}
-	return out
+	return slices.Collect(maps.Keys(d.runners))
 }
 
-// wake tells lane's runner, if it runs here, that it has work.
+// Unserved returns, as of the last check, the destinations that have
+// pending messages but no live dispatcher serving them, with the number of
+// such messages. They wait; none is dead-lettered for it.
+func (d *Dispatcher) Unserved() map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.unserved)
+}
+
+// mono is the time since the dispatcher was created, on the monotonic
+// clock: lease deadlines and attempt ages are kept in it, immune to wall
+// clock steps.
+func (d *Dispatcher) mono() time.Duration { return time.Since(d.epoch) }
+
+// wake tells the runners of lane (of every destination), if they run here,
+// that they may have work.
 func (d *Dispatcher) wake(lane int) {
 	d.mu.Lock()
-	r := d.runners[lane]
-	d.mu.Unlock()
-	if r != nil {
-		r.wake()
+	defer d.mu.Unlock()
+	for k, r := range d.runners {
+		if k.Lane == lane {
+			r.wake()
+		}
 	}
 }
 

@@ -8,15 +8,31 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// manageLanes heartbeats, renews the leases this dispatcher holds, and takes
-// or gives back lanes so that every live dispatcher holds its fair share.
-// On the way out it stops the runners and releases their lanes.
+// Lane is one lease a dispatcher can hold: a destination's lane.
+type Lane struct {
+	Destination string
+	Lane        int
+}
+
+// unservedEvery: the check for destinations that no live dispatcher serves
+// runs every this many balancing rounds (10 s at the default interval).
+const unservedEvery = 10
+
+// manageLanes heartbeats, renews the leases its runners hold, and takes or
+// gives back lanes so that every live dispatcher holds its fair share of
+// each destination it serves. On the way out it stops the runners and
+// releases their lanes.
 func (d *Dispatcher) manageLanes(ctx context.Context) {
 	defer d.releaseAll()
-	for {
-		if err := d.balance(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("lane balancing failed; will retry", "error", err)
+	for round := 0; ; round++ {
+		err := d.balance(ctx)
+		if err == nil && round%unservedEvery == 0 {
+			err = d.checkUnserved(ctx)
 		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.health.report("lane balancing", err)
 		if !sleep(ctx, d.cfg.AcquireInterval) {
 			return
 		}
@@ -24,60 +40,135 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 }
 
 func (d *Dispatcher) balance(ctx context.Context) error {
-	ms := func(t time.Duration) int64 { return t.Milliseconds() }
-	if _, err := d.pool.Exec(ctx, d.q.heartbeat, d.cfg.ID); err != nil {
+	ttl := d.cfg.LeaseTTL.Milliseconds()
+	// Our leases run out no earlier than ttl after this moment: the
+	// database computes theirs from a now() that comes later.
+	start := d.mono()
+	if _, err := d.pool.Exec(ctx, d.q.heartbeat, d.cfg.ID, d.names, ttl); err != nil {
 		return err
 	}
 	if err := d.refreshPaused(ctx); err != nil {
 		return err
 	}
-	var live int
-	if err := d.pool.QueryRow(ctx, d.q.liveDispatchers, ms(3*d.cfg.LeaseTTL)).Scan(&live); err != nil {
+	live, err := d.liveByDestination(ctx)
+	if err != nil {
 		return err
 	}
-	share := (numLanes + max(live, 1) - 1) / max(live, 1)
 
-	rows, err := d.pool.Query(ctx, d.q.renew, d.cfg.ID, ms(d.cfg.LeaseTTL))
-	if err != nil {
-		return err
-	}
-	owned, err := pgx.CollectRows(rows, pgx.RowTo[int16])
-	if err != nil {
-		return err
-	}
-	// Lanes whose lease ran out (we were cut off too long): someone else may
-	// drain them now, so stop ours.
+	// Renew what the runners still running hold, under their tokens.
 	d.mu.Lock()
-	var lost []int
-	for lane := range d.runners {
-		if !slices.Contains(owned, int16(lane)) {
-			lost = append(lost, lane)
-		}
+	holders := make([]*laneRunner, 0, len(d.holders))
+	for _, r := range d.holders {
+		holders = append(holders, r)
 	}
-	held := len(d.runners) - len(lost)
 	d.mu.Unlock()
-	for _, lane := range lost {
-		d.log.Warn("lost the lease of a lane", "lane", lane)
-		d.stopRunner(lane, false)
+	var (
+		dests  = make([]string, len(holders))
+		lanes  = make([]int16, len(holders))
+		tokens = make([]int64, len(holders))
+	)
+	for i, r := range holders {
+		dests[i], lanes[i], tokens[i] = r.key.Destination, int16(r.key.Lane), r.token
+	}
+	rows, err := d.pool.Query(ctx, d.q.renew, d.cfg.ID, ttl, dests, lanes, tokens)
+	if err != nil {
+		return err
+	}
+	got, err := pgx.CollectRows(rows, scanLane)
+	if err != nil {
+		return err
+	}
+	renewed := map[Lane]bool{}
+	for _, l := range got {
+		renewed[l] = true
+	}
+	for _, r := range holders {
+		if renewed[r.key] {
+			r.extend(start + d.cfg.LeaseTTL)
+			continue
+		}
+		if r.finishing.Load() {
+			continue // it released the lane, or is ending anyway
+		}
+		// The lease ran out (we were cut off or frozen too long): someone
+		// else may drain the lane now. The runner's own deadline has
+		// stopped its deliveries already, or will at once.
+		if ok, held := d.logs.allow("lease lost"); ok {
+			d.log.Warn("lost the lease of a lane", "destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
+		}
+		d.stopRunner(r.key, false)
+		r.expire()
 	}
 
-	switch {
-	case held > share:
-		d.giveBack(ctx, held-share)
-	case held < share:
-		rows, err := d.pool.Query(ctx, d.q.acquire, d.cfg.ID, ms(d.cfg.LeaseTTL), share-held)
-		if err != nil {
-			return err
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[int16])
-		if err != nil {
-			return err
-		}
-		for _, lane := range got {
-			d.startRunner(int(lane))
+	for _, name := range d.names {
+		share := (numLanes + max(live[name], 1) - 1) / max(live[name], 1)
+		held := d.active(name)
+		switch {
+		case len(held) > share:
+			d.giveBack(held, len(held)-share)
+		case len(held) < share:
+			if err := d.acquire(ctx, name, share-len(held), start); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+func scanLane(row pgx.CollectableRow) (Lane, error) {
+	var (
+		l    Lane
+		lane int16
+	)
+	err := row.Scan(&l.Destination, &lane)
+	l.Lane = int(lane)
+	return l, err
+}
+
+func (d *Dispatcher) liveByDestination(ctx context.Context) (map[string]int, error) {
+	rows, err := d.pool.Query(ctx, d.q.liveByDestination, d.names)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]int{}
+	var (
+		name string
+		n    int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error { live[name] = n; return nil })
+	return live, err
+}
+
+// acquire takes up to n expired lanes of destination name and starts a
+// runner for each, with the lease deadline that start implies.
+func (d *Dispatcher) acquire(ctx context.Context, name string, n int, start time.Duration) error {
+	rows, err := d.pool.Query(ctx, d.q.acquire, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), name, n)
+	if err != nil {
+		return err
+	}
+	var (
+		lane  int16
+		token int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&lane, &token}, func() error {
+		d.startRunner(Lane{Destination: name, Lane: int(lane)}, token, start+d.cfg.LeaseTTL)
+		return nil
+	})
+	return err
+}
+
+// active returns the lanes of destination name whose runners are not
+// stopping.
+func (d *Dispatcher) active(name string) []Lane {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Lane
+	for k := range d.runners {
+		if k.Destination == name {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // refreshPaused mirrors the paused destinations, so that a pause made by
@@ -103,14 +194,13 @@ func (d *Dispatcher) refreshPaused(ctx context.Context) error {
 	return nil
 }
 
-// giveBack asks n runners to stop; each releases its lane once its batch
-// is recorded. It does not wait, so that balancing (and lease renewal) never
-// stalls behind a slow delivery.
-func (d *Dispatcher) giveBack(_ context.Context, n int) {
-	lanes := d.Lanes()
-	slices.Sort(lanes)
-	for _, lane := range lanes[len(lanes)-n:] {
-		d.stopRunner(lane, true)
+// giveBack asks n of held's runners to stop; each releases its lane once
+// its batch is recorded (and keeps renewing it until then). It does not
+// wait, so that balancing never stalls behind a slow delivery.
+func (d *Dispatcher) giveBack(held []Lane, n int) {
+	slices.SortFunc(held, func(a, b Lane) int { return a.Lane - b.Lane })
+	for _, k := range held[len(held)-n:] {
+		d.stopRunner(k, true)
 	}
 }
 
@@ -119,35 +209,36 @@ func (d *Dispatcher) giveBack(_ context.Context, n int) {
 func (d *Dispatcher) releaseAll() {
 	d.mu.Lock()
 	runners := d.runners
-	d.runners = map[int]*laneRunner{}
+	d.runners = map[Lane]*laneRunner{}
 	d.mu.Unlock()
-	lanes := make([]int, 0, len(runners))
-	for lane, r := range runners {
-		r.signalStop()
-		lanes = append(lanes, lane)
-	}
 	for _, r := range runners {
+		r.releaseOnStop.Store(true)
+		r.signalStop()
+	}
+	d.mu.Lock()
+	var waiting []*laneRunner
+	for _, r := range d.holders {
+		waiting = append(waiting, r)
+	}
+	d.mu.Unlock()
+	for _, r := range waiting {
 		<-r.stopped
 	}
-	// The run context is cancelled by now; give the release its own.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := d.pool.Exec(ctx, d.q.release, d.cfg.ID, lanes); err != nil {
-		d.log.Warn("release lanes failed; their leases will expire", "error", err)
-	}
 	if _, err := d.pool.Exec(ctx, d.q.forgetDispatcher, d.cfg.ID); err != nil {
 		d.log.Warn("deregister failed", "error", err)
 	}
 }
 
-func (d *Dispatcher) startRunner(lane int) {
-	r := newLaneRunner(d, lane)
+func (d *Dispatcher) startRunner(key Lane, token int64, deadline time.Duration) {
+	r := newLaneRunner(d, key, token, deadline)
 	d.mu.Lock()
-	d.runners[lane] = r
-	// A runner for this lane that was told to stop may still be finishing
-	// its batch: the new one waits for it, so a lane never has two.
-	prev := d.last[lane]
-	d.last[lane] = r
+	d.runners[key] = r
+	// A runner of this lane that lost its lease may still be winding down:
+	// the new one waits for it, so a lane never has two.
+	prev := d.holders[key]
+	d.holders[key] = r
 	d.mu.Unlock()
 	go func() {
 		if prev != nil {
@@ -157,15 +248,28 @@ func (d *Dispatcher) startRunner(lane int) {
 	}()
 }
 
-// stopRunner asks lane's runner to stop after its batch, without waiting;
+// stopRunner asks key's runner to stop after its batch, without waiting;
 // with release, the runner then gives the lane back.
-func (d *Dispatcher) stopRunner(lane int, release bool) {
+func (d *Dispatcher) stopRunner(key Lane, release bool) {
 	d.mu.Lock()
-	r := d.runners[lane]
-	delete(d.runners, lane)
+	r := d.runners[key]
+	delete(d.runners, key)
 	d.mu.Unlock()
 	if r != nil {
 		r.releaseOnStop.Store(release)
 		r.signalStop()
+	}
+}
+
+// runnerDone forgets r as the holder of its lane, unless a newer runner
+// took its place.
+func (d *Dispatcher) runnerDone(r *laneRunner) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holders[r.key] == r {
+		delete(d.holders, r.key)
+	}
+	if d.runners[r.key] == r {
+		delete(d.runners, r.key)
 	}
 }

@@ -22,7 +22,7 @@ func (d *Dispatcher) listen(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		d.log.Warn("listener lost its connection; retrying", "error", err, "in", backoff)
+		d.health.report("listening for commits", err)
 		if !sleep(ctx, backoff) {
 			return
 		}
@@ -40,6 +40,7 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 		return err
 	}
 	d.listening.Store(true)
+	d.health.report("listening for commits", nil)
 	d.wakeAll()
 	for {
 		n, err := conn.WaitForNotification(ctx)

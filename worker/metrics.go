@@ -16,6 +16,7 @@ type Metrics struct {
 	outcomes        *prometheus.CounterVec
 	attemptSeconds  *prometheus.HistogramVec
 	deliverySeconds *prometheus.HistogramVec
+	unserved        *prometheus.GaugeVec
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -24,6 +25,7 @@ type Metrics struct {
 //	outboxd_messages_total{destination,status}            messages that became delivered, retry (pending) or dead
 //	outboxd_attempt_duration_seconds{destination}         one attempt
 //	outboxd_commit_to_delivery_seconds{destination}       enqueue to successful delivery
+//	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -40,8 +42,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "outboxd_commit_to_delivery_seconds", Help: "Time from enqueue to successful delivery.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
 		}, []string{"destination"}),
+		unserved: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "outboxd_unserved_pending_messages", Help: "Pending messages of a destination that no live dispatcher serves (they wait, never dead-lettered).",
+		}, []string{"destination"}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -71,5 +76,21 @@ func (m *Metrics) recorded(results []result, statuses []string) {
 			status = "retried"
 		}
 		m.outcomes.WithLabelValues(r.msg.Destination, status).Inc()
+	}
+}
+
+// setUnserved replaces the unserved gauges: destinations served again drop
+// out of the series.
+func (m *Metrics) setUnserved(prev, now map[string]int64) {
+	if m == nil {
+		return
+	}
+	for name := range prev {
+		if _, still := now[name]; !still {
+			m.unserved.DeleteLabelValues(name)
+		}
+	}
+	for name, n := range now {
+		m.unserved.WithLabelValues(name).Set(float64(n))
 	}
 }

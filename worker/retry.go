@@ -15,7 +15,8 @@ type RetryPolicy struct {
 	MaxAge time.Duration
 	// Base is the first backoff; each further attempt doubles it, up to Max.
 	// Defaults 1 s and 1 h. The actual delay is drawn from [d/2, d] (jitter),
-	// and is never shorter than the destination's Retry-After.
+	// and is never shorter than the destination's Retry-After, which is
+	// itself capped at Max: a downstream cannot park a message longer.
 	Base, Max time.Duration
 }
 
@@ -36,7 +37,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 }
 
 // Backoff returns the delay before the attempt after attempt number n
-// (counting from 1), honouring retryAfter.
+// (counting from 1), honouring retryAfter up to Max.
 func (p RetryPolicy) Backoff(n int, retryAfter time.Duration) time.Duration {
 	d := p.Base
 	for i := 1; i < n && d < p.Max; i++ {
@@ -44,11 +45,12 @@ func (p RetryPolicy) Backoff(n int, retryAfter time.Duration) time.Duration {
 	}
 	d = min(d, p.Max)
 	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-	return max(d, retryAfter)
+	return max(d, min(retryAfter, p.Max))
 }
 
-// exhausted reports whether a message that just failed its attempt n,
-// created at created, must be dead-lettered rather than retried.
-func (p RetryPolicy) exhausted(n int, created, now time.Time) bool {
-	return n >= p.MaxAttempts || now.Sub(created) >= p.MaxAge
+// exhausted reports whether a message that just failed its attempt n, at
+// the given age (since it was created or requeued), must be dead-lettered
+// rather than retried.
+func (p RetryPolicy) exhausted(n int, age time.Duration) bool {
+	return n >= p.MaxAttempts || age >= p.MaxAge
 }

@@ -90,8 +90,9 @@ func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
 				func() (river.JobArgs, *river.InsertOpts) { return kickArgs{}, opts }, nil),
 		},
 		CompletedJobRetentionPeriod: time.Hour,
-		// River logs routine leadership and job events at info; keep ours.
-		Logger: slog.New(leveled{d.cfg.Logger.Handler(), slog.LevelWarn}),
+		// River logs routine leadership and job events at info; keep its
+		// warnings and errors, with our component and dispatcher fields.
+		Logger: slog.New(leveled{d.log.Handler(), slog.LevelWarn}),
 	})
 }
 

@@ -15,21 +15,35 @@ import (
 	"github.com/outboxd/outboxd/dispatch"
 )
 
-// laneRunner drains one lane while this dispatcher holds its lease.
+// laneRunner drains one destination's lane while this dispatcher holds its
+// lease. It never acts past the lease: its deliveries run under leaseCtx,
+// which a watchdog cancels when the lease deadline (on our monotonic clock,
+// never later than the database's) passes without a renewal.
 type laneRunner struct {
 	d       *Dispatcher
-	lane    int
+	key     Lane
+	dest    dispatch.Destination
+	token   int64
 	wakeCh  chan struct{}
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
 	// releaseOnStop: give the lane back when the run ends (the dispatcher
-	// hands it to another); not when the lease was lost.
+	// hands it to another, or stops); not when the lease was lost.
 	releaseOnStop atomic.Bool
+	// finishing: the run is ending; the lease is no longer renewed for it.
+	finishing atomic.Bool
+	deadline  atomic.Int64 // lease deadline, as d.mono()
+	leaseCtx  context.Context
+	cancel    context.CancelFunc
 }
 
-func newLaneRunner(d *Dispatcher, lane int) *laneRunner {
-	return &laneRunner{d: d, lane: lane, wakeCh: make(chan struct{}, 1), stopCh: make(chan struct{}), stopped: make(chan struct{})}
+func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
+	r := &laneRunner{d: d, key: key, dest: d.cfg.Destinations[key.Destination], token: token,
+		wakeCh: make(chan struct{}, 1), stopCh: make(chan struct{}), stopped: make(chan struct{})}
+	r.deadline.Store(int64(deadline))
+	r.leaseCtx, r.cancel = context.WithCancel(d.abortCtx)
+	return r
 }
 
 func (r *laneRunner) wake() {
@@ -53,46 +67,89 @@ func (r *laneRunner) stopping() bool {
 	}
 }
 
-// run claims and delivers batches until stopped. Database errors (a
-// restart, a failover) are retried with backoff: nothing is lost, since an
-// unrecorded delivery stays pending and is sent again.
+// extend moves the lease deadline after a renewal.
+func (r *laneRunner) extend(deadline time.Duration) { r.deadline.Store(int64(deadline)) }
+
+// expire ends the lease at once: the database no longer has it as ours.
+func (r *laneRunner) expire() { r.cancel() }
+
+// watch cancels leaseCtx when the deadline passes without an extension.
+func (r *laneRunner) watch() {
+	for {
+		left := time.Duration(r.deadline.Load()) - r.d.mono()
+		if left <= 0 {
+			r.cancel()
+			return
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-t.C:
+		case <-r.leaseCtx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// run claims and delivers batches until stopped or the lease is gone.
+// Database errors (a restart, a failover) are retried with backoff: nothing
+// is lost, since an unrecorded delivery stays pending and is sent again.
 func (r *laneRunner) run() {
 	defer close(r.stopped)
+	defer r.d.runnerDone(r)
 	defer r.release()
-	// Deliveries are not tied to ctx: a stop lets the batch in hand finish.
-	work := r.d.abortCtx
+	defer r.finishing.Store(true)
+	defer r.cancel()
+	go r.watch()
 	backoff := 100 * time.Millisecond
 	for !r.stopping() {
-		batch, err := r.claim(work)
+		if r.leaseCtx.Err() != nil {
+			if ok, held := r.d.logs.allow("lease ran out"); ok && r.d.abortCtx.Err() == nil {
+				r.d.log.Warn("the lease of a lane ran out before it was renewed; its runner stops (another dispatcher may take the lane)",
+					"destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
+			}
+			return
+		}
+		if r.d.isPaused(r.key.Destination) {
+			r.idle(r.d.cfg.SweepInterval)
+			continue
+		}
+		batch, err := r.claim(r.leaseCtx)
 		if err != nil {
-			if !r.stopping() && work.Err() == nil {
-				r.d.log.Warn("claim failed; retrying", "lane", r.lane, "error", err, "in", backoff)
+			if !r.stopping() && r.leaseCtx.Err() == nil {
+				r.d.health.report("claim", err)
 			}
 			r.idle(backoff)
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
+		r.d.health.report("claim", nil)
 		backoff = 100 * time.Millisecond
 		if len(batch) == 0 {
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
-		results := r.deliver(work, batch)
-		if err := r.record(work, results); err != nil {
-			r.d.log.Warn("recording results failed; those messages will be sent again", "lane", r.lane, "messages", len(results), "error", err)
+		results := r.deliver(batch)
+		if err := r.record(results); err != nil {
+			r.d.health.report("recording results", err)
 			r.idle(backoff)
 		}
 	}
 }
 
+// release gives the lane back, under the token it was acquired with, so it
+// can never free a lane that another runner (or process) holds now.
 func (r *laneRunner) release() {
+	r.finishing.Store(true)
 	if !r.releaseOnStop.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := r.d.pool.Exec(ctx, r.d.q.release, r.d.cfg.ID, []int{r.lane}); err != nil {
-		r.d.log.Warn("releasing a lane failed; its lease will expire", "lane", r.lane, "error", err)
+	if _, err := r.d.pool.Exec(ctx, r.d.q.release, r.d.cfg.ID,
+		[]string{r.key.Destination}, []int16{int16(r.key.Lane)}, []int64{r.token}); err != nil {
+		r.d.log.Warn("releasing a lane failed; nobody renews it, so it expires within the lease TTL",
+			"destination", r.key.Destination, "lane", r.key.Lane, "error", err)
 	}
 }
 
@@ -104,37 +161,44 @@ func (r *laneRunner) idle(timeout time.Duration) {
 	case <-r.wakeCh:
 	case <-t.C:
 	case <-r.stopCh:
+	case <-r.leaseCtx.Done():
 	}
 }
 
 type claimed struct {
 	dispatch.Message
 	attempts int // before this one
-	// budgetUsed counts attempts since the message was (re)queued, and
-	// since is when that was: the retry policy's limits apply to them.
+	// budgetUsed counts attempts since the message was (re)queued, and age
+	// is how long ago that was, on the database's clock, at claimedAt (on
+	// ours): the retry policy's limits apply to them.
 	budgetUsed int
-	since      time.Time
+	age        time.Duration
+	claimedAt  time.Duration
 }
 
 func (r *laneRunner) claim(ctx context.Context) ([]claimed, error) {
-	rows, err := r.d.pool.Query(ctx, r.d.q.claim, r.lane, r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize)
+	rows, err := r.d.pool.Query(ctx, r.d.q.claim, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
+		r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize)
 	if err != nil {
 		return nil, err
 	}
+	at := r.d.mono()
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
 		var (
 			c       claimed
 			key     *string
 			seq     *int64
 			headers []byte
+			base    int
+			ageMS   int64
 		)
-		var base int
 		err := row.Scan(&c.ID, &c.Destination, &c.Type, &key, &seq, &c.Payload, &headers,
-			&c.IdempotencyKey, &c.attempts, &base, &c.CreatedAt, &c.since)
+			&c.IdempotencyKey, &c.attempts, &base, &c.CreatedAt, &ageMS)
 		if err != nil {
 			return c, err
 		}
 		c.budgetUsed = c.attempts - base + 1
+		c.age, c.claimedAt = time.Duration(ageMS)*time.Millisecond, at
 		if key != nil {
 			c.OrderingKey = *key
 		}
@@ -152,14 +216,15 @@ func (r *laneRunner) claim(ctx context.Context) ([]claimed, error) {
 type result struct {
 	msg      claimed
 	res      dispatch.Result
-	at       time.Time
+	started  time.Duration // d.mono() when the attempt began
 	duration time.Duration
 }
 
 // deliver sends a batch: ordering keys concurrently, each key's messages
 // one at a time in sequence, stopping a key at its first message that is
-// neither delivered nor dead. Messages not attempted get no result.
-func (r *laneRunner) deliver(ctx context.Context, batch []claimed) []result {
+// neither delivered nor dead, and every key once the lease is gone.
+// Messages not attempted get no result.
+func (r *laneRunner) deliver(batch []claimed) []result {
 	groups := map[string][]claimed{}
 	var order []string
 	for _, m := range batch {
@@ -182,7 +247,7 @@ func (r *laneRunner) deliver(ctx context.Context, batch []claimed) []result {
 		go func(msgs []claimed) {
 			defer wg.Done()
 			for _, m := range msgs {
-				res, ok := r.attempt(ctx, m)
+				res, ok := r.attempt(m)
 				if !ok {
 					return
 				}
@@ -199,26 +264,25 @@ func (r *laneRunner) deliver(ctx context.Context, batch []claimed) []result {
 	return results
 }
 
-// attempt delivers one message; ok=false means it was not attempted (its
-// destination is paused here) and stays as it is.
-func (r *laneRunner) attempt(ctx context.Context, m claimed) (result, bool) {
-	if _, paused := r.d.paused.Load(m.Destination); paused {
+// attempt delivers one message; ok=false means it was not attempted (the
+// lease is gone, or the destination is paused) and stays as it is.
+func (r *laneRunner) attempt(m claimed) (result, bool) {
+	if r.leaseCtx.Err() != nil || r.d.isPaused(m.Destination) {
 		return result{}, false
 	}
-	dest, known := r.d.cfg.Destinations[m.Destination]
-	start := time.Now()
-	var res dispatch.Result
-	if known {
-		res = dest.Deliver(ctx, m.Message)
-	} else {
-		res = dispatch.Result{Outcome: dispatch.Retry, Err: fmt.Errorf("destination %q is not configured in this dispatcher", m.Destination)}
-	}
-	out := result{msg: m, res: res, at: start, duration: time.Since(start)}
+	start := r.d.mono()
+	res := r.dest.Deliver(r.leaseCtx, m.Message)
+	out := result{msg: m, res: res, started: start, duration: r.d.mono() - start}
 	if res.Outcome == dispatch.Pause {
 		r.d.pauseDestination(m.Destination, res)
 	}
 	r.d.cfg.Metrics.observe(out)
 	return out, true
+}
+
+func (d *Dispatcher) isPaused(name string) bool {
+	_, paused := d.paused.Load(name)
+	return paused
 }
 
 func (d *Dispatcher) pauseDestination(name string, res dispatch.Result) {
@@ -231,60 +295,71 @@ func (d *Dispatcher) pauseDestination(name string, res dispatch.Result) {
 	}
 }
 
-// record stores the results of one batch in one statement.
-func (r *laneRunner) record(ctx context.Context, results []result) error {
+// record stores the results of one batch in one statement. It has a
+// context of its own: results that come back while Stop runs out of
+// patience (cancelled deliveries included) are still recorded.
+func (r *laneRunner) record(results []result) error {
 	if len(results) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	n := len(results)
 	var (
 		ids       = make([]uuid.UUID, n)
 		statuses  = make([]string, n)
 		outcomes  = make([]string, n)
-		nextAt    = make([]time.Time, n)
+		delays    = make([]int64, n)
 		errs      = make([]string, n)
 		codes     = make([]int32, n)
-		attempted = make([]time.Time, n)
+		ago       = make([]int64, n)
 		durations = make([]float64, n)
 		bodies    = make([]string, n)
 	)
-	now := time.Now()
+	now := r.d.mono()
 	for i, res := range results {
+		var delay time.Duration
 		ids[i] = res.msg.ID
-		statuses[i], nextAt[i] = r.nextState(res, now)
+		statuses[i], delay = r.nextState(res, now)
+		delays[i] = delay.Milliseconds()
 		outcomes[i] = string(res.res.Outcome)
 		errs[i] = clean(res.res.Error(), 1000)
 		codes[i] = int32(res.res.StatusCode)
-		attempted[i] = res.at
+		ago[i] = (now - res.started).Microseconds()
 		durations[i] = float64(res.duration.Microseconds()) / 1000
 		bodies[i] = clean(string(res.res.Body), 4096)
 	}
-	_, err := r.d.pool.Exec(ctx, r.d.q.record, r.lane, r.d.cfg.ID,
-		ids, statuses, outcomes, nextAt, errs, codes, attempted, durations, bodies)
+	_, err := r.d.pool.Exec(ctx, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
+		ids, statuses, outcomes, delays, errs, codes, ago, durations, bodies)
 	if err != nil {
 		return err
 	}
+	r.d.health.report("recording results", nil)
 	r.d.cfg.Metrics.recorded(results, statuses)
+	for i, res := range results {
+		r.d.logResult(res, statuses[i], time.Duration(delays[i])*time.Millisecond)
+	}
 	return nil
 }
 
-// nextState decides a message's status and next attempt time after a
-// result.
-func (r *laneRunner) nextState(res result, now time.Time) (string, time.Time) {
+// nextState decides a message's status and the delay before its next
+// attempt after a result; now is d.mono().
+func (r *laneRunner) nextState(res result, now time.Duration) (string, time.Duration) {
 	switch res.res.Outcome {
 	case dispatch.Delivered:
-		return "delivered", now
+		return "delivered", 0
 	case dispatch.Dead:
-		return "dead", now
+		return "dead", 0
 	case dispatch.Pause:
 		// Not the message's fault: it waits for the destination to resume.
-		return "pending", now
+		return "pending", 0
 	}
 	policy := r.d.cfg.retryFor(res.msg.Destination)
-	if policy.exhausted(res.msg.budgetUsed, res.msg.since, now) {
-		return "dead", now
+	age := res.msg.age + (now - res.msg.claimedAt)
+	if policy.exhausted(res.msg.budgetUsed, age) {
+		return "dead", 0
 	}
-	return "pending", now.Add(policy.Backoff(res.msg.budgetUsed, res.res.RetryAfter))
+	return "pending", policy.Backoff(res.msg.budgetUsed, res.res.RetryAfter)
 }
 
 // clean makes s storable as PostgreSQL text: valid UTF-8, no NUL, at most n

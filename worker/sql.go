@@ -5,99 +5,164 @@ package worker
 // numLanes matches the lane column's modulus in migration 00004.
 const numLanes = 32
 
+// heartbeatSQL registers this dispatcher, the destinations it serves and
+// how long it counts as live without another heartbeat (its lease TTL).
 const heartbeatSQL = `
-INSERT INTO {{schema}}.outbox_dispatchers (id) VALUES ($1)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`
+INSERT INTO {{schema}}.outbox_dispatchers (id, destinations, alive_until)
+VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(),
+    destinations = excluded.destinations, alive_until = excluded.alive_until`
 
-// liveDispatchersSQL forgets dispatchers that stopped heartbeating and
-// counts the rest.
-const liveDispatchersSQL = `
+// liveByDestinationSQL forgets dispatchers that are no longer live and
+// counts, for each of the given destinations, the live ones that serve it.
+const liveByDestinationSQL = `
 WITH gone AS (
-    DELETE FROM {{schema}}.outbox_dispatchers
-    WHERE heartbeat_at < now() - $1::bigint * interval '1 millisecond'
+    DELETE FROM {{schema}}.outbox_dispatchers WHERE alive_until <= now()
 )
-SELECT count(*) FROM {{schema}}.outbox_dispatchers
-WHERE heartbeat_at >= now() - $1::bigint * interval '1 millisecond'`
+SELECT d, count(x.id)
+FROM unnest($1::text[]) AS d
+LEFT JOIN {{schema}}.outbox_dispatchers x ON x.alive_until > now() AND d = ANY (x.destinations)
+GROUP BY d`
 
 const forgetDispatcherSQL = `DELETE FROM {{schema}}.outbox_dispatchers WHERE id = $1`
 
-const renewSQL = `
-UPDATE {{schema}}.outbox_lanes
-SET lease_until = now() + $2::bigint * interval '1 millisecond'
-WHERE owner = $1 AND lease_until > now()
-RETURNING lane`
+// ensureLanesSQL creates the lease rows of the given destinations.
+const ensureLanesSQL = `
+INSERT INTO {{schema}}.outbox_lanes (destination, lane)
+SELECT d, l FROM unnest($1::text[]) AS d, generate_series(0, 31) AS l
+ON CONFLICT DO NOTHING`
 
-// acquireSQL takes up to $3 lanes whose lease has expired. SKIP LOCKED lets
-// dispatchers that acquire at the same moment take different lanes.
+// renewSQL extends only the leases that a running runner of ours holds,
+// each under the token it acquired: a lease whose runner is gone (a
+// restart under the same id, a failed release) is left to expire.
+const renewSQL = `
+UPDATE {{schema}}.outbox_lanes l
+SET lease_until = now() + $2::bigint * interval '1 millisecond'
+FROM unnest($3::text[], $4::smallint[], $5::bigint[]) AS h(destination, lane, token)
+WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token
+  AND l.owner = $1 AND l.lease_until > now()
+RETURNING l.destination, l.lane`
+
+// acquireSQL takes up to $4 lanes of destination $3 whose lease has
+// expired, each with a new token. SKIP LOCKED lets dispatchers that acquire
+// at the same moment take different lanes.
 const acquireSQL = `
 UPDATE {{schema}}.outbox_lanes l
-SET owner = $1, lease_until = now() + $2::bigint * interval '1 millisecond'
-WHERE l.lane IN (
-    SELECT lane FROM {{schema}}.outbox_lanes
-    WHERE lease_until <= now()
+SET owner = $1, token = l.token + 1, lease_until = now() + $2::bigint * interval '1 millisecond'
+WHERE (l.destination, l.lane) IN (
+    SELECT destination, lane FROM {{schema}}.outbox_lanes
+    WHERE destination = $3 AND lease_until <= now()
     ORDER BY lane
-    LIMIT $3
+    LIMIT $4
     FOR UPDATE SKIP LOCKED)
-RETURNING l.lane`
+RETURNING l.lane, l.token`
 
 const releaseSQL = `
-UPDATE {{schema}}.outbox_lanes SET owner = NULL, lease_until = '-infinity'
-WHERE lane = ANY($2) AND owner = $1`
+UPDATE {{schema}}.outbox_lanes l SET owner = NULL, lease_until = '-infinity'
+FROM unnest($2::text[], $3::smallint[], $4::bigint[]) AS h(destination, lane, token)
+WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AND l.owner = $1`
 
-// claimSQL returns a lane's next batch: for each ordering key its next
-// messages in sequence, as long as each is due and its destination not
-// paused (row_number and the running bool_and over the key's window), and
-// due unkeyed messages. Keyed rows come ordered by their place in the key,
-// so LIMIT never keeps a message without the ones before it.
+// claimSQL returns the next batch of one destination's lane, and nothing
+// unless the lease ($3, $4) is still ours: a process that lost the lane
+// (frozen, cut off) cannot claim beside its new holder. For each ordering
+// key it takes the next messages in sequence, as long as each is due (the
+// running bool_and over the key's window); keys come oldest head first, so
+// a long-lived key is never starved by new ones, and a key's rows stay
+// together in sequence, so LIMIT never keeps a message without the ones
+// before it. Due unkeyed messages come oldest due first. age_ms is the
+// message's age on the database's clock, for the retry policy's MaxAge.
 const claimSQL = `
-WITH paused AS (SELECT name FROM {{schema}}.outbox_destinations WHERE paused)
+WITH lease AS (
+    SELECT 1 FROM {{schema}}.outbox_lanes
+    WHERE destination = $1 AND lane = $2 AND owner = $3 AND token = $4 AND lease_until > now()
+)
 (SELECT id, destination, type, ordering_key, seq, payload, headers,
-        idempotency_key, attempts, attempts_base, created_at, coalesce(requeued_at, created_at)
+        idempotency_key, attempts, attempts_base, created_at,
+        (extract(epoch FROM now() - coalesce(requeued_at, created_at)) * 1000)::bigint
  FROM (
     SELECT m.*, row_number() OVER w AS rn,
-           bool_and(m.next_attempt_at <= now() AND m.destination NOT IN (SELECT name FROM paused)) OVER w AS ready
+           bool_and(m.next_attempt_at <= now()) OVER w AS ready,
+           first_value(m.created_at) OVER w AS head_at
     FROM {{schema}}.outbox_messages m
-    WHERE m.lane = $1 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+    WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+      AND EXISTS (SELECT 1 FROM lease)
     WINDOW w AS (PARTITION BY m.ordering_key ORDER BY m.seq)
  ) k
- WHERE ready AND rn <= $2
- ORDER BY rn, seq
- LIMIT $3)
+ WHERE ready AND rn <= $5
+ ORDER BY head_at, ordering_key, seq
+ LIMIT $6)
 UNION ALL
 (SELECT id, destination, type, ordering_key, seq, payload, headers,
-        idempotency_key, attempts, attempts_base, created_at, coalesce(requeued_at, created_at)
+        idempotency_key, attempts, attempts_base, created_at,
+        (extract(epoch FROM now() - coalesce(requeued_at, created_at)) * 1000)::bigint
  FROM {{schema}}.outbox_messages m
- WHERE m.lane = $1 AND m.status = 'pending' AND m.ordering_key IS NULL
+ WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NULL
    AND m.next_attempt_at <= now()
-   AND m.destination NOT IN (SELECT name FROM paused)
+   AND EXISTS (SELECT 1 FROM lease)
  ORDER BY m.next_attempt_at
- LIMIT $3)`
+ LIMIT $6)`
 
 // recordSQL stores a batch's results and its attempt rows in one statement,
-// only while this dispatcher still holds the lane.
+// only while the lease ($1, $2, $3, $4) is still ours. Times are the
+// database's: the next attempt is now() plus the backoff, the attempt time
+// now() minus how long ago (on our monotonic clock) it started.
 const recordSQL = `
 WITH r AS (
-    SELECT * FROM unnest($3::uuid[], $4::text[], $5::text[], $6::timestamptz[],
-                         $7::text[], $8::int[], $9::timestamptz[], $10::float8[], $11::text[])
-        AS r(id, new_status, outcome, next_at, error, status_code, attempted_at, duration_ms, body)
+    SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[],
+                         $9::text[], $10::int[], $11::bigint[], $12::float8[], $13::text[])
+        AS r(id, new_status, outcome, delay_ms, error, status_code, ago_us, duration_ms, body)
 ), upd AS (
     UPDATE {{schema}}.outbox_messages m SET
         status           = r.new_status,
         attempts         = m.attempts + 1,
-        next_attempt_at  = r.next_at,
+        next_attempt_at  = now() + r.delay_ms * interval '1 millisecond',
         last_error       = r.error,
         last_status_code = nullif(r.status_code, 0),
         delivered_at     = CASE WHEN r.new_status = 'delivered' THEN now() END
     FROM r
     WHERE m.id = r.id AND m.status = 'pending'
       AND EXISTS (SELECT 1 FROM {{schema}}.outbox_lanes l
-                  WHERE l.lane = $1 AND l.owner = $2 AND l.lease_until > now())
+                  WHERE l.destination = $1 AND l.lane = $2 AND l.owner = $3 AND l.token = $4
+                    AND l.lease_until > now())
     RETURNING m.id, m.attempts
 )
 INSERT INTO {{schema}}.outbox_attempts
     (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher)
-SELECT upd.id, upd.attempts, r.attempted_at, r.duration_ms, r.outcome, nullif(r.status_code, 0), r.error, r.body, $2
+SELECT upd.id, upd.attempts, now() - r.ago_us * interval '1 microsecond', r.duration_ms, r.outcome,
+       nullif(r.status_code, 0), r.error, r.body, $3
 FROM upd JOIN r ON r.id = upd.id`
+
+// unservedSQL finds destinations with pending messages that no live
+// dispatcher serves, with their counts. The distinct pending destinations
+// come from a walk of the two pending indexes (one probe per destination),
+// not a scan of the backlog.
+const unservedSQL = `
+WITH RECURSIVE keyed AS (
+    (SELECT destination FROM {{schema}}.outbox_messages
+     WHERE status = 'pending' AND ordering_key IS NOT NULL ORDER BY destination LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.destination FROM {{schema}}.outbox_messages m
+            WHERE m.status = 'pending' AND m.ordering_key IS NOT NULL AND m.destination > keyed.destination
+            ORDER BY m.destination LIMIT 1)
+    FROM keyed WHERE keyed.destination IS NOT NULL
+), unkeyed AS (
+    (SELECT destination FROM {{schema}}.outbox_messages
+     WHERE status = 'pending' AND ordering_key IS NULL ORDER BY destination LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.destination FROM {{schema}}.outbox_messages m
+            WHERE m.status = 'pending' AND m.ordering_key IS NULL AND m.destination > unkeyed.destination
+            ORDER BY m.destination LIMIT 1)
+    FROM unkeyed WHERE unkeyed.destination IS NOT NULL
+), dests AS (
+    SELECT destination FROM keyed WHERE destination IS NOT NULL
+    UNION
+    SELECT destination FROM unkeyed WHERE destination IS NOT NULL
+)
+SELECT d.destination,
+       (SELECT count(*) FROM {{schema}}.outbox_messages m WHERE m.destination = d.destination AND m.status = 'pending')
+FROM dests d
+WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
+                  WHERE x.alive_until > now() AND d.destination = ANY (x.destinations))`
 
 const pauseSQL = `
 INSERT INTO {{schema}}.outbox_destinations (name, paused, reason, paused_at)

@@ -121,7 +121,9 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		return status, http.Header{"Retry-After": {"2"}}
 	}
 	b.enqueue(t, 1, 1, func(int) string { return "" })
-	b.start(t, b.config(t, nil))
+	// Retry-After is honoured up to the policy's max (see
+	// TestRetryAfterIsCappedAtMax), so the max must exceed it here.
+	b.start(t, b.config(t, func(c *worker.Config) { c.Retry.Max = 5 * time.Second }))
 	b.waitSettled(t, 20*time.Second)
 	reqs := b.sink.Requests()
 	if len(reqs) != 2 {

@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/outboxd/outboxd/dispatch"
+)
+
+// logEvery bounds the log lines of one kind: at most one per destination
+// and outcome, and one for database failures, per interval; the next line
+// says how many were left out.
+const logEvery = 10 * time.Second
+
+// logLimiter lets one line per key through per interval and counts the
+// rest, so that an outage of a busy destination writes a few lines, not
+// one per message.
+type logLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+	held  map[string]int
+}
+
+// allow reports whether a line for key may be written now, and how many
+// were held back since the last one.
+func (l *logLimiter) allow(key string) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.held = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
+		l.held[key]++
+		return false, 0
+	}
+	n := l.held[key]
+	l.last[key], l.held[key] = now, 0
+	return true, n
+}
+
+// logResult logs a recorded attempt that did not deliver: a retry at warn,
+// a dead letter at error (each rate-limited per destination), a delivery
+// at debug.
+func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
+	m := r.msg
+	attrs := []any{"message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
+		"status_code", r.res.StatusCode, "error", r.res.Error()}
+	switch {
+	case status == "delivered":
+		d.log.Debug("delivered", "message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
+			"duration", r.duration.String())
+	case status == "dead":
+		if ok, held := d.logs.allow(m.Destination + "/dead"); ok {
+			d.log.Error("message dead-lettered; requeue it with 'outboxd outbox requeue'",
+				append(attrs, "outcome", string(r.res.Outcome), "similar_lines_left_out", held)...)
+		}
+	case r.res.Outcome == dispatch.Retry:
+		if ok, held := d.logs.allow(m.Destination + "/retry"); ok {
+			d.log.Warn("delivery failed; will retry",
+				append(attrs, "retry_in", delay.String(), "similar_lines_left_out", held)...)
+		}
+	}
+}
+
+// dbHealth turns database failures into one line when they start, a
+// reminder while they last, and one line when they end, whichever part of
+// the dispatcher (32 lanes per destination, the balancer, the listener)
+// meets them.
+type dbHealth struct {
+	log *slog.Logger
+
+	mu       sync.Mutex
+	failing  bool
+	since    time.Time
+	lastLine time.Time
+	failures int
+}
+
+// report records the outcome of a database operation.
+func (h *dbHealth) report(op string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	if err == nil {
+		if h.failing {
+			h.log.Info("database operations succeed again", "failing_for", now.Sub(h.since).Round(time.Millisecond).String(),
+				"failed_operations", h.failures)
+			h.failing, h.failures = false, 0
+		}
+		return
+	}
+	h.failures++
+	if !h.failing {
+		h.failing, h.since = true, now
+		if now.Sub(h.lastLine) >= logEvery {
+			h.lastLine = now
+			h.log.Warn("database operation failed; the dispatcher retries with backoff, nothing is lost", "operation", op, "error", err)
+		}
+		return
+	}
+	if now.Sub(h.lastLine) >= 3*logEvery {
+		h.lastLine = now
+		h.log.Warn("database operations still failing", "failing_for", now.Sub(h.since).Round(time.Second).String(),
+			"failed_operations", h.failures, "operation", op, "error", err)
+	}
+}

@@ -1,0 +1,39 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// checkUnserved looks for destinations with pending messages that no live
+// dispatcher serves: their messages wait (none is dead-lettered for it), and
+// operators learn of it from a log line, the outboxd_unserved_pending_messages
+// metric and Unserved (which outboxd serve shows in /readyz).
+func (d *Dispatcher) checkUnserved(ctx context.Context) error {
+	rows, err := d.pool.Query(ctx, d.q.unserved)
+	if err != nil {
+		return err
+	}
+	found := map[string]int64{}
+	var (
+		name string
+		n    int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&name, &n}, func() error { found[name] = n; return nil }); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	prev := d.unserved
+	d.unserved = found
+	d.mu.Unlock()
+	d.cfg.Metrics.setUnserved(prev, found)
+	for name, n := range found {
+		_, known := prev[name]
+		if ok, _ := d.logs.allow(name + "/unserved"); ok || !known {
+			d.log.Warn("no live dispatcher serves this destination; its messages wait until one does (add it to a dispatcher's config)",
+				"destination", name, "pending", n)
+		}
+	}
+	return nil
+}
