@@ -47,7 +47,10 @@ type Enqueued struct {
 	ID             uuid.UUID
 	IdempotencyKey string
 	// Seq is the message's place among those with its ordering key (0
-	// without a key).
+	// without a key): it grows in commit order. It is not dense: messages
+	// of one key to other destinations take numbers too, and two
+	// transactions that enqueue the same idempotency key at once may leave
+	// a gap. Compare sequence numbers; never count them.
 	Seq int64
 	// Existing is true when a message with this idempotency key was already
 	// there: nothing new was stored and the fields describe that message.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -69,15 +71,25 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	return out, nil
 }
 
-// EnqueueBatch stores several messages in one round trip, in order: messages
-// that share an ordering key get increasing sequence numbers in slice order.
-// The result has one entry per message.
+// EnqueueBatch stores several messages in one round trip: messages that
+// share an ordering key get increasing sequence numbers in slice order. The
+// result has one entry per message, in slice order; msgs is not modified.
+//
+// The statements run sorted by ordering key (stably, so a key keeps its
+// slice order), so two batches that share keys lock them in the same order
+// and cannot deadlock.
 func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enqueued, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
+	msgs = slices.Clone(msgs)
+	order := make([]int, len(msgs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(msgs[a].OrderingKey, msgs[b].OrderingKey) })
 	batch := &pgx.Batch{}
-	for i := range msgs {
+	for _, i := range order {
 		args, err := enqueueArgs(&msgs[i])
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
@@ -87,7 +99,8 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	out := make([]Enqueued, len(msgs))
 	var existing []int
 	results := db.SendBatch(ctx, batch)
-	for i, m := range msgs {
+	for _, i := range order {
+		m := msgs[i]
 		var seq *int64
 		out[i] = Enqueued{ID: m.ID, IdempotencyKey: m.IdempotencyKey}
 		err := results.QueryRow().Scan(&seq, &out[i].CreatedAt)

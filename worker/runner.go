@@ -103,7 +103,8 @@ func (r *laneRunner) run() {
 	go r.watch()
 	backoff := 100 * time.Millisecond
 	for !r.stopping() {
-		if r.leaseCtx.Err() != nil {
+		if !r.leaseValid() {
+			r.cancel()
 			if ok, held := r.d.logs.allow("lease ran out"); ok && r.d.abortCtx.Err() == nil {
 				r.d.log.Warn("the lease of a lane ran out before it was renewed; its runner stops (another dispatcher may take the lane)",
 					"destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
@@ -264,10 +265,17 @@ func (r *laneRunner) deliver(batch []claimed) []result {
 	return results
 }
 
+// leaseValid reports whether the lease still holds. It reads the deadline
+// itself rather than waiting for the watchdog: after a freeze (SIGSTOP, a
+// long pause) the goroutine that resumes first may be this one.
+func (r *laneRunner) leaseValid() bool {
+	return r.leaseCtx.Err() == nil && r.d.mono() < time.Duration(r.deadline.Load())
+}
+
 // attempt delivers one message; ok=false means it was not attempted (the
 // lease is gone, or the destination is paused) and stays as it is.
 func (r *laneRunner) attempt(m claimed) (result, bool) {
-	if r.leaseCtx.Err() != nil || r.d.isPaused(m.Destination) {
+	if !r.leaseValid() || r.d.isPaused(m.Destination) {
 		return result{}, false
 	}
 	start := r.d.mono()
