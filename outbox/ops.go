@@ -135,3 +135,14 @@ func (o *Outbox) ResumeDestination(ctx context.Context, db DB, name string) erro
 	}
 	return nil
 }
+
+// Served reports whether a live dispatcher has destination in its
+// configuration. Messages for a destination that none serves are kept
+// pending (never dead-lettered) until one does.
+func (o *Outbox) Served(ctx context.Context, db DB, destination string) (bool, error) {
+	var ok bool
+	if err := db.QueryRow(ctx, o.render(servedSQL), destination).Scan(&ok); err != nil {
+		return false, fmt.Errorf("outbox: served %s: %w", destination, err)
+	}
+	return ok, nil
+}

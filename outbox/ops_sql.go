@@ -44,3 +44,7 @@ WHERE name = $1 AND paused`
 
 const pausedListSQL = `
 SELECT name, reason, paused_at FROM {{schema}}.outbox_destinations WHERE paused ORDER BY name`
+
+const servedSQL = `
+SELECT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers
+               WHERE alive_until > now() AND $1 = ANY (destinations))`

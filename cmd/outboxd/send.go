@@ -16,7 +16,7 @@ const sendUsage = `usage: outboxd send --destination NAME [--type T] [--ordering
 Enqueues one message whose payload is standard input, exactly as read, and
 prints its id, idempotency key and sequence. With an idempotency key that the
 destination already has, nothing new is stored and the existing message is
-printed.
+printed. Warns when no live dispatcher serves the destination.
 
 flags:`
 
@@ -77,5 +77,10 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		state = "exists"
 	}
 	fmt.Fprintf(stdout, "%s id=%s idempotency_key=%s seq=%d\n", state, e.ID, e.IdempotencyKey, e.Seq)
+	// A warning, not a failure: enqueueing before the dispatcher that will
+	// send it is deployed is legitimate, and the message is stored.
+	if served, err := ob.Served(ctx, pool, *dest); err == nil && !served {
+		fmt.Fprintf(stderr, "warning: no live dispatcher serves destination %q; the message waits (pending, never dead-lettered) until one with it in its config runs\n", *dest)
+	}
 	return nil
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -181,6 +183,12 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
+		// Other dispatchers' business, so not a readiness failure, but the
+		// first place an operator looks.
+		unserved := d.Unserved()
+		for _, name := range slices.Sorted(maps.Keys(unserved)) {
+			fmt.Fprintf(w, "warning: destination %q: %d pending messages, no live dispatcher serves it\n", name, unserved[name])
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux

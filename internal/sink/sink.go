@@ -29,6 +29,7 @@ type Sink struct {
 
 	mu       sync.Mutex
 	requests []Request
+	inFlight int
 	server   *httptest.Server
 }
 
@@ -46,6 +47,14 @@ func (s *Sink) URL() string { return s.server.URL }
 func (s *Sink) Close() { s.server.Close() }
 
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.inFlight++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
 	body, _ := io.ReadAll(r.Body)
 	status, extra := http.StatusOK, http.Header(nil)
 	if s.Respond != nil {
@@ -80,4 +89,11 @@ func (s *Sink) Accepted() []Request {
 		}
 	}
 	return out
+}
+
+// InFlight returns how many requests are being handled now.
+func (s *Sink) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight
 }
