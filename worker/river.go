@@ -92,19 +92,38 @@ func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
 		CompletedJobRetentionPeriod: time.Hour,
 		// River logs routine leadership and job events at info; keep its
 		// warnings and errors, with our component and dispatcher fields.
-		Logger: slog.New(leveled{d.log.Handler(), slog.LevelWarn}),
+		Logger: slog.New(leveled{Handler: d.log.Handler(), min: slog.LevelWarn, limit: &d.logs}),
 	})
 }
 
-// leveled drops records below a minimum level.
+// leveled drops records below a minimum level, and lets through at most
+// one line per message text per logEvery (River logs each failed poll and
+// reconnect during an outage).
 type leveled struct {
 	slog.Handler
-	min slog.Level
+	min   slog.Level
+	limit *logLimiter
 }
 
 func (h leveled) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
 
-func (h leveled) WithAttrs(a []slog.Attr) slog.Handler { return leveled{h.Handler.WithAttrs(a), h.min} }
-func (h leveled) WithGroup(n string) slog.Handler      { return leveled{h.Handler.WithGroup(n), h.min} }
+func (h leveled) Handle(ctx context.Context, r slog.Record) error {
+	ok, held := h.limit.allow("river/" + r.Message)
+	if !ok {
+		return nil
+	}
+	if held > 0 {
+		r.AddAttrs(slog.Int("similar_lines_left_out", held))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h leveled) WithAttrs(a []slog.Attr) slog.Handler {
+	return leveled{h.Handler.WithAttrs(a), h.min, h.limit}
+}
+
+func (h leveled) WithGroup(n string) slog.Handler {
+	return leveled{h.Handler.WithGroup(n), h.min, h.limit}
+}

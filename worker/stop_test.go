@@ -1,0 +1,70 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// When Stop runs out of patience, the batch in hand is still recorded: the
+// deliveries that succeeded as delivered (not sent again later), the one
+// cut off as a retry with its attempt row (docs/design.md: "recorded as
+// retries").
+func TestStopPastItsDeadlineRecordsTheBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	hung := make(chan struct{})
+	b.sink.Respond = func(r *http.Request, body []byte) (int, http.Header) {
+		if strings.Contains(string(body), `"hang"`) {
+			close(hung)
+			<-r.Context().Done() // until the dispatcher gives up on it
+		}
+		return http.StatusOK, nil
+	}
+	// Eleven keys of one lane: one claim, one batch, one recording.
+	keys := keysInOneLane(t, b, 11)
+	var msgs []outbox.Message
+	for i, k := range keys {
+		p := fmt.Sprintf(`{"i":%d,"key":%q}`, i, k)
+		if i == 0 {
+			p = `{"i":0,"key":"hang"}`
+		}
+		msgs = append(msgs, outbox.Message{Destination: "sink", OrderingKey: k, Payload: []byte(p)})
+	}
+	if _, err := b.outbox.EnqueueBatch(ctx, b.pool, msgs); err != nil {
+		t.Fatal(err)
+	}
+	d := b.start(t, b.config(t, nil))
+	<-hung
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.sink.Accepted()) < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the 10 quick deliveries arrived", len(b.sink.Accepted()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := d.Stop(stopCtx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop: %v, want the deadline", err)
+	}
+	if c := b.counts(t); c["delivered"] != 10 || c["pending"] != 1 {
+		t.Fatalf("statuses after Stop %v: the delivered ones must be recorded", c)
+	}
+	var attempts int
+	var outcome string
+	if err := b.pool.QueryRow(ctx, `SELECT m.attempts, a.outcome FROM outboxd.outbox_messages m
+JOIN outboxd.outbox_attempts a ON a.message_id = m.id WHERE m.status = 'pending'`).Scan(&attempts, &outcome); err != nil {
+		t.Fatalf("the cut-off attempt was not recorded: %v", err)
+	}
+	if attempts != 1 || outcome != "retry" {
+		t.Fatalf("cut-off message: attempts %d, outcome %q; want 1 retry", attempts, outcome)
+	}
+}
