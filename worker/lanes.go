@@ -41,9 +41,6 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 
 func (d *Dispatcher) balance(ctx context.Context) error {
 	ttl := d.cfg.LeaseTTL.Milliseconds()
-	// Our leases run out no earlier than ttl after this moment: the
-	// database computes theirs from a now() that comes later.
-	start := d.mono()
 	if _, err := d.pool.Exec(ctx, d.q.heartbeat, d.cfg.ID, d.names, ttl); err != nil {
 		return err
 	}
@@ -70,6 +67,9 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 	for i, r := range holders {
 		dests[i], lanes[i], tokens[i] = r.key.Destination, int16(r.key.Lane), r.token
 	}
+	// The renewed leases run out no earlier than ttl after this moment:
+	// the database computes them from a now() that comes later.
+	start := d.mono()
 	rows, err := d.pool.Query(ctx, d.q.renew, d.cfg.ID, ttl, dests, lanes, tokens)
 	if err != nil {
 		return err
@@ -107,7 +107,7 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 		case len(held) > share:
 			d.giveBack(held, len(held)-share)
 		case len(held) < share:
-			if err := d.acquire(ctx, name, share-len(held), start); err != nil {
+			if err := d.acquire(ctx, name, share-len(held)); err != nil {
 				return err
 			}
 		}
@@ -140,8 +140,9 @@ func (d *Dispatcher) liveByDestination(ctx context.Context) (map[string]int, err
 }
 
 // acquire takes up to n expired lanes of destination name and starts a
-// runner for each, with the lease deadline that start implies.
-func (d *Dispatcher) acquire(ctx context.Context, name string, n int, start time.Duration) error {
+// runner for each.
+func (d *Dispatcher) acquire(ctx context.Context, name string, n int) error {
+	start := d.mono()
 	rows, err := d.pool.Query(ctx, d.q.acquire, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), name, n)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"github.com/google/uuid"
@@ -151,3 +152,55 @@ func (s *riverSystem) enqueue(ctx context.Context, i int) (string, error) {
 
 func (s *riverSystem) start(ctx context.Context) error { return s.client.Start(ctx) }
 func (s *riverSystem) stop(ctx context.Context) error  { return s.client.Stop(ctx) }
+
+// besideSlowSystem is outboxd's dispatcher draining the sink while a second
+// destination times out on every request (1 s timeout, a 640-message
+// backlog over 64 keys): the healthy destination's figures should match
+// the plain outboxd row.
+type besideSlowSystem struct {
+	*outboxdSystem
+	slow *httptest.Server
+}
+
+func newOutboxdBesideSlow(pool *pgxpool.Pool, sinkURL string) (system, error) {
+	slow := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // never answers: every request times out
+	}))
+	fast, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
+	if err != nil {
+		return nil, err
+	}
+	hanging, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: slow.URL, MaxConcurrency: 16, Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	d, err := worker.New(pool, &worker.Config{
+		Destinations: map[string]dispatch.Destination{"sink": fast, "slow": hanging},
+		Logger:       quiet, BatchSize: *batchSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ob, _ := outbox.New(nil)
+	return &besideSlowSystem{outboxdSystem: &outboxdSystem{pool: pool, ob: ob, d: d}, slow: slow}, nil
+}
+
+func (s *besideSlowSystem) name() string { return "outboxd, another destination timing out" }
+
+func (s *besideSlowSystem) start(ctx context.Context) error {
+	var msgs []outbox.Message
+	for i := range 640 {
+		msgs = append(msgs, outbox.Message{Destination: "slow", OrderingKey: fmt.Sprintf("slow-%d", i%64), Payload: payload(i)})
+	}
+	if _, err := s.ob.EnqueueBatch(ctx, s.pool, msgs); err != nil {
+		return err
+	}
+	return s.d.Start(ctx)
+}
+
+func (s *besideSlowSystem) stop(ctx context.Context) error {
+	err := s.d.Stop(ctx)
+	s.slow.CloseClientConnections()
+	s.slow.Close()
+	return err
+}
