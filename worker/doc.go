@@ -7,40 +7,51 @@
 //
 // A committed message is delivered at least once, across crashes of
 // dispatchers, restarts of PostgreSQL and downstream outages; every attempt
-// carries the message's idempotency key. Messages that share an ordering key
-// go out one at a time, in sequence (commit) order: a message is attempted
-// only after every earlier message of its key was delivered or
-// dead-lettered. A failing message blocks only its own key, and only until it
-// is dead-lettered. Messages with different keys flow in parallel.
+// carries the message's idempotency key. Each destination receives the
+// messages of one ordering key one at a time, in sequence (commit) order: a
+// message is attempted only after every earlier message of its key for that
+// destination was delivered or dead-lettered. A failing message blocks only
+// its own key at its own destination, and only until it is dead-lettered.
+// Keys, and destinations, flow in parallel: a destination that hangs slows
+// only itself.
 //
 // # How
 //
 // Messages are spread over 32 lanes by a hash of their ordering key
-// (unkeyed ones by id). Each lane is drained by one dispatcher at a time,
-// which holds a lease on it (outbox_lanes) and renews it every
-// AcquireInterval. Dispatchers register in outbox_dispatchers and each takes
-// its fair share of lanes, so several processes split the work. A lane's
-// runner claims a batch (for each key its next messages in sequence, plus due
-// unkeyed messages), delivers keys concurrently and each key's messages in
-// order, and records all results with one statement. It is woken by the
-// NOTIFY that the outbox sends at commit (the payload names the lane), by
-// its own timer for due retries, and by a River periodic job that re-kicks
-// lanes with due work in case a notification was missed. River's elected
-// leader also runs the maintenance jobs (purging expired inbox keys and old
-// delivered messages).
+// (unkeyed ones by id). Each destination's lane is drained by one
+// dispatcher at a time, which holds a lease on it (outbox_lanes) under a
+// fencing token and renews it every AcquireInterval, only while the runner
+// that acquired it runs. Dispatchers register in outbox_dispatchers with the
+// destinations they serve, and each takes its fair share of those
+// destinations' lanes, so several processes, even with different
+// destination sets, split the work. A lane's runner claims a batch (for each
+// key its next messages in sequence, oldest keys first, plus due unkeyed
+// messages; only while the lease and token are still its own), delivers
+// keys concurrently and each key's messages in order, and records all
+// results with one statement. It is woken by the NOTIFY that the outbox
+// sends at commit (the payload names the lane), by its own timer for due
+// retries, and by a River periodic job that re-kicks lanes with due work in
+// case a notification was missed. River's elected leader also runs the
+// maintenance jobs (purging expired inbox keys and old delivered messages).
 //
 // # What happens on failure
 //
-//   - A dispatcher dies (SIGKILL, OOM, machine loss): its leases expire after
-//     LeaseTTL and other dispatchers (or its restart) take its lanes. Messages
-//     it was sending but had not recorded are sent again, with the same
-//     idempotency key.
-//   - PostgreSQL restarts: runners and the listener retry with backoff; a
-//     delivery whose result could not be recorded is sent again.
-//   - A dispatcher is cut off from PostgreSQL for longer than LeaseTTL while
-//     still sending: another takes its lanes and may send a message that the
-//     first is still sending. Both carry the same idempotency key; the
-//     first's results are discarded (recording checks the lease).
+//   - A dispatcher dies (SIGKILL, OOM, machine loss), or restarts under the
+//     same ID: its leases expire and other dispatchers (or its restart) take
+//     every lane within LeaseTTL + AcquireInterval. Messages it was sending
+//     but had not recorded are sent again, with the same idempotency key.
+//   - A dispatcher freezes (SIGSTOP, a pause, a partition) past its lease: it
+//     starts no attempt after its lease deadline, cancels those in flight,
+//     and its claims and recordings are refused by the token once another
+//     took the lane. A request it had already written may still arrive
+//     late, with the same idempotency key.
+//   - PostgreSQL restarts: runners and the listener retry with backoff (one
+//     log line when failures start, one when they end); a delivery whose
+//     result could not be recorded is sent again.
+//   - Stop runs out of patience: in-flight attempts are cancelled and the
+//     batch in hand is recorded, the cancelled attempts as retries.
 //   - A destination answers 410: it is paused for every dispatcher until an
 //     operator resumes it (outbox.ResumeDestination); its messages wait.
+//   - No live dispatcher serves a destination: its messages wait, never
+//     dead-lettered; Unserved, a metric and a log line report them.
 package worker
