@@ -71,6 +71,7 @@ func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 // meets them.
 type dbHealth struct {
 	log *slog.Logger
+	now func() time.Time // time.Now; tests move it
 
 	mu       sync.Mutex
 	failing  bool
@@ -84,6 +85,9 @@ func (h *dbHealth) report(op string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
+	if h.now != nil {
+		now = h.now()
+	}
 	if err == nil {
 		if h.failing {
 			h.log.Info("database operations succeed again", "failing_for", now.Sub(h.since).Round(time.Millisecond).String(),

@@ -1,0 +1,38 @@
+package worker
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// docs/configuration.md: database failures are logged once when they
+// start, again every 30 s while they last, and once when they end, however
+// many operations fail meanwhile.
+func TestDatabaseFailuresLogOncePerOutageAndEvery30s(t *testing.T) {
+	var out strings.Builder
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
+	down := errors.New("connection refused")
+	count := func(msg string) int { return strings.Count(out.String(), msg) }
+	// 64 runners fail every 100 ms for 65 s.
+	for step := 0; step < 650; step++ {
+		for range 64 {
+			h.report("claim", down)
+		}
+		clock = clock.Add(100 * time.Millisecond)
+	}
+	h.report("claim", nil)
+	h.report("claim", nil)
+	if n := count("database operation failed"); n != 1 {
+		t.Fatalf("%d start lines:\n%s", n, out.String())
+	}
+	if n := count("database operations still failing"); n != 2 { // at 30 s and 60 s
+		t.Fatalf("%d reminder lines, want 2:\n%s", n, out.String())
+	}
+	if n := count("database operations succeed again"); n != 1 || !strings.Contains(out.String(), "failed_operations=41600") {
+		t.Fatalf("end line:\n%s", out.String())
+	}
+}
