@@ -65,36 +65,52 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: %w", msg.Destination, err)
 	}
+	if err := checkSeq(msg, seq); err != nil {
+		return Enqueued{}, err
+	}
 	if seq != nil {
 		out.Seq = *seq
 	}
 	return out, nil
 }
 
+// checkSeq refuses the one way a keyed message can be stored without a
+// sequence number: its idempotency key was purged between the statement's
+// snapshot and its insert (enqueueSQL). Retrying the transaction stores it
+// properly.
+func checkSeq(msg Message, seq *int64) error {
+	if msg.OrderingKey != "" && (seq == nil || *seq == 0) {
+		return fmt.Errorf("outbox: enqueue to %s: idempotency key %s was purged while this transaction enqueued it again; retry the transaction",
+			msg.Destination, msg.IdempotencyKey)
+	}
+	return nil
+}
+
 // EnqueueBatch stores several messages in one round trip: messages that
 // share an ordering key get increasing sequence numbers in slice order. The
 // result has one entry per message, in slice order; msgs is not modified.
 //
-// The statements run sorted by ordering key (stably, so a key keeps its
-// slice order), so two batches that share keys lock them in the same order
-// and cannot deadlock.
+// The statements run sorted (by ordering key, a key's messages in slice
+// order; unkeyed ones by destination and idempotency key), so two batches
+// that share keys take their locks in the same order and cannot deadlock.
 func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enqueued, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
 	msgs = slices.Clone(msgs)
+	args := make([][]any, len(msgs))
 	order := make([]int, len(msgs))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(msgs[a].OrderingKey, msgs[b].OrderingKey) })
-	batch := &pgx.Batch{}
-	for _, i := range order {
-		args, err := enqueueArgs(&msgs[i])
+	for i := range msgs {
+		a, err := enqueueArgs(&msgs[i])
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
-		batch.Queue(o.enqueue, args...)
+		args[i], order[i] = a, i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return batchOrder(&msgs[a], &msgs[b]) })
+	batch := &pgx.Batch{}
+	for _, i := range order {
+		batch.Queue(o.enqueue, args[i]...)
 	}
 	out := make([]Enqueued, len(msgs))
 	var existing []int
@@ -107,6 +123,9 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		if errors.Is(err, pgx.ErrNoRows) {
 			existing = append(existing, i)
 			continue
+		}
+		if err == nil {
+			err = checkSeq(m, seq)
 		}
 		if err != nil {
 			_ = results.Close()
@@ -127,6 +146,20 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		out[i] = e
 	}
 	return out, nil
+}
+
+// batchOrder is the order in which EnqueueBatch takes locks: by ordering
+// key (a key's messages keep their slice order: its row lock serialises
+// batches that share it), and unkeyed messages by destination and
+// idempotency key (the unique index they may wait on).
+func batchOrder(a, b *Message) int {
+	if c := strings.Compare(a.OrderingKey, b.OrderingKey); c != 0 || a.OrderingKey != "" {
+		return c
+	}
+	if c := strings.Compare(a.Destination, b.Destination); c != 0 {
+		return c
+	}
+	return strings.Compare(a.IdempotencyKey, b.IdempotencyKey)
 }
 
 func (o *Outbox) findExisting(ctx context.Context, db DB, msg Message) (Enqueued, error) {

@@ -47,6 +47,7 @@ type Dispatcher struct {
 	paused   sync.Map             // destination name -> struct{}: paused here, before the database knows
 
 	listening atomic.Bool
+	balanced  atomic.Int64 // mono() of the last successful balancing round
 }
 
 type queries struct {
@@ -115,18 +116,20 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	d.started, d.cancel, d.done = true, cancel, make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.listen(runCtx) }()
 	go func() { defer wg.Done(); d.manageLanes(runCtx) }()
+	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()
 	go func() { wg.Wait(); close(d.done) }()
 	d.log.Info("dispatcher started", "destinations", len(d.cfg.Destinations))
 	return nil
 }
 
-// Stop ends draining: runners finish the batch in hand and record it (until
-// ctx is done: then in-flight deliveries are abandoned and will be sent
-// again), leases are released for other dispatchers, and River stops. Stop is
-// idempotent.
+// Stop ends draining: runners finish the batch in hand and record it, their
+// leases renewed meanwhile (until ctx is done: then in-flight deliveries are
+// cut off, recorded as abandoned, and will be sent again), leases are
+// released for other dispatchers, and River stops. Recording, releasing and
+// deregistering may take up to 5 s each beyond ctx. Stop is idempotent.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Lock()
 	if !d.started || d.stopped {
@@ -157,12 +160,14 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	return err
 }
 
-// Ready reports whether the dispatcher is started, listening for commits
-// and not stopping.
+// Ready reports whether the dispatcher is started, not stopping, listening
+// for commits, and has renewed its leases within LeaseTTL (a dispatcher
+// that cannot renew holds no lane).
 func (d *Dispatcher) Ready() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.started && !d.stopped && d.listening.Load()
+	fresh := d.mono()-time.Duration(d.balanced.Load()) < d.cfg.LeaseTTL
+	return d.started && !d.stopped && d.listening.Load() && d.balanced.Load() > 0 && fresh
 }
 
 // Lanes returns the lanes this dispatcher drains now.

@@ -15,25 +15,50 @@ type Lane struct {
 }
 
 // unservedEvery: the check for destinations that no live dispatcher serves
-// runs every this many balancing rounds (10 s at the default interval).
+// runs every this many AcquireIntervals (10 s at the default).
 const unservedEvery = 10
 
 // manageLanes heartbeats, renews the leases its runners hold, and takes or
 // gives back lanes so that every live dispatcher holds its fair share of
-// each destination it serves. On the way out it stops the runners and
-// releases their lanes.
+// each destination it serves, once per AcquireInterval. Each round is
+// bounded, so that a hung connection cannot hold renewals past the leases.
+// On the way out it stops the runners, renewing their leases until each
+// has recorded its batch and released its lane.
 func (d *Dispatcher) manageLanes(ctx context.Context) {
 	defer d.releaseAll()
-	for round := 0; ; round++ {
-		err := d.balance(ctx)
-		if err == nil && round%unservedEvery == 0 {
-			err = d.checkUnserved(ctx)
-		}
+	tick := time.NewTicker(d.cfg.AcquireInterval)
+	defer tick.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL-d.cfg.AcquireInterval)
+		err := d.balance(rctx)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil {
+			d.balanced.Store(int64(d.mono()))
+		}
 		d.health.report("lane balancing", err)
-		if !sleep(ctx, d.cfg.AcquireInterval) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// watchUnserved runs checkUnserved every unservedEvery AcquireIntervals,
+// apart from balancing so that its counting never delays a renewal.
+func (d *Dispatcher) watchUnserved(ctx context.Context) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL)
+		err := d.checkUnserved(rctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		d.health.report("checking for unserved destinations", err)
+		if !sleep(ctx, unservedEvery*d.cfg.AcquireInterval) {
 			return
 		}
 	}
@@ -51,14 +76,37 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := d.renew(ctx); err != nil {
+		return err
+	}
+	for _, name := range d.names {
+		share := (numLanes + max(live[name], 1) - 1) / max(live[name], 1)
+		held := d.active(name)
+		switch {
+		case len(held) > share:
+			d.giveBack(held, len(held)-share)
+		case len(held) < share:
+			if err := d.acquire(ctx, name, share-len(held)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
-	// Renew what the runners still running hold, under their tokens.
+// renew extends the leases that the runners still running hold, each under
+// its token, and stops the runners whose lease the database no longer has
+// as ours.
+func (d *Dispatcher) renew(ctx context.Context) error {
 	d.mu.Lock()
 	holders := make([]*laneRunner, 0, len(d.holders))
 	for _, r := range d.holders {
 		holders = append(holders, r)
 	}
 	d.mu.Unlock()
+	if len(holders) == 0 {
+		return nil
+	}
 	var (
 		dests  = make([]string, len(holders))
 		lanes  = make([]int16, len(holders))
@@ -67,10 +115,10 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 	for i, r := range holders {
 		dests[i], lanes[i], tokens[i] = r.key.Destination, int16(r.key.Lane), r.token
 	}
-	// The renewed leases run out no earlier than ttl after this moment:
-	// the database computes them from a now() that comes later.
+	// The renewed leases run out no earlier than LeaseTTL after this
+	// moment: the database computes them from a now() that comes later.
 	start := d.mono()
-	rows, err := d.pool.Query(ctx, d.q.renew, d.cfg.ID, ttl, dests, lanes, tokens)
+	rows, err := d.pool.Query(ctx, d.q.renew, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), dests, lanes, tokens)
 	if err != nil {
 		return err
 	}
@@ -98,19 +146,6 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 		}
 		d.stopRunner(r.key, false)
 		r.expire()
-	}
-
-	for _, name := range d.names {
-		share := (numLanes + max(live[name], 1) - 1) / max(live[name], 1)
-		held := d.active(name)
-		switch {
-		case len(held) > share:
-			d.giveBack(held, len(held)-share)
-		case len(held) < share:
-			if err := d.acquire(ctx, name, share-len(held)); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -205,25 +240,40 @@ func (d *Dispatcher) giveBack(held []Lane, n int) {
 	}
 }
 
-// releaseAll stops every runner, waits for their batches, and releases all
-// lanes: the graceful end of Stop.
+// releaseAll stops every runner and, while they finish the batch in hand
+// and record it, keeps renewing their leases (a batch may outlast one);
+// each runner then releases its lane. The graceful end of Stop.
 func (d *Dispatcher) releaseAll() {
 	d.mu.Lock()
 	runners := d.runners
 	d.runners = map[Lane]*laneRunner{}
-	d.mu.Unlock()
-	for _, r := range runners {
-		r.releaseOnStop.Store(true)
-		r.signalStop()
-	}
-	d.mu.Lock()
 	var waiting []*laneRunner
 	for _, r := range d.holders {
 		waiting = append(waiting, r)
 	}
 	d.mu.Unlock()
-	for _, r := range waiting {
-		<-r.stopped
+	for _, r := range runners {
+		r.releaseOnStop.Store(true)
+		r.signalStop()
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, r := range waiting {
+			<-r.stopped
+		}
+		close(done)
+	}()
+	tick := time.NewTicker(d.cfg.AcquireInterval)
+	defer tick.Stop()
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.LeaseTTL-d.cfg.AcquireInterval)
+			d.health.report("renewing leases while stopping", d.renew(ctx))
+			cancel()
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -57,6 +57,11 @@ func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 			d.log.Error("message dead-lettered; requeue it with 'outboxd outbox requeue'",
 				append(attrs, "outcome", string(r.res.Outcome), "similar_lines_left_out", held)...)
 		}
+	case r.abandoned:
+		if ok, held := d.logs.allow(m.Destination + "/abandoned"); ok {
+			d.log.Warn("attempt abandoned (stopping, or the lease ran out); the message will be sent again, not counted against its retries",
+				append(attrs, "similar_lines_left_out", held)...)
+		}
 	case r.res.Outcome == dispatch.Retry:
 		if ok, held := d.logs.allow(m.Destination + "/retry"); ok {
 			d.log.Warn("delivery failed; will retry",
@@ -74,10 +79,11 @@ type dbHealth struct {
 	now func() time.Time // time.Now; tests move it
 
 	mu       sync.Mutex
-	failing  bool
-	since    time.Time
-	lastLine time.Time
-	failures int
+	failing   bool
+	announced bool // the start of this failure was logged
+	since     time.Time
+	lastLine  time.Time
+	failures  int
 }
 
 // report records the outcome of a database operation.
@@ -89,24 +95,27 @@ func (h *dbHealth) report(op string, err error) {
 		now = h.now()
 	}
 	if err == nil {
-		if h.failing {
+		// Only an outage whose start was told gets an end line: one
+		// flapping operation among healthy ones writes a pair per 10 s.
+		if h.failing && h.announced {
+			h.lastLine = now
 			h.log.Info("database operations succeed again", "failing_for", now.Sub(h.since).Round(time.Millisecond).String(),
 				"failed_operations", h.failures)
-			h.failing, h.failures = false, 0
 		}
+		h.failing, h.announced, h.failures = false, false, 0
 		return
 	}
 	h.failures++
 	if !h.failing {
 		h.failing, h.since = true, now
 		if now.Sub(h.lastLine) >= logEvery {
-			h.lastLine = now
+			h.lastLine, h.announced = now, true
 			h.log.Warn("database operation failed; the dispatcher retries with backoff, nothing is lost", "operation", op, "error", err)
 		}
 		return
 	}
 	if now.Sub(h.lastLine) >= 3*logEvery {
-		h.lastLine = now
+		h.lastLine, h.announced = now, true
 		h.log.Warn("database operations still failing", "failing_for", now.Sub(h.since).Round(time.Second).String(),
 			"failed_operations", h.failures, "operation", op, "error", err)
 	}

@@ -29,7 +29,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "outboxd_delivery_attempts_total", Help: "Delivery attempts by destination and outcome (delivered, retry, dead, pause).",
+			Name: "outboxd_delivery_attempts_total", Help: "Delivery attempts by destination and outcome (delivered, retry, dead, pause, abandoned).",
 		}, []string{"destination", "outcome"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxd_messages_total", Help: "Recorded attempt results by destination and the message's new status: delivered, retried, dead.",
@@ -59,24 +59,25 @@ func (m *Metrics) observe(r result) {
 		return
 	}
 	dest := r.msg.Destination
-	m.attempts.WithLabelValues(dest, string(r.res.Outcome)).Inc()
+	outcome := string(r.res.Outcome)
+	if r.abandoned {
+		outcome = abandonedOutcome
+	}
+	m.attempts.WithLabelValues(dest, outcome).Inc()
 	m.attemptSeconds.WithLabelValues(dest).Observe(r.duration.Seconds())
 	if r.res.Outcome == dispatch.Delivered {
 		m.deliverySeconds.WithLabelValues(dest).Observe(time.Since(r.msg.CreatedAt).Seconds())
 	}
 }
 
-func (m *Metrics) recorded(results []result, statuses []string) {
+func (m *Metrics) recorded(r result, status string) {
 	if m == nil {
 		return
 	}
-	for i, r := range results {
-		status := statuses[i]
-		if status == "pending" {
-			status = "retried"
-		}
-		m.outcomes.WithLabelValues(r.msg.Destination, status).Inc()
+	if status == "pending" {
+		status = "retried"
 	}
+	m.outcomes.WithLabelValues(r.msg.Destination, status).Inc()
 }
 
 // setUnserved replaces the unserved gauges: destinations served again drop

@@ -105,6 +105,10 @@ func (r *laneRunner) run() {
 	for !r.stopping() {
 		if !r.leaseValid() {
 			r.cancel()
+			// The database may still have it as ours (a renewal that came
+			// back late): give it back, under our token, so that nobody
+			// waits a whole TTL for it. A no-op if another holds it now.
+			r.releaseOnStop.Store(true)
 			if ok, held := r.d.logs.allow("lease ran out"); ok && r.d.abortCtx.Err() == nil {
 				r.d.log.Warn("the lease of a lane ran out before it was renewed; its runner stops (another dispatcher may take the lane)",
 					"destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
@@ -149,8 +153,10 @@ func (r *laneRunner) release() {
 	defer cancel()
 	if _, err := r.d.pool.Exec(ctx, r.d.q.release, r.d.cfg.ID,
 		[]string{r.key.Destination}, []int16{int16(r.key.Lane)}, []int64{r.token}); err != nil {
-		r.d.log.Warn("releasing a lane failed; nobody renews it, so it expires within the lease TTL",
-			"destination", r.key.Destination, "lane", r.key.Lane, "error", err)
+		if ok, held := r.d.logs.allow("release failed"); ok {
+			r.d.log.Warn("releasing a lane failed; nobody renews it, so it expires within the lease TTL",
+				"destination", r.key.Destination, "lane", r.key.Lane, "error", err, "similar_lines_left_out", held)
+		}
 	}
 }
 
@@ -219,7 +225,13 @@ type result struct {
 	res      dispatch.Result
 	started  time.Duration // d.mono() when the attempt began
 	duration time.Duration
+	// abandoned: we cut the attempt off ourselves (Stop out of patience, the
+	// lease ran out). It is recorded, but not held against the message.
+	abandoned bool
 }
+
+// abandonedOutcome is the attempt row's outcome of an abandoned attempt.
+const abandonedOutcome = "abandoned"
 
 // deliver sends a batch: ordering keys concurrently, each key's messages
 // one at a time in sequence, stopping a key at its first message that is
@@ -281,6 +293,7 @@ func (r *laneRunner) attempt(m claimed) (result, bool) {
 	start := r.d.mono()
 	res := r.dest.Deliver(r.leaseCtx, m.Message)
 	out := result{msg: m, res: res, started: start, duration: r.d.mono() - start}
+	out.abandoned = res.Outcome == dispatch.Retry && r.leaseCtx.Err() != nil
 	if res.Outcome == dispatch.Pause {
 		r.d.pauseDestination(m.Destination, res)
 	}
@@ -331,21 +344,43 @@ func (r *laneRunner) record(results []result) error {
 		statuses[i], delay = r.nextState(res, now)
 		delays[i] = delay.Milliseconds()
 		outcomes[i] = string(res.res.Outcome)
+		if res.abandoned {
+			outcomes[i] = abandonedOutcome
+		}
 		errs[i] = clean(res.res.Error(), 1000)
 		codes[i] = int32(res.res.StatusCode)
 		ago[i] = (now - res.started).Microseconds()
 		durations[i] = float64(res.duration.Microseconds()) / 1000
 		bodies[i] = clean(string(res.res.Body), 4096)
 	}
-	_, err := r.d.pool.Exec(ctx, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
+	rows, err := r.d.pool.Query(ctx, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
 		ids, statuses, outcomes, delays, errs, codes, ago, durations, bodies)
 	if err != nil {
 		return err
 	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return err
+	}
 	r.d.health.report("recording results", nil)
-	r.d.cfg.Metrics.recorded(results, statuses)
+	stored := make(map[uuid.UUID]bool, len(got))
+	for _, id := range got {
+		stored[id] = true
+	}
+	if len(got) < n {
+		// The lease was gone (the messages are another runner's now), or an
+		// operator moved a message meanwhile: what was not stored will be
+		// sent again, with the same idempotency key.
+		if ok, held := r.d.logs.allow("results refused"); ok {
+			r.d.log.Warn("results not recorded: the lane's lease is no longer ours (or the messages changed); they will be sent again",
+				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n-len(got), "similar_lines_left_out", held)
+		}
+	}
 	for i, res := range results {
-		r.d.logResult(res, statuses[i], time.Duration(delays[i])*time.Millisecond)
+		if stored[res.msg.ID] {
+			r.d.cfg.Metrics.recorded(res, statuses[i])
+			r.d.logResult(res, statuses[i], time.Duration(delays[i])*time.Millisecond)
+		}
 	}
 	return nil
 }
@@ -361,6 +396,9 @@ func (r *laneRunner) nextState(res result, now time.Duration) (string, time.Dura
 	case dispatch.Pause:
 		// Not the message's fault: it waits for the destination to resume.
 		return "pending", 0
+	}
+	if res.abandoned {
+		return "pending", 0 // not the message's fault either
 	}
 	policy := r.d.cfg.retryFor(res.msg.Destination)
 	age := res.msg.age + (now - res.msg.claimedAt)

@@ -75,6 +75,7 @@ const claimSQL = `
 WITH lease AS (
     SELECT 1 FROM {{schema}}.outbox_lanes
     WHERE destination = $1 AND lane = $2 AND owner = $3 AND token = $4 AND lease_until > now()
+    FOR KEY SHARE
 )
 (SELECT id, destination, type, ordering_key, seq, payload, headers,
         idempotency_key, attempts, attempts_base, created_at,
@@ -103,39 +104,47 @@ UNION ALL
  LIMIT $6)`
 
 // recordSQL stores a batch's results and its attempt rows in one statement,
-// only while the lease ($1, $2, $3, $4) is still ours. Times are the
-// database's: the next attempt is now() plus the backoff, the attempt time
-// now() minus how long ago (on our monotonic clock) it started.
+// only while the lease ($1, $2, $3, $4) is still ours; the lease row is
+// share-locked so that no takeover (FOR UPDATE SKIP LOCKED) slips in
+// between the check and the commit. It returns the ids it stored. Times are
+// the database's: the next attempt is now() plus the backoff, the attempt
+// time now() minus how long ago (on our monotonic clock) it started. An
+// abandoned attempt (cut off by our own stop or lease) gets its budget back
+// (attempts_base), so it never counts towards dead-lettering.
 const recordSQL = `
 WITH r AS (
     SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[],
                          $9::text[], $10::int[], $11::bigint[], $12::float8[], $13::text[])
         AS r(id, new_status, outcome, delay_ms, error, status_code, ago_us, duration_ms, body)
+), lease AS (
+    SELECT 1 FROM {{schema}}.outbox_lanes l
+    WHERE l.destination = $1 AND l.lane = $2 AND l.owner = $3 AND l.token = $4 AND l.lease_until > now()
+    FOR KEY SHARE
 ), upd AS (
     UPDATE {{schema}}.outbox_messages m SET
         status           = r.new_status,
         attempts         = m.attempts + 1,
+        attempts_base    = m.attempts_base + CASE WHEN r.outcome = 'abandoned' THEN 1 ELSE 0 END,
         next_attempt_at  = now() + r.delay_ms * interval '1 millisecond',
         last_error       = r.error,
         last_status_code = nullif(r.status_code, 0),
         delivered_at     = CASE WHEN r.new_status = 'delivered' THEN now() END
     FROM r
-    WHERE m.id = r.id AND m.status = 'pending'
-      AND EXISTS (SELECT 1 FROM {{schema}}.outbox_lanes l
-                  WHERE l.destination = $1 AND l.lane = $2 AND l.owner = $3 AND l.token = $4
-                    AND l.lease_until > now())
+    WHERE m.id = r.id AND m.status = 'pending' AND EXISTS (SELECT 1 FROM lease)
     RETURNING m.id, m.attempts
 )
 INSERT INTO {{schema}}.outbox_attempts
     (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher)
 SELECT upd.id, upd.attempts, now() - r.ago_us * interval '1 microsecond', r.duration_ms, r.outcome,
        nullif(r.status_code, 0), r.error, r.body, $3
-FROM upd JOIN r ON r.id = upd.id`
+FROM upd JOIN r ON r.id = upd.id
+RETURNING message_id`
 
 // unservedSQL finds destinations with pending messages that no live
-// dispatcher serves, with their counts. The distinct pending destinations
-// come from a walk of the two pending indexes (one probe per destination),
-// not a scan of the backlog.
+// dispatcher serves, with their counts (through the two pending indexes,
+// each capped at 100,000). The distinct pending destinations come from a
+// walk of those indexes (one probe per destination), not a scan of the
+// backlog.
 const unservedSQL = `
 WITH RECURSIVE keyed AS (
     (SELECT destination FROM {{schema}}.outbox_messages
@@ -159,7 +168,12 @@ WITH RECURSIVE keyed AS (
     SELECT destination FROM unkeyed WHERE destination IS NOT NULL
 )
 SELECT d.destination,
-       (SELECT count(*) FROM {{schema}}.outbox_messages m WHERE m.destination = d.destination AND m.status = 'pending')
+       (SELECT count(*) FROM (SELECT 1 FROM {{schema}}.outbox_messages m
+                              WHERE m.destination = d.destination AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+                              LIMIT 100000) k)
+     + (SELECT count(*) FROM (SELECT 1 FROM {{schema}}.outbox_messages m
+                              WHERE m.destination = d.destination AND m.status = 'pending' AND m.ordering_key IS NULL
+                              LIMIT 100000) u)
 FROM dests d
 WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
                   WHERE x.alive_until > now() AND d.destination = ANY (x.destinations))`

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
 )
 
 // When Stop runs out of patience, the batch in hand is still recorded: the
 // deliveries that succeeded as delivered (not sent again later), the one
-// cut off as a retry with its attempt row (docs/design.md: "recorded as
-// retries").
+// cut off as an abandoned attempt that does not count against its retries
+// (docs/design.md), even with a budget of one attempt.
 func TestStopPastItsDeadlineRecordsTheBatch(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -41,7 +42,7 @@ func TestStopPastItsDeadlineRecordsTheBatch(t *testing.T) {
 	if _, err := b.outbox.EnqueueBatch(ctx, b.pool, msgs); err != nil {
 		t.Fatal(err)
 	}
-	d := b.start(t, b.config(t, nil))
+	d := b.start(t, b.config(t, func(c *worker.Config) { c.Retry.MaxAttempts = 1 }))
 	<-hung
 	deadline := time.Now().Add(10 * time.Second)
 	for len(b.sink.Accepted()) < 10 {
@@ -64,7 +65,32 @@ func TestStopPastItsDeadlineRecordsTheBatch(t *testing.T) {
 JOIN outboxd.outbox_attempts a ON a.message_id = m.id WHERE m.status = 'pending'`).Scan(&attempts, &outcome); err != nil {
 		t.Fatalf("the cut-off attempt was not recorded: %v", err)
 	}
-	if attempts != 1 || outcome != "retry" {
-		t.Fatalf("cut-off message: attempts %d, outcome %q; want 1 retry", attempts, outcome)
+	if attempts != 1 || outcome != "abandoned" {
+		t.Fatalf("cut-off message: attempts %d, outcome %q; want 1 abandoned", attempts, outcome)
+	}
+}
+
+// A graceful stop whose batch outlasts the lease: leases are renewed until
+// the batch is recorded, so everything the sink accepted is recorded as
+// delivered and nothing is sent again.
+func TestGracefulStopOutlastingTheLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	arrived := make(chan struct{}, 10)
+	b.sink.Respond = func(*http.Request, []byte) (int, http.Header) {
+		arrived <- struct{}{}
+		time.Sleep(400 * time.Millisecond) // ten of these: twice the lease
+		return http.StatusOK, nil
+	}
+	b.enqueue(t, 10, 10, func(int) string { return "one-key" })
+	d := b.start(t, b.config(t, nil)) // LeaseTTL 2 s
+	<-arrived
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.counts(t); c["delivered"] != 10 || len(b.sink.Requests()) != 10 {
+		t.Fatalf("statuses %v after %d requests: a batch longer than the lease must be recorded whole", c, len(b.sink.Requests()))
 	}
 }

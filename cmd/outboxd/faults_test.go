@@ -293,7 +293,8 @@ func TestFaultFrozenProcessDoesNotSendBesideNewOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, 20*time.Second, "the resumed process to notice its lease ran out", func() bool {
-		return strings.Contains(frozen.stderr.String(), "lease of a lane ran out")
+		log := frozen.stderr.String()
+		return strings.Contains(log, "lease of a lane ran out") || strings.Contains(log, "lost the lease of a lane")
 	})
 	if after := len(b.sink.Requests()); after != before {
 		for _, r := range b.sink.Requests()[before:] {

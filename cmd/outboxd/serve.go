@@ -179,7 +179,7 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 			return
 		}
 		if !d.Ready() {
-			http.Error(w, "dispatcher not listening for commits", http.StatusServiceUnavailable)
+			http.Error(w, "dispatcher not ready: not listening for commits, or its leases were not renewed within lease_ttl", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")

@@ -159,12 +159,17 @@ func (s *riverSystem) stop(ctx context.Context) error  { return s.client.Stop(ct
 // the plain outboxd row.
 type besideSlowSystem struct {
 	*outboxdSystem
-	slow *httptest.Server
+	slow   *httptest.Server
+	closed chan struct{}
 }
 
 func newOutboxdBesideSlow(pool *pgxpool.Pool, sinkURL string) (system, error) {
+	closed := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done() // never answers: every request times out
+		select { // never answers: every request times out
+		case <-r.Context().Done():
+		case <-closed:
+		}
 	}))
 	fast, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
 	if err != nil {
@@ -182,7 +187,7 @@ func newOutboxdBesideSlow(pool *pgxpool.Pool, sinkURL string) (system, error) {
 		return nil, err
 	}
 	ob, _ := outbox.New(nil)
-	return &besideSlowSystem{outboxdSystem: &outboxdSystem{pool: pool, ob: ob, d: d}, slow: slow}, nil
+	return &besideSlowSystem{outboxdSystem: &outboxdSystem{pool: pool, ob: ob, d: d}, slow: slow, closed: closed}, nil
 }
 
 func (s *besideSlowSystem) name() string { return "outboxd, another destination timing out" }
@@ -200,7 +205,7 @@ func (s *besideSlowSystem) start(ctx context.Context) error {
 
 func (s *besideSlowSystem) stop(ctx context.Context) error {
 	err := s.d.Stop(ctx)
-	s.slow.CloseClientConnections()
+	close(s.closed)
 	s.slow.Close()
 	return err
 }
