@@ -78,7 +78,7 @@ type dbHealth struct {
 	log *slog.Logger
 	now func() time.Time // time.Now; tests move it
 
-	mu       sync.Mutex
+	mu        sync.Mutex
 	failing   bool
 	announced bool // the start of this failure was logged
 	since     time.Time
