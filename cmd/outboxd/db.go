@@ -40,7 +40,7 @@ func newDBFlags(cmd, usage string) (*cmdFlags, *dbFlags) {
 // parsing.
 func (f *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` (default $OUTBOXD_DATABASE_URL, then $DATABASE_URL)")
-	fs.StringVar(&f.schema, "schema", "", "`NAME` of the schema that holds outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
+	fs.StringVar(&f.schema, "schema", "", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for the server")
 }
 

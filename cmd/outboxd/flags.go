@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -112,7 +113,7 @@ func (f *cmdFlags) printHelp(w io.Writer) {
 		if arg != "" {
 			name += " " + arg
 		}
-		if d := fl.DefValue; d != "" && d != "0" && d != "false" && d != "0s" && d != "[]" {
+		if d := fl.DefValue; d != "" && d != "0" && d != "false" && d != "0s" && !strings.Contains(usage, "(default") {
 			usage += fmt.Sprintf(" (default %s)", d)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\n", name, usage)
@@ -128,8 +129,8 @@ func (p *positiveInt) String() string { return fmt.Sprint(int(*p)) }
 func (p *positiveInt) Get() any       { return int(*p) }
 
 func (p *positiveInt) Set(s string) error {
-	var n int
-	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != strings.TrimPrefix(s, "+") {
+	n, err := strconv.Atoi(s)
+	if err != nil {
 		return errors.New("want a whole number")
 	}
 	if n <= 0 {

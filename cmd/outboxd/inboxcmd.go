@@ -38,7 +38,7 @@ func inboxFlags(action string) (*cmdFlags, *dbFlags, *inboxOpts) {
 	fs, db := newDBFlags("inbox "+action, inboxActions[action].usage)
 	o := &inboxOpts{limit: 50}
 	if action != "show" {
-		fs.Var(&o.limit, "limit", "at most `N` events (default 50)")
+		fs.Var(&o.limit, "limit", "at most `N` events")
 	}
 	if action == "failures" {
 		fs.StringVar(&o.source, "source", "", "only this `SOURCE`")

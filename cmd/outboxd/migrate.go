@@ -36,7 +36,7 @@ func migrateFlags(action string) (*cmdFlags, *dbFlags, *int64) {
 	to := new(int64)
 	*to = -1
 	if action == "down" {
-		fs.Int64Var(to, "to", -1, "the `VERSION` to go down to (0: all)")
+		fs.Int64Var(to, "to", -1, "revert every migration above `VERSION` (default: only the latest; 0: all)")
 	}
 	return fs, db, to
 }

@@ -66,7 +66,7 @@ func outboxFlags(action string) (*cmdFlags, *dbFlags, *outboxOpts) {
 	}
 	switch action {
 	case "dead":
-		fs.Var(&o.limit, "limit", "at most `N` messages (default 100)")
+		fs.Var(&o.limit, "limit", "at most `N` messages")
 	case "requeue", "purge":
 		fs.BoolVar(&o.all, "all", false, "every dead letter, when no filter is given")
 		fs.BoolVar(&o.dryRun, "dry-run", false, "print how many messages would change, and change nothing")
