@@ -87,6 +87,7 @@ func TestUsageMistakes(t *testing.T) {
 		{[]string{"migrate"}, `outboxd migrate: missing action (want up, down, status or version)`, "outboxd migrate --help"},
 		{[]string{"migrate", "sideways"}, `outboxd migrate: unknown action "sideways" (want up, down, status or version)`, "outboxd migrate --help"},
 		{[]string{"migrate", "up", "--to", "3"}, `outboxd migrate: unknown flag --to`, "outboxd migrate up --help"},
+		{[]string{"migrate", "--to", "3", "up"}, `outboxd migrate: unknown flag --to`, "outboxd migrate up --help"},
 		{[]string{"migrate", "down", "--to", "-5"}, `outboxd migrate: --to -5: want a version, 0 or more`, "outboxd migrate down --help"},
 		{[]string{"migrate", "status", "--connect-timeout", "soon"}, `outboxd migrate: --connect-timeout "soon": want a duration such as 30s, 5m or 2h`, "outboxd migrate status --help"},
 		{[]string{"outbox", "dead", "--limit", "-5"}, `outboxd outbox: --limit "-5": must be at least 1`, "outboxd outbox dead --help"},

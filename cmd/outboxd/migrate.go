@@ -43,7 +43,10 @@ func migrateFlags(action string) (*cmdFlags, *dbFlags, *int64) {
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	group, _ := newDBFlags("migrate", migrateUsage)
-	action, rest := splitAction(args, func(name string) bool { return isBoolFlag(group, name) })
+	action, rest := splitAction(args, func(name string) bool {
+		fs, _, _ := migrateFlags("down") // down's flags are a superset of the others'
+		return isBoolFlag(fs, name)
+	})
 	if _, ok := migrateActions[action]; !ok {
 		if action == "" && wantsHelp(args) {
 			group.printHelp(stdout)
