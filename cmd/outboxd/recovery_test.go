@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -124,5 +126,30 @@ func TestOutboxShowPrintsWhatIsStored(t *testing.T) {
 	r = outboxd(t, db, "outbox", "show", large.ID.String())
 	if r.code != 0 || !strings.Contains(r.stdout, "next attempt") || !strings.Contains(r.stdout, "... (") || len(r.stdout) > 6000 {
 		t.Errorf("show of a pending 5 kB payload: want a next attempt and a capped payload:\n%s", r.stdout)
+	}
+}
+
+// Reading the payload from a terminal, send says so (a bare "outboxd send"
+// otherwise looks hung). script(1) gives the process a terminal.
+func TestSendSaysItReadsFromTheTerminal(t *testing.T) {
+	t.Parallel()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("needs script(1) from util-linux to run outboxd on a terminal")
+	}
+	b := newServeBundle(t)
+	line := fmt.Sprintf("%q send --destination crm --database-url %q", os.Args[0], b.url)
+	cmd := exec.Command(script, "-qec", line, os.DevNull)
+	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
+	cmd.Stdin = strings.NewReader("{\"a\":1}\n\x04") // Ctrl-D ends the terminal's input
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "outboxd send: reading the payload from the terminal; end it with Ctrl-D") ||
+		!strings.Contains(string(out), "enqueued id=") {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	// Without a terminal, nothing is said.
+	r := outboxdIn(t, []string{"DATABASE_URL=" + b.url}, `{"a":2}`, "send", "--destination", "crm")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("from a pipe: %+v", r)
 	}
 }
