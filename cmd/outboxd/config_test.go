@@ -28,6 +28,8 @@ func TestConfigMistakes(t *testing.T) {
 		{"negative timeout", "destinations:\n  a:\n    url: http://x\n    timeout: -2s\n", "destinations.a.timeout: must not be negative"},
 		{"negative rate", "destinations:\n  a:\n    url: http://x\n    rate: -5\n", "destinations.a.rate: must not be negative"},
 		{"destination retry", "destinations:\n  a:\n    url: http://x\n    retry:\n      max: -1m\n", "destinations.a.retry.max: must not be negative"},
+		{"bad url", "destinations:\n  a:\n    url: ftp://u:pw@files.example.com/drop\n", "destinations.a.url: want an http:// or https:// URL, got ftp://xxxxx@files.example.com/..."},
+		{"no url", "destinations:\n  a:\n    timeout: 1s\n", "destinations.a.url: required for an http destination"},
 		{"unknown type", "destinations:\n  a:\n    type: carrier-pigeon\n", `destinations.a.type: unknown type "carrier-pigeon" (want http or nats)`},
 		{"acquire above ttl", "dispatcher:\n  lease_ttl: 1s\n  acquire_interval: 2s\n" + dest, "dispatcher.acquire_interval (2s) must be shorter than dispatcher.lease_ttl (1s)"},
 		{"bad log level", "log_level: loud\n" + dest, `log_level: unknown level "loud" (want debug, info, warn or error)`},

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"time"
+
+	"github.com/outboxd/outboxd/dispatch"
 )
 
 // validate refuses values that cannot work, naming the field. Zero means
@@ -54,6 +57,12 @@ func (c *fileConfig) validate() error {
 			return fmt.Errorf("%s.burst: must not be negative", p)
 		case dc.Type != "" && dc.Type != "http" && dc.Type != "nats":
 			return fmt.Errorf("%s.type: unknown type %q (want http or nats)", p, dc.Type)
+		case dc.Type != "nats" && dc.URL == "":
+			return fmt.Errorf("%s.url: required for an http destination", p)
+		}
+		if u, err := url.Parse(dc.URL); dc.Type != "nats" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			// The URL may hold a token: show only its scheme and host.
+			return fmt.Errorf("%s.url: want an http:// or https:// URL, got %s", p, dispatch.RedactURL(dc.URL))
 		}
 		if dc.Retry != nil {
 			if err := dc.Retry.validate(p + ".retry"); err != nil {

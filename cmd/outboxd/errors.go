@@ -7,7 +7,7 @@ import (
 
 // pkgPrefix matches the "outbox: " that each library layer puts in front of
 // its errors; under "outboxd outbox: " they only stutter.
-var pkgPrefix = regexp.MustCompile(`(^|: )(?:outbox|inbox|migrations|worker|dispatch): `)
+var pkgPrefix = regexp.MustCompile(`(^|: )(?:outbox|inbox|migrations|worker|dispatch|verify): `)
 
 // describe is an error as the CLI prints it: without the packages' prefixes.
 func describe(err error) error {

@@ -60,7 +60,7 @@ func TestVerifyCommand(t *testing.T) {
 func TestVerifySecretSources(t *testing.T) {
 	t.Parallel()
 	empty := writeFile(t, "empty", "")
-	env := []string{"VERIFY_SECRET=" + envSecret, "EMPTY_SECRET="}
+	env := []string{"VERIFY_SECRET=" + envSecret, "EMPTY_SECRET=", "BAD_WHSEC=whsec_Zm9v!!" + envSecret}
 	for _, tc := range []struct {
 		args  []string
 		first string
@@ -70,6 +70,7 @@ func TestVerifySecretSources(t *testing.T) {
 		{[]string{"--secret-file", "/no/such/file"}, "outboxd verify: --secret-file /no/such/file: no such file or directory"},
 		{[]string{"--secret-file", empty}, "outboxd verify: --secret-file " + empty + ": the file is empty"},
 		{[]string{"--secret-env", "VERIFY_SECRET", "--secret", "s"}, "outboxd verify: give one of --secret, --secret-env and --secret-file"},
+		{[]string{"--provider", "standard-webhooks", "--secret-env", "BAD_WHSEC"}, "outboxd verify: standard-webhooks: a whsec_ secret must be base64: illegal base64 data at input byte 4"},
 	} {
 		r := outboxdIn(t, env, "x", append([]string{"verify", "--provider", "github"}, tc.args...)...)
 		if r.code != 2 || firstLine(r.stderr) != tc.first {
