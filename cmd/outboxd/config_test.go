@@ -34,6 +34,7 @@ func TestConfigMistakes(t *testing.T) {
 		{"acquire above ttl", "dispatcher:\n  lease_ttl: 1s\n  acquire_interval: 2s\n" + dest, "dispatcher.acquire_interval (2s) must be shorter than dispatcher.lease_ttl (1s)"},
 		{"bad log level", "log_level: loud\n" + dest, `log_level: unknown level "loud" (want debug, info, warn or error)`},
 		{"unset variable", "destinations:\n  a:\n    url: http://x\n    headers:\n      Authorization: Bearer ${OUTBOXD_TEST_UNSET_TOKEN}\n", "line 5: destinations.a.headers.Authorization: environment variable OUTBOXD_TEST_UNSET_TOKEN is not set"},
+		{"duplicate key", "destinations:\n  a:\n    url: http://x\n    url: http://y\n", `line 4: mapping key "url" already defined at line 3`},
 		{"not yaml", "destinations: [\n", "line 1: did not find expected node content"},
 	} {
 		path := writeFile(t, "outboxd.yaml", tc.body)

@@ -43,7 +43,12 @@ func loadConfig(path string) (*fileConfig, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := root.Decode(cfg); err != nil {
-		// checkNode accepts only what decodes; this is a bug if reached.
+		// checkNode accepts only what decodes, but it does not look for
+		// duplicate keys: yaml reports those, one per line.
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("config %s: %s", path, strings.Join(te.Errors, "; "))
+		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := cfg.validate(); err != nil {
