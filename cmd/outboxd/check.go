@@ -39,7 +39,7 @@ func (c *checkMode) Set(v string) error {
 
 // runCheck is serve --check: everything serve verifies before it starts,
 // then exit. The configuration and the destinations were already built.
-func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig, stdout io.Writer) error {
+func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig, listen string, stdout io.Writer) error {
 	if err := db.check(); err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 			fmt.Fprintf(stdout, "destination %s: %s reachable\n", name, addr)
 		}
 	}
-	fmt.Fprintf(stdout, "configuration OK: %d destination(s), schema %s\n", len(cfg.Destinations), db.schema)
+	fmt.Fprintf(stdout, "configuration OK: %d destination(s), schema %s, listen %s\n", len(cfg.Destinations), db.schema, listen)
 	return nil
 }
 

@@ -71,7 +71,7 @@ destinations:
 `)
 	env := []string{"TEST_DB_URL=" + b.url, "TEST_SCHEMA=outboxd", "TEST_PORT=" + port, "TEST_TIMEOUT=3s"}
 	r := outboxd(t, env, "serve", "--config", path, "--check=connect")
-	want := "database: connected, schema outboxd migrated\ndestination a: 127.0.0.1:" + port + " reachable\nconfiguration OK: 1 destination(s), schema outboxd\n"
+	want := "database: connected, schema outboxd migrated\ndestination a: 127.0.0.1:" + port + " reachable\nconfiguration OK: 1 destination(s), schema outboxd, listen 127.0.0.1:9400\n"
 	if r.code != 0 || r.stdout != want {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want %q", r.code, r.stdout, r.stderr, want)
 	}
@@ -118,7 +118,7 @@ func TestServeCheck(t *testing.T) {
 		code  int
 		first string
 	}{
-		{[]string{"--config", good, "--check"}, []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/x"}, 0, "configuration OK: 1 destination(s), schema outboxd"},
+		{[]string{"--config", good, "--check"}, []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/x"}, 0, "configuration OK: 1 destination(s), schema outboxd, listen 127.0.0.1:9400"},
 		{[]string{"--config", good, "--check=connect"}, []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/x?connect_timeout=2"}, 1, "outboxd serve: cannot connect to PostgreSQL: 127.0.0.1:1 (127.0.0.1): dial error: dial tcp 127.0.0.1:1: connect: connection refused"},
 		{[]string{"--config", unreachable, "--check=connect"}, env, 1, "outboxd serve: destination a: cannot reach " + closed + ": connect: connection refused"},
 		{[]string{"--config", good, "--check=connect", "--schema", "elsewhere"}, env, 1, "outboxd serve: schema elsewhere has no outboxd tables: run outboxd migrate up --schema elsewhere"},
@@ -138,7 +138,7 @@ func TestServeCheck(t *testing.T) {
 // Top-level settings: flag, then OUTBOXD_ variable, then file, then default.
 func TestSettingsPrecedence(t *testing.T) {
 	t.Parallel()
-	file := writeFile(t, "outboxd.yaml", "schema: from_file\nlog_level: warn\ndestinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
+	file := writeFile(t, "outboxd.yaml", "schema: from_file\nlisten: 127.0.0.1:9500\nlog_level: warn\ndestinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
 	noFileSchema := writeFile(t, "plain.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
 	base := []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/x"}
 	for _, tc := range []struct {
@@ -147,12 +147,14 @@ func TestSettingsPrecedence(t *testing.T) {
 		code  int
 		first string
 	}{
-		{nil, []string{"--config", noFileSchema}, 0, "configuration OK: 1 destination(s), schema outboxd"},
-		{nil, []string{"--config", file}, 0, "configuration OK: 1 destination(s), schema from_file"},
-		{[]string{"OUTBOXD_SCHEMA=from_env"}, []string{"--config", file}, 0, "configuration OK: 1 destination(s), schema from_env"},
-		{[]string{"OUTBOXD_SCHEMA=from_env"}, []string{"--config", file, "--schema", "from_flag"}, 0, "configuration OK: 1 destination(s), schema from_flag"},
+		{nil, []string{"--config", noFileSchema}, 0, "configuration OK: 1 destination(s), schema outboxd, listen 127.0.0.1:9400"},
+		{[]string{"OUTBOXD_LISTEN=127.0.0.1:9600"}, []string{"--config", file}, 0, "configuration OK: 1 destination(s), schema from_file, listen 127.0.0.1:9600"},
+		{[]string{"OUTBOXD_LISTEN=127.0.0.1:9600"}, []string{"--config", file, "--listen", ":9700"}, 0, "configuration OK: 1 destination(s), schema from_file, listen :9700"},
+		{nil, []string{"--config", file}, 0, "configuration OK: 1 destination(s), schema from_file, listen 127.0.0.1:9500"},
+		{[]string{"OUTBOXD_SCHEMA=from_env"}, []string{"--config", file}, 0, "configuration OK: 1 destination(s), schema from_env, listen 127.0.0.1:9500"},
+		{[]string{"OUTBOXD_SCHEMA=from_env"}, []string{"--config", file, "--schema", "from_flag"}, 0, "configuration OK: 1 destination(s), schema from_flag, listen 127.0.0.1:9500"},
 		{[]string{"OUTBOXD_LOG_LEVEL=loud"}, []string{"--config", file}, 2, `outboxd serve: --log-level: unknown level "loud" (want debug, info, warn or error)`},
-		{[]string{"OUTBOXD_LOG_LEVEL=loud"}, []string{"--config", file, "--log-level", "debug"}, 0, "configuration OK: 1 destination(s), schema from_file"},
+		{[]string{"OUTBOXD_LOG_LEVEL=loud"}, []string{"--config", file, "--log-level", "debug"}, 0, "configuration OK: 1 destination(s), schema from_file, listen 127.0.0.1:9500"},
 		{nil, []string{"--config", file, "--log-level", "chatty"}, 2, `outboxd serve: --log-level: unknown level "chatty" (want debug, info, warn or error)`},
 		{[]string{"OUTBOXD_SCHEMA=Bad-Name"}, []string{"--config", file}, 2, `outboxd serve: invalid schema name "Bad-Name": use lower-case letters, digits and underscores, starting with a letter or underscore, at most 63 characters`},
 	} {

@@ -65,7 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf("%v", err)
 	}
 	if check != "" {
-		return runCheck(ctx, check, db, cfg, stdout)
+		return runCheck(ctx, check, db, cfg, *listen, stdout)
 	}
 
 	if *migrate {
