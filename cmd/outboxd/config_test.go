@@ -168,3 +168,28 @@ func TestSettingsPrecedence(t *testing.T) {
 		}
 	}
 }
+
+// The database URL: --database-url, OUTBOXD_DATABASE_URL, the file, then
+// DATABASE_URL. The port each one names shows which was used.
+func TestDatabaseURLPrecedence(t *testing.T) {
+	t.Parallel()
+	pg := func(port string) string { return "postgres://postgres@127.0.0.1:" + port + "/x?connect_timeout=2" }
+	file := writeFile(t, "outboxd.yaml", "database_url: "+pg("3")+"\ndestinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
+	plain := writeFile(t, "plain.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		port string
+	}{
+		{[]string{"DATABASE_URL=" + pg("4")}, []string{"--config", plain}, "4"},
+		{[]string{"DATABASE_URL=" + pg("4")}, []string{"--config", file}, "3"},
+		{[]string{"DATABASE_URL=" + pg("4"), "OUTBOXD_DATABASE_URL=" + pg("2")}, []string{"--config", file}, "2"},
+		{[]string{"DATABASE_URL=" + pg("4"), "OUTBOXD_DATABASE_URL=" + pg("2")}, []string{"--config", file, "--database-url", pg("1")}, "1"},
+	} {
+		r := outboxd(t, tc.env, append([]string{"serve", "--check=connect"}, tc.args...)...)
+		want := "outboxd serve: cannot connect to PostgreSQL: 127.0.0.1:" + tc.port + " (127.0.0.1): dial error: dial tcp 127.0.0.1:" + tc.port + ": connect: connection refused"
+		if r.code != 1 || firstLine(r.stderr) != want {
+			t.Errorf("%v %v: exit %d, stderr %q; want %q", tc.env, tc.args, r.code, r.stderr, want)
+		}
+	}
+}
