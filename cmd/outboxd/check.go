@@ -68,7 +68,12 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 			d := net.Dialer{Timeout: 5 * time.Second}
 			conn, err := d.DialContext(ctx, "tcp", addr)
 			if err != nil {
-				return fmt.Errorf("destination %s: cannot reach %s: %v", name, addr, errors.Unwrap(err))
+				// net's error repeats the address; keep its cause.
+				var op *net.OpError
+				if errors.As(err, &op) {
+					err = op.Err
+				}
+				return fmt.Errorf("destination %s: cannot reach %s: %v", name, addr, err)
 			}
 			conn.Close()
 			fmt.Fprintf(stdout, "destination %s: %s reachable\n", name, addr)
