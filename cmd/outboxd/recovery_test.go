@@ -72,7 +72,9 @@ func TestSendChecksThePayload(t *testing.T) {
 		{`{"ok":true}`, nil, 0, ""},
 	} {
 		r := outboxdIn(t, db, tc.stdin, append([]string{"send", "--destination", "crm"}, tc.args...)...)
-		if r.code != tc.code || firstLine(r.stderr) != tc.first {
+		// A success may carry a warning (no dispatcher serves crm); a
+		// refusal is the one line we want.
+		if r.code != tc.code || tc.code != 0 && firstLine(r.stderr) != tc.first {
 			t.Errorf("%q %v: exit %d, stderr %q; want exit %d and %q", tc.stdin, tc.args, r.code, r.stderr, tc.code, tc.first)
 		}
 		if tc.code == 0 && !strings.HasPrefix(r.stdout, "enqueued id=") {
@@ -149,7 +151,7 @@ func TestSendSaysItReadsFromTheTerminal(t *testing.T) {
 	}
 	// Without a terminal, nothing is said.
 	r := outboxdIn(t, []string{"DATABASE_URL=" + b.url}, `{"a":2}`, "send", "--destination", "crm")
-	if r.code != 0 || r.stderr != "" {
+	if r.code != 0 || strings.Contains(r.stderr, "terminal") {
 		t.Fatalf("from a pipe: %+v", r)
 	}
 }
