@@ -59,7 +59,7 @@ var _ Destination = (*HTTP)(nil)
 func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("dispatch: HTTPConfig.URL %q: want an http or https URL", cfg.URL)
+		return nil, fmt.Errorf("dispatch: HTTPConfig.URL %q: want an http or https URL", RedactURL(cfg.URL))
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
@@ -140,6 +140,12 @@ func (d *HTTP) Deliver(ctx context.Context, msg Message) Result {
 
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
+		// The client's error quotes the URL, credentials and all, and
+		// ends up in last_error and the attempt rows.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = RedactURL(ue.URL)
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("timeout after %s: %w", d.cfg.Timeout, err)
 		}
@@ -156,4 +162,27 @@ func (d *HTTP) Deliver(ctx context.Context, msg Message) Result {
 		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), now)
 	}
 	return res
+}
+
+// RedactURL returns raw without what may be a credential: the user info
+// becomes "xxxxx" and a path or query becomes "/...", leaving the scheme and
+// host, which are what an operator needs to tell a connection problem. A URL
+// that does not parse is replaced entirely.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	out := u.Scheme + "://"
+	if u.User != nil {
+		out += "xxxxx@"
+	}
+	out += u.Host
+	switch {
+	case (u.Path == "" || u.Path == "/") && u.RawQuery == "" && !u.ForceQuery:
+		out += u.Path
+	default:
+		out += "/..."
+	}
+	return out
 }

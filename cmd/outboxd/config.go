@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/worker"
@@ -16,11 +13,12 @@ import (
 
 // fileConfig is the daemon's configuration file (YAML). docs/configuration.md
 // documents every field; unknown fields are an error, so typos do not pass
-// silently.
+// silently (loadConfig in configload.go).
 type fileConfig struct {
 	DatabaseURL string         `yaml:"database_url"`
 	Schema      string         `yaml:"schema"`
 	Listen      string         `yaml:"listen"`
+	LogLevel    string         `yaml:"log_level"`
 	Dispatcher  dispatcherConf `yaml:"dispatcher"`
 	Retry       retryConf      `yaml:"retry"`
 	Maintenance struct {
@@ -67,23 +65,6 @@ type destinationConf struct {
 	Subject        string            `yaml:"subject"` // nats
 }
 
-func loadConfig(path string) (*fileConfig, error) {
-	cfg := &fileConfig{}
-	if path == "" {
-		return cfg, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
 // destinations builds every configured destination.
 func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string]worker.RetryPolicy, []func(), error) {
 	if len(c.Destinations) == 0 {
@@ -102,9 +83,10 @@ func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string
 		}
 		switch dc.Type {
 		case "", "http":
-			headers := http.Header{}
+			// ${VAR} in headers was expanded at load, as in every value.
+			headers := http.Header{"User-Agent": {userAgent()}}
 			for k, v := range dc.Headers {
-				headers.Set(k, os.ExpandEnv(v))
+				headers.Set(k, v)
 			}
 			d, err := dispatch.NewHTTP(dispatch.HTTPConfig{
 				URL: dc.URL, Secret: secret, Headers: headers, Timeout: dc.Timeout,

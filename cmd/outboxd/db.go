@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -27,27 +26,46 @@ type dbFlags struct {
 	connectTimeout time.Duration
 }
 
-// newDBFlagSet returns the flag set of a database command, with the
-// connection flags registered.
-func newDBFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *dbFlags) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newDBFlags returns the flags of a database command, with the connection
+// flags registered.
+func newDBFlags(cmd, usage string) (*cmdFlags, *dbFlags) {
+	fs := newCmdFlags(cmd, usage)
 	db := &dbFlags{}
-	db.register(fs)
+	db.register(fs.FlagSet)
 	return fs, db
 }
 
+// register adds the connection flags. The URL's default is never a flag
+// default: help would print it, password and all; resolve fills it in after
+// parsing.
 func (f *dbFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.url, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
-	fs.StringVar(&f.schema, "schema", "outboxd", "schema that holds outboxd's tables")
+	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` (default $OUTBOXD_DATABASE_URL, then $DATABASE_URL)")
+	fs.StringVar(&f.schema, "schema", "", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for the server")
+}
+
+// resolve applies the environment to what the flags left unset: flag, then
+// OUTBOXD_ variable, then fileURL/fileSchema (serve's config file), then
+// DATABASE_URL and the default schema.
+func (f *dbFlags) resolve(fileURL, fileSchema string) {
+	f.url = firstSet(f.url, os.Getenv("OUTBOXD_DATABASE_URL"), fileURL, os.Getenv("DATABASE_URL"))
+	f.schema = firstSet(f.schema, os.Getenv("OUTBOXD_SCHEMA"), fileSchema, dbschema.Default)
+}
+
+func firstSet(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // openSQL checks the URL, connects once to fail early with a clear message,
 // and returns a database/sql handle.
 func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
-	if f.url == "" {
-		return nil, usageErrorf("no database: pass --database-url or set DATABASE_URL")
+	if err := f.check(); err != nil {
+		return nil, err
 	}
 	cfg, err := pgx.ParseConfig(f.url)
 	if err != nil {
@@ -65,15 +83,12 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 
 // openPool is openSQL for pgx's pool.
 func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
-	if f.url == "" {
-		return nil, usageErrorf("no database: pass --database-url or set DATABASE_URL")
+	if err := f.check(); err != nil {
+		return nil, err
 	}
 	cfg, err := pgxpool.ParseConfig(f.url)
 	if err != nil {
 		return nil, usageErrorf("invalid --database-url: %v", describeParseError(err))
-	}
-	if err := dbschema.Validate(f.schema); err != nil {
-		return nil, usageErrorf("%v", err)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -86,6 +101,21 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, describeDBError(err)
 	}
 	return pool, nil
+}
+
+// check refuses what cannot work before any connection is tried.
+func (f *dbFlags) check() error {
+	f.resolve("", "")
+	if f.url == "" {
+		return usageErrorf("no database: pass --database-url or set DATABASE_URL")
+	}
+	if scheme, _, ok := strings.Cut(f.url, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
+		return usageErrorf("invalid --database-url: outboxd needs PostgreSQL, got a %s:// URL (want postgres://user@host/db)", scheme)
+	}
+	if err := checkSchema(f.schema); err != nil {
+		return usageErrorf("%v", err)
+	}
+	return nil
 }
 
 func describeParseError(err error) error {
@@ -109,6 +139,11 @@ func describeDBError(err error) error {
 		return fmt.Errorf("permission denied: %s (SQLSTATE 42501): the role needs CREATE on the database, or an existing schema it owns", pgErr.Message)
 	case errors.As(err, &pgErr) && pgErr.Code == "28P01", errors.As(err, &pgErr) && pgErr.Code == "28000":
 		return fmt.Errorf("authentication failed: %s", pgErr.Message)
+	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"):
+		if m := missingRelation.FindStringSubmatch(pgErr.Message); m != nil {
+			return fmt.Errorf("schema %s has no outboxd tables: run outboxd migrate up --schema %s", m[1], m[1])
+		}
+		return fmt.Errorf("%s: run outboxd migrate up (with --schema if you use another)", pgErr.Message)
 	case errors.As(err, &pgErr) && pgErr.Code == "3D000":
 		return fmt.Errorf("database does not exist: %s", pgErr.Message)
 	case errors.As(err, &ce):

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -17,42 +18,66 @@ const inboxUsage = `usage: outboxd inbox <action> [flags]
   find NAME=VALUE        events whose references match (email=ada@example.com, contact_id=42...)
   failures               failed and rejected receipts, newest first (--source, --event)
 
-flags:`
+Run 'outboxd inbox <action> --help' for an action's flags.`
+
+var inboxActions = map[string]struct {
+	usage    string
+	operands int
+}{
+	"show":     {"usage: outboxd inbox show SOURCE EVENT_ID [flags]\n\nPrints one received event as stored: times, status, duplicates, refs,\nheaders and payload.", 2},
+	"find":     {"usage: outboxd inbox find NAME=VALUE [--limit N] [flags]\n\nLists events whose references match (email=ada@example.com, contact_id=42...).", 1},
+	"failures": {"usage: outboxd inbox failures [--source S] [--event ID] [--limit N] [flags]\n\nLists failed and rejected receipts, newest first, with counts.", 0},
+}
+
+type inboxOpts struct {
+	limit         positiveInt
+	source, event string
+}
+
+func inboxFlags(action string) (*cmdFlags, *dbFlags, *inboxOpts) {
+	fs, db := newDBFlags("inbox "+action, inboxActions[action].usage)
+	o := &inboxOpts{limit: 50}
+	if action != "show" {
+		fs.Var(&o.limit, "limit", "at most `N` events")
+	}
+	if action == "failures" {
+		fs.StringVar(&o.source, "source", "", "only this `SOURCE`")
+		fs.StringVar(&o.event, "event", "", "only this event `ID`")
+	}
+	return fs, db, o
+}
 
 func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, db := newDBFlagSet("inbox", stderr)
-	limit := fs.Int("limit", 50, "with find and failures: at most this many")
-	source := fs.String("source", "", "with failures: only this source")
-	event := fs.String("event", "", "with failures: only this event id")
-	fs.Usage = func() { fmt.Fprintln(stderr, inboxUsage); fs.PrintDefaults() }
-	if done, err := parseFlags(fs, args); done || err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return usageErrorf("missing action")
-	}
-	action, operands := fs.Arg(0), []string{}
-	rest := fs.Args()[1:]
-	for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		operands, rest = append(operands, rest[0]), rest[1:]
-	}
-	if done, err := parseFlags(fs, rest); done || err != nil {
-		return err
-	}
-	want := map[string]int{"show": 2, "find": 1, "failures": 0}
-	n, known := want[action]
+	group, _ := newDBFlags("inbox", inboxUsage)
+	action, rest := splitAction(args, func(name string) bool {
+		for a := range inboxActions {
+			if fs, _, _ := inboxFlags(a); fs.Lookup(name) != nil {
+				return isBoolFlag(fs, name)
+			}
+		}
+		return true
+	})
+	a, ok := inboxActions[action]
 	switch {
-	case !known:
-		return usageErrorf("unknown action %q (want show, find or failures)", action)
-	case len(operands) != n || fs.NArg() > 0:
-		return usageErrorf("%s takes %d argument(s), got %q", action, n, append(operands, fs.Args()...))
+	case !ok && action == "" && wantsHelp(args):
+		group.printHelp(stdout)
+		return nil
+	case !ok:
+		return groupErr(group, action, args, "show, find or failures")
+	}
+	fs, db, o := inboxFlags(action)
+	operands, help, err := fs.parse(rest, stdout)
+	if help || err != nil {
+		return err
+	}
+	if len(operands) != a.operands {
+		return fs.usageErr(fmt.Sprintf("%s takes %d argument(s), got %d", action, a.operands, len(operands)))
 	}
 	var refName, refValue string
 	if action == "find" {
 		var ok bool
 		if refName, refValue, ok = strings.Cut(operands[0], "="); !ok || refName == "" {
-			return usageErrorf("find %q: want NAME=VALUE", operands[0])
+			return fs.usageErr(fmt.Sprintf("find %q: want NAME=VALUE", operands[0]))
 		}
 	}
 	pool, err := db.openPool(ctx)
@@ -69,27 +94,24 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch action {
 	case "show":
 		ev, err := in.Get(ctx, pool, operands[0], operands[1])
+		if errors.Is(err, inbox.ErrNotFound) {
+			return fmt.Errorf("no event %s from source %s in schema %s", operands[1], operands[0], db.schema)
+		}
 		if err != nil {
 			return describeDBError(err)
 		}
-		fmt.Fprintf(tw, "source\t%s\nevent id\t%s\nbest-effort id\t%v\ntype\t%s\nstatus\t%s %s\nreceived\t%s\nlast seen\t%s\nduplicates\t%d\nexpires\t%s\nrefs\t%v\n",
-			ev.Source, ev.ID, ev.BestEffort, ev.Type, ev.Status, ev.Reason, ev.ReceivedAt.UTC().Format(time.RFC3339Nano),
-			ev.LastSeenAt.UTC().Format(time.RFC3339Nano), ev.DuplicateCount, ev.ExpiresAt.UTC().Format(time.RFC3339), ev.Refs)
-		for k, v := range ev.Headers {
-			fmt.Fprintf(tw, "header\t%s: %s\n", k, strings.Join(v, ", "))
-		}
-		fmt.Fprintf(tw, "payload\t%s\n", ev.Payload)
+		printEvent(stdout, ev)
 	case "find":
-		evs, err := in.FindByRef(ctx, pool, refName, refValue, *limit)
+		evs, err := in.FindByRef(ctx, pool, refName, refValue, int(o.limit))
 		if err != nil {
 			return describeDBError(err)
 		}
 		fmt.Fprintln(tw, "SOURCE\tEVENT ID\tTYPE\tSTATUS\tRECEIVED\tDUPLICATES\tREFS")
 		for _, ev := range evs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%v\n", ev.Source, ev.ID, ev.Type, ev.Status, ev.ReceivedAt.UTC().Format(time.RFC3339), ev.DuplicateCount, ev.Refs)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ev.Source, ev.ID, ev.Type, ev.Status, ev.ReceivedAt.UTC().Format(time.RFC3339), ev.DuplicateCount, formatRefs(ev.Refs))
 		}
 	case "failures":
-		fails, err := in.Failures(ctx, pool, *source, *event, *limit)
+		fails, err := in.Failures(ctx, pool, o.source, o.event, int(o.limit))
 		if err != nil {
 			return describeDBError(err)
 		}

@@ -29,7 +29,8 @@ func TestInboxCommands(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"inbox", "show", "forms", "evt_42"}, 0, `{"email":"ada@example.com"}`},
+		{[]string{"inbox", "show", "forms", "evt_42"}, 0, "payload\n    {\n      \"email\": \"ada@example.com\"\n    }\n"},
+		{[]string{"inbox", "show", "forms", "evt_42"}, 0, "refs            contact_id=42 email=ada@example.com\nheader          Webhook-Id: evt_42\n"},
 		{[]string{"inbox", "find", "contact_id=42"}, 0, "evt_42"},
 		{[]string{"inbox", "find", "email=nobody@example.com"}, 0, "SOURCE"},
 		{[]string{"inbox", "failures", "--source", "forms"}, 0, "CRM API timed out"},

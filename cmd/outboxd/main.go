@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,8 +15,9 @@ import (
 	"syscall"
 )
 
-// usageError is a mistake on the command line: exit status 2.
-type usageError struct{ msg string }
+// usageError is a mistake on the command line: exit status 2. hint, when
+// set, is the help command to point at.
+type usageError struct{ msg, hint string }
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -38,23 +38,30 @@ func commands() []command {
 		{"verify", "check a webhook signature the way the receiver does", runVerify},
 		{"inbox", "received events by id or reference, and failed receipts (show, find, failures)", runInbox},
 		{"outbox", "dead letters, attempts and paused destinations (dead, requeue, purge, show, paused, resume)", runOutbox},
+		{"version", "print the version, commit and Go version", runVersion},
 	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal starts a graceful stop; restoring the default
+	// disposition makes a second one end the process at once.
+	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	switch {
+	case len(args) == 0:
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
+		usage(stdout)
 		return 0
+	case args[0] == "--version" || args[0] == "-version":
+		args = []string{"version"}
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
@@ -67,15 +74,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, errInvalid) {
 			return 1 // the command printed its verdict
 		}
-		fmt.Fprintf(stderr, "outboxd %s: %v\n", c.name, err)
+		fmt.Fprintf(stderr, "outboxd %s: %s\n", c.name, redact(describe(err).Error()))
 		var ue *usageError
 		if errors.As(err, &ue) {
+			if ue.hint != "" {
+				fmt.Fprintf(stderr, "Run '%s' for usage.\n", ue.hint)
+			}
 			return 2
 		}
 		return 1
 	}
-	fmt.Fprintf(stderr, "outboxd: unknown command %q\n\n", args[0])
-	usage(stderr)
+	fmt.Fprintf(stderr, "outboxd: unknown command %q\nRun 'outboxd help' for the list of commands.\n", args[0])
 	return 2
 }
 
@@ -84,17 +93,5 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'outboxd <command> -h' for a command's flags.")
-}
-
-// parseFlags parses a command's flags; done is true when the user asked for
-// -h (the usage was printed) and the command should stop without error.
-func parseFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return true, nil
-		}
-		return false, usageErrorf("%v", err)
-	}
-	return false, nil
+	fmt.Fprintln(w, "\nRun 'outboxd <command> --help' for a command's flags.")
 }

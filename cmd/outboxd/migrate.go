@@ -2,53 +2,68 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+
 	"github.com/outboxd/outboxd/migrations"
 )
 
-const migrateUsage = `usage: outboxd migrate <up|down|status|version> [flags]
+const migrateUsage = `usage: outboxd migrate <action> [flags]
 
   up        apply every pending migration
-  down      revert the latest migration (--to N: down to version N; 0 removes
-            everything of outboxd's, the schema included when it is empty)
-  status    list migrations and whether each is applied
-  version   print the applied version
+  down      revert the latest migration (--to N: down to version N)
+  status    list migrations and whether each is applied (read-only)
+  version   print the applied version (read-only)
 
-flags:`
+Run 'outboxd migrate <action> --help' for an action's flags.`
+
+var migrateActions = map[string]string{
+	"up":      "usage: outboxd migrate up [flags]\n\nApplies every pending migration.",
+	"down":    "usage: outboxd migrate down [--to N] [flags]\n\nReverts the latest migration, or every one above version N with --to N;\n--to 0 removes everything of outboxd's, the schema included when it is empty.",
+	"status":  "usage: outboxd migrate status [flags]\n\nLists migrations and whether each is applied. Changes nothing.",
+	"version": "usage: outboxd migrate version [flags]\n\nPrints the applied version (0: none). Changes nothing.",
+}
+
+// migrateFlags returns the flags of one migrate action.
+func migrateFlags(action string) (*cmdFlags, *dbFlags, *int64) {
+	fs, db := newDBFlags("migrate "+action, migrateActions[action])
+	to := new(int64)
+	*to = -1
+	if action == "down" {
+		fs.Int64Var(to, "to", -1, "revert every migration above `VERSION` (default: only the latest; 0: all)")
+	}
+	return fs, db, to
+}
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, db := newDBFlagSet("migrate", stderr)
-	to := fs.Int64("to", -1, "with down: the version to go down to")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, migrateUsage)
-		fs.PrintDefaults()
+	group, _ := newDBFlags("migrate", migrateUsage)
+	action, rest := splitAction(args, func(name string) bool {
+		fs, _, _ := migrateFlags("down") // down's flags are a superset of the others'
+		return isBoolFlag(fs, name)
+	})
+	if _, ok := migrateActions[action]; !ok {
+		if action == "" && wantsHelp(args) {
+			group.printHelp(stdout)
+			return nil
+		}
+		return groupErr(group, action, args, "up, down, status or version")
 	}
-	// Flags may come before or after the action.
-	if done, err := parseFlags(fs, args); done || err != nil {
+	fs, db, to := migrateFlags(action)
+	operands, help, err := fs.parse(rest, stdout)
+	if help || err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return usageErrorf("missing action")
+	if len(operands) > 0 {
+		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[0]))
 	}
-	action := fs.Arg(0)
-	if err := fs.Parse(fs.Args()[1:]); err != nil {
-		return usageErrorf("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
-	switch action {
-	case "up", "down", "status", "version":
-	default:
-		return usageErrorf("unknown action %q (want up, down, status or version)", action)
-	}
-	if *to >= 0 && action != "down" {
-		return usageErrorf("--to applies to down only")
+	if action == "down" && *to < -1 {
+		return fs.usageErr(fmt.Sprintf("--to %d: want a version, 0 or more", *to))
 	}
 
 	sqlDB, err := db.openSQL(ctx)
@@ -59,6 +74,14 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	m, err := migrations.New(sqlDB, &migrations.Config{Schema: db.schema})
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	// status and version must not create the schema or goose's table (a
+	// typo in --schema would leave one behind): look before asking goose.
+	var applied bool
+	if action != "up" {
+		if applied, err = hasVersionTable(ctx, sqlDB, db.schema); err != nil {
+			return describeDBError(err)
+		}
 	}
 
 	switch action {
@@ -72,47 +95,104 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintln(stdout, "up to date")
 		}
 	case "down":
-		var res []*migrations.Result
-		if *to >= 0 {
-			res, err = m.DownTo(ctx, *to)
-		} else {
-			var r *migrations.Result
-			r, err = m.Down(ctx)
-			if r != nil {
-				res = append(res, r)
-			}
-		}
-		if err != nil {
-			return describeDBError(err)
-		}
-		printResults(stdout, res)
+		return migrateDown(ctx, stdout, m, applied, *to)
 	case "status":
-		st, err := m.Status(ctx)
+		var st []*migrations.Status
+		if applied {
+			st, err = m.Status(ctx)
+		} else {
+			st, err = pendingStatus(sqlDB, db.schema)
+		}
 		if err != nil {
 			return describeDBError(err)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tSOURCE")
 		for _, s := range st {
-			applied := "-"
+			at := "-"
 			if !s.AppliedAt.IsZero() {
-				applied = s.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
+				at = s.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
 			}
 			src := s.Source.Path
 			if src == "" {
 				src = "(go: River schema)"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, applied, src)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, src)
 		}
 		return tw.Flush()
 	case "version":
-		v, err := m.Version(ctx)
-		if err != nil {
-			return describeDBError(err)
+		v := int64(0)
+		if applied {
+			if v, err = m.Version(ctx); err != nil {
+				return describeDBError(err)
+			}
 		}
 		fmt.Fprintln(stdout, strconv.FormatInt(v, 10))
 	}
 	return nil
+}
+
+func migrateDown(ctx context.Context, stdout io.Writer, m *migrations.Migrator, applied bool, to int64) error {
+	current := int64(0)
+	if applied {
+		var err error
+		if current, err = m.Version(ctx); err != nil {
+			return describeDBError(err)
+		}
+	}
+	if to > current {
+		return fmt.Errorf("already below version %d: the applied version is %d (down never goes up; use migrate up)", to, current)
+	}
+	if !applied {
+		fmt.Fprintf(stdout, "nothing to revert: no migration is applied in schema %s\n", m.Schema())
+		return nil
+	}
+	var res []*migrations.Result
+	var err error
+	if to >= 0 {
+		res, err = m.DownTo(ctx, to)
+	} else {
+		var r *migrations.Result
+		r, err = m.Down(ctx)
+		if r != nil {
+			res = append(res, r)
+		}
+	}
+	if err != nil {
+		return describeDBError(err)
+	}
+	printResults(stdout, res)
+	if len(res) == 0 {
+		fmt.Fprintf(stdout, "nothing to revert: already at version %d\n", current)
+	}
+	return nil
+}
+
+// hasVersionTable reports, without writing anything, whether outboxd's
+// migrations were ever applied in schema.
+func hasVersionTable(ctx context.Context, db *sql.DB, schema string) (bool, error) {
+	var ok bool
+	err := db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema+"."+migrations.VersionTable).Scan(&ok)
+	return ok, err
+}
+
+// pendingStatus lists every migration as pending, from the embedded files
+// alone: the provider is built but never run.
+func pendingStatus(db *sql.DB, schema string) ([]*migrations.Status, error) {
+	store, err := database.NewStore(database.DialectPostgres, schema+"."+migrations.VersionTable)
+	if err != nil {
+		return nil, err
+	}
+	p, err := goose.NewProvider(goose.DialectCustom, db, migrations.FS, goose.WithStore(store),
+		goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(migrations.RiverMigrations(schema)...))
+	if err != nil {
+		return nil, err
+	}
+	var st []*migrations.Status
+	for _, s := range p.ListSources() {
+		st = append(st, &migrations.Status{Source: s, State: goose.StatePending})
+	}
+	return st, nil
 }
 
 func printResults(w io.Writer, res []*migrations.Result) {

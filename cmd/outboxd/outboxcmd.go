@@ -2,30 +2,77 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/outboxd/outboxd/internal/pg"
 	"github.com/outboxd/outboxd/outbox"
 )
 
 const outboxUsage = `usage: outboxd outbox <action> [flags]
 
-  dead      list dead-lettered messages matching the filters
-  requeue   send dead-lettered messages again (same idempotency key)
-  purge     delete dead-lettered messages (needs a filter, or --all)
-  show ID   one message and its delivery attempts
-  paused    list destinations paused after a 410 Gone
-  resume NAME  send to a paused destination again
+  dead        list dead-lettered messages matching the filters
+  requeue     send dead-lettered messages again, same idempotency key (needs a filter, or --all)
+  purge       delete dead-lettered messages (needs a filter, or --all)
+  show ID     one message: payload, headers and every delivery attempt
+  paused      list destinations paused after a 410 Gone
+  resume NAME send to a paused destination again
 
-filters: --id ID (repeatable), --destination NAME, --type T,
-         --since TIME, --until TIME (RFC 3339, or a duration ago such as 2h)
+Run 'outboxd outbox <action> --help' for an action's flags.`
 
-flags:`
+const filterHelp = `
+
+Filters: --id ID (repeatable), --destination NAME, --type T, --since TIME,
+--until TIME (RFC 3339, or a duration ago such as 2h).`
+
+var outboxActions = map[string]struct {
+	usage    string
+	operand  string // the argument's name, "" for none
+	filtered bool   // takes the filters
+}{
+	"dead":    {"usage: outboxd outbox dead [filters] [--limit N] [flags]\n\nLists dead-lettered messages, oldest first." + filterHelp, "", true},
+	"requeue": {"usage: outboxd outbox requeue (filters | --all) [--dry-run] [flags]\n\nPuts dead-lettered messages back in line with a fresh attempt budget and\ntheir idempotency key, and prints how many." + filterHelp, "", true},
+	"purge":   {"usage: outboxd outbox purge (filters | --all) [--dry-run] [flags]\n\nDeletes dead-lettered messages for good, and prints how many." + filterHelp, "", true},
+	"show":    {"usage: outboxd outbox show ID [flags]\n\nPrints one message as stored: payload, headers and every delivery attempt.", "ID", false},
+	"paused":  {"usage: outboxd outbox paused [flags]\n\nLists destinations paused after a 410 Gone.", "", false},
+	"resume":  {"usage: outboxd outbox resume NAME [flags]\n\nSends to a paused destination again.", "NAME", false},
+}
+
+// outboxOpts are the values of every outbox action's flags; each action
+// registers only its own.
+type outboxOpts struct {
+	filter      outbox.Filter
+	ids         idFlags
+	limit       positiveInt
+	all, dryRun bool
+}
+
+func outboxFlags(action string) (*cmdFlags, *dbFlags, *outboxOpts) {
+	a := outboxActions[action]
+	fs, db := newDBFlags("outbox "+action, a.usage)
+	o := &outboxOpts{limit: 100}
+	if a.filtered {
+		fs.Var(&o.ids, "id", "message `ID` (repeatable)")
+		fs.StringVar(&o.filter.Destination, "destination", "", "destination `NAME`")
+		fs.StringVar(&o.filter.Type, "type", "", "message `TYPE`")
+		fs.Var(timeFlag{&o.filter.Since}, "since", "created at or after `TIME`")
+		fs.Var(timeFlag{&o.filter.Until}, "until", "created before `TIME`")
+	}
+	switch action {
+	case "dead":
+		fs.Var(&o.limit, "limit", "at most `N` messages")
+	case "requeue", "purge":
+		fs.BoolVar(&o.all, "all", false, "every dead letter, when no filter is given")
+		fs.BoolVar(&o.dryRun, "dry-run", false, "print how many messages would change, and change nothing")
+	}
+	return fs, db, o
+}
 
 type idFlags []uuid.UUID
 
@@ -34,7 +81,7 @@ func (f *idFlags) String() string { return "" }
 func (f *idFlags) Set(v string) error {
 	id, err := uuid.Parse(v)
 	if err != nil {
-		return fmt.Errorf("--id %q: %w", v, err)
+		return errors.New("not a message id")
 	}
 	*f = append(*f, id)
 	return nil
@@ -52,66 +99,51 @@ func (f timeFlag) Set(v string) error {
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return fmt.Errorf("%q: want RFC 3339 (2026-11-28T12:00:00Z) or a duration ago (2h)", v)
+		return errors.New("want RFC 3339 (2026-11-28T12:00:00Z) or a duration ago (2h)")
 	}
 	*f.t = t
 	return nil
 }
 
 func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, db := newDBFlagSet("outbox", stderr)
-	var f outbox.Filter
-	ids := idFlags{}
-	fs.Var(&ids, "id", "message id (repeatable)")
-	fs.StringVar(&f.Destination, "destination", "", "destination name")
-	fs.StringVar(&f.Type, "type", "", "message type")
-	fs.Var(timeFlag{&f.Since}, "since", "created at or after")
-	fs.Var(timeFlag{&f.Until}, "until", "created before")
-	limit := fs.Int("limit", 100, "with dead: at most this many")
-	all := fs.Bool("all", false, "with purge: allow purging without a filter")
-	fs.Usage = func() { fmt.Fprintln(stderr, outboxUsage); fs.PrintDefaults() }
-	if done, err := parseFlags(fs, args); done || err != nil {
+	group, _ := newDBFlags("outbox", outboxUsage)
+	action, rest := splitAction(args, func(name string) bool {
+		for a := range outboxActions {
+			if fs, _, _ := outboxFlags(a); fs.Lookup(name) != nil {
+				return isBoolFlag(fs, name)
+			}
+		}
+		return true
+	})
+	a, ok := outboxActions[action]
+	switch {
+	case !ok && action == "" && wantsHelp(args):
+		group.printHelp(stdout)
+		return nil
+	case !ok:
+		return groupErr(group, action, args, "dead, requeue, purge, show, paused or resume")
+	}
+	fs, db, o := outboxFlags(action)
+	operands, help, err := fs.parse(rest, stdout)
+	if help || err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return usageErrorf("missing action")
+	switch {
+	case a.operand != "" && len(operands) == 0:
+		return fs.usageErr(fmt.Sprintf("%s needs an argument: %s", action, a.operand))
+	case a.operand == "" && len(operands) > 0, len(operands) > 1:
+		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[len(operands)-1]))
 	}
-	action, rest := fs.Arg(0), fs.Args()[1:]
-	// Flags may follow the action and its argument too.
-	var operand string
-	if len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
-		operand, rest = rest[0], rest[1:]
-	}
-	if err := fs.Parse(rest); err != nil {
-		return usageErrorf("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
-	f.IDs = ids
-	needsOperand := action == "show" || action == "resume"
-	if needsOperand != (operand != "") {
-		if needsOperand {
-			return usageErrorf("%s needs an argument", action)
-		}
-		return usageErrorf("unexpected argument %q", operand)
-	}
+	o.filter.IDs = o.ids
+	f := o.filter
 	filtered := len(f.IDs) > 0 || f.Destination != "" || f.Type != "" || !f.Since.IsZero() || !f.Until.IsZero()
-
-	switch action {
-	case "dead", "requeue", "purge", "show", "paused", "resume":
-	default:
-		return usageErrorf("unknown action %q", action)
-	}
-	if action == "purge" && !filtered && !*all {
-		return usageErrorf("purge deletes dead letters for good: give a filter, or --all")
+	if (action == "requeue" || action == "purge") && !filtered && !o.all {
+		return fs.usageErr(fmt.Sprintf("%s changes every dead letter it matches: give a filter, or --all", action))
 	}
 	var showID uuid.UUID
 	if action == "show" {
-		var err error
-		if showID, err = uuid.Parse(operand); err != nil {
-			return usageErrorf("show %q: not a message id", operand)
+		if showID, err = uuid.Parse(operands[0]); err != nil {
+			return fs.usageErr(fmt.Sprintf("show %q: not a message id", operands[0]))
 		}
 	}
 
@@ -129,7 +161,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	switch action {
 	case "dead":
-		msgs, err := ob.ListDead(ctx, pool, f, *limit)
+		msgs, err := ob.ListDead(ctx, pool, f, int(o.limit))
 		if err != nil {
 			return describeDBError(err)
 		}
@@ -137,20 +169,32 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for _, m := range msgs {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, m.Destination, m.Type, m.CreatedAt.UTC().Format(time.RFC3339), m.Attempts, m.LastError)
 		}
-	case "requeue":
-		n, err := ob.Requeue(ctx, pool, f)
-		if err != nil {
+	case "requeue", "purge":
+		change := map[string]func(context.Context, pg.DB, outbox.Filter) (int64, error){"requeue": ob.Requeue, "purge": ob.PurgeDead}[action]
+		// The change runs in a transaction that a dry run rolls back, so
+		// the count it prints is exactly what a real run would change.
+		var n int64
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			var err error
+			if n, err = change(ctx, tx, f); err != nil || !o.dryRun {
+				return err
+			}
+			return errDryRun
+		})
+		if err != nil && !errors.Is(err, errDryRun) {
 			return describeDBError(err)
 		}
-		fmt.Fprintf(tw, "requeued %d\n", n)
-	case "purge":
-		n, err := ob.PurgeDead(ctx, pool, f)
-		if err != nil {
-			return describeDBError(err)
+		past := map[string]string{"requeue": "requeued", "purge": "purged"}[action]
+		if o.dryRun {
+			fmt.Fprintf(tw, "would have %s %d (dry run: nothing changed)\n", past, n)
+		} else {
+			fmt.Fprintf(tw, "%s %d\n", past, n)
 		}
-		fmt.Fprintf(tw, "purged %d\n", n)
 	case "show":
 		m, err := ob.Get(ctx, pool, showID)
+		if errors.Is(err, outbox.ErrNotFound) {
+			return fmt.Errorf("no message %s in schema %s", showID, db.schema)
+		}
 		if err != nil {
 			return describeDBError(err)
 		}
@@ -158,17 +202,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return describeDBError(err)
 		}
-		fmt.Fprintf(tw, "id\t%s\ndestination\t%s\ntype\t%s\nstatus\t%s\nidempotency key\t%s\nordering key\t%s\nseq\t%d\ncreated\t%s\nattempts\t%d\nnext attempt\t%s\nlast error\t%s\n",
-			m.ID, m.Destination, m.Type, m.Status, m.IdempotencyKey, m.OrderingKey, m.Seq,
-			m.CreatedAt.UTC().Format(time.RFC3339Nano), m.Attempts, m.NextAttemptAt.UTC().Format(time.RFC3339Nano), m.LastError)
-		fmt.Fprintln(tw, "\nATTEMPT\tAT\tDURATION\tOUTCOME\tSTATUS\tERROR")
-		for _, a := range attempts {
-			code := "-"
-			if a.StatusCode != nil {
-				code = strconv.Itoa(*a.StatusCode)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Number, a.At.UTC().Format(time.RFC3339Nano), a.Duration.Round(time.Microsecond), a.Outcome, code, a.Error)
-		}
+		printMessage(stdout, m, attempts)
 	case "paused":
 		ps, err := ob.PausedDestinations(ctx, pool)
 		if err != nil {
@@ -179,10 +213,17 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, p.PausedAt.UTC().Format(time.RFC3339), p.Reason)
 		}
 	case "resume":
-		if err := ob.ResumeDestination(ctx, pool, operand); err != nil {
+		err := ob.ResumeDestination(ctx, pool, operands[0])
+		if errors.Is(err, outbox.ErrNotPaused) {
+			return fmt.Errorf("destination %s is not paused", operands[0])
+		}
+		if err != nil {
 			return describeDBError(err)
 		}
-		fmt.Fprintf(tw, "resumed %s\n", operand)
+		fmt.Fprintf(tw, "resumed %s\n", operands[0])
 	}
 	return nil
 }
+
+// errDryRun rolls back a dry run's transaction.
+var errDryRun = errors.New("dry run")

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"strings"
@@ -18,7 +21,8 @@ prints its id, idempotency key and sequence. With an idempotency key that the
 destination already has, nothing new is stored and the existing message is
 printed. Warns when no live dispatcher serves the destination.
 
-flags:`
+The payload must be valid JSON unless a --header 'Content-Type: ...' says
+it is something else, and must not be empty unless --allow-empty is given.`
 
 // headerFlags collects repeated --header 'Name: value' flags.
 type headerFlags http.Header
@@ -28,33 +32,40 @@ func (h headerFlags) String() string { return "" }
 func (h headerFlags) Set(v string) error {
 	name, value, ok := strings.Cut(v, ":")
 	if !ok || strings.TrimSpace(name) == "" {
-		return fmt.Errorf("header %q: want 'Name: value'", v)
+		return errors.New("want 'Name: value'")
 	}
 	http.Header(h).Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	return nil
 }
 
 func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, db := newDBFlagSet("send", stderr)
-	dest := fs.String("destination", "", "destination name (required)")
-	typ := fs.String("type", "", "message type")
-	key := fs.String("ordering-key", "", "ordering key: messages with the same key go out one at a time, in order")
-	idem := fs.String("idempotency-key", "", "idempotency key (default: the message id)")
+	fs, db := newDBFlags("send", sendUsage)
+	dest := fs.String("destination", "", "destination `NAME` (required)")
+	typ := fs.String("type", "", "message `TYPE`")
+	key := fs.String("ordering-key", "", "ordering `KEY`: messages with the same key go out one at a time, in order")
+	idem := fs.String("idempotency-key", "", "idempotency `KEY` (default: the message id)")
+	allowEmpty := fs.Bool("allow-empty", false, "send an empty payload")
 	headers := headerFlags{}
-	fs.Var(headers, "header", "header sent with the message, 'Name: value' (repeatable)")
-	fs.Usage = func() { fmt.Fprintln(stderr, sendUsage); fs.PrintDefaults() }
-	if done, err := parseFlags(fs, args); done || err != nil {
+	fs.Var(headers, "header", "header sent with the message, `'Name: value'` (repeatable)")
+	operands, help, err := fs.parse(args, stdout)
+	if help || err != nil {
 		return err
 	}
 	if *dest == "" {
-		return usageErrorf("--destination is required")
+		return fs.usageErr("--destination is required")
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q (the payload is read from standard input)", fs.Arg(0))
+	if len(operands) > 0 {
+		return fs.usageErr(fmt.Sprintf("unexpected argument %q (the payload is read from standard input)", operands[0]))
+	}
+	if stdinIsTerminal() {
+		fmt.Fprintln(stderr, "outboxd send: reading the payload from the terminal; end it with Ctrl-D")
 	}
 	payload, err := io.ReadAll(os.Stdin)
 	if err != nil {
 		return fmt.Errorf("read payload: %w", err)
+	}
+	if err := checkPayload(payload, http.Header(headers).Get("Content-Type"), *allowEmpty); err != nil {
+		return usageErrorf("%v", err)
 	}
 	pool, err := db.openPool(ctx)
 	if err != nil {
@@ -83,4 +94,42 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "warning: no live dispatcher serves destination %q; the message waits (pending, never dead-lettered) until one with it in its config runs\n", *dest)
 	}
 	return nil
+}
+
+// checkPayload refuses what the destination would choke on: an empty
+// payload, or invalid JSON sent as JSON (the default content type).
+func checkPayload(payload []byte, contentType string, allowEmpty bool) error {
+	if len(payload) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return errors.New("empty payload on standard input (pass --allow-empty to send one)")
+	}
+	mt := "application/json"
+	if contentType != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
+			return fmt.Errorf("--header 'Content-Type: %s': %v", contentType, err)
+		}
+	}
+	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && !json.Valid(payload) {
+		var syn *json.SyntaxError
+		err := json.Unmarshal(payload, new(any))
+		if errors.As(err, &syn) {
+			return fmt.Errorf("the payload is not valid JSON (at byte %d: %v); for another format pass --header 'Content-Type: ...'", syn.Offset, syn)
+		}
+		return fmt.Errorf("the payload is not valid JSON (%v); for another format pass --header 'Content-Type: ...'", err)
+	}
+	return nil
+}
+
+// stdinIsTerminal reports whether standard input looks like a terminal: a
+// character device other than /dev/null.
+func stdinIsTerminal() bool {
+	fi, err := os.Stdin.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(fi, null)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,42 +28,32 @@ Runs the dispatcher: drains the outbox to the destinations the config file
 names, until SIGTERM or SIGINT, then stops gracefully. Serves /healthz,
 /readyz and /metrics on --listen.
 
-flags:`
+Each top-level setting comes from its flag, else its OUTBOXD_ environment
+variable, else the config file, else the default (docs/configuration.md).`
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, db := newDBFlagSet("serve", stderr)
-	configPath := fs.String("config", "", "YAML configuration file (see docs/configuration.md)")
-	listen := fs.String("listen", "", "address for /healthz, /readyz and /metrics (default 127.0.0.1:9400)")
+	fs, db := newDBFlags("serve", serveUsage)
+	configPath := fs.String("config", "", "YAML configuration `FILE` (see docs/configuration.md)")
+	listen := fs.String("listen", "", "`ADDRESS` for /healthz, /readyz and /metrics (default $OUTBOXD_LISTEN, then listen: in the file, then 127.0.0.1:9400)")
 	migrate := fs.Bool("migrate", false, "apply pending migrations before starting")
-	logFormat := fs.String("log-format", "json", "log format: json or text")
-	id := fs.String("id", "", "dispatcher id in leases and attempt records (default hostname-pid-random)")
-	fs.Usage = func() { fmt.Fprintln(stderr, serveUsage); fs.PrintDefaults() }
-	if done, err := parseFlags(fs, args); done || err != nil {
+	logFormat := fs.String("log-format", "", "log `FORMAT`: json or text (default $OUTBOXD_LOG_FORMAT, then json)")
+	logLevel := fs.String("log-level", "", "log `LEVEL`: debug, info, warn or error (default $OUTBOXD_LOG_LEVEL, then log_level: in the file, then info)")
+	var check checkMode
+	fs.Var(&check, "check", "validate the configuration and exit; --check=connect also connects to the database and each destination's host")
+	id := fs.String("id", "", "dispatcher `ID` in leases and attempt records (default hostname-pid-random)")
+	operands, help, err := fs.parse(args, stdout)
+	if help || err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	if len(operands) > 0 {
+		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[0]))
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	// Flags given explicitly win over the file; the file wins over defaults.
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if cfg.DatabaseURL != "" && !set["database-url"] {
-		db.url = cfg.DatabaseURL
-	}
-	if cfg.Schema != "" && !set["schema"] {
-		db.schema = cfg.Schema
-	}
-	if *listen == "" {
-		*listen = cfg.Listen
-	}
-	if *listen == "" {
-		*listen = "127.0.0.1:9400"
-	}
-	logger, err := newLogger(*logFormat, stderr)
+	resolveServe(db, cfg, listen, logLevel, logFormat)
+	logger, err := newLogger(*logFormat, *logLevel, stderr)
 	if err != nil {
 		return err
 	}
@@ -76,6 +65,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	if check != "" {
+		return runCheck(ctx, check, db, cfg, *listen, stdout)
 	}
 
 	if *migrate {
@@ -101,7 +93,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(newBacklogCollector(pool, db.schema))
+	reg.MustRegister(newBacklogCollector(pool, db.schema), newBuildInfo())
 
 	d, err := worker.New(pool, &worker.Config{
 		Schema: db.schema, Destinations: dests, Retry: cfg.Retry.policy(), RetryByDestination: retries,
@@ -155,12 +147,17 @@ func shutdownTimeout(cfg *fileConfig) time.Duration {
 	return 30 * time.Second
 }
 
-func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	lvl, err := parseLevel(level)
+	if err != nil {
+		return nil, usageErrorf("--log-level: %v", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redactAttr}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, usageErrorf("unknown --log-format %q (want json or text)", format)
 }

@@ -320,6 +320,9 @@ func TestServeEndpointsSendAndMetrics(t *testing.T) {
 	if got.Header.Get("Webhook-Signature") == "" || got.Header.Get("Webhook-Timestamp") == "" {
 		t.Fatalf("unsigned request: %v", got.Header)
 	}
+	if ua := got.Header.Get("User-Agent"); ua != "outboxd/"+readBuildInfo().version {
+		t.Fatalf("User-Agent %q, want outboxd/<version>", ua)
+	}
 	// The same idempotency key again is not a second message.
 	again := runInWithStdin(t, "{}", "send", "--database-url", b.url, "--destination", "sink", "--idempotency-key", "smoke-1")
 	if again.code != 0 || !strings.Contains(again.stdout, "exists") {
@@ -332,7 +335,8 @@ func TestServeEndpointsSendAndMetrics(t *testing.T) {
 	})
 	_, metrics := get("/metrics")
 	for _, want := range []string{"outboxd_attempt_duration_seconds_bucket", "outboxd_commit_to_delivery_seconds_count",
-		`outboxd_messages_total{destination="sink",status="delivered"} 1`, "go_goroutines"} {
+		`outboxd_messages_total{destination="sink",status="delivered"} 1`, "go_goroutines",
+		fmt.Sprintf(`outboxd_build_info{commit=%q,goversion=%q,version=%q} 1`, readBuildInfo().commit, readBuildInfo().goVersion, readBuildInfo().version)} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -10,6 +10,8 @@ func TestVerifyCommand(t *testing.T) {
 	sw := []string{"--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 		"--header", "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek", "--header", "webhook-timestamp: 1614265330",
 		"--header", "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+	// The file ends in a newline, as an editor or echo writes it.
+	secretFile := writeFile(t, "github.secret", "It's a Secret to Everybody\n")
 	slackBody := "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
 	for _, tc := range []struct {
 		name string
@@ -41,10 +43,39 @@ func TestVerifyCommand(t *testing.T) {
 		{"no secret", "x", []string{"--provider", "github"}, 2, ""},
 		{"bad header flag", "x", []string{"--provider", "github", "--secret", "s", "--header", "nocolon"}, 2, ""},
 		{"tolerance on github", "x", []string{"--provider", "github", "--secret", "s", "--tolerance", "1m"}, 2, ""},
+		{"secret from env", "Hello, World!", []string{"--provider", "github", "--secret-env", "GH_SECRET",
+			"--header", "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}, 0, "valid"},
+		{"secret from file", "Hello, World!", []string{"--provider", "github", "--secret-file", secretFile,
+			"--header", "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}, 0, "valid"},
 	} {
-		r := runInWithStdin(t, tc.body, append([]string{"verify"}, tc.args...)...)
+		r := outboxdIn(t, []string{"GH_SECRET=It's a Secret to Everybody"}, tc.body, append([]string{"verify"}, tc.args...)...)
 		if r.code != tc.code || !strings.HasPrefix(r.stdout, tc.out) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.name, r.code, r.stdout, r.stderr, tc.code, tc.out)
 		}
+	}
+}
+
+// The secret's sources are exclusive, and their errors name the source,
+// never the secret.
+func TestVerifySecretSources(t *testing.T) {
+	t.Parallel()
+	empty := writeFile(t, "empty", "")
+	env := []string{"VERIFY_SECRET=" + envSecret, "EMPTY_SECRET=", "BAD_WHSEC=whsec_Zm9v!!" + envSecret}
+	for _, tc := range []struct {
+		args  []string
+		first string
+	}{
+		{[]string{"--secret-env", "NO_SUCH_VAR_X"}, "outboxd verify: --secret-env NO_SUCH_VAR_X: the variable is not set or empty"},
+		{[]string{"--secret-env", "EMPTY_SECRET"}, "outboxd verify: --secret-env EMPTY_SECRET: the variable is not set or empty"},
+		{[]string{"--secret-file", "/no/such/file"}, "outboxd verify: --secret-file /no/such/file: no such file or directory"},
+		{[]string{"--secret-file", empty}, "outboxd verify: --secret-file " + empty + ": the file is empty"},
+		{[]string{"--secret-env", "VERIFY_SECRET", "--secret", "s"}, "outboxd verify: give one of --secret, --secret-env and --secret-file"},
+		{[]string{"--provider", "standard-webhooks", "--secret-env", "BAD_WHSEC"}, "outboxd verify: standard-webhooks: a whsec_ secret must be base64: illegal base64 data at input byte 4"},
+	} {
+		r := outboxdIn(t, env, "x", append([]string{"verify", "--provider", "github"}, tc.args...)...)
+		if r.code != 2 || firstLine(r.stderr) != tc.first {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.first)
+		}
+		noSecrets(t, "verify", r.stdout, r.stderr)
 	}
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/migrations"
+)
+
+// checkMode is serve's --check: "config" (bare --check) validates the
+// configuration; "connect" also reaches the database and the destinations.
+type checkMode string
+
+func (c *checkMode) String() string   { return string(*c) }
+func (c *checkMode) IsBoolFlag() bool { return true }
+
+func (c *checkMode) Set(v string) error {
+	switch v {
+	case "true", "config":
+		*c = "config"
+	case "connect":
+		*c = "connect"
+	case "false":
+		*c = ""
+	default:
+		return errors.New("want --check or --check=connect")
+	}
+	return nil
+}
+
+// runCheck is serve --check: everything serve verifies before it starts,
+// then exit. The configuration and the destinations were already built.
+func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig, listen string, stdout io.Writer) error {
+	if err := db.check(); err != nil {
+		return err
+	}
+	if _, err := pgx.ParseConfig(db.url); err != nil {
+		return usageErrorf("invalid --database-url: %v", describeParseError(err))
+	}
+	if mode == "connect" {
+		pool, err := db.openPool(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		var migrated bool
+		if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, db.schema+"."+migrations.VersionTable).Scan(&migrated); err != nil {
+			return describeDBError(err)
+		}
+		if !migrated {
+			return fmt.Errorf("schema %s has no outboxd tables: run outboxd migrate up --schema %s", db.schema, db.schema)
+		}
+		fmt.Fprintf(stdout, "database: connected, schema %s migrated\n", db.schema)
+		for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
+			addr, err := dialAddr(cfg.Destinations[name])
+			if err != nil {
+				return fmt.Errorf("destination %s: %v", name, err)
+			}
+			d := net.Dialer{Timeout: 5 * time.Second}
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				// net's error repeats the address; keep its cause.
+				var op *net.OpError
+				if errors.As(err, &op) {
+					err = op.Err
+				}
+				return fmt.Errorf("destination %s: cannot reach %s: %v", name, addr, err)
+			}
+			conn.Close()
+			fmt.Fprintf(stdout, "destination %s: %s reachable\n", name, addr)
+		}
+	}
+	fmt.Fprintf(stdout, "configuration OK: %d destination(s), schema %s, listen %s\n", len(cfg.Destinations), db.schema, listen)
+	return nil
+}
+
+// dialAddr is the host:port a destination connects to.
+func dialAddr(dc destinationConf) (string, error) {
+	raw := dc.URL
+	if raw == "" && dc.Type == "nats" {
+		raw = "nats://127.0.0.1:4222"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", errors.New("url: want an absolute URL")
+	}
+	if u.Port() != "" {
+		return u.Host, nil
+	}
+	port := map[string]string{"http": "80", "https": "443", "nats": "4222", "tls": "4222"}[u.Scheme]
+	return net.JoinHostPort(u.Hostname(), port), nil
+}

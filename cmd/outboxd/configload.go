@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// loadConfig reads the YAML configuration file ("" for none). Before
+// decoding, it expands ${VAR} in every value and checks every key and value
+// against fileConfig, so that a mistake is reported with the field's path
+// and in words, never with Go's type names.
+func loadConfig(path string) (*fileConfig, error) {
+	cfg := &fileConfig{}
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("config %s: %v", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // empty file
+		}
+		return nil, fmt.Errorf("config %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	root := doc.Content[0]
+	if err := checkNode(root, reflect.TypeOf(cfg).Elem(), ""); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := root.Decode(cfg); err != nil {
+		// checkNode accepts only what decodes, but it does not look for
+		// duplicate keys: yaml reports those, one per line.
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("config %s: %s", path, strings.Join(te.Errors, "; "))
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// checkNode expands ${VAR} in n's scalars and checks that n fits t: known
+// keys, and values that parse as the field's type.
+func checkNode(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	where := func(format string, args ...any) error {
+		p := path
+		if p == "" {
+			p = "the top level"
+		}
+		return fmt.Errorf("line %d: %s: %s", n.Line, p, fmt.Sprintf(format, args...))
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil // an empty value leaves the default
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return where("want a mapping of settings")
+		}
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			fields[name] = t.Field(i).Type
+			names = append(names, name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				msg := fmt.Sprintf("line %d: %s: unknown setting", k.Line, join(path, k.Value))
+				if s := nearest(k.Value, names); s != "" {
+					msg += fmt.Sprintf(" (did you mean %s?)", s)
+				}
+				return errors.New(msg)
+			}
+			if err := checkNode(v, ft, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return where("want a mapping")
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkNode(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return where("want a single value, not a list or mapping")
+	}
+	expanded, err := expandEnv(n.Value)
+	if err != nil {
+		return where("%v", err)
+	}
+	// What came from the environment may be a secret: never echo it.
+	shown := strconv.Quote(n.Value)
+	if expanded != n.Value {
+		shown = "the value of " + shown
+		n.Value, n.Tag, n.Style = expanded, "", 0
+		if t.Kind() == reflect.String {
+			n.Tag = "!!str"
+		}
+	}
+	switch {
+	case t == durationType:
+		if _, err := time.ParseDuration(n.Value); err != nil {
+			return where("%s is not a duration (want a number and a unit: 500ms, 10s, 5m, 72h)", shown)
+		}
+	case t.Kind() == reflect.Int:
+		if _, err := strconv.Atoi(n.Value); err != nil {
+			return where("%s is not a whole number", shown)
+		}
+	case t.Kind() == reflect.Float64:
+		if _, err := strconv.ParseFloat(n.Value, 64); err != nil {
+			return where("%s is not a number", shown)
+		}
+	case t.Kind() == reflect.Bool:
+		if _, err := strconv.ParseBool(n.Value); err != nil {
+			return where("%s: want true or false", shown)
+		}
+	case t.Kind() == reflect.String:
+		n.Tag = "!!str" // "on", "123", "yes" stay text
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// expandEnv replaces ${VAR} with the variable's value and $$ with $. An unset
+// variable is an error: a silently empty "Bearer " is worse.
+func expandEnv(s string) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] != '$':
+			b.WriteByte(s[i])
+		case strings.HasPrefix(s[i:], "$$"):
+			b.WriteByte('$')
+			i++
+		case strings.HasPrefix(s[i:], "${"):
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return "", errors.New("unclosed ${ (write $$ for a literal $)")
+			}
+			name := s[i+2 : i+end]
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				return "", fmt.Errorf("environment variable %s is not set", name)
+			}
+			b.WriteString(v)
+			i += end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String(), nil
+}
+
+// nearest returns the candidate closest to s, if it is close enough to be
+// the likely intent.
+func nearest(s string, candidates []string) string {
+	best, bestD := "", len(s)/2+2
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

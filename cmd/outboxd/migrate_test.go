@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// migrate status and version change nothing: a typo'd --schema leaves no
+// schema behind. down --to above the applied version says so.
+func TestMigrateReadOnlyAndDownTo(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.EmptyURL(t)
+	db := []string{"DATABASE_URL=" + dbURL}
+	r := outboxd(t, db, "migrate", "version", "--schema", "typo")
+	if r.code != 0 || r.stdout != "0\n" {
+		t.Fatalf("version: %+v", r)
+	}
+	r = outboxd(t, db, "migrate", "status", "--schema", "typo")
+	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")[1:]
+	if r.code != 0 || len(rows) < 5 || strings.Count(r.stdout, " pending ") != len(rows) {
+		t.Fatalf("status: want every migration pending: %+v", r)
+	}
+	r = outboxd(t, db, "migrate", "down", "--schema", "typo")
+	if r.code != 0 || r.stdout != "nothing to revert: no migration is applied in schema typo\n" {
+		t.Fatalf("down: %+v", r)
+	}
+	var schemas int
+	if err := pgtest.SQLDB(t, dbURL).QueryRow(`SELECT count(*) FROM pg_namespace WHERE nspname = 'typo'`).Scan(&schemas); err != nil {
+		t.Fatal(err)
+	}
+	if schemas != 0 {
+		t.Fatal("status, version or down created the schema")
+	}
+
+	if r := outboxd(t, db, "migrate", "up"); r.code != 0 {
+		t.Fatalf("up: %+v", r)
+	}
+	latest := strings.Fields(rows[len(rows)-1])[0]
+	r = outboxd(t, db, "migrate", "down", "--to", "99")
+	if want := "outboxd migrate: already below version 99: the applied version is " + latest + " (down never goes up; use migrate up)\n"; r.code != 1 || r.stderr != want {
+		t.Fatalf("down --to 99: exit %d, stderr %q; want %q", r.code, r.stderr, want)
+	}
+	r = outboxd(t, db, "migrate", "down", "--to", latest)
+	if r.code != 0 || r.stdout != "nothing to revert: already at version "+latest+"\n" {
+		t.Fatalf("down --to %s: %+v", latest, r)
+	}
+	r = outboxd(t, db, "migrate", "status")
+	if r.code != 0 || strings.Count(r.stdout, " applied ") != len(rows) {
+		t.Fatalf("status after up: %+v", r)
+	}
+}
+
+// Schema names that PostgreSQL would reject unquoted, or whose NOTIFY
+// channel would not fit, are refused before anything is created; the
+// longest allowed name works end to end.
+func TestSchemaNameEdges(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.EmptyURL(t)
+	db := []string{"DATABASE_URL=" + dbURL}
+	long := strings.Repeat("s", maxSchemaLen)
+	for _, tc := range []struct {
+		schema, first string
+	}{
+		{"order", `outboxd migrate: invalid schema name "order": a reserved word in PostgreSQL; choose another name`},
+		{"user", `outboxd migrate: invalid schema name "user": a reserved word in PostgreSQL; choose another name`},
+		{long + "s", `outboxd migrate: invalid schema name "` + long + `s": at most 56 characters (its notification channel ` + long + `s_outbox must fit PostgreSQL's 63)`},
+		{"Bad-Name", `outboxd migrate: invalid schema name "Bad-Name": use lower-case letters, digits and underscores, starting with a letter or underscore, at most 63 characters`},
+	} {
+		r := outboxd(t, db, "migrate", "up", "--schema", tc.schema)
+		if r.code != 2 || firstLine(r.stderr) != tc.first {
+			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", tc.schema, r.code, r.stderr, tc.first)
+		}
+	}
+	// Words that are keywords but not reserved remain usable.
+	for _, schema := range []string{long, "outbox_order", "name"} {
+		if r := outboxd(t, db, "migrate", "up", "--schema", schema); r.code != 0 {
+			t.Fatalf("up --schema %s: %+v", schema, r)
+		}
+		r := outboxdIn(t, db, `{"x":1}`, "send", "--schema", schema, "--destination", "d")
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "enqueued") {
+			t.Fatalf("send --schema %s: %+v", schema, r)
+		}
+	}
+	// The list of reserved words matches the server's.
+	rows, err := pgtest.Connect(t, dbURL).Query(context.Background(), `SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var w string
+		if err := rows.Scan(&w); err != nil {
+			t.Fatal(err)
+		}
+		if checkSchema(w) == nil {
+			t.Errorf("reserved word %q accepted as a schema name", w)
+		}
+	}
+}
+
+// Errors read like sentences: no repeated package prefixes, and a hint
+// where one helps.
+func TestErrorsForPeople(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	db := []string{"DATABASE_URL=" + b.url}
+	for _, tc := range []struct {
+		args  []string
+		code  int
+		first string
+	}{
+		{[]string{"outbox", "show", "0190a0f4-4b8e-7c3a-9b55-1b8f3f2f2a10"}, 1, "outboxd outbox: no message 0190a0f4-4b8e-7c3a-9b55-1b8f3f2f2a10 in schema outboxd"},
+		{[]string{"outbox", "resume", "crm"}, 1, "outboxd outbox: destination crm is not paused"},
+		{[]string{"inbox", "show", "forms", "evt_1"}, 1, "outboxd inbox: no event evt_1 from source forms in schema outboxd"},
+		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere has no outboxd tables: run outboxd migrate up --schema nothere"},
+		{[]string{"inbox", "failures", "--schema", "nothere"}, 1, "outboxd inbox: schema nothere has no outboxd tables: run outboxd migrate up --schema nothere"},
+		{[]string{"migrate", "up", "--database-url", "mysql://app@db/app"}, 2, "outboxd migrate: invalid --database-url: outboxd needs PostgreSQL, got a mysql:// URL (want postgres://user@host/db)"},
+	} {
+		r := outboxd(t, db, tc.args...)
+		if r.code != tc.code || firstLine(r.stderr) != tc.first {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, r.code, r.stderr, tc.code, tc.first)
+		}
+	}
+}

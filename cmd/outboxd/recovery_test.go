@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// requeue and purge both need a filter or --all, print how many rows they
+// change, and change nothing with --dry-run.
+func TestRequeueAndPurgeNeedAFilterAndDryRun(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: []string{"crm", "crm", "mail"}[i], Payload: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'dead', attempts = 1, last_error = 'HTTP 400 Bad Request'`); err != nil {
+		t.Fatal(err)
+	}
+	db := []string{"DATABASE_URL=" + b.url}
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		out    string
+		status map[string]int
+	}{
+		{[]string{"outbox", "requeue"}, 2, "", map[string]int{"dead": 3}},
+		{[]string{"outbox", "purge"}, 2, "", map[string]int{"dead": 3}},
+		{[]string{"outbox", "requeue", "--destination", "crm", "--dry-run"}, 0, "would have requeued 2 (dry run: nothing changed)\n", map[string]int{"dead": 3}},
+		{[]string{"outbox", "purge", "--all", "--dry-run"}, 0, "would have purged 3 (dry run: nothing changed)\n", map[string]int{"dead": 3}},
+		{[]string{"outbox", "requeue", "--destination", "crm"}, 0, "requeued 2\n", map[string]int{"dead": 1, "pending": 2}},
+		{[]string{"outbox", "requeue", "--all"}, 0, "requeued 1\n", map[string]int{"pending": 3}},
+		{[]string{"outbox", "purge", "--all"}, 0, "purged 0\n", map[string]int{"pending": 3}},
+	} {
+		r := outboxd(t, db, tc.args...)
+		if r.code != tc.code || r.stdout != tc.out {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.args, r.code, r.stdout, r.stderr, tc.code, tc.out)
+		}
+		if tc.code == 2 && firstLine(r.stderr) != fmt.Sprintf("outboxd outbox: %s changes every dead letter it matches: give a filter, or --all", tc.args[1]) {
+			t.Errorf("%v: stderr %q", tc.args, r.stderr)
+		}
+		if s := b.status(t); fmt.Sprint(s) != fmt.Sprint(tc.status) {
+			t.Errorf("%v: statuses %v, want %v", tc.args, s, tc.status)
+		}
+	}
+}
+
+// send refuses invalid JSON sent as JSON and an empty payload, unless told.
+func TestSendChecksThePayload(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	db := []string{"DATABASE_URL=" + b.url}
+	for _, tc := range []struct {
+		stdin string
+		args  []string
+		code  int
+		first string
+	}{
+		{"{not json", nil, 2, "outboxd send: the payload is not valid JSON (at byte 2: invalid character 'n' looking for beginning of object key string); for another format pass --header 'Content-Type: ...'"},
+		{"", nil, 2, "outboxd send: empty payload on standard input (pass --allow-empty to send one)"},
+		{"{not json", []string{"--header", "Content-Type: application/cloudevents+json"}, 2, "outboxd send: the payload is not valid JSON (at byte 2: invalid character 'n' looking for beginning of object key string); for another format pass --header 'Content-Type: ...'"},
+		{"", []string{"--allow-empty", "--header", "Content-Type: text/plain"}, 0, ""},
+		{"plain words", []string{"--header", "Content-Type: text/plain; charset=utf-8"}, 0, ""},
+		{`{"ok":true}`, nil, 0, ""},
+	} {
+		r := outboxdIn(t, db, tc.stdin, append([]string{"send", "--destination", "crm"}, tc.args...)...)
+		// A success may carry a warning (no dispatcher serves crm); a
+		// refusal is the one line we want.
+		if r.code != tc.code || tc.code != 0 && firstLine(r.stderr) != tc.first {
+			t.Errorf("%q %v: exit %d, stderr %q; want exit %d and %q", tc.stdin, tc.args, r.code, r.stderr, tc.code, tc.first)
+		}
+		if tc.code == 0 && !strings.HasPrefix(r.stdout, "enqueued id=") {
+			t.Errorf("%q %v: stdout %q", tc.stdin, tc.args, r.stdout)
+		}
+	}
+	if s := b.status(t); s["pending"] != 3 {
+		t.Fatalf("statuses %v, want the 3 accepted payloads pending", s)
+	}
+}
+
+// outbox show prints what is stored: the payload (indented, capped), the
+// headers sorted, each attempt's response body, and a next attempt only for
+// a pending message.
+func TestOutboxShowPrintsWhatIsStored(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	big := `{"blob":"` + strings.Repeat("x", 5000) + `"}`
+	e, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{"deal":42,"stage":"won"}`),
+		Headers: map[string][]string{"X-Zeta": {"z"}, "X-Alpha": {"a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	large, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(big)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO outboxd.outbox_attempts (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher)
+		VALUES ($1, 1, now(), 12, 'dead', 422, 'HTTP 422 Unprocessable Entity', '{"error":"stage unknown"}', 'test')`, e.ID); err != nil {
+		t.Fatalf("insert attempt: %v", err)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'dead', attempts = 1, last_error = 'HTTP 422 Unprocessable Entity' WHERE id = $1`, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	db := []string{"DATABASE_URL=" + b.url}
+	r := outboxd(t, db, "outbox", "show", e.ID.String())
+	for _, want := range []string{
+		"status           dead\n",
+		"header           X-Alpha: a\nheader           X-Zeta: z\n",
+		"payload\n    {\n      \"deal\": 42,\n      \"stage\": \"won\"\n    }\n",
+		"response body of attempt 1\n    {\n      \"error\": \"stage unknown\"\n    }\n",
+	} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("show: want %q in:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+	if strings.Contains(r.stdout, "next attempt") {
+		t.Errorf("a dead message shows a next attempt:\n%s", r.stdout)
+	}
+	r = outboxd(t, db, "outbox", "show", large.ID.String())
+	if r.code != 0 || !strings.Contains(r.stdout, "next attempt") || !strings.Contains(r.stdout, "... (") || len(r.stdout) > 6000 {
+		t.Errorf("show of a pending 5 kB payload: want a next attempt and a capped payload:\n%s", r.stdout)
+	}
+}
+
+// Reading the payload from a terminal, send says so (a bare "outboxd send"
+// otherwise looks hung). script(1) gives the process a terminal.
+func TestSendSaysItReadsFromTheTerminal(t *testing.T) {
+	t.Parallel()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("needs script(1) from util-linux to run outboxd on a terminal")
+	}
+	b := newServeBundle(t)
+	line := fmt.Sprintf("%q send --destination crm --database-url %q", os.Args[0], b.url)
+	cmd := exec.Command(script, "-qec", line, os.DevNull)
+	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
+	cmd.Stdin = strings.NewReader("{\"a\":1}\n\x04") // Ctrl-D ends the terminal's input
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "outboxd send: reading the payload from the terminal; end it with Ctrl-D") ||
+		!strings.Contains(string(out), "enqueued id=") {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	// Without a terminal, nothing is said.
+	r := outboxdIn(t, []string{"DATABASE_URL=" + b.url}, `{"a":2}`, "send", "--destination", "crm")
+	if r.code != 0 || strings.Contains(r.stderr, "terminal") {
+		t.Fatalf("from a pipe: %+v", r)
+	}
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"log/slog"
+	"regexp"
+)
+
+// Passwords in connection strings never reach the terminal or the logs,
+// whatever library wrote the message: URLs (scheme://user:password@host) and
+// keyword/value strings (password=...).
+var (
+	urlPassword = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@`)
+	kvPassword  = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)`)
+)
+
+const redacted = "xxxxx"
+
+// redact removes passwords from a message meant for people.
+func redact(s string) string {
+	s = urlPassword.ReplaceAllString(s, "${1}"+redacted+"@")
+	return kvPassword.ReplaceAllString(s, "${1}"+redacted)
+}
+
+// redactAttr is a slog ReplaceAttr that redacts strings and errors, and
+// writes durations as people read them ("30s", not nanoseconds).
+func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(redact(a.Value.String()))
+	case slog.KindDuration:
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			a.Value = slog.StringValue(redact(err.Error()))
+		}
+	}
+	return a
+}
