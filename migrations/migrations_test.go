@@ -55,8 +55,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 5 {
-		t.Fatalf("applied %d migrations, want 5", len(res))
+	if len(res) != 6 {
+		t.Fatalf("applied %d migrations, want 6", len(res))
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -72,8 +72,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 5 {
-		t.Fatalf("version = %d, %v; want 5", v, err)
+	if err != nil || v != 7 {
+		t.Fatalf("version = %d, %v; want 7", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -175,6 +175,14 @@ func TestDownOneStepAtATime(t *testing.T) {
 	}
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := m.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var cols int
+	if err := db.QueryRow(`SELECT count(*) FROM information_schema.columns WHERE table_schema = 'outboxd'
+		AND table_name = 'inbox_events' AND column_name IN ('signed_at', 'original_id')`).Scan(&cols); err != nil || cols != 0 {
+		t.Fatalf("one step down should remove the inbox identity columns: %d left, %v", cols, err)
 	}
 	for i := 0; i < 2; i++ {
 		if _, err := m.Down(ctx); err != nil {
