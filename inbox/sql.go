@@ -71,3 +71,10 @@ FROM {{schema}}.inbox_failures
 WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR event_id = $2)
 ORDER BY last_at DESC
 LIMIT $3`
+
+const unprocessedSQL = `
+SELECT source, count(*)::int, min(received_at)
+FROM {{schema}}.inbox_events
+WHERE status = 'received'
+GROUP BY source
+ORDER BY source`
