@@ -64,7 +64,7 @@ func New(pool *pgxpool.Pool, secrets Secrets, reg prometheus.Registerer, log *sl
 	}
 	calendar, err := verify.HMAC(verify.HMACConfig{
 		Header: "X-Calendar-Signature", Prefix: "sha256=", TimestampHeader: "X-Calendar-Timestamp",
-		IDField: "event_id", TypeField: "kind", SubjectField: "deal_id", Secrets: []string{secrets.Calendar},
+		IDField: "event_id", TypeField: "kind", Secrets: []string{secrets.Calendar},
 	})
 	if err != nil {
 		return nil, err
