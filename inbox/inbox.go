@@ -27,7 +27,7 @@ type Inbox struct {
 }
 
 type queries struct {
-	record, markProcessed, markRejected, addRefs, get, findByRef string
+	record, markProcessed, markRejected, addRefs, get, findByRef, forget string
 }
 
 // New returns an Inbox. A nil cfg means the defaults.
@@ -47,6 +47,7 @@ func New(cfg *Config) (*Inbox, error) {
 			addRefs:       dbschema.Render(addRefsSQL, s),
 			get:           dbschema.Render(getSQL, s),
 			findByRef:     dbschema.Render(findByRefSQL, s),
+			forget:        dbschema.Render(forgetSQL, s),
 		},
 	}, nil
 }
@@ -134,6 +135,18 @@ func (in *Inbox) MarkRejected(ctx context.Context, db DB, source, id, reason str
 		return fmt.Errorf("inbox: mark rejected %s/%s: %w", source, id, err)
 	}
 	return nil
+}
+
+// Forget deletes an event's record, as the window's expiry and the purge
+// would: its next delivery is new and runs the handler again. Use it for a
+// deliberate replay, and in tests of a handler's idempotency
+// (inboxtest.Replay). It reports whether there was a record.
+func (in *Inbox) Forget(ctx context.Context, db DB, source, id string) (bool, error) {
+	tag, err := db.Exec(ctx, in.queries.forget, source, storageKey(id))
+	if err != nil {
+		return false, fmt.Errorf("inbox: forget %s/%s: %w", source, id, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // AddRefs adds search references to a recorded event (a handler learns the

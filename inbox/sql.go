@@ -41,6 +41,9 @@ UPDATE {{schema}}.inbox_events
 SET status = 'rejected', status_reason = $3
 WHERE source = $1 AND event_id = $2 AND status <> 'rejected'`
 
+const forgetSQL = `
+DELETE FROM {{schema}}.inbox_events WHERE source = $1 AND event_id = $2`
+
 const addRefsSQL = `
 UPDATE {{schema}}.inbox_events
 SET refs = refs || $3::jsonb
