@@ -23,10 +23,11 @@ type Config struct {
 	SourceTTL map[string]time.Duration
 	// RedactHeaders names extra headers that must never be stored. Never
 	// stored in any case: Authorization, Proxy-Authorization, Cookie,
-	// Set-Cookie, X-Api-Key, X-Auth-Token, and every header whose name
-	// contains token, secret, signature, key, auth, cookie or password
-	// (signature headers included: with the body they make a replayable
-	// request).
+	// Set-Cookie, X-Api-Key, X-Auth-Token, the signature header of a
+	// verify.HMAC source, and every header whose name contains token,
+	// secret, signature, key, auth, cookie, password, hmac, credential or
+	// session (signature headers included: with the body they make a
+	// replayable request).
 	RedactHeaders []string
 	// SourceRedactHeaders names more headers not to store, per source.
 	SourceRedactHeaders map[string][]string

@@ -95,7 +95,7 @@ func newPfix(t *testing.T, cfg *inbox.Config, mutate func(*inbox.ReceiverConfig)
 	}
 	rcfg := inbox.ReceiverConfig{
 		Sources: []inbox.Source{
-			{Name: "calendar", Verifier: must(verify.HMAC(verify.HMACConfig{Header: "X-Cal-Signature", Prefix: "sha256=",
+			{Name: "calendar", Verifier: must(verify.HMAC(verify.HMACConfig{Header: "X-Cal-Sig", Prefix: "sha256=",
 				TimestampHeader: "X-Cal-Timestamp", TypeField: "kind", Secrets: []string{calSecret}})), Handle: handle},
 			{Name: "slack", Verifier: must(verify.Slack(slackSecret)), Handle: handle},
 			{Name: "stripe", Verifier: must(verify.Stripe(stripeSecret)), Handle: handle},
@@ -170,7 +170,7 @@ func (f *pfix) twice(t *testing.T, code int, deliver func() reply) pstate {
 
 func calHeaders(ts time.Time, body []byte) map[string]string {
 	s := strconv.FormatInt(ts.Unix(), 10)
-	return map[string]string{"X-Cal-Timestamp": s, "X-Cal-Signature": "sha256=" + hmacSHA256Hex(calSecret, s+"."+string(body))}
+	return map[string]string{"X-Cal-Timestamp": s, "X-Cal-Sig": "sha256=" + hmacSHA256Hex(calSecret, s+"."+string(body))}
 }
 
 func slackHeaders(ts time.Time, body []byte) map[string]string {

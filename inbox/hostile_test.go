@@ -119,6 +119,16 @@ func TestSecretsAreNotStored(t *testing.T) {
 	if err := f.pool.QueryRow(context.Background(), `SELECT headers::text FROM outboxd.inbox_events`).Scan(&raw); err != nil || strings.Contains(raw, "s3cr3t") || strings.Contains(raw, "v1,") {
 		t.Fatalf("stored headers %s %v", raw, err)
 	}
+	// A generic source's signature header, whatever its name, and
+	// Shopify's, which names no "signature".
+	cal := []byte(`{"kind":"x"}`)
+	ch := calHeaders(time.Now(), cal)
+	ch["X-Shopify-Hmac-Sha256"] = "c2VjcmV0"
+	f.twice(t, 200, func() reply { return f.send(t, "/calendar", cal, ch) })
+	stored, err := f.inbox.Get(context.Background(), f.pool, "calendar", inbox.BodyID(cal))
+	if err != nil || stored.Headers.Get("X-Cal-Sig") != "" || stored.Headers.Get("X-Shopify-Hmac-Sha256") != "" || stored.Headers.Get("X-Cal-Timestamp") == "" {
+		t.Fatalf("calendar headers %v %v", stored.Headers, err)
+	}
 }
 
 // Item 16: the receiver caps the requests it serves at once; one beyond

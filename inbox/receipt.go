@@ -33,7 +33,7 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 		}
 		res, err = rc.inbox.Record(ctx, tx, Event{
 			Source: src.Name, ID: d.ID, BestEffort: d.BestEffort, Type: d.Type, OccurredAt: d.OccurredAt,
-			SignedAt: d.SignedAt, Payload: d.Body, Headers: d.Header, Status: status,
+			SignedAt: d.SignedAt, Payload: d.Body, Headers: rc.storable(src, d.Header), Status: status,
 		})
 		if err != nil || !res.New {
 			return err
@@ -92,7 +92,7 @@ func (rc *Receiver) rejectEvent(ctx context.Context, src *Source, d *Delivery, c
 		var err error
 		rej, err = rc.inbox.Record(ctx, tx, Event{
 			Source: src.Name, ID: d.ID, BestEffort: d.BestEffort, Type: d.Type, OccurredAt: d.OccurredAt, SignedAt: d.SignedAt,
-			Payload: d.Body, Headers: d.Header, Status: StatusRejected, Reason: cause.Error(),
+			Payload: d.Body, Headers: rc.storable(src, d.Header), Status: StatusRejected, Reason: cause.Error(),
 		})
 		return err
 	})
@@ -168,4 +168,18 @@ func truncate(s string, n int) string {
 		return strings.ToValidUTF8(s[:n], "")
 	}
 	return s
+}
+
+// storable drops the source's own signature headers (the inbox's redaction
+// drops the rest of what it must not store).
+func (rc *Receiver) storable(src *Source, h http.Header) http.Header {
+	names := rc.sigHeaders[src.Name]
+	if len(names) == 0 {
+		return h
+	}
+	out := h.Clone()
+	for _, n := range names {
+		out.Del(n)
+	}
+	return out
 }

@@ -115,6 +115,9 @@ type Receiver struct {
 	log     *slog.Logger
 	failSQL string
 	slots   chan struct{}
+	// sigHeaders: per source, signature headers that the name rule of
+	// the inbox's redaction might miss (verify.HMAC's is configurable).
+	sigHeaders map[string][]string
 }
 
 // NewReceiver returns a Receiver that records events with in, in pool.
@@ -122,7 +125,8 @@ func NewReceiver(pool *pgxpool.Pool, in *Inbox, cfg ReceiverConfig) (*Receiver, 
 	if pool == nil || in == nil {
 		return nil, errors.New("inbox: NewReceiver needs a pool and an Inbox")
 	}
-	rc := &Receiver{pool: pool, inbox: in, cfg: cfg, sources: map[string]*Source{}, failSQL: in.render(recordFailureSQL)}
+	rc := &Receiver{pool: pool, inbox: in, cfg: cfg, sources: map[string]*Source{}, failSQL: in.render(recordFailureSQL),
+		sigHeaders: map[string][]string{}}
 	if rc.cfg.RetryAfter == 0 {
 		rc.cfg.RetryAfter = 5 * time.Second
 	}
@@ -158,6 +162,9 @@ func NewReceiver(pool *pgxpool.Pool, in *Inbox, cfg ReceiverConfig) (*Receiver, 
 		}
 		if s.MaxBody == 0 {
 			s.MaxBody = DefaultMaxBody
+		}
+		if sh, ok := s.Verifier.(interface{ SignatureHeaders() []string }); ok {
+			rc.sigHeaders[s.Name] = sh.SignatureHeaders()
 		}
 		rc.sources[s.Name] = &s
 	}

@@ -147,7 +147,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 func (rc *Receiver) reject(ctx context.Context, w http.ResponseWriter, src *Source, body []byte, h http.Header, cause error) {
 	id := BodyID(body)
 	err := rc.inTx(ctx, func(tx pgx.Tx) error {
-		_, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: id, BestEffort: true, Payload: body, Headers: h,
+		_, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: id, BestEffort: true, Payload: body, Headers: rc.storable(src, h),
 			Status: StatusRejected, Reason: cause.Error()})
 		return err
 	})

@@ -26,7 +26,7 @@ SET signed_at = occurred_at,
     occurred_at = NULL,
     headers = COALESCE((
         SELECT jsonb_object_agg(k, v) FROM jsonb_each(headers) AS h(k, v)
-        WHERE lower(k) !~ '(token|secret|signature|key|auth|cookie|password)'), '{}');
+        WHERE lower(k) !~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)'), '{}');
 
 -- +goose Down
 DROP INDEX inbox_events_received_idx;

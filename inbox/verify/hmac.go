@@ -131,6 +131,10 @@ func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, err
 	return meta, nil
 }
 
+// SignatureHeaders names the header that carries the signature, so that the
+// receiver never stores it, whatever its name.
+func (g *generic) SignatureHeaders() []string { return []string{g.cfg.Header} }
+
 func (g *generic) encoding() string {
 	if g.cfg.Encoding == "" {
 		return "hex"
