@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,37 @@ func TestEventTimeAndEmptyID(t *testing.T) {
 	if meta, err := must(verify.Linear("s")).Verify(r, []byte(lin), now); err != nil ||
 		!meta.OccurredAt.Equal(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)) {
 		t.Fatalf("linear: %+v %v", meta, err)
+	}
+}
+
+// Item 10, on purpose (docs/receiving.md): a signature spelled in upper-case
+// hex, or in base64 with non-zero padding bits, decodes to the same MAC
+// and is accepted; a future timestamp beyond the tolerance is refused,
+// where Stripe's and Slack's SDKs would accept it.
+func TestLenientEncodingsStrictFuture(t *testing.T) {
+	now := time.Unix(1795928597, 0)
+	body := `{"id":"evt_1"}`
+	st := must(verify.Stripe("whsec_s"))
+	upper := "t=1795928597,v1=" + strings.ToUpper(hmacHex("whsec_s", "1795928597."+body))
+	if _, err := st.Verify(req("/", map[string]string{"Stripe-Signature": upper}), []byte(body), now); err != nil {
+		t.Fatalf("upper-case hex: %v", err)
+	}
+	future := "t=1795928898,v1=" + hmacHex("whsec_s", "1795928898."+body)
+	if _, err := st.Verify(req("/", map[string]string{"Stripe-Signature": future}), []byte(body), now); !errors.Is(err, verify.ErrTimestamp) {
+		t.Fatalf("301 s in the future: %v", err)
+	}
+	// A 32-byte MAC in base64 ends in one padding "=" and 2 spare bits:
+	// setting them changes the text, not the bytes.
+	sig := stdSign("msg_1", "1795928597", []byte(body))
+	enc := sig[len("v1,"):]
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	last := strings.IndexByte(alphabet, enc[len(enc)-2])
+	odd := enc[:len(enc)-2] + string(alphabet[last|1]) + "="
+	if odd == enc {
+		odd = enc[:len(enc)-2] + string(alphabet[last|2]) + "="
+	}
+	h := map[string]string{"Webhook-Id": "msg_1", "Webhook-Timestamp": "1795928597", "Webhook-Signature": "v1," + odd}
+	if _, err := must(verify.StandardWebhooks(whsec)).Verify(req("/", h), []byte(body), now); err != nil {
+		t.Fatalf("non-canonical base64 %s for %s: %v", odd, enc, err)
 	}
 }
