@@ -12,6 +12,10 @@ import twilio from "twilio";
 import { sign as octoSign, verify as octoVerify } from "@octokit/webhooks-methods";
 import { verifySlackRequest } from "@slack/bolt/dist/receivers/verify-request.js";
 import { LinearWebhookClient } from "@linear/sdk/webhooks";
+import "@shopify/shopify-api/adapters/node";
+import { shopifyApi, ApiVersion } from "@shopify/shopify-api";
+import http from "node:http";
+import net from "node:net";
 
 const NOW = 1767225600; // 2026-01-01T00:00:00Z
 const realNow = Date.now;
@@ -158,6 +162,31 @@ for (const [prefix, provider, verifier] of [
     const sig = hmacHex(secret, payload);
     add("linear", name, secret, { headers: { "linear-signature": sig, "linear-delivery": "d-1" }, body: payload },
       judge(() => client.verify(Buffer.from(payload), sig)));
+  }
+}
+
+// Shopify: signed as Shopify documents it, judged by shopify-api's
+// webhooks.validate on a Node request.
+{
+  const secret = "shpss_vectors_secret";
+  const shopify = shopifyApi({ apiSecretKey: secret, apiKey: "k", scopes: [], hostName: "example.com",
+    apiVersion: ApiVersion.October25, isEmbeddedApp: false, logger: { level: 0 } });
+  const payload = '{"id":820982911946154508,"updated_at":"2025-12-31T23:00:00-05:00"}';
+  const good = crypto.createHmac("sha256", secret).update(payload).digest("base64");
+  // The MAC's 32 bytes leave 2 spare bits in the last base64 digit.
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const odd = good.slice(0, -2) + alphabet[alphabet.indexOf(good.at(-2)) | 1] + "=";
+  for (const [name, sig, bodyRecv] of [
+    ["signed now", good, payload], ["body changed", good, payload.replace("23:00", "23:01")],
+    ["wrong secret", crypto.createHmac("sha256", "other").update(payload).digest("base64"), payload],
+    ["non-canonical base64", odd, payload],
+  ]) {
+    const headers = { "x-shopify-hmac-sha256": sig, "x-shopify-topic": "orders/updated", "x-shopify-shop-domain": "x.myshopify.com",
+      "x-shopify-api-version": "2025-10", "x-shopify-webhook-id": "w1" };
+    const req = new http.IncomingMessage(new net.Socket());
+    Object.assign(req, { headers, method: "POST", url: "/hook" });
+    const res = await shopify.webhooks.validate({ rawBody: bodyRecv, rawRequest: req, rawResponse: new http.ServerResponse(req) });
+    add("shopify", name, secret, { headers, body: bodyRecv }, res.valid === true);
   }
 }
 
