@@ -22,8 +22,10 @@ const DefaultMaxBody = 1 << 20
 // HandlerFunc does an event's work inside tx, the transaction that recorded
 // it: business writes, outbox enqueues. Return Permanent(err) for an event
 // that can never be processed (422), Transient(err) or any other error to
-// have the sender retry (503). The effects commit together with the inbox
-// record, or not at all.
+// have the sender retry (503). A PostgreSQL data exception (SQLSTATE class
+// 22: a NUL byte, invalid UTF-8, a value out of range) or program limit
+// (54000) counts as permanent: the same payload raises it on every retry.
+// The effects commit together with the inbox record, or not at all.
 type HandlerFunc func(ctx context.Context, tx pgx.Tx, d *Delivery) error
 
 // Delivery is one verified webhook, new inside the dedupe window.
@@ -148,8 +150,10 @@ func NewReceiver(pool *pgxpool.Pool, in *Inbox, cfg ReceiverConfig) (*Receiver, 
 	for i := range cfg.Sources {
 		s := cfg.Sources[i]
 		switch {
-		case s.Name == "" || strings.Contains(s.Name, "/"):
-			return nil, fmt.Errorf("inbox: source %d: a name without '/' is required", i)
+		case s.Name == "" || strings.ContainsAny(s.Name, "/\\") || s.Name == "." || s.Name == "..":
+			return nil, fmt.Errorf("inbox: source %d: a name without '/' or '\\', and not a dot segment, is required", i)
+		case checkText("source name", s.Name) != nil:
+			return nil, fmt.Errorf("inbox: source %d: the name must be UTF-8 without NUL", i)
 		case s.Verifier == nil:
 			return nil, fmt.Errorf("inbox: source %s: Verifier is required", s.Name)
 		case s.Handle == nil:
