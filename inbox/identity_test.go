@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/inbox"
 )
@@ -109,5 +112,29 @@ func TestUnstorableEvents(t *testing.T) {
 			t.Fatalf("%s: state %+v after %+v", tc.name, s, before)
 		}
 		before = s
+	}
+}
+
+// A data exception in the handler is permanent (422) unless the handler
+// marks it Transient itself (503).
+func TestDataExceptionUnlessMarkedTransient(t *testing.T) {
+	t.Parallel()
+	var marked atomic.Bool
+	f := newPfix(t, nil, func(c *inbox.ReceiverConfig) {
+		c.Sources[3].Handle = func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+			_, err := tx.Exec(ctx, `SELECT 1/0`) // SQLSTATE 22012
+			if marked.Load() {
+				return inbox.Transient(err)
+			}
+			return err
+		}
+	})
+	body := []byte(`{}`)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	f.twice(t, 422, func() reply { return f.send(t, "/forms", body, stdHeaders("Webhook", "evt_div", ts, body)) })
+	marked.Store(true)
+	f.twice(t, 503, func() reply { return f.send(t, "/forms", body, stdHeaders("Webhook", "evt_div_marked", ts, body)) })
+	if s := f.state(t); s.events != 1 || s.failures != 2 {
+		t.Fatalf("state %+v", s)
 	}
 }
