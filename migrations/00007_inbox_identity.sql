@@ -16,19 +16,20 @@ ALTER TABLE inbox_events
 -- their age, and operators are alerted on the oldest (inbox.Unprocessed).
 CREATE INDEX inbox_events_received_idx ON inbox_events (received_at) WHERE status = 'received';
 
--- Rows written before this migration stored the signing time as
--- occurred_at, and every header but a short list of credentials:
--- signatures, tokens and keys there make a captured request replayable by
--- anyone who can read the table. Move the one, scrub the other (the same
--- name rule the inbox now applies before storing).
+-- Rows written before this migration keep their occurred_at: the receiver
+-- stored the signing time there, but Inbox.Record callers stored their own
+-- event time, and the two cannot be told apart; the rows expire with their
+-- window. Their headers are another matter: every header but a short list
+-- of credentials was stored, and signatures, tokens and keys there make a
+-- captured request replayable by anyone who can read the table. Scrub them
+-- with the name rule the inbox now applies before storing.
 UPDATE inbox_events
-SET signed_at = occurred_at,
-    occurred_at = NULL,
-    headers = COALESCE((
+SET headers = COALESCE((
         SELECT jsonb_object_agg(k, v) FROM jsonb_each(headers) AS h(k, v)
-        WHERE lower(k) !~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)'), '{}');
+        WHERE lower(k) !~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)'), '{}')
+WHERE EXISTS (SELECT 1 FROM jsonb_object_keys(headers) AS h(k)
+              WHERE lower(k) ~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)');
 
 -- +goose Down
 DROP INDEX inbox_events_received_idx;
-UPDATE inbox_events SET occurred_at = COALESCE(occurred_at, signed_at);
 ALTER TABLE inbox_events DROP COLUMN signed_at, DROP COLUMN original_id;
