@@ -71,6 +71,9 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 			if ev.OccurredAt != nil {
 				d.OccurredAt = *ev.OccurredAt
 			}
+			if ev.SignedAt != nil {
+				d.SignedAt = *ev.SignedAt
+			}
 			if err := src.Handle(ctx, tx, d); err != nil {
 				return err
 			}
@@ -84,8 +87,8 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 	switch {
 	case err == nil:
 		return nil
-	case IsPermanent(err):
-		if rerr := rc.inbox.MarkRejected(ctx, rc.pool, job.Args.Source, job.Args.EventID, truncate(err.Error(), 1000)); rerr != nil {
+	case permanent(err):
+		if rerr := rc.inbox.MarkRejected(ctx, rc.pool, job.Args.Source, job.Args.EventID, err.Error()); rerr != nil {
 			return rerr
 		}
 		rc.recordFailure(src.Name, job.Args.EventID, "rejected", err.Error(), 0)

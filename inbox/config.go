@@ -2,7 +2,6 @@ package inbox
 
 import (
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
@@ -11,12 +10,6 @@ import (
 // DefaultTTL is how long an event id counts as seen: the longest common
 // provider retry window (about 72 h) plus a day of margin.
 const DefaultTTL = 72*time.Hour + 24*time.Hour
-
-// defaultRedactedHeaders are never stored: they carry credentials.
-var defaultRedactedHeaders = []string{
-	"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
-	"X-Api-Key", "X-Auth-Token",
-}
 
 // Config configures an Inbox. The zero value is ready to use.
 type Config struct {
@@ -28,10 +21,20 @@ type Config struct {
 	// SourceTTL overrides TTL per source. Pick each source's longest retry
 	// window plus a margin.
 	SourceTTL map[string]time.Duration
-	// RedactHeaders names extra headers that must never be stored, beside
-	// Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key
-	// and X-Auth-Token.
+	// RedactHeaders names extra headers that must never be stored. Never
+	// stored in any case: Authorization, Proxy-Authorization, Cookie,
+	// Set-Cookie, X-Api-Key, X-Auth-Token, the signature header of a
+	// verify.HMAC source, and every header whose name contains token,
+	// secret, signature, key, auth, cookie, password, hmac, credential or
+	// session (signature headers included: with the body they make a
+	// replayable request).
 	RedactHeaders []string
+	// SourceRedactHeaders names more headers not to store, per source.
+	SourceRedactHeaders map[string][]string
+	// SourceKeepHeaders names headers a source stores although their name
+	// matches one of the words above (an "X-Request-Key" that is not a
+	// secret). It cannot keep the fixed list or RedactHeaders.
+	SourceKeepHeaders map[string][]string
 }
 
 func (c *Config) withDefaults() Config {
@@ -59,15 +62,4 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
-}
-
-func (c *Config) redactSet() map[string]bool {
-	set := make(map[string]bool, len(defaultRedactedHeaders)+len(c.RedactHeaders))
-	for _, h := range defaultRedactedHeaders {
-		set[http.CanonicalHeaderKey(h)] = true
-	}
-	for _, h := range c.RedactHeaders {
-		set[http.CanonicalHeaderKey(h)] = true
-	}
-	return set
 }

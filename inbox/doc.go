@@ -31,8 +31,11 @@
 //
 // The window is per source (Config.SourceTTL), 72 h + 24 h by default. After
 // a key expires the same id is New again, which is what makes a deliberate
-// replay possible. Events whose provider sends no stable id can only be
-// deduped best-effort (Event.BestEffort).
+// replay possible. Events whose provider sends no stable id are keyed on a
+// hash of their body (BodyID), best-effort (Event.BestEffort): two events
+// with identical bodies are one. A rejected event is answered 422 on every
+// delivery. docs/receiving.md says which id and which event time each
+// provider gives.
 //
 // Under REPEATABLE READ or SERIALIZABLE isolation a concurrent duplicate
 // fails with a serialization error (SQLSTATE 40001) instead of waiting; treat

@@ -26,16 +26,22 @@ const (
 type Event struct {
 	// Source names the sender ("stripe", "crm-forms"...). Required.
 	Source string
-	// ID is the provider's stable event id. Required.
+	// ID is the provider's stable event id. Required: valid UTF-8 without
+	// NUL bytes. Ids longer than 200 bytes are keyed by their SHA-256, the
+	// original kept in the row.
 	ID string
-	// BestEffort marks an ID derived from (timestamp, type, subject)
-	// because the provider sent none: such ids can collide or drift.
+	// BestEffort marks an ID derived from the body (BodyID) because the
+	// provider sent none: two events with identical bodies are one.
 	BestEffort bool
 	// Type is the provider's event type, if any.
 	Type string
-	// OccurredAt is the event's own time, if the provider sends one; it lets
-	// handlers ignore an event older than the state it would overwrite.
+	// OccurredAt is the event's own time from the payload, if the provider
+	// gives one; it stays the same on every retry, so handlers can ignore
+	// an event older than the state it would overwrite.
 	OccurredAt time.Time
+	// SignedAt is when the delivery was signed (or sent), if the provider
+	// says: it changes on every retry, so never order events by it.
+	SignedAt time.Time
 	// Payload is the body exactly as received.
 	Payload []byte
 	// Headers are the request headers; credentials are dropped before
@@ -73,6 +79,7 @@ type Stored struct {
 	BestEffort     bool
 	Type           string
 	OccurredAt     *time.Time
+	SignedAt       *time.Time
 	ReceivedAt     time.Time
 	LastSeenAt     time.Time
 	ExpiresAt      time.Time

@@ -26,7 +26,7 @@ func (in *Inbox) Failures(ctx context.Context, db DB, source, eventID string, li
 		}
 		return &s
 	}
-	rows, err := db.Query(ctx, in.render(failuresSQL), opt(source), opt(eventID), limit)
+	rows, err := db.Query(ctx, in.render(failuresSQL), opt(source), opt(storageKey(eventID)), limit)
 	if err != nil {
 		return nil, fmt.Errorf("inbox: failures: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,12 +22,12 @@ type DB = pg.DB
 // is safe for concurrent use.
 type Inbox struct {
 	cfg     Config
-	redact  map[string]bool
+	redact  redactor
 	queries queries
 }
 
 type queries struct {
-	record, markProcessed, markRejected, addRefs, get, findByRef string
+	record, markProcessed, markRejected, addRefs, get, findByRef, forget string
 }
 
 // New returns an Inbox. A nil cfg means the defaults.
@@ -40,7 +39,7 @@ func New(cfg *Config) (*Inbox, error) {
 	s := c.Schema
 	return &Inbox{
 		cfg:    c,
-		redact: c.redactSet(),
+		redact: newRedactor(&c),
 		queries: queries{
 			record:        dbschema.Render(recordSQL, s),
 			markProcessed: dbschema.Render(markProcessedSQL, s),
@@ -48,6 +47,7 @@ func New(cfg *Config) (*Inbox, error) {
 			addRefs:       dbschema.Render(addRefsSQL, s),
 			get:           dbschema.Render(getSQL, s),
 			findByRef:     dbschema.Render(findByRefSQL, s),
+			forget:        dbschema.Render(forgetSQL, s),
 		},
 	}, nil
 }
@@ -69,7 +69,12 @@ func (in *Inbox) TTL(source string) time.Duration {
 // The record exists only if the transaction commits.
 func (in *Inbox) Record(ctx context.Context, db DB, ev Event) (Result, error) {
 	if ev.Source == "" || ev.ID == "" {
-		return Result{}, fmt.Errorf("%w: source and id are required (got source %q, id %q)", ErrInvalidEvent, ev.Source, ev.ID)
+		return Result{}, fmt.Errorf("%w: source and id are required (got source %q, id %q)", ErrInvalidEvent, ev.Source, truncate(ev.ID, 100))
+	}
+	for what, s := range map[string]string{"source": ev.Source, "event id": ev.ID, "event type": ev.Type} {
+		if err := checkText(what, s); err != nil {
+			return Result{}, err
+		}
 	}
 	status := ev.Status
 	if status == "" {
@@ -80,7 +85,7 @@ func (in *Inbox) Record(ctx context.Context, db DB, ev Event) (Result, error) {
 	default:
 		return Result{}, fmt.Errorf("%w: unknown status %q", ErrInvalidEvent, status)
 	}
-	headers, err := json.Marshal(in.storedHeaders(ev.Headers))
+	headers, err := json.Marshal(in.redact.headers(ev.Source, ev.Headers))
 	if err != nil {
 		return Result{}, fmt.Errorf("inbox: record: encode headers: %w", err)
 	}
@@ -92,19 +97,20 @@ func (in *Inbox) Record(ctx context.Context, db DB, ev Event) (Result, error) {
 	if payload == nil {
 		payload = []byte{}
 	}
-	var occurred *time.Time
-	if !ev.OccurredAt.IsZero() {
-		occurred = &ev.OccurredAt
+	var original *string
+	key := storageKey(ev.ID)
+	if key != ev.ID {
+		original = &ev.ID
 	}
 
 	var res Result
 	err = db.QueryRow(ctx, in.queries.record,
-		ev.Source, ev.ID, ev.BestEffort, ev.Type, occurred,
-		in.TTL(ev.Source).Microseconds(), string(status), ev.Reason,
-		payload, string(headers), refs,
+		ev.Source, key, ev.BestEffort, ev.Type, optTime(ev.OccurredAt),
+		in.TTL(ev.Source).Microseconds(), string(status), truncate(ev.Reason, 1000),
+		payload, string(headers), refs, optTime(ev.SignedAt), original,
 	).Scan(&res.Duplicates, &res.FirstReceivedAt, &res.Status)
 	if err != nil {
-		return Result{}, fmt.Errorf("inbox: record %s/%s: %w", ev.Source, ev.ID, err)
+		return Result{}, fmt.Errorf("inbox: record %s/%s: %w", ev.Source, key, err)
 	}
 	res.New = res.Duplicates == 0
 	return res, nil
@@ -115,7 +121,7 @@ func (in *Inbox) Record(ctx context.Context, db DB, ev Event) (Result, error) {
 // processed by an earlier run, or unknown). Call it in the transaction of
 // the event's business writes.
 func (in *Inbox) MarkProcessed(ctx context.Context, db DB, source, id string) (bool, error) {
-	tag, err := db.Exec(ctx, in.queries.markProcessed, source, id)
+	tag, err := db.Exec(ctx, in.queries.markProcessed, source, storageKey(id))
 	if err != nil {
 		return false, fmt.Errorf("inbox: mark processed %s/%s: %w", source, id, err)
 	}
@@ -125,10 +131,22 @@ func (in *Inbox) MarkProcessed(ctx context.Context, db DB, source, id string) (b
 // MarkRejected records that an event was permanently refused, with the
 // reason operators will see.
 func (in *Inbox) MarkRejected(ctx context.Context, db DB, source, id, reason string) error {
-	if _, err := db.Exec(ctx, in.queries.markRejected, source, id, reason); err != nil {
+	if _, err := db.Exec(ctx, in.queries.markRejected, source, storageKey(id), truncate(reason, 1000)); err != nil {
 		return fmt.Errorf("inbox: mark rejected %s/%s: %w", source, id, err)
 	}
 	return nil
+}
+
+// Forget deletes an event's record, as the window's expiry and the purge
+// would: its next delivery is new and runs the handler again. Use it for a
+// deliberate replay, and in tests of a handler's idempotency
+// (inboxtest.Replay). It reports whether there was a record.
+func (in *Inbox) Forget(ctx context.Context, db DB, source, id string) (bool, error) {
+	tag, err := db.Exec(ctx, in.queries.forget, source, storageKey(id))
+	if err != nil {
+		return false, fmt.Errorf("inbox: forget %s/%s: %w", source, id, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // AddRefs adds search references to a recorded event (a handler learns the
@@ -138,7 +156,7 @@ func (in *Inbox) AddRefs(ctx context.Context, db DB, source, id string, refs map
 	if err != nil {
 		return fmt.Errorf("inbox: add refs: %w", err)
 	}
-	tag, err := db.Exec(ctx, in.queries.addRefs, source, id, enc)
+	tag, err := db.Exec(ctx, in.queries.addRefs, source, storageKey(id), enc)
 	if err != nil {
 		return fmt.Errorf("inbox: add refs %s/%s: %w", source, id, err)
 	}
@@ -150,7 +168,7 @@ func (in *Inbox) AddRefs(ctx context.Context, db DB, source, id string, refs map
 
 // Get returns one stored event.
 func (in *Inbox) Get(ctx context.Context, db DB, source, id string) (Stored, error) {
-	rows, err := db.Query(ctx, in.queries.get, source, id)
+	rows, err := db.Query(ctx, in.queries.get, source, storageKey(id))
 	if err != nil {
 		return Stored{}, fmt.Errorf("inbox: get %s/%s: %w", source, id, err)
 	}
@@ -178,19 +196,23 @@ func (in *Inbox) FindByRef(ctx context.Context, db DB, name, value string, limit
 	return evs, nil
 }
 
-func (in *Inbox) storedHeaders(h http.Header) http.Header {
-	out := make(http.Header, len(h))
-	for k, v := range h {
-		if !in.redact[http.CanonicalHeaderKey(k)] {
-			out[k] = v
-		}
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
 	}
-	return out
+	return &t
 }
 
 func encodeRefs(refs map[string]string) (string, error) {
 	if refs == nil {
 		return "{}", nil
+	}
+	for k, v := range refs {
+		// jsonb cannot hold NUL: refuse it here, as malformed, rather
+		// than fail the statement on every retry.
+		if err := checkText("ref "+truncate(k, 50), k+v); err != nil {
+			return "", err
+		}
 	}
 	b, err := json.Marshal(refs)
 	if err != nil {
@@ -206,7 +228,7 @@ func scanStored(row pgx.CollectableRow) (Stored, error) {
 		headers []byte
 		refs    []byte
 	)
-	err := row.Scan(&s.Source, &s.ID, &s.BestEffort, &s.Type, &s.OccurredAt, &s.ReceivedAt,
+	err := row.Scan(&s.Source, &s.ID, &s.BestEffort, &s.Type, &s.OccurredAt, &s.SignedAt, &s.ReceivedAt,
 		&s.LastSeenAt, &s.ExpiresAt, &s.DuplicateCount, &status, &s.Reason,
 		&s.ProcessedAt, &s.Payload, &headers, &refs)
 	if err != nil {

@@ -79,7 +79,7 @@ func newReceiver(t *testing.T, pool *pgxpool.Pool) *rbundle {
 		Sources: []inbox.Source{
 			{Name: "crm", Verifier: v, Handle: handle, MaxBody: 1024},
 			{Name: "nometa", Verifier: verify.Func(func(*http.Request, []byte, time.Time) (verify.Meta, error) {
-				return verify.Meta{Type: "ping", Subject: "s1"}, nil
+				return verify.Meta{Type: "ping"}, nil
 			}), Handle: handle},
 		},
 		Metrics: metrics, RetryAfter: 7 * time.Second,
@@ -221,7 +221,7 @@ func TestReceiverPermanentTransientPanic(t *testing.T) {
 
 	b.mode.Store("permanent")
 	first, second, s := b.twice(t, func() reply { return b.post(t, "crm", "evt_perm", []byte(`{}`), now, nil) })
-	if first.code != 422 || second.code != 200 || !strings.Contains(second.body, "duplicate") {
+	if first.code != 422 || second.code != 422 || !strings.Contains(second.body, "rejected") {
 		t.Fatalf("permanent: %+v then %+v", first, second)
 	}
 	if s.leads != 0 || s.messages != 0 || s.events != 1 {
@@ -486,9 +486,9 @@ func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 		if r2.code != 200 || !strings.Contains(r2.body, "processed") || r1.code != 200 || !strings.Contains(r1.body, "duplicate") {
 			t.Fatalf("processed by the second: answers %+v and %+v, want processed and duplicate", r2, r1)
 		}
-	case inbox.StatusRejected: // the first's rejection came first: the second is its duplicate
-		if r1.code != 422 || r2.code != 200 || !strings.Contains(r2.body, "duplicate") {
-			t.Fatalf("rejected by the first: answers %+v and %+v, want 422 and duplicate", r1, r2)
+	case inbox.StatusRejected: // the first's rejection came first: the second gets its answer
+		if r1.code != 422 || r2.code != 422 || !strings.Contains(r2.body, "rejected") {
+			t.Fatalf("rejected by the first: answers %+v and %+v, want 422 twice", r1, r2)
 		}
 	default:
 		t.Fatalf("status %s", ev.Status)

@@ -10,15 +10,17 @@ package inbox
 const recordSQL = `
 INSERT INTO {{schema}}.inbox_events AS e
     (source, event_id, best_effort, event_type, occurred_at, expires_at,
-     status, status_reason, processed_at, payload, headers, refs)
+     status, status_reason, processed_at, payload, headers, refs, signed_at, original_id)
 VALUES ($1, $2, $3, $4, $5, now() + $6::bigint * interval '1 microsecond',
-     $7, $8, CASE WHEN $7 = 'processed' THEN now() END, $9, $10, $11)
+     $7, $8, CASE WHEN $7 = 'processed' THEN now() END, $9, $10, $11, $12, $13)
 ON CONFLICT (source, event_id) DO UPDATE SET
     last_seen_at    = now(),
     duplicate_count = CASE WHEN e.expires_at > now() THEN e.duplicate_count + 1 ELSE 0 END,
     best_effort     = CASE WHEN e.expires_at > now() THEN e.best_effort ELSE excluded.best_effort END,
     event_type      = CASE WHEN e.expires_at > now() THEN e.event_type ELSE excluded.event_type END,
     occurred_at     = CASE WHEN e.expires_at > now() THEN e.occurred_at ELSE excluded.occurred_at END,
+    signed_at       = CASE WHEN e.expires_at > now() THEN e.signed_at ELSE excluded.signed_at END,
+    original_id     = CASE WHEN e.expires_at > now() THEN e.original_id ELSE excluded.original_id END,
     received_at     = CASE WHEN e.expires_at > now() THEN e.received_at ELSE excluded.received_at END,
     status          = CASE WHEN e.expires_at > now() THEN e.status ELSE excluded.status END,
     status_reason   = CASE WHEN e.expires_at > now() THEN e.status_reason ELSE excluded.status_reason END,
@@ -39,13 +41,16 @@ UPDATE {{schema}}.inbox_events
 SET status = 'rejected', status_reason = $3
 WHERE source = $1 AND event_id = $2 AND status <> 'rejected'`
 
+const forgetSQL = `
+DELETE FROM {{schema}}.inbox_events WHERE source = $1 AND event_id = $2`
+
 const addRefsSQL = `
 UPDATE {{schema}}.inbox_events
 SET refs = refs || $3::jsonb
 WHERE source = $1 AND event_id = $2`
 
 const selectColumns = `
-SELECT source, event_id, best_effort, event_type, occurred_at, received_at,
+SELECT source, COALESCE(original_id, event_id), best_effort, event_type, occurred_at, signed_at, received_at,
        last_seen_at, expires_at, duplicate_count, status, status_reason,
        processed_at, payload, headers, refs
 FROM {{schema}}.inbox_events`
@@ -71,3 +76,10 @@ FROM {{schema}}.inbox_failures
 WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR event_id = $2)
 ORDER BY last_at DESC
 LIMIT $3`
+
+const unprocessedSQL = `
+SELECT source, count(*)::int, min(received_at)
+FROM {{schema}}.inbox_events
+WHERE status = 'received'
+GROUP BY source
+ORDER BY source`

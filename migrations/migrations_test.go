@@ -55,8 +55,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 6 {
-		t.Fatalf("applied %d migrations, want 6", len(res))
+	if len(res) != 7 {
+		t.Fatalf("applied %d migrations, want 7", len(res))
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -72,8 +72,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 6 {
-		t.Fatalf("version = %d, %v; want 6", v, err)
+	if err != nil || v != 7 {
+		t.Fatalf("version = %d, %v; want 7", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -179,10 +179,18 @@ func TestDownOneStepAtATime(t *testing.T) {
 	if _, err := m.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// One step down restores migration 4's lanes: one lease per lane.
+	var cols int
+	if err := db.QueryRow(`SELECT count(*) FROM information_schema.columns WHERE table_schema = 'outboxd'
+		AND table_name = 'inbox_events' AND column_name IN ('signed_at', 'original_id')`).Scan(&cols); err != nil || cols != 0 {
+		t.Fatalf("one step down should remove the inbox identity columns: %d left, %v", cols, err)
+	}
+	if _, err := m.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The next step down restores migration 4's lanes: one lease per lane.
 	var lanes int
 	if err := db.QueryRow(`SELECT count(*) FROM outboxd.outbox_lanes`).Scan(&lanes); err != nil || lanes != 32 {
-		t.Fatalf("after one step down: %d lanes, %v", lanes, err)
+		t.Fatalf("after two steps down: %d lanes, %v", lanes, err)
 	}
 	for i := 0; i < 2; i++ {
 		if _, err := m.Down(ctx); err != nil {
@@ -190,7 +198,7 @@ func TestDownOneStepAtATime(t *testing.T) {
 		}
 	}
 	if tableExists(t, db, "outboxd.outbox_lanes") || !tableExists(t, db, "outboxd.river_job") {
-		t.Fatal("three steps down should remove the leases, the failure log and the dispatcher tables only")
+		t.Fatal("four steps down should remove the inbox identity, the leases, the failure log and the dispatcher tables only")
 	}
 	for i := 0; i < 2; i++ {
 		if _, err := m.Down(ctx); err != nil {

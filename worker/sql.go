@@ -199,7 +199,7 @@ const purgeInboxSQL = `
 DELETE FROM {{schema}}.inbox_events
 WHERE (source, event_id) IN (
     SELECT source, event_id FROM {{schema}}.inbox_events
-    WHERE expires_at < now()
+    WHERE expires_at < now() AND status <> 'received'
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`
 

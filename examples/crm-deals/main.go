@@ -112,6 +112,11 @@ func serve(ctx context.Context, args []string) error {
 			*dst = v
 		}
 	}
+	// The read API shows contacts' emails: off unless a token is set.
+	secrets.API = os.Getenv("CRM_API_TOKEN")
+	if secrets.API == "" {
+		slog.Warn("CRM_API_TOKEN is not set: GET /deals answers 401")
+	}
 	svc, err := crm.New(pool, secrets, nil, slog.Default())
 	if err != nil {
 		return err
@@ -126,8 +131,21 @@ func runDownstream(ctx context.Context, args []string) error {
 	return listenAndServe(ctx, *listen, downstream.New())
 }
 
+// Timeouts of the servers: a client that dribbles its headers or body, or
+// reads the answer slowly, or idles, loses its connection instead of
+// holding it. Webhook bodies are small (1 MiB at most) and senders send
+// them at once, so 15 s to read one is generous.
+var serverTimeouts = timeouts{header: 5 * time.Second, read: 15 * time.Second, write: 20 * time.Second, idle: 60 * time.Second}
+
+type timeouts struct{ header, read, write, idle time.Duration }
+
+func newServer(addr string, h http.Handler, t timeouts) *http.Server {
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: t.header, ReadTimeout: t.read,
+		WriteTimeout: t.write, IdleTimeout: t.idle, MaxHeaderBytes: 64 << 10}
+}
+
 func listenAndServe(ctx context.Context, addr string, h http.Handler) error {
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := newServer(addr, h, serverTimeouts)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -3,6 +3,12 @@
 // real handler more than once, and concurrently, and compares the state
 // after one delivery with the state after all of them.
 //
+// DeliverTwice and DeliverConcurrently test the receiver's dedupe: the
+// second delivery never reaches the handler. Replay and
+// Rollback.DeliverAfterRollback run the handler itself twice for one event,
+// as a replay after the dedupe window or a redelivery after a rollback
+// does, so a handler with an effect outside its transaction fails them.
+//
 //	inboxtest.DeliverTwice(t, receiver, func() *http.Request { return signedDealWon(t) }, func(t testing.TB) any {
 //		return countRows(t, "deals", "tasks", "notes", "outboxd.outbox_messages")
 //	})

@@ -30,9 +30,9 @@ type HMACConfig struct {
 	TimestampHeader string
 	Tolerance       time.Duration
 	// IDHeader or IDField (a top-level JSON field of the body) gives the
-	// event id; TypeHeader or TypeField the type; SubjectField what the
-	// event is about, for a best-effort id.
-	IDHeader, IDField, TypeHeader, TypeField, SubjectField string
+	// event id; TypeHeader or TypeField the type. Without an id the
+	// receiver keys the event on a hash of its body.
+	IDHeader, IDField, TypeHeader, TypeField string
 	// Secrets, any of which may have signed. Required.
 	Secrets []string
 }
@@ -86,10 +86,9 @@ func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, err
 		}
 		secs, err := strconv.ParseInt(tsText, 10, 64)
 		if err != nil {
-			return Meta{}, fmt.Errorf("%w: %s %q is not Unix seconds", ErrMalformed, g.cfg.TimestampHeader, tsText)
+			return Meta{}, fmt.Errorf("%w: %s %s is not Unix seconds", ErrMalformed, g.cfg.TimestampHeader, quote(tsText))
 		}
-		meta.Timestamp = time.Unix(secs, 0)
-		if err := within(meta.Timestamp, now, g.cfg.Tolerance); err != nil {
+		if meta.Timestamp, err = withinUnix(secs, time.Second, now, g.cfg.Tolerance); err != nil {
 			return Meta{}, err
 		}
 		parts = [][]byte{[]byte(tsText), {'.'}, body}
@@ -117,17 +116,24 @@ func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, err
 		return Meta{}, fmt.Errorf("%w: %s does not match", ErrSignature, g.cfg.Header)
 	}
 	meta.ID, meta.Type = r.Header.Get(g.cfg.IDHeader), r.Header.Get(g.cfg.TypeHeader)
-	if g.cfg.IDField != "" || g.cfg.TypeField != "" || g.cfg.SubjectField != "" {
+	if g.cfg.IDField != "" || g.cfg.TypeField != "" {
 		m, err := bodyFields(body)
 		if err != nil {
 			return Meta{}, err
 		}
-		meta.ID = firstNonEmpty(meta.ID, str(m, g.cfg.IDField))
+		id, err := idField(m, g.cfg.IDField)
+		if err != nil {
+			return Meta{}, err
+		}
+		meta.ID = firstNonEmpty(meta.ID, id)
 		meta.Type = firstNonEmpty(meta.Type, str(m, g.cfg.TypeField))
-		meta.Subject = str(m, g.cfg.SubjectField)
 	}
 	return meta, nil
 }
+
+// SignatureHeaders names the header that carries the signature, so that the
+// receiver never stores it, whatever its name.
+func (g *generic) SignatureHeaders() []string { return []string{g.cfg.Header} }
 
 func (g *generic) encoding() string {
 	if g.cfg.Encoding == "" {

@@ -2,16 +2,14 @@ package verify
 
 import (
 	"crypto/hmac"
-	"crypto/sha1" //nolint:gosec // Twilio signs with HMAC-SHA1; we verify what it sends
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
+	"math"
 	"net/http"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +50,8 @@ type stripe struct {
 
 // Stripe verifies Stripe-Signature: "t=<unix>,v1=<hex HMAC-SHA256(t.body)>",
 // any number of v1 entries (v0 ignored), 300 s tolerance. Event id: the
-// body's "id" (evt_...); type: the body's "type".
+// body's "id" (evt_...), required (a body without one is a malformed
+// payload); type: the body's "type"; event time: the body's "created".
 func Stripe(secrets ...string) (Verifier, error) {
 	if err := requireSecrets("stripe", secrets); err != nil {
 		return nil, err
@@ -90,8 +89,8 @@ func (v *stripe) Verify(r *http.Request, body []byte, now time.Time) (Meta, erro
 	if len(sigs) == 0 {
 		return Meta{}, fmt.Errorf("%w: Stripe-Signature has no v1 signature", ErrSignature)
 	}
-	ts := time.Unix(secs, 0)
-	if err := within(ts, now, v.tolerance); err != nil {
+	ts, err := withinUnix(secs, time.Second, now, v.tolerance)
+	if err != nil {
 		return Meta{}, err
 	}
 	if !anyEqual(macs(sha256.New, v.secrets, []byte(tsText), []byte{'.'}, body), sigs) {
@@ -101,14 +100,23 @@ func (v *stripe) Verify(r *http.Request, body []byte, now time.Time) (Meta, erro
 	if err != nil {
 		return Meta{}, err
 	}
-	return Meta{ID: str(m, "id"), Type: str(m, "type"), Timestamp: ts}, nil
+	if _, ok := m["id"]; !ok {
+		return Meta{}, fmt.Errorf("%w: Stripe event without \"id\"", ErrPayload)
+	}
+	id, err := idField(m, "id")
+	if err != nil {
+		return Meta{}, err
+	}
+	return Meta{ID: id, Type: str(m, "type"), Timestamp: ts, OccurredAt: unixField(m, "created")}, nil
 }
 
 type github struct{ secrets []string }
 
 // GitHub verifies X-Hub-Signature-256: "sha256=<hex HMAC-SHA256(body)>"; no
-// timestamp. Event id: X-GitHub-Delivery (the same on redelivery); type:
-// X-GitHub-Event.
+// timestamp. Event id: X-GitHub-Delivery (the same on redelivery, but not
+// signed, so Meta.BodyUnique); type: X-GitHub-Event; event time: the
+// "updated_at" of the object the event is about (issue, pull_request...),
+// else head_commit.timestamp.
 func GitHub(secrets ...string) (Verifier, error) {
 	if err := requireSecrets("github", secrets); err != nil {
 		return nil, err
@@ -129,7 +137,18 @@ func (v *github) Verify(r *http.Request, body []byte, _ time.Time) (Meta, error)
 	if !anyEqual(macs(sha256.New, v.secrets, body), [][]byte{raw}) {
 		return Meta{}, fmt.Errorf("%w: X-Hub-Signature-256 does not match", ErrSignature)
 	}
-	return Meta{ID: r.Header.Get("X-GitHub-Delivery"), Type: r.Header.Get("X-GitHub-Event")}, nil
+	meta := Meta{ID: r.Header.Get("X-GitHub-Delivery"), Type: r.Header.Get("X-GitHub-Event"), BodyUnique: true}
+	if m, err := bodyFields(body); err == nil {
+		t := timeField(obj(m, meta.Type), "updated_at")
+		if t.IsZero() {
+			t = timeField(obj(m, strings.TrimSuffix(meta.Type, "s")), "updated_at")
+		}
+		if t.IsZero() {
+			t = timeField(obj(m, "head_commit"), "timestamp")
+		}
+		meta.OccurredAt = t
+	}
+	return meta, nil
 }
 
 type slack struct {
@@ -140,7 +159,8 @@ type slack struct {
 // Slack verifies X-Slack-Signature: "v0=<hex HMAC-SHA256("v0:ts:body")>"
 // with X-Slack-Request-Timestamp, 300 s tolerance. Event id: the body's
 // "event_id" (Events API; retries add X-Slack-Retry-Num); type: the body's
-// "type". Form-encoded bodies (slash commands) carry no id.
+// "type"; event time: "event_time". Form-encoded bodies (slash commands,
+// interactive payloads) carry no id: the receiver keys them on the body.
 func Slack(secrets ...string) (Verifier, error) {
 	if err := requireSecrets("slack", secrets); err != nil {
 		return nil, err
@@ -155,10 +175,10 @@ func (v *slack) Verify(r *http.Request, body []byte, now time.Time) (Meta, error
 	}
 	secs, err := strconv.ParseInt(tsText, 10, 64)
 	if err != nil {
-		return Meta{}, fmt.Errorf("%w: X-Slack-Request-Timestamp %q", ErrMalformed, tsText)
+		return Meta{}, fmt.Errorf("%w: X-Slack-Request-Timestamp %s", ErrMalformed, quote(tsText))
 	}
-	ts := time.Unix(secs, 0)
-	if err := within(ts, now, v.tolerance); err != nil {
+	ts, err := withinUnix(secs, time.Second, now, v.tolerance)
+	if err != nil {
 		return Meta{}, err
 	}
 	h, err := header(r, "X-Slack-Signature")
@@ -175,7 +195,10 @@ func (v *slack) Verify(r *http.Request, body []byte, now time.Time) (Meta, error
 	}
 	meta := Meta{Timestamp: ts}
 	if m, err := bodyFields(body); err == nil {
-		meta.ID, meta.Type = str(m, "event_id"), str(m, "type")
+		if meta.ID, err = idField(m, "event_id"); err != nil {
+			return Meta{}, err
+		}
+		meta.Type, meta.OccurredAt = str(m, "type"), unixField(m, "event_time")
 	}
 	return meta, nil
 }
@@ -183,9 +206,10 @@ func (v *slack) Verify(r *http.Request, body []byte, now time.Time) (Meta, error
 type shopify struct{ secrets []string }
 
 // Shopify verifies X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the body.
-// Event id: X-Shopify-Webhook-Id (older: X-Shopify-Event-Id); type:
-// X-Shopify-Topic; timestamp: X-Shopify-Triggered-At (not signed, so not
-// enforced).
+// Event id: X-Shopify-Webhook-Id (older: X-Shopify-Event-Id), not signed,
+// so Meta.BodyUnique; type: X-Shopify-Topic; timestamp:
+// X-Shopify-Triggered-At (not signed, so not enforced); event time: the
+// body's "updated_at", else "created_at".
 func Shopify(secrets ...string) (Verifier, error) {
 	if err := requireSecrets("shopify", secrets); err != nil {
 		return nil, err
@@ -209,92 +233,15 @@ func (v *shopify) Verify(r *http.Request, body []byte, _ time.Time) (Meta, error
 	if id == "" {
 		id = r.Header.Get("X-Shopify-Event-Id")
 	}
-	meta := Meta{ID: id, Type: r.Header.Get("X-Shopify-Topic")}
+	meta := Meta{ID: id, Type: r.Header.Get("X-Shopify-Topic"), BodyUnique: true}
 	if t, err := time.Parse(time.RFC3339Nano, r.Header.Get("X-Shopify-Triggered-At")); err == nil {
 		meta.Timestamp = t
 	}
-	return meta, nil
-}
-
-type twilio struct {
-	tokens    []string
-	publicURL string
-}
-
-// Twilio verifies X-Twilio-Signature: base64 HMAC-SHA1 (key: the auth
-// token) of the full request URL followed, for form bodies, by every
-// parameter's name and value sorted by name. A JSON body is bound instead by
-// the bodySHA256 query parameter (hex SHA-256 of the body). publicURL is the
-// URL Twilio calls, scheme and host included, when a proxy rewrites it ("":
-// rebuilt from the request). Event id: MessageSid, else CallSid.
-func Twilio(publicURL string, authTokens ...string) (Verifier, error) {
-	if err := requireSecrets("twilio", authTokens); err != nil {
-		return nil, err
-	}
-	return &twilio{tokens: authTokens, publicURL: publicURL}, nil
-}
-
-func (v *twilio) Verify(r *http.Request, body []byte, _ time.Time) (Meta, error) {
-	h, err := header(r, "X-Twilio-Signature")
-	if err != nil {
-		return Meta{}, err
-	}
-	raw, err := base64.StdEncoding.DecodeString(h)
-	if err != nil {
-		return Meta{}, fmt.Errorf("%w: X-Twilio-Signature is not base64", ErrMalformed)
-	}
-	full := v.publicURL
-	if full == "" {
-		scheme := "https"
-		if r.TLS == nil && r.Header.Get("X-Forwarded-Proto") != "https" {
-			scheme = "http"
+	if m, err := bodyFields(body); err == nil {
+		meta.OccurredAt = timeField(m, "updated_at")
+		if meta.OccurredAt.IsZero() {
+			meta.OccurredAt = timeField(m, "created_at")
 		}
-		full = scheme + "://" + r.Host + r.URL.RequestURI()
-	} else if r.URL.RawQuery != "" && !strings.Contains(full, "?") {
-		full += "?" + r.URL.RawQuery
-	}
-	u, err := url.Parse(full)
-	if err != nil {
-		return Meta{}, fmt.Errorf("%w: request URL: %w", ErrMalformed, err)
-	}
-	signed := []byte(full)
-	meta := Meta{}
-	if bodyHash := u.Query().Get("bodySHA256"); bodyHash != "" {
-		sum := sha256.Sum256(body)
-		if !hmac.Equal([]byte(hex.EncodeToString(sum[:])), []byte(strings.ToLower(bodyHash))) {
-			return Meta{}, fmt.Errorf("%w: body does not match bodySHA256", ErrSignature)
-		}
-		if m, err := bodyFields(body); err == nil {
-			meta.ID = firstNonEmpty(str(m, "MessageSid"), str(m, "CallSid"), str(m, "Sid"))
-		}
-	} else {
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return Meta{}, fmt.Errorf("%w: form body: %w", ErrMalformed, err)
-		}
-		names := make([]string, 0, len(form))
-		for k := range form {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			vals := append([]string(nil), form[k]...)
-			sort.Strings(vals)
-			for _, val := range vals {
-				signed = append(append(signed, k...), val...)
-			}
-		}
-		meta.ID = firstNonEmpty(form.Get("MessageSid"), form.Get("CallSid"))
-		meta.Type = firstNonEmpty(form.Get("MessageStatus"), form.Get("CallStatus"))
-	}
-	expected := make([][]byte, len(v.tokens))
-	for i, tok := range v.tokens {
-		m := hmac.New(sha1.New, []byte(tok))
-		m.Write(signed)
-		expected[i] = m.Sum(nil)
-	}
-	if !anyEqual(expected, [][]byte{raw}) {
-		return Meta{}, fmt.Errorf("%w: X-Twilio-Signature does not match (is the URL Twilio calls %s?)", ErrSignature, full)
 	}
 	return meta, nil
 }
@@ -315,7 +262,8 @@ type linear struct {
 
 // Linear verifies Linear-Signature: hex HMAC-SHA256 of the body, and the
 // body's webhookTimestamp (milliseconds) within 60 s. Event id: the
-// Linear-Delivery header, else the body's webhookId; type: Linear-Event.
+// Linear-Delivery header, else the body's webhookId; type: Linear-Event;
+// event time: the body's "createdAt".
 func Linear(secrets ...string) (Verifier, error) {
 	if err := requireSecrets("linear", secrets); err != nil {
 		return nil, err
@@ -343,9 +291,18 @@ func (v *linear) Verify(r *http.Request, body []byte, now time.Time) (Meta, erro
 	if !ok {
 		return Meta{}, fmt.Errorf("%w: body has no webhookTimestamp", ErrTimestamp)
 	}
-	ts := time.UnixMilli(int64(msF))
-	if err := within(ts, now, v.tolerance); err != nil {
+	// Clamp before converting: a float64 beyond int64 converts to an
+	// unspecified value.
+	ms := int64(math.MaxInt64)
+	if msF < -math.MaxInt64 {
+		ms = math.MinInt64
+	} else if msF < math.MaxInt64 {
+		ms = int64(msF)
+	}
+	ts, err := withinUnix(ms, time.Millisecond, now, v.tolerance)
+	if err != nil {
 		return Meta{}, err
 	}
-	return Meta{ID: firstNonEmpty(r.Header.Get("Linear-Delivery"), str(m, "webhookId")), Type: r.Header.Get("Linear-Event"), Timestamp: ts}, nil
+	return Meta{ID: firstNonEmpty(r.Header.Get("Linear-Delivery"), str(m, "webhookId")), Type: r.Header.Get("Linear-Event"),
+		Timestamp: ts, OccurredAt: timeField(m, "createdAt")}, nil
 }

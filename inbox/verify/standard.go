@@ -20,25 +20,39 @@ const StandardTolerance = 5 * time.Minute
 // "v1a,<base64 ed25519>" (public keys "whpk_...").
 type standard struct {
 	idHeader, tsHeader, sigHeader string
-	hmacKeys                      [][]byte
-	publicKeys                    []ed25519.PublicKey
-	tolerance                     time.Duration
+	// unbranded: also take webhook-id/-timestamp/-signature where a
+	// branded header is absent, as Svix's own libraries do.
+	unbranded  bool
+	hmacKeys   [][]byte
+	publicKeys []ed25519.PublicKey
+	tolerance  time.Duration
 }
 
 // StandardWebhooks verifies the Standard Webhooks scheme. Each secret is a
 // "whsec_" HMAC secret (v1) or a "whpk_" ed25519 public key (v1a). Event id:
 // the webhook-id header.
 func StandardWebhooks(secrets ...string) (Verifier, error) {
-	return newStandard("standard-webhooks", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", secrets)
+	v, err := newStandard("standard-webhooks", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", secrets)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // Svix is StandardWebhooks under Svix's older header names (svix-id,
-// svix-timestamp, svix-signature). Event id: the svix-id header.
+// svix-timestamp, svix-signature); like Svix's libraries, it falls back to
+// the unbranded webhook-* header where a svix-* one is absent. Event id:
+// the svix-id header, else webhook-id.
 func Svix(secrets ...string) (Verifier, error) {
-	return newStandard("svix", "Svix-Id", "Svix-Timestamp", "Svix-Signature", secrets)
+	v, err := newStandard("svix", "Svix-Id", "Svix-Timestamp", "Svix-Signature", secrets)
+	if err != nil {
+		return nil, err
+	}
+	v.unbranded = true
+	return v, nil
 }
 
-func newStandard(name, id, ts, sig string, secrets []string) (Verifier, error) {
+func newStandard(name, id, ts, sig string, secrets []string) (*standard, error) {
 	if err := requireSecrets(name, secrets); err != nil {
 		return nil, err
 	}
@@ -70,24 +84,32 @@ func (v *standard) WithTolerance(d time.Duration) Verifier {
 	return &c
 }
 
+// get reads a branded header, or for Svix its unbranded twin.
+func (v *standard) get(r *http.Request, name string) (string, error) {
+	if val := r.Header.Get(name); val != "" || !v.unbranded {
+		return header(r, name)
+	}
+	return header(r, "Webhook-"+strings.TrimPrefix(name, "Svix-"))
+}
+
 func (v *standard) Verify(r *http.Request, body []byte, now time.Time) (Meta, error) {
-	id, err := header(r, v.idHeader)
+	id, err := v.get(r, v.idHeader)
 	if err != nil {
 		return Meta{}, err
 	}
-	tsText, err := header(r, v.tsHeader)
+	tsText, err := v.get(r, v.tsHeader)
 	if err != nil {
 		return Meta{}, fmt.Errorf("%w: missing %s", ErrTimestamp, v.tsHeader)
 	}
 	secs, err := strconv.ParseInt(tsText, 10, 64)
 	if err != nil {
-		return Meta{}, fmt.Errorf("%w: %s %q is not Unix seconds", ErrMalformed, v.tsHeader, tsText)
+		return Meta{}, fmt.Errorf("%w: %s %s is not Unix seconds", ErrMalformed, v.tsHeader, quote(tsText))
 	}
-	ts := time.Unix(secs, 0)
-	if err := within(ts, now, v.tolerance); err != nil {
+	ts, err := withinUnix(secs, time.Second, now, v.tolerance)
+	if err != nil {
 		return Meta{}, err
 	}
-	sigs, err := header(r, v.sigHeader)
+	sigs, err := v.get(r, v.sigHeader)
 	if err != nil {
 		return Meta{}, err
 	}
@@ -128,5 +150,10 @@ func (v *standard) Verify(r *http.Request, body []byte, now time.Time) (Meta, er
 	if !ok {
 		return Meta{}, fmt.Errorf("%w: no %s signature matches", ErrSignature, v.sigHeader)
 	}
-	return Meta{ID: id, Timestamp: ts}, nil
+	meta := Meta{ID: id, Timestamp: ts}
+	// The spec's payload carries the event's own time: {"type", "timestamp", "data"}.
+	if m, err := bodyFields(body); err == nil {
+		meta.Type, meta.OccurredAt = str(m, "type"), timeField(m, "timestamp")
+	}
+	return meta, nil
 }

@@ -19,14 +19,23 @@ import (
 // Meta is what a verified request says about its event.
 type Meta struct {
 	// ID is the provider's stable event id; empty when it sent none (the
-	// receiver then derives one, best-effort).
+	// receiver then keys the event on a hash of its body, best-effort).
 	ID string
 	// Type is the event type, when the provider says it.
 	Type string
-	// Timestamp is the signed (or sent) time of the delivery, if any.
+	// Timestamp is the time the delivery was signed (or sent), if any. A
+	// retry is signed afresh, so it says nothing about the event's age.
 	Timestamp time.Time
-	// Subject names what the event is about, for the best-effort id.
-	Subject string
+	// OccurredAt is the event's own time from the payload (Stripe
+	// "created", Linear "createdAt"...), zero when the provider gives none.
+	// It stays the same on every retry.
+	OccurredAt time.Time
+	// BodyUnique is set by providers whose id comes from an unsigned header
+	// and whose signature carries no timestamp (GitHub, Shopify), while
+	// their body is itself unique per event: the receiver then dedupes on
+	// the body's hash as well, so a captured request replayed under a
+	// fresh id is still a duplicate.
+	BodyUnique bool
 }
 
 // Verifier authenticates one provider's requests.
@@ -57,18 +66,6 @@ type Func func(r *http.Request, body []byte, now time.Time) (Meta, error)
 // Verify calls f.
 func (f Func) Verify(r *http.Request, body []byte, now time.Time) (Meta, error) {
 	return f(r, body, now)
-}
-
-// within checks ts against now with a tolerance that is inclusive at the edge.
-func within(ts, now time.Time, tolerance time.Duration) error {
-	d := now.Sub(ts)
-	if d > tolerance {
-		return fmt.Errorf("%w: signed %s ago, tolerance %s", ErrTimestamp, d.Round(time.Second), tolerance)
-	}
-	if -d > tolerance {
-		return fmt.Errorf("%w: signed %s in the future, tolerance %s", ErrTimestamp, (-d).Round(time.Second), tolerance)
-	}
-	return nil
 }
 
 // anyEqual reports whether any candidate equals any expected MAC, comparing

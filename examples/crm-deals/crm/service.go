@@ -2,10 +2,12 @@ package crm
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +27,9 @@ type Secrets struct {
 	Payments string
 	// Calendar is the calendar/dialer's HMAC secret (generic source).
 	Calendar string
+	// API is the bearer token of the read API (GET /deals lists every
+	// deal with its contact's email). Empty: the read API is off.
+	API string
 }
 
 // Destinations the service sends to through the outbox.
@@ -40,6 +45,7 @@ type Service struct {
 	outbox   *outbox.Outbox
 	receiver *inbox.Receiver
 	mux      *http.ServeMux
+	apiToken string
 }
 
 // New builds the service on pool (migrated with outboxd's migrations and
@@ -53,7 +59,7 @@ func New(pool *pgxpool.Pool, secrets Secrets, reg prometheus.Registerer, log *sl
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{pool: pool, inbox: in, outbox: ob, mux: http.NewServeMux()}
+	s := &Service{pool: pool, inbox: in, outbox: ob, mux: http.NewServeMux(), apiToken: secrets.API}
 	forms, err := verify.StandardWebhooks(secrets.Forms)
 	if err != nil {
 		return nil, err
@@ -64,7 +70,7 @@ func New(pool *pgxpool.Pool, secrets Secrets, reg prometheus.Registerer, log *sl
 	}
 	calendar, err := verify.HMAC(verify.HMACConfig{
 		Header: "X-Calendar-Signature", Prefix: "sha256=", TimestampHeader: "X-Calendar-Timestamp",
-		IDField: "event_id", TypeField: "kind", SubjectField: "deal_id", Secrets: []string{secrets.Calendar},
+		IDField: "event_id", TypeField: "kind", Secrets: []string{secrets.Calendar},
 	})
 	if err != nil {
 		return nil, err
@@ -82,6 +88,9 @@ func New(pool *pgxpool.Pool, secrets Secrets, reg prometheus.Registerer, log *sl
 			{Name: "calendar", Verifier: calendar, Handle: s.onCalendar},
 		},
 		Metrics: metrics, Logger: log, RetryAfter: time.Second,
+		// Requests in flight, body reading included: beyond, senders get
+		// 503 and retry, instead of piling up behind slow ones.
+		MaxConcurrent: 64,
 	})
 	if err != nil {
 		return nil, err
@@ -123,6 +132,14 @@ ORDER BY d.id`)
 }
 
 func (s *Service) listDeals(w http.ResponseWriter, r *http.Request) {
+	// Contacts' emails are personal data: only holders of the token read
+	// them, compared in constant time.
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if s.apiToken == "" || !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.apiToken)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="crm"`)
+		http.Error(w, "a bearer token is required (CRM_API_TOKEN)", http.StatusUnauthorized)
+		return
+	}
 	deals, err := s.Deals(r.Context())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)

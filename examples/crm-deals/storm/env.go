@@ -27,6 +27,7 @@ var Secrets = crm.Secrets{
 	Forms:    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 	Payments: "whsec_payments_demo_secret",
 	Calendar: "calendar-demo-secret",
+	API:      "demo-api-token",
 }
 
 // Env is everything the demo runs.

@@ -1,0 +1,46 @@
+package inbox
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// maxKeyLen is the longest event id stored as the key itself. Longer ids
+// are keyed by their SHA-256 (the original stays in the row): a btree entry
+// cannot exceed about 2.7 KB, and an authentic event must not answer 503
+// forever because of its id's length.
+const maxKeyLen = 200
+
+// storageKey is the event_id column's value for a provider's id.
+func storageKey(id string) string {
+	if len(id) <= maxKeyLen {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// BodyID is the id of an event whose provider sends none: a hash of the
+// body, the part of a delivery that a retry repeats. Never the signing
+// time, which changes on every retry; two events with identical bodies
+// are one event (see docs/receiving.md, "Events without an id").
+func BodyID(body []byte) string {
+	sum := sha256.Sum256(body)
+	return "body:" + hex.EncodeToString(sum[:])
+}
+
+// checkText refuses what PostgreSQL text cannot hold (NUL) and what is not
+// UTF-8: such a value fails the INSERT on every retry, so it is malformed,
+// not transient.
+func checkText(what, s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalidEvent, what)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, what)
+	}
+	return nil
+}

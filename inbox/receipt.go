@@ -1,0 +1,189 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// logMax bounds every value from a request that a log line echoes.
+const logMax = 300
+
+// errReplay: the body was seen under another event id (BodyDedupe).
+var errReplay = errors.New("inbox: body already received under another id")
+
+// process runs the receipt transaction and says how to answer.
+func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyKey string) (code int, status, reason string) {
+	start := time.Now()
+	defer func() {
+		rc.cfg.Metrics.observe(src.Name, status, time.Since(start))
+	}()
+	var res Result
+	err := rc.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		status := StatusProcessed
+		if src.Async {
+			status = StatusReceived
+		}
+		res, err = rc.inbox.Record(ctx, tx, Event{
+			Source: src.Name, ID: d.ID, BestEffort: d.BestEffort, Type: d.Type, OccurredAt: d.OccurredAt,
+			SignedAt: d.SignedAt, Payload: d.Body, Headers: rc.storable(src, d.Header), Status: status,
+		})
+		if err != nil || !res.New {
+			return err
+		}
+		if bodyKey != "" && bodyKey != d.ID {
+			// A second key for the body, in the same transaction: a replay
+			// under a fresh id finds it and rolls back, leaving nothing.
+			seen, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: bodyKey, BestEffort: true, Type: d.Type,
+				Refs: map[string]string{"body_of": truncate(d.ID, maxKeyLen)}})
+			if err != nil {
+				return err
+			}
+			if !seen.New {
+				return errReplay
+			}
+		}
+		if src.Async {
+			return rc.enqueueAsync(ctx, tx, d)
+		}
+		return src.Handle(ctx, tx, d)
+	})
+	switch {
+	case errors.Is(err, errReplay):
+		return http.StatusOK, "duplicate", ""
+	case err == nil && !res.New && res.Status == StatusRejected:
+		// One rule for every source: a rejected event is answered 422 on
+		// every delivery, never 200, so the sender's dashboard keeps
+		// showing it as refused.
+		rc.cfg.Metrics.count(src.Name, "rejected")
+		return http.StatusUnprocessableEntity, "rejected", ""
+	case err == nil && !res.New:
+		return http.StatusOK, "duplicate", ""
+	case err == nil && src.Async:
+		return http.StatusOK, "accepted", ""
+	case err == nil:
+		return http.StatusOK, "processed", ""
+	}
+	var p *panicError
+	switch {
+	case errors.As(err, &p):
+		rc.recordFailure(src.Name, d.ID, "panic", err.Error(), http.StatusInternalServerError)
+		return http.StatusInternalServerError, "failed", err.Error()
+	case permanent(err):
+		return rc.rejectEvent(ctx, src, d, err)
+	default:
+		rc.recordFailure(src.Name, d.ID, "failed", err.Error(), http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable, "failed", err.Error()
+	}
+}
+
+// rejectEvent keeps an event whose processing failed permanently as
+// rejected: operators see it, retries get the same answer.
+func (rc *Receiver) rejectEvent(ctx context.Context, src *Source, d *Delivery, cause error) (int, string, string) {
+	var rej Result
+	err := rc.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		rej, err = rc.inbox.Record(ctx, tx, Event{
+			Source: src.Name, ID: d.ID, BestEffort: d.BestEffort, Type: d.Type, OccurredAt: d.OccurredAt, SignedAt: d.SignedAt,
+			Payload: d.Body, Headers: rc.storable(src, d.Header), Status: StatusRejected, Reason: cause.Error(),
+		})
+		return err
+	})
+	if err != nil {
+		rc.recordFailure(src.Name, d.ID, "failed", err.Error(), http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable, "failed", err.Error()
+	}
+	if !rej.New && rej.Status != StatusRejected {
+		// A concurrent delivery of the same event processed it while this
+		// one was failing: its effects committed, so the answer is the
+		// duplicate's.
+		return http.StatusOK, "duplicate", ""
+	}
+	rc.recordFailure(src.Name, d.ID, "rejected", cause.Error(), http.StatusUnprocessableEntity)
+	return http.StatusUnprocessableEntity, "rejected", cause.Error()
+}
+
+// permanent reports whether retrying err can never help: marked Permanent,
+// an event the inbox cannot store, or (unless marked Transient) a
+// PostgreSQL data exception (class 22: NUL or invalid UTF-8 in text, a
+// value out of range...) or program limit (54000: a value too large for an
+// index) that the same payload raises on every retry.
+func permanent(err error) bool {
+	if IsPermanent(err) || errors.Is(err, ErrInvalidEvent) {
+		return true
+	}
+	var tr *transientError
+	if errors.As(err, &tr) {
+		return false // the handler said so
+	}
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "22") || pg.Code == "54000")
+}
+
+type panicError struct{ v any }
+
+func (p *panicError) Error() string { return fmt.Sprintf("handler panicked: %v", p.v) }
+
+// inTx runs fn in a transaction; a panic in fn rolls back and becomes an
+// error.
+func (rc *Receiver) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
+	tx, err := rc.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			err = &panicError{v: v}
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// recordFailure notes a failed or rejected receipt for operators, under the
+// event's storage key (long ids by hash). It is best-effort: when the
+// database is what failed, the log line remains.
+func (rc *Receiver) recordFailure(source, eventID, kind, reason string, code int) {
+	rc.cfg.Metrics.count(source, kind)
+	key := storageKey(truncate(eventID, len(eventID)))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := rc.pool.Exec(ctx, rc.failSQL, source, key, kind, truncate(reason, 1000), code); err != nil {
+		rc.log.Warn("could not record a failed receipt", "source", source, "event_id", truncate(key, logMax), "error", truncate(err.Error(), logMax))
+	}
+}
+
+// truncate makes s storable and loggable: no NUL, valid UTF-8, at most n
+// bytes.
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "?")
+	if len(s) > n {
+		return strings.ToValidUTF8(s[:n], "")
+	}
+	return s
+}
+
+// storable drops the source's own signature headers (the inbox's redaction
+// drops the rest of what it must not store).
+func (rc *Receiver) storable(src *Source, h http.Header) http.Header {
+	names := rc.sigHeaders[src.Name]
+	if len(names) == 0 {
+		return h
+	}
+	out := h.Clone()
+	for _, n := range names {
+		out.Del(n)
+	}
+	return out
+}

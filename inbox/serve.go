@@ -1,0 +1,162 @@
+package inbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/inbox/verify"
+)
+
+// ServeHTTP routes by the last path segment. A segment that is a dot
+// segment or holds an encoded slash names no source (404), whatever it
+// decodes to: "/webhooks/..%2fforms" must not reach "forms".
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	src := rc.sources[sourceName(r.URL)]
+	if src == nil {
+		// One fixed label: the path is the caller's, and a label per path
+		// would let anyone grow the metrics without bound.
+		rc.cfg.Metrics.count("unknown", "unknown_source")
+		answer(w, http.StatusNotFound, "unknown source", nil)
+		return
+	}
+	rc.serve(w, r, src)
+}
+
+// sourceName is the decoded last path segment, or "" when any segment is
+// "." or "..", or the last one holds an encoded "/" or "\".
+func sourceName(u *url.URL) string {
+	segs := strings.Split(u.EscapedPath(), "/")
+	for i, seg := range segs {
+		name, err := url.PathUnescape(seg)
+		if err != nil || name == "." || name == ".." {
+			return ""
+		}
+		if i == len(segs)-1 {
+			if strings.ContainsAny(name, "/\\") {
+				return ""
+			}
+			return name
+		}
+	}
+	return ""
+}
+
+// For returns the handler of one source, for routers that route themselves.
+func (rc *Receiver) For(source string) http.Handler {
+	src := rc.sources[source]
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if src == nil {
+			answer(w, http.StatusNotFound, "unknown source", nil)
+			return
+		}
+		rc.serve(w, r, src)
+	})
+}
+
+func answer(w http.ResponseWriter, code int, status string, extra map[string]string) {
+	w.Header().Set("Content-Type", "application/json")
+	for k, v := range extra {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(code)
+	body := map[string]string{"status": status}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func (rc *Receiver) retryAfter() map[string]string {
+	return map[string]string{"Retry-After": strconv.Itoa(int(rc.cfg.RetryAfter.Seconds()))}
+}
+
+func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
+	if r.Method != http.MethodPost {
+		answer(w, http.StatusMethodNotAllowed, "POST only", map[string]string{"Allow": http.MethodPost})
+		return
+	}
+	select {
+	case rc.slots <- struct{}{}:
+		defer func() { <-rc.slots }()
+	default:
+		rc.cfg.Metrics.count(src.Name, "overloaded")
+		answer(w, http.StatusServiceUnavailable, "overloaded", rc.retryAfter())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, src.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			rc.cfg.Metrics.count(src.Name, "too_large")
+			answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", src.MaxBody), nil)
+			return
+		}
+		answer(w, http.StatusBadRequest, "could not read body", nil)
+		return
+	}
+	meta, err := src.Verifier.Verify(r, body, rc.cfg.Now())
+	if errors.Is(err, verify.ErrPayload) {
+		rc.reject(r.Context(), w, src, body, r.Header, err)
+		return
+	}
+	if err != nil {
+		// Nothing is written for an unauthenticated request: a counter
+		// and a log line (cut short: the reason may echo a header), so a
+		// flood cannot fill the database or the logs.
+		rc.cfg.Metrics.count(src.Name, "bad_signature")
+		rc.log.Warn("webhook rejected: verification failed", "source", src.Name, "reason", truncate(err.Error(), logMax), "remote", r.RemoteAddr)
+		answer(w, http.StatusUnauthorized, "verification failed", nil)
+		return
+	}
+	for what, s := range map[string]string{"event id": meta.ID, "event type": meta.Type} {
+		if err := checkText(what, s); err != nil {
+			rc.reject(r.Context(), w, src, body, r.Header, err)
+			return
+		}
+	}
+	d := &Delivery{Source: src.Name, ID: meta.ID, Type: meta.Type, OccurredAt: meta.OccurredAt, SignedAt: meta.Timestamp,
+		Body: body, Header: r.Header, Inbox: rc.inbox}
+	extra := map[string]string{}
+	if d.ID == "" {
+		d.ID, d.BestEffort = BodyID(body), true
+		extra["X-Outboxd-Dedupe"] = "best-effort"
+	}
+	bodyKey := ""
+	if src.BodyDedupe == BodyDedupeOn || (src.BodyDedupe == BodyDedupeAuto && meta.BodyUnique) {
+		bodyKey = BodyID(body)
+	}
+	code, status, reason := rc.process(r.Context(), src, d, bodyKey)
+	if code == http.StatusServiceUnavailable {
+		extra["Retry-After"] = rc.retryAfter()["Retry-After"]
+	}
+	if reason != "" {
+		rc.log.Warn("webhook not processed", "source", src.Name, "event_id", truncate(d.ID, logMax), "status", code, "reason", truncate(reason, logMax))
+	}
+	answer(w, code, status, extra)
+}
+
+// reject answers 422 for an authentic but malformed payload (or id), and
+// keeps it as a rejected event under the body's id, so operators see it
+// and every retry gets the same answer.
+func (rc *Receiver) reject(ctx context.Context, w http.ResponseWriter, src *Source, body []byte, h http.Header, cause error) {
+	id := BodyID(body)
+	err := rc.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: id, BestEffort: true, Payload: body, Headers: rc.storable(src, h),
+			Status: StatusRejected, Reason: cause.Error()})
+		return err
+	})
+	if err != nil {
+		rc.recordFailure(src.Name, id, "failed", err.Error(), http.StatusServiceUnavailable)
+		answer(w, http.StatusServiceUnavailable, "failed", rc.retryAfter())
+		return
+	}
+	rc.recordFailure(src.Name, id, "rejected", cause.Error(), http.StatusUnprocessableEntity)
+	rc.log.Warn("webhook rejected: malformed payload", "source", src.Name, "event_id", id, "reason", truncate(cause.Error(), logMax))
+	answer(w, http.StatusUnprocessableEntity, "rejected", nil)
+}
