@@ -1,6 +1,7 @@
 package inbox_test
 
 import (
+	"context"
 	"os"
 	"regexp"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/pgtest"
 )
 
 type ruleFile struct {
@@ -46,6 +48,14 @@ func TestAlertRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	inbox.ObserveForTest(m, "stripe", time.Millisecond)
+	// And the async backlog, with one event whose handler has not run.
+	pool := pgtest.Pool(t)
+	in, _ := inbox.New(nil)
+	if _, err := pool.Exec(context.Background(), `INSERT INTO outboxd.inbox_events (source, event_id, expires_at, status, payload)
+VALUES ('forms', 'evt_1', now() + interval '1 day', 'received', '\x7b7d')`); err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(inbox.BacklogCollector(pool, in))
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -64,8 +74,8 @@ func TestAlertRules(t *testing.T) {
 	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
 			alerts[r.Alert] = true
-			if r.For != "10m" || !strings.Contains(r.Expr, "[10m]") {
-				t.Errorf("%s: want a 10-minute window and for: 10m", r.Alert)
+			if r.For != "10m" || (strings.Contains(r.Expr, "rate(") && !strings.Contains(r.Expr, "[10m]")) {
+				t.Errorf("%s: want for: 10m, and 10-minute rate windows", r.Alert)
 			}
 			if r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
 				t.Errorf("%s: severity label and summary annotation required", r.Alert)
@@ -89,7 +99,7 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 	}
-	if !alerts["OutboxdWebhookDedupeHitRateHigh"] || !alerts["OutboxdWebhookHandlerP95High"] {
-		t.Fatalf("alerts %v: want the dedupe hit rate and the handler p95 alarms", alerts)
+	if !alerts["OutboxdWebhookDedupeHitRateHigh"] || !alerts["OutboxdWebhookHandlerP95High"] || !alerts["OutboxdInboxEventsNotProcessed"] {
+		t.Fatalf("alerts %v: want the dedupe hit rate, handler p95 and unprocessed async event alarms", alerts)
 	}
 }

@@ -67,11 +67,19 @@ func TestDockerComposeFile(t *testing.T) {
 				continue
 			}
 			port := cmd[5][strings.LastIndex(cmd[5], ":")+1:]
-			if !slices.Contains(svc.Ports, port+":"+port) {
-				t.Errorf("%s: listens on %s but publishes %v", name, port, svc.Ports)
+			if !slices.Contains(svc.Ports, "127.0.0.1:"+port+":"+port) {
+				t.Errorf("%s: listens on %s but publishes %v (want the host's loopback only)", name, port, svc.Ports)
+			}
+			if cmd[3] == "serve" && (!strings.Contains(svc.Environment["CRM_API_TOKEN"], "CRM_API_TOKEN") || svc.Environment["DATABASE_URL"] == "") {
+				t.Errorf("%s: the CRM needs DATABASE_URL and CRM_API_TOKEN from the host, has %v", name, svc.Environment)
 			}
 		case name != "postgres":
 			t.Errorf("%s: unexpected command %v", name, cmd)
+		}
+		for _, p := range svc.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s: publishes %s on every interface", name, p)
+			}
 		}
 	}
 	cfg, err := loadConfig("deploy/compose/outboxd.yaml")

@@ -115,7 +115,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	srv := &http.Server{Handler: opsHandler(pool, d, reg), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: opsHandler(pool, d, reg), ReadHeaderTimeout: 5 * time.Second,
+		// A client that dribbles its request, or idles, cannot hold a
+		// connection: opsReadTimeout is documented and tested.
+		ReadTimeout: opsReadTimeout, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("ops server failed", "error", err)
@@ -139,6 +143,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger.Info("stopped")
 	return nil
 }
+
+// opsReadTimeout bounds reading one request on the ops port (headers and
+// body).
+const opsReadTimeout = 10 * time.Second
 
 func shutdownTimeout(cfg *fileConfig) time.Duration {
 	if cfg.Dispatcher.ShutdownTimeout > 0 {
