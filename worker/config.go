@@ -23,7 +23,8 @@ type Config struct {
 	// them (and reported by Unserved while no live one does), never
 	// dead-lettered.
 	Destinations map[string]dispatch.Destination
-	// Retry is the default retry policy; RetryByDestination overrides it.
+	// Retry is the default retry policy. RetryByDestination overrides it
+	// per destination, field by field: a zero field takes Retry's value.
 	Retry              RetryPolicy
 	RetryByDestination map[string]RetryPolicy
 	// BatchSize bounds the messages one claim takes from a lane. Default 200.
@@ -135,15 +136,26 @@ func (c *Config) validate() error {
 	if c.BatchSize < 0 || c.PerKeyBatch < 0 {
 		return errors.New("worker: Config.BatchSize and PerKeyBatch must be positive")
 	}
+	if c.LeaseTTL < 0 || c.AcquireInterval < 0 || c.SweepInterval < 0 {
+		return errors.New("worker: Config.LeaseTTL, AcquireInterval and SweepInterval must not be negative")
+	}
 	if c.AcquireInterval >= c.LeaseTTL {
 		return fmt.Errorf("worker: Config.AcquireInterval (%s) must be shorter than LeaseTTL (%s)", c.AcquireInterval, c.LeaseTTL)
+	}
+	if err := c.Retry.validate("Retry"); err != nil {
+		return err
+	}
+	for name, p := range c.RetryByDestination {
+		if err := p.over(c.Retry).validate(fmt.Sprintf("RetryByDestination[%q]", name)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 func (c *Config) retryFor(destination string) RetryPolicy {
 	if p, ok := c.RetryByDestination[destination]; ok {
-		return p.withDefaults()
+		return p.over(c.Retry)
 	}
 	return c.Retry
 }

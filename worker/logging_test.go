@@ -36,3 +36,21 @@ func TestDatabaseFailuresLogOncePerOutageAndEvery30s(t *testing.T) {
 		t.Fatalf("end line:\n%s", out.String())
 	}
 }
+
+// A connection that flaps (one operation fails, the next succeeds, over
+// and over) writes one start line and one end line per 10 s, not a pair
+// per flap.
+func TestFlappingDatabaseLogsFewLines(t *testing.T) {
+	var out strings.Builder
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
+	for range 30 { // 30 flaps over 9 s
+		h.report("claim", errors.New("terminated"))
+		clock = clock.Add(150 * time.Millisecond)
+		h.report("claim", nil)
+		clock = clock.Add(150 * time.Millisecond)
+	}
+	if n := strings.Count(out.String(), "\n"); n > 2 {
+		t.Fatalf("%d lines for 30 flaps within 10 s:\n%s", n, out.String())
+	}
+}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -36,6 +37,33 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	return p
 }
 
+// over fills p's zero fields from base.
+func (p RetryPolicy) over(base RetryPolicy) RetryPolicy {
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = base.MaxAttempts
+	}
+	if p.MaxAge == 0 {
+		p.MaxAge = base.MaxAge
+	}
+	if p.Base == 0 {
+		p.Base = base.Base
+	}
+	if p.Max == 0 {
+		p.Max = base.Max
+	}
+	return p.withDefaults()
+}
+
+func (p RetryPolicy) validate(field string) error {
+	if p.MaxAttempts < 0 || p.MaxAge < 0 || p.Base < 0 || p.Max < 0 {
+		return fmt.Errorf("worker: Config.%s: MaxAttempts, MaxAge, Base and Max must not be negative", field)
+	}
+	if p.Max < p.Base {
+		return fmt.Errorf("worker: Config.%s: Max (%s) is shorter than Base (%s)", field, p.Max, p.Base)
+	}
+	return nil
+}
+
 // Backoff returns the delay before the attempt after attempt number n
 // (counting from 1), honouring retryAfter up to Max.
 func (p RetryPolicy) Backoff(n int, retryAfter time.Duration) time.Duration {
@@ -44,7 +72,9 @@ func (p RetryPolicy) Backoff(n int, retryAfter time.Duration) time.Duration {
 		d *= 2
 	}
 	d = min(d, p.Max)
-	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	if d > 0 { // New refuses negative policies; an exported method must not panic on one
+		d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	}
 	return max(d, min(retryAfter, p.Max))
 }
 

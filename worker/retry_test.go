@@ -3,6 +3,8 @@ package worker
 import (
 	"testing"
 	"time"
+
+	"github.com/outboxd/outboxd/dispatch"
 )
 
 func TestBackoffDoublesWithJitterAndHonoursRetryAfter(t *testing.T) {
@@ -36,5 +38,43 @@ func TestExhaustion(t *testing.T) {
 	}
 	if p.exhausted(1, 59*time.Minute) || !p.exhausted(1, 61*time.Minute) {
 		t.Fatal("age limit")
+	}
+}
+
+// A destination's override replaces only the fields it sets; the others
+// come from the global policy (docs/configuration.md), so a global max
+// still caps its Retry-After.
+func TestDestinationRetryOverrideInheritsTheGlobalPolicy(t *testing.T) {
+	c := Config{Retry: RetryPolicy{Max: 5 * time.Second, MaxAge: time.Hour}.withDefaults(),
+		RetryByDestination: map[string]RetryPolicy{"x": {MaxAttempts: 10}}}
+	p := c.retryFor("x")
+	if p.MaxAttempts != 10 || p.Max != 5*time.Second || p.MaxAge != time.Hour || p.Base != time.Second {
+		t.Fatalf("override gave %+v", p)
+	}
+	if got := p.Backoff(1, 99999999*time.Second); got != 5*time.Second {
+		t.Fatalf("Retry-After of 3 years under a global max of 5s: %s", got)
+	}
+}
+
+// Values that cannot work are refused by validate, naming the field,
+// instead of panicking or spinning later.
+func TestConfigRefusesNegativeAndContradictoryValues(t *testing.T) {
+	for name, mutate := range map[string]func(*Config){
+		"negative base":        func(c *Config) { c.Retry.Base = -time.Second },
+		"negative max":         func(c *Config) { c.Retry.Max = -time.Second },
+		"max below base":       func(c *Config) { c.Retry.Base, c.Retry.Max = time.Minute, time.Second },
+		"negative attempts":    func(c *Config) { c.Retry.MaxAttempts = -3 },
+		"negative age":         func(c *Config) { c.Retry.MaxAge = -time.Hour },
+		"override below base":  func(c *Config) { c.RetryByDestination = map[string]RetryPolicy{"x": {Max: time.Millisecond}} },
+		"negative acquire":     func(c *Config) { c.AcquireInterval = -time.Second },
+		"negative sweep":       func(c *Config) { c.SweepInterval = -time.Second },
+		"acquire beyond lease": func(c *Config) { c.AcquireInterval, c.LeaseTTL = 2*time.Second, time.Second },
+	} {
+		c := Config{Destinations: map[string]dispatch.Destination{"x": &dispatch.Memory{}}}
+		mutate(&c)
+		d := c.withDefaults()
+		if err := d.validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

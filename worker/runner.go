@@ -307,7 +307,9 @@ func (d *Dispatcher) isPaused(name string) bool {
 }
 
 func (d *Dispatcher) pauseDestination(name string, res dispatch.Result) {
-	d.paused.Store(name, struct{}{})
+	if _, already := d.paused.Swap(name, struct{}{}); already {
+		return // another key of the batch saw the same 410
+	}
 	d.log.Warn("destination paused: it answered 410 Gone; resume it with 'outboxd outbox resume'", "destination", name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

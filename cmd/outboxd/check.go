@@ -63,7 +63,7 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 		for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
 			addr, err := dialAddr(cfg.Destinations[name])
 			if err != nil {
-				return fmt.Errorf("destination %s: %v", name, err)
+				return fmt.Errorf("destination %s: %w", name, err)
 			}
 			d := net.Dialer{Timeout: 5 * time.Second}
 			conn, err := d.DialContext(ctx, "tcp", addr)
@@ -73,7 +73,7 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 				if errors.As(err, &op) {
 					err = op.Err
 				}
-				return fmt.Errorf("destination %s: cannot reach %s: %v", name, addr, err)
+				return fmt.Errorf("destination %s: cannot reach %s: %w", name, addr, err)
 			}
 			conn.Close()
 			fmt.Fprintf(stdout, "destination %s: %s reachable\n", name, addr)

@@ -13,7 +13,7 @@ import (
 // refused here.
 func (c *fileConfig) validate() error {
 	if _, err := parseLevel(c.LogLevel); c.LogLevel != "" && err != nil {
-		return fmt.Errorf("log_level: %v", err)
+		return fmt.Errorf("log_level: %w", err)
 	}
 	d := c.Dispatcher
 	for _, f := range []struct {
