@@ -29,7 +29,7 @@ func loadConfig(path string) (*fileConfig, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, fmt.Errorf("config %s: %v", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {

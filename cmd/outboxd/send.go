@@ -109,16 +109,16 @@ func checkPayload(payload []byte, contentType string, allowEmpty bool) error {
 	if contentType != "" {
 		var err error
 		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
-			return fmt.Errorf("--header 'Content-Type: %s': %v", contentType, err)
+			return fmt.Errorf("--header 'Content-Type: %s': %w", contentType, err)
 		}
 	}
 	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && !json.Valid(payload) {
 		var syn *json.SyntaxError
 		err := json.Unmarshal(payload, new(any))
 		if errors.As(err, &syn) {
-			return fmt.Errorf("the payload is not valid JSON (at byte %d: %v); for another format pass --header 'Content-Type: ...'", syn.Offset, syn)
+			return fmt.Errorf("the payload is not valid JSON (at byte %d: %w); for another format pass --header 'Content-Type: ...'", syn.Offset, syn)
 		}
-		return fmt.Errorf("the payload is not valid JSON (%v); for another format pass --header 'Content-Type: ...'", err)
+		return fmt.Errorf("the payload is not valid JSON (%w); for another format pass --header 'Content-Type: ...'", err)
 	}
 	return nil
 }

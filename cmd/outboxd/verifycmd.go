@@ -127,7 +127,7 @@ func readSecret(secret, env, file string) (string, error) {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return "", fmt.Errorf("--secret-file %s: %v", file, err)
+			return "", fmt.Errorf("--secret-file %s: %w", file, err)
 		}
 		// Editors and echo add a newline the sender never signed with.
 		if secret = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"); secret == "" {
