@@ -202,6 +202,10 @@ func twilioHeaders(signedURL string, params string) map[string]string {
 }
 
 func githubHeaders(delivery string, body []byte) map[string]string {
+	return githubEventHeaders(delivery, "issues", body)
+}
+
+func githubEventHeaders(delivery, event string, body []byte) map[string]string {
 	return map[string]string{"X-Hub-Signature-256": "sha256=" + hmacSHA256Hex(ghSecret, string(body)),
-		"X-GitHub-Delivery": delivery, "X-GitHub-Event": "issues"}
+		"X-GitHub-Delivery": delivery, "X-GitHub-Event": event}
 }

@@ -136,6 +136,12 @@ func TestReplayUnderAFreshDeliveryID(t *testing.T) {
 	if _, err := f.inbox.Get(context.Background(), f.pool, "github", "d-forged"); err == nil {
 		t.Fatal("the replay left its id behind")
 	}
+	// The same body under another event type is another event (Shopify's
+	// orders/create and orders/paid carry the same order): processed.
+	f.twice(t, 200, func() reply { return f.send(t, "/github", body, githubEventHeaders("d-4", "issue_comment", body)) })
+	if s := f.state(t); s.effects != 3 {
+		t.Fatalf("same body, other event type: %+v", s)
+	}
 
 	off := newPfix(t, nil, func(c *inbox.ReceiverConfig) { c.Sources[6].BodyDedupe = inbox.BodyDedupeOff })
 	off.twice(t, 200, func() reply { return off.send(t, "/github", body, githubHeaders("d-1", body)) })

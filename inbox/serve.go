@@ -129,7 +129,10 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	}
 	bodyKey := ""
 	if src.BodyDedupe == BodyDedupeOn || (src.BodyDedupe == BodyDedupeAuto && meta.BodyUnique) {
-		bodyKey = BodyID(body)
+		// With the event type: providers send one body under two topics
+		// (Shopify's orders/create and orders/paid for an order paid at
+		// checkout), and those are two events.
+		bodyKey = BodyID(append([]byte(meta.Type+"\x00"), body...))
 	}
 	code, status, reason := rc.process(r.Context(), src, d, bodyKey)
 	if code == http.StatusServiceUnavailable {
