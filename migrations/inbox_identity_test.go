@@ -8,9 +8,9 @@ import (
 	"github.com/outboxd/outboxd/migrations"
 )
 
-// 00007 scrubs the secrets older rows stored among their headers, and
-// leaves their occurred_at as written (it cannot tell a signing time from a
-// caller's event time).
+// Migrations 7 to 9 scrub the secrets older rows stored among their headers
+// (in batches), and leave their occurred_at as written (a signing time
+// cannot be told from a caller's event time).
 func TestInboxIdentityMigratesOldRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -22,7 +22,13 @@ func TestInboxIdentityMigratesOldRows(t *testing.T) {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Down(ctx); err != nil {
+	if _, err := m.DownTo(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	// More rows than one batch of the scrub, each with a secret header.
+	if _, err := db.Exec(`INSERT INTO outboxd.inbox_events (source, event_id, expires_at, payload, headers)
+		SELECT 'github', 'd-' || i, now() + interval '1 day', '', '{"X-Hub-Signature-256": ["sha256=ab"]}'
+		FROM generate_series(1, 2500) i`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`INSERT INTO outboxd.inbox_events (source, event_id, occurred_at, expires_at, payload, headers)
@@ -35,7 +41,11 @@ func TestInboxIdentityMigratesOldRows(t *testing.T) {
 	}
 	var occurred, signed any
 	var headers string
-	if err := db.QueryRow(`SELECT occurred_at, signed_at, headers::text FROM outboxd.inbox_events`).Scan(&occurred, &signed, &headers); err != nil {
+	var left int
+	if err := db.QueryRow(`SELECT count(*) FROM outboxd.inbox_events WHERE headers <> '{}' AND source = 'github'`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d rows keep a signature header, %v", left, err)
+	}
+	if err := db.QueryRow(`SELECT occurred_at, signed_at, headers::text FROM outboxd.inbox_events WHERE source = 'stripe'`).Scan(&occurred, &signed, &headers); err != nil {
 		t.Fatal(err)
 	}
 	if occurred == nil || signed != nil || headers != `{"Content-Type": ["application/json"]}` {

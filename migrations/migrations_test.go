@@ -55,8 +55,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 7 {
-		t.Fatalf("applied %d migrations, want 7", len(res))
+	if len(res) != 9 {
+		t.Fatalf("applied %d migrations, want 9", len(res))
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -72,8 +72,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 7 {
-		t.Fatalf("version = %d, %v; want 7", v, err)
+	if err != nil || v != 9 {
+		t.Fatalf("version = %d, %v; want 9", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -176,6 +176,16 @@ func TestDownOneStepAtATime(t *testing.T) {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
+	for i := 0; i < 2; i++ { // the scrub (nothing to undo), then the inbox indexes
+		if _, err := m.Down(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var idx int
+	if err := db.QueryRow(`SELECT count(*) FROM pg_indexes WHERE schemaname = 'outboxd' AND indexname IN
+		('inbox_events_received_idx', 'inbox_events_purge_idx', 'inbox_events_expires_at_idx')`).Scan(&idx); err != nil || idx != 1 {
+		t.Fatalf("two steps down should leave only the old expiry index: %d of the three, %v", idx, err)
+	}
 	if _, err := m.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +208,7 @@ func TestDownOneStepAtATime(t *testing.T) {
 		}
 	}
 	if tableExists(t, db, "outboxd.outbox_lanes") || !tableExists(t, db, "outboxd.river_job") {
-		t.Fatal("four steps down should remove the inbox identity, the leases, the failure log and the dispatcher tables only")
+		t.Fatal("six steps down should remove the inbox changes, the leases, the failure log and the dispatcher tables only")
 	}
 	for i := 0; i < 2; i++ {
 		if _, err := m.Down(ctx); err != nil {

@@ -71,7 +71,7 @@ func New(db *sql.DB, cfg *Config) (*Migrator, error) {
 		goose.WithStore(store),
 		goose.WithSessionLocker(&schemaLocker{inner: inner, schema: schema}),
 		goose.WithDisableGlobalRegistry(true),
-		goose.WithGoMigrations(RiverMigrations(schema)...),
+		goose.WithGoMigrations(GoMigrations(schema)...),
 	}
 	if cfg.Logger != nil {
 		opts = append(opts, goose.WithSlog(cfg.Logger))

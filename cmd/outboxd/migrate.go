@@ -115,7 +115,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 			src := s.Source.Path
 			if src == "" {
-				src = "(go: River schema)"
+				src = "(" + migrations.GoMigrationName(s.Source.Version) + ")"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, src)
 		}
@@ -184,7 +184,7 @@ func pendingStatus(db *sql.DB, schema string) ([]*migrations.Status, error) {
 		return nil, err
 	}
 	p, err := goose.NewProvider(goose.DialectCustom, db, migrations.FS, goose.WithStore(store),
-		goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(migrations.RiverMigrations(schema)...))
+		goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(migrations.GoMigrations(schema)...))
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func printResults(w io.Writer, res []*migrations.Result) {
 	for _, r := range res {
 		name := r.Source.Path
 		if name == "" {
-			name = "River schema (Go migration)"
+			name = migrations.GoMigrationName(r.Source.Version)
 		}
 		fmt.Fprintf(w, "%-4s %05d %s (%s)\n", r.Direction, r.Source.Version, name, r.Duration.Round(1e5))
 	}

@@ -1,0 +1,79 @@
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// scrubVersion is the goose version of the header scrub.
+const scrubVersion = 9
+
+// scrubBatchSQL removes the secrets that rows stored before migration 7
+// kept among their headers (signatures, tokens, keys: a captured request
+// anyone who can read the table could replay), for one batch of rows after
+// the key ($1, $2) in primary-key order, and returns the batch's last key.
+// The name rule is the one inbox applies before storing.
+const scrubBatchSQL = `
+WITH batch AS (
+    SELECT source, event_id FROM {{schema}}.inbox_events
+    WHERE (source, event_id) > ($1, $2)
+    ORDER BY source, event_id
+    LIMIT $3
+), scrubbed AS (
+    UPDATE {{schema}}.inbox_events e
+    SET headers = coalesce((
+            SELECT jsonb_object_agg(k, v) FROM jsonb_each(e.headers) AS h(k, v)
+            WHERE lower(k) !~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)'), '{}')
+    FROM batch b
+    WHERE e.source = b.source AND e.event_id = b.event_id
+      AND EXISTS (SELECT 1 FROM jsonb_object_keys(e.headers) AS h(k)
+                  WHERE lower(k) ~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)')
+)
+SELECT source, event_id FROM batch ORDER BY source DESC, event_id DESC LIMIT 1`
+
+// scrubMigration rewrites old rows' headers in batches of 1,000, each its
+// own transaction (goose runs it outside one): the table is never locked as
+// a whole and never rewritten at once, whatever its size. It can be
+// interrupted and run again. Down does nothing: what was removed is gone.
+func scrubMigration(schema string) *goose.Migration {
+	q := dbschema.Render(scrubBatchSQL, schema)
+	return goose.NewGoMigration(scrubVersion,
+		&goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
+			source, eventID := "", ""
+			for {
+				err := db.QueryRowContext(ctx, q, source, eventID, 1000).Scan(&source, &eventID)
+				if errors.Is(err, sql.ErrNoRows) {
+					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("scrub stored headers: %w", err)
+				}
+			}
+		}},
+		&goose.GoFunc{Mode: goose.TransactionDisabled},
+	)
+}
+
+// GoMigrations returns the migrations of schema that are Go code, not SQL
+// files: River's schema (versions 2 and 3) and the header scrub (9). goose
+// needs them beside FS.
+func GoMigrations(schema string) []*goose.Migration {
+	return append(RiverMigrations(schema), scrubMigration(schema))
+}
+
+// GoMigrationName names a Go migration for people, "" for other versions.
+func GoMigrationName(version int64) string {
+	switch {
+	case version == scrubVersion:
+		return "scrub secrets from stored headers (Go migration)"
+	case version == riverSteps[0].gooseVersion || version == riverSteps[len(riverSteps)-1].gooseVersion:
+		return "River schema (Go migration)"
+	}
+	return ""
+}
