@@ -25,9 +25,10 @@ type Config struct {
 	// stored in any case: Authorization, Proxy-Authorization, Cookie,
 	// Set-Cookie, X-Api-Key, X-Auth-Token, the signature header of a
 	// verify.HMAC source, and every header whose name contains token,
-	// secret, signature, key, auth, cookie, password, hmac, credential or
+	// secret, sig, key, auth, cookie, password, hmac, hash, credential or
 	// session (signature headers included: with the body they make a
-	// replayable request).
+	// replayable request), but for I-Twilio-Idempotency-Token (an event
+	// id).
 	RedactHeaders []string
 	// SourceRedactHeaders names more headers not to store, per source.
 	SourceRedactHeaders map[string][]string

@@ -18,7 +18,12 @@ func (e *transientError) Unwrap() error { return e.err }
 // must not retry) and records the event as rejected, so a retry is a
 // duplicate. Use it for payloads that will never make sense, or entities
 // that will never exist.
-func Permanent(err error) error { return &permanentError{err: err} }
+func Permanent(err error) error {
+	if err == nil { // still a refusal, not a panic when it is printed
+		err = errors.New("refused by the handler")
+	}
+	return &permanentError{err: err}
+}
 
 // Transient marks err as worth retrying: the receiver answers 503 with
 // Retry-After, and nothing of the attempt stays. Unmarked handler errors are

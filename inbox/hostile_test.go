@@ -95,11 +95,11 @@ func TestSecretsAreNotStored(t *testing.T) {
 	body := []byte(`{"n":1}`)
 	h := stdHeaders("Webhook", "evt_secret", fmt.Sprint(time.Now().Unix()), body)
 	secrets := []string{"Api-Key", "X-Access-Token", "X-Webhook-Secret", "X-Amz-Security-Token", "X-Forwarded-Authorization",
-		"Authorization", "Cookie", "X-Password", "X-Tenant"}
+		"Authorization", "Cookie", "X-Password", "X-Tenant", "Paypal-Transmission-Sig", "Verif-Hash"}
 	for _, name := range secrets {
 		h[name] = "s3cr3t-" + name
 	}
-	h["X-Request-Key"], h["X-Trace"] = "kept", "kept"
+	h["X-Request-Key"], h["X-Trace"], h["I-Twilio-Idempotency-Token"] = "kept", "kept", "kept"
 	f.twice(t, 200, func() reply { return f.send(t, "/forms", body, h) })
 	ev, err := f.inbox.Get(context.Background(), f.pool, "forms", "evt_secret")
 	if err != nil {
@@ -110,7 +110,7 @@ func TestSecretsAreNotStored(t *testing.T) {
 			t.Errorf("%s stored", name)
 		}
 	}
-	for _, name := range []string{"X-Request-Key", "X-Trace", "Webhook-Id", "Webhook-Timestamp", "Content-Type"} {
+	for _, name := range []string{"X-Request-Key", "X-Trace", "I-Twilio-Idempotency-Token", "Webhook-Id", "Webhook-Timestamp", "Content-Type"} {
 		if ev.Headers.Get(name) == "" && name != "Content-Type" {
 			t.Errorf("%s not stored", name)
 		}

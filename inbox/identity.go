@@ -32,6 +32,14 @@ func BodyID(body []byte) string {
 	return "body:" + hex.EncodeToString(sum[:])
 }
 
+// bodyDedupeKey is the second record of an event whose id comes from an
+// unsigned header: the hash of its type and body (Meta.BodyUnique). The
+// type is in it because one body can be two events (Shopify's orders/create
+// and orders/paid). forgetSQL computes the same in SQL.
+func bodyDedupeKey(typ string, body []byte) string {
+	return BodyID(append([]byte(typ+"\x00"), body...))
+}
+
 // checkText refuses what PostgreSQL text cannot hold (NUL) and what is not
 // UTF-8: such a value fails the INSERT on every retry, so it is malformed,
 // not transient.

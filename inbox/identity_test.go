@@ -138,3 +138,25 @@ func TestDataExceptionUnlessMarkedTransient(t *testing.T) {
 		t.Fatalf("state %+v", s)
 	}
 }
+
+// Slack's url_verification handshake is answered with its challenge (Slack
+// will not enable the endpoint otherwise), and is not an event: nothing is
+// recorded and no handler runs, however often it comes.
+func TestSlackURLVerificationIsAnswered(t *testing.T) {
+	t.Parallel()
+	f := newPfix(t, nil, nil)
+	body := []byte(`{"token":"legacy","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`)
+	for i := 0; i < 2; i++ {
+		r := f.send(t, "/slack", body, slackHeaders(time.Now(), body))
+		if r.code != 200 || !strings.Contains(r.body, `"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"`) {
+			t.Fatalf("handshake %d: %+v", i, r)
+		}
+	}
+	if s := f.state(t); s.effects != 0 || s.events != 0 {
+		t.Fatalf("the handshake was recorded: %+v", s)
+	}
+	// An unsigned one is refused like any request.
+	if r := f.send(t, "/slack", body, map[string]string{}); r.code != 401 {
+		t.Fatalf("unsigned handshake: %+v", r)
+	}
+}

@@ -141,12 +141,15 @@ func (in *Inbox) MarkRejected(ctx context.Context, db DB, source, id, reason str
 // would: its next delivery is new and runs the handler again. Use it for a
 // deliberate replay, and in tests of a handler's idempotency
 // (inboxtest.Replay). It reports whether there was a record.
+//
+// The body-dedupe record the receiver keeps beside GitHub, Shopify, Twilio
+// and Linear events goes with it, or the replay would be a duplicate.
 func (in *Inbox) Forget(ctx context.Context, db DB, source, id string) (bool, error) {
-	tag, err := db.Exec(ctx, in.queries.forget, source, storageKey(id))
-	if err != nil {
+	var n int
+	if err := db.QueryRow(ctx, in.queries.forget, source, storageKey(id)).Scan(&n); err != nil {
 		return false, fmt.Errorf("inbox: forget %s/%s: %w", source, id, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return n == 1, nil
 }
 
 // AddRefs adds search references to a recorded event (a handler learns the

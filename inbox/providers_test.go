@@ -69,10 +69,22 @@ func TestTwilioThroughTheReceiver(t *testing.T) {
 		t.Fatalf("three status callbacks: %+v", s)
 	}
 	// The idempotency token is the id when Twilio sends one.
-	body := []byte("MessageSid=SM1&MessageStatus=delivered")
-	h := twilioHeaders(url, "MessageSidSM1MessageStatusdelivered")
+	body := []byte("MessageSid=SM1&MessageStatus=read")
+	h := twilioHeaders(url, "MessageSidSM1MessageStatusread")
 	h["I-Twilio-Idempotency-Token"] = "tok-77"
 	f.twice(t, 200, func() reply { return f.send(t, "/twilio", body, h) })
+	// The token is not signed: a captured callback replayed under another
+	// token (here one that names a later status) is a duplicate, and leaves
+	// no id behind that would swallow the real later callback.
+	replay := []byte("MessageSid=SM1&MessageStatus=queued")
+	rh := twilioHeaders(url, "MessageSidSM1MessageStatusqueued")
+	rh["I-Twilio-Idempotency-Token"] = "SM1:undelivered"
+	if r := f.send(t, "/twilio", replay, rh); r.code != 200 || !strings.Contains(r.body, "duplicate") {
+		t.Fatalf("replay under a fresh token: %+v", r)
+	}
+	if _, err := f.inbox.Get(context.Background(), f.pool, "twilio", "SM1:undelivered"); err == nil {
+		t.Fatal("the replay left its token behind")
+	}
 	// Signed over the URL without its port (a proxy rebuilt it so).
 	bare := strings.Replace(url, ":"+strings.Split(f.srv.Listener.Addr().String(), ":")[1], "", 1)
 	body = []byte("MessageSid=SM2&MessageStatus=sent&Tag=a&Tag=a")
@@ -148,5 +160,29 @@ func TestReplayUnderAFreshDeliveryID(t *testing.T) {
 	off.twice(t, 200, func() reply { return off.send(t, "/github", body, githubHeaders("d-3", body)) })
 	if s := off.state(t); s.effects != 2 {
 		t.Fatalf("body dedupe off: %+v", s)
+	}
+}
+
+// Forget removes the body-dedupe record with the event's own, so a
+// deliberate replay (and inboxtest.Replay) of a GitHub, Shopify, Twilio or
+// Linear event runs the handler again instead of answering duplicate.
+func TestForgetAlsoForgetsTheBodyRecord(t *testing.T) {
+	t.Parallel()
+	f := newPfix(t, nil, nil)
+	body := []byte(`{"action":"opened","issue":{"id":7,"updated_at":"2026-11-02T10:00:00Z"}}`)
+	f.twice(t, 200, func() reply { return f.send(t, "/github", body, githubHeaders("d-7", body)) })
+	ok, err := f.inbox.Forget(context.Background(), f.pool, "github", "d-7")
+	if err != nil || !ok {
+		t.Fatalf("forget: %v %v", ok, err)
+	}
+	if s := f.state(t); s.events != 0 {
+		t.Fatalf("%d records left after Forget", s.events)
+	}
+	r := f.send(t, "/github", body, githubHeaders("d-7", body))
+	if r.code != 200 || !strings.Contains(r.body, "processed") {
+		t.Fatalf("replay after Forget: %+v", r)
+	}
+	if s := f.state(t); s.effects != 2 {
+		t.Fatalf("state %+v: the replay must run the handler again", s)
 	}
 }

@@ -61,8 +61,8 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 	case err == nil && !res.New && res.Status == StatusRejected:
 		// One rule for every source: a rejected event is answered 422 on
 		// every delivery, never 200, so the sender's dashboard keeps
-		// showing it as refused.
-		rc.cfg.Metrics.count(src.Name, "rejected")
+		// showing it as refused. The failure row counts the retry.
+		rc.recordFailure(src.Name, d.ID, "rejected", "", http.StatusUnprocessableEntity)
 		return http.StatusUnprocessableEntity, "rejected", ""
 	case err == nil && !res.New:
 		return http.StatusOK, "duplicate", ""

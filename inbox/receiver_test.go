@@ -231,6 +231,12 @@ func TestReceiverPermanentTransientPanic(t *testing.T) {
 	if err != nil || ev.Status != inbox.StatusRejected || !strings.Contains(ev.Reason, "contact list was deleted") {
 		t.Fatalf("rejected record: %+v %v", ev, err)
 	}
+	// The retry storm of a rejected event is one failure row whose count
+	// grows, keeping the first reason.
+	perm, err := b.inbox.Failures(ctx, b.pool, "crm", "evt_perm", 10)
+	if err != nil || len(perm) != 1 || perm[0].Count != 2 || perm[0].Kind != "rejected" || !strings.Contains(perm[0].Reason, "contact list was deleted") {
+		t.Fatalf("failure log of the rejected event: %+v %v", perm, err)
+	}
 
 	b.mode.Store("transient")
 	first, second, s = b.twice(t, func() reply { return b.post(t, "crm", "evt_tr", []byte(`{}`), now, nil) })

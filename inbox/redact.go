@@ -18,12 +18,21 @@ var defaultRedactedHeaders = []string{
 // signature with its body is a request anyone who can read the row can
 // replay (inside the tolerance, or forever where the scheme has no
 // timestamp).
-var secretWords = []string{"token", "secret", "signature", "key", "auth", "cookie", "password", "hmac", "credential", "session"}
+// "sig" and "hash" catch schemes that spell them short (PayPal's
+// Paypal-Transmission-Sig, Flutterwave's Verif-Hash).
+var secretWords = []string{"token", "secret", "sig", "key", "auth", "cookie", "password", "hmac", "hash", "credential", "session"}
+
+// defaultKeptHeaders are stored although a word above is in their name:
+// they identify an event and prove nothing (Twilio's idempotency token is
+// the event id).
+var defaultKeptHeaders = []string{"I-Twilio-Idempotency-Token"}
 
 type redactor struct {
 	always map[string]bool            // every source
 	extra  map[string]map[string]bool // per source
 	keep   map[string]map[string]bool // per source, overriding secretWords
+	// keptByDefault: defaultKeptHeaders, unless a source redacts them.
+	keptByDefault map[string]bool
 }
 
 func newRedactor(c *Config) redactor {
@@ -35,7 +44,7 @@ func newRedactor(c *Config) redactor {
 		return m
 	}
 	r := redactor{always: set(append(append([]string(nil), defaultRedactedHeaders...), c.RedactHeaders...)),
-		extra: map[string]map[string]bool{}, keep: map[string]map[string]bool{}}
+		extra: map[string]map[string]bool{}, keep: map[string]map[string]bool{}, keptByDefault: set(defaultKeptHeaders)}
 	for src, names := range c.SourceRedactHeaders {
 		r.extra[src] = set(names)
 	}
@@ -50,7 +59,7 @@ func (r redactor) redacted(source, name string) bool {
 	if r.always[name] || r.extra[source][name] {
 		return true
 	}
-	if r.keep[source][name] {
+	if r.keep[source][name] || r.keptByDefault[name] {
 		return false
 	}
 	lower := strings.ToLower(name)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -120,6 +121,17 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 			return
 		}
 	}
+	if meta.Challenge != "" { // an authentic handshake, not an event
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"challenge": meta.Challenge})
+		return
+	}
+	// A JSON decoder turns invalid UTF-8 and lone surrogates in a body's id
+	// into U+FFFD, so two different ids would become one: refuse them.
+	if strings.ContainsRune(meta.ID, utf8.RuneError) {
+		rc.reject(r.Context(), w, src, body, r.Header, fmt.Errorf("%w: event id holds invalid UTF-8 or an unpaired surrogate", ErrInvalidEvent))
+		return
+	}
 	d := &Delivery{Source: src.Name, ID: meta.ID, Type: meta.Type, OccurredAt: meta.OccurredAt, SignedAt: meta.Timestamp,
 		Body: body, Header: r.Header, Inbox: rc.inbox}
 	extra := map[string]string{}
@@ -129,10 +141,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	}
 	bodyKey := ""
 	if src.BodyDedupe == BodyDedupeOn || (src.BodyDedupe == BodyDedupeAuto && meta.BodyUnique) {
-		// With the event type: providers send one body under two topics
-		// (Shopify's orders/create and orders/paid for an order paid at
-		// checkout), and those are two events.
-		bodyKey = BodyID(append([]byte(meta.Type+"\x00"), body...))
+		bodyKey = bodyDedupeKey(meta.Type, body)
 	}
 	code, status, reason := rc.process(r.Context(), src, d, bodyKey)
 	if code == http.StatusServiceUnavailable {

@@ -41,8 +41,17 @@ UPDATE {{schema}}.inbox_events
 SET status = 'rejected', status_reason = $3
 WHERE source = $1 AND event_id = $2 AND status <> 'rejected'`
 
+// forgetSQL deletes an event's record and, when the receiver deduped its
+// body too ($3: the key of its type and payload), that record as well.
 const forgetSQL = `
-DELETE FROM {{schema}}.inbox_events WHERE source = $1 AND event_id = $2`
+WITH gone AS (
+    DELETE FROM {{schema}}.inbox_events WHERE source = $1 AND event_id = $2
+    RETURNING event_type, payload
+), body AS (
+    DELETE FROM {{schema}}.inbox_events b USING gone
+    WHERE b.source = $1 AND b.event_id = 'body:' || encode(sha256(convert_to(gone.event_type, 'UTF8') || '\x00'::bytea || gone.payload), 'hex')
+)
+SELECT count(*) FROM gone`
 
 const addRefsSQL = `
 UPDATE {{schema}}.inbox_events
@@ -63,11 +72,13 @@ WHERE refs @> jsonb_build_object($1::text, $2::text)
 ORDER BY received_at DESC
 LIMIT $3`
 
+// recordFailureSQL counts a failed receipt; an empty reason (a retry of an
+// event rejected before) keeps the one recorded.
 const recordFailureSQL = `
 INSERT INTO {{schema}}.inbox_failures AS f (source, event_id, kind, reason, status_code)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (source, event_id, kind) DO UPDATE SET
-    reason = excluded.reason, status_code = excluded.status_code,
+    reason = coalesce(nullif(excluded.reason, ''), f.reason), status_code = excluded.status_code,
     last_at = now(), count = f.count + 1`
 
 const failuresSQL = `

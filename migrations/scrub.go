@@ -29,11 +29,11 @@ WITH batch AS (
     UPDATE {{schema}}.inbox_events e
     SET headers = coalesce((
             SELECT jsonb_object_agg(k, v) FROM jsonb_each(e.headers) AS h(k, v)
-            WHERE lower(k) !~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)'), '{}')
+            WHERE lower(k) !~ '(token|secret|sig|key|auth|cookie|password|hmac|hash|credential|session)'), '{}')
     FROM batch b
     WHERE e.source = b.source AND e.event_id = b.event_id
       AND EXISTS (SELECT 1 FROM jsonb_object_keys(e.headers) AS h(k)
-                  WHERE lower(k) ~ '(token|secret|signature|key|auth|cookie|password|hmac|credential|session)')
+                  WHERE lower(k) ~ '(token|secret|sig|key|auth|cookie|password|hmac|hash|credential|session)')
 )
 SELECT source, event_id FROM batch ORDER BY source DESC, event_id DESC LIMIT 1`
 

@@ -46,8 +46,10 @@ func TestTimestampExtremes(t *testing.T) {
 		{"now", now.Unix(), true},
 		{"now + tolerance", now.Add(5 * time.Minute).Unix(), true},
 		{"now + tolerance + 1 s", now.Add(5*time.Minute).Unix() + 1, false},
-		// now is x.5 s: now - tolerance is x.5 s too, so second x is stale.
-		{"now - tolerance", now.Add(-5*time.Minute).Unix() + 1, true},
+		// now is x.5 s; like the SDKs we compare whole seconds, so a
+		// request signed exactly tolerance before second x is in.
+		{"now - tolerance", now.Add(-5 * time.Minute).Unix(), true},
+		{"now - tolerance + 1 s", now.Add(-5*time.Minute).Unix() + 1, true},
 		{"now - tolerance - 1 s", now.Add(-5*time.Minute).Unix() - 1, false},
 	}
 	for _, tc := range cases {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 func macs(newHash func() hash.Hash, secrets []string, parts ...[]byte) [][]byte {
@@ -31,6 +32,9 @@ func macs(newHash func() hash.Hash, secrets []string, parts ...[]byte) [][]byte 
 // a body that is not one is a malformed payload for providers whose id
 // lives in it.
 func bodyFields(body []byte) (map[string]any, error) {
+	if !utf8.Valid(body) { // JSON is UTF-8; the decoder would paper over it
+		return nil, fmt.Errorf("%w: body is not valid UTF-8", ErrPayload)
+	}
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("%w: body is not a JSON object: %w", ErrPayload, err)
@@ -199,6 +203,9 @@ func (v *slack) Verify(r *http.Request, body []byte, now time.Time) (Meta, error
 			return Meta{}, err
 		}
 		meta.Type, meta.OccurredAt = str(m, "type"), unixField(m, "event_time")
+		if meta.Type == "url_verification" {
+			meta.Challenge = str(m, "challenge")
+		}
 	}
 	return meta, nil
 }
@@ -262,8 +269,8 @@ type linear struct {
 
 // Linear verifies Linear-Signature: hex HMAC-SHA256 of the body, and the
 // body's webhookTimestamp (milliseconds) within 60 s. Event id: the
-// Linear-Delivery header, else the body's webhookId; type: Linear-Event;
-// event time: the body's "createdAt".
+// Linear-Delivery header (else the receiver's body hash), with body dedupe;
+// type: Linear-Event; event time: the body's "createdAt".
 func Linear(secrets ...string) (Verifier, error) {
 	if err := requireSecrets("linear", secrets); err != nil {
 		return nil, err
@@ -303,6 +310,10 @@ func (v *linear) Verify(r *http.Request, body []byte, now time.Time) (Meta, erro
 	if err != nil {
 		return Meta{}, err
 	}
-	return Meta{ID: firstNonEmpty(r.Header.Get("Linear-Delivery"), str(m, "webhookId")), Type: r.Header.Get("Linear-Event"),
-		Timestamp: ts, OccurredAt: timeField(m, "createdAt")}, nil
+	// webhookId names the webhook subscription, not the event: without
+	// Linear-Delivery the receiver falls back to the body's hash. The
+	// header is not signed, so the body (which carries the signed
+	// webhookTimestamp) also dedupes replays.
+	return Meta{ID: r.Header.Get("Linear-Delivery"), Type: r.Header.Get("Linear-Event"),
+		Timestamp: ts, OccurredAt: timeField(m, "createdAt"), BodyUnique: true}, nil
 }

@@ -12,6 +12,10 @@ import (
 // from now could overflow and wrap a timestamp centuries away (or one in
 // milliseconds where seconds are expected) into the window.
 func withinUnix(v int64, unit time.Duration, now time.Time, tolerance time.Duration) (time.Time, error) {
+	// In the timestamp's own unit, as the providers' SDKs compare: a
+	// request signed exactly tolerance ago is in, whatever the fraction of
+	// the current second.
+	now = now.Truncate(unit)
 	u := int64(unit)
 	lo := ceilDiv(now.Add(-tolerance).UnixNano(), u)
 	hi := floorDiv(now.Add(tolerance).UnixNano(), u)

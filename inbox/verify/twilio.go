@@ -100,7 +100,10 @@ func (v *twilio) Verify(r *http.Request, body []byte, _ time.Time) (Meta, error)
 	}
 	sid := firstNonEmpty(fields["MessageSid"], fields["SmsSid"], fields["CallSid"], fields["Sid"])
 	status := firstNonEmpty(fields["MessageStatus"], fields["SmsStatus"], fields["CallStatus"])
-	meta := Meta{ID: r.Header.Get("I-Twilio-Idempotency-Token"), Type: status}
+	// The token header is not signed, and Twilio signs no time: the body
+	// (sid, status and the rest of the callback) also dedupes, so a captured
+	// callback replayed under another token is a duplicate.
+	meta := Meta{ID: r.Header.Get("I-Twilio-Idempotency-Token"), Type: status, BodyUnique: true}
 	if meta.ID == "" && sid != "" {
 		meta.ID = sid
 		if status != "" {

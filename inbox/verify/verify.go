@@ -31,11 +31,15 @@ type Meta struct {
 	// It stays the same on every retry.
 	OccurredAt time.Time
 	// BodyUnique is set by providers whose id comes from an unsigned header
-	// and whose signature carries no timestamp (GitHub, Shopify), while
-	// their body is itself unique per event: the receiver then dedupes on
-	// the body's hash as well, so a captured request replayed under a
-	// fresh id is still a duplicate.
+	// (GitHub, Shopify, Twilio, Linear), while their body is itself unique
+	// per event: the receiver then dedupes on the hash of the type and body
+	// as well, so a captured request replayed under a fresh id is still a
+	// duplicate.
 	BodyUnique bool
+	// Challenge is set for a provider's endpoint handshake (Slack's
+	// url_verification): the receiver answers it with the challenge and
+	// records nothing, since it is not an event.
+	Challenge string
 }
 
 // Verifier authenticates one provider's requests.
