@@ -137,6 +137,7 @@ func TestReceiverCapsConcurrentRequests(t *testing.T) {
 	t.Parallel()
 	f := newPfix(t, nil, func(c *inbox.ReceiverConfig) { c.MaxConcurrent = 2 })
 	// Two clients dribble their bodies and hold both slots.
+	var slow []net.Conn
 	for i := 0; i < 2; i++ {
 		conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
 		if err != nil {
@@ -144,6 +145,7 @@ func TestReceiverCapsConcurrentRequests(t *testing.T) {
 		}
 		t.Cleanup(func() { conn.Close() })
 		fmt.Fprintf(conn, "POST /forms HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+		slow = append(slow, conn)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for { // until both slow requests hold their slots: unsigned probes get 401 until then
@@ -164,5 +166,25 @@ func TestReceiverCapsConcurrentRequests(t *testing.T) {
 	}
 	if s := f.state(t); s.effects != 0 {
 		t.Fatalf("state %+v", s)
+	}
+	// The slow clients go away: their slots are free again, and the event
+	// the cap refused is processed (once, however often it comes).
+	for _, c := range slow {
+		c.Close()
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		r := f.send(t, "/forms", body, h)
+		if r.code == http.StatusOK {
+			break
+		}
+		if r.code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("after the slow clients left: %+v", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.twice(t, 200, func() reply { return f.send(t, "/forms", body, h) })
+	if s := f.state(t); s.effects != 1 {
+		t.Fatalf("state after the slots freed %+v", s)
 	}
 }

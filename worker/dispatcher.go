@@ -48,6 +48,9 @@ type Dispatcher struct {
 
 	listening atomic.Bool
 	balanced  atomic.Int64 // mono() of the last successful balancing round
+	// registered is closed after the first successful balancing round.
+	registered     chan struct{}
+	registeredOnce sync.Once
 }
 
 type queries struct {
@@ -76,12 +79,13 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 		},
-		names:   slices.Sorted(maps.Keys(c.Destinations)),
-		epoch:   time.Now(),
-		health:  dbHealth{log: log},
-		logs:    logLimiter{every: logEvery},
-		runners: map[Lane]*laneRunner{},
-		holders: map[Lane]*laneRunner{},
+		names:      slices.Sorted(maps.Keys(c.Destinations)),
+		epoch:      time.Now(),
+		health:     dbHealth{log: log},
+		logs:       logLimiter{every: logEvery},
+		runners:    map[Lane]*laneRunner{},
+		holders:    map[Lane]*laneRunner{},
+		registered: make(chan struct{}),
 	}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	if !c.DisableRiver {

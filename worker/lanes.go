@@ -37,6 +37,7 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 		}
 		if err == nil {
 			d.balanced.Store(int64(d.mono()))
+			d.registeredOnce.Do(func() { close(d.registered) })
 		}
 		d.health.report("lane balancing", err)
 		select {
@@ -48,8 +49,15 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 }
 
 // watchUnserved runs checkUnserved every unservedEvery AcquireIntervals,
-// apart from balancing so that its counting never delays a renewal.
+// apart from balancing so that its counting never delays a renewal. It
+// starts once this dispatcher has registered (its first balancing round),
+// or it would report its own destinations as served by nobody.
 func (d *Dispatcher) watchUnserved(ctx context.Context) {
+	select {
+	case <-d.registered:
+	case <-ctx.Done():
+		return
+	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL)
 		err := d.checkUnserved(rctx)

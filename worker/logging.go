@@ -53,9 +53,13 @@ func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 		d.log.Debug("delivered", "message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
 			"duration", r.duration.String())
 	case status == "dead":
+		reason := "the destination refused it for good"
+		if r.res.Outcome != dispatch.Dead {
+			reason = "its retries ran out (max_attempts or max_age)"
+		}
 		if ok, held := d.logs.allow(m.Destination + "/dead"); ok {
 			d.log.Error("message dead-lettered; requeue it with 'outboxd outbox requeue'",
-				append(attrs, "outcome", string(r.res.Outcome), "similar_lines_left_out", held)...)
+				append(attrs, "outcome", string(r.res.Outcome), "reason", reason, "similar_lines_left_out", held)...)
 		}
 	case r.abandoned:
 		if ok, held := d.logs.allow(m.Destination + "/abandoned"); ok {

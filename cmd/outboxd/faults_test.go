@@ -227,6 +227,12 @@ func TestFaultDifferentDestinationSets(t *testing.T) {
 	if !strings.Contains(onlyA.stderr.String(), "no live dispatcher serves this destination") {
 		t.Fatal("no log line about the unserved destination")
 	}
+	// Never about its own destination (a check before it registered did).
+	for _, l := range strings.Split(onlyA.stderr.String(), "\n") {
+		if strings.Contains(l, "no live dispatcher serves") && strings.Contains(l, `"destination":"a"`) {
+			t.Fatalf("a dispatcher reported its own destination as unserved: %s", l)
+		}
+	}
 	send := runInWithStdin(t, `{"x":1}`, "send", "--database-url", b.url, "--destination", "b")
 	if send.code != 0 || !strings.Contains(send.stderr, `warning: no live dispatcher serves destination "b"`) {
 		t.Fatalf("send to an unserved destination: %+v", send)
