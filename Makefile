@@ -42,7 +42,11 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-receipt bench-dispatch bench-purge bench-webhook ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-enqueue bench-receipt bench-dispatch bench-purge bench-webhook ## Run every benchmark (see docs/benchmarks.md).
+
+.PHONY: bench-enqueue
+bench-enqueue: ## Enqueue in one-message transactions (with a Notifier, and with NOTIFY inside) vs pgbench's plain INSERT, 1 and 16 connections.
+	$(GO) run ./internal/bench/enqueue $(BENCH_ARGS)
 
 .PHONY: bench-receipt
 bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL, 1 and 16 connections.

@@ -55,8 +55,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 9 {
-		t.Fatalf("applied %d migrations, want 9", len(res))
+	if len(res) != 10 {
+		t.Fatalf("applied %d migrations, want 10", len(res))
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -72,8 +72,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 9 {
-		t.Fatalf("version = %d, %v; want 9", v, err)
+	if err != nil || v != 10 {
+		t.Fatalf("version = %d, %v; want 10", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -175,6 +175,13 @@ func TestDownOneStepAtATime(t *testing.T) {
 	}
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := m.Down(ctx); err != nil { // the enqueue trigger
+		t.Fatal(err)
+	}
+	var onInsert bool
+	if err := db.QueryRow(`SELECT tgtype & 4 <> 0 FROM pg_trigger WHERE tgname = 'outbox_messages_notify'`).Scan(&onInsert); err != nil || !onInsert {
+		t.Fatalf("one step down should restore the NOTIFY on insert: %v %v", onInsert, err)
 	}
 	for i := 0; i < 2; i++ { // the scrub (nothing to undo), then the inbox indexes
 		if _, err := m.Down(ctx); err != nil {

@@ -10,6 +10,12 @@ import (
 type Config struct {
 	// Schema holds the outbox tables. Default "outboxd".
 	Schema string
+	// Notifier, when set (and started), announces committed enqueues to
+	// the dispatchers from outside the enqueueing transactions. Without
+	// it, Enqueue sends a NOTIFY inside the caller's transaction, which
+	// PostgreSQL serialises with every other notifying commit: fine for a
+	// few hundred enqueueing transactions a second, a bottleneck beyond.
+	Notifier *Notifier
 }
 
 func (c *Config) withDefaults() Config {

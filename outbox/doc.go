@@ -6,7 +6,11 @@
 // A message passed to Enqueue exists only if the caller's transaction
 // commits: a rolled-back transaction sends nothing, a committed one is
 // delivered at least once by a dispatcher (package worker, or the outboxd
-// daemon), which PostgreSQL wakes with a NOTIFY at commit.
+// daemon). A Notifier (Config.Notifier) wakes the dispatcher once the
+// transaction committed, without a NOTIFY in it (PostgreSQL serialises the
+// commits of notifying transactions); without one, Enqueue notifies inside
+// the transaction. Either way a dispatcher's sweep finds the message within
+// its SweepInterval should no wake-up arrive.
 //
 // Every attempt for one message carries the same idempotency key, so a
 // downstream that honours Idempotency-Key applies it once. The key is

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,11 +22,12 @@ import (
 // pgx.Tx so that messages commit or roll back with the business writes.
 type DB = pg.DB
 
-// Outbox enqueues messages in one schema. It holds no connections and is
-// safe for concurrent use.
+// Outbox enqueues messages in one schema. It holds no connections (its
+// Notifier, if any, does) and is safe for concurrent use.
 type Outbox struct {
 	schema                 string
 	enqueue, existing, get string
+	notifier               *Notifier
 }
 
 // New returns an Outbox. A nil cfg means the defaults.
@@ -34,9 +36,14 @@ func New(cfg *Config) (*Outbox, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	announce := announceInline
+	if c.Notifier != nil {
+		announce = announceLater
+	}
 	return &Outbox{
 		schema:   c.Schema,
-		enqueue:  dbschema.Render(enqueueSQL, c.Schema),
+		enqueue:  dbschema.Render(strings.Replace(enqueueSQL, "{{announce}}", announce, 1), c.Schema),
+		notifier: c.Notifier,
 		existing: dbschema.Render(existingSQL, c.Schema),
 		get:      dbschema.Render(getSQL, c.Schema),
 	}, nil
@@ -55,10 +62,12 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 		return Enqueued{}, err
 	}
 	var (
-		seq *int64
-		out = Enqueued{ID: msg.ID, IdempotencyKey: msg.IdempotencyKey}
+		seq      *int64
+		lane     int16
+		announce string
+		out      = Enqueued{ID: msg.ID, IdempotencyKey: msg.IdempotencyKey}
 	)
-	err = db.QueryRow(ctx, o.enqueue, args...).Scan(&seq, &out.CreatedAt)
+	err = db.QueryRow(ctx, o.enqueue, args...).Scan(&seq, &out.CreatedAt, &lane, &announce)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return o.findExisting(ctx, db, msg)
 	}
@@ -71,7 +80,19 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	if seq != nil {
 		out.Seq = *seq
 	}
+	o.announce(announce, lane)
 	return out, nil
+}
+
+// announce hands the enqueueing transaction and its lane to the Notifier
+// (with one; without, the NOTIFY went with the statement).
+func (o *Outbox) announce(xid string, lane int16) {
+	if o.notifier == nil {
+		return
+	}
+	if x, err := strconv.ParseInt(xid, 10, 64); err == nil {
+		o.notifier.add(x, 1<<uint(lane))
+	}
 }
 
 // checkSeq refuses the one way a keyed message can be stored without a
@@ -117,9 +138,13 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	results := db.SendBatch(ctx, batch)
 	for _, i := range order {
 		m := msgs[i]
-		var seq *int64
+		var (
+			seq      *int64
+			lane     int16
+			announce string
+		)
 		out[i] = Enqueued{ID: m.ID, IdempotencyKey: m.IdempotencyKey}
-		err := results.QueryRow().Scan(&seq, &out[i].CreatedAt)
+		err := results.QueryRow().Scan(&seq, &out[i].CreatedAt, &lane, &announce)
 		if errors.Is(err, pgx.ErrNoRows) {
 			existing = append(existing, i)
 			continue
@@ -134,6 +159,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		if seq != nil {
 			out[i].Seq = *seq
 		}
+		o.announce(announce, lane)
 	}
 	if err := results.Close(); err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)

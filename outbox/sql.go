@@ -8,8 +8,11 @@ package outbox
 // order. Without a key, or when the idempotency key is already stored (a
 // re-enqueue stores nothing, so it draws no number), the CTE inserts
 // nothing; the row then carries seq 0 only to pass the table's CHECK, which
-// runs before ON CONFLICT finds the stored message and drops the row. The
-// NOTIFY comes from a row trigger on outbox_messages.
+// runs before ON CONFLICT finds the stored message and drops the row.
+//
+// {{announce}} is the last column returned: announceInline (a NOTIFY in the
+// caller's transaction, delivered at its commit) or announceLater (the
+// transaction's id, for a Notifier to announce once it committed).
 const enqueueSQL = `
 WITH k AS (
     INSERT INTO {{schema}}.outbox_keys AS k (ordering_key, last_seq)
@@ -25,7 +28,14 @@ INSERT INTO {{schema}}.outbox_messages
 VALUES ($1, $2, $3, $4, CASE WHEN $4::text IS NOT NULL THEN coalesce((SELECT last_seq FROM k), 0) END,
         $5, $6, $7, $8, $9, $10)
 ON CONFLICT (destination, idempotency_key) DO NOTHING
-RETURNING seq, created_at`
+RETURNING seq, created_at, lane, {{announce}}`
+
+// announceInline wakes the lane's dispatcher at commit. The channel is
+// <schema>_outbox (dbschema.NotifyChannel); the schema name is validated.
+const announceInline = `pg_notify('{{schema}}_outbox', lane::text)::text`
+
+// announceLater returns the enqueueing transaction's id for the Notifier.
+const announceLater = `pg_current_xact_id()::text`
 
 const existingSQL = `
 SELECT id, seq, created_at FROM {{schema}}.outbox_messages
@@ -38,3 +48,16 @@ SELECT id, destination, type, ordering_key, seq, payload, headers,
        delivered_at
 FROM {{schema}}.outbox_messages
 WHERE id = $1`
+
+// notifierFlushSQL asks which of the enqueueing transactions ($1) have
+// ended, and in the same statement wakes the lanes ($2, bitmasks) of those
+// that committed with one NOTIFY: "m" and the OR of their masks. An id too
+// old for PostgreSQL to remember comes back NULL.
+const notifierFlushSQL = `
+WITH s AS (
+    SELECT x, l, pg_xact_status(x::text::xid8) AS st
+    FROM unnest($1::bigint[], $2::bigint[]) AS u(x, l)
+), n AS (
+    SELECT pg_notify($3, 'm' || bit_or(l)::text) FROM s WHERE st = 'committed' HAVING count(*) > 0
+)
+SELECT x, coalesce(st, 'forgotten'), (SELECT count(*) FROM n) FROM s`

@@ -28,10 +28,10 @@
 // key its next messages in sequence, oldest keys first, plus due unkeyed
 // messages; only while the lease and token are still its own), delivers
 // keys concurrently and each key's messages in order, and records all
-// results with one statement. It is woken by the NOTIFY that the outbox
-// sends at commit (the payload names the lane), by its own timer for due
-// retries, and by a River periodic job that re-kicks lanes with due work in
-// case a notification was missed. River's elected leader also runs the
+// results with one statement. It is woken by the outbox's notification once
+// an enqueue committed (the payload names the lanes), by its own sweep
+// every SweepInterval (the bound on pickup when no notification arrives),
+// and by a River periodic job that re-kicks lanes with due work. River's elected leader also runs the
 // maintenance jobs (purging expired inbox keys and old delivered messages).
 //
 // # What happens on failure

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,10 +48,27 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 		if err != nil {
 			return err
 		}
-		if lane, err := strconv.Atoi(n.Payload); err == nil {
-			d.wake(lane)
-		} else {
-			d.wakeAll()
+		d.wakeFor(n.Payload)
+	}
+}
+
+// wakeFor wakes the lanes a notification names: one lane ("7", from an
+// enqueue or the trigger), a bitmask of lanes ("m2147483649", from
+// outbox.Notifier), or anything else: every lane.
+func (d *Dispatcher) wakeFor(payload string) {
+	if mask, ok := strings.CutPrefix(payload, "m"); ok {
+		if m, err := strconv.ParseUint(mask, 10, 64); err == nil {
+			for lane := range numLanes {
+				if m&(1<<lane) != 0 {
+					d.wake(lane)
+				}
+			}
+			return
 		}
 	}
+	if lane, err := strconv.Atoi(payload); err == nil {
+		d.wake(lane)
+		return
+	}
+	d.wakeAll()
 }

@@ -46,8 +46,24 @@ func newOutboxd(pool *pgxpool.Pool, sinkURL string) (system, error) {
 	if err != nil {
 		return nil, err
 	}
-	ob, _ := outbox.New(nil)
+	ob, err := notifyingOutbox(pool)
+	if err != nil {
+		return nil, err
+	}
 	return &outboxdSystem{pool: pool, ob: ob, d: d}, nil
+}
+
+// notifyingOutbox is an Outbox whose commits are announced by a Notifier,
+// as an application at these rates should run it. It stops with the pool.
+func notifyingOutbox(pool *pgxpool.Pool) (*outbox.Outbox, error) {
+	n, err := outbox.NewNotifier(pool, &outbox.NotifierConfig{Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	return outbox.New(&outbox.Config{Notifier: n})
 }
 
 func (s *outboxdSystem) name() string { return "outboxd (lanes, batches)" }
@@ -186,7 +202,10 @@ func newOutboxdBesideSlow(pool *pgxpool.Pool, sinkURL string) (system, error) {
 	if err != nil {
 		return nil, err
 	}
-	ob, _ := outbox.New(nil)
+	ob, err := notifyingOutbox(pool)
+	if err != nil {
+		return nil, err
+	}
 	return &besideSlowSystem{outboxdSystem: &outboxdSystem{pool: pool, ob: ob, d: d}, slow: slow, closed: closed}, nil
 }
 

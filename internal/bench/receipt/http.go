@@ -19,6 +19,7 @@ import (
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/inbox/verify"
+	"github.com/outboxd/outboxd/internal/bench/pgbench"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -131,12 +132,12 @@ func runHTTP(url, script string, conns int, d time.Duration, rounds int) error {
 			return fmt.Errorf("duplicates: %w", err)
 		}
 		dups = append(dups, tps)
-		if tps, err = measurePgbench(url, script, conns, d); err != nil {
+		if tps, err = pgbench.Run(url, script, conns, d); err != nil {
 			return err
 		}
 		pgb = append(pgb, tps)
 	}
-	n, du, p := median(news), median(dups), median(pgb)
+	n, du, p := pgbench.Median(news), pgbench.Median(dups), pgbench.Median(pgb)
 	fmt.Printf("Signed webhook receipt over HTTP (Standard Webhooks, loopback), %d clients, %s x %d alternating rounds, medians\n\n", conns, d, rounds)
 	fmt.Println("| what | per second | vs pgbench (same SQL, new events) |")
 	fmt.Println("|---|---|---|")

@@ -15,12 +15,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/bench/pgbench"
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -88,7 +86,6 @@ func run(adminURL string, d time.Duration, rounds int) error {
 		return err
 	}
 	in, _ := inbox.New(nil)
-	ob, _ := outbox.New(nil)
 
 	fmt.Printf("Receipt transaction, %s per measurement, %d alternating rounds; %d CPUs, %s\n\n", d, rounds, runtime.NumCPU(), runtime.Version())
 	fmt.Println("| connections | outboxd tx/s | pgbench tx/s | outboxd / pgbench |")
@@ -96,18 +93,18 @@ func run(adminURL string, d time.Duration, rounds int) error {
 	for _, conns := range []int{1, 16} {
 		var ours, theirs []float64
 		for r := 0; r < rounds; r++ {
-			tps, err := measureOurs(ctx, url, in, ob, conns, d)
+			tps, err := measureOurs(ctx, url, in, conns, d)
 			if err != nil {
 				return err
 			}
 			ours = append(ours, tps)
-			tps, err = measurePgbench(url, script, conns, d)
+			tps, err = pgbench.Run(url, script, conns, d)
 			if err != nil {
 				return err
 			}
 			theirs = append(theirs, tps)
 		}
-		o, p := median(ours), median(theirs)
+		o, p := pgbench.Median(ours), pgbench.Median(theirs)
 		fmt.Printf("| %d | %.0f | %.0f | %.0f%% |\n", conns, o, p, 100*o/p)
 	}
 	return nil
@@ -130,7 +127,10 @@ func freshDatabase(ctx context.Context, adminURL string) (string, error) {
 
 var payload = []byte(`{"id":"evt","type":"lead.created","data":{"email":"ada@example.com","name":"Ada Lovelace","phone":"+15550100","source":"landing-page","utm":"spring"}}`)
 
-func measureOurs(ctx context.Context, url string, in *inbox.Inbox, ob *outbox.Outbox, conns int, d time.Duration) (float64, error) {
+// measureOurs runs receipts through outboxd's API, its Outbox announcing
+// commits through a Notifier (on a connection of its own, as an
+// application would give it), so no enqueueing transaction NOTIFYs.
+func measureOurs(ctx context.Context, url string, in *inbox.Inbox, conns int, d time.Duration) (float64, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return 0, err
@@ -141,6 +141,23 @@ func measureOurs(ctx context.Context, url string, in *inbox.Inbox, ob *outbox.Ou
 		return 0, err
 	}
 	defer pool.Close()
+	npool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
+	if err != nil {
+		return 0, err
+	}
+	defer npool.Close()
+	n, err := outbox.NewNotifier(npool, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := n.Start(ctx); err != nil {
+		return 0, err
+	}
+	defer func() { _ = n.Stop(ctx) }()
+	ob, err := outbox.New(&outbox.Config{Notifier: n})
+	if err != nil {
+		return 0, err
+	}
 	var (
 		done     atomic.Int64
 		firstErr error
@@ -193,23 +210,6 @@ func receipt(ctx context.Context, pool *pgxpool.Pool, in *inbox.Inbox, ob *outbo
 	})
 }
 
-var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
-
-func measurePgbench(url, script string, conns int, d time.Duration) (float64, error) {
-	threads := min(conns, runtime.NumCPU())
-	cmd := exec.Command("pgbench", "-n", "-M", "prepared", "-c", strconv.Itoa(conns), "-j", strconv.Itoa(threads),
-		"-T", strconv.Itoa(int(d.Seconds())), "-f", script, url)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("pgbench: %w\n%s", err, out)
-	}
-	m := tpsLine.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("pgbench printed no tps line:\n%s", out)
-	}
-	return strconv.ParseFloat(string(m[1]), 64)
-}
-
 func scriptPath() (string, error) {
 	// Run from the module root (make bench-receipt does).
 	p := filepath.Join("internal", "bench", "receipt", "receipt.pgbench")
@@ -217,13 +217,4 @@ func scriptPath() (string, error) {
 		return "", fmt.Errorf("pgbench script: %w (run from the repository root)", err)
 	}
 	return p, nil
-}
-
-func median(xs []float64) float64 {
-	sort.Float64s(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
-	}
-	return (xs[n/2-1] + xs[n/2]) / 2
 }

@@ -1,0 +1,176 @@
+// Command enqueue measures what outbox.Enqueue costs the application's own
+// transactions: one message per transaction at 1 and 16 connections,
+// announced by a Notifier (the fast path) and by a NOTIFY in the
+// transaction (Enqueue without a Notifier), beside pgbench running a plain
+// INSERT of the same row into a table with the same indexes and no trigger
+// (the baseline: what a user would write without outboxd), in alternating
+// rounds of one run. It prints a Markdown table with tx/s, and WAL bytes and
+// WAL fsyncs per message stored (the Notifier's own commits included).
+//
+//	go run ./internal/bench/enqueue [-database-url URL] [-duration 5s] [-rounds 3]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/internal/bench/pgbench"
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+func main() {
+	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_enqueue is created on it)")
+	d := flag.Duration("duration", 5*time.Second, "length of each measurement")
+	rounds := flag.Int("rounds", 3, "alternating rounds per concurrency")
+	flag.Parse()
+	if err := run(*adminURL, *d, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-enqueue:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// figures of one system at one concurrency: medians over the rounds.
+type figures struct{ tps, walBytes, syncsPerCommit []float64 }
+
+func run(adminURL string, d time.Duration, rounds int) error {
+	ctx := context.Background()
+	url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_enqueue")
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, `CREATE TABLE bench_plain (LIKE outboxd.outbox_messages INCLUDING ALL)`)
+	conn.Close(ctx)
+	if err != nil {
+		return err
+	}
+	script := filepath.Join("internal", "bench", "enqueue", "plain.pgbench")
+	if _, err := os.Stat(script); err != nil {
+		return fmt.Errorf("pgbench script: %w (run from the repository root)", err)
+	}
+	systems := []struct {
+		name, table string
+		measure     func(conns int) (float64, error)
+	}{
+		{"pgbench: plain INSERT, no trigger (baseline)", "bench_plain", func(c int) (float64, error) { return pgbench.Run(url, script, c, d) }},
+		{"outbox.Enqueue with a Notifier", "outboxd.outbox_messages", func(c int) (float64, error) { return measureEnqueue(ctx, url, c, d, true) }},
+		{"outbox.Enqueue, NOTIFY in the transaction", "outboxd.outbox_messages", func(c int) (float64, error) { return measureEnqueue(ctx, url, c, d, false) }},
+	}
+	fmt.Printf("Enqueue, one message per transaction, %s per measurement, %d alternating rounds; %d CPUs, %s\n\n", d, rounds, runtime.NumCPU(), runtime.Version())
+	fmt.Println("| connections | system | tx/s | % of baseline | WAL bytes / message | WAL fsyncs / message |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, conns := range []int{1, 16} {
+		res := make([]figures, len(systems))
+		for r := 0; r < rounds; r++ {
+			for i, s := range systems {
+				before, err := pgbench.ReadWAL(ctx, url, s.table)
+				if err != nil {
+					return err
+				}
+				tps, err := s.measure(conns)
+				if err != nil {
+					return fmt.Errorf("%s: %w", s.name, err)
+				}
+				after, err := pgbench.ReadWAL(ctx, url, s.table)
+				if err != nil {
+					return err
+				}
+				w := after.Sub(before)
+				res[i].tps = append(res[i].tps, tps)
+				res[i].walBytes = append(res[i].walBytes, w.Bytes/max(w.Rows, 1))
+				res[i].syncsPerCommit = append(res[i].syncsPerCommit, w.Syncs/max(w.Rows, 1))
+			}
+		}
+		base := pgbench.Median(res[0].tps)
+		for i, s := range systems {
+			tps := pgbench.Median(res[i].tps)
+			fmt.Printf("| %d | %s | %.0f | %.0f%% | %.0f | %.2f |\n", conns, s.name, tps, 100*tps/base,
+				pgbench.Median(res[i].walBytes), pgbench.Median(res[i].syncsPerCommit))
+		}
+	}
+	return nil
+}
+
+// measureEnqueue commits one message per transaction through Enqueue with
+// conns workers for d, and returns tx/s. With notify, a Notifier on its own
+// connection announces the commits, as an application should run it.
+func measureEnqueue(ctx context.Context, url string, conns int, d time.Duration, notify bool) (float64, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return 0, err
+	}
+	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	var oc outbox.Config
+	if notify {
+		npool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
+		if err != nil {
+			return 0, err
+		}
+		defer npool.Close()
+		if oc.Notifier, err = outbox.NewNotifier(npool, nil); err != nil {
+			return 0, err
+		}
+		if err := oc.Notifier.Start(ctx); err != nil {
+			return 0, err
+		}
+		defer func() { _ = oc.Notifier.Stop(ctx) }()
+	}
+	ob, err := outbox.New(&oc)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		done     atomic.Int64
+		firstErr error
+		once     sync.Once
+		wg       sync.WaitGroup
+	)
+	payload := []byte(`{"to":"ada@example.com","template":"welcome"}`)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := 0; w < conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "email-api", Type: "email.welcome", Payload: payload})
+					return err
+				})
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds(), firstErr
+}

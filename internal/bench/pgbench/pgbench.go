@@ -1,0 +1,70 @@
+// Package pgbench runs PostgreSQL's pgbench and measures the server's WAL
+// for the benchmarks: the baseline a user would get without outboxd.
+package pgbench
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+// Run runs script against url with conns clients for d and returns tx/s.
+func Run(url, script string, conns int, d time.Duration) (float64, error) {
+	threads := min(conns, runtime.NumCPU())
+	cmd := exec.Command("pgbench", "-n", "-M", "prepared", "-c", strconv.Itoa(conns), "-j", strconv.Itoa(threads),
+		"-T", strconv.Itoa(max(1, int(d.Seconds()))), "-f", script, url)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("pgbench: %w\n%s", err, out)
+	}
+	m := tpsLine.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("pgbench printed no tps line:\n%s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// Median of xs (sorted in place).
+func Median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// WAL is a reading of the server's WAL counters (pg_stat_wal) and of the
+// rows in one table.
+type WAL struct {
+	Bytes float64 // WAL bytes written
+	Syncs float64 // WAL fsyncs
+	Rows  float64 // rows in the table read
+}
+
+// ReadWAL reads the counters and counts table's rows; subtract two readings
+// for one measurement. table is a constant of the caller's, never input.
+func ReadWAL(ctx context.Context, url, table string) (WAL, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return WAL{}, err
+	}
+	defer conn.Close(ctx)
+	var w WAL
+	err = conn.QueryRow(ctx, `SELECT wal_bytes::float8, wal_sync::float8, (SELECT count(*)::float8 FROM `+
+		pgx.Identifier(strings.Split(table, ".")).Sanitize()+`) FROM pg_stat_wal`).Scan(&w.Bytes, &w.Syncs, &w.Rows)
+	return w, err
+}
+
+// Sub returns the difference w - o.
+func (w WAL) Sub(o WAL) WAL { return WAL{w.Bytes - o.Bytes, w.Syncs - o.Syncs, w.Rows - o.Rows} }

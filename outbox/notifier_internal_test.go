@@ -1,0 +1,161 @@
+package outbox
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// notifierBundle listens on the outbox channel of a fresh database and
+// runs a started Notifier whose flushes the test can follow.
+type notifierBundle struct {
+	ob   *Outbox
+	n    *Notifier
+	pool interface {
+		Begin(context.Context) (pgx.Tx, error)
+	}
+	payloads chan string
+}
+
+func newNotifierBundle(t *testing.T) notifierBundle {
+	t.Helper()
+	url := pgtest.URL(t)
+	pool := pgtest.Connect(t, url)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `LISTEN outboxd_outbox`); err != nil {
+		t.Fatal(err)
+	}
+	payloads := make(chan string, 100)
+	lctx, cancel := context.WithCancel(ctx)
+	listening := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-listening; conn.Close(context.Background()) })
+	go func() {
+		defer close(listening)
+		for {
+			n, err := conn.WaitForNotification(lctx)
+			if err != nil {
+				return
+			}
+			payloads <- n.Payload
+		}
+	}()
+	n, err := NewNotifier(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.flushed = make(chan flushReport, 1000)
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ob, err := New(&Config{Notifier: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return notifierBundle{ob: ob, n: n, pool: pool, payloads: payloads}
+}
+
+// waitFlush waits for a flush that saw the given counts (at least).
+func (b notifierBundle) waitFlush(t *testing.T, what string, ok func(flushReport) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case r := <-b.n.flushed:
+			if ok(r) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no flush that saw %s", what)
+		}
+	}
+}
+
+func laneBit(t *testing.T, payload string, lane int16) bool {
+	t.Helper()
+	m, err := strconv.ParseUint(strings.TrimPrefix(payload, "m"), 10, 64)
+	if err != nil || !strings.HasPrefix(payload, "m") {
+		t.Fatalf("payload %q is not a lane mask", payload)
+	}
+	return m&(1<<uint(lane)) != 0
+}
+
+// With a Notifier, the enqueueing transaction sends no NOTIFY (it would
+// serialise every producer's commit); the Notifier announces the lane only
+// once the transaction committed: while it is open, flushes see it in
+// progress and nothing is sent.
+func TestNotifierAnnouncesOnlyAfterCommit(t *testing.T) {
+	t.Parallel()
+	b := newNotifierBundle(t)
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := Message{Destination: "crm", OrderingKey: "deal-1", Payload: []byte(`{}`)}
+	if _, err := b.ob.Enqueue(ctx, tx, msg); err != nil {
+		t.Fatal(err)
+	}
+	var lane int16
+	if err := tx.QueryRow(ctx, `SELECT lane FROM outboxd.outbox_messages`).Scan(&lane); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFlush(t, "the open transaction", func(r flushReport) bool { return r.inProgress == 1 })
+	select {
+	case p := <-b.payloads:
+		t.Fatalf("notified %q before the commit", p)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-b.payloads:
+		if !laneBit(t, p, lane) {
+			t.Fatalf("payload %q does not name lane %d", p, lane)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification after the commit")
+	}
+}
+
+// A rolled-back enqueue is never announced: the Notifier forgets it. (The
+// sentinel NOTIFY proves the channel is quiet: notifications arrive in
+// order, so had one been sent for the rollback, it would come first.)
+func TestNotifierForgetsRollbacks(t *testing.T) {
+	t.Parallel()
+	b := newNotifierBundle(t)
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFlush(t, "the rollback", func(r flushReport) bool { return r.aborted == 1 })
+	if _, err := b.n.db.Exec(ctx, `SELECT pg_notify('outboxd_outbox', 'sentinel')`); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-b.payloads; p != "sentinel" {
+		t.Fatalf("a rolled-back enqueue was announced: %q", p)
+	}
+	b.n.mu.Lock()
+	defer b.n.mu.Unlock()
+	if len(b.n.pending) != 0 {
+		t.Fatalf("%d transactions still pending", len(b.n.pending))
+	}
+}
