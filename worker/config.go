@@ -54,7 +54,7 @@ type Config struct {
 	// Metrics, when set, is updated as messages are delivered.
 	Metrics *Metrics
 	// DisableRiver runs without River's client (and so without the
-	// leader's maintenance and re-kick jobs); for tests of the drain alone.
+	// leader's maintenance jobs); for tests of the drain alone.
 	DisableRiver bool
 }
 

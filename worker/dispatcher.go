@@ -55,7 +55,7 @@ type Dispatcher struct {
 
 type queries struct {
 	heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
-	claim, record, pause, paused, dueLanes, unserved, purgeInbox, purgeDelivered, purgeFailures string
+	claim, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures string
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
@@ -75,7 +75,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		q: queries{
 			heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
-			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL), dueLanes: r(dueLanesSQL),
+			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 		},

@@ -30,8 +30,8 @@
 // keys concurrently and each key's messages in order, and records all
 // results with one statement. It is woken by the outbox's notification once
 // an enqueue committed (the payload names the lanes), by its own sweep
-// every SweepInterval (the bound on pickup when no notification arrives),
-// and by a River periodic job that re-kicks lanes with due work. River's elected leader also runs the
+// every SweepInterval (the bound on pickup when no notification arrives,
+// and how due retries are found). River's elected leader runs the
 // maintenance jobs (purging expired inbox keys and old delivered messages).
 //
 // # What happens on failure

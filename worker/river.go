@@ -3,28 +3,27 @@ package worker
 import (
 	"context"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
-	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
 type pgxTx = pgx.Tx
 
 const riverQueue = "outboxd"
 
-// kickInterval is how often the leader re-announces lanes with due work, a
-// backstop for notifications lost while a listener reconnected.
-const kickInterval = 5 * time.Second
-
 type maintenanceArgs struct{}
 
 func (maintenanceArgs) Kind() string { return "outboxd_maintenance" }
 
+// kickArgs is a retired job kind: earlier versions had the leader NOTIFY
+// every lane with due work every 5 s, with a query that read the whole
+// pending backlog. Each lane runner's own sweep (SweepInterval) is the
+// backstop now. The worker stays so that jobs queued by an older version
+// complete instead of failing as unknown.
 type kickArgs struct{}
 
 func (kickArgs) Kind() string { return "outboxd_kick" }
@@ -47,35 +46,16 @@ func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[maintenanceAr
 
 type kickWorker struct {
 	river.WorkerDefaults[kickArgs]
-	d *Dispatcher
 }
 
-// Work notifies every lane that has due work, through PostgreSQL, so that
-// whichever dispatcher holds the lane wakes up.
-func (w *kickWorker) Work(ctx context.Context, _ *river.Job[kickArgs]) error {
-	rows, err := w.d.pool.Query(ctx, w.d.q.dueLanes)
-	if err != nil {
-		return err
-	}
-	lanes, err := pgx.CollectRows(rows, pgx.RowTo[int16])
-	if err != nil {
-		return err
-	}
-	channel := dbschema.NotifyChannel(w.d.cfg.Schema)
-	for _, lane := range lanes {
-		if _, err := w.d.pool.Exec(ctx, notifySQL, channel, strconv.Itoa(int(lane))); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (*kickWorker) Work(context.Context, *river.Job[kickArgs]) error { return nil }
 
 // newRiver builds the River client that elects the leader and runs the
 // periodic jobs on it.
 func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &maintenanceWorker{d: d})
-	river.AddWorker(workers, &kickWorker{d: d})
+	river.AddWorker(workers, &kickWorker{})
 	opts := &river.InsertOpts{Queue: riverQueue}
 	return river.NewClient(riverpgxv5.New(d.pool), &river.Config{
 		Schema:  d.cfg.Schema,
@@ -86,8 +66,6 @@ func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
 			river.NewPeriodicJob(river.PeriodicInterval(d.cfg.Maintenance.Interval),
 				func() (river.JobArgs, *river.InsertOpts) { return maintenanceArgs{}, opts },
 				&river.PeriodicJobOpts{RunOnStart: true}),
-			river.NewPeriodicJob(river.PeriodicInterval(kickInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return kickArgs{}, opts }, nil),
 		},
 		CompletedJobRetentionPeriod: time.Hour,
 		// River logs routine leadership and job events at info; keep its

@@ -185,11 +185,6 @@ ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused
 
 const pausedSQL = `SELECT name FROM {{schema}}.outbox_destinations WHERE paused`
 
-// dueLanesSQL lists lanes with due work, for the re-kick job.
-const dueLanesSQL = `
-SELECT DISTINCT lane FROM {{schema}}.outbox_messages
-WHERE status = 'pending' AND next_attempt_at <= now()`
-
 const notifySQL = `SELECT pg_notify($1, $2)`
 
 // The purge statements delete at most $1 rows each and skip rows that a
