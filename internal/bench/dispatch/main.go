@@ -1,6 +1,7 @@
 // Command dispatch measures outboxd's dispatcher against the simplest River
 // design (one River job per message), in one run on one machine, and prints
-// a Markdown table:
+// a Markdown table, beside the relay people write by hand (a SKIP LOCKED
+// poller):
 //
 //   - the sink ceiling: POSTs/s a keep-alive Go client at concurrency 64
 //     gets from the local sink, no database involved;
@@ -89,7 +90,7 @@ func run(adminURL string, o options) error {
 
 	results := map[string]figures{}
 	var order []string
-	for _, mk := range []func(*pgxpool.Pool, string) (system, error){newOutboxd, newOutboxdBesideSlow, newRiverBaseline} {
+	for _, mk := range []func(*pgxpool.Pool, string) (system, error){newOutboxd, newOutboxdBesideSlow, newPoller, newRiverBaseline} {
 		url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_dispatch")
 		if err != nil {
 			return err
@@ -121,9 +122,11 @@ func run(adminURL string, o options) error {
 		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
 			ms(f.p50), ms(f.p95), ms(f.p99), f.lost, f.repeats)
 	}
-	if len(order) == 3 {
-		a, slow, b := results[order[0]], results[order[1]], results[order[2]]
-		fmt.Printf("\n%s drains %.1fx as fast as %s; p50 latency %.1fx lower.\n", order[0], a.drainPerSec/b.drainPerSec, order[2], float64(b.p50)/float64(max(a.p50, 1)))
+	if len(order) == 4 {
+		a, slow, poller, b := results[order[0]], results[order[1]], results[order[2]], results[order[3]]
+		fmt.Printf("\n%s drains %.1fx as fast as %s; p50 latency %.1fx lower.\n", order[0], a.drainPerSec/b.drainPerSec, order[3], float64(b.p50)/float64(max(a.p50, 1)))
+		fmt.Printf("%s drains at %.0f%% of %s (goal: at least 100%%); p50 latency %.2fx, p99 %.2fx of the poller's.\n", order[0],
+			100*a.drainPerSec/poller.drainPerSec, order[2], float64(a.p50)/float64(max(poller.p50, 1)), float64(a.p99)/float64(max(poller.p99, 1)))
 		fmt.Printf("Beside a destination that times out on every request, the healthy one's p50 is %.2fx and p99 %.2fx its value alone (goal: p99 within 2x).\n",
 			float64(slow.p50)/float64(max(a.p50, 1)), float64(slow.p99)/float64(max(a.p99, 1)))
 	}

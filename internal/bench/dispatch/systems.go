@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -227,4 +228,108 @@ func (s *besideSlowSystem) stop(ctx context.Context) error {
 	close(s.closed)
 	s.slow.Close()
 	return err
+}
+
+// pollerSystem is the relay people write by hand: its own outbox table, a
+// plain INSERT per message, and 8 loops that each claim 100 rows with FOR
+// UPDATE SKIP LOCKED, post them, and mark them sent in the same
+// transaction, sleeping 10 ms when nothing is pending. No ordering, no
+// attempt records, no retries beyond "try the batch again".
+type pollerSystem struct {
+	pool *pgxpool.Pool
+	url  string
+	http *http.Client
+	quit chan struct{}
+	done sync.WaitGroup
+}
+
+func newPoller(pool *pgxpool.Pool, sinkURL string) (system, error) {
+	_, err := pool.Exec(context.Background(), `CREATE TABLE relay_outbox (
+    id bigserial PRIMARY KEY, idempotency_key text NOT NULL, payload bytea NOT NULL, sent_at timestamptz)`)
+	if err != nil {
+		return nil, err
+	}
+	_, err = pool.Exec(context.Background(), `CREATE INDEX relay_outbox_unsent ON relay_outbox (id) WHERE sent_at IS NULL`)
+	return &pollerSystem{pool: pool, url: sinkURL, quit: make(chan struct{}),
+		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}}, err
+}
+
+func (s *pollerSystem) name() string { return "hand-written SKIP LOCKED poller (8 x 100)" }
+
+func (s *pollerSystem) enqueue(ctx context.Context, i int) (string, error) {
+	key := uuid.NewString()
+	_, err := s.pool.Exec(ctx, `INSERT INTO relay_outbox (idempotency_key, payload) VALUES ($1, $2)`, key, payload(i))
+	return key, err
+}
+
+func (s *pollerSystem) start(ctx context.Context) error {
+	for range 8 {
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			for {
+				select {
+				case <-s.quit:
+					return
+				default:
+				}
+				n, err := s.once(ctx)
+				if err != nil || n == 0 {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// once relays one batch: claim, post each, mark sent, commit.
+func (s *pollerSystem) once(ctx context.Context) (int, error) {
+	n := 0
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, idempotency_key, payload FROM relay_outbox
+WHERE sent_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			id   int64
+			key  string
+			body []byte
+		}
+		batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+			var r row
+			return r, cr.Scan(&r.id, &r.key, &r.body)
+		})
+		if err != nil {
+			return err
+		}
+		ids := make([]int64, 0, len(batch))
+		for _, r := range batch {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(r.body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Idempotency-Key", r.key)
+			resp, err := s.http.Do(req)
+			if err != nil {
+				continue
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				ids = append(ids, r.id)
+			}
+		}
+		n = len(ids)
+		_, err = tx.Exec(ctx, `UPDATE relay_outbox SET sent_at = now() WHERE id = ANY($1)`, ids)
+		return err
+	})
+	return n, err
+}
+
+func (s *pollerSystem) stop(context.Context) error {
+	close(s.quit)
+	s.done.Wait()
+	return nil
 }
