@@ -112,7 +112,7 @@ func (f *dbFlags) check() error {
 	if scheme, _, ok := strings.Cut(f.url, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
 		return usageErrorf("invalid --database-url: outboxd needs PostgreSQL, got a %s:// URL (want postgres://user@host/db)", scheme)
 	}
-	if err := checkSchema(f.schema); err != nil {
+	if err := dbschema.Validate(f.schema); err != nil {
 		return usageErrorf("%v", err)
 	}
 	return nil
