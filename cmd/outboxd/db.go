@@ -153,7 +153,15 @@ func (f *dbFlags) urlErr(why error) error {
 // without repeating it (it may hold a password).
 func checkDatabaseURL(u string) error {
 	if scheme, _, ok := strings.Cut(u, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
-		return fmt.Errorf("outboxd needs PostgreSQL, got a %s:// URL (want postgres://user@host/db)", scheme)
+		return fmt.Errorf("outboxd needs PostgreSQL, got a %s:// URL (want a postgres:// URL)", scheme)
+	}
+	// pgx splits user info at the first @ and would take the rest of an
+	// unencoded password for the host, and print it in "lookup ...".
+	if _, rest, ok := strings.Cut(u, "://"); ok {
+		authority, _, _ := strings.Cut(rest, "/")
+		if strings.Count(authority, "@") > 1 {
+			return errors.New("more than one @ before the host: write an @ in the user name or password as %40")
+		}
 	}
 	if _, err := pgx.ParseConfig(u); err != nil {
 		return describeParseError(err)

@@ -124,7 +124,7 @@ func TestErrorsForPeople(t *testing.T) {
 		{[]string{"inbox", "show", "forms", "evt_1"}, 1, "outboxd inbox: no event evt_1 from source forms in schema outboxd"},
 		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere has no outboxd tables: run outboxd migrate up --schema nothere"},
 		{[]string{"inbox", "failures", "--schema", "nothere"}, 1, "outboxd inbox: schema nothere has no outboxd tables: run outboxd migrate up --schema nothere"},
-		{[]string{"migrate", "up", "--database-url", "mysql://app@db/app"}, 2, "outboxd migrate: invalid --database-url: outboxd needs PostgreSQL, got a mysql:// URL (want postgres://user@host/db)"},
+		{[]string{"migrate", "up", "--database-url", "mysql://app@db/app"}, 2, "outboxd migrate: invalid --database-url: outboxd needs PostgreSQL, got a mysql:// URL (want a postgres:// URL)"},
 	} {
 		r := outboxd(t, db, tc.args...)
 		if r.code != tc.code || firstLine(r.stderr) != tc.first {
