@@ -47,7 +47,8 @@ func newDBFlags(cmd, usage string) (*cmdFlags, *dbFlags) {
 func (f *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` (default $OUTBOXD_DATABASE_URL, then $DATABASE_URL)")
 	fs.StringVar(&f.schema, "schema", "", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
-	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for the server")
+	f.connectTimeout = 10 * time.Second
+	fs.Var(boundedDuration{d: &f.connectTimeout, positive: true}, "connect-timeout", "how long to wait for the server")
 }
 
 // resolveWith applies the environment to what the flags left unset: flag,
