@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -140,8 +141,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	err = d.Stop(stopCtx)
 	_ = srv.Shutdown(stopCtx)
+	if err != nil && stopCtx.Err() != nil {
+		// The worker's error joins one per part that ran out of time;
+		// for people, one sentence.
+		return fmt.Errorf("stopped after shutdown_timeout (%s) with deliveries in flight; they were cut off and will be sent again", shutdownTimeout(cfg))
+	}
 	if err != nil {
-		return err
+		return errors.New(strings.ReplaceAll(describe(err).Error(), "\n", "; "))
 	}
 	logger.Info("stopped")
 	return nil
