@@ -98,6 +98,9 @@ func TestExpandEnv(t *testing.T) {
 	if _, err := expandEnv("${OUTBOXD_TEST_NOPE}"); err == nil || err.Error() != "environment variable OUTBOXD_TEST_NOPE is not set" {
 		t.Errorf("unset: %v", err)
 	}
+	if _, err := expandEnv("a${}b"); err == nil || err.Error() != "${} names no variable (write ${NAME}, or $$ for a literal $)" {
+		t.Errorf("${}: %v", err)
+	}
 	if _, err := expandEnv("${OPEN"); err == nil {
 		t.Error("unclosed ${ accepted")
 	}

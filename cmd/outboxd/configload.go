@@ -224,6 +224,9 @@ func expandEnv(s string) (string, error) {
 				return "", errors.New("unclosed ${ (write $$ for a literal $)")
 			}
 			name := s[i+2 : i+end]
+			if name == "" {
+				return "", errors.New("${} names no variable (write ${NAME}, or $$ for a literal $)")
+			}
 			v, ok := os.LookupEnv(name)
 			if !ok {
 				return "", fmt.Errorf("environment variable %s is not set", name)

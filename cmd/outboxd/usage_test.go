@@ -22,6 +22,7 @@ func TestInvalidValuesAreUsageErrors(t *testing.T) {
 		{[]string{"verify", "--provider", "standard-webhooks", "--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "--tolerance", "-5s"}, "{}", `outboxd verify: --tolerance "-5s": must not be negative`, "outboxd verify --help"},
 		{[]string{"serve", "--config", cfg, "--check", "--log-level", "verbose"}, "", `outboxd serve: --log-level "verbose": not a log level (want debug, info, warn or error)`, "outboxd serve --help"},
 		{[]string{"serve", "--config", cfg, "--check", "--log-format", "xml"}, "", `outboxd serve: --log-format "xml": not a log format (want json or text)`, "outboxd serve --help"},
+		{[]string{"migrate", "up", "--database-url", db + "?connect_timeout=abc"}, "", "outboxd migrate: invalid --database-url: invalid connect_timeout: want a whole number of seconds", "outboxd migrate up --help"},
 		{[]string{"send", "--destination", "a", "--database-url", db}, "{not json", "outboxd send: the payload is not valid JSON", "outboxd send --help"},
 		{[]string{"send", "--destination", "a", "--database-url", db}, "", "outboxd send: empty payload on standard input (pass --allow-empty to send one)", "outboxd send --help"},
 	} {
