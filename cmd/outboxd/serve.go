@@ -117,7 +117,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	ln, err := net.Listen("tcp", set.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", set.listen, err)
+		// net's error repeats the address, which may come from the
+		// environment: name where it came from instead.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		at := set.listen
+		switch {
+		case set.listenAt.expr != "":
+			at = "the value of " + set.listenAt.expr
+		case !set.listenAt.echo:
+			at = "the address in " + set.listenAt.name
+		}
+		return fmt.Errorf("listen on %s: %w", at, err)
 	}
 	srv := &http.Server{Handler: opsHandler(pool, d, reg), ReadHeaderTimeout: 5 * time.Second,
 		// A client that dribbles its request, or idles, cannot hold a
