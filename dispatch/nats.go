@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,7 +43,13 @@ func NewNATS(cfg NATSConfig) (*NATS, error) {
 	}
 	conn, err := nats.Connect(cfg.URL, nats.Name("outboxd"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return nil, fmt.Errorf("dispatch: nats %s: %w", cfg.URL, err)
+		// The URL may carry a token or a password: name only its host,
+		// and drop the parser's copy of it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("dispatch: nats %s: %w", RedactURL(cfg.URL), err)
 	}
 	js, err := jetstream.New(conn)
 	if err != nil {

@@ -73,3 +73,14 @@ func TestNATSWithoutStreamRetries(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// A token in a NATS URL stays out of NewNATS's error.
+func TestNATSErrorDoesNotCarryURLToken(t *testing.T) {
+	_, err := dispatch.NewNATS(dispatch.NATSConfig{URL: "nats://S3cretTok@127.0.0.1:notaport"})
+	if err == nil {
+		t.Fatal("an invalid port accepted")
+	}
+	if strings.Contains(err.Error(), "S3cretTok") {
+		t.Fatalf("token in the error: %v", err)
+	}
+}

@@ -38,6 +38,9 @@ func (l *schemaLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error 
 // there (goose checks for pending migrations without taking its lock). Two
 // concurrent CREATE SCHEMA IF NOT EXISTS can still collide on pg_namespace,
 // so they are serialised with an advisory lock of their own.
+// createdMark is the comment on a schema that outboxd migrate created.
+const createdMark = "created by outboxd migrate"
+
 func ensureSchema(ctx context.Context, db *sql.DB, schema string) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -48,8 +51,14 @@ func ensureSchema(ctx context.Context, db *sql.DB, schema string) error {
 	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
 		return err
 	}
-	// The schema name was validated as a plain identifier in New.
-	_, err = conn.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema)
+	// The schema name was validated as a plain identifier in New. A schema
+	// that we create is marked, so that down to 0 drops only ours, never
+	// public or one a DBA prepared with its grants.
+	var exists bool
+	err = conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists)
+	if err == nil && !exists {
+		_, err = conn.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema+"; COMMENT ON SCHEMA "+schema+" IS '"+createdMark+"'")
+	}
 	_, unlockErr := conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id)
 	return errors.Join(err, unlockErr)
 }

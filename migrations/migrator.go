@@ -137,8 +137,8 @@ func (m *Migrator) Down(ctx context.Context) (*Result, error) {
 }
 
 // DownTo reverts migrations until version is the latest applied. Down to 0
-// also drops the version table and the schema, when nothing else lives in
-// it, so that nothing of outboxd's is left behind.
+// also drops the version table and the schema, when outboxd created it and
+// nothing else lives in it, so that nothing of outboxd's is left behind.
 func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*Result, error) {
 	p, err := m.prepare(ctx)
 	if err != nil {
@@ -187,9 +187,9 @@ func Up(ctx context.Context, db *sql.DB, schema string) error {
 	return err
 }
 
-// removeIfEmpty drops the version table and the schema once no migration is
-// applied. The schema is dropped without CASCADE: if a user keeps objects of
-// their own in it, it stays.
+// removeIfEmpty drops the version table and, if outboxd created it, the
+// schema once no migration is applied. The schema is dropped without
+// CASCADE: if a user keeps objects of their own in it, it stays.
 func (m *Migrator) removeIfEmpty(ctx context.Context) error {
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
@@ -210,6 +210,16 @@ func (m *Migrator) removeIfEmpty(ctx context.Context) error {
 	}
 	if _, err := conn.ExecContext(ctx, `DROP TABLE `+m.schema+`.`+VersionTable); err != nil {
 		return fmt.Errorf("migrations: drop version table: %w", err)
+	}
+	// Only a schema that ensureSchema created (and marked) is ours to drop.
+	var ours bool
+	err = conn.QueryRowContext(ctx, `SELECT coalesce(obj_description(oid, 'pg_namespace') = $2, false)
+FROM pg_namespace WHERE nspname = $1`, m.schema, createdMark).Scan(&ours)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && (!ours || m.schema == "public") {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("migrations: cleanup: %w", err)
 	}
 	// 2BP01 (dependent objects still exist): the user keeps objects of
 	// their own in the schema; leave it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/outboxd/outboxd/dispatch"
@@ -29,6 +30,46 @@ type fileConfig struct {
 		Duty               float64       `yaml:"duty"`
 	} `yaml:"maintenance"`
 	Destinations map[string]destinationConf `yaml:"destinations"`
+
+	// Where each value was found, by path ("destinations.a.url"): errors
+	// name the line, and show the ${VAR} expression, never the value it
+	// came from.
+	path    string
+	lines   map[string]int
+	fromEnv map[string]string
+}
+
+// origin is where the file's value at key came from.
+func (c *fileConfig) origin(key string) origin {
+	return origin{name: fmt.Sprintf("config %s: line %d: %s", c.path, c.lines[key], key), echo: c.fromEnv[key] == "", expr: c.fromEnv[key]}
+}
+
+// errAt is an error about the value at key, with its line.
+func (c *fileConfig) errAt(key, format string, args ...any) error {
+	return fmt.Errorf("line %d: %s: %s", c.line(key), key, fmt.Sprintf(format, args...))
+}
+
+// line is where key is in the file, or, for a missing key, its parent.
+func (c *fileConfig) line(key string) int {
+	for key != "" {
+		if n, ok := c.lines[key]; ok {
+			return n
+		}
+		i := strings.LastIndexByte(key, '.')
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 1
+}
+
+// show is the value at key as an error may quote it.
+func (c *fileConfig) show(key, v string) string {
+	if e := c.fromEnv[key]; e != "" {
+		return fmt.Sprintf("the value of %q", e)
+	}
+	return fmt.Sprintf("%q", v)
 }
 
 type dispatcherConf struct {

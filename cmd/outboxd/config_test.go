@@ -22,17 +22,17 @@ func TestConfigMistakes(t *testing.T) {
 		{"int duration", "destinations:\n  a:\n    url: http://x\n    timeout: 5\n", `line 4: destinations.a.timeout: "5" is not a duration (want a number and a unit: 500ms, 10s, 5m, 72h)`},
 		{"word for int", "retry:\n  max_attempts: lots\n" + dest, `line 2: retry.max_attempts: "lots" is not a whole number`},
 		{"mapping for value", "schema:\n  name: x\n" + dest, "line 2: schema: want a single value, not a list or mapping"},
-		{"negative attempts", "retry:\n  max_attempts: -1\n" + dest, "retry.max_attempts: must not be negative"},
-		{"negative base", "retry:\n  base: -1s\n" + dest, "retry.base: must not be negative"},
-		{"max below base", "retry:\n  base: 10s\n  max: 1s\n" + dest, "retry.max (1s) must not be shorter than retry.base (10s)"},
-		{"negative timeout", "destinations:\n  a:\n    url: http://x\n    timeout: -2s\n", "destinations.a.timeout: must not be negative"},
-		{"negative rate", "destinations:\n  a:\n    url: http://x\n    rate: -5\n", "destinations.a.rate: must not be negative"},
-		{"destination retry", "destinations:\n  a:\n    url: http://x\n    retry:\n      max: -1m\n", "destinations.a.retry.max: must not be negative"},
-		{"bad url", "destinations:\n  a:\n    url: ftp://u:pw@files.example.com/drop\n", "destinations.a.url: want an http:// or https:// URL, got ftp://xxxxx@files.example.com/..."},
-		{"no url", "destinations:\n  a:\n    timeout: 1s\n", "destinations.a.url: required for an http destination"},
-		{"unknown type", "destinations:\n  a:\n    type: carrier-pigeon\n", `destinations.a.type: unknown type "carrier-pigeon" (want http or nats)`},
-		{"acquire above ttl", "dispatcher:\n  lease_ttl: 1s\n  acquire_interval: 2s\n" + dest, "dispatcher.acquire_interval (2s) must be shorter than dispatcher.lease_ttl (1s)"},
-		{"bad log level", "log_level: loud\n" + dest, `log_level: unknown level "loud" (want debug, info, warn or error)`},
+		{"negative attempts", "retry:\n  max_attempts: -1\n" + dest, "line 2: retry.max_attempts: must not be negative"},
+		{"negative base", "retry:\n  base: -1s\n" + dest, "line 2: retry.base: must not be negative"},
+		{"max below base", "retry:\n  base: 10s\n  max: 1s\n" + dest, "line 3: retry.max (1s) must not be shorter than retry.base (10s)"},
+		{"negative timeout", "destinations:\n  a:\n    url: http://x\n    timeout: -2s\n", "line 4: destinations.a.timeout: must not be negative"},
+		{"negative rate", "destinations:\n  a:\n    url: http://x\n    rate: -5\n", "line 4: destinations.a.rate: must not be negative"},
+		{"destination retry", "destinations:\n  a:\n    url: http://x\n    retry:\n      max: -1m\n", "line 5: destinations.a.retry.max: must not be negative"},
+		{"bad url", "destinations:\n  a:\n    url: ftp://u:pw@files.example.com/drop\n", "line 3: destinations.a.url: want an http:// or https:// URL, got ftp://xxxxx@files.example.com/..."},
+		{"no url", "destinations:\n  a:\n    timeout: 1s\n", "line 2: destinations.a.url: required for an http destination"},
+		{"unknown type", "destinations:\n  a:\n    type: carrier-pigeon\n", `line 3: destinations.a.type: "carrier-pigeon" is not a destination type (want http or nats)`},
+		{"acquire above ttl", "dispatcher:\n  lease_ttl: 1s\n  acquire_interval: 2s\n" + dest, "line 3: dispatcher.acquire_interval (2s) must be shorter than dispatcher.lease_ttl (1s)"},
+		{"bad log level", "log_level: loud\n" + dest, `line 1: log_level: "loud" is not a log level (want debug, info, warn or error)`},
 		{"unset variable", "destinations:\n  a:\n    url: http://x\n    headers:\n      Authorization: Bearer ${OUTBOXD_TEST_UNSET_TOKEN}\n", "line 5: destinations.a.headers.Authorization: environment variable OUTBOXD_TEST_UNSET_TOKEN is not set"},
 		{"duplicate key", "destinations:\n  a:\n    url: http://x\n    url: http://y\n", `line 4: mapping key "url" already defined at line 3`},
 		{"not yaml", "destinations: [\n", "line 1: did not find expected node content"},
@@ -98,6 +98,9 @@ func TestExpandEnv(t *testing.T) {
 	if _, err := expandEnv("${OUTBOXD_TEST_NOPE}"); err == nil || err.Error() != "environment variable OUTBOXD_TEST_NOPE is not set" {
 		t.Errorf("unset: %v", err)
 	}
+	if _, err := expandEnv("a${}b"); err == nil || err.Error() != "${} names no variable (write ${NAME}, or $$ for a literal $)" {
+		t.Errorf("${}: %v", err)
+	}
 	if _, err := expandEnv("${OPEN"); err == nil {
 		t.Error("unclosed ${ accepted")
 	}
@@ -153,10 +156,10 @@ func TestSettingsPrecedence(t *testing.T) {
 		{nil, []string{"--config", file}, 0, "configuration OK: 1 destination(s), schema from_file, listen 127.0.0.1:9500"},
 		{[]string{"OUTBOXD_SCHEMA=from_env"}, []string{"--config", file}, 0, "configuration OK: 1 destination(s), schema from_env, listen 127.0.0.1:9500"},
 		{[]string{"OUTBOXD_SCHEMA=from_env"}, []string{"--config", file, "--schema", "from_flag"}, 0, "configuration OK: 1 destination(s), schema from_flag, listen 127.0.0.1:9500"},
-		{[]string{"OUTBOXD_LOG_LEVEL=loud"}, []string{"--config", file}, 2, `outboxd serve: --log-level: unknown level "loud" (want debug, info, warn or error)`},
+		{[]string{"OUTBOXD_LOG_LEVEL=loud"}, []string{"--config", file}, 2, `outboxd serve: OUTBOXD_LOG_LEVEL: not a log level (want debug, info, warn or error)`},
 		{[]string{"OUTBOXD_LOG_LEVEL=loud"}, []string{"--config", file, "--log-level", "debug"}, 0, "configuration OK: 1 destination(s), schema from_file, listen 127.0.0.1:9500"},
-		{nil, []string{"--config", file, "--log-level", "chatty"}, 2, `outboxd serve: --log-level: unknown level "chatty" (want debug, info, warn or error)`},
-		{[]string{"OUTBOXD_SCHEMA=Bad-Name"}, []string{"--config", file}, 2, `outboxd serve: invalid schema name "Bad-Name": use lower-case letters, digits and underscores, starting with a letter or underscore, at most 63 characters`},
+		{nil, []string{"--config", file, "--log-level", "chatty"}, 2, `outboxd serve: --log-level "chatty": not a log level (want debug, info, warn or error)`},
+		{[]string{"OUTBOXD_SCHEMA=Bad-Name"}, []string{"--config", file}, 2, `outboxd serve: OUTBOXD_SCHEMA: invalid schema name: use lower-case letters, digits and underscores, starting with a letter or underscore`},
 	} {
 		r := outboxd(t, append(append([]string{}, base...), tc.env...), append([]string{"serve", "--check"}, tc.args...)...)
 		out := r.stdout
@@ -190,6 +193,21 @@ func TestDatabaseURLPrecedence(t *testing.T) {
 		want := "outboxd serve: cannot connect to PostgreSQL: 127.0.0.1:" + tc.port + " (127.0.0.1): dial error: dial tcp 127.0.0.1:" + tc.port + ": connect: connection refused"
 		if r.code != 1 || firstLine(r.stderr) != want {
 			t.Errorf("%v %v: exit %d, stderr %q; want %q", tc.env, tc.args, r.code, r.stderr, want)
+		}
+	}
+}
+
+// An alias is expanded once: $$ in an anchored value stays a literal $.
+func TestConfigAliasExpandedOnce(t *testing.T) {
+	t.Setenv("OUTBOXD_TEST_ALIAS", "leaked")
+	path := writeFile(t, "outboxd.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n    headers:\n      A: &tok \"$${OUTBOXD_TEST_ALIAS}\"\n      B: *tok\n")
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"A", "B"} {
+		if got := cfg.Destinations["a"].Headers[k]; got != "${OUTBOXD_TEST_ALIAS}" {
+			t.Errorf("header %s = %q, want ${OUTBOXD_TEST_ALIAS}", k, got)
 		}
 	}
 }

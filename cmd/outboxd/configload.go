@@ -19,7 +19,7 @@ import (
 // against fileConfig, so that a mistake is reported with the field's path
 // and in words, never with Go's type names.
 func loadConfig(path string) (*fileConfig, error) {
-	cfg := &fileConfig{}
+	cfg := &fileConfig{path: path, lines: map[string]int{}, fromEnv: map[string]string{}}
 	if path == "" {
 		return cfg, nil
 	}
@@ -31,19 +31,34 @@ func loadConfig(path string) (*fileConfig, error) {
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return cfg, nil // empty file
 		}
 		return nil, fmt.Errorf("config %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	// A second document would be ignored by the decoder: refuse it rather
+	// than run with half of what the operator wrote.
+	var second yaml.Node
+	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
+		line := second.Line
+		if len(second.Content) > 0 {
+			line = second.Content[0].Line
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		return nil, fmt.Errorf("config %s: line %d: a second YAML document (after ---): put everything in one", path, line)
+	}
 	root := doc.Content[0]
-	if err := checkNode(root, reflect.TypeOf(cfg).Elem(), ""); err != nil {
+	ck := checker{cfg: cfg, expr: map[*yaml.Node]string{}}
+	if err := ck.check(root, reflect.TypeOf(cfg).Elem(), ""); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := root.Decode(cfg); err != nil {
-		// checkNode accepts only what decodes, but it does not look for
+		// check accepts only what decodes, but it does not look for
 		// duplicate keys: yaml reports those, one per line.
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
@@ -59,9 +74,19 @@ func loadConfig(path string) (*fileConfig, error) {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-// checkNode expands ${VAR} in n's scalars and checks that n fits t: known
+// checker expands ${VAR} in a document's scalars and checks them against
+// fileConfig, noting in cfg where each value was found.
+type checker struct {
+	cfg *fileConfig
+	// expr holds each scalar already expanded, with the ${VAR} expression
+	// it had ("" if none): an alias points at its anchor's node, which must
+	// not be expanded twice ($${X} would become ${X}, then X's value).
+	expr map[*yaml.Node]string
+}
+
+// check expands ${VAR} in n's scalars and checks that n fits t: known
 // keys, and values that parse as the field's type.
-func checkNode(n *yaml.Node, t reflect.Type, path string) error {
+func (c checker) check(n *yaml.Node, t reflect.Type, path string) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -71,6 +96,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 			p = "the top level"
 		}
 		return fmt.Errorf("line %d: %s: %s", n.Line, p, fmt.Sprintf(format, args...))
+	}
+	if path != "" {
+		c.cfg.lines[path] = n.Line
 	}
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -87,6 +115,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 		var names []string
 		for i := range t.NumField() {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == "" {
+				continue // not from the file
+			}
 			fields[name] = t.Field(i).Type
 			names = append(names, name)
 		}
@@ -100,7 +131,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 				}
 				return errors.New(msg)
 			}
-			if err := checkNode(v, ft, join(path, k.Value)); err != nil {
+			if err := c.check(v, ft, join(path, k.Value)); err != nil {
 				return err
 			}
 		}
@@ -110,27 +141,38 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 			return where("want a mapping")
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkNode(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+			k := n.Content[i]
+			if k.Value == "" && path == "destinations" {
+				return fmt.Errorf("line %d: destinations: a destination needs a name", k.Line)
+			}
+			if err := c.check(n.Content[i+1], t.Elem(), join(path, k.Value)); err != nil {
 				return err
 			}
+			c.cfg.lines[join(path, k.Value)] = k.Line
 		}
 		return nil
 	}
 	if n.Kind != yaml.ScalarNode {
 		return where("want a single value, not a list or mapping")
 	}
-	expanded, err := expandEnv(n.Value)
-	if err != nil {
-		return where("%v", err)
-	}
-	// What came from the environment may be a secret: never echo it.
-	shown := strconv.Quote(n.Value)
-	if expanded != n.Value {
-		shown = "the value of " + shown
-		n.Value, n.Tag, n.Style = expanded, "", 0
-		if t.Kind() == reflect.String {
-			n.Tag = "!!str"
+	expr, seen := c.expr[n]
+	if !seen {
+		expanded, err := expandEnv(n.Value)
+		if err != nil {
+			return where("%v", err)
 		}
+		if expanded != n.Value {
+			expr = n.Value
+			n.Value, n.Tag, n.Style = expanded, "", 0
+		}
+		c.expr[n] = expr
+	}
+	// What came from the environment may be a secret: errors show the
+	// expression, never the value.
+	shown := strconv.Quote(n.Value)
+	if expr != "" {
+		c.cfg.fromEnv[path] = expr
+		shown = "the value of " + strconv.Quote(expr)
 	}
 	switch {
 	case t == durationType:
@@ -182,6 +224,9 @@ func expandEnv(s string) (string, error) {
 				return "", errors.New("unclosed ${ (write $$ for a literal $)")
 			}
 			name := s[i+2 : i+end]
+			if name == "" {
+				return "", errors.New("${} names no variable (write ${NAME}, or $$ for a literal $)")
+			}
 			v, ok := os.LookupEnv(name)
 			if !ok {
 				return "", fmt.Errorf("environment variable %s is not set", name)

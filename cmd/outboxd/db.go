@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,16 +23,20 @@ import (
 
 // dbFlags are the connection flags every database command takes.
 type dbFlags struct {
+	cmd            string
 	url            string
 	schema         string
 	connectTimeout time.Duration
+	// Where url and schema came from, once resolved, for errors.
+	resolved        bool
+	urlAt, schemaAt origin
 }
 
 // newDBFlags returns the flags of a database command, with the connection
 // flags registered.
 func newDBFlags(cmd, usage string) (*cmdFlags, *dbFlags) {
 	fs := newCmdFlags(cmd, usage)
-	db := &dbFlags{}
+	db := &dbFlags{cmd: cmd}
 	db.register(fs.FlagSet)
 	return fs, db
 }
@@ -41,15 +47,26 @@ func newDBFlags(cmd, usage string) (*cmdFlags, *dbFlags) {
 func (f *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` (default $OUTBOXD_DATABASE_URL, then $DATABASE_URL)")
 	fs.StringVar(&f.schema, "schema", "", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
-	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for the server")
+	f.connectTimeout = 10 * time.Second
+	fs.Var(boundedDuration{d: &f.connectTimeout, positive: true}, "connect-timeout", "how long to wait for the server")
 }
 
-// resolve applies the environment to what the flags left unset: flag, then
-// OUTBOXD_ variable, then fileURL/fileSchema (serve's config file), then
-// DATABASE_URL and the default schema.
-func (f *dbFlags) resolve(fileURL, fileSchema string) {
-	f.url = firstSet(f.url, os.Getenv("OUTBOXD_DATABASE_URL"), fileURL, os.Getenv("DATABASE_URL"))
-	f.schema = firstSet(f.schema, os.Getenv("OUTBOXD_SCHEMA"), fileSchema, dbschema.Default)
+// resolveWith applies the environment to what the flags left unset: flag,
+// then OUTBOXD_ variable, then file (serve's config file; nil for none),
+// then DATABASE_URL and the default schema.
+func (f *dbFlags) resolveWith(file *fileConfig) {
+	if f.resolved {
+		return
+	}
+	f.resolved = true
+	if file == nil {
+		file = &fileConfig{}
+	}
+	f.url, f.urlAt = pick(f.cmd, f.url, "database-url", "OUTBOXD_DATABASE_URL", file, "database_url", file.DatabaseURL, os.Getenv("DATABASE_URL"))
+	if f.urlAt.name == "--database-url" && !f.urlAt.flag {
+		f.urlAt = origin{name: "DATABASE_URL"}
+	}
+	f.schema, f.schemaAt = pick(f.cmd, f.schema, "schema", "OUTBOXD_SCHEMA", file, "schema", file.Schema, dbschema.Default)
 }
 
 func firstSet(vs ...string) string {
@@ -69,7 +86,7 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 	}
 	cfg, err := pgx.ParseConfig(f.url)
 	if err != nil {
-		return nil, usageErrorf("invalid --database-url: %v", describeParseError(err))
+		return nil, f.urlErr(describeParseError(err))
 	}
 	db := stdlib.OpenDB(*cfg)
 	pctx, cancel := context.WithTimeout(ctx, f.connectTimeout)
@@ -88,7 +105,7 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(f.url)
 	if err != nil {
-		return nil, usageErrorf("invalid --database-url: %v", describeParseError(err))
+		return nil, f.urlErr(describeParseError(err))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -105,28 +122,84 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 
 // check refuses what cannot work before any connection is tried.
 func (f *dbFlags) check() error {
-	f.resolve("", "")
+	f.resolveWith(nil)
 	if f.url == "" {
-		return usageErrorf("no database: pass --database-url or set DATABASE_URL")
+		return usageErrorf("no database: pass --database-url, or set OUTBOXD_DATABASE_URL or DATABASE_URL")
 	}
-	if scheme, _, ok := strings.Cut(f.url, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
-		return usageErrorf("invalid --database-url: outboxd needs PostgreSQL, got a %s:// URL (want postgres://user@host/db)", scheme)
+	if err := checkDatabaseURL(f.url); err != nil {
+		return f.urlErr(err)
 	}
-	if err := checkSchema(f.schema); err != nil {
-		return usageErrorf("%v", err)
+	return f.checkSchema()
+}
+
+// checkSchema refuses a schema name outboxd could not use.
+func (f *dbFlags) checkSchema() error {
+	f.resolveWith(nil)
+	if err := dbschema.Validate(f.schema); err != nil {
+		return f.schemaAt.wrap(f.schema, err)
 	}
 	return nil
 }
 
-func describeParseError(err error) error {
-	var pe *pgconn.ParseConfigError
-	if errors.As(err, &pe) {
-		// ParseConfigError's text repeats the URL; say only what is wrong.
-		if inner := errors.Unwrap(pe); inner != nil {
-			return inner
+// urlErr says that the database URL is invalid, naming where it came from.
+func (f *dbFlags) urlErr(why error) error {
+	msg := "invalid " + f.urlAt.name + ": " + why.Error()
+	if strings.HasPrefix(f.urlAt.name, "config ") {
+		msg = f.urlAt.name + ": invalid URL: " + why.Error()
+	}
+	return &usageError{msg: msg, hint: f.urlAt.hint}
+}
+
+// checkDatabaseURL says what is wrong with a database URL, if anything,
+// without repeating it (it may hold a password).
+func checkDatabaseURL(u string) error {
+	if scheme, _, ok := strings.Cut(u, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
+		return fmt.Errorf("outboxd needs PostgreSQL, got a %s:// URL (want a postgres:// URL)", scheme)
+	}
+	// pgx splits user info at the first @ and would take the rest of an
+	// unencoded password for the host, and print it in "lookup ...".
+	if _, rest, ok := strings.Cut(u, "://"); ok {
+		authority, _, _ := strings.Cut(rest, "/")
+		if strings.Count(authority, "@") > 1 {
+			return errors.New("more than one @ before the host: write an @ in the user name or password as %40")
 		}
 	}
-	return err
+	if _, err := pgx.ParseConfig(u); err != nil {
+		return describeParseError(err)
+	}
+	return nil
+}
+
+// describeParseError is pgx's reason without the connection string, which
+// may hold a password, and without Go's parser wording.
+func describeParseError(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	msg := pe.Error()
+	inner := errors.Unwrap(pe)
+	if inner != nil {
+		msg = strings.TrimSuffix(msg, " ("+inner.Error()+")")
+	}
+	if i := strings.LastIndex(msg, "`: "); i >= 0 {
+		msg = msg[i+len("`: "):]
+	}
+	var ue *url.Error
+	var ne *strconv.NumError
+	switch {
+	case errors.As(inner, &ue):
+		// url.Error quotes the whole URL, password and all.
+		return fmt.Errorf("%s: %w", msg, ue.Err)
+	case errors.As(inner, &ne):
+		if msg == "invalid connect_timeout" {
+			return errors.New("invalid connect_timeout: want a whole number of seconds")
+		}
+		return fmt.Errorf("%s: want a whole number", msg)
+	case inner != nil:
+		return fmt.Errorf("%s: %w", msg, inner)
+	}
+	return errors.New(msg)
 }
 
 // describeDBError turns connection and privilege errors into a sentence an

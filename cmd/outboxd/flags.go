@@ -108,6 +108,11 @@ func (f *cmdFlags) printHelp(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	f.VisitAll(func(fl *flag.Flag) {
 		arg, usage := flag.UnquoteUsage(fl)
+		if g, ok := fl.Value.(flag.Getter); ok && arg == "value" {
+			if _, ok := g.Get().(time.Duration); ok {
+				arg = "duration" // as for flag.Duration
+			}
+		}
 		arg = strings.ToUpper(arg)
 		name := "--" + fl.Name
 		if arg != "" {
@@ -199,4 +204,35 @@ func isBoolFlag(fs *cmdFlags, name string) bool {
 	}
 	b, ok := fl.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
+}
+
+// boundedDuration is a duration flag that refuses values below its
+// minimum at parse time: a zero or negative --connect-timeout would
+// otherwise be reported as "timed out", a negative --tolerance ignored.
+type boundedDuration struct {
+	d        *time.Duration
+	positive bool // more than 0; otherwise 0 or more
+}
+
+func (b boundedDuration) String() string {
+	if b.d == nil {
+		return "0s"
+	}
+	return b.d.String()
+}
+func (b boundedDuration) Get() any { return *b.d }
+
+func (b boundedDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 30s, 5m or 2h")
+	}
+	switch {
+	case b.positive && d <= 0:
+		return errors.New("must be more than 0")
+	case d < 0:
+		return errors.New("must not be negative")
+	}
+	*b.d = d
+	return nil
 }

@@ -118,11 +118,26 @@ func TestUsageMistakes(t *testing.T) {
 // outboxd_build_info (TestServeEndpointsSendAndMetrics).
 func TestVersion(t *testing.T) {
 	t.Parallel()
-	want := regexp.MustCompile(`^outboxd \S+ \(commit \S+, go[0-9.]+\S*\)\n$`)
+	want := regexp.MustCompile(`^outboxd \S+ \((development build, )?commit \S+, go[0-9.]+\S*\)\n$`)
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		r := outboxd(t, nil, args...)
 		if r.code != 0 || !want.MatchString(r.stdout) {
 			t.Errorf("%v: exit %d, stdout %q", args, r.code, r.stdout)
 		}
+	}
+}
+
+// Built without a module version (go build, go test), outboxd is "dev":
+// "(devel)" is not a valid User-Agent product token.
+func TestVersionDevBuild(t *testing.T) {
+	t.Parallel()
+	token := regexp.MustCompile("^outboxd/[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+	if ua := userAgent(); !token.MatchString(ua) {
+		t.Errorf("User-Agent %q is not a product token", ua)
+	}
+	b := readBuildInfo()
+	r := outboxd(t, nil, "version")
+	if b.version == "dev" && !strings.HasPrefix(r.stdout, "outboxd dev (development build, commit ") {
+		t.Errorf("version of a development build: %q", r.stdout)
 	}
 }

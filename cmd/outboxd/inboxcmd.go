@@ -108,7 +108,7 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintln(tw, "SOURCE\tEVENT ID\tTYPE\tSTATUS\tRECEIVED\tDUPLICATES\tREFS")
 		for _, ev := range evs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ev.Source, ev.ID, ev.Type, ev.Status, ev.ReceivedAt.UTC().Format(time.RFC3339), ev.DuplicateCount, formatRefs(ev.Refs))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", safeLine(ev.Source), safeLine(ev.ID), safeLine(ev.Type), ev.Status, ev.ReceivedAt.UTC().Format(time.RFC3339), ev.DuplicateCount, safeLine(formatRefs(ev.Refs)))
 		}
 	case "failures":
 		fails, err := in.Failures(ctx, pool, o.source, o.event, int(o.limit))
@@ -117,8 +117,8 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintln(tw, "SOURCE\tEVENT ID\tKIND\tSTATUS\tCOUNT\tFIRST\tLAST\tREASON")
 		for _, f := range fails {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", f.Source, f.EventID, f.Kind, f.StatusCode, f.Count,
-				f.FirstAt.UTC().Format(time.RFC3339), f.LastAt.UTC().Format(time.RFC3339), f.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", safeLine(f.Source), safeLine(f.EventID), safeLine(f.Kind), f.StatusCode, f.Count,
+				f.FirstAt.UTC().Format(time.RFC3339), f.LastAt.UTC().Format(time.RFC3339), safeLine(f.Reason))
 		}
 	}
 	return nil

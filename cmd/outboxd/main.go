@@ -43,12 +43,26 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first signal starts a graceful stop; restoring the default
-	// disposition makes a second one end the process at once.
-	go func() { <-ctx.Done(); stop() }()
+	// The first SIGINT or SIGTERM starts a graceful stop; a second one ends
+	// the process at once. We keep listening ourselves rather than restore
+	// the default disposition: started with SIGINT ignored (a shell's &),
+	// the default would be to ignore the second one too.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		cancel()
+		sig := <-sigs
+		// What was in flight is sent again later, with the same
+		// idempotency key. 128+n, as a shell reports a signal's death.
+		if s, ok := sig.(syscall.Signal); ok {
+			os.Exit(128 + int(s))
+		}
+		os.Exit(1)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	cancel()
 	os.Exit(code)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -25,7 +26,7 @@ Run 'outboxd migrate <action> --help' for an action's flags.`
 
 var migrateActions = map[string]string{
 	"up":      "usage: outboxd migrate up [flags]\n\nApplies every pending migration.",
-	"down":    "usage: outboxd migrate down [--to N] [flags]\n\nReverts the latest migration, or every one above version N with --to N;\n--to 0 removes everything of outboxd's, the schema included when it is empty.",
+	"down":    "usage: outboxd migrate down [--to N] [flags]\n\nReverts the latest migration, or every one above version N with --to N;\n--to 0 removes everything of outboxd's, and the schema when outboxd created\nit and it is empty.",
 	"status":  "usage: outboxd migrate status [flags]\n\nLists migrations and whether each is applied. Changes nothing.",
 	"version": "usage: outboxd migrate version [flags]\n\nPrints the applied version (0: none). Changes nothing.",
 }
@@ -62,7 +63,10 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(operands) > 0 {
 		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[0]))
 	}
-	if action == "down" && *to < -1 {
+	// -1 is only the flag's internal "not given": typed, it is a mistake.
+	toSet := false
+	fs.Visit(func(f *flag.Flag) { toSet = toSet || f.Name == "to" })
+	if action == "down" && toSet && *to < 0 {
 		return fs.usageErr(fmt.Sprintf("--to %d: want a version, 0 or more", *to))
 	}
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
 
@@ -60,19 +61,25 @@ func TestSchemaNameEdges(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.EmptyURL(t)
 	db := []string{"DATABASE_URL=" + dbURL}
-	long := strings.Repeat("s", maxSchemaLen)
+	long := strings.Repeat("s", dbschema.MaxLen)
 	for _, tc := range []struct {
 		schema, first string
 	}{
 		{"order", `outboxd migrate: invalid schema name "order": a reserved word in PostgreSQL; choose another name`},
 		{"user", `outboxd migrate: invalid schema name "user": a reserved word in PostgreSQL; choose another name`},
-		{long + "s", `outboxd migrate: invalid schema name "` + long + `s": at most 56 characters (its notification channel ` + long + `s_outbox must fit PostgreSQL's 63)`},
-		{"Bad-Name", `outboxd migrate: invalid schema name "Bad-Name": use lower-case letters, digits and underscores, starting with a letter or underscore, at most 63 characters`},
+		{long + "s", `outboxd migrate: invalid schema name "` + long + `s": at most 46 characters (River, which shares the schema, allows no more)`},
+		{"pg_hooks", `outboxd migrate: invalid schema name "pg_hooks": names starting with pg_ are reserved for PostgreSQL's own schemas`},
+		{"Bad-Name", `outboxd migrate: invalid schema name "Bad-Name": use lower-case letters, digits and underscores, starting with a letter or underscore`},
 	} {
 		r := outboxd(t, db, "migrate", "up", "--schema", tc.schema)
 		if r.code != 2 || firstLine(r.stderr) != tc.first {
 			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", tc.schema, r.code, r.stderr, tc.first)
 		}
+	}
+	// serve --check refuses what serve would (River's limit).
+	cfg := writeFile(t, "c.yaml", "destinations:\n  d:\n    url: http://127.0.0.1:1/\n")
+	if r := outboxd(t, db, "serve", "--check", "--config", cfg, "--schema", long+"s"); r.code != 2 || !strings.Contains(r.stderr, "at most 46 characters") {
+		t.Errorf("serve --check with a %d-character schema: %+v", len(long)+1, r)
 	}
 	// Words that are keywords but not reserved remain usable.
 	for _, schema := range []string{long, "outbox_order", "name"} {
@@ -95,7 +102,7 @@ func TestSchemaNameEdges(t *testing.T) {
 		if err := rows.Scan(&w); err != nil {
 			t.Fatal(err)
 		}
-		if checkSchema(w) == nil {
+		if dbschema.Validate(w) == nil {
 			t.Errorf("reserved word %q accepted as a schema name", w)
 		}
 	}
@@ -117,7 +124,7 @@ func TestErrorsForPeople(t *testing.T) {
 		{[]string{"inbox", "show", "forms", "evt_1"}, 1, "outboxd inbox: no event evt_1 from source forms in schema outboxd"},
 		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere has no outboxd tables: run outboxd migrate up --schema nothere"},
 		{[]string{"inbox", "failures", "--schema", "nothere"}, 1, "outboxd inbox: schema nothere has no outboxd tables: run outboxd migrate up --schema nothere"},
-		{[]string{"migrate", "up", "--database-url", "mysql://app@db/app"}, 2, "outboxd migrate: invalid --database-url: outboxd needs PostgreSQL, got a mysql:// URL (want postgres://user@host/db)"},
+		{[]string{"migrate", "up", "--database-url", "mysql://app@db/app"}, 2, "outboxd migrate: invalid --database-url: outboxd needs PostgreSQL, got a mysql:// URL (want a postgres:// URL)"},
 	} {
 		r := outboxd(t, db, tc.args...)
 		if r.code != tc.code || firstLine(r.stderr) != tc.first {

@@ -167,7 +167,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintln(tw, "ID\tDESTINATION\tTYPE\tCREATED\tATTEMPTS\tLAST ERROR")
 		for _, m := range msgs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, m.Destination, m.Type, m.CreatedAt.UTC().Format(time.RFC3339), m.Attempts, m.LastError)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, safeLine(m.Destination), safeLine(m.Type), m.CreatedAt.UTC().Format(time.RFC3339), m.Attempts, safeLine(m.LastError))
 		}
 	case "requeue", "purge":
 		change := map[string]func(context.Context, pg.DB, outbox.Filter) (int64, error){"requeue": ob.Requeue, "purge": ob.PurgeDead}[action]
@@ -210,7 +210,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintln(tw, "DESTINATION\tPAUSED AT\tREASON")
 		for _, p := range ps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, p.PausedAt.UTC().Format(time.RFC3339), p.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", safeLine(p.Name), p.PausedAt.UTC().Format(time.RFC3339), safeLine(p.Reason))
 		}
 	case "resume":
 		err := ob.ResumeDestination(ctx, pool, operands[0])

@@ -8,16 +8,27 @@ import (
 // Passwords in connection strings never reach the terminal or the logs,
 // whatever library wrote the message: URLs (scheme://user:password@host) and
 // keyword/value strings (password=...).
+//
+// In a URL, everything up to the last @ is user info: a password may hold
+// an unencoded @, and user info without a colon is often a token
+// (nats://TOKEN@host), so all of it but a user name before a colon goes.
+// A keyword value may hold backslash-escaped spaces or be quoted.
 var (
-	urlPassword = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@`)
-	kvPassword  = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)`)
+	urlPassword = regexp.MustCompile("([a-zA-Z][a-zA-Z0-9+.-]*://)(?:([^/?#\\s@:\"'`]*):)?[^\\s\"'`]*@")
+	kvPassword  = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|(?:\\.|[^\s'\\])+)`)
 )
 
 const redacted = "xxxxx"
 
 // redact removes passwords from a message meant for people.
 func redact(s string) string {
-	s = urlPassword.ReplaceAllString(s, "${1}"+redacted+"@")
+	s = urlPassword.ReplaceAllStringFunc(s, func(m string) string {
+		g := urlPassword.FindStringSubmatch(m)
+		if g[2] != "" {
+			return g[1] + g[2] + ":" + redacted + "@"
+		}
+		return g[1] + redacted + "@"
+	})
 	return kvPassword.ReplaceAllString(s, "${1}"+redacted)
 }
 

@@ -80,6 +80,9 @@ destinations:
 `, unreachable, pathToken))
 	badConfig := writeFile(t, "bad.yaml", "database_url: "+unreachable+"\ndestinations:\n  hook:\n    url: ftp://u:"+testPassword+"@x/"+pathToken+"\n")
 	typoConfig := writeFile(t, "typo.yaml", "database_ulr: "+unreachable+"\n")
+	// Token-only user info: nats://TOKEN@host.
+	natsConfig := writeFile(t, "nats.yaml", "destinations:\n  n:\n    type: nats\n    url: nats://"+testPassword+"@127.0.0.1:notaport\n")
+	natsHTTPConfig := writeFile(t, "natshttp.yaml", "destinations:\n  n:\n    type: nats\n    url: http://"+testPassword+"@127.0.0.1:1/\n")
 
 	var cmds [][]string
 	cmds = append(cmds, []string{"help"}, []string{"--help"}, []string{}, []string{"nope"})
@@ -102,6 +105,11 @@ destinations:
 		"host=127.0.0.1 password=" + testPassword + " port=x",
 		"postgres://app:" + testPassword + "@[::1/db",
 		"postgres://no_such_role_x:" + testPassword + "@127.0.0.1:5432/postgres?connect_timeout=5",
+		// A backslash-escaped space, and an unencoded @ in the password.
+		`host=127.0.0.1 password=Xy\ ` + testPassword + ` port=abc`,
+		"postgres://u:Xy@" + testPassword + "@127.0.0.1:notaport/x",
+		"postgres://u:Xy@" + testPassword + "@127.0.0.1:5432/x?connect_timeout=2",
+		"postgres://" + testPassword + "@127.0.0.1:notaport/x",
 	} {
 		cmds = append(cmds, []string{"migrate", "up", "--database-url", u}, []string{"outbox", "dead", "--database-url", u})
 	}
@@ -111,6 +119,9 @@ destinations:
 		[]string{"serve", "--config", goodConfig},
 		[]string{"serve", "--config", badConfig},
 		[]string{"serve", "--config", typoConfig},
+		[]string{"serve", "--config", natsConfig, "--check"},
+		[]string{"serve", "--config", natsConfig},
+		[]string{"serve", "--config", natsHTTPConfig, "--check"},
 		[]string{"send", "--destination", "hook"},
 		[]string{"verify", "--provider", "github", "--secret-env", "VERIFY_SECRET", "--header", "X-Hub-Signature-256: sha256=00"},
 		[]string{"verify", "--provider", "standard-webhooks", "--secret-env", "VERIFY_SECRET"},
@@ -176,5 +187,21 @@ destinations:
 	// Durations in the log read as people write them.
 	if !strings.Contains(d.stderr.String(), `"timeout":"10s"`) {
 		t.Errorf("want \"timeout\":\"10s\" in the log:\n%s", d.stderr.String())
+	}
+}
+
+// redact hides every kind of password and token in connection strings.
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://app:pw@host/db":                   "postgres://app:xxxxx@host/db",
+		"postgres://u:S3cret@Pw99@127.0.0.1:1/x":      "postgres://u:xxxxx@127.0.0.1:1/x",
+		"nats://S3cretTok@host:4222 failed":           "nats://xxxxx@host:4222 failed",
+		`host=h password=S3cret\ Pw99 port=abc`:       "host=h password=xxxxx port=abc",
+		`host=h password='S3cret Pw99' port=abc`:      "host=h password=xxxxx port=abc",
+		"lookup host: no such host (postgres://h/db)": "lookup host: no such host (postgres://h/db)",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -65,7 +65,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("read payload: %w", err)
 	}
 	if err := checkPayload(payload, http.Header(headers).Get("Content-Type"), *allowEmpty); err != nil {
-		return usageErrorf("%v", err)
+		return fs.usageErr(err.Error())
 	}
 	pool, err := db.openPool(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,11 +53,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	resolveServe(db, cfg, listen, logLevel, logFormat)
-	logger, err := newLogger(*logFormat, *logLevel, stderr)
-	if err != nil {
+	set := resolveServe(db, cfg, *listen, *logLevel, *logFormat)
+	if err := set.check(); err != nil {
 		return err
 	}
+	if err := db.checkSchema(); err != nil {
+		return err
+	}
+	logger := newLogger(set.logFormat, set.logLevel, stderr)
 	dests, retries, closers, err := cfg.destinations()
 	defer func() {
 		for _, c := range closers {
@@ -67,7 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf("%v", err)
 	}
 	if check != "" {
-		return runCheck(ctx, check, db, cfg, *listen, stdout)
+		return runCheck(ctx, check, db, cfg, set.listen, stdout)
 	}
 
 	if *migrate {
@@ -111,9 +115,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf("%v", err)
 	}
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", set.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *listen, err)
+		// net's error repeats the address, which may come from the
+		// environment: name where it came from instead.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		at := set.listen
+		switch {
+		case set.listenAt.expr != "":
+			at = "the value of " + set.listenAt.expr
+		case !set.listenAt.echo:
+			at = "the address in " + set.listenAt.name
+		}
+		return fmt.Errorf("listen on %s: %w", at, err)
 	}
 	srv := &http.Server{Handler: opsHandler(pool, d, reg), ReadHeaderTimeout: 5 * time.Second,
 		// A client that dribbles its request, or idles, cannot hold a
@@ -137,8 +154,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	err = d.Stop(stopCtx)
 	_ = srv.Shutdown(stopCtx)
+	if err != nil && stopCtx.Err() != nil {
+		// The worker's error joins one per part that ran out of time;
+		// for people, one sentence.
+		return fmt.Errorf("stopped after shutdown_timeout (%s) with deliveries in flight; they were cut off and will be sent again", shutdownTimeout(cfg))
+	}
 	if err != nil {
-		return err
+		return errors.New(strings.ReplaceAll(describe(err).Error(), "\n", "; "))
 	}
 	logger.Info("stopped")
 	return nil
@@ -155,19 +177,14 @@ func shutdownTimeout(cfg *fileConfig) time.Duration {
 	return 30 * time.Second
 }
 
-func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
-	lvl, err := parseLevel(level)
-	if err != nil {
-		return nil, usageErrorf("--log-level: %v", err)
-	}
+// newLogger builds the logger; serveSettings.check vetted format and level.
+func newLogger(format, level string, w io.Writer) *slog.Logger {
+	lvl, _ := parseLevel(level)
 	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redactAttr}
-	switch format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return nil, usageErrorf("unknown --log-format %q (want json or text)", format)
+	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // opsHandler serves the operator endpoints.

@@ -1,17 +1,12 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/outboxd/outboxd/outbox"
 )
 
 // startDaemonEnv is startDaemon with extra environment.
@@ -79,50 +74,5 @@ func TestServeLogLevel(t *testing.T) {
 		if logged != tc.infoLogs {
 			t.Errorf("%s: info lines logged: %v, want %v:\n%s", tc.name, logged, tc.infoLogs, d.stderr.String())
 		}
-	}
-}
-
-// The first SIGINT stops gracefully, waiting for in-flight deliveries; a
-// second one ends the process at once.
-func TestServeSecondInterruptExitsAtOnce(t *testing.T) {
-	t.Parallel()
-	b := newServeBundle(t)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	var arrived atomic.Bool
-	b.sink.Respond = func(*http.Request, []byte) (int, http.Header) {
-		arrived.Store(true)
-		select { // hang, so a delivery stays in flight
-		case <-release:
-		case <-time.After(30 * time.Second):
-		}
-		return http.StatusOK, nil
-	}
-	d := startDaemon(t, serveConfig(t, b.url, b.sink.URL()))
-	d.waitReady(t)
-	if _, err := b.ob.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 20*time.Second, "a delivery in flight", arrived.Load)
-	if err := d.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 10*time.Second, "the graceful stop to begin", func() bool {
-		return strings.Contains(d.stderr.String(), "stopping: finishing in-flight deliveries")
-	})
-	select {
-	case <-d.done:
-		t.Fatal("exited on the first SIGINT with a delivery in flight")
-	case <-time.After(300 * time.Millisecond):
-	}
-	start := time.Now()
-	if err := d.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.done:
-		t.Logf("exited %s after the second SIGINT", time.Since(start))
-	case <-time.After(3 * time.Second):
-		t.Fatal("still running 3 s after the second SIGINT (shutdown_timeout is 10 s)")
 	}
 }

@@ -24,7 +24,7 @@ const maxShown = 4096
 // printMessage prints a message as stored, and its attempts.
 func printMessage(out io.Writer, m outbox.Stored, attempts []outbox.Attempt) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, safeLine(v)) }
 	row("id", m.ID.String())
 	row("destination", m.Destination)
 	row("type", m.Type)
@@ -59,7 +59,7 @@ func printMessage(out io.Writer, m outbox.Stored, attempts []outbox.Attempt) {
 		if a.StatusCode != nil {
 			code = strconv.Itoa(*a.StatusCode)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Number, a.At.UTC().Format(time.RFC3339Nano), a.Duration.Round(time.Microsecond), a.Outcome, code, a.Error)
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Number, a.At.UTC().Format(time.RFC3339Nano), a.Duration.Round(time.Microsecond), safeLine(a.Outcome), code, safeLine(a.Error))
 	}
 	w.Flush()
 	for _, a := range attempts {
@@ -72,7 +72,7 @@ func printMessage(out io.Writer, m outbox.Stored, attempts []outbox.Attempt) {
 // printEvent prints a received event as stored.
 func printEvent(out io.Writer, ev inbox.Stored) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, safeLine(v)) }
 	row("source", ev.Source)
 	row("event id", ev.ID)
 	row("best-effort id", strconv.FormatBool(ev.BestEffort))
@@ -102,13 +102,18 @@ func formatRefs(refs map[string]string) string {
 
 func printHeaders(w io.Writer, h http.Header) {
 	for _, k := range slices.Sorted(maps.Keys(h)) {
-		fmt.Fprintf(w, "header\t%s: %s\n", k, strings.Join(h[k], ", "))
+		fmt.Fprintf(w, "header\t%s: %s\n", safeLine(k), safeLine(strings.Join(h[k], ", ")))
 	}
 }
 
 // shown is a body as people read it: JSON indented, anything else as
-// text, cut at maxShown bytes with a note of what was left out.
+// text, cut at maxShown bytes with a note of what was left out, and
+// control characters and invalid UTF-8 escaped either way.
 func shown(b []byte) string {
+	return safeText(shownRaw(b))
+}
+
+func shownRaw(b []byte) string {
 	if len(b) == 0 {
 		return "(empty)"
 	}

@@ -48,7 +48,8 @@ func runVerify(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Var(headers, "header", "request header, 'Name: value' (repeatable)")
 	rawURL := fs.String("url", "https://webhooks.invalid/", "the URL the sender requested (Twilio signs it)")
 	now := fs.Int64("now", 0, "the time to check against, Unix seconds (default: now)")
-	tolerance := fs.Duration("tolerance", 0, "timestamp tolerance (default: the provider's; Standard Webhooks and Svix only)")
+	tolerance := new(time.Duration)
+	fs.Var(boundedDuration{d: tolerance}, "tolerance", "timestamp tolerance (default: the provider's; Standard Webhooks and Svix only)")
 	operands, help, err := fs.parse(args, stdout)
 	if help || err != nil {
 		return err

@@ -17,12 +17,14 @@ version. outboxd_build_info on /metrics carries the same.`
 type buildInfo struct{ version, commit, goVersion string }
 
 func readBuildInfo() buildInfo {
-	b := buildInfo{version: "(devel)", commit: "unknown", goVersion: runtime.Version()}
+	// "dev", not Go's "(devel)": the version goes into the User-Agent,
+	// whose product token cannot hold parentheses.
+	b := buildInfo{version: "dev", commit: "unknown", goVersion: runtime.Version()}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
 	}
-	if v := bi.Main.Version; v != "" {
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
 		b.version = v
 	}
 	modified := false
@@ -53,6 +55,10 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[0]))
 	}
 	b := readBuildInfo()
+	if b.version == "dev" {
+		fmt.Fprintf(stdout, "outboxd dev (development build, commit %s, %s)\n", b.commit, b.goVersion)
+		return nil
+	}
 	fmt.Fprintf(stdout, "outboxd %s (commit %s, %s)\n", b.version, b.commit, b.goVersion)
 	return nil
 }

@@ -9,23 +9,37 @@ package dbschema
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
 // Default is the schema used when none is configured.
 const Default = "outboxd"
 
+// MaxLen is the longest schema name accepted. River, which runs its jobs in
+// the same schema, refuses names over 46 characters; that is also well
+// within the NOTIFY channel limit (schema + "_outbox" in 63 bytes).
+const MaxLen = 46
+
 // placeholder is the token that queries use where the schema name goes.
 const placeholder = "{{schema}}"
 
-var valid = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+var valid = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // Validate reports whether name can be used as a schema name: lower-case
-// letters, digits and underscores, not starting with a digit, at most 63
-// bytes (PostgreSQL's identifier limit).
+// letters, digits and underscores, not starting with a digit, at most
+// MaxLen characters, not a reserved word (the SQL is unquoted) and not
+// starting with pg_ (PostgreSQL keeps those names for itself).
 func Validate(name string) error {
-	if !valid.MatchString(name) {
-		return fmt.Errorf("invalid schema name %q: use lower-case letters, digits and underscores, starting with a letter or underscore, at most 63 characters", name)
+	switch {
+	case !valid.MatchString(name):
+		return fmt.Errorf("invalid schema name %q: use lower-case letters, digits and underscores, starting with a letter or underscore", name)
+	case len(name) > MaxLen:
+		return fmt.Errorf("invalid schema name %q: at most %d characters (River, which shares the schema, allows no more)", name, MaxLen)
+	case slices.Contains(reservedWords, name):
+		return fmt.Errorf("invalid schema name %q: a reserved word in PostgreSQL; choose another name", name)
+	case strings.HasPrefix(name, "pg_"):
+		return fmt.Errorf("invalid schema name %q: names starting with pg_ are reserved for PostgreSQL's own schemas", name)
 	}
 	return nil
 }

@@ -1,15 +1,4 @@
-package main
-
-import (
-	"fmt"
-	"slices"
-
-	"github.com/outboxd/outboxd/internal/dbschema"
-)
-
-// maxSchemaLen keeps the schema's NOTIFY channel (schema + "_outbox") within
-// PostgreSQL's 63-byte identifier limit; beyond it every insert would fail.
-const maxSchemaLen = 63 - len("_outbox")
+package dbschema
 
 // reservedWords are PostgreSQL's keywords that cannot name a schema without
 // quotes (pg_get_keywords() catcode R and T, plus system_user from 16).
@@ -27,19 +16,4 @@ var reservedWords = []string{
 	"session_user", "similar", "some", "symmetric", "system_user", "table", "tablesample", "then",
 	"to", "trailing", "true", "union", "unique", "user", "using", "variadic", "verbose", "when",
 	"where", "window", "with",
-}
-
-// checkSchema refuses, before any connection, a schema name that outboxd
-// could not use.
-func checkSchema(name string) error {
-	if err := dbschema.Validate(name); err != nil {
-		return err
-	}
-	if len(name) > maxSchemaLen {
-		return fmt.Errorf("invalid schema name %q: at most %d characters (its notification channel %s_outbox must fit PostgreSQL's 63)", name, maxSchemaLen, name)
-	}
-	if slices.Contains(reservedWords, name) {
-		return fmt.Errorf("invalid schema name %q: a reserved word in PostgreSQL; choose another name", name)
-	}
-	return nil
 }

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// serve --check refuses every configuration that serve refuses, with the
+// line of the value at fault; bare --check needs no database.
+func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
+	t.Parallel()
+	const dest = "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n"
+	for _, tc := range []struct {
+		name, body, first string
+	}{
+		{"lease_ttl below the default interval", "dispatcher:\n  lease_ttl: 500ms\n" + dest, "line 2: dispatcher.acquire_interval (default 1s) must be shorter than dispatcher.lease_ttl (500ms)"},
+		{"interval above the default ttl", "dispatcher:\n  acquire_interval: 20s\n" + dest, "line 2: dispatcher.acquire_interval (20s) must be shorter than dispatcher.lease_ttl (default 10s)"},
+		{"listen", "listen: nowhere\n" + dest, `line 1: listen: "nowhere" is not host:port (for example 127.0.0.1:9400 or :9400)`},
+		{"header name", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n    headers:\n      Bad Header: x\n", `line 5: destinations.a.headers: "Bad Header" is not a valid header name`},
+		{"max below the default base", "retry:\n  max: 500ms\n" + dest, "line 2: retry.max (500ms) must not be shorter than retry.base (default 1s)"},
+		{"destination max below global base", "retry:\n  base: 5s\ndestinations:\n  a:\n    url: http://127.0.0.1:1/x\n    retry:\n      max: 2s\n", "line 7: destinations.a.retry.max (2s) must not be shorter than destinations.a.retry.base (5s, from retry)"},
+		{"empty destination name", "destinations:\n  \"\":\n    url: http://127.0.0.1:1/x\n", "line 2: destinations: a destination needs a name"},
+		{"nats with an http url", "destinations:\n  a:\n    type: nats\n    url: http://127.0.0.1:4222\n", "line 4: destinations.a.url: want a nats://, tls://, ws:// or wss:// URL, got http://127.0.0.1:4222"},
+		{"second document", dest + "---\nschema: other\n", "line 5: a second YAML document (after ---): put everything in one"},
+		{"negative with line", "retry:\n  max_attempts: -1\n" + dest, "line 2: retry.max_attempts: must not be negative"},
+	} {
+		path := writeFile(t, "outboxd.yaml", tc.body)
+		r := outboxd(t, []string{"DATABASE_URL="}, "serve", "--config", path, "--check")
+		want := "outboxd serve: config " + path + ": " + tc.first
+		if r.code != 2 || firstLine(r.stderr) != want {
+			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", tc.name, r.code, r.stderr, want)
+		}
+	}
+	// Bare --check reads no database URL: it connects nowhere.
+	good := writeFile(t, "good.yaml", dest)
+	r := outboxd(t, []string{"DATABASE_URL=", "OUTBOXD_DATABASE_URL="}, "serve", "--config", good, "--check")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "configuration OK") {
+		t.Errorf("bare --check without a database URL: %+v", r)
+	}
+	r = outboxd(t, nil, "serve", "--config", good, "--check", "--listen", "nowhere")
+	if want := `outboxd serve: --listen "nowhere": not host:port (for example 127.0.0.1:9400 or :9400)`; r.code != 2 || firstLine(r.stderr) != want {
+		t.Errorf("--listen nowhere: %+v", r)
+	}
+}
+
+// A value that came from the environment (${VAR} or OUTBOXD_*) is never
+// echoed in an error; the variable or the file's key is named instead.
+func TestEnvValuesNotEchoed(t *testing.T) {
+	t.Parallel()
+	const dest = "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n"
+	const secret = "EnvSecretXyz"
+	env := []string{"ENV_SECRET=" + secret, "DATABASE_URL=postgres://postgres@127.0.0.1:1/x"}
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		body  string
+		first string // after "outboxd serve: "
+	}{
+		{"log_level", nil, "log_level: ${ENV_SECRET}\n" + dest, `config FILE: line 1: log_level: the value of "${ENV_SECRET}" is not a log level (want debug, info, warn or error)`},
+		{"type", nil, "destinations:\n  a:\n    type: ${ENV_SECRET}\n", `config FILE: line 3: destinations.a.type: the value of "${ENV_SECRET}" is not a destination type (want http or nats)`},
+		{"schema", nil, "schema: ${ENV_SECRET}\n" + dest, "config FILE: line 1: schema: invalid schema name: use lower-case letters, digits and underscores, starting with a letter or underscore"},
+		{"listen", nil, "listen: ${ENV_SECRET}\n" + dest, `config FILE: line 1: listen: the value of "${ENV_SECRET}" is not host:port (for example 127.0.0.1:9400 or :9400)`},
+		{"OUTBOXD_LOG_LEVEL", []string{"OUTBOXD_LOG_LEVEL=" + secret}, dest, "OUTBOXD_LOG_LEVEL: not a log level (want debug, info, warn or error)"},
+		{"OUTBOXD_LOG_FORMAT", []string{"OUTBOXD_LOG_FORMAT=" + secret}, dest, "OUTBOXD_LOG_FORMAT: not a log format (want json or text)"},
+		{"OUTBOXD_SCHEMA", []string{"OUTBOXD_SCHEMA=" + secret}, dest, "OUTBOXD_SCHEMA: invalid schema name: use lower-case letters, digits and underscores, starting with a letter or underscore"},
+		{"OUTBOXD_LISTEN", []string{"OUTBOXD_LISTEN=" + secret}, dest, "OUTBOXD_LISTEN: not host:port (for example 127.0.0.1:9400 or :9400)"},
+		{"database_url", nil, "database_url: postgres://u@h:notaport/x\n" + dest, "config FILE: line 1: database_url: invalid URL: "},
+	} {
+		path := writeFile(t, "outboxd.yaml", tc.body)
+		r := outboxd(t, append(append([]string{}, env...), tc.env...), "serve", "--config", path, "--check")
+		want := "outboxd serve: " + strings.ReplaceAll(tc.first, "FILE", path)
+		if r.code != 2 || !strings.HasPrefix(firstLine(r.stderr), want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", tc.name, r.code, r.stderr, want)
+		}
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Errorf("%s: the environment's value echoed: %q", tc.name, r.stderr)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// Any negative --to is a usage mistake; nothing is reverted.
+func TestMigrateDownNegativeTo(t *testing.T) {
+	t.Parallel()
+	db := []string{"DATABASE_URL=" + pgtest.URL(t)}
+	for _, to := range []string{"-1", "-2"} {
+		r := outboxd(t, db, "migrate", "down", "--to", to)
+		if r.code != 2 || !strings.HasPrefix(r.stderr, "outboxd migrate: --to "+to+": want a version, 0 or more\n") {
+			t.Errorf("--to %s: %+v", to, r)
+		}
+	}
+	if r := outboxd(t, db, "migrate", "version"); r.code != 0 || strings.TrimSpace(r.stdout) != "9" {
+		t.Fatalf("a migration was reverted: %+v", r)
+	}
+}
+
+// down --to 0 drops only a schema that outboxd created: never public, nor
+// one a DBA made (with its grants) for outboxd to use.
+func TestMigrateDownKeepsSchemasItDidNotCreate(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.EmptyURL(t)
+	sqlDB := pgtest.SQLDB(t, dbURL)
+	if _, err := sqlDB.Exec(`CREATE SCHEMA dba_made; GRANT USAGE ON SCHEMA dba_made TO PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	exists := func(schema string) bool {
+		var ok bool
+		if err := sqlDB.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	db := []string{"DATABASE_URL=" + dbURL}
+	for _, schema := range []string{"public", "dba_made", "ours"} {
+		if r := outboxd(t, db, "migrate", "up", "--schema", schema); r.code != 0 {
+			t.Fatalf("up --schema %s: %+v", schema, r)
+		}
+		if r := outboxd(t, db, "migrate", "down", "--to", "0", "--schema", schema); r.code != 0 {
+			t.Fatalf("down --to 0 --schema %s: %+v", schema, r)
+		}
+		if want := schema != "ours"; exists(schema) != want {
+			t.Errorf("schema %s exists after down --to 0: %v, want %v", schema, !want, want)
+		}
+	}
+	var acl string
+	if err := sqlDB.QueryRow(`SELECT coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'dba_made'`).Scan(&acl); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(acl, "=U/") {
+		t.Errorf("the DBA's grant is gone: %q", acl)
+	}
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// startDaemonWrapped is startDaemon run through sh, so that the test can
+// start outboxd as a non-interactive shell's & does: with SIGINT ignored.
+func startDaemonWrapped(t *testing.T, ignoreINT bool, config string) *daemon {
+	t.Helper()
+	d := &daemon{stderr: &syncBuffer{}, listen: freeAddr(t), done: make(chan struct{})}
+	trap := ""
+	if ignoreINT {
+		trap = `trap "" INT; `
+	}
+	// exec keeps the pid, and an ignored signal stays ignored across it.
+	d.cmd = exec.Command("/bin/sh", "-c", trap+`exec "$0" "$@"`, os.Args[0], "serve", "--config", config, "--listen", d.listen)
+	d.cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("outboxd serve log:\n%s", d.stderr.String())
+		}
+	})
+	return d
+}
+
+// hangingSink makes the bundle's sink hold every delivery until the test
+// ends, and returns whether one has arrived.
+func hangingSink(t *testing.T, b serveBundle) *atomic.Bool {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var arrived atomic.Bool
+	b.sink.Respond = func(*http.Request, []byte) (int, http.Header) {
+		arrived.Store(true)
+		<-release
+		return http.StatusOK, nil
+	}
+	return &arrived
+}
+
+// running reports whether the process has not exited, from its state: not
+// reaped (done open) and not a zombie.
+func (d *daemon) running(t *testing.T) bool {
+	t.Helper()
+	select {
+	case <-d.done:
+		return false
+	default:
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(d.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces, so look after the ")".
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
+}
+
+// The first signal stops gracefully, waiting for in-flight deliveries; a
+// second one ends the process at once, also when outboxd was started with
+// SIGINT ignored (a shell's &), and for SIGTERM twice as for SIGINT.
+func TestServeSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		ignoreINT bool
+		sig       syscall.Signal
+	}{
+		{"SIGINT", false, syscall.SIGINT},
+		{"SIGINT, started with SIGINT ignored", true, syscall.SIGINT},
+		{"SIGTERM", false, syscall.SIGTERM},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newServeBundle(t)
+			arrived := hangingSink(t, b)
+			d := startDaemonWrapped(t, tc.ignoreINT, serveConfig(t, b.url, b.sink.URL()))
+			d.waitReady(t)
+			if _, err := b.ob.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, 20*time.Second, "a delivery in flight", arrived.Load)
+			if err := d.cmd.Process.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, 10*time.Second, "the graceful stop to begin", func() bool {
+				return strings.Contains(d.stderr.String(), "stopping: finishing in-flight deliveries")
+			})
+			// The stop waits for the hanging delivery (shutdown_timeout
+			// 10 s): the process is still there.
+			if !d.running(t) {
+				t.Fatal("exited on the first signal with a delivery in flight")
+			}
+			start := time.Now()
+			if err := d.cmd.Process.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-d.done:
+				t.Logf("exited %s after the second signal", time.Since(start))
+			case <-time.After(5 * time.Second):
+				t.Fatal("still running 5 s after the second signal (shutdown_timeout is 10 s)")
+			}
+		})
+	}
+}
+
+// A graceful stop that runs out of shutdown_timeout says so in one
+// sentence, without package names or Go's error words.
+func TestServeShutdownTimeoutMessage(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	arrived := hangingSink(t, b)
+	config := serveConfig(t, b.url, b.sink.URL())
+	body, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(config, []byte(strings.Replace(string(body), "shutdown_timeout: 10s", "shutdown_timeout: 500ms", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, config)
+	d.waitReady(t)
+	if _, err := b.ob.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "a delivery in flight", arrived.Load)
+	if code := d.terminate(t); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	var plain []string
+	for _, l := range strings.Split(strings.TrimSpace(d.stderr.String()), "\n") {
+		if !strings.HasPrefix(l, "{") { // not a JSON log line
+			plain = append(plain, l)
+		}
+	}
+	want := "outboxd serve: stopped after shutdown_timeout (500ms) with deliveries in flight; they were cut off and will be sent again"
+	if len(plain) != 1 || plain[0] != want {
+		t.Fatalf("stderr besides the log: %q, want %q", plain, want)
+	}
+}
