@@ -11,14 +11,15 @@ import (
 func TestMigrateDownNegativeTo(t *testing.T) {
 	t.Parallel()
 	db := []string{"DATABASE_URL=" + pgtest.URL(t)}
+	before := outboxd(t, db, "migrate", "version")
 	for _, to := range []string{"-1", "-2"} {
 		r := outboxd(t, db, "migrate", "down", "--to", to)
 		if r.code != 2 || !strings.HasPrefix(r.stderr, "outboxd migrate: --to "+to+": want a version, 0 or more\n") {
 			t.Errorf("--to %s: %+v", to, r)
 		}
 	}
-	if r := outboxd(t, db, "migrate", "version"); r.code != 0 || strings.TrimSpace(r.stdout) != "9" {
-		t.Fatalf("a migration was reverted: %+v", r)
+	if r := outboxd(t, db, "migrate", "version"); r.code != 0 || r.stdout != before.stdout || before.stdout == "0\n" {
+		t.Fatalf("a migration was reverted: %+v, before %+v", r, before)
 	}
 }
 
