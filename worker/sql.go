@@ -185,8 +185,6 @@ ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused
 
 const pausedSQL = `SELECT name FROM {{schema}}.outbox_destinations WHERE paused`
 
-const notifySQL = `SELECT pg_notify($1, $2)`
-
 // The purge statements delete at most $1 rows each and skip rows that a
 // receipt or a dispatcher holds, so they never wait on, nor hold up, live
 // traffic.

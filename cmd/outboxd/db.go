@@ -69,15 +69,6 @@ func (f *dbFlags) resolveWith(file *fileConfig) {
 	f.schema, f.schemaAt = pick(f.cmd, f.schema, "schema", "OUTBOXD_SCHEMA", file, "schema", file.Schema, dbschema.Default)
 }
 
-func firstSet(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
 // openSQL checks the URL, connects once to fail early with a clear message,
 // and returns a database/sql handle.
 func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
