@@ -90,10 +90,25 @@ destinations:
 // startDaemon runs `outboxd serve` as a real process.
 func startDaemon(t *testing.T, config string, extra ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, config, extra...)
+}
+
+// startDaemonEnv is startDaemon with extra environment.
+func startDaemonEnv(t *testing.T, env []string, config string, extra ...string) *daemon {
+	t.Helper()
+	return launch(t, env, func(listen string) *exec.Cmd {
+		return exec.Command(os.Args[0], append([]string{"serve", "--config", config, "--listen", listen}, extra...)...)
+	})
+}
+
+// launch starts the command build makes for a free listen address as an
+// outboxd process (this test binary with OUTBOXD_TEST_MAIN=1), collects its
+// stderr, and kills it when the test ends (printing its log on failure).
+func launch(t *testing.T, env []string, build func(listen string) *exec.Cmd) *daemon {
+	t.Helper()
 	d := &daemon{stderr: &syncBuffer{}, listen: freeAddr(t), done: make(chan struct{})}
-	args := append([]string{"serve", "--config", config, "--listen", d.listen}, extra...)
-	d.cmd = exec.Command(os.Args[0], args...)
-	d.cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
+	d.cmd = build(d.listen)
+	d.cmd.Env = append(append(os.Environ(), "OUTBOXD_TEST_MAIN=1"), env...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

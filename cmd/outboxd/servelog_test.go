@@ -3,32 +3,10 @@ package main
 import (
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
-
-// startDaemonEnv is startDaemon with extra environment.
-func startDaemonEnv(t *testing.T, env []string, config string, extra ...string) *daemon {
-	t.Helper()
-	d := &daemon{stderr: &syncBuffer{}, listen: freeAddr(t), done: make(chan struct{})}
-	d.cmd = exec.Command(os.Args[0], append([]string{"serve", "--config", config, "--listen", d.listen}, extra...)...)
-	d.cmd.Env = append(append(os.Environ(), "OUTBOXD_TEST_MAIN=1"), env...)
-	d.cmd.Stderr = d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		if t.Failed() {
-			t.Logf("outboxd serve log:\n%s", d.stderr.String())
-		}
-	})
-	return d
-}
 
 func (d *daemon) waitReady(t *testing.T) {
 	t.Helper()

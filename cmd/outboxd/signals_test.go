@@ -19,27 +19,14 @@ import (
 // start outboxd as a non-interactive shell's & does: with SIGINT ignored.
 func startDaemonWrapped(t *testing.T, ignoreINT bool, config string) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &syncBuffer{}, listen: freeAddr(t), done: make(chan struct{})}
 	trap := ""
 	if ignoreINT {
 		trap = `trap "" INT; `
 	}
 	// exec keeps the pid, and an ignored signal stays ignored across it.
-	d.cmd = exec.Command("/bin/sh", "-c", trap+`exec "$0" "$@"`, os.Args[0], "serve", "--config", config, "--listen", d.listen)
-	d.cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
-	d.cmd.Stderr = d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		if t.Failed() {
-			t.Logf("outboxd serve log:\n%s", d.stderr.String())
-		}
+	return launch(t, nil, func(listen string) *exec.Cmd {
+		return exec.Command("/bin/sh", "-c", trap+`exec "$0" "$@"`, os.Args[0], "serve", "--config", config, "--listen", listen)
 	})
-	return d
 }
 
 // hangingSink makes the bundle's sink hold every delivery until the test
