@@ -103,6 +103,7 @@ func newPfix(t *testing.T, cfg *inbox.Config, mutate func(*inbox.ReceiverConfig)
 			{Name: "svix", Verifier: must(verify.Svix(secret)), Handle: handle},
 			{Name: "twilio", Verifier: must(verify.Twilio("", twilioToken)), Handle: handle},
 			{Name: "github", Verifier: must(verify.GitHub(ghSecret)), Handle: handle},
+			{Name: "shopify", Verifier: must(verify.Shopify(ghSecret)), Handle: handle},
 		},
 		Metrics: metrics,
 		Logger:  slog.New(slog.NewTextHandler(f.logs, nil)),
@@ -203,6 +204,13 @@ func twilioHeaders(signedURL string, params string) map[string]string {
 
 func githubHeaders(delivery string, body []byte) map[string]string {
 	return githubEventHeaders(delivery, "issues", body)
+}
+
+func shopifyHeaders(id, topic string, body []byte) map[string]string {
+	m := hmac.New(sha256.New, []byte(ghSecret))
+	m.Write(body)
+	return map[string]string{"X-Shopify-Hmac-Sha256": base64.StdEncoding.EncodeToString(m.Sum(nil)),
+		"X-Shopify-Webhook-Id": id, "X-Shopify-Topic": topic}
 }
 
 func githubEventHeaders(delivery, event string, body []byte) map[string]string {

@@ -33,10 +33,14 @@ func BodyID(body []byte) string {
 }
 
 // bodyDedupeKey is the second record of an event whose id comes from an
-// unsigned header: the hash of its type and body (Meta.BodyUnique). The
-// type is in it because one body can be two events (Shopify's orders/create
-// and orders/paid). forgetSQL computes the same in SQL.
+// unsigned header (Meta.BodyUnique): the hash of the body, with the type
+// in front only where the provider sends one body under several types
+// (Meta.BodyKeyType: Shopify). A type left out of the key cannot be used
+// to replay a captured request as new. forgetSQL computes the same in SQL.
 func bodyDedupeKey(typ string, body []byte) string {
+	if typ == "" {
+		return BodyID(body)
+	}
 	return BodyID(append([]byte(typ+"\x00"), body...))
 }
 

@@ -141,7 +141,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	}
 	bodyKey := ""
 	if src.BodyDedupe == BodyDedupeOn || (src.BodyDedupe == BodyDedupeAuto && meta.BodyUnique) {
-		bodyKey = bodyDedupeKey(meta.Type, body)
+		bodyKey = bodyDedupeKey(meta.BodyKeyType, body)
 	}
 	code, status, reason := rc.process(r.Context(), src, d, bodyKey)
 	if code == http.StatusServiceUnavailable {

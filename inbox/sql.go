@@ -42,14 +42,17 @@ SET status = 'rejected', status_reason = $3
 WHERE source = $1 AND event_id = $2 AND status <> 'rejected'`
 
 // forgetSQL deletes an event's record and, when the receiver deduped its
-// body too ($3: the key of its type and payload), that record as well.
+// body too, that record as well: keyed on the body alone, or on the type
+// and the body (bodyDedupeKey).
 const forgetSQL = `
 WITH gone AS (
     DELETE FROM {{schema}}.inbox_events WHERE source = $1 AND event_id = $2
     RETURNING event_type, payload
 ), body AS (
     DELETE FROM {{schema}}.inbox_events b USING gone
-    WHERE b.source = $1 AND b.event_id = 'body:' || encode(sha256(convert_to(gone.event_type, 'UTF8') || '\x00'::bytea || gone.payload), 'hex')
+    WHERE b.source = $1 AND b.event_id IN (
+        'body:' || encode(sha256(gone.payload), 'hex'),
+        'body:' || encode(sha256(convert_to(gone.event_type, 'UTF8') || '\x00'::bytea || gone.payload), 'hex'))
 )
 SELECT count(*) FROM gone`
 

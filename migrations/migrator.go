@@ -40,8 +40,10 @@ type Result = goose.MigrationResult
 type Status = goose.MigrationStatus
 
 // New returns a Migrator for db, which may be any database/sql handle to
-// PostgreSQL (pgx's stdlib driver, lib/pq...). Connections are borrowed
-// from db and given back with their search_path reset.
+// PostgreSQL (pgx's stdlib driver, lib/pq...) allowing at least two open
+// connections: goose holds one for its lock while migration 9 (batches,
+// outside a transaction) uses another. Connections are borrowed from db and
+// given back with their search_path reset.
 func New(db *sql.DB, cfg *Config) (*Migrator, error) {
 	if cfg == nil {
 		cfg = &Config{}

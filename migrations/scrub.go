@@ -18,7 +18,8 @@ const scrubVersion = 9
 // kept among their headers (signatures, tokens, keys: a captured request
 // anyone who can read the table could replay), for one batch of rows after
 // the key ($1, $2) in primary-key order, and returns the batch's last key.
-// The name rule is the one inbox applies before storing.
+// The name rule is the one inbox applies before storing (which keeps
+// Twilio's idempotency token: an event id, not a credential).
 const scrubBatchSQL = `
 WITH batch AS (
     SELECT source, event_id FROM {{schema}}.inbox_events
@@ -29,11 +30,13 @@ WITH batch AS (
     UPDATE {{schema}}.inbox_events e
     SET headers = coalesce((
             SELECT jsonb_object_agg(k, v) FROM jsonb_each(e.headers) AS h(k, v)
-            WHERE lower(k) !~ '(token|secret|sig|key|auth|cookie|password|hmac|hash|credential|session)'), '{}')
+            WHERE lower(k) !~ '(token|secret|sig|key|auth|cookie|password|hmac|hash|credential|session)'
+               OR lower(k) = 'i-twilio-idempotency-token'), '{}')
     FROM batch b
     WHERE e.source = b.source AND e.event_id = b.event_id
       AND EXISTS (SELECT 1 FROM jsonb_object_keys(e.headers) AS h(k)
-                  WHERE lower(k) ~ '(token|secret|sig|key|auth|cookie|password|hmac|hash|credential|session)')
+                  WHERE lower(k) ~ '(token|secret|sig|key|auth|cookie|password|hmac|hash|credential|session)'
+                    AND lower(k) <> 'i-twilio-idempotency-token')
 )
 SELECT source, event_id FROM batch ORDER BY source DESC, event_id DESC LIMIT 1`
 

@@ -35,13 +35,17 @@ type Notifier struct {
 	mu      sync.Mutex
 	pending map[int64]uint32 // transaction id -> lanes (bitmask)
 	running bool
+	full    bool   // maxPending reached (logged once)
+	added   uint64 // count of add calls, to tell whether any came lately
 
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
 
-	// flushed, when set (tests), receives the outcome of each flush.
+	// flushed, when set (tests), receives the outcome of each flush;
+	// asking, when set (tests), runs while a flush's question is out.
 	flushed chan flushReport
+	asking  func()
 }
 
 type flushReport struct{ committed, aborted, inProgress int }
@@ -96,7 +100,7 @@ func (n *Notifier) Start(context.Context) error {
 		return errors.New("outbox: notifier already started")
 	}
 	n.running, n.stop, n.done = true, make(chan struct{}), make(chan struct{})
-	go n.run()
+	go n.run(n.stop, n.done)
 	return nil
 }
 
@@ -122,8 +126,12 @@ func (n *Notifier) Stop(ctx context.Context) error {
 // add remembers that transaction xid enqueued into lanes.
 func (n *Notifier) add(xid int64, lanes uint32) {
 	n.mu.Lock()
+	n.added++
 	if _, ok := n.pending[xid]; ok || len(n.pending) < maxPending {
 		n.pending[xid] |= lanes
+	} else if !n.full {
+		n.full = true
+		n.log.Warn("notifier has 100,000 unannounced transactions (is it started?); dispatchers' sweeps find their messages")
 	}
 	n.mu.Unlock()
 	select {
@@ -132,51 +140,75 @@ func (n *Notifier) add(xid int64, lanes uint32) {
 	}
 }
 
-func (n *Notifier) run() {
-	defer close(n.done)
-	backoff := n.interval
+// maxWait bounds the wait between two checks while only open transactions
+// are pending (a long batch job, a session idle in a transaction): the
+// Notifier backs off to it instead of asking every 500 µs for ever.
+const maxWait = 50 * time.Millisecond
+
+func (n *Notifier) run(stop, done chan struct{}) {
+	defer close(done)
 	for {
 		select {
 		case <-n.kick:
-		case <-n.stop:
-			_, _ = n.flush(context.Background())
+		case <-stop:
+			_, _, _ = n.flush(context.Background())
 			return
 		}
 		// Enqueue hands over a transaction before it commits: wait a beat
 		// before asking, so that one question usually finds it committed
 		// (and more transactions join it).
+		wait := n.interval
+		seen := n.addCount()
 		for left := 1; left > 0; {
-			t := time.NewTimer(backoff)
+			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
-			case <-n.stop:
+			case <-stop:
 				t.Stop()
-				_, _ = n.flush(context.Background())
+				_, _, _ = n.flush(context.Background())
 				return
 			}
-			var err error
-			if left, err = n.flush(context.Background()); err != nil {
+			var (
+				resolved int
+				err      error
+			)
+			left, resolved, err = n.flush(context.Background())
+			switch {
+			case err != nil:
 				n.log.Warn("cannot ask which enqueues committed; dispatchers' sweeps find them meanwhile", "error", err)
-				backoff = min(backoff*2, time.Second)
-			} else {
-				backoff = n.interval
+				wait = min(max(wait*2, time.Millisecond), time.Second)
+			case resolved > 0 || n.addCount() != seen:
+				wait = n.interval
+			default: // only open transactions, none new: ask less often
+				wait = min(wait*2, maxWait)
 			}
+			seen = n.addCount()
 		}
 	}
 }
 
+func (n *Notifier) addCount() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.added
+}
+
 // flush announces the lanes of the pending transactions that committed,
-// forgets those that ended, and reports how many are still in progress.
-func (n *Notifier) flush(ctx context.Context) (int, error) {
+// forgets those that ended, and reports how many are still pending and how
+// many it resolved. Lanes that a transaction added while the question was
+// out (a batch whose later rows came after its commit) stay pending and go
+// out with the next flush.
+func (n *Notifier) flush(ctx context.Context) (left, resolved int, err error) {
 	n.mu.Lock()
 	if len(n.pending) == 0 {
 		n.mu.Unlock()
-		return 0, nil
+		return 0, 0, nil
 	}
 	xids := make([]int64, 0, len(n.pending))
 	masks := make([]int64, 0, len(n.pending))
+	asked := make(map[int64]uint32, len(n.pending))
 	for x, m := range n.pending {
-		xids, masks = append(xids, x), append(masks, int64(m))
+		xids, masks, asked[x] = append(xids, x), append(masks, int64(m)), m
 	}
 	n.mu.Unlock()
 
@@ -184,7 +216,10 @@ func (n *Notifier) flush(ctx context.Context) (int, error) {
 	defer cancel()
 	rows, err := n.db.Query(ctx, n.query, xids, masks, n.channel)
 	if err != nil {
-		return len(xids), err
+		return len(xids), 0, err
+	}
+	if n.asking != nil {
+		n.asking()
 	}
 	var (
 		x      int64
@@ -203,16 +238,23 @@ func (n *Notifier) flush(ctx context.Context) (int, error) {
 		default: // aborted, or too old to tell
 			rep.aborted++
 		}
-		delete(n.pending, x)
+		if rest := n.pending[x] &^ asked[x]; rest != 0 {
+			n.pending[x] = rest
+		} else {
+			delete(n.pending, x)
+		}
 		return nil
 	})
-	left := len(n.pending)
+	left = len(n.pending)
 	n.mu.Unlock()
 	if err != nil {
-		return left, err
+		return left, 0, err
 	}
 	if n.flushed != nil {
-		n.flushed <- rep
+		select { // tests only; never block the notifier on them
+		case n.flushed <- rep:
+		default:
+		}
 	}
-	return left, nil
+	return left, rep.committed + rep.aborted, nil
 }

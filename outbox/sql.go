@@ -55,7 +55,12 @@ WHERE id = $1`
 // old for PostgreSQL to remember comes back NULL.
 const notifierFlushSQL = `
 WITH s AS (
-    SELECT x, l, pg_xact_status(x::text::xid8) AS st
+    SELECT x, l,
+           -- Committed but not yet visible to new snapshots (the window
+           -- between the commit record and the proc array): still waiting.
+           CASE WHEN pg_xact_status(x::text::xid8) = 'committed'
+                 AND NOT pg_visible_in_snapshot(x::text::xid8, pg_current_snapshot())
+                THEN 'in progress' ELSE pg_xact_status(x::text::xid8) END AS st
     FROM unnest($1::bigint[], $2::bigint[]) AS u(x, l)
 ), n AS (
     SELECT pg_notify($3, 'm' || bit_or(l)::text) FROM s WHERE st = 'committed' HAVING count(*) > 0

@@ -240,7 +240,8 @@ func (v *shopify) Verify(r *http.Request, body []byte, _ time.Time) (Meta, error
 	if id == "" {
 		id = r.Header.Get("X-Shopify-Event-Id")
 	}
-	meta := Meta{ID: id, Type: r.Header.Get("X-Shopify-Topic"), BodyUnique: true}
+	topic := r.Header.Get("X-Shopify-Topic")
+	meta := Meta{ID: id, Type: topic, BodyUnique: true, BodyKeyType: topic}
 	if t, err := time.Parse(time.RFC3339Nano, r.Header.Get("X-Shopify-Triggered-At")); err == nil {
 		meta.Timestamp = t
 	}

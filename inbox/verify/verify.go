@@ -32,10 +32,15 @@ type Meta struct {
 	OccurredAt time.Time
 	// BodyUnique is set by providers whose id comes from an unsigned header
 	// (GitHub, Shopify, Twilio, Linear), while their body is itself unique
-	// per event: the receiver then dedupes on the hash of the type and body
-	// as well, so a captured request replayed under a fresh id is still a
-	// duplicate.
+	// per event: the receiver then dedupes on the body's hash as well, so a
+	// captured request replayed under a fresh id is still a duplicate.
 	BodyUnique bool
+	// BodyKeyType is put in that hash beside the body by providers that
+	// send one body under several types: Shopify sends orders/create and
+	// orders/paid with the same order. Its topic header is not signed, so a
+	// captured request replayed under another topic is processed: Shopify
+	// handlers must take state from the body, not from the topic alone.
+	BodyKeyType string
 	// Challenge is set for a provider's endpoint handshake (Slack's
 	// url_verification): the receiver answers it with the challenge and
 	// records nothing, since it is not an event.
