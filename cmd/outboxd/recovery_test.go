@@ -135,9 +135,10 @@ func TestOutboxShowPrintsWhatIsStored(t *testing.T) {
 // otherwise looks hung). script(1) gives the process a terminal.
 func TestSendSaysItReadsFromTheTerminal(t *testing.T) {
 	t.Parallel()
+	// script(1) is in bsdutils, an essential Debian package: never skip.
 	script, err := exec.LookPath("script")
 	if err != nil {
-		t.Skip("needs script(1) from util-linux to run outboxd on a terminal")
+		t.Fatal("needs script(1) (Debian's bsdutils) to run outboxd on a terminal: apt-get install bsdutils")
 	}
 	b := newServeBundle(t)
 	line := fmt.Sprintf("%q send --destination crm --database-url %q", os.Args[0], b.url)
