@@ -49,11 +49,11 @@ bench-enqueue: ## Enqueue in one-message transactions (with a Notifier, and with
 	$(GO) run ./internal/bench/enqueue $(BENCH_ARGS)
 
 .PHONY: bench-receipt
-bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL, 1 and 16 connections.
+bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL without any NOTIFY, 1 and 16 connections.
 	$(GO) run ./internal/bench/receipt $(BENCH_ARGS)
 
 .PHONY: bench-dispatch
-bench-dispatch: ## Dispatcher drain throughput and latency vs one River job per message, beside the sink's ceiling.
+bench-dispatch: ## Dispatcher drain and latency (alone, beside a timing-out destination) vs a hand-written SKIP LOCKED poller and one River job per message.
 	$(GO) run ./internal/bench/dispatch $(BENCH_ARGS)
 
 .PHONY: bench-purge
