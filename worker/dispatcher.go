@@ -55,7 +55,7 @@ type Dispatcher struct {
 
 type queries struct {
 	heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
-	claim, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures string
+	claim, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
@@ -78,6 +78,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
+			purgeKeys: r(purgeKeysSQL),
 		},
 		names:      slices.Sorted(maps.Keys(c.Destinations)),
 		epoch:      time.Now(),

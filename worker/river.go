@@ -37,8 +37,9 @@ func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[maintenanceAr
 	if err != nil {
 		return err
 	}
-	if res.InboxKeys+res.DeliveredMessages+res.Failures > 0 {
-		w.d.log.Info("purged", "inbox_keys", res.InboxKeys, "delivered_messages", res.DeliveredMessages, "inbox_failures", res.Failures)
+	if res.InboxKeys+res.DeliveredMessages+res.Failures+res.OrderingKeys > 0 {
+		w.d.log.Info("purged", "inbox_keys", res.InboxKeys, "delivered_messages", res.DeliveredMessages,
+			"inbox_failures", res.Failures, "ordering_keys", res.OrderingKeys)
 	}
 	return nil
 }

@@ -211,3 +211,31 @@ WHERE (source, event_id, kind) IN (
     WHERE last_at < now() - $2::bigint * interval '1 millisecond'
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`
+
+// purgeKeysSQL deletes ordering keys that no message names any more (the
+// purge removed the last delivered one), $1 candidates at a time after the
+// key $2, and returns the last candidate and how many it deleted. A key is
+// deleted only if no message of any status has it (the sequence restarts
+// at 1 for its next message, and (ordering_key, seq) is unique), and only
+// in the version the check saw: an enqueue that bumped last_seq since (its
+// message invisible to this statement's snapshot) changes the row, so the
+// locking re-check of last_seq drops the key from the batch; a key an
+// enqueue holds right now is skipped. An enqueue that comes after the
+// delete starts the key afresh, which is safe: nothing of it is left.
+const purgeKeysSQL = `
+WITH candidates AS (
+    SELECT ordering_key, last_seq FROM {{schema}}.outbox_keys
+    WHERE ordering_key > $2
+    ORDER BY ordering_key
+    LIMIT $1
+), idle AS (
+    SELECT k.ordering_key FROM {{schema}}.outbox_keys k
+    JOIN candidates c ON c.ordering_key = k.ordering_key AND c.last_seq = k.last_seq
+    WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_messages m WHERE m.ordering_key = c.ordering_key)
+    FOR UPDATE OF k SKIP LOCKED
+), gone AS (
+    DELETE FROM {{schema}}.outbox_keys k USING idle i
+    WHERE k.ordering_key = i.ordering_key
+    RETURNING 1
+)
+SELECT coalesce((SELECT max(ordering_key) FROM candidates), ''), (SELECT count(*) FROM gone)`
