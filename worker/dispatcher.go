@@ -51,6 +51,10 @@ type Dispatcher struct {
 	// registered is closed after the first successful balancing round.
 	registered     chan struct{}
 	registeredOnce sync.Once
+	// keysCursor is where the purge of idle ordering keys goes on; keysMu
+	// serialises the key purge of concurrent Purge calls.
+	keysMu     sync.Mutex
+	keysCursor string
 }
 
 type queries struct {

@@ -51,19 +51,23 @@ func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResu
 		}
 	}
 	// Ordering keys last: the delivered messages that named them are gone
-	// by now. One pass over the keys table, a batch at a time.
-	for after := ""; time.Now().Before(deadline); {
+	// by now. A batch at a time in key order, from where the last run
+	// stopped (so a table larger than one budget is still covered), to the
+	// end of the table, then from the start again next time.
+	d.keysMu.Lock()
+	defer d.keysMu.Unlock()
+	for time.Now().Before(deadline) {
 		start := time.Now()
 		var last string
 		var n int64
-		if err := d.pool.QueryRow(ctx, d.q.purgeKeys, batch, after).Scan(&last, &n); err != nil {
+		if err := d.pool.QueryRow(ctx, d.q.purgeKeys, batch, d.keysCursor).Scan(&last, &n); err != nil {
 			return res, fmt.Errorf("worker: purge ordering keys: %w", err)
 		}
 		res.OrderingKeys += n
+		d.keysCursor = last // "" at the end: wrap around
 		if last == "" {
 			break
 		}
-		after = last
 		if !sleep(ctx, time.Duration(float64(time.Since(start))*(1-duty)/duty)) {
 			return res, ctx.Err()
 		}

@@ -231,7 +231,10 @@ WITH candidates AS (
 ), idle AS (
     SELECT k.ordering_key FROM {{schema}}.outbox_keys k
     JOIN candidates c ON c.ordering_key = k.ordering_key AND c.last_seq = k.last_seq
-    WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_messages m WHERE m.ordering_key = c.ordering_key)
+    -- The batch's range, so that the join probes the primary key instead
+    -- of hashing the whole table on every batch.
+    WHERE k.ordering_key > $2 AND k.ordering_key <= (SELECT max(ordering_key) FROM candidates)
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_messages m WHERE m.ordering_key = c.ordering_key)
     FOR UPDATE OF k SKIP LOCKED
 ), gone AS (
     DELETE FROM {{schema}}.outbox_keys k USING idle i
