@@ -181,6 +181,8 @@ func TestForgetAlsoForgetsTheBodyRecord(t *testing.T) {
 	if r.code != 200 || !strings.Contains(r.body, "processed") {
 		t.Fatalf("replay after Forget: %+v", r)
 	}
+	// The replay is recorded again: delivered twice more, nothing changes.
+	f.twice(t, 200, func() reply { return f.send(t, "/github", body, githubHeaders("d-7", body)) })
 	if s := f.state(t); s.effects != 2 {
 		t.Fatalf("state %+v: the replay must run the handler again", s)
 	}

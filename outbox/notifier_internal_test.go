@@ -86,6 +86,22 @@ func (b notifierBundle) waitFlush(t *testing.T, what string, ok func(flushReport
 	}
 }
 
+// openEnqueue enqueues msg in a transaction it leaves open (rolled back at
+// the end of the test).
+func (b notifierBundle) openEnqueue(t *testing.T, msg Message) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := b.ob.Enqueue(ctx, tx, msg); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
 // sentinel sends a NOTIFY and checks it is the next one heard: nothing was
 // announced before it.
 func (b notifierBundle) sentinel(t *testing.T) {
@@ -120,15 +136,7 @@ func TestNotifierAnnouncesOnlyAfterCommit(t *testing.T) {
 	t.Parallel()
 	b := newNotifierBundle(t)
 	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	msg := Message{Destination: "crm", OrderingKey: "deal-1", Payload: []byte(`{}`)}
-	if _, err := b.ob.Enqueue(ctx, tx, msg); err != nil {
-		t.Fatal(err)
-	}
+	tx := b.openEnqueue(t, Message{Destination: "crm", OrderingKey: "deal-1", Payload: []byte(`{}`)})
 	var lane int16
 	if err := tx.QueryRow(ctx, `SELECT lane FROM outboxd.outbox_messages`).Scan(&lane); err != nil {
 		t.Fatal(err)
@@ -157,13 +165,7 @@ func TestNotifierForgetsRollbacks(t *testing.T) {
 	t.Parallel()
 	b := newNotifierBundle(t)
 	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
+	tx := b.openEnqueue(t, Message{Destination: "crm", Payload: []byte(`{}`)})
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -183,15 +185,7 @@ func TestNotifierForgetsRollbacks(t *testing.T) {
 func TestNotifierBacksOffOnOpenTransactions(t *testing.T) {
 	t.Parallel()
 	b := newNotifierBundle(t)
-	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
+	b.openEnqueue(t, Message{Destination: "crm", Payload: []byte(`{}`)})
 	b.waitFlush(t, "the open transaction", func(r flushReport) bool { return r.inProgress == 1 })
 	flushes := 0
 	window := time.After(time.Second)

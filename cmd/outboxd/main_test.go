@@ -35,32 +35,27 @@ type result struct {
 // outboxd runs the outboxd binary (this test binary) as a separate process.
 func outboxd(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "OUTBOXD_TEST_MAIN=1"), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return outboxdIn(t, env, "", args...)
 }
 
-// runInWithStdin runs the CLI as a process with stdin.
+// runInWithStdin runs the outboxd binary with stdin as its standard input.
 func runInWithStdin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return outboxdIn(t, nil, stdin, args...)
+}
+
+// outboxdIn runs the outboxd binary with extra environment and stdin, and
+// returns its exit code and output.
+func outboxdIn(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "OUTBOXD_TEST_MAIN=1"), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	var ee *exec.ExitError
 	code := 0
+	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {

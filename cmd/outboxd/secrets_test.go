@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,25 +23,6 @@ const (
 	pathToken    = "PathT0ken"
 	queryToken   = "QueryT0ken"
 )
-
-// outboxdIn runs the outboxd binary with extra environment and stdin.
-func outboxdIn(t *testing.T, env []string, stdin string, args ...string) result {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "OUTBOXD_TEST_MAIN=1"), env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
-}
 
 // noSecrets fails t if any output contains a test secret.
 func noSecrets(t *testing.T, what string, outputs ...string) {
