@@ -63,7 +63,7 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &rules); err != nil {
 		t.Fatal(err)
 	}
-	exported := exportedMetrics(t)
+	exported, _ := exportedMetrics(t)
 	alerts := map[string]bool{}
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {

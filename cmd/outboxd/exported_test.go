@@ -41,8 +41,9 @@ var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
 // registries: what `outboxd serve` registers for /metrics
 // (registerServeMetrics, as runServe calls it) and what the webhook
 // receiver registers (inbox.NewMetrics, inbox.BacklogCollector), with the
-// _bucket, _sum and _count series of histograms and summaries.
-func exportedMetrics(t *testing.T) map[string]bool {
+// _bucket, _sum and _count series of histograms and summaries. families
+// are the metrics' own names, sorted.
+func exportedMetrics(t *testing.T) (series map[string]bool, families []string) {
 	t.Helper()
 	pool := pgtest.Pool(t)
 	reg := prometheus.NewRegistry()
@@ -57,8 +58,9 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	rec.MustRegister(inbox.BacklogCollector(pool, in))
 
 	names := map[string]bool{}
+	own := map[string]bool{}
 	withSeries := func(name string, histogram bool) {
-		names[name] = true
+		names[name], own[name] = true, true
 		if histogram {
 			names[name+"_sum"], names[name+"_count"] = true, true
 			names[name+"_bucket"] = true
@@ -82,11 +84,11 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	}
 	// Collectors of their own kind (Go, process) say their types when
 	// gathered.
-	families, err := reg.Gather()
+	gathered, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range families {
+	for _, f := range gathered {
 		typ := f.GetType().String()
 		withSeries(f.GetName(), typ == "HISTOGRAM" || typ == "SUMMARY")
 	}
@@ -95,7 +97,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			t.Fatalf("exportedMetrics lacks %s: %v", want, slices.Sorted(maps.Keys(names)))
 		}
 	}
-	return names
+	return names, slices.Sorted(maps.Keys(own))
 }
 
 // promqlWords are PromQL's keywords: identifiers that are not metrics.
