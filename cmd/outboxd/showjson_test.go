@@ -25,7 +25,7 @@ func documentedFields(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	out := map[string][]string{}
-	line := regexp.MustCompile("(?m)^- \\*\\*([a-z ]+)\\*\\* \\(--json\\): (.*)$")
+	line := regexp.MustCompile(`(?m)^- \*\*([a-z ]+)\*\* \(--json\): (.*)$`)
 	field := regexp.MustCompile("`([a-z_0-9]+)`")
 	for _, m := range line.FindAllStringSubmatch(string(raw), -1) {
 		for _, f := range field.FindAllStringSubmatch(m[2], -1) {
