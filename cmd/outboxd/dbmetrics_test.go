@@ -190,3 +190,78 @@ func hostOf(t *testing.T, dbURL string) string {
 	}
 	return u.Host
 }
+
+// While the database does not answer (here: a lock holds the query),
+// concurrent scrapes share one query rather than piling one each onto the
+// database, each answers within metricsDBTimeout with the last values and
+// outboxd_database_up 0, and the next read after the lock goes recovers.
+func TestDatabaseGaugesOneQueryAtATime(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newDBCollector(b.pool, "outboxd", []string{"crm"}, metricsDBTimeout))
+	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if g := gauges(t, reg); g["outboxd_database_up"] != 1 || g["outboxd_pending_messages{crm}"] != 1 {
+		t.Fatalf("before the lock: %v", g)
+	}
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_destinations IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	const scrapes = 5
+	results := make(chan map[string]float64, scrapes)
+	for range scrapes {
+		go func() {
+			families, err := reg.Gather()
+			if err != nil {
+				t.Error(err)
+			}
+			g := map[string]float64{}
+			for _, f := range families {
+				for _, m := range f.GetMetric() {
+					key := f.GetName()
+					for _, l := range m.GetLabel() {
+						key += "{" + l.GetValue() + "}"
+					}
+					g[key] = m.GetGauge().GetValue()
+				}
+			}
+			results <- g
+		}()
+	}
+	// Watch the database's side until every scrape has answered.
+	most := 0
+	for done := 0; done < scrapes; {
+		select {
+		case g := <-results:
+			done++
+			if g["outboxd_database_up"] != 0 || g["outboxd_pending_messages{crm}"] != 1 {
+				t.Errorf("a scrape while the query waits: %v", g)
+			}
+		default:
+			var waiting int
+			if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%outbox_dispatchers%'`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			most = max(most, waiting)
+			time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an outcome
+		}
+	}
+	if most != 1 {
+		t.Fatalf("%d collection queries waited at once for %d concurrent scrapes, want 1", most, scrapes)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "outboxd_database_up 1 after the lock", func() bool {
+		return gauges(t, reg)["outboxd_database_up"] == 1
+	})
+}
