@@ -258,6 +258,16 @@ WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '
 	if most != 1 {
 		t.Fatalf("%d collection queries waited at once for %d concurrent scrapes, want 1", most, scrapes)
 	}
+	// The driver cancels the query it gave up on: no backend is left
+	// waiting behind the lock, one more at every scrape.
+	waitUntil(t, 10*time.Second, "no collection query left waiting", func() bool {
+		var waiting int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%outbox_dispatchers%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting == 0
+	})
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
