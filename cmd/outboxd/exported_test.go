@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -189,6 +190,33 @@ func TestMetricNames(t *testing.T) {
 	} {
 		if got := strings.Join(metricNames(expr), " "); got != want {
 			t.Errorf("metricNames(%s) = %q, want %q", expr, got, want)
+		}
+	}
+}
+
+// docs/operations.md's "Metrics" section names every outboxd_ metric that
+// serve and the receiver export, and no other.
+func TestMetricsDocumented(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(raw), "\n## Metrics\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(outboxd_[a-z_]+)").FindAllStringSubmatch(section, -1) {
+		documented[m[1]] = true
+	}
+	exported, families := exportedMetrics(t)
+	for _, f := range families {
+		if strings.HasPrefix(f, "outboxd_") && !documented[f] {
+			t.Errorf("%s is exported but not in docs/operations.md's Metrics", f)
+		}
+	}
+	for d := range documented {
+		if !exported[d] {
+			t.Errorf("docs/operations.md's Metrics names %s, which is not exported", d)
 		}
 	}
 }
