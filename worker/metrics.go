@@ -25,7 +25,7 @@ type Metrics struct {
 //	outboxd_messages_total{destination,status}            messages that became delivered, retry (pending) or dead
 //	outboxd_attempt_duration_seconds{destination}         one attempt
 //	outboxd_commit_to_delivery_seconds{destination}       enqueue to successful delivery
-//	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves
+//	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves (0 once one does)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -80,15 +80,16 @@ func (m *Metrics) recorded(r result, status string) {
 	m.outcomes.WithLabelValues(r.msg.Destination, status).Inc()
 }
 
-// setUnserved replaces the unserved gauges: destinations served again drop
-// out of the series.
+// setUnserved replaces the unserved gauges: a destination served again
+// reads 0 rather than vanishing, so an alert on it resolves and a graph
+// shows the drop.
 func (m *Metrics) setUnserved(prev, now map[string]int64) {
 	if m == nil {
 		return
 	}
 	for name := range prev {
 		if _, still := now[name]; !still {
-			m.unserved.DeleteLabelValues(name)
+			m.unserved.WithLabelValues(name).Set(0)
 		}
 	}
 	for name, n := range now {

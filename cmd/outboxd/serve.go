@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -92,12 +91,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer pool.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := worker.NewMetrics(reg)
+	metrics, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)))
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(newBacklogCollector(pool, db.schema), newBuildInfo())
 
 	d, err := worker.New(pool, &worker.Config{
 		Schema: db.schema, Destinations: dests, Retry: cfg.Retry.policy(), RetryByDestination: retries,
@@ -212,50 +209,24 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 			fmt.Fprintf(w, "warning: destination %q: %d pending messages, no live dispatcher serves it\n", name, unserved[name])
 		}
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		// A collector that fails costs its own series, never the scrape:
+		// /metrics is what operators read while things go wrong.
+		ErrorHandling: promhttp.ContinueOnError}))
 	return mux
 }
 
-// backlogCollector reports the pending backlog at scrape time.
-type backlogCollector struct {
-	pool         *pgxpool.Pool
-	query        string
-	pending, age *prometheus.Desc
-}
-
-func newBacklogCollector(pool *pgxpool.Pool, schema string) *backlogCollector {
-	return &backlogCollector{
-		pool: pool,
-		query: dbschema.Render(`SELECT destination, count(*), extract(epoch FROM now() - min(created_at))
-FROM {{schema}}.outbox_messages WHERE status = 'pending' GROUP BY destination`, schema),
-		pending: prometheus.NewDesc("outboxd_pending_messages", "Messages waiting for delivery.", []string{"destination"}, nil),
-		age:     prometheus.NewDesc("outboxd_oldest_pending_age_seconds", "Age of the oldest message waiting for delivery.", []string{"destination"}, nil),
-	}
-}
-
-func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pending; ch <- c.age }
-
-func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	rows, err := c.pool.Query(ctx, c.query)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.pending, err)
-		return
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var dest string
-		var n int64
-		var age float64
-		if err := rows.Scan(&dest, &n, &age); err != nil {
-			ch <- prometheus.NewInvalidMetric(c.pending, err)
-			return
+// registerServeMetrics registers what /metrics serves: Go and process
+// metrics, the dispatcher's, the database-backed gauges (dbmetrics.go) and
+// outboxd_build_info.
+func registerServeMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, schema string, destinations []string) (*worker.Metrics, error) {
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newDBCollector(pool, schema, destinations, metricsDBTimeout), newBuildInfo(),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
 		}
-		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(n), dest)
-		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age, dest)
 	}
-	if err := rows.Err(); err != nil {
-		ch <- prometheus.NewInvalidMetric(c.pending, err)
-	}
+	return worker.NewMetrics(reg)
 }
