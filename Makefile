@@ -31,22 +31,12 @@ test: promtool ## Vet, run every test with the race detector against a real Post
 
 # Debian's prometheus package ships promtool, which checks and unit-tests
 # deploy/prometheus/alerts.yml. Its install would start a Prometheus
-# server: policy-rc.d forbids that for the install's duration, and any
-# server that started anyway is stopped and disabled.
+# server: install-promtool.sh forbids that with a policy-rc.d for the
+# install's duration (removed however it ends, and only if it wrote it),
+# and any server that started anyway is stopped and disabled.
 .PHONY: promtool
 promtool: ## Install promtool (Debian's prometheus package) when missing: the alert rule tests need it.
-	@command -v promtool >/dev/null 2>&1 || { \
-		set -e; \
-		if [ "$$(id -u)" != 0 ]; then echo "promtool missing: run 'make promtool' as root, or apt-get install --no-install-recommends prometheus" >&2; exit 1; fi; \
-		own_policy=; \
-		if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1; fi; \
-		apt-get update -qq; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || status=$$?; \
-		if [ -n "$$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
-		if [ -n "$${status:-}" ]; then echo "apt-get install prometheus failed" >&2; exit 1; fi; \
-		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; \
-		if command -v service >/dev/null 2>&1; then service prometheus stop >/dev/null 2>&1 || true; fi; \
-	}
+	@sh deploy/prometheus/install-promtool.sh
 	@promtool --version 2>&1 | head -1
 
 .PHONY: fuzz

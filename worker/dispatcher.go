@@ -96,6 +96,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		holders:    map[Lane]*laneRunner{},
 		registered: make(chan struct{}),
 	}
+	c.Metrics.bind(d.names)
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	if !c.DisableRiver {
 		var err error

@@ -10,7 +10,9 @@ import (
 
 // Metrics are the dispatcher's Prometheus metrics. Create them with
 // NewMetrics and pass them in Config.Metrics; a nil *Metrics records
-// nothing.
+// nothing. New creates the attempt and message counters of each
+// configured destination at 0, so the first ones after a start count in
+// increase() and rate().
 type Metrics struct {
 	attempts        *prometheus.CounterVec
 	outcomes        *prometheus.CounterVec
@@ -52,6 +54,30 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// metricOutcomes and metricStatuses are the values of the outcome and
+// status labels.
+var (
+	metricOutcomes = []string{string(dispatch.Delivered), string(dispatch.Retry), string(dispatch.Dead), string(dispatch.Pause), abandonedOutcome}
+	metricStatuses = []string{"delivered", "retried", "dead"}
+)
+
+// bind creates the counters of each destination at 0. increase() and
+// rate() do not count a series' first appearance: without this the first
+// dead letters after a start would raise no alert.
+func (m *Metrics) bind(destinations []string) {
+	if m == nil {
+		return
+	}
+	for _, dest := range destinations {
+		for _, o := range metricOutcomes {
+			m.attempts.WithLabelValues(dest, o)
+		}
+		for _, s := range metricStatuses {
+			m.outcomes.WithLabelValues(dest, s)
+		}
+	}
 }
 
 func (m *Metrics) observe(r result) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -68,7 +69,9 @@ var (
 	descLive = prometheus.NewDesc("outboxd_live_dispatchers",
 		"Live outboxd dispatchers that serve the destination, from their heartbeats.", []string{"destination"}, nil)
 	descUp = prometheus.NewDesc("outboxd_database_up",
-		"1 if the last collection of the database-backed metrics succeeded within the timeout, else 0 (they then keep their last values).", nil, nil)
+		"1 if PostgreSQL answered the last metrics query within the timeout, else 0 (the database-backed gauges then keep their last values).", nil, nil)
+	descLastSuccess = prometheus.NewDesc("outboxd_database_last_success_timestamp_seconds",
+		"Unix time of the last metrics query PostgreSQL answered: the time of the values the database-backed gauges show.", nil, nil)
 )
 
 // dbCollector exports the database-backed gauges. A scrape waits at most
@@ -78,50 +81,92 @@ type dbCollector struct {
 	pool       *pgxpool.Pool
 	query      string
 	configured []string
+	keep       map[string]bool // configured, as a set
 	timeout    time.Duration
+	logs       *rateLog
+	now        func() time.Time
 
-	mu      sync.Mutex
-	last    map[string]destStats // nil until a collection succeeded
-	up      bool
-	running chan struct{} // closed when the collection in flight ends
+	mu          sync.Mutex
+	last        map[string]destStats // nil until a collection succeeded
+	zeroSince   map[string]time.Time // unconfigured names reading all zeros, since when
+	up          bool
+	lastSuccess time.Time
+	running     chan struct{} // closed when the collection in flight ends
 }
 
-func newDBCollector(pool *pgxpool.Pool, schema string, configured []string, timeout time.Duration) *dbCollector {
+func newDBCollector(pool *pgxpool.Pool, schema string, configured []string, timeout time.Duration, logs *rateLog) *dbCollector {
+	keep := map[string]bool{}
+	for _, name := range configured {
+		keep[name] = true
+	}
 	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema),
-		configured: configured, timeout: timeout}
+		configured: configured, keep: keep, timeout: timeout, logs: logs, now: time.Now,
+		zeroSince: map[string]time.Time{}}
 }
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descAge, descDead, descPaused, descLive, descUp} {
+	for _, d := range []*prometheus.Desc{descPending, descAge, descDead, descPaused, descLive, descUp, descLastSuccess} {
 		ch <- d
 	}
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
-	done := c.refresh()
 	timer := time.NewTimer(c.timeout)
-	select {
-	case <-done:
-	case <-timer.C:
-		// The query has its own deadline, but the bound must hold even
-		// if a driver ignored it.
-		c.mu.Lock()
-		c.up = false
-		c.mu.Unlock()
-	}
+	answered := awaitCollection(c.refresh(), timer.C)
 	timer.Stop()
 
 	c.mu.Lock()
-	last, up := c.last, c.up
+	last, up, at := c.last, c.up, c.lastSuccess
 	c.mu.Unlock()
+	// A scrape that gave up says so in its own answer only: the
+	// collection still running decides the shared state when it ends.
+	c.emit(ch, last, up && answered, at)
+}
+
+// awaitCollection reports whether the collection ended (done) before the
+// timeout. When both are ready it is the collection's answer that counts.
+func awaitCollection(done <-chan struct{}, timeout <-chan time.Time) bool {
+	select {
+	case <-done:
+		return true
+	case <-timeout:
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// emit sends one scrape's series. A destination name that cannot be a
+// label value (not UTF-8) is left out and logged instead of failing the
+// scrape.
+func (c *dbCollector) emit(ch chan<- prometheus.Metric, last map[string]destStats, up bool, at time.Time) {
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, boolGauge(up))
+	if !at.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9)
+	}
 	for _, name := range slices.Sorted(maps.Keys(last)) {
 		s := last[name]
-		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.pending), name)
-		ch <- prometheus.MustNewConstMetric(descAge, prometheus.GaugeValue, s.age, name)
-		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(s.dead), name)
-		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, boolGauge(s.paused), name)
-		ch <- prometheus.MustNewConstMetric(descLive, prometheus.GaugeValue, float64(s.live), name)
+		var ms []prometheus.Metric
+		for _, v := range []struct {
+			d *prometheus.Desc
+			v float64
+		}{{descPending, float64(s.pending)}, {descAge, s.age}, {descDead, float64(s.dead)},
+			{descPaused, boolGauge(s.paused)}, {descLive, float64(s.live)}} {
+			m, err := prometheus.NewConstMetric(v.d, prometheus.GaugeValue, v.v, name)
+			if err != nil {
+				c.logs.warn("destination label", "/metrics: a destination's name cannot be a label value; its gauges are left out",
+					"destination", strconv.Quote(name), "error", err.Error())
+				ms = nil
+				break
+			}
+			ms = append(ms, m)
+		}
+		for _, m := range ms {
+			ch <- m
+		}
 	}
 }
 
@@ -147,14 +192,8 @@ func (c *dbCollector) refresh() <-chan struct{} {
 		if err != nil {
 			return
 		}
-		// A destination seen before and gone from the database has
-		// nothing left: it reads 0 rather than vanishing.
-		for name := range c.last {
-			if _, ok := now[name]; !ok {
-				now[name] = destStats{}
-			}
-		}
-		c.last = now
+		c.lastSuccess = c.now()
+		c.last = c.merge(now, c.lastSuccess)
 	}()
 	return done
 }

@@ -50,7 +50,7 @@ func TestDatabaseGaugesReadZeroWhenEmptied(t *testing.T) {
 	b := newServeBundle(t)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newDBCollector(b.pool, "outboxd", []string{"email-api"}, metricsDBTimeout))
+	reg.MustRegister(newDBCollector(b.pool, "outboxd", []string{"email-api"}, metricsDBTimeout, testRateLog(t)))
 
 	g := gauges(t, reg)
 	if g["outboxd_database_up"] != 1 || g["outboxd_pending_messages{email-api}"] != 0 {
@@ -200,7 +200,7 @@ func TestDatabaseGaugesOneQueryAtATime(t *testing.T) {
 	b := newServeBundle(t)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newDBCollector(b.pool, "outboxd", []string{"crm"}, metricsDBTimeout))
+	reg.MustRegister(newDBCollector(b.pool, "outboxd", []string{"crm"}, metricsDBTimeout, testRateLog(t)))
 	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}

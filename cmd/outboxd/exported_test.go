@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"maps"
 	"os"
 	"regexp"
@@ -49,9 +50,11 @@ func exportedMetrics(t *testing.T) (series map[string]bool, families []string) {
 	pool := pgtest.Pool(t)
 	reg := prometheus.NewRegistry()
 	rec := &recorder{Registerer: reg}
-	if _, err := registerServeMetrics(rec, pool, "outboxd", []string{"sink"}); err != nil {
+	_, closeMetrics, err := registerServeMetrics(rec, pool, "outboxd", []string{"sink"}, slog.New(slog.DiscardHandler))
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(closeMetrics)
 	if _, err := inbox.NewMetrics(rec); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outboxd/outboxd/migrations"
@@ -91,10 +90,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer pool.Close()
 
 	reg := prometheus.NewRegistry()
-	metrics, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)))
+	metrics, closeMetrics, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger)
 	if err != nil {
 		return err
 	}
+	defer closeMetrics()
 
 	d, err := worker.New(pool, &worker.Config{
 		Schema: db.schema, Destinations: dests, Retry: cfg.Retry.policy(), RetryByDestination: retries,
@@ -129,7 +129,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return fmt.Errorf("listen on %s: %w", at, err)
 	}
-	srv := &http.Server{Handler: opsHandler(pool, d, reg), ReadHeaderTimeout: 5 * time.Second,
+	srv := &http.Server{Handler: opsHandler(pool, d, reg, logger), ReadHeaderTimeout: 5 * time.Second,
 		// A client that dribbles its request, or idles, cannot hold a
 		// connection: opsReadTimeout is documented and tested.
 		ReadTimeout: opsReadTimeout, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
@@ -185,7 +185,7 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 }
 
 // opsHandler serves the operator endpoints.
-func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Registry) http.Handler {
+func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -212,21 +212,6 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A collector that fails costs its own series, never the scrape:
 		// /metrics is what operators read while things go wrong.
-		ErrorHandling: promhttp.ContinueOnError}))
+		ErrorHandling: promhttp.ContinueOnError, ErrorLog: promhttpLog{newRateLog(logger, scrapeLogEvery)}}))
 	return mux
-}
-
-// registerServeMetrics registers what /metrics serves: Go and process
-// metrics, the dispatcher's, the database-backed gauges (dbmetrics.go) and
-// outboxd_build_info.
-func registerServeMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, schema string, destinations []string) (*worker.Metrics, error) {
-	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newDBCollector(pool, schema, destinations, metricsDBTimeout), newBuildInfo(),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return worker.NewMetrics(reg)
 }

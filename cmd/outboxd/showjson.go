@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -25,7 +26,8 @@ const jsonFlagHelp = "print JSON instead of a table (field names in docs/operati
 
 // payloadJSON holds a body: exactly one of its fields is set. Payload is the
 // body itself when it is JSON, PayloadText when it is other UTF-8 text,
-// PayloadBase64 when it is binary.
+// PayloadBase64 when it is binary. A body that is JSON's null is given as
+// text: "payload": null would read like an absent value.
 type payloadJSON struct {
 	Payload       json.RawMessage `json:"payload,omitempty"`
 	PayloadText   *string         `json:"payload_text,omitempty"`
@@ -34,7 +36,7 @@ type payloadJSON struct {
 
 func newPayloadJSON(b []byte) payloadJSON {
 	switch {
-	case len(b) > 0 && utf8.Valid(b) && json.Valid(b):
+	case len(b) > 0 && utf8.Valid(b) && json.Valid(b) && string(bytes.TrimSpace(b)) != "null":
 		return payloadJSON{Payload: b}
 	case utf8.Valid(b):
 		s := string(b)
