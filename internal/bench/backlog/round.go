@@ -254,10 +254,13 @@ func procCPU(pid int) (float64, error) {
 	if len(fields) < 13 {
 		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	utime, err1 := strconv.ParseFloat(fields[11], 64)
-	stime, err2 := strconv.ParseFloat(fields[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
+	utime, err := strconv.ParseFloat(fields[11], 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat utime: %w", pid, err)
+	}
+	stime, err := strconv.ParseFloat(fields[12], 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat stime: %w", pid, err)
 	}
 	return (utime + stime) / clockTick, nil
 }
