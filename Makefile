@@ -61,7 +61,7 @@ bench-backlog: ## Claim time, dispatcher PG CPU and a healthy destination's late
 	$(GO) run ./internal/bench/backlog $(BENCH_ARGS)
 
 .PHONY: bench-levers
-bench-levers: build ## WAL bytes, HOT updates and attempt rows per first-try delivery: today's schema vs the levers of issue 9 (psql).
+bench-levers: build ## WAL, HOT updates and attempt rows per first-try delivery and WAL per enqueue: today's schema vs the levers of issue 9 (psql, pgbench, pg_waldump).
 	OUTBOXD=$(BIN)/outboxd internal/bench/levers/levers.sh
 
 .PHONY: bench-purge
