@@ -19,6 +19,7 @@ type Metrics struct {
 	attemptSeconds  *prometheus.HistogramVec
 	deliverySeconds *prometheus.HistogramVec
 	unserved        *prometheus.GaugeVec
+	claimSeconds    *prometheus.HistogramVec
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -28,6 +29,7 @@ type Metrics struct {
 //	outboxd_attempt_duration_seconds{destination}         one attempt
 //	outboxd_commit_to_delivery_seconds{destination}       enqueue to successful delivery
 //	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves (0 once one does)
+//	outboxd_claim_duration_seconds{destination}           one claim of a lane's next batch (the query and its rows)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -47,8 +49,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		unserved: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "outboxd_unserved_pending_messages", Help: "Pending messages of a destination that no live dispatcher serves (they wait, never dead-lettered).",
 		}, []string{"destination"}),
+		// Claims should cost the same whatever the backlog behind them; this
+		// shows it in production (and is what bench-backlog reads).
+		claimSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "outboxd_claim_duration_seconds", Help: "Duration of one claim of a lane's next batch, rows read included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"destination"}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -94,6 +102,13 @@ func (m *Metrics) observe(r result) {
 	if r.res.Outcome == dispatch.Delivered {
 		m.deliverySeconds.WithLabelValues(dest).Observe(time.Since(r.msg.CreatedAt).Seconds())
 	}
+}
+
+func (m *Metrics) claimed(dest string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.claimSeconds.WithLabelValues(dest).Observe(took.Seconds())
 }
 
 func (m *Metrics) recorded(r result, status string) {

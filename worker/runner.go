@@ -185,6 +185,15 @@ type claimed struct {
 }
 
 func (r *laneRunner) claim(ctx context.Context) ([]claimed, error) {
+	start := r.d.mono()
+	batch, err := r.claimRows(ctx)
+	if err == nil {
+		r.d.cfg.Metrics.claimed(r.key.Destination, r.d.mono()-start)
+	}
+	return batch, err
+}
+
+func (r *laneRunner) claimRows(ctx context.Context) ([]claimed, error) {
 	rows, err := r.d.pool.Query(ctx, r.d.q.claim, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
 		r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize)
 	if err != nil {

@@ -351,6 +351,7 @@ func TestServeEndpointsSendAndMetrics(t *testing.T) {
 	})
 	_, metrics := get("/metrics")
 	for _, want := range []string{"outboxd_attempt_duration_seconds_bucket", "outboxd_commit_to_delivery_seconds_count",
+		`outboxd_claim_duration_seconds_count{destination="sink"}`,
 		`outboxd_messages_total{destination="sink",status="delivered"} 1`, "go_goroutines",
 		fmt.Sprintf(`outboxd_build_info{commit=%q,goversion=%q,version=%q} 1`, readBuildInfo().commit, readBuildInfo().goVersion, readBuildInfo().version)} {
 		if !strings.Contains(metrics, want) {
