@@ -1,0 +1,75 @@
+package outbox_test
+
+import (
+	"context"
+	"sort"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+// indexesHolding names the indexes of outbox_messages that have an entry
+// for the message id: every index without a predicate, and those whose
+// predicate the row meets. Each is one index entry written by its insert.
+func (b bundle) indexesHolding(t *testing.T, id uuid.UUID) []string {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := b.pool.Query(ctx, `
+SELECT c.relname, coalesce(pg_get_expr(i.indpred, i.indrelid), 'true')
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'outboxd.outbox_messages'::regclass`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preds := map[string]string{}
+	for rows.Next() {
+		var name, pred string
+		if err := rows.Scan(&name, &pred); err != nil {
+			t.Fatal(err)
+		}
+		preds[name] = pred
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	var out []string
+	for name, pred := range preds {
+		var meets bool
+		// The predicate is PostgreSQL's own text of the catalog's index
+		// definition, not input.
+		if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outboxd.outbox_messages WHERE id = $1 AND (`+pred+`))`, id).Scan(&meets); err != nil {
+			t.Fatal(err)
+		}
+		if meets {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// The enqueue budget of issue 9 (docs/benchmarks.md, bench-levers): an
+// unkeyed message writes at most 3 index entries (primary key, idempotency
+// key, the unkeyed lane index); a keyed one 4 (the ordering index and the
+// keyed lane index instead of the unkeyed one).
+func TestEnqueueIndexEntriesWithinBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	unkeyed, err := b.outbox.Enqueue(ctx, b.pool, msg("email"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyedMsg := msg("email")
+	keyedMsg.OrderingKey = "contact-1"
+	keyed, err := b.outbox.Enqueue(ctx, b.pool, keyedMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.indexesHolding(t, unkeyed.ID); len(got) > 3 {
+		t.Errorf("an unkeyed enqueue writes %d index entries, want at most 3: %v", len(got), got)
+	}
+	if got := b.indexesHolding(t, keyed.ID); len(got) > 4 {
+		t.Errorf("a keyed enqueue writes %d index entries, want at most 4: %v", len(got), got)
+	}
+}
