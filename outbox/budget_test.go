@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/outbox"
 )
 
 // indexesHolding names the indexes of outbox_messages that have an entry
@@ -72,4 +75,48 @@ func TestEnqueueIndexEntriesWithinBudget(t *testing.T) {
 	if got := b.indexesHolding(t, keyed.ID); len(got) > 4 {
 		t.Errorf("a keyed enqueue writes %d index entries, want at most 4: %v", len(got), got)
 	}
+}
+
+// The enqueue's WAL budget of issue 9 (docs/benchmarks.md): at most 600 B
+// per unkeyed message committed alone, as Enqueue stores one without a
+// cause. Measured on a server of the test's own, so that no other work
+// lands in the WAL, with full-page writes off (images of pages first
+// touched after a checkpoint depend on the checkpoint interval, not on what
+// an enqueue writes) and autovacuum kept off the table.
+func TestEnqueueWALWithinBudget(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.NewCluster(t)
+	pool := pgtest.Connect(t, cluster.URL(t))
+	ob, err := outbox.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `ALTER TABLE outboxd.outbox_messages SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
+	enqueue := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := ob.Enqueue(ctx, pool, msg("email-api")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lsn := func() (l int64) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	enqueue(1000) // the tables' and indexes' first pages
+	const n = 3000
+	start := lsn()
+	enqueue(n)
+	per := (lsn() - start) / n
+	if per > 600 {
+		t.Fatalf("an enqueue writes %d B of WAL, want at most 600", per)
+	}
+	t.Logf("%d B of WAL per enqueue", per)
 }
