@@ -176,11 +176,11 @@ func TestDownOneStepAtATime(t *testing.T) {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Down(ctx); err != nil { // the pending creation-time index
+	if _, err := m.Down(ctx); err != nil { // the indexes an enqueue no longer writes
 		t.Fatal(err)
 	}
-	if !indexValid(t, db, "outboxd.outbox_messages_pending_created_idx") {
-		t.Fatal("one step down should restore outbox_messages_pending_created_idx")
+	if !indexValid(t, db, "outboxd.outbox_messages_pending_created_idx") || !indexValid(t, db, "outboxd.outbox_messages_caused_by_idx") {
+		t.Fatal("one step down should restore outbox_messages_pending_created_idx and outbox_messages_caused_by_idx")
 	}
 	if _, err := m.Down(ctx); err != nil { // the enqueue trigger
 		t.Fatal(err)

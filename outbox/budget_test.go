@@ -53,8 +53,9 @@ WHERE i.indrelid = 'outboxd.outbox_messages'::regclass`)
 
 // The enqueue budget of issue 9 (docs/benchmarks.md, bench-levers): an
 // unkeyed message writes at most 3 index entries (primary key, idempotency
-// key, the unkeyed lane index); a keyed one 4 (the ordering index and the
-// keyed lane index instead of the unkeyed one).
+// key, the unkeyed lane index), also when an inbox event caused it; a
+// keyed one 4 (the ordering index and the keyed lane index instead of the
+// unkeyed one).
 func TestEnqueueIndexEntriesWithinBudget(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -62,6 +63,15 @@ func TestEnqueueIndexEntriesWithinBudget(t *testing.T) {
 	unkeyed, err := b.outbox.Enqueue(ctx, b.pool, msg("email"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	causedMsg := msg("email")
+	causedMsg.CausedBy = &outbox.EventRef{Source: "stripe", EventID: "evt_1"}
+	caused, err := b.outbox.Enqueue(ctx, b.pool, causedMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.indexesHolding(t, caused.ID); len(got) > 3 {
+		t.Errorf("an enqueue caused by an inbox event writes %d index entries, want at most 3: %v", len(got), got)
 	}
 	keyedMsg := msg("email")
 	keyedMsg.OrderingKey = "contact-1"

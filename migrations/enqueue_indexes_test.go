@@ -21,9 +21,10 @@ func indexValid(t *testing.T, db *sql.DB, qualified string) bool {
 	return ok
 }
 
-// Migration 13 drops outbox_messages_pending_created_idx from a table that
-// holds messages and, going down, rebuilds it over them (CONCURRENTLY, so
-// outside a transaction), also over an invalid index a failed build left.
+// Migration 13 drops outbox_messages_pending_created_idx and
+// outbox_messages_caused_by_idx from a table that holds messages and,
+// going down, rebuilds them over the rows (CONCURRENTLY, so outside a
+// transaction), also over an invalid index a failed build left.
 func TestPendingCreatedIndexGoesAndComesBackWithRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -38,15 +39,15 @@ func TestPendingCreatedIndexGoesAndComesBackWithRows(t *testing.T) {
 	if _, err := m.DownTo(ctx, 10); err != nil {
 		t.Fatal(err)
 	}
-	const idx = "outboxd.outbox_messages_pending_created_idx"
-	if !indexValid(t, db, idx) {
-		t.Fatal("at version 10 the index should exist")
+	const idx, caused = "outboxd.outbox_messages_pending_created_idx", "outboxd.outbox_messages_caused_by_idx"
+	if !indexValid(t, db, idx) || !indexValid(t, db, caused) {
+		t.Fatal("at version 10 both indexes should exist")
 	}
 	for _, q := range []string{
 		`INSERT INTO outboxd.outbox_messages (id, destination, ordering_key, seq, payload, idempotency_key)
 		 SELECT gen_random_uuid(), 'crm', 'k' || (i % 50), i / 50 + 1, '\x00', 'k-' || i FROM generate_series(0, 4999) i`,
-		`INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key, status, delivered_at)
-		 SELECT gen_random_uuid(), 'crm', '\x00', 'd-' || i, 'delivered', now() FROM generate_series(0, 4999) i`,
+		`INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key, status, delivered_at, caused_by_source, caused_by_event_id)
+		 SELECT gen_random_uuid(), 'crm', '\x00', 'd-' || i, 'delivered', now(), 'stripe', 'evt_' || i FROM generate_series(0, 4999) i`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
@@ -67,8 +68,8 @@ func TestPendingCreatedIndexGoesAndComesBackWithRows(t *testing.T) {
 		t.Fatalf("version %d, %v; want 13", v, err)
 	}
 	var left bool
-	if err := db.QueryRow(`SELECT to_regclass($1) IS NOT NULL`, idx).Scan(&left); err != nil || left {
-		t.Fatalf("after up the index is still there (%v, %v)", left, err)
+	if err := db.QueryRow(`SELECT to_regclass($1) IS NOT NULL OR to_regclass($2) IS NOT NULL`, idx, caused).Scan(&left); err != nil || left {
+		t.Fatalf("after up an index is still there (%v, %v)", left, err)
 	}
 	if p, a := count(); p != 5000 || a != 10000 {
 		t.Fatalf("after up: %d pending of %d, want 5000 of 10000", p, a)
@@ -82,8 +83,8 @@ func TestPendingCreatedIndexGoesAndComesBackWithRows(t *testing.T) {
 	if _, err := m.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !indexValid(t, db, idx) {
-		t.Fatal("after down the index is missing or invalid")
+	if !indexValid(t, db, idx) || !indexValid(t, db, caused) {
+		t.Fatal("after down an index is missing or invalid")
 	}
 	if p, a := count(); p != 5000 || a != 10000 {
 		t.Fatalf("after down: %d pending of %d, want 5000 of 10000", p, a)
