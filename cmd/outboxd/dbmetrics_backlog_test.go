@@ -47,6 +47,9 @@ func (n planNode) messageReads() (others []string, rows float64) {
 // exact below it.
 func TestDatabaseGaugesReadAtMostTheCapOfABacklog(t *testing.T) {
 	t.Parallel()
+	if pendingsql.Cap != 100_000 {
+		t.Fatalf("docs/operations.md and docs/configuration.md promise a cap of 100,000, the code has %d", pendingsql.Cap)
+	}
 	b := newServeBundle(t)
 	ctx := context.Background()
 	for _, q := range []string{
