@@ -30,18 +30,22 @@ SLOT=outboxd_bench_levers
 $P "$PGURL/postgres" -c "SELECT pg_drop_replication_slot('$SLOT') FROM pg_replication_slots WHERE slot_name = '$SLOT'" >/dev/null
 $P "$PGURL/postgres" -c "SELECT pg_create_physical_replication_slot('$SLOT', true)" >/dev/null
 trap '$P "$PGURL/postgres" -c "SELECT pg_drop_replication_slot('"'"'$SLOT'"'"')" >/dev/null' EXIT
-# walbytes START END: the WAL bytes (records with their full-page images)
-# that our benchmark database's transactions wrote between two positions,
-# read with pg_waldump, so that other work on a shared server is not
-# counted: every record that names a relation of the database, and every
-# record of a transaction that did (its commit).
+# walbytes START END [images]: the WAL bytes that our benchmark database's
+# transactions wrote between two positions, read with pg_waldump, so that
+# other work on a shared server is not counted: every record that names a
+# relation of the database, and every record of a transaction that did
+# (its commit). With full-page images, unless the third argument is
+# "noimages" (a checkpoint that another's work triggers mid-run adds an
+# image of every page touched next, most of all in an index written at
+# random places).
 walbytes() {
   local oid
   oid=$($P "$PGURL/outboxd_bench_levers" -c "SELECT oid FROM pg_database WHERE datname = current_database()")
-  "$PGWALDUMP" -p "$PGWAL" -s "$1" -e "$2" | awk -v db="/$oid/" '
+  "$PGWALDUMP" -p "$PGWAL" -s "$1" -e "$2" | awk -v db="/$oid/" -v noimg="$3" '
     { tx = $0; sub(/.*tx: */, "", tx); sub(/,.*/, "", tx)
-      tot = $0; sub(/.*len \(rec\/tot\): *[0-9]+\/ */, "", tot); sub(/,.*/, "", tot)
-      line[NR] = tot; txof[NR] = tx; mine[NR] = index($0, db) > 0
+      len = $0; sub(/.*len \(rec\/tot\): */, "", len); rec = len; sub(/\/.*/, "", rec)
+      tot = len; sub(/^[0-9]+\/ */, "", tot); sub(/,.*/, "", tot)
+      line[NR] = (noimg == "noimages") ? rec : tot; txof[NR] = tx; mine[NR] = index($0, db) > 0
       if (mine[NR] && tx != 0) ours[tx] = 1 }
     END { for (i = 1; i <= NR; i++) if (mine[i] || (txof[i] in ours)) sum += line[i]; print sum + 0 }'
 }
@@ -65,15 +69,15 @@ FROM generate_series(0, $N - 1) i;" >/dev/null
   $P "$PGURL/outboxd_bench_levers" -c "$3" >/dev/null
   sleep 1
   local end=$($P "$PGURL/outboxd_bench_levers" -c "SELECT pg_current_wal_lsn()")
-  local e=$(walbytes "$s" "$end")
+  local e=$(walbytes "$s" "$end") r=$(walbytes "$s" "$end" noimages)
   local t1=$($P "$PGURL/outboxd_bench_levers" -c "SELECT coalesce(sum(n_tup_upd),0) || ' ' || coalesce(sum(n_tup_hot_upd),0) || ' ' || coalesce(sum(n_tup_ins),0) FROM pg_stat_user_tables WHERE schemaname='outboxd' AND relname IN ('outbox_messages','outbox_attempts','outbox_pending')")
   read u0 h0 i0 <<<"$t0"; read u1 h1 i1 <<<"$t1"
-  echo "$(( e / N )) $((u1-u0)) $((h1-h0)) $((i1-i0))"
+  echo "$(( e / N )) $(( r / N )) $((u1-u0)) $((h1-h0)) $((i1-i0))"
 }
 run() {
-  local w u h i
-  read -r w u h i <<<"$(run1 "$@")"
-  echo "$1 | WAL/msg $w B | updates $u HOT $h | inserts $i"
+  local w wr u h i
+  read -r w wr u h i <<<"$(run1 "$@")"
+  echo "$1 | WAL/msg $w B, without full-page images $wr B | updates $u HOT $h | inserts $i"
 }
 # Each delivery: 100 transactions of 200, as the dispatcher records batches.
 BATCHES=$((N / 200))
@@ -153,9 +157,12 @@ enq1() {
   local s e
   s=$($P "$PGURL/outboxd_bench_levers" -c "SELECT pg_current_wal_lsn()")
   pgbench -n -c 1 -t 5000 -f "$script" "$PGURL/outboxd_bench_levers" >/dev/null 2>&1
-  e=$(walbytes "$s" "$($P "$PGURL/outboxd_bench_levers" -c "SELECT pg_current_wal_lsn()")")
+  local end
+  end=$($P "$PGURL/outboxd_bench_levers" -c "SELECT pg_current_wal_lsn()")
+  e=$(walbytes "$s" "$end")
+  r=$(walbytes "$s" "$end" noimages)
   rm -f "$script"
-  echo $(( e / 5000 ))
+  echo "$(( e / 5000 )) B, without full-page images $(( r / 5000 ))"
 }
 enq() { echo "enqueue, $1 | WAL/msg $(enq1 "$@") B"; }
 OLDIDX="CREATE INDEX outbox_messages_pending_created_idx ON outboxd.outbox_messages (created_at) WHERE status = 'pending';
