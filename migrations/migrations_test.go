@@ -55,8 +55,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 10 {
-		t.Fatalf("applied %d migrations, want 10", len(res))
+	if len(res) != 11 {
+		t.Fatalf("applied %d migrations, want 11", len(res))
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -72,8 +72,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 10 {
-		t.Fatalf("version = %d, %v; want 10", v, err)
+	if err != nil || v != 12 {
+		t.Fatalf("version = %d, %v; want 12", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -175,6 +175,12 @@ func TestDownOneStepAtATime(t *testing.T) {
 	}
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := m.Down(ctx); err != nil { // the indexes an enqueue no longer writes
+		t.Fatal(err)
+	}
+	if !indexValid(t, db, "outboxd.outbox_messages_pending_created_idx") || !indexValid(t, db, "outboxd.outbox_messages_caused_by_idx") {
+		t.Fatal("one step down should restore outbox_messages_pending_created_idx and outbox_messages_caused_by_idx")
 	}
 	if _, err := m.Down(ctx); err != nil { // the enqueue trigger
 		t.Fatal(err)

@@ -25,9 +25,12 @@ type DB = pg.DB
 // Outbox enqueues messages in one schema. It holds no connections (its
 // Notifier, if any, does) and is safe for concurrent use.
 type Outbox struct {
-	schema                 string
-	enqueue, existing, get string
-	notifier               *Notifier
+	schema   string
+	enqueue  string // with the idempotency-key check
+	fresh    string // without it, for a message whose id and key Enqueue made
+	existing string
+	get      string
+	notifier *Notifier
 }
 
 // New returns an Outbox. A nil cfg means the defaults.
@@ -40,9 +43,14 @@ func New(cfg *Config) (*Outbox, error) {
 	if c.Notifier != nil {
 		announce = announceLater
 	}
+	render := func(probe, conflict string) string {
+		q := strings.NewReplacer("{{announce}}", announce, "{{probe}}", probe, "{{conflict}}", conflict).Replace(enqueueSQL)
+		return dbschema.Render(q, c.Schema)
+	}
 	return &Outbox{
 		schema:   c.Schema,
-		enqueue:  dbschema.Render(strings.Replace(enqueueSQL, "{{announce}}", announce, 1), c.Schema),
+		enqueue:  render(dedupeProbe, dedupeConflict),
+		fresh:    render("", ""),
 		notifier: c.Notifier,
 		existing: dbschema.Render(existingSQL, c.Schema),
 		get:      dbschema.Render(getSQL, c.Schema),
@@ -57,6 +65,7 @@ func (o *Outbox) NotifyChannel() string { return dbschema.NotifyChannel(o.schema
 // idempotency key that the destination already has stores nothing and
 // returns the existing message with Existing set.
 func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, error) {
+	sql := o.statement(&msg)
 	args, err := enqueueArgs(&msg)
 	if err != nil {
 		return Enqueued{}, err
@@ -67,7 +76,7 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 		announce string
 		out      = Enqueued{ID: msg.ID, IdempotencyKey: msg.IdempotencyKey}
 	)
-	err = db.QueryRow(ctx, o.enqueue, args...).Scan(&seq, &out.CreatedAt, &lane, &announce)
+	err = db.QueryRow(ctx, sql, args...).Scan(&seq, &out.CreatedAt, &lane, &announce)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return o.findExisting(ctx, db, msg)
 	}
@@ -82,6 +91,17 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	}
 	o.announce(announce, lane)
 	return out, nil
+}
+
+// statement picks the enqueue statement for msg, before its id and key are
+// filled in: a message with neither an id, nor a key, nor a cause gets a
+// new UUIDv7 and that id as its key, which no stored message can have, so
+// it needs no idempotency-key check.
+func (o *Outbox) statement(msg *Message) string {
+	if msg.ID == uuid.Nil && msg.IdempotencyKey == "" && msg.CausedBy == nil {
+		return o.fresh
+	}
+	return o.enqueue
 }
 
 // announce hands the enqueueing transaction and its lane to the Notifier
@@ -120,8 +140,10 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	}
 	msgs = slices.Clone(msgs)
 	args := make([][]any, len(msgs))
+	sqls := make([]string, len(msgs))
 	order := make([]int, len(msgs))
 	for i := range msgs {
+		sqls[i] = o.statement(&msgs[i])
 		a, err := enqueueArgs(&msgs[i])
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
@@ -131,7 +153,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	slices.SortStableFunc(order, func(a, b int) int { return batchOrder(&msgs[a], &msgs[b]) })
 	batch := &pgx.Batch{}
 	for _, i := range order {
-		batch.Queue(o.enqueue, args[i]...)
+		batch.Queue(sqls[i], args[i]...)
 	}
 	out := make([]Enqueued, len(msgs))
 	var existing []int

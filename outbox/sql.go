@@ -13,12 +13,17 @@ package outbox
 // {{announce}} is the last column returned: announceInline (a NOTIFY in the
 // caller's transaction, delivered at its commit) or announceLater (the
 // transaction's id, for a Notifier to announce once it committed).
+//
+// {{probe}} and {{conflict}} are the idempotency-key check (dedupeProbe,
+// dedupeConflict); a message whose id and key Enqueue has just made
+// (enqueueFresh) leaves both out: no stored message can have a key that
+// did not exist a moment ago, and an INSERT with ON CONFLICT is a
+// speculative insertion, which costs a probe of the unique index and one
+// more WAL record (48 B of about 610, docs/benchmarks.md).
 const enqueueSQL = `
 WITH k AS (
     INSERT INTO {{schema}}.outbox_keys AS k (ordering_key, last_seq)
-    SELECT $4::text, 1 WHERE $4::text IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_messages
-                        WHERE destination = $2 AND idempotency_key = $7)
+    SELECT $4::text, 1 WHERE $4::text IS NOT NULL{{probe}}
     ON CONFLICT (ordering_key) DO UPDATE SET last_seq = k.last_seq + 1
     RETURNING last_seq
 )
@@ -26,9 +31,18 @@ INSERT INTO {{schema}}.outbox_messages
     (id, destination, type, ordering_key, seq, payload, headers,
      idempotency_key, caused_by_source, caused_by_event_id, step)
 VALUES ($1, $2, $3, $4, CASE WHEN $4::text IS NOT NULL THEN coalesce((SELECT last_seq FROM k), 0) END,
-        $5, $6, $7, $8, $9, $10)
-ON CONFLICT (destination, idempotency_key) DO NOTHING
+        $5, $6, $7, $8, $9, $10){{conflict}}
 RETURNING seq, created_at, lane, {{announce}}`
+
+// dedupeProbe draws no sequence number for a key the destination already
+// has; dedupeConflict then stores nothing.
+const (
+	dedupeProbe = `
+        AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_messages
+                        WHERE destination = $2 AND idempotency_key = $7)`
+	dedupeConflict = `
+ON CONFLICT (destination, idempotency_key) DO NOTHING`
+)
 
 // announceInline wakes the lane's dispatcher at commit. The channel is
 // <schema>_outbox (dbschema.NotifyChannel); the schema name is validated.

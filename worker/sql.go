@@ -2,6 +2,8 @@ package worker
 
 // The dispatcher's SQL, in one place. {{schema}} is replaced once by New.
 
+import "github.com/outboxd/outboxd/internal/pendingsql"
+
 // numLanes matches the lane column's modulus in migration 00004.
 const numLanes = 32
 
@@ -169,42 +171,16 @@ FROM upd JOIN r ON r.id = upd.id
 RETURNING message_id`
 
 // unservedSQL finds destinations with pending messages that no live
-// dispatcher serves, with their counts (through the two pending indexes,
-// each capped at 100,000). The distinct pending destinations come from a
-// walk of those indexes (one probe per destination), not a scan of the
-// backlog.
+// dispatcher serves, with their counts (each kind read through its lane
+// index up to $1, pendingsql.Cap). The distinct pending destinations come
+// from a walk of those indexes (one probe per destination), not a scan of
+// the backlog.
 const unservedSQL = `
-WITH RECURSIVE keyed AS (
-    (SELECT destination FROM {{schema}}.outbox_messages
-     WHERE status = 'pending' AND ordering_key IS NOT NULL ORDER BY destination LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.destination FROM {{schema}}.outbox_messages m
-            WHERE m.status = 'pending' AND m.ordering_key IS NOT NULL AND m.destination > keyed.destination
-            ORDER BY m.destination LIMIT 1)
-    FROM keyed WHERE keyed.destination IS NOT NULL
-), unkeyed AS (
-    (SELECT destination FROM {{schema}}.outbox_messages
-     WHERE status = 'pending' AND ordering_key IS NULL ORDER BY destination LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.destination FROM {{schema}}.outbox_messages m
-            WHERE m.status = 'pending' AND m.ordering_key IS NULL AND m.destination > unkeyed.destination
-            ORDER BY m.destination LIMIT 1)
-    FROM unkeyed WHERE unkeyed.destination IS NOT NULL
-), dests AS (
-    SELECT destination FROM keyed WHERE destination IS NOT NULL
-    UNION
-    SELECT destination FROM unkeyed WHERE destination IS NOT NULL
-)
-SELECT d.destination,
-       (SELECT count(*) FROM (SELECT 1 FROM {{schema}}.outbox_messages m
-                              WHERE m.destination = d.destination AND m.status = 'pending' AND m.ordering_key IS NOT NULL
-                              LIMIT 100000) k)
-     + (SELECT count(*) FROM (SELECT 1 FROM {{schema}}.outbox_messages m
-                              WHERE m.destination = d.destination AND m.status = 'pending' AND m.ordering_key IS NULL
-                              LIMIT 100000) u)
-FROM dests d
+WITH RECURSIVE ` + pendingsql.Destinations + `
+SELECT pd.destination, s.n
+FROM pending_destinations pd CROSS JOIN LATERAL ` + pendingsql.Stats + ` s
 WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
-                  WHERE x.alive_until > now() AND d.destination = ANY (x.destinations))`
+                  WHERE x.alive_until > now() AND pd.destination = ANY (x.destinations))`
 
 const pauseSQL = `
 INSERT INTO {{schema}}.outbox_destinations (name, paused, reason, paused_at)

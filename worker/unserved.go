@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/internal/pendingsql"
 )
 
 // checkUnserved looks for destinations with pending messages that no live
@@ -11,7 +13,7 @@ import (
 // operators learn of it from a log line, the outboxd_unserved_pending_messages
 // metric and Unserved (which outboxd serve shows in /readyz).
 func (d *Dispatcher) checkUnserved(ctx context.Context) error {
-	rows, err := d.pool.Query(ctx, d.q.unserved)
+	rows, err := d.pool.Query(ctx, d.q.unserved, pendingsql.Cap)
 	if err != nil {
 		return err
 	}

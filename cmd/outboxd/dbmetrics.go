@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pendingsql"
 )
 
 // metricsDBTimeout bounds how long a /metrics scrape waits for the
@@ -22,13 +23,17 @@ import (
 const metricsDBTimeout = 2 * time.Second
 
 // destinationStatsSQL reads, per destination, what /metrics shows from the
-// database. The names are the configured destinations ($1), those with
+// database. The names are the configured destinations ($2), those with
 // pending or dead messages, those ever paused and those a live dispatcher
 // serves: a destination whose backlog empties stays in the list, at 0.
-const destinationStatsSQL = `
-WITH pending AS (
-    SELECT destination, count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age
-    FROM {{schema}}.outbox_messages WHERE status = 'pending' GROUP BY destination
+// Pending messages are read through the lane indexes, at most $1 of each
+// kind per destination (pendingsql.Cap), so that a scrape costs the same
+// behind a backlog of a million. The leading comment names the query in
+// pg_stat_activity, which keeps only the start of a long query's text.
+const destinationStatsSQL = `/* outboxd serve: /metrics, outbox_dispatchers and per-destination gauges */
+WITH RECURSIVE ` + pendingsql.Destinations + `, pending AS (
+    SELECT pd.destination, s.n, extract(epoch FROM now() - s.oldest) AS age
+    FROM pending_destinations pd CROSS JOIN LATERAL ` + pendingsql.Stats + ` s
 ), dead AS (
     SELECT destination, count(*) AS n
     FROM {{schema}}.outbox_messages WHERE status = 'dead' GROUP BY destination
@@ -36,7 +41,7 @@ WITH pending AS (
     SELECT unnest(destinations) AS destination, count(*) AS n
     FROM {{schema}}.outbox_dispatchers WHERE alive_until > now() GROUP BY 1
 ), names AS (
-    SELECT unnest($1::text[]) AS destination
+    SELECT unnest($2::text[]) AS destination
     UNION SELECT destination FROM pending
     UNION SELECT destination FROM dead
     UNION SELECT destination FROM live
@@ -80,6 +85,7 @@ var (
 type dbCollector struct {
 	pool       *pgxpool.Pool
 	query      string
+	cap        int64 // pending messages read per kind and destination
 	configured []string
 	keep       map[string]bool // configured, as a set
 	timeout    time.Duration
@@ -99,7 +105,7 @@ func newDBCollector(pool *pgxpool.Pool, schema string, configured []string, time
 	for _, name := range configured {
 		keep[name] = true
 	}
-	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema),
+	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema), cap: pendingsql.Cap,
 		configured: configured, keep: keep, timeout: timeout, logs: logs, now: time.Now,
 		zeroSince: map[string]time.Time{}}
 }
@@ -199,7 +205,7 @@ func (c *dbCollector) refresh() <-chan struct{} {
 }
 
 func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, error) {
-	rows, err := c.pool.Query(ctx, c.query, c.configured)
+	rows, err := c.pool.Query(ctx, c.query, c.cap, c.configured)
 	if err != nil {
 		return nil, err
 	}
