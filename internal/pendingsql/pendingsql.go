@@ -3,7 +3,7 @@
 // indexes only (keyed: destination, lane, ordering_key, seq; unkeyed:
 // destination, lane, next_attempt_at; both WHERE status = 'pending').
 // There is no index on the creation time of pending messages (migration
-// 13 dropped it: one index entry less per enqueue), so the reads are
+// 12 dropped it: one index entry less per enqueue), so the reads are
 // capped instead of scanning a backlog: the cost of a read stays bounded
 // however large the backlog grows.
 //
