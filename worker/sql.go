@@ -200,14 +200,22 @@ WHERE (source, event_id) IN (
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`
 
+// indexPlanSQL, run first in the delivered purge's transaction, leaves the
+// planner no choice but an index scan that stops at the LIMIT: without
+// statistics (a table never analyzed) it takes a Sort over a Bitmap Heap
+// Scan, which reads every retained message to delete a batch. SET LOCAL:
+// the transaction's end restores the settings.
+const indexPlanSQL = `SELECT set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)`
+
 const purgeDeliveredSQL = `
 DELETE FROM {{schema}}.outbox_messages
 WHERE id IN (
     SELECT id FROM {{schema}}.outbox_messages
     WHERE status = 'delivered' AND delivered_at < now() - $2::bigint * interval '1 millisecond'
-    -- In index order, so that the plan is an index scan that stops after
-    -- $1 rows whatever the statistics say; a bitmap would first collect
-    -- every retained message.
+    -- Oldest first, walking the delivered index; indexPlanSQL makes that
+    -- the plan (an index scan that stops after $1 rows) even where the
+    -- statistics would have a bitmap collect every retained message first.
     ORDER BY delivered_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`
