@@ -171,8 +171,8 @@ FROM upd JOIN r ON r.id = upd.id
 RETURNING message_id`
 
 // unservedSQL finds destinations with pending messages that no live
-// dispatcher serves, with their counts (each kind read through its lane
-// index up to $1, pendingsql.Cap). The distinct pending destinations come
+// dispatcher serves, with their counts (read through the lane indexes
+// within a budget of $1 rows, pendingsql.Budget). The distinct pending destinations come
 // from a walk of those indexes (one probe per destination), not a scan of
 // the backlog.
 const unservedSQL = `

@@ -13,7 +13,7 @@ import (
 // operators learn of it from a log line, the outboxd_unserved_pending_messages
 // metric and Unserved (which outboxd serve shows in /readyz).
 func (d *Dispatcher) checkUnserved(ctx context.Context) error {
-	rows, err := d.pool.Query(ctx, d.q.unserved, pendingsql.Cap)
+	rows, err := d.pool.Query(ctx, d.q.unserved, pendingsql.Budget)
 	if err != nil {
 		return err
 	}
