@@ -23,6 +23,7 @@ type planNode struct {
 	Index    string     `json:"Index Name"`
 	Rows     float64    `json:"Actual Rows"`
 	Loops    float64    `json:"Actual Loops"`
+	Output   []string   `json:"Output"`
 	Plans    []planNode `json:"Plans"`
 }
 
@@ -155,6 +156,30 @@ func TestClaimReadsOnlyKeyHeads(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("claimed %v\nwant %v", got, want)
+	}
+}
+
+// A claim reads the payloads of the messages it returns only: the keys'
+// candidates (up to per-key x batch of them) are carried as ids, and the
+// batch kept is read by primary key. Here three due keys offer 30
+// candidates for a batch of 5.
+func TestClaimReadsPayloadsOfTheBatchOnly(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Connect(t, pgtest.URL(t))
+	lane, _ := backlogLane(t, pool)
+	const perKey, batch = 10, 5
+	plan := explain(t, pool, "ANALYZE, VERBOSE, ", dbschema.Render(claimSQL, "outboxd"), "sink", lane, "me", int64(1), perKey, batch)
+	var withPayload float64
+	for _, s := range plan.scans() {
+		for _, col := range s.Output {
+			if strings.HasSuffix(col, ".payload") {
+				withPayload += s.Rows * max(s.Loops, 1)
+				break
+			}
+		}
+	}
+	if withPayload > batch {
+		t.Fatalf("the claim read %.0f payloads for a batch of %d", withPayload, batch)
 	}
 }
 
