@@ -207,18 +207,21 @@ func (c *dbCollector) refresh() <-chan struct{} {
 }
 
 func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, error) {
-	rows, err := c.pool.Query(ctx, c.query, c.budget, c.configured)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]destStats{}
-	var (
-		name string
-		s    destStats
-	)
-	_, err = pgx.ForEachRow(rows, []any{&name, &s.pending, &s.age, &s.capped, &s.dead, &s.paused, &s.live}, func() error {
-		out[name] = s
-		return nil
+	err := pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, c.query, c.budget, c.configured)
+		if err != nil {
+			return err
+		}
+		var (
+			name string
+			s    destStats
+		)
+		_, err = pgx.ForEachRow(rows, []any{&name, &s.pending, &s.age, &s.capped, &s.dead, &s.paused, &s.live}, func() error {
+			out[name] = s
+			return nil
+		})
+		return err
 	})
 	return out, err
 }
