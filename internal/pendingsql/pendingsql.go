@@ -39,10 +39,11 @@ import (
 // numbers.
 const Budget = 64_000
 
-// Destinations is the body of three CTEs (it follows WITH RECURSIVE, or a
+// Destinations is the body of four CTEs (it follows WITH RECURSIVE, or a
 // comma): keyed and unkeyed walk the two lane indexes one destination at a
 // time (the first entry after the previous destination: one probe per
-// destination, however many messages it has), and pending_destinations
+// destination, however many messages it has), budget holds each read's
+// share of the budget $1 (Budget; tests pass a small one), and pending_destinations
 // names each destination that has pending messages once.
 const Destinations = `
 keyed AS (
