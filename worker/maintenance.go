@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // PurgeResult counts what one maintenance run deleted.
@@ -25,17 +29,18 @@ func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResu
 	deadline := time.Now().Add(budget)
 	batch, duty := d.cfg.Maintenance.BatchSize, d.cfg.Maintenance.Duty
 	for _, step := range []struct {
-		query string
-		args  []any
-		count *int64
+		query     string
+		args      []any
+		count     *int64
+		indexPlan bool // run under indexPlanSQL
 	}{
-		{d.q.purgeInbox, []any{batch}, &res.InboxKeys},
-		{d.q.purgeDelivered, []any{batch, d.cfg.Maintenance.DeliveredRetention.Milliseconds()}, &res.DeliveredMessages},
-		{d.q.purgeFailures, []any{batch, d.cfg.Maintenance.FailureRetention.Milliseconds()}, &res.Failures},
+		{d.q.purgeInbox, []any{batch}, &res.InboxKeys, false},
+		{d.q.purgeDelivered, []any{batch, d.cfg.Maintenance.DeliveredRetention.Milliseconds()}, &res.DeliveredMessages, true},
+		{d.q.purgeFailures, []any{batch, d.cfg.Maintenance.FailureRetention.Milliseconds()}, &res.Failures, false},
 	} {
 		for time.Now().Before(deadline) {
 			start := time.Now()
-			tag, err := d.pool.Exec(ctx, step.query, step.args...)
+			tag, err := d.purgeBatch(ctx, step.query, step.indexPlan, step.args)
 			if err != nil {
 				return res, fmt.Errorf("worker: purge: %w", err)
 			}
@@ -73,4 +78,37 @@ func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResu
 		}
 	}
 	return res, nil
+}
+
+// purgeBatch runs one purge statement; with indexPlan, in a transaction
+// that first runs indexPlanSQL, so that the plan is the index walk whatever
+// the table's statistics say.
+func (d *Dispatcher) purgeBatch(ctx context.Context, query string, indexPlan bool, args []any) (pgconn.CommandTag, error) {
+	if !indexPlan {
+		return d.pool.Exec(ctx, query, args...)
+	}
+	tx, err := beginIndexPlan(ctx, d.pool)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	tag, err := tx.Exec(ctx, query, args...)
+	if err != nil {
+		return tag, err
+	}
+	return tag, tx.Commit(ctx)
+}
+
+// beginIndexPlan begins a transaction whose statements are planned under
+// indexPlanSQL.
+func beginIndexPlan(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, indexPlanSQL); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -11,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pendingsql"
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
 
@@ -21,6 +24,7 @@ type planNode struct {
 	Index    string     `json:"Index Name"`
 	Rows     float64    `json:"Actual Rows"`
 	Loops    float64    `json:"Actual Loops"`
+	Output   []string   `json:"Output"`
 	Plans    []planNode `json:"Plans"`
 }
 
@@ -156,6 +160,30 @@ func TestClaimReadsOnlyKeyHeads(t *testing.T) {
 	}
 }
 
+// A claim reads the payloads of the messages it returns only: the keys'
+// candidates (up to per-key x batch of them) are carried as ids, and the
+// batch kept is read by primary key. Here three due keys offer 30
+// candidates for a batch of 5.
+func TestClaimReadsPayloadsOfTheBatchOnly(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Connect(t, pgtest.URL(t))
+	lane, _ := backlogLane(t, pool)
+	const perKey, batch = 10, 5
+	plan := explain(t, pool, "ANALYZE, VERBOSE, ", dbschema.Render(claimSQL, "outboxd"), "sink", lane, "me", int64(1), perKey, batch)
+	var withPayload float64
+	for _, s := range plan.scans() {
+		for _, col := range s.Output {
+			if strings.HasSuffix(col, ".payload") {
+				withPayload += s.Rows * max(s.Loops, 1)
+				break
+			}
+		}
+	}
+	if withPayload > batch {
+		t.Fatalf("the claim read %.0f payloads for a batch of %d", withPayload, batch)
+	}
+}
+
 // The statements a dispatcher runs all the time keep an index plan on a
 // table that was never analyzed: recording a batch finds its rows by
 // primary key (an earlier plan hashed every pending row after a bulk
@@ -204,11 +232,124 @@ func TestHotPathPlansUseIndexesWithoutStatistics(t *testing.T) {
 	// 3,200 unkeyed pending messages, here up to a cap of 1,000 each, in
 	// index order, stopping at the cap.
 	const unservedCap = 1000
-	unserved := explain(t, pool, "ANALYZE, ", dbschema.Render(unservedSQL, "outboxd"), unservedCap)
+	// Through pendingsql.InTx, as checkUnserved runs it: without JIT (its
+	// compilation took 0.8 s of a read of milliseconds).
+	var unserved planNode
+	if err := pendingsql.InTx(ctx, pool, func(tx pgx.Tx) error {
+		var raw []byte
+		if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+dbschema.Render(unservedSQL, "outboxd"), unservedCap).Scan(&raw); err != nil {
+			return err
+		}
+		if strings.Contains(string(raw), `"JIT"`) {
+			t.Errorf("the unserved-destination sweep is JIT-compiled")
+		}
+		unserved = explain(t, tx, "ANALYZE, ", dbschema.Render(unservedSQL, "outboxd"), unservedCap)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if read := onlyIndexes(t, "the unserved-destination sweep", unserved, false); read > 2*unservedCap+10 {
 		t.Errorf("the unserved-destination sweep read %.0f rows of outbox_messages, want at most %d and a few probes", read, 2*unservedCap)
 	}
-	// The purge may take a bitmap of the delivered index: it reads only
-	// messages past their retention, the ones it is there to delete.
-	onlyIndexes(t, "the delivered purge", explain(t, pool, "", dbschema.Render(purgeDeliveredSQL, "outboxd"), 1000, int64(1000)), true)
+	// The delivered purge runs under indexPlanSQL (beginIndexPlan): on this
+	// never-analyzed table the planner would otherwise sort a bitmap of
+	// every retained message. 10,000 are past a retention of 0; a batch of
+	// 1,000 reads 1,000 of them, in the delivered index's order.
+	purge := dbschema.Render(purgeDeliveredSQL, "outboxd")
+	purgeTx, err := beginIndexPlan(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = purgeTx.Rollback(ctx) }()
+	purgePlan := explain(t, purgeTx, "ANALYZE, ", purge, 1000, int64(0))
+	checkPurgePlan(t, "the delivered purge", purgePlan)
+	if err := purgeTx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same statements as prepared statements reuse them after five
+	// executions: a generic plan, chosen without the parameters' values.
+	// They keep their index plans and their bounds.
+	claim := dbschema.Render(claimSQL, "outboxd")
+	const perKey, batch = 10, 200
+	if read := onlyIndexes(t, "the generic claim",
+		explainGeneric(t, pool, false, claim, "sink", lane, "me", int64(1), perKey, batch), false); read > 2*(41+3*perKey) {
+		t.Errorf("the generic claim read %.0f rows of outbox_messages for 40 keys and %d due messages", read, 3*perKey)
+	}
+	genericUnserved := explainGeneric(t, pool, false, dbschema.Render(unservedSQL, "outboxd"), unservedCap)
+	if read := onlyIndexes(t, "the generic unserved-destination sweep", genericUnserved, false); read > 2*unservedCap+10 {
+		t.Errorf("the generic unserved-destination sweep read %.0f rows of outbox_messages, want at most %d and a few probes", read, 2*unservedCap)
+	}
+	checkPurgePlan(t, "the generic delivered purge", explainGeneric(t, pool, true, purge, 1000, int64(0)))
 }
+
+// checkPurgePlan fails unless a delivered purge of 1,000 reads
+// outbox_messages through index scans only (the delivered index to find
+// the batch, the primary key to delete it), sorts nothing and reads no
+// more than the batch from each.
+func checkPurgePlan(t *testing.T, what string, p planNode) {
+	t.Helper()
+	if read := onlyIndexes(t, what, p, false); read > 2*1000 {
+		t.Errorf("%s of 1,000 read %.0f rows of outbox_messages", what, read)
+	}
+	if sorts := p.nodes("Sort"); sorts > 0 {
+		t.Errorf("%s sorts (%d Sort nodes)", what, sorts)
+	}
+	found := false
+	for _, s := range p.scans() {
+		found = found || s.Index == "outbox_messages_delivered_idx"
+	}
+	if !found {
+		t.Errorf("%s does not walk outbox_messages_delivered_idx", what)
+	}
+}
+
+// nodes counts the plan's nodes of the given type.
+func (n planNode) nodes(nodeType string) int {
+	c := 0
+	if n.NodeType == nodeType {
+		c++
+	}
+	for _, p := range n.Plans {
+		c += p.nodes(nodeType)
+	}
+	return c
+}
+
+// explainGeneric runs EXPLAIN ANALYZE of sql's generic plan (plan_cache_mode
+// = force_generic_plan) in a transaction it rolls back; with indexPlan, the
+// transaction is the delivered purge's (beginIndexPlan).
+func explainGeneric(t *testing.T, pool *pgxpool.Pool, indexPlan bool, sql string, args ...any) planNode {
+	t.Helper()
+	ctx := context.Background()
+	begin := func() (pgx.Tx, error) { return pool.Begin(ctx) }
+	if indexPlan {
+		begin = func() (pgx.Tx, error) { return beginIndexPlan(ctx, pool) }
+	}
+	tx, err := begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	// A prepared statement outlives the transaction: a name of its own,
+	// deallocated when done.
+	name := fmt.Sprintf("generic_%d", genericSeq.Add(1))
+	params := make([]string, len(args))
+	for i := range args {
+		params[i] = fmt.Sprintf("$%d", i+1)
+	}
+	for _, q := range []string{"SET LOCAL plan_cache_mode = force_generic_plan", "PREPARE " + name + " AS " + sql} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The simple protocol sends the arguments as literals of EXECUTE.
+	plan := explain(t, tx, "ANALYZE, ", "EXECUTE "+name+"("+strings.Join(params, ", ")+")",
+		append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
+	if _, err := tx.Exec(ctx, "DEALLOCATE "+name); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+var genericSeq atomic.Int64

@@ -76,7 +76,8 @@ WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AN
 // and only for those does the LATERAL read up to $5 messages in sequence,
 // as long as each is due (the running bool_and). A key's rows stay
 // together in sequence, so LIMIT never keeps a message without the ones
-// before it. Due unkeyed messages come oldest due first, from their own
+// before it. picked carries ids only: the payloads of the up to $5 x $6
+// candidates are not read, only those of the $6 kept, by primary key. Due unkeyed messages come oldest due first, from their own
 // index. Every step is an index range with a LIMIT, so the plan needs no
 // statistics (see TestHotPathPlansUseIndexesWithoutStatistics). age_ms is
 // the message's age on the database's clock, for the retry policy's MaxAge.
@@ -105,23 +106,26 @@ WITH RECURSIVE lease AS (
     WHERE next_attempt_at <= now()
     ORDER BY created_at, ordering_key
     LIMIT $6
+), picked AS (
+    SELECT id, head_at, ordering_key, seq FROM (
+        SELECT m.id, m.ordering_key, m.seq, d.head_at,
+               bool_and(m.next_attempt_at <= now()) OVER (PARTITION BY m.ordering_key ORDER BY m.seq) AS ready
+        FROM due d CROSS JOIN LATERAL (
+            SELECT m.id, m.ordering_key, m.seq, m.next_attempt_at FROM {{schema}}.outbox_messages m
+            WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+              AND m.ordering_key = d.ordering_key AND m.seq >= d.seq
+            ORDER BY m.seq
+            LIMIT $5) m
+    ) k
+    WHERE ready
+    ORDER BY head_at, ordering_key, seq
+    LIMIT $6
 )
-(SELECT id, destination, type, ordering_key, seq, payload, headers,
-        idempotency_key, attempts, attempts_base, created_at,
-        (extract(epoch FROM now() - coalesce(requeued_at, created_at)) * 1000)::bigint
- FROM (
-    SELECT m.*, d.head_at,
-           bool_and(m.next_attempt_at <= now()) OVER (PARTITION BY m.ordering_key ORDER BY m.seq) AS ready
-    FROM due d CROSS JOIN LATERAL (
-        SELECT m.* FROM {{schema}}.outbox_messages m
-        WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
-          AND m.ordering_key = d.ordering_key AND m.seq >= d.seq
-        ORDER BY m.seq
-        LIMIT $5) m
- ) k
- WHERE ready
- ORDER BY head_at, ordering_key, seq
- LIMIT $6)
+(SELECT m.id, m.destination, m.type, m.ordering_key, m.seq, m.payload, m.headers,
+        m.idempotency_key, m.attempts, m.attempts_base, m.created_at,
+        (extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at)) * 1000)::bigint
+ FROM picked p JOIN {{schema}}.outbox_messages m ON m.id = p.id
+ ORDER BY p.head_at, p.ordering_key, p.seq)
 UNION ALL
 (SELECT id, destination, type, ordering_key, seq, payload, headers,
         idempotency_key, attempts, attempts_base, created_at,
@@ -171,8 +175,8 @@ FROM upd JOIN r ON r.id = upd.id
 RETURNING message_id`
 
 // unservedSQL finds destinations with pending messages that no live
-// dispatcher serves, with their counts (each kind read through its lane
-// index up to $1, pendingsql.Cap). The distinct pending destinations come
+// dispatcher serves, with their counts (read through the lane indexes
+// within a budget of $1 rows, pendingsql.Budget). The distinct pending destinations come
 // from a walk of those indexes (one probe per destination), not a scan of
 // the backlog.
 const unservedSQL = `
@@ -200,14 +204,22 @@ WHERE (source, event_id) IN (
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`
 
+// indexPlanSQL, run first in the delivered purge's transaction, leaves the
+// planner no choice but an index scan that stops at the LIMIT: without
+// statistics (a table never analyzed) it takes a Sort over a Bitmap Heap
+// Scan, which reads every retained message to delete a batch. SET LOCAL:
+// the transaction's end restores the settings.
+const indexPlanSQL = `SELECT set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)`
+
 const purgeDeliveredSQL = `
 DELETE FROM {{schema}}.outbox_messages
 WHERE id IN (
     SELECT id FROM {{schema}}.outbox_messages
     WHERE status = 'delivered' AND delivered_at < now() - $2::bigint * interval '1 millisecond'
-    -- In index order, so that the plan is an index scan that stops after
-    -- $1 rows whatever the statistics say; a bitmap would first collect
-    -- every retained message.
+    -- Oldest first, walking the delivered index; indexPlanSQL makes that
+    -- the plan (an index scan that stops after $1 rows) even where the
+    -- statistics would have a bitmap collect every retained message first.
     ORDER BY delivered_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`

@@ -13,16 +13,20 @@ import (
 // operators learn of it from a log line, the outboxd_unserved_pending_messages
 // metric and Unserved (which outboxd serve shows in /readyz).
 func (d *Dispatcher) checkUnserved(ctx context.Context) error {
-	rows, err := d.pool.Query(ctx, d.q.unserved, pendingsql.Cap)
-	if err != nil {
-		return err
-	}
 	found := map[string]int64{}
-	var (
-		name string
-		n    int64
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&name, &n}, func() error { found[name] = n; return nil }); err != nil {
+	err := pendingsql.InTx(ctx, d.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, d.q.unserved, pendingsql.Budget)
+		if err != nil {
+			return err
+		}
+		var (
+			name string
+			n    int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error { found[name] = n; return nil })
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()

@@ -26,13 +26,13 @@ const metricsDBTimeout = 2 * time.Second
 // database. The names are the configured destinations ($2), those with
 // pending or dead messages, those ever paused and those a live dispatcher
 // serves: a destination whose backlog empties stays in the list, at 0.
-// Pending messages are read through the lane indexes, at most $1 of each
-// kind per destination (pendingsql.Cap), so that a scrape costs the same
-// behind a backlog of a million. The leading comment names the query in
+// Pending messages are read through the lane indexes within a budget of $1
+// rows for the whole scrape (pendingsql.Budget), so that a scrape costs the
+// same behind a backlog of a million, whatever the number of destinations. The leading comment names the query in
 // pg_stat_activity, which keeps only the start of a long query's text.
 const destinationStatsSQL = `/* outboxd serve: /metrics, outbox_dispatchers and per-destination gauges */
 WITH RECURSIVE ` + pendingsql.Destinations + `, pending AS (
-    SELECT pd.destination, s.n, extract(epoch FROM now() - s.oldest) AS age
+    SELECT pd.destination, s.n, extract(epoch FROM now() - s.oldest) AS age, s.capped
     FROM pending_destinations pd CROSS JOIN LATERAL ` + pendingsql.Stats + ` s
 ), dead AS (
     SELECT destination, count(*) AS n
@@ -47,7 +47,7 @@ WITH RECURSIVE ` + pendingsql.Destinations + `, pending AS (
     UNION SELECT destination FROM live
     UNION SELECT name FROM {{schema}}.outbox_destinations
 )
-SELECT n.destination, coalesce(p.n, 0), coalesce(p.age, 0), coalesce(d.n, 0),
+SELECT n.destination, coalesce(p.n, 0), coalesce(p.age, 0), coalesce(p.capped, false), coalesce(d.n, 0),
        coalesce(x.paused, false), coalesce(l.n, 0)
 FROM names n
 LEFT JOIN pending p USING (destination)
@@ -59,7 +59,7 @@ LEFT JOIN {{schema}}.outbox_destinations x ON x.name = n.destination`
 type destStats struct {
 	pending, dead, live int64
 	age                 float64
-	paused              bool
+	paused, capped      bool
 }
 
 var (
@@ -67,6 +67,8 @@ var (
 		"Messages waiting for delivery (0 once the backlog empties).", []string{"destination"}, nil)
 	descAge = prometheus.NewDesc("outboxd_oldest_pending_age_seconds",
 		"Age of the oldest message waiting for delivery (0 without a backlog).", []string{"destination"}, nil)
+	descCapped = prometheus.NewDesc("outboxd_pending_capped",
+		"1 if the scrape's row budget cut a read of the destination's backlog short: outboxd_pending_messages is then a lower bound and outboxd_oldest_pending_age_seconds the oldest seen.", []string{"destination"}, nil)
 	descDead = prometheus.NewDesc("outboxd_dead_messages",
 		"Dead-lettered messages kept in the database (requeue or purge them: outboxd outbox dead).", []string{"destination"}, nil)
 	descPaused = prometheus.NewDesc("outboxd_destination_paused",
@@ -85,7 +87,7 @@ var (
 type dbCollector struct {
 	pool       *pgxpool.Pool
 	query      string
-	cap        int64 // pending messages read per kind and destination
+	budget     int64 // rows of outbox_messages a collection may read for the backlog
 	configured []string
 	keep       map[string]bool // configured, as a set
 	timeout    time.Duration
@@ -105,13 +107,13 @@ func newDBCollector(pool *pgxpool.Pool, schema string, configured []string, time
 	for _, name := range configured {
 		keep[name] = true
 	}
-	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema), cap: pendingsql.Cap,
+	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema), budget: pendingsql.Budget,
 		configured: configured, keep: keep, timeout: timeout, logs: logs, now: time.Now,
 		zeroSince: map[string]time.Time{}}
 }
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descAge, descDead, descPaused, descLive, descUp, descLastSuccess} {
+	for _, d := range []*prometheus.Desc{descPending, descAge, descCapped, descDead, descPaused, descLive, descUp, descLastSuccess} {
 		ch <- d
 	}
 }
@@ -159,7 +161,7 @@ func (c *dbCollector) emit(ch chan<- prometheus.Metric, last map[string]destStat
 		for _, v := range []struct {
 			d *prometheus.Desc
 			v float64
-		}{{descPending, float64(s.pending)}, {descAge, s.age}, {descDead, float64(s.dead)},
+		}{{descPending, float64(s.pending)}, {descAge, s.age}, {descCapped, boolGauge(s.capped)}, {descDead, float64(s.dead)},
 			{descPaused, boolGauge(s.paused)}, {descLive, float64(s.live)}} {
 			m, err := prometheus.NewConstMetric(v.d, prometheus.GaugeValue, v.v, name)
 			if err != nil {
@@ -205,18 +207,21 @@ func (c *dbCollector) refresh() <-chan struct{} {
 }
 
 func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, error) {
-	rows, err := c.pool.Query(ctx, c.query, c.cap, c.configured)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]destStats{}
-	var (
-		name string
-		s    destStats
-	)
-	_, err = pgx.ForEachRow(rows, []any{&name, &s.pending, &s.age, &s.dead, &s.paused, &s.live}, func() error {
-		out[name] = s
-		return nil
+	err := pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, c.query, c.budget, c.configured)
+		if err != nil {
+			return err
+		}
+		var (
+			name string
+			s    destStats
+		)
+		_, err = pgx.ForEachRow(rows, []any{&name, &s.pending, &s.age, &s.capped, &s.dead, &s.paused, &s.live}, func() error {
+			out[name] = s
+			return nil
+		})
+		return err
 	})
 	return out, err
 }

@@ -138,9 +138,9 @@ func TestDatabaseGaugesSkipInvalidNames(t *testing.T) {
 	for m := range ch {
 		descs = append(descs, m.Desc().String())
 	}
-	// up, the timestamp and crm's five.
-	if len(descs) != 7 {
-		t.Fatalf("%d series, want 7: %v", len(descs), descs)
+	// up, the timestamp and crm's six.
+	if len(descs) != 8 {
+		t.Fatalf("%d series, want 8: %v", len(descs), descs)
 	}
 	if !strings.Contains(logs.String(), `destination="\"bad\\xff\""`) {
 		t.Fatalf("the invalid name is not logged: %s", logs.String())
