@@ -55,8 +55,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 10 {
-		t.Fatalf("applied %d migrations, want 10", len(res))
+	if len(res) != 11 {
+		t.Fatalf("applied %d migrations, want 11 (00011 is on another branch)", len(res))
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -72,8 +72,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 10 {
-		t.Fatalf("version = %d, %v; want 10", v, err)
+	if err != nil || v != 12 {
+		t.Fatalf("version = %d, %v; want 12", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -175,6 +175,17 @@ func TestDownOneStepAtATime(t *testing.T) {
 	}
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := m.Down(ctx); err != nil { // the console's audit table and search indexes
+		t.Fatal(err)
+	}
+	if tableExists(t, db, "outboxd.console_audit") {
+		t.Fatal("one step down should drop console_audit")
+	}
+	var consoleIdx int
+	if err := db.QueryRow(`SELECT count(*) FROM pg_indexes WHERE schemaname = 'outboxd' AND indexname IN
+		('inbox_events_ref_values_idx', 'inbox_events_event_id_idx', 'outbox_messages_idempotency_only_idx')`).Scan(&consoleIdx); err != nil || consoleIdx != 0 {
+		t.Fatalf("one step down should drop the console's indexes: %d left, %v", consoleIdx, err)
 	}
 	if _, err := m.Down(ctx); err != nil { // the enqueue trigger
 		t.Fatal(err)

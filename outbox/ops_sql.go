@@ -28,9 +28,22 @@ LIMIT $7`
 const requeueSQL = `
 UPDATE {{schema}}.outbox_messages
 SET status = 'pending', attempts_base = attempts, requeued_at = now(), next_attempt_at = now()
-WHERE ` + filterSQL
+WHERE ` + filterSQL + `
+RETURNING id`
 
-const purgeSQL = `DELETE FROM {{schema}}.outbox_messages WHERE ` + filterSQL
+const purgeSQL = `DELETE FROM {{schema}}.outbox_messages WHERE ` + filterSQL + `
+RETURNING id`
+
+// countSQL counts what a requeue or purge with the same filter would touch.
+const countSQL = `SELECT count(*) FROM {{schema}}.outbox_messages WHERE ` + filterSQL
+
+// pauseSQL is the operator's pause; the dispatcher has its own for a 410
+// (worker/sql.go), which keeps the first reason.
+const pauseSQL = `
+INSERT INTO {{schema}}.outbox_destinations (name, paused, reason, paused_at)
+VALUES ($1, true, $2, now())
+ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused_at = now()
+WHERE NOT {{schema}}.outbox_destinations.paused`
 
 const attemptsSQL = `
 SELECT attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher

@@ -1,0 +1,33 @@
+// Package console is outboxd's operator console: server-rendered web pages
+// and an admin JSON API (under /api/) that answer the questions operators
+// ask at 2 a.m. from a browser. Which events arrived, found by event id,
+// source, status, time or any reference the handlers stored (email, contact
+// id, phone, record id); what each caused downstream; every attempt of a
+// message with its response; the dead letters, requeued or purged with a
+// confirmation and an audit record; the destinations with their backlog,
+// rates and pauses; the inbox's failure log.
+//
+// Guarantees and limits:
+//
+//   - Never open by accident: New refuses a Config without users unless
+//     InsecureNoAuth is set. Users authenticate with HTTP basic auth or a
+//     bearer token; a Viewer reads, only an Admin may requeue, purge, pause
+//     or resume.
+//   - Every state-changing request passes net/http's CrossOriginProtection
+//     (Sec-Fetch-Site / Origin) and carries a CSRF token bound to the user
+//     (an HMAC under a key drawn at start), except requests authenticated
+//     with a bearer token, which a browser never attaches by itself.
+//   - Every action runs in one transaction with its audit row
+//     (console_audit, migration 12): an action is recorded if and only if
+//     it happened.
+//   - A requeue or purge by filter is confirmed with the count it will
+//     touch; if the count changed by the time it is confirmed, nothing
+//     changes and the operator is asked again.
+//   - Credentials are never logged, echoed or stored; payloads and headers
+//     are shown escaped (html/template), capped in size, with credential
+//     headers redacted.
+//
+// The pages and the API share one query layer (store.go), which reuses the
+// outbox and inbox packages' operator calls (outbox.RequeueIDs,
+// outbox.PurgeDeadIDs, outbox.PauseDestination, inbox.Get...).
+package console

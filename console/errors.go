@@ -1,0 +1,11 @@
+package console
+
+import "errors"
+
+// ErrNoAuth is returned by New when the Config names no user and does not
+// set InsecureNoAuth: the console is never open by accident.
+var ErrNoAuth = errors.New("console: no credentials configured: name at least one user (with a password or a token from the environment) or set insecure_no_auth: true for local use")
+
+// errCountChanged means the dead letters a filter matches changed between
+// the confirmation and the action: nothing was changed.
+var errCountChanged = errors.New("the number of matching dead letters changed since the confirmation; nothing was changed, confirm again")

@@ -1,0 +1,171 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/console"
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// Credentials of the test users; each test asserts none is ever echoed.
+const (
+	adminPass   = "admin-pass-3f9c1e"
+	viewerPass  = "viewer-pass-7a2d4b"
+	adminToken  = "admin-token-c81e9f0a"
+	viewerToken = "viewer-token-52b7e6d1"
+)
+
+type bundle struct {
+	pool *pgxpool.Pool
+	srv  *httptest.Server
+	in   *inbox.Inbox
+	out  *outbox.Outbox
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	pool := pgtest.Pool(t)
+	c, err := console.New(pool, &console.Config{Users: []console.User{
+		{Name: "ada", Role: console.Admin, Password: adminPass},
+		{Name: "vic", Role: console.Viewer, Password: viewerPass},
+		{Name: "bot", Role: console.Admin, Token: adminToken},
+		{Name: "ro-bot", Role: console.Viewer, Token: viewerToken},
+	}, PageSize: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	in, _ := inbox.New(nil)
+	out, _ := outbox.New(nil)
+	return &bundle{pool: pool, srv: srv, in: in, out: out}
+}
+
+// receive records an event twice (a sender's retry), with the welcome email
+// it causes enqueued in the same transaction the first time.
+func (b *bundle) receive(t *testing.T, id, email string) uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	var msgID uuid.UUID
+	for range 2 {
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			res, err := b.in.Record(ctx, tx, inbox.Event{Source: "forms", ID: id, Type: "lead.created",
+				Payload: []byte(`{"email":"` + email + `"}`), Refs: map[string]string{"email": email, "contact_id": "c-" + id},
+				Headers: http.Header{"Content-Type": {"application/json"}}})
+			if err != nil || !res.New {
+				return err
+			}
+			e, err := b.out.Enqueue(ctx, tx, outbox.Message{Destination: "email-api", Type: "email.welcome",
+				OrderingKey: "contact-" + id, Payload: []byte(`{"to":"` + email + `"}`),
+				Headers:  http.Header{"Authorization": {"Bearer downstream-secret-xyz"}},
+				CausedBy: &outbox.EventRef{Source: "forms", EventID: id}})
+			msgID = e.ID
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return msgID
+}
+
+// kill makes a message a dead letter, as the dispatcher leaves one after
+// its last failed attempt (the dead-lettering itself is worker's to test).
+func (b *bundle) kill(t *testing.T, id uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, `
+WITH m AS (UPDATE outboxd.outbox_messages SET status = 'dead', attempts = 1, last_error = 'HTTP 422', last_status_code = 422 WHERE id = $1 RETURNING id)
+INSERT INTO outboxd.outbox_attempts (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body)
+SELECT id, 1, now(), 12.5, 'dead', 422, 'HTTP 422', '{"error":"bad template"}' FROM m`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *bundle) status(t *testing.T, id uuid.UUID) string {
+	t.Helper()
+	var s string
+	if err := b.pool.QueryRow(context.Background(), `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, id).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type reply struct {
+	code int
+	h    http.Header
+	body string
+}
+
+// do sends a request with auth ("basic:user:pass", "bearer:token" or "").
+func (b *bundle) do(t *testing.T, method, path, auth string, body io.Reader, hdr map[string]string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch kind, rest, _ := strings.Cut(auth, ":"); kind {
+	case "basic":
+		u, p, _ := strings.Cut(rest, ":")
+		req.SetBasicAuth(u, p)
+	case "bearer":
+		req.Header.Set("Authorization", "Bearer "+rest)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	all, _ := io.ReadAll(resp.Body)
+	r := reply{code: resp.StatusCode, h: resp.Header, body: string(all)}
+	for _, secret := range []string{adminPass, viewerPass, adminToken, viewerToken, "downstream-secret-xyz"} {
+		if strings.Contains(r.body, secret) {
+			t.Fatalf("%s %s: the answer contains a credential:\n%s", method, path, r.body)
+		}
+	}
+	return r
+}
+
+func (b *bundle) form(t *testing.T, path, auth string, v url.Values) reply {
+	t.Helper()
+	return b.do(t, http.MethodPost, path, auth, strings.NewReader(v.Encode()),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+}
+
+func (b *bundle) csrf(t *testing.T, auth string) string {
+	t.Helper()
+	r := b.do(t, http.MethodGet, "/api/session", auth, nil, nil)
+	var s struct {
+		Token string `json:"csrf_token"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &s); err != nil || s.Token == "" {
+		t.Fatalf("session: %d %s %v", r.code, r.body, err)
+	}
+	return s.Token
+}
+
+func decode[T any](t *testing.T, r reply) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(r.body), &v); err != nil {
+		t.Fatalf("decode %d %q: %v", r.code, r.body, err)
+	}
+	return v
+}

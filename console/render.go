@@ -1,0 +1,137 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+var pageNames = []string{"events", "event", "messages", "message", "dead", "confirm", "done", "destinations", "failures", "error"}
+
+func parsePages() (map[string]*template.Template, error) {
+	out := map[string]*template.Template{}
+	for _, name := range pageNames {
+		t, err := template.New(name).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, err
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+var funcs = template.FuncMap{
+	"when": func(t any) string {
+		switch v := t.(type) {
+		case time.Time:
+			if v.IsZero() {
+				return "-"
+			}
+			return v.UTC().Format("2006-01-02 15:04:05.000 UTC")
+		case *time.Time:
+			if v == nil {
+				return "-"
+			}
+			return v.UTC().Format("2006-01-02 15:04:05.000 UTC")
+		}
+		return "-"
+	},
+	"ago": func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return time.Since(*t).Round(time.Second).String()
+	},
+	"list":    func(s ...string) []string { return s },
+	"ms":      func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) },
+	"pct":     func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+	"seg":     url.PathEscape,
+	"code":    func(c *int) string { return map[bool]string{true: "-", false: fmt.Sprint(deref(c))}[c == nil] },
+	"sorted":  sortedKeys,
+	"headers": func(h http.Header) [][2]string { return headerRows(redactHeaders(h)) },
+	"lanes":   func(l []int) string { return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(l)), ", "), "[]") },
+}
+
+func deref(c *int) int {
+	if c == nil {
+		return 0
+	}
+	return *c
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func headerRows(h http.Header) [][2]string {
+	var out [][2]string
+	for k, vs := range h {
+		for _, v := range vs {
+			out = append(out, [2]string{k, v})
+		}
+	}
+	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return out
+}
+
+// shown is a body as a page shows it: JSON indented, anything else as
+// text with invalid UTF-8 replaced, cut at max bytes (html/template
+// escapes the rest).
+type shown struct {
+	Text      string
+	Size      int
+	Truncated bool
+}
+
+func show(b []byte, max int) shown {
+	s := shown{Size: len(b)}
+	if json.Valid(b) {
+		var buf bytes.Buffer
+		if json.Indent(&buf, b, "", "  ") == nil {
+			b = buf.Bytes()
+		}
+	}
+	if len(b) > max {
+		// A character cut in two becomes U+FFFD below.
+		b, s.Truncated = b[:max], true
+	}
+	s.Text = strings.ToValidUTF8(string(b), "\uFFFD")
+	return s
+}
+
+// view is what every page template gets.
+type view struct {
+	Title string
+	Nav   string
+	User  principal
+	CSRF  string
+	Error string
+	Data  any
+	Query url.Values
+}
+
+func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, v view) {
+	v.User = principalOf(r.Context())
+	v.CSRF = c.csrf.token(v.User)
+	v.Query = r.URL.Query()
+	var buf bytes.Buffer
+	if err := c.pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
+		c.log.Error("console: render", "page", name, "error", err)
+		http.Error(w, "500 internal error: the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}

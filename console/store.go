@@ -1,0 +1,170 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// store is the one query layer under the pages and the API.
+type store struct {
+	pool  *pgxpool.Pool
+	in    *inbox.Inbox
+	out   *outbox.Outbox
+	q     queries
+	limit int
+}
+
+type queries struct {
+	events, messages, destinations, lanes, dispatchers, failureSummary string
+	auditInsert, auditForMessage, auditRecent                         string
+}
+
+func newStore(pool *pgxpool.Pool, cfg *Config) (*store, error) {
+	in, err := inbox.New(&inbox.Config{Schema: cfg.Schema})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	out, err := outbox.New(&outbox.Config{Schema: cfg.Schema})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	r := func(q string) string { return dbschema.Render(q, cfg.Schema) }
+	return &store{pool: pool, in: in, out: out, limit: cfg.PageSize, q: queries{
+		events: r(eventsSQL), messages: r(messagesSQL), destinations: r(destinationsSQL),
+		lanes: r(lanesSQL), dispatchers: r(dispatchersSQL), failureSummary: r(failureSummarySQL),
+		auditInsert: r(auditInsertSQL), auditForMessage: r(auditForMessageSQL), auditRecent: r(auditRecentSQL),
+	}}, nil
+}
+
+func opt(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// EventFilter selects inbox events. Zero fields match everything.
+type EventFilter struct {
+	// Query is an event id, or a reference's value whatever its name
+	// ("ada@example.com"), or name=value for one reference.
+	Query  string    `json:"q,omitempty"`
+	Source string    `json:"source,omitempty"`
+	Status string    `json:"status,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+	Until  time.Time `json:"until,omitzero"`
+}
+
+// EventRow is one event in a list.
+type EventRow struct {
+	Source         string            `json:"source"`
+	ID             string            `json:"id"`
+	Type           string            `json:"type"`
+	Status         string            `json:"status"`
+	ReceivedAt     time.Time         `json:"received_at"`
+	LastSeenAt     time.Time         `json:"last_seen_at"`
+	DuplicateCount int               `json:"duplicate_count"`
+	Refs           map[string]string `json:"refs"`
+}
+
+func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
+	var value, refName, refValue *string
+	if name, v, ok := refQuery(f.Query); ok {
+		refName, refValue = &name, &v
+	} else {
+		value = opt(f.Query)
+	}
+	rows, err := s.pool.Query(ctx, s.q.events, value, refName, refValue, opt(f.Source), opt(f.Status),
+		optTime(f.Since), optTime(f.Until), s.limit)
+	if err != nil {
+		return nil, fmt.Errorf("console: events: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (EventRow, error) {
+		var e EventRow
+		var refs []byte
+		if err := row.Scan(&e.Source, &e.ID, &e.Type, &e.Status, &e.ReceivedAt, &e.LastSeenAt, &e.DuplicateCount, &refs); err != nil {
+			return e, err
+		}
+		return e, json.Unmarshal(refs, &e.Refs)
+	})
+}
+
+// MessageFilter selects outbox messages. Zero fields match everything.
+type MessageFilter struct {
+	IDs         []uuid.UUID `json:"ids,omitempty"`
+	Destination string      `json:"destination,omitempty"`
+	// Status is pending (waiting, no failed attempt since it was enqueued
+	// or requeued), retrying (waiting after a failed attempt), dead or
+	// delivered.
+	Status         string    `json:"status,omitempty"`
+	OrderingKey    string    `json:"ordering_key,omitempty"`
+	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	Type           string    `json:"type,omitempty"`
+	Since          time.Time `json:"since,omitzero"`
+	Until          time.Time `json:"until,omitzero"`
+	// CausedBy narrows to the messages an inbox event caused.
+	CausedBy *outbox.EventRef `json:"caused_by,omitempty"`
+}
+
+// MessageRow is one message in a list.
+type MessageRow struct {
+	ID             uuid.UUID  `json:"id"`
+	Destination    string     `json:"destination"`
+	Type           string     `json:"type"`
+	OrderingKey    string     `json:"ordering_key,omitempty"`
+	Seq            int64      `json:"seq,omitempty"`
+	IdempotencyKey string     `json:"idempotency_key"`
+	Status         string     `json:"status"`
+	Attempts       int        `json:"attempts"`
+	NextAttemptAt  *time.Time `json:"next_attempt_at,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastStatusCode *int       `json:"last_status_code,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	DeliveredAt    *time.Time `json:"delivered_at,omitempty"`
+	CausedBySource string     `json:"caused_by_source,omitempty"`
+	CausedByID     string     `json:"caused_by_event_id,omitempty"`
+}
+
+func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, error) {
+	var ids []uuid.UUID
+	if len(f.IDs) > 0 {
+		ids = f.IDs
+	}
+	var causeSource, causeID *string
+	if f.CausedBy != nil {
+		causeSource, causeID = &f.CausedBy.Source, &f.CausedBy.EventID
+	}
+	rows, err := s.pool.Query(ctx, s.q.messages, ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
+		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit)
+	if err != nil {
+		return nil, fmt.Errorf("console: messages: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (MessageRow, error) {
+		var m MessageRow
+		var next time.Time
+		err := row.Scan(&m.ID, &m.Destination, &m.Type, &m.OrderingKey, &m.Seq, &m.IdempotencyKey, &m.Status,
+			&m.Attempts, &next, &m.LastError, &m.LastStatusCode, &m.CreatedAt, &m.DeliveredAt,
+			&m.CausedBySource, &m.CausedByID)
+		// Only a waiting message has a next attempt.
+		if m.Status == "pending" || m.Status == "retrying" {
+			m.NextAttemptAt = &next
+		}
+		return m, err
+	})
+}
