@@ -26,7 +26,7 @@ type store struct {
 
 type queries struct {
 	events, messages, destinations, lanes, dispatchers, failureSummary string
-	auditInsert, auditForMessage, auditRecent                         string
+	auditInsert, auditForMessage, auditRecent                          string
 }
 
 func newStore(pool *pgxpool.Pool, cfg *Config) (*store, error) {
