@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -89,6 +90,15 @@ func (c *Console) routes() http.Handler {
 	return securityHeaders(c.auth.middleware(h))
 }
 
+// refuse answers 403, as JSON under /api/, else as a page.
+func (c *Console) refuse(w http.ResponseWriter, r *http.Request, why string) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		c.api(func(*http.Request) (any, error) { return nil, errForbidden{why} })(w, r)
+		return
+	}
+	c.render(w, r, http.StatusForbidden, "error", view{Title: "Forbidden", Error: why})
+}
+
 // maxForm caps an action's form or JSON body (a selection of ids).
 const maxForm = 1 << 20
 
@@ -96,12 +106,12 @@ const maxForm = 1 << 20
 func (c *Console) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if principalOf(r.Context()).Role != Admin {
-			http.Error(w, "403 forbidden: this action needs the admin role", http.StatusForbidden)
+			c.refuse(w, r, "this action needs the admin role")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 		if !c.csrf.check(r) {
-			http.Error(w, "403 forbidden: missing or invalid CSRF token, or a cross-origin request; reload the page and try again", http.StatusForbidden)
+			c.refuse(w, r, "missing or invalid CSRF token, or a cross-origin request; reload the page and try again")
 			return
 		}
 		next(w, r)

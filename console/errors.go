@@ -9,3 +9,8 @@ var ErrNoAuth = errors.New("console: no credentials configured: name at least on
 // errCountChanged means the dead letters a filter matches changed between
 // the confirmation and the action: nothing was changed.
 var errCountChanged = errors.New("the number of matching dead letters changed since the confirmation; nothing was changed, confirm again")
+
+// errForbidden is a refused action: 403 with its reason.
+type errForbidden struct{ why string }
+
+func (e errForbidden) Error() string { return e.why }

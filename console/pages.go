@@ -35,7 +35,10 @@ func (c *Console) page(fn pageFunc) http.HandlerFunc {
 
 func (c *Console) classify(r *http.Request, err error) (int, string) {
 	var ue userError
+	var fe errForbidden
 	switch {
+	case errors.As(err, &fe):
+		return http.StatusForbidden, fe.why
 	case errors.Is(err, errNotFound):
 		return http.StatusNotFound, err.Error()
 	case errors.As(err, &ue):

@@ -55,7 +55,7 @@ var funcs = template.FuncMap{
 	"code":    func(c *int) string { return map[bool]string{true: "-", false: fmt.Sprint(deref(c))}[c == nil] },
 	"sorted":  sortedKeys,
 	"headers": func(h http.Header) [][2]string { return headerRows(redactHeaders(h)) },
-	"lanes":   func(l []int) string { return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(l)), ", "), "[]") },
+	"lanes":   laneRanges,
 }
 
 func deref(c *int) int {
@@ -134,4 +134,22 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// laneRanges writes sorted lanes as ranges: [0 1 2 3 7] is "0-3, 7".
+func laneRanges(l []int) string {
+	var parts []string
+	for i := 0; i < len(l); {
+		j := i
+		for j+1 < len(l) && l[j+1] == l[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", l[i], l[j]))
+		} else {
+			parts = append(parts, fmt.Sprint(l[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
 }
