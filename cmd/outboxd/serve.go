@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/outboxd/outboxd/console"
 	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/worker"
@@ -69,6 +70,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	var consoleUsers []console.User
+	if cfg.Console != nil {
+		if consoleUsers, err = cfg.Console.consoleUsers(); err != nil {
+			return usageErrorf("%v", err)
+		}
 	}
 	if check != "" {
 		return runCheck(ctx, check, db, cfg, set.listen, stdout)
@@ -142,6 +149,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("ops server failed", "error", err)
 		}
 	}()
+	var consoleSrv *http.Server
+	if cfg.Console != nil {
+		if consoleSrv, err = startConsole(cfg.Console, consoleUsers, pool, db.schema, logger); err != nil {
+			_ = srv.Close()
+			return err
+		}
+		defer func() { _ = consoleSrv.Close() }()
+	}
 	if err := d.Start(ctx); err != nil {
 		_ = srv.Close()
 		return describeDBError(err)
@@ -154,6 +169,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	err = d.Stop(stopCtx)
 	_ = srv.Shutdown(stopCtx)
+	if consoleSrv != nil {
+		_ = consoleSrv.Shutdown(stopCtx)
+	}
 	if err != nil && stopCtx.Err() != nil {
 		// The worker's error joins one per part that ran out of time;
 		// for people, one sentence.

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/console"
+)
+
+// consoleConf is the console: section (docs/operations.md, "Console"). The
+// credentials are never in the file: it names the environment variables
+// that hold them.
+type consoleConf struct {
+	Listen         string                     `yaml:"listen"`
+	InsecureNoAuth bool                       `yaml:"insecure_no_auth"`
+	Users          map[string]consoleUserConf `yaml:"users"`
+	RiverUI        bool                       `yaml:"river_ui"`
+}
+
+type consoleUserConf struct {
+	Role        string `yaml:"role"`
+	PasswordEnv string `yaml:"password_env"`
+	TokenEnv    string `yaml:"token_env"`
+}
+
+// validateConsole checks the console: section as written; the variables it
+// names are read when serve starts (consoleUsers).
+func (c *fileConfig) validateConsole() error {
+	cc := c.Console
+	if cc == nil {
+		return nil
+	}
+	if cc.Listen == "" {
+		return c.errAt("console.listen", "required: the console's own address, for example 127.0.0.1:9500")
+	}
+	if checkListen(cc.Listen) != nil {
+		return c.errAt("console.listen", "%s is not host:port (for example 127.0.0.1:9500)", c.show("console.listen", cc.Listen))
+	}
+	if len(cc.Users) == 0 && !cc.InsecureNoAuth {
+		return c.errAt("console", "no credentials: name users (each with password_env or token_env), or set insecure_no_auth: true for local use; the console never opens by accident")
+	}
+	if len(cc.Users) > 0 && cc.InsecureNoAuth {
+		return c.errAt("console.insecure_no_auth", "set, and users named too: choose one")
+	}
+	for _, name := range slices.Sorted(maps.Keys(cc.Users)) {
+		u, at := cc.Users[name], "console.users."+name
+		if u.Role != string(console.Viewer) && u.Role != string(console.Admin) {
+			return c.errAt(at+".role", "%q: want viewer or admin", u.Role)
+		}
+		if (u.PasswordEnv == "") == (u.TokenEnv == "") {
+			return c.errAt(at, "set exactly one of password_env (basic auth) and token_env (bearer token)")
+		}
+	}
+	return nil
+}
+
+// consoleUsers reads each user's credential from the variable the file
+// names; the error names the variable, never a value.
+func (cc *consoleConf) consoleUsers() ([]console.User, error) {
+	var users []console.User
+	for _, name := range slices.Sorted(maps.Keys(cc.Users)) {
+		u := cc.Users[name]
+		cu := console.User{Name: name, Role: console.Role(u.Role)}
+		env, dst := u.PasswordEnv, &cu.Password
+		if u.TokenEnv != "" {
+			env, dst = u.TokenEnv, &cu.Token
+		}
+		if *dst = os.Getenv(env); *dst == "" {
+			return nil, fmt.Errorf("console.users.%s: %s is not set or empty (it holds the user's credential)", name, env)
+		}
+		users = append(users, cu)
+	}
+	return users, nil
+}
+
+// startConsole serves the console on its own listener, until stop.
+func startConsole(cc *consoleConf, users []console.User, pool *pgxpool.Pool, schema string, logger *slog.Logger) (*http.Server, error) {
+	c, err := console.New(pool, &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cc.Listen)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		return nil, fmt.Errorf("console: listen on console.listen: %w", err)
+	}
+	srv := &http.Server{Handler: c, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: opsReadTimeout,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("console server failed", "error", err)
+		}
+	}()
+	if cc.InsecureNoAuth {
+		logger.Warn("console: insecure_no_auth is set: anyone who reaches the address is an admin", "listen", ln.Addr().String())
+	}
+	logger.Info("console serving", "listen", ln.Addr().String(), "users", len(users))
+	return srv, nil
+}
