@@ -14,8 +14,8 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: ## Run examples/crm-deals under a storm of signed webhooks and check every invariant (exits non-zero if one breaks).
-	$(GO) run ./examples/crm-deals demo
+demo: ## Run examples/crm-deals under a storm of signed webhooks and check every invariant (exits non-zero if one breaks); CONSOLE=1 then serves the operator console.
+	$(GO) run ./examples/crm-deals demo $(if $(CONSOLE),--console)
 
 .PHONY: build
 build: ## Build the outboxd binary into bin/.
