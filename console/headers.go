@@ -12,7 +12,7 @@ const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'se
 
 // riverUIPolicy lets River UI's own scripts and styles run, nothing from
 // elsewhere, never framed.
-const riverUIPolicy = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+const riverUIPolicy = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 // securityHeaders sets the headers every response carries. Pages and API
 // answers hold operational data, so nothing is cached.

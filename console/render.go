@@ -119,12 +119,15 @@ type view struct {
 	Error string
 	Data  any
 	Query url.Values
+	// RiverUI is whether River UI is mounted (linked for admins).
+	RiverUI bool
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, v view) {
 	v.User = principalOf(r.Context())
 	v.CSRF = c.csrf.token(v.User)
 	v.Query = r.URL.Query()
+	v.RiverUI = c.cfg.RiverUI != nil
 	var buf bytes.Buffer
 	if err := c.pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
 		c.log.Error("console: render", "page", name, "error", err)

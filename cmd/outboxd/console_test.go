@@ -48,22 +48,13 @@ func TestServeMountsTheConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = f.WriteString("console:\n  listen: " + addr + "\n  users:\n    ada:\n      role: admin\n      password_env: OUTBOXD_TEST_CONSOLE_PW\n")
+	_, _ = f.WriteString("console:\n  listen: " + addr + "\n  river_ui: true\n  users:\n    ada:\n      role: admin\n      password_env: OUTBOXD_TEST_CONSOLE_PW\n" +
+		"    vic:\n      role: viewer\n      token_env: OUTBOXD_TEST_CONSOLE_TOKEN\n")
 	f.Close()
-	d := startDaemonEnv(t, []string{"OUTBOXD_TEST_CONSOLE_PW=" + pass}, config, "--log-level", "debug")
+	const token = "console-token-0b5a"
+	d := startDaemonEnv(t, []string{"OUTBOXD_TEST_CONSOLE_PW=" + pass, "OUTBOXD_TEST_CONSOLE_TOKEN=" + token}, config, "--log-level", "debug")
 	d.waitReady(t)
-	get := func(user, pw string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/destinations", nil)
-		if user != "" {
-			req.SetBasicAuth(user, pw)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	get := func(user, pw string) int { return getAt(t, addr, "/api/destinations", user, pw) }
 	if c := get("", ""); c != http.StatusUnauthorized {
 		t.Fatalf("without credentials: %d", c)
 	}
@@ -73,10 +64,42 @@ func TestServeMountsTheConsole(t *testing.T) {
 	if c := get("ada", pass); c != http.StatusOK {
 		t.Fatalf("with the password: %d", c)
 	}
+	// River UI, behind the same authentication, for admins only.
+	if c := getAt(t, addr, "/riverui/", "", ""); c != http.StatusUnauthorized {
+		t.Fatalf("River UI without credentials: %d", c)
+	}
+	if c := getAt(t, addr, "/riverui/", "bearer", token); c != http.StatusForbidden {
+		t.Fatalf("River UI as a viewer: %d", c)
+	}
+	for _, path := range []string{"/riverui/", "/riverui/api/jobs?state=completed&limit=5"} {
+		if c := getAt(t, addr, path, "ada", pass); c != http.StatusOK {
+			t.Fatalf("%s as admin: %d", path, c)
+		}
+	}
 	if code := d.terminate(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	if log := d.stderr.String(); strings.Contains(log, pass) || !strings.Contains(log, "console serving") {
 		t.Fatalf("log:\n%s", log)
 	}
+}
+
+// getAt GETs path on addr as user ("bearer" with a token, "" for nobody)
+// and returns the status.
+func getAt(t *testing.T, addr, path, user, secret string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	switch user {
+	case "":
+	case "bearer":
+		req.Header.Set("Authorization", "Bearer "+secret)
+	default:
+		req.SetBasicAuth(user, secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

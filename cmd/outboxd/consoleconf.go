@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,8 +84,16 @@ func (cc *consoleConf) consoleUsers() ([]console.User, error) {
 }
 
 // startConsole serves the console on its own listener, until stop.
-func startConsole(cc *consoleConf, users []console.User, pool *pgxpool.Pool, schema string, logger *slog.Logger) (*http.Server, error) {
-	c, err := console.New(pool, &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Logger: logger})
+func startConsole(ctx context.Context, cc *consoleConf, users []console.User, pool *pgxpool.Pool, schema string, logger *slog.Logger) (*http.Server, error) {
+	cfg := &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Logger: logger}
+	if cc.RiverUI {
+		h, err := riverUI(ctx, pool, schema, logger)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RiverUI = h
+	}
+	c, err := console.New(pool, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -151,7 +151,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	var consoleSrv *http.Server
 	if cfg.Console != nil {
-		if consoleSrv, err = startConsole(cfg.Console, consoleUsers, pool, db.schema, logger); err != nil {
+		if consoleSrv, err = startConsole(ctx, cfg.Console, consoleUsers, pool, db.schema, logger); err != nil {
 			_ = srv.Close()
 			return err
 		}
