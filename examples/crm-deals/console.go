@@ -46,4 +46,3 @@ func showConsole(ctx context.Context, pool *pgxpool.Pool, keep bool) error {
 	<-ctx.Done()
 	return nil
 }
-
