@@ -42,7 +42,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-enqueue bench-receipt bench-dispatch bench-purge bench-webhook ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-enqueue bench-receipt bench-dispatch bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
 
 .PHONY: bench-enqueue
 bench-enqueue: ## Enqueue in one-message transactions (with a Notifier, and with NOTIFY inside) vs pgbench's plain INSERT, 1 and 16 connections.
@@ -59,6 +59,10 @@ bench-dispatch: ## Dispatcher drain and latency (alone, beside a timing-out dest
 .PHONY: bench-purge
 bench-purge: ## Receipt p50/p99 at 16 connections with and without purging 1M expired inbox keys.
 	$(GO) run ./internal/bench/receipt -purge 1000000 -duration 45s $(BENCH_ARGS)
+
+.PHONY: bench-console
+bench-console: ## Console search endpoints (p50/p99) over 1M generated inbox events, beside a primary-key fetch and without the search index.
+	$(GO) run ./internal/bench/console $(BENCH_ARGS)
 
 .PHONY: bench-webhook
 bench-webhook: ## Signed webhook receipt over HTTP (new events, duplicates) beside pgbench on the same SQL.
