@@ -147,11 +147,16 @@ func run(adminURL string, events, samples int) error {
 			return fmt.Sprintf("/api/events?source=src%d&status=rejected&since=%s&until=%s", r.IntN(10), since, since-time.Hour)
 		}},
 		{"events: newest 100, no filter", func(*rand.Rand) string { return "/api/events" }},
-		{"messages: idempotency_key=<key>", func(r *rand.Rand) string { return fmt.Sprintf("/api/messages?idempotency_key=key_%d", 5*(1+r.IntN(events/5))) }},
+		{"messages: idempotency_key=<key>", func(r *rand.Rand) string {
+			return fmt.Sprintf("/api/messages?idempotency_key=key_%d", 5*(1+r.IntN(events/5)))
+		}},
 		{"messages: destination + status=dead", func(r *rand.Rand) string {
 			return "/api/messages?status=dead&destination=" + []string{"email-api", "sales-chat"}[r.IntN(2)]
 		}},
-		{"event page data: an event, its failures and messages", func(r *rand.Rand) string { i := 5 * (1 + r.IntN(events/5)); return fmt.Sprintf("/api/events/src%d/evt_%d", i%10, i) }},
+		{"event page data: an event, its failures and messages", func(r *rand.Rand) string {
+			i := 5 * (1 + r.IntN(events/5))
+			return fmt.Sprintf("/api/events/src%d/evt_%d", i%10, i)
+		}},
 	}
 	measure := func(s search, n int) ([]time.Duration, error) {
 		r := rand.New(rand.NewPCG(1, uint64(len(s.name))))
