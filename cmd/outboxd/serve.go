@@ -28,7 +28,8 @@ const serveUsage = `usage: outboxd serve [--config FILE] [flags]
 
 Runs the dispatcher: drains the outbox to the destinations the config file
 names, until SIGTERM or SIGINT, then stops gracefully. Serves /healthz,
-/readyz and /metrics on --listen.
+/readyz and /metrics on --listen, and the operator console on its own
+address when the file has a console: section (docs/operations.md).
 
 Each top-level setting comes from its flag, else its OUTBOXD_ environment
 variable, else the config file, else the default (docs/configuration.md).`
