@@ -47,9 +47,9 @@ type Config struct {
 	// AuditIDs caps how many message ids one audit row keeps (its count is
 	// exact). Default 10000.
 	AuditIDs int
-	// RiverUI, if set, is served under /riverui/ behind the same
-	// authentication (read-only users included: River UI has its own
-	// actions, so mount it only for admins' consoles).
+	// RiverUI, if set (riverui.Handler, started, with prefix "/riverui"),
+	// is served under /riverui/ behind the same authentication, to admins
+	// only: its own API can cancel and delete jobs.
 	RiverUI http.Handler
 	// Logger receives errors; never credentials. Default slog.Default().
 	Logger *slog.Logger

@@ -29,5 +29,7 @@
 //
 // The pages and the API share one query layer (store.go), which reuses the
 // outbox and inbox packages' operator calls (outbox.RequeueIDs,
-// outbox.PurgeDeadIDs, outbox.PauseDestination, inbox.Get...).
+// outbox.PurgeDeadIDs, outbox.PauseDestination, inbox.Get...). The exported
+// types other than Console, Config, User and Role are the JSON shapes of
+// the API's answers (docs/operations.md, "Admin JSON API").
 package console
