@@ -60,6 +60,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		r := b.do(t, http.MethodGet, c.path, c.auth, nil, nil)
 		want := map[string]string{
 			"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+			"Cross-Origin-Opener-Policy": "same-origin",
 		}
 		for k, v := range want {
 			if r.h.Get(k) != v {
