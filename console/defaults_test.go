@@ -33,7 +33,9 @@ SELECT 'bulk', 'e' || i, now() + interval '1 day', '{}' FROM generate_series(1, 
 INSERT INTO outboxd.inbox_events (source, event_id, expires_at, payload)
 VALUES ('big', 'huge', now() + interval '1 day', convert_to('"' || repeat('x', 70000) || '"', 'UTF8'));
 INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key, status)
-SELECT gen_random_uuid(), 'd', '{}', 'k' || i, 'dead' FROM generate_series(1, 3) i`)
+SELECT gen_random_uuid(), 'd', '{}', 'k' || i, 'dead' FROM generate_series(1, 3) i;
+INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key, status)
+SELECT gen_random_uuid(), 'bulk', '{}', 'k' || i, 'delivered' FROM generate_series(1, 101) i`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +46,22 @@ SELECT gen_random_uuid(), 'd', '{}', 'k' || i, 'dead' FROM generate_series(1, 3)
 	}](t, b.do(t, http.MethodGet, "/api/events?source=bulk", "", nil, nil))
 	if len(events.Events) != 100 || events.Limit != 100 {
 		t.Fatalf("a list of 101 matches shows %d (limit %d), want 100", len(events.Events), events.Limit)
+	}
+	// The "Older" link continues after the last row shown, even though
+	// all 101 rows share one received_at (one transaction's now()).
+	for _, path := range []string{"/events?source=bulk", "/messages?destination=bulk"} {
+		first := b.do(t, http.MethodGet, path, "", nil, nil)
+		_, link, ok := strings.Cut(first.body, `id="older" href="`)
+		if !ok {
+			t.Fatalf("%s: no Older link", path)
+		}
+		link, _, _ = strings.Cut(link, `"`)
+		next := b.do(t, http.MethodGet, strings.ReplaceAll(link, "&amp;", "&"), "", nil, nil)
+		// A result row opens with "<tr>" and a newline; headers and "none" rows do not.
+		rows := strings.Count(first.body, "<tr>\n") + strings.Count(next.body, "<tr>\n")
+		if strings.Contains(next.body, `id="older"`) || rows != 101 {
+			t.Fatalf("%s: %d rows over two pages, want 101 (next page %s)", path, rows, link)
+		}
 	}
 	page := b.do(t, http.MethodGet, "/events/big/huge", "", nil, nil)
 	_, shown, _ := strings.Cut(page.body, `<pre id="payload">`)

@@ -35,7 +35,8 @@ var eventStatuses = map[string]bool{"": true, "received": true, "processed": tru
 var messageStatuses = map[string]bool{"": true, "pending": true, "retrying": true, "dead": true, "delivered": true}
 
 func eventFilter(q url.Values, now time.Time) (EventFilter, error) {
-	f := EventFilter{Query: strings.TrimSpace(q.Get("q")), Source: q.Get("source"), Status: q.Get("status")}
+	f := EventFilter{Query: strings.TrimSpace(q.Get("q")), Source: q.Get("source"), Status: q.Get("status"),
+		BeforeSource: q.Get("before_source"), BeforeID: q.Get("before_id")}
 	if !eventStatuses[f.Status] {
 		return f, fmt.Errorf("status %q: want received, processed or rejected", f.Status)
 	}
@@ -52,6 +53,13 @@ func messageFilter(q url.Values, now time.Time) (MessageFilter, error) {
 		IdempotencyKey: strings.TrimSpace(q.Get("idempotency_key")), Type: q.Get("type")}
 	if !messageStatuses[f.Status] {
 		return f, fmt.Errorf("status %q: want pending, retrying, dead or delivered", f.Status)
+	}
+	if b := q.Get("before"); b != "" {
+		id, err := uuid.Parse(b)
+		if err != nil {
+			return f, fmt.Errorf("before %q: not a message id", b)
+		}
+		f.Before = id
 	}
 	var err error
 	if f.Since, err = formTime("since", q.Get("since"), now); err != nil {

@@ -56,6 +56,8 @@ var funcs = template.FuncMap{
 	"sorted":  sortedKeys,
 	"headers": func(h http.Header) [][2]string { return headerRows(redactHeaders(h)) },
 	"lanes":   laneRanges,
+	"older":   older,
+	"sub":     func(a, b int) int { return a - b },
 }
 
 func deref(c *int) int {
@@ -155,4 +157,25 @@ func laneRanges(l []int) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ", ")
+}
+
+// older is the query of a list's next page, newest first: the same
+// filters, continued after the last row shown (an EventRow or a
+// MessageRow).
+func older(path string, q url.Values, last any) template.URL {
+	next := url.Values{}
+	for k, v := range q {
+		next[k] = v
+	}
+	switch r := last.(type) {
+	case EventRow:
+		next.Set("until", r.ReceivedAt.UTC().Format(time.RFC3339Nano))
+		next.Set("before_source", r.Source)
+		next.Set("before_id", r.Cursor)
+	case MessageRow:
+		next.Set("until", r.CreatedAt.UTC().Format(time.RFC3339Nano))
+		next.Set("before", r.ID.String())
+	}
+	// Built from url.Values, so safe as a whole URL.
+	return template.URL(path + "?" + next.Encode()) //nolint:gosec // encoded by url.Values above
 }

@@ -6,12 +6,15 @@ package console
 
 // eventsSQL searches the inbox ($1 text: an event id or a reference's
 // value, whatever its name; $2, $3 a reference's name and value; $4 source;
-// $5 status; $6, $7 received_at bounds; $8 limit). Each search term has an
+// $5 status; $6, $7 received_at bounds; $8 limit; $9, $10 the source and
+// stored id of the last row of the previous page, which ends at $7: rows
+// received at the same instant are told apart by them, so paging skips
+// none). Each search term has an
 // index: event_id, the reference values (migration 12), refs @>
 // (migration 1), received_at.
 const eventsSQL = `
 SELECT source, COALESCE(original_id, event_id), event_type, status, received_at, last_seen_at,
-       duplicate_count, refs
+       duplicate_count, refs, event_id
 FROM {{schema}}.inbox_events
 WHERE ($1::text IS NULL
        OR event_id = $1
@@ -22,8 +25,9 @@ AND ($2::text IS NULL OR refs @> jsonb_build_object($2::text, $3::text)
 AND ($4::text IS NULL OR source = $4)
 AND ($5::text IS NULL OR status = $5)
 AND ($6::timestamptz IS NULL OR received_at >= $6)
-AND ($7::timestamptz IS NULL OR received_at < $7)
-ORDER BY received_at DESC
+AND ($7::timestamptz IS NULL OR received_at < $7
+     OR ($10::text IS NOT NULL AND received_at = $7 AND (source, event_id) < ($9::text, $10::text)))
+ORDER BY received_at DESC, source DESC, event_id DESC
 LIMIT $8`
 
 // messageColumns are a message's list columns; "retrying" is a pending
@@ -37,7 +41,8 @@ FROM {{schema}}.outbox_messages`
 
 // messagesSQL lists messages ($1 ids; $2 destination; $3 status as the
 // console names it; $4 ordering key; $5 idempotency key; $6 type; $7, $8
-// created_at bounds; $9, $10 the causing event; $11 limit).
+// created_at bounds; $9, $10 the causing event; $11 limit; $12 the id of
+// the previous page's last row, which ends at $8).
 const messagesSQL = messageColumns + `
 WHERE ($1::uuid[] IS NULL OR id = ANY($1))
 AND ($2::text IS NULL OR destination = $2)
@@ -48,7 +53,7 @@ AND ($4::text IS NULL OR ordering_key = $4)
 AND ($5::text IS NULL OR idempotency_key = $5)
 AND ($6::text IS NULL OR type = $6)
 AND ($7::timestamptz IS NULL OR created_at >= $7)
-AND ($8::timestamptz IS NULL OR created_at < $8)
+AND ($8::timestamptz IS NULL OR created_at < $8 OR ($12::uuid IS NOT NULL AND created_at = $8 AND id < $12))
 AND ($10::text IS NULL OR (caused_by_source = $9 AND caused_by_event_id = $10))
 ORDER BY created_at DESC, id DESC
 LIMIT $11`

@@ -69,6 +69,10 @@ type EventFilter struct {
 	Status string    `json:"status,omitempty"`
 	Since  time.Time `json:"since,omitzero"`
 	Until  time.Time `json:"until,omitzero"`
+	// BeforeSource and BeforeID continue a list after its last row (its
+	// source and cursor), with Until its received time.
+	BeforeSource string `json:"before_source,omitempty"`
+	BeforeID     string `json:"before_id,omitempty"`
 }
 
 // EventRow is one event in a list.
@@ -81,6 +85,9 @@ type EventRow struct {
 	LastSeenAt     time.Time         `json:"last_seen_at"`
 	DuplicateCount int               `json:"duplicate_count"`
 	Refs           map[string]string `json:"refs"`
+	// Cursor is the stored id (the SHA-256 of an id over 200 bytes), for
+	// the next page's before_id.
+	Cursor string `json:"cursor"`
 }
 
 func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
@@ -91,14 +98,14 @@ func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
 		value = opt(f.Query)
 	}
 	rows, err := s.pool.Query(ctx, s.q.events, value, refName, refValue, opt(f.Source), opt(f.Status),
-		optTime(f.Since), optTime(f.Until), s.limit)
+		optTime(f.Since), optTime(f.Until), s.limit, opt(f.BeforeSource), opt(f.BeforeID))
 	if err != nil {
 		return nil, fmt.Errorf("console: events: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (EventRow, error) {
 		var e EventRow
 		var refs []byte
-		if err := row.Scan(&e.Source, &e.ID, &e.Type, &e.Status, &e.ReceivedAt, &e.LastSeenAt, &e.DuplicateCount, &refs); err != nil {
+		if err := row.Scan(&e.Source, &e.ID, &e.Type, &e.Status, &e.ReceivedAt, &e.LastSeenAt, &e.DuplicateCount, &refs, &e.Cursor); err != nil {
 			return e, err
 		}
 		return e, json.Unmarshal(refs, &e.Refs)
@@ -120,6 +127,9 @@ type MessageFilter struct {
 	Until          time.Time `json:"until,omitzero"`
 	// CausedBy narrows to the messages an inbox event caused.
 	CausedBy *outbox.EventRef `json:"caused_by,omitempty"`
+	// Before continues a list after its last row (its id), with Until its
+	// creation time.
+	Before uuid.UUID `json:"before,omitzero"`
 }
 
 // MessageRow is one message in a list.
@@ -146,12 +156,16 @@ func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, er
 	if len(f.IDs) > 0 {
 		ids = f.IDs
 	}
+	var before *uuid.UUID
+	if f.Before != uuid.Nil {
+		before = &f.Before
+	}
 	var causeSource, causeID *string
 	if f.CausedBy != nil {
 		causeSource, causeID = &f.CausedBy.Source, &f.CausedBy.EventID
 	}
 	rows, err := s.pool.Query(ctx, s.q.messages, ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
-		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit)
+		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before)
 	if err != nil {
 		return nil, fmt.Errorf("console: messages: %w", err)
 	}
