@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"riverqueue.com/riverui"
 
 	"github.com/outboxd/outboxd/console"
 	"github.com/outboxd/outboxd/examples/crm-deals/crm"
@@ -96,7 +100,20 @@ func TestBrowserOperatorJourney(t *testing.T) {
 	began = time.Now()
 	defer func() { t.Logf("browser journey took %s", time.Since(began).Round(time.Millisecond)) }()
 	const user, pass = "oncall", "browser-test-pass-41c2"
-	c, err := console.New(pool, &console.Config{Users: []console.User{{Name: user, Role: console.Admin, Password: pass}}})
+	rc, err := river.NewClient[pgx.Tx](riverpgxv5.New(pool), &river.Config{Schema: "outboxd", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rui, err := riverui.NewHandler(&riverui.HandlerOpts{Endpoints: riverui.NewEndpoints(rc, nil), Logger: slog.New(slog.DiscardHandler), Prefix: "/riverui"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ruiCtx, stopRUI := context.WithCancel(ctx)
+	t.Cleanup(stopRUI)
+	if err := rui.Start(ruiCtx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := console.New(pool, &console.Config{Users: []console.User{{Name: user, Role: console.Admin, Password: pass}}, RiverUI: rui})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,11 +173,11 @@ func TestBrowserOperatorJourney(t *testing.T) {
 	})
 
 	// Search an email and land on the contact's events (two deals: L05 and L12).
-	run("search", chromedp.Navigate("about:blank"), withAuth,
-		chromedp.Navigate(srv.URL+"/events"),
-		chromedp.SendKeys(css(`input[name="q"]`), "customer05@example.com"),
-		chromedp.Submit(css(`input[name="q"]`)),
-		chromedp.WaitVisible(css(`a[href="/events/forms/form_evt_L12"]`)),
+	run("open", chromedp.Navigate("about:blank"), withAuth)
+	run("events", chromedp.Navigate(srv.URL+"/events"))
+	run("type", chromedp.SendKeys(css(`input[name="q"]`), "customer05@example.com"))
+	run("submit", chromedp.Submit(css(`input[name="q"]`)))
+	run("results", chromedp.WaitVisible(css(`a[href="/events/forms/form_evt_L12"]`)),
 		shot("01-events-search"))
 	if rows := text("#events tbody"); !strings.Contains(rows, "form_evt_L05") || strings.Contains(rows, "form_evt_L01") {
 		t.Fatalf("search for customer05's email found:\n%s", rows)
@@ -216,6 +233,9 @@ func TestBrowserOperatorJourney(t *testing.T) {
 		t.Fatalf("without the CSRF token: %q, paused %v", e, paused(t, env, crm.SalesChat))
 	}
 	run("failures page", chromedp.Navigate(srv.URL+"/failures"), chromedp.WaitVisible(css(`#failure-groups`)), shot("10-failures"))
+	// River UI, behind the same sign-in: its scripts run under its CSP and
+	// render the app.
+	run("river ui", chromedp.Click(css(`a[href="/riverui/"]`)), chromedp.WaitVisible(css(`#root a[href="/riverui/queues"]`)), shot("11-river-ui"))
 
 	// A fresh tab has no credentials: 401.
 	if code := anonymousStatus(t, browser, srv.URL+"/events"); code != http.StatusUnauthorized {

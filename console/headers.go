@@ -10,9 +10,10 @@ import (
 // back to the console.
 const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// riverUIPolicy lets River UI's own scripts and styles run, nothing from
-// elsewhere, never framed.
-const riverUIPolicy = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+// riverUIPolicy lets River UI's own scripts run, and the inline styles
+// they set (its React components do; the browser test shows the app
+// blank without), nothing from elsewhere, never framed.
+const riverUIPolicy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 // securityHeaders sets the headers every response carries. Pages and API
 // answers hold operational data, so nothing is cached.
