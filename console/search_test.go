@@ -109,3 +109,34 @@ func TestEventAndMessagePagesLinkEachOther(t *testing.T) {
 		}
 	}
 }
+
+// Searches are planned with their arguments every time (unnamed
+// statements): a named prepared statement would switch to a generic plan
+// after five runs, one that cannot use the index the argument calls for.
+func TestSearchesAreNeverCachedAsPreparedStatements(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.receive(t, "evt-plan", "plan@example.com")
+	for range 8 {
+		for _, path := range []string{"/api/events?q=plan%40example.com", "/api/messages?destination=email-api"} {
+			if r := b.do(t, http.MethodGet, path, "bearer:"+viewerToken, nil, nil); r.code != 200 {
+				t.Fatalf("%s: %d", path, r.code)
+			}
+		}
+	}
+	conns := b.pool.AcquireAllIdle(t.Context())
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for _, c := range conns {
+		var n int
+		err := c.QueryRow(t.Context(), `SELECT count(*) FROM pg_prepared_statements
+			WHERE (statement LIKE '%jsonb_path_query_array%' OR statement LIKE '%attempts_base%')
+			AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n)
+		if err != nil || n != 0 {
+			t.Fatalf("%d search statements cached as prepared statements (%v)", n, err)
+		}
+	}
+}

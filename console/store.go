@@ -46,6 +46,15 @@ func newStore(pool *pgxpool.Pool, cfg *Config) (*store, error) {
 	}}, nil
 }
 
+// customPlan runs a search as an unnamed statement (described, then run:
+// one more round trip), which PostgreSQL plans with its actual arguments
+// every time. A cached prepared statement switches to a generic plan after
+// five runs, and the generic plan of "$1 IS NULL OR ..." cannot pick the
+// index the argument calls for: it would read the received_at index from
+// the newest row until it found 100 matches, on a large inbox the whole
+// index.
+const customPlan = pgx.QueryExecModeDescribeExec
+
 func opt(s string) *string {
 	if s == "" {
 		return nil
@@ -97,7 +106,7 @@ func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
 	} else {
 		value = opt(f.Query)
 	}
-	rows, err := s.pool.Query(ctx, s.q.events, value, refName, refValue, opt(f.Source), opt(f.Status),
+	rows, err := s.pool.Query(ctx, s.q.events, customPlan, value, refName, refValue, opt(f.Source), opt(f.Status),
 		optTime(f.Since), optTime(f.Until), s.limit, opt(f.BeforeSource), opt(f.BeforeID))
 	if err != nil {
 		return nil, fmt.Errorf("console: events: %w", err)
@@ -164,7 +173,7 @@ func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, er
 	if f.CausedBy != nil {
 		causeSource, causeID = &f.CausedBy.Source, &f.CausedBy.EventID
 	}
-	rows, err := s.pool.Query(ctx, s.q.messages, ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
+	rows, err := s.pool.Query(ctx, s.q.messages, customPlan, ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
 		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before)
 	if err != nil {
 		return nil, fmt.Errorf("console: messages: %w", err)
