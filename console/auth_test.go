@@ -132,3 +132,21 @@ func TestActionsNeedAdminAndCSRF(t *testing.T) {
 		t.Fatalf("after the requeue: %s", s)
 	}
 }
+
+// A viewer is offered no action: no requeue, purge, pause or resume form,
+// and no River UI link.
+func TestViewerSeesNoActions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.kill(t, b.receive(t, "evt-view", "view@example.com"))
+	for _, path := range []string{"/dead", "/destinations"} {
+		viewer := b.do(t, http.MethodGet, path, "basic:vic:"+viewerPass, nil, nil)
+		admin := b.do(t, http.MethodGet, path, "basic:ada:"+adminPass, nil, nil)
+		if viewer.code != 200 || strings.Contains(viewer.body, `method="post"`) {
+			t.Fatalf("%s as a viewer: %d, offers a form:\n%s", path, viewer.code, viewer.body)
+		}
+		if !strings.Contains(admin.body, `method="post"`) {
+			t.Fatalf("%s as an admin offers no action", path)
+		}
+	}
+}
