@@ -1,0 +1,71 @@
+package outbox_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// CountDead counts what RequeueIDs then changes, and RequeueIDs and
+// PurgeDeadIDs return exactly the ids they changed; live messages are never
+// touched.
+func TestDeadLetterOpsReturnWhatTheyChanged(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var ids []uuid.UUID
+	for range 4 {
+		e, err := b.outbox.Enqueue(ctx, b.pool, msg("email-api"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'dead' WHERE id = ANY($1)`, ids[:3]); err != nil {
+		t.Fatal(err)
+	}
+	all := outbox.Filter{Destination: "email-api"}
+	if n, err := b.outbox.CountDead(ctx, b.pool, all); err != nil || n != 3 {
+		t.Fatalf("CountDead = %d, %v; want 3", n, err)
+	}
+	got, err := b.outbox.RequeueIDs(ctx, b.pool, outbox.Filter{IDs: ids[:2]})
+	slices.SortFunc(got, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	want := slices.Clone(ids[:2])
+	slices.SortFunc(want, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("RequeueIDs = %v, %v; want %v", got, err, want)
+	}
+	got, err = b.outbox.PurgeDeadIDs(ctx, b.pool, all)
+	if err != nil || len(got) != 1 || got[0] != ids[2] {
+		t.Fatalf("PurgeDeadIDs = %v, %v; want [%s]", got, err, ids[2])
+	}
+	if n := b.count(t); n != 3 {
+		t.Fatalf("%d messages left, want 3 (two requeued, one never dead)", n)
+	}
+}
+
+// PauseDestination reports whether it paused; ResumeDestination undoes it.
+func TestPauseDestination(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for i, want := range []bool{true, false} {
+		if changed, err := b.outbox.PauseDestination(ctx, b.pool, "email-api", "maintenance"); err != nil || changed != want {
+			t.Fatalf("pause #%d: %v, %v; want %v", i+1, changed, err, want)
+		}
+	}
+	paused, err := b.outbox.PausedDestinations(ctx, b.pool)
+	if err != nil || len(paused) != 1 || paused[0].Name != "email-api" || paused[0].Reason != "maintenance" {
+		t.Fatalf("paused: %+v, %v", paused, err)
+	}
+	if err := b.outbox.ResumeDestination(ctx, b.pool, "email-api"); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := b.outbox.PauseDestination(ctx, b.pool, "email-api", "again"); err != nil || !changed {
+		t.Fatalf("pause after resume: %v, %v", changed, err)
+	}
+}
