@@ -24,10 +24,20 @@ build: ## Build the outboxd binary into bin/.
 FUZZTIME      ?= 5s
 
 .PHONY: test
-test: ## Vet, run every test with the race detector against a real PostgreSQL, then a short fuzz run.
+test: promtool ## Vet, run every test with the race detector against a real PostgreSQL, then a short fuzz run.
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
+
+# Debian's prometheus package ships promtool, which checks and unit-tests
+# deploy/prometheus/alerts.yml. Its install would start a Prometheus
+# server: install-promtool.sh forbids that with a policy-rc.d for the
+# install's duration (removed however it ends, and only if it wrote it),
+# and any server that started anyway is stopped and disabled.
+.PHONY: promtool
+promtool: ## Install promtool (Debian's prometheus package) when missing: the alert rule tests need it.
+	@sh deploy/prometheus/install-promtool.sh
+	@promtool --version 2>&1 | head -1
 
 .PHONY: fuzz
 fuzz: ## Fuzz the signature parsers and the receiver's request handling (FUZZTIME each, default 5s).
@@ -42,7 +52,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-enqueue bench-receipt bench-dispatch bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-enqueue bench-receipt bench-dispatch bench-backlog bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
 
 .PHONY: bench-enqueue
 bench-enqueue: ## Enqueue in one-message transactions (with a Notifier, and with NOTIFY inside) vs pgbench's plain INSERT, 1 and 16 connections.
@@ -55,6 +65,14 @@ bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL
 .PHONY: bench-dispatch
 bench-dispatch: ## Dispatcher drain and latency (alone, beside a timing-out destination) vs a hand-written SKIP LOCKED poller and one River job per message.
 	$(GO) run ./internal/bench/dispatch $(BENCH_ARGS)
+
+.PHONY: bench-backlog
+bench-backlog: ## Claim time, dispatcher PG CPU and a healthy destination's latency with 10k vs 1M pending (failing destination) and 10k vs 1M retained rows.
+	$(GO) run ./internal/bench/backlog $(BENCH_ARGS)
+
+.PHONY: bench-levers
+bench-levers: build ## WAL, HOT updates and attempt rows per first-try delivery and WAL per enqueue: today's schema vs the levers of issue 9 (psql, pgbench, pg_waldump).
+	OUTBOXD=$(BIN)/outboxd internal/bench/levers/levers.sh
 
 .PHONY: bench-purge
 bench-purge: ## Receipt p50/p99 at 16 connections with and without purging 1M expired inbox keys.

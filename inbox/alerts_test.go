@@ -28,8 +28,8 @@ type ruleFile struct {
 	} `yaml:"groups"`
 }
 
-// The alert rules parse, use 10-minute windows, and name only metrics (and
-// label values) that the receiver really exports.
+// The receiver's alert rules parse, use 10-minute windows, and name only
+// metrics (and label values) that the receiver really exports.
 func TestAlertRules(t *testing.T) {
 	raw, err := os.ReadFile("../deploy/prometheus/alerts.yml")
 	if err != nil {
@@ -72,6 +72,11 @@ VALUES ('forms', 'evt_1', now() + interval '1 day', 'received', '\x7b7d')`); err
 	metricName := regexp.MustCompile(`outboxd_[a-z_]+`)
 	alerts := map[string]bool{}
 	for _, g := range rf.Groups {
+		// The dispatcher's group is checked against `outboxd serve`'s
+		// metrics by cmd/outboxd/alerts_test.go.
+		if g.Name != "outboxd-webhooks" {
+			continue
+		}
 		for _, r := range g.Rules {
 			alerts[r.Alert] = true
 			if r.For != "10m" || (strings.Contains(r.Expr, "rate(") && !strings.Contains(r.Expr, "[10m]")) {

@@ -44,7 +44,11 @@ type Dispatcher struct {
 	runners  map[Lane]*laneRunner // runners draining, not told to stop
 	holders  map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
 	unserved map[string]int64     // destinations no live dispatcher serves: pending messages
-	paused   sync.Map             // destination name -> struct{}: paused here, before the database knows
+	// paused mirrors the paused destinations: name -> the pauseGen after
+	// which a read of the database sees it (MaxInt64 while a 410's pause
+	// is being stored), so a refresh only lifts entries its read covers.
+	paused   sync.Map
+	pauseGen atomic.Int64
 
 	listening atomic.Bool
 	balanced  atomic.Int64 // mono() of the last successful balancing round
@@ -92,6 +96,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		holders:    map[Lane]*laneRunner{},
 		registered: make(chan struct{}),
 	}
+	c.Metrics.bind(d.names)
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	if !c.DisableRiver {
 		var err error

@@ -26,7 +26,8 @@
 // destinations' lanes, so several processes, even with different
 // destination sets, split the work. A lane's runner claims a batch (for each
 // key its next messages in sequence, oldest keys first, plus due unkeyed
-// messages; only while the lease and token are still its own), delivers
+// messages; only while the lease and token are still its own; reading
+// only the keys' heads, never the backlog behind them), delivers
 // keys concurrently and each key's messages in order, and records all
 // results with one statement. It is woken by the outbox's notification once
 // an enqueue committed (the payload names the lanes), by its own sweep

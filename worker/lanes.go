@@ -218,6 +218,8 @@ func (d *Dispatcher) active(name string) []Lane {
 // refreshPaused mirrors the paused destinations, so that a pause made by
 // another dispatcher, or an operator's resume, takes effect here too.
 func (d *Dispatcher) refreshPaused(ctx context.Context) error {
+	// Entries stored after this point are newer than the read below.
+	readAt := d.pauseGen.Load()
 	rows, err := d.pool.Query(ctx, d.q.paused)
 	if err != nil {
 		return err
@@ -226,14 +228,14 @@ func (d *Dispatcher) refreshPaused(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.paused.Range(func(k, _ any) bool {
-		if !slices.Contains(names, k.(string)) {
-			d.paused.Delete(k)
+	d.paused.Range(func(k, v any) bool {
+		if v.(int64) <= readAt && !slices.Contains(names, k.(string)) {
+			d.paused.CompareAndDelete(k, v)
 		}
 		return true
 	})
 	for _, n := range names {
-		d.paused.Store(n, struct{}{})
+		d.paused.LoadOrStore(n, d.pauseGen.Load())
 	}
 	return nil
 }

@@ -10,13 +10,16 @@ import (
 
 // Metrics are the dispatcher's Prometheus metrics. Create them with
 // NewMetrics and pass them in Config.Metrics; a nil *Metrics records
-// nothing.
+// nothing. New creates the attempt and message counters of each
+// configured destination at 0, so the first ones after a start count in
+// increase() and rate().
 type Metrics struct {
 	attempts        *prometheus.CounterVec
 	outcomes        *prometheus.CounterVec
 	attemptSeconds  *prometheus.HistogramVec
 	deliverySeconds *prometheus.HistogramVec
 	unserved        *prometheus.GaugeVec
+	claimSeconds    *prometheus.HistogramVec
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -25,7 +28,8 @@ type Metrics struct {
 //	outboxd_messages_total{destination,status}            messages that became delivered, retry (pending) or dead
 //	outboxd_attempt_duration_seconds{destination}         one attempt
 //	outboxd_commit_to_delivery_seconds{destination}       enqueue to successful delivery
-//	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves
+//	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves (0 once one does)
+//	outboxd_claim_duration_seconds{destination}           one claim of a lane's next batch (the query and its rows)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -45,13 +49,43 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		unserved: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "outboxd_unserved_pending_messages", Help: "Pending messages of a destination that no live dispatcher serves (they wait, never dead-lettered).",
 		}, []string{"destination"}),
+		// Claims should cost the same whatever the backlog behind them; this
+		// shows it in production (and is what bench-backlog reads).
+		claimSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "outboxd_claim_duration_seconds", Help: "Duration of one claim of a lane's next batch, rows read included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"destination"}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// metricOutcomes and metricStatuses are the values of the outcome and
+// status labels.
+var (
+	metricOutcomes = []string{string(dispatch.Delivered), string(dispatch.Retry), string(dispatch.Dead), string(dispatch.Pause), abandonedOutcome}
+	metricStatuses = []string{"delivered", "retried", "dead"}
+)
+
+// bind creates the counters of each destination at 0. increase() and
+// rate() do not count a series' first appearance: without this the first
+// dead letters after a start would raise no alert.
+func (m *Metrics) bind(destinations []string) {
+	if m == nil {
+		return
+	}
+	for _, dest := range destinations {
+		for _, o := range metricOutcomes {
+			m.attempts.WithLabelValues(dest, o)
+		}
+		for _, s := range metricStatuses {
+			m.outcomes.WithLabelValues(dest, s)
+		}
+	}
 }
 
 func (m *Metrics) observe(r result) {
@@ -70,6 +104,13 @@ func (m *Metrics) observe(r result) {
 	}
 }
 
+func (m *Metrics) claimed(dest string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.claimSeconds.WithLabelValues(dest).Observe(took.Seconds())
+}
+
 func (m *Metrics) recorded(r result, status string) {
 	if m == nil {
 		return
@@ -80,15 +121,16 @@ func (m *Metrics) recorded(r result, status string) {
 	m.outcomes.WithLabelValues(r.msg.Destination, status).Inc()
 }
 
-// setUnserved replaces the unserved gauges: destinations served again drop
-// out of the series.
+// setUnserved replaces the unserved gauges: a destination served again
+// reads 0 rather than vanishing, so an alert on it resolves and a graph
+// shows the drop.
 func (m *Metrics) setUnserved(prev, now map[string]int64) {
 	if m == nil {
 		return
 	}
 	for name := range prev {
 		if _, still := now[name]; !still {
-			m.unserved.DeleteLabelValues(name)
+			m.unserved.WithLabelValues(name).Set(0)
 		}
 	}
 	for name, n := range now {

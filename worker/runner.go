@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,6 +185,15 @@ type claimed struct {
 }
 
 func (r *laneRunner) claim(ctx context.Context) ([]claimed, error) {
+	start := r.d.mono()
+	batch, err := r.claimRows(ctx)
+	if err == nil {
+		r.d.cfg.Metrics.claimed(r.key.Destination, r.d.mono()-start)
+	}
+	return batch, err
+}
+
+func (r *laneRunner) claimRows(ctx context.Context) ([]claimed, error) {
 	rows, err := r.d.pool.Query(ctx, r.d.q.claim, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
 		r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize)
 	if err != nil {
@@ -307,7 +317,9 @@ func (d *Dispatcher) isPaused(name string) bool {
 }
 
 func (d *Dispatcher) pauseDestination(name string, res dispatch.Result) {
-	if _, already := d.paused.Swap(name, struct{}{}); already {
+	// Until the pause is stored, no refresh may lift it (its read would
+	// not see it): it is marked as newer than any read.
+	if _, already := d.paused.Swap(name, int64(math.MaxInt64)); already {
 		return // another key of the batch saw the same 410
 	}
 	d.log.Warn("destination paused: it answered 410 Gone; resume it with 'outboxd outbox resume'", "destination", name)
@@ -316,6 +328,8 @@ func (d *Dispatcher) pauseDestination(name string, res dispatch.Result) {
 	if _, err := d.pool.Exec(ctx, d.q.pause, name, clean(res.String(), 500)); err != nil {
 		d.log.Error("could not record the pause; other dispatchers keep sending", "destination", name, "error", err)
 	}
+	// From here on, reads that start later see it (or its failure).
+	d.paused.CompareAndSwap(name, int64(math.MaxInt64), d.pauseGen.Add(1))
 }
 
 // record stores the results of one batch in one statement. It has a

@@ -64,32 +64,60 @@ WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AN
 
 // claimSQL returns the next batch of one destination's lane, and nothing
 // unless the lease ($3, $4) is still ours: a process that lost the lane
-// (frozen, cut off) cannot claim beside its new holder. For each ordering
-// key it takes the next messages in sequence, as long as each is due (the
-// running bool_and over the key's window); keys come oldest head first, so
-// a long-lived key is never starved by new ones, and a key's rows stay
+// (frozen, cut off) cannot claim beside its new holder.
+//
+// It reads only the heads of the lane's ordering keys, never the backlog
+// behind them: heads walks the keyed pending index one key at a time (a
+// skip scan: one index probe per key with pending messages, whatever the
+// number of messages behind each head), due keeps the keys whose head is
+// due, oldest head first (a long-lived key is never starved by new ones),
+// and only for those does the LATERAL read up to $5 messages in sequence,
+// as long as each is due (the running bool_and). A key's rows stay
 // together in sequence, so LIMIT never keeps a message without the ones
-// before it. Due unkeyed messages come oldest due first. age_ms is the
-// message's age on the database's clock, for the retry policy's MaxAge.
+// before it. Due unkeyed messages come oldest due first, from their own
+// index. Every step is an index range with a LIMIT, so the plan needs no
+// statistics (see TestHotPathPlansUseIndexesWithoutStatistics). age_ms is
+// the message's age on the database's clock, for the retry policy's MaxAge.
 const claimSQL = `
-WITH lease AS (
+WITH RECURSIVE lease AS (
     SELECT 1 FROM {{schema}}.outbox_lanes
     WHERE destination = $1 AND lane = $2 AND owner = $3 AND token = $4 AND lease_until > now()
     FOR KEY SHARE
+), heads AS (
+    (SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at
+     FROM {{schema}}.outbox_messages m
+     WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+       AND EXISTS (SELECT 1 FROM lease)
+     ORDER BY m.ordering_key, m.seq
+     LIMIT 1)
+    UNION ALL
+    SELECT n.* FROM heads h CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at
+        FROM {{schema}}.outbox_messages m
+        WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+          AND m.ordering_key > h.ordering_key
+        ORDER BY m.ordering_key, m.seq
+        LIMIT 1) n
+), due AS (
+    SELECT ordering_key, seq, created_at AS head_at FROM heads
+    WHERE next_attempt_at <= now()
+    ORDER BY created_at, ordering_key
+    LIMIT $6
 )
 (SELECT id, destination, type, ordering_key, seq, payload, headers,
         idempotency_key, attempts, attempts_base, created_at,
         (extract(epoch FROM now() - coalesce(requeued_at, created_at)) * 1000)::bigint
  FROM (
-    SELECT m.*, row_number() OVER w AS rn,
-           bool_and(m.next_attempt_at <= now()) OVER w AS ready,
-           first_value(m.created_at) OVER w AS head_at
-    FROM {{schema}}.outbox_messages m
-    WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
-      AND EXISTS (SELECT 1 FROM lease)
-    WINDOW w AS (PARTITION BY m.ordering_key ORDER BY m.seq)
+    SELECT m.*, d.head_at,
+           bool_and(m.next_attempt_at <= now()) OVER (PARTITION BY m.ordering_key ORDER BY m.seq) AS ready
+    FROM due d CROSS JOIN LATERAL (
+        SELECT m.* FROM {{schema}}.outbox_messages m
+        WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+          AND m.ordering_key = d.ordering_key AND m.seq >= d.seq
+        ORDER BY m.seq
+        LIMIT $5) m
  ) k
- WHERE ready AND rn <= $5
+ WHERE ready
  ORDER BY head_at, ordering_key, seq
  LIMIT $6)
 UNION ALL
@@ -201,6 +229,10 @@ DELETE FROM {{schema}}.outbox_messages
 WHERE id IN (
     SELECT id FROM {{schema}}.outbox_messages
     WHERE status = 'delivered' AND delivered_at < now() - $2::bigint * interval '1 millisecond'
+    -- In index order, so that the plan is an index scan that stops after
+    -- $1 rows whatever the statistics say; a bitmap would first collect
+    -- every retained message.
+    ORDER BY delivered_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED)`
 

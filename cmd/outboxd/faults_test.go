@@ -240,6 +240,14 @@ func TestFaultDifferentDestinationSets(t *testing.T) {
 	if dead := countStatus(t, b.pool, "b", "dead"); dead != 0 || countStatus(t, b.pool, "b", "pending") != 6 {
 		t.Fatalf("b: %d dead, %d pending; want 0 and 6", dead, countStatus(t, b.pool, "b", "pending"))
 	}
+	// A dispatcher of b is back: b drains, and its gauges read 0 rather
+	// than vanish (an alert on them resolves, a graph shows the drop).
+	startDaemon(t, faultConfig(t, b.url, 5*time.Second, map[string]string{"b": other.URL()}), "--id", "b-again")
+	waitUntil(t, 30*time.Second, "b's gauges at 0 on the first process", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, `outboxd_unserved_pending_messages{destination="b"} 0`) &&
+			strings.Contains(m, `outboxd_pending_messages{destination="b"} 0`)
+	})
 }
 
 // A destination that hangs slows only itself: while every request to it

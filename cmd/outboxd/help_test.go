@@ -26,16 +26,16 @@ func TestHelpEverywhere(t *testing.T) {
 		{[]string{"migrate", "status"}, "usage: outboxd migrate status [flags]", nil, []string{"--to"}},
 		{[]string{"migrate", "version"}, "usage: outboxd migrate version [flags]", nil, []string{"--to"}},
 		{[]string{"outbox"}, "usage: outboxd outbox <action> [flags]", nil, []string{"--all", "--limit"}},
-		{[]string{"outbox", "dead"}, "usage: outboxd outbox dead [filters] [--limit N] [flags]", []string{"--limit N", "--since TIME"}, []string{"--all", "--dry-run"}},
-		{[]string{"outbox", "requeue"}, "usage: outboxd outbox requeue (filters | --all) [--dry-run] [flags]", []string{"--all", "--dry-run", "--id ID"}, []string{"--limit"}},
+		{[]string{"outbox", "dead"}, "usage: outboxd outbox dead [filters] [--limit N] [--json] [flags]", []string{"--limit N", "--since TIME", "--json"}, []string{"--all", "--dry-run"}},
+		{[]string{"outbox", "requeue"}, "usage: outboxd outbox requeue (filters | --all) [--dry-run] [flags]", []string{"--all", "--dry-run", "--id ID"}, []string{"--limit", "--json"}},
 		{[]string{"outbox", "purge"}, "usage: outboxd outbox purge (filters | --all) [--dry-run] [flags]", []string{"--all", "--dry-run"}, []string{"--limit"}},
-		{[]string{"outbox", "show"}, "usage: outboxd outbox show ID [flags]", nil, []string{"--all", "--limit", "--since"}},
-		{[]string{"outbox", "paused"}, "usage: outboxd outbox paused [flags]", nil, []string{"--all", "--limit", "--since"}},
-		{[]string{"outbox", "resume"}, "usage: outboxd outbox resume NAME [flags]", nil, []string{"--all", "--limit", "--since"}},
+		{[]string{"outbox", "show"}, "usage: outboxd outbox show ID [--json] [flags]", []string{"--json"}, []string{"--all", "--limit", "--since"}},
+		{[]string{"outbox", "paused"}, "usage: outboxd outbox paused [--json] [flags]", []string{"--json"}, []string{"--all", "--limit", "--since"}},
+		{[]string{"outbox", "resume"}, "usage: outboxd outbox resume NAME [flags]", nil, []string{"--all", "--limit", "--since", "--json"}},
 		{[]string{"inbox"}, "usage: outboxd inbox <action> [flags]", nil, []string{"--source"}},
-		{[]string{"inbox", "show"}, "usage: outboxd inbox show SOURCE EVENT_ID [flags]", nil, []string{"--limit", "--source"}},
-		{[]string{"inbox", "find"}, "usage: outboxd inbox find NAME=VALUE [--limit N] [flags]", []string{"--limit N"}, []string{"--source"}},
-		{[]string{"inbox", "failures"}, "usage: outboxd inbox failures [--source S] [--event ID] [--limit N] [flags]", []string{"--source SOURCE", "--event ID"}, nil},
+		{[]string{"inbox", "show"}, "usage: outboxd inbox show SOURCE EVENT_ID [--json] [flags]", []string{"--json"}, []string{"--limit", "--source"}},
+		{[]string{"inbox", "find"}, "usage: outboxd inbox find NAME=VALUE [--limit N] [--json] [flags]", []string{"--limit N", "--json"}, []string{"--source"}},
+		{[]string{"inbox", "failures"}, "usage: outboxd inbox failures [--source S] [--event ID] [--limit N] [--json] [flags]", []string{"--source SOURCE", "--event ID", "--json"}, nil},
 		{[]string{"serve"}, "usage: outboxd serve [--config FILE] [flags]", []string{"--config FILE", "--log-level LEVEL", "--check"}, nil},
 		{[]string{"send"}, "usage: outboxd send --destination NAME [--type T] [--ordering-key K] [--idempotency-key K] [--header 'Name: value']... < payload", []string{"--allow-empty"}, nil},
 		{[]string{"verify"}, "usage: outboxd verify --provider NAME (--secret-env VAR | --secret-file PATH | --secret SECRET) [--header 'Name: value']... [--url URL] [--now UNIX_SECONDS] [--tolerance DURATION] < body", []string{"--secret-env VAR", "--secret-file PATH"}, nil},
@@ -63,7 +63,7 @@ func TestHelpEverywhere(t *testing.T) {
 		}
 	}
 	// The help flag also works after other flags and the action's argument.
-	if r := runIn("outbox", "show", "0190a0f4-4b8e-7c3a-9b55-1b8f3f2f2a10", "--schema", "x", "--help"); r.code != 0 || firstLine(r.stdout) != "usage: outboxd outbox show ID [flags]" {
+	if r := runIn("outbox", "show", "0190a0f4-4b8e-7c3a-9b55-1b8f3f2f2a10", "--schema", "x", "--help"); r.code != 0 || firstLine(r.stdout) != "usage: outboxd outbox show ID [--json] [flags]" {
 		t.Errorf("show ID --help: %+v", r)
 	}
 	if r := runIn("help"); r.code != 0 || !strings.Contains(r.stdout, "version") {

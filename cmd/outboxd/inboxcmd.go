@@ -24,14 +24,15 @@ var inboxActions = map[string]struct {
 	usage    string
 	operands int
 }{
-	"show":     {"usage: outboxd inbox show SOURCE EVENT_ID [flags]\n\nPrints one received event as stored: times, status, duplicates, refs,\nheaders and payload.", 2},
-	"find":     {"usage: outboxd inbox find NAME=VALUE [--limit N] [flags]\n\nLists events whose references match (email=ada@example.com, contact_id=42...).", 1},
-	"failures": {"usage: outboxd inbox failures [--source S] [--event ID] [--limit N] [flags]\n\nLists failed and rejected receipts, newest first, with counts.", 0},
+	"show":     {"usage: outboxd inbox show SOURCE EVENT_ID [--json] [flags]\n\nPrints one received event as stored: times, status, duplicates, refs,\nheaders and payload.", 2},
+	"find":     {"usage: outboxd inbox find NAME=VALUE [--limit N] [--json] [flags]\n\nLists events whose references match (email=ada@example.com, contact_id=42...).", 1},
+	"failures": {"usage: outboxd inbox failures [--source S] [--event ID] [--limit N] [--json] [flags]\n\nLists failed and rejected receipts, newest first, with counts.", 0},
 }
 
 type inboxOpts struct {
 	limit         positiveInt
 	source, event string
+	json          bool
 }
 
 func inboxFlags(action string) (*cmdFlags, *dbFlags, *inboxOpts) {
@@ -44,6 +45,7 @@ func inboxFlags(action string) (*cmdFlags, *dbFlags, *inboxOpts) {
 		fs.StringVar(&o.source, "source", "", "only this `SOURCE`")
 		fs.StringVar(&o.event, "event", "", "only this event `ID`")
 	}
+	fs.BoolVar(&o.json, "json", false, jsonFlagHelp)
 	return fs, db, o
 }
 
@@ -100,11 +102,17 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return describeDBError(err)
 		}
+		if o.json {
+			return writeJSON(stdout, newEventJSON(ev))
+		}
 		printEvent(stdout, ev)
 	case "find":
 		evs, err := in.FindByRef(ctx, pool, refName, refValue, int(o.limit))
 		if err != nil {
 			return describeDBError(err)
+		}
+		if o.json {
+			return writeJSON(stdout, jsonList(evs, newEventJSON))
 		}
 		fmt.Fprintln(tw, "SOURCE\tEVENT ID\tTYPE\tSTATUS\tRECEIVED\tDUPLICATES\tREFS")
 		for _, ev := range evs {
@@ -114,6 +122,9 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fails, err := in.Failures(ctx, pool, o.source, o.event, int(o.limit))
 		if err != nil {
 			return describeDBError(err)
+		}
+		if o.json {
+			return writeJSON(stdout, jsonList(fails, newFailureJSON))
 		}
 		fmt.Fprintln(tw, "SOURCE\tEVENT ID\tKIND\tSTATUS\tCOUNT\tFIRST\tLAST\tREASON")
 		for _, f := range fails {

@@ -36,11 +36,11 @@ var outboxActions = map[string]struct {
 	operand  string // the argument's name, "" for none
 	filtered bool   // takes the filters
 }{
-	"dead":    {"usage: outboxd outbox dead [filters] [--limit N] [flags]\n\nLists dead-lettered messages, oldest first." + filterHelp, "", true},
+	"dead":    {"usage: outboxd outbox dead [filters] [--limit N] [--json] [flags]\n\nLists dead-lettered messages, oldest first." + filterHelp, "", true},
 	"requeue": {"usage: outboxd outbox requeue (filters | --all) [--dry-run] [flags]\n\nPuts dead-lettered messages back in line with a fresh attempt budget and\ntheir idempotency key, and prints how many." + filterHelp, "", true},
 	"purge":   {"usage: outboxd outbox purge (filters | --all) [--dry-run] [flags]\n\nDeletes dead-lettered messages for good, and prints how many." + filterHelp, "", true},
-	"show":    {"usage: outboxd outbox show ID [flags]\n\nPrints one message as stored: payload, headers and every delivery attempt.", "ID", false},
-	"paused":  {"usage: outboxd outbox paused [flags]\n\nLists destinations paused after a 410 Gone.", "", false},
+	"show":    {"usage: outboxd outbox show ID [--json] [flags]\n\nPrints one message as stored: payload, headers and every delivery attempt.", "ID", false},
+	"paused":  {"usage: outboxd outbox paused [--json] [flags]\n\nLists destinations paused after a 410 Gone.", "", false},
 	"resume":  {"usage: outboxd outbox resume NAME [flags]\n\nSends to a paused destination again.", "NAME", false},
 }
 
@@ -51,6 +51,7 @@ type outboxOpts struct {
 	ids         idFlags
 	limit       positiveInt
 	all, dryRun bool
+	json        bool
 }
 
 func outboxFlags(action string) (*cmdFlags, *dbFlags, *outboxOpts) {
@@ -70,6 +71,9 @@ func outboxFlags(action string) (*cmdFlags, *dbFlags, *outboxOpts) {
 	case "requeue", "purge":
 		fs.BoolVar(&o.all, "all", false, "every dead letter, when no filter is given")
 		fs.BoolVar(&o.dryRun, "dry-run", false, "print how many messages would change, and change nothing")
+	}
+	if action == "dead" || action == "show" || action == "paused" {
+		fs.BoolVar(&o.json, "json", false, jsonFlagHelp)
 	}
 	return fs, db, o
 }
@@ -165,6 +169,9 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return describeDBError(err)
 		}
+		if o.json {
+			return writeJSON(stdout, jsonList(msgs, newMessageJSON))
+		}
 		fmt.Fprintln(tw, "ID\tDESTINATION\tTYPE\tCREATED\tATTEMPTS\tLAST ERROR")
 		for _, m := range msgs {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, safeLine(m.Destination), safeLine(m.Type), m.CreatedAt.UTC().Format(time.RFC3339), m.Attempts, safeLine(m.LastError))
@@ -202,11 +209,19 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return describeDBError(err)
 		}
+		if o.json {
+			return writeJSON(stdout, newShownMessageJSON(m, attempts))
+		}
 		printMessage(stdout, m, attempts)
 	case "paused":
 		ps, err := ob.PausedDestinations(ctx, pool)
 		if err != nil {
 			return describeDBError(err)
+		}
+		if o.json {
+			return writeJSON(stdout, jsonList(ps, func(p outbox.PausedDestination) pausedJSON {
+				return pausedJSON{Destination: p.Name, PausedAt: p.PausedAt.UTC(), Reason: p.Reason}
+			}))
 		}
 		fmt.Fprintln(tw, "DESTINATION\tPAUSED AT\tREASON")
 		for _, p := range ps {

@@ -89,7 +89,8 @@ destinations:
 		"postgres://u:Xy@" + testPassword + "@127.0.0.1:5432/x?connect_timeout=2",
 		"postgres://" + testPassword + "@127.0.0.1:notaport/x",
 	} {
-		cmds = append(cmds, []string{"migrate", "up", "--database-url", u}, []string{"outbox", "dead", "--database-url", u})
+		cmds = append(cmds, []string{"migrate", "up", "--database-url", u}, []string{"outbox", "dead", "--database-url", u},
+			[]string{"outbox", "dead", "--json", "--database-url", u}, []string{"inbox", "find", "a=b", "--json", "--database-url", u})
 	}
 	cmds = append(cmds,
 		[]string{"serve", "--config", goodConfig, "--check"},
@@ -158,10 +159,15 @@ destinations:
 	if show.code != 0 || !strings.Contains(show.stdout, "connection refused") || !strings.Contains(show.stdout, closed) {
 		t.Fatalf("outbox show: %+v", show)
 	}
+	// The JSON shows what the text shows, no more.
+	showJSON := runIn("outbox", "show", e.ID.String(), "--json", "--database-url", u.String())
+	if showJSON.code != 0 || !strings.Contains(showJSON.stdout, "connection refused") || !strings.Contains(showJSON.stdout, closed) {
+		t.Fatalf("outbox show --json: %+v", showJSON)
+	}
 	if code := d.terminate(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	noSecrets(t, "serve and outbox show", d.stderr.String(), string(body), show.stdout, show.stderr)
+	noSecrets(t, "serve and outbox show", d.stderr.String(), string(body), show.stdout, show.stderr, showJSON.stdout, showJSON.stderr)
 	// Durations in the log read as people write them.
 	if !strings.Contains(d.stderr.String(), `"timeout":"10s"`) {
 		t.Errorf("want \"timeout\":\"10s\" in the log:\n%s", d.stderr.String())

@@ -15,11 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outboxd/outboxd/console"
-	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -100,12 +98,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer pool.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := worker.NewMetrics(reg)
+	metrics, closeMetrics, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger)
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(newBacklogCollector(pool, db.schema), newBuildInfo())
+	defer closeMetrics()
 
 	d, err := worker.New(pool, &worker.Config{
 		Schema: db.schema, Destinations: dests, Retry: cfg.Retry.policy(), RetryByDestination: retries,
@@ -140,7 +137,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return fmt.Errorf("listen on %s: %w", at, err)
 	}
-	srv := &http.Server{Handler: opsHandler(pool, d, reg), ReadHeaderTimeout: 5 * time.Second,
+	srv := &http.Server{Handler: opsHandler(pool, d, reg, logger), ReadHeaderTimeout: 5 * time.Second,
 		// A client that dribbles its request, or idles, cannot hold a
 		// connection: opsReadTimeout is documented and tested.
 		ReadTimeout: opsReadTimeout, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
@@ -207,7 +204,7 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 }
 
 // opsHandler serves the operator endpoints.
-func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Registry) http.Handler {
+func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -231,50 +228,9 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 			fmt.Fprintf(w, "warning: destination %q: %d pending messages, no live dispatcher serves it\n", name, unserved[name])
 		}
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		// A collector that fails costs its own series, never the scrape:
+		// /metrics is what operators read while things go wrong.
+		ErrorHandling: promhttp.ContinueOnError, ErrorLog: promhttpLog{newRateLog(logger, scrapeLogEvery)}}))
 	return mux
-}
-
-// backlogCollector reports the pending backlog at scrape time.
-type backlogCollector struct {
-	pool         *pgxpool.Pool
-	query        string
-	pending, age *prometheus.Desc
-}
-
-func newBacklogCollector(pool *pgxpool.Pool, schema string) *backlogCollector {
-	return &backlogCollector{
-		pool: pool,
-		query: dbschema.Render(`SELECT destination, count(*), extract(epoch FROM now() - min(created_at))
-FROM {{schema}}.outbox_messages WHERE status = 'pending' GROUP BY destination`, schema),
-		pending: prometheus.NewDesc("outboxd_pending_messages", "Messages waiting for delivery.", []string{"destination"}, nil),
-		age:     prometheus.NewDesc("outboxd_oldest_pending_age_seconds", "Age of the oldest message waiting for delivery.", []string{"destination"}, nil),
-	}
-}
-
-func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pending; ch <- c.age }
-
-func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	rows, err := c.pool.Query(ctx, c.query)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.pending, err)
-		return
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var dest string
-		var n int64
-		var age float64
-		if err := rows.Scan(&dest, &n, &age); err != nil {
-			ch <- prometheus.NewInvalidMetric(c.pending, err)
-			return
-		}
-		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(n), dest)
-		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age, dest)
-	}
-	if err := rows.Err(); err != nil {
-		ch <- prometheus.NewInvalidMetric(c.pending, err)
-	}
 }

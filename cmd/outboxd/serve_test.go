@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -350,8 +351,22 @@ func TestServeEndpointsSendAndMetrics(t *testing.T) {
 	})
 	_, metrics := get("/metrics")
 	for _, want := range []string{"outboxd_attempt_duration_seconds_bucket", "outboxd_commit_to_delivery_seconds_count",
+		`outboxd_claim_duration_seconds_count{destination="sink"}`,
 		`outboxd_messages_total{destination="sink",status="delivered"} 1`, "go_goroutines",
 		fmt.Sprintf(`outboxd_build_info{commit=%q,goversion=%q,version=%q} 1`, readBuildInfo().commit, readBuildInfo().goVersion, readBuildInfo().version)} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The process serves what registerServeMetrics registers, which the
+	// alert, dashboard and docs tests check against (exportedMetrics).
+	exported, _ := exportedMetrics(t)
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) `).FindAllStringSubmatch(metrics, -1) {
+		if !exported[m[1]] {
+			t.Errorf("/metrics serves %s, which exportedMetrics does not know", m[1])
+		}
+	}
+	for _, want := range []string{"outboxd_database_up 1", `outboxd_pending_messages{destination="sink"} 0`, `outboxd_live_dispatchers{destination="sink"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -15,7 +15,7 @@
 //   - the same for outboxd while another destination times out on every
 //     request: a slow destination may only slow itself.
 //
-//     go run ./internal/bench/dispatch [-database-url URL] [-messages 20000] [-rate 300] [-duration 20s]
+//     go run ./internal/bench/dispatch [-database-url URL] [-messages 20000] [-rate 300] [-duration 20s] [-rounds 3]
 package main
 
 import (
@@ -39,6 +39,7 @@ import (
 
 type options struct {
 	messages, producers int
+	rounds              int
 	rate                float64
 	duration            time.Duration
 }
@@ -50,6 +51,7 @@ func main() {
 	flag.IntVar(&o.producers, "producers", 16, "producers committing the drain messages")
 	flag.Float64Var(&o.rate, "rate", 300, "offered load of the latency measurement, messages/s")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the latency measurement")
+	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
 	flag.Parse()
 	if err := run(*adminURL, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-dispatch:", err)
@@ -88,32 +90,28 @@ func run(adminURL string, o options) error {
 	ceiling := sinkCeiling(s, 64, 5*time.Second)
 	fmt.Fprintf(os.Stderr, "sink ceiling: %.0f POST/s\n", ceiling)
 
-	results := map[string]figures{}
+	// Rounds alternate over the designs, so that the machine's noise
+	// spreads over all of them; each figure is the median of its rounds.
+	rounds := map[string][]figures{}
 	var order []string
-	for _, mk := range []func(*pgxpool.Pool, string) (system, error){newOutboxd, newOutboxdBesideSlow, newPoller, newRiverBaseline} {
-		url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_dispatch")
-		if err != nil {
-			return err
+	for r := 0; r < o.rounds; r++ {
+		for _, mk := range []func(*pgxpool.Pool, string) (system, error){newOutboxd, newOutboxdBesideSlow, newPoller, newRiverBaseline} {
+			f, name, err := measureFresh(ctx, adminURL, mk, s, o)
+			if err != nil {
+				return err
+			}
+			if r == 0 {
+				order = append(order, name)
+			}
+			rounds[name] = append(rounds[name], f)
 		}
-		pool, err := pgxpool.New(ctx, url+"&pool_max_conns=40")
-		if err != nil {
-			return err
-		}
-		sys, err := mk(pool, s.srv.URL)
-		if err != nil {
-			pool.Close()
-			return err
-		}
-		f, err := measure(ctx, sys, s, o)
-		pool.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", sys.name(), err)
-		}
-		results[sys.name()] = f
-		order = append(order, sys.name())
+	}
+	results := map[string]figures{}
+	for name, fs := range rounds {
+		results[name] = medianFigures(fs)
 	}
 
-	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s, medians of %d alternating rounds\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds)
 	fmt.Printf("Sink ceiling (keep-alive Go client, concurrency 64, no database): %.0f POST/s\n\n", ceiling)
 	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats |\n", o.messages, o.producers, o.rate)
 	fmt.Println("|---|---|---|---|---|---|---|---|")
@@ -131,6 +129,49 @@ func run(adminURL string, o options) error {
 			float64(slow.p50)/float64(max(a.p50, 1)), float64(slow.p99)/float64(max(a.p99, 1)))
 	}
 	return nil
+}
+
+// measureFresh measures one design in a database of its own.
+func measureFresh(ctx context.Context, adminURL string, mk func(*pgxpool.Pool, string) (system, error), s *sink, o options) (figures, string, error) {
+	url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_dispatch")
+	if err != nil {
+		return figures{}, "", err
+	}
+	pool, err := pgxpool.New(ctx, url+"&pool_max_conns=40")
+	if err != nil {
+		return figures{}, "", err
+	}
+	defer pool.Close()
+	sys, err := mk(pool, s.srv.URL)
+	if err != nil {
+		return figures{}, "", err
+	}
+	f, err := measure(ctx, sys, s, o)
+	if err != nil {
+		return f, "", fmt.Errorf("%s: %w", sys.name(), err)
+	}
+	return f, sys.name(), nil
+}
+
+// medianFigures takes each figure's median over rounds; losses and
+// repeats are summed, since any is a failure.
+func medianFigures(fs []figures) figures {
+	var out figures
+	drain := make([]float64, len(fs))
+	var p50, p95, p99 []time.Duration
+	for i, f := range fs {
+		drain[i] = f.drainPerSec
+		p50, p95, p99 = append(p50, f.p50), append(p95, f.p95), append(p99, f.p99)
+		out.lost += f.lost
+		out.repeats += f.repeats
+	}
+	slices.Sort(drain)
+	for _, xs := range [][]time.Duration{p50, p95, p99} {
+		slices.Sort(xs)
+	}
+	mid := len(fs) / 2
+	out.drainPerSec, out.p50, out.p95, out.p99 = drain[mid], p50[mid], p95[mid], p99[mid]
+	return out
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+)
+
+// metricsDBTimeout bounds how long a /metrics scrape waits for the
+// database. Past it, or when the database fails, the scrape still answers
+// 200: with the values of the last collection that worked and
+// outboxd_database_up 0. docs/operations.md promises this number.
+const metricsDBTimeout = 2 * time.Second
+
+// destinationStatsSQL reads, per destination, what /metrics shows from the
+// database. The names are the configured destinations ($1), those with
+// pending or dead messages, those ever paused and those a live dispatcher
+// serves: a destination whose backlog empties stays in the list, at 0.
+const destinationStatsSQL = `
+WITH pending AS (
+    SELECT destination, count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age
+    FROM {{schema}}.outbox_messages WHERE status = 'pending' GROUP BY destination
+), dead AS (
+    SELECT destination, count(*) AS n
+    FROM {{schema}}.outbox_messages WHERE status = 'dead' GROUP BY destination
+), live AS (
+    SELECT unnest(destinations) AS destination, count(*) AS n
+    FROM {{schema}}.outbox_dispatchers WHERE alive_until > now() GROUP BY 1
+), names AS (
+    SELECT unnest($1::text[]) AS destination
+    UNION SELECT destination FROM pending
+    UNION SELECT destination FROM dead
+    UNION SELECT destination FROM live
+    UNION SELECT name FROM {{schema}}.outbox_destinations
+)
+SELECT n.destination, coalesce(p.n, 0), coalesce(p.age, 0), coalesce(d.n, 0),
+       coalesce(x.paused, false), coalesce(l.n, 0)
+FROM names n
+LEFT JOIN pending p USING (destination)
+LEFT JOIN dead d USING (destination)
+LEFT JOIN live l USING (destination)
+LEFT JOIN {{schema}}.outbox_destinations x ON x.name = n.destination`
+
+// destStats is one destination's row of destinationStatsSQL.
+type destStats struct {
+	pending, dead, live int64
+	age                 float64
+	paused              bool
+}
+
+var (
+	descPending = prometheus.NewDesc("outboxd_pending_messages",
+		"Messages waiting for delivery (0 once the backlog empties).", []string{"destination"}, nil)
+	descAge = prometheus.NewDesc("outboxd_oldest_pending_age_seconds",
+		"Age of the oldest message waiting for delivery (0 without a backlog).", []string{"destination"}, nil)
+	descDead = prometheus.NewDesc("outboxd_dead_messages",
+		"Dead-lettered messages kept in the database (requeue or purge them: outboxd outbox dead).", []string{"destination"}, nil)
+	descPaused = prometheus.NewDesc("outboxd_destination_paused",
+		"1 while the destination is paused after a 410 Gone (outboxd outbox resume NAME), else 0.", []string{"destination"}, nil)
+	descLive = prometheus.NewDesc("outboxd_live_dispatchers",
+		"Live outboxd dispatchers that serve the destination, from their heartbeats.", []string{"destination"}, nil)
+	descUp = prometheus.NewDesc("outboxd_database_up",
+		"1 if PostgreSQL answered the last metrics query within the timeout, else 0 (the database-backed gauges then keep their last values).", nil, nil)
+	descLastSuccess = prometheus.NewDesc("outboxd_database_last_success_timestamp_seconds",
+		"Unix time of the last metrics query PostgreSQL answered: the time of the values the database-backed gauges show.", nil, nil)
+)
+
+// dbCollector exports the database-backed gauges. A scrape waits at most
+// timeout for a collection; one collection runs at a time, shared by
+// concurrent scrapes, so a slow database is not queried once per scrape.
+type dbCollector struct {
+	pool       *pgxpool.Pool
+	query      string
+	configured []string
+	keep       map[string]bool // configured, as a set
+	timeout    time.Duration
+	logs       *rateLog
+	now        func() time.Time
+
+	mu          sync.Mutex
+	last        map[string]destStats // nil until a collection succeeded
+	zeroSince   map[string]time.Time // unconfigured names reading all zeros, since when
+	up          bool
+	lastSuccess time.Time
+	running     chan struct{} // closed when the collection in flight ends
+}
+
+func newDBCollector(pool *pgxpool.Pool, schema string, configured []string, timeout time.Duration, logs *rateLog) *dbCollector {
+	keep := map[string]bool{}
+	for _, name := range configured {
+		keep[name] = true
+	}
+	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema),
+		configured: configured, keep: keep, timeout: timeout, logs: logs, now: time.Now,
+		zeroSince: map[string]time.Time{}}
+}
+
+func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPending, descAge, descDead, descPaused, descLive, descUp, descLastSuccess} {
+		ch <- d
+	}
+}
+
+func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
+	timer := time.NewTimer(c.timeout)
+	answered := awaitCollection(c.refresh(), timer.C)
+	timer.Stop()
+
+	c.mu.Lock()
+	last, up, at := c.last, c.up, c.lastSuccess
+	c.mu.Unlock()
+	// A scrape that gave up says so in its own answer only: the
+	// collection still running decides the shared state when it ends.
+	c.emit(ch, last, up && answered, at)
+}
+
+// awaitCollection reports whether the collection ended (done) before the
+// timeout. When both are ready it is the collection's answer that counts.
+func awaitCollection(done <-chan struct{}, timeout <-chan time.Time) bool {
+	select {
+	case <-done:
+		return true
+	case <-timeout:
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// emit sends one scrape's series. A destination name that cannot be a
+// label value (not UTF-8) is left out and logged instead of failing the
+// scrape.
+func (c *dbCollector) emit(ch chan<- prometheus.Metric, last map[string]destStats, up bool, at time.Time) {
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, boolGauge(up))
+	if !at.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9)
+	}
+	for _, name := range slices.Sorted(maps.Keys(last)) {
+		s := last[name]
+		var ms []prometheus.Metric
+		for _, v := range []struct {
+			d *prometheus.Desc
+			v float64
+		}{{descPending, float64(s.pending)}, {descAge, s.age}, {descDead, float64(s.dead)},
+			{descPaused, boolGauge(s.paused)}, {descLive, float64(s.live)}} {
+			m, err := prometheus.NewConstMetric(v.d, prometheus.GaugeValue, v.v, name)
+			if err != nil {
+				c.logs.warn("destination label", "/metrics: a destination's name cannot be a label value; its gauges are left out",
+					"destination", strconv.Quote(name), "error", err.Error())
+				ms = nil
+				break
+			}
+			ms = append(ms, m)
+		}
+		for _, m := range ms {
+			ch <- m
+		}
+	}
+}
+
+// refresh starts a collection unless one is in flight, and returns a
+// channel closed when it ends.
+func (c *dbCollector) refresh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running != nil {
+		return c.running
+	}
+	done := make(chan struct{})
+	c.running = done
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		now, err := c.collect(ctx)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.running = nil
+		c.up = err == nil
+		if err != nil {
+			return
+		}
+		c.lastSuccess = c.now()
+		c.last = c.merge(now, c.lastSuccess)
+	}()
+	return done
+}
+
+func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, error) {
+	rows, err := c.pool.Query(ctx, c.query, c.configured)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]destStats{}
+	var (
+		name string
+		s    destStats
+	)
+	_, err = pgx.ForEachRow(rows, []any{&name, &s.pending, &s.age, &s.dead, &s.paused, &s.live}, func() error {
+		out[name] = s
+		return nil
+	})
+	return out, err
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
