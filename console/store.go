@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,9 +27,18 @@ type store struct {
 }
 
 type queries struct {
-	events, messages, destinations, lanes, dispatchers, failureSummary string
-	auditInsert, auditForMessage, auditRecent                          string
+	events, eventSearch, destinations, lanes, dispatchers, failureSummary string
+	messages                                                              string
+	messageSearch                                                         map[string]string
+	auditInsert, auditForMessage, auditRecent                             string
 }
+
+// How many events the names of references are read from, for a search by
+// value (eventsSearchSQL): the newest, and some of each source.
+const (
+	refNamesNewest    = 1000
+	refNamesPerSource = 200
+)
 
 func newStore(pool *pgxpool.Pool, cfg *Config) (*store, error) {
 	in, err := inbox.New(&inbox.Config{Schema: cfg.Schema})
@@ -39,9 +50,16 @@ func newStore(pool *pgxpool.Pool, cfg *Config) (*store, error) {
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	r := func(q string) string { return dbschema.Render(q, cfg.Schema) }
+	search := make(map[string]string, len(messageMatches))
+	for k, m := range messageMatches {
+		search[k] = r(strings.Replace(messagesSearchSQL, "{{match}}", m, 1))
+	}
+	eventSearch := strings.NewReplacer("{{namesNewest}}", strconv.Itoa(refNamesNewest),
+		"{{namesPerSource}}", strconv.Itoa(refNamesPerSource)).Replace(eventsSearchSQL)
 	return &store{pool: pool, in: in, out: out, limit: cfg.PageSize, q: queries{
-		events: r(eventsSQL), messages: r(messagesSQL), destinations: r(destinationsSQL),
-		lanes: r(lanesSQL), dispatchers: r(dispatchersSQL), failureSummary: r(failureSummarySQL),
+		events: r(eventsListSQL), eventSearch: r(eventSearch), messages: r(messagesListSQL), messageSearch: search,
+		destinations: r(destinationsSQL),
+		lanes:        r(lanesSQL), dispatchers: r(dispatchersSQL), failureSummary: r(failureSummarySQL),
 		auditInsert: r(auditInsertSQL), auditForMessage: r(auditForMessageSQL), auditRecent: r(auditRecentSQL),
 	}}, nil
 }
@@ -106,7 +124,11 @@ func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
 	} else {
 		value = opt(f.Query)
 	}
-	rows, err := s.pool.Query(ctx, s.q.events, customPlan, value, refName, refValue, opt(f.Source), opt(f.Status),
+	q := s.q.events
+	if value != nil || refName != nil {
+		q = s.q.eventSearch
+	}
+	rows, err := s.pool.Query(ctx, q, customPlan, value, refName, refValue, opt(f.Source), opt(f.Status),
 		optTime(f.Since), optTime(f.Until), s.limit, opt(f.BeforeSource), opt(f.BeforeID))
 	if err != nil {
 		return nil, fmt.Errorf("console: events: %w", err)
@@ -160,7 +182,9 @@ type MessageRow struct {
 	CausedByID     string     `json:"caused_by_event_id,omitempty"`
 }
 
-func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, error) {
+// messageQuery picks the list or an index lookup (messageMatches) for f,
+// and its arguments.
+func (s *store) messageQuery(f MessageFilter) (string, []any) {
 	var ids []uuid.UUID
 	if len(f.IDs) > 0 {
 		ids = f.IDs
@@ -173,8 +197,24 @@ func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, er
 	if f.CausedBy != nil {
 		causeSource, causeID = &f.CausedBy.Source, &f.CausedBy.EventID
 	}
-	rows, err := s.pool.Query(ctx, s.q.messages, customPlan, ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
-		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before)
+	q := s.q.messages
+	switch {
+	case ids != nil:
+		q = s.q.messageSearch["ids"]
+	case f.IdempotencyKey != "":
+		q = s.q.messageSearch["idempotency_key"]
+	case causeID != nil:
+		q = s.q.messageSearch["caused_by"]
+	case f.OrderingKey != "":
+		q = s.q.messageSearch["ordering_key"]
+	}
+	return q, []any{ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
+		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before}
+}
+
+func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, error) {
+	q, args := s.messageQuery(f)
+	rows, err := s.pool.Query(ctx, q, append([]any{customPlan}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("console: messages: %w", err)
 	}
