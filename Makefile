@@ -79,7 +79,7 @@ bench-purge: ## Receipt p50/p99 at 16 connections with and without purging 1M ex
 	$(GO) run ./internal/bench/receipt -purge 1000000 -duration 45s $(BENCH_ARGS)
 
 .PHONY: bench-console
-bench-console: ## Console search endpoints (p50/p99) over 1M generated inbox events, beside a primary-key fetch and without the search index.
+bench-console: ## Console search endpoints (p50/p99) over 1M generated inbox events, never analyzed then analyzed, beside a primary-key fetch.
 	$(GO) run ./internal/bench/console $(BENCH_ARGS)
 
 .PHONY: bench-webhook
