@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
 )
@@ -51,6 +52,10 @@ type Config struct {
 	// is served under /riverui/ behind the same authentication, to admins
 	// only: its own API can cancel and delete jobs.
 	RiverUI http.Handler
+	// RequestTimeout bounds each request's work, its queries included: past
+	// it the answer is 503 "database unavailable". Default
+	// DefaultRequestTimeout (10 s).
+	RequestTimeout time.Duration
 	// Logger receives errors; never credentials. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -69,6 +74,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.AuditIDs <= 0 {
 		out.AuditIDs = 10000
+	}
+	if out.RequestTimeout <= 0 {
+		out.RequestTimeout = DefaultRequestTimeout
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

@@ -27,7 +27,8 @@ type Console struct {
 	h     http.Handler
 }
 
-// New builds a console on pool. It fails with ErrNoAuth when cfg names no
+// New builds a console on pool, which should be its own (ConfigurePool):
+// the console's queries then never wait for the dispatcher's connections. It fails with ErrNoAuth when cfg names no
 // user and does not set InsecureNoAuth.
 func New(pool *pgxpool.Pool, cfg *Config) (*Console, error) {
 	c := cfg.withDefaults()
@@ -87,7 +88,7 @@ func (c *Console) routes() http.Handler {
 		h = outer
 	}
 	// Headers outermost: a 401 carries them too.
-	return securityHeaders(c.auth.middleware(h))
+	return securityHeaders(c.auth.middleware(withDeadline(c.cfg.RequestTimeout, h)))
 }
 
 // refuse answers 403, as JSON under /api/, else as a page.

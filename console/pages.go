@@ -45,6 +45,11 @@ func (c *Console) classify(r *http.Request, err error) (int, string) {
 		return http.StatusBadRequest, ue.msg
 	case errors.Is(err, errCountChanged):
 		return http.StatusConflict, err.Error()
+	case retryable(err):
+		return http.StatusConflict, "another change got in the way (deadlock or serialization failure); nothing was changed, try again"
+	case unavailable(err):
+		c.log.Warn("console: database unavailable", "path", r.URL.Path, "error", err)
+		return http.StatusServiceUnavailable, errUnavailable
 	}
 	c.log.Error("console: request failed", "path", r.URL.Path, "error", err)
 	return http.StatusInternalServerError, "the database query failed; see the outboxd log"

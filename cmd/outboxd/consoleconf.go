@@ -83,30 +83,46 @@ func (cc *consoleConf) consoleUsers() ([]console.User, error) {
 	return users, nil
 }
 
-// startConsole serves the console on its own listener, until stop.
-func startConsole(ctx context.Context, cc *consoleConf, users []console.User, pool *pgxpool.Pool, schema string, logger *slog.Logger) (*http.Server, error) {
+// startConsole serves the console on its own listener, with a pool of its
+// own (console.ConfigurePool: console.PoolSize connections, statement_timeout
+// at the request deadline), so that its pages never wait for the
+// dispatcher's connections nor hold them. stop shuts it all down: the
+// server within ctx, River UI's background work, the pool.
+func startConsole(ctx context.Context, cc *consoleConf, users []console.User, base *pgxpool.Pool, schema string,
+	logger *slog.Logger) (stop func(context.Context), err error) {
+	pcfg := base.Config()
+	console.ConfigurePool(pcfg, console.DefaultRequestTimeout)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	stopRiver := func() {}
+	cleanup := func() { stopRiver(); pool.Close() }
 	cfg := &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Logger: logger}
 	if cc.RiverUI {
-		h, err := riverUI(ctx, pool, schema, logger)
+		h, stopUI, err := riverUI(ctx, pool, schema, logger)
 		if err != nil {
+			cleanup()
 			return nil, err
 		}
-		cfg.RiverUI = h
+		cfg.RiverUI, stopRiver = h, stopUI
 	}
 	c, err := console.New(pool, cfg)
 	if err != nil {
+		cleanup()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cc.Listen)
 	if err != nil {
+		cleanup()
 		var op *net.OpError
 		if errors.As(err, &op) {
 			err = op.Err
 		}
 		return nil, fmt.Errorf("console: listen on console.listen: %w", err)
 	}
-	srv := &http.Server{Handler: c, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: opsReadTimeout,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: c, ReadHeaderTimeout: consoleReadHeaderTimeout, ReadTimeout: opsReadTimeout,
+		WriteTimeout: consoleWriteTimeout, IdleTimeout: consoleIdleTimeout, MaxHeaderBytes: consoleMaxHeaderBytes}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("console server failed", "error", err)
@@ -116,5 +132,22 @@ func startConsole(ctx context.Context, cc *consoleConf, users []console.User, po
 		logger.Warn("console: insecure_no_auth is set: anyone who reaches the address is an admin", "listen", ln.Addr().String())
 	}
 	logger.Info("console serving", "listen", ln.Addr().String(), "users", len(users))
-	return srv, nil
+	return func(ctx context.Context) {
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close()
+		}
+		cleanup()
+	}, nil
 }
+
+// The console listener's limits (docs/operations.md, "Console"): headers
+// within 5 s and 64 KiB, the whole request within opsReadTimeout, an answer
+// written within 30 s (a request's work is bounded by
+// console.DefaultRequestTimeout, 10 s), idle connections closed after 60 s.
+// Action bodies are capped by the console (1 MiB).
+const (
+	consoleReadHeaderTimeout = 5 * time.Second
+	consoleWriteTimeout      = 30 * time.Second
+	consoleIdleTimeout       = 60 * time.Second
+	consoleMaxHeaderBytes    = 64 << 10
+)

@@ -147,13 +147,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("ops server failed", "error", err)
 		}
 	}()
-	var consoleSrv *http.Server
+	stopConsole := func(context.Context) {}
 	if cfg.Console != nil {
-		if consoleSrv, err = startConsole(ctx, cfg.Console, consoleUsers, pool, db.schema, logger); err != nil {
+		if stopConsole, err = startConsole(ctx, cfg.Console, consoleUsers, pool, db.schema, logger); err != nil {
 			_ = srv.Close()
 			return err
 		}
-		defer func() { _ = consoleSrv.Close() }()
+		defer func() { stopConsole(context.Background()) }() // an early return; a second call does nothing
 	}
 	if err := d.Start(ctx); err != nil {
 		_ = srv.Close()
@@ -167,9 +167,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	err = d.Stop(stopCtx)
 	_ = srv.Shutdown(stopCtx)
-	if consoleSrv != nil {
-		_ = consoleSrv.Shutdown(stopCtx)
-	}
+	stopConsole(stopCtx)
 	if err != nil && stopCtx.Err() != nil {
 		// The worker's error joins one per part that ran out of time;
 		// for people, one sentence.
