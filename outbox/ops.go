@@ -19,6 +19,8 @@ type Filter struct {
 	Type        string
 	// Since and Until bound the creation time: Since <= created_at < Until.
 	Since, Until time.Time
+	// OrderingKey and IdempotencyKey, when set, must equal the message's.
+	OrderingKey, IdempotencyKey string
 }
 
 func (f Filter) args(status string) []any {
@@ -38,7 +40,8 @@ func (f Filter) args(status string) []any {
 	if len(f.IDs) > 0 {
 		ids = f.IDs
 	}
-	return []any{status, ids, opt(f.Destination), opt(f.Type), optTime(f.Since), optTime(f.Until)}
+	return []any{status, ids, opt(f.Destination), opt(f.Type), optTime(f.Since), optTime(f.Until),
+		opt(f.OrderingKey), opt(f.IdempotencyKey)}
 }
 
 func (o *Outbox) render(q string) string { return dbschema.Render(q, o.schema) }
@@ -89,6 +92,21 @@ func (o *Outbox) CountDead(ctx context.Context, db DB, f Filter) (int64, error) 
 		return 0, fmt.Errorf("outbox: count dead: %w", err)
 	}
 	return n, nil
+}
+
+// DeadIDs lists, sorted, the ids of the dead messages matching f: what
+// Requeue or PurgeDead would change now, for a confirmation that must name
+// exactly what it confirmed.
+func (o *Outbox) DeadIDs(ctx context.Context, db DB, f Filter) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, o.render(idsSQL), f.args("dead")...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: dead ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("outbox: dead ids: %w", err)
+	}
+	return ids, nil
 }
 
 func (o *Outbox) changeDead(ctx context.Context, db DB, q, what string, f Filter) ([]uuid.UUID, error) {

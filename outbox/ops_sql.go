@@ -4,14 +4,17 @@ package outbox
 // argument left NULL matches everything.
 
 // filterSQL selects messages by status and the Filter's fields ($1 status,
-// $2 ids, $3 destination, $4 type, $5 since, $6 until).
+// $2 ids, $3 destination, $4 type, $5 since, $6 until, $7 ordering key, $8
+// idempotency key).
 const filterSQL = `
 status = $1
 AND ($2::uuid[] IS NULL OR id = ANY($2))
 AND ($3::text IS NULL OR destination = $3)
 AND ($4::text IS NULL OR type = $4)
 AND ($5::timestamptz IS NULL OR created_at >= $5)
-AND ($6::timestamptz IS NULL OR created_at < $6)`
+AND ($6::timestamptz IS NULL OR created_at < $6)
+AND ($7::text IS NULL OR ordering_key = $7)
+AND ($8::text IS NULL OR idempotency_key = $8)`
 
 const listSQL = `
 SELECT id, destination, type, ordering_key, seq, payload, headers,
@@ -21,7 +24,7 @@ SELECT id, destination, type, ordering_key, seq, payload, headers,
 FROM {{schema}}.outbox_messages
 WHERE ` + filterSQL + `
 ORDER BY created_at, id
-LIMIT $7`
+LIMIT $9`
 
 // requeueSQL puts dead messages back with a fresh attempt budget and age;
 // attempt numbers continue and the idempotency key is unchanged.
@@ -33,6 +36,10 @@ RETURNING id`
 
 const purgeSQL = `DELETE FROM {{schema}}.outbox_messages WHERE ` + filterSQL + `
 RETURNING id`
+
+// idsSQL lists the ids a requeue or purge with the same filter would touch.
+const idsSQL = `SELECT id FROM {{schema}}.outbox_messages WHERE ` + filterSQL + `
+ORDER BY id`
 
 // countSQL counts what a requeue or purge with the same filter would touch.
 const countSQL = `SELECT count(*) FROM {{schema}}.outbox_messages WHERE ` + filterSQL

@@ -69,3 +69,39 @@ func TestPauseDestination(t *testing.T) {
 		t.Fatalf("pause after resume: %v, %v", changed, err)
 	}
 }
+
+// DeadIDs lists, sorted, exactly the dead letters a requeue with the same
+// filter changes, and the ordering and idempotency keys narrow both.
+func TestDeadIDsAndKeyFilters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var ids []uuid.UUID
+	for i, key := range []string{"contact-1", "contact-1", "contact-2"} {
+		m := msg("email-api")
+		m.OrderingKey, m.IdempotencyKey = key, key+"-"+string(rune('a'+i))
+		e, err := b.outbox.Enqueue(ctx, b.pool, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'dead'`); err != nil {
+		t.Fatal(err)
+	}
+	byKey := outbox.Filter{OrderingKey: "contact-1"}
+	got, err := b.outbox.DeadIDs(ctx, b.pool, byKey)
+	want := slices.Clone(ids[:2])
+	slices.SortFunc(want, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("DeadIDs(ordering key) = %v, %v; want %v", got, err, want)
+	}
+	if got, err := b.outbox.DeadIDs(ctx, b.pool, outbox.Filter{IdempotencyKey: "contact-2-c"}); err != nil || len(got) != 1 || got[0] != ids[2] {
+		t.Fatalf("DeadIDs(idempotency key) = %v, %v; want [%s]", got, err, ids[2])
+	}
+	requeued, err := b.outbox.RequeueIDs(ctx, b.pool, byKey)
+	slices.SortFunc(requeued, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	if err != nil || !slices.Equal(requeued, want) {
+		t.Fatalf("RequeueIDs(ordering key) = %v, %v; want %v", requeued, err, want)
+	}
+}
