@@ -194,11 +194,11 @@ func (c *Console) apiDeadAction(r *http.Request) (any, error) {
 		return nil, badRequest(fmt.Errorf("body: %w", err))
 	}
 	if req.empty() {
-		return nil, badRequest(errors.New("nothing selected: give ids, a filter (destination, type, since, until), or \"all\": true"))
+		return nil, badRequest(errors.New("nothing selected: give ids, a filter (destination, type, ordering_key, idempotency_key, since, until), or \"all\": true"))
 	}
 	if req.DryRun {
-		n, err := c.store.countDead(r.Context(), req.DeadSelection)
-		return map[string]any{"action": action, "dry_run": true, "count": n}, err
+		n, digest, err := c.store.deadNow(r.Context(), req.DeadSelection)
+		return map[string]any{"action": action, "dry_run": true, "count": n, "digest": digest}, err
 	}
 	n, err := c.store.changeDead(r.Context(), principalOf(r.Context()), action, req.DeadSelection, c.cfg.AuditIDs)
 	return map[string]any{"action": action, "count": n}, err

@@ -81,16 +81,7 @@ func TestActionsNeedAdminAndCSRF(t *testing.T) {
 	b.kill(t, id)
 	admin := "basic:ada:" + adminPass
 	token := b.csrf(t, admin)
-	sel := url.Values{"id": {id.String()}, "expect": {"1"}}
-
-	with := func(v url.Values, k, val string) url.Values {
-		out := url.Values{}
-		for kk, vv := range v {
-			out[kk] = vv
-		}
-		out.Set(k, val)
-		return out
-	}
+	sel := b.confirm(t, admin, token, "requeue", url.Values{"id": {id.String()}})
 	// No token, a wrong token, a viewer's token, a viewer: refused, nothing changed.
 	for _, c := range []struct {
 		name, auth string

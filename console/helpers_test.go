@@ -3,10 +3,13 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -168,4 +171,42 @@ func decode[T any](t *testing.T, r reply) T {
 		t.Fatalf("decode %d %q: %v", r.code, r.body, err)
 	}
 	return v
+}
+
+// hiddenField matches the confirmation form's hidden fields (rendered
+// name first, then value).
+var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
+
+// confirm asks for a confirmation page and returns the fields its "Yes"
+// button would send (csrf left out), as a person confirming would.
+func (b *bundle) confirm(t *testing.T, auth, token, action string, sel url.Values) url.Values {
+	t.Helper()
+	v := url.Values{"csrf": {token}, "action": {action}}
+	for k, vs := range sel {
+		v[k] = vs
+	}
+	r := b.form(t, "/dead/confirm", auth, v)
+	if r.code != http.StatusOK {
+		t.Fatalf("confirm: %d %s", r.code, r.body)
+	}
+	out := url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(r.body, -1) {
+		if m[1] != "csrf" {
+			out.Add(m[1], html.UnescapeString(m[2]))
+		}
+	}
+	if out.Get("digest") == "" {
+		t.Fatalf("the confirmation carries no digest:\n%s", r.body)
+	}
+	return out
+}
+
+// with returns v with k set to val (v unchanged).
+func with(v url.Values, k, val string) url.Values {
+	out := url.Values{}
+	for kk, vv := range v {
+		out[kk] = slices.Clone(vv)
+	}
+	out.Set(k, val)
+	return out
 }

@@ -146,12 +146,17 @@ func (c *Console) deadConfirmPage(w http.ResponseWriter, r *http.Request) error 
 	if sel.empty() {
 		return badRequest(errors.New("nothing selected: tick messages, give a filter, or choose all dead letters"))
 	}
-	n, err := c.store.countDead(r.Context(), sel)
+	// Pin the end of the creation window now: a message created after
+	// this page was shown is never part of what was confirmed.
+	if sel.Until.IsZero() {
+		sel.Until = time.Now().UTC()
+	}
+	n, digest, err := c.store.deadNow(r.Context(), sel)
 	if err != nil {
 		return err
 	}
 	c.render(w, r, http.StatusOK, "confirm", view{Title: "Confirm " + action, Nav: "dead", Data: map[string]any{
-		"Action": action, "Count": n, "Fields": sel.values(), "Sel": sel}})
+		"Action": action, "Count": n, "Fields": sel.values(), "Sel": sel, "Digest": digest}})
 	return nil
 }
 
@@ -167,8 +172,8 @@ func (c *Console) deadActionPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest(err)
 	}
-	if sel.empty() || sel.Expect == nil {
-		return badRequest(errors.New("confirm first: the action needs the count shown on the confirmation page"))
+	if sel.empty() || sel.Expect == nil || sel.Digest == "" {
+		return badRequest(errors.New("confirm first: the action needs what the confirmation page showed"))
 	}
 	n, err := c.store.changeDead(r.Context(), principalOf(r.Context()), action, sel, c.cfg.AuditIDs)
 	if err != nil {

@@ -81,6 +81,8 @@ func deadSelection(q url.Values, now time.Time) (DeadSelection, error) {
 		sel.IDs = append(sel.IDs, id)
 	}
 	sel.Destination, sel.Type, sel.All = q.Get("destination"), q.Get("type"), q.Get("all") == "yes"
+	sel.OrderingKey, sel.IdempotencyKey = q.Get("ordering_key"), strings.TrimSpace(q.Get("idempotency_key"))
+	sel.Digest = q.Get("digest")
 	var err error
 	if sel.Since, err = formTime("since", q.Get("since"), now); err != nil {
 		return sel, err
@@ -98,7 +100,8 @@ func deadSelection(q url.Values, now time.Time) (DeadSelection, error) {
 	return sel, nil
 }
 
-// values writes a selection back as form fields, for the confirmation page.
+// values writes a selection back as form fields, for the confirmation page
+// (which adds expect and digest).
 func (d DeadSelection) values() url.Values {
 	v := url.Values{}
 	for _, id := range d.IDs {
@@ -111,6 +114,8 @@ func (d DeadSelection) values() url.Values {
 	}
 	set("destination", d.Destination)
 	set("type", d.Type)
+	set("ordering_key", d.OrderingKey)
+	set("idempotency_key", d.IdempotencyKey)
 	if !d.Since.IsZero() {
 		v.Set("since", d.Since.UTC().Format(time.RFC3339Nano))
 	}

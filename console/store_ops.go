@@ -1,9 +1,13 @@
 package console
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -172,33 +176,59 @@ func (s *store) auditRecent(ctx context.Context) ([]AuditEntry, error) {
 }
 
 // DeadSelection picks dead letters for a requeue or purge: by id, or by
-// filter, or All. Expect, when set, is the count the operator confirmed.
+// filter (the dead-letter list's own filters, so an action on a filtered
+// list acts on that list), or All. Expect, when set, is the count the
+// operator confirmed; Digest, when set, the digest (selectionDigest) of the
+// ids confirmed: the action changes exactly those, or nothing (409).
 type DeadSelection struct {
-	IDs         []uuid.UUID `json:"ids,omitempty"`
-	Destination string      `json:"destination,omitempty"`
-	Type        string      `json:"type,omitempty"`
-	Since       time.Time   `json:"since,omitzero"`
-	Until       time.Time   `json:"until,omitzero"`
-	All         bool        `json:"all,omitempty"`
-	Expect      *int64      `json:"expect,omitempty"`
+	IDs            []uuid.UUID `json:"ids,omitempty"`
+	Destination    string      `json:"destination,omitempty"`
+	Type           string      `json:"type,omitempty"`
+	OrderingKey    string      `json:"ordering_key,omitempty"`
+	IdempotencyKey string      `json:"idempotency_key,omitempty"`
+	Since          time.Time   `json:"since,omitzero"`
+	Until          time.Time   `json:"until,omitzero"`
+	All            bool        `json:"all,omitempty"`
+	Expect         *int64      `json:"expect,omitempty"`
+	Digest         string      `json:"digest,omitempty"`
 }
 
 func (d DeadSelection) filter() outbox.Filter {
-	return outbox.Filter{IDs: d.IDs, Destination: d.Destination, Type: d.Type, Since: d.Since, Until: d.Until}
+	return outbox.Filter{IDs: d.IDs, Destination: d.Destination, Type: d.Type, Since: d.Since, Until: d.Until,
+		OrderingKey: d.OrderingKey, IdempotencyKey: d.IdempotencyKey}
 }
 
 // empty is a selection that names nothing: refused, as the CLI refuses a
 // requeue without a filter or --all.
 func (d DeadSelection) empty() bool {
-	return !d.All && len(d.IDs) == 0 && d.Destination == "" && d.Type == "" && d.Since.IsZero() && d.Until.IsZero()
+	return !d.All && len(d.IDs) == 0 && d.Destination == "" && d.Type == "" && d.OrderingKey == "" &&
+		d.IdempotencyKey == "" && d.Since.IsZero() && d.Until.IsZero()
 }
 
-func (s *store) countDead(ctx context.Context, sel DeadSelection) (int64, error) {
-	return s.out.CountDead(ctx, s.pool, sel.filter())
+// selectionDigest is the hex SHA-256 of the ids, sorted, one per line: what
+// a confirmation names, checked again by the action inside its transaction.
+func selectionDigest(ids []uuid.UUID) string {
+	sorted := slices.Clone(ids)
+	slices.SortFunc(sorted, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	h := sha256.New()
+	for _, id := range sorted {
+		h.Write([]byte(id.String() + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// deadNow counts the dead letters sel matches now, and their digest.
+func (s *store) deadNow(ctx context.Context, sel DeadSelection) (int64, string, error) {
+	ids, err := s.out.DeadIDs(ctx, s.pool, sel.filter())
+	if err != nil {
+		return 0, "", err
+	}
+	return int64(len(ids)), selectionDigest(ids), nil
 }
 
 // changeDead requeues or purges, and records the action, in one
-// transaction; a count that differs from sel.Expect rolls it all back.
+// transaction; a count that differs from sel.Expect, or ids whose digest
+// differs from sel.Digest, roll it all back.
 func (s *store) changeDead(ctx context.Context, p principal, action string, sel DeadSelection, maxIDs int) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -212,6 +242,9 @@ func (s *store) changeDead(ctx context.Context, p principal, action string, sel 
 		}
 		n = int64(len(ids))
 		if sel.Expect != nil && *sel.Expect != n {
+			return errCountChanged
+		}
+		if sel.Digest != "" && sel.Digest != selectionDigest(ids) {
 			return errCountChanged
 		}
 		if n == 0 {
