@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -85,6 +86,13 @@ func (a *authenticator) authenticate(r *http.Request) (principal, bool) {
 // the principal in the context of the others.
 func (a *authenticator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.open && !loopbackHost(r.Host) {
+			// Without credentials, a page of any site could reach the
+			// console through a name it resolves to 127.0.0.1 (DNS
+			// rebinding): only a loopback name is served.
+			http.Error(w, "403 forbidden: without credentials (insecure_no_auth) the console answers only to localhost, 127.0.0.1 or [::1]", http.StatusForbidden)
+			return
+		}
 		p, ok := a.authenticate(r)
 		if !ok {
 			if a.anyBasic {
@@ -97,4 +105,18 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback:
+// localhost, 127.0.0.0/8 or ::1, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

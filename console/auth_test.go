@@ -3,6 +3,7 @@ package console_test
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -138,6 +139,36 @@ func TestViewerSeesNoActions(t *testing.T) {
 		}
 		if !strings.Contains(admin.body, `method="post"`) {
 			t.Fatalf("%s as an admin offers no action", path)
+		}
+	}
+}
+
+// Without credentials the console answers only to a loopback Host: a page
+// of another site that resolves its own name to 127.0.0.1 (DNS rebinding)
+// gets 403, whatever it asks.
+func TestInsecureNoAuthOnlyForLoopbackHosts(t *testing.T) {
+	t.Parallel()
+	c, err := console.New(pgtest.Pool(t), &console.Config{InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	for host, want := range map[string]int{
+		"": http.StatusOK, "localhost:9500": http.StatusOK, "127.0.0.1": http.StatusOK, "[::1]:9500": http.StatusOK,
+		"evil.example:9500": http.StatusForbidden, "127.0.0.1.nip.example": http.StatusForbidden, "10.0.0.5:9500": http.StatusForbidden,
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/session", nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, want)
 		}
 	}
 }

@@ -22,6 +22,10 @@ func TestServeRefusesAConsoleWithoutCredentials(t *testing.T) {
 		{"both", dest + "console:\n  listen: 127.0.0.1:9500\n  users:\n    ada:\n      role: admin\n      password_env: A\n      token_env: B\n", "line 7: console.users.ada: set exactly one of password_env (basic auth) and token_env (bearer token)", nil},
 		{"role", dest + "console:\n  listen: 127.0.0.1:9500\n  users:\n    ada:\n      role: root\n      password_env: A\n", `line 8: console.users.ada.role: "root": want viewer or admin`, nil},
 		{"a password in clear", dest + "console:\n  listen: 127.0.0.1:9500\n  users:\n    ada:\n      role: admin\n      password: hunter2-in-clear\n", "line 9: console.users.ada.password: unknown setting (did you mean password_env?)", nil},
+		{"insecure beyond loopback", dest + "console:\n  listen: 0.0.0.0:9500\n  insecure_no_auth: true\n", "line 5: console.listen: insecure_no_auth serves only a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT): anyone who reaches it is an admin", nil},
+		{"insecure on every interface", dest + "console:\n  listen: :9500\n  insecure_no_auth: true\n", "line 5: console.listen: insecure_no_auth serves only a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT): anyone who reaches it is an admin", nil},
+		{"a shared credential", dest + "console:\n  listen: 127.0.0.1:9500\n  users:\n    ada:\n      role: admin\n      password_env: A\n    bob:\n      role: viewer\n      token_env: A\n", "line 10: console.users.bob: A is also ada's credential: each user needs a secret of their own", nil},
+		{"a colon in a name", dest + "console:\n  listen: 127.0.0.1:9500\n  users:\n    \"a:b\":\n      role: admin\n      password_env: A\n", "line 7: console.users.a:b: a user name cannot contain ':'", nil},
 		{"unset variable", dest + "console:\n  listen: 127.0.0.1:9500\n  users:\n    ada:\n      role: admin\n      password_env: OUTBOXD_TEST_CONSOLE_UNSET\n", "", []string{"OUTBOXD_TEST_CONSOLE_UNSET="}},
 	} {
 		path := writeFile(t, "outboxd.yaml", tc.body)
@@ -33,6 +37,26 @@ func TestServeRefusesAConsoleWithoutCredentials(t *testing.T) {
 		if r.code != 2 || firstLine(r.stderr) != want || strings.Contains(r.stderr, "hunter2") {
 			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", tc.name, r.code, r.stderr, want)
 		}
+	}
+}
+
+// The console never shares the address of /metrics, and --check names it.
+func TestConsoleListenOwnAddressAndCheck(t *testing.T) {
+	t.Parallel()
+	const dest = "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n"
+	clash := writeFile(t, "outboxd.yaml", "listen: 127.0.0.1:9500\n"+dest+"console:\n  listen: 127.0.0.1:9500\n  insecure_no_auth: true\n")
+	r := outboxd(t, []string{"DATABASE_URL="}, "serve", "--config", clash, "--check")
+	if want := "outboxd serve: console.listen (127.0.0.1:9500) is the address of /metrics and /healthz (127.0.0.1:9500): give the console its own"; r.code != 2 || firstLine(r.stderr) != want {
+		t.Errorf("console on the ops address: exit %d, %q; want 2 and %q", r.code, r.stderr, want)
+	}
+	r = outboxd(t, []string{"DATABASE_URL="}, "serve", "--config", clash, "--check", "--listen", ":9500")
+	if r.code != 2 {
+		t.Errorf("console on 127.0.0.1:9500, /metrics on :9500: exit %d, want 2", r.code)
+	}
+	ok := writeFile(t, "outboxd.yaml", dest+"console:\n  listen: 127.0.0.1:9501\n  users:\n    ada:\n      role: admin\n      password_env: OUTBOXD_TEST_CHECK_PW\n")
+	r = outboxd(t, []string{"DATABASE_URL=", "OUTBOXD_TEST_CHECK_PW=check-secret-91"}, "serve", "--config", ok, "--check")
+	if r.code != 0 || !strings.Contains(r.stdout, ", console 127.0.0.1:9501 (1 user(s))") || strings.Contains(r.stdout+r.stderr, "check-secret-91") {
+		t.Errorf("--check with a console: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,14 +53,60 @@ func (c *fileConfig) validateConsole() error {
 	if len(cc.Users) > 0 && cc.InsecureNoAuth {
 		return c.errAt("console.insecure_no_auth", "set, and users named too: choose one")
 	}
+	if cc.InsecureNoAuth && !loopbackListen(cc.Listen) {
+		return c.errAt("console.listen", "insecure_no_auth serves only a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT): anyone who reaches it is an admin")
+	}
+	vars := map[string]string{} // variable -> the user who names it
 	for _, name := range slices.Sorted(maps.Keys(cc.Users)) {
 		u, at := cc.Users[name], "console.users."+name
+		if strings.Contains(name, ":") {
+			// Basic auth splits "name:password" at the first colon.
+			return c.errAt(at, "a user name cannot contain ':'")
+		}
 		if u.Role != string(console.Viewer) && u.Role != string(console.Admin) {
 			return c.errAt(at+".role", "%q: want viewer or admin", u.Role)
 		}
 		if (u.PasswordEnv == "") == (u.TokenEnv == "") {
 			return c.errAt(at, "set exactly one of password_env (basic auth) and token_env (bearer token)")
 		}
+		env := u.PasswordEnv + u.TokenEnv
+		if other, ok := vars[env]; ok {
+			return c.errAt(at, "%s is also %s's credential: each user needs a secret of their own", env, other)
+		}
+		vars[env] = name
+	}
+	return nil
+}
+
+// loopbackListen reports whether addr listens on loopback only.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sameListen reports whether two listen addresses would clash: the same
+// port, and the same host or either on every interface.
+func sameListen(a, b string) bool {
+	ah, ap, err1 := net.SplitHostPort(a)
+	bh, bp, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || ap != bp || ap == "0" {
+		return false
+	}
+	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ah == bh || every(ah) || every(bh)
+}
+
+// checkConsoleListen refuses a console on the address of /metrics.
+func checkConsoleListen(cc *consoleConf, opsListen string) error {
+	if cc != nil && sameListen(cc.Listen, opsListen) {
+		return fmt.Errorf("console.listen (%s) is the address of /metrics and /healthz (%s): give the console its own", cc.Listen, opsListen)
 	}
 	return nil
 }

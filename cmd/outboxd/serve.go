@@ -70,6 +70,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
+	if err := checkConsoleListen(cfg.Console, set.listen); err != nil {
+		return usageErrorf("%v", err)
+	}
 	var consoleUsers []console.User
 	if cfg.Console != nil {
 		if consoleUsers, err = cfg.Console.consoleUsers(); err != nil {
