@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -37,19 +39,42 @@ func (c *Console) api(fn apiFunc) http.HandlerFunc {
 }
 
 // Body is a payload or response body in the API: text when it is valid
-// UTF-8 (JSON included), else base64.
+// UTF-8 (JSON included), else base64; its first MaxShown bytes (64 KiB by
+// default, as on the pages), Truncated when there was more. Size is the
+// whole body's.
 type Body struct {
-	Text   *string `json:"text,omitempty"`
-	Base64 []byte  `json:"base64,omitempty"`
-	Size   int     `json:"size"`
+	Text      *string `json:"text,omitempty"`
+	Base64    []byte  `json:"base64,omitempty"`
+	Size      int     `json:"size"`
+	Truncated bool    `json:"truncated,omitempty"`
 }
 
-func body(b []byte) Body {
-	if utf8.Valid(b) {
-		s := string(b)
-		return Body{Text: &s, Size: len(b)}
+func body(b []byte, maxShown int) Body {
+	size, cut := len(b), false
+	if len(b) > maxShown {
+		b, cut = b[:maxShown], true
 	}
-	return Body{Base64: b, Size: len(b)}
+	if utf8.Valid(b) || (cut && utf8.Valid(trimPartialRune(b))) {
+		s := string(trimPartialRune(b))
+		if !cut {
+			s = string(b)
+		}
+		return Body{Text: &s, Size: size, Truncated: cut}
+	}
+	return Body{Base64: b, Size: size, Truncated: cut}
+}
+
+// trimPartialRune drops a character cut in two at the end of b.
+func trimPartialRune(b []byte) []byte {
+	for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return b[:len(b)-i]
+			}
+			break
+		}
+	}
+	return b
 }
 
 // apiEvent is an inbox event in the API.
@@ -126,7 +151,7 @@ func (c *Console) apiEvent(r *http.Request) (any, error) {
 		"event": apiEvent{Source: e.Source, ID: e.ID, BestEffort: e.BestEffort, Type: e.Type, OccurredAt: e.OccurredAt,
 			SignedAt: e.SignedAt, ReceivedAt: e.ReceivedAt, LastSeenAt: e.LastSeenAt, ExpiresAt: e.ExpiresAt,
 			DuplicateCount: e.DuplicateCount, Status: string(e.Status), Reason: e.Reason, ProcessedAt: e.ProcessedAt,
-			Headers: redactHeaders(e.Headers), Refs: e.Refs, Payload: body(e.Payload)},
+			Headers: redactHeaders(e.Headers), Refs: e.Refs, Payload: body(e.Payload, c.cfg.MaxShown)},
 		"failures": failuresOut(d.Failures),
 		"messages": nonNil(d.Messages),
 	}, nil
@@ -164,14 +189,14 @@ func (c *Console) apiMessage(r *http.Request) (any, error) {
 	att := make([]apiAttempt, len(d.Attempts))
 	for i, a := range d.Attempts {
 		att[i] = apiAttempt{Number: a.Number, At: a.At, DurationMS: float64(a.Duration) / float64(time.Millisecond),
-			Outcome: a.Outcome, StatusCode: a.StatusCode, Error: a.Error, ResponseBody: body([]byte(a.ResponseBody)), Dispatcher: a.Dispatcher}
+			Outcome: a.Outcome, StatusCode: a.StatusCode, Error: a.Error, ResponseBody: body([]byte(a.ResponseBody), c.cfg.MaxShown), Dispatcher: a.Dispatcher}
 	}
 	var cause *outbox.EventRef
 	if d.Message.CausedBy != nil {
 		cause = d.Message.CausedBy
 	}
 	return map[string]any{
-		"message": d.Summary, "payload": body(d.Message.Payload), "headers": d.Message.Headers,
+		"message": d.Summary, "payload": body(d.Message.Payload, c.cfg.MaxShown), "headers": d.Message.Headers,
 		"step": d.Message.Step, "caused_by": cause, "attempts": att, "audit": nonNil(d.Audit),
 	}, nil
 }
@@ -188,10 +213,11 @@ func (c *Console) apiDeadAction(r *http.Request) (any, error) {
 		DeadSelection
 		DryRun bool `json:"dry_run"`
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, badRequest(fmt.Errorf("body: %w", err))
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if err := checkWindow(req.Since, req.Until); err != nil {
+		return nil, badRequest(err)
 	}
 	if req.empty() {
 		return nil, badRequest(errors.New("nothing selected: give ids, a filter (destination, type, ordering_key, idempotency_key, since, until), or \"all\": true"))
@@ -217,8 +243,8 @@ func (c *Console) apiPauseAction(r *http.Request) (any, error) {
 		Reason string `json:"reason"`
 	}
 	if r.ContentLength != 0 {
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			return nil, badRequest(fmt.Errorf("body: %w", err))
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
 		}
 	}
 	changed, err := c.store.setPaused(r.Context(), principalOf(r.Context()), name, action == "pause", req.Reason)
@@ -245,4 +271,34 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// decodeBody reads one JSON object into v: unknown fields, a second value
+// or anything after it are refused, and errors name the field and what it
+// wants, never a Go type.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			return badRequest(errors.New("body: trailing data after the JSON object"))
+		}
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &typeErr):
+		return badRequest(fmt.Errorf("body: %s: a JSON %s is not what it takes", typeErr.Field, typeErr.Value))
+	case errors.As(err, &syntaxErr):
+		return badRequest(fmt.Errorf("body: not valid JSON (at byte %d)", syntaxErr.Offset))
+	case errors.As(err, &tooBig):
+		return badRequest(fmt.Errorf("body: over %d bytes", tooBig.Limit))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest(errors.New("body: want a JSON object"))
+	}
+	// Unknown fields, and a field's own parser (a time, an id).
+	return badRequest(fmt.Errorf("body: %s", strings.TrimPrefix(err.Error(), "json: ")))
 }

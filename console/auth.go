@@ -65,7 +65,7 @@ func (a *authenticator) authenticate(r *http.Request) (principal, bool) {
 	)
 	if user, pass, ok := r.BasicAuth(); ok {
 		list, digest = a.basic, sha256.Sum256([]byte(user+"\x00"+pass))
-	} else if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
+	} else if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") && tok != "" {
 		list, digest, bearer = a.bearer, sha256.Sum256([]byte(tok)), true
 	} else {
 		return principal{}, false

@@ -35,6 +35,11 @@ type User struct {
 type Config struct {
 	// Schema holds outboxd's objects. Default "outboxd".
 	Schema string
+	// Destinations are the names configured (serve passes its own): they
+	// may be paused before they have a message. Any other name may be
+	// paused only once known to the database (a message, a live
+	// dispatcher, an earlier pause); else it is a typo, 404.
+	Destinations []string
 	// Users who may sign in. Required unless InsecureNoAuth.
 	Users []User
 	// InsecureNoAuth lets anyone who reaches the address in, as an Admin

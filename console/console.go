@@ -2,6 +2,7 @@ package console
 
 import (
 	"embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -79,6 +80,18 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("POST /api/destinations/{name}/{action}", c.admin(c.api(c.apiPauseAction)))
 	mux.HandleFunc("GET /api/failures", c.api(c.apiFailures))
 	mux.HandleFunc("GET /api/audit", c.api(c.apiAudit))
+	// The API answers JSON to a path it does not have (404) and to a
+	// method a path does not take (405), as to everything else.
+	for _, p := range []string{"/api/session", "/api/events", "/api/events/{source}/{id...}", "/api/messages",
+		"/api/messages/{id}", "/api/dead", "/api/dead/{action}", "/api/destinations",
+		"/api/destinations/{name}/{action}", "/api/failures", "/api/audit"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			c.fail(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
+		})
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		c.fail(w, r, http.StatusNotFound, "no such endpoint")
+	})
 
 	var h http.Handler = mux
 	if c.cfg.RiverUI != nil {
@@ -88,16 +101,23 @@ func (c *Console) routes() http.Handler {
 		h = outer
 	}
 	// Headers outermost: a 401 carries them too.
-	return securityHeaders(c.auth.middleware(withDeadline(c.cfg.RequestTimeout, h)))
+	return securityHeaders(c.auth.middleware(c.cleanInput(withDeadline(c.cfg.RequestTimeout, h))))
 }
 
 // refuse answers 403, as JSON under /api/, else as a page.
 func (c *Console) refuse(w http.ResponseWriter, r *http.Request, why string) {
+	c.fail(w, r, http.StatusForbidden, why)
+}
+
+// fail answers an error: {"error": ...} under /api/, else a page.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	if strings.HasPrefix(r.URL.Path, "/api/") {
-		c.api(func(*http.Request) (any, error) { return nil, errForbidden{why} })(w, r)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 		return
 	}
-	c.render(w, r, http.StatusForbidden, "error", view{Title: "Forbidden", Error: why})
+	c.render(w, r, code, "error", view{Title: http.StatusText(code), Error: msg})
 }
 
 // maxForm caps an action's form or JSON body (a selection of ids).

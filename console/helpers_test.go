@@ -46,7 +46,7 @@ func setup(t *testing.T) *bundle {
 		{Name: "vic", Role: console.Viewer, Password: viewerPass},
 		{Name: "bot", Role: console.Admin, Token: adminToken},
 		{Name: "ro-bot", Role: console.Viewer, Token: viewerToken},
-	}, PageSize: 50})
+	}, PageSize: 50, Destinations: []string{"email-api"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -66,3 +68,32 @@ func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
+
+// badText is PostgreSQL refusing a value as text: a NUL byte (22P05) or
+// bytes that are not valid in the encoding (22021); the request's fault.
+func badText(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "22P05" || pgErr.Code == "22021")
+}
+
+// cleanInput answers 400 to a request whose path or query holds a NUL byte
+// or bytes that are not UTF-8: no value in outboxd's tables can hold them,
+// and PostgreSQL would refuse them as an error.
+func (c *Console) cleanInput(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bad := !cleanText(r.URL.Path)
+		for k, vs := range r.URL.Query() {
+			bad = bad || !cleanText(k)
+			for _, v := range vs {
+				bad = bad || !cleanText(v)
+			}
+		}
+		if bad {
+			c.fail(w, r, http.StatusBadRequest, "a value holds a NUL byte or is not valid UTF-8")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func cleanText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }

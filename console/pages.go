@@ -45,6 +45,8 @@ func (c *Console) classify(r *http.Request, err error) (int, string) {
 		return http.StatusBadRequest, ue.msg
 	case errors.Is(err, errCountChanged):
 		return http.StatusConflict, err.Error()
+	case badText(err):
+		return http.StatusBadRequest, "a value holds a NUL byte or is not valid UTF-8"
 	case retryable(err):
 		return http.StatusConflict, "another change got in the way (deadlock or serialization failure); nothing was changed, try again"
 	case unavailable(err):

@@ -44,8 +44,19 @@ func eventFilter(q url.Values, now time.Time) (EventFilter, error) {
 	if f.Since, err = formTime("since", q.Get("since"), now); err != nil {
 		return f, err
 	}
-	f.Until, err = formTime("until", q.Get("until"), now)
-	return f, err
+	if f.Until, err = formTime("until", q.Get("until"), now); err != nil {
+		return f, err
+	}
+	return f, checkWindow(f.Since, f.Until)
+}
+
+// checkWindow refuses a window that ends before it starts (which would
+// match nothing, silently).
+func checkWindow(since, until time.Time) error {
+	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+		return fmt.Errorf("since (%s) must be before until (%s)", since.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func messageFilter(q url.Values, now time.Time) (MessageFilter, error) {
@@ -65,8 +76,10 @@ func messageFilter(q url.Values, now time.Time) (MessageFilter, error) {
 	if f.Since, err = formTime("since", q.Get("since"), now); err != nil {
 		return f, err
 	}
-	f.Until, err = formTime("until", q.Get("until"), now)
-	return f, err
+	if f.Until, err = formTime("until", q.Get("until"), now); err != nil {
+		return f, err
+	}
+	return f, checkWindow(f.Since, f.Until)
 }
 
 // deadSelection reads a requeue or purge form: ticked ids, or a filter, or
@@ -88,6 +101,9 @@ func deadSelection(q url.Values, now time.Time) (DeadSelection, error) {
 		return sel, err
 	}
 	if sel.Until, err = formTime("until", q.Get("until"), now); err != nil {
+		return sel, err
+	}
+	if err := checkWindow(sel.Since, sel.Until); err != nil {
 		return sel, err
 	}
 	if e := q.Get("expect"); e != "" {

@@ -98,7 +98,9 @@ type shown struct {
 
 func show(b []byte, max int) shown {
 	s := shown{Size: len(b)}
-	if json.Valid(b) {
+	// Indent only what will be shown whole: indenting a body of many
+	// megabytes to show its first 64 KiB would cost the whole of it.
+	if len(b) <= max && json.Valid(b) {
 		var buf bytes.Buffer
 		if json.Indent(&buf, b, "", "  ") == nil {
 			b = buf.Bytes()

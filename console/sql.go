@@ -178,6 +178,14 @@ LEFT JOIN rates r ON r.destination = n.name
 LEFT JOIN {{schema}}.outbox_destinations d ON d.name = n.name
 ORDER BY n.name`
 
+// destinationKnownSQL: a destination configured ($2), paused before, served by a live
+// dispatcher, or with messages; pausing any other name (a typo) is a 404.
+const destinationKnownSQL = `
+SELECT $1 = ANY($2::text[])
+    OR EXISTS (SELECT 1 FROM {{schema}}.outbox_destinations WHERE name = $1)
+    OR EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers WHERE alive_until > now() AND $1 = ANY(destinations))
+    OR EXISTS (SELECT 1 FROM {{schema}}.outbox_messages WHERE destination = $1)`
+
 // lanesSQL: who holds which lanes of which destination now.
 const lanesSQL = `
 SELECT l.destination, l.owner, array_agg(l.lane ORDER BY l.lane)::int[], min(l.lease_until)

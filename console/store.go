@@ -24,11 +24,13 @@ type store struct {
 	out   *outbox.Outbox
 	q     queries
 	limit int
+	// configured are the destinations in the config (Config.Destinations).
+	configured []string
 }
 
 type queries struct {
 	events, eventSearch, destinations, lanes, dispatchers, failureSummary string
-	messages                                                              string
+	messages, destinationKnown                                            string
 	messageSearch                                                         map[string]string
 	auditInsert, auditForMessage, auditRecent                             string
 }
@@ -56,10 +58,10 @@ func newStore(pool *pgxpool.Pool, cfg *Config) (*store, error) {
 	}
 	eventSearch := strings.NewReplacer("{{namesNewest}}", strconv.Itoa(refNamesNewest),
 		"{{namesPerSource}}", strconv.Itoa(refNamesPerSource)).Replace(eventsSearchSQL)
-	return &store{pool: pool, in: in, out: out, limit: cfg.PageSize, q: queries{
+	return &store{pool: pool, in: in, out: out, limit: cfg.PageSize, configured: append([]string{}, cfg.Destinations...), q: queries{
 		events: r(eventsListSQL), eventSearch: r(eventSearch), messages: r(messagesListSQL), messageSearch: search,
-		destinations: r(destinationsSQL),
-		lanes:        r(lanesSQL), dispatchers: r(dispatchersSQL), failureSummary: r(failureSummarySQL),
+		destinations: r(destinationsSQL), destinationKnown: r(destinationKnownSQL),
+		lanes: r(lanesSQL), dispatchers: r(dispatchersSQL), failureSummary: r(failureSummarySQL),
 		auditInsert: r(auditInsertSQL), auditForMessage: r(auditForMessageSQL), auditRecent: r(auditRecentSQL),
 	}}, nil
 }

@@ -269,12 +269,26 @@ func (s *store) audit(ctx context.Context, tx pgx.Tx, p principal, action, dest 
 	return nil
 }
 
+// maxReason caps a pause's reason, in bytes: it is shown on every page of
+// the destination and read by every dispatcher.
+const maxReason = 500
+
 // setPaused pauses or resumes a destination and records it; a pause of a
 // paused destination, or a resume of a running one, changes nothing and
 // reports false.
 func (s *store) setPaused(ctx context.Context, p principal, name string, pause bool, reason string) (bool, error) {
+	if len(reason) > maxReason {
+		return false, badRequest(fmt.Errorf("reason: at most %d bytes", maxReason))
+	}
 	var changed bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var known bool
+		if err := tx.QueryRow(ctx, s.q.destinationKnown, name, s.configured).Scan(&known); err != nil {
+			return fmt.Errorf("console: destination: %w", err)
+		}
+		if !known {
+			return errNotFound
+		}
 		var err error
 		action := "pause"
 		if pause {

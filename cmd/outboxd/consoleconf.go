@@ -136,7 +136,7 @@ func (cc *consoleConf) consoleUsers() ([]console.User, error) {
 // dispatcher's connections nor hold them. stop shuts it all down: the
 // server within ctx, River UI's background work, the pool.
 func startConsole(ctx context.Context, cc *consoleConf, users []console.User, base *pgxpool.Pool, schema string,
-	logger *slog.Logger) (stop func(context.Context), err error) {
+	destinations []string, logger *slog.Logger) (stop func(context.Context), err error) {
 	pcfg := base.Config()
 	console.ConfigurePool(pcfg, console.DefaultRequestTimeout)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
@@ -145,7 +145,7 @@ func startConsole(ctx context.Context, cc *consoleConf, users []console.User, ba
 	}
 	stopRiver := func() {}
 	cleanup := func() { stopRiver(); pool.Close() }
-	cfg := &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Logger: logger}
+	cfg := &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Destinations: destinations, Logger: logger}
 	if cc.RiverUI {
 		h, stopUI, err := riverUI(ctx, pool, schema, logger)
 		if err != nil {

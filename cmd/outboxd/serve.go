@@ -152,7 +152,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	stopConsole := func(context.Context) {}
 	if cfg.Console != nil {
-		if stopConsole, err = startConsole(ctx, cfg.Console, consoleUsers, pool, db.schema, logger); err != nil {
+		if stopConsole, err = startConsole(ctx, cfg.Console, consoleUsers, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger); err != nil {
 			_ = srv.Close()
 			return err
 		}
