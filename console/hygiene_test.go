@@ -23,7 +23,7 @@ func TestInputHygiene(t *testing.T) {
 	c, err := console.New(pool, &console.Config{
 		Users:        []console.User{{Name: "bot", Role: console.Admin, Token: adminToken}},
 		Destinations: []string{"email-api"}, MaxShown: 16,
-		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
