@@ -69,6 +69,9 @@ SELECT gen_random_uuid(), 'bulk', '{}', 'k' || i, 'delivered' FROM generate_seri
 	if !strings.Contains(page.body, "70002 bytes, the start shown") || len(strings.ReplaceAll(shown, "&#34;", `"`)) != 64<<10 {
 		t.Fatalf("a 70 KB payload: %d bytes shown, want 64 KiB", len(strings.ReplaceAll(shown, "&#34;", `"`)))
 	}
+	if dead := b.do(t, http.MethodGet, "/dead", "", nil, nil); !strings.Contains(dead.body, "the ids of the first 2:") {
+		t.Fatalf("the dead-letter page does not state the audit's id cap:\n%s", dead.body)
+	}
 	token := b.csrf(t, "")
 	res := decode[map[string]any](t, b.do(t, http.MethodPost, "/api/dead/requeue", "", strings.NewReader(`{"all":true}`), map[string]string{"X-CSRF-Token": token}))
 	if res["count"] != 3.0 {

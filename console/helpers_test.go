@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -114,12 +115,23 @@ type reply struct {
 	body string
 }
 
-// do sends a request with auth ("basic:user:pass", "bearer:token" or "").
+// do sends a request with auth ("basic:user:pass", "bearer:token" or "");
+// on the test's goroutine only (it calls t.Fatal): other goroutines use try.
 func (b *bundle) do(t *testing.T, method, path, auth string, body io.Reader, hdr map[string]string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, b.srv.URL+path, body)
+	r, err := b.try(method, path, auth, body, hdr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+// try is do returning its error, for goroutines: an answer that contains a
+// credential is an error too.
+func (b *bundle) try(method, path, auth string, body io.Reader, hdr map[string]string) (reply, error) {
+	req, err := http.NewRequest(method, b.srv.URL+path, body)
+	if err != nil {
+		return reply{}, err
 	}
 	switch kind, rest, _ := strings.Cut(auth, ":"); kind {
 	case "basic":
@@ -133,17 +145,17 @@ func (b *bundle) do(t *testing.T, method, path, auth string, body io.Reader, hdr
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
 	defer resp.Body.Close()
 	all, _ := io.ReadAll(resp.Body)
 	r := reply{code: resp.StatusCode, h: resp.Header, body: string(all)}
 	for _, secret := range []string{adminPass, viewerPass, adminToken, viewerToken, "downstream-secret-xyz"} {
 		if strings.Contains(r.body, secret) {
-			t.Fatalf("%s %s: the answer contains a credential:\n%s", method, path, r.body)
+			return r, fmt.Errorf("%s %s: the answer contains a credential:\n%s", method, path, r.body)
 		}
 	}
-	return r
+	return r, nil
 }
 
 func (b *bundle) form(t *testing.T, path, auth string, v url.Values) reply {

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -52,14 +53,18 @@ func TestConcurrentRequeuesRequeueEachOnce(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	replies := make([]reply, 8)
+	errs := make([]error, len(replies))
 	for i := range replies {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			replies[i] = b.do(t, http.MethodPost, "/api/dead/requeue", "bearer:"+adminToken, strings.NewReader(`{"all":true}`), nil)
+			replies[i], errs[i] = b.try(http.MethodPost, "/api/dead/requeue", "bearer:"+adminToken, strings.NewReader(`{"all":true}`), nil)
 		}()
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
 	total := 0.0
 	for _, r := range replies {
 		total += decode[map[string]any](t, r)["count"].(float64)

@@ -107,7 +107,7 @@ func (c *Console) messagePage(w http.ResponseWriter, r *http.Request) error {
 		bodies[i] = show([]byte(a.ResponseBody), c.cfg.MaxShown)
 	}
 	c.render(w, r, http.StatusOK, "message", view{Title: "Message " + id.String(), Nav: "messages", Data: map[string]any{
-		"D": d, "Payload": show(d.Message.Payload, c.cfg.MaxShown), "Bodies": bodies}})
+		"D": d, "Payload": show(d.Message.Payload, c.cfg.MaxShown), "Bodies": bodies, "AuditIDs": c.cfg.AuditIDs}})
 	return nil
 }
 
@@ -127,7 +127,7 @@ func (c *Console) deadPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c.render(w, r, http.StatusOK, "dead", view{Title: "Dead letters", Nav: "dead", Data: map[string]any{
-		"Filter": f, "Rows": rows, "Audit": audit, "Limit": c.cfg.PageSize}})
+		"Filter": f, "Rows": rows, "Audit": audit, "Limit": c.cfg.PageSize, "AuditIDs": c.cfg.AuditIDs}})
 	return nil
 }
 
@@ -205,7 +205,7 @@ func (c *Console) pauseActionPage(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	text := fmt.Sprintf("Destination %s %sd.", name, action)
+	text := fmt.Sprintf("Destination %s %sd. Dispatchers take it up when they next reread the paused destinations (each time they renew their leases): a delivery already under way finishes.", name, action)
 	if !changed {
 		text = fmt.Sprintf("Destination %s was already %s; nothing changed.", name, map[string]string{"pause": "paused", "resume": "running"}[action])
 	}

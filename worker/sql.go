@@ -206,10 +206,13 @@ FROM dests d
 WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
                   WHERE x.alive_until > now() AND d.destination = ANY (x.destinations))`
 
+// pauseSQL records a 410's pause; a destination already paused (by an
+// operator, or an earlier 410) keeps its reason and time.
 const pauseSQL = `
 INSERT INTO {{schema}}.outbox_destinations (name, paused, reason, paused_at)
 VALUES ($1, true, $2, now())
-ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused_at = now()`
+ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused_at = now()
+WHERE NOT {{schema}}.outbox_destinations.paused`
 
 const pausedSQL = `SELECT name FROM {{schema}}.outbox_destinations WHERE paused`
 
