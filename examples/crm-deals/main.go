@@ -91,7 +91,7 @@ func demo(ctx context.Context, args []string) error {
 		return errors.New("an invariant is broken")
 	}
 	fmt.Println("\nOK: every invariant holds (one contact per email, one deal and one task per lead,\nno stage rolled back, every notification applied exactly once after the outage)")
-	return showConsole(ctx, pool, *keep)
+	return showConsole(ctx, os.Stdout, pool, *keep)
 }
 
 func serve(ctx context.Context, args []string) error {
