@@ -18,11 +18,17 @@
 //     (an HMAC under a key drawn at start), except requests authenticated
 //     with a bearer token, which a browser never attaches by itself.
 //   - Every action runs in one transaction with its audit row
-//     (console_audit, migration 12): an action is recorded if and only if
+//     (console_audit, migration 11): an action is recorded if and only if
 //     it happened.
-//   - A requeue or purge by filter is confirmed with the count it will
-//     touch; if the count changed by the time it is confirmed, nothing
-//     changes and the operator is asked again.
+//   - A requeue or purge is confirmed with the count and the digest of the
+//     ids it will touch (until pinned at confirmation); if they changed by
+//     the time it is confirmed, nothing changes and the operator is asked
+//     again (409).
+//   - Searches collect their matches through indexes the hot paths keep
+//     anyway, before sorting: their plans do not depend on statistics.
+//   - Each request has a deadline (DefaultRequestTimeout); a database that
+//     does not answer is a 503, never a hung page. Give the console a pool
+//     of its own (ConfigurePool).
 //   - Credentials are never logged, echoed or stored; payloads and headers
 //     are shown escaped (html/template), capped in size, with credential
 //     headers redacted.

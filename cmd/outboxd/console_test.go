@@ -5,6 +5,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/console"
 )
 
 // serve refuses a console: section that would open the console without
@@ -126,4 +129,34 @@ func getAt(t *testing.T, addr, path, user, secret string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// The console listener's limits, the request deadline and the pool are the
+// numbers docs/operations.md's "Limits and failures" table states.
+func TestConsoleLimitsAreTheDocumentedOnes(t *testing.T) {
+	t.Parallel()
+	if consoleReadHeaderTimeout != 5*time.Second || consoleMaxHeaderBytes != 64<<10 || consoleWriteTimeout != 30*time.Second ||
+		consoleIdleTimeout != 60*time.Second || opsReadTimeout != 10*time.Second {
+		t.Errorf("console listener: header %s / %d bytes, write %s, idle %s, read %s", consoleReadHeaderTimeout,
+			consoleMaxHeaderBytes, consoleWriteTimeout, consoleIdleTimeout, opsReadTimeout)
+	}
+	if console.DefaultRequestTimeout != 10*time.Second || console.PoolSize != 3 {
+		t.Errorf("request deadline %s, pool %d", console.DefaultRequestTimeout, console.PoolSize)
+	}
+	raw, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| request headers | read within 5 s, at most 64 KiB | `consoleReadHeaderTimeout`, `consoleMaxHeaderBytes`",
+		"| whole request | read within `opsReadTimeout` (10 s)",
+		"| answer | written within 30 s; idle connections closed after 60 s | `consoleWriteTimeout`, `consoleIdleTimeout` |",
+		"| action body (form or JSON) | at most 1 MiB | `maxForm` |",
+		"| one request's work | 10 s, then 503 \"database unavailable\" | `console.DefaultRequestTimeout` |",
+		"| the console's own pool | 3 connections (apart from the dispatcher's), `statement_timeout` 10 s | `console.PoolSize`",
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("docs/operations.md does not say %q", want)
+		}
+	}
 }
