@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -34,5 +35,18 @@ func TestClassify(t *testing.T) {
 		if code, msg := c.classify(r, tc.err); code != tc.code {
 			t.Errorf("%v: %d %q, want %d", tc.err, code, msg, tc.code)
 		}
+	}
+}
+
+// A request whose client went away ends quietly: no ERROR line.
+func TestClassifyClientGone(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	c := &Console{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest("GET", "/events", nil).WithContext(ctx)
+	if code, _ := c.classify(r, fmt.Errorf("events: %w", context.Canceled)); code != 503 || logs.Len() != 0 {
+		t.Fatalf("client gone: %d, logged %q", code, logs.String())
 	}
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,6 +48,9 @@ func (c *Console) classify(r *http.Request, err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case badText(err):
 		return http.StatusBadRequest, "a value holds a NUL byte or is not valid UTF-8"
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away: nobody reads the answer, nothing to log.
+		return http.StatusServiceUnavailable, errUnavailable
 	case retryable(err):
 		return http.StatusConflict, "another change got in the way (deadlock or serialization failure); nothing was changed, try again"
 	case unavailable(err):
