@@ -14,8 +14,8 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: ## Run examples/crm-deals under a storm of signed webhooks and check every invariant (exits non-zero if one breaks).
-	$(GO) run ./examples/crm-deals demo
+demo: ## Run examples/crm-deals under a storm of signed webhooks and check every invariant (exits non-zero if one breaks); CONSOLE=1 then serves the operator console.
+	$(GO) run ./examples/crm-deals demo $(if $(CONSOLE),--console)
 
 .PHONY: build
 build: ## Build the outboxd binary into bin/.
@@ -52,7 +52,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-enqueue bench-receipt bench-dispatch bench-backlog bench-purge bench-webhook ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-enqueue bench-receipt bench-dispatch bench-backlog bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
 
 .PHONY: bench-enqueue
 bench-enqueue: ## Enqueue in one-message transactions (with a Notifier, and with NOTIFY inside) vs pgbench's plain INSERT, 1 and 16 connections.
@@ -77,6 +77,10 @@ bench-levers: build ## WAL, HOT updates and attempt rows per first-try delivery 
 .PHONY: bench-purge
 bench-purge: ## Receipt p50/p99 at 16 connections with and without purging 1M expired inbox keys.
 	$(GO) run ./internal/bench/receipt -purge 1000000 -duration 45s $(BENCH_ARGS)
+
+.PHONY: bench-console
+bench-console: ## Console search endpoints (p50/p99) over 1M generated inbox events, never analyzed then analyzed, beside a primary-key fetch.
+	$(GO) run ./internal/bench/console $(BENCH_ARGS)
 
 .PHONY: bench-webhook
 bench-webhook: ## Signed webhook receipt over HTTP (new events, duplicates) beside pgbench on the same SQL.

@@ -55,8 +55,15 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 11 {
-		t.Fatalf("applied %d migrations, want 11", len(res))
+	if len(res) != 12 {
+		t.Fatalf("applied %d migrations, want 12", len(res))
+	}
+	// Versions run 1..N without a gap: a gap hides a migration lost in a
+	// merge, and goose would apply a late-numbered one out of order.
+	for i, r := range res {
+		if r.Source.Version != int64(i+1) {
+			t.Fatalf("migration %d of %d has version %d, want %d: versions must run 1..N with no gap", i+1, len(res), r.Source.Version, i+1)
+		}
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",
 		"outboxd.river_job", "outboxd.river_migration", "outboxd.outboxd_migrations"} {
@@ -179,8 +186,29 @@ func TestDownOneStepAtATime(t *testing.T) {
 	if _, err := m.Down(ctx); err != nil { // the indexes an enqueue no longer writes
 		t.Fatal(err)
 	}
-	if !indexValid(t, db, "outboxd.outbox_messages_pending_created_idx") || !indexValid(t, db, "outboxd.outbox_messages_caused_by_idx") {
-		t.Fatal("one step down should restore outbox_messages_pending_created_idx and outbox_messages_caused_by_idx")
+	if !indexValid(t, db, "outboxd.outbox_messages_pending_created_idx") {
+		t.Fatal("one step down should restore outbox_messages_pending_created_idx")
+	}
+	consoleIndexes := func() int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM pg_indexes WHERE schemaname = 'outboxd' AND indexname IN
+			('outbox_attempts_attempted_at_idx')`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if !tableExists(t, db, "outboxd.console_audit") || consoleIndexes() != 1 {
+		t.Fatalf("migration 11: console_audit %v, %d of its 1 index", tableExists(t, db, "outboxd.console_audit"), consoleIndexes())
+	}
+	if _, err := m.Down(ctx); err != nil { // the console's audit table and attempts index
+		t.Fatal(err)
+	}
+	if tableExists(t, db, "outboxd.console_audit") {
+		t.Fatal("one step down should drop console_audit")
+	}
+	if n := consoleIndexes(); n != 0 {
+		t.Fatalf("one step down should drop the console's indexes: %d left", n)
 	}
 	if _, err := m.Down(ctx); err != nil { // the enqueue trigger
 		t.Fatal(err)

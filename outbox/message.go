@@ -36,10 +36,10 @@ type Message struct {
 	IdempotencyKey string
 }
 
-// EventRef names an inbox event.
+// EventRef names an inbox event. Its JSON names are the console API's.
 type EventRef struct {
-	Source  string
-	EventID string
+	Source  string `json:"source"`
+	EventID string `json:"event_id"`
 }
 
 // Enqueued says what Enqueue stored, or found.

@@ -19,6 +19,8 @@ type Filter struct {
 	Type        string
 	// Since and Until bound the creation time: Since <= created_at < Until.
 	Since, Until time.Time
+	// OrderingKey and IdempotencyKey, when set, must equal the message's.
+	OrderingKey, IdempotencyKey string
 }
 
 func (f Filter) args(status string) []any {
@@ -38,7 +40,8 @@ func (f Filter) args(status string) []any {
 	if len(f.IDs) > 0 {
 		ids = f.IDs
 	}
-	return []any{status, ids, opt(f.Destination), opt(f.Type), optTime(f.Since), optTime(f.Until)}
+	return []any{status, ids, opt(f.Destination), opt(f.Type), optTime(f.Since), optTime(f.Until),
+		opt(f.OrderingKey), opt(f.IdempotencyKey)}
 }
 
 func (o *Outbox) render(q string) string { return dbschema.Render(q, o.schema) }
@@ -61,20 +64,61 @@ func (o *Outbox) ListDead(ctx context.Context, db DB, f Filter, limit int) ([]St
 // attempt budget and the same idempotency key, so a downstream that already
 // applied one does not apply it twice. It returns how many were requeued.
 func (o *Outbox) Requeue(ctx context.Context, db DB, f Filter) (int64, error) {
-	tag, err := db.Exec(ctx, o.render(requeueSQL), f.args("dead")...)
-	if err != nil {
-		return 0, fmt.Errorf("outbox: requeue: %w", err)
-	}
-	return tag.RowsAffected(), nil
+	ids, err := o.RequeueIDs(ctx, db, f)
+	return int64(len(ids)), err
+}
+
+// RequeueIDs is Requeue returning the ids it requeued, for an audit record.
+func (o *Outbox) RequeueIDs(ctx context.Context, db DB, f Filter) ([]uuid.UUID, error) {
+	return o.changeDead(ctx, db, requeueSQL, "requeue", f)
 }
 
 // PurgeDead deletes the dead messages matching f, with their attempts.
 func (o *Outbox) PurgeDead(ctx context.Context, db DB, f Filter) (int64, error) {
-	tag, err := db.Exec(ctx, o.render(purgeSQL), f.args("dead")...)
-	if err != nil {
-		return 0, fmt.Errorf("outbox: purge dead: %w", err)
+	ids, err := o.PurgeDeadIDs(ctx, db, f)
+	return int64(len(ids)), err
+}
+
+// PurgeDeadIDs is PurgeDead returning the ids it deleted.
+func (o *Outbox) PurgeDeadIDs(ctx context.Context, db DB, f Filter) ([]uuid.UUID, error) {
+	return o.changeDead(ctx, db, purgeSQL, "purge dead", f)
+}
+
+// CountDead counts the dead messages matching f: what Requeue or PurgeDead
+// would change now, for a confirmation step.
+func (o *Outbox) CountDead(ctx context.Context, db DB, f Filter) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, o.render(countSQL), f.args("dead")...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("outbox: count dead: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
+}
+
+// DeadIDs lists, sorted, the ids of the dead messages matching f: what
+// Requeue or PurgeDead would change now, for a confirmation that must name
+// exactly what it confirmed.
+func (o *Outbox) DeadIDs(ctx context.Context, db DB, f Filter) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, o.render(idsSQL), f.args("dead")...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: dead ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("outbox: dead ids: %w", err)
+	}
+	return ids, nil
+}
+
+func (o *Outbox) changeDead(ctx context.Context, db DB, q, what string, f Filter) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, o.render(q), f.args("dead")...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %s: %w", what, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %s: %w", what, err)
+	}
+	return ids, nil
 }
 
 // Attempt is one recorded delivery attempt.
@@ -134,6 +178,17 @@ func (o *Outbox) ResumeDestination(ctx context.Context, db DB, name string) erro
 		return fmt.Errorf("resume %s: %w", name, ErrNotPaused)
 	}
 	return nil
+}
+
+// PauseDestination stops every dispatcher sending to name until
+// ResumeDestination, as a 410 Gone does; messages wait, pending. A pause of a
+// paused destination changes nothing and reports false.
+func (o *Outbox) PauseDestination(ctx context.Context, db DB, name, reason string) (bool, error) {
+	tag, err := db.Exec(ctx, o.render(pauseSQL), name, reason)
+	if err != nil {
+		return false, fmt.Errorf("outbox: pause %s: %w", name, err)
+	}
+	return tag.RowsAffected() > 0, nil
 }
 
 // Served reports whether a live dispatcher has destination in its

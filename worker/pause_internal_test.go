@@ -90,3 +90,32 @@ func waitForLockWait(t *testing.T, pool *pgxpool.Pool, table string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A 410 on a destination an operator already paused keeps the operator's
+// reason and time: the pause says why a person stopped it, not that a
+// message found it stopped.
+func TestPauseKeepsAnOperatorsReason(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Connect(t, pgtest.URL(t))
+	d, err := New(pool, &Config{Destinations: map[string]dispatch.Destination{"crm": dispatch.DestinationFunc(
+		func(context.Context, dispatch.Message) dispatch.Result {
+			return dispatch.Result{Outcome: dispatch.Delivered}
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO outboxd.outbox_destinations (name, paused, reason, paused_at)
+		VALUES ('crm', true, 'provider maintenance (ada)', '2026-01-02T03:04:05Z')`); err != nil {
+		t.Fatal(err)
+	}
+	d.pauseDestination("crm", dispatch.Result{Outcome: dispatch.Pause, StatusCode: 410})
+	var reason string
+	var at time.Time
+	if err := pool.QueryRow(ctx, `SELECT reason, paused_at FROM outboxd.outbox_destinations WHERE name = 'crm'`).Scan(&reason, &at); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "provider maintenance (ada)" || !at.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Fatalf("after a 410 on a paused destination: reason %q at %s; want the operator's", reason, at)
+	}
+}

@@ -186,10 +186,13 @@ FROM pending_destinations pd CROSS JOIN LATERAL ` + pendingsql.Stats + ` s
 WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
                   WHERE x.alive_until > now() AND pd.destination = ANY (x.destinations))`
 
+// pauseSQL records a 410's pause; a destination already paused (by an
+// operator, or an earlier 410) keeps its reason and time.
 const pauseSQL = `
 INSERT INTO {{schema}}.outbox_destinations (name, paused, reason, paused_at)
 VALUES ($1, true, $2, now())
-ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused_at = now()`
+ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused_at = now()
+WHERE NOT {{schema}}.outbox_destinations.paused`
 
 const pausedSQL = `SELECT name FROM {{schema}}.outbox_destinations WHERE paused`
 

@@ -78,7 +78,14 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 			fmt.Fprintf(stdout, "destination %s: %s reachable\n", name, addr)
 		}
 	}
-	fmt.Fprintf(stdout, "configuration OK: %d destination(s), schema %s, listen %s\n", len(cfg.Destinations), db.schema, listen)
+	console := ""
+	if cc := cfg.Console; cc != nil {
+		console = fmt.Sprintf(", console %s (%d user(s))", cc.Listen, len(cc.Users))
+		if cc.InsecureNoAuth {
+			console = fmt.Sprintf(", console %s (insecure_no_auth: no credentials, loopback only)", cc.Listen)
+		}
+	}
+	fmt.Fprintf(stdout, "configuration OK: %d destination(s), schema %s, listen %s%s\n", len(cfg.Destinations), db.schema, listen, console)
 	return nil
 }
 

@@ -30,6 +30,7 @@ type fileConfig struct {
 		Duty               float64       `yaml:"duty"`
 	} `yaml:"maintenance"`
 	Destinations map[string]destinationConf `yaml:"destinations"`
+	Console      *consoleConf               `yaml:"console"`
 
 	// Where each value was found, by path ("destinations.a.url"): errors
 	// name the line, and show the ${VAR} expression, never the value it

@@ -18,7 +18,7 @@ func TestConfigMistakes(t *testing.T) {
 		{"typo", "destinations:\n  a:\n    urll: http://x\n", "line 3: destinations.a.urll: unknown setting (did you mean url?)"},
 		{"top-level typo", "databse_url: postgres://x@y/z\n" + dest, "line 1: databse_url: unknown setting (did you mean database_url?)"},
 		{"dispatcher typo", "dispatcher:\n  lease_tll: 5s\n" + dest, "line 2: dispatcher.lease_tll: unknown setting (did you mean lease_ttl?)"},
-		{"far from anything", "colour: blue\n" + dest, "line 1: colour: unknown setting"},
+		{"far from anything", "flavour: blue\n" + dest, "line 1: flavour: unknown setting"},
 		{"int duration", "destinations:\n  a:\n    url: http://x\n    timeout: 5\n", `line 4: destinations.a.timeout: "5" is not a duration (want a number and a unit: 500ms, 10s, 5m, 72h)`},
 		{"word for int", "retry:\n  max_attempts: lots\n" + dest, `line 2: retry.max_attempts: "lots" is not a whole number`},
 		{"mapping for value", "schema:\n  name: x\n" + dest, "line 2: schema: want a single value, not a list or mapping"},

@@ -27,6 +27,9 @@ func (c *fileConfig) validate() error {
 	if err := c.validateTop(); err != nil {
 		return err
 	}
+	if err := c.validateConsole(); err != nil {
+		return err
+	}
 	d := c.Dispatcher
 	for _, f := range []struct {
 		path string

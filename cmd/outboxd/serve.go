@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/outboxd/outboxd/console"
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -25,7 +26,8 @@ const serveUsage = `usage: outboxd serve [--config FILE] [flags]
 
 Runs the dispatcher: drains the outbox to the destinations the config file
 names, until SIGTERM or SIGINT, then stops gracefully. Serves /healthz,
-/readyz and /metrics on --listen.
+/readyz and /metrics on --listen, and the operator console on its own
+address when the file has a console: section (docs/operations.md).
 
 Each top-level setting comes from its flag, else its OUTBOXD_ environment
 variable, else the config file, else the default (docs/configuration.md).`
@@ -67,6 +69,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	if err := checkConsoleListen(cfg.Console, set.listen); err != nil {
+		return usageErrorf("%v", err)
+	}
+	var consoleUsers []console.User
+	if cfg.Console != nil {
+		if consoleUsers, err = cfg.Console.consoleUsers(); err != nil {
+			return usageErrorf("%v", err)
+		}
 	}
 	if check != "" {
 		return runCheck(ctx, check, db, cfg, set.listen, stdout)
@@ -139,6 +150,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("ops server failed", "error", err)
 		}
 	}()
+	stopConsole := func(context.Context) {}
+	if cfg.Console != nil {
+		if stopConsole, err = startConsole(ctx, cfg.Console, consoleUsers, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger); err != nil {
+			_ = srv.Close()
+			return err
+		}
+		defer func() { stopConsole(context.Background()) }() // an early return; a second call does nothing
+	}
 	if err := d.Start(ctx); err != nil {
 		_ = srv.Close()
 		return describeDBError(err)
@@ -151,6 +170,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	err = d.Stop(stopCtx)
 	_ = srv.Shutdown(stopCtx)
+	stopConsole(stopCtx)
 	if err != nil && stopCtx.Err() != nil {
 		// The worker's error joins one per part that ran out of time;
 		// for people, one sentence.

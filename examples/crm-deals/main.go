@@ -1,7 +1,8 @@
 // Command crm-deals is a small CRM deals service built on outboxd, and its
 // demo.
 //
-//	crm-deals demo                 run the whole thing on a throwaway database and check it (make demo)
+//	crm-deals demo [--console]     run the whole thing on a throwaway database and check it (make demo);
+//	                               --console keeps serving the operator console afterwards (make demo CONSOLE=1)
 //	crm-deals serve [--listen A]   the CRM service alone ($DATABASE_URL, outboxd migrations applied)
 //	crm-deals downstream [--listen A]  the fake email and chat APIs
 package main
@@ -36,7 +37,7 @@ func main() {
 	var err error
 	switch cmd {
 	case "demo":
-		err = demo(ctx)
+		err = demo(ctx, os.Args[2:])
 	case "serve":
 		err = serve(ctx, os.Args[2:])
 	case "downstream":
@@ -52,8 +53,11 @@ func main() {
 }
 
 // demo gets a PostgreSQL by the test harness's rules, makes a fresh
-// database, and runs the storm.
-func demo(ctx context.Context) error {
+// database, runs the storm, and shows the operator console on it.
+func demo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ExitOnError)
+	keep := fs.Bool("console", false, "keep serving the operator console until Ctrl-C")
+	_ = fs.Parse(args)
 	fmt.Println("crm-deals demo: a CRM deals service on outboxd, under a storm of real signed webhooks")
 	srv, err := pgtest.Acquire(ctx)
 	if err != nil {
@@ -87,7 +91,7 @@ func demo(ctx context.Context) error {
 		return errors.New("an invariant is broken")
 	}
 	fmt.Println("\nOK: every invariant holds (one contact per email, one deal and one task per lead,\nno stage rolled back, every notification applied exactly once after the outage)")
-	return nil
+	return showConsole(ctx, os.Stdout, pool, *keep)
 }
 
 func serve(ctx context.Context, args []string) error {

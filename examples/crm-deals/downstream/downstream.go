@@ -2,7 +2,8 @@
 // with the example: it honours Idempotency-Key the way real APIs do (the
 // first request with a key is applied; a repeat gets the first answer and
 // changes nothing), records what it would have sent, and can be put in an
-// outage (503) to show retries.
+// outage (503) to show retries, or made to refuse requests for good (422)
+// to show dead letters.
 package downstream
 
 import (
@@ -24,6 +25,7 @@ type Send struct {
 // Server is the fake downstream.
 type Server struct {
 	outage   atomic.Bool
+	refuse   atomic.Bool
 	mu       sync.Mutex
 	sends    []Send
 	seen     map[string]bool
@@ -37,6 +39,10 @@ func New() *Server { return &Server{seen: map[string]bool{}} }
 
 // SetOutage makes every request fail with 503 (true) or succeed again.
 func (s *Server) SetOutage(on bool) { s.outage.Store(on) }
+
+// SetRefusing makes every request fail with 422, a permanent refusal that
+// the dispatcher dead-letters at once (true), or succeed again.
+func (s *Server) SetRefusing(on bool) { s.refuse.Store(on) }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
@@ -57,6 +63,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refused.Add(1)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if s.refuse.Load() {
+		s.refused.Add(1)
+		http.Error(w, `{"error":"template rejected"}`, http.StatusUnprocessableEntity)
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")

@@ -1,0 +1,52 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// How an error becomes an answer: a deadlock or serialization failure on an
+// action is a 409 "try again"; a statement_timeout, a connection failure or
+// the request's deadline a 503; a value PostgreSQL refuses as text a 400.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	c := &Console{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := httptest.NewRequest("POST", "/api/dead/requeue", nil)
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("requeue: %w", &pgconn.PgError{Code: "40P01"}), 409},
+		{fmt.Errorf("requeue: %w", &pgconn.PgError{Code: "40001"}), 409},
+		{fmt.Errorf("events: %w", &pgconn.PgError{Code: "57014"}), 503},
+		{fmt.Errorf("events: %w", &pgconn.PgError{Code: "08006"}), 503},
+		{fmt.Errorf("events: %w", context.DeadlineExceeded), 503},
+		{fmt.Errorf("events: %w", &pgconn.PgError{Code: "22021"}), 400},
+		{fmt.Errorf("events: %w", &pgconn.PgError{Code: "42P01"}), 500},
+		{errCountChanged, 409},
+	} {
+		if code, msg := c.classify(r, tc.err); code != tc.code {
+			t.Errorf("%v: %d %q, want %d", tc.err, code, msg, tc.code)
+		}
+	}
+}
+
+// A request whose client went away ends quietly: no ERROR line.
+func TestClassifyClientGone(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	c := &Console{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest("GET", "/events", nil).WithContext(ctx)
+	if code, _ := c.classify(r, fmt.Errorf("events: %w", context.Canceled)); code != 503 || logs.Len() != 0 {
+		t.Fatalf("client gone: %d, logged %q", code, logs.String())
+	}
+}

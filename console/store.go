@@ -1,0 +1,235 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// store is the one query layer under the pages and the API.
+type store struct {
+	pool  *pgxpool.Pool
+	in    *inbox.Inbox
+	out   *outbox.Outbox
+	q     queries
+	limit int
+	// configured are the destinations in the config (Config.Destinations).
+	configured []string
+}
+
+type queries struct {
+	events, eventSearch, destinations, lanes, dispatchers, failureSummary string
+	messages, destinationKnown                                            string
+	messageSearch                                                         map[string]string
+	auditInsert, auditForMessage, auditRecent                             string
+}
+
+// How many events the names of references are read from, for a search by
+// value (eventsSearchSQL): the newest, and some of each source.
+const (
+	refNamesNewest    = 1000
+	refNamesPerSource = 200
+)
+
+func newStore(pool *pgxpool.Pool, cfg *Config) (*store, error) {
+	in, err := inbox.New(&inbox.Config{Schema: cfg.Schema})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	out, err := outbox.New(&outbox.Config{Schema: cfg.Schema})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	r := func(q string) string { return dbschema.Render(q, cfg.Schema) }
+	search := make(map[string]string, len(messageMatches))
+	for k, m := range messageMatches {
+		search[k] = r(strings.Replace(messagesSearchSQL, "{{match}}", m, 1))
+	}
+	eventSearch := strings.NewReplacer("{{namesNewest}}", strconv.Itoa(refNamesNewest),
+		"{{namesPerSource}}", strconv.Itoa(refNamesPerSource)).Replace(eventsSearchSQL)
+	return &store{pool: pool, in: in, out: out, limit: cfg.PageSize, configured: append([]string{}, cfg.Destinations...), q: queries{
+		events: r(eventsListSQL), eventSearch: r(eventSearch), messages: r(messagesListSQL), messageSearch: search,
+		destinations: r(destinationsSQL), destinationKnown: r(destinationKnownSQL),
+		lanes: r(lanesSQL), dispatchers: r(dispatchersSQL), failureSummary: r(failureSummarySQL),
+		auditInsert: r(auditInsertSQL), auditForMessage: r(auditForMessageSQL), auditRecent: r(auditRecentSQL),
+	}}, nil
+}
+
+// customPlan runs a search as an unnamed statement (described, then run:
+// one more round trip), which PostgreSQL plans with its actual arguments
+// every time. A cached prepared statement switches to a generic plan after
+// five runs, and the generic plan of "$1 IS NULL OR ..." cannot pick the
+// index the argument calls for: it would read the received_at index from
+// the newest row until it found 100 matches, on a large inbox the whole
+// index.
+const customPlan = pgx.QueryExecModeDescribeExec
+
+func opt(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// EventFilter selects inbox events. Zero fields match everything.
+type EventFilter struct {
+	// Query is an event id, or a reference's value whatever its name
+	// ("ada@example.com"), or name=value for one reference.
+	Query  string    `json:"q,omitempty"`
+	Source string    `json:"source,omitempty"`
+	Status string    `json:"status,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+	Until  time.Time `json:"until,omitzero"`
+	// BeforeSource and BeforeID continue a list after its last row (its
+	// source and cursor), with Until its received time.
+	BeforeSource string `json:"before_source,omitempty"`
+	BeforeID     string `json:"before_id,omitempty"`
+}
+
+// EventRow is one event in a list.
+type EventRow struct {
+	Source         string            `json:"source"`
+	ID             string            `json:"id"`
+	Type           string            `json:"type"`
+	Status         string            `json:"status"`
+	ReceivedAt     time.Time         `json:"received_at"`
+	LastSeenAt     time.Time         `json:"last_seen_at"`
+	DuplicateCount int               `json:"duplicate_count"`
+	Refs           map[string]string `json:"refs"`
+	// Cursor is the stored id (the SHA-256 of an id over 200 bytes), for
+	// the next page's before_id.
+	Cursor string `json:"cursor"`
+}
+
+func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
+	var value, refName, refValue *string
+	if name, v, ok := refQuery(f.Query); ok {
+		refName, refValue = &name, &v
+	} else {
+		value = opt(f.Query)
+	}
+	q := s.q.events
+	if value != nil || refName != nil {
+		q = s.q.eventSearch
+	}
+	rows, err := s.pool.Query(ctx, q, customPlan, value, refName, refValue, opt(f.Source), opt(f.Status),
+		optTime(f.Since), optTime(f.Until), s.limit, opt(f.BeforeSource), opt(f.BeforeID))
+	if err != nil {
+		return nil, fmt.Errorf("console: events: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (EventRow, error) {
+		var e EventRow
+		var refs []byte
+		if err := row.Scan(&e.Source, &e.ID, &e.Type, &e.Status, &e.ReceivedAt, &e.LastSeenAt, &e.DuplicateCount, &refs, &e.Cursor); err != nil {
+			return e, err
+		}
+		return e, json.Unmarshal(refs, &e.Refs)
+	})
+}
+
+// MessageFilter selects outbox messages. Zero fields match everything.
+type MessageFilter struct {
+	IDs         []uuid.UUID `json:"ids,omitempty"`
+	Destination string      `json:"destination,omitempty"`
+	// Status is pending (waiting, no failed attempt since it was enqueued
+	// or requeued), retrying (waiting after a failed attempt), dead or
+	// delivered.
+	Status         string    `json:"status,omitempty"`
+	OrderingKey    string    `json:"ordering_key,omitempty"`
+	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	Type           string    `json:"type,omitempty"`
+	Since          time.Time `json:"since,omitzero"`
+	Until          time.Time `json:"until,omitzero"`
+	// CausedBy narrows to the messages an inbox event caused.
+	CausedBy *outbox.EventRef `json:"caused_by,omitempty"`
+	// Before continues a list after its last row (its id), with Until its
+	// creation time.
+	Before uuid.UUID `json:"before,omitzero"`
+}
+
+// MessageRow is one message in a list.
+type MessageRow struct {
+	ID             uuid.UUID  `json:"id"`
+	Destination    string     `json:"destination"`
+	Type           string     `json:"type"`
+	OrderingKey    string     `json:"ordering_key,omitempty"`
+	Seq            int64      `json:"seq,omitempty"`
+	IdempotencyKey string     `json:"idempotency_key"`
+	Status         string     `json:"status"`
+	Attempts       int        `json:"attempts"`
+	NextAttemptAt  *time.Time `json:"next_attempt_at,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastStatusCode *int       `json:"last_status_code,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	DeliveredAt    *time.Time `json:"delivered_at,omitempty"`
+	CausedBySource string     `json:"caused_by_source,omitempty"`
+	CausedByID     string     `json:"caused_by_event_id,omitempty"`
+}
+
+// messageQuery picks the list or an index lookup (messageMatches) for f,
+// and its arguments.
+func (s *store) messageQuery(f MessageFilter) (string, []any) {
+	var ids []uuid.UUID
+	if len(f.IDs) > 0 {
+		ids = f.IDs
+	}
+	var before *uuid.UUID
+	if f.Before != uuid.Nil {
+		before = &f.Before
+	}
+	var causeSource, causeID *string
+	if f.CausedBy != nil {
+		causeSource, causeID = &f.CausedBy.Source, &f.CausedBy.EventID
+	}
+	q := s.q.messages
+	switch {
+	case ids != nil:
+		q = s.q.messageSearch["ids"]
+	case f.IdempotencyKey != "":
+		q = s.q.messageSearch["idempotency_key"]
+	case causeID != nil:
+		q = s.q.messageSearch["caused_by"]
+	case f.OrderingKey != "":
+		q = s.q.messageSearch["ordering_key"]
+	}
+	return q, []any{ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
+		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before}
+}
+
+func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, error) {
+	q, args := s.messageQuery(f)
+	rows, err := s.pool.Query(ctx, q, append([]any{customPlan}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("console: messages: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (MessageRow, error) {
+		var m MessageRow
+		var next time.Time
+		err := row.Scan(&m.ID, &m.Destination, &m.Type, &m.OrderingKey, &m.Seq, &m.IdempotencyKey, &m.Status,
+			&m.Attempts, &next, &m.LastError, &m.LastStatusCode, &m.CreatedAt, &m.DeliveredAt,
+			&m.CausedBySource, &m.CausedByID)
+		// Only a waiting message has a next attempt.
+		if m.Status == "pending" || m.Status == "retrying" {
+			m.NextAttemptAt = &next
+		}
+		return m, err
+	})
+}

@@ -1,0 +1,130 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// refName is what a reference's name looks like in "name=value".
+var refName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
+
+// refQuery splits "name=value" when name looks like a reference name.
+func refQuery(q string) (name, value string, ok bool) {
+	name, value, ok = strings.Cut(q, "=")
+	if !ok || !refName.MatchString(name) || value == "" {
+		return "", "", false
+	}
+	return name, value, true
+}
+
+// EventDetail is an event with what it led to.
+type EventDetail struct {
+	Event    inbox.Stored    `json:"event"`
+	Failures []inbox.Failure `json:"failures"`
+	Messages []MessageRow    `json:"messages"`
+}
+
+var errNotFound = errors.New("not found")
+
+func (s *store) event(ctx context.Context, source, id string) (EventDetail, error) {
+	ev, err := s.in.Get(ctx, s.pool, source, id)
+	if errors.Is(err, inbox.ErrNotFound) {
+		return EventDetail{}, errNotFound
+	}
+	if err != nil {
+		return EventDetail{}, err
+	}
+	fails, err := s.in.Failures(ctx, s.pool, source, id, s.limit)
+	if err != nil {
+		return EventDetail{}, err
+	}
+	// Messages keep the event id as the caller gave it.
+	msgs, err := s.messages(ctx, MessageFilter{CausedBy: &outbox.EventRef{Source: source, EventID: id}})
+	if err != nil {
+		return EventDetail{}, err
+	}
+	return EventDetail{Event: ev, Failures: fails, Messages: msgs}, nil
+}
+
+// MessageDetail is a message with its attempts and the actions taken on it.
+type MessageDetail struct {
+	Message  outbox.Stored    `json:"message"`
+	Summary  MessageRow       `json:"summary"`
+	Attempts []outbox.Attempt `json:"attempts"`
+	Audit    []AuditEntry     `json:"audit"`
+}
+
+func (s *store) message(ctx context.Context, id uuid.UUID) (MessageDetail, error) {
+	m, err := s.out.Get(ctx, s.pool, id)
+	if errors.Is(err, outbox.ErrNotFound) {
+		return MessageDetail{}, errNotFound
+	}
+	if err != nil {
+		return MessageDetail{}, err
+	}
+	rows, err := s.messages(ctx, MessageFilter{IDs: []uuid.UUID{id}})
+	if err != nil {
+		return MessageDetail{}, err
+	}
+	if len(rows) != 1 {
+		return MessageDetail{}, errNotFound // deleted in between
+	}
+	att, err := s.out.Attempts(ctx, s.pool, id)
+	if err != nil {
+		return MessageDetail{}, err
+	}
+	audit, err := s.auditFor(ctx, id)
+	if err != nil {
+		return MessageDetail{}, err
+	}
+	m.Headers = redactHeaders(m.Headers)
+	return MessageDetail{Message: m, Summary: rows[0], Attempts: att, Audit: audit}, nil
+}
+
+// sensitiveHeader names headers whose values the console never shows.
+// The inbox drops credentials before storing; outbox headers are the
+// producer's, and may carry an API key.
+func sensitiveHeader(name string) bool {
+	n := strings.ToLower(name)
+	switch n {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		return true
+	}
+	for _, part := range []string{"secret", "token", "signature", "api-key", "apikey", "password", "auth"} {
+		if strings.Contains(n, part) {
+			return true
+		}
+	}
+	return false
+}
+
+func redactHeaders(h http.Header) http.Header {
+	out := http.Header{}
+	for k, vs := range h {
+		if sensitiveHeader(k) {
+			out[k] = []string{"[redacted]"}
+			continue
+		}
+		out[k] = vs
+	}
+	return out
+}
+
+// wrapNotFound is for handlers: a missing row is a 404, not a 500.
+func wrapNotFound(what string, err error) error {
+	if errors.Is(err, errNotFound) {
+		return fmt.Errorf("%s: %w", what, errNotFound)
+	}
+	return err
+}
+
+func errorsIsNotPaused(err error) bool { return errors.Is(err, outbox.ErrNotPaused) }
