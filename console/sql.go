@@ -1,6 +1,10 @@
 package console
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/outboxd/outboxd/internal/pendingsql"
+)
 
 // The console's own SQL, in one place; dead letters and pauses go through
 // the outbox package's operator calls. {{schema}} is replaced by New. A
@@ -138,12 +142,16 @@ var messageMatches = map[string]string{
 // destinationsSQL: every destination known from a pause, a live
 // dispatcher, or a pending or dead message, with its backlog and the last
 // hour's attempts. Each table is read once, grouped by destination (as the
-// metrics collector reads it), never once per destination; the last hour's
-// attempts through outbox_attempts_attempted_at_idx (migration 11).
+// metrics collector reads it), never once per destination; the backlog
+// through the dispatcher's lane indexes within pendingsql's row budget $1
+// (there is no index on pending messages' creation time: one entry less
+// per enqueue), the last hour's attempts through
+// outbox_attempts_attempted_at_idx (migration 11). Run through
+// pendingsql.InTx.
 const destinationsSQL = `
-WITH pending AS (
-    SELECT destination, count(*) AS n, min(created_at) AS oldest
-    FROM {{schema}}.outbox_messages WHERE status = 'pending' GROUP BY destination
+WITH RECURSIVE ` + pendingsql.Destinations + `, pending AS (
+    SELECT pd.destination, s.n, s.oldest, s.capped
+    FROM pending_destinations pd CROSS JOIN LATERAL ` + pendingsql.Stats + ` s
 ), dead AS (
     SELECT destination, count(*) AS n
     FROM {{schema}}.outbox_messages WHERE status = 'dead' GROUP BY destination
@@ -168,7 +176,7 @@ WITH pending AS (
     UNION SELECT destination FROM pending
     UNION SELECT destination FROM dead
 )
-SELECT n.name, coalesce(p.n, 0), p.oldest, coalesce(x.n, 0),
+SELECT n.name, coalesce(p.n, 0), p.oldest, coalesce(p.capped, false), coalesce(x.n, 0),
        coalesce(r.delivered, 0), coalesce(r.failed, 0),
        coalesce(d.paused, false), coalesce(d.reason, ''), d.paused_at
 FROM names n

@@ -14,13 +14,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/pendingsql"
 	"github.com/outboxd/outboxd/outbox"
 )
 
 // Destination is one destination's state.
 type Destination struct {
-	Name          string     `json:"name"`
-	Pending       int64      `json:"pending"`
+	Name    string `json:"name"`
+	Pending int64  `json:"pending"`
+	// PendingCapped: the count stopped at its share of the read's row
+	// budget (internal/pendingsql): Pending is then a lower bound.
+	PendingCapped bool       `json:"pending_capped"`
 	OldestPending *time.Time `json:"oldest_pending,omitempty"`
 	Dead          int64      `json:"dead"`
 	// DeliveredLastHour and FailedLastHour count the attempts of the last
@@ -65,21 +69,25 @@ type Destinations struct {
 }
 
 func (s *store) destinations(ctx context.Context) (Destinations, error) {
-	rows, err := s.pool.Query(ctx, s.q.destinations)
-	if err != nil {
-		return Destinations{}, fmt.Errorf("console: destinations: %w", err)
-	}
-	dests, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Destination, error) {
-		var d Destination
-		err := row.Scan(&d.Name, &d.Pending, &d.OldestPending, &d.Dead, &d.DeliveredLastHour, &d.FailedLastHour,
-			&d.Paused, &d.PauseReason, &d.PausedAt)
-		d.Holders = []Holder{}
-		return d, err
+	var dests []Destination
+	err := pendingsql.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, s.q.destinations, pendingsql.Budget)
+		if err != nil {
+			return err
+		}
+		dests, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Destination, error) {
+			var d Destination
+			err := row.Scan(&d.Name, &d.Pending, &d.OldestPending, &d.PendingCapped, &d.Dead, &d.DeliveredLastHour,
+				&d.FailedLastHour, &d.Paused, &d.PauseReason, &d.PausedAt)
+			d.Holders = []Holder{}
+			return d, err
+		})
+		return err
 	})
 	if err != nil {
 		return Destinations{}, fmt.Errorf("console: destinations: %w", err)
 	}
-	rows, err = s.pool.Query(ctx, s.q.lanes)
+	rows, err := s.pool.Query(ctx, s.q.lanes)
 	if err != nil {
 		return Destinations{}, fmt.Errorf("console: lanes: %w", err)
 	}
