@@ -50,3 +50,21 @@ func TestClassifyClientGone(t *testing.T) {
 		t.Fatalf("client gone: %d, logged %q", code, logs.String())
 	}
 }
+
+// An action that runs out of time says what an operator can do: it may be
+// PostgreSQL, or a selection too large for the console's deadline, which
+// no retry fixes; a page that does gets the plain 503.
+func TestClassifyActionTimeoutNamesTheWayOut(t *testing.T) {
+	t.Parallel()
+	c := &Console{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	timeout := fmt.Errorf("requeue: %w", &pgconn.PgError{Code: "57014"})
+	for _, path := range []string{"/dead/requeue", "/api/dead/purge"} {
+		code, msg := c.classify(httptest.NewRequest("POST", path, nil), timeout)
+		if code != 503 || !strings.Contains(msg, "narrow the selection") || !strings.Contains(msg, "outboxd outbox requeue") {
+			t.Errorf("%s: %d %q", path, code, msg)
+		}
+	}
+	if _, msg := c.classify(httptest.NewRequest("GET", "/events", nil), timeout); msg != errUnavailable {
+		t.Errorf("a page: %q", msg)
+	}
+}

@@ -48,6 +48,13 @@ func withDeadline(timeout time.Duration, next http.Handler) http.Handler {
 // answer in time, or could not be reached.
 const errUnavailable = "database unavailable: PostgreSQL did not answer in time or cannot be reached; try again shortly"
 
+// errActionUnfinished is what a requeue or purge says when it ran out of
+// time: nothing was changed (its transaction rolled back), and retrying
+// does not help if the selection is what is too large.
+const errActionUnfinished = "the action did not finish within the console's request deadline and changed nothing: " +
+	"PostgreSQL may be unreachable, or the selection is too large for the console; narrow the selection, " +
+	"or use 'outboxd outbox requeue' / 'outboxd outbox purge', which have no such deadline"
+
 // unavailable tells a database that did not answer or cannot be reached
 // (503) from a query that failed (500): the request's deadline, the
 // server's statement_timeout, a connection that failed or was lost.

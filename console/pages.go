@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,6 +56,9 @@ func (c *Console) classify(r *http.Request, err error) (int, string) {
 		return http.StatusConflict, "another change got in the way (deadlock or serialization failure); nothing was changed, try again"
 	case unavailable(err):
 		c.log.Warn("console: database unavailable", "path", r.URL.Path, "error", err)
+		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/dead/") {
+			return http.StatusServiceUnavailable, errActionUnfinished
+		}
 		return http.StatusServiceUnavailable, errUnavailable
 	}
 	c.log.Error("console: request failed", "path", r.URL.Path, "error", err)

@@ -258,9 +258,23 @@ func (s *store) changeDead(ctx context.Context, p principal, action string, sel 
 		if n == 0 {
 			return nil // nothing happened, nothing to record
 		}
-		return s.audit(ctx, tx, p, action, sel.Destination, sel, n, ids[:min(len(ids), maxIDs)])
+		return s.audit(ctx, tx, p, action, sel.Destination, sel.recorded(), n, ids[:min(len(ids), maxIDs)])
 	})
 	return n, err
+}
+
+// recorded is the selection as the audit keeps it: the filter, and how
+// many ids were ticked rather than the ids (up to 1 MiB of them; the ids
+// the action changed go to message_ids, capped). The confirmation's count
+// and digest are left out: the row's count says what happened.
+func (d DeadSelection) recorded() any {
+	type auditSelection struct {
+		DeadSelection
+		IDsSelected int `json:"ids_selected,omitempty"`
+	}
+	a := auditSelection{DeadSelection: d, IDsSelected: len(d.IDs)}
+	a.IDs, a.Expect, a.Digest = nil, nil, ""
+	return a
 }
 
 func (s *store) audit(ctx context.Context, tx pgx.Tx, p principal, action, dest string, what any, n int64, ids []uuid.UUID) error {

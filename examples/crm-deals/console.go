@@ -20,8 +20,17 @@ import (
 // address and credentials printed are the ones that work. With keep it
 // serves until ctx ends (make demo CONSOLE=1); without, the demo ends here,
 // and its console with it.
-func showConsole(ctx context.Context, out io.Writer, pool *pgxpool.Pool, keep bool) error {
+func showConsole(ctx context.Context, out io.Writer, appPool *pgxpool.Pool, keep bool) error {
 	pass := rand.Text() // 26 random base32 characters
+	// A pool of the console's own, as outboxd serve gives it: its pages
+	// never wait for the dispatcher's connections nor hold them.
+	pcfg := appPool.Config()
+	console.ConfigurePool(pcfg, console.DefaultRequestTimeout)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	c, err := console.New(pool, &console.Config{Users: []console.User{{Name: "demo", Role: console.Admin, Password: pass}}})
 	if err != nil {
 		return err
