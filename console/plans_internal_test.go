@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	"github.com/google/uuid"
@@ -12,24 +11,6 @@ import (
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
-
-// planNode is the part of EXPLAIN (ANALYZE, FORMAT JSON) these tests read.
-type planNode struct {
-	NodeType string     `json:"Node Type"`
-	Relation string     `json:"Relation Name"`
-	Index    string     `json:"Index Name"`
-	Rows     float64    `json:"Actual Rows"`
-	Loops    float64    `json:"Actual Loops"`
-	Plans    []planNode `json:"Plans"`
-}
-
-// walk calls fn on every node of the plan.
-func (n planNode) walk(fn func(planNode)) {
-	fn(n)
-	for _, c := range n.Plans {
-		c.walk(fn)
-	}
-}
 
 // noStatsTables fills inbox_events and outbox_messages with 50,000 rows
 // each by INSERT ... SELECT and never analyzes them (autovacuum is turned
@@ -72,20 +53,20 @@ func explainRows(t *testing.T, pool *pgxpool.Pool, what, sql string, args ...any
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	var out []struct{ Plan planNode }
-	if err := json.Unmarshal(raw, &out); err != nil || len(out) != 1 {
-		t.Fatalf("%s: %s: %v", what, raw, err)
+	plan, err := pgtest.ParsePlan(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 	read := map[string]float64{}
-	out[0].Plan.walk(func(n planNode) {
+	plan.Walk(func(n pgtest.Plan) {
 		if n.NodeType == "Seq Scan" && (n.Relation == "inbox_events" || n.Relation == "outbox_messages" || n.Relation == "outbox_attempts") {
 			t.Errorf("%s reads %s with a sequential scan", what, n.Relation)
 		}
 		if n.Index == "inbox_events_received_at_idx" {
-			read["received_at_idx"] += n.Rows * max(n.Loops, 1)
+			read["received_at_idx"] += n.RowsRead()
 		}
 		if n.Relation != "" {
-			read[n.Relation] += n.Rows * max(n.Loops, 1)
+			read[n.Relation] += n.RowsRead()
 		}
 	})
 	return read

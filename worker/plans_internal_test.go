@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -17,27 +16,18 @@ import (
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
 
-// planNode is the part of EXPLAIN (FORMAT JSON) these tests read.
-type planNode struct {
-	NodeType string     `json:"Node Type"`
-	Relation string     `json:"Relation Name"`
-	Index    string     `json:"Index Name"`
-	Rows     float64    `json:"Actual Rows"`
-	Loops    float64    `json:"Actual Loops"`
-	Output   []string   `json:"Output"`
-	Plans    []planNode `json:"Plans"`
-}
+// planNode is a plan node as these tests read it.
+type planNode = pgtest.Plan
 
 // scans lists the plan's nodes that read outbox_messages (not the
 // ModifyTable node that writes it).
-func (n planNode) scans() []planNode {
+func scans(p planNode) []planNode {
 	var out []planNode
-	if n.Relation == "outbox_messages" && n.NodeType != "ModifyTable" {
-		out = append(out, n)
-	}
-	for _, c := range n.Plans {
-		out = append(out, c.scans()...)
-	}
+	p.Walk(func(n planNode) {
+		if n.Relation == "outbox_messages" && n.NodeType != "ModifyTable" {
+			out = append(out, n)
+		}
+	})
 	return out
 }
 
@@ -49,11 +39,11 @@ func explain(t *testing.T, q interface {
 	if err := q.QueryRow(context.Background(), "EXPLAIN ("+opts+"FORMAT JSON) "+sql, args...).Scan(&raw); err != nil {
 		t.Fatal(err)
 	}
-	var out []struct{ Plan planNode }
-	if err := json.Unmarshal(raw, &out); err != nil || len(out) != 1 {
-		t.Fatalf("%s: %v", raw, err)
+	plan, err := pgtest.ParsePlan(raw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out[0].Plan
+	return plan
 }
 
 // onlyIndexes fails unless every read of outbox_messages is an index scan
@@ -63,14 +53,14 @@ func explain(t *testing.T, q interface {
 func onlyIndexes(t *testing.T, what string, p planNode, bitmaps bool) float64 {
 	t.Helper()
 	var rows float64
-	for _, s := range p.scans() {
+	for _, s := range scans(p) {
 		if s.NodeType == "Bitmap Heap Scan" && bitmaps && len(s.Plans) == 1 && s.Plans[0].Index != "" {
 			continue
 		}
 		if s.NodeType != "Index Scan" && s.NodeType != "Index Only Scan" {
 			t.Errorf("%s reads outbox_messages with a %s", what, s.NodeType)
 		}
-		rows += s.Rows * max(s.Loops, 1)
+		rows += s.RowsRead()
 	}
 	return rows
 }
@@ -171,10 +161,10 @@ func TestClaimReadsPayloadsOfTheBatchOnly(t *testing.T) {
 	const perKey, batch = 10, 5
 	plan := explain(t, pool, "ANALYZE, VERBOSE, ", dbschema.Render(claimSQL, "outboxd"), "sink", lane, "me", int64(1), perKey, batch)
 	var withPayload float64
-	for _, s := range plan.scans() {
+	for _, s := range scans(plan) {
 		for _, col := range s.Output {
 			if strings.HasSuffix(col, ".payload") {
-				withPayload += s.Rows * max(s.Loops, 1)
+				withPayload += s.RowsRead()
 				break
 			}
 		}
@@ -219,7 +209,7 @@ func TestHotPathPlansUseIndexesWithoutStatistics(t *testing.T) {
 	if read := onlyIndexes(t, "recording a batch", plan, false); read != float64(n) {
 		t.Errorf("recording %d results read %.0f rows of outbox_messages", n, read)
 	}
-	for _, s := range plan.scans() {
+	for _, s := range scans(plan) {
 		if s.Index != "outbox_messages_pkey" {
 			t.Errorf("recording a batch reads outbox_messages through %s", s.Index)
 		}
@@ -292,11 +282,11 @@ func checkPurgePlan(t *testing.T, what string, p planNode) {
 	if read := onlyIndexes(t, what, p, false); read > 2*1000 {
 		t.Errorf("%s of 1,000 read %.0f rows of outbox_messages", what, read)
 	}
-	if sorts := p.nodes("Sort"); sorts > 0 {
+	if sorts := nodes(p, "Sort"); sorts > 0 {
 		t.Errorf("%s sorts (%d Sort nodes)", what, sorts)
 	}
 	found := false
-	for _, s := range p.scans() {
+	for _, s := range scans(p) {
 		found = found || s.Index == "outbox_messages_delivered_idx"
 	}
 	if !found {
@@ -305,14 +295,13 @@ func checkPurgePlan(t *testing.T, what string, p planNode) {
 }
 
 // nodes counts the plan's nodes of the given type.
-func (n planNode) nodes(nodeType string) int {
+func nodes(p planNode, nodeType string) int {
 	c := 0
-	if n.NodeType == nodeType {
-		c++
-	}
-	for _, p := range n.Plans {
-		c += p.nodes(nodeType)
-	}
+	p.Walk(func(n planNode) {
+		if n.NodeType == nodeType {
+			c++
+		}
+	})
 	return c
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -11,34 +10,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/internal/pendingsql"
+	"github.com/outboxd/outboxd/internal/pgtest"
 )
-
-// planNode is the part of EXPLAIN (FORMAT JSON) this test reads.
-type planNode struct {
-	NodeType string     `json:"Node Type"`
-	Relation string     `json:"Relation Name"`
-	Index    string     `json:"Index Name"`
-	Rows     float64    `json:"Actual Rows"`
-	Loops    float64    `json:"Actual Loops"`
-	Plans    []planNode `json:"Plans"`
-}
 
 // messageReads returns the plan's reads of outbox_messages that are not
 // index scans, and how many rows all its reads of outbox_messages produced.
 // The dead-letter count may take a bitmap of the dead index: it reads dead
 // letters, none of the pending backlog.
-func (n planNode) messageReads() (others []string, rows float64) {
-	if n.Relation == "outbox_messages" {
+func messageReads(p pgtest.Plan) (others []string, rows float64) {
+	p.Walk(func(n pgtest.Plan) {
+		if n.Relation != "outbox_messages" {
+			return
+		}
 		deadBitmap := n.NodeType == "Bitmap Heap Scan" && len(n.Plans) == 1 && n.Plans[0].Index == "outbox_messages_dead_idx"
 		if n.NodeType != "Index Scan" && n.NodeType != "Index Only Scan" && !deadBitmap {
 			others = append(others, n.NodeType)
 		}
-		rows += n.Rows * max(n.Loops, 1)
-	}
-	for _, c := range n.Plans {
-		o, r := c.messageReads()
-		others, rows = append(others, o...), rows+r
-	}
+		rows += n.RowsRead()
+	})
 	return others, rows
 }
 
@@ -57,11 +46,11 @@ func explainCollector(t *testing.T, b serveBundle, c *dbCollector) (others []str
 	if strings.Contains(string(raw), `"JIT"`) {
 		t.Errorf("the collector's query is JIT-compiled: %s", raw[bytes.Index(raw, []byte(`"JIT"`)):])
 	}
-	var plan []struct{ Plan planNode }
-	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) != 1 {
-		t.Fatalf("%s: %v", raw, err)
+	plan, err := pgtest.ParsePlan(raw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return plan[0].Plan.messageReads()
+	return messageReads(plan)
 }
 
 func load(t *testing.T, b serveBundle, qs ...string) {
