@@ -16,7 +16,7 @@ func FuzzSignatureHeaders(f *testing.F) {
 	f.Add("sha256=", "", []byte(""))
 	f.Add("v0=deadbeef", "-1", []byte("a=b&c=d"))
 	f.Add("v1a,"+string(make([]byte, 90)), "9999999999999999999", []byte{0xff, 0x00})
-	generic, _ := verify.HMAC(verify.HMACConfig{Header: "X-Sig", Prefix: "sha256=", TimestampHeader: "X-Ts", IDField: "id", Secrets: []string{"k"}})
+	generic, _ := verify.HMAC(&verify.HMACConfig{Header: "X-Sig", Prefix: "sha256=", TimestampHeader: "X-Ts", IDField: "id", Secrets: []string{"k"}})
 	verifiers := map[string]verify.Verifier{"generic": generic}
 	for name, mk := range map[string]func() (verify.Verifier, error){
 		"standard": func() (verify.Verifier, error) {

@@ -14,24 +14,52 @@ import (
 	"time"
 )
 
+// Hash names the hash function of an HMAC.
+type Hash string
+
+const (
+	// HashSHA1 is HMAC-SHA1, which some senders still use.
+	HashSHA1 Hash = "sha1"
+	// HashSHA256 is HMAC-SHA256.
+	HashSHA256 Hash = "sha256"
+	// HashSHA512 is HMAC-SHA512.
+	HashSHA512 Hash = "sha512"
+)
+
+// Encoding names how a signature header encodes the MAC's bytes.
+type Encoding string
+
+const (
+	// EncodingHex is lowercase or uppercase hexadecimal.
+	EncodingHex Encoding = "hex"
+	// EncodingBase64 is standard base64 with padding.
+	EncodingBase64 Encoding = "base64"
+)
+
 // HMACConfig describes a sender that signs with a plain HMAC, for the
 // generic source.
 type HMACConfig struct {
 	// Header carries the signature. Required.
 	Header string
-	// Hash: "sha1", "sha256" (default) or "sha512".
-	Hash string
-	// Encoding of the signature: "hex" (default) or "base64".
-	Encoding string
+	// Hash is HashSHA1, HashSHA256 or HashSHA512. Default HashSHA256.
+	Hash Hash
+	// Encoding of the signature: EncodingHex or EncodingBase64. Default
+	// EncodingHex.
+	Encoding Encoding
 	// Prefix before the encoded signature ("sha256=", "v1="...), if any.
+	// Default "": the header holds the encoded signature alone.
 	Prefix string
 	// TimestampHeader, when set, carries Unix seconds that are signed as
-	// "<timestamp>.<body>" and checked against Tolerance (default 5 min).
+	// "<timestamp>.<body>" and checked against Tolerance. Default "": the
+	// body alone is signed and no time is checked.
 	TimestampHeader string
-	Tolerance       time.Duration
+	// Tolerance bounds how far the signed time may be from now, either
+	// way. Default 5 min; unused without TimestampHeader.
+	Tolerance time.Duration
 	// IDHeader or IDField (a top-level JSON field of the body) gives the
-	// event id; TypeHeader or TypeField the type. Without an id the
-	// receiver keys the event on a hash of its body.
+	// event id; TypeHeader or TypeField the type. Default "" for each:
+	// without an id the receiver keys the event on a hash of its body,
+	// without a type the event has none.
 	IDHeader, IDField, TypeHeader, TypeField string
 	// Secrets, any of which may have signed. Required.
 	Secrets []string
@@ -42,27 +70,28 @@ type generic struct {
 	newHash func() hash.Hash
 }
 
-// HMAC returns a verifier for a sender described by cfg.
-func HMAC(cfg HMACConfig) (Verifier, error) {
-	if cfg.Header == "" {
+// HMAC returns a verifier for a sender described by cfg. A nil cfg lacks
+// the required Header, and the error says so.
+func HMAC(cfg *HMACConfig) (Verifier, error) {
+	if cfg == nil || cfg.Header == "" {
 		return nil, fmt.Errorf("verify: HMACConfig.Header is required")
 	}
 	if err := requireSecrets("generic HMAC", cfg.Secrets); err != nil {
 		return nil, err
 	}
-	g := &generic{cfg: cfg}
+	g := &generic{cfg: *cfg}
 	switch cfg.Hash {
-	case "", "sha256":
+	case "", HashSHA256:
 		g.newHash = sha256.New
-	case "sha1":
+	case HashSHA1:
 		g.newHash = sha1.New
-	case "sha512":
+	case HashSHA512:
 		g.newHash = sha512.New
 	default:
 		return nil, fmt.Errorf("verify: HMACConfig.Hash %q: want sha1, sha256 or sha512", cfg.Hash)
 	}
 	switch cfg.Encoding {
-	case "", "hex", "base64":
+	case "", EncodingHex, EncodingBase64:
 	default:
 		return nil, fmt.Errorf("verify: HMACConfig.Encoding %q: want hex or base64", cfg.Encoding)
 	}
@@ -100,7 +129,7 @@ func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, err
 			continue
 		}
 		var raw []byte
-		if g.cfg.Encoding == "base64" {
+		if g.cfg.Encoding == EncodingBase64 {
 			raw, err = base64.StdEncoding.DecodeString(enc)
 		} else {
 			raw, err = hex.DecodeString(enc)
@@ -135,9 +164,9 @@ func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, err
 // receiver never stores it, whatever its name.
 func (g *generic) SignatureHeaders() []string { return []string{g.cfg.Header} }
 
-func (g *generic) encoding() string {
+func (g *generic) encoding() Encoding {
 	if g.cfg.Encoding == "" {
-		return "hex"
+		return EncodingHex
 	}
 	return g.cfg.Encoding
 }

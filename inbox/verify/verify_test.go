@@ -306,7 +306,7 @@ func TestLinear(t *testing.T) {
 
 func TestGenericHMAC(t *testing.T) {
 	body := `{"event_id":"cal_9","kind":"meeting.booked","deal":"d_1"}`
-	v := must(verify.HMAC(verify.HMACConfig{
+	v := must(verify.HMAC(&verify.HMACConfig{
 		Header: "X-Calendar-Signature", Prefix: "sha256=", TimestampHeader: "X-Calendar-Timestamp",
 		IDField: "event_id", TypeField: "kind", Secrets: []string{"cal-secret"},
 	}))
@@ -317,13 +317,22 @@ func TestGenericHMAC(t *testing.T) {
 	if meta.Type != "meeting.booked" {
 		t.Fatalf("%+v", meta)
 	}
-	b64 := must(verify.HMAC(verify.HMACConfig{Header: "X-Sig", Hash: "sha512", Encoding: "base64", Secrets: []string{"k"}}))
+	b64 := must(verify.HMAC(&verify.HMACConfig{Header: "X-Sig", Hash: verify.HashSHA512, Encoding: verify.EncodingBase64, Secrets: []string{"k"}}))
 	if _, err := b64.Verify(req("/", map[string]string{"X-Sig": "bm9wZQ=="}), []byte("x"), now); !errors.Is(err, verify.ErrSignature) {
 		t.Fatalf("%v", err)
 	}
 	for _, cfg := range []verify.HMACConfig{{Secrets: []string{"k"}}, {Header: "X"}, {Header: "X", Secrets: []string{"k"}, Hash: "md5"}} {
-		if _, err := verify.HMAC(cfg); err == nil {
+		if _, err := verify.HMAC(&cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// A nil config is a config without its required fields: the error names
+// the first one, as for any other.
+func TestGenericHMACNilConfig(t *testing.T) {
+	_, err := verify.HMAC(nil)
+	if err == nil || !strings.Contains(err.Error(), "HMACConfig.Header is required") {
+		t.Fatalf("HMAC(nil) = %v, want an error naming HMACConfig.Header", err)
 	}
 }
