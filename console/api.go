@@ -98,14 +98,14 @@ type apiEvent struct {
 }
 
 type apiFailure struct {
-	Source     string    `json:"source"`
-	EventID    string    `json:"event_id"`
-	Kind       string    `json:"kind"`
-	Reason     string    `json:"reason"`
-	StatusCode int       `json:"status_code"`
-	FirstAt    time.Time `json:"first_at"`
-	LastAt     time.Time `json:"last_at"`
-	Count      int       `json:"count"`
+	Source     string            `json:"source"`
+	EventID    string            `json:"event_id"`
+	Kind       inbox.FailureKind `json:"kind"`
+	Reason     string            `json:"reason"`
+	StatusCode int               `json:"status_code"`
+	FirstAt    time.Time         `json:"first_at"`
+	LastAt     time.Time         `json:"last_at"`
+	Count      int               `json:"count"`
 }
 
 func failuresOut(fs []inbox.Failure) []apiFailure {

@@ -146,7 +146,7 @@ func (s *store) failures(ctx context.Context, source, kind string) (Failures, er
 	if kind != "" {
 		kept := recent[:0]
 		for _, f := range recent {
-			if f.Kind == kind {
+			if string(f.Kind) == kind {
 				kept = append(kept, f)
 			}
 		}

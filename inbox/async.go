@@ -52,7 +52,7 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 	rc := w.rc
 	src := rc.sources[job.Args.Source]
 	if src == nil {
-		return river.JobCancel(fmt.Errorf("inbox: no source %q in this receiver", job.Args.Source))
+		return river.JobCancel(fmt.Errorf("%w: %q in this receiver", ErrUnknownSource, job.Args.Source))
 	}
 	start := time.Now()
 	status := "processed"
@@ -67,7 +67,7 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 				return err
 			}
 			d := &Delivery{Source: ev.Source, ID: ev.ID, BestEffort: ev.BestEffort, Type: ev.Type,
-				Body: ev.Payload, Header: ev.Headers, Inbox: rc.inbox}
+				Body: ev.Payload, Header: ev.Headers, inbox: rc.inbox}
 			if ev.OccurredAt != nil {
 				d.OccurredAt = *ev.OccurredAt
 			}
@@ -88,13 +88,13 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 	case err == nil:
 		return nil
 	case permanent(err):
-		if rerr := rc.inbox.MarkRejected(ctx, rc.pool, job.Args.Source, job.Args.EventID, err.Error()); rerr != nil {
+		if rerr := rc.inbox.markRejected(ctx, rc.pool, job.Args.Source, job.Args.EventID, err.Error()); rerr != nil {
 			return rerr
 		}
-		rc.recordFailure(src.Name, job.Args.EventID, "rejected", err.Error(), 0)
+		rc.recordFailure(src.Name, job.Args.EventID, FailureRejected, err.Error(), 0)
 		return river.JobCancel(err)
 	default:
-		rc.recordFailure(src.Name, job.Args.EventID, "failed", err.Error(), 0)
+		rc.recordFailure(src.Name, job.Args.EventID, FailureFailed, err.Error(), 0)
 		return err
 	}
 }

@@ -52,7 +52,7 @@ func TestAsyncReceipt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
 		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
 		River:   insertOnly,
 	})

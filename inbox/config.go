@@ -19,7 +19,7 @@ type Config struct {
 	// Default DefaultTTL (96 h).
 	TTL time.Duration
 	// SourceTTL overrides TTL per source. Pick each source's longest retry
-	// window plus a margin.
+	// window plus a margin. Default none: every source has TTL.
 	SourceTTL map[string]time.Duration
 	// RedactHeaders names extra headers that must never be stored. Never
 	// stored in any case: Authorization, Proxy-Authorization, Cookie,
@@ -28,13 +28,15 @@ type Config struct {
 	// secret, sig, key, auth, cookie, password, hmac, hash, credential or
 	// session (signature headers included: with the body they make a
 	// replayable request), but for I-Twilio-Idempotency-Token (an event
-	// id).
+	// id). Default none beyond that list.
 	RedactHeaders []string
 	// SourceRedactHeaders names more headers not to store, per source.
+	// Default none.
 	SourceRedactHeaders map[string][]string
 	// SourceKeepHeaders names headers a source stores although their name
 	// matches one of the words above (an "X-Request-Key" that is not a
-	// secret). It cannot keep the fixed list or RedactHeaders.
+	// secret). It cannot keep the fixed list or RedactHeaders. Default
+	// none.
 	SourceKeepHeaders map[string][]string
 }
 

@@ -7,4 +7,7 @@ var (
 	ErrInvalidEvent = errors.New("inbox: invalid event")
 	// ErrNotFound is returned when no event has the given source and id.
 	ErrNotFound = errors.New("inbox: event not found")
+	// ErrUnknownSource is wrapped by Receiver.For when the receiver has no
+	// source of that name.
+	ErrUnknownSource = errors.New("inbox: unknown source")
 )

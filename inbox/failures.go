@@ -8,13 +8,36 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// FailureKind is how a receipt failed. Its values are the strings stored in
+// the failure log, counted in outboxd_webhooks_total and shown by the
+// console and the CLI.
+type FailureKind string
+
+const (
+	// FailureRejected: the event was refused for good (a malformed payload
+	// or a Permanent error); the sender got 422.
+	FailureRejected FailureKind = "rejected"
+	// FailureFailed: the receipt failed transiently (the handler's error,
+	// the database); the sender got 503 and retries.
+	FailureFailed FailureKind = "failed"
+	// FailurePanic: the handler panicked; the sender got 500.
+	FailurePanic FailureKind = "panic"
+)
+
 // Failure is a verified event whose receipt failed or was rejected, with how
-// often.
+// often: one row per source, event and kind.
 type Failure struct {
-	Source, EventID, Kind, Reason string
-	StatusCode                    int
-	FirstAt, LastAt               time.Time
-	Count                         int
+	Source  string
+	EventID string
+	Kind    FailureKind
+	// Reason is the last error's text (the first one kept when a retry of
+	// a rejected event brought none).
+	Reason string
+	// StatusCode is the last answer's HTTP status; 0 for async jobs, which
+	// answer nobody.
+	StatusCode      int
+	FirstAt, LastAt time.Time
+	Count           int
 }
 
 // Failures lists failed and rejected receipts, newest first; source and

@@ -95,7 +95,7 @@ func newPfix(t *testing.T, cfg *inbox.Config, mutate func(*inbox.ReceiverConfig)
 	}
 	rcfg := inbox.ReceiverConfig{
 		Sources: []inbox.Source{
-			{Name: "calendar", Verifier: must(verify.HMAC(verify.HMACConfig{Header: "X-Cal-Sig", Prefix: "sha256=",
+			{Name: "calendar", Verifier: must(verify.HMAC(&verify.HMACConfig{Header: "X-Cal-Sig", Prefix: "sha256=",
 				TimestampHeader: "X-Cal-Timestamp", TypeField: "kind", Secrets: []string{calSecret}})), Handle: handle},
 			{Name: "slack", Verifier: must(verify.Slack(slackSecret)), Handle: handle},
 			{Name: "stripe", Verifier: must(verify.Stripe(stripeSecret)), Handle: handle},
@@ -111,7 +111,7 @@ func newPfix(t *testing.T, cfg *inbox.Config, mutate func(*inbox.ReceiverConfig)
 	if mutate != nil {
 		mutate(&rcfg)
 	}
-	if f.rc, err = inbox.NewReceiver(f.pool, f.inbox, rcfg); err != nil {
+	if f.rc, err = inbox.NewReceiver(f.pool, f.inbox, &rcfg); err != nil {
 		t.Fatal(err)
 	}
 	f.srv = httptest.NewServer(f.rc)

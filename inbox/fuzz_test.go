@@ -43,7 +43,7 @@ func FuzzReceiverRequests(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{Sources: []inbox.Source{
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{
 		{Name: "stripe", Verifier: stripe, Handle: handle, MaxBody: 2048},
 		{Name: "github", Verifier: github, Handle: handle},
 	}, Metrics: metrics, Logger: slog.New(slog.DiscardHandler)})

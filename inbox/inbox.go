@@ -8,15 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
-	"github.com/outboxd/outboxd/internal/pg"
 )
-
-// DB is what the inbox needs from a database handle: pass the caller's
-// pgx.Tx so the record commits or rolls back with the business writes.
-// *pgxpool.Pool and *pgx.Conn satisfy it too.
-type DB = pg.DB
 
 // Inbox records incoming events in one schema. It holds no connections and
 // is safe for concurrent use.
@@ -131,6 +126,14 @@ func (in *Inbox) MarkProcessed(ctx context.Context, db DB, source, id string) (b
 // MarkRejected records that an event was permanently refused, with the
 // reason operators will see.
 func (in *Inbox) MarkRejected(ctx context.Context, db DB, source, id, reason string) error {
+	return in.markRejected(ctx, db, source, id, reason)
+}
+
+// markRejected is MarkRejected for a handle that only executes (a
+// Receiver's ReceiverDB).
+func (in *Inbox) markRejected(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, source, id, reason string) error {
 	if _, err := db.Exec(ctx, in.queries.markRejected, source, storageKey(id), truncate(reason, 1000)); err != nil {
 		return fmt.Errorf("inbox: mark rejected %s/%s: %w", source, id, err)
 	}

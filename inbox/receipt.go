@@ -62,7 +62,7 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 		// One rule for every source: a rejected event is answered 422 on
 		// every delivery, never 200, so the sender's dashboard keeps
 		// showing it as refused. The failure row counts the retry.
-		rc.recordFailure(src.Name, d.ID, "rejected", "", http.StatusUnprocessableEntity)
+		rc.recordFailure(src.Name, d.ID, FailureRejected, "", http.StatusUnprocessableEntity)
 		return http.StatusUnprocessableEntity, "rejected", ""
 	case err == nil && !res.New:
 		return http.StatusOK, "duplicate", ""
@@ -74,12 +74,12 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 	var p *panicError
 	switch {
 	case errors.As(err, &p):
-		rc.recordFailure(src.Name, d.ID, "panic", err.Error(), http.StatusInternalServerError)
+		rc.recordFailure(src.Name, d.ID, FailurePanic, err.Error(), http.StatusInternalServerError)
 		return http.StatusInternalServerError, "failed", err.Error()
 	case permanent(err):
 		return rc.rejectEvent(ctx, src, d, err)
 	default:
-		rc.recordFailure(src.Name, d.ID, "failed", err.Error(), http.StatusServiceUnavailable)
+		rc.recordFailure(src.Name, d.ID, FailureFailed, err.Error(), http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable, "failed", err.Error()
 	}
 }
@@ -97,7 +97,7 @@ func (rc *Receiver) rejectEvent(ctx context.Context, src *Source, d *Delivery, c
 		return err
 	})
 	if err != nil {
-		rc.recordFailure(src.Name, d.ID, "failed", err.Error(), http.StatusServiceUnavailable)
+		rc.recordFailure(src.Name, d.ID, FailureFailed, err.Error(), http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable, "failed", err.Error()
 	}
 	if !rej.New && rej.Status != StatusRejected {
@@ -106,7 +106,7 @@ func (rc *Receiver) rejectEvent(ctx context.Context, src *Source, d *Delivery, c
 		// duplicate's.
 		return http.StatusOK, "duplicate", ""
 	}
-	rc.recordFailure(src.Name, d.ID, "rejected", cause.Error(), http.StatusUnprocessableEntity)
+	rc.recordFailure(src.Name, d.ID, FailureRejected, cause.Error(), http.StatusUnprocessableEntity)
 	return http.StatusUnprocessableEntity, "rejected", cause.Error()
 }
 
@@ -154,12 +154,12 @@ func (rc *Receiver) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error)
 // recordFailure notes a failed or rejected receipt for operators, under the
 // event's storage key (long ids by hash). It is best-effort: when the
 // database is what failed, the log line remains.
-func (rc *Receiver) recordFailure(source, eventID, kind, reason string, code int) {
-	rc.cfg.Metrics.count(source, kind)
+func (rc *Receiver) recordFailure(source, eventID string, kind FailureKind, reason string, code int) {
+	rc.cfg.Metrics.count(source, string(kind))
 	key := storageKey(truncate(eventID, len(eventID)))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := rc.pool.Exec(ctx, rc.failSQL, source, key, kind, truncate(reason, 1000), code); err != nil {
+	if _, err := rc.pool.Exec(ctx, rc.failSQL, source, key, string(kind), truncate(reason, 1000), code); err != nil {
 		rc.log.Warn("could not record a failed receipt", "source", source, "event_id", truncate(key, logMax), "error", truncate(err.Error(), logMax))
 	}
 }

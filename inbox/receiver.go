@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
 
 	"github.com/outboxd/outboxd/inbox/verify"
 )
@@ -30,12 +28,16 @@ type HandlerFunc func(ctx context.Context, tx pgx.Tx, d *Delivery) error
 
 // Delivery is one verified webhook, new inside the dedupe window.
 type Delivery struct {
+	// Source is the name of the source it came to.
 	Source string
 	// ID is the provider's event id, or BodyID(Body) when it sent none
 	// (BestEffort).
-	ID         string
+	ID string
+	// BestEffort marks an ID derived from the body: two events with
+	// identical bodies are one.
 	BestEffort bool
-	Type       string
+	// Type is the provider's event type, "" when it gives none.
+	Type string
 	// OccurredAt is the event's own time from the payload (zero when the
 	// provider gives none): the same on every retry, so compare-and-swap
 	// on it to ignore an event older than the state.
@@ -43,16 +45,30 @@ type Delivery struct {
 	// SignedAt is when this delivery was signed: a retry is signed afresh,
 	// so never order events by it.
 	SignedAt time.Time
-	Body     []byte
-	Header   http.Header
-	// Inbox recorded the event; handlers use it to add search references
-	// (d.Inbox.AddRefs(ctx, tx, d.Source, d.ID, ...)).
-	Inbox *Inbox
+	// Body is the request body exactly as received.
+	Body []byte
+	// Header is the request's header (all of it: the redaction applies to
+	// what is stored, not to what the handler sees).
+	Header http.Header
+
+	inbox *Inbox // recorded the event; AddRefs writes through it
+}
+
+// AddRefs adds search references (contact id, email, record id...) to the
+// delivery's event, in db: pass the handler's tx so they commit with the
+// record. Existing names are overwritten. It fails on a Delivery that no
+// Receiver made (there is no inbox to write to).
+func (d *Delivery) AddRefs(ctx context.Context, db DB, refs map[string]string) error {
+	if d.inbox == nil {
+		return errors.New("inbox: Delivery.AddRefs: this Delivery was not made by a Receiver")
+	}
+	return d.inbox.AddRefs(ctx, db, d.Source, d.ID, refs)
 }
 
 // Source is one sender the receiver accepts.
 type Source struct {
 	// Name is the source's name in the inbox and in the URL (/{name}).
+	// Required: no '/' or '\', not "." or "..", UTF-8 without NUL.
 	Name string
 	// Verifier authenticates its requests. Required.
 	Verifier verify.Verifier
@@ -61,7 +77,8 @@ type Source struct {
 	// MaxBody bounds the request body (413 beyond). Default 1 MiB.
 	MaxBody int64
 	// Async answers 200 as soon as the event and a River job to process it
-	// are committed; the job runs Handle later (see AsyncWorker).
+	// are committed; the job runs Handle later (see AsyncWorker). Default
+	// false: Handle runs in the request's transaction.
 	Async bool
 	// BodyDedupe also dedupes on a hash of the body, so that a captured
 	// request replayed under a fresh id is a duplicate. By default
@@ -87,18 +104,24 @@ const (
 
 // ReceiverConfig configures a Receiver.
 type ReceiverConfig struct {
+	// Sources are the senders the receiver accepts. Required: at least one.
 	Sources []Source
 	// RetryAfter is sent with 503 answers. Default 5 s.
 	RetryAfter time.Duration
 	// Metrics, when set, is updated for every request (NewMetrics).
+	// Default nil: no metrics.
 	Metrics *Metrics
-	// Logger: default slog.Default().
+	// Logger receives a line per refused or failed request. Default
+	// slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for timestamp tolerances. Default time.Now.
 	Now func() time.Time
 	// River inserts the jobs of async sources, in the receipt transaction.
-	// Required when a source is Async; its Schema must be the inbox's.
-	River *river.Client[pgx.Tx]
+	// Required when a source is Async, else unused (default nil). Its
+	// schema must be the inbox's: NewReceiver checks it when the value has
+	// a Schema() string method (as *river.Client[pgx.Tx] has) that names
+	// one.
+	River JobInserter
 	// MaxConcurrent caps the requests the receiver serves at once, body
 	// reading included; beyond it the answer is 503 with Retry-After, so
 	// slow or flooding clients cannot hold every connection of the pool.
@@ -110,7 +133,7 @@ type ReceiverConfig struct {
 // the last path segment (/webhooks/stripe goes to the source "stripe"), or
 // one source's handler (For).
 type Receiver struct {
-	pool    *pgxpool.Pool
+	pool    ReceiverDB
 	inbox   *Inbox
 	cfg     ReceiverConfig
 	sources map[string]*Source
@@ -122,12 +145,24 @@ type Receiver struct {
 	sigHeaders map[string][]string
 }
 
-// NewReceiver returns a Receiver that records events with in, in pool.
-func NewReceiver(pool *pgxpool.Pool, in *Inbox, cfg ReceiverConfig) (*Receiver, error) {
+// NewReceiver returns a Receiver that records events with in, through
+// pool. A nil cfg has no sources, so it is refused like any configuration
+// without its required fields: the error names the field.
+func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, error) {
 	if pool == nil || in == nil {
 		return nil, errors.New("inbox: NewReceiver needs a pool and an Inbox")
 	}
-	rc := &Receiver{pool: pool, inbox: in, cfg: cfg, sources: map[string]*Source{}, failSQL: in.render(recordFailureSQL),
+	var c ReceiverConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if len(c.Sources) == 0 {
+		return nil, errors.New("inbox: ReceiverConfig.Sources is required")
+	}
+	if rs, ok := c.River.(interface{ Schema() string }); ok && rs.Schema() != "" && rs.Schema() != in.cfg.Schema {
+		return nil, fmt.Errorf("inbox: ReceiverConfig.River works schema %q, the inbox %q: async jobs would never run", rs.Schema(), in.cfg.Schema)
+	}
+	rc := &Receiver{pool: pool, inbox: in, cfg: c, sources: map[string]*Source{}, failSQL: in.render(recordFailureSQL),
 		sigHeaders: map[string][]string{}}
 	if rc.cfg.RetryAfter == 0 {
 		rc.cfg.RetryAfter = 5 * time.Second
@@ -142,13 +177,13 @@ func NewReceiver(pool *pgxpool.Pool, in *Inbox, cfg ReceiverConfig) (*Receiver, 
 		return nil, errors.New("inbox: ReceiverConfig.MaxConcurrent must be positive")
 	}
 	rc.slots = make(chan struct{}, rc.cfg.MaxConcurrent)
-	rc.log = cfg.Logger
+	rc.log = c.Logger
 	if rc.log == nil {
 		rc.log = slog.Default()
 	}
 	rc.log = rc.log.With("component", "outboxd.inbox")
-	for i := range cfg.Sources {
-		s := cfg.Sources[i]
+	for i := range c.Sources {
+		s := c.Sources[i]
 		switch {
 		case s.Name == "" || strings.ContainsAny(s.Name, "/\\") || s.Name == "." || s.Name == "..":
 			return nil, fmt.Errorf("inbox: source %d: a name without '/' or '\\', and not a dot segment, is required", i)
@@ -161,7 +196,7 @@ func NewReceiver(pool *pgxpool.Pool, in *Inbox, cfg ReceiverConfig) (*Receiver, 
 		case rc.sources[s.Name] != nil:
 			return nil, fmt.Errorf("inbox: source %s configured twice", s.Name)
 		}
-		if s.Async && cfg.River == nil {
+		if s.Async && c.River == nil {
 			return nil, fmt.Errorf("inbox: source %s is async: ReceiverConfig.River is required", s.Name)
 		}
 		if s.MaxBody == 0 {

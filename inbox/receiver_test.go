@@ -73,9 +73,9 @@ func newReceiver(t *testing.T, pool *pgxpool.Pool) *rbundle {
 		case "panic":
 			panic("nil map in the handler")
 		}
-		return d.Inbox.AddRefs(ctx, tx, d.Source, d.ID, map[string]string{"email": "ada@example.com"})
+		return d.AddRefs(ctx, tx, map[string]string{"email": "ada@example.com"})
 	}
-	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
 		Sources: []inbox.Source{
 			{Name: "crm", Verifier: v, Handle: handle, MaxBody: 1024},
 			{Name: "nometa", Verifier: verify.Func(func(*http.Request, []byte, time.Time) (verify.Meta, error) {
@@ -101,14 +101,24 @@ type reply struct {
 	header http.Header
 }
 
-// post delivers a Standard Webhooks request signed at ts.
-func (b *rbundle) post(t *testing.T, source, id string, body []byte, ts time.Time, mutate func(*http.Request)) reply {
+// request is a Standard Webhooks request to the source, signed at ts.
+func (b *rbundle) request(t testing.TB, source, id string, body []byte, ts time.Time) *http.Request {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/webhooks/"+source, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/webhooks/"+source, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	signer, _ := dispatch.NewSigner(secret)
 	req.Header.Set("Webhook-Id", id)
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(ts.Unix(), 10))
 	req.Header.Set("Webhook-Signature", signer.Sign(id, ts, body))
+	return req
+}
+
+// post delivers a Standard Webhooks request signed at ts.
+func (b *rbundle) post(t *testing.T, source, id string, body []byte, ts time.Time, mutate func(*http.Request)) reply {
+	t.Helper()
+	req := b.request(t, source, id, body, ts)
 	if mutate != nil {
 		mutate(req)
 	}
@@ -387,7 +397,7 @@ func TestReceiverMalformedPayload(t *testing.T) {
 	pool := pgtest.Pool(t)
 	in, _ := inbox.New(nil)
 	stripe, _ := verify.Stripe("whsec_test")
-	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{Sources: []inbox.Source{{
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{
 		Name: "stripe", Verifier: stripe,
 		Handle: func(context.Context, pgx.Tx, *inbox.Delivery) error { t.Error("handler ran"); return nil },
 	}}})
@@ -437,7 +447,7 @@ func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 	v, _ := verify.StandardWebhooks(secret)
 	var calls atomic.Int32
 	release := make(chan struct{})
-	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{Sources: []inbox.Source{{
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{
 		Name: "crm", Verifier: v,
 		Handle: func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
 			if calls.Add(1) == 1 {

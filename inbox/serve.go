@@ -52,15 +52,15 @@ func sourceName(u *url.URL) string {
 }
 
 // For returns the handler of one source, for routers that route themselves.
-func (rc *Receiver) For(source string) http.Handler {
+// A source the receiver was not configured with is an error wrapping
+// ErrUnknownSource, at wiring time, rather than a handler that answers 404
+// forever.
+func (rc *Receiver) For(source string) (http.Handler, error) {
 	src := rc.sources[source]
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if src == nil {
-			answer(w, http.StatusNotFound, "unknown source", nil)
-			return
-		}
-		rc.serve(w, r, src)
-	})
+	if src == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownSource, source)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.serve(w, r, src) }), nil
 }
 
 func answer(w http.ResponseWriter, code int, status string, extra map[string]string) {
@@ -133,7 +133,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 		return
 	}
 	d := &Delivery{Source: src.Name, ID: meta.ID, Type: meta.Type, OccurredAt: meta.OccurredAt, SignedAt: meta.Timestamp,
-		Body: body, Header: r.Header, Inbox: rc.inbox}
+		Body: body, Header: r.Header, inbox: rc.inbox}
 	extra := map[string]string{}
 	if d.ID == "" {
 		d.ID, d.BestEffort = BodyID(body), true
@@ -164,11 +164,11 @@ func (rc *Receiver) reject(ctx context.Context, w http.ResponseWriter, src *Sour
 		return err
 	})
 	if err != nil {
-		rc.recordFailure(src.Name, id, "failed", err.Error(), http.StatusServiceUnavailable)
+		rc.recordFailure(src.Name, id, FailureFailed, err.Error(), http.StatusServiceUnavailable)
 		answer(w, http.StatusServiceUnavailable, "failed", rc.retryAfter())
 		return
 	}
-	rc.recordFailure(src.Name, id, "rejected", cause.Error(), http.StatusUnprocessableEntity)
+	rc.recordFailure(src.Name, id, FailureRejected, cause.Error(), http.StatusUnprocessableEntity)
 	rc.log.Warn("webhook rejected: malformed payload", "source", src.Name, "event_id", id, "reason", truncate(cause.Error(), logMax))
 	answer(w, http.StatusUnprocessableEntity, "rejected", nil)
 }

@@ -128,7 +128,7 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintln(tw, "SOURCE\tEVENT ID\tKIND\tSTATUS\tCOUNT\tFIRST\tLAST\tREASON")
 		for _, f := range fails {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", safeLine(f.Source), safeLine(f.EventID), safeLine(f.Kind), f.StatusCode, f.Count,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", safeLine(f.Source), safeLine(f.EventID), safeLine(string(f.Kind)), f.StatusCode, f.Count,
 				f.FirstAt.UTC().Format(time.RFC3339), f.LastAt.UTC().Format(time.RFC3339), safeLine(f.Reason))
 		}
 	}

@@ -149,14 +149,14 @@ func newEventJSON(ev inbox.Stored) eventJSON {
 
 // failureJSON is a row of inbox failures.
 type failureJSON struct {
-	Source     string    `json:"source"`
-	EventID    string    `json:"event_id"`
-	Kind       string    `json:"kind"`
-	StatusCode int       `json:"status_code"`
-	Count      int       `json:"count"`
-	FirstAt    time.Time `json:"first_at"`
-	LastAt     time.Time `json:"last_at"`
-	Reason     string    `json:"reason"`
+	Source     string            `json:"source"`
+	EventID    string            `json:"event_id"`
+	Kind       inbox.FailureKind `json:"kind"`
+	StatusCode int               `json:"status_code"`
+	Count      int               `json:"count"`
+	FirstAt    time.Time         `json:"first_at"`
+	LastAt     time.Time         `json:"last_at"`
+	Reason     string            `json:"reason"`
 }
 
 func newFailureJSON(f inbox.Failure) failureJSON {

@@ -77,7 +77,7 @@ func newSubject(t *testing.T, broken bool) *subject {
 		return err
 	}
 	var err error
-	s.rc, err = inbox.NewReceiver(s.pool, s.in, inbox.ReceiverConfig{Sources: []inbox.Source{
+	s.rc, err = inbox.NewReceiver(s.pool, s.in, &inbox.ReceiverConfig{Sources: []inbox.Source{
 		{Name: "forms", Verifier: v, Handle: s.rb.Wrap(handle)},
 	}})
 	if err != nil {

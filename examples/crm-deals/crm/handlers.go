@@ -64,7 +64,7 @@ ON CONFLICT (id) DO NOTHING`, dealID, contactID, ev.Data.Title, ev.Data.Amount, 
 	if ev.Data.Phone != "" {
 		refs["phone"] = ev.Data.Phone
 	}
-	if err := d.Inbox.AddRefs(ctx, tx, d.Source, d.ID, refs); err != nil {
+	if err := d.AddRefs(ctx, tx, refs); err != nil {
 		return err
 	}
 	if tag.RowsAffected() == 0 {

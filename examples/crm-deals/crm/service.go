@@ -68,7 +68,7 @@ func New(pool *pgxpool.Pool, secrets Secrets, reg prometheus.Registerer, log *sl
 	if err != nil {
 		return nil, err
 	}
-	calendar, err := verify.HMAC(verify.HMACConfig{
+	calendar, err := verify.HMAC(&verify.HMACConfig{
 		Header: "X-Calendar-Signature", Prefix: "sha256=", TimestampHeader: "X-Calendar-Timestamp",
 		IDField: "event_id", TypeField: "kind", Secrets: []string{secrets.Calendar},
 	})
@@ -81,7 +81,7 @@ func New(pool *pgxpool.Pool, secrets Secrets, reg prometheus.Registerer, log *sl
 			return nil, err
 		}
 	}
-	s.receiver, err = inbox.NewReceiver(pool, in, inbox.ReceiverConfig{
+	s.receiver, err = inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
 		Sources: []inbox.Source{
 			{Name: "forms", Verifier: forms, Handle: s.onLead},
 			{Name: "payments", Verifier: payments, Handle: s.onPayment},

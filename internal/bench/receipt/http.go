@@ -38,7 +38,7 @@ func runHTTP(url, script string, conns int, d time.Duration, rounds int) error {
 	in, _ := inbox.New(nil)
 	ob, _ := outbox.New(nil)
 	v, _ := verify.StandardWebhooks(benchSecret)
-	rc, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{Sources: []inbox.Source{{
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{
 		Name: "bench", Verifier: v,
 		Handle: func(ctx context.Context, tx pgx.Tx, dl *inbox.Delivery) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO bench_leads (email, name) VALUES ($1, $2)`, "ada@example.com", "Ada Lovelace"); err != nil {

@@ -1,0 +1,127 @@
+package inbox_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/inbox/inboxtest"
+	"github.com/outboxd/outboxd/inbox/verify"
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// A receiver without sources answers 404 to everything, forever: nil and
+// empty configs are refused, naming the field.
+func TestNewReceiverRequiresSources(t *testing.T) {
+	pool := pgtest.Pool(t)
+	in, _ := inbox.New(nil)
+	for name, cfg := range map[string]*inbox.ReceiverConfig{"nil": nil, "empty": {}} {
+		rc, err := inbox.NewReceiver(pool, in, cfg)
+		if err == nil || !strings.Contains(err.Error(), "ReceiverConfig.Sources is required") {
+			t.Errorf("%s config: %v, %v; want an error naming ReceiverConfig.Sources", name, rc, err)
+		}
+	}
+}
+
+// An async job inserted into another schema than the inbox's is never
+// worked by the inbox's River: refused at wiring time.
+func TestNewReceiverRiverSchema(t *testing.T) {
+	pool := pgtest.Pool(t)
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	noop := func(context.Context, pgx.Tx, *inbox.Delivery) error { return nil }
+	for schema, ok := range map[string]bool{"elsewhere": false, "outboxd": true, "": true} {
+		client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
+			Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: noop, Async: true}}, River: client,
+		})
+		if ok != (err == nil) {
+			t.Errorf("River schema %q: %v", schema, err)
+		}
+	}
+}
+
+// For fails at wiring time on a source the receiver lacks, instead of
+// returning a handler that answers 404 forever; a known source's handler
+// serves, with the defaults of a config that set only Sources.
+func TestForUnknownSource(t *testing.T) {
+	pool := pgtest.Pool(t)
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v,
+		Handle: func(context.Context, pgx.Tx, *inbox.Delivery) error { return inbox.Transient(errors.New("CRM down")) }}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := rc.For("stripe")
+	if !errors.Is(err, inbox.ErrUnknownSource) || !strings.Contains(err.Error(), `"stripe"`) || h != nil {
+		t.Fatalf("For(stripe) = %v, %v; want ErrUnknownSource naming it", h, err)
+	}
+	h, err = rc.For("crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	b := &rbundle{srv: srv}
+	r := b.post(t, "", "evt_for", []byte(`{}`), time.Now(), nil)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "5" {
+		t.Fatalf("transient failure through For: %d %q %s; want 503 with the default Retry-After 5", r.code, r.header.Get("Retry-After"), r.body)
+	}
+}
+
+// Delivery.AddRefs writes the delivery's own event, in the handler's
+// transaction; a second delivery is a duplicate that leaves the references
+// as the first left them.
+func TestDeliveryAddRefs(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := context.Background()
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v,
+		Handle: func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+			return d.AddRefs(ctx, tx, map[string]string{"email": "ada@example.com", "event": d.ID})
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	b := &rbundle{srv: srv}
+	long := "evt_" + strings.Repeat("x", 300) // stored under its hash: AddRefs must find it too
+	for _, id := range []string{"evt_refs", long} {
+		after := inboxtest.DeliverTwice(t, rc, func() *http.Request {
+			return b.request(t, "crm", id, []byte(`{"email":"ada@example.com"}`), time.Now())
+		}, func(t testing.TB) any {
+			ev, err := in.Get(ctx, pool, "crm", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev.Refs
+		})
+		if refs := after.(map[string]string); refs["email"] != "ada@example.com" || refs["event"] != id {
+			t.Fatalf("refs after one delivery of %.20s: %v", id, refs)
+		}
+	}
+	found, err := in.FindByRef(ctx, pool, "event", "evt_refs", 10)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("FindByRef: %d events, %v", len(found), err)
+	}
+
+	var zero inbox.Delivery
+	if err := zero.AddRefs(ctx, pool, map[string]string{"a": "b"}); err == nil || !strings.Contains(err.Error(), "not made by a Receiver") {
+		t.Fatalf("AddRefs on a Delivery no Receiver made: %v", err)
+	}
+}
