@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -158,6 +159,9 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 	}
 	if len(c.Sources) == 0 {
 		return nil, errors.New("inbox: ReceiverConfig.Sources is required")
+	}
+	if v := reflect.ValueOf(c.River); v.Kind() == reflect.Pointer && v.IsNil() {
+		c.River = nil // a client variable left nil: no River, as when the field was a pointer
 	}
 	if rs, ok := c.River.(interface{ Schema() string }); ok && rs.Schema() != "" && rs.Schema() != in.cfg.Schema {
 		return nil, fmt.Errorf("inbox: ReceiverConfig.River works schema %q, the inbox %q: async jobs would never run", rs.Schema(), in.cfg.Schema)

@@ -51,6 +51,15 @@ func TestNewReceiverRiverSchema(t *testing.T) {
 			t.Errorf("River schema %q: %v", schema, err)
 		}
 	}
+	// A client variable left nil is no River, as it was when the field
+	// was a pointer: an error naming the field, not a panic.
+	var unset *river.Client[pgx.Tx]
+	_, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
+		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: noop, Async: true}}, River: unset,
+	})
+	if err == nil || !strings.Contains(err.Error(), "ReceiverConfig.River is required") {
+		t.Fatalf("nil *river.Client: %v", err)
+	}
 }
 
 // For fails at wiring time on a source the receiver lacks, instead of
