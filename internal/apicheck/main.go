@@ -90,7 +90,7 @@ func load(dir string, paths ...string) (map[string]string, error) {
 	dumps := make(map[string]string, len(pkgs))
 	for _, p := range pkgs {
 		if len(p.Errors) > 0 { // a package that does not compile has no API to dump
-			return nil, fmt.Errorf("%s: %v", p.PkgPath, p.Errors[0])
+			return nil, fmt.Errorf("%s: %w", p.PkgPath, p.Errors[0])
 		}
 		dumps[p.PkgPath] = dump(p.Types)
 	}
