@@ -44,6 +44,10 @@ fuzz: ## Fuzz the signature parsers and the receiver's request handling (FUZZTIM
 	$(GO) test -run '^$$' -fuzz '^FuzzSignatureHeaders$$' -fuzztime $(FUZZTIME) ./inbox/verify/
 	$(GO) test -run '^$$' -fuzz '^FuzzReceiverRequests$$' -fuzztime $(FUZZTIME) ./inbox/
 
+.PHONY: api
+api: ## Regenerate api/, the committed dump of every public package's exported API (its test fails when it is stale).
+	$(GO) run ./internal/apicheck -write
+
 .PHONY: lint
 lint: $(BIN)/golangci-lint ## Run golangci-lint (installed into bin/ at a pinned version).
 	$(BIN)/golangci-lint run ./...
