@@ -48,7 +48,7 @@ func ExampleReplay() {
 	}
 	const secret = "whsec_YW4gZXhhbXBsZSBrZXksIG5ldmVyIGEgcmVhbCBvbmU=" // a test secret
 	v, _ := verify.StandardWebhooks(secret)
-	receiver, err := inbox.NewReceiver(pool, in, inbox.ReceiverConfig{
+	receiver, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
 		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: welcome}},
 	})
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 // ErrSignature for a body that was changed.
 func ExampleHMAC() {
 	const secret = "an example secret, never a real one" // from the sender's settings
-	v, err := verify.HMAC(verify.HMACConfig{
+	v, err := verify.HMAC(&verify.HMACConfig{
 		Header:    "X-Signature",
 		Prefix:    "sha256=",
 		IDField:   "id",
