@@ -21,8 +21,8 @@ type Config struct {
 	Schema string
 	// Logger receives one line per applied migration. Default: no logging.
 	Logger *slog.Logger
-	// LockTimeout is how long to wait for another process's migration run to
-	// finish, in whole seconds. Default 300.
+	// LockTimeoutSeconds is how long to wait for another process's
+	// migration run to finish, in whole seconds. Default 300.
 	LockTimeoutSeconds uint64
 }
 

@@ -67,10 +67,17 @@ type queries struct {
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
-// work until Start.
+// work until Start. cfg.Destinations is required: a nil cfg, or one without
+// destinations, is an error naming the field.
+//
+// It takes a *pgxpool.Pool, not an interface: River's riverpgxv5 driver and
+// the dispatcher's LISTEN connection need a pool.
 func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
-	if pool == nil || cfg == nil {
-		return nil, errors.New("worker: New needs a pool and a config")
+	if pool == nil {
+		return nil, errors.New("worker: New needs a pool")
+	}
+	if cfg == nil {
+		cfg = &Config{}
 	}
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
