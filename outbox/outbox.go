@@ -261,7 +261,7 @@ type Stored struct {
 	IdempotencyKey string
 	CausedBy       *EventRef
 	Step           string
-	Status         string
+	Status         Status
 	Attempts       int
 	NextAttemptAt  time.Time
 	LastError      string
