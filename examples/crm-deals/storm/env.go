@@ -73,7 +73,9 @@ func Start(ctx context.Context, pool *pgxpool.Pool, out io.Writer) (*Env, error)
 		e.Close()
 		return nil, err
 	}
-	if err := e.Dispatcher.Start(ctx); err != nil {
+	// Close stops the dispatcher gracefully; a cancelled ctx (the demo's
+	// signal) must not cut its deliveries off first.
+	if err := e.Dispatcher.Start(context.WithoutCancel(ctx)); err != nil {
 		e.Close()
 		return nil, err
 	}
