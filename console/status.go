@@ -17,3 +17,18 @@ const (
 	// MessageStatusDelivered: a destination accepted it.
 	MessageStatusDelivered MessageStatus = "delivered"
 )
+
+// Action is what an audited console action did. The strings are the
+// audit table's and the API's.
+type Action string
+
+const (
+	// ActionRequeue put dead letters back in line.
+	ActionRequeue Action = "requeue"
+	// ActionPurge deleted dead letters.
+	ActionPurge Action = "purge"
+	// ActionPause paused a destination.
+	ActionPause Action = "pause"
+	// ActionResume resumed a paused destination.
+	ActionResume Action = "resume"
+)

@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,5 +46,37 @@ func TestAPIStatusesAreTheTypedConstants(t *testing.T) {
 	}
 	if r := b.do(t, http.MethodGet, "/api/messages?status=bogus", auth, nil, nil); r.code != http.StatusBadRequest {
 		t.Fatalf("status=bogus: %d, want 400", r.code)
+	}
+}
+
+// The Action constants are the audit table's actions, and an audit row
+// of the API decodes into AuditEntry's typed Role and Action.
+func TestAuditActionsAreTyped(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var def string
+	err := b.pool.QueryRow(t.Context(), `SELECT pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = 'outboxd.console_audit'::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%action%'`).Scan(&def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inSchema []string
+	for _, m := range regexp.MustCompile(`'([a-z]+)'::text`).FindAllStringSubmatch(def, -1) {
+		inSchema = append(inSchema, m[1])
+	}
+	ours := []string{string(console.ActionRequeue), string(console.ActionPurge), string(console.ActionPause), string(console.ActionResume)}
+	slices.Sort(inSchema)
+	slices.Sort(ours)
+	if !slices.Equal(inSchema, ours) {
+		t.Fatalf("schema's actions %v (%s), constants %v", inSchema, def, ours)
+	}
+
+	bot := "bearer:" + adminToken
+	if r := b.do(t, http.MethodPost, "/api/destinations/email-api/pause", bot, strings.NewReader(`{"reason":"typed"}`), nil); r.code != http.StatusOK {
+		t.Fatalf("pause: %d %s", r.code, r.body)
+	}
+	audit := decode[struct{ Audit []console.AuditEntry }](t, b.do(t, http.MethodGet, "/api/audit", bot, nil, nil))
+	if len(audit.Audit) != 1 || audit.Audit[0].Action != console.ActionPause || audit.Audit[0].Role != console.Admin {
+		t.Fatalf("audit %+v, want one pause by an admin", audit.Audit)
 	}
 }

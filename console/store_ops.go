@@ -160,8 +160,8 @@ type AuditEntry struct {
 	ID          int64           `json:"id"`
 	At          time.Time       `json:"at"`
 	Actor       string          `json:"actor"`
-	Role        string          `json:"role"`
-	Action      string          `json:"action"`
+	Role        Role            `json:"role"`
+	Action      Action          `json:"action"`
 	Destination string          `json:"destination,omitempty"`
 	Filter      json.RawMessage `json:"filter"`
 	Count       int64           `json:"count"`
