@@ -117,14 +117,14 @@ func failuresOut(fs []inbox.Failure) []apiFailure {
 }
 
 type apiAttempt struct {
-	Number       int       `json:"number"`
-	At           time.Time `json:"at"`
-	DurationMS   float64   `json:"duration_ms"`
-	Outcome      string    `json:"outcome"`
-	StatusCode   *int      `json:"status_code,omitempty"`
-	Error        string    `json:"error,omitempty"`
-	ResponseBody Body      `json:"response_body"`
-	Dispatcher   string    `json:"dispatcher"`
+	Number       int            `json:"number"`
+	At           time.Time      `json:"at"`
+	DurationMS   float64        `json:"duration_ms"`
+	Outcome      outbox.Outcome `json:"outcome"`
+	StatusCode   *int           `json:"status_code,omitempty"`
+	Error        string         `json:"error,omitempty"`
+	ResponseBody Body           `json:"response_body"`
+	Dispatcher   string         `json:"dispatcher"`
 }
 
 func (c *Console) apiSession(r *http.Request) (any, error) {

@@ -15,8 +15,14 @@ import (
 func TestNewRefusesAnOpenConsoleByAccident(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
-	if _, err := console.New(pool, &console.Config{}); !errors.Is(err, console.ErrNoAuth) {
-		t.Fatalf("no users, no insecure_no_auth: %v, want ErrNoAuth", err)
+	for _, cfg := range []*console.Config{nil, {}} {
+		_, err := console.New(pool, cfg)
+		if !errors.Is(err, console.ErrNoAuth) || !strings.Contains(err.Error(), "Config.Users is required") {
+			t.Fatalf("New(pool, %+v): %v, want ErrNoAuth naming Config.Users", cfg, err)
+		}
+	}
+	if _, err := console.New(nil, &console.Config{InsecureNoAuth: true}); err == nil || !strings.Contains(err.Error(), "needs a pool") {
+		t.Fatalf("New(nil pool): %v, want an error naming the pool", err)
 	}
 	_, err := console.New(pool, &console.Config{Users: []console.User{{Name: "ada", Role: console.Admin, Password: "s3cret-pw", Token: "t0ken-abc"}}})
 	if err == nil || strings.Contains(err.Error(), "s3cret-pw") || strings.Contains(err.Error(), "t0ken-abc") {

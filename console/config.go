@@ -38,12 +38,14 @@ type Config struct {
 	// Destinations are the names configured (serve passes its own): they
 	// may be paused before they have a message. Any other name may be
 	// paused only once known to the database (a message, a live
-	// dispatcher, an earlier pause); else it is a typo, 404.
+	// dispatcher, an earlier pause); else it is a typo, 404. Default:
+	// none.
 	Destinations []string
 	// Users who may sign in. Required unless InsecureNoAuth.
 	Users []User
 	// InsecureNoAuth lets anyone who reaches the address in, as an Admin
-	// named "anonymous": for a laptop, never for a shared network.
+	// named "anonymous": for a laptop, never for a shared network. Default
+	// false.
 	InsecureNoAuth bool
 	// MaxShown caps a payload or response body shown on a page, in bytes.
 	// Default 64 KiB.
@@ -55,7 +57,8 @@ type Config struct {
 	AuditIDs int
 	// RiverUI, if set (riverui.Handler, started, with prefix "/riverui"),
 	// is served under /riverui/ behind the same authentication, to admins
-	// only: its own API can cancel and delete jobs.
+	// only: its own API can cancel and delete jobs. Default nil: no River
+	// UI.
 	RiverUI http.Handler
 	// RequestTimeout bounds each request's work, its queries included: past
 	// it the answer is 503 "database unavailable". Default

@@ -3,6 +3,7 @@ package console
 import (
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -29,9 +30,16 @@ type Console struct {
 }
 
 // New builds a console on pool, which should be its own (ConfigurePool):
-// the console's queries then never wait for the dispatcher's connections. It fails with ErrNoAuth when cfg names no
-// user and does not set InsecureNoAuth.
+// the console's queries then never wait for the dispatcher's connections.
+// It fails with ErrNoAuth when cfg (a nil one included) names no user and
+// does not set InsecureNoAuth.
+//
+// It takes a *pgxpool.Pool, not an interface: the console's pool is
+// configured as its own (ConfigurePool), apart from the dispatcher's.
 func New(pool *pgxpool.Pool, cfg *Config) (*Console, error) {
+	if pool == nil {
+		return nil, errors.New("console: New needs a pool")
+	}
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
 		return nil, err

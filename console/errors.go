@@ -2,9 +2,10 @@ package console
 
 import "errors"
 
-// ErrNoAuth is returned by New when the Config names no user and does not
-// set InsecureNoAuth: the console is never open by accident.
-var ErrNoAuth = errors.New("console: no credentials configured: name at least one user (with a password or a token from the environment) or set insecure_no_auth: true for local use")
+// ErrNoAuth is returned by New when the Config (a nil one included) names
+// no user and does not set InsecureNoAuth: the console is never open by
+// accident.
+var ErrNoAuth = errors.New("console: Config.Users is required (at least one user, with a password or a token), or set Config.InsecureNoAuth for local use")
 
 // errCountChanged means the dead letters a selection matches changed
 // between the confirmation and the action (their number, or which they

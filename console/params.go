@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/inbox"
 )
 
 // formTime reads a time bound: RFC 3339, a browser's datetime-local value
@@ -31,11 +33,11 @@ func formTime(name, v string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%s: want RFC 3339 (2026-01-02T15:04:05Z), a date, or a duration ago (2h)", name)
 }
 
-var eventStatuses = map[string]bool{"": true, "received": true, "processed": true, "rejected": true}
-var messageStatuses = map[string]bool{"": true, "pending": true, "retrying": true, "dead": true, "delivered": true}
+var eventStatuses = map[inbox.Status]bool{"": true, inbox.StatusReceived: true, inbox.StatusProcessed: true, inbox.StatusRejected: true}
+var messageStatuses = map[MessageStatus]bool{"": true, MessageStatusPending: true, MessageStatusRetrying: true, MessageStatusDead: true, MessageStatusDelivered: true}
 
 func eventFilter(q url.Values, now time.Time) (EventFilter, error) {
-	f := EventFilter{Query: strings.TrimSpace(q.Get("q")), Source: q.Get("source"), Status: q.Get("status"),
+	f := EventFilter{Query: strings.TrimSpace(q.Get("q")), Source: q.Get("source"), Status: inbox.Status(q.Get("status")),
 		BeforeSource: q.Get("before_source"), BeforeID: q.Get("before_id")}
 	if !eventStatuses[f.Status] {
 		return f, fmt.Errorf("status %q: want received, processed or rejected", f.Status)
@@ -60,7 +62,7 @@ func checkWindow(since, until time.Time) error {
 }
 
 func messageFilter(q url.Values, now time.Time) (MessageFilter, error) {
-	f := MessageFilter{Destination: q.Get("destination"), Status: q.Get("status"), OrderingKey: q.Get("ordering_key"),
+	f := MessageFilter{Destination: q.Get("destination"), Status: MessageStatus(q.Get("status")), OrderingKey: q.Get("ordering_key"),
 		IdempotencyKey: strings.TrimSpace(q.Get("idempotency_key")), Type: q.Get("type")}
 	if !messageStatuses[f.Status] {
 		return f, fmt.Errorf("status %q: want pending, retrying, dead or delivered", f.Status)

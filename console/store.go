@@ -93,11 +93,11 @@ func optTime(t time.Time) *time.Time {
 type EventFilter struct {
 	// Query is an event id, or a reference's value whatever its name
 	// ("ada@example.com"), or name=value for one reference.
-	Query  string    `json:"q,omitempty"`
-	Source string    `json:"source,omitempty"`
-	Status string    `json:"status,omitempty"`
-	Since  time.Time `json:"since,omitzero"`
-	Until  time.Time `json:"until,omitzero"`
+	Query  string       `json:"q,omitempty"`
+	Source string       `json:"source,omitempty"`
+	Status inbox.Status `json:"status,omitempty"`
+	Since  time.Time    `json:"since,omitzero"`
+	Until  time.Time    `json:"until,omitzero"`
 	// BeforeSource and BeforeID continue a list after its last row (its
 	// source and cursor), with Until its received time.
 	BeforeSource string `json:"before_source,omitempty"`
@@ -109,7 +109,7 @@ type EventRow struct {
 	Source         string            `json:"source"`
 	ID             string            `json:"id"`
 	Type           string            `json:"type"`
-	Status         string            `json:"status"`
+	Status         inbox.Status      `json:"status"`
 	ReceivedAt     time.Time         `json:"received_at"`
 	LastSeenAt     time.Time         `json:"last_seen_at"`
 	DuplicateCount int               `json:"duplicate_count"`
@@ -130,7 +130,7 @@ func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
 	if value != nil || refName != nil {
 		q = s.q.eventSearch
 	}
-	rows, err := s.pool.Query(ctx, q, customPlan, value, refName, refValue, opt(f.Source), opt(f.Status),
+	rows, err := s.pool.Query(ctx, q, customPlan, value, refName, refValue, opt(f.Source), opt(string(f.Status)),
 		optTime(f.Since), optTime(f.Until), s.limit, opt(f.BeforeSource), opt(f.BeforeID))
 	if err != nil {
 		return nil, fmt.Errorf("console: events: %w", err)
@@ -152,12 +152,12 @@ type MessageFilter struct {
 	// Status is pending (waiting, no failed attempt since it was enqueued
 	// or requeued), retrying (waiting after a failed attempt), dead or
 	// delivered.
-	Status         string    `json:"status,omitempty"`
-	OrderingKey    string    `json:"ordering_key,omitempty"`
-	IdempotencyKey string    `json:"idempotency_key,omitempty"`
-	Type           string    `json:"type,omitempty"`
-	Since          time.Time `json:"since,omitzero"`
-	Until          time.Time `json:"until,omitzero"`
+	Status         MessageStatus `json:"status,omitempty"`
+	OrderingKey    string        `json:"ordering_key,omitempty"`
+	IdempotencyKey string        `json:"idempotency_key,omitempty"`
+	Type           string        `json:"type,omitempty"`
+	Since          time.Time     `json:"since,omitzero"`
+	Until          time.Time     `json:"until,omitzero"`
 	// CausedBy narrows to the messages an inbox event caused.
 	CausedBy *outbox.EventRef `json:"caused_by,omitempty"`
 	// Before continues a list after its last row (its id), with Until its
@@ -167,21 +167,21 @@ type MessageFilter struct {
 
 // MessageRow is one message in a list.
 type MessageRow struct {
-	ID             uuid.UUID  `json:"id"`
-	Destination    string     `json:"destination"`
-	Type           string     `json:"type"`
-	OrderingKey    string     `json:"ordering_key,omitempty"`
-	Seq            int64      `json:"seq,omitempty"`
-	IdempotencyKey string     `json:"idempotency_key"`
-	Status         string     `json:"status"`
-	Attempts       int        `json:"attempts"`
-	NextAttemptAt  *time.Time `json:"next_attempt_at,omitempty"`
-	LastError      string     `json:"last_error,omitempty"`
-	LastStatusCode *int       `json:"last_status_code,omitempty"`
-	CreatedAt      time.Time  `json:"created_at"`
-	DeliveredAt    *time.Time `json:"delivered_at,omitempty"`
-	CausedBySource string     `json:"caused_by_source,omitempty"`
-	CausedByID     string     `json:"caused_by_event_id,omitempty"`
+	ID             uuid.UUID     `json:"id"`
+	Destination    string        `json:"destination"`
+	Type           string        `json:"type"`
+	OrderingKey    string        `json:"ordering_key,omitempty"`
+	Seq            int64         `json:"seq,omitempty"`
+	IdempotencyKey string        `json:"idempotency_key"`
+	Status         MessageStatus `json:"status"`
+	Attempts       int           `json:"attempts"`
+	NextAttemptAt  *time.Time    `json:"next_attempt_at,omitempty"`
+	LastError      string        `json:"last_error,omitempty"`
+	LastStatusCode *int          `json:"last_status_code,omitempty"`
+	CreatedAt      time.Time     `json:"created_at"`
+	DeliveredAt    *time.Time    `json:"delivered_at,omitempty"`
+	CausedBySource string        `json:"caused_by_source,omitempty"`
+	CausedByID     string        `json:"caused_by_event_id,omitempty"`
 }
 
 // messageQuery picks the list or an index lookup (messageMatches) for f,
@@ -210,7 +210,7 @@ func (s *store) messageQuery(f MessageFilter) (string, []any) {
 	case f.OrderingKey != "":
 		q = s.q.messageSearch["ordering_key"]
 	}
-	return q, []any{ids, opt(f.Destination), opt(f.Status), opt(f.OrderingKey),
+	return q, []any{ids, opt(f.Destination), opt(string(f.Status)), opt(f.OrderingKey),
 		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before}
 }
 
@@ -227,7 +227,7 @@ func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, er
 			&m.Attempts, &next, &m.LastError, &m.LastStatusCode, &m.CreatedAt, &m.DeliveredAt,
 			&m.CausedBySource, &m.CausedByID)
 		// Only a waiting message has a next attempt.
-		if m.Status == "pending" || m.Status == "retrying" {
+		if m.Status == MessageStatusPending || m.Status == MessageStatusRetrying {
 			m.NextAttemptAt = &next
 		}
 		return m, err

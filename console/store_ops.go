@@ -117,11 +117,11 @@ func (s *store) destinations(ctx context.Context) (Destinations, error) {
 
 // FailureGroup counts the inbox failure log's rows of one source and kind.
 type FailureGroup struct {
-	Source     string    `json:"source"`
-	Kind       string    `json:"kind"`
-	Events     int64     `json:"events"`
-	Deliveries int64     `json:"deliveries"`
-	LastSeen   time.Time `json:"last_seen"`
+	Source     string            `json:"source"`
+	Kind       inbox.FailureKind `json:"kind"`
+	Events     int64             `json:"events"`
+	Deliveries int64             `json:"deliveries"`
+	LastSeen   time.Time         `json:"last_seen"`
 }
 
 // Failures is the failures page.
@@ -160,8 +160,8 @@ type AuditEntry struct {
 	ID          int64           `json:"id"`
 	At          time.Time       `json:"at"`
 	Actor       string          `json:"actor"`
-	Role        string          `json:"role"`
-	Action      string          `json:"action"`
+	Role        Role            `json:"role"`
+	Action      Action          `json:"action"`
 	Destination string          `json:"destination,omitempty"`
 	Filter      json.RawMessage `json:"filter"`
 	Count       int64           `json:"count"`

@@ -65,17 +65,20 @@ type DestinationFunc func(ctx context.Context, msg Message) Result
 // Deliver calls f.
 func (f DestinationFunc) Deliver(ctx context.Context, msg Message) Result { return f(ctx, msg) }
 
-// Error returns the result's error text, or "".
-func (r Result) Error() string {
+// String describes the result for operators: its outcome, the HTTP status
+// if any, and the error text if any. (Result is a value, not an error: it
+// does not implement error, so a delivered result cannot pass for a failure.)
+func (r Result) String() string {
+	if r.StatusCode != 0 {
+		return fmt.Sprintf("%s (HTTP %d) %s", r.Outcome, r.StatusCode, r.errText())
+	}
+	return fmt.Sprintf("%s %s", r.Outcome, r.errText())
+}
+
+// errText is the result's error text, or "".
+func (r Result) errText() string {
 	if r.Err == nil {
 		return ""
 	}
 	return r.Err.Error()
-}
-
-func (r Result) String() string {
-	if r.StatusCode != 0 {
-		return fmt.Sprintf("%s (HTTP %d) %s", r.Outcome, r.StatusCode, r.Error())
-	}
-	return fmt.Sprintf("%s %s", r.Outcome, r.Error())
 }

@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -99,7 +100,7 @@ func newHTTP(t *testing.T, cfg dispatch.HTTPConfig) (*dispatch.HTTP, *sink) {
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	cfg.URL = srv.URL
-	d, err := dispatch.NewHTTP(cfg)
+	d, err := dispatch.NewHTTP(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,19 +200,19 @@ func TestHTTPTransportFailuresRetry(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
 	defer srv.Close()
 	defer close(block)
-	d, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: srv.URL, Timeout: 200 * time.Millisecond})
+	d, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: srv.URL, Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k"})
-	if res.Outcome != dispatch.Retry || !strings.Contains(res.Error(), "timeout") {
+	if res.Outcome != dispatch.Retry || res.Err == nil || !strings.Contains(res.Err.Error(), "timeout") {
 		t.Fatalf("timeout: %+v", res)
 	}
 	// Nothing listens on the port: connection refused.
 	closed := httptest.NewServer(http.NotFoundHandler())
 	url := closed.URL
 	closed.Close()
-	d, _ = dispatch.NewHTTP(dispatch.HTTPConfig{URL: url})
+	d, _ = dispatch.NewHTTP(&dispatch.HTTPConfig{URL: url})
 	if res := d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k"}); res.Outcome != dispatch.Retry {
 		t.Fatalf("refused: %+v", res)
 	}
@@ -235,7 +236,7 @@ func TestHTTPConcurrencyAndRateLimits(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	d, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: srv.URL, MaxConcurrency: 3, Rate: 50, Burst: 1})
+	d, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: srv.URL, MaxConcurrency: 3, Rate: 50, Burst: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,9 +260,44 @@ func TestHTTPConcurrencyAndRateLimits(t *testing.T) {
 }
 
 func TestNewHTTPValidates(t *testing.T) {
-	for _, cfg := range []dispatch.HTTPConfig{{URL: ""}, {URL: "ftp://x"}, {URL: "http://x", Secret: "nope!"}, {URL: "http://x", Rate: -1}} {
-		if _, err := dispatch.NewHTTP(cfg); err == nil {
+	for _, cfg := range []dispatch.HTTPConfig{{URL: "ftp://x"}, {URL: "http://x", Secret: "nope!"}, {URL: "http://x", Rate: -1}} {
+		if _, err := dispatch.NewHTTP(&cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// A missing URL, nil config included, is an error that names the field,
+// never a panic.
+func TestNewHTTPNamesTheRequiredURL(t *testing.T) {
+	for _, cfg := range []*dispatch.HTTPConfig{nil, {}} {
+		_, err := dispatch.NewHTTP(cfg)
+		if err == nil || !strings.Contains(err.Error(), "HTTPConfig.URL is required") {
+			t.Errorf("NewHTTP(%+v): %v, want an error naming HTTPConfig.URL", cfg, err)
+		}
+	}
+}
+
+// NewHTTP fills its defaults in a copy: a config shared by several
+// destinations is left as the caller wrote it.
+func TestNewHTTPLeavesTheConfigAlone(t *testing.T) {
+	cfg := dispatch.HTTPConfig{URL: "http://127.0.0.1:1"}
+	if _, err := dispatch.NewHTTP(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Timeout != 0 || cfg.MaxConcurrency != 0 || cfg.MaxResponseBody != 0 || cfg.Client != nil {
+		t.Fatalf("NewHTTP changed its config: %+v", cfg)
+	}
+}
+
+// A Result is a value, not an error: were it one, a delivered result
+// could be returned or wrapped as a failure.
+func TestResultIsNotAnError(t *testing.T) {
+	if _, ok := any(dispatch.Result{Outcome: dispatch.Delivered}).(error); ok {
+		t.Fatal("dispatch.Result implements error")
+	}
+	r := dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503, Err: errors.New("busy")}
+	if got := r.String(); got != "retry (HTTP 503) busy" {
+		t.Fatalf("String() = %q", got)
 	}
 }

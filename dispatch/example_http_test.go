@@ -34,7 +34,7 @@ func ExampleNewHTTP() {
 	}))
 	defer srv.Close()
 
-	dest, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: srv.URL, Secret: secret, Timeout: 5 * time.Second})
+	dest, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: srv.URL, Secret: secret, Timeout: 5 * time.Second})
 	if err != nil {
 		panic(err)
 	}

@@ -19,18 +19,19 @@ type HTTPConfig struct {
 	// URL receives a POST of each message's payload. Required.
 	URL string
 	// Secret, a Standard Webhooks "whsec_" secret, signs each attempt
-	// (webhook-signature). Empty: requests are not signed.
+	// (webhook-signature). Default "": requests are not signed.
 	Secret string
 	// Headers are added to every request (Authorization, Content-Type...).
-	// Default Content-Type: application/json.
+	// Default: none but Content-Type: application/json.
 	Headers http.Header
 	// Timeout bounds one attempt. Default 10 s.
 	Timeout time.Duration
 	// MaxConcurrency bounds requests in flight to this destination. Default 16.
 	MaxConcurrency int
-	// Rate limits requests per second (0: unlimited); Burst is the bucket
-	// size (default 1 when Rate is set).
-	Rate  float64
+	// Rate limits requests per second. Default 0: unlimited.
+	Rate float64
+	// Burst is the rate limiter's bucket size. Default 1 (used only when
+	// Rate is set).
 	Burst int
 	// MaxResponseBody is how much of a response body is kept for operators.
 	// Default 1 KiB.
@@ -55,8 +56,13 @@ type HTTP struct {
 
 var _ Destination = (*HTTP)(nil)
 
-// NewHTTP returns an HTTP destination.
-func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+// NewHTTP returns an HTTP destination. cfg.URL is required: a nil cfg or an
+// empty URL is an error naming the field.
+func NewHTTP(c *HTTPConfig) (*HTTP, error) {
+	if c == nil || c.URL == "" {
+		return nil, errors.New("dispatch: HTTPConfig.URL is required")
+	}
+	cfg := *c // defaults are filled in a copy: the caller's value is left as given
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("dispatch: HTTPConfig.URL %q: want an http or https URL", RedactURL(cfg.URL))

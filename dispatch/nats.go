@@ -15,7 +15,7 @@ import (
 type NATSConfig struct {
 	// URL of the NATS server. Default nats://127.0.0.1:4222.
 	URL string
-	// Subject to publish on; a stream must capture it. Empty: "outboxd." +
+	// Subject to publish on; a stream must capture it. Default "outboxd." +
 	// the message type.
 	Subject string
 	// Timeout bounds one publish (until JetStream acknowledges). Default 5 s.
@@ -32,9 +32,13 @@ type NATS struct {
 
 var _ Destination = (*NATS)(nil)
 
-// NewNATS connects to NATS. The connection reconnects by itself; Close ends
-// it.
-func NewNATS(cfg NATSConfig) (*NATS, error) {
+// NewNATS connects to NATS. A nil cfg means every default. The connection
+// reconnects by itself; Close ends it.
+func NewNATS(c *NATSConfig) (*NATS, error) {
+	var cfg NATSConfig // nil: every default
+	if c != nil {
+		cfg = *c
+	}
 	if cfg.URL == "" {
 		cfg.URL = nats.DefaultURL
 	}

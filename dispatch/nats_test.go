@@ -39,7 +39,7 @@ func TestNATSConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
-		d, err := dispatch.NewNATS(dispatch.NATSConfig{URL: natsURL, Subject: subject})
+		d, err := dispatch.NewNATS(&dispatch.NATSConfig{URL: natsURL, Subject: subject})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +63,7 @@ func TestNATSConformance(t *testing.T) {
 }
 
 func TestNATSWithoutStreamRetries(t *testing.T) {
-	d, err := dispatch.NewNATS(dispatch.NATSConfig{URL: natsURL, Subject: "outboxd-test.nobody-listens." + uuid.NewString(), Timeout: time.Second})
+	d, err := dispatch.NewNATS(&dispatch.NATSConfig{URL: natsURL, Subject: "outboxd-test.nobody-listens." + uuid.NewString(), Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +76,20 @@ func TestNATSWithoutStreamRetries(t *testing.T) {
 
 // A token in a NATS URL stays out of NewNATS's error.
 func TestNATSErrorDoesNotCarryURLToken(t *testing.T) {
-	_, err := dispatch.NewNATS(dispatch.NATSConfig{URL: "nats://S3cretTok@127.0.0.1:notaport"})
+	_, err := dispatch.NewNATS(&dispatch.NATSConfig{URL: "nats://S3cretTok@127.0.0.1:notaport"})
 	if err == nil {
 		t.Fatal("an invalid port accepted")
 	}
 	if strings.Contains(err.Error(), "S3cretTok") {
 		t.Fatalf("token in the error: %v", err)
 	}
+}
+
+// A nil config means every default (the local server), not a panic.
+func TestNewNATSNilConfigMeansDefaults(t *testing.T) {
+	d, err := dispatch.NewNATS(nil)
+	if err != nil {
+		t.Fatalf("NewNATS(nil): %v", err)
+	}
+	d.Close()
 }

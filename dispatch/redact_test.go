@@ -27,7 +27,7 @@ func TestHTTPErrorsDoNotCarryURLCredentials(t *testing.T) {
 		"http://hook:pAssw0rd@" + closed + "/services/PathT0ken?token=QueryT0ken",
 		"http://" + closed + "/hooks/PathT0ken",
 	} {
-		d, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: raw, Timeout: 2 * time.Second})
+		d, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: raw, Timeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestHTTPErrorsDoNotCarryURLCredentials(t *testing.T) {
 		}
 	}
 	// A URL refused by the constructor is not echoed either.
-	_, err = dispatch.NewHTTP(dispatch.HTTPConfig{URL: "ftp://u:pAssw0rd@host/PathT0ken?x=QueryT0ken"})
+	_, err = dispatch.NewHTTP(&dispatch.HTTPConfig{URL: "ftp://u:pAssw0rd@host/PathT0ken?x=QueryT0ken"})
 	if err == nil {
 		t.Fatal("ftp URL accepted")
 	}

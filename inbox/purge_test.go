@@ -59,7 +59,7 @@ func TestPurgeKeepsUnprocessedAsyncEvents(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE outboxd.inbox_events SET expires_at = now() - interval '1 hour', received_at = now() - interval '5 days'`); err != nil {
 		t.Fatal(err)
 	}
-	sink, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: "http://127.0.0.1:1/unused"})
+	sink, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: "http://127.0.0.1:1/unused"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	// Versions run 1..N without a gap: a gap hides a migration lost in a
 	// merge, and goose would apply a late-numbered one out of order.
 	for i, r := range res {
-		if r.Source.Version != int64(i+1) {
-			t.Fatalf("migration %d of %d has version %d, want %d: versions must run 1..N with no gap", i+1, len(res), r.Source.Version, i+1)
+		if r.Version != int64(i+1) {
+			t.Fatalf("migration %d of %d has version %d, want %d: versions must run 1..N with no gap", i+1, len(res), r.Version, i+1)
 		}
 	}
 	for _, tbl := range []string{"outboxd.inbox_events", "outboxd.outbox_messages", "outboxd.outbox_keys",

@@ -21,8 +21,8 @@ type Config struct {
 	Schema string
 	// Logger receives one line per applied migration. Default: no logging.
 	Logger *slog.Logger
-	// LockTimeout is how long to wait for another process's migration run to
-	// finish, in whole seconds. Default 300.
+	// LockTimeoutSeconds is how long to wait for another process's
+	// migration run to finish, in whole seconds. Default 300.
 	LockTimeoutSeconds uint64
 }
 
@@ -33,18 +33,15 @@ type Migrator struct {
 	opts   []goose.ProviderOption
 }
 
-// Result describes one applied or reverted migration.
-type Result = goose.MigrationResult
-
-// Status describes one migration and whether it is applied.
-type Status = goose.MigrationStatus
-
 // New returns a Migrator for db, which may be any database/sql handle to
 // PostgreSQL (pgx's stdlib driver, lib/pq...) allowing at least two open
 // connections: goose holds one for its lock while migration 9 (batches,
 // outside a transaction) uses another. Connections are borrowed from db and
 // given back with their search_path reset.
 func New(db *sql.DB, cfg *Config) (*Migrator, error) {
+	if db == nil {
+		return nil, errors.New("migrations: New needs a database handle")
+	}
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -116,9 +113,9 @@ func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
 	}
 	res, err := p.Up(ctx)
 	if err != nil {
-		return res, fmt.Errorf("migrations: up: %w", err)
+		return resultsOf(res), fmt.Errorf("migrations: up: %w", err)
 	}
-	return res, nil
+	return resultsOf(res), nil
 }
 
 // Down reverts the latest applied migration. Reverting the last one removes
@@ -133,9 +130,9 @@ func (m *Migrator) Down(ctx context.Context) (*Result, error) {
 		if errors.Is(err, goose.ErrNoNextVersion) {
 			return nil, m.removeIfEmpty(ctx)
 		}
-		return res, fmt.Errorf("migrations: down: %w", err)
+		return resultOf(res), fmt.Errorf("migrations: down: %w", err)
 	}
-	return res, m.removeIfEmpty(ctx)
+	return resultOf(res), m.removeIfEmpty(ctx)
 }
 
 // DownTo reverts migrations until version is the latest applied. Down to 0
@@ -148,9 +145,9 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*Result, error)
 	}
 	res, err := p.DownTo(ctx, version)
 	if err != nil {
-		return res, fmt.Errorf("migrations: down to %d: %w", version, err)
+		return resultsOf(res), fmt.Errorf("migrations: down to %d: %w", version, err)
 	}
-	return res, m.removeIfEmpty(ctx)
+	return resultsOf(res), m.removeIfEmpty(ctx)
 }
 
 // Status lists every known migration and whether it is applied.
@@ -163,7 +160,11 @@ func (m *Migrator) Status(ctx context.Context) ([]*Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrations: status: %w", err)
 	}
-	return st, nil
+	out := make([]*Status, len(st))
+	for i, s := range st {
+		out[i] = statusOf(s)
+	}
+	return out, nil
 }
 
 // Version returns the latest applied migration version (0 when none).

@@ -25,7 +25,8 @@ var riverSteps = []struct {
 }
 
 // RiverMigrations returns the goose Go migrations that apply River's own
-// migrations, up to RiverVersion, in schema.
+// migrations, up to RiverVersion, in schema. They are goose's own type
+// because they are for users who run goose themselves.
 func RiverMigrations(schema string) []*goose.Migration {
 	out := make([]*goose.Migration, 0, len(riverSteps))
 	for i, step := range riverSteps {

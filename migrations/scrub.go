@@ -65,7 +65,9 @@ func scrubMigration(schema string) *goose.Migration {
 
 // GoMigrations returns the migrations of schema that are Go code, not SQL
 // files: River's schema (versions 2 and 3) and the header scrub (9). goose
-// needs them beside FS.
+// needs them beside FS. They are goose's own type because they are for
+// users who run goose themselves (goose.WithGoMigrations); Migrator users
+// never see them.
 func GoMigrations(schema string) []*goose.Migration {
 	return append(RiverMigrations(schema), scrubMigration(schema))
 }

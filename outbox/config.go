@@ -15,6 +15,7 @@ type Config struct {
 	// it, Enqueue sends a NOTIFY inside the caller's transaction, which
 	// PostgreSQL serialises with every other notifying commit: fine for a
 	// few hundred enqueueing transactions a second, a bottleneck beyond.
+	// Default nil: notify inside the transaction.
 	Notifier *Notifier
 }
 

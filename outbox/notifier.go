@@ -91,9 +91,10 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 		pending: map[int64]uint32{}, kick: make(chan struct{}, 1)}, nil
 }
 
-// Start begins announcing in the background. It is an error to start a
-// running Notifier.
-func (n *Notifier) Start(context.Context) error {
+// Start begins announcing in the background. Cancelling ctx stops the
+// Notifier as Stop does (what has committed is still announced). It is an
+// error to start a running Notifier.
+func (n *Notifier) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.running {
@@ -101,11 +102,32 @@ func (n *Notifier) Start(context.Context) error {
 	}
 	n.running, n.stop, n.done = true, make(chan struct{}), make(chan struct{})
 	go n.run(n.stop, n.done)
+	go n.stopOnCancel(ctx, n.stop, n.done)
 	return nil
 }
 
+// stopOnCancel stops the run whose channels are stop and done when ctx
+// ends first; it leaves alone a later run (Stop, then Start again).
+func (n *Notifier) stopOnCancel(ctx context.Context, stop, done chan struct{}) {
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	n.mu.Lock()
+	if !n.running || n.stop != stop {
+		n.mu.Unlock()
+		return
+	}
+	n.running = false
+	close(stop)
+	n.mu.Unlock()
+	<-done
+}
+
 // Stop announces what has committed already (until ctx is done) and stops.
-// Stop is idempotent.
+// Stop is idempotent, and returns nil once a cancelled Start context
+// stopped the Notifier.
 func (n *Notifier) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	if !n.running {
@@ -114,9 +136,10 @@ func (n *Notifier) Stop(ctx context.Context) error {
 	}
 	n.running = false
 	close(n.stop)
+	done := n.done
 	n.mu.Unlock()
 	select {
-	case <-n.done:
+	case <-done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

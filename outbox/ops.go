@@ -49,7 +49,7 @@ func (o *Outbox) render(q string) string { return dbschema.Render(q, o.schema) }
 // ListDead returns dead-lettered messages matching f, oldest first, at most
 // limit.
 func (o *Outbox) ListDead(ctx context.Context, db DB, f Filter, limit int) ([]Stored, error) {
-	rows, err := db.Query(ctx, o.render(listSQL), append(f.args("dead"), limit)...)
+	rows, err := db.Query(ctx, o.render(listSQL), append(f.args(string(StatusDead)), limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list dead: %w", err)
 	}
@@ -88,7 +88,7 @@ func (o *Outbox) PurgeDeadIDs(ctx context.Context, db DB, f Filter) ([]uuid.UUID
 // would change now, for a confirmation step.
 func (o *Outbox) CountDead(ctx context.Context, db DB, f Filter) (int64, error) {
 	var n int64
-	if err := db.QueryRow(ctx, o.render(countSQL), f.args("dead")...).Scan(&n); err != nil {
+	if err := db.QueryRow(ctx, o.render(countSQL), f.args(string(StatusDead))...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("outbox: count dead: %w", err)
 	}
 	return n, nil
@@ -98,7 +98,7 @@ func (o *Outbox) CountDead(ctx context.Context, db DB, f Filter) (int64, error) 
 // Requeue or PurgeDead would change now, for a confirmation that must name
 // exactly what it confirmed.
 func (o *Outbox) DeadIDs(ctx context.Context, db DB, f Filter) ([]uuid.UUID, error) {
-	rows, err := db.Query(ctx, o.render(idsSQL), f.args("dead")...)
+	rows, err := db.Query(ctx, o.render(idsSQL), f.args(string(StatusDead))...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: dead ids: %w", err)
 	}
@@ -110,7 +110,7 @@ func (o *Outbox) DeadIDs(ctx context.Context, db DB, f Filter) ([]uuid.UUID, err
 }
 
 func (o *Outbox) changeDead(ctx context.Context, db DB, q, what string, f Filter) ([]uuid.UUID, error) {
-	rows, err := db.Query(ctx, o.render(q), f.args("dead")...)
+	rows, err := db.Query(ctx, o.render(q), f.args(string(StatusDead))...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %s: %w", what, err)
 	}
@@ -126,7 +126,7 @@ type Attempt struct {
 	Number       int
 	At           time.Time
 	Duration     time.Duration
-	Outcome      string
+	Outcome      Outcome
 	StatusCode   *int
 	Error        string
 	ResponseBody string

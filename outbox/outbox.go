@@ -13,14 +13,20 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
-	"github.com/outboxd/outboxd/internal/pg"
 )
 
 // DB is what the outbox needs from a database handle: pass the caller's
 // pgx.Tx so that messages commit or roll back with the business writes.
-type DB = pg.DB
+// pgx.Tx, *pgx.Conn and *pgxpool.Pool satisfy it.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
 
 // Outbox enqueues messages in one schema. It holds no connections (its
 // Notifier, if any, does) and is safe for concurrent use.
@@ -261,7 +267,7 @@ type Stored struct {
 	IdempotencyKey string
 	CausedBy       *EventRef
 	Step           string
-	Status         string
+	Status         Status
 	Attempts       int
 	NextAttemptAt  time.Time
 	LastError      string

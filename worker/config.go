@@ -18,14 +18,15 @@ import (
 type Config struct {
 	// Schema holds outboxd's tables. Default "outboxd".
 	Schema string
-	// Destinations by name. The dispatcher drains only these; messages for
-	// other destinations are left pending for the dispatchers that have
-	// them (and reported by Unserved while no live one does), never
-	// dead-lettered.
+	// Destinations by name. Required: at least one. The dispatcher drains
+	// only these; messages for other destinations are left pending for the
+	// dispatchers that have them (and reported by Unserved while no live
+	// one does), never dead-lettered.
 	Destinations map[string]dispatch.Destination
-	// Retry is the default retry policy. RetryByDestination overrides it
-	// per destination, field by field: a zero field takes Retry's value.
-	Retry              RetryPolicy
+	// Retry is the default retry policy. Default: RetryPolicy's defaults.
+	Retry RetryPolicy
+	// RetryByDestination overrides Retry per destination, field by field: a
+	// zero field takes Retry's value. Default: none.
 	RetryByDestination map[string]RetryPolicy
 	// BatchSize bounds the messages one claim takes from a lane. Default 200.
 	BatchSize int
@@ -44,17 +45,20 @@ type Config struct {
 	// SweepInterval is how often an idle lane looks for due retries without
 	// being woken. Default 1 s.
 	SweepInterval time.Duration
-	// Maintenance configures the purge jobs run on River's leader.
+	// Maintenance configures the purge jobs run on River's leader. Default:
+	// Maintenance's defaults.
 	Maintenance Maintenance
 	// ID names this dispatcher in leases and attempt records. Default
 	// hostname-pid-random.
 	ID string
 	// Logger receives operational logs. Default: slog.Default().
 	Logger *slog.Logger
-	// Metrics, when set, is updated as messages are delivered.
+	// Metrics, when set, is updated as messages are delivered. Default nil:
+	// no metrics.
 	Metrics *Metrics
 	// DisableRiver runs without River's client (and so without the
-	// leader's maintenance jobs); for tests of the drain alone.
+	// leader's maintenance jobs); for tests of the drain alone. Default
+	// false.
 	DisableRiver bool
 }
 
@@ -126,7 +130,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("worker: Config.Schema: %w", err)
 	}
 	if len(c.Destinations) == 0 {
-		return errors.New("worker: Config.Destinations: at least one destination is required")
+		return errors.New("worker: Config.Destinations is required (at least one destination)")
 	}
 	for name, d := range c.Destinations {
 		if d == nil {

@@ -67,10 +67,17 @@ type queries struct {
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
-// work until Start.
+// work until Start. cfg.Destinations is required: a nil cfg, or one without
+// destinations, is an error naming the field.
+//
+// It takes a *pgxpool.Pool, not an interface: River's riverpgxv5 driver and
+// the dispatcher's LISTEN connection need a pool.
 func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
-	if pool == nil || cfg == nil {
-		return nil, errors.New("worker: New needs a pool and a config")
+	if pool == nil {
+		return nil, errors.New("worker: New needs a pool")
+	}
+	if cfg == nil {
+		cfg = &Config{}
 	}
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
@@ -110,8 +117,12 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 // ID is the name this dispatcher uses in leases and attempt records.
 func (d *Dispatcher) ID() string { return d.cfg.ID }
 
-// Start begins draining in the background. The dispatcher runs until Stop
-// (ctx only bounds the start itself).
+// Start begins draining in the background, until Stop or until ctx is
+// cancelled. Cancelling ctx stops the dispatcher as Stop does with an
+// expired context (River's rule): in-flight deliveries are cut off and
+// recorded as abandoned, leases released; Stop afterwards returns nil. For
+// a graceful stop call Stop, and pass Start a context that outlives it
+// (context.WithoutCancel).
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -135,15 +146,32 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	go func() { defer wg.Done(); d.manageLanes(runCtx) }()
 	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()
 	go func() { wg.Wait(); close(d.done) }()
+	go d.stopOnCancel(ctx, d.done)
 	d.log.Info("dispatcher started", "destinations", len(d.cfg.Destinations))
 	return nil
+}
+
+// stopOnCancel stops the dispatcher abruptly when ctx ends before it
+// stopped (done closes once its goroutines ended, after Stop).
+func (d *Dispatcher) stopOnCancel(ctx context.Context, done chan struct{}) {
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.Stop(expired); err != nil {
+		d.log.Info("start context cancelled: stopped at once", "error", err)
+	}
 }
 
 // Stop ends draining: runners finish the batch in hand and record it, their
 // leases renewed meanwhile (until ctx is done: then in-flight deliveries are
 // cut off, recorded as abandoned, and will be sent again), leases are
 // released for other dispatchers, and River stops. Recording, releasing and
-// deregistering may take up to 5 s each beyond ctx. Stop is idempotent.
+// deregistering may take up to 5 s each beyond ctx. Stop is idempotent, and
+// returns nil once a cancelled Start context stopped the dispatcher.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Lock()
 	if !d.started || d.stopped {

@@ -36,7 +36,7 @@ func setup(t *testing.T) bundle {
 // destination "sink".
 func (b bundle) config(t *testing.T, mutate func(*worker.Config)) *worker.Config {
 	t.Helper()
-	dest, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: b.sink.URL(), MaxConcurrency: 32, Timeout: 5 * time.Second})
+	dest, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: b.sink.URL(), MaxConcurrency: 32, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func (l *logLimiter) allow(key string) (bool, int) {
 func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 	m := r.msg
 	attrs := []any{"message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
-		"status_code", r.res.StatusCode, "error", r.res.Error()}
+		"status_code", r.res.StatusCode, "error", errText(r.res.Err)}
 	switch {
 	case status == "delivered":
 		d.log.Debug("delivered", "message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
@@ -123,4 +123,12 @@ func (h *dbHealth) report(op string, err error) {
 		h.log.Warn("database operations still failing", "failing_for", now.Sub(h.since).Round(time.Second).String(),
 			"failed_operations", h.failures, "operation", op, "error", err)
 	}
+}
+
+// errText is err's text, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

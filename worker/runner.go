@@ -363,7 +363,7 @@ func (r *laneRunner) record(results []result) error {
 		if res.abandoned {
 			outcomes[i] = abandonedOutcome
 		}
-		errs[i] = clean(res.res.Error(), 1000)
+		errs[i] = clean(errText(res.res.Err), 1000)
 		codes[i] = int32(res.res.StatusCode)
 		ago[i] = (now - res.started).Microseconds()
 		durations[i] = float64(res.duration.Microseconds()) / 1000

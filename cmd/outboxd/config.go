@@ -130,7 +130,7 @@ func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string
 			for k, v := range dc.Headers {
 				headers.Set(k, v)
 			}
-			d, err := dispatch.NewHTTP(dispatch.HTTPConfig{
+			d, err := dispatch.NewHTTP(&dispatch.HTTPConfig{
 				URL: dc.URL, Secret: secret, Headers: headers, Timeout: dc.Timeout,
 				MaxConcurrency: dc.MaxConcurrency, Rate: dc.Rate, Burst: dc.Burst,
 			})
@@ -139,7 +139,7 @@ func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string
 			}
 			dests[name] = d
 		case "nats":
-			d, err := dispatch.NewNATS(dispatch.NATSConfig{URL: dc.URL, Subject: dc.Subject, Timeout: dc.Timeout})
+			d, err := dispatch.NewNATS(&dispatch.NATSConfig{URL: dc.URL, Subject: dc.Subject, Timeout: dc.Timeout})
 			if err != nil {
 				return nil, nil, closers, fmt.Errorf("destination %s: %w", name, err)
 			}

@@ -117,11 +117,15 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			if !s.AppliedAt.IsZero() {
 				at = s.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
 			}
-			src := s.Source.Path
-			if src == "" {
-				src = "(" + migrations.GoMigrationName(s.Source.Version) + ")"
+			src := s.Name
+			if migrations.GoMigrationName(s.Version) != "" {
+				src = "(" + src + ")"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, src)
+			state := "pending"
+			if s.Applied {
+				state = "applied"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Version, state, at, src)
 		}
 		return tw.Flush()
 	case "version":
@@ -194,17 +198,17 @@ func pendingStatus(db *sql.DB, schema string) ([]*migrations.Status, error) {
 	}
 	var st []*migrations.Status
 	for _, s := range p.ListSources() {
-		st = append(st, &migrations.Status{Source: s, State: goose.StatePending})
+		name := s.Path
+		if name == "" {
+			name = migrations.GoMigrationName(s.Version)
+		}
+		st = append(st, &migrations.Status{Version: s.Version, Name: name})
 	}
 	return st, nil
 }
 
 func printResults(w io.Writer, res []*migrations.Result) {
 	for _, r := range res {
-		name := r.Source.Path
-		if name == "" {
-			name = migrations.GoMigrationName(r.Source.Version)
-		}
-		fmt.Fprintf(w, "%-4s %05d %s (%s)\n", r.Direction, r.Source.Version, name, r.Duration.Round(1e5))
+		fmt.Fprintf(w, "%-4s %05d %s (%s)\n", r.Direction, r.Version, r.Name, r.Duration.Round(1e5))
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/outboxd/outboxd/internal/pg"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -177,7 +176,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, safeLine(m.Destination), safeLine(m.Type), m.CreatedAt.UTC().Format(time.RFC3339), m.Attempts, safeLine(m.LastError))
 		}
 	case "requeue", "purge":
-		change := map[string]func(context.Context, pg.DB, outbox.Filter) (int64, error){"requeue": ob.Requeue, "purge": ob.PurgeDead}[action]
+		change := map[string]func(context.Context, outbox.DB, outbox.Filter) (int64, error){"requeue": ob.Requeue, "purge": ob.PurgeDead}[action]
 		// The change runs in a transaction that a dry run rolls back, so
 		// the count it prints is exactly what a real run would change.
 		var n int64

@@ -158,7 +158,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer func() { stopConsole(context.Background()) }() // an early return; a second call does nothing
 	}
-	if err := d.Start(ctx); err != nil {
+	// ctx ends at the signal; cancelling Start's context would stop the
+	// dispatcher abruptly, so the signal goes through Stop's grace period.
+	if err := d.Start(context.WithoutCancel(ctx)); err != nil {
 		_ = srv.Close()
 		return describeDBError(err)
 	}

@@ -28,7 +28,7 @@ func printMessage(out io.Writer, m outbox.Stored, attempts []outbox.Attempt) {
 	row("id", m.ID.String())
 	row("destination", m.Destination)
 	row("type", m.Type)
-	row("status", m.Status)
+	row("status", string(m.Status))
 	row("idempotency key", m.IdempotencyKey)
 	row("ordering key", m.OrderingKey)
 	row("seq", strconv.FormatInt(m.Seq, 10))
@@ -39,7 +39,7 @@ func printMessage(out io.Writer, m outbox.Stored, attempts []outbox.Attempt) {
 	row("attempts", strconv.Itoa(m.Attempts))
 	// Only a pending message has a next attempt; for the others the
 	// stored time means nothing.
-	if m.Status == "pending" {
+	if m.Status == outbox.StatusPending {
 		row("next attempt", m.NextAttemptAt.UTC().Format(time.RFC3339Nano))
 	}
 	if m.DeliveredAt != nil {
@@ -59,7 +59,7 @@ func printMessage(out io.Writer, m outbox.Stored, attempts []outbox.Attempt) {
 		if a.StatusCode != nil {
 			code = strconv.Itoa(*a.StatusCode)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Number, a.At.UTC().Format(time.RFC3339Nano), a.Duration.Round(time.Microsecond), safeLine(a.Outcome), code, safeLine(a.Error))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Number, a.At.UTC().Format(time.RFC3339Nano), a.Duration.Round(time.Microsecond), safeLine(string(a.Outcome)), code, safeLine(a.Error))
 	}
 	w.Flush()
 	for _, a := range attempts {

@@ -85,7 +85,7 @@ type messageJSON struct {
 }
 
 func newMessageJSON(m outbox.Stored) messageJSON {
-	j := messageJSON{ID: m.ID.String(), Destination: m.Destination, Type: m.Type, Status: m.Status,
+	j := messageJSON{ID: m.ID.String(), Destination: m.Destination, Type: m.Type, Status: string(m.Status),
 		IdempotencyKey: m.IdempotencyKey, Step: m.Step, CreatedAt: m.CreatedAt.UTC(), AttemptCount: m.Attempts,
 		DeliveredAt: utcPtr(m.DeliveredAt), LastError: m.LastError, LastStatusCode: m.LastStatusCode,
 		Headers: nonNilHeader(m.Headers), payloadJSON: newPayloadJSON(m.Payload)}
@@ -96,7 +96,7 @@ func newMessageJSON(m outbox.Stored) messageJSON {
 		j.CausedBy = &eventRefJSON{Source: m.CausedBy.Source, EventID: m.CausedBy.EventID}
 	}
 	// As in the text: only a pending message has a next attempt.
-	if m.Status == "pending" {
+	if m.Status == outbox.StatusPending {
 		j.NextAttemptAt = utcPtr(&m.NextAttemptAt)
 	}
 	return j
@@ -111,7 +111,7 @@ type shownMessageJSON struct {
 func newShownMessageJSON(m outbox.Stored, attempts []outbox.Attempt) shownMessageJSON {
 	return shownMessageJSON{messageJSON: newMessageJSON(m), Attempts: jsonList(attempts, func(a outbox.Attempt) attemptJSON {
 		return attemptJSON{Number: a.Number, At: a.At.UTC(), DurationMS: float64(a.Duration) / float64(time.Millisecond),
-			Outcome: a.Outcome, StatusCode: a.StatusCode, Error: a.Error, ResponseBody: a.ResponseBody, Dispatcher: a.Dispatcher}
+			Outcome: string(a.Outcome), StatusCode: a.StatusCode, Error: a.Error, ResponseBody: a.ResponseBody, Dispatcher: a.Dispatcher}
 	})}
 }
 

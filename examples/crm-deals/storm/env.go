@@ -55,11 +55,11 @@ func Start(ctx context.Context, pool *pgxpool.Pool, out io.Writer) (*Env, error)
 	e := &Env{Pool: pool, CRM: svc, Downstream: downstream.New(), out: out}
 	e.downSrv = httptest.NewServer(e.Downstream)
 	e.crmSrv = httptest.NewServer(svc)
-	email, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: e.downSrv.URL + "/email/send", Timeout: 5 * time.Second})
+	email, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: e.downSrv.URL + "/email/send", Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, err
 	}
-	chat, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: e.downSrv.URL + "/chat/post", Timeout: 5 * time.Second})
+	chat, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: e.downSrv.URL + "/chat/post", Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,9 @@ func Start(ctx context.Context, pool *pgxpool.Pool, out io.Writer) (*Env, error)
 		e.Close()
 		return nil, err
 	}
-	if err := e.Dispatcher.Start(ctx); err != nil {
+	// Close stops the dispatcher gracefully; a cancelled ctx (the demo's
+	// signal) must not cut its deliveries off first.
+	if err := e.Dispatcher.Start(context.WithoutCancel(ctx)); err != nil {
 		e.Close()
 		return nil, err
 	}

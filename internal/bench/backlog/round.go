@@ -52,7 +52,7 @@ func measure(ctx context.Context, s *scenario, o options) (figures, error) {
 
 	dests := map[string]dispatch.Destination{}
 	for name, sk := range map[string]*sink.Sink{"sink": healthy, "down": down} {
-		if dests[name], err = dispatch.NewHTTP(dispatch.HTTPConfig{URL: sk.URL(), MaxConcurrency: 64}); err != nil {
+		if dests[name], err = dispatch.NewHTTP(&dispatch.HTTPConfig{URL: sk.URL(), MaxConcurrency: 64}); err != nil {
 			return f, err
 		}
 	}

@@ -39,7 +39,7 @@ type outboxdSystem struct {
 }
 
 func newOutboxd(pool *pgxpool.Pool, sinkURL string) (system, error) {
-	dest, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
+	dest, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
 	if err != nil {
 		return nil, err
 	}
@@ -188,11 +188,11 @@ func newOutboxdBesideSlow(pool *pgxpool.Pool, sinkURL string) (system, error) {
 		case <-closed:
 		}
 	}))
-	fast, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
+	fast, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
 	if err != nil {
 		return nil, err
 	}
-	hanging, err := dispatch.NewHTTP(dispatch.HTTPConfig{URL: slow.URL, MaxConcurrency: 16, Timeout: time.Second})
+	hanging, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: slow.URL, MaxConcurrency: 16, Timeout: time.Second})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,34 @@
+package console
+
+// MessageStatus is a message's status as the console shows it: the
+// outbox's statuses (outbox.Status), with a pending message that has
+// failed since it was enqueued or requeued told apart as retrying. The
+// strings are the API's (docs/operations.md).
+type MessageStatus string
+
+const (
+	// MessageStatusPending: waiting, no failed attempt since it was
+	// enqueued or requeued.
+	MessageStatusPending MessageStatus = "pending"
+	// MessageStatusRetrying: waiting after a failed attempt.
+	MessageStatusRetrying MessageStatus = "retrying"
+	// MessageStatusDead: dead-lettered.
+	MessageStatusDead MessageStatus = "dead"
+	// MessageStatusDelivered: a destination accepted it.
+	MessageStatusDelivered MessageStatus = "delivered"
+)
+
+// Action is what an audited console action did. The strings are the
+// audit table's and the API's.
+type Action string
+
+const (
+	// ActionRequeue put dead letters back in line.
+	ActionRequeue Action = "requeue"
+	// ActionPurge deleted dead letters.
+	ActionPurge Action = "purge"
+	// ActionPause paused a destination.
+	ActionPause Action = "pause"
+	// ActionResume resumed a paused destination.
+	ActionResume Action = "resume"
+)

@@ -1,0 +1,80 @@
+package migrations
+
+import (
+	"time"
+
+	"github.com/pressly/goose/v3"
+)
+
+// Direction says which way a migration ran.
+type Direction string
+
+const (
+	// DirectionUp: the migration was applied.
+	DirectionUp Direction = "up"
+	// DirectionDown: the migration was reverted.
+	DirectionDown Direction = "down"
+)
+
+// Result describes one applied or reverted migration. A failure is the
+// error returned beside the results, not a field.
+type Result struct {
+	// Version is the migration's version (its file's number).
+	Version int64
+	// Name is the SQL file's name ("00001_outboxd_core.sql"), or for a Go
+	// migration what it does (GoMigrationName).
+	Name      string
+	Direction Direction
+	Duration  time.Duration
+}
+
+// Status describes one migration and whether it is applied.
+type Status struct {
+	// Version and Name are as in Result.
+	Version int64
+	Name    string
+	Applied bool
+	// AppliedAt is when it was applied; zero when it is not.
+	AppliedAt time.Time
+}
+
+// sourceName is a migration's Name: its file, or what a Go migration does.
+func sourceName(s *goose.Source) string {
+	if s == nil {
+		return ""
+	}
+	if s.Path != "" {
+		return s.Path
+	}
+	return GoMigrationName(s.Version)
+}
+
+func resultOf(r *goose.MigrationResult) *Result {
+	if r == nil {
+		return nil
+	}
+	out := &Result{Name: sourceName(r.Source), Direction: Direction(r.Direction), Duration: r.Duration}
+	if r.Source != nil {
+		out.Version = r.Source.Version
+	}
+	return out
+}
+
+func resultsOf(rs []*goose.MigrationResult) []*Result {
+	if rs == nil {
+		return nil
+	}
+	out := make([]*Result, len(rs))
+	for i, r := range rs {
+		out[i] = resultOf(r)
+	}
+	return out
+}
+
+func statusOf(s *goose.MigrationStatus) *Status {
+	out := &Status{Name: sourceName(s.Source), Applied: s.State == goose.StateApplied, AppliedAt: s.AppliedAt}
+	if s.Source != nil {
+		out.Version = s.Source.Version
+	}
+	return out
+}

@@ -1,0 +1,27 @@
+package outbox_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// What a user passes as a DB.
+var (
+	_ outbox.DB = pgx.Tx(nil)
+	_ outbox.DB = (*pgx.Conn)(nil)
+	_ outbox.DB = (*pgxpool.Pool)(nil)
+)
+
+// DB is the outbox's own interface, not an alias of an internal package's
+// type that go doc would send the user to and cannot show.
+func TestDBIsDeclaredInThePackage(t *testing.T) {
+	typ := reflect.TypeFor[outbox.DB]()
+	if typ.PkgPath() != "github.com/outboxd/outboxd/outbox" || typ.Name() != "DB" {
+		t.Fatalf("outbox.DB is %s.%s", typ.PkgPath(), typ.Name())
+	}
+}

@@ -1,0 +1,84 @@
+package worker_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// Cancelling the context given to Start stops the dispatcher as Stop does
+// with an expired context: the delivery in flight is cut off and recorded
+// as abandoned, the leases are released, the dispatcher deregisters; Stop
+// afterwards has nothing left to do.
+func TestCancellingStartContextStopsTheDispatcher(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	bg := context.Background()
+	hung := make(chan struct{})
+	var once sync.Once
+	b.sink.Respond = func(r *http.Request, body []byte) (int, http.Header) {
+		if strings.Contains(string(body), `"hang"`) {
+			once.Do(func() { close(hung) })
+			<-r.Context().Done() // until the dispatcher cuts it off
+		}
+		return http.StatusOK, nil
+	}
+	res, err := b.outbox.Enqueue(bg, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{"hang":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := worker.New(b.pool, b.config(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Stop(bg) })
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message was never sent")
+	}
+	cancel()
+
+	// Stopped: no lane held, no registration, the cut-off attempt recorded.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var held, registered int
+		err := b.pool.QueryRow(bg, `SELECT
+  (SELECT count(*) FROM outboxd.outbox_lanes WHERE owner = $1 AND lease_until > now()),
+  (SELECT count(*) FROM outboxd.outbox_dispatchers WHERE id = $1)`, d.ID()).Scan(&held, &registered)
+		if err != nil {
+			t.Fatal(err)
+		}
+		attempts, err := b.outbox.Attempts(bg, b.pool, res.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held == 0 && registered == 0 && len(attempts) == 1 && attempts[0].Outcome == outbox.OutcomeAbandoned {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the cancel: %d lanes held, registered %d, %d attempts (want 1 abandoned)", held, registered, len(attempts))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d.Ready() {
+		t.Fatal("a stopped dispatcher reports ready")
+	}
+	if m, err := b.outbox.Get(bg, b.pool, res.ID); err != nil || m.Status != outbox.StatusPending {
+		t.Fatalf("the cut-off message: %+v, %v; want it pending, to be sent again", m, err)
+	}
+	if err := d.Stop(bg); err != nil {
+		t.Fatalf("Stop after the cancel: %v, want nil", err)
+	}
+}
