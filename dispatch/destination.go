@@ -28,13 +28,13 @@ type Message struct {
 type Outcome string
 
 const (
-	// Delivered: the destination accepted the message.
+	// Delivered means the destination accepted the message.
 	Delivered Outcome = "delivered"
-	// Retry: a transient failure; try again after a backoff (or RetryAfter).
+	// Retry means a transient failure: try again after a backoff (or RetryAfter).
 	Retry Outcome = "retry"
-	// Dead: a permanent failure; retrying cannot help.
+	// Dead means a permanent failure: retrying cannot help.
 	Dead Outcome = "dead"
-	// Pause: the destination is gone (HTTP 410); stop sending to it until
+	// Pause means the destination is gone (HTTP 410); stop sending to it until
 	// an operator resumes it. The message stays pending.
 	Pause Outcome = "pause"
 )

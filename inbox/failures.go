@@ -14,13 +14,13 @@ import (
 type FailureKind string
 
 const (
-	// FailureRejected: the event was refused for good (a malformed payload
+	// FailureRejected means the event was refused for good (a malformed payload
 	// or a Permanent error); the sender got 422.
 	FailureRejected FailureKind = "rejected"
-	// FailureFailed: the receipt failed transiently (the handler's error,
+	// FailureFailed means the receipt failed transiently (the handler's error,
 	// the database); the sender got 503 and retries.
 	FailureFailed FailureKind = "failed"
-	// FailurePanic: the handler panicked; the sender got 500.
+	// FailurePanic means the handler panicked; the sender got 500.
 	FailurePanic FailureKind = "panic"
 )
 

@@ -10,9 +10,9 @@ import (
 type Direction string
 
 const (
-	// DirectionUp: the migration was applied.
+	// DirectionUp means the migration was applied.
 	DirectionUp Direction = "up"
-	// DirectionDown: the migration was reverted.
+	// DirectionDown means the migration was reverted.
 	DirectionDown Direction = "down"
 )
 

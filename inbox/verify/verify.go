@@ -56,14 +56,14 @@ type Verifier interface {
 }
 
 var (
-	// ErrSignature: the signature is missing or matches no secret.
+	// ErrSignature means the signature is missing or matches no secret.
 	ErrSignature = errors.New("invalid signature")
-	// ErrTimestamp: the signed time is outside the tolerance (stale or in
+	// ErrTimestamp means the signed time is outside the tolerance (stale or in
 	// the future), or missing where the provider signs one.
 	ErrTimestamp = errors.New("timestamp outside tolerance")
-	// ErrMalformed: a signature header or a timestamp cannot be parsed.
+	// ErrMalformed means a signature header or a timestamp cannot be parsed.
 	ErrMalformed = errors.New("malformed request")
-	// ErrPayload: the signature is valid but the payload is not what the
+	// ErrPayload means the signature is valid but the payload is not what the
 	// provider sends (not JSON where the event id lives in it). The sender
 	// really sent it, so retrying cannot help: the receiver answers 422.
 	ErrPayload = errors.New("malformed payload")
