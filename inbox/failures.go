@@ -27,17 +27,17 @@ const (
 // Failure is a verified event whose receipt failed or was rejected, with how
 // often: one row per source, event and kind.
 type Failure struct {
-	Source  string
-	EventID string
-	Kind    FailureKind
+	Source  string      // the event's source
+	EventID string      // the event's id
+	Kind    FailureKind // how it failed
 	// Reason is the last error's text (the first one kept when a retry of
 	// a rejected event brought none).
 	Reason string
 	// StatusCode is the last answer's HTTP status; 0 for async jobs, which
 	// answer nobody.
 	StatusCode      int
-	FirstAt, LastAt time.Time
-	Count           int
+	FirstAt, LastAt time.Time // the first and latest failure
+	Count           int       // how many failures
 }
 
 // Failures lists failed and rejected receipts, newest first; source and

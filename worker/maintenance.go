@@ -12,7 +12,7 @@ import (
 
 // PurgeResult counts what one maintenance run deleted.
 type PurgeResult struct {
-	InboxKeys, DeliveredMessages, Failures int64
+	InboxKeys, DeliveredMessages, Failures int64 // rows deleted: expired inbox events, delivered messages past retention, failure log rows
 	// OrderingKeys counts rows of outbox_keys deleted because no message
 	// names their key any more.
 	OrderingKeys int64
