@@ -186,8 +186,8 @@ func (s *store) auditRecent(ctx context.Context) ([]AuditEntry, error) {
 // DeadSelection picks dead letters for a requeue or purge: by id, or by
 // filter (the dead-letter list's own filters, so an action on a filtered
 // list acts on that list), or All. Expect, when set, is the count the
-// operator confirmed; Digest, when set, the digest (selectionDigest) of the
-// ids confirmed: the action changes exactly those, or nothing (409).
+// operator confirmed; Digest, when set, the digest of the ids confirmed (a
+// dry run's "digest"): the action changes exactly those, or nothing (409).
 type DeadSelection struct {
 	IDs            []uuid.UUID `json:"ids,omitempty"`             // these dead letters
 	Destination    string      `json:"destination,omitempty"`     // "": any destination

@@ -30,12 +30,13 @@ type Outcome string
 const (
 	// Delivered means the destination accepted the message.
 	Delivered Outcome = "delivered"
-	// Retry means a transient failure: try again after a backoff (or RetryAfter).
+	// Retry means a transient failure: try again after a backoff (or
+	// RetryAfter).
 	Retry Outcome = "retry"
 	// Dead means a permanent failure: retrying cannot help.
 	Dead Outcome = "dead"
-	// Pause means the destination is gone (HTTP 410); stop sending to it until
-	// an operator resumes it. The message stays pending.
+	// Pause means the destination is gone (HTTP 410); stop sending to it
+	// until an operator resumes it. The message stays pending.
 	Pause Outcome = "pause"
 )
 

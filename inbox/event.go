@@ -9,16 +9,17 @@ import (
 type Status string
 
 const (
-	// StatusProcessed means the event's effects committed with its record. This
-	// is the default for Record, whose caller does the work in the same
-	// transaction.
+	// StatusProcessed means the event's effects committed with its
+	// record. This is the default for Record, whose caller does the work in
+	// the same transaction.
 	StatusProcessed Status = "processed"
-	// StatusReceived means recorded, with work still to do (async processing); the
-	// worker later calls MarkProcessed in the transaction of its writes.
+	// StatusReceived means recorded, with work still to do (async
+	// processing); the worker later calls MarkProcessed in the transaction
+	// of its writes.
 	StatusReceived Status = "received"
-	// StatusRejected means the event was permanently refused (malformed, refers
-	// to something that will never exist); kept so operators can see it
-	// and so that retries stay duplicates.
+	// StatusRejected means the event was permanently refused (malformed,
+	// refers to something that will never exist); kept so operators can see
+	// it and so that retries stay duplicates.
 	StatusRejected Status = "rejected"
 )
 

@@ -14,11 +14,11 @@ import (
 type FailureKind string
 
 const (
-	// FailureRejected means the event was refused for good (a malformed payload
-	// or a Permanent error); the sender got 422.
+	// FailureRejected means the event was refused for good (a malformed
+	// payload or a Permanent error); the sender got 422.
 	FailureRejected FailureKind = "rejected"
-	// FailureFailed means the receipt failed transiently (the handler's error,
-	// the database); the sender got 503 and retries.
+	// FailureFailed means the receipt failed transiently (the handler's
+	// error, the database); the sender got 503 and retries.
 	FailureFailed FailureKind = "failed"
 	// FailurePanic means the handler panicked; the sender got 500.
 	FailurePanic FailureKind = "panic"

@@ -280,7 +280,8 @@ type Stored struct {
 	DeliveredAt    *time.Time  // nil until delivered
 }
 
-// Get returns one message by id.
+// Get returns one message by id; an error wrapping ErrNotFound if there is
+// none.
 func (o *Outbox) Get(ctx context.Context, db DB, id uuid.UUID) (Stored, error) {
 	rows, err := db.Query(ctx, o.get, id)
 	if err != nil {

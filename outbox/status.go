@@ -5,13 +5,13 @@ package outbox
 type Status string
 
 const (
-	// StatusPending is a message waiting for a delivery, or for a retry after a failed
-	// attempt.
+	// StatusPending is a message waiting for a delivery, or for a retry
+	// after a failed attempt.
 	StatusPending Status = "pending"
 	// StatusDelivered is a message its destination accepted.
 	StatusDelivered Status = "delivered"
-	// StatusDead is a dead-lettered message (a permanent failure, or out of attempts or
-	// age); Requeue puts it back in line.
+	// StatusDead is a dead-lettered message (a permanent failure, or out
+	// of attempts or age); Requeue puts it back in line.
 	StatusDead Status = "dead"
 )
 
@@ -27,11 +27,11 @@ const (
 	OutcomeRetry Outcome = "retry"
 	// OutcomeDead means a permanent failure: the message was dead-lettered.
 	OutcomeDead Outcome = "dead"
-	// OutcomePause means the destination is gone (HTTP 410) and was paused; the
-	// message stays pending.
+	// OutcomePause means the destination is gone (HTTP 410) and was
+	// paused; the message stays pending.
 	OutcomePause Outcome = "pause"
-	// OutcomeAbandoned means the attempt was cut off (the dispatcher stopping,
-	// or its lease running out); it does not count against the message's
-	// retries, and the message is sent again.
+	// OutcomeAbandoned means the attempt was cut off (the dispatcher
+	// stopping, or its lease running out); it does not count against the
+	// message's retries, and the message is sent again.
 	OutcomeAbandoned Outcome = "abandoned"
 )

@@ -12,7 +12,10 @@ import (
 
 // PurgeResult counts what one maintenance run deleted.
 type PurgeResult struct {
-	InboxKeys, DeliveredMessages, Failures int64 // rows deleted: expired inbox events, delivered messages past retention, failure log rows
+	// InboxKeys, DeliveredMessages and Failures count the rows deleted:
+	// expired inbox events, delivered messages past the retention, old
+	// rows of the failure log.
+	InboxKeys, DeliveredMessages, Failures int64
 	// OrderingKeys counts rows of outbox_keys deleted because no message
 	// names their key any more.
 	OrderingKeys int64
