@@ -5,7 +5,6 @@ import (
 	"go/ast"
 	"go/token"
 	"sort"
-	"strings"
 
 	"golang.org/x/tools/go/packages"
 )
@@ -22,36 +21,36 @@ func undocumented(dir string, paths ...string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var found []place
 	for _, p := range pkgs {
 		if len(p.Errors) > 0 {
 			return nil, fmt.Errorf("%s: %w", p.PkgPath, p.Errors[0])
 		}
 		for _, f := range p.Syntax {
-			out = append(out, fileUndocumented(p.Fset, p.Name, f)...)
+			found = append(found, fileUndocumented(p.Fset, p.Name, f)...)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return byPlace(out[i], out[j]) })
+	sort.Slice(found, func(i, j int) bool {
+		a, b := found[i], found[j]
+		return a.Filename < b.Filename || a.Filename == b.Filename && a.Line < b.Line
+	})
+	out := make([]string, len(found))
+	for i, p := range found {
+		out[i] = fmt.Sprintf("%s:%d: %s", p.Filename, p.Line, p.name)
+	}
 	return out, nil
 }
 
-// byPlace orders "file:line: name" entries by file, then line number.
-func byPlace(a, b string) bool {
-	var fa, fb string
-	var la, lb int
-	fmt.Sscanf(strings.Replace(a, ":", " ", 2), "%s %d", &fa, &la)
-	fmt.Sscanf(strings.Replace(b, ":", " ", 2), "%s %d", &fb, &lb)
-	if fa != fb {
-		return fa < fb
-	}
-	return la < lb
+// place is an undocumented identifier and where it is declared.
+type place struct {
+	token.Position
+	name string // pkg.Name
 }
 
-func fileUndocumented(fset *token.FileSet, pkg string, f *ast.File) []string {
-	var out []string
+func fileUndocumented(fset *token.FileSet, pkg string, f *ast.File) []place {
+	var out []place
 	missing := func(n ast.Node, name string) {
-		pos := fset.Position(n.Pos())
-		out = append(out, fmt.Sprintf("%s:%d: %s.%s", pos.Filename, pos.Line, pkg, name))
+		out = append(out, place{fset.Position(n.Pos()), pkg + "." + name})
 	}
 	for _, decl := range f.Decls {
 		switch d := decl.(type) {
