@@ -43,10 +43,10 @@ func (c *Console) api(fn apiFunc) http.HandlerFunc {
 // default, as on the pages), Truncated when there was more. Size is the
 // whole body's.
 type Body struct {
-	Text      *string `json:"text,omitempty"`
-	Base64    []byte  `json:"base64,omitempty"`
-	Size      int     `json:"size"`
-	Truncated bool    `json:"truncated,omitempty"`
+	Text      *string `json:"text,omitempty"`      // the body, when valid UTF-8
+	Base64    []byte  `json:"base64,omitempty"`    // the body otherwise
+	Size      int     `json:"size"`                // the whole body's size in bytes
+	Truncated bool    `json:"truncated,omitempty"` // more than MaxShown bytes
 }
 
 func body(b []byte, maxShown int) Body {

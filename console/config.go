@@ -25,10 +25,10 @@ const (
 // with Name) and Token (Authorization: Bearer) is set. Take them from the
 // environment or a secret store, never from a file in clear.
 type User struct {
-	Name     string
-	Role     Role
-	Password string
-	Token    string
+	Name     string // the user's name, in the audit log
+	Role     Role   // what the user may do
+	Password string // basic auth, with Name
+	Token    string // a bearer token
 }
 
 // Config configures the console.

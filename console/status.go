@@ -7,14 +7,14 @@ package console
 type MessageStatus string
 
 const (
-	// MessageStatusPending: waiting, no failed attempt since it was
-	// enqueued or requeued.
+	// MessageStatusPending is a message waiting, with no failed attempt
+	// since it was enqueued or requeued.
 	MessageStatusPending MessageStatus = "pending"
-	// MessageStatusRetrying: waiting after a failed attempt.
+	// MessageStatusRetrying is a message waiting after a failed attempt.
 	MessageStatusRetrying MessageStatus = "retrying"
-	// MessageStatusDead: dead-lettered.
+	// MessageStatusDead is a dead-lettered message.
 	MessageStatusDead MessageStatus = "dead"
-	// MessageStatusDelivered: a destination accepted it.
+	// MessageStatusDelivered is a message its destination accepted.
 	MessageStatusDelivered MessageStatus = "delivered"
 )
 

@@ -94,26 +94,26 @@ type EventFilter struct {
 	// Query is an event id, or a reference's value whatever its name
 	// ("ada@example.com"), or name=value for one reference.
 	Query  string       `json:"q,omitempty"`
-	Source string       `json:"source,omitempty"`
-	Status inbox.Status `json:"status,omitempty"`
-	Since  time.Time    `json:"since,omitzero"`
-	Until  time.Time    `json:"until,omitzero"`
+	Source string       `json:"source,omitempty"` // "": any source
+	Status inbox.Status `json:"status,omitempty"` // "": any status
+	Since  time.Time    `json:"since,omitzero"`   // received at or after Since
+	Until  time.Time    `json:"until,omitzero"`   // received before Until
 	// BeforeSource and BeforeID continue a list after its last row (its
 	// source and cursor), with Until its received time.
 	BeforeSource string `json:"before_source,omitempty"`
-	BeforeID     string `json:"before_id,omitempty"`
+	BeforeID     string `json:"before_id,omitempty"` // the last row's cursor
 }
 
 // EventRow is one event in a list.
 type EventRow struct {
-	Source         string            `json:"source"`
-	ID             string            `json:"id"`
-	Type           string            `json:"type"`
-	Status         inbox.Status      `json:"status"`
-	ReceivedAt     time.Time         `json:"received_at"`
-	LastSeenAt     time.Time         `json:"last_seen_at"`
-	DuplicateCount int               `json:"duplicate_count"`
-	Refs           map[string]string `json:"refs"`
+	Source         string            `json:"source"`          // the event's source
+	ID             string            `json:"id"`              // the provider's event id
+	Type           string            `json:"type"`            // the provider's event type
+	Status         inbox.Status      `json:"status"`          // where the event stands
+	ReceivedAt     time.Time         `json:"received_at"`     // the first delivery's time
+	LastSeenAt     time.Time         `json:"last_seen_at"`    // the latest duplicate's time
+	DuplicateCount int               `json:"duplicate_count"` // deliveries after the first
+	Refs           map[string]string `json:"refs"`            // search references
 	// Cursor is the stored id (the SHA-256 of an id over 200 bytes), for
 	// the next page's before_id.
 	Cursor string `json:"cursor"`
@@ -147,17 +147,17 @@ func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
 
 // MessageFilter selects outbox messages. Zero fields match everything.
 type MessageFilter struct {
-	IDs         []uuid.UUID `json:"ids,omitempty"`
-	Destination string      `json:"destination,omitempty"`
+	IDs         []uuid.UUID `json:"ids,omitempty"`         // nil: any message
+	Destination string      `json:"destination,omitempty"` // "": any destination
 	// Status is pending (waiting, no failed attempt since it was enqueued
 	// or requeued), retrying (waiting after a failed attempt), dead or
 	// delivered.
 	Status         MessageStatus `json:"status,omitempty"`
-	OrderingKey    string        `json:"ordering_key,omitempty"`
-	IdempotencyKey string        `json:"idempotency_key,omitempty"`
-	Type           string        `json:"type,omitempty"`
-	Since          time.Time     `json:"since,omitzero"`
-	Until          time.Time     `json:"until,omitzero"`
+	OrderingKey    string        `json:"ordering_key,omitempty"`    // "": any key
+	IdempotencyKey string        `json:"idempotency_key,omitempty"` // "": any key
+	Type           string        `json:"type,omitempty"`            // "": any type
+	Since          time.Time     `json:"since,omitzero"`            // created at or after Since
+	Until          time.Time     `json:"until,omitzero"`            // created before Until
 	// CausedBy narrows to the messages an inbox event caused.
 	CausedBy *outbox.EventRef `json:"caused_by,omitempty"`
 	// Before continues a list after its last row (its id), with Until its
@@ -167,21 +167,21 @@ type MessageFilter struct {
 
 // MessageRow is one message in a list.
 type MessageRow struct {
-	ID             uuid.UUID     `json:"id"`
-	Destination    string        `json:"destination"`
-	Type           string        `json:"type"`
-	OrderingKey    string        `json:"ordering_key,omitempty"`
-	Seq            int64         `json:"seq,omitempty"`
-	IdempotencyKey string        `json:"idempotency_key"`
-	Status         MessageStatus `json:"status"`
-	Attempts       int           `json:"attempts"`
-	NextAttemptAt  *time.Time    `json:"next_attempt_at,omitempty"`
-	LastError      string        `json:"last_error,omitempty"`
-	LastStatusCode *int          `json:"last_status_code,omitempty"`
-	CreatedAt      time.Time     `json:"created_at"`
-	DeliveredAt    *time.Time    `json:"delivered_at,omitempty"`
-	CausedBySource string        `json:"caused_by_source,omitempty"`
-	CausedByID     string        `json:"caused_by_event_id,omitempty"`
+	ID             uuid.UUID     `json:"id"`                           // the message's id
+	Destination    string        `json:"destination"`                  // where it goes
+	Type           string        `json:"type"`                         // the message type
+	OrderingKey    string        `json:"ordering_key,omitempty"`       // "" without one
+	Seq            int64         `json:"seq,omitempty"`                // its place among its key's messages
+	IdempotencyKey string        `json:"idempotency_key"`              // sent with every attempt
+	Status         MessageStatus `json:"status"`                       // as the console shows it
+	Attempts       int           `json:"attempts"`                     // delivery attempts so far
+	NextAttemptAt  *time.Time    `json:"next_attempt_at,omitempty"`    // when a waiting message is due
+	LastError      string        `json:"last_error,omitempty"`         // the last failed attempt's error
+	LastStatusCode *int          `json:"last_status_code,omitempty"`   // the last attempt's HTTP status
+	CreatedAt      time.Time     `json:"created_at"`                   // when it was enqueued
+	DeliveredAt    *time.Time    `json:"delivered_at,omitempty"`       // nil until delivered
+	CausedBySource string        `json:"caused_by_source,omitempty"`   // the causing event's source, if any
+	CausedByID     string        `json:"caused_by_event_id,omitempty"` // the causing event's id, if any
 }
 
 // messageQuery picks the list or an index lookup (messageMatches) for f,

@@ -28,9 +28,9 @@ func refQuery(q string) (name, value string, ok bool) {
 
 // EventDetail is an event with what it led to.
 type EventDetail struct {
-	Event    inbox.Stored    `json:"event"`
-	Failures []inbox.Failure `json:"failures"`
-	Messages []MessageRow    `json:"messages"`
+	Event    inbox.Stored    `json:"event"`    // the stored event
+	Failures []inbox.Failure `json:"failures"` // its failed receipts
+	Messages []MessageRow    `json:"messages"` // the messages it caused
 }
 
 var errNotFound = errors.New("not found")
@@ -57,10 +57,10 @@ func (s *store) event(ctx context.Context, source, id string) (EventDetail, erro
 
 // MessageDetail is a message with its attempts and the actions taken on it.
 type MessageDetail struct {
-	Message  outbox.Stored    `json:"message"`
-	Summary  MessageRow       `json:"summary"`
-	Attempts []outbox.Attempt `json:"attempts"`
-	Audit    []AuditEntry     `json:"audit"`
+	Message  outbox.Stored    `json:"message"`  // the stored message
+	Summary  MessageRow       `json:"summary"`  // its list row (retrying told apart)
+	Attempts []outbox.Attempt `json:"attempts"` // its attempts, first first
+	Audit    []AuditEntry     `json:"audit"`    // console actions that changed it
 }
 
 func (s *store) message(ctx context.Context, id uuid.UUID) (MessageDetail, error) {

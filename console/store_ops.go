@@ -20,21 +20,21 @@ import (
 
 // Destination is one destination's state.
 type Destination struct {
-	Name    string `json:"name"`
-	Pending int64  `json:"pending"`
+	Name    string `json:"name"`    // the destination's name
+	Pending int64  `json:"pending"` // messages waiting
 	// PendingCapped: the count stopped at its share of the read's row
 	// budget (internal/pendingsql): Pending is then a lower bound.
 	PendingCapped bool       `json:"pending_capped"`
-	OldestPending *time.Time `json:"oldest_pending,omitempty"`
-	Dead          int64      `json:"dead"`
+	OldestPending *time.Time `json:"oldest_pending,omitempty"` // the oldest waiting message's creation time
+	Dead          int64      `json:"dead"`                     // dead letters
 	// DeliveredLastHour and FailedLastHour count the attempts of the last
 	// hour by outcome.
 	DeliveredLastHour int64      `json:"delivered_last_hour"`
-	FailedLastHour    int64      `json:"failed_last_hour"`
-	Paused            bool       `json:"paused"`
-	PauseReason       string     `json:"pause_reason,omitempty"`
-	PausedAt          *time.Time `json:"paused_at,omitempty"`
-	Holders           []Holder   `json:"holders"`
+	FailedLastHour    int64      `json:"failed_last_hour"`       // every outcome but delivered
+	Paused            bool       `json:"paused"`                 // it answered 410, or an operator paused it
+	PauseReason       string     `json:"pause_reason,omitempty"` // why it is paused
+	PausedAt          *time.Time `json:"paused_at,omitempty"`    // when it was paused
+	Holders           []Holder   `json:"holders"`                // live dispatchers holding its lanes
 }
 
 // ErrorRate is the share of the last hour's attempts that failed.
@@ -48,24 +48,24 @@ func (d Destination) ErrorRate() float64 {
 
 // Holder is a live dispatcher holding some of a destination's lanes.
 type Holder struct {
-	Dispatcher string    `json:"dispatcher"`
-	Lanes      []int     `json:"lanes"`
-	LeaseUntil time.Time `json:"lease_until"`
+	Dispatcher string    `json:"dispatcher"`  // the dispatcher's ID
+	Lanes      []int     `json:"lanes"`       // the lane numbers it holds
+	LeaseUntil time.Time `json:"lease_until"` // when its lease ends unless renewed
 }
 
 // Dispatcher is a live dispatcher process.
 type Dispatcher struct {
-	ID           string    `json:"id"`
-	StartedAt    time.Time `json:"started_at"`
-	HeartbeatAt  time.Time `json:"heartbeat_at"`
-	AliveUntil   time.Time `json:"alive_until"`
-	Destinations []string  `json:"destinations"`
+	ID           string    `json:"id"`           // the dispatcher's ID (worker.Config.ID)
+	StartedAt    time.Time `json:"started_at"`   // when it started
+	HeartbeatAt  time.Time `json:"heartbeat_at"` // its last heartbeat
+	AliveUntil   time.Time `json:"alive_until"`  // when it counts as gone without a heartbeat
+	Destinations []string  `json:"destinations"` // the destinations it serves
 }
 
 // Destinations is the destinations page.
 type Destinations struct {
-	Destinations []Destination `json:"destinations"`
-	Dispatchers  []Dispatcher  `json:"dispatchers"`
+	Destinations []Destination `json:"destinations"` // every destination's state
+	Dispatchers  []Dispatcher  `json:"dispatchers"`  // the live dispatchers
 }
 
 func (s *store) destinations(ctx context.Context) (Destinations, error) {
@@ -117,17 +117,17 @@ func (s *store) destinations(ctx context.Context) (Destinations, error) {
 
 // FailureGroup counts the inbox failure log's rows of one source and kind.
 type FailureGroup struct {
-	Source     string            `json:"source"`
-	Kind       inbox.FailureKind `json:"kind"`
-	Events     int64             `json:"events"`
-	Deliveries int64             `json:"deliveries"`
-	LastSeen   time.Time         `json:"last_seen"`
+	Source     string            `json:"source"`     // the inbox source
+	Kind       inbox.FailureKind `json:"kind"`       // how receipts failed
+	Events     int64             `json:"events"`     // distinct events
+	Deliveries int64             `json:"deliveries"` // failed receipts in all
+	LastSeen   time.Time         `json:"last_seen"`  // the latest failure
 }
 
 // Failures is the failures page.
 type Failures struct {
-	Groups []FailureGroup  `json:"groups"`
-	Recent []inbox.Failure `json:"recent"`
+	Groups []FailureGroup  `json:"groups"` // counts by source and kind
+	Recent []inbox.Failure `json:"recent"` // the latest failures
 }
 
 func (s *store) failures(ctx context.Context, source, kind string) (Failures, error) {
@@ -157,14 +157,14 @@ func (s *store) failures(ctx context.Context, source, kind string) (Failures, er
 
 // AuditEntry is one recorded console action.
 type AuditEntry struct {
-	ID          int64           `json:"id"`
-	At          time.Time       `json:"at"`
-	Actor       string          `json:"actor"`
-	Role        Role            `json:"role"`
-	Action      Action          `json:"action"`
-	Destination string          `json:"destination,omitempty"`
-	Filter      json.RawMessage `json:"filter"`
-	Count       int64           `json:"count"`
+	ID          int64           `json:"id"`                    // the entry's id
+	At          time.Time       `json:"at"`                    // when the action ran
+	Actor       string          `json:"actor"`                 // the user's name
+	Role        Role            `json:"role"`                  // the user's role then
+	Action      Action          `json:"action"`                // what was done
+	Destination string          `json:"destination,omitempty"` // the destination acted on, if any
+	Filter      json.RawMessage `json:"filter"`                // the selection, as the API received it
+	Count       int64           `json:"count"`                 // how many messages it changed
 }
 
 func (s *store) auditFor(ctx context.Context, id uuid.UUID) ([]AuditEntry, error) {
@@ -186,19 +186,19 @@ func (s *store) auditRecent(ctx context.Context) ([]AuditEntry, error) {
 // DeadSelection picks dead letters for a requeue or purge: by id, or by
 // filter (the dead-letter list's own filters, so an action on a filtered
 // list acts on that list), or All. Expect, when set, is the count the
-// operator confirmed; Digest, when set, the digest (selectionDigest) of the
-// ids confirmed: the action changes exactly those, or nothing (409).
+// operator confirmed; Digest, when set, the digest of the ids confirmed (a
+// dry run's "digest"): the action changes exactly those, or nothing (409).
 type DeadSelection struct {
-	IDs            []uuid.UUID `json:"ids,omitempty"`
-	Destination    string      `json:"destination,omitempty"`
-	Type           string      `json:"type,omitempty"`
-	OrderingKey    string      `json:"ordering_key,omitempty"`
-	IdempotencyKey string      `json:"idempotency_key,omitempty"`
-	Since          time.Time   `json:"since,omitzero"`
-	Until          time.Time   `json:"until,omitzero"`
-	All            bool        `json:"all,omitempty"`
-	Expect         *int64      `json:"expect,omitempty"`
-	Digest         string      `json:"digest,omitempty"`
+	IDs            []uuid.UUID `json:"ids,omitempty"`             // these dead letters
+	Destination    string      `json:"destination,omitempty"`     // "": any destination
+	Type           string      `json:"type,omitempty"`            // "": any type
+	OrderingKey    string      `json:"ordering_key,omitempty"`    // "": any key
+	IdempotencyKey string      `json:"idempotency_key,omitempty"` // "": any key
+	Since          time.Time   `json:"since,omitzero"`            // created at or after Since
+	Until          time.Time   `json:"until,omitzero"`            // created before Until
+	All            bool        `json:"all,omitempty"`             // every dead letter
+	Expect         *int64      `json:"expect,omitempty"`          // the count confirmed, nil if none
+	Digest         string      `json:"digest,omitempty"`          // the digest of the ids confirmed, "" if none
 }
 
 func (d DeadSelection) filter() outbox.Filter {

@@ -11,37 +11,38 @@ import (
 
 // Message is what a destination delivers.
 type Message struct {
-	ID             uuid.UUID
-	Destination    string
-	Type           string
-	OrderingKey    string
-	Seq            int64
-	Payload        []byte
-	Headers        http.Header
-	IdempotencyKey string
+	ID             uuid.UUID   // the outbox message's id
+	Destination    string      // the configured destination's name
+	Type           string      // the message type ("deal.won", ...)
+	OrderingKey    string      // "" when order does not matter
+	Seq            int64       // its place among the messages of its ordering key
+	Payload        []byte      // the body to send
+	Headers        http.Header // sent with the payload
+	IdempotencyKey string      // stable across attempts: the receiver deduplicates by it
 	// Attempt counts from 1.
 	Attempt   int
-	CreatedAt time.Time
+	CreatedAt time.Time // when the message was enqueued
 }
 
 // Outcome is what should happen to a message after an attempt.
 type Outcome string
 
 const (
-	// Delivered: the destination accepted the message.
+	// Delivered means the destination accepted the message.
 	Delivered Outcome = "delivered"
-	// Retry: a transient failure; try again after a backoff (or RetryAfter).
+	// Retry means a transient failure: try again after a backoff (or
+	// RetryAfter).
 	Retry Outcome = "retry"
-	// Dead: a permanent failure; retrying cannot help.
+	// Dead means a permanent failure: retrying cannot help.
 	Dead Outcome = "dead"
-	// Pause: the destination is gone (HTTP 410); stop sending to it until
-	// an operator resumes it. The message stays pending.
+	// Pause means the destination is gone (HTTP 410); stop sending to it
+	// until an operator resumes it. The message stays pending.
 	Pause Outcome = "pause"
 )
 
 // Result describes one attempt.
 type Result struct {
-	Outcome Outcome
+	Outcome Outcome // what happens to the message next
 	// StatusCode is the HTTP status, when there was one.
 	StatusCode int
 	// Err says what went wrong, for operators.
@@ -56,6 +57,9 @@ type Result struct {
 // concurrent use, must carry msg.IdempotencyKey, and must return when ctx is
 // done.
 type Destination interface {
+	// Deliver makes one attempt and says what came of it. A Result whose
+	// Outcome is none of this package's constants is a bug: the worker
+	// records it as a Retry whose error says so.
 	Deliver(ctx context.Context, msg Message) Result
 }
 

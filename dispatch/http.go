@@ -56,8 +56,8 @@ type HTTP struct {
 
 var _ Destination = (*HTTP)(nil)
 
-// NewHTTP returns an HTTP destination. cfg.URL is required: a nil cfg or an
-// empty URL is an error naming the field.
+// NewHTTP returns an HTTP destination configured by c. c.URL is required: a
+// nil c or an empty URL is an error naming the field.
 func NewHTTP(c *HTTPConfig) (*HTTP, error) {
 	if c == nil || c.URL == "" {
 		return nil, errors.New("dispatch: HTTPConfig.URL is required")

@@ -32,7 +32,7 @@ type NATS struct {
 
 var _ Destination = (*NATS)(nil)
 
-// NewNATS connects to NATS. A nil cfg means every default. The connection
+// NewNATS connects to NATS as c says. A nil c means every default. The connection
 // reconnects by itself; Close ends it.
 func NewNATS(c *NATSConfig) (*NATS, error) {
 	var cfg NATSConfig // nil: every default

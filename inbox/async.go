@@ -13,8 +13,8 @@ import (
 
 // ProcessArgs is the River job of an event received in async mode.
 type ProcessArgs struct {
-	Source  string `json:"source"`
-	EventID string `json:"event_id"`
+	Source  string `json:"source"`   // the event's source
+	EventID string `json:"event_id"` // the event's id
 }
 
 // Kind is the River job kind.

@@ -11,8 +11,8 @@ import (
 
 // Backlog is one source's async events still waiting for their handler.
 type Backlog struct {
-	Source string
-	Count  int
+	Source string    // the source's name
+	Count  int       // events waiting
 	Oldest time.Time // received_at of the oldest
 }
 

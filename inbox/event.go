@@ -9,16 +9,17 @@ import (
 type Status string
 
 const (
-	// StatusProcessed: the event's effects committed with its record. This
-	// is the default for Record, whose caller does the work in the same
-	// transaction.
+	// StatusProcessed means the event's effects committed with its
+	// record. This is the default for Record, whose caller does the work in
+	// the same transaction.
 	StatusProcessed Status = "processed"
-	// StatusReceived: recorded, work still to do (async processing); the
-	// worker later calls MarkProcessed in the transaction of its writes.
+	// StatusReceived means recorded, with work still to do (async
+	// processing); the worker later calls MarkProcessed in the transaction
+	// of its writes.
 	StatusReceived Status = "received"
-	// StatusRejected: the event was permanently refused (malformed, refers
-	// to something that will never exist); kept so operators can see it
-	// and so that retries stay duplicates.
+	// StatusRejected means the event was permanently refused (malformed,
+	// refers to something that will never exist); kept so operators can see
+	// it and so that retries stay duplicates.
 	StatusRejected Status = "rejected"
 )
 
@@ -74,20 +75,20 @@ type Result struct {
 
 // Stored is an inbox record as operators see it.
 type Stored struct {
-	Source         string
-	ID             string
-	BestEffort     bool
-	Type           string
-	OccurredAt     *time.Time
-	SignedAt       *time.Time
-	ReceivedAt     time.Time
-	LastSeenAt     time.Time
-	ExpiresAt      time.Time
-	DuplicateCount int
-	Status         Status
-	Reason         string
-	ProcessedAt    *time.Time
-	Payload        []byte
-	Headers        http.Header
-	Refs           map[string]string
+	Source         string            // as in Event
+	ID             string            // the provider's event id, as received
+	BestEffort     bool              // as in Event: the id was derived from the body
+	Type           string            // as in Event
+	OccurredAt     *time.Time        // nil if the provider gave none
+	SignedAt       *time.Time        // of the first delivery; nil if none
+	ReceivedAt     time.Time         // when the first delivery arrived
+	LastSeenAt     time.Time         // when the latest duplicate arrived
+	ExpiresAt      time.Time         // after it a delivery of this id is new again
+	DuplicateCount int               // deliveries after the first
+	Status         Status            // where the event stands
+	Reason         string            // why it was rejected, "" otherwise
+	ProcessedAt    *time.Time        // nil until processed
+	Payload        []byte            // the first delivery's body
+	Headers        http.Header       // the first delivery's headers, credentials dropped
+	Refs           map[string]string // search references, AddRefs' included
 }

@@ -14,30 +14,30 @@ import (
 type FailureKind string
 
 const (
-	// FailureRejected: the event was refused for good (a malformed payload
-	// or a Permanent error); the sender got 422.
+	// FailureRejected means the event was refused for good (a malformed
+	// payload or a Permanent error); the sender got 422.
 	FailureRejected FailureKind = "rejected"
-	// FailureFailed: the receipt failed transiently (the handler's error,
-	// the database); the sender got 503 and retries.
+	// FailureFailed means the receipt failed transiently (the handler's
+	// error, the database); the sender got 503 and retries.
 	FailureFailed FailureKind = "failed"
-	// FailurePanic: the handler panicked; the sender got 500.
+	// FailurePanic means the handler panicked; the sender got 500.
 	FailurePanic FailureKind = "panic"
 )
 
 // Failure is a verified event whose receipt failed or was rejected, with how
 // often: one row per source, event and kind.
 type Failure struct {
-	Source  string
-	EventID string
-	Kind    FailureKind
+	Source  string      // the event's source
+	EventID string      // the event's id
+	Kind    FailureKind // how it failed
 	// Reason is the last error's text (the first one kept when a retry of
 	// a rejected event brought none).
 	Reason string
 	// StatusCode is the last answer's HTTP status; 0 for async jobs, which
 	// answer nobody.
 	StatusCode      int
-	FirstAt, LastAt time.Time
-	Count           int
+	FirstAt, LastAt time.Time // the first and latest failure
+	Count           int       // how many failures
 }
 
 // Failures lists failed and rejected receipts, newest first; source and

@@ -124,7 +124,8 @@ func (in *Inbox) MarkProcessed(ctx context.Context, db DB, source, id string) (b
 }
 
 // MarkRejected records that an event was permanently refused, with the
-// reason operators will see.
+// reason operators will see. An unknown or already rejected event is left
+// as it is, without an error.
 func (in *Inbox) MarkRejected(ctx context.Context, db DB, source, id, reason string) error {
 	return in.markRejected(ctx, db, source, id, reason)
 }
@@ -156,7 +157,8 @@ func (in *Inbox) Forget(ctx context.Context, db DB, source, id string) (bool, er
 }
 
 // AddRefs adds search references to a recorded event (a handler learns the
-// contact or record id as it works). Existing names are overwritten.
+// contact or record id as it works). Existing names are overwritten. An
+// event that is not recorded is an error wrapping ErrNotFound.
 func (in *Inbox) AddRefs(ctx context.Context, db DB, source, id string, refs map[string]string) error {
 	enc, err := encodeRefs(refs)
 	if err != nil {
@@ -172,7 +174,8 @@ func (in *Inbox) AddRefs(ctx context.Context, db DB, source, id string, refs map
 	return nil
 }
 
-// Get returns one stored event.
+// Get returns one stored event, by the provider's id; an error wrapping
+// ErrNotFound if there is none.
 func (in *Inbox) Get(ctx context.Context, db DB, source, id string) (Stored, error) {
 	rows, err := db.Query(ctx, in.queries.get, source, storageKey(id))
 	if err != nil {

@@ -37,7 +37,8 @@ type Migrator struct {
 // PostgreSQL (pgx's stdlib driver, lib/pq...) allowing at least two open
 // connections: goose holds one for its lock while migration 9 (batches,
 // outside a transaction) uses another. Connections are borrowed from db and
-// given back with their search_path reset.
+// given back with their search_path reset. A nil cfg means the defaults;
+// a nil db, or a Schema that is not a valid name, is an error.
 func New(db *sql.DB, cfg *Config) (*Migrator, error) {
 	if db == nil {
 		return nil, errors.New("migrations: New needs a database handle")

@@ -10,9 +10,9 @@ import (
 type Direction string
 
 const (
-	// DirectionUp: the migration was applied.
+	// DirectionUp means the migration was applied.
 	DirectionUp Direction = "up"
-	// DirectionDown: the migration was reverted.
+	// DirectionDown means the migration was reverted.
 	DirectionDown Direction = "down"
 )
 
@@ -24,16 +24,16 @@ type Result struct {
 	// Name is the SQL file's name ("00001_outboxd_core.sql"), or for a Go
 	// migration what it does (GoMigrationName).
 	Name      string
-	Direction Direction
-	Duration  time.Duration
+	Direction Direction     // up or down
+	Duration  time.Duration // how long it ran
 }
 
 // Status describes one migration and whether it is applied.
 type Status struct {
 	// Version and Name are as in Result.
 	Version int64
-	Name    string
-	Applied bool
+	Name    string // as in Result
+	Applied bool   // whether it is applied
 	// AppliedAt is when it was applied; zero when it is not.
 	AppliedAt time.Time
 }

@@ -38,14 +38,14 @@ type Message struct {
 
 // EventRef names an inbox event. Its JSON names are the console API's.
 type EventRef struct {
-	Source  string `json:"source"`
-	EventID string `json:"event_id"`
+	Source  string `json:"source"`   // the inbox source's name
+	EventID string `json:"event_id"` // the provider's event id
 }
 
 // Enqueued says what Enqueue stored, or found.
 type Enqueued struct {
-	ID             uuid.UUID
-	IdempotencyKey string
+	ID             uuid.UUID // the stored message's id
+	IdempotencyKey string    // given or derived
 	// Seq is the message's place among those with its ordering key (0
 	// without a key): it grows in commit order. It is not dense: messages
 	// of one key to other destinations take numbers too, and two
@@ -58,7 +58,7 @@ type Enqueued struct {
 	// Existing is true when a message with this idempotency key was already
 	// there: nothing new was stored and the fields describe that message.
 	Existing  bool
-	CreatedAt time.Time
+	CreatedAt time.Time // when the stored message was enqueued
 }
 
 // keyNamespace is the UUIDv5 namespace of derived idempotency keys.

@@ -14,9 +14,9 @@ import (
 // Filter selects messages for the operator calls. Zero fields match
 // everything.
 type Filter struct {
-	IDs         []uuid.UUID
-	Destination string
-	Type        string
+	IDs         []uuid.UUID // nil: any message
+	Destination string      // "": any destination
+	Type        string      // "": any type
 	// Since and Until bound the creation time: Since <= created_at < Until.
 	Since, Until time.Time
 	// OrderingKey and IdempotencyKey, when set, must equal the message's.
@@ -123,14 +123,14 @@ func (o *Outbox) changeDead(ctx context.Context, db DB, q, what string, f Filter
 
 // Attempt is one recorded delivery attempt.
 type Attempt struct {
-	Number       int
-	At           time.Time
-	Duration     time.Duration
-	Outcome      Outcome
-	StatusCode   *int
-	Error        string
-	ResponseBody string
-	Dispatcher   string
+	Number       int           // counts from 1
+	At           time.Time     // when the attempt started
+	Duration     time.Duration // how long it took
+	Outcome      Outcome       // what it came to
+	StatusCode   *int          // the HTTP status, nil if none
+	Error        string        // what went wrong, "" if nothing
+	ResponseBody string        // the start of the response body
+	Dispatcher   string        // the ID of the dispatcher that made it
 }
 
 // Attempts returns a message's delivery attempts, first first.
@@ -154,9 +154,9 @@ func (o *Outbox) Attempts(ctx context.Context, db DB, id uuid.UUID) ([]Attempt, 
 
 // PausedDestination is a destination that answered 410 Gone.
 type PausedDestination struct {
-	Name     string
-	Reason   string
-	PausedAt time.Time
+	Name     string    // the destination
+	Reason   string    // why (the 410's text, or an operator's reason)
+	PausedAt time.Time // when it was paused
 }
 
 // PausedDestinations lists paused destinations.

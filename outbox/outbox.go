@@ -22,9 +22,13 @@ import (
 // pgx.Tx so that messages commit or roll back with the business writes.
 // pgx.Tx, *pgx.Conn and *pgxpool.Pool satisfy it.
 type DB interface {
+	// Exec runs a statement that returns no rows.
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	// Query runs a statement that returns rows.
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	// QueryRow runs a statement that returns at most one row.
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	// SendBatch sends several statements in one round trip (EnqueueBatch).
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
@@ -257,26 +261,27 @@ func enqueueArgs(msg *Message) ([]any, error) {
 
 // Stored is a message as the outbox holds it.
 type Stored struct {
-	ID             uuid.UUID
-	Destination    string
-	Type           string
-	OrderingKey    string
-	Seq            int64
-	Payload        []byte
-	Headers        http.Header
-	IdempotencyKey string
-	CausedBy       *EventRef
-	Step           string
-	Status         Status
-	Attempts       int
-	NextAttemptAt  time.Time
-	LastError      string
-	LastStatusCode *int
-	CreatedAt      time.Time
-	DeliveredAt    *time.Time
+	ID             uuid.UUID   // as enqueued
+	Destination    string      // as enqueued
+	Type           string      // as enqueued
+	OrderingKey    string      // "" without one
+	Seq            int64       // see Enqueued.Seq
+	Payload        []byte      // as enqueued
+	Headers        http.Header // as enqueued
+	IdempotencyKey string      // given or derived
+	CausedBy       *EventRef   // nil if none
+	Step           string      // as enqueued
+	Status         Status      // where it stands
+	Attempts       int         // delivery attempts so far, abandoned ones included
+	NextAttemptAt  time.Time   // when a pending message is due
+	LastError      string      // the last failed attempt's error, "" if none
+	LastStatusCode *int        // the last attempt's HTTP status, nil if none
+	CreatedAt      time.Time   // when it was enqueued
+	DeliveredAt    *time.Time  // nil until delivered
 }
 
-// Get returns one message by id.
+// Get returns one message by id; an error wrapping ErrNotFound if there is
+// none.
 func (o *Outbox) Get(ctx context.Context, db DB, id uuid.UUID) (Stored, error) {
 	rows, err := db.Query(ctx, o.get, id)
 	if err != nil {

@@ -5,13 +5,13 @@ package outbox
 type Status string
 
 const (
-	// StatusPending: waiting for a delivery, or for a retry after a failed
-	// attempt.
+	// StatusPending is a message waiting for a delivery, or for a retry
+	// after a failed attempt.
 	StatusPending Status = "pending"
-	// StatusDelivered: a destination accepted it.
+	// StatusDelivered is a message its destination accepted.
 	StatusDelivered Status = "delivered"
-	// StatusDead: dead-lettered (a permanent failure, or out of attempts or
-	// age); Requeue puts it back in line.
+	// StatusDead is a dead-lettered message (a permanent failure, or out
+	// of attempts or age); Requeue puts it back in line.
 	StatusDead Status = "dead"
 )
 
@@ -21,17 +21,17 @@ const (
 type Outcome string
 
 const (
-	// OutcomeDelivered: the destination accepted the message.
+	// OutcomeDelivered means the destination accepted the message.
 	OutcomeDelivered Outcome = "delivered"
-	// OutcomeRetry: a transient failure; the message is tried again.
+	// OutcomeRetry means a transient failure: the message is tried again.
 	OutcomeRetry Outcome = "retry"
-	// OutcomeDead: a permanent failure; the message was dead-lettered.
+	// OutcomeDead means a permanent failure: the message was dead-lettered.
 	OutcomeDead Outcome = "dead"
-	// OutcomePause: the destination is gone (HTTP 410) and was paused; the
-	// message stays pending.
+	// OutcomePause means the destination is gone (HTTP 410) and was
+	// paused; the message stays pending.
 	OutcomePause Outcome = "pause"
-	// OutcomeAbandoned: the attempt was cut off (the dispatcher stopping,
-	// or its lease running out); it does not count against the message's
-	// retries, and the message is sent again.
+	// OutcomeAbandoned means the attempt was cut off (the dispatcher
+	// stopping, or its lease running out); it does not count against the
+	// message's retries, and the message is sent again.
 	OutcomeAbandoned Outcome = "abandoned"
 )

@@ -57,4 +57,7 @@
 //     operator resumes it (outbox.ResumeDestination); its messages wait.
 //   - No live dispatcher serves a destination: its messages wait, never
 //     dead-lettered; Unserved, a metric and a log line report them.
+//   - A Destination returns an Outcome that is none of dispatch's (a
+//     forgotten zero value): the attempt is recorded as a retry whose error
+//     names the outcome, and logged as one.
 package worker

@@ -10,8 +10,8 @@ import (
 
 // Lane is one lease a dispatcher can hold: a destination's lane.
 type Lane struct {
-	Destination string
-	Lane        int
+	Destination string // the destination's name
+	Lane        int    // the lane's number within the destination
 }
 
 // unservedEvery: the check for destinations that no live dispatcher serves

@@ -12,6 +12,9 @@ import (
 
 // PurgeResult counts what one maintenance run deleted.
 type PurgeResult struct {
+	// InboxKeys, DeliveredMessages and Failures count the rows deleted:
+	// expired inbox events, delivered messages past the retention, old
+	// rows of the failure log.
 	InboxKeys, DeliveredMessages, Failures int64
 	// OrderingKeys counts rows of outbox_keys deleted because no message
 	// names their key any more.

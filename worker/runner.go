@@ -301,7 +301,7 @@ func (r *laneRunner) attempt(m claimed) (result, bool) {
 		return result{}, false
 	}
 	start := r.d.mono()
-	res := r.dest.Deliver(r.leaseCtx, m.Message)
+	res := known(r.dest.Deliver(r.leaseCtx, m.Message))
 	out := result{msg: m, res: res, started: start, duration: r.d.mono() - start}
 	out.abandoned = res.Outcome == dispatch.Retry && r.leaseCtx.Err() != nil
 	if res.Outcome == dispatch.Pause {
@@ -309,6 +309,23 @@ func (r *laneRunner) attempt(m claimed) (result, bool) {
 	}
 	r.d.cfg.Metrics.observe(out)
 	return out, true
+}
+
+// known turns a Result whose Outcome is none of dispatch's (a bug in the
+// Destination, often a forgotten zero value) into a Retry that says so:
+// retrying loses nothing, and the attempt row, the metrics and the log
+// then only see the outcomes they know.
+func known(res dispatch.Result) dispatch.Result {
+	switch res.Outcome {
+	case dispatch.Delivered, dispatch.Retry, dispatch.Dead, dispatch.Pause:
+		return res
+	}
+	err := fmt.Errorf("destination returned outcome %q, not one of dispatch's (treated as retry)", res.Outcome)
+	if res.Err != nil {
+		err = fmt.Errorf("%w: %w", err, res.Err)
+	}
+	res.Outcome, res.Err = dispatch.Retry, err
+	return res
 }
 
 func (d *Dispatcher) isPaused(name string) bool {
@@ -412,6 +429,7 @@ func (r *laneRunner) nextState(res result, now time.Duration) (string, time.Dura
 	case dispatch.Pause:
 		// Not the message's fault: it waits for the destination to resume.
 		return "pending", 0
+	case dispatch.Retry: // the only other outcome: attempt made it known
 	}
 	if res.abandoned {
 		return "pending", 0 // not the message's fault either

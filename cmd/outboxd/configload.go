@@ -151,6 +151,7 @@ func (c checker) check(n *yaml.Node, t reflect.Type, path string) error {
 			c.cfg.lines[join(path, k.Value)] = k.Line
 		}
 		return nil
+	default: // every other kind is a scalar, checked below
 	}
 	if n.Kind != yaml.ScalarNode {
 		return where("want a single value, not a list or mapping")

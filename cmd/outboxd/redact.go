@@ -44,6 +44,11 @@ func redactAttr(_ []string, a slog.Attr) slog.Attr {
 		if err, ok := a.Value.Any().(error); ok {
 			a.Value = slog.StringValue(redact(err.Error()))
 		}
+	case slog.KindBool, slog.KindFloat64, slog.KindInt64, slog.KindUint64, slog.KindTime:
+		// nothing that could hold a secret
+	case slog.KindGroup, slog.KindLogValuer:
+		// never seen here: slog calls ReplaceAttr on each member of a group,
+		// with its value resolved
 	}
 	return a
 }

@@ -34,8 +34,8 @@ type Snapshot func(t testing.TB) any
 
 // Reply is one delivery's answer.
 type Reply struct {
-	Code int
-	Body string
+	Code int    // the HTTP status
+	Body string // the response body
 }
 
 func deliver(h http.Handler, req Request) Reply {

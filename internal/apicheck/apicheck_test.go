@@ -91,3 +91,48 @@ func TestReportNamesPackageAndHint(t *testing.T) {
 		t.Errorf("report names an unchanged package:\n%s", report)
 	}
 }
+
+// TestPublicAPIDocumented fails naming each exported identifier of a
+// public package, struct fields and interface methods included, that has
+// no doc comment.
+func TestPublicAPIDocumented(t *testing.T) {
+	paths := make([]string, len(public))
+	for i, p := range public {
+		paths[i] = module + p
+	}
+	missing, err := undocumented(".", paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range missing {
+		t.Error("no doc comment: " + m)
+	}
+}
+
+// TestUndocumentedNamesEachKind runs the doc check on a fixture with one
+// undocumented identifier of each kind beside documented ones.
+func TestUndocumentedNamesEachKind(t *testing.T) {
+	got, err := undocumented(".", module+"internal/apicheck/testdata/undocumented")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"fixture.go:8: fixture.Bare",
+		"fixture.go:16: fixture.Loose",
+		"fixture.go:23: fixture.Config.Name",
+		"fixture.go:25: fixture.Config.Nested",
+		"fixture.go:28: fixture.Config.Nested.Outer",
+		"fixture.go:30: fixture.Config.Embedded",
+		"fixture.go:36: fixture.Naked",
+		"fixture.go:41: fixture.Config.Undo",
+		"fixture.go:51: fixture.Sender.Close",
+		"fixture.go:56: fixture.Stringer.String",
+		"fixture.go:58: fixture.New",
+	}
+	for i := range got {
+		got[i] = filepath.Base(got[i])
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -110,17 +110,17 @@ func (e *Env) Run(ctx context.Context) (*Summary, error) {
 		}
 		t.add("payments", response{code: 401})
 	}
-	if r := s.form("form_evt_stale", leadBody(leadOf(99, "stale@example.com")), now().Add(-time.Hour)); r.code != 401 {
+	r := s.form("form_evt_stale", leadBody(leadOf(99, "stale@example.com")), now().Add(-time.Hour))
+	if r.code != 401 {
 		return nil, fmt.Errorf("invariant broken: a stale signature answered %d, want 401", r.code)
-	} else {
-		t.add("forms", r)
 	}
+	t.add("forms", r)
 	big := bytes.Repeat([]byte("x"), 2<<20)
-	if r := s.form("form_evt_big", big, now()); r.code != 413 {
+	r = s.form("form_evt_big", big, now())
+	if r.code != 413 {
 		return nil, fmt.Errorf("invariant broken: a 2 MiB body answered %d, want 413", r.code)
-	} else {
-		t.add("forms", r)
 	}
+	t.add("forms", r)
 	if r := s.do("fax", []byte("{}"), nil); r.code != 404 {
 		return nil, fmt.Errorf("invariant broken: an unknown source answered %d, want 404", r.code)
 	}

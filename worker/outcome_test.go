@@ -1,0 +1,56 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// forgetful fails its first delivery with a Result whose Outcome it forgot
+// to set (the zero value), then delivers.
+type forgetful struct{ calls atomic.Int32 }
+
+func (f *forgetful) Deliver(context.Context, dispatch.Message) dispatch.Result {
+	if f.calls.Add(1) == 1 {
+		return dispatch.Result{Err: errors.New("connection refused")}
+	}
+	return dispatch.Result{Outcome: dispatch.Delivered}
+}
+
+// A Destination returning an Outcome that is none of dispatch's is a bug in
+// it: the attempt is a retry (the message is not lost), recorded as such,
+// and its error says what the destination did wrong.
+func TestUnknownOutcomeIsARecordedRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.enqueue(t, 1, 1, func(int) string { return "" })
+	dest := &forgetful{}
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.Destinations = map[string]dispatch.Destination{"sink": dest}
+	}))
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 1 {
+		t.Fatalf("statuses %v", c)
+	}
+	ctx := context.Background()
+	var id uuid.UUID
+	if err := b.pool.QueryRow(ctx, `SELECT id FROM outboxd.outbox_messages`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	attempts, err := b.outbox.Attempts(ctx, b.pool, id)
+	if err != nil || len(attempts) != 2 {
+		t.Fatalf("attempts: %+v %v", attempts, err)
+	}
+	first := attempts[0]
+	if first.Outcome != outbox.OutcomeRetry || !strings.Contains(first.Error, `outcome ""`) || !strings.Contains(first.Error, "connection refused") {
+		t.Fatalf("first attempt: outcome %q, error %q", first.Outcome, first.Error)
+	}
+}
