@@ -49,9 +49,9 @@ type Dispatcher struct {
 	// abandoned counts attempts cut off by us, so that a stop says (and
 	// logs) that deliveries were abandoned only when some were.
 	abandoned atomic.Int64
-	runners  map[Lane]*laneRunner // runners draining, not told to stop
-	holders  map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
-	unserved map[string]int64     // destinations no live dispatcher serves: pending messages
+	runners   map[Lane]*laneRunner // runners draining, not told to stop
+	holders   map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
+	unserved  map[string]int64     // destinations no live dispatcher serves: pending messages
 	// paused mirrors the paused destinations: name -> the pauseGen after
 	// which a read of the database sees it (MaxInt64 while a 410's pause
 	// is being stored), so a refresh only lifts entries its read covers.
