@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -93,12 +94,16 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 
 // Start begins announcing in the background. Cancelling ctx stops the
 // Notifier as Stop does (what has committed is still announced). It is an
-// error to start a running Notifier.
+// error to start a running Notifier, or to start it with a ctx already done
+// (the error wraps ctx's).
 func (n *Notifier) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.running {
 		return errors.New("outbox: notifier already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("outbox: notifier start: %w", err)
 	}
 	n.running, n.stop, n.done = true, make(chan struct{}), make(chan struct{})
 	go n.run(n.stop, n.done)
@@ -125,19 +130,21 @@ func (n *Notifier) stopOnCancel(ctx context.Context, stop, done chan struct{}) {
 	<-done
 }
 
-// Stop announces what has committed already (until ctx is done) and stops.
-// Stop is idempotent, and returns nil once a cancelled Start context
-// stopped the Notifier.
+// Stop announces what has committed already (until ctx is done: then it
+// returns ctx's error) and stops. Stop is idempotent: while a stop is under
+// way (another Stop's, or a cancelled Start context's) it waits for that
+// stop's last announcement, and once stopped it returns nil.
 func (n *Notifier) Stop(ctx context.Context) error {
 	n.mu.Lock()
-	if !n.running {
-		n.mu.Unlock()
+	if n.running {
+		n.running = false
+		close(n.stop)
+	}
+	done := n.done // nil if never started
+	n.mu.Unlock()
+	if done == nil {
 		return nil
 	}
-	n.running = false
-	close(n.stop)
-	done := n.done
-	n.mu.Unlock()
 	select {
 	case <-done:
 		return nil
