@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/inbox/verify"
+	"github.com/outboxd/outboxd/internal/nilcheck"
 )
 
 // DefaultMaxBody is the largest body a source accepts unless configured.
@@ -150,8 +150,11 @@ type Receiver struct {
 // pool. A nil cfg has no sources, so it is refused like any configuration
 // without its required fields: the error names the field.
 func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, error) {
-	if pool == nil || in == nil {
-		return nil, errors.New("inbox: NewReceiver needs a pool and an Inbox")
+	if nilcheck.IsNil(pool) {
+		return nil, errors.New("inbox: NewReceiver needs a pool (got nil)")
+	}
+	if in == nil {
+		return nil, errors.New("inbox: NewReceiver needs an Inbox (got nil)")
 	}
 	var c ReceiverConfig
 	if cfg != nil {
@@ -160,7 +163,7 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 	if len(c.Sources) == 0 {
 		return nil, errors.New("inbox: ReceiverConfig.Sources is required")
 	}
-	if v := reflect.ValueOf(c.River); v.Kind() == reflect.Pointer && v.IsNil() {
+	if nilcheck.IsNil(c.River) {
 		c.River = nil // a client variable left nil: no River, as when the field was a pointer
 	}
 	if rs, ok := c.River.(interface{ Schema() string }); ok && rs.Schema() != "" && rs.Schema() != in.cfg.Schema {
@@ -193,7 +196,7 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 			return nil, fmt.Errorf("inbox: source %d: a name without '/' or '\\', and not a dot segment, is required", i)
 		case checkText("source name", s.Name) != nil:
 			return nil, fmt.Errorf("inbox: source %d: the name must be UTF-8 without NUL", i)
-		case s.Verifier == nil:
+		case nilcheck.IsNil(s.Verifier):
 			return nil, fmt.Errorf("inbox: source %s: Verifier is required", s.Name)
 		case s.Handle == nil:
 			return nil, fmt.Errorf("inbox: source %s: Handle is required", s.Name)
@@ -211,5 +214,6 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 		}
 		rc.sources[s.Name] = &s
 	}
+	rc.warnUnknownSources()
 	return rc, nil
 }

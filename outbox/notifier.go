@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/nilcheck"
 )
 
 // Notifier wakes dispatchers for committed enqueues without a NOTIFY in the
@@ -70,8 +71,8 @@ const maxPending = 100_000
 // NewNotifier returns a Notifier that asks db (a pool: it runs outside any
 // enqueueing transaction). It does nothing until Start.
 func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
-	if db == nil {
-		return nil, errors.New("outbox: NewNotifier needs a database handle")
+	if nilcheck.IsNil(db) {
+		return nil, errors.New("outbox: NewNotifier needs a database handle (db is nil)")
 	}
 	c := NotifierConfig{}
 	if cfg != nil {
