@@ -105,7 +105,8 @@ func (m *Migrator) prepare(ctx context.Context) (*goose.Provider, error) {
 // Schema is the schema this Migrator works on.
 func (m *Migrator) Schema() string { return m.schema }
 
-// Up applies every pending migration.
+// Up applies every pending migration. When one fails, Up returns those
+// applied before it and an error naming the version that failed.
 func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
 	p, err := m.prepare(ctx)
 	if err != nil {
@@ -113,7 +114,7 @@ func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
 	}
 	res, err := p.Up(ctx)
 	if err != nil {
-		return resultsOf(res), fmt.Errorf("migrations: up: %w", err)
+		return failed("up", res, err)
 	}
 	return resultsOf(res), nil
 }
@@ -130,7 +131,8 @@ func (m *Migrator) Down(ctx context.Context) (*Result, error) {
 		if errors.Is(err, goose.ErrNoNextVersion) {
 			return nil, m.removeIfEmpty(ctx)
 		}
-		return resultOf(res), fmt.Errorf("migrations: down: %w", err)
+		_, err = failed("down", nil, err)
+		return resultOf(res), err
 	}
 	return resultOf(res), m.removeIfEmpty(ctx)
 }
@@ -145,7 +147,7 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*Result, error)
 	}
 	res, err := p.DownTo(ctx, version)
 	if err != nil {
-		return resultsOf(res), fmt.Errorf("migrations: down to %d: %w", version, err)
+		return failed(fmt.Sprintf("down to %d", version), res, err)
 	}
 	return resultsOf(res), m.removeIfEmpty(ctx)
 }
