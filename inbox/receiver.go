@@ -61,9 +61,18 @@ type Delivery struct {
 // Receiver made (there is no inbox to write to).
 func (d *Delivery) AddRefs(ctx context.Context, db DB, refs map[string]string) error {
 	if d.inbox == nil {
-		return errors.New("inbox: Delivery.AddRefs: this Delivery was not made by a Receiver")
+		return errors.New("inbox: Delivery.AddRefs: this Delivery was not made by a Receiver or Inbox.NewDelivery")
 	}
 	return d.inbox.AddRefs(ctx, db, d.Source, d.ID, refs)
+}
+
+// NewDelivery returns a Delivery of the event source/id as a Receiver would
+// hand it to a handler, for calling a handler in a unit test or a replay of
+// a stored event: its AddRefs writes through in. Set the other fields
+// (Body, Type...) as the handler needs them; the event must be recorded
+// (Inbox.Record) for AddRefs to find it.
+func (in *Inbox) NewDelivery(source, id string) *Delivery {
+	return &Delivery{Source: source, ID: id, inbox: in}
 }
 
 // Source is one sender the receiver accepts.
