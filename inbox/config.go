@@ -18,7 +18,8 @@ type Config struct {
 	// TTL is the dedupe window for sources without an entry in SourceTTL.
 	// Default DefaultTTL (96 h).
 	TTL time.Duration
-	// SourceTTL overrides TTL per source. Pick each source's longest retry
+	// SourceTTL overrides TTL per source (here and in the two maps below,
+	// NewReceiver logs a warning for a key that names none of its sources). Pick each source's longest retry
 	// window plus a margin. Default none: every source has TTL.
 	SourceTTL map[string]time.Duration
 	// RedactHeaders names extra headers that must never be stored. Never

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/inbox/verify"
+	"github.com/outboxd/outboxd/internal/nilcheck"
 )
 
 // DefaultMaxBody is the largest body a source accepts unless configured.
@@ -61,9 +61,18 @@ type Delivery struct {
 // Receiver made (there is no inbox to write to).
 func (d *Delivery) AddRefs(ctx context.Context, db DB, refs map[string]string) error {
 	if d.inbox == nil {
-		return errors.New("inbox: Delivery.AddRefs: this Delivery was not made by a Receiver")
+		return errors.New("inbox: Delivery.AddRefs: this Delivery was not made by a Receiver or Inbox.NewDelivery")
 	}
 	return d.inbox.AddRefs(ctx, db, d.Source, d.ID, refs)
+}
+
+// NewDelivery returns a Delivery of the event source/id as a Receiver would
+// hand it to a handler, for calling a handler in a unit test or a replay of
+// a stored event: its AddRefs writes through in. Set the other fields
+// (Body, Type...) as the handler needs them; the event must be recorded
+// (Inbox.Record) for AddRefs to find it.
+func (in *Inbox) NewDelivery(source, id string) *Delivery {
+	return &Delivery{Source: source, ID: id, inbox: in}
 }
 
 // Source is one sender the receiver accepts.
@@ -150,8 +159,11 @@ type Receiver struct {
 // pool. A nil cfg has no sources, so it is refused like any configuration
 // without its required fields: the error names the field.
 func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, error) {
-	if pool == nil || in == nil {
-		return nil, errors.New("inbox: NewReceiver needs a pool and an Inbox")
+	if nilcheck.IsNil(pool) {
+		return nil, errors.New("inbox: NewReceiver needs a pool (got nil)")
+	}
+	if in == nil {
+		return nil, errors.New("inbox: NewReceiver needs an Inbox (got nil)")
 	}
 	var c ReceiverConfig
 	if cfg != nil {
@@ -160,7 +172,7 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 	if len(c.Sources) == 0 {
 		return nil, errors.New("inbox: ReceiverConfig.Sources is required")
 	}
-	if v := reflect.ValueOf(c.River); v.Kind() == reflect.Pointer && v.IsNil() {
+	if nilcheck.IsNil(c.River) {
 		c.River = nil // a client variable left nil: no River, as when the field was a pointer
 	}
 	if rs, ok := c.River.(interface{ Schema() string }); ok && rs.Schema() != "" && rs.Schema() != in.cfg.Schema {
@@ -193,7 +205,7 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 			return nil, fmt.Errorf("inbox: source %d: a name without '/' or '\\', and not a dot segment, is required", i)
 		case checkText("source name", s.Name) != nil:
 			return nil, fmt.Errorf("inbox: source %d: the name must be UTF-8 without NUL", i)
-		case s.Verifier == nil:
+		case nilcheck.IsNil(s.Verifier):
 			return nil, fmt.Errorf("inbox: source %s: Verifier is required", s.Name)
 		case s.Handle == nil:
 			return nil, fmt.Errorf("inbox: source %s: Handle is required", s.Name)
@@ -211,5 +223,6 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 		}
 		rc.sources[s.Name] = &s
 	}
+	rc.warnUnknownSources()
 	return rc, nil
 }

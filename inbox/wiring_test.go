@@ -130,7 +130,34 @@ func TestDeliveryAddRefs(t *testing.T) {
 	}
 
 	var zero inbox.Delivery
-	if err := zero.AddRefs(ctx, pool, map[string]string{"a": "b"}); err == nil || !strings.Contains(err.Error(), "not made by a Receiver") {
+	if err := zero.AddRefs(ctx, pool, map[string]string{"a": "b"}); err == nil || !strings.Contains(err.Error(), "not made by a Receiver or Inbox.NewDelivery") {
 		t.Fatalf("AddRefs on a Delivery no Receiver made: %v", err)
+	}
+}
+
+// A handler that calls Delivery.AddRefs can be unit-tested without a
+// Receiver: Inbox.NewDelivery makes its Delivery, whose AddRefs writes the
+// recorded event's references in the test's transaction.
+func TestNewDeliveryForHandlerTests(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := context.Background()
+	in, _ := inbox.New(nil)
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		return d.AddRefs(ctx, tx, map[string]string{"deal": string(d.Body)})
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := in.Record(ctx, tx, inbox.Event{Source: "crm", ID: "evt_unit"}); err != nil {
+			return err
+		}
+		d := in.NewDelivery("crm", "evt_unit")
+		d.Body = []byte("D-42")
+		return handle(ctx, tx, d)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := in.Get(ctx, pool, "crm", "evt_unit")
+	if err != nil || ev.Refs["deal"] != "D-42" {
+		t.Fatalf("refs written by the handler under test: %v, %v", ev.Refs, err)
 	}
 }

@@ -106,7 +106,8 @@ func (m *Migrator) prepare(ctx context.Context) (*goose.Provider, error) {
 // Schema is the schema this Migrator works on.
 func (m *Migrator) Schema() string { return m.schema }
 
-// Up applies every pending migration.
+// Up applies every pending migration. When one fails, Up returns those
+// applied before it and an error naming the version that failed.
 func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
 	p, err := m.prepare(ctx)
 	if err != nil {
@@ -114,7 +115,7 @@ func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
 	}
 	res, err := p.Up(ctx)
 	if err != nil {
-		return resultsOf(res), fmt.Errorf("migrations: up: %w", err)
+		return failed("up", res, err)
 	}
 	return resultsOf(res), nil
 }
@@ -131,7 +132,8 @@ func (m *Migrator) Down(ctx context.Context) (*Result, error) {
 		if errors.Is(err, goose.ErrNoNextVersion) {
 			return nil, m.removeIfEmpty(ctx)
 		}
-		return resultOf(res), fmt.Errorf("migrations: down: %w", err)
+		_, err = failed("down", nil, err)
+		return resultOf(res), err
 	}
 	return resultOf(res), m.removeIfEmpty(ctx)
 }
@@ -146,7 +148,7 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*Result, error)
 	}
 	res, err := p.DownTo(ctx, version)
 	if err != nil {
-		return resultsOf(res), fmt.Errorf("migrations: down to %d: %w", version, err)
+		return failed(fmt.Sprintf("down to %d", version), res, err)
 	}
 	return resultsOf(res), m.removeIfEmpty(ctx)
 }

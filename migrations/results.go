@@ -1,6 +1,8 @@
 package migrations
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -77,4 +79,18 @@ func statusOf(s *goose.MigrationStatus) *Status {
 		out.Version = s.Source.Version
 	}
 	return out
+}
+
+// failed makes goose's error of a run ours. On a failed migration goose
+// returns no results but a *goose.PartialError holding the migrations
+// applied (or reverted) before it: those come back as Results, and the
+// error names the version that failed, wrapping goose's.
+func failed(op string, res []*goose.MigrationResult, err error) ([]*Result, error) {
+	var pe *goose.PartialError
+	if !errors.As(err, &pe) || pe.Failed == nil {
+		return resultsOf(res), fmt.Errorf("migrations: %s: %w", op, err)
+	}
+	f := resultOf(pe.Failed)
+	return resultsOf(pe.Applied), fmt.Errorf("migrations: %s: migration %d (%s) failed (%d before it succeeded): %w",
+		op, f.Version, f.Name, len(pe.Applied), err)
 }

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -23,5 +24,14 @@ func TestDBIsDeclaredInThePackage(t *testing.T) {
 	typ := reflect.TypeFor[outbox.DB]()
 	if typ.PkgPath() != "github.com/outboxd/outboxd/outbox" || typ.Name() != "DB" {
 		t.Fatalf("outbox.DB is %s.%s", typ.PkgPath(), typ.Name())
+	}
+}
+
+// A pool variable left nil is refused by NewNotifier, naming it, rather
+// than accepted to panic on the first flush.
+func TestNewNotifierRefusesATypedNilDB(t *testing.T) {
+	var unset *pgxpool.Pool
+	if _, err := outbox.NewNotifier(unset, nil); err == nil || !strings.Contains(err.Error(), "db is nil") {
+		t.Fatalf("NewNotifier(nil *pgxpool.Pool): %v, want an error naming db", err)
 	}
 }

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/nilcheck"
 )
 
 // Notifier wakes dispatchers for committed enqueues without a NOTIFY in the
@@ -69,8 +71,8 @@ const maxPending = 100_000
 // NewNotifier returns a Notifier that asks db (a pool: it runs outside any
 // enqueueing transaction). It does nothing until Start.
 func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
-	if db == nil {
-		return nil, errors.New("outbox: NewNotifier needs a database handle")
+	if nilcheck.IsNil(db) {
+		return nil, errors.New("outbox: NewNotifier needs a database handle (db is nil)")
 	}
 	c := NotifierConfig{}
 	if cfg != nil {
@@ -93,12 +95,16 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 
 // Start begins announcing in the background. Cancelling ctx stops the
 // Notifier as Stop does (what has committed is still announced). It is an
-// error to start a running Notifier.
+// error to start a running Notifier, or to start it with a ctx already done
+// (the error wraps ctx's).
 func (n *Notifier) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.running {
 		return errors.New("outbox: notifier already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("outbox: notifier start: %w", err)
 	}
 	n.running, n.stop, n.done = true, make(chan struct{}), make(chan struct{})
 	go n.run(n.stop, n.done)
@@ -125,19 +131,21 @@ func (n *Notifier) stopOnCancel(ctx context.Context, stop, done chan struct{}) {
 	<-done
 }
 
-// Stop announces what has committed already (until ctx is done) and stops.
-// Stop is idempotent, and returns nil once a cancelled Start context
-// stopped the Notifier.
+// Stop announces what has committed already (until ctx is done: then it
+// returns ctx's error) and stops. Stop is idempotent: while a stop is under
+// way (another Stop's, or a cancelled Start context's) it waits for that
+// stop's last announcement, and once stopped it returns nil.
 func (n *Notifier) Stop(ctx context.Context) error {
 	n.mu.Lock()
-	if !n.running {
-		n.mu.Unlock()
+	if n.running {
+		n.running = false
+		close(n.stop)
+	}
+	done := n.done // nil if never started
+	n.mu.Unlock()
+	if done == nil {
 		return nil
 	}
-	n.running = false
-	close(n.stop)
-	done := n.done
-	n.mu.Unlock()
 	select {
 	case <-done:
 		return nil

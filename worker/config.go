@@ -12,6 +12,7 @@ import (
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/nilcheck"
 )
 
 // Config configures a Dispatcher.
@@ -26,7 +27,8 @@ type Config struct {
 	// Retry is the default retry policy. Default: RetryPolicy's defaults.
 	Retry RetryPolicy
 	// RetryByDestination overrides Retry per destination, field by field: a
-	// zero field takes Retry's value. Default: none.
+	// zero field takes Retry's value. A key that names no destination is
+	// an error. Default: none.
 	RetryByDestination map[string]RetryPolicy
 	// BatchSize bounds the messages one claim takes from a lane. Default 200.
 	BatchSize int
@@ -133,8 +135,13 @@ func (c *Config) validate() error {
 		return errors.New("worker: Config.Destinations is required (at least one destination)")
 	}
 	for name, d := range c.Destinations {
-		if d == nil {
+		if nilcheck.IsNil(d) {
 			return fmt.Errorf("worker: Config.Destinations[%q] is nil", name)
+		}
+	}
+	for name := range c.RetryByDestination {
+		if _, ok := c.Destinations[name]; !ok {
+			return fmt.Errorf("worker: Config.RetryByDestination[%q] names no destination of Config.Destinations", name)
 		}
 	}
 	if c.BatchSize < 0 || c.PerKeyBatch < 0 {

@@ -36,14 +36,22 @@ type Dispatcher struct {
 	health dbHealth
 	logs   logLimiter
 
-	mu       sync.Mutex
-	started  bool
-	stopped  bool
+	mu      sync.Mutex
+	started bool
+	stopped bool // a stop has begun
+	// finished closes at the very end of the first stop (River's stop
+	// included): later or concurrent Stops wait for it, so that closing the
+	// pool after any Stop returned loses nothing.
+	finished chan struct{}
+	startCtx context.Context // cancelling it cuts a graceful stop short
 	cancel   context.CancelFunc
 	done     chan struct{}
-	runners  map[Lane]*laneRunner // runners draining, not told to stop
-	holders  map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
-	unserved map[string]int64     // destinations no live dispatcher serves: pending messages
+	// abandoned counts attempts cut off by us, so that a stop says (and
+	// logs) that deliveries were abandoned only when some were.
+	abandoned atomic.Int64
+	runners   map[Lane]*laneRunner // runners draining, not told to stop
+	holders   map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
+	unserved  map[string]int64     // destinations no live dispatcher serves: pending messages
 	// paused mirrors the paused destinations: name -> the pauseGen after
 	// which a read of the database sees it (MaxInt64 while a 410's pause
 	// is being stored), so a refresh only lifts entries its read covers.
@@ -120,14 +128,19 @@ func (d *Dispatcher) ID() string { return d.cfg.ID }
 // Start begins draining in the background, until Stop or until ctx is
 // cancelled. Cancelling ctx stops the dispatcher as Stop does with an
 // expired context (River's rule): in-flight deliveries are cut off and
-// recorded as abandoned, leases released; Stop afterwards returns nil. For
-// a graceful stop call Stop, and pass Start a context that outlives it
-// (context.WithoutCancel).
+// recorded as abandoned, leases released; a Stop called meanwhile or
+// afterwards waits for that stop to complete. Cancelling ctx during a
+// graceful Stop cuts it short the same way. For a graceful stop call Stop,
+// and pass Start a context that outlives it (context.WithoutCancel). A ctx
+// already done is an error wrapping ctx's.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.started {
 		return errors.New("worker: already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
 	}
 	if _, err := d.pool.Exec(ctx, d.q.ensureLanes, d.names); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
@@ -140,6 +153,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		}
 	}
 	d.started, d.cancel, d.done = true, cancel, make(chan struct{})
+	d.startCtx, d.finished = ctx, make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); d.listen(runCtx) }()
@@ -152,54 +166,112 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 }
 
 // stopOnCancel stops the dispatcher abruptly when ctx ends before it
-// stopped (done closes once its goroutines ended, after Stop).
+// stopped (done closes once its goroutines ended, after Stop). A stop
+// already under way watches ctx itself.
 func (d *Dispatcher) stopOnCancel(ctx context.Context, done chan struct{}) {
 	select {
 	case <-done:
 		return
 	case <-ctx.Done():
 	}
+	if first, _ := d.beginStop(); !first {
+		return
+	}
+	defer close(d.finished)
 	expired, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := d.Stop(expired); err != nil {
+	if err := d.stop(expired); err != nil {
 		d.log.Info("start context cancelled: stopped at once", "error", err)
+	} else {
+		d.log.Debug("start context cancelled: stopped at once, nothing was in flight")
 	}
 }
 
-// Stop ends draining: runners finish the batch in hand and record it, their
-// leases renewed meanwhile (until ctx is done: then in-flight deliveries are
-// cut off, recorded as abandoned, and will be sent again), leases are
-// released for other dispatchers, and River stops. Recording, releasing and
-// deregistering may take up to 5 s each beyond ctx. Stop is idempotent, and
-// returns nil once a cancelled Start context stopped the dispatcher.
-func (d *Dispatcher) Stop(ctx context.Context) error {
+// beginStop marks a stop as begun; first is false when one already was,
+// and finished is the channel that closes when it completes (nil if the
+// dispatcher never started).
+func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if !d.started || d.stopped {
-		d.mu.Unlock()
-		return nil
+		return false, d.finished
 	}
 	d.stopped = true
-	d.mu.Unlock()
+	return true, d.finished
+}
 
+// Stop ends draining: runners finish the batch in hand and record it, their
+// leases renewed meanwhile (until ctx is done, or Start's context: then
+// in-flight deliveries are cut off, recorded as abandoned, and will be sent
+// again, and Stop returns an error wrapping that context's), leases are
+// released for other dispatchers, and River stops. Recording, releasing and
+// deregistering may take up to 5 s each beyond ctx. Stop is idempotent: a
+// Stop while another stop is under way (a cancelled Start context's
+// included) waits for it to complete, or returns ctx's error if ctx ends
+// first; once the dispatcher stopped, Stop returns nil.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	first, finished := d.beginStop()
+	if !first {
+		if finished == nil {
+			return nil
+		}
+		select {
+		case <-finished:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("worker: stop: waiting for the stop under way: %w", ctx.Err())
+		}
+	}
+	defer close(finished)
+	return d.stop(ctx)
+}
+
+// stop is the first Stop's work.
+func (d *Dispatcher) stop(ctx context.Context) error {
 	d.cancel()
-	var err error
+	cutBefore := d.abandoned.Load()
+	var cut error
 	select {
 	case <-d.done:
 	case <-ctx.Done():
+		cut = ctx.Err()
+	case <-d.startCtx.Done():
+		cut = d.startCtx.Err()
+	}
+	if cut != nil {
 		// Out of patience: cancel in-flight deliveries (they are recorded as
 		// retries, or stay pending) and wait for the runners to notice.
 		d.abort()
 		<-d.done
-		err = fmt.Errorf("worker: stop: in-flight deliveries abandoned: %w", ctx.Err())
 	}
 	d.abort()
+	var err error
+	if n := d.abandoned.Load() - cutBefore; cut != nil && n > 0 {
+		err = fmt.Errorf("worker: stop: %d in-flight deliveries abandoned: %w", n, cut)
+	}
 	if d.river != nil {
-		if rerr := d.river.Stop(ctx); rerr != nil && !errors.Is(rerr, context.Canceled) {
+		if rerr := d.stopRiver(ctx, cut != nil); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("worker: stop river: %w", rerr))
 		}
 	}
 	d.log.Info("dispatcher stopped")
 	return err
+}
+
+// stopRiver stops River: gracefully within ctx, or, when the stop was cut
+// short, cancelling its jobs and waiting up to 5 s for them, so that none
+// still uses the pool after Stop.
+func (d *Dispatcher) stopRiver(ctx context.Context, abrupt bool) error {
+	if !abrupt {
+		err := d.river.Stop(ctx)
+		if err == nil || errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	hard, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return d.river.StopAndCancel(hard)
 }
 
 // Ready reports whether the dispatcher is started, not stopping, listening

@@ -304,6 +304,9 @@ func (r *laneRunner) attempt(m claimed) (result, bool) {
 	res := known(r.dest.Deliver(r.leaseCtx, m.Message))
 	out := result{msg: m, res: res, started: start, duration: r.d.mono() - start}
 	out.abandoned = res.Outcome == dispatch.Retry && r.leaseCtx.Err() != nil
+	if out.abandoned {
+		r.d.abandoned.Add(1)
+	}
 	if res.Outcome == dispatch.Pause {
 		r.d.pauseDestination(m.Destination, res)
 	}

@@ -159,9 +159,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer func() { stopConsole(context.Background()) }() // an early return; a second call does nothing
 	}
 	// ctx ends at the signal; cancelling Start's context would stop the
-	// dispatcher abruptly, so the signal goes through Stop's grace period.
-	if err := d.Start(context.WithoutCancel(ctx)); err != nil {
+	// dispatcher abruptly, so once started the signal goes through Stop's
+	// grace period. Start's own work (a query that may wait on a lock)
+	// still ends at the signal.
+	startCtx, cancelStart := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelStart()
+	signalled := context.AfterFunc(ctx, cancelStart)
+	err = d.Start(startCtx)
+	signalled()
+	if err != nil {
 		_ = srv.Close()
+		if ctx.Err() != nil {
+			logger.Info("stopped before the dispatcher started")
+			return nil
+		}
 		return describeDBError(err)
 	}
 	logger.Info("outboxd serving", "listen", ln.Addr().String(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests))

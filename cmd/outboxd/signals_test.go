@@ -144,3 +144,39 @@ func TestServeShutdownTimeoutMessage(t *testing.T) {
 		t.Fatalf("stderr besides the log: %q, want %q", plain, want)
 	}
 }
+
+// SIGTERM while the dispatcher's start waits on a lock (its lanes' rows
+// here) ends the process at once: the startup is not beyond the signal.
+func TestServeSignalDuringABlockedStartup(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_lanes IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, serveConfig(t, b.url, b.sink.URL()))
+	waitUntil(t, 20*time.Second, "the start's insert of lanes to wait on the lock", func() bool {
+		var n int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE NOT l.granted AND l.relation = 'outboxd.outbox_lanes'::regclass AND a.query LIKE '%INSERT INTO%outbox_lanes%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running 5 s after SIGTERM, its start blocked on a lock")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d after SIGTERM during the startup, want 0:\n%s", code, d.stderr.String())
+	}
+}
