@@ -59,7 +59,9 @@ type Result struct {
 type Destination interface {
 	// Deliver makes one attempt and says what came of it. A Result whose
 	// Outcome is none of this package's constants is a bug: the worker
-	// records it as a Retry whose error says so.
+	// records it as a Retry whose error says so. So is a panic: the worker
+	// recovers it and records a Retry whose error is "destination
+	// panicked: " and the panic value, so keep secrets out of panic values.
 	Deliver(ctx context.Context, msg Message) Result
 }
 

@@ -19,10 +19,10 @@ import (
 type Config struct {
 	// Schema holds outboxd's tables. Default "outboxd".
 	Schema string
-	// Destinations by name. Required: at least one. The dispatcher drains
-	// only these; messages for other destinations are left pending for the
-	// dispatchers that have them (and reported by Unserved while no live
-	// one does), never dead-lettered.
+	// Destinations by name. Required: at least one, each non-nil, with a
+	// non-empty name. The dispatcher drains only these; messages for other
+	// destinations are left pending for the dispatchers that have them (and
+	// reported by Unserved while no live one does), never dead-lettered.
 	Destinations map[string]dispatch.Destination
 	// Retry is the default retry policy. Default: RetryPolicy's defaults.
 	Retry RetryPolicy
@@ -135,6 +135,10 @@ func (c *Config) validate() error {
 		return errors.New("worker: Config.Destinations is required (at least one destination)")
 	}
 	for name, d := range c.Destinations {
+		if name == "" {
+			// outbox.Enqueue refuses an empty Destination: nothing could reach it.
+			return errors.New("worker: Config.Destinations has an empty name")
+		}
 		if nilcheck.IsNil(d) {
 			return fmt.Errorf("worker: Config.Destinations[%q] is nil", name)
 		}

@@ -60,4 +60,8 @@
 //   - A Destination returns an Outcome that is none of dispatch's (a
 //     forgotten zero value): the attempt is recorded as a retry whose error
 //     names the outcome, and logged as one.
+//   - A Destination panics: the panic is recovered; the attempt is recorded
+//     (and counted) as a retry whose error is "destination panicked: " and
+//     the panic value, its stack is logged at error (once per destination
+//     per 10 s), and the dispatcher goes on.
 package worker

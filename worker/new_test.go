@@ -45,3 +45,23 @@ func TestNewRefusesNilDestinationsAndUnknownRetryKeys(t *testing.T) {
 		t.Errorf("RetryByDestination for an unknown destination: %v, want an error naming it", err)
 	}
 }
+
+// A DestinationFunc variable left nil is refused like a nil pointer, and an
+// empty destination name (no message can name it) is refused too.
+func TestNewRefusesNilFuncsAndEmptyNames(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Connect(t, pgtest.URL(t))
+	var fn dispatch.DestinationFunc
+	_, err := worker.New(pool, &worker.Config{Destinations: map[string]dispatch.Destination{"crm": fn}})
+	if err == nil || !strings.Contains(err.Error(), `Config.Destinations["crm"] is nil`) {
+		t.Errorf("nil DestinationFunc: %v, want an error naming it", err)
+	}
+	dest, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = worker.New(pool, &worker.Config{Destinations: map[string]dispatch.Destination{"": dest}})
+	if err == nil || !strings.Contains(err.Error(), `Config.Destinations has an empty name`) {
+		t.Errorf("empty destination name: %v, want an error saying so", err)
+	}
+}

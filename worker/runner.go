@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -301,7 +302,7 @@ func (r *laneRunner) attempt(m claimed) (result, bool) {
 		return result{}, false
 	}
 	start := r.d.mono()
-	res := known(r.dest.Deliver(r.leaseCtx, m.Message))
+	res := known(r.deliverOne(m))
 	out := result{msg: m, res: res, started: start, duration: r.d.mono() - start}
 	out.abandoned = res.Outcome == dispatch.Retry && r.leaseCtx.Err() != nil
 	if out.abandoned {
@@ -312,6 +313,26 @@ func (r *laneRunner) attempt(m claimed) (result, bool) {
 	}
 	r.d.cfg.Metrics.observe(out)
 	return out, true
+}
+
+// deliverOne calls the destination, turning a panic in it (a bug in a
+// user's Destination) into a Retry: one bad destination must not kill the
+// process and every other destination with it, and retrying loses nothing.
+func (r *laneRunner) deliverOne(m claimed) (res dispatch.Result) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		// The panic value is the user's: short, and storable like any error.
+		what := clean(fmt.Sprint(v), 200)
+		res = dispatch.Result{Outcome: dispatch.Retry, Err: fmt.Errorf("destination panicked: %s", what)}
+		if ok, held := r.d.logs.allow(m.Destination + "/panic"); ok {
+			r.d.log.Error("destination panicked; the attempt is recorded as a retry", "destination", m.Destination,
+				"message_id", m.ID, "panic", what, "stack", string(debug.Stack()), "similar_lines_left_out", held)
+		}
+	}()
+	return r.dest.Deliver(r.leaseCtx, m.Message)
 }
 
 // known turns a Result whose Outcome is none of dispatch's (a bug in the

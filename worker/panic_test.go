@@ -1,0 +1,88 @@
+package worker_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// panicky panics on its first two deliveries, then delivers.
+type panicky struct{ calls atomic.Int32 }
+
+func (p *panicky) Deliver(context.Context, dispatch.Message) dispatch.Result {
+	if p.calls.Add(1) <= 2 {
+		panic("boom\x00 at the destination")
+	}
+	return dispatch.Result{Outcome: dispatch.Delivered}
+}
+
+// A Destination that panics is a bug in it, not a reason to kill the
+// process: the attempt is a recorded retry saying so, counted like any
+// failed attempt, the stack is logged once per window, and the dispatcher
+// goes on delivering.
+func TestPanickingDestinationIsARecordedRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.enqueue(t, 1, 1, func(int) string { return "" })
+	dest := &panicky{}
+	logs := &lockedBuffer{}
+	reg := prometheus.NewRegistry()
+	m, err := worker.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.Destinations = map[string]dispatch.Destination{"sink": dest}
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		c.Metrics = m
+	}))
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 1 {
+		t.Fatalf("statuses %v", c)
+	}
+	ctx := context.Background()
+	var id uuid.UUID
+	if err := b.pool.QueryRow(ctx, `SELECT id FROM outboxd.outbox_messages`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	attempts, err := b.outbox.Attempts(ctx, b.pool, id)
+	if err != nil || len(attempts) != 3 {
+		t.Fatalf("attempts: %+v %v", attempts, err)
+	}
+	for _, a := range attempts[:2] {
+		if a.Outcome != outbox.OutcomeRetry || a.Error != "destination panicked: boom at the destination" {
+			t.Fatalf("attempt after a panic: outcome %q, error %q", a.Outcome, a.Error)
+		}
+	}
+	want := `
+# HELP outboxd_delivery_attempts_total Delivery attempts by destination and outcome (delivered, retry, dead, pause, abandoned).
+# TYPE outboxd_delivery_attempts_total counter
+outboxd_delivery_attempts_total{destination="sink",outcome="abandoned"} 0
+outboxd_delivery_attempts_total{destination="sink",outcome="dead"} 0
+outboxd_delivery_attempts_total{destination="sink",outcome="delivered"} 1
+outboxd_delivery_attempts_total{destination="sink",outcome="pause"} 0
+outboxd_delivery_attempts_total{destination="sink",outcome="retry"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "outboxd_delivery_attempts_total"); err != nil {
+		t.Error(err)
+	}
+	var panics []string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "destination panicked") && strings.Contains(l, "level=ERROR") {
+			panics = append(panics, l)
+		}
+	}
+	if len(panics) != 1 || !strings.Contains(panics[0], "stack=") || !strings.Contains(panics[0], "panic_test.go") {
+		t.Fatalf("want one ERROR line with the stack for two panics within 10 s, got:\n%s", logs.String())
+	}
+}
