@@ -38,7 +38,7 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	started bool
-	stopped bool // a stop has begun
+	stopped bool // a stop has begun, or Stop came before Start
 	// finished closes at the very end of the first stop (River's stop
 	// included): later or concurrent Stops wait for it, so that closing the
 	// pool after any Stop returned loses nothing.
@@ -132,10 +132,16 @@ func (d *Dispatcher) ID() string { return d.cfg.ID }
 // afterwards waits for that stop to complete. Cancelling ctx during a
 // graceful Stop cuts it short the same way. For a graceful stop call Stop,
 // and pass Start a context that outlives it (context.WithoutCancel). A ctx
-// already done is an error wrapping ctx's.
+// already done is an error wrapping ctx's. A Dispatcher starts once: Start
+// after Stop returns an error (make a new one with New).
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stopped {
+		// Its owner stopped it: running it again (a shutdown racing the
+		// startup) would outlive that decision.
+		return errors.New("worker: Dispatcher was stopped; make a new one with New")
+	}
 	if d.started {
 		return errors.New("worker: already started")
 	}
@@ -189,11 +195,12 @@ func (d *Dispatcher) stopOnCancel(ctx context.Context, done chan struct{}) {
 
 // beginStop marks a stop as begun; first is false when one already was,
 // and finished is the channel that closes when it completes (nil if the
-// dispatcher never started).
+// dispatcher never started: it is then marked stopped, never to start).
 func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.started || d.stopped {
+		d.stopped = true
 		return false, d.finished
 	}
 	d.stopped = true
@@ -208,7 +215,8 @@ func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 // deregistering may take up to 5 s each beyond ctx. Stop is idempotent: a
 // Stop while another stop is under way (a cancelled Start context's
 // included) waits for it to complete, or returns ctx's error if ctx ends
-// first; once the dispatcher stopped, Stop returns nil.
+// first; once the dispatcher stopped, Stop returns nil. Stop before Start
+// returns nil and leaves the dispatcher stopped: a later Start is an error.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	first, finished := d.beginStop()
 	if !first {
