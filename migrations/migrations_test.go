@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
@@ -302,5 +303,19 @@ func TestInvalidSchemaName(t *testing.T) {
 		if _, err := migrations.New(&sql.DB{}, &migrations.Config{Schema: s}); err == nil {
 			t.Errorf("schema %q accepted", s)
 		}
+	}
+}
+
+// Up's errors name Up, the function the user called, not New.
+func TestUpErrorsNameUp(t *testing.T) {
+	t.Parallel()
+	var typed *sql.DB
+	for _, db := range []*sql.DB{nil, typed} {
+		if err := migrations.Up(context.Background(), db, ""); err == nil || err.Error() != "migrations: Up needs a database handle (a *sql.DB, not nil)" {
+			t.Errorf("Up(nil db): %v", err)
+		}
+	}
+	if err := migrations.Up(context.Background(), &sql.DB{}, "a-b"); err == nil || !strings.HasPrefix(err.Error(), "migrations: Up: ") {
+		t.Errorf("Up(bad schema): %v, want an error naming Up", err)
 	}
 }

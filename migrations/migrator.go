@@ -43,12 +43,22 @@ func New(db *sql.DB, cfg *Config) (*Migrator, error) {
 	if db == nil {
 		return nil, errors.New("migrations: New needs a database handle")
 	}
+	m, err := newMigrator(db, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return m, nil
+}
+
+// newMigrator is New's work; its errors lack the "migrations: " prefix so
+// that Up can name itself.
+func newMigrator(db *sql.DB, cfg *Config) (*Migrator, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	schema := dbschema.OrDefault(cfg.Schema)
 	if err := dbschema.Validate(schema); err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, err
 	}
 	timeout := cfg.LockTimeoutSeconds
 	if timeout == 0 {
@@ -61,11 +71,11 @@ func New(db *sql.DB, cfg *Config) (*Migrator, error) {
 		lock.WithLockTimeout(1, timeout),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("migrations: session locker: %w", err)
+		return nil, fmt.Errorf("session locker: %w", err)
 	}
 	store, err := database.NewStore(database.DialectPostgres, schema+"."+VersionTable)
 	if err != nil {
-		return nil, fmt.Errorf("migrations: store: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	opts := []goose.ProviderOption{
 		goose.WithStore(store),
@@ -78,7 +88,7 @@ func New(db *sql.DB, cfg *Config) (*Migrator, error) {
 	}
 	m := &Migrator{db: db, schema: schema, opts: opts}
 	// Build one provider now so that a broken set of migrations fails here.
-	if _, err := m.provider(); err != nil {
+	if _, err := goose.NewProvider(goose.DialectCustom, db, FS, opts...); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -184,10 +194,17 @@ func (m *Migrator) Version(ctx context.Context) (int64, error) {
 }
 
 // Up applies all pending migrations to db in schema ("" for the default).
+// It is a shortcut for the common case, hence no *Config: New(db, cfg)
+// then Migrator.Up for the rest. db is a database/sql handle, e.g. from
+// pgx's driver: import _ "github.com/jackc/pgx/v5/stdlib" and
+// sql.Open("pgx", url). A nil db is an error.
 func Up(ctx context.Context, db *sql.DB, schema string) error {
-	m, err := New(db, &Config{Schema: schema})
+	if db == nil {
+		return errors.New("migrations: Up needs a database handle (a *sql.DB, not nil)")
+	}
+	m, err := newMigrator(db, &Config{Schema: schema})
 	if err != nil {
-		return err
+		return fmt.Errorf("migrations: Up: %w", err)
 	}
 	_, err = m.Up(ctx)
 	return err
