@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -54,11 +56,12 @@ func sourceName(u *url.URL) string {
 // For returns the handler of one source, for routers that route themselves.
 // A source the receiver was not configured with is an error wrapping
 // ErrUnknownSource, at wiring time, rather than a handler that answers 404
-// forever.
+// forever; it lists the configured sources, to make a typo plain.
 func (rc *Receiver) For(source string) (http.Handler, error) {
 	src := rc.sources[source]
 	if src == nil {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownSource, source)
+		names := strings.Join(slices.Sorted(maps.Keys(rc.sources)), ", ")
+		return nil, fmt.Errorf("%w %q (sources: %s)", ErrUnknownSource, source, names)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.serve(w, r, src) }), nil
 }
