@@ -136,3 +136,17 @@ func TestUndocumentedNamesEachKind(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A change deep inside a struct or interface gets a hunk header naming the
+// enclosing type, which the unchanged context lines alone would not show;
+// a hunk that shows its type line, or is outside any type, gets none.
+func TestDiffNamesTheEnclosingType(t *testing.T) {
+	want := "type A struct {\n\tA1 int\n}\n\ntype Config struct {\n\tA int\n\tB int\n\tC int\n\tD int\n\tE int\n}\nfunc F()\nfunc G()\nfunc H()\nfunc I()\n"
+	got := strings.Replace(strings.Replace(want, "\tD int", "\tD string", 1), "func I()", "func I() error", 1)
+	d := diff(want, got)
+	wantDiff := "@@ type Config struct {\n\tB int\n\tC int\n-\tD int\n+\tD string\n\tE int\n}\n...\nfunc G()\nfunc H()\n-func I()\n+func I() error\n \n"
+	wantDiff = strings.NewReplacer("\n\tB", "\n \tB", "\n\tC", "\n \tC", "\n\tE", "\n \tE", "\n}", "\n }", "\nfunc G", "\n func G", "\nfunc H", "\n func H").Replace(wantDiff)
+	if d != wantDiff {
+		t.Errorf("diff:\n%s\nwant:\n%s", d, wantDiff)
+	}
+}

@@ -41,11 +41,18 @@ func diff(want, got string) string {
 	}
 	// Print changes with up to two unchanged lines around them.
 	var out strings.Builder
+	inHunk := false
 	for k, op := range ops {
 		near := false
 		for c := max(0, k-2); c <= min(len(ops)-1, k+2); c++ {
 			near = near || ops[c][0] != ' '
 		}
+		if near && !inHunk {
+			if t := enclosingType(ops[:k]); t != "" {
+				out.WriteString("@@ " + t + "\n")
+			}
+		}
+		inHunk = near
 		if near {
 			out.WriteString(op + "\n")
 		} else if !strings.HasSuffix(out.String(), "...\n") && out.Len() > 0 {
@@ -53,4 +60,20 @@ func diff(want, got string) string {
 		}
 	}
 	return out.String()
+}
+
+// enclosingType returns the "type X struct {" (or interface) line whose
+// block the line after ops is in, or "" outside any: a field's change
+// would otherwise not say whose field it is.
+func enclosingType(ops []string) string {
+	for k := len(ops) - 1; k >= 0; k-- {
+		line := ops[k][1:]
+		switch {
+		case line == "}":
+			return ""
+		case strings.HasPrefix(line, "type ") && strings.HasSuffix(line, "{"):
+			return line
+		}
+	}
+	return ""
 }
