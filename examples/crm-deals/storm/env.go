@@ -40,6 +40,8 @@ type Env struct {
 	downSrv    *httptest.Server
 	send       *sender
 	out        io.Writer
+	// cancelStart ends the dispatcher's Start context, after its Stop.
+	cancelStart context.CancelFunc
 }
 
 // Start builds the demo on a database that has outboxd's migrations.
@@ -73,9 +75,16 @@ func Start(ctx context.Context, pool *pgxpool.Pool, out io.Writer) (*Env, error)
 		e.Close()
 		return nil, err
 	}
-	// Close stops the dispatcher gracefully; a cancelled ctx (the demo's
-	// signal) must not cut its deliveries off first.
-	if err := e.Dispatcher.Start(context.WithoutCancel(ctx)); err != nil {
+	// As in outboxd serve: ctx (the demo's signal) ends the start's own
+	// work (a query that may wait on a lock), but once started it must not
+	// cut deliveries off: Close stops the dispatcher gracefully, then ends
+	// Start's context.
+	startCtx, cancelStart := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancelStart = cancelStart
+	signalled := context.AfterFunc(ctx, cancelStart)
+	err = e.Dispatcher.Start(startCtx)
+	signalled()
+	if err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -98,6 +107,9 @@ func (e *Env) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = e.Dispatcher.Stop(ctx)
 		cancel()
+	}
+	if e.cancelStart != nil {
+		e.cancelStart()
 	}
 	if e.crmSrv != nil {
 		e.crmSrv.Close()
