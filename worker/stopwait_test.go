@@ -18,7 +18,7 @@ import (
 // hangingDispatcher starts a dispatcher on ctx whose one message the sink
 // holds open until the dispatcher cuts it off; it returns once the message
 // is in flight.
-func hangingDispatcher(t *testing.T, b bundle, ctx context.Context) (*worker.Dispatcher, uuid.UUID) {
+func hangingDispatcher(ctx context.Context, t *testing.T, b bundle) (*worker.Dispatcher, uuid.UUID) {
 	t.Helper()
 	bg := context.Background()
 	hung := make(chan struct{}, 1)
@@ -89,7 +89,7 @@ func TestStopAfterStartContextCancelWaitsForTheStop(t *testing.T) {
 	b := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d, msg := hangingDispatcher(t, b, ctx)
+	d, msg := hangingDispatcher(ctx, t, b)
 	cancel()
 	waitStopping(t, d)
 	if err := d.Stop(context.Background()); err != nil {
@@ -106,7 +106,7 @@ func TestConcurrentStopAndStartCancelDuringGracefulStop(t *testing.T) {
 	b := setup(t)
 	startCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d, msg := hangingDispatcher(t, b, startCtx)
+	d, msg := hangingDispatcher(startCtx, t, b)
 	first := make(chan error, 1)
 	go func() { first <- d.Stop(context.Background()) }()
 	waitStopping(t, d)

@@ -14,6 +14,7 @@ func IsNil(v any) bool {
 	switch rv := reflect.ValueOf(v); rv.Kind() {
 	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
 		return rv.IsNil()
+	default: // the other kinds cannot be nil
+		return false
 	}
-	return false
 }
