@@ -24,8 +24,9 @@ build: ## Build the outboxd binary into bin/.
 FUZZTIME      ?= 5s
 
 .PHONY: test
-test: promtool ## Vet, run every test with the race detector against a real PostgreSQL, then a short fuzz run.
+test: promtool ## Vet, lint, run every test with the race detector against a real PostgreSQL, then a short fuzz run.
 	$(GO) vet ./...
+	$(MAKE) lint
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
 
