@@ -36,9 +36,17 @@ type Dispatcher struct {
 	health dbHealth
 	logs   logLimiter
 
+	// mu guards the lifecycle state and the maps below; it is never held
+	// across I/O, so that Stop, Ready and the rest answer during a slow
+	// Start.
 	mu      sync.Mutex
 	started bool
 	stopped bool // a stop has begun, or Stop came before Start
+	// starting is true while a Start does its I/O; cancelStart cuts that
+	// I/O short and startDone closes when that Start has returned.
+	starting    bool
+	cancelStart context.CancelFunc
+	startDone   chan struct{}
 	// finished closes at the very end of the first stop (River's stop
 	// included): later or concurrent Stops wait for it, so that closing the
 	// pool after any Stop returned loses nothing.
@@ -133,31 +141,56 @@ func (d *Dispatcher) ID() string { return d.cfg.ID }
 // graceful Stop cuts it short the same way. For a graceful stop call Stop,
 // and pass Start a context that outlives it (context.WithoutCancel). A ctx
 // already done is an error wrapping ctx's. A Dispatcher starts once: Start
-// after Stop returns an error (make a new one with New).
+// after Stop returns an error (make a new one with New). A Stop during
+// Start (Start blocked on the database, say) cuts Start's work short: Start
+// undoes what it began and returns an error saying so.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.stopped {
+		d.mu.Unlock()
 		// Its owner stopped it: running it again (a shutdown racing the
 		// startup) would outlive that decision.
 		return errors.New("worker: Dispatcher was stopped; make a new one with New")
 	}
-	if d.started {
+	if d.started || d.starting {
+		d.mu.Unlock()
 		return errors.New("worker: already started")
 	}
 	if err := ctx.Err(); err != nil {
+		d.mu.Unlock()
 		return fmt.Errorf("worker: start: %w", err)
 	}
-	if _, err := d.pool.Exec(ctx, d.q.ensureLanes, d.names); err != nil {
-		return fmt.Errorf("worker: start: %w", err)
-	}
+	ioCtx, cancelIO := context.WithCancel(ctx)
+	defer cancelIO()
+	d.starting, d.cancelStart, d.startDone = true, cancelIO, make(chan struct{})
+	d.mu.Unlock()
+
 	runCtx, cancel := context.WithCancel(context.Background())
-	if d.river != nil {
-		if err := d.river.Start(runCtx); err != nil {
-			cancel()
-			return fmt.Errorf("worker: start river: %w", err)
-		}
+	riverUp := false
+	err := d.startIO(ioCtx, runCtx)
+	if err == nil {
+		riverUp = d.river != nil
 	}
+
+	d.mu.Lock()
+	if d.stopped || err != nil {
+		stopped := d.stopped
+		d.mu.Unlock()
+		cancel()
+		if riverUp {
+			d.unwindRiver()
+		}
+		if stopped {
+			err = errors.New("worker: start: the dispatcher was stopped during start")
+		}
+		d.mu.Lock()
+		d.starting = false
+		close(d.startDone)
+		d.mu.Unlock()
+		return err
+	}
+	d.starting = false
+	close(d.startDone)
 	d.started, d.cancel, d.done = true, cancel, make(chan struct{})
 	d.startCtx, d.finished = ctx, make(chan struct{})
 	var wg sync.WaitGroup
@@ -167,8 +200,33 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()
 	go func() { wg.Wait(); close(d.done) }()
 	go d.stopOnCancel(ctx, d.done)
+	d.mu.Unlock()
 	d.log.Info("dispatcher started", "destinations", len(d.cfg.Destinations))
 	return nil
+}
+
+// startIO is Start's I/O, done without d.mu: ioCtx is cut by a Stop
+// arriving meanwhile; River runs on runCtx.
+func (d *Dispatcher) startIO(ioCtx, runCtx context.Context) error {
+	if _, err := d.pool.Exec(ioCtx, d.q.ensureLanes, d.names); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	if d.river != nil {
+		if err := d.river.Start(runCtx); err != nil {
+			return fmt.Errorf("worker: start river: %w", err)
+		}
+	}
+	return nil
+}
+
+// unwindRiver stops a River that Start started but a Stop overtook; no
+// job of ours ran yet, so cancelling is safe, and bounded.
+func (d *Dispatcher) unwindRiver() {
+	hard, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.river.StopAndCancel(hard); err != nil {
+		d.log.Warn("stopping River after a stop during start", "error", err)
+	}
 }
 
 // stopOnCancel stops the dispatcher abruptly when ctx ends before it
@@ -191,6 +249,20 @@ func (d *Dispatcher) stopOnCancel(ctx context.Context, done chan struct{}) {
 	} else {
 		d.log.Debug("start context cancelled: stopped at once, nothing was in flight")
 	}
+}
+
+// stopStart marks the dispatcher stopped and cuts short the I/O of a Start
+// under way; it returns the channel that closes when that Start returned,
+// or nil if no Start is under way.
+func (d *Dispatcher) stopStart() chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.starting {
+		return nil
+	}
+	d.stopped = true
+	d.cancelStart()
+	return d.startDone
 }
 
 // beginStop marks a stop as begun; first is false when one already was,
@@ -217,7 +289,17 @@ func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 // included) waits for it to complete, or returns ctx's error if ctx ends
 // first; once the dispatcher stopped, Stop returns nil. Stop before Start
 // returns nil and leaves the dispatcher stopped: a later Start is an error.
+// Stop during Start cuts the start short and waits for Start to unwind,
+// then returns nil (or ctx's error if ctx ends first).
 func (d *Dispatcher) Stop(ctx context.Context) error {
+	if starting := d.stopStart(); starting != nil {
+		select {
+		case <-starting:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("worker: stop: waiting for the start under way to unwind: %w", ctx.Err())
+		}
+	}
 	first, finished := d.beginStop()
 	if !first {
 		if finished == nil {
