@@ -17,6 +17,11 @@ import (
 	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
+// ErrAbandoned is wrapped by Stop's error when Stop (or Start's context)
+// ran out of time with deliveries in flight: they were cut off, recorded as
+// abandoned, and will be sent again.
+var ErrAbandoned = errors.New("abandoned")
+
 // Dispatcher drains the outbox of one schema. Create it with New, run it with
 // Start, end it with Stop.
 type Dispatcher struct {
@@ -337,10 +342,10 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 	d.abort()
 	var err error
 	if n := d.abandoned.Load() - cutBefore; cut != nil && n > 0 {
-		err = fmt.Errorf("worker: stop: %d in-flight deliveries abandoned: %w", n, cut)
+		err = fmt.Errorf("worker: stop: %d in-flight deliveries %w: %w", n, ErrAbandoned, cut)
 	}
 	if d.river != nil {
-		if rerr := d.stopRiver(ctx, cut != nil); rerr != nil {
+		if rerr := d.stopRiver(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("worker: stop river: %w", rerr))
 		}
 	}
@@ -348,17 +353,12 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 	return err
 }
 
-// stopRiver stops River: gracefully within ctx, or, when the stop was cut
-// short, cancelling its jobs and waiting up to 5 s for them, so that none
-// still uses the pool after Stop.
-func (d *Dispatcher) stopRiver(ctx context.Context, abrupt bool) error {
-	if !abrupt {
-		err := d.river.Stop(ctx)
-		if err == nil || errors.Is(err, context.Canceled) {
-			return nil
-		}
-		return err
-	}
+// stopRiver stops River and waits for it, up to 5 s, so that no job still
+// uses the pool after Stop. stop cancelled River's context already, which
+// River takes as StopAndCancel: a running maintenance job is cancelled
+//, never waited for. Stop's own
+// context is not used: an expired one would return before River stopped.
+func (d *Dispatcher) stopRiver() error {
 	hard, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return d.river.StopAndCancel(hard)

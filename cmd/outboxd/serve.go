@@ -184,9 +184,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = d.Stop(stopCtx)
 	_ = srv.Shutdown(stopCtx)
 	stopConsole(stopCtx)
-	if err != nil && stopCtx.Err() != nil {
+	if errors.Is(err, worker.ErrAbandoned) {
 		// The worker's error joins one per part that ran out of time;
-		// for people, one sentence.
+		// for people, one sentence, said only when deliveries were cut.
 		return fmt.Errorf("stopped after shutdown_timeout (%s) with deliveries in flight; they were cut off and will be sent again", shutdownTimeout(cfg))
 	}
 	if err != nil {
