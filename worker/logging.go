@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/redact"
 )
 
 // logEvery bounds the log lines of one kind: at most one per destination
@@ -125,10 +126,12 @@ func (h *dbHealth) report(op string, err error) {
 	}
 }
 
-// errText is err's text, or "" for nil.
+// errText is err's text, or "" for nil, without the secrets a
+// Destination's error may quote: it is logged and stored in attempt rows,
+// which the console shows.
 func errText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return redact.Secrets(err.Error())
 }

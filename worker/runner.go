@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/redact"
 )
 
 // laneRunner drains one destination's lane while this dispatcher holds its
@@ -324,8 +325,9 @@ func (r *laneRunner) deliverOne(m claimed) (res dispatch.Result) {
 		if v == nil {
 			return
 		}
-		// The panic value is the user's: short, and storable like any error.
-		what := clean(fmt.Sprint(v), 200)
+		// The panic value is the user's free text: short, storable like
+		// any error, and without the secrets it may quote.
+		what := clean(redact.Secrets(fmt.Sprint(v)), 200)
 		res = dispatch.Result{Outcome: dispatch.Retry, Err: fmt.Errorf("destination panicked: %s", what)}
 		if ok, held := r.d.logs.allow(m.Destination + "/panic"); ok {
 			r.d.log.Error("destination panicked; the attempt is recorded as a retry", "destination", m.Destination,
@@ -366,7 +368,7 @@ func (d *Dispatcher) pauseDestination(name string, res dispatch.Result) {
 	d.log.Warn("destination paused: it answered 410 Gone; resume it with 'outboxd outbox resume'", "destination", name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := d.pool.Exec(ctx, d.q.pause, name, clean(res.String(), 500)); err != nil {
+	if _, err := d.pool.Exec(ctx, d.q.pause, name, clean(redact.Secrets(res.String()), 500)); err != nil {
 		d.log.Error("could not record the pause; other dispatchers keep sending", "destination", name, "error", err)
 	}
 	// From here on, reads that start later see it (or its failure).

@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/outboxd/outboxd/internal/redact"
 )
 
 // usageError is a mistake on the command line: exit status 2. hint, when
@@ -88,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, errInvalid) {
 			return 1 // the command printed its verdict
 		}
-		fmt.Fprintf(stderr, "outboxd %s: %s\n", c.name, redact(describe(err).Error()))
+		fmt.Fprintf(stderr, "outboxd %s: %s\n", c.name, redact.Secrets(describe(err).Error()))
 		var ue *usageError
 		if errors.As(err, &ue) {
 			if ue.hint != "" {
