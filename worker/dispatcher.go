@@ -355,9 +355,9 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 
 // stopRiver stops River and waits for it, up to 5 s, so that no job still
 // uses the pool after Stop. stop cancelled River's context already, which
-// River takes as StopAndCancel: a running maintenance job is cancelled
-// , never waited for. Stop's own
-// context is not used: an expired one would return before River stopped.
+// River takes as StopAndCancel: a running maintenance job is cancelled,
+// never waited for. Stop's own context is not used: an expired one would
+// return before River stopped.
 func (d *Dispatcher) stopRiver() error {
 	hard, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
