@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -136,22 +137,45 @@ func TestSecretsAreNotStored(t *testing.T) {
 func TestReceiverCapsConcurrentRequests(t *testing.T) {
 	t.Parallel()
 	f := newPfix(t, nil, func(c *inbox.ReceiverConfig) { c.MaxConcurrent = 2 })
-	// Two clients dribble their bodies and hold both slots.
+	// A slow request that finds both slots taken (a probe below took one
+	// for its moment) is refused at once: its handler returns, which this
+	// wrapper reports, and the test dials a new one. Its 503 never reaches
+	// the slow client (the server first drains the body it never sends),
+	// so the handler's return is the only sign.
+	refused := make(chan struct{}, 64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.rc.ServeHTTP(w, r)
+		if r.Host == "slow" {
+			select {
+			case refused <- struct{}{}:
+			default: // the end of the test closes them all; nobody reads
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	f.srv = srv
 	var slow []net.Conn
-	for i := 0; i < 2; i++ {
-		conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+	dialSlow := func() {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		fmt.Fprintf(conn, "POST /forms HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+		fmt.Fprintf(conn, "POST /forms HTTP/1.1\r\nHost: slow\r\nContent-Length: 100\r\n\r\n{")
 		slow = append(slow, conn)
 	}
+	// Two clients dribble their bodies and hold both slots.
+	dialSlow()
+	dialSlow()
 	deadline := time.Now().Add(10 * time.Second)
 	for { // until both slow requests hold their slots: unsigned probes get 401 until then
 		r := f.send(t, "/forms", []byte(`{}`), nil)
 		if r.code == http.StatusServiceUnavailable {
 			break
+		}
+		for len(refused) > 0 {
+			<-refused
+			dialSlow()
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the cap never applied: %+v", r)
