@@ -4,9 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"testing"
-
-	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/migrations"
 )
 
 // indexValid reports whether the index exists and is valid (a CONCURRENTLY
@@ -28,14 +25,7 @@ func indexValid(t *testing.T, db *sql.DB, qualified string) bool {
 func TestPendingCreatedIndexGoesAndComesBackWithRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
-	m, err := migrations.New(db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, m := upFresh(t)
 	if _, err := m.DownTo(ctx, 10); err != nil {
 		t.Fatal(err)
 	}

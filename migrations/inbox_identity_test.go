@@ -3,9 +3,6 @@ package migrations_test
 import (
 	"context"
 	"testing"
-
-	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/migrations"
 )
 
 // Migrations 7 to 9 scrub the secrets older rows stored among their headers
@@ -14,14 +11,7 @@ import (
 func TestInboxIdentityMigratesOldRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
-	m, err := migrations.New(db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, m := upFresh(t)
 	if _, err := m.DownTo(ctx, 6); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,20 @@ import (
 )
 
 // objectsIn counts tables, sequences, views, functions and types in schema.
+// upFresh migrates a new empty database all the way up.
+func upFresh(t *testing.T) (*sql.DB, *migrations.Migrator) {
+	t.Helper()
+	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
+	m, err := migrations.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db, m
+}
+
 func objectsIn(t *testing.T, db *sql.DB, schema string) int {
 	t.Helper()
 	var n int
@@ -176,14 +190,7 @@ func TestDownToZeroLeavesNothingThenUpAgain(t *testing.T) {
 func TestDownOneStepAtATime(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
-	m, err := migrations.New(db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, m := upFresh(t)
 	if _, err := m.Down(ctx); err != nil { // the indexes an enqueue no longer writes
 		t.Fatal(err)
 	}
@@ -275,14 +282,7 @@ func TestDownOneStepAtATime(t *testing.T) {
 func TestSchemaKeptWhenItHoldsUserObjects(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
-	m, err := migrations.New(db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, m := upFresh(t)
 	if _, err := db.Exec(`CREATE TABLE outboxd.mine (id int)`); err != nil {
 		t.Fatal(err)
 	}

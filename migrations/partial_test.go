@@ -7,9 +7,6 @@ import (
 	"testing"
 
 	"github.com/pressly/goose/v3"
-
-	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/migrations"
 )
 
 // When a migration fails, the ones applied before it in the same run come
@@ -18,14 +15,7 @@ import (
 func TestUpFailingPartwayReturnsWhatWasApplied(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
-	m, err := migrations.New(db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, m := upFresh(t)
 	if _, err := m.DownTo(ctx, 8); err != nil {
 		t.Fatal(err)
 	}
