@@ -86,9 +86,14 @@ func TestForUnknownSource(t *testing.T) {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	b := &rbundle{srv: srv}
-	r := b.post(t, "", "evt_for", []byte(`{}`), time.Now(), nil)
-	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "5" {
-		t.Fatalf("transient failure through For: %d %q %s; want 503 with the default Retry-After 5", r.code, r.header.Get("Retry-After"), r.body)
+	for i := 0; i < 2; i++ { // the sender's retry meets the same answer, and nothing stays
+		r := b.post(t, "", "evt_for", []byte(`{}`), time.Now(), nil)
+		if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "5" {
+			t.Fatalf("delivery %d, transient failure through For: %d %q %s; want 503 with the default Retry-After 5", i+1, r.code, r.header.Get("Retry-After"), r.body)
+		}
+		if _, err := in.Get(context.Background(), pool, "crm", "evt_for"); !errors.Is(err, inbox.ErrNotFound) {
+			t.Fatalf("delivery %d: the event is stored after a transient failure: %v", i+1, err)
+		}
 	}
 }
 
