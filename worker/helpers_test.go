@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -158,4 +162,53 @@ func (b bundle) checkKeys(t *testing.T) map[string]int {
 		seen[r.IdempotencyKey]++
 	}
 	return seen
+}
+
+// hangingDispatcher starts a dispatcher on ctx whose one message the sink
+// holds open until the dispatcher cuts it off; it returns once the message
+// is in flight.
+func hangingDispatcher(ctx context.Context, t *testing.T, b bundle) (*worker.Dispatcher, uuid.UUID) {
+	t.Helper()
+	bg := context.Background()
+	hung := make(chan struct{}, 1)
+	b.sink.Respond = func(r *http.Request, body []byte) (int, http.Header) {
+		if strings.Contains(string(body), `"hang"`) {
+			hung <- struct{}{}
+			<-r.Context().Done()
+		}
+		return http.StatusOK, nil
+	}
+	res, err := b.outbox.Enqueue(bg, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{"hang":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := worker.New(b.pool, b.config(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Stop(bg) })
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message was never sent")
+	}
+	return d, res.ID
+}
+
+// failingFirst fails its first n deliveries with fail (which may panic),
+// then delivers.
+type failingFirst struct {
+	n     int32
+	fail  func() dispatch.Result
+	calls atomic.Int32
+}
+
+func (f *failingFirst) Deliver(context.Context, dispatch.Message) dispatch.Result {
+	if f.calls.Add(1) <= f.n {
+		return f.fail()
+	}
+	return dispatch.Result{Outcome: dispatch.Delivered}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,17 +14,6 @@ import (
 	"github.com/outboxd/outboxd/worker"
 )
 
-// forgetful fails its first delivery with a Result whose Outcome it forgot
-// to set (the zero value), then delivers.
-type forgetful struct{ calls atomic.Int32 }
-
-func (f *forgetful) Deliver(context.Context, dispatch.Message) dispatch.Result {
-	if f.calls.Add(1) == 1 {
-		return dispatch.Result{Err: errors.New("connection refused")}
-	}
-	return dispatch.Result{Outcome: dispatch.Delivered}
-}
-
 // A Destination returning an Outcome that is none of dispatch's is a bug in
 // it: the attempt is a retry (the message is not lost), recorded as such,
 // and its error says what the destination did wrong.
@@ -33,7 +21,8 @@ func TestUnknownOutcomeIsARecordedRetry(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.enqueue(t, 1, 1, func(int) string { return "" })
-	dest := &forgetful{}
+	// Its first delivery forgets to set the Outcome (the zero value).
+	dest := &failingFirst{n: 1, fail: func() dispatch.Result { return dispatch.Result{Err: errors.New("connection refused")} }}
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": dest}
 	}))

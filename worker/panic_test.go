@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,16 +16,6 @@ import (
 	"github.com/outboxd/outboxd/worker"
 )
 
-// panicky panics on its first two deliveries, then delivers.
-type panicky struct{ calls atomic.Int32 }
-
-func (p *panicky) Deliver(context.Context, dispatch.Message) dispatch.Result {
-	if p.calls.Add(1) <= 2 {
-		panic("boom\x00 at the destination")
-	}
-	return dispatch.Result{Outcome: dispatch.Delivered}
-}
-
 // A Destination that panics is a bug in it, not a reason to kill the
 // process: the attempt is a recorded retry saying so, counted like any
 // failed attempt, the stack is logged once per window, and the dispatcher
@@ -35,7 +24,7 @@ func TestPanickingDestinationIsARecordedRetry(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.enqueue(t, 1, 1, func(int) string { return "" })
-	dest := &panicky{}
+	dest := &failingFirst{n: 2, fail: func() dispatch.Result { panic("boom\x00 at the destination") }}
 	logs := &lockedBuffer{}
 	reg := prometheus.NewRegistry()
 	m, err := worker.NewMetrics(reg)

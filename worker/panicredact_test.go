@@ -4,24 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/worker"
 )
-
-// leaky panics once with a value quoting a password and a token, then
-// delivers.
-type leaky struct{ calls atomic.Int32 }
-
-func (l *leaky) Deliver(context.Context, dispatch.Message) dispatch.Result {
-	if l.calls.Add(1) == 1 {
-		panic("calling https://svc:Pa55wordX@api.example/hook with Authorization: Bearer T0kenS3cretY")
-	}
-	return dispatch.Result{Outcome: dispatch.Delivered}
-}
 
 // A panic's value is the user's free text: the attempt row (which the
 // console shows), the message row and the log keep what it says but no
@@ -32,7 +20,9 @@ func TestPanicValueIsStoredAndLoggedWithoutSecrets(t *testing.T) {
 	b.enqueue(t, 1, 1, func(int) string { return "" })
 	logs := &lockedBuffer{}
 	b.start(t, b.config(t, func(c *worker.Config) {
-		c.Destinations = map[string]dispatch.Destination{"sink": &leaky{}}
+		c.Destinations = map[string]dispatch.Destination{"sink": &failingFirst{n: 1, fail: func() dispatch.Result {
+			panic("calling https://svc:Pa55wordX@api.example/hook with Authorization: Bearer T0kenS3cretY")
+		}}}
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	}))
 	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 1 {

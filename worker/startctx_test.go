@@ -2,14 +2,10 @@ package worker_test
 
 import (
 	"context"
-	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/outboxd/outboxd/outbox"
-	"github.com/outboxd/outboxd/worker"
 )
 
 // Cancelling the context given to Start stops the dispatcher as Stop does
@@ -20,34 +16,9 @@ func TestCancellingStartContextStopsTheDispatcher(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	bg := context.Background()
-	hung := make(chan struct{})
-	var once sync.Once
-	b.sink.Respond = func(r *http.Request, body []byte) (int, http.Header) {
-		if strings.Contains(string(body), `"hang"`) {
-			once.Do(func() { close(hung) })
-			<-r.Context().Done() // until the dispatcher cuts it off
-		}
-		return http.StatusOK, nil
-	}
-	res, err := b.outbox.Enqueue(bg, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{"hang":true}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := worker.New(b.pool, b.config(t, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(bg)
 	defer cancel()
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Stop(bg) })
-	select {
-	case <-hung:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the message was never sent")
-	}
+	d, msg := hangingDispatcher(ctx, t, b)
 	cancel()
 
 	// Stopped: no lane held, no registration, the cut-off attempt recorded.
@@ -60,7 +31,7 @@ func TestCancellingStartContextStopsTheDispatcher(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		attempts, err := b.outbox.Attempts(bg, b.pool, res.ID)
+		attempts, err := b.outbox.Attempts(bg, b.pool, msg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +46,7 @@ func TestCancellingStartContextStopsTheDispatcher(t *testing.T) {
 	if d.Ready() {
 		t.Fatal("a stopped dispatcher reports ready")
 	}
-	if m, err := b.outbox.Get(bg, b.pool, res.ID); err != nil || m.Status != outbox.StatusPending {
+	if m, err := b.outbox.Get(bg, b.pool, msg); err != nil || m.Status != outbox.StatusPending {
 		t.Fatalf("the cut-off message: %+v, %v; want it pending, to be sent again", m, err)
 	}
 	if err := d.Stop(bg); err != nil {

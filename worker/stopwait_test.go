@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,40 +13,6 @@ import (
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
-
-// hangingDispatcher starts a dispatcher on ctx whose one message the sink
-// holds open until the dispatcher cuts it off; it returns once the message
-// is in flight.
-func hangingDispatcher(ctx context.Context, t *testing.T, b bundle) (*worker.Dispatcher, uuid.UUID) {
-	t.Helper()
-	bg := context.Background()
-	hung := make(chan struct{}, 1)
-	b.sink.Respond = func(r *http.Request, body []byte) (int, http.Header) {
-		if strings.Contains(string(body), `"hang"`) {
-			hung <- struct{}{}
-			<-r.Context().Done()
-		}
-		return http.StatusOK, nil
-	}
-	res, err := b.outbox.Enqueue(bg, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{"hang":true}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := worker.New(b.pool, b.config(t, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Stop(bg) })
-	select {
-	case <-hung:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the message was never sent")
-	}
-	return d, res.ID
-}
 
 // waitStopping waits until d reports not ready: a stop has begun.
 func waitStopping(t *testing.T, d *worker.Dispatcher) {
