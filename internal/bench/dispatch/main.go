@@ -27,19 +27,23 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/outboxd/outboxd/internal/bench/pgcost"
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
 
 type options struct {
 	messages, producers int
 	rounds              int
+	drainProfile        string
 	rate                float64
 	duration            time.Duration
 }
@@ -52,6 +56,7 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 300, "offered load of the latency measurement, messages/s")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the latency measurement")
 	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
+	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during outboxd's first drain to this file")
 	flag.Parse()
 	if err := run(*adminURL, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-dispatch:", err)
@@ -77,9 +82,13 @@ type system interface {
 }
 
 type figures struct {
-	drainPerSec   float64
-	p50, p95, p99 time.Duration
-	lost, repeats int
+	drainPerSec float64
+	drainCost   pgcost.Reading // the drain's, for the whole of it
+	// drainClientCPU is this process's CPU seconds during the drain: the
+	// design's dispatcher, its HTTP client and the sink.
+	drainClientCPU float64
+	p50, p95, p99  time.Duration
+	lost, repeats  int
 }
 
 func run(adminURL string, o options) error {
@@ -113,12 +122,12 @@ func run(adminURL string, o options) error {
 
 	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s, medians of %d alternating rounds\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds)
 	fmt.Printf("Sink ceiling (keep-alive Go client, concurrency 64, no database): %.0f POST/s\n\n", ceiling)
-	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats |\n", o.messages, o.producers, o.rate)
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats | drain: %s | client CPU / msg |\n", o.messages, o.producers, o.rate, pgcost.Header)
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range order {
 		f := results[n]
-		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
-			ms(f.p50), ms(f.p95), ms(f.p99), f.lost, f.repeats)
+		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d | %s | %.0f µs |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
+			ms(f.p50), ms(f.p95), ms(f.p99), f.lost, f.repeats, f.drainCost.PerMessage(float64(o.messages)), f.drainClientCPU*1e6/float64(o.messages))
 	}
 	if len(order) == 4 {
 		a, slow, poller, b := results[order[0]], results[order[1]], results[order[2]], results[order[3]]
@@ -146,7 +155,15 @@ func measureFresh(ctx context.Context, adminURL string, mk func(*pgxpool.Pool, s
 	if err != nil {
 		return figures{}, "", err
 	}
-	f, err := measure(ctx, sys, s, o)
+	read := func() (pgcost.Reading, error) {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return pgcost.Reading{}, err
+		}
+		defer c.Release()
+		return pgcost.Read(ctx, c.Conn())
+	}
+	f, err := measure(ctx, sys, s, o, read)
 	if err != nil {
 		return f, "", fmt.Errorf("%s: %w", sys.name(), err)
 	}
@@ -159,8 +176,11 @@ func medianFigures(fs []figures) figures {
 	var out figures
 	drain := make([]float64, len(fs))
 	var p50, p95, p99 []time.Duration
+	var wal, writes, cpu, client []float64
 	for i, f := range fs {
 		drain[i] = f.drainPerSec
+		wal, writes, cpu = append(wal, f.drainCost.WALBytes), append(writes, f.drainCost.Writes), append(cpu, f.drainCost.CPU)
+		client = append(client, f.drainClientCPU)
 		p50, p95, p99 = append(p50, f.p50), append(p95, f.p95), append(p99, f.p99)
 		out.lost += f.lost
 		out.repeats += f.repeats
@@ -171,6 +191,11 @@ func medianFigures(fs []figures) figures {
 	}
 	mid := len(fs) / 2
 	out.drainPerSec, out.p50, out.p95, out.p99 = drain[mid], p50[mid], p95[mid], p99[mid]
+	for _, xs := range [][]float64{wal, writes, cpu, client} {
+		slices.Sort(xs)
+	}
+	out.drainCost = pgcost.Reading{WALBytes: wal[mid], Writes: writes[mid], CPU: cpu[mid]}
+	out.drainClientCPU = client[mid]
 	return out
 }
 
@@ -203,7 +228,7 @@ func sinkCeiling(s *sink, conc int, d time.Duration) float64 {
 	return float64(n.Load()) / time.Since(start).Seconds()
 }
 
-func measure(ctx context.Context, sys system, s *sink, o options) (figures, error) {
+func measure(ctx context.Context, sys system, s *sink, o options, read func() (pgcost.Reading, error)) (figures, error) {
 	var f figures
 	s.reset()
 	// Drain: pre-enqueue, then start and time until every key arrived.
@@ -232,6 +257,16 @@ func measure(ctx context.Context, sys system, s *sink, o options) (figures, erro
 		return f, prodErr
 	}
 	fmt.Fprintf(os.Stderr, "%s: %d messages enqueued; draining\n", sys.name(), o.messages)
+	time.Sleep(1500 * time.Millisecond) // the producers' statistics reach the views
+	before, err := read()
+	if err != nil {
+		return f, err
+	}
+	stopProfile, err := startProfile(o, sys)
+	if err != nil {
+		return f, err
+	}
+	cpuBefore := processCPU()
 	start := time.Now()
 	if err := sys.start(ctx); err != nil {
 		return f, err
@@ -240,7 +275,21 @@ func measure(ctx context.Context, sys system, s *sink, o options) (figures, erro
 		return f, fmt.Errorf("drain: %w (%d of %d arrived)", err, s.distinct(), o.messages)
 	}
 	f.drainPerSec = float64(o.messages) / time.Since(start).Seconds()
-	time.Sleep(500 * time.Millisecond) // let stragglers show as repeats
+	f.drainClientCPU = processCPU() - cpuBefore
+	stopProfile()
+	// CPU and WAL position now; the statistics (row versions, fsyncs) once
+	// the busy backends have reported them (at most a second later).
+	atEnd, err := read()
+	if err != nil {
+		return f, err
+	}
+	time.Sleep(1500 * time.Millisecond) // also lets stragglers show as repeats
+	later, err := read()
+	if err != nil {
+		return f, err
+	}
+	f.drainCost = atEnd.Sub(before)
+	f.drainCost.Writes, f.drainCost.WALSyncs = later.Writes-before.Writes, later.WALSyncs-before.WALSyncs
 	f.repeats = int(s.requests.Load()) - s.distinct()
 	fmt.Fprintf(os.Stderr, "%s: drained at %.0f msg/s\n", sys.name(), f.drainPerSec)
 
@@ -294,6 +343,35 @@ func measure(ctx context.Context, sys system, s *sink, o options) (figures, erro
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return f, sys.stop(stopCtx)
+}
+
+// processCPU is this process's CPU seconds so far (user + system).
+func processCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+var profiled bool // the -drain-profile was taken
+
+// startProfile starts the -drain-profile CPU profile for outboxd's first
+// drain, and returns what stops it.
+func startProfile(o options, sys system) (func(), error) {
+	if o.drainProfile == "" || sys.name() != outboxdName || profiled {
+		return func() {}, nil
+	}
+	profiled = true
+	f, err := os.Create(o.drainProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func waitFor(cond func() bool, timeout time.Duration) error {

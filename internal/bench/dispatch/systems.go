@@ -67,7 +67,10 @@ func notifyingOutbox(pool *pgxpool.Pool) (*outbox.Outbox, error) {
 	return outbox.New(&outbox.Config{Notifier: n})
 }
 
-func (s *outboxdSystem) name() string { return "outboxd (lanes, batches)" }
+// outboxdName is the design -drain-profile profiles.
+const outboxdName = "outboxd (lanes, batches)"
+
+func (s *outboxdSystem) name() string { return outboxdName }
 
 func (s *outboxdSystem) enqueue(ctx context.Context, i int) (string, error) {
 	e, err := s.ob.Enqueue(ctx, s.pool, outbox.Message{Destination: "sink", Type: "deal.won", Payload: payload(i)})

@@ -1,0 +1,149 @@
+// Package pgcost reads what a benchmark costs the PostgreSQL server: WAL
+// bytes and fsyncs, row versions written (index entries follow from them),
+// and the server's CPU time. Take a Reading before and after a measurement
+// and subtract them.
+//
+// The CPU is read from /proc, so it needs the server on this machine (the
+// benchmarks' setting) and counts all of its processes, whatever database
+// they serve: run nothing else meanwhile. It includes the processes that
+// ended during the measurement (pgbench's connections close before the
+// second reading): the postmaster's cutime/cstime hold the CPU of the
+// children it has reaped.
+package pgcost
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Reading is the server's counters at one moment.
+type Reading struct {
+	WALBytes float64 // the WAL position (exact at once)
+	// WALSyncs is pg_stat_wal.wal_sync. It and Writes are statistics that
+	// a busy backend reports at most once a second (an idle one within
+	// 10 s; one that exits, at once): read after the measured connections
+	// closed, or a few seconds after their last transaction.
+	WALSyncs float64
+	// Writes are the row versions written to the database's tables:
+	// inserts plus updates that were not HOT. Each adds an entry to every
+	// index of its table whose predicate it meets; a HOT update adds none.
+	Writes float64
+	// CPU is the server's CPU seconds (user + system), or -1 if /proc
+	// cannot be read (a server on another machine).
+	CPU float64
+}
+
+// Read takes a Reading through conn.
+func Read(ctx context.Context, conn *pgx.Conn) (Reading, error) {
+	var r Reading
+	var backend int
+	err := conn.QueryRow(ctx, `
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8, wal_sync::float8,
+       (SELECT coalesce(sum(n_tup_ins + n_tup_upd - n_tup_hot_upd), 0)::float8 FROM pg_stat_user_tables),
+       pg_backend_pid()
+FROM pg_stat_wal`).Scan(&r.WALBytes, &r.WALSyncs, &r.Writes, &backend)
+	if err != nil {
+		return r, err
+	}
+	// The statistics of this backend's own writes reach the views only when
+	// it reports them; ask for a fresh snapshot next time.
+	if _, err := conn.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
+		return r, err
+	}
+	r.CPU, err = serverCPU(backend)
+	if err != nil {
+		r.CPU = -1
+	}
+	return r, nil
+}
+
+// Sub returns r - o.
+func (r Reading) Sub(o Reading) Reading {
+	cpu := r.CPU - o.CPU
+	if r.CPU < 0 || o.CPU < 0 {
+		cpu = -1
+	}
+	return Reading{r.WALBytes - o.WALBytes, r.WALSyncs - o.WALSyncs, r.Writes - o.Writes, cpu}
+}
+
+// PerMessage formats WAL bytes, row versions written and server CPU
+// (microseconds) per message, n messages, as Markdown table cells.
+func (r Reading) PerMessage(n float64) string {
+	n = max(n, 1)
+	cpu := "n/a"
+	if r.CPU >= 0 {
+		cpu = fmt.Sprintf("%.0f µs", r.CPU*1e6/n)
+	}
+	return fmt.Sprintf("%.0f | %.2f | %s", r.WALBytes/n, r.Writes/n, cpu)
+}
+
+// Header is the table header cells matching PerMessage.
+const Header = "WAL bytes / msg | row versions written / msg | server CPU / msg"
+
+// clockTick is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
+const clockTick = 100
+
+// serverCPU sums the CPU of the postmaster (with its reaped children's)
+// and of its live children; backend is one of them.
+func serverCPU(backend int) (float64, error) {
+	f, err := stat(backend)
+	if err != nil {
+		return 0, err
+	}
+	postmaster, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, err
+	}
+	pm, err := stat(postmaster)
+	if err != nil {
+		return 0, err
+	}
+	total := ticks(pm, 11, 12, 13, 14)
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		c, err := stat(pid)
+		if err != nil || c[1] != f[1] { // gone meanwhile, or not a child
+			continue
+		}
+		total += ticks(c, 11, 12)
+	}
+	return total / clockTick, nil
+}
+
+// stat returns the fields of /proc/<pid>/stat after the command name:
+// [0] state, [1] ppid, ..., [11] utime, [12] stime, [13] cutime, [14] cstime.
+func stat(pid int) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return nil, fmt.Errorf("odd /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 15 {
+		return nil, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return f, nil
+}
+
+func ticks(f []string, idx ...int) float64 {
+	var t float64
+	for _, i := range idx {
+		v, _ := strconv.ParseFloat(f[i], 64)
+		t += v
+	}
+	return t
+}
