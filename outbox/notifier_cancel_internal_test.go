@@ -13,7 +13,7 @@ import (
 // the Notifier may be started again.
 func TestNotifierStopsWhenItsStartContextEnds(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t)
+	b := newNotifierBundle(t, nil)
 	bg := context.Background()
 	if err := b.n.Stop(bg); err != nil { // restart it under a context we cancel
 		t.Fatal(err)

@@ -14,7 +14,8 @@ import (
 )
 
 // notifierBundle listens on the outbox channel of a fresh database and
-// runs a started Notifier whose flushes the test can follow.
+// runs a started Notifier (configured by cfg; nil: defaults) whose flushes
+// the test can follow.
 type notifierBundle struct {
 	ob   *Outbox
 	n    *Notifier
@@ -24,7 +25,7 @@ type notifierBundle struct {
 	payloads chan string
 }
 
-func newNotifierBundle(t *testing.T) notifierBundle {
+func newNotifierBundle(t *testing.T, cfg *NotifierConfig) notifierBundle {
 	t.Helper()
 	url := pgtest.URL(t)
 	pool := pgtest.Connect(t, url)
@@ -54,7 +55,7 @@ func newNotifierBundle(t *testing.T) notifierBundle {
 			}
 		}
 	}()
-	n, err := NewNotifier(pool, nil)
+	n, err := NewNotifier(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func laneBit(t *testing.T, payload string, lane int16) bool {
 // progress and nothing is sent.
 func TestNotifierAnnouncesOnlyAfterCommit(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t)
+	b := newNotifierBundle(t, nil)
 	ctx := context.Background()
 	tx := b.openEnqueue(t, Message{Destination: "crm", OrderingKey: "deal-1", Payload: []byte(`{}`)})
 	var lane int16
@@ -163,7 +164,7 @@ func TestNotifierAnnouncesOnlyAfterCommit(t *testing.T) {
 // order, so had one been sent for the rollback, it would come first.)
 func TestNotifierForgetsRollbacks(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t)
+	b := newNotifierBundle(t, nil)
 	ctx := context.Background()
 	tx := b.openEnqueue(t, Message{Destination: "crm", Payload: []byte(`{}`)})
 	if err := tx.Rollback(ctx); err != nil {
@@ -184,7 +185,7 @@ func TestNotifierForgetsRollbacks(t *testing.T) {
 // where it made 1,700 before.
 func TestNotifierBacksOffOnOpenTransactions(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t)
+	b := newNotifierBundle(t, nil)
 	b.openEnqueue(t, Message{Destination: "crm", Payload: []byte(`{}`)})
 	b.waitFlush(t, "the open transaction", func(r flushReport) bool { return r.inProgress == 1 })
 	flushes := 0
@@ -207,7 +208,7 @@ func TestNotifierBacksOffOnOpenTransactions(t *testing.T) {
 // rows come after its commit) are announced by the next check, not lost.
 func TestNotifierKeepsLanesAddedDuringACheck(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t)
+	b := newNotifierBundle(t, nil)
 	ctx := context.Background()
 	var xid int64
 	if err := b.n.db.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
@@ -235,4 +236,64 @@ func TestNotifierKeepsLanesAddedDuringACheck(t *testing.T) {
 			t.Fatalf("lanes announced: %b, want lanes 3 and 7", got)
 		}
 	}
+}
+
+// While enqueues keep coming, the Notifier asks at most once per
+// BusyInterval (the doc's promise), each question answering for every
+// transaction of its interval; and none of them is left unannounced.
+func TestNotifierAsksAtMostOncePerBusyInterval(t *testing.T) {
+	t.Parallel()
+	const busy = 100 * time.Millisecond
+	b := newNotifierBundle(t, &NotifierConfig{BusyInterval: busy})
+	ctx := context.Background()
+	var (
+		flushes, committed int
+		txs                int
+	)
+	collect := func() {
+		for {
+			select {
+			case r := <-b.n.flushed:
+				flushes++
+				committed += r.committed
+			default:
+				return
+			}
+		}
+	}
+	start := time.Now()
+	for time.Since(start) < time.Second {
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		txs++
+		collect()
+	}
+	elapsed := time.Since(start)
+	// Questions start at least busy apart: one at the start, then one per
+	// busy at most, and one for the last transactions.
+	if limit := int(elapsed/busy) + 2; flushes > limit {
+		t.Fatalf("%d questions in %s of steady enqueues (%d transactions); want at most %d with BusyInterval %s",
+			flushes, elapsed.Round(time.Millisecond), txs, limit, busy)
+	}
+	deadline := time.After(10 * time.Second)
+	for committed < txs {
+		select {
+		case r := <-b.n.flushed:
+			committed += r.committed
+		case <-deadline:
+			t.Fatalf("%d of %d committed transactions announced", committed, txs)
+		}
+	}
+	if txs < 10 {
+		t.Fatalf("only %d transactions in a second: the test proves nothing", txs)
+	}
+	t.Logf("%d transactions, %d questions in %s", txs, flushes, elapsed.Round(time.Millisecond))
 }

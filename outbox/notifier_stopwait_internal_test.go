@@ -14,7 +14,7 @@ import (
 // let the caller close the pool under the last announcement.
 func TestNotifierStopWaitsForAStopUnderWay(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t)
+	b := newNotifierBundle(t, nil)
 	bg := context.Background()
 	if err := b.n.Stop(bg); err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestNotifierStopWaitsForAStopUnderWay(t *testing.T) {
 // dispatcher, and leaves the Notifier stopped.
 func TestNotifierStartWithCancelledContext(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t)
+	b := newNotifierBundle(t, nil)
 	bg := context.Background()
 	if err := b.n.Stop(bg); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/bench/pgbench"
+	"github.com/outboxd/outboxd/internal/bench/pgcost"
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -48,7 +49,7 @@ func envOr(k, def string) string {
 }
 
 // figures of one system at one concurrency: medians over the rounds.
-type figures struct{ tps, walBytes, syncsPerCommit []float64 }
+type figures struct{ tps, walBytes, syncsPerCommit, writes, cpuUS []float64 }
 
 func run(adminURL string, d time.Duration, rounds int) error {
 	ctx := context.Background()
@@ -78,8 +79,13 @@ func run(adminURL string, d time.Duration, rounds int) error {
 		{"outbox.Enqueue, NOTIFY in the transaction", "outboxd.outbox_messages", func(c int) (float64, error) { return measureEnqueue(ctx, url, c, d, false) }},
 	}
 	fmt.Printf("Enqueue, one message per transaction, %s per measurement, %d alternating rounds; %d CPUs, %s\n\n", d, rounds, runtime.NumCPU(), runtime.Version())
-	fmt.Println("| connections | system | tx/s | % of baseline | WAL bytes / message | WAL fsyncs / message |")
-	fmt.Println("|---|---|---|---|---|---|")
+	cost, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer cost.Close(ctx)
+	fmt.Println("| connections | system | tx/s | % of baseline | WAL bytes / message | WAL fsyncs / message | row versions written / message | server CPU / message |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, conns := range []int{1, 16} {
 		res := make([]figures, len(systems))
 		for r := 0; r < rounds; r++ {
@@ -88,9 +94,17 @@ func run(adminURL string, d time.Duration, rounds int) error {
 				if err != nil {
 					return err
 				}
+				cpuBefore, err := quiescedCost(ctx, cost)
+				if err != nil {
+					return err
+				}
 				tps, err := s.measure(conns)
 				if err != nil {
 					return fmt.Errorf("%s: %w", s.name, err)
+				}
+				cpuAfter, err := quiescedCost(ctx, cost)
+				if err != nil {
+					return err
 				}
 				after, err := pgbench.ReadWAL(ctx, url, s.table)
 				if err != nil {
@@ -100,16 +114,29 @@ func run(adminURL string, d time.Duration, rounds int) error {
 				res[i].tps = append(res[i].tps, tps)
 				res[i].walBytes = append(res[i].walBytes, w.Bytes/max(w.Rows, 1))
 				res[i].syncsPerCommit = append(res[i].syncsPerCommit, w.Syncs/max(w.Rows, 1))
+				c := cpuAfter.Sub(cpuBefore)
+				res[i].writes = append(res[i].writes, c.Writes/max(w.Rows, 1))
+				res[i].cpuUS = append(res[i].cpuUS, c.CPU*1e6/max(w.Rows, 1))
 			}
 		}
 		base := pgbench.Median(res[0].tps)
 		for i, s := range systems {
 			tps := pgbench.Median(res[i].tps)
-			fmt.Printf("| %d | %s | %.0f | %.0f%% | %.0f | %.2f |\n", conns, s.name, tps, 100*tps/base,
-				pgbench.Median(res[i].walBytes), pgbench.Median(res[i].syncsPerCommit))
+			fmt.Printf("| %d | %s | %.0f | %.0f%% | %.0f | %.2f | %.2f | %.0f µs |\n", conns, s.name, tps, 100*tps/base,
+				pgbench.Median(res[i].walBytes), pgbench.Median(res[i].syncsPerCommit),
+				pgbench.Median(res[i].writes), pgbench.Median(res[i].cpuUS))
 		}
 	}
 	return nil
+}
+
+// quiescedCost reads the server's counters once the measured connections
+// have gone (their statistics and CPU are then counted).
+func quiescedCost(ctx context.Context, conn *pgx.Conn) (pgcost.Reading, error) {
+	if err := pgcost.Quiesce(ctx, conn); err != nil {
+		return pgcost.Reading{}, err
+	}
+	return pgcost.Read(ctx, conn)
 }
 
 // measureEnqueue commits one message per transaction through Enqueue with

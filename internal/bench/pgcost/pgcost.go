@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -146,4 +147,23 @@ func ticks(f []string, idx ...int) float64 {
 		t += v
 	}
 	return t
+}
+
+// Quiesce waits (up to 5 s) until conn's is the only client backend on its
+// database: the measured connections have exited, so their statistics
+// are in the views and their CPU in the postmaster's reaped total.
+func Quiesce(ctx context.Context, conn *pgx.Conn) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var others int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&others)
+		if err != nil || others == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pgcost: %d other connections still on the database after 5 s", others)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/internal/bench/pgbench"
+	"github.com/outboxd/outboxd/internal/bench/pgcost"
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -87,27 +88,76 @@ func run(adminURL string, d time.Duration, rounds int) error {
 	}
 	in, _ := inbox.New(nil)
 
+	cost, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer cost.Close(ctx)
 	fmt.Printf("Receipt transaction, %s per measurement, %d alternating rounds; %d CPUs, %s\n\n", d, rounds, runtime.NumCPU(), runtime.Version())
-	fmt.Println("| connections | outboxd tx/s | pgbench tx/s | outboxd / pgbench |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Printf("| connections | outboxd tx/s | pgbench tx/s | outboxd / pgbench | outboxd: %s | pgbench: %s |\n", pgcost.Header, pgcost.Header)
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, conns := range []int{1, 16} {
 		var ours, theirs []float64
+		var oursCost, theirsCost []costPerTx
 		for r := 0; r < rounds; r++ {
-			tps, err := measureOurs(ctx, url, in, conns, d)
+			tps, c, err := measured(ctx, cost, func() (float64, error) { return measureOurs(ctx, url, in, conns, d) })
 			if err != nil {
 				return err
 			}
-			ours = append(ours, tps)
-			tps, err = pgbench.Run(url, script, conns, d)
+			ours, oursCost = append(ours, tps), append(oursCost, c)
+			tps, c, err = measured(ctx, cost, func() (float64, error) { return pgbench.Run(url, script, conns, d) })
 			if err != nil {
 				return err
 			}
-			theirs = append(theirs, tps)
+			theirs, theirsCost = append(theirs, tps), append(theirsCost, c)
 		}
 		o, p := pgbench.Median(ours), pgbench.Median(theirs)
-		fmt.Printf("| %d | %.0f | %.0f | %.0f%% |\n", conns, o, p, 100*o/p)
+		fmt.Printf("| %d | %.0f | %.0f | %.0f%% | %s | %s |\n", conns, o, p, 100*o/p, medianCost(oursCost), medianCost(theirsCost))
 	}
 	return nil
+}
+
+// costPerTx is what one receipt cost the server: WAL bytes, row versions
+// written and CPU seconds.
+type costPerTx struct{ wal, writes, cpu float64 }
+
+// measured runs fn (which returns tx/s over its duration) between two
+// readings of the server's counters, taken once fn's connections are gone,
+// and divides the difference by the receipts committed (bench_leads rows).
+func measured(ctx context.Context, conn *pgx.Conn, fn func() (float64, error)) (float64, costPerTx, error) {
+	read := func() (pgcost.Reading, float64, error) {
+		if err := pgcost.Quiesce(ctx, conn); err != nil {
+			return pgcost.Reading{}, 0, err
+		}
+		var n float64
+		if err := conn.QueryRow(ctx, `SELECT count(*)::float8 FROM bench_leads`).Scan(&n); err != nil {
+			return pgcost.Reading{}, 0, err
+		}
+		r, err := pgcost.Read(ctx, conn)
+		return r, n, err
+	}
+	before, n0, err := read()
+	if err != nil {
+		return 0, costPerTx{}, err
+	}
+	tps, err := fn()
+	if err != nil {
+		return 0, costPerTx{}, err
+	}
+	after, n1, err := read()
+	if err != nil {
+		return 0, costPerTx{}, err
+	}
+	c, n := after.Sub(before), max(n1-n0, 1)
+	return tps, costPerTx{c.WALBytes / n, c.Writes / n, c.CPU / n}, nil
+}
+
+func medianCost(cs []costPerTx) string {
+	var wal, writes, cpu []float64
+	for _, c := range cs {
+		wal, writes, cpu = append(wal, c.wal), append(writes, c.writes), append(cpu, c.cpu)
+	}
+	return pgcost.Reading{WALBytes: pgbench.Median(wal), Writes: pgbench.Median(writes), CPU: pgbench.Median(cpu)}.PerMessage(1)
 }
 
 // freshDatabase (re)creates outboxd_bench, migrated, with the business table.
