@@ -35,9 +35,12 @@ type DB interface {
 // Outbox enqueues messages in one schema. It holds no connections (its
 // Notifier, if any, does) and is safe for concurrent use.
 type Outbox struct {
-	schema   string
-	enqueue  string // with the idempotency-key check
-	fresh    string // without it, for a message whose id and key Enqueue made
+	schema string
+	// The enqueue statements, with the idempotency-key check or without
+	// it (fresh: a message whose id and key Enqueue made), for a message
+	// with an ordering key or without one (unkeyed).
+	enqueue, fresh, unkeyed, unkeyedFresh string
+
 	existing string
 	get      string
 	notifier *Notifier
@@ -53,17 +56,20 @@ func New(cfg *Config) (*Outbox, error) {
 	if c.Notifier != nil {
 		announce = announceLater
 	}
-	render := func(probe, conflict string) string {
-		q := strings.NewReplacer("{{announce}}", announce, "{{probe}}", probe, "{{conflict}}", conflict).Replace(enqueueSQL)
+	render := func(keys, seq, probe, conflict string) string {
+		q := strings.NewReplacer("{{keys}}", keys, "{{seq}}", seq).Replace(enqueueSQL)
+		q = strings.NewReplacer("{{announce}}", announce, "{{probe}}", probe, "{{conflict}}", conflict).Replace(q)
 		return dbschema.Render(q, c.Schema)
 	}
 	return &Outbox{
-		schema:   c.Schema,
-		enqueue:  render(dedupeProbe, dedupeConflict),
-		fresh:    render("", ""),
-		notifier: c.Notifier,
-		existing: dbschema.Render(existingSQL, c.Schema),
-		get:      dbschema.Render(getSQL, c.Schema),
+		schema:       c.Schema,
+		enqueue:      render(keyedCTE, keyedSeq, dedupeProbe, dedupeConflict),
+		fresh:        render(keyedCTE, keyedSeq, "", ""),
+		unkeyed:      render("", "NULL", "", dedupeConflict),
+		unkeyedFresh: render("", "NULL", "", ""),
+		notifier:     c.Notifier,
+		existing:     dbschema.Render(existingSQL, c.Schema),
+		get:          dbschema.Render(getSQL, c.Schema),
 	}, nil
 }
 
@@ -108,7 +114,13 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 // new UUIDv7 and that id as its key, which no stored message can have, so
 // it needs no idempotency-key check.
 func (o *Outbox) statement(msg *Message) string {
-	if msg.ID == uuid.Nil && msg.IdempotencyKey == "" && msg.CausedBy == nil {
+	fresh := msg.ID == uuid.Nil && msg.IdempotencyKey == "" && msg.CausedBy == nil
+	switch {
+	case msg.OrderingKey == "" && fresh:
+		return o.unkeyedFresh
+	case msg.OrderingKey == "":
+		return o.unkeyed
+	case fresh:
 		return o.fresh
 	}
 	return o.enqueue
