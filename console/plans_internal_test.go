@@ -26,10 +26,13 @@ func noStatsTables(t *testing.T, pool *pgxpool.Pool) {
 		 SELECT 'src' || (g % 3), 'evt-' || g, 'lead.created', now() - g * interval '1 second', now() + interval '7 days',
 		        '\x7b7d', jsonb_build_object('email', 'u' || g || '@example.com', 'contact_id', 'c-' || g), 'processed'
 		 FROM generate_series(1, 50000) g`,
+		// Every second message a first-try success, recorded on its row
+		// (migration 13).
 		`INSERT INTO outboxd.outbox_messages (id, destination, type, ordering_key, seq, payload, idempotency_key,
-		        caused_by_source, caused_by_event_id, status, created_at)
+		        caused_by_source, caused_by_event_id, status, created_at, delivered_at, first_attempt_at, first_attempt_ms)
 		 SELECT gen_random_uuid(), 'dest' || (g % 3), 'email.welcome', 'key-' || g, 1, '\x00', 'idem-' || g,
-		        'src' || (g % 3), 'evt-' || g, 'delivered', now() - g * interval '1 second'
+		        'src' || (g % 3), 'evt-' || g, 'delivered', now() - g * interval '1 second', now() - g * interval '1 second',
+		        CASE WHEN g % 2 = 0 THEN now() - g * interval '1 second' END, CASE WHEN g % 2 = 0 THEN 10 END
 		 FROM generate_series(1, 50000) g`,
 		`ALTER TABLE outboxd.outbox_attempts SET (autovacuum_enabled = false)`,
 		`INSERT INTO outboxd.outbox_attempts (message_id, attempt, attempted_at, duration_ms, outcome)
@@ -153,5 +156,11 @@ func TestDestinationsPlanWithoutStatistics(t *testing.T) {
 	read := explainRows(t, pool, "destinations", st.q.destinations, pendingsql.Budget)
 	if read["outbox_attempts"] > 3601 {
 		t.Errorf("destinations read %.0f attempts, want only the last hour's (3,600)", read["outbox_attempts"])
+	}
+	// Messages: a primary-key probe per attempt of the last hour and the
+	// last hour's deliveries through the delivered index (first-try
+	// successes have no attempt row), never the 50,000.
+	if read["outbox_messages"] > 3600+3600+100 {
+		t.Errorf("destinations read %.0f rows of outbox_messages, want the last hour's only", read["outbox_messages"])
 	}
 }

@@ -146,7 +146,8 @@ var messageMatches = map[string]string{
 // through the dispatcher's lane indexes within pendingsql's row budget $1
 // (there is no index on pending messages' creation time: one entry less
 // per enqueue), the last hour's attempts through
-// outbox_attempts_attempted_at_idx (migration 11). Run through
+// outbox_attempts_attempted_at_idx (migration 11) and, for first-try
+// successes, outbox_messages_delivered_idx. Run through
 // pendingsql.InTx.
 const destinationsSQL = `
 WITH RECURSIVE ` + pendingsql.Destinations + `, pending AS (
@@ -162,6 +163,14 @@ WITH RECURSIVE ` + pendingsql.Destinations + `, pending AS (
     SELECT a.message_id, a.outcome
     FROM {{schema}}.outbox_attempts a
     WHERE a.attempted_at > now() - interval '1 hour' AND a.attempted_at < 'infinity'
+    UNION ALL
+    -- First-try successes are recorded on their message's row (migration
+    -- 13): found through the delivered index, as their delivery is their
+    -- attempt's end.
+    SELECT m.id, 'delivered'
+    FROM {{schema}}.outbox_messages m
+    WHERE m.status = 'delivered' AND m.delivered_at > now() - interval '1 hour' AND m.delivered_at < 'infinity'
+      AND m.first_attempt_at > now() - interval '1 hour'
 ), rates AS (
     -- A scalar subquery per attempt: a primary-key probe, never a join
     -- that may read every message.

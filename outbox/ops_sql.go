@@ -52,9 +52,11 @@ VALUES ($1, true, $2, now())
 ON CONFLICT (name) DO UPDATE SET paused = true, reason = excluded.reason, paused_at = now()
 WHERE NOT {{schema}}.outbox_destinations.paused`
 
+// attemptsSQL reads the attempt log (migration 13): the attempt rows and
+// a first-try success, which is recorded on the message's row.
 const attemptsSQL = `
 SELECT attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher
-FROM {{schema}}.outbox_attempts
+FROM {{schema}}.outbox_attempt_log
 WHERE message_id = $1
 ORDER BY attempt`
 

@@ -30,7 +30,7 @@ func TestPanicValueIsStoredAndLoggedWithoutSecrets(t *testing.T) {
 	}
 	var stored string
 	if err := b.pool.QueryRow(context.Background(), `SELECT
-  (SELECT string_agg(row_to_json(a)::text, E'\n') FROM outboxd.outbox_attempts a) || E'\n' ||
+  (SELECT string_agg(row_to_json(a)::text, E'\n') FROM outboxd.outbox_attempt_log a) || E'\n' ||
   (SELECT string_agg(row_to_json(m)::text, E'\n') FROM outboxd.outbox_messages m)`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}

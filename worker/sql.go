@@ -144,7 +144,11 @@ UNION ALL
 // the database's: the next attempt is now() plus the backoff, the attempt
 // time now() minus how long ago (on our monotonic clock) it started. An
 // abandoned attempt (cut off by our own stop or lease) gets its budget back
-// (attempts_base), so it never counts towards dead-lettering.
+// (attempts_base), so it never counts towards dead-lettering. A first-try
+// success (the message's attempt 1, delivered) is recorded on the
+// message's row (first_attempt_*, migration 13) instead of in an attempt
+// row: most deliveries are that, and the insert cost two index entries and
+// a foreign-key check each. outbox_attempt_log shows both kinds.
 const recordSQL = `
 WITH r AS (
     SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[],
@@ -162,17 +166,24 @@ WITH r AS (
         next_attempt_at  = now() + r.delay_ms * interval '1 millisecond',
         last_error       = r.error,
         last_status_code = nullif(r.status_code, 0),
-        delivered_at     = CASE WHEN r.new_status = 'delivered' THEN now() END
+        delivered_at     = CASE WHEN r.new_status = 'delivered' THEN now() END,
+        first_attempt_at   = CASE WHEN m.attempts = 0 AND r.new_status = 'delivered'
+                                  THEN now() - r.ago_us * interval '1 microsecond' END,
+        first_attempt_ms   = CASE WHEN m.attempts = 0 AND r.new_status = 'delivered' THEN r.duration_ms END,
+        first_attempt_body = CASE WHEN m.attempts = 0 AND r.new_status = 'delivered' THEN nullif(r.body, '') END,
+        first_attempt_by   = CASE WHEN m.attempts = 0 AND r.new_status = 'delivered' THEN $3 END
     FROM r
     WHERE m.id = r.id AND m.status = 'pending' AND EXISTS (SELECT 1 FROM lease)
-    RETURNING m.id, m.attempts
+    RETURNING m.id, m.attempts, m.first_attempt_at IS NOT NULL AS inline
+), ins AS (
+    INSERT INTO {{schema}}.outbox_attempts
+        (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher)
+    SELECT upd.id, upd.attempts, now() - r.ago_us * interval '1 microsecond', r.duration_ms, r.outcome,
+           nullif(r.status_code, 0), r.error, r.body, $3
+    FROM upd JOIN r ON r.id = upd.id
+    WHERE NOT upd.inline
 )
-INSERT INTO {{schema}}.outbox_attempts
-    (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher)
-SELECT upd.id, upd.attempts, now() - r.ago_us * interval '1 microsecond', r.duration_ms, r.outcome,
-       nullif(r.status_code, 0), r.error, r.body, $3
-FROM upd JOIN r ON r.id = upd.id
-RETURNING message_id`
+SELECT id FROM upd`
 
 // unservedSQL finds destinations with pending messages that no live
 // dispatcher serves, with their counts (read through the lane indexes

@@ -323,7 +323,7 @@ func TestTwoDispatchersShareTheWork(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	var byDispatcher int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT dispatcher) FROM outboxd.outbox_attempts`).Scan(&byDispatcher); err != nil {
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT dispatcher) FROM outboxd.outbox_attempt_log`).Scan(&byDispatcher); err != nil {
 		t.Fatal(err)
 	}
 	if byDispatcher != 2 {

@@ -91,19 +91,19 @@ func TestMigrateConcurrentProcesses(t *testing.T) {
 		}
 		applied += len(appliedLine.FindAllString(r.stdout, -1))
 	}
-	if applied != 12 {
-		t.Fatalf("migrations applied %d times in all, want 12 (each once):\n%+v", applied, results)
+	if applied != 13 {
+		t.Fatalf("migrations applied %d times in all, want 13 (each once):\n%+v", applied, results)
 	}
 	db := pgtest.SQLDB(t, dbURL)
 	var rows, distinct int
 	if err := db.QueryRow(`SELECT count(*), count(DISTINCT version_id) FROM outboxd.outboxd_migrations WHERE version_id > 0`).Scan(&rows, &distinct); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 12 || distinct != 12 {
-		t.Fatalf("version table has %d rows (%d distinct), want 12", rows, distinct)
+	if rows != 13 || distinct != 13 {
+		t.Fatalf("version table has %d rows (%d distinct), want 13", rows, distinct)
 	}
 	r := runIn("migrate", "version", "--database-url", dbURL)
-	if r.code != 0 || strings.TrimSpace(r.stdout) != "12" {
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "13" {
 		t.Fatalf("version: %+v", r)
 	}
 }

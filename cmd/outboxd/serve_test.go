@@ -294,7 +294,7 @@ func TestServeTwoProcesses(t *testing.T) {
 		t.Fatalf("%d repeated deliveries in a run without faults", repeats)
 	}
 	var dispatchers int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT dispatcher) FROM outboxd.outbox_attempts`).Scan(&dispatchers); err != nil {
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT dispatcher) FROM outboxd.outbox_attempt_log`).Scan(&dispatchers); err != nil {
 		t.Fatal(err)
 	}
 	if dispatchers != 2 {

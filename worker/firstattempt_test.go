@@ -1,0 +1,88 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// A first-try success is recorded on its message's row, not as an attempt
+// row (migration 13: no insert, two index entries and a foreign-key check
+// less per delivery), and still shows in outbox_attempt_log and
+// Outbox.Attempts like any attempt. A message that needed a retry keeps a
+// row per attempt, its final success included.
+func TestFirstTrySuccessIsRecordedOnTheMessageRow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	flaky := &failingFirst{n: 1, fail: func() dispatch.Result {
+		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+	}}
+	var first, retried outbox.Enqueued
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		var err error
+		if first, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "sink", Type: "t", Payload: []byte(`{"a":1}`)}); err != nil {
+			return err
+		}
+		retried, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "flaky", Type: "t", Payload: []byte(`{"b":2}`)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.ID = "dispatcher-one"
+		c.Destinations["flaky"] = flaky
+	}))
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 2 {
+		t.Fatalf("statuses %v, want both delivered", c)
+	}
+
+	rows := func(id any) (attemptRows, logRows int) {
+		t.Helper()
+		if err := b.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outboxd.outbox_attempts WHERE message_id = $1),
+		       (SELECT count(*) FROM outboxd.outbox_attempt_log WHERE message_id = $1)`, id).Scan(&attemptRows, &logRows); err != nil {
+			t.Fatal(err)
+		}
+		return attemptRows, logRows
+	}
+	if a, l := rows(first.ID); a != 0 || l != 1 {
+		t.Fatalf("first-try success: %d attempt rows, %d in the log; want 0 and 1", a, l)
+	}
+	if a, l := rows(retried.ID); a != 2 || l != 2 {
+		t.Fatalf("success on the second try: %d attempt rows, %d in the log; want 2 and 2", a, l)
+	}
+
+	got, err := b.outbox.Attempts(ctx, b.pool, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.outbox.Get(ctx, b.pool, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("Attempts: %+v, want one", got)
+	}
+	a := got[0]
+	if a.Number != 1 || a.Outcome != outbox.OutcomeDelivered || a.StatusCode == nil || *a.StatusCode != 200 ||
+		a.Error != "" || a.Dispatcher != "dispatcher-one" || a.Duration <= 0 {
+		t.Fatalf("the first-try success as an attempt: %+v", a)
+	}
+	if m.DeliveredAt == nil || a.At.After(*m.DeliveredAt) || m.DeliveredAt.Sub(a.At) > 5*time.Second {
+		t.Fatalf("attempt started %s, message delivered %v", a.At, m.DeliveredAt)
+	}
+	got, err = b.outbox.Attempts(ctx, b.pool, retried.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Outcome != outbox.OutcomeRetry || got[1].Outcome != outbox.OutcomeDelivered || got[1].Number != 2 {
+		t.Fatalf("Attempts of the retried message: %+v", got)
+	}
+}
