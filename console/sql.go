@@ -160,21 +160,21 @@ WITH RECURSIVE ` + pendingsql.Destinations + `, pending AS (
     -- Bounded on both sides (the upper bound changes nothing): without
     -- statistics the planner guesses a third of the table for a one-sided
     -- range, and reads it all, but a small share for a two-sided one.
-    SELECT a.message_id, a.outcome
+    SELECT a.message_id, NULL::text AS destination, a.outcome
     FROM {{schema}}.outbox_attempts a
     WHERE a.attempted_at > now() - interval '1 hour' AND a.attempted_at < 'infinity'
     UNION ALL
     -- First-try successes are recorded on their message's row (migration
     -- 13): found through the delivered index, as their delivery is their
     -- attempt's end.
-    SELECT m.id, 'delivered'
+    SELECT m.id, m.destination, 'delivered'
     FROM {{schema}}.outbox_messages m
     WHERE m.status = 'delivered' AND m.delivered_at > now() - interval '1 hour' AND m.delivered_at < 'infinity'
       AND m.first_attempt_at > now() - interval '1 hour'
 ), rates AS (
     -- A scalar subquery per attempt: a primary-key probe, never a join
     -- that may read every message.
-    SELECT (SELECT m.destination FROM {{schema}}.outbox_messages m WHERE m.id = h.message_id) AS destination,
+    SELECT coalesce(h.destination, (SELECT m.destination FROM {{schema}}.outbox_messages m WHERE m.id = h.message_id)) AS destination,
            count(*) FILTER (WHERE h.outcome = 'delivered') AS delivered,
            count(*) FILTER (WHERE h.outcome <> 'delivered') AS failed
     FROM hour h

@@ -1,6 +1,7 @@
 -- A first-try success is recorded on its message's row instead of in an
 -- outbox_attempts row: its time, duration, response body and dispatcher
--- (the status code is last_status_code, the outcome "delivered"). That
+-- (its status code and error, if the destination gave one with its
+-- success, are last_status_code and last_error; the outcome "delivered"). That
 -- spares most deliveries an insert with two index entries and a
 -- foreign-key check (docs/benchmarks.md, bench-levers). Every other
 -- attempt keeps its row. outbox_attempt_log shows every attempt, however
@@ -19,7 +20,7 @@ CREATE VIEW outbox_attempt_log AS
 SELECT message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher
 FROM outbox_attempts
 UNION ALL
-SELECT id, 1, first_attempt_at, first_attempt_ms, 'delivered', last_status_code, '',
+SELECT id, 1, first_attempt_at, first_attempt_ms, 'delivered', last_status_code, last_error,
        coalesce(first_attempt_body, ''), coalesce(first_attempt_by, '')
 FROM outbox_messages
 WHERE first_attempt_at IS NOT NULL;
@@ -30,7 +31,7 @@ DROP VIEW outbox_attempt_log;
 -- Back to one row per attempt before the columns go.
 INSERT INTO outbox_attempts
     (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher)
-SELECT id, 1, first_attempt_at, first_attempt_ms, 'delivered', last_status_code, '',
+SELECT id, 1, first_attempt_at, first_attempt_ms, 'delivered', last_status_code, last_error,
        coalesce(first_attempt_body, ''), coalesce(first_attempt_by, '')
 FROM outbox_messages
 WHERE first_attempt_at IS NOT NULL

@@ -14,11 +14,11 @@ func TestFirstAttemptMigrationDownKeepsEveryAttempt(t *testing.T) {
 	ctx := context.Background()
 	if _, err := db.Exec(`
 INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key, status, attempts,
-        last_status_code, delivered_at, first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by)
+        last_status_code, last_error, delivered_at, first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by)
 VALUES ('0193a4c2-0000-7000-8000-000000000001', 'crm', '\x00', 'k1', 'delivered', 1,
-        201, now(), now() - interval '5 ms', 4.5, 'ok', 'd-1'),
+        201, 'queued downstream', now(), now() - interval '5 ms', 4.5, 'ok', 'd-1'),
        ('0193a4c2-0000-7000-8000-000000000002', 'crm', '\x00', 'k2', 'delivered', 1,
-        200, now(), now() - interval '5 ms', 3, NULL, 'd-1')`); err != nil {
+        200, '', now(), now() - interval '5 ms', 3, NULL, 'd-1')`); err != nil {
 		t.Fatal(err)
 	}
 	log := func(table string) string {

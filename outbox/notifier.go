@@ -60,14 +60,17 @@ type NotifierConfig struct {
 	// Schema holds the outbox tables. Default "outboxd".
 	Schema string
 	// Interval is how long the Notifier waits after an enqueue that finds
-	// it idle before it asks which transactions committed (a transaction
-	// usually commits within it). Default 500 µs.
+	// it idle (no question in the last BusyInterval) before it asks which
+	// transactions committed (a transaction usually commits within it).
+	// Default 500 µs.
 	Interval time.Duration
 	// BusyInterval is the least time between the starts of two questions:
 	// while enqueues keep coming, each waits for it, so that one question
 	// (a statement and a NOTIFY on the server) answers for all the
 	// transactions of its interval. An enqueue is then announced within
-	// BusyInterval of its commit, plus a round trip. Default 2 ms
+	// BusyInterval of its commit, plus a round trip, unless the Notifier
+	// is backing off (only open transactions pending: up to 50 ms between
+	// questions; the database unreachable: up to 1 s). Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, 500 µs cost
 	// the server a fifth more CPU per enqueue than a plain INSERT).
 	BusyInterval time.Duration
@@ -202,6 +205,12 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			_, _, _ = n.flush(context.Background())
 			return
 		}
+		if n.pendingCount() == 0 {
+			// A kick left by an enqueue that the last question answered:
+			// nothing to ask, and no reason to count it as a question
+			// (the next enqueue after a quiet spell waits Interval only).
+			continue
+		}
 		// Enqueue hands over a transaction before it commits: wait a beat
 		// before asking, so that one question usually finds it committed
 		// (and more transactions join it).
@@ -237,6 +246,12 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			seen = n.addCount()
 		}
 	}
+}
+
+func (n *Notifier) pendingCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.pending)
 }
 
 func (n *Notifier) addCount() uint64 {

@@ -297,3 +297,40 @@ func TestNotifierAsksAtMostOncePerBusyInterval(t *testing.T) {
 	}
 	t.Logf("%d transactions, %d questions in %s", txs, flushes, elapsed.Round(time.Millisecond))
 }
+
+// A kick left behind by an enqueue that an earlier question already
+// answered is not a question: an enqueue after a quiet spell longer than
+// BusyInterval is asked about after Interval, not a whole BusyInterval
+// later (it was, when the empty round counted as a question). The bound
+// is generous: Interval is 500 µs, BusyInterval here 500 ms.
+func TestNotifierLeftoverKickIsNotAQuestion(t *testing.T) {
+	t.Parallel()
+	const busy = 500 * time.Millisecond
+	b := newNotifierBundle(t, &NotifierConfig{BusyInterval: busy})
+	commit := func() {
+		t.Helper()
+		ctx := context.Background()
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit()
+	b.waitFlush(t, "the first enqueue", func(r flushReport) bool { return r.committed == 1 })
+	commit() // held until BusyInterval after the first question...
+	commit() // ...and this one arrives meanwhile, leaving a kick behind
+	b.waitFlush(t, "both", func(r flushReport) bool { return r.committed == 2 })
+	time.Sleep(busy + 50*time.Millisecond) // a quiet spell longer than BusyInterval
+	start := time.Now()
+	commit()
+	b.waitFlush(t, "the enqueue after the quiet spell", func(r flushReport) bool { return r.committed == 1 })
+	if took := time.Since(start); took > busy/2 {
+		t.Fatalf("announced %s after its commit, after a quiet spell longer than BusyInterval (%s): the leftover kick counted as a question", took.Round(time.Millisecond), busy)
+	}
+}

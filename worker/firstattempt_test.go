@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -24,13 +25,21 @@ func TestFirstTrySuccessIsRecordedOnTheMessageRow(t *testing.T) {
 	flaky := &failingFirst{n: 1, fail: func() dispatch.Result {
 		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
 	}}
-	var first, retried outbox.Enqueued
+	// A success with a remark (a custom destination may give one): the
+	// log keeps it, as an attempt row did.
+	noted := dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+		return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 202, Err: errors.New("accepted, queued downstream")}
+	})
+	var first, retried, remark outbox.Enqueued
 	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		var err error
 		if first, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "sink", Type: "t", Payload: []byte(`{"a":1}`)}); err != nil {
 			return err
 		}
-		retried, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "flaky", Type: "t", Payload: []byte(`{"b":2}`)})
+		if retried, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "flaky", Type: "t", Payload: []byte(`{"b":2}`)}); err != nil {
+			return err
+		}
+		remark, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "noted", Type: "t", Payload: []byte(`{"c":3}`)})
 		return err
 	})
 	if err != nil {
@@ -39,9 +48,10 @@ func TestFirstTrySuccessIsRecordedOnTheMessageRow(t *testing.T) {
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.ID = "dispatcher-one"
 		c.Destinations["flaky"] = flaky
+		c.Destinations["noted"] = noted
 	}))
-	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 2 {
-		t.Fatalf("statuses %v, want both delivered", c)
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 3 {
+		t.Fatalf("statuses %v, want all three delivered", c)
 	}
 
 	rows := func(id any) (attemptRows, logRows int) {
@@ -84,5 +94,15 @@ func TestFirstTrySuccessIsRecordedOnTheMessageRow(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].Outcome != outbox.OutcomeRetry || got[1].Outcome != outbox.OutcomeDelivered || got[1].Number != 2 {
 		t.Fatalf("Attempts of the retried message: %+v", got)
+	}
+	if a, l := rows(remark.ID); a != 0 || l != 1 {
+		t.Fatalf("first-try success with a remark: %d attempt rows, %d in the log; want 0 and 1", a, l)
+	}
+	got, err = b.outbox.Attempts(ctx, b.pool, remark.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Error != "accepted, queued downstream" || got[0].StatusCode == nil || *got[0].StatusCode != 202 {
+		t.Fatalf("Attempts of the success with a remark: %+v", got)
 	}
 }
