@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
@@ -83,7 +84,7 @@ type Dispatcher struct {
 }
 
 type queries struct {
-	heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
+	schemaProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
 	claim, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
 }
 
@@ -109,7 +110,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 	d := &Dispatcher{
 		pool: pool, cfg: c, log: log,
 		q: queries{
-			heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
+			schemaProbe: r(schemaProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
 			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			unserved:   r(unservedSQL),
@@ -213,6 +214,14 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // startIO is Start's I/O, done without d.mu: ioCtx is cut by a Stop
 // arriving meanwhile; River runs on runCtx.
 func (d *Dispatcher) startIO(ioCtx, runCtx context.Context) error {
+	if _, err := d.pool.Exec(ioCtx, d.q.schemaProbe); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42703" || pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+			// Undefined column, table or schema: an older schema.
+			return fmt.Errorf("worker: start: schema %q is older than this dispatcher (it needs migration 13): run `outboxd migrate up` first: %w", d.cfg.Schema, err)
+		}
+		return fmt.Errorf("worker: start: %w", err)
+	}
 	if _, err := d.pool.Exec(ioCtx, d.q.ensureLanes, d.names); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}

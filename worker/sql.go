@@ -28,6 +28,14 @@ GROUP BY d`
 
 const forgetDispatcherSQL = `DELETE FROM {{schema}}.outbox_dispatchers WHERE id = $1`
 
+// schemaProbeSQL reads, without a row, the newest columns this version's
+// statements use (migration 13): a dispatcher started before `migrate up`
+// would send messages and then fail to record them, and send them again,
+// for as long as it ran.
+const schemaProbeSQL = `
+SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by
+FROM {{schema}}.outbox_messages LIMIT 0`
+
 // ensureLanesSQL creates the lease rows of the given destinations.
 const ensureLanesSQL = `
 INSERT INTO {{schema}}.outbox_lanes (destination, lane)
