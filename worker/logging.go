@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -47,12 +48,18 @@ func (l *logLimiter) allow(key string) (bool, int) {
 // at debug.
 func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 	m := r.msg
-	attrs := []any{"message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
-		"status_code", r.res.StatusCode, "error", errText(r.res.Err)}
+	// Built only for a line that goes out: this runs for every message,
+	// and most are deliveries logged at debug level, usually off.
+	attrs := func() []any {
+		return []any{"message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
+			"status_code", r.res.StatusCode, "error", errText(r.res.Err)}
+	}
 	switch {
 	case status == "delivered":
-		d.log.Debug("delivered", "message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
-			"duration", r.duration.String())
+		if d.log.Enabled(context.Background(), slog.LevelDebug) {
+			d.log.Debug("delivered", "message_id", m.ID.String(), "destination", m.Destination, "attempt", m.Attempt,
+				"duration", r.duration.String())
+		}
 	case status == "dead":
 		reason := "the destination refused it for good"
 		if r.res.Outcome != dispatch.Dead {
@@ -60,17 +67,17 @@ func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 		}
 		if ok, held := d.logs.allow(m.Destination + "/dead"); ok {
 			d.log.Error("message dead-lettered; requeue it with 'outboxd outbox requeue'",
-				append(attrs, "outcome", string(r.res.Outcome), "reason", reason, "similar_lines_left_out", held)...)
+				append(attrs(), "outcome", string(r.res.Outcome), "reason", reason, "similar_lines_left_out", held)...)
 		}
 	case r.abandoned:
 		if ok, held := d.logs.allow(m.Destination + "/abandoned"); ok {
 			d.log.Warn("attempt abandoned (stopping, or the lease ran out); the message will be sent again, not counted against its retries",
-				append(attrs, "similar_lines_left_out", held)...)
+				append(attrs(), "similar_lines_left_out", held)...)
 		}
 	case r.res.Outcome == dispatch.Retry:
 		if ok, held := d.logs.allow(m.Destination + "/retry"); ok {
 			d.log.Warn("delivery failed; will retry",
-				append(attrs, "retry_in", delay.String(), "similar_lines_left_out", held)...)
+				append(attrs(), "retry_in", delay.String(), "similar_lines_left_out", held)...)
 		}
 	}
 }
