@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
@@ -81,6 +80,13 @@ type Dispatcher struct {
 	// serialises the key purge of concurrent Purge calls.
 	keysMu     sync.Mutex
 	keysCursor string
+
+	// schemaBehind is set when a statement found the schema older than
+	// ours while running (schema.go); schemaMu and schemaProbed pace the
+	// probes that look for it to come back.
+	schemaBehind atomic.Bool
+	schemaMu     sync.Mutex
+	schemaProbed time.Time
 }
 
 type queries struct {
@@ -215,10 +221,8 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // arriving meanwhile; River runs on runCtx.
 func (d *Dispatcher) startIO(ioCtx, runCtx context.Context) error {
 	if _, err := d.pool.Exec(ioCtx, d.q.schemaProbe); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "42703" || pgErr.Code == "42P01" || pgErr.Code == "3F000") {
-			// Undefined column, table or schema: an older schema.
-			return fmt.Errorf("worker: start: schema %q is older than this dispatcher (it needs migration 13): run `outboxd migrate up` first: %w", d.cfg.Schema, err)
+		if isSchemaError(err) {
+			return fmt.Errorf("worker: start: %w", errSchemaBehind(d.cfg.Schema, err))
 		}
 		return fmt.Errorf("worker: start: %w", err)
 	}
@@ -374,13 +378,14 @@ func (d *Dispatcher) stopRiver() error {
 }
 
 // Ready reports whether the dispatcher is started, not stopping, listening
-// for commits, and has renewed its leases within LeaseTTL (a dispatcher
-// that cannot renew holds no lane).
+// for commits, has renewed its leases within LeaseTTL (a dispatcher that
+// cannot renew holds no lane), and finds the schema its statements need
+// (not taken back by a migration while it runs).
 func (d *Dispatcher) Ready() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fresh := d.mono()-time.Duration(d.balanced.Load()) < d.cfg.LeaseTTL
-	return d.started && !d.stopped && d.listening.Load() && d.balanced.Load() > 0 && fresh
+	return d.started && !d.stopped && d.listening.Load() && d.balanced.Load() > 0 && fresh && !d.schemaBehind.Load()
 }
 
 // Lanes returns the lanes this dispatcher drains now.

@@ -105,6 +105,7 @@ func (r *laneRunner) run() {
 	defer r.cancel()
 	go r.watch()
 	backoff := 100 * time.Millisecond
+	recordBackoff := 100 * time.Millisecond // reset by a recording that worked only
 	for !r.stopping() {
 		if !r.leaseValid() {
 			r.cancel()
@@ -118,7 +119,7 @@ func (r *laneRunner) run() {
 			}
 			return
 		}
-		if r.d.isPaused(r.key.Destination) {
+		if r.d.isPaused(r.key.Destination) || !r.d.schemaOK(r.leaseCtx) {
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
@@ -126,6 +127,9 @@ func (r *laneRunner) run() {
 		if err != nil {
 			if !r.stopping() && r.leaseCtx.Err() == nil {
 				r.d.health.report("claim", err)
+			}
+			if isSchemaError(err) {
+				r.d.schemaFailed(err)
 			}
 			r.idle(backoff)
 			backoff = min(backoff*2, 5*time.Second)
@@ -140,8 +144,16 @@ func (r *laneRunner) run() {
 		results := r.deliver(batch)
 		if err := r.record(results); err != nil {
 			r.d.health.report("recording results", err)
-			r.idle(backoff)
+			if isSchemaError(err) {
+				r.d.schemaFailed(err)
+			}
+			// What was sent is sent again after the backoff (same keys):
+			// a recording that keeps failing must not resend at once.
+			r.idle(recordBackoff)
+			recordBackoff = min(recordBackoff*2, 5*time.Second)
+			continue
 		}
+		recordBackoff = 100 * time.Millisecond
 	}
 }
 

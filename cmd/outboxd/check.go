@@ -9,7 +9,12 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxd/outboxd/migrations"
 )
@@ -58,6 +63,11 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 		if !migrated {
 			return fmt.Errorf("schema %s has no outboxd tables: run outboxd migrate up --schema %s", db.schema, db.schema)
 		}
+		// Migrated means every migration of this binary: the dispatcher
+		// refuses to start on an older schema, so must the check.
+		if err := checkUpToDate(ctx, pool, db.schema); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "database: connected, schema %s migrated\n", db.schema)
 		for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
 			addr, err := dialAddr(cfg.Destinations[name])
@@ -104,4 +114,30 @@ func dialAddr(dc destinationConf) (string, error) {
 	}
 	port := map[string]string{"http": "80", "https": "443", "nats": "4222", "tls": "4222"}[u.Scheme]
 	return net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// checkUpToDate fails unless every migration this binary carries is
+// applied to schema (whose version table exists).
+func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	m, err := migrations.New(sqlDB, &migrations.Config{Schema: schema})
+	if err != nil {
+		return err
+	}
+	st, err := m.Status(ctx)
+	if err != nil {
+		return describeDBError(err)
+	}
+	var pending []string
+	for _, s := range st {
+		if !s.Applied {
+			pending = append(pending, strconv.FormatInt(s.Version, 10))
+		}
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("schema %s is older than this outboxd (migrations %s not applied; serve would refuse to start): run outboxd migrate up --schema %s",
+			schema, strings.Join(pending, ", "), schema)
+	}
+	return nil
 }

@@ -205,7 +205,9 @@ func describeDBError(err error) error {
 		return fmt.Errorf("authentication failed: %s", pgErr.Message)
 	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"):
 		if m := missingRelation.FindStringSubmatch(pgErr.Message); m != nil {
-			return fmt.Errorf("schema %s has no outboxd tables: run outboxd migrate up --schema %s", m[1], m[1])
+			// Some tables but not this one: a schema older than this
+			// outboxd (a view of migration 13, say), not an empty one.
+			return fmt.Errorf("schema %s is not migrated, or older than this outboxd (no %s): run outboxd migrate up --schema %s", m[1], m[2], m[1])
 		}
 		return fmt.Errorf("%s: run outboxd migrate up (with --schema if you use another)", pgErr.Message)
 	case errors.As(err, &pgErr) && pgErr.Code == "3D000":

@@ -23,4 +23,4 @@ func describe(err error) error {
 
 // missingRelation finds the schema in PostgreSQL's "relation ... does not
 // exist" (42P01).
-var missingRelation = regexp.MustCompile(`relation "([a-z_][a-z0-9_]*)\.[a-z_]+" does not exist`)
+var missingRelation = regexp.MustCompile(`relation "([a-z_][a-z0-9_]*)\.([a-z_]+)" does not exist`)

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/migrations"
+)
+
+// serve --check=connect says "migrated" only when every migration of this
+// binary is applied: on a schema one migration behind, serve refuses to
+// start (the dispatcher's probe), and so must the deploy hook's check;
+// outbox show names what is missing instead of calling the schema empty.
+func TestServeCheckRefusesAnOlderSchema(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DownTo(context.Background(), 12); err != nil {
+		t.Fatal(err)
+	}
+	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
+	env := []string{"DATABASE_URL=" + url}
+	r := outboxd(t, env, "serve", "--config", good, "--check=connect")
+	want := "outboxd serve: schema outboxd is older than this outboxd (migrations 13 not applied; serve would refuse to start): run outboxd migrate up --schema outboxd"
+	if r.code != 1 || firstLine(r.stderr) != want {
+		t.Fatalf("--check=connect on version 12: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
+	if _, err := pgtest.Connect(t, url).Exec(context.Background(), `INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key)
+		VALUES ('0193a4c2-0000-7000-8000-000000000001', 'a', '\x00', 'k')`); err != nil {
+		t.Fatal(err)
+	}
+	r = outboxd(t, env, "outbox", "show", "0193a4c2-0000-7000-8000-000000000001")
+	if r.code != 1 || !strings.Contains(r.stderr, "older than this outboxd (no outbox_attempt_log): run outboxd migrate up") {
+		t.Fatalf("outbox show on version 12: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,76 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The dispatcher's statements need the schema of its version (migration
+// 13). Start refuses an older one; schemaGate covers a schema taken back
+// while the dispatcher runs (`outboxd migrate down` before stopping it):
+// the recording statement then fails after every batch was sent, and the
+// messages, still pending, would be claimed and sent again and again. So
+// the first such failure stops all claims of this dispatcher, /readyz
+// turns unready, and one probe a second looks for the schema to come back.
+
+// errSchemaBehind reports a schema older than this dispatcher's statements.
+func errSchemaBehind(schema string, err error) error {
+	return fmt.Errorf("schema %q is older than this dispatcher (it needs migration 13): run `outboxd migrate up` first: %w", schema, err)
+}
+
+// isSchemaError tells an undefined column, table, schema or function: the
+// schema is not the one these statements were written for.
+func isSchemaError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42703", "42P01", "3F000", "42883":
+		return true
+	}
+	return false
+}
+
+// schemaProbeEvery is how often a dispatcher whose schema went behind
+// checks whether it is back.
+const schemaProbeEvery = time.Second
+
+// schemaFailed stops claims after err, a schema error from a statement.
+func (d *Dispatcher) schemaFailed(err error) {
+	if d.schemaBehind.Swap(true) {
+		return
+	}
+	d.log.Error("delivery stopped: "+errSchemaBehind(d.cfg.Schema, err).Error()+
+		"; nothing is claimed or sent until the schema is migrated again", "probe_every", schemaProbeEvery.String())
+}
+
+// schemaOK reports whether runners may claim: true unless the schema went
+// behind, and then only once a probe (at most one per schemaProbeEvery,
+// whichever runner asks) finds it migrated again.
+func (d *Dispatcher) schemaOK(ctx context.Context) bool {
+	if !d.schemaBehind.Load() {
+		return true
+	}
+	d.schemaMu.Lock()
+	defer d.schemaMu.Unlock()
+	if !d.schemaBehind.Load() {
+		return true
+	}
+	if time.Since(d.schemaProbed) < schemaProbeEvery {
+		return false
+	}
+	d.schemaProbed = time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := d.pool.Exec(ctx, d.q.schemaProbe); err != nil {
+		return false
+	}
+	d.schemaBehind.Store(false)
+	d.log.Info("the schema is current again; delivery resumes")
+	return true
+}
