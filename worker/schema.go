@@ -51,12 +51,15 @@ func (d *Dispatcher) schemaFailed(err error) {
 
 // schemaOK reports whether runners may claim: true unless the schema went
 // behind, and then only once a probe (at most one per schemaProbeEvery,
-// whichever runner asks) finds it migrated again.
+// whichever runner asks; the others do not wait for it) finds it migrated
+// again.
 func (d *Dispatcher) schemaOK(ctx context.Context) bool {
 	if !d.schemaBehind.Load() {
 		return true
 	}
-	d.schemaMu.Lock()
+	if !d.schemaMu.TryLock() { // another runner is probing: wait for its answer
+		return false
+	}
 	defer d.schemaMu.Unlock()
 	if !d.schemaBehind.Load() {
 		return true
