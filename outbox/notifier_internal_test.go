@@ -103,6 +103,22 @@ func (b notifierBundle) openEnqueue(t *testing.T, msg Message) pgx.Tx {
 	return tx
 }
 
+// commitOne enqueues one message in a transaction of its own and commits.
+func (b notifierBundle) commitOne(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // sentinel sends a NOTIFY and checks it is the next one heard: nothing was
 // announced before it.
 func (b notifierBundle) sentinel(t *testing.T) {
@@ -245,7 +261,6 @@ func TestNotifierAsksAtMostOncePerBusyInterval(t *testing.T) {
 	t.Parallel()
 	const busy = 100 * time.Millisecond
 	b := newNotifierBundle(t, &NotifierConfig{BusyInterval: busy})
-	ctx := context.Background()
 	var (
 		flushes, committed int
 		txs                int
@@ -263,16 +278,7 @@ func TestNotifierAsksAtMostOncePerBusyInterval(t *testing.T) {
 	}
 	start := time.Now()
 	for time.Since(start) < time.Second {
-		tx, err := b.pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
+		b.commitOne(t)
 		txs++
 		collect()
 	}
@@ -307,20 +313,7 @@ func TestNotifierLeftoverKickIsNotAQuestion(t *testing.T) {
 	t.Parallel()
 	const busy = 500 * time.Millisecond
 	b := newNotifierBundle(t, &NotifierConfig{BusyInterval: busy})
-	commit := func() {
-		t.Helper()
-		ctx := context.Background()
-		tx, err := b.pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.ob.Enqueue(ctx, tx, Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commit := func() { b.commitOne(t) }
 	commit()
 	b.waitFlush(t, "the first enqueue", func(r flushReport) bool { return r.committed == 1 })
 	commit() // held until BusyInterval after the first question...
