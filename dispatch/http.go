@@ -166,7 +166,10 @@ func (d *HTTP) Deliver(ctx context.Context, msg Message) Result {
 	}
 	defer resp.Body.Close()
 	var body []byte
-	if resp.ContentLength != 0 { // most successes have no body: nothing to read or keep
+	// Most successes have no body (net/http then gives NoBody): nothing to
+	// read or keep. A Client whose transport builds responses by hand
+	// still has its body read.
+	if resp.Body != http.NoBody {
 		body, _ = io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.MaxResponseBody)))
 		// Drain a little more so the connection can be reused.
 		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)

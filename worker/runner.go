@@ -148,8 +148,9 @@ func (r *laneRunner) run() {
 				r.d.schemaFailed(err)
 			}
 			// What was sent is sent again after the backoff (same keys):
-			// a recording that keeps failing must not resend at once.
-			r.idle(recordBackoff)
+			// a recording that keeps failing must not resend at once, so
+			// no commit notification cuts this wait short.
+			r.sleep(recordBackoff)
 			recordBackoff = min(recordBackoff*2, 5*time.Second)
 			continue
 		}
@@ -176,6 +177,17 @@ func (r *laneRunner) release() {
 }
 
 // idle waits for a wake-up, the timeout or a stop.
+// sleep waits like idle, but a commit notification does not end it.
+func (r *laneRunner) sleep(timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.stopCh:
+	case <-r.leaseCtx.Done():
+	}
+}
+
 func (r *laneRunner) idle(timeout time.Duration) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -119,4 +120,76 @@ func perKey(reqs []sink.Request) map[string]int {
 		out[r.IdempotencyKey]++
 	}
 	return out
+}
+
+// A recording that keeps failing (here a trigger refuses it; a
+// permission, a constraint or a timeout would too) is retried after a
+// growing backoff that commit notifications do not cut short: each retry
+// sends the batch again. Before, every NOTIFY woke the runner at once: one
+// message was sent 141 times in 3 s beside a NOTIFY every 20 ms.
+func TestFailingRecordingBacksOffDespiteNotifications(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if _, err := b.pool.Exec(ctx, `
+CREATE FUNCTION outboxd.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'recording refused'; END $$;
+CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages
+FOR EACH ROW WHEN (NEW.status = 'delivered') EXECUTE FUNCTION outboxd.test_refuse();`); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval = 5 * time.Second }))
+	b.enqueue(t, 1, 1, func(int) string { return "" })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_, _ = b.pool.Exec(ctx, `SELECT pg_notify('outboxd_outbox', 'all')`)
+			}
+		}
+	}()
+	// Sends at 0, 0.1, 0.3, 0.7, 1.5 s: five in two seconds.
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+	if n := len(b.sink.Requests()); n == 0 || n > 8 {
+		t.Fatalf("%d sends of one message in 2 s while its recording fails; want a few (backoff 100 ms, doubling)", n)
+	}
+}
+
+// The schema is looked for again even when no lane runner could probe it
+// (every destination paused, here by the 410 of the very batch whose
+// recording found the schema taken back): after migrate up the dispatcher
+// is ready again.
+func TestSchemaGateReopensWithEveryDestinationPaused(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	s := sink.Start()
+	t.Cleanup(s.Close)
+	s.Respond = func(*http.Request, []byte) (int, http.Header) { return http.StatusGone, nil }
+	ob, _ := outbox.New(nil)
+	b := bundle{pool: pgtest.Connect(t, url+"&pool_max_conns=10"), outbox: ob, sink: s}
+	ctx := context.Background()
+	d := b.start(t, b.config(t, nil))
+	waitFor(t, 10*time.Second, "the dispatcher ready", d.Ready)
+	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DownTo(ctx, 12); err != nil {
+		t.Fatal(err)
+	}
+	b.enqueue(t, 1, 1, func(int) string { return "" })
+	waitFor(t, 10*time.Second, "a send, then the dispatcher unready", func() bool { return len(s.Requests()) > 0 && !d.Ready() })
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the dispatcher ready again, its only destination paused", d.Ready)
 }

@@ -116,16 +116,27 @@ func dialAddr(dc destinationConf) (string, error) {
 	return net.JoinHostPort(u.Hostname(), port), nil
 }
 
+// statusWait bounds how long --check=connect waits to read the migrations.
+const statusWait = 10 * time.Second
+
 // checkUpToDate fails unless every migration this binary carries is
 // applied to schema (whose version table exists).
 func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
-	m, err := migrations.New(sqlDB, &migrations.Config{Schema: schema})
+	// Reading the status takes the migrations' lock, which a migrate up
+	// (another pod's serve --migrate) holds for its whole run: a deploy
+	// hook waits for it at most statusWait, then says so.
+	m, err := migrations.New(sqlDB, &migrations.Config{Schema: schema, LockTimeoutSeconds: uint64(statusWait.Seconds())})
 	if err != nil {
 		return err
 	}
-	st, err := m.Status(ctx)
+	sctx, cancel := context.WithTimeout(ctx, statusWait)
+	defer cancel()
+	st, err := m.Status(sctx)
+	if sctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("schema %s: cannot read its migrations within %s: a migration may be running (its lock is held); try again when it ends", schema, statusWait)
+	}
 	if err != nil {
 		return describeDBError(err)
 	}
@@ -136,7 +147,7 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) error
 		}
 	}
 	if len(pending) > 0 {
-		return fmt.Errorf("schema %s is older than this outboxd (migrations %s not applied; serve would refuse to start): run outboxd migrate up --schema %s",
+		return fmt.Errorf("schema %s is older than this outboxd (not applied: %s; serve would refuse to start): run outboxd migrate up --schema %s",
 			schema, strings.Join(pending, ", "), schema)
 	}
 	return nil
