@@ -301,3 +301,30 @@ func TestResultIsNotAnError(t *testing.T) {
 		t.Fatalf("String() = %q", got)
 	}
 }
+
+// A message's own headers may be written in any case (an http.Header map
+// literal keeps what it is given): they are sent under their canonical
+// names, so ours still replace theirs and the downstream sees one
+// Idempotency-Key, the one every retry carries, not two differently cased
+// ones; a Content-Type of theirs still wins over our default.
+func TestHTTPMessageHeadersInAnyCase(t *testing.T) {
+	d, s := newHTTP(t, dispatch.HTTPConfig{Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+	msg := dispatch.Message{IdempotencyKey: "key-1", Payload: []byte(`{}`), Headers: http.Header{
+		"idempotency-key":   {"theirs"},
+		"webhook-signature": {"v1,forged"},
+		"content-type":      {"application/vnd.crm+json"},
+		"x-trace":           {"t1"},
+	}}
+	if res := d.Deliver(context.Background(), msg); res.Outcome != dispatch.Delivered {
+		t.Fatalf("deliver: %s", res)
+	}
+	h := s.headers[0]
+	for name, want := range map[string]string{"Idempotency-Key": "key-1", "Content-Type": "application/vnd.crm+json", "X-Trace": "t1"} {
+		if got := h.Values(name); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: %q, want only %q", name, got, want)
+		}
+	}
+	if got := h.Values("Webhook-Signature"); len(got) != 1 || got[0] == "v1,forged" {
+		t.Errorf("Webhook-Signature: %q, want only ours", got)
+	}
+}

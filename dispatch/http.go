@@ -129,7 +129,11 @@ func (d *HTTP) Deliver(ctx context.Context, msg Message) Result {
 	}
 	req.Header = make(http.Header, len(msg.Headers)+len(d.cfg.Headers)+5)
 	for k, vs := range msg.Headers {
-		req.Header[k] = append([]string(nil), vs...)
+		// Under the canonical name whatever case the map was written in,
+		// so that ours below replace theirs: two differently cased
+		// Idempotency-Key headers would reach the downstream otherwise.
+		ck := http.CanonicalHeaderKey(k)
+		req.Header[ck] = append(req.Header[ck], vs...)
 	}
 	for k, vs := range d.cfg.Headers {
 		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
