@@ -20,16 +20,8 @@ import (
 // again for as long as it runs.
 func TestStartRefusesAnOlderSchema(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
-	s := sink.Start()
-	t.Cleanup(s.Close)
-	ob, _ := outbox.New(nil)
-	b := bundle{pool: pgtest.Connect(t, url), outbox: ob, sink: s}
+	b, m := migratable(t, nil)
 	ctx := context.Background()
-	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := m.DownTo(ctx, 12); err != nil {
 		t.Fatal(err)
 	}
@@ -60,17 +52,9 @@ func TestStartRefusesAnOlderSchema(t *testing.T) {
 // once the schema is migrated again, delivering each message.
 func TestMigrateDownUnderARunningDispatcherStopsSending(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
-	s := sink.Start()
-	t.Cleanup(s.Close)
-	ob, _ := outbox.New(nil)
-	b := bundle{pool: pgtest.Connect(t, url+"&pool_max_conns=10"), outbox: ob, sink: s}
+	b, m := migratable(t, nil)
 	ctx := context.Background()
 	d := b.start(t, b.config(t, nil))
-	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := m.DownTo(ctx, 12); err != nil {
 		t.Fatal(err)
 	}
@@ -170,26 +154,33 @@ FOR EACH ROW WHEN (NEW.status = 'delivered') EXECUTE FUNCTION outboxd.test_refus
 // is ready again.
 func TestSchemaGateReopensWithEveryDestinationPaused(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
-	s := sink.Start()
-	t.Cleanup(s.Close)
-	s.Respond = func(*http.Request, []byte) (int, http.Header) { return http.StatusGone, nil }
-	ob, _ := outbox.New(nil)
-	b := bundle{pool: pgtest.Connect(t, url+"&pool_max_conns=10"), outbox: ob, sink: s}
+	b, m := migratable(t, func(*http.Request, []byte) (int, http.Header) { return http.StatusGone, nil })
 	ctx := context.Background()
 	d := b.start(t, b.config(t, nil))
 	waitFor(t, 10*time.Second, "the dispatcher ready", d.Ready)
-	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := m.DownTo(ctx, 12); err != nil {
 		t.Fatal(err)
 	}
 	b.enqueue(t, 1, 1, func(int) string { return "" })
-	waitFor(t, 10*time.Second, "a send, then the dispatcher unready", func() bool { return len(s.Requests()) > 0 && !d.Ready() })
+	waitFor(t, 10*time.Second, "a send, then the dispatcher unready", func() bool { return len(b.sink.Requests()) > 0 && !d.Ready() })
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the dispatcher ready again, its only destination paused", d.Ready)
+}
+
+// migratable is a bundle on a database of its own, with a Migrator to
+// take its schema back and forth, and a sink answering respond (nil: 200).
+func migratable(t *testing.T, respond func(*http.Request, []byte) (int, http.Header)) (bundle, *migrations.Migrator) {
+	t.Helper()
+	url := pgtest.URL(t)
+	s := sink.Start()
+	t.Cleanup(s.Close)
+	s.Respond = respond
+	ob, _ := outbox.New(nil)
+	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle{pool: pgtest.Connect(t, url+"&pool_max_conns=10"), outbox: ob, sink: s}, m
 }
