@@ -71,8 +71,9 @@ type NotifierConfig struct {
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
 	// is backing off (only open transactions pending: up to 50 ms between
 	// questions; the database unreachable: up to 1 s). Default 2 ms
-	// (docs/benchmarks.md, bench-enqueue: at one connection, 500 µs cost
-	// the server a fifth more CPU per enqueue than a plain INSERT).
+	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
+	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
+	// INSERT).
 	BusyInterval time.Duration
 	// Logger receives a line when the database cannot be asked. Default
 	// slog.Default().

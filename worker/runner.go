@@ -176,7 +176,6 @@ func (r *laneRunner) release() {
 	}
 }
 
-// idle waits for a wake-up, the timeout or a stop.
 // sleep waits like idle, but a commit notification does not end it.
 func (r *laneRunner) sleep(timeout time.Duration) {
 	t := time.NewTimer(timeout)
@@ -188,6 +187,7 @@ func (r *laneRunner) sleep(timeout time.Duration) {
 	}
 }
 
+// idle waits for a wake-up, the timeout or a stop.
 func (r *laneRunner) idle(timeout time.Duration) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()

@@ -10,7 +10,7 @@ import (
 )
 
 // The dispatcher's statements need the schema of its version (migration
-// 13). Start refuses an older one; schemaGate covers a schema taken back
+// 13). Start refuses an older one; what follows covers a schema taken back
 // while the dispatcher runs (`outboxd migrate down` before stopping it):
 // the recording statement then fails after every batch was sent, and the
 // messages, still pending, would be claimed and sent again and again. So
