@@ -6,7 +6,9 @@
 -- foreign-key check (docs/benchmarks.md, bench-levers). Every other
 -- attempt keeps its row. outbox_attempt_log shows every attempt, however
 -- it was recorded. Only new nullable columns: a change of the catalog, no
--- rewrite; the lock is brief and bounded by lock_timeout.
+-- rewrite. The ALTER waits for transactions holding outbox_messages (and
+-- enqueues queue behind it meanwhile) at most lock_timeout; past it the
+-- migration fails and changes nothing.
 -- Runs with search_path set to the target schema.
 
 -- +goose Up
