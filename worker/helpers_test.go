@@ -212,3 +212,22 @@ func (f *failingFirst) Deliver(context.Context, dispatch.Message) dispatch.Resul
 	}
 	return dispatch.Result{Outcome: dispatch.Delivered}
 }
+
+// onlyAttempts waits until the one message enqueued is delivered and
+// returns its attempts.
+func (b bundle) onlyAttempts(t *testing.T) []outbox.Attempt {
+	t.Helper()
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 1 {
+		t.Fatalf("statuses %v", c)
+	}
+	ctx := context.Background()
+	var id uuid.UUID
+	if err := b.pool.QueryRow(ctx, `SELECT id FROM outboxd.outbox_messages`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	attempts, err := b.outbox.Attempts(ctx, b.pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return attempts
+}

@@ -24,17 +24,7 @@ func TestCancellingStartContextStopsTheDispatcher(t *testing.T) {
 	// Stopped: no lane held, no registration, the cut-off attempt recorded.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var held, registered int
-		err := b.pool.QueryRow(bg, `SELECT
-  (SELECT count(*) FROM outboxd.outbox_lanes WHERE owner = $1 AND lease_until > now()),
-  (SELECT count(*) FROM outboxd.outbox_dispatchers WHERE id = $1)`, d.ID()).Scan(&held, &registered)
-		if err != nil {
-			t.Fatal(err)
-		}
-		attempts, err := b.outbox.Attempts(bg, b.pool, msg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		held, registered, attempts := stopState(t, b, d, msg)
 		if held == 0 && registered == 0 && len(attempts) == 1 && attempts[0].Outcome == outbox.OutcomeAbandoned {
 			break
 		}

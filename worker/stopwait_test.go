@@ -30,21 +30,27 @@ func waitStopping(t *testing.T, d *worker.Dispatcher) {
 // that the cut-off attempt of msg is recorded as abandoned.
 func checkStopped(t *testing.T, b bundle, d *worker.Dispatcher, msg uuid.UUID) {
 	t.Helper()
+	held, registered, attempts := stopState(t, b, d, msg)
+	if held != 0 || registered != 0 || len(attempts) != 1 || attempts[0].Outcome != outbox.OutcomeAbandoned {
+		t.Fatalf("right after Stop returned: %d lanes held, registered %d, %d attempts (want 0, 0, 1 abandoned)", held, registered, len(attempts))
+	}
+}
+
+// stopState reads what a stopped d should have left: the lanes it still
+// holds, whether it is registered, and msg's attempts.
+func stopState(t *testing.T, b bundle, d *worker.Dispatcher, msg uuid.UUID) (held, registered int, attempts []outbox.Attempt) {
+	t.Helper()
 	bg := context.Background()
-	var held, registered int
 	err := b.pool.QueryRow(bg, `SELECT
   (SELECT count(*) FROM outboxd.outbox_lanes WHERE owner = $1 AND lease_until > now()),
   (SELECT count(*) FROM outboxd.outbox_dispatchers WHERE id = $1)`, d.ID()).Scan(&held, &registered)
 	if err != nil {
 		t.Fatal(err)
 	}
-	attempts, err := b.outbox.Attempts(bg, b.pool, msg)
-	if err != nil {
+	if attempts, err = b.outbox.Attempts(bg, b.pool, msg); err != nil {
 		t.Fatal(err)
 	}
-	if held != 0 || registered != 0 || len(attempts) != 1 || attempts[0].Outcome != outbox.OutcomeAbandoned {
-		t.Fatalf("right after Stop returned: %d lanes held, registered %d, %d attempts (want 0, 0, 1 abandoned)", held, registered, len(attempts))
-	}
+	return held, registered, attempts
 }
 
 // A Stop called while a cancelled Start context is stopping the dispatcher
