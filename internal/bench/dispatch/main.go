@@ -31,7 +31,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -266,7 +265,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	if err != nil {
 		return f, err
 	}
-	cpuBefore := processCPU()
+	cpuBefore := pgcost.ClientCPU()
 	start := time.Now()
 	if err := sys.start(ctx); err != nil {
 		return f, err
@@ -275,7 +274,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 		return f, fmt.Errorf("drain: %w (%d of %d arrived)", err, s.distinct(), o.messages)
 	}
 	f.drainPerSec = float64(o.messages) / time.Since(start).Seconds()
-	f.drainClientCPU = processCPU() - cpuBefore
+	f.drainClientCPU = pgcost.ClientCPU() - cpuBefore
 	stopProfile()
 	// CPU and WAL position now; the statistics (row versions, fsyncs) once
 	// the busy backends have reported them (at most a second later).
@@ -343,15 +342,6 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return f, sys.stop(stopCtx)
-}
-
-// processCPU is this process's CPU seconds so far (user + system).
-func processCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 var profiled bool // the -drain-profile was taken

@@ -3,7 +3,8 @@
 // announced by a Notifier (the fast path) and by a NOTIFY in the
 // transaction (Enqueue without a Notifier), beside pgbench running a plain
 // INSERT of the same row into a table with the same indexes and no trigger
-// (the baseline: what a user would write without outboxd), in alternating
+// (the baseline: what a user would write without outboxd) and the same
+// INSERT sent through pgx by this process, in alternating
 // rounds of one run. It prints a Markdown table with tx/s, and WAL bytes and
 // WAL fsyncs per message stored (the Notifier's own commits included).
 //
@@ -21,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -34,6 +36,7 @@ func main() {
 	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_enqueue is created on it)")
 	d := flag.Duration("duration", 5*time.Second, "length of each measurement")
 	rounds := flag.Int("rounds", 3, "alternating rounds per concurrency")
+	flag.DurationVar(&busyInterval, "busy-interval", 0, "the Notifier's BusyInterval (0: its default)")
 	flag.Parse()
 	if err := run(*adminURL, *d, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-enqueue:", err)
@@ -49,7 +52,7 @@ func envOr(k, def string) string {
 }
 
 // figures of one system at one concurrency: medians over the rounds.
-type figures struct{ tps, walBytes, syncsPerCommit, writes, cpuUS []float64 }
+type figures struct{ tps, walBytes, syncsPerCommit, writes, cpuUS, clientUS []float64 }
 
 func run(adminURL string, d time.Duration, rounds int) error {
 	ctx := context.Background()
@@ -75,6 +78,7 @@ func run(adminURL string, d time.Duration, rounds int) error {
 		measure     func(conns int) (float64, error)
 	}{
 		{"pgbench: plain INSERT, no trigger (baseline)", "bench_plain", func(c int) (float64, error) { return pgbench.Run(url, script, c, d) }},
+		{"plain INSERT through pgx, no trigger (a Go service without outboxd)", "bench_plain", func(c int) (float64, error) { return measurePlainPgx(ctx, url, c, d) }},
 		{"outbox.Enqueue with a Notifier", "outboxd.outbox_messages", func(c int) (float64, error) { return measureEnqueue(ctx, url, c, d, true) }},
 		{"outbox.Enqueue, NOTIFY in the transaction", "outboxd.outbox_messages", func(c int) (float64, error) { return measureEnqueue(ctx, url, c, d, false) }},
 	}
@@ -84,8 +88,8 @@ func run(adminURL string, d time.Duration, rounds int) error {
 		return err
 	}
 	defer cost.Close(ctx)
-	fmt.Println("| connections | system | tx/s | % of baseline | WAL bytes / message | WAL fsyncs / message | row versions written / message | server CPU / message |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| connections | system | tx/s | % of baseline | WAL bytes / message | WAL fsyncs / message | row versions written / message | server CPU / message | client CPU / message |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, conns := range []int{1, 16} {
 		res := make([]figures, len(systems))
 		for r := 0; r < rounds; r++ {
@@ -98,7 +102,9 @@ func run(adminURL string, d time.Duration, rounds int) error {
 				if err != nil {
 					return err
 				}
+				clientBefore := pgcost.ClientCPU()
 				tps, err := s.measure(conns)
+				client := pgcost.ClientCPU() - clientBefore
 				if err != nil {
 					return fmt.Errorf("%s: %w", s.name, err)
 				}
@@ -117,14 +123,15 @@ func run(adminURL string, d time.Duration, rounds int) error {
 				c := cpuAfter.Sub(cpuBefore)
 				res[i].writes = append(res[i].writes, c.Writes/max(w.Rows, 1))
 				res[i].cpuUS = append(res[i].cpuUS, c.CPU*1e6/max(w.Rows, 1))
+				res[i].clientUS = append(res[i].clientUS, client*1e6/max(w.Rows, 1))
 			}
 		}
 		base := pgbench.Median(res[0].tps)
 		for i, s := range systems {
 			tps := pgbench.Median(res[i].tps)
-			fmt.Printf("| %d | %s | %.0f | %.0f%% | %.0f | %.2f | %.2f | %.0f µs |\n", conns, s.name, tps, 100*tps/base,
+			fmt.Printf("| %d | %s | %.0f | %.0f%% | %.0f | %.2f | %.2f | %.0f µs | %.0f µs |\n", conns, s.name, tps, 100*tps/base,
 				pgbench.Median(res[i].walBytes), pgbench.Median(res[i].syncsPerCommit),
-				pgbench.Median(res[i].writes), pgbench.Median(res[i].cpuUS))
+				pgbench.Median(res[i].writes), pgbench.Median(res[i].cpuUS), pgbench.Median(res[i].clientUS))
 		}
 	}
 	return nil
@@ -143,16 +150,6 @@ func quiescedCost(ctx context.Context, conn *pgx.Conn) (pgcost.Reading, error) {
 // conns workers for d, and returns tx/s. With notify, a Notifier on its own
 // connection announces the commits, as an application should run it.
 func measureEnqueue(ctx context.Context, url string, conns int, d time.Duration, notify bool) (float64, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return 0, err
-	}
-	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return 0, err
-	}
-	defer pool.Close()
 	var oc outbox.Config
 	if notify {
 		npool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
@@ -160,7 +157,7 @@ func measureEnqueue(ctx context.Context, url string, conns int, d time.Duration,
 			return 0, err
 		}
 		defer npool.Close()
-		if oc.Notifier, err = outbox.NewNotifier(npool, nil); err != nil {
+		if oc.Notifier, err = outbox.NewNotifier(npool, &outbox.NotifierConfig{BusyInterval: busyInterval}); err != nil {
 			return 0, err
 		}
 		if err := oc.Notifier.Start(ctx); err != nil {
@@ -172,13 +169,60 @@ func measureEnqueue(ctx context.Context, url string, conns int, d time.Duration,
 	if err != nil {
 		return 0, err
 	}
+	return drive(ctx, url, conns, d, func(tx pgx.Tx) error {
+		_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "email-api", Type: "email.welcome", Payload: payload})
+		return err
+	})
+}
+
+// plainSQL is plain.pgbench's INSERT as a Go service would send it through
+// pgx: a UUIDv7 made in Go, its text as the idempotency key.
+const plainSQL = `INSERT INTO bench_plain
+    (id, destination, type, ordering_key, seq, payload, headers,
+     idempotency_key, caused_by_source, caused_by_event_id, step)
+VALUES ($1, 'email-api', 'email.welcome', NULL, NULL, $2, '{}', $3, NULL, NULL, '')
+RETURNING seq, created_at`
+
+// measurePlainPgx is the baseline's INSERT sent by this process through
+// pgx, as a Go service without outboxd would: what is left between it and
+// pgbench is the Go client, not outboxd.
+func measurePlainPgx(ctx context.Context, url string, conns int, d time.Duration) (float64, error) {
+	return drive(ctx, url, conns, d, func(tx pgx.Tx) error {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		var (
+			seq     *int64
+			created time.Time
+		)
+		return tx.QueryRow(ctx, plainSQL, id, payload, id.String()).Scan(&seq, &created)
+	})
+}
+
+var busyInterval time.Duration // -busy-interval
+
+var payload = []byte(`{"to":"ada@example.com","template":"welcome"}`)
+
+// drive runs one transaction with work in it per iteration, on conns
+// connections for d, and returns tx/s.
+func drive(ctx context.Context, url string, conns int, d time.Duration, work func(pgx.Tx) error) (float64, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return 0, err
+	}
+	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
 	var (
 		done     atomic.Int64
 		firstErr error
 		once     sync.Once
 		wg       sync.WaitGroup
 	)
-	payload := []byte(`{"to":"ada@example.com","template":"welcome"}`)
 	start := time.Now()
 	deadline := start.Add(d)
 	for w := 0; w < conns; w++ {
@@ -186,11 +230,7 @@ func measureEnqueue(ctx context.Context, url string, conns int, d time.Duration,
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "email-api", Type: "email.welcome", Payload: payload})
-					return err
-				})
-				if err != nil {
+				if err := pgx.BeginFunc(ctx, pool, work); err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -166,4 +167,15 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ClientCPU is the CPU seconds this process and its reaped children (a
+// pgbench run) have used so far, user and system: the client side of a
+// measurement, beside the server's.
+func ClientCPU() float64 {
+	var self, children syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &self) != nil || syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children) != nil {
+		return 0
+	}
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano()).Seconds()
 }
