@@ -267,7 +267,9 @@ func enqueueArgs(msg *Message) ([]any, error) {
 	if msg.CausedBy != nil {
 		causeSource, causeID = &msg.CausedBy.Source, &msg.CausedBy.EventID
 	}
-	return []any{msg.ID, msg.Destination, msg.Type, key, msg.Payload, string(headers),
+	// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its text
+	// form (driver.Valuer), with an error and about 20 allocations.
+	return []any{[16]byte(msg.ID), msg.Destination, msg.Type, key, msg.Payload, string(headers),
 		msg.IdempotencyKey, causeSource, causeID, msg.Step}, nil
 }
 

@@ -229,17 +229,19 @@ func (r *laneRunner) claimRows(ctx context.Context) ([]claimed, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
 		var (
 			c       claimed
+			id      [16]byte // not uuid.UUID, which pgx scans through sql.Scanner: 3 allocations a row
 			key     *string
 			seq     *int64
 			headers []byte
 			base    int
 			ageMS   int64
 		)
-		err := row.Scan(&c.ID, &c.Destination, &c.Type, &key, &seq, &c.Payload, &headers,
+		err := row.Scan(&id, &c.Destination, &c.Type, &key, &seq, &c.Payload, &headers,
 			&c.IdempotencyKey, &c.attempts, &base, &c.CreatedAt, &ageMS)
 		if err != nil {
 			return c, err
 		}
+		c.ID = id
 		c.budgetUsed = c.attempts - base + 1
 		c.age, c.claimedAt = time.Duration(ageMS)*time.Millisecond, at
 		if key != nil {
@@ -410,7 +412,7 @@ func (r *laneRunner) record(results []result) error {
 	defer cancel()
 	n := len(results)
 	var (
-		ids       = make([]uuid.UUID, n)
+		ids       = make([][16]byte, n) // not uuid.UUID: pgx encodes that through its text form (driver.Valuer), with an error and about 20 allocations per id
 		statuses  = make([]string, n)
 		outcomes  = make([]string, n)
 		delays    = make([]int64, n)
@@ -441,14 +443,14 @@ func (r *laneRunner) record(results []result) error {
 	if err != nil {
 		return err
 	}
-	got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	got, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
 	if err != nil {
 		return err
 	}
 	r.d.health.report("recording results", nil)
 	stored := make(map[uuid.UUID]bool, len(got))
 	for _, id := range got {
-		stored[id] = true
+		stored[uuid.UUID(id)] = true
 	}
 	if len(got) < n {
 		// The lease was gone (the messages are another runner's now), or an

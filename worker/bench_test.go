@@ -1,0 +1,41 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// Why the recording statement sends its batch's ids as [16]byte values:
+// pgx encodes a uuid.UUID through its text form (driver.Valuer), with an
+// error and about 20 allocations per id, where [16]byte is copied as it
+// is (docs/benchmarks.md, bench-dispatch: the drain's client CPU). Compare
+// allocs/op and B/op:
+//
+//	go test -run '^$' -bench 'IDsParam' -benchmem -count 5 ./worker/
+func BenchmarkIDsParam(b *testing.B) {
+	pool := pgtest.Pool(b)
+	ctx := context.Background()
+	ids := make([]uuid.UUID, 200) // a default batch
+	raw := make([][16]byte, len(ids))
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7())
+		raw[i] = ids[i]
+	}
+	for _, c := range []struct {
+		name string
+		arg  any
+	}{{"uuid.UUID", ids}, {"[16]byte", raw}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				var n int
+				if err := pool.QueryRow(ctx, `SELECT cardinality($1::uuid[])`, c.arg).Scan(&n); err != nil || n != len(ids) {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
+}
