@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
 )
@@ -267,9 +268,10 @@ func enqueueArgs(msg *Message) ([]any, error) {
 	if msg.CausedBy != nil {
 		causeSource, causeID = &msg.CausedBy.Source, &msg.CausedBy.EventID
 	}
-	// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its text
-	// form (driver.Valuer), with an error and about 20 allocations.
-	return []any{[16]byte(msg.ID), msg.Destination, msg.Type, key, msg.Payload, string(headers),
+	// pgtype.UUID, not uuid.UUID: pgx encodes a uuid.UUID through its text
+	// form (driver.Valuer), with an error and about 20 allocations; nor
+	// [16]byte, which pgx cannot type in the simple protocol or exec mode.
+	return []any{pgtype.UUID{Bytes: msg.ID, Valid: true}, msg.Destination, msg.Type, key, msg.Payload, string(headers),
 		msg.IdempotencyKey, causeSource, causeID, msg.Step}, nil
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/bench/pgbench"
@@ -196,7 +197,7 @@ func measurePlainPgx(ctx context.Context, url string, conns int, d time.Duration
 			seq     *int64
 			created time.Time
 		)
-		return tx.QueryRow(ctx, plainSQL, id, payload, id.String()).Scan(&seq, &created)
+		return tx.QueryRow(ctx, plainSQL, pgtype.UUID{Bytes: id, Valid: true}, payload, id.String()).Scan(&seq, &created)
 	})
 }
 

@@ -1,0 +1,76 @@
+package outbox_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// Enqueue runs in the caller's transaction, on whatever query mode the
+// caller's pool uses: behind PgBouncer that is often the simple protocol
+// or exec mode, where the server does not describe the parameters and pgx
+// must know each argument's type itself. Every mode stores the same rows.
+func TestEnqueueInEveryQueryExecMode(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []pgx.QueryExecMode{
+		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol,
+	} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.ConnConfig.DefaultQueryExecMode = mode
+			pool, err := pgxpool.NewWithConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pool.Close)
+			ob, err := outbox.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			given := uuid.Must(uuid.NewV7())
+			msgs := []outbox.Message{
+				{Destination: "crm", Type: "lead.created", Payload: []byte(`{}`)},
+				{Destination: "crm", Type: "lead.created", Payload: []byte(`{}`), OrderingKey: "contact-1"},
+				{Destination: "crm", Type: "lead.created", Payload: []byte(`{}`), ID: given},
+				{Destination: "crm", Type: "lead.created", Payload: []byte(`{}`), IdempotencyKey: "k-1"},
+			}
+			// Each twice: the second of those with an id or key of the
+			// caller's is the stored message again.
+			for round := range 2 {
+				for i, m := range msgs {
+					e, err := ob.Enqueue(ctx, pool, m)
+					if err != nil {
+						t.Fatalf("round %d, message %d: %v", round, i, err)
+					}
+					stored, err := ob.Get(ctx, pool, e.ID)
+					if err != nil || stored.ID != e.ID {
+						t.Fatalf("round %d, message %d: Get(%s) = %v, %v", round, i, e.ID, stored.ID, err)
+					}
+					if i == 2 && e.ID != given {
+						t.Fatalf("the caller's id %s came back as %s", given, e.ID)
+					}
+				}
+				if _, err := ob.EnqueueBatch(ctx, pool, msgs[2:]); err != nil {
+					t.Fatalf("round %d, batch: %v", round, err)
+				}
+			}
+			var n int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_messages`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 6 { // two of each unkeyed/keyed fresh message, one per id or key given
+				t.Fatalf("%d messages stored, want 6", n)
+			}
+		})
+	}
+}
