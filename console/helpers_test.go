@@ -41,7 +41,12 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	pool := pgtest.Pool(t)
+	return setupOn(t, pgtest.Pool(t))
+}
+
+// setupOn is setup with a pool of the caller's (its query mode, say).
+func setupOn(t *testing.T, pool *pgxpool.Pool) *bundle {
+	t.Helper()
 	c, err := console.New(pool, &console.Config{Users: []console.User{
 		{Name: "ada", Role: console.Admin, Password: adminPass},
 		{Name: "vic", Role: console.Viewer, Password: viewerPass},

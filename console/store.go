@@ -14,6 +14,7 @@ import (
 
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pgid"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -210,7 +211,7 @@ func (s *store) messageQuery(f MessageFilter) (string, []any) {
 	case f.OrderingKey != "":
 		q = s.q.messageSearch["ordering_key"]
 	}
-	return q, []any{ids, opt(f.Destination), opt(string(f.Status)), opt(f.OrderingKey),
+	return q, []any{pgid.Many(ids), opt(f.Destination), opt(string(f.Status)), opt(f.OrderingKey),
 		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/internal/pendingsql"
+	"github.com/outboxd/outboxd/internal/pgid"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -285,7 +286,7 @@ func (s *store) audit(ctx context.Context, tx pgx.Tx, p principal, action, dest 
 	if ids == nil {
 		ids = []uuid.UUID{}
 	}
-	if _, err := tx.Exec(ctx, s.q.auditInsert, p.Name, string(p.Role), action, opt(dest), string(b), n, ids); err != nil {
+	if _, err := tx.Exec(ctx, s.q.auditInsert, p.Name, string(p.Role), action, opt(dest), string(b), n, pgid.Many(ids)); err != nil {
 		return fmt.Errorf("console: audit: %w", err)
 	}
 	return nil

@@ -12,27 +12,36 @@ import (
 	"github.com/outboxd/outboxd/outbox"
 )
 
+var execModes = []pgx.QueryExecMode{
+	pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+	pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol,
+}
+
+// modePool is a pool on a fresh migrated database in the given mode.
+func modePool(t *testing.T, mode pgx.QueryExecMode) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = mode
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // Enqueue runs in the caller's transaction, on whatever query mode the
 // caller's pool uses: behind PgBouncer that is often the simple protocol
 // or exec mode, where the server does not describe the parameters and pgx
 // must know each argument's type itself. Every mode stores the same rows.
 func TestEnqueueInEveryQueryExecMode(t *testing.T) {
 	ctx := context.Background()
-	for _, mode := range []pgx.QueryExecMode{
-		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
-		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol,
-	} {
+	for _, mode := range execModes {
 		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.ConnConfig.DefaultQueryExecMode = mode
-			pool, err := pgxpool.NewWithConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(pool.Close)
+			pool := modePool(t, mode)
 			ob, err := outbox.New(nil)
 			if err != nil {
 				t.Fatal(err)
@@ -70,6 +79,50 @@ func TestEnqueueInEveryQueryExecMode(t *testing.T) {
 			}
 			if n != 6 { // two of each unkeyed/keyed fresh message, one per id or key given
 				t.Fatalf("%d messages stored, want 6", n)
+			}
+		})
+	}
+}
+
+// The operator calls take ids too (outboxd's CLI passes the operator's
+// database URL, query mode and all): each works in every mode.
+func TestOperatorCallsInEveryQueryExecMode(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range execModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			pool := modePool(t, mode)
+			ob, err := outbox.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []uuid.UUID
+			for range 3 {
+				e, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: "crm", Type: "lead.created", Payload: []byte(`{}`)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, e.ID)
+			}
+			if _, err := pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'dead'`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ob.Get(ctx, pool, ids[0]); err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			if _, err := ob.Attempts(ctx, pool, ids[0]); err != nil {
+				t.Fatalf("Attempts: %v", err)
+			}
+			if dead, err := ob.ListDead(ctx, pool, outbox.Filter{IDs: ids}, 10); err != nil || len(dead) != 3 {
+				t.Fatalf("ListDead(ids) = %d, %v; want 3", len(dead), err)
+			}
+			if n, err := ob.CountDead(ctx, pool, outbox.Filter{IDs: ids[:2]}); err != nil || n != 2 {
+				t.Fatalf("CountDead(2 ids) = %d, %v", n, err)
+			}
+			if got, err := ob.RequeueIDs(ctx, pool, outbox.Filter{IDs: ids[:1]}); err != nil || len(got) != 1 || got[0] != ids[0] {
+				t.Fatalf("RequeueIDs = %v, %v; want [%s]", got, err, ids[0])
+			}
+			if got, err := ob.PurgeDeadIDs(ctx, pool, outbox.Filter{IDs: ids[1:]}); err != nil || len(got) != 2 {
+				t.Fatalf("PurgeDeadIDs = %v, %v; want 2", got, err)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pgid"
 )
 
 // Filter selects messages for the operator calls. Zero fields match
@@ -40,7 +41,7 @@ func (f Filter) args(status string) []any {
 	if len(f.IDs) > 0 {
 		ids = f.IDs
 	}
-	return []any{status, ids, opt(f.Destination), opt(f.Type), optTime(f.Since), optTime(f.Until),
+	return []any{status, pgid.Many(ids), opt(f.Destination), opt(f.Type), optTime(f.Since), optTime(f.Until),
 		opt(f.OrderingKey), opt(f.IdempotencyKey)}
 }
 

@@ -14,9 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pgid"
 )
 
 // DB is what the outbox needs from a database handle: pass the caller's
@@ -268,10 +268,8 @@ func enqueueArgs(msg *Message) ([]any, error) {
 	if msg.CausedBy != nil {
 		causeSource, causeID = &msg.CausedBy.Source, &msg.CausedBy.EventID
 	}
-	// pgtype.UUID, not uuid.UUID: pgx encodes a uuid.UUID through its text
-	// form (driver.Valuer), with an error and about 20 allocations; nor
-	// [16]byte, which pgx cannot type in the simple protocol or exec mode.
-	return []any{pgtype.UUID{Bytes: msg.ID, Valid: true}, msg.Destination, msg.Type, key, msg.Payload, string(headers),
+	// pgid.One, not msg.ID: see internal/pgid.
+	return []any{pgid.One(msg.ID), msg.Destination, msg.Type, key, msg.Payload, string(headers),
 		msg.IdempotencyKey, causeSource, causeID, msg.Step}, nil
 }
 
