@@ -1,14 +1,10 @@
 package console_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
@@ -18,19 +14,9 @@ import (
 // finds, shows, requeues by id and audits as in the default mode.
 func TestConsoleInExecAndSimpleProtocolModes(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
-		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.ConnConfig.DefaultQueryExecMode = mode
-			pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(pool.Close)
-			b := setupOn(t, pool)
+	for _, mode := range []string{"exec", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			b := setupOn(t, pgtest.Connect(t, pgtest.URL(t)+"&default_query_exec_mode="+mode))
 			id := b.receive(t, "evt-m1", "m1@example.com")
 			b.kill(t, id)
 			bot := "bearer:" + adminToken
@@ -43,7 +29,7 @@ func TestConsoleInExecAndSimpleProtocolModes(t *testing.T) {
 				t.Fatalf("requeue by id: %v, status %s", res, b.status(t, id))
 			}
 			var audited int
-			if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM outboxd.console_audit WHERE $1::uuid = ANY(message_ids)`, id.String()).Scan(&audited); err != nil || audited != 1 {
+			if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM outboxd.console_audit WHERE $1::uuid = ANY(message_ids)`, id.String()).Scan(&audited); err != nil || audited != 1 {
 				t.Fatalf("audit rows naming the message: %d %v", audited, err)
 			}
 		})

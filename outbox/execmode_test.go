@@ -5,32 +5,20 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
 
-var execModes = []pgx.QueryExecMode{
-	pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
-	pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol,
-}
+// execModes are pgx's query modes, as a database URL names them
+// (default_query_exec_mode).
+var execModes = []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"}
 
 // modePool is a pool on a fresh migrated database in the given mode.
-func modePool(t *testing.T, mode pgx.QueryExecMode) *pgxpool.Pool {
+func modePool(t *testing.T, mode string) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.DefaultQueryExecMode = mode
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	return pgtest.Connect(t, pgtest.URL(t)+"&default_query_exec_mode="+mode)
 }
 
 // Enqueue runs in the caller's transaction, on whatever query mode the
@@ -40,7 +28,7 @@ func modePool(t *testing.T, mode pgx.QueryExecMode) *pgxpool.Pool {
 func TestEnqueueInEveryQueryExecMode(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range execModes {
-		t.Run(mode.String(), func(t *testing.T) {
+		t.Run(mode, func(t *testing.T) {
 			pool := modePool(t, mode)
 			ob, err := outbox.New(nil)
 			if err != nil {
@@ -89,7 +77,7 @@ func TestEnqueueInEveryQueryExecMode(t *testing.T) {
 func TestOperatorCallsInEveryQueryExecMode(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range execModes {
-		t.Run(mode.String(), func(t *testing.T) {
+		t.Run(mode, func(t *testing.T) {
 			pool := modePool(t, mode)
 			ob, err := outbox.New(nil)
 			if err != nil {

@@ -1,13 +1,9 @@
 package worker_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
@@ -16,18 +12,10 @@ import (
 // usual settings), where pgx must type every argument itself, claims,
 // delivers and records as in the default mode.
 func TestDispatcherInExecAndSimpleProtocolModes(t *testing.T) {
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
-		t.Run(mode.String(), func(t *testing.T) {
+	for _, mode := range []string{"exec", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
 			b := setup(t)
-			cfg, err := pgxpool.ParseConfig(pgtest.URL(t) + "&pool_max_conns=10")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.ConnConfig.DefaultQueryExecMode = mode
-			if b.pool, err = pgxpool.NewWithConfig(context.Background(), cfg); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(b.pool.Close)
+			b.pool = pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=10&default_query_exec_mode="+mode)
 			b.enqueue(t, 40, 10, func(i int) string {
 				if i%2 == 0 {
 					return ""
