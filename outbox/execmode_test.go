@@ -15,10 +15,15 @@ import (
 // (default_query_exec_mode).
 var execModes = []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"}
 
-// modePool is a pool on a fresh migrated database in the given mode.
-func modePool(t *testing.T, mode string) *pgxpool.Pool {
+// modeSetup is a pool on a fresh migrated database in the given mode, and
+// an Outbox.
+func modeSetup(t *testing.T, mode string) (*pgxpool.Pool, *outbox.Outbox) {
 	t.Helper()
-	return pgtest.Connect(t, pgtest.URL(t)+"&default_query_exec_mode="+mode)
+	ob, err := outbox.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgtest.Connect(t, pgtest.URL(t)+"&default_query_exec_mode="+mode), ob
 }
 
 // Enqueue runs in the caller's transaction, on whatever query mode the
@@ -29,11 +34,7 @@ func TestEnqueueInEveryQueryExecMode(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
-			pool := modePool(t, mode)
-			ob, err := outbox.New(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pool, ob := modeSetup(t, mode)
 			given := uuid.Must(uuid.NewV7())
 			msgs := []outbox.Message{
 				{Destination: "crm", Type: "lead.created", Payload: []byte(`{}`)},
@@ -78,11 +79,7 @@ func TestOperatorCallsInEveryQueryExecMode(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
-			pool := modePool(t, mode)
-			ob, err := outbox.New(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pool, ob := modeSetup(t, mode)
 			var ids []uuid.UUID
 			for range 3 {
 				e, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: "crm", Type: "lead.created", Payload: []byte(`{}`)})

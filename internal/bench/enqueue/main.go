@@ -208,12 +208,7 @@ var payload = []byte(`{"to":"ada@example.com","template":"welcome"}`)
 // drive runs one transaction with work in it per iteration, on conns
 // connections for d, and returns tx/s.
 func drive(ctx context.Context, url string, conns int, d time.Duration, work func(pgx.Tx) error) (float64, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return 0, err
-	}
-	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgbench.FixedPool(ctx, url, conns)
 	if err != nil {
 		return 0, err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
@@ -68,3 +69,15 @@ func ReadWAL(ctx context.Context, url, table string) (WAL, error) {
 
 // Sub returns the difference w - o.
 func (w WAL) Sub(o WAL) WAL { return WAL{w.Bytes - o.Bytes, w.Syncs - o.Syncs, w.Rows - o.Rows} }
+
+// FixedPool opens a pool of exactly conns connections on url, the Go side's
+// counterpart of pgbench's -c: every connection is open before the clock
+// starts. The caller closes it.
+func FixedPool(ctx context.Context, url string, conns int) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
+	return pgxpool.NewWithConfig(ctx, cfg)
+}

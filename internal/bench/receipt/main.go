@@ -181,12 +181,7 @@ var payload = []byte(`{"id":"evt","type":"lead.created","data":{"email":"ada@exa
 // commits through a Notifier (on a connection of its own, as an
 // application would give it), so no enqueueing transaction NOTIFYs.
 func measureOurs(ctx context.Context, url string, in *inbox.Inbox, conns int, d time.Duration) (float64, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return 0, err
-	}
-	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgbench.FixedPool(ctx, url, conns)
 	if err != nil {
 		return 0, err
 	}
