@@ -328,3 +328,22 @@ func TestHTTPMessageHeadersInAnyCase(t *testing.T) {
 		t.Errorf("Webhook-Signature: %q, want only ours", got)
 	}
 }
+
+// A stored message whose header net/http would refuse on every attempt (a
+// row not written through Enqueue, which refuses it) is a dead letter at
+// once, without a request, and the error never quotes the value.
+func TestHTTPUnsendableHeaderIsDead(t *testing.T) {
+	d, s := newHTTP(t, dispatch.HTTPConfig{})
+	for _, h := range []http.Header{
+		{"X-Token": {"s3cr3t\r\nX-Injected: 1"}},
+		{"Bad Name": {"v"}},
+	} {
+		res := d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k", Payload: []byte(`{}`), Headers: h})
+		if res.Outcome != dispatch.Dead || res.Err == nil || strings.Contains(res.Err.Error(), "s3cr3t") {
+			t.Errorf("%q: %s", h, res)
+		}
+	}
+	if n := len(s.snapshot()); n != 0 {
+		t.Fatalf("%d requests reached the server", n)
+	}
+}

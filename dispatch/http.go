@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/outboxd/outboxd/internal/httpheader"
 )
 
 // HTTPConfig configures an HTTP destination.
@@ -109,6 +111,11 @@ func NewHTTP(c *HTTPConfig) (*HTTP, error) {
 
 // Deliver posts msg.Payload and classifies the answer.
 func (d *HTTP) Deliver(ctx context.Context, msg Message) Result {
+	if bad := httpheader.Check(msg.Headers); bad != "" {
+		// net/http would refuse it on every attempt (Enqueue refuses such
+		// headers; a row written otherwise still gets here).
+		return Result{Outcome: Dead, Err: errors.New(bad + ": it cannot be sent over HTTP")}
+	}
 	select {
 	case d.sem <- struct{}{}:
 		defer func() { <-d.sem }()

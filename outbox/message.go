@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/internal/httpheader"
 )
 
 // Message is one call to make downstream.
@@ -24,7 +26,9 @@ type Message struct {
 	OrderingKey string
 	// Payload is the body sent downstream.
 	Payload []byte
-	// Headers are sent downstream with the payload.
+	// Headers are sent downstream with the payload. Enqueue refuses
+	// (ErrInvalidMessage) a name that is not an HTTP token or a value with
+	// a control character other than tab: no attempt could send them.
 	Headers http.Header
 	// CausedBy is the inbox event that caused this message, if any. It links
 	// the message to the event and derives its idempotency key.
@@ -82,6 +86,10 @@ func (m *Message) prepare() error {
 	}
 	if m.CausedBy != nil && (m.CausedBy.Source == "" || m.CausedBy.EventID == "") {
 		return fmt.Errorf("%w: CausedBy needs both source and event id", ErrInvalidMessage)
+	}
+	if bad := httpheader.Check(m.Headers); bad != "" {
+		// Stored, it would fail every attempt until it died.
+		return fmt.Errorf("%w: %s", ErrInvalidMessage, bad)
 	}
 	if m.ID == uuid.Nil {
 		id, err := uuid.NewV7()

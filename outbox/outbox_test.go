@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -372,10 +373,21 @@ func TestInvalidMessages(t *testing.T) {
 	for _, m := range []outbox.Message{
 		{},
 		{Destination: "x", CausedBy: &outbox.EventRef{Source: "s"}},
+		// Headers that no attempt could send: refused now, not retried
+		// until the message dies. The value is never quoted back.
+		{Destination: "x", Headers: http.Header{"X-Token": {"s3cr3t\r\nX-Injected: 1"}}},
+		{Destination: "x", Headers: http.Header{"Bad Name": {"v"}}},
 	} {
-		if _, err := b.outbox.Enqueue(ctx, b.pool, m); !errors.Is(err, outbox.ErrInvalidMessage) {
+		_, err := b.outbox.Enqueue(ctx, b.pool, m)
+		if !errors.Is(err, outbox.ErrInvalidMessage) || err != nil && strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("%+v: %v", m, err)
 		}
+		if _, err := b.outbox.EnqueueBatch(ctx, b.pool, []outbox.Message{{Destination: "x"}, m}); !errors.Is(err, outbox.ErrInvalidMessage) {
+			t.Errorf("batch with %+v: %v", m, err)
+		}
+	}
+	if n := b.count(t); n != 0 {
+		t.Errorf("%d messages stored by refused enqueues", n)
 	}
 	if _, err := b.outbox.Get(ctx, b.pool, uuid.Must(uuid.NewV7())); !errors.Is(err, outbox.ErrNotFound) {
 		t.Errorf("get unknown: %v", err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/httpheader"
 )
 
 // Defaults of worker.Config and worker.RetryPolicy that the checks below
@@ -121,11 +122,11 @@ func (c *fileConfig) validateDestination(p string, dc destinationConf) error {
 	}
 	for name, v := range dc.Headers {
 		at := p + ".headers." + name
-		if !validHeaderName(name) {
+		if !httpheader.ValidName(name) {
 			return fmt.Errorf("line %d: %s.headers: %q is not a valid header name", c.line(at), p, name)
 		}
 		// The value may be a secret: say what is wrong, not what it is.
-		if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+		if !httpheader.ValidValue(v) {
 			return fmt.Errorf("line %d: %s.headers.%s: the value holds a control character (a line break?)", c.line(at), p, name)
 		}
 	}
@@ -190,20 +191,6 @@ func natsURL(s string) bool {
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderName reports whether name is an HTTP token (RFC 9110 5.1);
-// net/http refuses anything else when sending, on every message.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for _, r := range name {
-		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
 			return false
 		}
 	}

@@ -92,7 +92,24 @@ func (f *cmdFlags) describe(err error) string {
 			}
 		}
 	}
+	if name == "header" {
+		value = headerShown(value)
+	}
 	return fmt.Sprintf("--%s %s: %s", name, value, why)
+}
+
+// headerShown is a refused --header value as errors show it: its name
+// only, since the value may be a credential in any form (quoted is the
+// flag package's quoting).
+func headerShown(quoted string) string {
+	v, err := strconv.Unquote(quoted)
+	if err != nil {
+		return "(value not shown)"
+	}
+	if name, _, ok := strings.Cut(v, ":"); ok {
+		return strconv.Quote(strings.TrimSpace(name) + ": ...")
+	}
+	return "(value not shown: no 'Name:' in it)"
 }
 
 // printHelp prints the usage text and the flags, spelled with "--" as the

@@ -86,6 +86,28 @@ func TestSendChecksThePayload(t *testing.T) {
 	}
 }
 
+// send refuses a header that no attempt could send (it would be retried
+// until the message died), and never echoes a header's value: it may be a
+// credential, in whatever form.
+func TestSendRefusesUnsendableHeaders(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	db := []string{"DATABASE_URL=" + b.url}
+	for _, tc := range []struct{ header, first string }{
+		{"Authorization: Bearer s3cr3t\x1b", `outboxd send: --header "Authorization: ...": header Authorization: the value holds a control character (a line break?)`},
+		{"Bad Name: s3cr3t", `outboxd send: --header "Bad Name: ...": header name "Bad Name" is not a token (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`},
+		{"Authorization s3cr3t", `outboxd send: --header (value not shown: no 'Name:' in it): want 'Name: value'`},
+	} {
+		r := outboxdIn(t, db, `{}`, "send", "--destination", "crm", "--header", tc.header)
+		if r.code != 2 || firstLine(r.stderr) != tc.first || strings.Contains(r.stderr+r.stdout, "s3cr3t") {
+			t.Errorf("--header %q: exit %d, stderr %q; want exit 2 and %q", tc.header, r.code, r.stderr, tc.first)
+		}
+	}
+	if s := b.status(t); len(s) != 0 {
+		t.Fatalf("statuses %v: a refused send stored a message", s)
+	}
+}
+
 // outbox show prints what is stored: the payload (indented, capped), the
 // headers sorted, each attempt's response body, and a next attempt only for
 // a pending message.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/outboxd/outboxd/internal/httpheader"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -34,7 +35,11 @@ func (h headerFlags) Set(v string) error {
 	if !ok || strings.TrimSpace(name) == "" {
 		return errors.New("want 'Name: value'")
 	}
-	http.Header(h).Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if bad := httpheader.Check(map[string][]string{name: {value}}); bad != "" {
+		return errors.New(bad)
+	}
+	http.Header(h).Add(name, value)
 	return nil
 }
 
