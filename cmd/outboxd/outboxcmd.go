@@ -140,8 +140,16 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	o.filter.IDs = o.ids
 	f := o.filter
 	filtered := len(f.IDs) > 0 || f.Destination != "" || f.Type != "" || !f.Since.IsZero() || !f.Until.IsZero()
-	if (action == "requeue" || action == "purge") && !filtered && !o.all {
+	switch {
+	case (action == "requeue" || action == "purge") && !filtered && !o.all:
 		return fs.usageErr(fmt.Sprintf("%s changes every dead letter it matches: give a filter, or --all", action))
+	case o.all && filtered:
+		// Which did the operator mean? Acting on fewer than "all" or on
+		// more than the filter are both surprises.
+		return fs.usageErr("--all means every dead letter: give it without filters, or the filters without it")
+	case !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until):
+		// An empty window is a typo (the console refuses it too).
+		return fs.usageErr("--since must be before --until")
 	}
 	var showID uuid.UUID
 	if action == "show" {

@@ -26,25 +26,35 @@ func TestRequeueAndPurgeNeedAFilterAndDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := []string{"DATABASE_URL=" + b.url}
+	refused := func(action string) string {
+		return fmt.Sprintf("outboxd outbox: %s changes every dead letter it matches: give a filter, or --all", action)
+	}
+	const both, empty = "outboxd outbox: --all means every dead letter: give it without filters, or the filters without it",
+		"outboxd outbox: --since must be before --until"
 	for _, tc := range []struct {
 		args   []string
 		code   int
 		out    string
 		status map[string]int
+		err    string // the first line of stderr, for exit 2
 	}{
-		{[]string{"outbox", "requeue"}, 2, "", map[string]int{"dead": 3}},
-		{[]string{"outbox", "purge"}, 2, "", map[string]int{"dead": 3}},
-		{[]string{"outbox", "requeue", "--destination", "crm", "--dry-run"}, 0, "would have requeued 2 (dry run: nothing changed)\n", map[string]int{"dead": 3}},
-		{[]string{"outbox", "purge", "--all", "--dry-run"}, 0, "would have purged 3 (dry run: nothing changed)\n", map[string]int{"dead": 3}},
-		{[]string{"outbox", "requeue", "--destination", "crm"}, 0, "requeued 2\n", map[string]int{"dead": 1, "pending": 2}},
-		{[]string{"outbox", "requeue", "--all"}, 0, "requeued 1\n", map[string]int{"pending": 3}},
-		{[]string{"outbox", "purge", "--all"}, 0, "purged 0\n", map[string]int{"pending": 3}},
+		{[]string{"outbox", "requeue"}, 2, "", map[string]int{"dead": 3}, refused("requeue")},
+		{[]string{"outbox", "purge"}, 2, "", map[string]int{"dead": 3}, refused("purge")},
+		// Ambiguous or empty selections are refused, not narrowed.
+		{[]string{"outbox", "purge", "--all", "--destination", "crm"}, 2, "", map[string]int{"dead": 3}, both},
+		{[]string{"outbox", "requeue", "--since", "2h", "--until", "3h"}, 2, "", map[string]int{"dead": 3}, empty},
+		{[]string{"outbox", "dead", "--since", "2026-01-01T00:00:00Z", "--until", "2026-01-01T00:00:00Z"}, 2, "", map[string]int{"dead": 3}, empty},
+		{[]string{"outbox", "requeue", "--destination", "crm", "--dry-run"}, 0, "would have requeued 2 (dry run: nothing changed)\n", map[string]int{"dead": 3}, ""},
+		{[]string{"outbox", "purge", "--all", "--dry-run"}, 0, "would have purged 3 (dry run: nothing changed)\n", map[string]int{"dead": 3}, ""},
+		{[]string{"outbox", "requeue", "--destination", "crm"}, 0, "requeued 2\n", map[string]int{"dead": 1, "pending": 2}, ""},
+		{[]string{"outbox", "requeue", "--all"}, 0, "requeued 1\n", map[string]int{"pending": 3}, ""},
+		{[]string{"outbox", "purge", "--all"}, 0, "purged 0\n", map[string]int{"pending": 3}, ""},
 	} {
 		r := outboxd(t, db, tc.args...)
 		if r.code != tc.code || r.stdout != tc.out {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.args, r.code, r.stdout, r.stderr, tc.code, tc.out)
 		}
-		if tc.code == 2 && firstLine(r.stderr) != fmt.Sprintf("outboxd outbox: %s changes every dead letter it matches: give a filter, or --all", tc.args[1]) {
+		if tc.code == 2 && firstLine(r.stderr) != tc.err {
 			t.Errorf("%v: stderr %q", tc.args, r.stderr)
 		}
 		if s := b.status(t); fmt.Sprint(s) != fmt.Sprint(tc.status) {
