@@ -15,7 +15,7 @@ import (
 // Filter selects messages for the operator calls. Zero fields match
 // everything.
 type Filter struct {
-	IDs         []uuid.UUID // nil: any message
+	IDs         []uuid.UUID // nil or empty: any message
 	Destination string      // "": any destination
 	Type        string      // "": any type
 	// Since and Until bound the creation time: Since <= created_at < Until.
