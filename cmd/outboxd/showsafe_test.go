@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -18,9 +17,14 @@ func TestShowEscapesControlCharacters(t *testing.T) {
 	b := newServeBundle(t)
 	ctx := context.Background()
 	const hostile = "\x1b]0;pwned\x07 text\r\x9b2J \xff\xfe"
-	e, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Type: "t\x1b[2J",
-		Payload: []byte(hostile), Headers: http.Header{"X-Evil": {"a\x1b[31mred"}}})
+	e, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Type: "t\x1b[2J", Payload: []byte(hostile)})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Enqueue refuses such a header; a row written another way (SQL, an
+	// older version) may still hold one.
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET headers = $2 WHERE id = $1`,
+		e.ID, `{"X-Evil": ["a\u001b[31mred"]}`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.pool.Exec(ctx, `INSERT INTO outboxd.outbox_attempts (message_id, attempt, attempted_at, duration_ms, outcome, status_code, error, response_body, dispatcher)
