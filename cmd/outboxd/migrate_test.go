@@ -121,6 +121,8 @@ func TestErrorsForPeople(t *testing.T) {
 	}{
 		{[]string{"outbox", "show", "0190a0f4-4b8e-7c3a-9b55-1b8f3f2f2a10"}, 1, "outboxd outbox: no message 0190a0f4-4b8e-7c3a-9b55-1b8f3f2f2a10 in schema outboxd"},
 		{[]string{"outbox", "resume", "crm"}, 1, "outboxd outbox: destination crm is not paused"},
+		{[]string{"outbox", "resume", ""}, 2, "outboxd outbox: resume needs an argument: NAME"},
+		{[]string{"outbox", "show", " "}, 2, "outboxd outbox: show needs an argument: ID"},
 		{[]string{"inbox", "show", "forms", "evt_1"}, 1, "outboxd inbox: no event evt_1 from source forms in schema outboxd"},
 		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere"},
 		{[]string{"inbox", "failures", "--schema", "nothere"}, 1, "outboxd inbox: schema nothere is not migrated, or older than this outboxd (no inbox_failures): run outboxd migrate up --schema nothere"},

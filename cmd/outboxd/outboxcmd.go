@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -132,7 +133,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	switch {
-	case a.operand != "" && len(operands) == 0:
+	case a.operand != "" && (len(operands) == 0 || strings.TrimSpace(operands[0]) == ""):
 		return fs.usageErr(fmt.Sprintf("%s needs an argument: %s", action, a.operand))
 	case a.operand == "" && len(operands) > 0, len(operands) > 1:
 		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[len(operands)-1]))
