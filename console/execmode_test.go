@@ -23,6 +23,10 @@ func TestConsoleInExecAndSimpleProtocolModes(t *testing.T) {
 			if r := b.do(t, http.MethodGet, "/api/messages/"+id.String(), bot, nil, nil); r.code != 200 || !strings.Contains(r.body, id.String()) {
 				t.Fatalf("message: %d %s", r.code, r.body)
 			}
+			// The event's messages: its id goes as a text array (eventkey.Forms).
+			if r := b.do(t, http.MethodGet, "/api/events/forms/evt-m1", bot, nil, nil); r.code != 200 || !strings.Contains(r.body, id.String()) {
+				t.Fatalf("event: %d %s", r.code, r.body)
+			}
 			body := fmt.Sprintf(`{"ids":[%q],"expect":1}`, id)
 			res := decode[map[string]any](t, b.do(t, http.MethodPost, "/api/dead/requeue", bot, strings.NewReader(body), nil))
 			if res["count"] != 1.0 || b.status(t, id) != "pending" {

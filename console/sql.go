@@ -91,8 +91,8 @@ FROM {{schema}}.outbox_messages`
 
 // messageConds filter, sort and cut a message list ($1 ids; $2
 // destination; $3 status as the console names it; $4 ordering key; $5
-// idempotency key; $6 type; $7, $8 created_at bounds; $9, $10 the causing
-// event; $11 limit; $12 the id of the previous page's last row, which ends
+// idempotency key; $6 type; $7, $8 created_at bounds; $9 the causing
+// event's source, $10 the forms its id may be stored in; $11 limit; $12 the id of the previous page's last row, which ends
 // at $8).
 const messageConds = `
 WHERE ($1::uuid[] IS NULL OR id = ANY($1))
@@ -105,7 +105,7 @@ AND ($5::text IS NULL OR idempotency_key = $5)
 AND ($6::text IS NULL OR type = $6)
 AND ($7::timestamptz IS NULL OR created_at >= $7)
 AND ($8::timestamptz IS NULL OR created_at < $8 OR ($12::uuid IS NOT NULL AND created_at = $8 AND id < $12))
-AND ($10::text IS NULL OR (caused_by_source = $9 AND caused_by_event_id = $10))
+AND ($10::text[] IS NULL OR (caused_by_source = $9 AND caused_by_event_id = ANY($10)))
 ORDER BY created_at DESC, id DESC
 LIMIT $11`
 
@@ -135,7 +135,7 @@ FROM matches` + messageConds
 var messageMatches = map[string]string{
 	"ids":             `m.id = ANY($1)`,
 	"idempotency_key": `m.idempotency_key = $5 AND m.destination = ANY(CASE WHEN $2::text IS NOT NULL THEN ARRAY[$2::text] ELSE ARRAY(SELECT d FROM dests WHERE d IS NOT NULL) END)`,
-	"caused_by":       `m.caused_by_source = $9 AND m.caused_by_event_id = $10`,
+	"caused_by":       `m.caused_by_source = $9 AND m.caused_by_event_id = ANY($10)`,
 	"ordering_key":    `m.ordering_key = $4`,
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/eventkey"
 	"github.com/outboxd/outboxd/internal/pgid"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -196,9 +197,14 @@ func (s *store) messageQuery(f MessageFilter) (string, []any) {
 	if f.Before != uuid.Nil {
 		before = &f.Before
 	}
-	var causeSource, causeID *string
+	var (
+		causeSource *string
+		causeIDs    []string // nil: no such filter
+	)
 	if f.CausedBy != nil {
-		causeSource, causeID = &f.CausedBy.Source, &f.CausedBy.EventID
+		// Stored as the inbox keys the event (a long id by its hash), or
+		// as given by an earlier version: either matches.
+		causeSource, causeIDs = &f.CausedBy.Source, eventkey.Forms(f.CausedBy.EventID)
 	}
 	q := s.q.messages
 	switch {
@@ -206,13 +212,13 @@ func (s *store) messageQuery(f MessageFilter) (string, []any) {
 		q = s.q.messageSearch["ids"]
 	case f.IdempotencyKey != "":
 		q = s.q.messageSearch["idempotency_key"]
-	case causeID != nil:
+	case causeIDs != nil:
 		q = s.q.messageSearch["caused_by"]
 	case f.OrderingKey != "":
 		q = s.q.messageSearch["ordering_key"]
 	}
 	return q, []any{pgid.Many(ids), opt(f.Destination), opt(string(f.Status)), opt(f.OrderingKey),
-		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeID, s.limit, before}
+		opt(f.IdempotencyKey), opt(f.Type), optTime(f.Since), optTime(f.Until), causeSource, causeIDs, s.limit, before}
 }
 
 func (s *store) messages(ctx context.Context, f MessageFilter) ([]MessageRow, error) {

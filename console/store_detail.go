@@ -47,7 +47,8 @@ func (s *store) event(ctx context.Context, source, id string) (EventDetail, erro
 	if err != nil {
 		return EventDetail{}, err
 	}
-	// Messages keep the event id as the caller gave it.
+	// By the id as given: the filter matches every form a message may
+	// hold it in (internal/eventkey).
 	msgs, err := s.messages(ctx, MessageFilter{CausedBy: &outbox.EventRef{Source: source, EventID: id}})
 	if err != nil {
 		return EventDetail{}, err

@@ -6,22 +6,14 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/outboxd/outboxd/internal/eventkey"
 )
 
-// maxKeyLen is the longest event id stored as the key itself. Longer ids
-// are keyed by their SHA-256 (the original stays in the row): a btree entry
-// cannot exceed about 2.7 KB, and an authentic event must not answer 503
-// forever because of its id's length.
-const maxKeyLen = 200
-
-// storageKey is the event_id column's value for a provider's id.
-func storageKey(id string) string {
-	if len(id) <= maxKeyLen {
-		return id
-	}
-	sum := sha256.Sum256([]byte(id))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+// storageKey is the event_id column's value for a provider's id: long
+// ids are keyed by their SHA-256, the original kept in the row
+// (internal/eventkey, shared with the outbox's causing event ids).
+func storageKey(id string) string { return eventkey.Storage(id) }
 
 // BodyID is the id of an event whose provider sends none: a hash of the
 // body, the part of a delivery that a retry repeats. Never the signing

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outboxd/outboxd/internal/eventkey"
 )
 
 // logMax bounds every value from a request that a log line echoes.
@@ -42,7 +44,7 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 			// A second key for the body, in the same transaction: a replay
 			// under a fresh id finds it and rolls back, leaving nothing.
 			seen, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: bodyKey, BestEffort: true, Type: d.Type,
-				Refs: map[string]string{"body_of": truncate(d.ID, maxKeyLen)}})
+				Refs: map[string]string{"body_of": truncate(d.ID, eventkey.MaxLen)}})
 			if err != nil {
 				return err
 			}

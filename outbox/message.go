@@ -17,12 +17,13 @@ type Message struct {
 	// index locality).
 	ID uuid.UUID
 	// Destination names where the message goes, as configured in the
-	// dispatcher. Required.
+	// dispatcher. Required; at most 200 bytes.
 	Destination string
 	// Type is the message type ("deal.won", "email.welcome"...).
 	Type string
 	// OrderingKey, when set, makes messages with the same key go out one at
 	// a time in commit order. Leave it empty when order does not matter.
+	// At most 2000 bytes.
 	OrderingKey string
 	// Payload is the body sent downstream.
 	Payload []byte
@@ -31,16 +32,24 @@ type Message struct {
 	// a control character other than tab: no attempt could send them.
 	Headers http.Header
 	// CausedBy is the inbox event that caused this message, if any. It links
-	// the message to the event and derives its idempotency key.
+	// the message to the event and derives its idempotency key. Its source
+	// is at most 200 bytes; an event id of any length is stored as the
+	// inbox stores it (beyond 200 bytes, by its SHA-256: see EventRef).
 	CausedBy *EventRef
 	// Step tells apart several messages that one event causes with the same
 	// type and destination ("welcome-email", "reminder-email").
 	Step string
 	// IdempotencyKey overrides the derived key. Leave empty to derive it.
+	// At most 2000 bytes.
 	IdempotencyKey string
 }
 
 // EventRef names an inbox event. Its JSON names are the console API's.
+//
+// A stored message's EventID is the inbox's key for the event: the
+// provider's id, or for an id longer than 200 bytes "sha256:" and its
+// digest, which the inbox row of the event is keyed by too (it keeps the
+// original). Lookups by a causing event (the console) accept either.
 type EventRef struct {
 	Source  string `json:"source"`   // the inbox source's name
 	EventID string `json:"event_id"` // the provider's event id
@@ -79,6 +88,42 @@ func DeriveIdempotencyKey(cause EventRef, msgType, step string) string {
 	return uuid.NewSHA1(keyNamespace, []byte(name)).String()
 }
 
+// Length limits of the indexed fields: an index entry cannot exceed about
+// 2.7 KB, and a value over it would fail the caller's transaction with a
+// database error (or not, if it happened to compress). Destination and
+// ordering key share an index, as do destination and idempotency key.
+const (
+	maxNameLen = 200  // Destination, CausedBy.Source
+	maxKeyLen  = 2000 // IdempotencyKey, OrderingKey
+)
+
+// checkLengths refuses what the indexes cannot hold, naming the field,
+// never quoting it (it may be anything).
+func (m *Message) checkLengths() error {
+	for _, f := range []struct {
+		name  string
+		value string
+		max   int
+	}{
+		{"destination", m.Destination, maxNameLen},
+		{"ordering key", m.OrderingKey, maxKeyLen},
+		{"idempotency key", m.IdempotencyKey, maxKeyLen},
+		{"CausedBy source", causeSource(m.CausedBy), maxNameLen},
+	} {
+		if len(f.value) > f.max {
+			return fmt.Errorf("%w: %s is %d bytes, at most %d", ErrInvalidMessage, f.name, len(f.value), f.max)
+		}
+	}
+	return nil
+}
+
+func causeSource(c *EventRef) string {
+	if c == nil {
+		return ""
+	}
+	return c.Source
+}
+
 // prepare fills in the id and the idempotency key and checks the message.
 func (m *Message) prepare() error {
 	if m.Destination == "" {
@@ -86,6 +131,9 @@ func (m *Message) prepare() error {
 	}
 	if m.CausedBy != nil && (m.CausedBy.Source == "" || m.CausedBy.EventID == "") {
 		return fmt.Errorf("%w: CausedBy needs both source and event id", ErrInvalidMessage)
+	}
+	if err := m.checkLengths(); err != nil {
+		return err
 	}
 	if bad := httpheader.Check(m.Headers); bad != "" {
 		// Stored, it would fail every attempt until it died.

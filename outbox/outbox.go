@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/eventkey"
 	"github.com/outboxd/outboxd/internal/pgid"
 )
 
@@ -266,7 +267,9 @@ func enqueueArgs(msg *Message) ([]any, error) {
 		key = &msg.OrderingKey
 	}
 	if msg.CausedBy != nil {
-		causeSource, causeID = &msg.CausedBy.Source, &msg.CausedBy.EventID
+		// As the inbox keys the event: a long id by its hash.
+		id := eventkey.Storage(msg.CausedBy.EventID)
+		causeSource, causeID = &msg.CausedBy.Source, &id
 	}
 	// pgid.One, not msg.ID: see internal/pgid.
 	return []any{pgid.One(msg.ID), msg.Destination, msg.Type, key, msg.Payload, string(headers),

@@ -1,0 +1,97 @@
+package outbox_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// random returns n bytes of hex: incompressible, so PostgreSQL cannot
+// squeeze it under the btree limit.
+func random(n int) string {
+	b := make([]byte, n/2+1)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+// The documented limits (Message's field docs): destination and
+// CausedBy.Source at most 200 bytes, idempotency and ordering keys at most
+// 2000. At the limit every field stores (all at once, the worst case for
+// the indexes they share); one byte over is ErrInvalidMessage naming the
+// field, never quoting it, where it was a database error before (54000,
+// the caller's transaction aborted) or, compressible, stored.
+func TestFieldLengthLimits200And2000(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	full := outbox.Message{
+		Destination: random(200), OrderingKey: random(2000), IdempotencyKey: random(2000),
+		CausedBy: &outbox.EventRef{Source: random(200), EventID: "evt_1"},
+	}
+	if _, err := b.outbox.Enqueue(ctx, b.pool, full); err != nil {
+		t.Fatalf("every field at its limit: %v", err)
+	}
+	for name, over := range map[string]func(m *outbox.Message){
+		"destination":     func(m *outbox.Message) { m.Destination = random(201) },
+		"ordering key":    func(m *outbox.Message) { m.OrderingKey = random(2001) },
+		"idempotency key": func(m *outbox.Message) { m.IdempotencyKey = random(2001) },
+		"CausedBy source": func(m *outbox.Message) { m.CausedBy = &outbox.EventRef{Source: random(201), EventID: "evt_1"} },
+		// Compressible: PostgreSQL would have stored this one.
+		"idempotency key (compressible)": func(m *outbox.Message) { m.IdempotencyKey = strings.Repeat("k", 100_000) },
+	} {
+		m := outbox.Message{Destination: "x", IdempotencyKey: "k-" + name}
+		over(&m)
+		_, err := b.outbox.Enqueue(ctx, b.pool, m)
+		field := strings.TrimSuffix(name, " (compressible)")
+		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), field) || len(err.Error()) > 200 {
+			t.Errorf("%s over its limit: %v", name, err)
+		}
+		if _, err := b.outbox.EnqueueBatch(ctx, b.pool, []outbox.Message{{Destination: "x"}, m}); !errors.Is(err, outbox.ErrInvalidMessage) {
+			t.Errorf("batch with %s over its limit: %v", name, err)
+		}
+	}
+	if n := b.count(t); n != 1 {
+		t.Errorf("%d messages stored; want the one at the limits", n)
+	}
+}
+
+// A causing event id of any length is stored as the inbox keys the event
+// (beyond 200 bytes, "sha256:" and its digest): an authentic event with a
+// 10 KB id must not fail its handler's enqueue on every retry (54000, which
+// the receiver answers 422: the event lost). Its derived key is that of
+// the original id, so enqueueing again finds the message.
+func TestLongCausingEventIDIsStoredByItsHash(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	long := "evt_" + random(10_000)
+	msg := outbox.Message{Destination: "crm", Type: "deal.won", CausedBy: &outbox.EventRef{Source: "stripe", EventID: long}}
+	first, err := b.outbox.Enqueue(ctx, b.pool, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.outbox.Enqueue(ctx, b.pool, msg)
+	if err != nil || !again.Existing || again.ID != first.ID {
+		t.Fatalf("second enqueue: %+v %v; want the first message found", again, err)
+	}
+	if first.IdempotencyKey != outbox.DeriveIdempotencyKey(*msg.CausedBy, msg.Type, "") {
+		t.Errorf("key %s is not derived from the original id", first.IdempotencyKey)
+	}
+	got, err := b.outbox.Get(ctx, b.pool, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(long))
+	if want := "sha256:" + hex.EncodeToString(sum[:]); got.CausedBy == nil || got.CausedBy.EventID != want || got.CausedBy.Source != "stripe" {
+		t.Errorf("caused by %+v; want stripe %s", got.CausedBy, want)
+	}
+	if n := b.count(t); n != 1 {
+		t.Errorf("%d messages; want 1", n)
+	}
+}
