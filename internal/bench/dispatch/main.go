@@ -29,6 +29,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-dispatch:", err)
 		os.Exit(1)
 	}
+}
+
+// orDefault prints a flag whose zero means "outboxd's default".
+func orDefault(v int, def string) string {
+	if v == 0 {
+		return def + " (default)"
+	}
+	return strconv.Itoa(v)
 }
 
 func envOr(k, def string) string {
@@ -119,7 +128,8 @@ func run(adminURL string, o options) error {
 		results[name] = medianFigures(fs)
 	}
 
-	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s, medians of %d alternating rounds\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds)
+	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s, medians of %d alternating rounds; outboxd's HTTP concurrency %s, batch %s\n\n",
+		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds, orDefault(*httpConcurrency, "16"), orDefault(*batchSize, "200"))
 	fmt.Printf("Sink ceiling (keep-alive Go client, concurrency 64, no database): %.0f POST/s\n\n", ceiling)
 	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats | drain: %s | client CPU / msg |\n", o.messages, o.producers, o.rate, pgcost.Header)
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -26,7 +26,8 @@ import (
 var (
 	quiet           = slog.New(slog.NewTextHandler(io.Discard, nil))
 	batchSize       = flag.Int("batch", 0, "outboxd: messages per claim (0: the default)")
-	httpConcurrency = flag.Int("http-concurrency", 64, "outboxd: requests in flight to the sink")
+	httpConcurrency = flag.Int("http-concurrency", 0, "outboxd: requests in flight to the sink (0: the HTTP destination's default, 16)")
+	pollerLoops     = flag.Int("poller-loops", 8, "the hand-written poller: loops, each posting its batch one request at a time")
 )
 
 func payload(i int) []byte { return fmt.Appendf(nil, `{"n":%d,"event":"deal.won"}`, i) }
@@ -234,7 +235,7 @@ func (s *besideSlowSystem) stop(ctx context.Context) error {
 }
 
 // pollerSystem is the relay people write by hand: its own outbox table, a
-// plain INSERT per message, and 8 loops that each claim 100 rows with FOR
+// plain INSERT per message, and 8 loops (-poller-loops) that each claim 100 rows with FOR
 // UPDATE SKIP LOCKED, post them, and mark them sent in the same
 // transaction, sleeping 10 ms when nothing is pending. No ordering, no
 // attempt records, no retries beyond "try the batch again".
@@ -257,7 +258,9 @@ func newPoller(pool *pgxpool.Pool, sinkURL string) (system, error) {
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}}, err
 }
 
-func (s *pollerSystem) name() string { return "hand-written SKIP LOCKED poller (8 x 100)" }
+func (s *pollerSystem) name() string {
+	return fmt.Sprintf("hand-written SKIP LOCKED poller (%d x 100)", *pollerLoops)
+}
 
 func (s *pollerSystem) enqueue(ctx context.Context, i int) (string, error) {
 	key := uuid.NewString()
@@ -266,7 +269,7 @@ func (s *pollerSystem) enqueue(ctx context.Context, i int) (string, error) {
 }
 
 func (s *pollerSystem) start(ctx context.Context) error {
-	for range 8 {
+	for range *pollerLoops {
 		s.done.Add(1)
 		go func() {
 			defer s.done.Done()

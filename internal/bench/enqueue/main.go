@@ -18,8 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -170,7 +168,7 @@ func measureEnqueue(ctx context.Context, url string, conns int, d time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	return drive(ctx, url, conns, d, func(tx pgx.Tx) error {
+	return pgbench.Drive(ctx, url, conns, d, func(tx pgx.Tx) error {
 		_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "email-api", Type: "email.welcome", Payload: payload})
 		return err
 	})
@@ -188,7 +186,7 @@ RETURNING seq, created_at`
 // pgx, as a Go service without outboxd would: what is left between it and
 // pgbench is the Go client, not outboxd.
 func measurePlainPgx(ctx context.Context, url string, conns int, d time.Duration) (float64, error) {
-	return drive(ctx, url, conns, d, func(tx pgx.Tx) error {
+	return pgbench.Drive(ctx, url, conns, d, func(tx pgx.Tx) error {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return err
@@ -204,36 +202,3 @@ func measurePlainPgx(ctx context.Context, url string, conns int, d time.Duration
 var busyInterval time.Duration // -busy-interval
 
 var payload = []byte(`{"to":"ada@example.com","template":"welcome"}`)
-
-// drive runs one transaction with work in it per iteration, on conns
-// connections for d, and returns tx/s.
-func drive(ctx context.Context, url string, conns int, d time.Duration, work func(pgx.Tx) error) (float64, error) {
-	pool, err := pgbench.FixedPool(ctx, url, conns)
-	if err != nil {
-		return 0, err
-	}
-	defer pool.Close()
-	var (
-		done     atomic.Int64
-		firstErr error
-		once     sync.Once
-		wg       sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(d)
-	for w := 0; w < conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				if err := pgx.BeginFunc(ctx, pool, work); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds(), firstErr
-}

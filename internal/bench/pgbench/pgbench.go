@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,4 +82,38 @@ func FixedPool(ctx context.Context, url string, conns int) (*pgxpool.Pool, error
 	}
 	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
 	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// Drive runs one transaction with work in it per iteration, on conns
+// connections for d, and returns tx/s: the Go side's counterpart of
+// pgbench's loop. The first error stops the measurement.
+func Drive(ctx context.Context, url string, conns int, d time.Duration, work func(pgx.Tx) error) (float64, error) {
+	pool, err := FixedPool(ctx, url, conns)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	var (
+		done     atomic.Int64
+		firstErr error
+		once     sync.Once
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := 0; w < conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if err := pgx.BeginFunc(ctx, pool, work); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds(), firstErr
 }

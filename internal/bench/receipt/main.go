@@ -18,9 +18,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -86,6 +85,10 @@ func run(adminURL string, d time.Duration, rounds int) error {
 	if err != nil {
 		return err
 	}
+	same, err := loadSameSQL(script)
+	if err != nil {
+		return err
+	}
 	in, _ := inbox.New(nil)
 
 	cost, err := pgx.Connect(ctx, url)
@@ -93,33 +96,43 @@ func run(adminURL string, d time.Duration, rounds int) error {
 		return err
 	}
 	defer cost.Close(ctx)
+	// pgbench first: the baseline the others are a percentage of.
+	systems := []struct {
+		name    string
+		measure func(conns int) (float64, error)
+	}{
+		{"pgbench: the three INSERTs, no outboxd (baseline)", func(c int) (float64, error) { return pgbench.Run(url, script, c, d) }},
+		{"the same statements through pgx (a Go service without outboxd)", func(c int) (float64, error) { return same.measure(ctx, url, c, d) }},
+		{"outboxd: inbox.Record + INSERT + outbox.Enqueue, with a Notifier", func(c int) (float64, error) { return measureOurs(ctx, url, in, c, d) }},
+	}
 	fmt.Printf("Receipt transaction, %s per measurement, %d alternating rounds; %d CPUs, %s\n\n", d, rounds, runtime.NumCPU(), runtime.Version())
-	fmt.Printf("| connections | outboxd tx/s | pgbench tx/s | outboxd / pgbench | outboxd: %s | pgbench: %s |\n", pgcost.Header, pgcost.Header)
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("| connections | system | tx/s | %% of pgbench | %s | client CPU / msg |\n", pgcost.Header)
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, conns := range []int{1, 16} {
-		var ours, theirs []float64
-		var oursCost, theirsCost []costPerTx
+		tps := make([][]float64, len(systems))
+		costs := make([][]costPerTx, len(systems))
 		for r := 0; r < rounds; r++ {
-			tps, c, err := measured(ctx, cost, func() (float64, error) { return measureOurs(ctx, url, in, conns, d) })
-			if err != nil {
-				return err
+			for i, s := range systems {
+				t, c, err := measured(ctx, cost, func() (float64, error) { return s.measure(conns) })
+				if err != nil {
+					return fmt.Errorf("%s: %w", s.name, err)
+				}
+				tps[i], costs[i] = append(tps[i], t), append(costs[i], c)
 			}
-			ours, oursCost = append(ours, tps), append(oursCost, c)
-			tps, c, err = measured(ctx, cost, func() (float64, error) { return pgbench.Run(url, script, conns, d) })
-			if err != nil {
-				return err
-			}
-			theirs, theirsCost = append(theirs, tps), append(theirsCost, c)
 		}
-		o, p := pgbench.Median(ours), pgbench.Median(theirs)
-		fmt.Printf("| %d | %.0f | %.0f | %.0f%% | %s | %s |\n", conns, o, p, 100*o/p, medianCost(oursCost), medianCost(theirsCost))
+		base := pgbench.Median(slices.Clone(tps[0]))
+		for i, s := range systems {
+			t := pgbench.Median(tps[i])
+			fmt.Printf("| %d | %s | %.0f | %.0f%% | %s |\n", conns, s.name, t, 100*t/base, medianCost(costs[i]))
+		}
 	}
 	return nil
 }
 
-// costPerTx is what one receipt cost the server: WAL bytes, row versions
-// written and CPU seconds.
-type costPerTx struct{ wal, writes, cpu float64 }
+// costPerTx is what one receipt cost the server (WAL bytes, row versions
+// written, CPU seconds) and this process with its reaped children
+// (pgbench): client CPU seconds.
+type costPerTx struct{ wal, writes, cpu, client float64 }
 
 // measured runs fn (which returns tx/s over its duration) between two
 // readings of the server's counters, taken once fn's connections are gone,
@@ -140,24 +153,27 @@ func measured(ctx context.Context, conn *pgx.Conn, fn func() (float64, error)) (
 	if err != nil {
 		return 0, costPerTx{}, err
 	}
+	client := pgcost.ClientCPU()
 	tps, err := fn()
 	if err != nil {
 		return 0, costPerTx{}, err
 	}
+	client = pgcost.ClientCPU() - client
 	after, n1, err := read()
 	if err != nil {
 		return 0, costPerTx{}, err
 	}
 	c, n := after.Sub(before), max(n1-n0, 1)
-	return tps, costPerTx{c.WALBytes / n, c.Writes / n, c.CPU / n}, nil
+	return tps, costPerTx{c.WALBytes / n, c.Writes / n, c.CPU / n, client / n}, nil
 }
 
 func medianCost(cs []costPerTx) string {
-	var wal, writes, cpu []float64
+	var wal, writes, cpu, client []float64
 	for _, c := range cs {
-		wal, writes, cpu = append(wal, c.wal), append(writes, c.writes), append(cpu, c.cpu)
+		wal, writes, cpu, client = append(wal, c.wal), append(writes, c.writes), append(cpu, c.cpu), append(client, c.client)
 	}
-	return pgcost.Reading{WALBytes: pgbench.Median(wal), Writes: pgbench.Median(writes), CPU: pgbench.Median(cpu)}.PerMessage(1)
+	return fmt.Sprintf("%s | %.0f µs", pgcost.Reading{WALBytes: pgbench.Median(wal), Writes: pgbench.Median(writes), CPU: pgbench.Median(cpu)}.PerMessage(1),
+		pgbench.Median(client)*1e6)
 }
 
 // freshDatabase (re)creates outboxd_bench, migrated, with the business table.
@@ -181,11 +197,6 @@ var payload = []byte(`{"id":"evt","type":"lead.created","data":{"email":"ada@exa
 // commits through a Notifier (on a connection of its own, as an
 // application would give it), so no enqueueing transaction NOTIFYs.
 func measureOurs(ctx context.Context, url string, in *inbox.Inbox, conns int, d time.Duration) (float64, error) {
-	pool, err := pgbench.FixedPool(ctx, url, conns)
-	if err != nil {
-		return 0, err
-	}
-	defer pool.Close()
 	npool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
 	if err != nil {
 		return 0, err
@@ -203,56 +214,35 @@ func measureOurs(ctx context.Context, url string, in *inbox.Inbox, conns int, d 
 	if err != nil {
 		return 0, err
 	}
-	var (
-		done     atomic.Int64
-		firstErr error
-		errOnce  sync.Once
-		wg       sync.WaitGroup
-	)
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	for w := 0; w < conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				if err := receipt(ctx, pool, in, ob); err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
-	}
-	return float64(done.Load()) / time.Since(start).Seconds(), nil
+	return pgbench.Drive(ctx, url, conns, d, func(tx pgx.Tx) error { return receiptTx(ctx, tx, in, ob) })
 }
 
 func receipt(ctx context.Context, pool *pgxpool.Pool, in *inbox.Inbox, ob *outbox.Outbox) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return receiptTx(ctx, tx, in, ob) })
+}
+
+// receiptTx is one receipt in tx: the inbox record, the business row and
+// the enqueue.
+func receiptTx(ctx context.Context, tx pgx.Tx, in *inbox.Inbox, ob *outbox.Outbox) error {
 	id := "evt_" + strconv.FormatInt(rand.Int64(), 10)
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		res, err := in.Record(ctx, tx, inbox.Event{
-			Source: "bench", ID: id, Type: "lead.created", Payload: payload,
-			Headers: http.Header{"Content-Type": {"application/json"}, "Webhook-Id": {"evt"}},
-			Refs:    map[string]string{"email": "ada@example.com"},
-		})
-		if err != nil || !res.New {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO bench_leads (email, name) VALUES ($1, $2)`, "ada@example.com", "Ada Lovelace"); err != nil {
-			return err
-		}
-		_, err = ob.Enqueue(ctx, tx, outbox.Message{
-			Destination: "email-api", Type: "email.welcome",
-			OrderingKey: "contact-" + strconv.Itoa(1+rand.IntN(10000)),
-			Payload:     []byte(`{"to":"ada@example.com","template":"welcome"}`),
-			CausedBy:    &outbox.EventRef{Source: "bench", EventID: id},
-		})
-		return err
+	res, err := in.Record(ctx, tx, inbox.Event{
+		Source: "bench", ID: id, Type: "lead.created", Payload: payload,
+		Headers: http.Header{"Content-Type": {"application/json"}, "Webhook-Id": {"evt"}},
+		Refs:    map[string]string{"email": "ada@example.com"},
 	})
+	if err != nil || !res.New {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO bench_leads (email, name) VALUES ($1, $2)`, "ada@example.com", "Ada Lovelace"); err != nil {
+		return err
+	}
+	_, err = ob.Enqueue(ctx, tx, outbox.Message{
+		Destination: "email-api", Type: "email.welcome",
+		OrderingKey: "contact-" + strconv.Itoa(1+rand.IntN(10000)),
+		Payload:     []byte(`{"to":"ada@example.com","template":"welcome"}`),
+		CausedBy:    &outbox.EventRef{Source: "bench", EventID: id},
+	})
+	return err
 }
 
 func scriptPath() (string, error) {
