@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -47,6 +48,20 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) (operands []string, he
 		}
 		operands, args = append(operands, args[0]), args[1:]
 	}
+}
+
+// refuseEmpty refuses any of names given as an empty (or blank) value:
+// given from an unset shell variable ("--destination $D"), it would
+// silently mean "none" (every destination, no ordering, a random key),
+// and a purge or a send would act on something else than meant.
+func (f *cmdFlags) refuseEmpty(names ...string) error {
+	var err error
+	f.Visit(func(fl *flag.Flag) {
+		if err == nil && slices.Contains(names, fl.Name) && strings.TrimSpace(fl.Value.String()) == "" {
+			err = f.usageErr(fmt.Sprintf("--%s is empty: leave it out, or give it a value", fl.Name))
+		}
+	})
+	return err
 }
 
 // usageErr is a usage error that points at this command's --help.

@@ -123,6 +123,11 @@ func TestErrorsForPeople(t *testing.T) {
 		{[]string{"outbox", "resume", "crm"}, 1, "outboxd outbox: destination crm is not paused"},
 		{[]string{"outbox", "resume", ""}, 2, "outboxd outbox: resume needs an argument: NAME"},
 		{[]string{"outbox", "show", " "}, 2, "outboxd outbox: show needs an argument: ID"},
+		// From an unset variable: not "every destination", not "unordered".
+		{[]string{"outbox", "purge", "--destination", "", "--since", "1h"}, 2, "outboxd outbox: --destination is empty: leave it out, or give it a value"},
+		{[]string{"outbox", "dead", "--type", " "}, 2, "outboxd outbox: --type is empty: leave it out, or give it a value"},
+		{[]string{"send", "--destination", "crm", "--idempotency-key", ""}, 2, "outboxd send: --idempotency-key is empty: leave it out, or give it a value"},
+		{[]string{"send", "--destination", "crm", "--ordering-key", ""}, 2, "outboxd send: --ordering-key is empty: leave it out, or give it a value"},
 		{[]string{"inbox", "show", "forms", "evt_1"}, 1, "outboxd inbox: no event evt_1 from source forms in schema outboxd"},
 		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere"},
 		{[]string{"inbox", "failures", "--schema", "nothere"}, 1, "outboxd inbox: schema nothere is not migrated, or older than this outboxd (no inbox_failures): run outboxd migrate up --schema nothere"},

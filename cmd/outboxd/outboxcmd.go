@@ -138,6 +138,9 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case a.operand == "" && len(operands) > 0, len(operands) > 1:
 		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[len(operands)-1]))
 	}
+	if err := fs.refuseEmpty("destination", "type"); err != nil {
+		return err
+	}
 	o.filter.IDs = o.ids
 	f := o.filter
 	filtered := len(f.IDs) > 0 || f.Destination != "" || f.Type != "" || !f.Since.IsZero() || !f.Until.IsZero()

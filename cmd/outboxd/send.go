@@ -56,6 +56,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if help || err != nil {
 		return err
 	}
+	if err := fs.refuseEmpty("ordering-key", "idempotency-key"); err != nil {
+		return err
+	}
 	if *dest == "" {
 		return fs.usageErr("--destination is required")
 	}
