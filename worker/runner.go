@@ -396,7 +396,13 @@ func (d *Dispatcher) pauseDestination(name string, res dispatch.Result) {
 	d.log.Warn("destination paused: it answered 410 Gone; resume it with 'outboxd outbox resume'", "destination", name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := d.pool.Exec(ctx, d.q.pause, name, clean(redact.Secrets(res.String()), 500)); err != nil {
+	// The reason is the destination's own words ("HTTP 410 Gone"), which
+	// res.String() would repeat after the outcome and the status.
+	reason := res.String()
+	if res.Err != nil {
+		reason = res.Err.Error()
+	}
+	if _, err := d.pool.Exec(ctx, d.q.pause, name, clean(redact.Secrets(reason), 500)); err != nil {
 		d.log.Error("could not record the pause; other dispatchers keep sending", "destination", name, "error", err)
 	}
 	// From here on, reads that start later see it (or its failure).

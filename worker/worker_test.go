@@ -182,6 +182,9 @@ func TestGoneDestinationIsPaused(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(paused) == 1 && paused[0].Name == "sink" {
+			if paused[0].Reason != "HTTP 410 Gone" {
+				t.Fatalf("pause reason %q; want the destination's own %q, once", paused[0].Reason, "HTTP 410 Gone")
+			}
 			break
 		}
 		if time.Now().After(deadline) {
