@@ -131,7 +131,7 @@ func TestOutboxShowPrintsWhatIsStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	large, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(big)})
+	large, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(big), OrderingKey: "deal-42"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +146,7 @@ func TestOutboxShowPrintsWhatIsStored(t *testing.T) {
 	r := outboxd(t, db, "outbox", "show", e.ID.String())
 	for _, want := range []string{
 		"status           dead\n",
+		"ordering key     (none: unordered)\n",
 		"header           X-Alpha: a\nheader           X-Zeta: z\n",
 		"payload\n    {\n      \"deal\": 42,\n      \"stage\": \"won\"\n    }\n",
 		"response body of attempt 1\n    {\n      \"error\": \"stage unknown\"\n    }\n",
@@ -154,12 +155,16 @@ func TestOutboxShowPrintsWhatIsStored(t *testing.T) {
 			t.Errorf("show: want %q in:\n%s%s", want, r.stdout, r.stderr)
 		}
 	}
+	if strings.Contains(r.stdout, "\nseq ") {
+		t.Errorf("an unkeyed message shows a seq:\n%s", r.stdout)
+	}
 	if strings.Contains(r.stdout, "next attempt") {
 		t.Errorf("a dead message shows a next attempt:\n%s", r.stdout)
 	}
 	r = outboxd(t, db, "outbox", "show", large.ID.String())
-	if r.code != 0 || !strings.Contains(r.stdout, "next attempt") || !strings.Contains(r.stdout, "... (") || len(r.stdout) > 6000 {
-		t.Errorf("show of a pending 5 kB payload: want a next attempt and a capped payload:\n%s", r.stdout)
+	if r.code != 0 || !strings.Contains(r.stdout, "next attempt") || !strings.Contains(r.stdout, "... (") || len(r.stdout) > 6000 ||
+		!strings.Contains(r.stdout, "ordering key     deal-42\nseq              1\n") {
+		t.Errorf("show of a pending keyed 5 kB payload: want its key and seq, a next attempt and a capped payload:\n%s", r.stdout)
 	}
 }
 

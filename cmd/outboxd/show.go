@@ -30,8 +30,14 @@ func printMessage(out io.Writer, m outbox.Stored, attempts []outbox.Attempt) {
 	row("type", m.Type)
 	row("status", string(m.Status))
 	row("idempotency key", m.IdempotencyKey)
-	row("ordering key", m.OrderingKey)
-	row("seq", strconv.FormatInt(m.Seq, 10))
+	if m.OrderingKey != "" {
+		row("ordering key", m.OrderingKey)
+		row("seq", strconv.FormatInt(m.Seq, 10))
+	} else {
+		// Not "seq 0": an unkeyed message has no place in any order
+		// (--json gives null).
+		row("ordering key", "(none: unordered)")
+	}
 	if m.CausedBy != nil {
 		row("caused by", m.CausedBy.Source+" "+m.CausedBy.EventID)
 	}
