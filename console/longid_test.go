@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/eventkey"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -63,6 +64,24 @@ VALUES (gen_random_uuid(), 'email-api', 'email.welcome', '\x7b7d', 'older', 'for
 		d := decode[detail](t, b.do(t, http.MethodGet, "/api/events/forms/"+url.PathEscape(id), auth, nil, nil))
 		if len(d.Messages) != 1 || d.Messages[0].ID != want {
 			t.Errorf("event of %d bytes lists %+v; want message %s", len(id), d.Messages, want)
+		}
+	}
+	// Reached by the stored key (the message page's link), the event page
+	// still lists what an earlier version stored under the id as given.
+	d := decode[detail](t, b.do(t, http.MethodGet, "/api/events/forms/"+url.PathEscape(eventkey.Storage(older)), auth, nil, nil))
+	if len(d.Messages) != 1 || d.Messages[0].ID != olderMsg {
+		t.Errorf("event by its stored key lists %+v; want message %s", d.Messages, olderMsg)
+	}
+	// Searching by the id the provider shows finds the event.
+	type found struct {
+		Events []struct {
+			ID string `json:"id"`
+		} `json:"events"`
+	}
+	for _, id := range []string{long, older, eventkey.Storage(long)} {
+		f := decode[found](t, b.do(t, http.MethodGet, "/api/events?q="+url.QueryEscape(id), auth, nil, nil))
+		if len(f.Events) != 1 || (f.Events[0].ID != long && f.Events[0].ID != older) {
+			t.Errorf("search by an id of %d bytes: %+v", len(id), f.Events)
 		}
 	}
 	page := b.do(t, http.MethodGet, "/messages/"+msgID, auth, nil, nil).body

@@ -108,7 +108,7 @@ func TestSearchPlansWithoutStatistics(t *testing.T) {
 		{what: "q=value&status=", value: s("u49999@example.com"), stat: s("rejected")},
 	} {
 		read := explainRows(t, pool, c.what, st.q.eventSearch, c.value, c.name, c.nv, c.src, c.stat,
-			nil, nil, 100, nil, nil)
+			nil, nil, 100, nil, nil, c.value) // $11: the value as stored, short here
 		if read["received_at_idx"] > refNamesNewest {
 			t.Errorf("%s walks inbox_events_received_at_idx: %.0f rows (the names' sample is %d)", c.what, read["received_at_idx"], refNamesNewest)
 		}

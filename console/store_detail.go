@@ -47,9 +47,10 @@ func (s *store) event(ctx context.Context, source, id string) (EventDetail, erro
 	if err != nil {
 		return EventDetail{}, err
 	}
-	// By the id as given: the filter matches every form a message may
-	// hold it in (internal/eventkey).
-	msgs, err := s.messages(ctx, MessageFilter{CausedBy: &outbox.EventRef{Source: source, EventID: id}})
+	// By the event's original id, whichever form the page was reached by
+	// (the message page links the stored key): the filter matches every
+	// form a message may hold it in (internal/eventkey).
+	msgs, err := s.messages(ctx, MessageFilter{CausedBy: &outbox.EventRef{Source: source, EventID: ev.ID}})
 	if err != nil {
 		return EventDetail{}, err
 	}

@@ -27,8 +27,9 @@ func Permanent(err error) error {
 
 // Transient marks err as worth retrying: the receiver answers 503 with
 // Retry-After, and nothing of the attempt stays. Unmarked handler errors are
-// treated as transient too, but for PostgreSQL data exceptions (class 22)
-// and program limits (54000), which no retry fixes (see HandlerFunc).
+// treated as transient too, but for PostgreSQL data exceptions (class 22),
+// program limits (54000) and outbox.ErrInvalidMessage, which no retry
+// fixes (see HandlerFunc).
 func Transient(err error) error { return &transientError{err: err} }
 
 // IsPermanent reports whether err was marked with Permanent.

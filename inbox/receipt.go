@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxd/outboxd/internal/eventkey"
+	"github.com/outboxd/outboxd/outbox"
 )
 
 // logMax bounds every value from a request that a log line echoes.
@@ -113,12 +114,13 @@ func (rc *Receiver) rejectEvent(ctx context.Context, src *Source, d *Delivery, c
 }
 
 // permanent reports whether retrying err can never help: marked Permanent,
-// an event the inbox cannot store, or (unless marked Transient) a
+// an event the inbox cannot store, a message the outbox refuses, or
+// (unless marked Transient) a
 // PostgreSQL data exception (class 22: NUL or invalid UTF-8 in text, a
 // value out of range...) or program limit (54000: a value too large for an
 // index) that the same payload raises on every retry.
 func permanent(err error) bool {
-	if IsPermanent(err) || errors.Is(err, ErrInvalidEvent) {
+	if IsPermanent(err) || errors.Is(err, ErrInvalidEvent) || errors.Is(err, outbox.ErrInvalidMessage) {
 		return true
 	}
 	var tr *transientError

@@ -72,6 +72,10 @@ func newReceiver(t *testing.T, pool *pgxpool.Pool) *rbundle {
 			return inbox.Transient(errors.New("CRM API timed out"))
 		case "panic":
 			panic("nil map in the handler")
+		case "invalid message":
+			// What the outbox refuses, it refuses on every retry.
+			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: strings.Repeat("d", 201)})
+			return err
 		}
 		return d.AddRefs(ctx, tx, map[string]string{"email": "ada@example.com"})
 	}
@@ -278,6 +282,21 @@ func TestReceiverPermanentTransientPanic(t *testing.T) {
 	}
 	if fails, _ := b.inbox.Failures(ctx, b.pool, "crm", "evt_panic", 10); len(fails) != 1 || fails[0].Kind != "panic" {
 		t.Fatalf("panic not logged: %+v", fails)
+	}
+
+	// A message the outbox refuses (outbox.ErrInvalidMessage: a field over
+	// its length limit, an unsendable header) is refused on every retry:
+	// 422, not a 503 retry storm.
+	b.mode.Store("invalid message")
+	first, second, s = b.twice(t, func() reply { return b.post(t, "crm", "evt_inv", []byte(`{}`), now, nil) })
+	if first.code != 422 || second.code != 422 || !strings.Contains(second.body, "rejected") {
+		t.Fatalf("invalid message: %+v then %+v", first, second)
+	}
+	if s.leads != 1 || s.messages != 1 {
+		t.Fatalf("invalid message: state %+v: only the rejected record may stay (and evt_tr's lead and message)", s)
+	}
+	if ev, err := b.inbox.Get(ctx, b.pool, "crm", "evt_inv"); err != nil || ev.Status != inbox.StatusRejected {
+		t.Fatalf("invalid message: %+v %v; want a rejected record", ev, err)
 	}
 }
 

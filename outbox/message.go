@@ -50,9 +50,11 @@ type Message struct {
 // provider's id, or for an id longer than 200 bytes "sha256:" and its
 // digest, which the inbox row of the event is keyed by too (it keeps the
 // original). Lookups by a causing event (the console) accept either.
+// DeriveIdempotencyKey takes the id as received (Delivery.ID): given a
+// stored message's hashed EventID, it derives another key.
 type EventRef struct {
 	Source  string `json:"source"`   // the inbox source's name
-	EventID string `json:"event_id"` // the provider's event id
+	EventID string `json:"event_id"` // the provider's event id (stored as the inbox keys it, see above)
 }
 
 // Enqueued says what Enqueue stored, or found.

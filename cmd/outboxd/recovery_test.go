@@ -80,6 +80,9 @@ func TestSendChecksThePayload(t *testing.T) {
 		{"", []string{"--allow-empty", "--header", "Content-Type: text/plain"}, 0, ""},
 		{"plain words", []string{"--header", "Content-Type: text/plain; charset=utf-8"}, 0, ""},
 		{`{"ok":true}`, nil, 0, ""},
+		// What Enqueue refuses is a usage mistake too (exit 2), its value
+		// never quoted.
+		{`{}`, []string{"--idempotency-key", strings.Repeat("k", 2001)}, 2, "outboxd send: invalid message: idempotency key is 2001 bytes, at most 2000"},
 	} {
 		r := outboxdIn(t, db, tc.stdin, append([]string{"send", "--destination", "crm"}, tc.args...)...)
 		// A success may carry a warning (no dispatcher serves crm); a

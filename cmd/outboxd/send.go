@@ -88,6 +88,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Destination: *dest, Type: *typ, OrderingKey: *key, IdempotencyKey: *idem,
 		Payload: payload, Headers: http.Header(headers),
 	})
+	if errors.Is(err, outbox.ErrInvalidMessage) {
+		return fs.usageErr(strings.TrimPrefix(err.Error(), "outbox: ")) // a flag's value: exit 2
+	}
 	if err != nil {
 		return describeDBError(err)
 	}

@@ -58,6 +58,10 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
 	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during outboxd's first drain to this file")
 	flag.Parse()
+	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages and -rounds must be at least 1; -http-concurrency and -batch not negative (0: the default)")
+		os.Exit(2)
+	}
 	if err := run(*adminURL, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-dispatch:", err)
 		os.Exit(1)
@@ -128,8 +132,8 @@ func run(adminURL string, o options) error {
 		results[name] = medianFigures(fs)
 	}
 
-	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s, medians of %d alternating rounds; outboxd's HTTP concurrency %s, batch %s\n\n",
-		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds, orDefault(*httpConcurrency, "16"), orDefault(*batchSize, "200"))
+	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s, medians of %d alternating rounds; outboxd's HTTP concurrency %s, batch %s; the poller's loops %d\n\n",
+		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds, orDefault(*httpConcurrency, "16"), orDefault(*batchSize, "200"), *pollerLoops)
 	fmt.Printf("Sink ceiling (keep-alive Go client, concurrency 64, no database): %.0f POST/s\n\n", ceiling)
 	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats | drain: %s | client CPU / msg |\n", o.messages, o.producers, o.rate, pgcost.Header)
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
