@@ -32,11 +32,12 @@ LIMIT $8`
 // newest first. $1 to $3 and $11 are NULL (named so that both queries take
 // the same arguments).
 var eventsListSQL = eventColumns + `
-FROM {{schema}}.inbox_events` + strings.Replace(eventConds, "WHERE", "WHERE $1::text IS NULL AND $2::text IS NULL AND $3::text IS NULL AND $11::text IS NULL\nAND", 1)
+FROM {{schema}}.inbox_events` + strings.Replace(eventConds, "WHERE", "WHERE $1::text IS NULL AND $2::text IS NULL AND $3::text IS NULL AND $11::text[] IS NULL\nAND", 1)
 
 // eventsSearchSQL finds events by $1, an event id or a reference's value
-// whatever its name ($11: $1 as an event id is stored, a long one by its
-// hash), or by $2, $3, one reference's name and value; $1 or $2 is NULL. The matches are collected first (MATERIALIZED) and only then
+// whatever its name ($11: the forms $1 as an event id may be stored in, a
+// long one by its hash since migration 7), or by $2, $3, one reference's
+// name and value; $1 or $2 is NULL. The matches are collected first (MATERIALIZED) and only then
 // filtered, sorted and cut: the plan cannot be the received_at index walked
 // from the newest row until 100 matches turn up, which a planner without
 // statistics picks and which reads the whole inbox when a value is rare.
@@ -70,7 +71,7 @@ WITH RECURSIVE sources(s) AS (
     FROM (VALUES ($3::text), (lower($3::text))) v(v) WHERE $2::text IS NOT NULL
 ), matches AS MATERIALIZED (
     SELECT e.* FROM {{schema}}.inbox_events e
-    WHERE $11::text IS NOT NULL AND e.event_id = $11
+    WHERE $11::text[] IS NOT NULL AND e.event_id = ANY($11)
       AND e.source = ANY(ARRAY(SELECT s FROM sources WHERE s IS NOT NULL))
     UNION
     SELECT e.* FROM {{schema}}.inbox_events e

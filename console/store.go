@@ -122,19 +122,21 @@ type EventRow struct {
 }
 
 func (s *store) events(ctx context.Context, f EventFilter) ([]EventRow, error) {
-	var value, refName, refValue, key *string
+	var (
+		value, refName, refValue *string
+		keys                     []string // nil: not an event id search
+	)
 	if name, v, ok := refQuery(f.Query); ok {
 		refName, refValue = &name, &v
 	} else if value = opt(f.Query); value != nil {
-		k := eventkey.Storage(f.Query) // as the inbox keys it
-		key = &k
+		keys = eventkey.Forms(f.Query) // as the inbox keys it, or did
 	}
 	q := s.q.events
 	if value != nil || refName != nil {
 		q = s.q.eventSearch
 	}
 	rows, err := s.pool.Query(ctx, q, customPlan, value, refName, refValue, opt(f.Source), opt(string(f.Status)),
-		optTime(f.Since), optTime(f.Until), s.limit, opt(f.BeforeSource), opt(f.BeforeID), key)
+		optTime(f.Since), optTime(f.Until), s.limit, opt(f.BeforeSource), opt(f.BeforeID), keys)
 	if err != nil {
 		return nil, fmt.Errorf("console: events: %w", err)
 	}

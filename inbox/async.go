@@ -38,7 +38,8 @@ func (rc *Receiver) enqueueAsync(ctx context.Context, tx pgx.Tx, d *Delivery) er
 // processed does nothing), runs the handler, and completes the job. A crash
 // or an error before commit leaves the event received and the job to River's
 // retry, so the handler runs again, from scratch, until it commits once. A
-// handler error marked Permanent rejects the event and cancels the job.
+// handler error that is permanent (marked Permanent, or one the receiver
+// answers 422: see HandlerFunc) rejects the event and cancels the job.
 func (rc *Receiver) AsyncWorker() river.Worker[ProcessArgs] {
 	return &asyncWorker{rc: rc}
 }

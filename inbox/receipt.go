@@ -114,18 +114,21 @@ func (rc *Receiver) rejectEvent(ctx context.Context, src *Source, d *Delivery, c
 }
 
 // permanent reports whether retrying err can never help: marked Permanent,
-// an event the inbox cannot store, a message the outbox refuses, or
-// (unless marked Transient) a
+// an event the inbox cannot store, or (unless marked Transient) a
 // PostgreSQL data exception (class 22: NUL or invalid UTF-8 in text, a
-// value out of range...) or program limit (54000: a value too large for an
-// index) that the same payload raises on every retry.
+// value out of range...), program limit (54000: a value too large for an
+// index) or message field too long for the outbox (outbox.ErrTooLong, the
+// same limit checked first) that the same payload raises on every retry.
 func permanent(err error) bool {
-	if IsPermanent(err) || errors.Is(err, ErrInvalidEvent) || errors.Is(err, outbox.ErrInvalidMessage) {
+	if IsPermanent(err) || errors.Is(err, ErrInvalidEvent) {
 		return true
 	}
 	var tr *transientError
 	if errors.As(err, &tr) {
 		return false // the handler said so
+	}
+	if errors.Is(err, outbox.ErrTooLong) {
+		return true
 	}
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "22") || pg.Code == "54000")

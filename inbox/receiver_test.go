@@ -72,9 +72,17 @@ func newReceiver(t *testing.T, pool *pgxpool.Pool) *rbundle {
 			return inbox.Transient(errors.New("CRM API timed out"))
 		case "panic":
 			panic("nil map in the handler")
-		case "invalid message":
-			// What the outbox refuses, it refuses on every retry.
+		case "too long":
+			// A length the outbox refuses, it refuses on every retry.
 			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: strings.Repeat("d", 201)})
+			return err
+		case "too long, transient":
+			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: strings.Repeat("d", 201)})
+			return inbox.Transient(err)
+		case "no destination":
+			// A bug in the handler (or its configuration): retried until
+			// the fix is deployed, never a refused event.
+			_, err := ob.Enqueue(ctx, tx, outbox.Message{})
 			return err
 		}
 		return d.AddRefs(ctx, tx, map[string]string{"email": "ada@example.com"})
@@ -284,13 +292,23 @@ func TestReceiverPermanentTransientPanic(t *testing.T) {
 		t.Fatalf("panic not logged: %+v", fails)
 	}
 
-	// A message the outbox refuses (outbox.ErrInvalidMessage: a field over
-	// its length limit, an unsendable header) is refused on every retry:
-	// 422, not a 503 retry storm.
-	b.mode.Store("invalid message")
+	// A field the outbox refuses for its length (outbox.ErrTooLong, as
+	// PostgreSQL's 54000 was) is refused on every retry: 422, not a 503
+	// retry storm; unless the handler marks it Transient. Other refusals
+	// (no destination) are the handler's bug: 503 until it is fixed.
+	for mode, code := range map[string]int{"too long, transient": 503, "no destination": 503} {
+		b.mode.Store(mode)
+		first, second, _ := b.twice(t, func() reply {
+			return b.post(t, "crm", "evt_"+strings.NewReplacer(" ", "_", ",", "").Replace(mode), []byte(`{}`), now, nil)
+		})
+		if first.code != code || second.code != code {
+			t.Fatalf("%s: %+v then %+v; want %d", mode, first, second, code)
+		}
+	}
+	b.mode.Store("too long")
 	first, second, s = b.twice(t, func() reply { return b.post(t, "crm", "evt_inv", []byte(`{}`), now, nil) })
 	if first.code != 422 || second.code != 422 || !strings.Contains(second.body, "rejected") {
-		t.Fatalf("invalid message: %+v then %+v", first, second)
+		t.Fatalf("too long: %+v then %+v", first, second)
 	}
 	if s.leads != 1 || s.messages != 1 {
 		t.Fatalf("invalid message: state %+v: only the rejected record may stay (and evt_tr's lead and message)", s)

@@ -49,7 +49,7 @@ func TestFieldLengthLimits200And2000(t *testing.T) {
 		over(&m)
 		_, err := b.outbox.Enqueue(ctx, b.pool, m)
 		field := strings.TrimSuffix(name, " (compressible)")
-		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), field) || len(err.Error()) > 200 {
+		if !errors.Is(err, outbox.ErrTooLong) || !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), field) || len(err.Error()) > 200 {
 			t.Errorf("%s over its limit: %v", name, err)
 		}
 		if _, err := b.outbox.EnqueueBatch(ctx, b.pool, []outbox.Message{{Destination: "x"}, m}); !errors.Is(err, outbox.ErrInvalidMessage) {

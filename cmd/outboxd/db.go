@@ -27,6 +27,10 @@ type dbFlags struct {
 	url            string
 	schema         string
 	connectTimeout time.Duration
+	// givenEmpty names a connection flag typed with an empty value (an
+	// unset shell variable): refused, not read as "the default", which
+	// would act on another database or schema than meant.
+	givenEmpty string
 	// Where url and schema came from, once resolved, for errors.
 	resolved        bool
 	urlAt, schemaAt origin
@@ -45,8 +49,8 @@ func newDBFlags(cmd, usage string) (*cmdFlags, *dbFlags) {
 // default: help would print it, password and all; resolve fills it in after
 // parsing.
 func (f *dbFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` (default $OUTBOXD_DATABASE_URL, then $DATABASE_URL)")
-	fs.StringVar(&f.schema, "schema", "", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
+	fs.Var(givenString{&f.url, "database-url", &f.givenEmpty}, "database-url", "PostgreSQL `URL` (default $OUTBOXD_DATABASE_URL, then $DATABASE_URL)")
+	fs.Var(givenString{&f.schema, "schema", &f.givenEmpty}, "schema", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
 	f.connectTimeout = 10 * time.Second
 	fs.Var(boundedDuration{d: &f.connectTimeout, positive: true}, "connect-timeout", "how long to wait for the server")
 }
@@ -111,8 +115,43 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
+// givenString is a string flag that notes being given an empty value.
+type givenString struct {
+	p     *string
+	name  string
+	empty *string
+}
+
+// String is "" before parsing (help shows no default: it could hold a
+// password) and the value after.
+func (g givenString) String() string {
+	if g.p == nil {
+		return ""
+	}
+	return *g.p
+}
+
+func (g givenString) Set(v string) error {
+	if strings.TrimSpace(v) == "" {
+		*g.empty = g.name
+	}
+	*g.p = v
+	return nil
+}
+
+// emptyErr refuses a connection flag given empty.
+func (f *dbFlags) emptyErr() error {
+	if f.givenEmpty == "" {
+		return nil
+	}
+	return &usageError{msg: "--" + f.givenEmpty + " is empty: leave it out, or give it a value", hint: "outboxd " + f.cmd + " --help"}
+}
+
 // check refuses what cannot work before any connection is tried.
 func (f *dbFlags) check() error {
+	if err := f.emptyErr(); err != nil {
+		return err
+	}
 	f.resolveWith(nil)
 	if f.url == "" {
 		return usageErrorf("no database: pass --database-url, or set OUTBOXD_DATABASE_URL or DATABASE_URL")
@@ -125,6 +164,9 @@ func (f *dbFlags) check() error {
 
 // checkSchema refuses a schema name outboxd could not use.
 func (f *dbFlags) checkSchema() error {
+	if err := f.emptyErr(); err != nil {
+		return err
+	}
 	f.resolveWith(nil)
 	if err := dbschema.Validate(f.schema); err != nil {
 		return f.schemaAt.wrap(f.schema, err)
