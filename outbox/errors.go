@@ -14,10 +14,25 @@ var (
 	// or a bad header, which are usually the code's or the
 	// configuration's, it often comes from the data itself (an id or a
 	// key from a payload): the inbox's receiver answers it 422.
-	ErrTooLong = fmt.Errorf("%w: too long", ErrInvalidMessage)
+	ErrTooLong = errors.New("outbox: invalid message: a field is too long")
 	// ErrNotFound is returned when no message matches.
 	ErrNotFound = errors.New("outbox: message not found")
 	// ErrNotPaused is returned when resuming a destination that is not
 	// paused.
 	ErrNotPaused = errors.New("outbox: destination is not paused")
 )
+
+// tooLongError names the field over its limit and its length, never its
+// value (it may be anything). It is both ErrTooLong and ErrInvalidMessage.
+type tooLongError struct {
+	field  string
+	n, max int
+}
+
+func (e *tooLongError) Error() string {
+	return fmt.Sprintf("%s: %s is %d bytes, at most %d", ErrInvalidMessage, e.field, e.n, e.max)
+}
+
+func (e *tooLongError) Is(target error) bool {
+	return target == ErrTooLong || target == ErrInvalidMessage
+}

@@ -113,7 +113,7 @@ func (m *Message) checkLengths() error {
 		{"CausedBy source", causeSource(m.CausedBy), maxNameLen},
 	} {
 		if len(f.value) > f.max {
-			return fmt.Errorf("%w: %s is %d bytes, at most %d", ErrTooLong, f.name, len(f.value), f.max)
+			return &tooLongError{field: f.name, n: len(f.value), max: f.max}
 		}
 	}
 	return nil
