@@ -9,8 +9,9 @@ var (
 	// ErrInvalidMessage is returned for a message that cannot be stored,
 	// such as one without a destination.
 	ErrInvalidMessage = errors.New("outbox: invalid message")
-	// ErrTooLong is an ErrInvalidMessage whose field is longer than its
-	// index can hold (see Message's limits). Unlike a missing destination
+	// ErrTooLong matches (errors.Is) the refusal of a message whose field
+	// is longer than its index can hold (see Message's limits); that error
+	// matches ErrInvalidMessage too. Unlike a missing destination
 	// or a bad header, which are usually the code's or the
 	// configuration's, it often comes from the data itself (an id or a
 	// key from a payload): the inbox's receiver answers it 422.
