@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/eventkey"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -119,6 +120,7 @@ func newShownMessageJSON(m outbox.Stored, attempts []outbox.Attempt) shownMessag
 type eventJSON struct {
 	Source         string            `json:"source"`
 	EventID        string            `json:"event_id"`
+	StoredID       string            `json:"stored_id"` // as indexed: a message's caused_by.event_id
 	BestEffortID   bool              `json:"best_effort_id"`
 	Type           string            `json:"type"`
 	Status         string            `json:"status"`
@@ -140,7 +142,7 @@ func newEventJSON(ev inbox.Stored) eventJSON {
 	if refs == nil {
 		refs = map[string]string{}
 	}
-	return eventJSON{Source: ev.Source, EventID: ev.ID, BestEffortID: ev.BestEffort, Type: ev.Type,
+	return eventJSON{Source: ev.Source, EventID: ev.ID, StoredID: eventkey.Storage(ev.ID), BestEffortID: ev.BestEffort, Type: ev.Type,
 		Status: string(ev.Status), Reason: ev.Reason, OccurredAt: utcPtr(ev.OccurredAt), SignedAt: utcPtr(ev.SignedAt),
 		ReceivedAt: ev.ReceivedAt.UTC(), LastSeenAt: ev.LastSeenAt.UTC(), ExpiresAt: ev.ExpiresAt.UTC(),
 		ProcessedAt: utcPtr(ev.ProcessedAt), DuplicateCount: ev.DuplicateCount, Refs: refs,

@@ -234,3 +234,34 @@ VALUES ($1, 1, now(), 12.5, 'retry', 503, 'HTTP 503', $2, 'd1')`, jsonMsg.ID, ho
 	}
 	checkFields(t, "failure", fails[0], docs)
 }
+
+// A script joins an event and the messages it caused on the event's
+// stored_id and the messages' caused_by.event_id, whatever the id's length.
+func TestEventAndMessageJSONJoinOnStoredID(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	in, _ := inbox.New(nil)
+	db := []string{"DATABASE_URL=" + b.url}
+	for _, id := range []string{"evt_short", "evt_" + strings.Repeat("x", 300)} {
+		if _, err := in.Record(ctx, b.pool, inbox.Event{Source: "forms", ID: id, Type: "lead.created", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		e, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`), CausedBy: &outbox.EventRef{Source: "forms", EventID: id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := decodeJSON[struct {
+			EventID  string `json:"event_id"`
+			StoredID string `json:"stored_id"`
+		}](t, "inbox show", outboxd(t, db, "inbox", "show", "forms", id, "--json"))
+		msg := decodeJSON[struct {
+			CausedBy struct {
+				EventID string `json:"event_id"`
+			} `json:"caused_by"`
+		}](t, "outbox show", outboxd(t, db, "outbox", "show", e.ID.String(), "--json"))
+		if ev.EventID != id || ev.StoredID == "" || ev.StoredID != msg.CausedBy.EventID || (len(id) > 200) != strings.HasPrefix(ev.StoredID, "sha256:") {
+			t.Errorf("id of %d bytes: event stored_id %q, message caused_by.event_id %q", len(id), ev.StoredID, msg.CausedBy.EventID)
+		}
+	}
+}
