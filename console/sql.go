@@ -37,10 +37,11 @@ FROM {{schema}}.inbox_events` + strings.Replace(eventConds, "WHERE", "WHERE $1::
 // eventsSearchSQL finds events by $1, an event id or a reference's value
 // whatever its name ($11: the forms $1 as an event id may be stored in, a
 // long one by its hash since migration 7), or by $2, $3, one reference's
-// name and value; $1 or $2 is NULL. The matches are collected first (MATERIALIZED) and only then
-// filtered, sorted and cut: the plan cannot be the received_at index walked
-// from the newest row until 100 matches turn up, which a planner without
-// statistics picks and which reads the whole inbox when a value is rare.
+// name and value; $1 or $2 is NULL. The matches are collected first
+// (MATERIALIZED) and only then filtered, sorted and cut: the plan cannot
+// be the received_at index walked from the newest row until 100 matches
+// turn up, which a planner without statistics picks and which reads the
+// whole inbox when a value is rare.
 // Each branch uses an index the receipt already maintains:
 //   - an event id: the primary key (source, event_id), with every source,
 //     found by skipping along that index (one probe per source);
@@ -93,8 +94,8 @@ FROM {{schema}}.outbox_messages`
 // messageConds filter, sort and cut a message list ($1 ids; $2
 // destination; $3 status as the console names it; $4 ordering key; $5
 // idempotency key; $6 type; $7, $8 created_at bounds; $9 the causing
-// event's source, $10 the forms its id may be stored in; $11 limit; $12 the id of the previous page's last row, which ends
-// at $8).
+// event's source, $10 the forms its id may be stored in; $11 limit; $12
+// the id of the previous page's last row, which ends at $8).
 const messageConds = `
 WHERE ($1::uuid[] IS NULL OR id = ANY($1))
 AND ($2::text IS NULL OR destination = $2)

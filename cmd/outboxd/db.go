@@ -123,7 +123,8 @@ type givenString struct {
 }
 
 // String is "" before parsing (help shows no default: it could hold a
-// password) and the value after.
+// password) and the value after; the flag package also calls it on a zero
+// givenString.
 func (g givenString) String() string {
 	if g.p == nil {
 		return ""
