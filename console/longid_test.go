@@ -83,6 +83,10 @@ VALUES (gen_random_uuid(), 'email-api', 'email.welcome', '\x7b7d', 'older', 'for
 	if _, err := b.pool.Exec(ctx, `INSERT INTO outboxd.inbox_events (source, event_id, expires_at, payload) VALUES ('forms', $1, now() + interval '1 day', '\x7b7d')`, legacy); err != nil {
 		t.Fatal(err)
 	}
+	// ...and its page opens.
+	if r := b.do(t, http.MethodGet, "/api/events/forms/"+url.PathEscape(legacy), auth, nil, nil); r.code != http.StatusOK || !strings.Contains(r.body, legacy) {
+		t.Errorf("the pre-migration-7 event's page: %d", r.code)
+	}
 	for _, id := range []string{long, older, eventkey.Storage(long), legacy} {
 		f := decode[found](t, b.do(t, http.MethodGet, "/api/events?q="+url.QueryEscape(id), auth, nil, nil))
 		if len(f.Events) != 1 || (f.Events[0].ID != long && f.Events[0].ID != older && f.Events[0].ID != legacy) {

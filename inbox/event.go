@@ -75,8 +75,12 @@ type Result struct {
 
 // Stored is an inbox record as operators see it.
 type Stored struct {
-	Source         string            // as in Event
-	ID             string            // the provider's event id, as received
+	Source string // as in Event
+	ID     string // the provider's event id, as received
+	// StoredID is the id as stored and indexed: ID, or for an id over 200
+	// bytes "sha256:" and its digest (what a message it caused holds as
+	// CausedBy.EventID).
+	StoredID       string
 	BestEffort     bool              // as in Event: the id was derived from the body
 	Type           string            // as in Event
 	OccurredAt     *time.Time        // nil if the provider gave none

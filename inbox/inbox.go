@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/eventkey"
 )
 
 // Inbox records incoming events in one schema. It holds no connections and
@@ -177,7 +178,7 @@ func (in *Inbox) AddRefs(ctx context.Context, db DB, source, id string, refs map
 // Get returns one stored event, by the provider's id; an error wrapping
 // ErrNotFound if there is none.
 func (in *Inbox) Get(ctx context.Context, db DB, source, id string) (Stored, error) {
-	rows, err := db.Query(ctx, in.queries.get, source, storageKey(id))
+	rows, err := db.Query(ctx, in.queries.get, source, eventkey.Forms(id))
 	if err != nil {
 		return Stored{}, fmt.Errorf("inbox: get %s/%s: %w", source, id, err)
 	}
@@ -239,7 +240,7 @@ func scanStored(row pgx.CollectableRow) (Stored, error) {
 	)
 	err := row.Scan(&s.Source, &s.ID, &s.BestEffort, &s.Type, &s.OccurredAt, &s.SignedAt, &s.ReceivedAt,
 		&s.LastSeenAt, &s.ExpiresAt, &s.DuplicateCount, &status, &s.Reason,
-		&s.ProcessedAt, &s.Payload, &headers, &refs)
+		&s.ProcessedAt, &s.Payload, &headers, &refs, &s.StoredID)
 	if err != nil {
 		return Stored{}, err
 	}

@@ -64,11 +64,16 @@ WHERE source = $1 AND event_id = $2`
 const selectColumns = `
 SELECT source, COALESCE(original_id, event_id), best_effort, event_type, occurred_at, signed_at, received_at,
        last_seen_at, expires_at, duplicate_count, status, status_reason,
-       processed_at, payload, headers, refs
+       processed_at, payload, headers, refs, event_id
 FROM {{schema}}.inbox_events`
 
+// getSQL finds an event by the forms its id may be stored in ($2:
+// eventkey.Forms); a long id a version before migration 7 stored as given
+// and a later delivery stored by its hash are two rows: the newest wins.
 const getSQL = selectColumns + `
-WHERE source = $1 AND event_id = $2`
+WHERE source = $1 AND event_id = ANY($2::text[])
+ORDER BY received_at DESC
+LIMIT 1`
 
 const findByRefSQL = selectColumns + `
 WHERE refs @> jsonb_build_object($1::text, $2::text)

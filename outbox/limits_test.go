@@ -59,6 +59,9 @@ func TestFieldLengthLimits200And2000(t *testing.T) {
 	if n := b.count(t); n != 1 {
 		t.Errorf("%d messages stored; want the one at the limits", n)
 	}
+	if !errors.Is(outbox.ErrTooLong, outbox.ErrInvalidMessage) {
+		t.Error("ErrTooLong is not an ErrInvalidMessage")
+	}
 }
 
 // A causing event id of any length is stored as the inbox keys the event

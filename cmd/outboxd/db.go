@@ -133,8 +133,11 @@ func (g givenString) String() string {
 }
 
 func (g givenString) Set(v string) error {
-	if strings.TrimSpace(v) == "" {
+	switch {
+	case strings.TrimSpace(v) == "":
 		*g.empty = g.name
+	case *g.empty == g.name: // given again, with a value: the last one counts
+		*g.empty = ""
 	}
 	*g.p = v
 	return nil

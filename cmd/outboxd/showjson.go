@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/outboxd/outboxd/inbox"
-	"github.com/outboxd/outboxd/internal/eventkey"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -142,7 +141,7 @@ func newEventJSON(ev inbox.Stored) eventJSON {
 	if refs == nil {
 		refs = map[string]string{}
 	}
-	return eventJSON{Source: ev.Source, EventID: ev.ID, StoredID: eventkey.Storage(ev.ID), BestEffortID: ev.BestEffort, Type: ev.Type,
+	return eventJSON{Source: ev.Source, EventID: ev.ID, StoredID: ev.StoredID, BestEffortID: ev.BestEffort, Type: ev.Type,
 		Status: string(ev.Status), Reason: ev.Reason, OccurredAt: utcPtr(ev.OccurredAt), SignedAt: utcPtr(ev.SignedAt),
 		ReceivedAt: ev.ReceivedAt.UTC(), LastSeenAt: ev.LastSeenAt.UTC(), ExpiresAt: ev.ExpiresAt.UTC(),
 		ProcessedAt: utcPtr(ev.ProcessedAt), DuplicateCount: ev.DuplicateCount, Refs: refs,

@@ -264,4 +264,16 @@ func TestEventAndMessageJSONJoinOnStoredID(t *testing.T) {
 			t.Errorf("id of %d bytes: event stored_id %q, message caused_by.event_id %q", len(id), ev.StoredID, msg.CausedBy.EventID)
 		}
 	}
+	// A long id stored as given (before migration 7, and its message by
+	// an earlier version): stored_id is what the row holds.
+	legacy := "evt_" + strings.Repeat("y", 250)
+	if _, err := b.pool.Exec(ctx, `INSERT INTO outboxd.inbox_events (source, event_id, expires_at, payload) VALUES ('forms', $1, now() + interval '1 day', '\x7b7d')`, legacy); err != nil {
+		t.Fatal(err)
+	}
+	ev := decodeJSON[struct {
+		StoredID string `json:"stored_id"`
+	}](t, "inbox show", outboxd(t, db, "inbox", "show", "forms", legacy, "--json"))
+	if ev.StoredID != legacy {
+		t.Errorf("pre-migration-7 event: stored_id %q; want the id as the row holds it", ev.StoredID)
+	}
 }

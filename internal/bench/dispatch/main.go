@@ -58,8 +58,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
 	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during outboxd's first drain to this file")
 	flag.Parse()
-	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 || o.producers < 1 || o.rate <= 0 || o.duration <= 0 {
-		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate and -duration above 0; -http-concurrency and -batch not negative (0: the default)")
+	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 || o.producers < 1 || !(o.rate > 0 && o.rate <= 1e6) || o.duration <= 0 {
+		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate above 0 (at most 1e6) and -duration above 0; -http-concurrency and -batch not negative (0: the default)")
 		os.Exit(2)
 	}
 	if err := run(*adminURL, o); err != nil {
