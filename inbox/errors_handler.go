@@ -30,7 +30,12 @@ func Permanent(err error) error {
 // treated as transient too, but for PostgreSQL data exceptions (class 22),
 // program limits (54000) and outbox.ErrTooLong, which no retry fixes (see
 // HandlerFunc); Transient overrides that.
-func Transient(err error) error { return &transientError{err: err} }
+func Transient(err error) error {
+	if err == nil { // still a retry, not a panic when it is printed
+		err = errors.New("retry asked by the handler")
+	}
+	return &transientError{err: err}
+}
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool {
