@@ -9,12 +9,12 @@ var (
 	// ErrInvalidMessage is returned for a message that cannot be stored,
 	// such as one without a destination.
 	ErrInvalidMessage = errors.New("outbox: invalid message")
-	// ErrTooLong is an ErrInvalidMessage: a field longer than its index can
-	// hold (see Message's limits). Enqueue's error for it names the field
-	// and its length and matches both. Unlike a missing destination
-	// or a bad header, which are usually the code's or the
-	// configuration's, it often comes from the data itself (an id or a
-	// key from a payload): the inbox's receiver answers it 422.
+	// ErrTooLong is an ErrInvalidMessage: a field longer than its index
+	// can hold (see Message's limits). Enqueue's error for it names the
+	// field and its length and matches both. Unlike a missing destination
+	// or a bad header (usually the code's or the configuration's), it
+	// often comes from the data itself, an id or a key from a payload: the
+	// inbox's receiver answers it 422.
 	ErrTooLong = fmt.Errorf("%w: a field is too long", ErrInvalidMessage)
 	// ErrNotFound is returned when no message matches.
 	ErrNotFound = errors.New("outbox: message not found")
