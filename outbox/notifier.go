@@ -62,7 +62,8 @@ type NotifierConfig struct {
 	// Interval is how long the Notifier waits after an enqueue that finds
 	// it idle (no question in the last BusyInterval) before it asks which
 	// transactions committed (a transaction usually commits within it).
-	// Default 500 µs.
+	// Default 500 µs. On Linux a wait under a millisecond is slept in a
+	// system call: the runtime's timers would round it up to about 1.1 ms.
 	Interval time.Duration
 	// BusyInterval is the least time between the starts of two questions:
 	// while enqueues keep coming, each waits for it, so that one question
@@ -221,11 +222,7 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			if gap := n.busy - time.Since(last); gap > wait {
 				wait = gap
 			}
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-stop:
-				t.Stop()
+			if !pause(wait, stop) {
 				_, _, _ = n.flush(context.Background())
 				return
 			}
@@ -246,6 +243,29 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			}
 			seen = n.addCount()
 		}
+	}
+}
+
+// pause waits d, and reports false if stop closed first. A wait under a
+// millisecond is a system call's (shortSleep), not a timer's, and stop is
+// looked at after it.
+func pause(d time.Duration, stop chan struct{}) bool {
+	if d < time.Millisecond {
+		shortSleep(d)
+		select {
+		case <-stop:
+			return false
+		default:
+			return true
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
 	}
 }
 

@@ -73,9 +73,17 @@ const outboxdName = "outboxd (lanes, batches)"
 
 func (s *outboxdSystem) name() string { return outboxdName }
 
+// enqueue commits the message in a transaction of its own, as an
+// application enqueues beside its writes: the Notifier then learns of the
+// transaction before its commit.
 func (s *outboxdSystem) enqueue(ctx context.Context, i int) (string, error) {
-	e, err := s.ob.Enqueue(ctx, s.pool, outbox.Message{Destination: "sink", Type: "deal.won", Payload: payload(i)})
-	return e.IdempotencyKey, err
+	var key string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		e, err := s.ob.Enqueue(ctx, tx, outbox.Message{Destination: "sink", Type: "deal.won", Payload: payload(i)})
+		key = e.IdempotencyKey
+		return err
+	})
+	return key, err
 }
 
 func (s *outboxdSystem) start(ctx context.Context) error { return s.d.Start(ctx) }
@@ -264,7 +272,10 @@ func (s *pollerSystem) name() string {
 
 func (s *pollerSystem) enqueue(ctx context.Context, i int) (string, error) {
 	key := uuid.NewString()
-	_, err := s.pool.Exec(ctx, `INSERT INTO relay_outbox (idempotency_key, payload) VALUES ($1, $2)`, key, payload(i))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO relay_outbox (idempotency_key, payload) VALUES ($1, $2)`, key, payload(i))
+		return err
+	})
 	return key, err
 }
 
