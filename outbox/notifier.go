@@ -62,8 +62,8 @@ type NotifierConfig struct {
 	// Interval is how long the Notifier waits after an enqueue that finds
 	// it idle (no question in the last BusyInterval) before it asks which
 	// transactions committed (a transaction usually commits within it).
-	// Default 500 µs. On Linux a wait under a millisecond is slept in a
-	// system call: the runtime's timers would round it up to about 1.1 ms.
+	// Default 500 µs. On Linux a wait under a millisecond is a timerfd's:
+	// the runtime's timers would round it up to about 1.1 ms.
 	Interval time.Duration
 	// BusyInterval is the least time between the starts of two questions:
 	// while enqueues keep coming, each waits for it, so that one question
@@ -199,6 +199,8 @@ const maxWait = 50 * time.Millisecond
 
 func (n *Notifier) run(stop, done chan struct{}) {
 	defer close(done)
+	short := newShortTimer()
+	defer short.close()
 	var last time.Time // when the last question went out
 	for {
 		select {
@@ -222,7 +224,7 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			if gap := n.busy - time.Since(last); gap > wait {
 				wait = gap
 			}
-			if !pause(wait, stop) {
+			if !pause(short, wait, stop) {
 				_, _, _ = n.flush(context.Background())
 				return
 			}
@@ -247,11 +249,10 @@ func (n *Notifier) run(stop, done chan struct{}) {
 }
 
 // pause waits d, and reports false if stop closed first. A wait under a
-// millisecond is a system call's (shortSleep), not a timer's, and stop is
-// looked at after it.
-func pause(d time.Duration, stop chan struct{}) bool {
+// millisecond is short's (see shortTimer), and stop is looked at after it.
+func pause(short shortTimer, d time.Duration, stop chan struct{}) bool {
 	if d < time.Millisecond {
-		shortSleep(d)
+		short.sleep(d)
 		select {
 		case <-stop:
 			return false

@@ -4,6 +4,15 @@ package outbox
 
 import "time"
 
-// shortSleep waits d. Elsewhere than Linux the runtime's timers are not
-// rounded up to a millisecond (see sleep_linux.go).
-func shortSleep(d time.Duration) { time.Sleep(d) }
+// shortTimer waits with the runtime's timers: elsewhere than Linux they
+// are not rounded up to a millisecond (see sleep_linux.go).
+type shortTimer struct{}
+
+func newShortTimer() shortTimer { return shortTimer{} }
+
+func (shortTimer) sleep(d time.Duration) { time.Sleep(d) }
+
+func (shortTimer) close() {}
+
+// precise reports false: the runtime's timers are used (tests).
+func (shortTimer) precise() bool { return false }

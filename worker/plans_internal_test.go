@@ -343,10 +343,11 @@ func explainGeneric(t *testing.T, pool *pgxpool.Pool, indexPlan bool, sql string
 
 var genericSeq atomic.Int64
 
-// A claim only reads: it takes no transaction id, so it writes no WAL and
-// its commit waits for no WAL flush (with a lock on the lease row it did:
-// about 1 ms between a wake-up and the first request, and a flush on every
-// idle lane's sweep). Its lease check still refuses another holder's token.
+// A claim only reads: it takes no transaction id, so its commit writes no
+// commit record and waits for no WAL flush (with a lock on the lease row
+// it did: about 1 ms between a wake-up and the first request, and a flush
+// on every idle lane's sweep). Its lease check still refuses another
+// token, another owner and an expired lease.
 func TestClaimWritesNothing(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Connect(t, pgtest.URL(t))
@@ -354,14 +355,21 @@ func TestClaimWritesNothing(t *testing.T) {
 	claim := dbschema.Render(claimSQL, "outboxd")
 	ctx := context.Background()
 	for _, c := range []struct {
-		token int64
-		want  int
-	}{{1, 30}, {2, 0}} {
+		owner   string
+		token   int64
+		expired bool
+		want    int
+	}{{"me", 1, false, 30}, {"me", 2, false, 0}, {"other", 1, false, 0}, {"me", 1, true, 0}} {
+		if c.expired { // last: it ends the lease for good
+			if _, err := pool.Exec(ctx, `UPDATE outboxd.outbox_lanes SET lease_until = now() - interval '1 second'`); err != nil {
+				t.Fatal(err)
+			}
+		}
 		tx, err := pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := tx.Query(ctx, claim, "sink", lane, "me", c.token, 10, 200)
+		rows, err := tx.Query(ctx, claim, "sink", lane, c.owner, c.token, 10, 200)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -378,10 +386,10 @@ func TestClaimWritesNothing(t *testing.T) {
 		}
 		_ = tx.Rollback(ctx)
 		if n != c.want {
-			t.Fatalf("token %d: claimed %d messages, want %d", c.token, n, c.want)
+			t.Fatalf("%+v: claimed %d messages, want %d", c, n, c.want)
 		}
 		if xid != nil {
-			t.Fatalf("token %d: the claim took transaction id %s: it writes (WAL, a flush at commit)", c.token, *xid)
+			t.Fatalf("%+v: the claim took transaction id %s: a commit record and a WAL flush", c, *xid)
 		}
 	}
 }

@@ -73,13 +73,13 @@ FROM unnest($2::text[], $3::smallint[], $4::bigint[]) AS h(destination, lane, to
 WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AND l.owner = $1`
 
 // claimSQL returns the next batch of one destination's lane, and nothing
-// unless the lease ($3, $4) is still ours: a process that lost the lane
-// (frozen, cut off) cannot claim beside its new holder. It only reads: a
-// lock on the lease row would last no longer than the statement (the sends
-// come after it, guarded by the runner's lease deadline), yet would give
-// every claim a transaction id, WAL and a commit waiting for a WAL flush,
-// about 1 ms between a wake-up and the first request, and on every idle
-// sweep (TestClaimWritesNothing).
+// unless the lease ($3, $4) is still ours in its snapshot. It only reads:
+// a lock on the lease row would last no longer than the statement, while
+// the sends come after it, guarded by the runner's lease deadline (which
+// also stops a batch claimed in a race with a takeover), yet would give
+// every claim a transaction id and a commit waiting for a WAL flush: about
+// 1 ms between a wake-up and the first request, and a flush per idle lane
+// and sweep (TestClaimWritesNothing).
 //
 // It reads only the heads of the lane's ordering keys, never the backlog
 // behind them: heads walks the keyed pending index one key at a time (a
