@@ -62,7 +62,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-enqueue bench-receipt bench-dispatch bench-backlog bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-enqueue bench-receipt bench-dispatch bench-wakeup bench-backlog bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
 
 .PHONY: bench-enqueue
 bench-enqueue: ## Enqueue in one-message transactions (with a Notifier, and with NOTIFY inside) vs pgbench's plain INSERT, 1 and 16 connections.
@@ -75,6 +75,10 @@ bench-receipt: ## Receipt transaction through outboxd vs pgbench on the same SQL
 .PHONY: bench-dispatch
 bench-dispatch: ## Dispatcher drain and latency (alone, beside a timing-out destination) vs a hand-written SKIP LOCKED poller and one River job per message.
 	$(GO) run ./internal/bench/dispatch $(BENCH_ARGS)
+
+.PHONY: bench-wakeup
+bench-wakeup: ## Commit-to-delivery latency split at the Notifier's announcement (its wait and question; the dispatcher's wake-up, claim and POST).
+	$(GO) run ./internal/bench/wakeup $(BENCH_ARGS)
 
 .PHONY: bench-backlog
 bench-backlog: ## Claim time, dispatcher PG CPU and a healthy destination's latency with 10k vs 1M pending (failing destination) and 10k vs 1M retained rows.

@@ -270,7 +270,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 		return f, prodErr
 	}
 	fmt.Fprintf(os.Stderr, "%s: %d messages enqueued; draining\n", sys.name(), o.messages)
-	time.Sleep(1500 * time.Millisecond) // the producers' statistics reach the views
+	time.Sleep(11 * time.Second) // the producers' statistics reach the views (see below)
 	before, err := read()
 	if err != nil {
 		return f, err
@@ -291,12 +291,14 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	f.drainClientCPU = pgcost.ClientCPU() - cpuBefore
 	stopProfile()
 	// CPU and WAL position now; the statistics (row versions, fsyncs) once
-	// the busy backends have reported them (at most a second later).
+	// the backends have reported them: a busy one within a second, but an
+	// idle one (PostgreSQL 15) 10 s after its last transaction. Reading
+	// them 1.5 s after the drain missed a fifth of the row versions.
 	atEnd, err := read()
 	if err != nil {
 		return f, err
 	}
-	time.Sleep(1500 * time.Millisecond) // also lets stragglers show as repeats
+	time.Sleep(11 * time.Second) // also lets stragglers show as repeats
 	later, err := read()
 	if err != nil {
 		return f, err

@@ -1,0 +1,268 @@
+// Command wakeup splits outboxd's commit-to-delivery latency in two: from
+// COMMIT to the Notifier's announcement (its wait, its question and the
+// NOTIFY), and from the announcement to the first request at the sink (the
+// dispatcher's wake-up, its claim and the POST). Messages are committed at
+// a steady rate, each in a transaction of its own (BEGIN, Enqueue, COMMIT)
+// or, with -autocommit, as Enqueue's statement on the pool; a LISTEN
+// connection of the benchmark's own timestamps the announcements, and each
+// message is matched with the first one after its commit that names its
+// lane.
+//
+//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-autocommit]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+func main() {
+	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_wakeup is created on it)")
+	rate := flag.Float64("rate", 300, "messages committed per second")
+	duration := flag.Duration("duration", 10*time.Second, "length of the measurement")
+	auto := flag.Bool("autocommit", false, "enqueue with a statement on the pool instead of BEGIN, Enqueue, COMMIT")
+	flag.Parse()
+	if !(*rate > 0 && *rate <= 10000) || *duration <= 0 {
+		fmt.Fprintln(os.Stderr, "bench-wakeup: -rate must be above 0 (at most 10000) and -duration above 0")
+		os.Exit(2)
+	}
+	if err := run(*adminURL, *rate, *duration, *auto); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-wakeup:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// announcement is one NOTIFY as the benchmark's listener got it.
+type announcement struct {
+	at    time.Time
+	lanes uint64
+}
+
+func run(adminURL string, rate float64, duration time.Duration, auto bool) error {
+	ctx := context.Background()
+	url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_wakeup")
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, url+"&pool_max_conns=40")
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		now := time.Now()
+		mu.Lock()
+		if k := r.Header.Get("Idempotency-Key"); arrived[k].IsZero() {
+			arrived[k] = now
+		}
+		mu.Unlock()
+	}))
+	defer sink.Close()
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dest, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: sink.URL})
+	if err != nil {
+		return err
+	}
+	d, err := worker.New(pool, &worker.Config{Destinations: map[string]dispatch.Destination{"sink": dest}, Logger: quiet})
+	if err != nil {
+		return err
+	}
+	n, err := outbox.NewNotifier(pool, &outbox.NotifierConfig{Logger: quiet})
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { _ = n.Stop(ctx) }()
+	ob, err := outbox.New(&outbox.Config{Notifier: n})
+	if err != nil {
+		return err
+	}
+
+	listener, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = listener.Close(ctx) }()
+	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{ob.NotifyChannel()}.Sanitize()); err != nil {
+		return err
+	}
+	var (
+		amu   sync.Mutex
+		heard []announcement
+	)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	listened := make(chan struct{})
+	go func() {
+		defer close(listened)
+		for {
+			note, err := listener.WaitForNotification(lctx)
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			mask, _ := strconv.ParseUint(strings.TrimPrefix(note.Payload, "m"), 10, 64)
+			amu.Lock()
+			heard = append(heard, announcement{at, mask})
+			amu.Unlock()
+		}
+	}()
+
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { _ = d.Stop(ctx) }()
+	time.Sleep(time.Second) // leases taken, runners idle
+
+	total := int(rate * duration.Seconds())
+	committed := make([]time.Time, total)
+	ids := make([]uuid.UUID, total)
+	keys := make([]string, total)
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		prodErr error
+	)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	for i := range total {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := enqueue(ctx, pool, ob, auto)
+			if err != nil {
+				errOnce.Do(func() { prodErr = err })
+				return
+			}
+			committed[i], ids[i], keys[i] = time.Now(), e.ID, e.IdempotencyKey
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	if prodErr != nil {
+		return prodErr
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		got := len(arrived)
+		mu.Unlock()
+		if got >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d messages arrived within 30 s", got, total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-listened
+
+	lanes := map[uuid.UUID]int{}
+	rows, _ := pool.Query(ctx, `SELECT id, lane FROM outboxd.outbox_messages`)
+	var (
+		id   uuid.UUID
+		lane int
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &lane}, func() error { lanes[id] = lane; return nil }); err != nil {
+		return err
+	}
+
+	var toAnnounce, toRequest, total2 []time.Duration
+	unmatched := 0
+	for i := range total {
+		at := arrived[keys[i]]
+		total2 = append(total2, at.Sub(committed[i]))
+		j := firstNaming(heard, committed[i], lanes[ids[i]])
+		if j < 0 || heard[j].at.After(at) {
+			unmatched++ // found by a sweep or a wake-up for another message
+			continue
+		}
+		toAnnounce = append(toAnnounce, heard[j].at.Sub(committed[i]))
+		toRequest = append(toRequest, at.Sub(heard[j].at))
+	}
+	how := "BEGIN, Enqueue, COMMIT"
+	if auto {
+		how = "Enqueue's statement on the pool"
+	}
+	fmt.Printf("Wake-up path: %d messages at %.0f/s, each committed by %s; %d not matched with an announcement of their own\n\n", total, rate, how, unmatched)
+	fmt.Println("| span | p10 | p50 | p90 | p99 |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range []struct {
+		name string
+		d    []time.Duration
+	}{{"COMMIT returned -> announcement heard", toAnnounce}, {"announcement heard -> first request at the sink", toRequest}, {"COMMIT returned -> first request at the sink", total2}} {
+		if len(r.d) == 0 {
+			return errors.New("no message was matched with an announcement")
+		}
+		slices.Sort(r.d)
+		q := func(p float64) string {
+			return fmt.Sprintf("%.2f ms", float64(r.d[min(len(r.d)-1, int(p*float64(len(r.d))))])/1e6)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", r.name, q(0.10), q(0.50), q(0.90), q(0.99))
+	}
+	return nil
+}
+
+// enqueue commits one message, in a transaction of its own or as a
+// statement on the pool.
+func enqueue(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, auto bool) (outbox.Enqueued, error) {
+	msg := outbox.Message{Destination: "sink", Type: "deal.won", Payload: []byte(`{"deal":1}`)}
+	if auto {
+		return ob.Enqueue(ctx, pool, msg)
+	}
+	var e outbox.Enqueued
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		e, err = ob.Enqueue(ctx, tx, msg)
+		return err
+	})
+	return e, err
+}
+
+// firstNaming is the index of the first announcement heard at or after t
+// that names lane, or -1.
+func firstNaming(heard []announcement, t time.Time, lane int) int {
+	j, _ := slices.BinarySearchFunc(heard, t, func(a announcement, t time.Time) int { return a.at.Compare(t) })
+	for ; j < len(heard); j++ {
+		if heard[j].lanes&(1<<lane) != 0 {
+			return j
+		}
+	}
+	return -1
+}
