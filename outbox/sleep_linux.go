@@ -16,7 +16,7 @@ import (
 // holding no thread or P.
 type shortTimer struct {
 	f  *os.File
-	fd int // kept apart: os.File.Fd would make the file blocking
+	fd int // kept apart, so that os.File.Fd (which may make a file blocking) is never needed
 }
 
 // newShortTimer returns a timer; without a timerfd (a sandbox that forbids

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,8 +44,8 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of the measurement")
 	auto := flag.Bool("autocommit", false, "enqueue with a statement on the pool instead of BEGIN, Enqueue, COMMIT")
 	flag.Parse()
-	if !(*rate > 0 && *rate <= 10000) || *duration <= 0 {
-		fmt.Fprintln(os.Stderr, "bench-wakeup: -rate must be above 0 (at most 10000) and -duration above 0")
+	if !(*rate > 0 && *rate <= 10000) || *duration <= 0 || *rate*duration.Seconds() < 1 {
+		fmt.Fprintln(os.Stderr, "bench-wakeup: -rate must be above 0 (at most 10000) and -duration above 0, for at least one message")
 		os.Exit(2)
 	}
 	if err := run(*adminURL, *rate, *duration, *auto); err != nil {
@@ -128,11 +129,15 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	listened := make(chan struct{})
+	var listenErr error
 	go func() {
 		defer close(listened)
 		for {
 			note, err := listener.WaitForNotification(lctx)
 			if err != nil {
+				if lctx.Err() == nil {
+					listenErr = err // every later message would count as unmatched
+				}
 				return
 			}
 			at := time.Now()
@@ -192,6 +197,12 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 	}
 	cancel()
 	<-listened
+	if listenErr != nil {
+		return fmt.Errorf("listening: %w", listenErr)
+	}
+	mu.Lock()
+	firstAt := maps.Clone(arrived)
+	mu.Unlock()
 
 	lanes := map[uuid.UUID]int{}
 	rows, _ := pool.Query(ctx, `SELECT id, lane FROM outboxd.outbox_messages`)
@@ -206,9 +217,13 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 	var toAnnounce, toRequest, total2 []time.Duration
 	unmatched := 0
 	for i := range total {
-		at := arrived[keys[i]]
+		lane, ok := lanes[ids[i]]
+		if !ok {
+			return fmt.Errorf("message %s is not in outbox_messages", ids[i])
+		}
+		at := firstAt[keys[i]]
 		total2 = append(total2, at.Sub(committed[i]))
-		j := firstNaming(heard, committed[i], lanes[ids[i]])
+		j := firstNaming(heard, committed[i], lane)
 		if j < 0 || heard[j].at.After(at) {
 			unmatched++ // found by a sweep or a wake-up for another message
 			continue
