@@ -53,7 +53,10 @@ type Notifier struct {
 	asking  func()
 }
 
-type flushReport struct{ committed, aborted, inProgress int }
+type flushReport struct {
+	committed, aborted, inProgress int
+	at                             time.Time // when the answer came
+}
 
 // NotifierConfig configures a Notifier. The zero value is ready to use.
 type NotifierConfig struct {
@@ -65,9 +68,11 @@ type NotifierConfig struct {
 	// Default 500 µs. On Linux a wait under a millisecond is a timerfd's:
 	// the runtime's timers would round it up to about 1.1 ms.
 	Interval time.Duration
-	// BusyInterval is the least time between the starts of two questions:
-	// while enqueues keep coming, each waits for it, so that one question
-	// (a statement and a NOTIFY on the server) answers for all the
+	// BusyInterval is the least time between the starts of two questions
+	// while enqueues keep coming (a question that found only open
+	// transactions, none new since, is asked again after Interval, up to
+	// three times, before the Notifier backs off): each waits for it, so
+	// that one question (a statement and a NOTIFY on the server) answers for all the
 	// transactions of its interval. An enqueue is then announced within
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
 	// is backing off (only open transactions pending: up to 50 ms between
@@ -197,6 +202,12 @@ func (n *Notifier) add(xid int64, lanes uint32) {
 // Notifier backs off to it instead of asking every 500 µs for ever.
 const maxWait = 50 * time.Millisecond
 
+// openRetries is how many times in a row the Notifier asks again after
+// Interval, not BusyInterval, when its question found only open
+// transactions and no enqueue came since: the usual case is a COMMIT still
+// waiting for its WAL flush, which a question 2 ms later announced late.
+const openRetries = 3
+
 func (n *Notifier) run(stop, done chan struct{}) {
 	defer close(done)
 	short := newShortTimer()
@@ -220,8 +231,10 @@ func (n *Notifier) run(stop, done chan struct{}) {
 		// (and more transactions join it).
 		wait := n.interval
 		seen := n.addCount()
+		open := 0      // answers in a row that found only open transactions
+		reask := false // the next question is such a retry
 		for left := 1; left > 0; {
-			if gap := n.busy - time.Since(last); gap > wait {
+			if gap := n.busy - time.Since(last); gap > wait && !reask {
 				wait = gap
 			}
 			if !pause(short, wait, stop) {
@@ -234,12 +247,16 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			)
 			last = time.Now()
 			left, resolved, err = n.flush(context.Background())
+			reask = false
 			switch {
 			case err != nil:
 				n.log.Warn("cannot ask which enqueues committed; dispatchers' sweeps find them meanwhile", "error", err)
 				wait = min(max(wait*2, time.Millisecond), time.Second)
 			case resolved > 0 || n.addCount() != seen:
-				wait = n.interval
+				wait, open = n.interval, 0
+			case open < openRetries: // most likely a commit under way
+				wait, reask = n.interval, true
+				open++
 			default: // only open transactions, none new: ask less often
 				wait = min(wait*2, maxWait)
 			}
@@ -340,6 +357,7 @@ func (n *Notifier) flush(ctx context.Context) (left, resolved int, err error) {
 		return left, 0, err
 	}
 	if n.flushed != nil {
+		rep.at = time.Now()
 		select { // tests only; never block the notifier on them
 		case n.flushed <- rep:
 		default:

@@ -330,3 +330,36 @@ func TestNotifierLeftoverKickIsNotAQuestion(t *testing.T) {
 		t.Fatalf("announced %s after its commit, after a quiet spell longer than BusyInterval (%s): the leftover kick counted as a question", took.Round(time.Millisecond), busy)
 	}
 }
+
+// A question that finds only an open transaction (usually a COMMIT still
+// waiting for its WAL flush), with nothing enqueued since, is asked again
+// after Interval, not BusyInterval, openRetries times; then the Notifier
+// backs off and keeps BusyInterval between questions again. Generous
+// bounds: BusyInterval here is 2 s, Interval 500 µs.
+func TestNotifierAsksAgainSoonAboutAnOpenTransaction(t *testing.T) {
+	t.Parallel()
+	const busy = 2 * time.Second
+	b := newNotifierBundle(t, &NotifierConfig{BusyInterval: busy})
+	b.openEnqueue(t, Message{Destination: "crm", Payload: []byte(`{}`)})
+	var at []time.Time
+	window := time.After(busy + busy/2)
+	for done := false; !done; {
+		select {
+		case r := <-b.n.flushed:
+			if r.inProgress == 1 {
+				at = append(at, r.at)
+			}
+		case <-window:
+			done = true
+		}
+	}
+	if len(at) < 2+openRetries {
+		t.Fatalf("%d questions in %s about one open transaction; want %d soon and one BusyInterval later", len(at), busy+busy/2, 1+openRetries)
+	}
+	if span := at[openRetries].Sub(at[0]); span >= busy/2 {
+		t.Fatalf("the %d questions after the first took %s: they waited for BusyInterval (%s)", openRetries, span.Round(time.Millisecond), busy)
+	}
+	if gap := at[1+openRetries].Sub(at[openRetries]); gap < busy/2 {
+		t.Fatalf("after %d retries the next question came %s later, not a BusyInterval (%s)", openRetries, gap.Round(time.Millisecond), busy)
+	}
+}

@@ -44,6 +44,10 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of the measurement")
 	auto := flag.Bool("autocommit", false, "enqueue with a statement on the pool instead of BEGIN, Enqueue, COMMIT")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench-wakeup: unexpected arguments %q (flags only)\n", flag.Args())
+		os.Exit(2)
+	}
 	if !(*rate > 0 && *rate <= 10000) || *duration <= 0 || *rate*duration.Seconds() < 1 {
 		fmt.Fprintln(os.Stderr, "bench-wakeup: -rate must be above 0 (at most 10000) and -duration above 0, for at least one message")
 		os.Exit(2)
