@@ -39,6 +39,7 @@ type Notifier struct {
 
 	mu      sync.Mutex
 	pending map[int64]uint32 // transaction id -> lanes (bitmask)
+	open    map[int64]int    // transaction id -> questions that found it open
 	running bool
 	full    bool   // maxPending reached (logged once)
 	added   uint64 // count of add calls, to tell whether any came lately
@@ -55,7 +56,10 @@ type Notifier struct {
 
 type flushReport struct {
 	committed, aborted, inProgress int
-	at                             time.Time // when the answer came
+	// young counts the open transactions asked about at most openRetries
+	// times: most likely commits under way.
+	young int
+	at    time.Time // when the answer came
 }
 
 // NotifierConfig configures a Notifier. The zero value is ready to use.
@@ -69,10 +73,10 @@ type NotifierConfig struct {
 	// the runtime's timers would round it up to about 1.1 ms.
 	Interval time.Duration
 	// BusyInterval is the least time between the starts of two questions
-	// while enqueues keep coming (a question that found only open
-	// transactions, none new since, is asked again after Interval, up to
-	// three times, before the Notifier backs off): each waits for it, so
-	// that one question (a statement and a NOTIFY on the server) answers for all the
+	// while enqueues keep coming (with none new since the last question, an
+	// open transaction is asked about again after Interval, up to three
+	// times per transaction, before the Notifier backs off): each waits for
+	// it, so that one question (a statement and a NOTIFY on the server) answers for all the
 	// transactions of its interval. An enqueue is then announced within
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
 	// is backing off (only open transactions pending: up to 50 ms between
@@ -116,7 +120,7 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 	}
 	return &Notifier{db: db, query: notifierFlushSQL, channel: dbschema.NotifyChannel(c.Schema),
 		interval: c.Interval, busy: c.BusyInterval, log: c.Logger.With("component", "outboxd.notifier"),
-		pending: map[int64]uint32{}, kick: make(chan struct{}, 1)}, nil
+		pending: map[int64]uint32{}, open: map[int64]int{}, kick: make(chan struct{}, 1)}, nil
 }
 
 // Start begins announcing in the background. Cancelling ctx stops the
@@ -202,10 +206,11 @@ func (n *Notifier) add(xid int64, lanes uint32) {
 // Notifier backs off to it instead of asking every 500 µs for ever.
 const maxWait = 50 * time.Millisecond
 
-// openRetries is how many times in a row the Notifier asks again after
-// Interval, not BusyInterval, when its question found only open
-// transactions and no enqueue came since: the usual case is a COMMIT still
-// waiting for its WAL flush, which a question 2 ms later announced late.
+// openRetries is how many questions about one open transaction may come
+// after Interval, not BusyInterval, when no enqueue came since the last
+// one: the usual case is a COMMIT still waiting for its WAL flush, which a
+// question 2 ms later announced late. Counted per transaction, so a
+// long-open one gets no quicker questions after its first few.
 const openRetries = 3
 
 func (n *Notifier) run(stop, done chan struct{}) {
@@ -231,8 +236,7 @@ func (n *Notifier) run(stop, done chan struct{}) {
 		// (and more transactions join it).
 		wait := n.interval
 		seen := n.addCount()
-		open := 0      // answers in a row that found only open transactions
-		reask := false // the next question is such a retry
+		reask := false // the next question is about a commit under way
 		for left := 1; left > 0; {
 			if gap := n.busy - time.Since(last); gap > wait && !reask {
 				wait = gap
@@ -242,22 +246,23 @@ func (n *Notifier) run(stop, done chan struct{}) {
 				return
 			}
 			var (
-				resolved int
-				err      error
+				rep flushReport
+				err error
 			)
 			last = time.Now()
-			left, resolved, err = n.flush(context.Background())
+			left, rep, err = n.flush(context.Background())
 			reask = false
 			switch {
 			case err != nil:
 				n.log.Warn("cannot ask which enqueues committed; dispatchers' sweeps find them meanwhile", "error", err)
 				wait = min(max(wait*2, time.Millisecond), time.Second)
-			case resolved > 0 || n.addCount() != seen:
-				wait, open = n.interval, 0
-			case open < openRetries: // most likely a commit under way
+			case n.addCount() != seen: // enqueues keep coming: BusyInterval
+				wait = n.interval
+			case rep.young > 0: // nothing new, a commit under way: Interval
 				wait, reask = n.interval, true
-				open++
-			default: // only open transactions, none new: ask less often
+			case rep.committed+rep.aborted > 0:
+				wait = n.interval
+			default: // only long-open transactions, none new: ask less often
 				wait = min(wait*2, maxWait)
 			}
 			seen = n.addCount()
@@ -300,15 +305,15 @@ func (n *Notifier) addCount() uint64 {
 }
 
 // flush announces the lanes of the pending transactions that committed,
-// forgets those that ended, and reports how many are still pending and how
-// many it resolved. Lanes that a transaction added while the question was
+// forgets those that ended, and reports how many are still pending and
+// what it found. Lanes that a transaction added while the question was
 // out (a batch whose later rows came after its commit) stay pending and go
 // out with the next flush.
-func (n *Notifier) flush(ctx context.Context) (left, resolved int, err error) {
+func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err error) {
 	n.mu.Lock()
 	if len(n.pending) == 0 {
 		n.mu.Unlock()
-		return 0, 0, nil
+		return 0, rep, nil
 	}
 	xids := make([]int64, 0, len(n.pending))
 	masks := make([]int64, 0, len(n.pending))
@@ -322,7 +327,7 @@ func (n *Notifier) flush(ctx context.Context) (left, resolved int, err error) {
 	defer cancel()
 	rows, err := n.db.Query(ctx, n.query, xids, masks, n.channel)
 	if err != nil {
-		return len(xids), 0, err
+		return len(xids), flushReport{}, err
 	}
 	if n.asking != nil {
 		n.asking()
@@ -331,13 +336,15 @@ func (n *Notifier) flush(ctx context.Context) (left, resolved int, err error) {
 		x      int64
 		status string
 		sent   int64
-		rep    flushReport
 	)
 	n.mu.Lock()
 	_, err = pgx.ForEachRow(rows, []any{&x, &status, &sent}, func() error {
 		switch status {
 		case "in progress":
 			rep.inProgress++
+			if n.open[x]++; n.open[x] <= openRetries {
+				rep.young++
+			}
 			return nil
 		case "committed":
 			rep.committed++
@@ -348,13 +355,14 @@ func (n *Notifier) flush(ctx context.Context) (left, resolved int, err error) {
 			n.pending[x] = rest
 		} else {
 			delete(n.pending, x)
+			delete(n.open, x)
 		}
 		return nil
 	})
 	left = len(n.pending)
 	n.mu.Unlock()
 	if err != nil {
-		return left, 0, err
+		return left, flushReport{}, err
 	}
 	if n.flushed != nil {
 		rep.at = time.Now()
@@ -363,5 +371,5 @@ func (n *Notifier) flush(ctx context.Context) (left, resolved int, err error) {
 		default:
 		}
 	}
-	return left, rep.committed + rep.aborted, nil
+	return left, rep, nil
 }
