@@ -76,8 +76,8 @@ type NotifierConfig struct {
 	// while enqueues keep coming (with none new since the last question, an
 	// open transaction is asked about again after Interval, up to three
 	// times per transaction, before the Notifier backs off): each waits for
-	// it, so that one question (a statement and a NOTIFY on the server) answers for all the
-	// transactions of its interval. An enqueue is then announced within
+	// it, so that one question (a statement and a NOTIFY on the server)
+	// answers for all the transactions of its interval. An enqueue is then announced within
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
 	// is backing off (only open transactions pending: up to 50 ms between
 	// questions; the database unreachable: up to 1 s). Default 2 ms

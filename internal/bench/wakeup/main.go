@@ -126,10 +126,7 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{ob.NotifyChannel()}.Sanitize()); err != nil {
 		return err
 	}
-	var (
-		amu   sync.Mutex
-		heard []announcement
-	)
+	var heard []announcement // read once listened is closed
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	listened := make(chan struct{})
@@ -146,9 +143,7 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 			}
 			at := time.Now()
 			mask, _ := strconv.ParseUint(strings.TrimPrefix(note.Payload, "m"), 10, 64)
-			amu.Lock()
 			heard = append(heard, announcement{at, mask})
-			amu.Unlock()
 		}
 	}()
 
