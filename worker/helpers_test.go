@@ -166,7 +166,11 @@ func (b bundle) checkKeys(t *testing.T) map[string]int {
 
 // hangingDispatcher starts a dispatcher on ctx whose one message the sink
 // holds open until the dispatcher cuts it off; it returns once the message
-// is in flight.
+// is in flight and the dispatcher reports ready, so that a later "not
+// ready" means a stop began (waitStopping). The message can be in flight
+// before the LISTEN connection or the first balancing round made it ready:
+// since claims stopped waiting for a WAL flush, often enough that a test
+// took the start for a stop.
 func hangingDispatcher(ctx context.Context, t *testing.T, b bundle) (*worker.Dispatcher, uuid.UUID) {
 	t.Helper()
 	bg := context.Background()
@@ -194,6 +198,11 @@ func hangingDispatcher(ctx context.Context, t *testing.T, b bundle) (*worker.Dis
 	case <-hung:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the message was never sent")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !d.Ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the dispatcher never reported ready")
+		}
 	}
 	return d, res.ID
 }
