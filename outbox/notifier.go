@@ -39,7 +39,7 @@ type Notifier struct {
 
 	mu      sync.Mutex
 	pending map[int64]uint32 // transaction id -> lanes (bitmask)
-	open    map[int64]int    // transaction id -> questions that found it open
+	open    map[int64]openTxn
 	running bool
 	full    bool   // maxPending reached (logged once)
 	added   uint64 // count of add calls, to tell whether any came lately
@@ -52,6 +52,16 @@ type Notifier struct {
 	// asking, when set (tests), runs while a flush's question is out.
 	flushed chan flushReport
 	asking  func()
+	// backedOff, when set (tests), receives each backoff wait with the
+	// openFor it was computed from.
+	backedOff chan [2]time.Duration
+}
+
+// openTxn is what the Notifier knows of a transaction its questions found
+// open.
+type openTxn struct {
+	asked int       // questions that found it open
+	since time.Time // when the first of them was answered
 }
 
 type flushReport struct {
@@ -59,7 +69,10 @@ type flushReport struct {
 	// young counts the open transactions asked about at most openRetries
 	// times: most likely commits under way.
 	young int
-	at    time.Time // when the answer came
+	// openFor is how long the youngest of the open transactions has been
+	// seen open (since the first answer that found it so).
+	openFor time.Duration
+	at      time.Time // when the answer came
 }
 
 // NotifierConfig configures a Notifier. The zero value is ready to use.
@@ -79,8 +92,10 @@ type NotifierConfig struct {
 	// it, so that one question (a statement and a NOTIFY on the server)
 	// answers for all the transactions of its interval. An enqueue is then announced within
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
-	// is backing off (only open transactions pending: up to 50 ms between
-	// questions; the database unreachable: up to 1 s). Default 2 ms
+	// is backing off (only open transactions pending, none new: a quarter
+	// of how long the youngest has been open, up to 50 ms, so a slow
+	// COMMIT is announced within about a quarter of its time; the
+	// database unreachable: up to 1 s). Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
 	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
 	// INSERT).
@@ -120,7 +135,7 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 	}
 	return &Notifier{db: db, query: notifierFlushSQL, channel: dbschema.NotifyChannel(c.Schema),
 		interval: c.Interval, busy: c.BusyInterval, log: c.Logger.With("component", "outboxd.notifier"),
-		pending: map[int64]uint32{}, open: map[int64]int{}, kick: make(chan struct{}, 1)}, nil
+		pending: map[int64]uint32{}, open: map[int64]openTxn{}, kick: make(chan struct{}, 1)}, nil
 }
 
 // Start begins announcing in the background. Cancelling ctx stops the
@@ -206,6 +221,16 @@ func (n *Notifier) add(xid int64, lanes uint32) {
 // Notifier backs off to it instead of asking every 500 µs for ever.
 const maxWait = 50 * time.Millisecond
 
+// backoff is the wait before the next question when only transactions
+// open for at least openFor are pending, none new: a quarter of openFor,
+// between interval and maxWait. A transaction whose COMMIT takes d (a slow
+// WAL flush) is then announced at most about d/4 after it, where doubling
+// the wait at each question announced it up to d late; one left open is
+// still asked about less and less often.
+func backoff(openFor, interval time.Duration) time.Duration {
+	return min(max(openFor/4, interval), maxWait)
+}
+
 // openRetries is how many questions about one open transaction may come
 // after Interval, not BusyInterval, when no enqueue came since the last
 // one: the usual case is a COMMIT still waiting for its WAL flush, which a
@@ -263,7 +288,13 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			case rep.committed+rep.aborted > 0:
 				wait = n.interval
 			default: // only long-open transactions, none new: ask less often
-				wait = min(wait*2, maxWait)
+				wait = backoff(rep.openFor, n.interval)
+				if n.backedOff != nil {
+					select { // tests only; never block the notifier on them
+					case n.backedOff <- [2]time.Duration{rep.openFor, wait}:
+					default:
+					}
+				}
 			}
 			seen = n.addCount()
 		}
@@ -337,12 +368,21 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 		status string
 		sent   int64
 	)
+	now := time.Now()
 	n.mu.Lock()
 	_, err = pgx.ForEachRow(rows, []any{&x, &status, &sent}, func() error {
 		switch status {
 		case "in progress":
-			rep.inProgress++
-			if n.open[x]++; n.open[x] <= openRetries {
+			o, seen := n.open[x]
+			if !seen {
+				o.since = now
+			}
+			o.asked++
+			n.open[x] = o
+			if rep.inProgress++; rep.inProgress == 1 || now.Sub(o.since) < rep.openFor {
+				rep.openFor = now.Sub(o.since)
+			}
+			if o.asked <= openRetries {
 				rep.young++
 			}
 			return nil

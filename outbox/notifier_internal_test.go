@@ -60,6 +60,7 @@ func newNotifierBundle(t *testing.T, cfg *NotifierConfig) notifierBundle {
 		t.Fatal(err)
 	}
 	n.flushed = make(chan flushReport, 1000)
+	n.backedOff = make(chan [2]time.Duration, 1000)
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +219,43 @@ func TestNotifierBacksOffOnOpenTransactions(t *testing.T) {
 		t.Fatalf("%d checks in one second for one open transaction; want at most about 1 s / %s", flushes, maxWait)
 	}
 	t.Logf("%d checks in one second", flushes)
+}
+
+// While only open transactions are pending, the wait before the next
+// question is at most a quarter of how long the youngest has been open
+// (or Interval): a COMMIT that takes d (a slow WAL flush) is announced
+// within about d/4 of it. Doubling the wait at each question, as the
+// Notifier did, announced a 20 ms commit up to 13 ms late. And it still
+// backs off: a transaction open for 200 ms or more is asked about once per
+// maxWait.
+func TestNotifierBackoffIsAQuarterOfHowLongItWasOpen(t *testing.T) {
+	t.Parallel()
+	b := newNotifierBundle(t, nil)
+	b.openEnqueue(t, Message{Destination: "crm", Payload: []byte(`{}`)})
+	window := time.After(time.Second)
+	var waits [][2]time.Duration
+	for done := false; !done; {
+		select {
+		case w := <-b.n.backedOff:
+			waits = append(waits, w)
+		case <-window:
+			done = true
+		}
+	}
+	if len(waits) < 5 {
+		t.Fatalf("%d backoff waits in a second with one transaction open", len(waits))
+	}
+	for _, w := range waits {
+		openFor, wait := w[0], w[1]
+		if limit := max(openFor/4, b.n.interval); wait > limit {
+			t.Fatalf("waits %s after a transaction was seen open for %s; want at most a quarter of that, or Interval (%s)", wait, openFor, b.n.interval)
+		}
+		if openFor >= 4*maxWait && wait != maxWait {
+			t.Fatalf("waits %s after a transaction was seen open for %s; want maxWait (%s)", wait, openFor, maxWait)
+		}
+	}
+	last := waits[len(waits)-1]
+	t.Logf("%d backoff waits; the last %s after %s open", len(waits), last[1], last[0].Round(time.Millisecond))
 }
 
 // Lanes that a transaction adds while a check is out (a batch whose later

@@ -6,9 +6,12 @@
 // or, with -autocommit, as Enqueue's statement on the pool; a LISTEN
 // connection of the benchmark's own timestamps the announcements, and each
 // message is matched with the first one after its commit that names its
-// lane.
+// lane. With -hold, each transaction waits a random time up to that long
+// between Enqueue and COMMIT: a slow commit (a WAL flush stall, the
+// application's own work after the enqueue), which the Notifier's
+// questions find open.
 //
-//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-autocommit]
+//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-autocommit | -hold 40ms]
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,6 +47,7 @@ func main() {
 	rate := flag.Float64("rate", 300, "messages committed per second")
 	duration := flag.Duration("duration", 10*time.Second, "length of the measurement")
 	auto := flag.Bool("autocommit", false, "enqueue with a statement on the pool instead of BEGIN, Enqueue, COMMIT")
+	hold := flag.Duration("hold", 0, "each transaction waits a random time up to this long between Enqueue and COMMIT (not with -autocommit)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench-wakeup: unexpected arguments %q (flags only)\n", flag.Args())
@@ -52,7 +57,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-wakeup: -rate must be above 0 (at most 10000) and -duration above 0, for at least one message")
 		os.Exit(2)
 	}
-	if err := run(*adminURL, *rate, *duration, *auto); err != nil {
+	if *hold < 0 || (*hold > 0 && *auto) {
+		fmt.Fprintln(os.Stderr, "bench-wakeup: -hold must be 0 or more, and needs a transaction (not -autocommit)")
+		os.Exit(2)
+	}
+	if err := run(*adminURL, *rate, *duration, *auto, *hold); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-wakeup:", err)
 		os.Exit(1)
 	}
@@ -71,7 +80,7 @@ type announcement struct {
 	lanes uint64
 }
 
-func run(adminURL string, rate float64, duration time.Duration, auto bool) error {
+func run(adminURL string, rate float64, duration time.Duration, auto bool, hold time.Duration) error {
 	ctx := context.Background()
 	url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_wakeup")
 	if err != nil {
@@ -168,7 +177,12 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, err := enqueue(ctx, pool, ob, auto)
+			// The same holds in every run, so that builds compare.
+			var held time.Duration
+			if hold > 0 {
+				held = time.Duration(rand.New(rand.NewPCG(uint64(i), 1)).Int64N(int64(hold)))
+			}
+			e, err := enqueue(ctx, pool, ob, auto, held)
 			if err != nil {
 				errOnce.Do(func() { prodErr = err })
 				return
@@ -234,6 +248,9 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 	if auto {
 		how = "Enqueue's statement on the pool"
 	}
+	if hold > 0 {
+		how += fmt.Sprintf(" (held open up to %s before COMMIT)", hold)
+	}
 	fmt.Printf("Wake-up path: %d messages at %.0f/s, each committed by %s; %d not matched with an announcement of their own\n\n", total, rate, how, unmatched)
 	fmt.Println("| span | p10 | p50 | p90 | p99 |")
 	fmt.Println("|---|---|---|---|---|")
@@ -253,9 +270,9 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool) error
 	return nil
 }
 
-// enqueue commits one message, in a transaction of its own or as a
-// statement on the pool.
-func enqueue(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, auto bool) (outbox.Enqueued, error) {
+// enqueue commits one message, in a transaction of its own (held open for
+// hold after the Enqueue) or as a statement on the pool.
+func enqueue(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, auto bool, hold time.Duration) (outbox.Enqueued, error) {
 	msg := outbox.Message{Destination: "sink", Type: "deal.won", Payload: []byte(`{"deal":1}`)}
 	if auto {
 		return ob.Enqueue(ctx, pool, msg)
@@ -264,6 +281,9 @@ func enqueue(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, auto bo
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error
 		e, err = ob.Enqueue(ctx, tx, msg)
+		if err == nil && hold > 0 {
+			time.Sleep(hold)
+		}
 		return err
 	})
 	return e, err
