@@ -93,8 +93,8 @@ type NotifierConfig struct {
 	// answers for all the transactions of its interval. An enqueue is then announced within
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
 	// is backing off (only open transactions pending, none new: a quarter
-	// of how long the youngest has been open, up to 50 ms, so a slow
-	// COMMIT is announced within about a quarter of its time; the
+	// of how long the youngest has been open, up to 50 ms, so a COMMIT that
+	// takes d is announced within about max(d/4, BusyInterval) of it; the
 	// database unreachable: up to 1 s). Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
 	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
@@ -223,12 +223,14 @@ const maxWait = 50 * time.Millisecond
 
 // backoff is the wait before the next question when only transactions
 // open for at least openFor are pending, none new: a quarter of openFor,
-// between interval and maxWait. A transaction whose COMMIT takes d (a slow
-// WAL flush) is then announced at most about d/4 after it, where doubling
-// the wait at each question announced it up to d late; one left open is
-// still asked about less and less often.
+// at least interval and at most maxWait (or interval, if that is longer).
+// run then keeps BusyInterval between questions too. A transaction whose
+// COMMIT takes d (a slow WAL flush) is announced at most about
+// max(d/4, BusyInterval) after it, where doubling the wait at each
+// question announced it up to d late; one left open is still asked about
+// less and less often.
 func backoff(openFor, interval time.Duration) time.Duration {
-	return min(max(openFor/4, interval), maxWait)
+	return min(max(openFor/4, interval), max(maxWait, interval))
 }
 
 // openRetries is how many questions about one open transaction may come

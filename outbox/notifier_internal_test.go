@@ -216,7 +216,7 @@ func TestNotifierBacksOffOnOpenTransactions(t *testing.T) {
 		}
 	}
 	if flushes > 40 {
-		t.Fatalf("%d checks in one second for one open transaction; want at most about 1 s / %s", flushes, maxWait)
+		t.Fatalf("%d checks in one second for one open transaction; want at most about 40 (a quarter of its open time apart, at least BusyInterval, then one per %s)", flushes, maxWait)
 	}
 	t.Logf("%d checks in one second", flushes)
 }
@@ -249,6 +249,9 @@ func TestNotifierBackoffIsAQuarterOfHowLongItWasOpen(t *testing.T) {
 		openFor, wait := w[0], w[1]
 		if limit := max(openFor/4, b.n.interval); wait > limit {
 			t.Fatalf("waits %s after a transaction was seen open for %s; want at most a quarter of that, or Interval (%s)", wait, openFor, b.n.interval)
+		}
+		if wait < b.n.interval {
+			t.Fatalf("waits %s, less than Interval (%s)", wait, b.n.interval)
 		}
 		if openFor >= 4*maxWait && wait != maxWait {
 			t.Fatalf("waits %s after a transaction was seen open for %s; want maxWait (%s)", wait, openFor, maxWait)
@@ -438,4 +441,21 @@ func TestNotifierQuickQuestionsArePerTransaction(t *testing.T) {
 		t.Fatalf("%d questions in %d periods of 300 ms with one transaction left open; want at most %d", questions, periods, limit)
 	}
 	t.Logf("%d questions in %d periods", questions, periods)
+}
+
+// The backoff is never shorter than Interval, even an Interval configured
+// above maxWait (a Notifier that backs off must not ask more often than
+// it would otherwise), and never longer than maxWait below that.
+func TestBackoffStaysWithinItsBounds(t *testing.T) {
+	for _, c := range []struct{ openFor, interval, want time.Duration }{
+		{2 * time.Millisecond, 500 * time.Microsecond, 500 * time.Microsecond},
+		{40 * time.Millisecond, 500 * time.Microsecond, 10 * time.Millisecond},
+		{time.Hour, 500 * time.Microsecond, maxWait},
+		{time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond},
+		{time.Hour, 100 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		if got := backoff(c.openFor, c.interval); got != c.want {
+			t.Errorf("backoff(open for %s, Interval %s) = %s, want %s", c.openFor, c.interval, got, c.want)
+		}
+	}
 }
