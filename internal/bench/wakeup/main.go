@@ -9,9 +9,12 @@
 // lane. With -hold, each transaction waits a random time up to that long
 // between Enqueue and COMMIT: a slow commit (a WAL flush stall, the
 // application's own work after the enqueue), which the Notifier's
-// questions find open.
+// questions find open. The first -warmup of messages (at the same rate)
+// is not counted: the first requests open the HTTP connections to the sink
+// and the pool's connections for the producers, which put most of a cold
+// run's slowest messages in its first second.
 //
-//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-autocommit | -hold 40ms]
+//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-warmup 2s] [-autocommit | -hold 40ms]
 package main
 
 import (
@@ -48,6 +51,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of the measurement")
 	auto := flag.Bool("autocommit", false, "enqueue with a statement on the pool instead of BEGIN, Enqueue, COMMIT")
 	hold := flag.Duration("hold", 0, "each transaction waits a random time up to this long between Enqueue and COMMIT (not with -autocommit)")
+	warmup := flag.Duration("warmup", 2*time.Second, "messages sent at the same rate before the measurement, and not counted")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench-wakeup: unexpected arguments %q (flags only)\n", flag.Args())
@@ -57,11 +61,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-wakeup: -rate must be above 0 (at most 10000) and -duration above 0, for at least one message")
 		os.Exit(2)
 	}
-	if *hold < 0 || (*hold > 0 && *auto) {
-		fmt.Fprintln(os.Stderr, "bench-wakeup: -hold must be 0 or more, and needs a transaction (not -autocommit)")
+	if *hold < 0 || (*hold > 0 && *auto) || *warmup < 0 {
+		fmt.Fprintln(os.Stderr, "bench-wakeup: -hold and -warmup must be 0 or more, and -hold needs a transaction (not -autocommit)")
 		os.Exit(2)
 	}
-	if err := run(*adminURL, *rate, *duration, *auto, *hold); err != nil {
+	o := options{rate: *rate, duration: *duration, warmup: *warmup, hold: *hold, auto: *auto}
+	if err := run(*adminURL, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-wakeup:", err)
 		os.Exit(1)
 	}
@@ -80,7 +85,14 @@ type announcement struct {
 	lanes uint64
 }
 
-func run(adminURL string, rate float64, duration time.Duration, auto bool, hold time.Duration) error {
+type options struct {
+	rate                   float64
+	duration, warmup, hold time.Duration
+	auto                   bool
+}
+
+func run(adminURL string, o options) error {
+	rate, duration, auto, hold := o.rate, o.duration, o.auto, o.hold
 	ctx := context.Background()
 	url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_wakeup")
 	if err != nil {
@@ -162,51 +174,35 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool, hold 
 	defer func() { _ = d.Stop(ctx) }()
 	time.Sleep(time.Second) // leases taken, runners idle
 
+	waitArrived := func(n int) error {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			got := len(arrived)
+			mu.Unlock()
+			if got >= n {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d of %d messages arrived within 30 s", got, n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	warm := int(rate * o.warmup.Seconds())
+	if _, _, _, err := produce(ctx, pool, ob, o, 0, warm); err != nil {
+		return err
+	}
+	if err := waitArrived(warm); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
 	total := int(rate * duration.Seconds())
-	committed := make([]time.Time, total)
-	ids := make([]uuid.UUID, total)
-	keys := make([]string, total)
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		prodErr error
-	)
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	for i := range total {
-		<-tick.C
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// The same holds in every run, so that builds compare.
-			var held time.Duration
-			if hold > 0 {
-				held = time.Duration(rand.New(rand.NewPCG(uint64(i), 1)).Int64N(int64(hold)))
-			}
-			e, err := enqueue(ctx, pool, ob, auto, held)
-			if err != nil {
-				errOnce.Do(func() { prodErr = err })
-				return
-			}
-			committed[i], ids[i], keys[i] = time.Now(), e.ID, e.IdempotencyKey
-		}()
+	committed, ids, keys, err := produce(ctx, pool, ob, o, warm, total)
+	if err != nil {
+		return err
 	}
-	tick.Stop()
-	wg.Wait()
-	if prodErr != nil {
-		return prodErr
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		got := len(arrived)
-		mu.Unlock()
-		if got >= total {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d messages arrived within 30 s", got, total)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitArrived(warm + total); err != nil {
+		return err
 	}
 	cancel()
 	<-listened
@@ -251,7 +247,7 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool, hold 
 	if hold > 0 {
 		how += fmt.Sprintf(" (held open up to %s before COMMIT)", hold)
 	}
-	fmt.Printf("Wake-up path: %d messages at %.0f/s, each committed by %s; %d not matched with an announcement of their own\n\n", total, rate, how, unmatched)
+	fmt.Printf("Wake-up path: %d messages at %.0f/s after %d not counted (warm-up), each committed by %s; %d not matched with an announcement of their own\n\n", total, rate, warm, how, unmatched)
 	fmt.Println("| span | p10 | p50 | p90 | p99 |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range []struct {
@@ -268,6 +264,44 @@ func run(adminURL string, rate float64, duration time.Duration, auto bool, hold 
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", r.name, q(0.10), q(0.50), q(0.90), q(0.99))
 	}
 	return nil
+}
+
+// produce commits n messages at o.rate, numbered from first (the holds
+// follow the number, so every run holds the same), and returns when each
+// one's COMMIT returned, with its id and idempotency key.
+func produce(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, o options, first, n int) ([]time.Time, []uuid.UUID, []string, error) {
+	committed := make([]time.Time, n)
+	ids := make([]uuid.UUID, n)
+	keys := make([]string, n)
+	if n == 0 {
+		return committed, ids, keys, nil
+	}
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		prodErr error
+	)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
+	for i := range n {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var held time.Duration
+			if o.hold > 0 {
+				held = time.Duration(rand.New(rand.NewPCG(uint64(first+i), 1)).Int64N(int64(o.hold)))
+			}
+			e, err := enqueue(ctx, pool, ob, o.auto, held)
+			if err != nil {
+				errOnce.Do(func() { prodErr = err })
+				return
+			}
+			committed[i], ids[i], keys[i] = time.Now(), e.ID, e.IdempotencyKey
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	return committed, ids, keys, prodErr
 }
 
 // enqueue commits one message, in a transaction of its own (held open for
