@@ -35,7 +35,10 @@ type Notifier struct {
 	channel  string
 	interval time.Duration
 	busy     time.Duration
-	log      *slog.Logger
+	// backoffCap is the longest wait while backing off: maxWait (tests
+	// lengthen it).
+	backoffCap time.Duration
+	log        *slog.Logger
 
 	mu      sync.Mutex
 	pending map[int64]uint32 // transaction id -> lanes (bitmask)
@@ -94,8 +97,9 @@ type NotifierConfig struct {
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
 	// is backing off (only open transactions pending, none new: a quarter
 	// of how long the youngest has been open, up to 50 ms, so a COMMIT that
-	// takes d is announced within about max(d/4, BusyInterval) of it; the
-	// database unreachable: up to 1 s). Default 2 ms
+	// takes d is announced within about max(d/4, BusyInterval) of it; a
+	// new enqueue ends that wait, so a transaction left open delays no
+	// other; the database unreachable: up to 1 s). Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
 	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
 	// INSERT).
@@ -134,7 +138,7 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 		c.Logger = slog.Default()
 	}
 	return &Notifier{db: db, query: notifierFlushSQL, channel: dbschema.NotifyChannel(c.Schema),
-		interval: c.Interval, busy: c.BusyInterval, log: c.Logger.With("component", "outboxd.notifier"),
+		interval: c.Interval, busy: c.BusyInterval, backoffCap: maxWait, log: c.Logger.With("component", "outboxd.notifier"),
 		pending: map[int64]uint32{}, open: map[int64]openTxn{}, kick: make(chan struct{}, 1)}, nil
 }
 
@@ -223,14 +227,14 @@ const maxWait = 50 * time.Millisecond
 
 // backoff is the wait before the next question when only transactions
 // open for at least openFor are pending, none new: a quarter of openFor,
-// at least interval and at most maxWait (or interval, if that is longer).
+// at least interval and at most limit (or interval, if that is longer).
 // run then keeps BusyInterval between questions too. A transaction whose
 // COMMIT takes d (a slow WAL flush) is announced at most about
 // max(d/4, BusyInterval) after it, where doubling the wait at each
 // question announced it up to d late; one left open is still asked about
-// less and less often.
-func backoff(openFor, interval time.Duration) time.Duration {
-	return min(max(openFor/4, interval), max(maxWait, interval))
+// less and less often. An enqueue ends the wait early (see run).
+func backoff(openFor, interval, limit time.Duration) time.Duration {
+	return min(max(openFor/4, interval), max(limit, interval))
 }
 
 // openRetries is how many questions about one open transaction may come
@@ -263,12 +267,25 @@ func (n *Notifier) run(stop, done chan struct{}) {
 		// (and more transactions join it).
 		wait := n.interval
 		seen := n.addCount()
-		reask := false // the next question is about a commit under way
+		reask := false      // the next question is about a commit under way
+		backingOff := false // only long-open transactions are pending
 		for left := 1; left > 0; {
 			if gap := n.busy - time.Since(last); gap > wait && !reask {
 				wait = gap
 			}
-			if !pause(short, wait, stop) {
+			// A backoff is for transactions left open (a batch job, a
+			// session idle in a transaction): a new enqueue ends it, or it
+			// would hold back every other announcement by up to maxWait,
+			// and is asked about as when the Notifier is busy.
+			var kick chan struct{}
+			if backingOff {
+				kick = n.kick
+			}
+			ok, kicked := pause(short, wait, stop, kick)
+			if ok && kicked {
+				ok, _ = pause(short, max(n.interval, n.busy-time.Since(last)), stop, nil)
+			}
+			if !ok {
 				_, _, _ = n.flush(context.Background())
 				return
 			}
@@ -278,7 +295,7 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			)
 			last = time.Now()
 			left, rep, err = n.flush(context.Background())
-			reask = false
+			reask, backingOff = false, false
 			switch {
 			case err != nil:
 				n.log.Warn("cannot ask which enqueues committed; dispatchers' sweeps find them meanwhile", "error", err)
@@ -290,7 +307,7 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			case rep.committed+rep.aborted > 0:
 				wait = n.interval
 			default: // only long-open transactions, none new: ask less often
-				wait = backoff(rep.openFor, n.interval)
+				wait, backingOff = backoff(rep.openFor, n.interval, n.backoffCap), true
 				if n.backedOff != nil {
 					select { // tests only; never block the notifier on them
 					case n.backedOff <- [2]time.Duration{rep.openFor, wait}:
@@ -305,23 +322,27 @@ func (n *Notifier) run(stop, done chan struct{}) {
 
 // pause waits d, and reports false if stop closed first. A wait under a
 // millisecond is short's (see shortTimer), and stop is looked at after it.
-func pause(short shortTimer, d time.Duration, stop chan struct{}) bool {
+// A longer one also ends early on a receive from kick (nil: never), and
+// reports kicked.
+func pause(short shortTimer, d time.Duration, stop, kick chan struct{}) (ok, kicked bool) {
 	if d < time.Millisecond {
 		short.sleep(d)
 		select {
 		case <-stop:
-			return false
+			return false, false
 		default:
-			return true
+			return true, false
 		}
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return true, false
 	case <-stop:
-		return false
+		return false, false
+	case <-kick:
+		return true, true
 	}
 }
 

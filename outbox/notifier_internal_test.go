@@ -25,7 +25,7 @@ type notifierBundle struct {
 	payloads chan string
 }
 
-func newNotifierBundle(t *testing.T, cfg *NotifierConfig) notifierBundle {
+func newNotifierBundle(t *testing.T, cfg *NotifierConfig, prepare ...func(*Notifier)) notifierBundle {
 	t.Helper()
 	url := pgtest.URL(t)
 	pool := pgtest.Connect(t, url)
@@ -61,6 +61,9 @@ func newNotifierBundle(t *testing.T, cfg *NotifierConfig) notifierBundle {
 	}
 	n.flushed = make(chan flushReport, 1000)
 	n.backedOff = make(chan [2]time.Duration, 1000)
+	for _, p := range prepare {
+		p(n)
+	}
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -454,8 +457,35 @@ func TestBackoffStaysWithinItsBounds(t *testing.T) {
 		{time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond},
 		{time.Hour, 100 * time.Millisecond, 100 * time.Millisecond},
 	} {
-		if got := backoff(c.openFor, c.interval); got != c.want {
+		if got := backoff(c.openFor, c.interval, maxWait); got != c.want {
 			t.Errorf("backoff(open for %s, Interval %s) = %s, want %s", c.openFor, c.interval, got, c.want)
 		}
+	}
+}
+
+// An enqueue while the Notifier backs off for a long-open transaction is
+// not held back by the backoff: it is asked about after Interval (and
+// BusyInterval after the last question), not once the backoff ends (one
+// session left idle in a transaction delayed every other announcement by
+// up to 50 ms). The backoff here is lengthened to 2 s, so that the test
+// can tell the two apart on a loaded machine.
+func TestNotifierBackoffDoesNotHoldBackANewEnqueue(t *testing.T) {
+	t.Parallel()
+	b := newNotifierBundle(t, nil, func(n *Notifier) { n.backoffCap = 2 * time.Second })
+	b.openEnqueue(t, Message{Destination: "crm", Payload: []byte(`{}`)})
+	timeout := time.After(30 * time.Second)
+	for long := false; !long; {
+		select {
+		case w := <-b.n.backedOff:
+			long = w[1] >= 800*time.Millisecond
+		case <-timeout:
+			t.Fatal("the Notifier never backed off to 800 ms for an open transaction")
+		}
+	}
+	start := time.Now() // a wait of 800 ms or more has just begun
+	b.commitOne(t)
+	b.waitFlush(t, "the new enqueue", func(r flushReport) bool { return r.committed == 1 })
+	if took := time.Since(start); took >= 400*time.Millisecond {
+		t.Fatalf("a new enqueue was announced %s after it, during a backoff of 800 ms or more: the backoff held it back", took.Round(time.Millisecond))
 	}
 }

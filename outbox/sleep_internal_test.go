@@ -30,20 +30,26 @@ func TestShortTimerWaitsItsTime(t *testing.T) {
 }
 
 // pause reports a stop on both of its paths, the short wait's and the
-// timer's, and a wait that ran its course otherwise.
+// timer's, a kick that ended a timer's wait, and a wait that ran its
+// course otherwise.
 func TestPauseSeesStop(t *testing.T) {
 	short := newShortTimer()
 	defer short.close()
 	running := make(chan struct{})
 	for _, d := range []time.Duration{200 * time.Microsecond, 5 * time.Millisecond} {
-		if !pause(short, d, running) {
+		if ok, _ := pause(short, d, running, nil); !ok {
 			t.Fatalf("pause(%v) reported a stop that did not happen", d)
 		}
+	}
+	kick := make(chan struct{}, 1)
+	kick <- struct{}{}
+	if ok, kicked := pause(short, time.Hour, running, kick); !ok || !kicked {
+		t.Fatalf("a kick did not end an hour's pause as a kick (ok %v, kicked %v)", ok, kicked)
 	}
 	stopped := make(chan struct{})
 	close(stopped)
 	for _, d := range []time.Duration{200 * time.Microsecond, time.Hour} {
-		if pause(short, d, stopped) {
+		if ok, _ := pause(short, d, stopped, nil); ok {
 			t.Fatalf("pause(%v) missed the stop", d)
 		}
 	}

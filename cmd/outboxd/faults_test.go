@@ -200,7 +200,7 @@ WITH t AS (
     FROM public.takeovers t
 )
 SELECT count(DISTINCT lane), count(failed_at),
-       coalesce(max(at - failed_at), '0'), coalesce(max(old_until - failed_at), '0'), max(at - old_until)
+       coalesce(max(at - failed_at), '0'), coalesce(max(old_until - failed_at), '0'), coalesce(max(at - old_until), '0')
 FROM t`).Scan(&taken, &stamped, &took, &leaseLeft, &expiredToTakenOver); err != nil {
 		t.Fatalf("reading the takeovers: %v", err)
 	}

@@ -9,12 +9,15 @@
 // lane. With -hold, each transaction waits a random time up to that long
 // between Enqueue and COMMIT: a slow commit (a WAL flush stall, the
 // application's own work after the enqueue), which the Notifier's
-// questions find open. The first -warmup of messages (at the same rate)
+// questions find open. With -left-open, one more transaction enqueues
+// first and stays open for the whole run (a batch job, a session idle in
+// a transaction), so that the Notifier backs off for it meanwhile. The
+// first -warmup of messages (at the same rate)
 // is not counted: the first requests open the HTTP connections to the sink
 // and the pool's connections for the producers, which put most of a cold
 // run's slowest messages in its first second.
 //
-//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-warmup 2s] [-autocommit | -hold 40ms]
+//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-warmup 2s] [-autocommit | -hold 40ms] [-left-open]
 package main
 
 import (
@@ -52,6 +55,7 @@ func main() {
 	auto := flag.Bool("autocommit", false, "enqueue with a statement on the pool instead of BEGIN, Enqueue, COMMIT")
 	hold := flag.Duration("hold", 0, "each transaction waits a random time up to this long between Enqueue and COMMIT (not with -autocommit)")
 	warmup := flag.Duration("warmup", 2*time.Second, "messages sent at the same rate before the measurement, and not counted")
+	leftOpen := flag.Bool("left-open", false, "one more transaction enqueues first and stays open for the whole run")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench-wakeup: unexpected arguments %q (flags only)\n", flag.Args())
@@ -65,7 +69,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-wakeup: -hold and -warmup must be 0 or more, and -hold needs a transaction (not -autocommit)")
 		os.Exit(2)
 	}
-	o := options{rate: *rate, duration: *duration, warmup: *warmup, hold: *hold, auto: *auto}
+	// The pool has 40 connections, shared with the dispatcher and the
+	// Notifier: transactions held open beyond about 25 at a time would
+	// wait for a connection, and the figures would measure that.
+	if open := *rate * hold.Seconds(); open > 25 {
+		fmt.Fprintf(os.Stderr, "bench-wakeup: -rate %g with -hold %s keeps up to %.0f transactions open; the benchmark's pool holds about 25 (lower either)\n", *rate, *hold, open)
+		os.Exit(2)
+	}
+	o := options{rate: *rate, duration: *duration, warmup: *warmup, hold: *hold, auto: *auto, leftOpen: *leftOpen}
 	if err := run(*adminURL, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-wakeup:", err)
 		os.Exit(1)
@@ -88,7 +99,7 @@ type announcement struct {
 type options struct {
 	rate                   float64
 	duration, warmup, hold time.Duration
-	auto                   bool
+	auto, leftOpen         bool
 }
 
 func run(adminURL string, o options) error {
@@ -173,6 +184,16 @@ func run(adminURL string, o options) error {
 	}
 	defer func() { _ = d.Stop(ctx) }()
 	time.Sleep(time.Second) // leases taken, runners idle
+	if o.leftOpen {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "sink", Type: "batch.open", Payload: []byte(`{}`)}); err != nil {
+			return err
+		}
+	}
 
 	waitArrived := func(n int) error {
 		deadline := time.Now().Add(30 * time.Second)
@@ -247,7 +268,10 @@ func run(adminURL string, o options) error {
 	if hold > 0 {
 		how += fmt.Sprintf(" (held open up to %s before COMMIT)", hold)
 	}
-	fmt.Printf("Wake-up path: %d messages at %.0f/s after %d not counted (warm-up), each committed by %s; %d not matched with an announcement of their own\n\n", total, rate, warm, how, unmatched)
+	if o.leftOpen {
+		how += ", beside a transaction left open"
+	}
+	fmt.Printf("Wake-up path: %d messages at %g/s after %d not counted (warm-up), each committed by %s; %d not matched with an announcement of their own\n\n", total, rate, warm, how, unmatched)
 	fmt.Println("| span | p10 | p50 | p90 | p99 |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range []struct {
