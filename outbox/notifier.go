@@ -35,8 +35,8 @@ type Notifier struct {
 	channel  string
 	interval time.Duration
 	busy     time.Duration
-	// backoffCap is the longest wait while backing off: maxWait (tests
-	// lengthen it).
+	// backoffCap bounds the wait while backing off (see backoff): maxWait;
+	// tests lengthen it.
 	backoffCap time.Duration
 	log        *slog.Logger
 
@@ -98,8 +98,9 @@ type NotifierConfig struct {
 	// is backing off (only open transactions pending, none new: a quarter
 	// of how long the youngest has been open, up to 50 ms, so a COMMIT that
 	// takes d is announced within about max(d/4, BusyInterval) of it; a
-	// new enqueue ends that wait, so a transaction left open delays no
-	// other; the database unreachable: up to 1 s). Default 2 ms
+	// new enqueue ends a wait of a millisecond or more, so a transaction
+	// left open does not hold back the others; the database unreachable:
+	// up to 1 s). Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
 	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
 	// INSERT).
@@ -293,6 +294,13 @@ func (n *Notifier) run(stop, done chan struct{}) {
 				rep flushReport
 				err error
 			)
+			// A kick waiting now comes from an enqueue that this question
+			// covers (add records it before it kicks): left behind, it
+			// would end the next backoff for nothing.
+			select {
+			case <-n.kick:
+			default:
+			}
 			last = time.Now()
 			left, rep, err = n.flush(context.Background())
 			reask, backingOff = false, false
