@@ -49,8 +49,7 @@ type scenario struct {
 }
 
 func main() {
-	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
-		"server to benchmark (databases outboxd_bench_backlog_N are created on it)")
+	adminURL := pgtest.BenchDatabaseURL(flag.CommandLine, "server to benchmark (databases outboxd_bench_backlog_N are created on it)")
 	pending := flag.String("pending", "10000,1000000", "pending messages of the failing destination: the baseline, then larger sizes")
 	retained := flag.String("retained", "10000,1000000", "retained delivered messages: the baseline, then larger sizes (10000000 for the full size)")
 	var o options
@@ -60,17 +59,10 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one round")
 	flag.Float64Var(&o.rate, "rate", 200, "messages/s offered to the healthy destination")
 	flag.Parse()
-	if err := run(*adminURL, *pending, *retained, o); err != nil {
+	if err := run(adminURL(), *pending, *retained, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-backlog:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func sizes(list string) ([]int, error) {

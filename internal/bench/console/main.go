@@ -30,21 +30,14 @@ import (
 )
 
 func main() {
-	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_console is created on it)")
+	adminURL := pgtest.BenchDatabaseURL(flag.CommandLine, "server to benchmark (a database outboxd_bench_console is created on it)")
 	events := flag.Int("events", 1_000_000, "inbox events generated")
 	samples := flag.Int("samples", 300, "requests per search")
 	flag.Parse()
-	if err := run(*adminURL, *events, *samples); err != nil {
+	if err := run(adminURL(), *events, *samples); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-console:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // contacts is how many distinct people the events are about: each email

@@ -49,7 +49,7 @@ type options struct {
 }
 
 func main() {
-	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_dispatch is created on it)")
+	adminURL := pgtest.BenchDatabaseURL(flag.CommandLine, "server to benchmark (a database outboxd_bench_dispatch is created on it)")
 	var o options
 	flag.IntVar(&o.messages, "messages", 20000, "messages in the drain measurement")
 	flag.IntVar(&o.producers, "producers", 16, "producers committing the drain messages")
@@ -62,7 +62,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate above 0 (at most 1e6) and -duration above 0; -http-concurrency and -batch not negative (0: the default)")
 		os.Exit(2)
 	}
-	if err := run(*adminURL, o); err != nil {
+	if err := run(adminURL(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-dispatch:", err)
 		os.Exit(1)
 	}
@@ -74,13 +74,6 @@ func orDefault(v int, def string) string {
 		return def + " (default)"
 	}
 	return strconv.Itoa(v)
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // system is one dispatch design under test.

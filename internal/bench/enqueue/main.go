@@ -32,22 +32,15 @@ import (
 )
 
 func main() {
-	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_enqueue is created on it)")
+	adminURL := pgtest.BenchDatabaseURL(flag.CommandLine, "server to benchmark (a database outboxd_bench_enqueue is created on it)")
 	d := flag.Duration("duration", 5*time.Second, "length of each measurement")
 	rounds := flag.Int("rounds", 3, "alternating rounds per concurrency")
 	flag.DurationVar(&busyInterval, "busy-interval", 0, "the Notifier's BusyInterval (0: its default)")
 	flag.Parse()
-	if err := run(*adminURL, *d, *rounds); err != nil {
+	if err := run(adminURL(), *d, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-enqueue:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // figures of one system at one concurrency: medians over the rounds.

@@ -33,7 +33,7 @@ import (
 )
 
 func main() {
-	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench is created on it)")
+	adminURL := pgtest.BenchDatabaseURL(flag.CommandLine, "server to benchmark (a database outboxd_bench is created on it)")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measurement")
 	rounds := flag.Int("rounds", 3, "alternating rounds of (outboxd, pgbench) per concurrency")
 	purge := flag.Int("purge", 0, "instead: measure receipt latency while purging this many expired inbox keys")
@@ -49,30 +49,23 @@ func main() {
 	var err error
 	if *overHTTP {
 		var url, script string
-		if url, err = freshDatabase(context.Background(), *adminURL); err == nil {
+		if url, err = freshDatabase(context.Background(), adminURL()); err == nil {
 			if script, err = scriptPath(); err == nil {
 				err = runHTTP(url, script, 16, *duration, *rounds)
 			}
 		}
 	} else if *purge > 0 {
 		var url string
-		if url, err = freshDatabase(context.Background(), *adminURL); err == nil {
+		if url, err = freshDatabase(context.Background(), adminURL()); err == nil {
 			err = runPurge(url, *purge, *duration)
 		}
 	} else {
-		err = run(*adminURL, *duration, *rounds)
+		err = run(adminURL(), *duration, *rounds)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receipt:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func run(adminURL string, d time.Duration, rounds int) error {

@@ -49,7 +49,7 @@ import (
 )
 
 func main() {
-	adminURL := flag.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to benchmark (a database outboxd_bench_wakeup is created on it)")
+	adminURL := pgtest.BenchDatabaseURL(flag.CommandLine, "server to benchmark (a database outboxd_bench_wakeup is created on it)")
 	rate := flag.Float64("rate", 300, "messages committed per second")
 	duration := flag.Duration("duration", 10*time.Second, "length of the measurement")
 	auto := flag.Bool("autocommit", false, "enqueue with a statement on the pool instead of BEGIN, Enqueue, COMMIT")
@@ -77,17 +77,10 @@ func main() {
 		os.Exit(2)
 	}
 	o := options{rate: *rate, duration: *duration, warmup: *warmup, hold: *hold, auto: *auto, leftOpen: *leftOpen}
-	if err := run(*adminURL, o); err != nil {
+	if err := run(adminURL(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-wakeup:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // announcement is one NOTIFY as the benchmark's listener got it.
