@@ -149,10 +149,22 @@ func TestBrowserOperatorJourney(t *testing.T) {
 			return os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
 		})
 	}
+	// A step that fails leaves the last seconds of the budget to say what
+	// the page showed (its address, its text, a screenshot): a wait that
+	// ran out said only "context deadline exceeded".
+	// The browser and its tab start here, on the browser's own context:
+	// started under a step's shorter one, they would end with it.
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start the browser: %v", err)
+	}
+	lastSeconds, _ := budget.Deadline()
+	lastSeconds = lastSeconds.Add(-8 * time.Second)
 	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(browser, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
+		sctx, cancel := context.WithDeadline(browser, lastSeconds)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v\n%s", step, err, pageState(browser, shots, step))
 		}
 	}
 	text := func(sel string) string {
@@ -337,4 +349,23 @@ func paused(t *testing.T, env *storm.Env, name string) bool {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// pageState describes what the browser shows, for a failed step: its
+// address and the start of its text, with a screenshot beside the others.
+func pageState(browser context.Context, shots, step string) string {
+	ctx, cancel := context.WithTimeout(browser, 5*time.Second)
+	defer cancel()
+	at, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		return fmt.Sprintf("(the page could not be read: %v)", err)
+	}
+	body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	if len(body) > 1500 {
+		body = body[:1500] + " ..."
+	}
+	if buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		_ = os.WriteFile(filepath.Join(shots, "failed-"+strings.ReplaceAll(step, " ", "-")+".png"), buf, 0o644)
+	}
+	return fmt.Sprintf("page at %s shows:\n%s", at, body)
 }
