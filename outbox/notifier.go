@@ -41,7 +41,7 @@ type Notifier struct {
 	log        *slog.Logger
 
 	mu      sync.Mutex
-	pending map[int64]uint32 // transaction id -> lanes (bitmask)
+	pending map[int64]uint64 // transaction id -> its lanes (low 32 bits) and destination bits (high 32, internal/wakeup)
 	open    map[int64]openTxn
 	running bool
 	full    bool   // maxPending reached (logged once)
@@ -140,7 +140,7 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 	}
 	return &Notifier{db: db, query: notifierFlushSQL, channel: dbschema.NotifyChannel(c.Schema),
 		interval: c.Interval, busy: c.BusyInterval, backoffCap: maxWait, log: c.Logger.With("component", "outboxd.notifier"),
-		pending: map[int64]uint32{}, open: map[int64]openTxn{}, kick: make(chan struct{}, 1)}, nil
+		pending: map[int64]uint64{}, open: map[int64]openTxn{}, kick: make(chan struct{}, 1)}, nil
 }
 
 // Start begins announcing in the background. Cancelling ctx stops the
@@ -204,12 +204,13 @@ func (n *Notifier) Stop(ctx context.Context) error {
 	}
 }
 
-// add remembers that transaction xid enqueued into lanes.
-func (n *Notifier) add(xid int64, lanes uint32) {
+// add remembers that transaction xid enqueued into mask: lanes in its low
+// 32 bits, destinations' filter bits in its high 32.
+func (n *Notifier) add(xid int64, mask uint64) {
 	n.mu.Lock()
 	n.added++
 	if _, ok := n.pending[xid]; ok || len(n.pending) < maxPending {
-		n.pending[xid] |= lanes
+		n.pending[xid] |= mask
 	} else if !n.full {
 		n.full = true
 		n.log.Warn("notifier has 100,000 unannounced transactions (is it started?); dispatchers' sweeps find their messages")
@@ -379,7 +380,7 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 	}
 	xids := make([]int64, 0, len(n.pending))
 	masks := make([]int64, 0, len(n.pending))
-	asked := make(map[int64]uint32, len(n.pending))
+	asked := make(map[int64]uint64, len(n.pending))
 	for x, m := range n.pending {
 		xids, masks, asked[x] = append(xids, x), append(masks, int64(m)), m
 	}

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/wakeup"
 )
 
 // notifierBundle listens on the outbox channel of a fresh database and
@@ -140,13 +140,15 @@ func (b notifierBundle) sentinel(t *testing.T) {
 	}
 }
 
-func laneBit(t *testing.T, payload string, lane int16) bool {
+// laneBit reports whether payload, a Notifier's announcement, names lane
+// of destination.
+func laneBit(t *testing.T, payload string, lane int16, destination string) bool {
 	t.Helper()
-	m, err := strconv.ParseUint(strings.TrimPrefix(payload, "m"), 10, 64)
-	if err != nil || !strings.HasPrefix(payload, "m") {
-		t.Fatalf("payload %q is not a lane mask", payload)
+	lanes, dests := wakeup.Parse(payload)
+	if !strings.HasPrefix(payload, "m") || lanes == wakeup.All || dests == wakeup.All {
+		t.Fatalf("payload %q is not a lane mask with a destination filter", payload)
 	}
-	return m&(1<<uint(lane)) != 0
+	return lanes&(1<<uint(lane)) != 0 && dests&wakeup.DestBit(destination) != 0
 }
 
 // With a Notifier, the enqueueing transaction sends no NOTIFY (it would
@@ -171,8 +173,12 @@ func TestNotifierAnnouncesOnlyAfterCommit(t *testing.T) {
 	}
 	select {
 	case p := <-b.payloads:
-		if !laneBit(t, p, lane) {
-			t.Fatalf("payload %q does not name lane %d", p, lane)
+		if !laneBit(t, p, lane, "crm") {
+			t.Fatalf("payload %q does not name lane %d of crm", p, lane)
+		}
+		// Only crm's: another destination's lanes are not woken for it.
+		if _, dests := wakeup.Parse(p); dests != wakeup.DestBit("crm") {
+			t.Fatalf("payload %q names destinations %#x, want only crm's bit %#x", p, dests, wakeup.DestBit("crm"))
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no notification after the commit")
@@ -264,8 +270,9 @@ func TestNotifierBackoffIsAQuarterOfHowLongItWasOpen(t *testing.T) {
 	t.Logf("%d backoff waits; the last %s after %s open", len(waits), last[1], last[0].Round(time.Millisecond))
 }
 
-// Lanes that a transaction adds while a check is out (a batch whose later
-// rows come after its commit) are announced by the next check, not lost.
+// Lanes (and destinations) that a transaction adds while a check is out
+// (a batch whose later rows come after its commit) are announced by the
+// next check, not lost.
 func TestNotifierKeepsLanesAddedDuringACheck(t *testing.T) {
 	t.Parallel()
 	b := newNotifierBundle(t, nil)
@@ -274,26 +281,32 @@ func TestNotifierKeepsLanesAddedDuringACheck(t *testing.T) {
 	if err := b.n.db.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
 		t.Fatal(err) // a transaction that has committed by now
 	}
+	// dest-41's bit is the 32nd: its mask is a negative bigint in the
+	// question, which must still come out as that bit.
+	sink, top := wakeup.DestBit("sink"), wakeup.DestBit("dest-41")
+	if top != 1<<31 {
+		t.Fatalf("dest-41's bit is %#x", top)
+	}
 	var once sync.Once
 	b.n.asking = func() { // runs on the notifier's goroutine, mid-flush
 		once.Do(func() {
 			b.n.mu.Lock()
-			b.n.pending[xid] |= 1 << 7
+			b.n.pending[xid] |= uint64(top)<<32 | 1<<7
 			b.n.mu.Unlock()
 		})
 	}
-	b.n.add(xid, 1<<3)
-	got := uint64(0)
-	for got != 1<<3|1<<7 {
+	b.n.add(xid, uint64(sink)<<32|1<<3)
+	var lanes, dests uint32
+	for lanes != 1<<3|1<<7 || dests != sink|top {
 		select {
 		case p := <-b.payloads:
-			m, err := strconv.ParseUint(strings.TrimPrefix(p, "m"), 10, 64)
-			if err != nil {
+			l, d := wakeup.Parse(p)
+			if l == wakeup.All || d == wakeup.All {
 				t.Fatalf("payload %q", p)
 			}
-			got |= m
+			lanes, dests = lanes|l, dests|d
 		case <-time.After(10 * time.Second):
-			t.Fatalf("lanes announced: %b, want lanes 3 and 7", got)
+			t.Fatalf("announced lanes %b of destinations %b, want lanes 3 and 7 of %b", lanes, dests, sink|top)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/internal/eventkey"
 	"github.com/outboxd/outboxd/internal/pgid"
+	"github.com/outboxd/outboxd/internal/wakeup"
 )
 
 // DB is what the outbox needs from a database handle: pass the caller's
@@ -84,7 +85,7 @@ func (o *Outbox) NotifyChannel() string { return dbschema.NotifyChannel(o.schema
 // returns the existing message with Existing set.
 func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, error) {
 	sql := o.statement(&msg)
-	args, err := enqueueArgs(&msg)
+	args, err := o.args(&msg)
 	if err != nil {
 		return Enqueued{}, err
 	}
@@ -107,7 +108,7 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	if seq != nil {
 		out.Seq = *seq
 	}
-	o.announce(announce, lane)
+	o.announce(announce, lane, msg.Destination)
 	return out, nil
 }
 
@@ -128,15 +129,25 @@ func (o *Outbox) statement(msg *Message) string {
 	return o.enqueue
 }
 
-// announce hands the enqueueing transaction and its lane to the Notifier
-// (with one; without, the NOTIFY went with the statement).
-func (o *Outbox) announce(xid string, lane int16) {
+// announce hands the enqueueing transaction, its lane and its destination
+// to the Notifier (with one; without, the NOTIFY went with the statement).
+func (o *Outbox) announce(xid string, lane int16, destination string) {
 	if o.notifier == nil {
 		return
 	}
 	if x, err := strconv.ParseInt(xid, 10, 64); err == nil {
-		o.notifier.add(x, 1<<uint(lane))
+		o.notifier.add(x, uint64(wakeup.DestBit(destination))<<32|1<<uint(lane))
 	}
+}
+
+// args returns the enqueue statement's arguments for msg: without a
+// Notifier, the statement's NOTIFY takes the destination's filter bit too.
+func (o *Outbox) args(msg *Message) ([]any, error) {
+	args, err := enqueueArgs(msg)
+	if err != nil || o.notifier != nil {
+		return args, err
+	}
+	return append(args, strconv.FormatUint(uint64(wakeup.DestBit(msg.Destination)), 10)), nil
 }
 
 // checkSeq refuses the one way a keyed message can be stored without a
@@ -168,7 +179,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	order := make([]int, len(msgs))
 	for i := range msgs {
 		sqls[i] = o.statement(&msgs[i])
-		a, err := enqueueArgs(&msgs[i])
+		a, err := o.args(&msgs[i])
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
@@ -205,7 +216,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		if seq != nil {
 			out[i].Seq = *seq
 		}
-		o.announce(announce, lane)
+		o.announce(announce, lane, m.Destination)
 	}
 	if err := results.Close(); err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/wakeup"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -331,10 +332,14 @@ func TestNotifyAtCommitOnly(t *testing.T) {
 	if _, err := listener.Exec(ctx, "LISTEN "+b.outbox.NotifyChannel()); err != nil {
 		t.Fatal(err)
 	}
+	var payload string
 	wait := func(d time.Duration) bool {
 		wctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
-		_, err := listener.Conn().WaitForNotification(wctx)
+		n, err := listener.Conn().WaitForNotification(wctx)
+		if err == nil {
+			payload = n.Payload
+		}
 		return err == nil
 	}
 
@@ -363,6 +368,15 @@ func TestNotifyAtCommitOnly(t *testing.T) {
 	}
 	if !wait(5 * time.Second) {
 		t.Fatal("no notification at commit")
+	}
+	// It names the message's lane, and only its destination's (another
+	// destination's lanes stay asleep).
+	var lane int
+	if err := b.pool.QueryRow(ctx, `SELECT lane FROM outboxd.outbox_messages WHERE status = 'pending'`).Scan(&lane); err != nil {
+		t.Fatal(err)
+	}
+	if lanes, dests := wakeup.Parse(payload); lanes != 1<<lane || dests != wakeup.DestBit("email") {
+		t.Fatalf("payload %q: lanes %#x of destinations %#x, want lane %d of email's (%#x)", payload, lanes, dests, lane, wakeup.DestBit("email"))
 	}
 }
 

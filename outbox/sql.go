@@ -53,9 +53,10 @@ const (
 ON CONFLICT (destination, idempotency_key) DO NOTHING`
 )
 
-// announceInline wakes the lane's dispatcher at commit. The channel is
+// announceInline wakes the lane's dispatcher at commit, for the
+// destination whose filter bit is $11 (internal/wakeup). The channel is
 // <schema>_outbox (dbschema.NotifyChannel); the schema name is validated.
-const announceInline = `pg_notify('{{schema}}_outbox', lane::text)::text`
+const announceInline = `pg_notify('{{schema}}_outbox', lane::text || 'd' || $11::text)::text`
 
 // announceLater returns the enqueueing transaction's id for the Notifier.
 const announceLater = `pg_current_xact_id()::text`
@@ -73,9 +74,11 @@ FROM {{schema}}.outbox_messages
 WHERE id = $1`
 
 // notifierFlushSQL asks which of the enqueueing transactions ($1) have
-// ended, and in the same statement wakes the lanes ($2, bitmasks) of those
-// that committed with one NOTIFY: "m" and the OR of their masks. An id too
-// old for PostgreSQL to remember comes back NULL.
+// ended, and in the same statement wakes the lanes of those that committed
+// with one NOTIFY. $2 holds each one's lanes (low 32 bits) and its
+// destinations' filter bits (high 32 bits); the payload is "m", the OR of
+// the lanes, "d", the OR of the filters (internal/wakeup). An id too old
+// for PostgreSQL to remember comes back NULL.
 const notifierFlushSQL = `
 WITH s AS (
     SELECT x, l,
@@ -86,6 +89,7 @@ WITH s AS (
                 THEN 'in progress' ELSE pg_xact_status(x::text::xid8) END AS st
     FROM unnest($1::bigint[], $2::bigint[]) AS u(x, l)
 ), n AS (
-    SELECT pg_notify($3, 'm' || bit_or(l)::text) FROM s WHERE st = 'committed' HAVING count(*) > 0
+    SELECT pg_notify($3, 'm' || (bit_or(l) & 4294967295)::text || 'd' || ((bit_or(l) >> 32) & 4294967295)::text)
+    FROM s WHERE st = 'committed' HAVING count(*) > 0
 )
 SELECT x, coalesce(st, 'forgotten'), (SELECT count(*) FROM n) FROM s`

@@ -409,18 +409,8 @@ func (d *Dispatcher) Unserved() map[string]int64 {
 // clock steps.
 func (d *Dispatcher) mono() time.Duration { return time.Since(d.epoch) }
 
-// wake tells the runners of lane (of every destination), if they run here,
-// that they may have work.
-func (d *Dispatcher) wake(lane int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for k, r := range d.runners {
-		if k.Lane == lane {
-			r.wake()
-		}
-	}
-}
-
+// wakeAll wakes every runner: after the LISTEN connection was away, the
+// notifications sent meanwhile are lost.
 func (d *Dispatcher) wakeAll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -2,13 +2,12 @@ package worker
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/wakeup"
 )
 
 // listen holds a connection that LISTENs to the outbox channel and wakes the
@@ -52,23 +51,16 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	}
 }
 
-// wakeFor wakes the lanes a notification names: one lane ("7", from an
-// enqueue or the trigger), a bitmask of lanes ("m2147483649", from
-// outbox.Notifier), or anything else: every lane.
+// wakeFor wakes the lanes a notification names, of the destinations it
+// names (internal/wakeup has the format); anything it cannot read wakes
+// every lane.
 func (d *Dispatcher) wakeFor(payload string) {
-	if mask, ok := strings.CutPrefix(payload, "m"); ok {
-		if m, err := strconv.ParseUint(mask, 10, 64); err == nil {
-			for lane := range numLanes {
-				if m&(1<<lane) != 0 {
-					d.wake(lane)
-				}
-			}
-			return
+	lanes, dests := wakeup.Parse(payload)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, r := range d.runners {
+		if lanes&(1<<k.Lane) != 0 && dests&r.destBit != 0 {
+			r.wake()
 		}
 	}
-	if lane, err := strconv.Atoi(payload); err == nil {
-		d.wake(lane)
-		return
-	}
-	d.wakeAll()
 }

@@ -1,33 +1,58 @@
 package worker
 
-import "testing"
+import (
+	"fmt"
+	"slices"
+	"testing"
 
-// wakeFor decodes each payload the channel carries: one lane, a bitmask of
-// lanes (lane 31 included), and anything else wakes every lane.
+	"github.com/outboxd/outboxd/internal/wakeup"
+)
+
+// wakeFor wakes the lanes a payload names (one lane, a bitmask, lane 31
+// included), only of the destinations its filter names when it has one;
+// anything else wakes every lane of every destination.
 func TestWakeForPayloads(t *testing.T) {
 	d := &Dispatcher{runners: map[Lane]*laneRunner{}}
-	for lane := range numLanes {
-		d.runners[Lane{Destination: "a", Lane: lane}] = &laneRunner{wakeCh: make(chan struct{}, 1)}
+	for _, dest := range []string{"a", "b"} {
+		for lane := range numLanes {
+			d.runners[Lane{Destination: dest, Lane: lane}] = &laneRunner{wakeCh: make(chan struct{}, 1), destBit: wakeup.DestBit(dest)}
+		}
 	}
-	woken := func() []int {
-		var out []int
+	a, b := wakeup.DestBit("a"), wakeup.DestBit("b")
+	if a == b {
+		t.Fatal("the test needs two destinations with different bits")
+	}
+	woken := func() []string {
+		var out []string
 		for k, r := range d.runners {
 			select {
 			case <-r.wakeCh:
-				out = append(out, k.Lane)
+				out = append(out, fmt.Sprintf("%s/%d", k.Destination, k.Lane))
 			default:
 			}
 		}
+		slices.Sort(out)
 		return out
 	}
-	for payload, want := range map[string]int{"7": 1, "m2147483648": 1, "m2147483657": 3, "junk": 32, "": 32} {
-		d.wakeFor(payload)
+	for _, c := range []struct {
+		payload string
+		want    int
+		named   []string // when set, exactly these
+	}{
+		{"7", 2, []string{"a/7", "b/7"}},
+		{"m2147483648", 2, []string{"a/31", "b/31"}},
+		{"m2147483657", 6, nil},
+		{fmt.Sprintf("7d%d", a), 1, []string{"a/7"}},
+		{fmt.Sprintf("m5d%d", b), 2, []string{"b/0", "b/2"}},
+		{fmt.Sprintf("m5d%d", a|b), 4, []string{"a/0", "a/2", "b/0", "b/2"}},
+		{fmt.Sprintf("7d%d", ^(a | b)), 0, nil}, // another destination's commit
+		{"junk", 64, nil},
+		{"", 64, nil},
+	} {
+		d.wakeFor(c.payload)
 		got := woken()
-		if len(got) != want {
-			t.Fatalf("payload %q woke lanes %v, want %d lanes", payload, got, want)
-		}
-		if payload == "m2147483648" && got[0] != 31 {
-			t.Fatalf("m2147483648 woke lane %d, want 31", got[0])
+		if len(got) != c.want || (c.named != nil && !slices.Equal(got, c.named)) {
+			t.Fatalf("payload %q woke %v, want %d runners %v", c.payload, got, c.want, c.named)
 		}
 	}
 }

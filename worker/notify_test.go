@@ -2,9 +2,14 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/wakeup"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -83,4 +88,86 @@ func waitReady(t *testing.T, b bundle) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A commit wakes the lanes of its own destination only, with a Notifier and
+// without one: another destination's lanes are not claimed for it (each
+// woken lane walks its keys' heads, a failing destination's across its
+// whole backlog of keys). Sweeps are an hour apart here, so after start-up
+// nothing else claims "other"'s lanes, and the sink's messages arrive only
+// if their wake-ups reached the sink's lanes.
+func TestCommitsWakeOnlyTheirDestinationsLanes(t *testing.T) {
+	t.Parallel()
+	if wakeup.DestBit("sink") == wakeup.DestBit("other") {
+		t.Fatal("the test needs two destinations with different bits")
+	}
+	for _, withNotifier := range []bool{true, false} {
+		t.Run(fmt.Sprintf("notifier=%t", withNotifier), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			if withNotifier {
+				n, err := outbox.NewNotifier(b.pool, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := n.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = n.Stop(context.Background()) })
+				b.outbox, _ = outbox.New(&outbox.Config{Notifier: n})
+			}
+			reg := prometheus.NewRegistry()
+			m, err := worker.NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: b.sink.URL()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.start(t, b.config(t, func(c *worker.Config) {
+				c.SweepInterval, c.Metrics = time.Hour, m
+				c.Destinations["other"] = other
+			}))
+			// Every lane's first claim is in; what start-up may still
+			// add is one wake-up of each lane when the LISTEN connection
+			// comes up.
+			for claims(t, reg, "other") < 32 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			before := claims(t, reg, "other")
+			const commits = 300
+			b.enqueue(t, commits, 1, func(i int) string { return "" })
+			if c := b.waitSettled(t, 30*time.Second); c["delivered"] != commits {
+				t.Fatalf("statuses %v", c)
+			}
+			woken := claims(t, reg, "other") - before
+			if woken > 32 {
+				t.Fatalf("%d claims of another destination's lanes during %d commits to the sink (start-up accounts for at most 32)", woken, commits)
+			}
+			t.Logf("%d claims of the other destination's lanes during %d commits to the sink", woken, commits)
+		})
+	}
+}
+
+// claims is how many claims the dispatcher made for destination.
+func claims(t *testing.T, reg *prometheus.Registry, destination string) uint64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "outboxd_claim_duration_seconds" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "destination" && l.GetValue() == destination {
+					return s.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgid"
 	"github.com/outboxd/outboxd/internal/redact"
+	"github.com/outboxd/outboxd/internal/wakeup"
 )
 
 // laneRunner drains one destination's lane while this dispatcher holds its
@@ -30,6 +31,7 @@ type laneRunner struct {
 	dest    dispatch.Destination
 	token   int64
 	wakeCh  chan struct{}
+	destBit uint32 // its destination's bit in a wake-up's filter (internal/wakeup)
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
@@ -45,7 +47,7 @@ type laneRunner struct {
 
 func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
 	r := &laneRunner{d: d, key: key, dest: d.cfg.Destinations[key.Destination], token: token,
-		wakeCh: make(chan struct{}, 1), stopCh: make(chan struct{}), stopped: make(chan struct{})}
+		wakeCh: make(chan struct{}, 1), destBit: wakeup.DestBit(key.Destination), stopCh: make(chan struct{}), stopped: make(chan struct{})}
 	r.deadline.Store(int64(deadline))
 	r.leaseCtx, r.cancel = context.WithCancel(d.abortCtx)
 	return r

@@ -33,8 +33,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +42,7 @@ import (
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/wakeup"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -86,7 +85,7 @@ func main() {
 // announcement is one NOTIFY as the benchmark's listener got it.
 type announcement struct {
 	at    time.Time
-	lanes uint64
+	lanes uint32
 }
 
 type options struct {
@@ -167,8 +166,8 @@ func run(adminURL string, o options) error {
 				return
 			}
 			at := time.Now()
-			mask, _ := strconv.ParseUint(strings.TrimPrefix(note.Payload, "m"), 10, 64)
-			heard = append(heard, announcement{at, mask})
+			lanes, _ := wakeup.Parse(note.Payload)
+			heard = append(heard, announcement{at, lanes})
 		}
 	}()
 
