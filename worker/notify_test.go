@@ -149,25 +149,3 @@ func TestCommitsWakeOnlyTheirDestinationsLanes(t *testing.T) {
 		})
 	}
 }
-
-// claims is how many claims the dispatcher made for destination.
-func claims(t *testing.T, reg *prometheus.Registry, destination string) uint64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "outboxd_claim_duration_seconds" {
-			continue
-		}
-		for _, s := range f.GetMetric() {
-			for _, l := range s.GetLabel() {
-				if l.GetName() == "destination" && l.GetValue() == destination {
-					return s.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-	}
-	return 0
-}

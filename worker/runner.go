@@ -159,7 +159,39 @@ func (r *laneRunner) run() {
 			continue
 		}
 		recordBackoff = 100 * time.Millisecond
+		if !r.mayHaveMore(batch, results) {
+			// Claiming again at once would walk the lane's keys to find
+			// nothing new: a failing destination with many keys paid that
+			// walk twice per sweep. Its sweep, or a wake-up for this
+			// destination, comes soon enough.
+			r.idle(r.d.cfg.SweepInterval)
+		}
 	}
+}
+
+// mayHaveMore reports whether a claim right after this batch may find
+// messages that this one did not: the batch was full (more were due than
+// it took), or a message was delivered or dead-lettered (the next one of
+// its key may be due now). A batch whose every attempt failed, and that
+// took all that was due, leaves nothing due behind it but what time makes
+// due (the sweep's job) and new commits (which wake the lane).
+func (r *laneRunner) mayHaveMore(batch []claimed, results []result) bool {
+	keyed := 0
+	for _, m := range batch {
+		if m.OrderingKey != "" {
+			keyed++
+		}
+	}
+	// The claim takes up to BatchSize keyed and BatchSize unkeyed messages.
+	if keyed >= r.d.cfg.BatchSize || len(batch)-keyed >= r.d.cfg.BatchSize {
+		return true
+	}
+	for _, res := range results {
+		if o := res.res.Outcome; o == dispatch.Delivered || o == dispatch.Dead {
+			return true
+		}
+	}
+	return false
 }
 
 // release gives the lane back, under the token it was acquired with, so it

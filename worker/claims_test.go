@@ -1,0 +1,158 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// A batch whose every attempt failed, and that took all that was due, is
+// not followed at once by another claim of its lane (which would walk the
+// lane's keys to find nothing new: a failing destination with many keys
+// paid that walk twice per sweep); the next claim waits for the sweep or a
+// wake-up. Here each of 100 messages, committed one after the other, is
+// claimed once: the claim that fails it, and nothing more until the next
+// commit wakes the lane (sweeps are an hour apart, retries too).
+func TestAFailedBatchWaitsForItsSweep(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	m, err := worker.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+	})
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.SweepInterval, c.Metrics = time.Hour, m
+		c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 5}
+		c.Destinations = map[string]dispatch.Destination{"down": down}
+	}))
+	for claims(t, reg, "down") < 32 { // every lane's first claim
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := claims(t, reg, "down")
+	const n = 100
+	for i := range n {
+		e, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "down", Payload: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var attempts int
+			if err := b.pool.QueryRow(ctx, `SELECT attempts FROM outboxd.outbox_messages WHERE id = $1`, e.ID).Scan(&attempts); err != nil {
+				t.Fatal(err)
+			}
+			if attempts == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("message %d not attempted", i)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	// Start-up may add one wake-up of each lane (the LISTEN connection
+	// coming up): at most 32 claims.
+	if got := claims(t, reg, "down") - before; got > n+32 {
+		t.Fatalf("%d claims for %d failed messages, each committed after the last was attempted; want at most %d", got, n, n+32)
+	} else {
+		t.Logf("%d claims for %d failed messages", got, n)
+	}
+}
+
+// What may have left more due is claimed again at once, not at the next
+// sweep (an hour away here): a full batch of failures (more keys were due
+// than it took), and a batch that delivered (the next messages of its keys
+// are due now).
+func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("full of failures", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// 50 keys in one lane, each with one message, for a destination that
+		// fails them all: 10 full batches of 5.
+		rows, err := b.pool.Query(ctx, `SELECT 'k' || i FROM generate_series(1, 5000) i
+			WHERE (hashtext('k' || i) & 2147483647) % 32 = 7 LIMIT 50`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(keys) != 50 {
+			t.Fatalf("%d keys, %v", len(keys), err)
+		}
+		for _, k := range keys {
+			if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "down", OrderingKey: k, Payload: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		down := dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+		})
+		b.start(t, b.config(t, func(c *worker.Config) {
+			c.SweepInterval, c.BatchSize = time.Hour, 5
+			c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 5}
+			c.Destinations = map[string]dispatch.Destination{"down": down}
+		}))
+		waitAttempted(t, b, 50, 20*time.Second)
+	})
+	t.Run("delivered", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// One key's 100 messages, 10 per claim.
+		b.enqueue(t, 100, 100, func(int) string { return "deal-1" })
+		b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval, c.PerKeyBatch = time.Hour, 10 }))
+		waitAttempted(t, b, 100, 20*time.Second)
+	})
+}
+
+// waitAttempted waits until n messages have had an attempt.
+func waitAttempted(t *testing.T, b bundle, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var got int
+		if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM outboxd.outbox_messages WHERE attempts > 0`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages attempted after %s", got, n, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// claims is how many claims the dispatcher made for destination.
+func claims(t *testing.T, reg *prometheus.Registry, destination string) uint64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "outboxd_claim_duration_seconds" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "destination" && l.GetValue() == destination {
+					return s.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
