@@ -423,9 +423,10 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 		default: // aborted, or too old to tell
 			rep.aborted++
 		}
-		if rest := n.pending[x] &^ asked[x]; rest != 0 {
-			n.pending[x] = rest
-		} else {
+		// Bits added while the question was out keep the whole mask
+		// pending, for the next question: the new bits alone could be a
+		// lane without its destination, or the reverse.
+		if n.pending[x] == asked[x] {
 			delete(n.pending, x)
 			delete(n.open, x)
 		}

@@ -272,42 +272,60 @@ func TestNotifierBackoffIsAQuarterOfHowLongItWasOpen(t *testing.T) {
 
 // Lanes (and destinations) that a transaction adds while a check is out
 // (a batch whose later rows come after its commit) are announced by the
-// next check, not lost.
+// next check, not lost: a new lane of a destination already asked about,
+// and a new destination in a lane already asked about, each in a payload
+// that names both its lane and its destination. (The announcement used to
+// carry the new bits alone: a lane without its destination, or the
+// reverse, which woke nothing.)
 func TestNotifierKeepsLanesAddedDuringACheck(t *testing.T) {
 	t.Parallel()
-	b := newNotifierBundle(t, nil)
-	ctx := context.Background()
-	var xid int64
-	if err := b.n.db.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
-		t.Fatal(err) // a transaction that has committed by now
-	}
 	// dest-41's bit is the 32nd: its mask is a negative bigint in the
 	// question, which must still come out as that bit.
-	sink, top := wakeup.DestBit("sink"), wakeup.DestBit("dest-41")
-	if top != 1<<31 {
-		t.Fatalf("dest-41's bit is %#x", top)
+	if wakeup.DestBit("dest-41") != 1<<31 {
+		t.Fatalf("dest-41's bit is %#x", wakeup.DestBit("dest-41"))
 	}
-	var once sync.Once
-	b.n.asking = func() { // runs on the notifier's goroutine, mid-flush
-		once.Do(func() {
-			b.n.mu.Lock()
-			b.n.pending[xid] |= uint64(top)<<32 | 1<<7
-			b.n.mu.Unlock()
-		})
-	}
-	b.n.add(xid, uint64(sink)<<32|1<<3)
-	var lanes, dests uint32
-	for lanes != 1<<3|1<<7 || dests != sink|top {
-		select {
-		case p := <-b.payloads:
-			l, d := wakeup.Parse(p)
-			if l == wakeup.All || d == wakeup.All {
-				t.Fatalf("payload %q", p)
+	for _, c := range []struct {
+		name       string
+		first, add uint64
+	}{
+		{"new lane", wakeup.Mask(3, "sink"), wakeup.Mask(7, "sink")},
+		{"new destination", wakeup.Mask(3, "sink"), wakeup.Mask(3, "dest-41")},
+		{"both new", wakeup.Mask(3, "sink"), wakeup.Mask(7, "dest-41")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			b := newNotifierBundle(t, nil)
+			var xid int64
+			if err := b.n.db.QueryRow(context.Background(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
+				t.Fatal(err) // a transaction that has committed by now
 			}
-			lanes, dests = lanes|l, dests|d
-		case <-time.After(10 * time.Second):
-			t.Fatalf("announced lanes %b of destinations %b, want lanes 3 and 7 of %b", lanes, dests, sink|top)
-		}
+			var once sync.Once
+			b.n.asking = func() { // runs on the notifier's goroutine, mid-flush
+				once.Do(func() {
+					b.n.mu.Lock()
+					b.n.pending[xid] |= c.add
+					b.n.mu.Unlock()
+				})
+			}
+			b.n.add(xid, c.first)
+			var heard []string
+			named := func(want uint64) bool {
+				for _, p := range heard {
+					if lanes, dests := wakeup.Parse(p); lanes&uint32(want) != 0 && dests&uint32(want>>32) != 0 {
+						return true
+					}
+				}
+				return false
+			}
+			for !named(c.first) || !named(c.add) {
+				select {
+				case p := <-b.payloads:
+					heard = append(heard, p)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("heard %q: not both %#x and %#x", heard, c.first, c.add)
+				}
+			}
+		})
 	}
 }
 

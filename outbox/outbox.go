@@ -136,18 +136,19 @@ func (o *Outbox) announce(xid string, lane int16, destination string) {
 		return
 	}
 	if x, err := strconv.ParseInt(xid, 10, 64); err == nil {
-		o.notifier.add(x, uint64(wakeup.DestBit(destination))<<32|1<<uint(lane))
+		o.notifier.add(x, wakeup.Mask(int(lane), destination))
 	}
 }
 
 // args returns the enqueue statement's arguments for msg: without a
-// Notifier, the statement's NOTIFY takes the destination's filter bit too.
+// Notifier, the statement's NOTIFY takes the destination's filter bit too
+// (announceInline).
 func (o *Outbox) args(msg *Message) ([]any, error) {
 	args, err := enqueueArgs(msg)
 	if err != nil || o.notifier != nil {
 		return args, err
 	}
-	return append(args, strconv.FormatUint(uint64(wakeup.DestBit(msg.Destination)), 10)), nil
+	return append(args, strconv.FormatUint(uint64(wakeup.DestBit(msg.Destination))<<32, 10)), nil
 }
 
 // checkSeq refuses the one way a keyed message can be stored without a

@@ -332,14 +332,10 @@ func TestNotifyAtCommitOnly(t *testing.T) {
 	if _, err := listener.Exec(ctx, "LISTEN "+b.outbox.NotifyChannel()); err != nil {
 		t.Fatal(err)
 	}
-	var payload string
 	wait := func(d time.Duration) bool {
 		wctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
-		n, err := listener.Conn().WaitForNotification(wctx)
-		if err == nil {
-			payload = n.Payload
-		}
+		_, err := listener.Conn().WaitForNotification(wctx)
 		return err == nil
 	}
 
@@ -368,15 +364,6 @@ func TestNotifyAtCommitOnly(t *testing.T) {
 	}
 	if !wait(5 * time.Second) {
 		t.Fatal("no notification at commit")
-	}
-	// It names the message's lane, and only its destination's (another
-	// destination's lanes stay asleep).
-	var lane int
-	if err := b.pool.QueryRow(ctx, `SELECT lane FROM outboxd.outbox_messages WHERE status = 'pending'`).Scan(&lane); err != nil {
-		t.Fatal(err)
-	}
-	if lanes, dests := wakeup.Parse(payload); lanes != 1<<lane || dests != wakeup.DestBit("email") {
-		t.Fatalf("payload %q: lanes %#x of destinations %#x, want lane %d of email's (%#x)", payload, lanes, dests, lane, wakeup.DestBit("email"))
 	}
 }
 
@@ -408,5 +395,69 @@ func TestInvalidMessages(t *testing.T) {
 	}
 	if _, err := outbox.New(&outbox.Config{Schema: "no good"}); err == nil {
 		t.Error("bad schema accepted")
+	}
+}
+
+// Without a Notifier, the enqueueing statement's NOTIFY names the message's
+// lane and its destination's bit (internal/wakeup), for every form of the
+// statement (keyed or not, with the idempotency-key check or without), in
+// Enqueue and EnqueueBatch; dest-41's bit is the 64th of the mask, past
+// what a bigint holds.
+func TestInlineNotifyNamesLaneAndDestination(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	listener, err := b.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(ctx, "LISTEN "+b.outbox.NotifyChannel()); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for _, dest := range []string{"email", "dest-41"} {
+		for _, shape := range []func(m *outbox.Message){
+			func(*outbox.Message) {},
+			func(m *outbox.Message) { m.IdempotencyKey = uuid.NewString() },
+			func(m *outbox.Message) { m.OrderingKey = uuid.NewString() },
+			func(m *outbox.Message) { m.OrderingKey, m.IdempotencyKey = uuid.NewString(), uuid.NewString() },
+		} {
+			for _, batch := range []bool{false, true} {
+				i++
+				m := msg(dest)
+				shape(&m)
+				var id uuid.UUID
+				err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+					if batch {
+						out, err := b.outbox.EnqueueBatch(ctx, tx, []outbox.Message{m})
+						if err == nil {
+							id = out[0].ID
+						}
+						return err
+					}
+					out, err := b.outbox.Enqueue(ctx, tx, m)
+					id = out.ID
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var lane int
+				if err := b.pool.QueryRow(ctx, `SELECT lane FROM outboxd.outbox_messages WHERE id = $1`, id).Scan(&lane); err != nil {
+					t.Fatal(err)
+				}
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				n, err := listener.Conn().WaitForNotification(wctx)
+				cancel()
+				if err != nil {
+					t.Fatalf("message %d: no notification: %v", i, err)
+				}
+				if lanes, dests := wakeup.Parse(n.Payload); lanes != 1<<lane || dests != wakeup.DestBit(dest) {
+					t.Fatalf("message %d to %s: payload %q names lanes %#x of destinations %#x, want lane %d of %#x",
+						i, dest, n.Payload, lanes, dests, lane, wakeup.DestBit(dest))
+				}
+			}
+		}
 	}
 }

@@ -53,10 +53,11 @@ const (
 ON CONFLICT (destination, idempotency_key) DO NOTHING`
 )
 
-// announceInline wakes the lane's dispatcher at commit, for the
-// destination whose filter bit is $11 (internal/wakeup). The channel is
+// announceInline wakes the lane's dispatcher at commit: "m" and a mask of
+// the lane and the destination's filter bit ($11: the bit shifted into the
+// high 32 bits, in decimal; internal/wakeup). The channel is
 // <schema>_outbox (dbschema.NotifyChannel); the schema name is validated.
-const announceInline = `pg_notify('{{schema}}_outbox', lane::text || 'd' || $11::text)::text`
+const announceInline = `pg_notify('{{schema}}_outbox', 'm' || ((1::bigint << lane) + $11::text::numeric)::text)::text`
 
 // announceLater returns the enqueueing transaction's id for the Notifier.
 const announceLater = `pg_current_xact_id()::text`
@@ -75,10 +76,10 @@ WHERE id = $1`
 
 // notifierFlushSQL asks which of the enqueueing transactions ($1) have
 // ended, and in the same statement wakes the lanes of those that committed
-// with one NOTIFY. $2 holds each one's lanes (low 32 bits) and its
-// destinations' filter bits (high 32 bits); the payload is "m", the OR of
-// the lanes, "d", the OR of the filters (internal/wakeup). An id too old
-// for PostgreSQL to remember comes back NULL.
+// with one NOTIFY: "m" and the OR of their masks ($2: lanes in the low 32
+// bits, destinations' filter bits in the high 32; internal/wakeup), as an
+// unsigned number (a bigint with the top bit set is negative). An id too
+// old for PostgreSQL to remember comes back NULL.
 const notifierFlushSQL = `
 WITH s AS (
     SELECT x, l,
@@ -89,7 +90,7 @@ WITH s AS (
                 THEN 'in progress' ELSE pg_xact_status(x::text::xid8) END AS st
     FROM unnest($1::bigint[], $2::bigint[]) AS u(x, l)
 ), n AS (
-    SELECT pg_notify($3, 'm' || (bit_or(l) & 4294967295)::text || 'd' || ((bit_or(l) >> 32) & 4294967295)::text)
-    FROM s WHERE st = 'committed' HAVING count(*) > 0
+    SELECT pg_notify($3, 'm' || (CASE WHEN b < 0 THEN b + 18446744073709551616 ELSE b END)::text)
+    FROM (SELECT bit_or(l)::numeric AS b FROM s WHERE st = 'committed' HAVING count(*) > 0) c
 )
 SELECT x, coalesce(st, 'forgotten'), (SELECT count(*) FROM n) FROM s`

@@ -30,8 +30,9 @@
 // only the keys' heads, never the backlog behind them), delivers
 // keys concurrently and each key's messages in order, and records all
 // results with one statement. It is woken by the outbox's notification once
-// an enqueue committed (the payload names the lanes and the destinations, so
-// one destination's commits never wake another's lanes), by its own sweep
+// an enqueue committed (the payload names the lanes and the destinations,
+// through a filter of 32 bits, so other destinations' lanes sleep unless
+// their names share a bit), by its own sweep
 // every SweepInterval (the bound on pickup when no notification arrives,
 // and how due retries are found). River's elected leader runs the
 // maintenance jobs (purging expired inbox keys and old delivered messages).

@@ -9,8 +9,9 @@ import (
 )
 
 // wakeFor wakes the lanes a payload names (one lane, a bitmask, lane 31
-// included), only of the destinations its filter names when it has one;
-// anything else wakes every lane of every destination.
+// included), only of the destinations its filter (the mask's high bits)
+// names when it has one; anything else wakes every lane of every
+// destination.
 func TestWakeForPayloads(t *testing.T) {
 	d := &Dispatcher{runners: map[Lane]*laneRunner{}}
 	for _, dest := range []string{"a", "b"} {
@@ -34,6 +35,7 @@ func TestWakeForPayloads(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
+	m := func(lanes, dests uint32) string { return fmt.Sprintf("m%d", uint64(dests)<<32|uint64(lanes)) }
 	for _, c := range []struct {
 		payload string
 		want    int
@@ -42,10 +44,10 @@ func TestWakeForPayloads(t *testing.T) {
 		{"7", 2, []string{"a/7", "b/7"}},
 		{"m2147483648", 2, []string{"a/31", "b/31"}},
 		{"m2147483657", 6, nil},
-		{fmt.Sprintf("7d%d", a), 1, []string{"a/7"}},
-		{fmt.Sprintf("m5d%d", b), 2, []string{"b/0", "b/2"}},
-		{fmt.Sprintf("m5d%d", a|b), 4, []string{"a/0", "a/2", "b/0", "b/2"}},
-		{fmt.Sprintf("7d%d", ^(a | b)), 0, nil}, // another destination's commit
+		{m(1<<7, a), 1, []string{"a/7"}},
+		{m(5, b), 2, []string{"b/0", "b/2"}},
+		{m(5, a|b), 4, []string{"a/0", "a/2", "b/0", "b/2"}},
+		{m(1<<7, ^(a | b)), 0, nil}, // other destinations' commits
 		{"junk", 64, nil},
 		{"", 64, nil},
 	} {

@@ -1,6 +1,9 @@
 package wakeup
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 // Every payload a producer of this or an earlier version sends, and what
 // it wakes.
@@ -9,30 +12,45 @@ func TestParse(t *testing.T) {
 		payload      string
 		lanes, dests uint32
 	}{
-		{"7", 1 << 7, All},                // the trigger; an earlier Enqueue
-		{"31", 1 << 31, All},              // the last lane
-		{"7d1024", 1 << 7, 1024},          // Enqueue without a Notifier
-		{"7d2147483648", 1 << 7, 1 << 31}, // the filter's top bit
-		{"m5", 5, All},                    // an earlier Notifier
-		{"m2147483648", 1 << 31, All},     // lane 31 in a mask
-		{"m5d1024", 5, 1024},              // the Notifier
-		{"m4294967295d1", All, 1},         // every lane of one bit's destinations
-		{"7d0", 1 << 7, 0},                // no destination: wakes nothing
-		{"", All, All},                    // anything else: everything
-		{"sentinel", All, All},            // a stranger's NOTIFY on the channel
-		{"32", All, All},                  // no such lane
-		{"-1", All, All},                  //
-		{"m4294967296", All, All},         // more than 32 lanes
-		{"7d4294967296", All, All},        // more than 32 bits
-		{"m5dx", All, All},                // a filter that does not parse
-		{"md", All, All},                  //
-		{"d1024", All, All},               // no lane at all
-		{"m5d1024d1024", All, All},        // two filters
-		{"7 ", All, All},                  // no spaces
+		{"7", 1 << 7, All},                   // the trigger; an earlier Enqueue
+		{"31", 1 << 31, All},                 // the last lane
+		{"m5", 5, All},                       // an earlier Notifier: no destination bits
+		{"m2147483648", 1 << 31, All},        // lane 31
+		{"m4398046511232", 1 << 7, 1 << 10},  // lane 7 of the destinations of bit 10
+		{"m9223372036854775809", 1, 1 << 31}, // the filter's top bit (past int64)
+		{"m18446744073709551615", All, All},  // every bit
+		{"m12884901893", 5, 3},               // two lanes, two destinations
+		{"m0", 0, All},                       // no lane: wakes nothing
+		{"", All, All},                       // anything else: everything
+		{"sentinel", All, All},               // a stranger's NOTIFY on the channel
+		{"32", All, All},                     // no such lane
+		{"-1", All, All},                     //
+		{"m18446744073709551616", All, All},  // more than 64 bits
+		{"m-5", All, All},                    //
+		{"m5 ", All, All},                    // no spaces
+		{"7d1024", All, All},                 // not a format
 	} {
 		lanes, dests := Parse(c.payload)
 		if lanes != c.lanes || dests != c.dests {
 			t.Errorf("Parse(%q) = lanes %#x, destinations %#x; want %#x, %#x", c.payload, lanes, dests, c.lanes, c.dests)
+		}
+	}
+}
+
+// A mask names its lane and its destination's bit, and a dispatcher of an
+// earlier version, which reads bits 0-31 of "m<mask>" as lanes, sees the
+// same lane (and wakes it for every destination, as it always did).
+func TestMaskReadsBackInEitherVersion(t *testing.T) {
+	for _, dest := range []string{"sink", "dest-41", ""} {
+		for _, lane := range []int{0, 7, 31} {
+			m := Mask(lane, dest)
+			lanes, dests := Parse("m" + strconv.FormatUint(m, 10))
+			if lanes != 1<<lane || dests != DestBit(dest) {
+				t.Errorf("Mask(%d, %q) = %d reads back as lanes %#x, destinations %#x", lane, dest, m, lanes, dests)
+			}
+			if old := uint32(m); old != 1<<lane { // the earlier dispatcher's reading
+				t.Errorf("Mask(%d, %q): an earlier dispatcher reads lanes %#x", lane, dest, old)
+			}
 		}
 	}
 }
