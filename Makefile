@@ -62,7 +62,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: bench
-bench: bench-enqueue bench-receipt bench-dispatch bench-wakeup bench-backlog bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
+bench: bench-enqueue bench-receipt bench-dispatch bench-wakeup bench-backlog bench-record bench-purge bench-webhook bench-console ## Run every benchmark (see docs/benchmarks.md).
 
 .PHONY: bench-enqueue
 bench-enqueue: ## Enqueue in one-message transactions (with a Notifier, and with NOTIFY inside) vs pgbench's plain INSERT, 1 and 16 connections.
@@ -83,6 +83,10 @@ bench-wakeup: ## Commit-to-delivery latency split at the Notifier's announcement
 .PHONY: bench-backlog
 bench-backlog: ## Claim time, dispatcher PG CPU and a healthy destination's latency with 10k vs 1M pending (failing destination) and 10k vs 1M retained rows.
 	$(GO) run ./internal/bench/backlog $(BENCH_ARGS)
+
+.PHONY: bench-record
+bench-record: ## Server CPU, WAL and HOT updates per message of claiming and recording a batch: the dispatcher's statements vs a bare UPDATE, a queue-table prototype and the hand-written poller.
+	$(GO) test -run '^$$' -bench RecordServerCPU -benchtime 200x -count 3 $(BENCH_ARGS) ./worker/
 
 .PHONY: bench-levers
 bench-levers: build ## WAL, HOT updates and attempt rows per first-try delivery and WAL per enqueue: today's schema vs the levers of issue 9 (psql, pgbench, pg_waldump).

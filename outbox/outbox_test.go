@@ -320,18 +320,26 @@ func TestBatchEnqueue(t *testing.T) {
 	}
 }
 
+// listen returns a connection that listens on the outbox's channel.
+func (b bundle) listen(t *testing.T) *pgxpool.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Release)
+	if _, err := conn.Exec(ctx, "LISTEN "+b.outbox.NotifyChannel()); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 func TestNotifyAtCommitOnly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	listener, err := b.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer listener.Release()
-	if _, err := listener.Exec(ctx, "LISTEN "+b.outbox.NotifyChannel()); err != nil {
-		t.Fatal(err)
-	}
+	listener := b.listen(t)
 	wait := func(d time.Duration) bool {
 		wctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
@@ -407,14 +415,7 @@ func TestInlineNotifyNamesLaneAndDestination(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	listener, err := b.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer listener.Release()
-	if _, err := listener.Exec(ctx, "LISTEN "+b.outbox.NotifyChannel()); err != nil {
-		t.Fatal(err)
-	}
+	listener := b.listen(t)
 	i := 0
 	for _, dest := range []string{"email", "dest-41"} {
 		for _, shape := range []func(m *outbox.Message){
