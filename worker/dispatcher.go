@@ -409,6 +409,17 @@ func (d *Dispatcher) Unserved() map[string]int64 {
 // clock steps.
 func (d *Dispatcher) mono() time.Duration { return time.Since(d.epoch) }
 
+// wakeDestination wakes the runners of destination's lanes.
+func (d *Dispatcher) wakeDestination(destination string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, r := range d.runners {
+		if k.Destination == destination {
+			r.wake()
+		}
+	}
+}
+
 // wakeAll wakes every runner: after the LISTEN connection was away, the
 // notifications sent meanwhile are lost.
 func (d *Dispatcher) wakeAll() {

@@ -232,14 +232,21 @@ func (d *Dispatcher) refreshPaused(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var resumed []string
 	d.paused.Range(func(k, v any) bool {
-		if v.(int64) <= readAt && !slices.Contains(names, k.(string)) {
-			d.paused.CompareAndDelete(k, v)
+		if v.(int64) <= readAt && !slices.Contains(names, k.(string)) && d.paused.CompareAndDelete(k, v) {
+			resumed = append(resumed, k.(string))
 		}
 		return true
 	})
 	for _, n := range names {
 		d.paused.LoadOrStore(n, d.pauseGen.Load())
+	}
+	// Its lanes idle until their sweep (they found it paused): wake them,
+	// so that a resume takes effect within acquire_interval, not
+	// sweep_interval.
+	for _, n := range resumed {
+		d.wakeDestination(n)
 	}
 	return nil
 }
