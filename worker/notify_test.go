@@ -61,14 +61,21 @@ func TestUnannouncedMessageIsFoundBySweep(t *testing.T) {
 	if _, err := ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{"i":1,"key":""}`)}); err != nil {
 		t.Fatal(err)
 	}
-	committed := time.Now()
+	took := b.waitFirstDelivery(t, time.Now(), sweep+time.Second, "the commit, without any notification")
+	t.Logf("delivered %s after the commit without any notification (sweep %s)", took, sweep)
+}
+
+// waitFirstDelivery waits until the sink has a request, at most bound after
+// since (the event named after), and returns how long after since it came.
+func (b bundle) waitFirstDelivery(t *testing.T, since time.Time, bound time.Duration, after string) time.Duration {
+	t.Helper()
 	for len(b.sink.Accepted()) == 0 {
-		if time.Since(committed) > sweep+time.Second {
-			t.Fatalf("not delivered %s after the commit; the sweep bound is %s", time.Since(committed), sweep)
+		if time.Since(since) > bound {
+			t.Fatalf("not delivered %s after %s (bound %s)", time.Since(since), after, bound)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Logf("delivered %s after the commit without any notification (sweep %s)", b.sink.Accepted()[0].At.Sub(committed).Round(time.Millisecond), sweep)
+	return b.sink.Accepted()[0].At.Sub(since).Round(time.Millisecond)
 }
 
 // waitReady waits until the dispatcher under test holds every lane.
