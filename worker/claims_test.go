@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,16 +83,7 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 		b := setup(t)
 		// 50 keys in one lane, each with one message, for a destination that
 		// fails them all: 10 full batches of 5.
-		rows, err := b.pool.Query(ctx, `SELECT 'k' || i FROM generate_series(1, 5000) i
-			WHERE (hashtext('k' || i) & 2147483647) % 32 = 7 LIMIT 50`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil || len(keys) != 50 {
-			t.Fatalf("%d keys, %v", len(keys), err)
-		}
-		for _, k := range keys {
+		for _, k := range keysInOneLane(t, b, 50) {
 			if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "down", OrderingKey: k, Payload: []byte(`{}`)}); err != nil {
 				t.Fatal(err)
 			}
@@ -113,6 +105,81 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 		b.enqueue(t, 100, 100, func(int) string { return "deal-1" })
 		b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval, c.PerKeyBatch = time.Hour, 10 }))
 		waitAttempted(t, b, 100, 20*time.Second)
+	})
+	// The destination answered Retry, yet the policy dead-lettered the
+	// message (its last attempt): the key's next message is due at once.
+	t.Run("dead-lettered by the retry policy", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.enqueue(t, 2, 2, func(int) string { return "deal-1" })
+		first := &failingFirst{n: 1, fail: func() dispatch.Result { return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503} }}
+		b.start(t, b.config(t, func(c *worker.Config) {
+			c.SweepInterval = time.Hour
+			c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 1}
+			c.Destinations = map[string]dispatch.Destination{"sink": first}
+		}))
+		waitAttempted(t, b, 2, 20*time.Second)
+	})
+	// A retry whose backoff is shorter than the sweep is claimed when it
+	// is due, not at the sweep.
+	t.Run("a backoff shorter than the sweep", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.enqueue(t, 1, 1, func(int) string { return "" })
+		first := &failingFirst{n: 1, fail: func() dispatch.Result { return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503} }}
+		b.start(t, b.config(t, func(c *worker.Config) {
+			c.SweepInterval = time.Hour
+			c.Retry = worker.RetryPolicy{Base: 20 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 5}
+			c.Destinations = map[string]dispatch.Destination{"sink": first}
+		}))
+		if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 1 {
+			t.Fatalf("statuses %v", c)
+		}
+	})
+	// A retry that fell due while a slow batch was out is claimed when the
+	// batch is recorded, not a sweep later: the sweep counts from the claim.
+	t.Run("a retry due while the batch was out", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		keys := keysInOneLane(t, b, 2)
+		var slow, retry outbox.Enqueued
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			var err error
+			if slow, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "sink", OrderingKey: keys[0], Payload: []byte(`{}`)}); err != nil {
+				return err
+			}
+			retry, err = b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "sink", OrderingKey: keys[1], Payload: []byte(`{}`)})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As if a failed attempt had set it due in a second.
+		if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET next_attempt_at = now() + interval '1 second' WHERE id = $1`, retry.ID); err != nil {
+			t.Fatal(err)
+		}
+		var slowDone, retryAt atomic.Int64
+		dest := dispatch.DestinationFunc(func(ctx context.Context, m dispatch.Message) dispatch.Result {
+			if m.ID == slow.ID {
+				select { // 3 s, past the retry's due time and the 2 s sweep
+				case <-time.After(3 * time.Second):
+				case <-ctx.Done():
+				}
+				slowDone.Store(time.Now().UnixNano())
+				return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 504}
+			}
+			retryAt.CompareAndSwap(0, time.Now().UnixNano())
+			return dispatch.Result{Outcome: dispatch.Delivered}
+		})
+		b.start(t, b.config(t, func(c *worker.Config) {
+			c.SweepInterval = 2 * time.Second
+			c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 5}
+			c.Destinations = map[string]dispatch.Destination{"sink": dest}
+		}))
+		waitAttempted(t, b, 2, 20*time.Second)
+		if after := time.Duration(retryAt.Load() - slowDone.Load()); after > time.Second {
+			t.Fatalf("the retry was attempted %s after the slow batch ended (sweep 2 s); want at once", after)
+		}
 	})
 }
 

@@ -30,9 +30,11 @@ import (
 //
 //   - queue-table: the pending rows in a table of their own (primary key,
 //     lane index), the message table without its lane, dead and delivered
-//     indexes and with fillfactor 85: the claim reads the queue, the record
-//     deletes the queue rows and updates the messages (HOT). A prototype of
-//     docs/design.md's queue table, not a schema outboxd has;
+//     indexes and its notify trigger, with fillfactor 85: the claim reads
+//     the queue, the record deletes the queue rows and updates the messages
+//     (HOT), neither checks the lease. A best case for docs/design.md's
+//     queue table, not a schema outboxd has: the delivered purge needs
+//     another way to find old deliveries, the dead letters another index;
 //
 //   - poller: the hand-written relay of bench-dispatch (its own table, a
 //     partial index on unsent rows, SELECT ... FOR UPDATE SKIP LOCKED and
@@ -239,8 +241,14 @@ func claimIDs(ctx context.Context, conn *pgx.Conn, lane, size int) ([]pgtype.UUI
 	})
 }
 
-// backendCPU is the CPU time a server process has used, from /proc.
+// backendCPU is the CPU time a server process has used, from /proc. A
+// server elsewhere (a container, another host) has its own process ids:
+// the one here, if any, is not a postgres process, and the benchmark skips.
 func backendCPU(b *testing.B, pid uint32) (d cpuTime) {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+		b.Skipf("server process %d is not a postgres process on this machine (%q, %v): this benchmark needs the server here", pid, comm, err)
+	}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		b.Skipf("the server's processes are not readable here (%v): this benchmark needs the server on this machine", err)

@@ -127,6 +127,7 @@ func (r *laneRunner) run() {
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
+		claimedAt := r.d.mono()
 		batch, err := r.claim(r.leaseCtx)
 		if err != nil {
 			if !r.stopping() && r.leaseCtx.Err() == nil {
@@ -159,23 +160,27 @@ func (r *laneRunner) run() {
 			continue
 		}
 		recordBackoff = 100 * time.Millisecond
-		if !r.mayHaveMore(batch, results) {
+		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 {
 			// Claiming again at once would walk the lane's keys to find
 			// nothing new: a failing destination with many keys paid that
-			// walk twice per sweep. Its sweep, or a wake-up for this
-			// destination, comes soon enough.
-			r.idle(r.d.cfg.SweepInterval)
+			// walk twice per sweep. A wake-up for this destination ends
+			// the wait.
+			r.idle(wait)
 		}
 	}
 }
 
-// mayHaveMore reports whether a claim right after this batch may find
-// messages that this one did not: the batch was full (more were due than
-// it took), or a message was delivered or dead-lettered (the next one of
-// its key may be due now). A batch whose every attempt failed, and that
-// took all that was due, leaves nothing due behind it but what time makes
-// due (the sweep's job) and new commits (which wake the lane).
-func (r *laneRunner) mayHaveMore(batch []claimed, results []result) bool {
+// nextClaimIn is how long a runner may wait after recording batch before
+// it claims again: 0 if the claim may find messages this one did not (the
+// batch was full: more were due than it took; or a message was recorded
+// delivered or dead: the next one of its key may be due now); otherwise
+// until its sweep comes round (SweepInterval after the claim, so that a
+// retry that fell due while the batch was out waits no longer than it
+// did), or until the soonest of the batch's retries is due, whichever is
+// first. A batch that made no progress and took all that was due leaves
+// nothing due behind it but what time makes due and new commits (which
+// wake the lane).
+func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt time.Duration) time.Duration {
 	keyed := 0
 	for _, m := range batch {
 		if m.OrderingKey != "" {
@@ -184,14 +189,18 @@ func (r *laneRunner) mayHaveMore(batch []claimed, results []result) bool {
 	}
 	// The claim takes up to BatchSize keyed and BatchSize unkeyed messages.
 	if keyed >= r.d.cfg.BatchSize || len(batch)-keyed >= r.d.cfg.BatchSize {
-		return true
+		return 0
 	}
+	wait := r.d.cfg.SweepInterval - (r.d.mono() - claimedAt)
 	for _, res := range results {
-		if o := res.res.Outcome; o == dispatch.Delivered || o == dispatch.Dead {
-			return true
+		switch res.status {
+		case "delivered", "dead":
+			return 0
+		case "pending":
+			wait = min(wait, res.retryIn)
 		}
 	}
-	return false
+	return wait
 }
 
 // release gives the lane back, under the token it was acquired with, so it
@@ -302,6 +311,11 @@ type result struct {
 	// abandoned: we cut the attempt off ourselves (Stop out of patience, the
 	// lease ran out). It is recorded, but not held against the message.
 	abandoned bool
+	// status and retryIn are what record stored: the message's new status
+	// and, if pending, the delay before its next attempt ("" if the result
+	// was not stored).
+	status  string
+	retryIn time.Duration
 }
 
 // abandonedOutcome is the attempt row's outcome of an abandoned attempt.
@@ -505,6 +519,7 @@ func (r *laneRunner) record(results []result) error {
 	}
 	for i, res := range results {
 		if stored[res.msg.ID] {
+			results[i].status, results[i].retryIn = statuses[i], time.Duration(delays[i])*time.Millisecond
 			r.d.cfg.Metrics.recorded(res, statuses[i])
 			r.d.logResult(res, statuses[i], time.Duration(delays[i])*time.Millisecond)
 		}
