@@ -176,6 +176,34 @@ func TestBrowserOperatorJourney(t *testing.T) {
 		return strings.TrimSpace(s)
 	}
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	// navigating runs action, a click or a submit that loads another page,
+	// and returns once that page has loaded. A query started while the old
+	// page was being replaced could wait on the old one until the budget
+	// ran out: full CI runs failed three times at "results", with the
+	// results on screen (pageState).
+	navigating := func(action chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			if _, err := chromedp.Evaluate[chromedp.Void](`window.outboxdOldPage = true`)(ctx, tg); err != nil {
+				return err
+			}
+			if _, err := action(ctx, tg); err != nil {
+				return err
+			}
+			for {
+				// A new page has a new window; while it loads, the
+				// evaluation may fail (its context is being replaced).
+				loaded, err := chromedp.Evaluate[bool](`window.outboxdOldPage === undefined && document.readyState === 'complete'`)(ctx, tg)
+				if err == nil && loaded {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("the next page did not load: %w", ctx.Err())
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		})
+	}
 	withAuth := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
 			return err
@@ -188,19 +216,19 @@ func TestBrowserOperatorJourney(t *testing.T) {
 	run("open", chromedp.Navigate("about:blank"), withAuth)
 	run("events", chromedp.Navigate(srv.URL+"/events"))
 	run("type", chromedp.SendKeys(css(`input[name="q"]`), "customer05@example.com"))
-	run("submit", chromedp.Submit(css(`input[name="q"]`)))
+	run("submit", navigating(chromedp.Submit(css(`input[name="q"]`))))
 	run("results", chromedp.WaitVisible(css(`a[href="/events/forms/form_evt_L12"]`)),
 		shot("01-events-search"))
 	if rows := text("#events tbody"); !strings.Contains(rows, "form_evt_L05") || strings.Contains(rows, "form_evt_L01") {
 		t.Fatalf("search for customer05's email found:\n%s", rows)
 	}
 	// Open one, then follow it to its welcome email and its attempts.
-	run("event", chromedp.Click(css(`a[href="/events/forms/form_evt_L05"]`)),
+	run("event", navigating(chromedp.Click(css(`a[href="/events/forms/form_evt_L05"]`))),
 		chromedp.WaitVisible(css(`#caused`)), shot("02-event"))
 	if ev := text("#event"); !strings.Contains(ev, "Duplicates") || !strings.Contains(ev, "customer05@example.com") {
 		t.Fatalf("event page:\n%s", ev)
 	}
-	run("welcome email", chromedp.Click(chromedp.Search(`//table[@id="caused"]//tr[td[text()="email.welcome"]]//a`)),
+	run("welcome email", navigating(chromedp.Click(chromedp.Search(`//table[@id="caused"]//tr[td[text()="email.welcome"]]//a`))),
 		chromedp.WaitVisible(css(`#attempts`)), shot("03-message"))
 	if st := text("#status"); st != "delivered" {
 		t.Fatalf("welcome email status %q", st)
@@ -208,16 +236,16 @@ func TestBrowserOperatorJourney(t *testing.T) {
 	if att := text("#attempts tbody"); !strings.Contains(att, "delivered") || !strings.Contains(att, "200") {
 		t.Fatalf("attempts:\n%s", att)
 	}
-	run("back to its event", chromedp.Click(css(`#cause`)), chromedp.WaitVisible(css(`#caused`)))
+	run("back to its event", navigating(chromedp.Click(css(`#cause`))), chromedp.WaitVisible(css(`#caused`)))
 
 	// Requeue the dead letter: tick it, see the count, confirm, see it delivered.
 	run("dead letters", chromedp.Navigate(srv.URL+"/dead"),
 		chromedp.Click(css(`input[name="id"][value="`+dead.String()+`"]`)), shot("04-dead-letters"),
-		chromedp.Click(css(`#requeue-selected`)), chromedp.WaitVisible(css(`#confirm`)), shot("05-confirm"))
+		navigating(chromedp.Click(css(`#requeue-selected`))), chromedp.WaitVisible(css(`#confirm`)), shot("05-confirm"))
 	if n := text("#count"); !strings.Contains(n, "requeue 1 dead letter") {
 		t.Fatalf("confirmation: %q", n)
 	}
-	run("confirm", chromedp.Click(css(`#confirm`)), chromedp.WaitVisible(css(`#done`)))
+	run("confirm", navigating(chromedp.Click(css(`#confirm`))), chromedp.WaitVisible(css(`#done`)))
 	waitStatus(t, env, dead, "delivered")
 	run("delivered", chromedp.Navigate(srv.URL+"/messages/"+dead.String()), chromedp.WaitVisible(css(`#audit`)), shot("06-requeued-message"))
 	if st, audit := text("#status"), text("#audit tbody"); st != "delivered" || !strings.Contains(audit, user+" (admin)") || !strings.Contains(audit, "requeue") {
@@ -227,12 +255,12 @@ func TestBrowserOperatorJourney(t *testing.T) {
 	// Pause and resume a destination.
 	row := `#dest-` + crm.SalesChat
 	run("pause", chromedp.Navigate(srv.URL+"/destinations"), chromedp.WaitVisible(css(row)), shot("07-destinations"),
-		chromedp.Click(css(row+` button`)), chromedp.WaitVisible(css(`#done`)),
+		navigating(chromedp.Click(css(row+` button`))), chromedp.WaitVisible(css(`#done`)),
 		chromedp.Navigate(srv.URL+"/destinations"), chromedp.WaitVisible(css(row)), shot("08-paused"))
 	if st := text(row + " .state"); !strings.HasPrefix(st, "paused") || !paused(t, env, crm.SalesChat) {
 		t.Fatalf("after pause: %q", st)
 	}
-	run("resume", chromedp.Click(css(row+` button`)), chromedp.WaitVisible(css(`#done`)),
+	run("resume", navigating(chromedp.Click(css(row+` button`))), chromedp.WaitVisible(css(`#done`)),
 		chromedp.Navigate(srv.URL+"/destinations"), chromedp.WaitVisible(css(row)))
 	if st := text(row + " .state"); st != "running" || paused(t, env, crm.SalesChat) {
 		t.Fatalf("after resume: %q", st)
@@ -240,14 +268,14 @@ func TestBrowserOperatorJourney(t *testing.T) {
 
 	// An action whose form lost its CSRF token is refused, and changes nothing.
 	run("no csrf", chromedp.Evaluate[chromedp.Void](`document.querySelector('`+row+` input[name="csrf"]').remove()`),
-		chromedp.Click(css(row+` button`)), chromedp.WaitVisible(css(`#error`)), shot("09-csrf-refused"))
+		navigating(chromedp.Click(css(row+` button`))), chromedp.WaitVisible(css(`#error`)), shot("09-csrf-refused"))
 	if e := text("#error"); !strings.Contains(e, "CSRF") || paused(t, env, crm.SalesChat) {
 		t.Fatalf("without the CSRF token: %q, paused %v", e, paused(t, env, crm.SalesChat))
 	}
 	run("failures page", chromedp.Navigate(srv.URL+"/failures"), chromedp.WaitVisible(css(`#failure-groups`)), shot("10-failures"))
 	// River UI, behind the same sign-in: its scripts run under its CSP and
 	// render the app.
-	run("river ui", chromedp.Click(css(`a[href="/riverui/"]`)), chromedp.WaitVisible(css(`#root a[href="/riverui/queues"]`)), shot("11-river-ui"))
+	run("river ui", navigating(chromedp.Click(css(`a[href="/riverui/"]`))), chromedp.WaitVisible(css(`#root a[href="/riverui/queues"]`)), shot("11-river-ui"))
 
 	// A fresh tab has no credentials: 401.
 	if code := anonymousStatus(t, browser, srv.URL+"/events"); code != http.StatusUnauthorized {
