@@ -174,12 +174,14 @@ func (r *laneRunner) run() {
 // it claims again: 0 if the claim may find messages this one did not (the
 // batch was full: more were due than it took; or a message was recorded
 // delivered or dead: the next one of its key may be due now); otherwise
-// until its sweep comes round (SweepInterval after the claim, so that a
-// retry that fell due while the batch was out waits no longer than it
-// did), or until the soonest of the batch's retries is due, whichever is
-// first. A batch that made no progress and took all that was due leaves
-// nothing due behind it but what time makes due and new commits (which
-// wake the lane).
+// until its sweep comes round (SweepInterval after the claim: a message
+// that fell due while the batch was out, another key's retry or a commit
+// whose notification was lost, is found within SweepInterval, as README
+// promises, where claiming at once found it when the batch was recorded),
+// or until the soonest of the batch's retries is due, whichever is first.
+// A batch that made no progress and took all that was due leaves nothing
+// due behind it but what time makes due and new commits (which wake the
+// lane).
 func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt time.Duration) time.Duration {
 	keyed := 0
 	for _, m := range batch {
