@@ -30,13 +30,10 @@ func TestAFailedBatchWaitsForItsSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
-		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
-	})
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.SweepInterval, c.Metrics = time.Hour, m
 		c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 5}
-		c.Destinations = map[string]dispatch.Destination{"down": down}
+		c.Destinations = map[string]dispatch.Destination{"down": dispatch.DestinationFunc(unavailable)}
 	}))
 	for claims(t, reg, "down") < 32 { // every lane's first claim
 		time.Sleep(10 * time.Millisecond)
@@ -88,13 +85,10 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		down := dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
-			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
-		})
 		b.start(t, b.config(t, func(c *worker.Config) {
 			c.SweepInterval, c.BatchSize = time.Hour, 5
 			c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 5}
-			c.Destinations = map[string]dispatch.Destination{"down": down}
+			c.Destinations = map[string]dispatch.Destination{"down": dispatch.DestinationFunc(unavailable)}
 		}))
 		waitAttempted(t, b, 50, 20*time.Second)
 	})
@@ -112,7 +106,7 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		b.enqueue(t, 2, 2, func(int) string { return "deal-1" })
-		first := &failingFirst{n: 1, fail: func() dispatch.Result { return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503} }}
+		first := &failingFirst{n: 1, fail: func() dispatch.Result { return unavailable(ctx, dispatch.Message{}) }}
 		b.start(t, b.config(t, func(c *worker.Config) {
 			c.SweepInterval = time.Hour
 			c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 1}
@@ -126,7 +120,7 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		b.enqueue(t, 1, 1, func(int) string { return "" })
-		first := &failingFirst{n: 1, fail: func() dispatch.Result { return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503} }}
+		first := &failingFirst{n: 1, fail: func() dispatch.Result { return unavailable(ctx, dispatch.Message{}) }}
 		b.start(t, b.config(t, func(c *worker.Config) {
 			c.SweepInterval = time.Hour
 			c.Retry = worker.RetryPolicy{Base: 20 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 5}
@@ -181,6 +175,11 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 			t.Fatalf("the retry was attempted %s after the slow batch ended (sweep 2 s); want at once", after)
 		}
 	})
+}
+
+// unavailable answers as a destination that is down: 503, retry.
+func unavailable(context.Context, dispatch.Message) dispatch.Result {
+	return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
 }
 
 // waitAttempted waits until n messages have had an attempt.

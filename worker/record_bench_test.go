@@ -95,7 +95,7 @@ func BenchmarkRecordServerCPU(b *testing.B) {
 				b.Fatal(err)
 			}
 			m := float64(max(msgs, 1))
-			b.ReportMetric(cpu.Seconds()*1e6/m, "server-µs/msg")
+			b.ReportMetric(cpu*1e6/m, "server-µs/msg")
 			b.ReportMetric(wal/m, "WAL-B/msg")
 			b.ReportMetric(hot, "HOT-%")
 			b.ReportMetric(m, "msgs")
@@ -244,7 +244,7 @@ func claimIDs(ctx context.Context, conn *pgx.Conn, lane, size int) ([]pgtype.UUI
 // backendCPU is the CPU time a server process has used, from /proc. A
 // server elsewhere (a container, another host) has its own process ids:
 // the one here, if any, is not a postgres process, and the benchmark skips.
-func backendCPU(b *testing.B, pid uint32) (d cpuTime) {
+func backendCPU(b *testing.B, pid uint32) (seconds float64) {
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
 		b.Skipf("server process %d is not a postgres process on this machine (%q, %v): this benchmark needs the server here", pid, comm, err)
@@ -257,10 +257,5 @@ func backendCPU(b *testing.B, pid uint32) (d cpuTime) {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
-	return cpuTime((utime + stime) / 100) // clock ticks: 100 a second on Linux
+	return (utime + stime) / 100 // clock ticks: 100 a second on Linux
 }
-
-// cpuTime is CPU seconds.
-type cpuTime float64
-
-func (c cpuTime) Seconds() float64 { return float64(c) }
