@@ -38,6 +38,6 @@ func ExampleMigrator_Up() {
 	}
 
 	// Output:
-	// applied 13, billing_outbox at version 13
-	// applied 0, billing_outbox at version 13
+	// applied 14, billing_outbox at version 14
+	// applied 0, billing_outbox at version 14
 }

@@ -70,8 +70,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 13 {
-		t.Fatalf("applied %d migrations, want 13", len(res))
+	if len(res) != 14 {
+		t.Fatalf("applied %d migrations, want 14", len(res))
 	}
 	// Versions run 1..N without a gap: a gap hides a migration lost in a
 	// merge, and goose would apply a late-numbered one out of order.
@@ -94,8 +94,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 13 {
-		t.Fatalf("version = %d, %v; want 13", v, err)
+	if err != nil || v != 14 {
+		t.Fatalf("version = %d, %v; want 14", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -191,6 +191,15 @@ func TestDownOneStepAtATime(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db, m := upFresh(t)
+	if !indexValid(t, db, "outboxd.outbox_messages_retry_heads_idx") {
+		t.Fatal("up should build outbox_messages_retry_heads_idx")
+	}
+	if _, err := m.Down(ctx); err != nil { // the retry heads' index
+		t.Fatal(err)
+	}
+	if indexValid(t, db, "outboxd.outbox_messages_retry_heads_idx") {
+		t.Fatal("one step down should drop outbox_messages_retry_heads_idx")
+	}
 	if _, err := m.Down(ctx); err != nil { // first-try successes on the message row
 		t.Fatal(err)
 	}

@@ -204,18 +204,33 @@ func waitAttempted(t *testing.T, b bundle, n int, timeout time.Duration) {
 // claims is how many claims the dispatcher made for destination.
 func claims(t *testing.T, reg *prometheus.Registry, destination string) uint64 {
 	t.Helper()
+	return perDestination(t, reg, "outboxd_claim_duration_seconds", destination)
+}
+
+// walks is how many of those claims walked their lane's keys.
+func walks(t *testing.T, reg *prometheus.Registry, destination string) uint64 {
+	t.Helper()
+	return perDestination(t, reg, "outboxd_claim_walks_total", destination)
+}
+
+// perDestination reads a counter, or a histogram's count, of destination.
+func perDestination(t *testing.T, reg *prometheus.Registry, name, destination string) uint64 {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "outboxd_claim_duration_seconds" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, s := range f.GetMetric() {
 			for _, l := range s.GetLabel() {
 				if l.GetName() == "destination" && l.GetValue() == destination {
-					return s.GetHistogram().GetSampleCount()
+					if h := s.GetHistogram(); h != nil {
+						return h.GetSampleCount()
+					}
+					return uint64(s.GetCounter().GetValue())
 				}
 			}
 		}

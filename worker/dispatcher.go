@@ -87,11 +87,13 @@ type Dispatcher struct {
 	schemaBehind atomic.Bool
 	schemaMu     sync.Mutex
 	schemaProbed time.Time
+	// walkPace is walk.go's walkPace; tests of the pacing lower it.
+	walkPace int
 }
 
 type queries struct {
 	schemaProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
-	claim, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
+	claim, claimRetries, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
@@ -118,7 +120,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		q: queries{
 			schemaProbe: r(schemaProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
-			claim: r(claimSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
+			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 			purgeKeys: r(purgeKeysSQL),
@@ -130,6 +132,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		runners:    map[Lane]*laneRunner{},
 		holders:    map[Lane]*laneRunner{},
 		registered: make(chan struct{}),
+		walkPace:   walkPace,
 	}
 	c.Metrics.bind(d.names)
 	d.abortCtx, d.abort = context.WithCancel(context.Background())

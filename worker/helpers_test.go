@@ -60,9 +60,18 @@ func (b bundle) config(t *testing.T, mutate func(*worker.Config)) *worker.Config
 
 func (b bundle) start(t *testing.T, cfg *worker.Config) *worker.Dispatcher {
 	t.Helper()
+	return b.startWith(t, cfg, nil)
+}
+
+// startWith is start, calling before (if not nil) between New and Start.
+func (b bundle) startWith(t *testing.T, cfg *worker.Config, before func(*worker.Dispatcher)) *worker.Dispatcher {
+	t.Helper()
 	d, err := worker.New(b.pool, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(d)
 	}
 	if err := d.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgid"
@@ -43,6 +44,7 @@ type laneRunner struct {
 	deadline  atomic.Int64 // lease deadline, as d.mono()
 	leaseCtx  context.Context
 	cancel    context.CancelFunc
+	walk      walkState // used by run's goroutine only
 }
 
 func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
@@ -50,6 +52,7 @@ func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration)
 		wakeCh: make(chan struct{}, 1), destBit: wakeup.DestBit(key.Destination), stopCh: make(chan struct{}), stopped: make(chan struct{})}
 	r.deadline.Store(int64(deadline))
 	r.leaseCtx, r.cancel = context.WithCancel(d.abortCtx)
+	r.walk.next = true
 	return r
 }
 
@@ -124,11 +127,14 @@ func (r *laneRunner) run() {
 			return
 		}
 		if r.d.isPaused(r.key.Destination) || !r.d.schemaOK(r.leaseCtx) {
+			r.walk.next = true
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
 		claimedAt := r.d.mono()
-		batch, err := r.claim(r.leaseCtx)
+		walk := r.mustWalk(claimedAt)
+		batch, err := r.claim(r.leaseCtx, claimedAt, walk)
+		r.walk.next = err != nil
 		if err != nil {
 			if !r.stopping() && r.leaseCtx.Err() == nil {
 				r.d.health.report("claim", err)
@@ -143,11 +149,13 @@ func (r *laneRunner) run() {
 		r.d.health.report("claim", nil)
 		backoff = 100 * time.Millisecond
 		if len(batch) == 0 {
-			r.idle(r.d.cfg.SweepInterval)
+			r.walk.progressed = nil
+			r.walk.next = r.idle(min(r.d.cfg.SweepInterval, r.untilWalk()))
 			continue
 		}
 		results := r.deliver(batch)
 		if err := r.record(results); err != nil {
+			r.walk.next = true
 			r.d.health.report("recording results", err)
 			if isSchemaError(err) {
 				r.d.schemaFailed(err)
@@ -160,12 +168,13 @@ func (r *laneRunner) run() {
 			continue
 		}
 		recordBackoff = 100 * time.Millisecond
+		r.afterBatch(batch, results)
 		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 {
-			// Claiming again at once would walk the lane's keys to find
-			// nothing new: a failing destination with many keys paid that
-			// walk twice per sweep. A wake-up for this destination ends
-			// the wait.
-			r.idle(wait)
+			// Claiming again at once would look for what this claim took
+			// all of. A wake-up for this destination ends the wait.
+			r.walk.next = r.idle(min(wait, r.untilWalk())) || r.walk.next
+		} else if walk && r.full(batch) {
+			r.walk.next = true // more keys were due than the walk took
 		}
 	}
 }
@@ -183,14 +192,7 @@ func (r *laneRunner) run() {
 // due behind it but what time makes due and new commits (which wake the
 // lane).
 func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt time.Duration) time.Duration {
-	keyed := 0
-	for _, m := range batch {
-		if m.OrderingKey != "" {
-			keyed++
-		}
-	}
-	// The claim takes up to BatchSize keyed and BatchSize unkeyed messages.
-	if keyed >= r.d.cfg.BatchSize || len(batch)-keyed >= r.d.cfg.BatchSize {
+	if r.full(batch) {
 		return 0
 	}
 	wait := r.d.cfg.SweepInterval - (r.d.mono() - claimedAt)
@@ -203,6 +205,18 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 		}
 	}
 	return wait
+}
+
+// full tells a batch that may have left due messages behind: the claim
+// takes up to BatchSize keyed and BatchSize unkeyed messages.
+func (r *laneRunner) full(batch []claimed) bool {
+	keyed := 0
+	for _, m := range batch {
+		if m.OrderingKey != "" {
+			keyed++
+		}
+	}
+	return keyed >= r.d.cfg.BatchSize || len(batch)-keyed >= r.d.cfg.BatchSize
 }
 
 // release gives the lane back, under the token it was acquired with, so it
@@ -234,16 +248,19 @@ func (r *laneRunner) sleep(timeout time.Duration) {
 	}
 }
 
-// idle waits for a wake-up, the timeout or a stop.
-func (r *laneRunner) idle(timeout time.Duration) {
+// idle waits for a wake-up, the timeout or a stop, and tells whether a
+// wake-up ended it.
+func (r *laneRunner) idle(timeout time.Duration) bool {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-r.wakeCh:
+		return true
 	case <-t.C:
 	case <-r.stopCh:
 	case <-r.leaseCtx.Done():
 	}
+	return false
 }
 
 type claimed struct {
@@ -257,18 +274,35 @@ type claimed struct {
 	claimedAt  time.Duration
 }
 
-func (r *laneRunner) claim(ctx context.Context) ([]claimed, error) {
-	start := r.d.mono()
-	batch, err := r.claimRows(ctx)
+// claim reads the lane's next batch, walking its keys' heads (claimSQL)
+// or not (claimRetriesSQL, walk.go); start is d.mono() before it. The
+// walk's pace counts from the connection in hand: a wait for one of the
+// pool's says nothing about what the walk costs the server.
+func (r *laneRunner) claim(ctx context.Context, start time.Duration, walk bool) ([]claimed, error) {
+	conn, err := r.d.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	began := r.d.mono()
+	batch, err := r.claimRows(ctx, conn, walk)
 	if err == nil {
-		r.d.cfg.Metrics.claimed(r.key.Destination, r.d.mono()-start)
+		end := r.d.mono()
+		r.d.cfg.Metrics.claimed(r.key.Destination, end-start, walk)
+		if walk {
+			r.walked(start, end-began)
+		}
 	}
 	return batch, err
 }
 
-func (r *laneRunner) claimRows(ctx context.Context) ([]claimed, error) {
-	rows, err := r.d.pool.Query(ctx, r.d.q.claim, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
-		r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize)
+func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk bool) ([]claimed, error) {
+	args := []any{r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token, r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize}
+	q := r.d.q.claim
+	if !walk {
+		q, args = r.d.q.claimRetries, append(args, r.walk.progressed)
+	}
+	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

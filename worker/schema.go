@@ -19,7 +19,7 @@ import (
 
 // errSchemaBehind reports a schema older than this dispatcher's statements.
 func errSchemaBehind(schema string, err error) error {
-	return fmt.Errorf("schema %q is not migrated, or older than this dispatcher (it needs migration 13): run `outboxd migrate up` first: %w", schema, err)
+	return fmt.Errorf("schema %q is not migrated, or older than this dispatcher (it needs migration 14): run `outboxd migrate up` first: %w", schema, err)
 }
 
 // isSchemaError tells an undefined column, table, schema or function: the

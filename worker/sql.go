@@ -31,9 +31,12 @@ const forgetDispatcherSQL = `DELETE FROM {{schema}}.outbox_dispatchers WHERE id 
 // schemaProbeSQL reads, without a row, the newest columns this version's
 // statements use (migration 13): a dispatcher started before `migrate up`
 // would send messages and then fail to record them, and send them again,
-// for as long as it ran.
+// for as long as it ran. It also names the retry heads' index (migration
+// 14; an undefined relation otherwise): without it claimRetriesSQL would
+// read the lane's whole keyed backlog.
 const schemaProbeSQL = `
-SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by
+SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by,
+       '{{schema}}.outbox_messages_retry_heads_idx'::regclass
 FROM {{schema}}.outbox_messages LIMIT 0`
 
 // ensureLanesSQL creates the lease rows of the given destinations.
@@ -94,11 +97,7 @@ WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AN
 // index. Every step is an index range with a LIMIT, so the plan needs no
 // statistics (see TestHotPathPlansUseIndexesWithoutStatistics). age_ms is
 // the message's age on the database's clock, for the retry policy's MaxAge.
-const claimSQL = `
-WITH RECURSIVE lease AS (
-    SELECT 1 FROM {{schema}}.outbox_lanes
-    WHERE destination = $1 AND lane = $2 AND owner = $3 AND token = $4 AND lease_until > now()
-), heads AS (
+const claimSQL = claimLease + `, heads AS (
     (SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at
      FROM {{schema}}.outbox_messages m
      WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
@@ -118,7 +117,60 @@ WITH RECURSIVE lease AS (
     WHERE next_attempt_at <= now()
     ORDER BY created_at, ordering_key
     LIMIT $6
-), picked AS (
+)` + claimBatch
+
+// claimRetriesSQL is claimSQL without the walk. The keys it takes are
+// those whose head failed an attempt since it was queued (or requeued) and
+// is due again, read oldest due first from the retry heads' index
+// (migration 14), and the
+// keys $7 (those the runner's last batch delivered or dead-lettered a
+// message of: their next message has never been tried), so it costs what
+// is due, not the number of keys waiting. It misses the other keys whose
+// head has not been tried: a new key's first message and a requeued one,
+// whose commits wake the lane, and a wake-up is followed by claimSQL
+// (walk.go says when else a runner walks); and a head whose attempt was
+// abandoned (a stop, a lost lease: the lane's next holder walks first). Only heads are tried, but a requeue can put a
+// tried message behind an older pending one of its key: the subquery
+// (one probe per retry: a correlated NOT EXISTS was planned as an anti
+// join reading the whole lane) keeps it from jumping its key's order.
+const claimRetriesSQL = claimLease + `, due AS (
+    (SELECT m.ordering_key, m.seq, m.created_at AS head_at
+     FROM {{schema}}.outbox_messages m
+     WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+       AND m.attempts > m.attempts_base
+       AND m.next_attempt_at <= now()
+       AND EXISTS (SELECT 1 FROM lease)
+       AND m.seq = (
+           SELECT b.seq FROM {{schema}}.outbox_messages b
+           WHERE b.destination = $1 AND b.lane = $2 AND b.status = 'pending' AND b.ordering_key IS NOT NULL
+             AND b.ordering_key = m.ordering_key
+           ORDER BY b.seq
+           LIMIT 1)
+     ORDER BY m.next_attempt_at
+     LIMIT $6)
+    UNION
+    SELECT h.ordering_key, h.seq, h.created_at
+    FROM unnest($7::text[]) AS k(key) CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.seq, m.created_at, m.next_attempt_at
+        FROM {{schema}}.outbox_messages m
+        WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
+          AND m.ordering_key = k.key AND EXISTS (SELECT 1 FROM lease)
+        ORDER BY m.seq
+        LIMIT 1) h
+    WHERE h.next_attempt_at <= now()
+)` + claimBatch
+
+// claimLease opens both claims: the lease check.
+const claimLease = `
+WITH RECURSIVE lease AS (
+    SELECT 1 FROM {{schema}}.outbox_lanes
+    WHERE destination = $1 AND lane = $2 AND owner = $3 AND token = $4 AND lease_until > now()
+)`
+
+// claimBatch ends both claims: from the due keys' heads, up to $5 messages
+// of each in sequence, the batch's rows with payloads, then the due
+// unkeyed messages.
+const claimBatch = `, picked AS (
     SELECT id, head_at, ordering_key, seq FROM (
         SELECT m.id, m.ordering_key, m.seq, d.head_at,
                bool_and(m.next_attempt_at <= now()) OVER (PARTITION BY m.ordering_key ORDER BY m.seq) AS ready

@@ -26,7 +26,7 @@ func TestServeCheckRefusesAnOlderSchema(t *testing.T) {
 	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
 	env := []string{"DATABASE_URL=" + url}
 	r := outboxd(t, env, "serve", "--config", good, "--check=connect")
-	want := "outboxd serve: schema outboxd is older than this outboxd (not applied: 13; serve would refuse to start): run outboxd migrate up --schema outboxd"
+	want := "outboxd serve: schema outboxd is older than this outboxd (not applied: 13, 14; serve would refuse to start): run outboxd migrate up --schema outboxd"
 	if r.code != 1 || firstLine(r.stderr) != want {
 		t.Fatalf("--check=connect on version 12: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}

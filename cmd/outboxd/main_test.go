@@ -91,16 +91,16 @@ func TestMigrateConcurrentProcesses(t *testing.T) {
 		}
 		applied += len(appliedLine.FindAllString(r.stdout, -1))
 	}
-	if applied != 13 {
-		t.Fatalf("migrations applied %d times in all, want 13 (each once):\n%+v", applied, results)
+	if applied != 14 {
+		t.Fatalf("migrations applied %d times in all, want 14 (each once):\n%+v", applied, results)
 	}
 	db := pgtest.SQLDB(t, dbURL)
 	var rows, distinct int
 	if err := db.QueryRow(`SELECT count(*), count(DISTINCT version_id) FROM outboxd.outboxd_migrations WHERE version_id > 0`).Scan(&rows, &distinct); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 13 || distinct != 13 {
-		t.Fatalf("version table has %d rows (%d distinct), want 13", rows, distinct)
+	if rows != 14 || distinct != 14 {
+		t.Fatalf("version table has %d rows (%d distinct), want 14", rows, distinct)
 	}
 	r := runIn("migrate", "version", "--database-url", dbURL)
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "13" {

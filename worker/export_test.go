@@ -1,0 +1,21 @@
+package worker
+
+import "time"
+
+// MaxWalkGap is maxWalkGap.
+const MaxWalkGap = maxWalkGap
+
+// SetWalkPace replaces walkPace for d; call it before Start.
+func SetWalkPace(d *Dispatcher, pace int) { d.walkPace = pace }
+
+// LastWalk is what the pace of lane's runner counts a walk to take (the
+// shorter of its last two), 0 before its second.
+func LastWalk(d *Dispatcher, lane Lane) time.Duration {
+	d.mu.Lock()
+	r := d.runners[lane]
+	d.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	return time.Duration(r.walk.took.Load())
+}

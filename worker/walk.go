@@ -1,0 +1,112 @@
+package worker
+
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// A claim that walks (claimSQL) probes the head of every ordering key with
+// pending messages in its lane: a destination failing behind 100,000 keys
+// has about 3,100 per lane, 37 ms a walk, and its 32 lanes walking every
+// sweep kept most of a database core busy. Most claims need no walk: a
+// sweep looks for retries fallen due (claimRetriesSQL reads those from an
+// index, at the cost of what is due) and the next messages of the keys the
+// last batch delivered or dead-lettered (whose keys it knows). A runner
+// walks when something it cannot see that way may be due:
+//
+//   - its first claim, and after a claim or recording that failed, a pause
+//     or a wait for the schema;
+//   - after a wake-up for its lane and destination (a commit: maybe a new
+//     key), whether it arrived while idle or while the batch was out;
+//   - after a walk's batch came back full (more keys were due than it took);
+//   - and on a sweep, for commits whose wake-up never came: every
+//     SweepInterval, or every walkPace times what a walk takes when that
+//     is longer, up to maxWalkGap.
+//
+// So a destination's walks take at most 32/walkPace (a tenth) of one
+// database core while a walk takes under maxWalkGap/walkPace (94 ms, about
+// 8,000 keys in a lane), and a commit whose wake-up is lost is found
+// within max(SweepInterval, min(walkPace x walk, maxWalkGap)); a lane with
+// few keys (a walk under SweepInterval/walkPace, about 3 ms by default)
+// walks every sweep, as before. What a walk takes is the shorter of the
+// lane's last two: one slow walk (a new connection's first statement, a
+// pause) does not stretch the gap.
+
+// walkPace is the ratio of a lane's time between sweep walks to one walk.
+const walkPace = 320
+
+// maxWalkGap bounds the time between a lane's sweep walks.
+const maxWalkGap = 30 * time.Second
+
+// walkState is a runner's record of its walks.
+type walkState struct {
+	next     bool          // the next claim walks
+	lastAt   time.Duration // d.mono() when the last walk's claim began
+	lastTook time.Duration // and how long it took
+	// took is the shorter of the last two walks (0 before the second),
+	// what the pace counts on (read by tests while the runner runs).
+	took atomic.Int64
+	// progressed: keys whose message a batch recorded delivered or dead
+	// and whose next one no claim has taken since.
+	progressed []string
+}
+
+// walkGap is how long after its last walk a runner walks on a sweep.
+func (r *laneRunner) walkGap() time.Duration {
+	return walkGap(r.d.cfg.SweepInterval, r.d.walkPace, time.Duration(r.walk.took.Load()))
+}
+
+// walkGap is max(sweep, min(pace x took, maxWalkGap)): see above.
+func walkGap(sweep time.Duration, pace int, took time.Duration) time.Duration {
+	return max(sweep, min(time.Duration(pace)*took, maxWalkGap))
+}
+
+// untilWalk is how long a runner may idle before its sweep walk is due.
+func (r *laneRunner) untilWalk() time.Duration {
+	return r.walk.lastAt + r.walkGap() - r.d.mono()
+}
+
+// mustWalk tells whether the claim starting at now walks. A wake-up
+// pending on the runner is taken here: the claim's snapshot comes after
+// the commit it announced.
+func (r *laneRunner) mustWalk(now time.Duration) bool {
+	woken := false
+	select {
+	case <-r.wakeCh:
+		woken = true
+	default:
+	}
+	return r.walk.next || woken || now-r.walk.lastAt >= r.walkGap()
+}
+
+// walked notes a claim that walked, begun at start.
+func (r *laneRunner) walked(start, took time.Duration) {
+	r.walk.took.Store(int64(min(r.walk.lastTook, took)))
+	r.walk.lastAt, r.walk.lastTook = start, took
+	r.walk.progressed = nil
+}
+
+// afterBatch updates the keys a targeted claim must look at: those the
+// batch recorded delivered or dead, and those noted before that the
+// batch did not take (a full batch may have left them out). Past
+// maxProgressed of them, the next claim walks instead.
+func (r *laneRunner) afterBatch(batch []claimed, results []result) {
+	taken := map[string]bool{}
+	for _, m := range batch {
+		taken[m.OrderingKey] = true
+	}
+	keep := slices.DeleteFunc(r.walk.progressed, func(k string) bool { return taken[k] })
+	for _, res := range results {
+		if k := res.msg.OrderingKey; k != "" && (res.status == "delivered" || res.status == "dead") && !slices.Contains(keep, k) {
+			keep = append(keep, k)
+		}
+	}
+	r.walk.progressed = keep
+	if len(keep) > maxProgressed {
+		r.walk.next = true
+	}
+}
+
+// maxProgressed bounds the keys a targeted claim looks up by name.
+const maxProgressed = 1000

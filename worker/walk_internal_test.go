@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// The bound README and docs/design.md give for a commit whose wake-up is
+// lost: SweepInterval, or 320 times the lane's walk when that is longer
+// (a tenth of a core for a destination's 32 lanes), at most 30 s.
+func TestWalkGap(t *testing.T) {
+	if walkPace != 320 || maxWalkGap != 30*time.Second {
+		t.Fatalf("walkPace %d, maxWalkGap %s; the docs say 320 and 30s", walkPace, maxWalkGap)
+	}
+	for _, c := range []struct {
+		sweep, took, want time.Duration
+	}{
+		{time.Second, time.Millisecond, time.Second},                   // a few keys: every sweep
+		{time.Second, 37 * time.Millisecond, 11840 * time.Millisecond}, // 3,100 keys in the lane
+		{100 * time.Millisecond, time.Millisecond, 320 * time.Millisecond},
+		{time.Second, 0, time.Second},
+		{time.Second, 370 * time.Millisecond, 30 * time.Second}, // 31,000 keys: capped
+	} {
+		if got := walkGap(c.sweep, walkPace, c.took); got != c.want {
+			t.Errorf("walkGap(%s, %d, %s) = %s, want %s", c.sweep, walkPace, c.took, got, c.want)
+		}
+	}
+}
+
+// A claim without a walk reads the due retries from their index and the
+// heads of the keys it is given, not the heads of every key: here the
+// lane of backlogLane, with the 37 waiting heads retrying (an hour away),
+// the first due key's head a retry due now, the second's never tried (a
+// key the last batch delivered a message of: named in $7), the third's
+// never tried either and not named, which only a walk finds (its second
+// message, tried, is not its head and is not taken either).
+func TestClaimRetriesReadsOnlyDueRetries(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Connect(t, pgtest.URL(t))
+	lane, due := backlogLane(t, pool)
+	ctx := context.Background()
+	for _, q := range []string{
+		`UPDATE outboxd.outbox_messages SET attempts = 3 WHERE seq = 1 AND next_attempt_at > now() AND destination = 'sink'`,
+		`UPDATE outboxd.outbox_messages SET attempts = 2 WHERE seq = 1 AND ordering_key = '` + due[0] + `'`,
+		// A tried message behind its key's head (a requeue can make one).
+		`UPDATE outboxd.outbox_messages SET attempts = 1 WHERE seq = 2 AND ordering_key = '` + due[2] + `'`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim := dbschema.Render(claimRetriesSQL, "outboxd")
+	const perKey, batch = 10, 200
+	args := []any{"sink", lane, "me", int64(1), perKey, batch, []string{due[1]}}
+
+	// Two heads and their 20 messages, a probe for the retry head's
+	// predecessors, and the first retry not due, which ends the range.
+	plan := explain(t, pool, "ANALYZE, ", claim, args...)
+	if read := onlyIndexes(t, "the claim without a walk", plan, false); read > 2*(2+2*perKey)+4 {
+		t.Fatalf("the claim without a walk read %.0f rows of outbox_messages for 2 due keys of 40 and %d messages", read, 2*perKey)
+	}
+	retries := 0
+	for _, s := range scans(plan) {
+		if s.Index == "outbox_messages_retry_heads_idx" {
+			retries++
+		}
+	}
+	if retries == 0 {
+		t.Fatal("the claim without a walk does not read the retry heads' index")
+	}
+	if read := onlyIndexes(t, "the generic claim without a walk", explainGeneric(t, pool, false, claim, args...), false); read > 2*(2+2*perKey)+4 {
+		t.Fatalf("the generic claim without a walk read %.0f rows", read)
+	}
+
+	rows, err := pool.Query(ctx, claim, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%v/%v", vals[3], vals[4]))
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	var want []string
+	for _, k := range due[:2] {
+		for s := 1; s <= perKey; s++ {
+			want = append(want, fmt.Sprintf("%s/%d", k, s))
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("claimed %v\nwant %v", got, want)
+	}
+}
