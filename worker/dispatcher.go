@@ -89,6 +89,8 @@ type Dispatcher struct {
 	schemaProbed time.Time
 	// walkPace is walk.go's walkPace; tests of the pacing lower it.
 	walkPace int
+	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
+	sweepWalks map[string]*atomic.Bool
 }
 
 type queries struct {
@@ -133,6 +135,10 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		holders:    map[Lane]*laneRunner{},
 		registered: make(chan struct{}),
 		walkPace:   walkPace,
+	}
+	d.sweepWalks = make(map[string]*atomic.Bool, len(d.names))
+	for _, name := range d.names {
+		d.sweepWalks[name] = new(atomic.Bool)
 	}
 	c.Metrics.bind(d.names)
 	d.abortCtx, d.abort = context.WithCancel(context.Background())

@@ -132,8 +132,11 @@ func (r *laneRunner) run() {
 			continue
 		}
 		claimedAt := r.d.mono()
-		walk := r.mustWalk(claimedAt)
+		walk, sweep := r.mustWalk(claimedAt)
 		batch, err := r.claim(r.leaseCtx, claimedAt, walk)
+		if sweep {
+			r.d.sweepWalks[r.key.Destination].Store(false)
+		}
 		r.walk.next = err != nil
 		if err != nil {
 			if !r.stopping() && r.leaseCtx.Err() == nil {

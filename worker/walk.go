@@ -22,12 +22,13 @@ import (
 //   - after a walk's batch came back full (more keys were due than it took);
 //   - and on a sweep, for commits whose wake-up never came: every
 //     SweepInterval, or every walkPace times what a walk takes when that
-//     is longer, up to maxWalkGap.
+//     is longer, up to maxWalkGap; one lane of a destination at a time.
 //
 // So a destination's walks take at most 32/walkPace (a tenth) of one
 // database core while a walk takes under maxWalkGap/walkPace (94 ms, about
 // 8,000 keys in a lane), and a commit whose wake-up is lost is found
-// within max(SweepInterval, min(walkPace x walk, maxWalkGap)); a lane with
+// within max(SweepInterval, min(walkPace x walk, maxWalkGap)), plus the
+// other lanes' sweep walks it waited for; a lane with
 // few keys (a walk under SweepInterval/walkPace, about 3 ms by default)
 // walks every sweep, as before. What a walk takes is the shorter of the
 // lane's last two: one slow walk (a new connection's first statement, a
@@ -62,22 +63,37 @@ func walkGap(sweep time.Duration, pace int, took time.Duration) time.Duration {
 	return max(sweep, min(time.Duration(pace)*took, maxWalkGap))
 }
 
-// untilWalk is how long a runner may idle before its sweep walk is due.
+// untilWalk is how long a runner may idle before its sweep walk is due;
+// when it is due already (another lane of the destination was walking),
+// a retry a walk's time later.
 func (r *laneRunner) untilWalk() time.Duration {
-	return r.walk.lastAt + r.walkGap() - r.d.mono()
+	if left := r.walk.lastAt + r.walkGap() - r.d.mono(); left > 0 {
+		return left
+	}
+	return max(time.Duration(r.walk.took.Load()), 10*time.Millisecond)
 }
 
-// mustWalk tells whether the claim starting at now walks. A wake-up
-// pending on the runner is taken here: the claim's snapshot comes after
-// the commit it announced.
-func (r *laneRunner) mustWalk(now time.Duration) bool {
+// mustWalk tells whether the claim starting at now walks, and whether it
+// holds its destination's sweep walk (to give back after the claim). A
+// wake-up pending on the runner is taken here: the claim's snapshot comes
+// after the commit it announced. A sweep walk waits while another lane of
+// the destination is on one: lanes started together would otherwise walk
+// together at every gap, all cores at once for a moment (a healthy
+// destination's p99 near 1 s in bench-backlog).
+func (r *laneRunner) mustWalk(now time.Duration) (walk, sweep bool) {
 	woken := false
 	select {
 	case <-r.wakeCh:
 		woken = true
 	default:
 	}
-	return r.walk.next || woken || now-r.walk.lastAt >= r.walkGap()
+	if r.walk.next || woken {
+		return true, false
+	}
+	if now-r.walk.lastAt < r.walkGap() || !r.d.sweepWalks[r.key.Destination].CompareAndSwap(false, true) {
+		return false, false
+	}
+	return true, true
 }
 
 // walked notes a claim that walked, begun at start.

@@ -20,8 +20,8 @@ import (
 // delivered, without walking the heads of its keys (worker/walk.go): with
 // the sweep's walks paced out of reach here, 20 messages over 5 keys, each
 // failing twice before it is delivered, all arrive, in order and once
-// each, while the claims that walked are only the start-up's and those
-// of the commit's wake-ups. (Before walk.go every claim walked.)
+// each, while the only claims that walk after start-up are those of the
+// commit's wake-ups. (Before walk.go every claim walked.)
 func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -52,8 +52,19 @@ func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 	})
 	b.startWith(t, cfg, func(d *worker.Dispatcher) { worker.SetWalkPace(d, 1<<30) })
 	waitReady(t, b)
-	for claims(t, reg, "flaky") < 32 { // every lane's first claim
+	// Every lane walks on its first claim and on its first sweep (what a
+	// walk takes is the shorter of its last two: none before the second),
+	// and the LISTEN connection coming up may wake each once more: wait
+	// until no lane has walked for 5 sweeps.
+	deadline := time.Now().Add(20 * time.Second)
+	for last, since := walks(t, reg, "flaky"), time.Now(); last < 64 || time.Since(since) < 500*time.Millisecond; {
+		if time.Now().After(deadline) {
+			t.Fatalf("lanes still walking on their sweeps after 20 s (%d walks)", last)
+		}
 		time.Sleep(10 * time.Millisecond)
+		if n := walks(t, reg, "flaky"); n != last {
+			last, since = n, time.Now()
+		}
 	}
 	walksBefore, claimsBefore := walks(t, reg, "flaky"), claims(t, reg, "flaky")
 
@@ -78,14 +89,13 @@ func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	// The commit wakes up to 5 lanes; the LISTEN connection coming up may
-	// wake each of the 32 once more.
+	// The commit wakes up to 5 lanes, each of which walks once.
 	walked, claimed := walks(t, reg, "flaky")-walksBefore, claims(t, reg, "flaky")-claimsBefore
 	t.Logf("%d claims, %d of them walks, for %d messages delivered on their third attempt", claimed, walked, keys*perKey)
-	if walked > keys+32 {
-		t.Fatalf("%d of %d claims walked; want at most %d", walked, claimed, keys+32)
+	if walked > keys {
+		t.Fatalf("%d of %d claims walked; want at most %d", walked, claimed, keys)
 	}
-	if claimed < 2*(keys+32) {
+	if claimed < 10*keys {
 		t.Fatalf("only %d claims: the test shows nothing", claimed)
 	}
 }
@@ -135,4 +145,60 @@ LIMIT 400`, lane); err != nil {
 	// slower than the last one here also moves the bound.
 	took := b.waitFirstDelivery(t, committed, bound+time.Second, "the commit, without any notification")
 	t.Logf("delivered %s after the commit (last walk %s: bound %s)", took, last, bound)
+}
+
+// The lanes of a destination take turns for their sweep walks: lanes
+// that started together would otherwise walk together at every gap, every
+// core at once for a moment. Here each of the 32 lanes holds 1,500 keys
+// whose heads retry an hour from now and walks on every sweep (a pace of
+// 1); the walks running at once are read from pg_stat_activity.
+func TestSweepWalksTakeTurns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if _, err := b.pool.Exec(ctx, `
+INSERT INTO outboxd.outbox_messages (id, destination, ordering_key, seq, payload, idempotency_key, attempts, next_attempt_at)
+SELECT gen_random_uuid(), 'sink', 'parked-' || i, 1, '\x00', 'parked-' || i, 1, now() + interval '1 hour'
+FROM generate_series(1, 48000) i`); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := worker.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.startWith(t, b.config(t, func(c *worker.Config) { c.Metrics = m }), func(d *worker.Dispatcher) { worker.SetWalkPace(d, 1) })
+	// Past the first claims (and the LISTEN connection's wake-ups), which
+	// all walk at once: 32 of them, then sweep walks.
+	for deadline := time.Now().Add(20 * time.Second); walks(t, reg, "sink") < 100; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d walks in 20 s", walks(t, reg, "sink"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	most, seen := 0, 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
+  AND query LIKE '%heads AS (%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, n)
+		if n > 0 {
+			seen++
+		}
+	}
+	t.Logf("at most %d walks at once, seen in %d samples", most, seen)
+	if seen == 0 {
+		t.Fatal("no walk seen: the test shows nothing")
+	}
+	if most > 1 {
+		t.Fatalf("%d lanes of one destination walked at once on their sweeps", most)
+	}
 }

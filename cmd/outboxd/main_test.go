@@ -103,7 +103,7 @@ func TestMigrateConcurrentProcesses(t *testing.T) {
 		t.Fatalf("version table has %d rows (%d distinct), want 14", rows, distinct)
 	}
 	r := runIn("migrate", "version", "--database-url", dbURL)
-	if r.code != 0 || strings.TrimSpace(r.stdout) != "13" {
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "14" {
 		t.Fatalf("version: %+v", r)
 	}
 }
