@@ -87,8 +87,9 @@ type Dispatcher struct {
 	schemaBehind atomic.Bool
 	schemaMu     sync.Mutex
 	schemaProbed time.Time
-	// walkPace is walk.go's walkPace; tests of the pacing lower it.
+	// walkPace and walkFree are walk.go's; tests of the pacing change them.
 	walkPace int
+	walkFree time.Duration
 	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
 	sweepWalks map[string]*atomic.Bool
 }
@@ -135,6 +136,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		holders:    map[Lane]*laneRunner{},
 		registered: make(chan struct{}),
 		walkPace:   walkPace,
+		walkFree:   walkFree,
 	}
 	d.sweepWalks = make(map[string]*atomic.Bool, len(d.names))
 	for _, name := range d.names {

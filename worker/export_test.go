@@ -5,8 +5,9 @@ import "time"
 // MaxWalkGap is maxWalkGap.
 const MaxWalkGap = maxWalkGap
 
-// SetWalkPace replaces walkPace for d; call it before Start.
-func SetWalkPace(d *Dispatcher, pace int) { d.walkPace = pace }
+// SetWalkPace replaces walkPace for d, and paces every walk however short
+// (walkFree 0); call it before Start.
+func SetWalkPace(d *Dispatcher, pace int) { d.walkPace, d.walkFree = pace, 0 }
 
 // LastWalk is what the pace of lane's runner counts a walk to take (the
 // shorter of its last two), 0 before its second.

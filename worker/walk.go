@@ -21,16 +21,16 @@ import (
 //     key), whether it arrived while idle or while the batch was out;
 //   - after a walk's batch came back full (more keys were due than it took);
 //   - and on a sweep, for commits whose wake-up never came: every
-//     SweepInterval, or every walkPace times what a walk takes when that
-//     is longer, up to maxWalkGap; one lane of a destination at a time.
+//     SweepInterval, or, for a walk of walkFree (5 ms) or more, every
+//     walkPace times what a walk takes when that is longer, up to
+//     maxWalkGap; one lane of a destination at a time.
 //
-// So a destination's walks take at most 32/walkPace (a tenth) of one
-// database core while a walk takes under maxWalkGap/walkPace (94 ms, about
-// 8,000 keys in a lane), and a commit whose wake-up is lost is found
-// within max(SweepInterval, min(walkPace x walk, maxWalkGap)), plus the
-// other lanes' sweep walks it waited for; a lane with
-// few keys (a walk under SweepInterval/walkPace, about 3 ms by default)
-// walks every sweep, as before. What a walk takes is the shorter of the
+// So a destination's walks of 5 to 94 ms (maxWalkGap/walkPace: roughly
+// 500 to 10,000 keys in a lane, at 7 to 12 us a key) take at most
+// 32/walkPace (a tenth) of one database core, and a commit whose wake-up
+// is lost is found within max(SweepInterval, min(walkPace x walk,
+// maxWalkGap)), plus the other lanes' sweep walks it waited for; a lane
+// whose walk takes under 5 ms walks every sweep, as before. What a walk takes is the shorter of the
 // lane's last two: one slow walk (a new connection's first statement, a
 // pause) does not stretch the gap.
 
@@ -39,6 +39,11 @@ const walkPace = 320
 
 // maxWalkGap bounds the time between a lane's sweep walks.
 const maxWalkGap = 30 * time.Second
+
+// walkFree: a walk shorter than this is not paced. A walk's time is wall
+// time, load included: a lane of a few keys on a busy machine would
+// otherwise be paced for what its neighbours cost.
+const walkFree = 5 * time.Millisecond
 
 // walkState is a runner's record of its walks.
 type walkState struct {
@@ -55,11 +60,15 @@ type walkState struct {
 
 // walkGap is how long after its last walk a runner walks on a sweep.
 func (r *laneRunner) walkGap() time.Duration {
-	return walkGap(r.d.cfg.SweepInterval, r.d.walkPace, time.Duration(r.walk.took.Load()))
+	return walkGap(r.d.cfg.SweepInterval, r.d.walkPace, r.d.walkFree, time.Duration(r.walk.took.Load()))
 }
 
-// walkGap is max(sweep, min(pace x took, maxWalkGap)): see above.
-func walkGap(sweep time.Duration, pace int, took time.Duration) time.Duration {
+// walkGap is sweep for a walk under free, else max(sweep, min(pace x took,
+// maxWalkGap)): see above.
+func walkGap(sweep time.Duration, pace int, free, took time.Duration) time.Duration {
+	if took < free {
+		return sweep
+	}
 	return max(sweep, min(time.Duration(pace)*took, maxWalkGap))
 }
 

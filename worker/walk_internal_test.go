@@ -11,22 +11,24 @@ import (
 )
 
 // The bound README and docs/design.md give for a commit whose wake-up is
-// lost: SweepInterval, or 320 times the lane's walk when that is longer
-// (a tenth of a core for a destination's 32 lanes), at most 30 s.
+// lost: SweepInterval, or, for a walk of 5 ms or more, 320 times the
+// lane's walk when that is longer (a tenth of a core for a destination's
+// 32 lanes), at most 30 s.
 func TestWalkGap(t *testing.T) {
-	if walkPace != 320 || maxWalkGap != 30*time.Second {
-		t.Fatalf("walkPace %d, maxWalkGap %s; the docs say 320 and 30s", walkPace, maxWalkGap)
+	if walkPace != 320 || maxWalkGap != 30*time.Second || walkFree != 5*time.Millisecond {
+		t.Fatalf("walkPace %d, maxWalkGap %s, walkFree %s; the docs say 320, 30s and 5ms", walkPace, maxWalkGap, walkFree)
 	}
 	for _, c := range []struct {
 		sweep, took, want time.Duration
 	}{
-		{time.Second, time.Millisecond, time.Second},                   // a few keys: every sweep
-		{time.Second, 37 * time.Millisecond, 11840 * time.Millisecond}, // 3,100 keys in the lane
-		{100 * time.Millisecond, time.Millisecond, 320 * time.Millisecond},
+		{time.Second, time.Millisecond, time.Second},                           // a few keys: every sweep
+		{time.Second, 37 * time.Millisecond, 11840 * time.Millisecond},         // 3,100 keys in the lane
+		{100 * time.Millisecond, 4 * time.Millisecond, 100 * time.Millisecond}, // under 5 ms: not paced
+		{100 * time.Millisecond, 5 * time.Millisecond, 1600 * time.Millisecond},
 		{time.Second, 0, time.Second},
 		{time.Second, 370 * time.Millisecond, 30 * time.Second}, // 31,000 keys: capped
 	} {
-		if got := walkGap(c.sweep, walkPace, c.took); got != c.want {
+		if got := walkGap(c.sweep, walkPace, walkFree, c.took); got != c.want {
 			t.Errorf("walkGap(%s, %d, %s) = %s, want %s", c.sweep, walkPace, c.took, got, c.want)
 		}
 	}
