@@ -2,8 +2,8 @@ package worker
 
 import "time"
 
-// MaxWalkGap is maxWalkGap.
-const MaxWalkGap = maxWalkGap
+// WalkGap is walkGap.
+var WalkGap = walkGap
 
 // SetWalkPace replaces walkPace for d, and paces every walk however short
 // (walkFree 0); call it before Start.

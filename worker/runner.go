@@ -132,11 +132,7 @@ func (r *laneRunner) run() {
 			continue
 		}
 		claimedAt := r.d.mono()
-		walk, sweep := r.mustWalk(claimedAt)
-		batch, err := r.claim(r.leaseCtx, claimedAt, walk)
-		if sweep {
-			r.d.sweepWalks[r.key.Destination].Store(false)
-		}
+		batch, walk, err := r.claim(r.leaseCtx, claimedAt)
 		r.walk.next = err != nil
 		if err != nil {
 			if !r.stopping() && r.leaseCtx.Err() == nil {
@@ -176,7 +172,7 @@ func (r *laneRunner) run() {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
 			r.walk.next = r.idle(min(wait, r.untilWalk())) || r.walk.next
-		} else if walk && r.full(batch) {
+		} else if keyed, _ := r.full(batch); walk && keyed {
 			r.walk.next = true // more keys were due than the walk took
 		}
 	}
@@ -195,7 +191,7 @@ func (r *laneRunner) run() {
 // due behind it but what time makes due and new commits (which wake the
 // lane).
 func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt time.Duration) time.Duration {
-	if r.full(batch) {
+	if keyed, unkeyed := r.full(batch); keyed || unkeyed {
 		return 0
 	}
 	wait := r.d.cfg.SweepInterval - (r.d.mono() - claimedAt)
@@ -210,16 +206,16 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 	return wait
 }
 
-// full tells a batch that may have left due messages behind: the claim
-// takes up to BatchSize keyed and BatchSize unkeyed messages.
-func (r *laneRunner) full(batch []claimed) bool {
-	keyed := 0
+// full tells whether a batch may have left due keyed or unkeyed messages
+// behind: the claim takes up to BatchSize of each.
+func (r *laneRunner) full(batch []claimed) (keyed, unkeyed bool) {
+	n := 0
 	for _, m := range batch {
 		if m.OrderingKey != "" {
-			keyed++
+			n++
 		}
 	}
-	return keyed >= r.d.cfg.BatchSize || len(batch)-keyed >= r.d.cfg.BatchSize
+	return n >= r.d.cfg.BatchSize, len(batch)-n >= r.d.cfg.BatchSize
 }
 
 // release gives the lane back, under the token it was acquired with, so it
@@ -277,18 +273,23 @@ type claimed struct {
 	claimedAt  time.Duration
 }
 
-// claim reads the lane's next batch, walking its keys' heads (claimSQL)
-// or not (claimRetriesSQL, walk.go); start is d.mono() before it. The
-// walk's pace counts from the connection in hand: a wait for one of the
-// pool's says nothing about what the walk costs the server.
-func (r *laneRunner) claim(ctx context.Context, start time.Duration, walk bool) ([]claimed, error) {
+// claim reads the lane's next batch, and tells whether it walked its keys'
+// heads (claimSQL) or not (claimRetriesSQL, walk.go); start is d.mono()
+// before it. It decides once it holds a connection: a sweep walk's turn
+// is not held through a wait for one of the pool's, and the walk's pace
+// counts from there (that wait says nothing about what a walk costs).
+func (r *laneRunner) claim(ctx context.Context, start time.Duration) ([]claimed, bool, error) {
 	conn, err := r.d.pool.Acquire(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer conn.Release()
 	began := r.d.mono()
+	walk, turn := r.mustWalk(start)
 	batch, err := r.claimRows(ctx, conn, walk)
+	if turn {
+		r.d.sweepWalks[r.key.Destination].Store(false)
+	}
 	if err == nil {
 		end := r.d.mono()
 		r.d.cfg.Metrics.claimed(r.key.Destination, end-start, walk)
@@ -296,7 +297,7 @@ func (r *laneRunner) claim(ctx context.Context, start time.Duration, walk bool) 
 			r.walked(start, end-began)
 		}
 	}
-	return batch, err
+	return batch, walk, err
 }
 
 func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk bool) ([]claimed, error) {

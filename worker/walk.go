@@ -23,14 +23,16 @@ import (
 //   - and on a sweep, for commits whose wake-up never came: every
 //     SweepInterval, or, for a walk of walkFree (5 ms) or more, every
 //     walkPace times what a walk takes when that is longer, up to
-//     maxWalkGap; one lane of a destination at a time.
+//     maxWalkGap; one lane of a destination at a time, unless a lane has
+//     waited another gap for its turn.
 //
-// So a destination's walks of 5 to 94 ms (maxWalkGap/walkPace: roughly
+// So a destination's sweep walks of 5 to 94 ms (maxWalkGap/walkPace: roughly
 // 500 to 10,000 keys in a lane, at 7 to 12 us a key) take at most
 // 32/walkPace (a tenth) of one database core, and a commit whose wake-up
 // is lost is found within max(SweepInterval, min(walkPace x walk,
-// maxWalkGap)), plus the other lanes' sweep walks it waited for; a lane
-// whose walk takes under 5 ms walks every sweep, as before. What a walk takes is the shorter of the
+// maxWalkGap)), or twice that when the destination's other lanes keep it
+// waiting for its turn; a lane whose walk takes under 5 ms walks every
+// sweep, as before. What a walk takes is the shorter of the
 // lane's last two: one slow walk (a new connection's first statement, a
 // pause) does not stretch the gap.
 
@@ -73,23 +75,25 @@ func walkGap(sweep time.Duration, pace int, free, took time.Duration) time.Durat
 }
 
 // untilWalk is how long a runner may idle before its sweep walk is due;
-// when it is due already (another lane of the destination was walking),
-// a retry a walk's time later.
+// when it is due already (another lane of the destination had the turn),
+// a retry 8 walks later, at least 100 ms, at most a sweep: 31 lanes
+// waiting at once must not poll for the turn at their walk's pace.
 func (r *laneRunner) untilWalk() time.Duration {
 	if left := r.walk.lastAt + r.walkGap() - r.d.mono(); left > 0 {
 		return left
 	}
-	return max(time.Duration(r.walk.took.Load()), 10*time.Millisecond)
+	return min(r.d.cfg.SweepInterval, max(8*time.Duration(r.walk.took.Load()), 100*time.Millisecond))
 }
 
 // mustWalk tells whether the claim starting at now walks, and whether it
-// holds its destination's sweep walk (to give back after the claim). A
-// wake-up pending on the runner is taken here: the claim's snapshot comes
-// after the commit it announced. A sweep walk waits while another lane of
-// the destination is on one: lanes started together would otherwise walk
-// together at every gap, all cores at once for a moment (a healthy
-// destination's p99 near 1 s in bench-backlog).
-func (r *laneRunner) mustWalk(now time.Duration) (walk, sweep bool) {
+// holds its destination's sweep walk turn (to give back after the claim).
+// A wake-up pending on the runner is taken here: the claim's snapshot
+// comes after the commit it announced. A sweep walk waits while another
+// lane of the destination is on one: lanes started together would
+// otherwise walk together at every gap, all cores at once for a moment (a
+// healthy destination's p99 near 1 s in bench-backlog). It waits at most
+// another gap: past twice its gap a lane walks without its turn.
+func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 	woken := false
 	select {
 	case <-r.wakeCh:
@@ -99,10 +103,15 @@ func (r *laneRunner) mustWalk(now time.Duration) (walk, sweep bool) {
 	if r.walk.next || woken {
 		return true, false
 	}
-	if now-r.walk.lastAt < r.walkGap() || !r.d.sweepWalks[r.key.Destination].CompareAndSwap(false, true) {
+	since, gap := now-r.walk.lastAt, r.walkGap()
+	switch {
+	case since < gap:
 		return false, false
+	case r.d.sweepWalks[r.key.Destination].CompareAndSwap(false, true):
+		return true, true
+	default:
+		return since >= 2*gap, false
 	}
-	return true, true
 }
 
 // walked notes a claim that walked, begun at start.

@@ -21,9 +21,20 @@ import (
 // the sweep's walks paced out of reach here, 20 messages over 5 keys, each
 // failing twice before it is delivered, all arrive, in order and once
 // each, while the only claims that walk after start-up are those of the
-// commit's wake-ups. (Before walk.go every claim walked.)
+// commit's wake-ups. (Before walk.go every claim walked.) With one
+// message per key in a claim, each next message is found as the next of a
+// key just delivered (claimRetriesSQL's $7); with ten, in the same batch.
 func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 	t.Parallel()
+	for _, perKey := range []int{1, 10} {
+		t.Run(fmt.Sprintf("per_key_batch %d", perKey), func(t *testing.T) {
+			t.Parallel()
+			sweepsFindRetriesWithoutWalking(t, perKey)
+		})
+	}
+}
+
+func sweepsFindRetriesWithoutWalking(t *testing.T, perKeyBatch int) {
 	b := setup(t)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
@@ -49,6 +60,7 @@ func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 		c.Metrics = m
 		c.Retry = worker.RetryPolicy{Base: 50 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: 10}
 		c.Destinations = map[string]dispatch.Destination{"flaky": flaky}
+		c.PerKeyBatch = perKeyBatch
 	})
 	b.startWith(t, cfg, func(d *worker.Dispatcher) { worker.SetWalkPace(d, 1<<30) })
 	waitReady(t, b)
@@ -102,11 +114,11 @@ func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 
 // A commit whose wake-up never comes (its Notifier never started) is found
 // by the lane's next walk on a sweep: within max(SweepInterval,
-// min(pace x the lane's walk, MaxWalkGap)), the bound README gives for a
-// walk of 5 ms or more (the pace is 320: 20 here for a shorter test, and
-// every walk paced; TestWalkGap checks the numbers). The lane holds 400
-// other keys whose heads retry an hour from now, so its pace, not the
-// 100 ms sweep, sets the bound.
+// min(pace x the lane's walk, 30 s)) for a walk of 5 ms or more, twice
+// that if it waits for its turn, the bound README gives (the pace is 320:
+// 100 here for a shorter test, and every walk paced; TestWalkGap checks
+// the numbers). The lane holds 400 other keys whose heads retry an hour
+// from now, so its pace, not the 100 ms sweep, sets the bound.
 func TestUnannouncedMessageIsFoundByThePacedWalk(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -124,12 +136,15 @@ LIMIT 400`, lane); err != nil {
 		t.Fatal(err)
 	}
 	const sweep = 100 * time.Millisecond
-	const pace = 20
+	const pace = 100
 	d := b.startWith(t, b.config(t, func(c *worker.Config) { c.SweepInterval = sweep }),
 		func(d *worker.Dispatcher) { worker.SetWalkPace(d, pace) })
 	waitReady(t, b)
 	l := worker.Lane{Destination: "sink", Lane: lane}
-	for worker.LastWalk(d, l) == 0 {
+	for deadline := time.Now().Add(20 * time.Second); worker.LastWalk(d, l) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the lane has not walked twice in 20 s")
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	silent, err := outbox.NewNotifier(b.pool, nil) // never started
@@ -138,23 +153,25 @@ LIMIT 400`, lane); err != nil {
 	}
 	ob, _ := outbox.New(&outbox.Config{Notifier: silent})
 	last := worker.LastWalk(d, l)
-	bound := max(sweep, min(pace*last, worker.MaxWalkGap))
+	// Twice the gap: a lane may wait up to a gap more for its turn.
+	bound := 2 * worker.WalkGap(sweep, pace, 0, last)
 	committed := time.Now()
 	if _, err := ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "new-key", Payload: []byte(`{"i":1,"key":"new-key"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	// The allowance covers the walk that finds it, the other lanes' sweep
-	// walks it may wait its turn for, and the POST: a walk slower than the
-	// last one here also moves the bound.
-	took := b.waitFirstDelivery(t, committed, bound+2*time.Second, "the commit, without any notification")
-	t.Logf("delivered %s after the commit (last walk %s: bound %s)", took, last, bound)
+	// The allowance covers the walk that finds it and the POST: a walk
+	// slower than the last one here also moves the bound.
+	took := b.waitFirstDelivery(t, committed, bound+time.Second, "the commit, without any notification")
+	t.Logf("delivered %s after the commit (walk %s, pace %d, sweep %s: bound %s)", took, last, pace, sweep, bound)
 }
 
 // The lanes of a destination take turns for their sweep walks: lanes
 // that started together would otherwise walk together at every gap, every
-// core at once for a moment. Here each of the 32 lanes holds 1,500 keys
-// whose heads retry an hour from now and walks on every sweep (a pace of
-// 1); the walks running at once are read from pg_stat_activity.
+// core at once for a moment. Here each of the 32 lanes holds 750 keys
+// whose heads retry an hour from now and walks every 200 walks (a gap of
+// over 6 times what 32 walks in turn take: a lane that waited a whole gap
+// more would walk without its turn); the walks running at once are read
+// from pg_stat_activity.
 func TestSweepWalksTakeTurns(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -162,7 +179,7 @@ func TestSweepWalksTakeTurns(t *testing.T) {
 	if _, err := b.pool.Exec(ctx, `
 INSERT INTO outboxd.outbox_messages (id, destination, ordering_key, seq, payload, idempotency_key, attempts, next_attempt_at)
 SELECT gen_random_uuid(), 'sink', 'parked-' || i, 1, '\x00', 'parked-' || i, 1, now() + interval '1 hour'
-FROM generate_series(1, 48000) i`); err != nil {
+FROM generate_series(1, 24000) i`); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
@@ -170,10 +187,11 @@ FROM generate_series(1, 48000) i`); err != nil {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.startWith(t, b.config(t, func(c *worker.Config) { c.Metrics = m }), func(d *worker.Dispatcher) { worker.SetWalkPace(d, 1) })
+	b.startWith(t, b.config(t, func(c *worker.Config) { c.Metrics = m }), func(d *worker.Dispatcher) { worker.SetWalkPace(d, 200) })
 	// Past the first claims (and the LISTEN connection's wake-ups), which
-	// all walk at once: 32 of them, then sweep walks.
-	for deadline := time.Now().Add(20 * time.Second); walks(t, reg, "sink") < 100; {
+	// all walk at once: 32 of them, then sweep walks (the second of each
+	// lane comes a sweep after its first).
+	for deadline := time.Now().Add(20 * time.Second); walks(t, reg, "sink") < 72; {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d walks in 20 s", walks(t, reg, "sink"))
 		}
@@ -185,7 +203,7 @@ FROM generate_series(1, 48000) i`); err != nil {
 	}
 	defer conn.Release()
 	most, seen := 0, 0
-	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 		var n int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
