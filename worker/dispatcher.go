@@ -95,7 +95,7 @@ type Dispatcher struct {
 }
 
 type queries struct {
-	schemaProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
+	schemaProbe, indexProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
 	claim, claimRetries, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
 }
 
@@ -121,7 +121,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 	d := &Dispatcher{
 		pool: pool, cfg: c, log: log,
 		q: queries{
-			schemaProbe: r(schemaProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
+			schemaProbe: r(schemaProbeSQL), indexProbe: r(indexProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
 			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			unserved:   r(unservedSQL),
@@ -231,7 +231,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // startIO is Start's I/O, done without d.mu: ioCtx is cut by a Stop
 // arriving meanwhile; River runs on runCtx.
 func (d *Dispatcher) startIO(ioCtx, runCtx context.Context) error {
-	if _, err := d.pool.Exec(ioCtx, d.q.schemaProbe); err != nil {
+	if err := d.probeSchema(ioCtx); err != nil {
 		if isSchemaError(err) {
 			return fmt.Errorf("worker: start: %w", errSchemaBehind(d.cfg.Schema, err))
 		}

@@ -22,9 +22,33 @@ func errSchemaBehind(schema string, err error) error {
 	return fmt.Errorf("schema %q is not migrated, or older than this dispatcher (it needs migration 14): run `outboxd migrate up` first: %w", schema, err)
 }
 
-// isSchemaError tells an undefined column, table, schema or function: the
-// schema is not the one these statements were written for.
+// errRetryIndex: the schema has the columns but not a valid retry heads'
+// index.
+var errRetryIndex = errors.New("index outbox_messages_retry_heads_idx is missing or invalid (migration 14 not applied, or its build was cut short)")
+
+// probeSchema checks the columns and the index this version's statements
+// need.
+func (d *Dispatcher) probeSchema(ctx context.Context) error {
+	if _, err := d.pool.Exec(ctx, d.q.schemaProbe); err != nil {
+		return err
+	}
+	var valid bool
+	if err := d.pool.QueryRow(ctx, d.q.indexProbe).Scan(&valid); err != nil {
+		return err
+	}
+	if !valid {
+		return errRetryIndex
+	}
+	return nil
+}
+
+// isSchemaError tells an undefined column, table, schema or function, or
+// a missing index: the schema is not the one these statements were
+// written for.
 func isSchemaError(err error) bool {
+	if errors.Is(err, errRetryIndex) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false
@@ -70,7 +94,7 @@ func (d *Dispatcher) schemaOK(ctx context.Context) bool {
 	d.schemaProbed = time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := d.pool.Exec(ctx, d.q.schemaProbe); err != nil {
+	if err := d.probeSchema(ctx); err != nil {
 		return false
 	}
 	d.schemaBehind.Store(false)

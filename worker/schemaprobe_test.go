@@ -22,14 +22,22 @@ import (
 func TestStartRefusesAnOlderSchema(t *testing.T) {
 	t.Parallel()
 	// 12: the dispatcher's columns are missing; 13: the retry heads'
-	// index (without it a sweep would read the lane's whole keyed backlog).
-	for _, version := range []int64{12, 13} {
+	// index (without it a sweep would read the lane's whole keyed
+	// backlog); 14 with that index invalid, as a CONCURRENTLY build cut
+	// short leaves it (`migrate up` interrupted: the version stays 13).
+	for _, version := range []int64{12, 13, 14} {
 		t.Run(fmt.Sprint(version), func(t *testing.T) {
 			t.Parallel()
 			b, m := migratable(t, nil)
 			ctx := context.Background()
 			if _, err := m.DownTo(ctx, version); err != nil {
 				t.Fatal(err)
+			}
+			if version == 14 {
+				if _, err := b.pool.Exec(ctx, `UPDATE pg_index SET indisvalid = false
+					WHERE indexrelid = 'outboxd.outbox_messages_retry_heads_idx'::regclass`); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{}`)}); err != nil {
 				t.Fatal(err)

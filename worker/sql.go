@@ -31,13 +31,18 @@ const forgetDispatcherSQL = `DELETE FROM {{schema}}.outbox_dispatchers WHERE id 
 // schemaProbeSQL reads, without a row, the newest columns this version's
 // statements use (migration 13): a dispatcher started before `migrate up`
 // would send messages and then fail to record them, and send them again,
-// for as long as it ran. It also names the retry heads' index (migration
-// 14; an undefined relation otherwise): without it claimRetriesSQL would
-// read the lane's whole keyed backlog.
+// for as long as it ran.
 const schemaProbeSQL = `
-SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by,
-       '{{schema}}.outbox_messages_retry_heads_idx'::regclass
+SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by
 FROM {{schema}}.outbox_messages LIMIT 0`
+
+// indexProbeSQL tells whether the retry heads' index (migration 14) is
+// there and valid: without it claimRetriesSQL would read the lane's whole
+// keyed backlog, and a CONCURRENTLY build cut short leaves one that
+// exists but is not used.
+const indexProbeSQL = `
+SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index
+                 WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_retry_heads_idx')), false)`
 
 // ensureLanesSQL creates the lease rows of the given destinations.
 const ensureLanesSQL = `
