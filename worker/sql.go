@@ -103,7 +103,7 @@ WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AN
 // statistics (see TestHotPathPlansUseIndexesWithoutStatistics). age_ms is
 // the message's age on the database's clock, for the retry policy's MaxAge.
 const claimSQL = claimLease + `, heads AS (
-    (SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at
+    (SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at, m.attempts > m.attempts_base AS retry
      FROM {{schema}}.outbox_messages m
      WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
        AND EXISTS (SELECT 1 FROM lease)
@@ -111,14 +111,14 @@ const claimSQL = claimLease + `, heads AS (
      LIMIT 1)
     UNION ALL
     SELECT n.* FROM heads h CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at
+        SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at, m.attempts > m.attempts_base
         FROM {{schema}}.outbox_messages m
         WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
           AND m.ordering_key > h.ordering_key
         ORDER BY m.ordering_key, m.seq
         LIMIT 1) n
 ), due AS (
-    SELECT ordering_key, seq, created_at AS head_at FROM heads
+    SELECT ordering_key, seq, created_at AS head_at, CASE WHEN retry THEN 1 ELSE $5 END AS take FROM heads
     WHERE next_attempt_at <= now()
     ORDER BY created_at, ordering_key
     LIMIT $6
@@ -139,7 +139,7 @@ const claimSQL = claimLease + `, heads AS (
 // (one probe per retry: a correlated NOT EXISTS was planned as an anti
 // join reading the whole lane) keeps it from jumping its key's order.
 const claimRetriesSQL = claimLease + `, due AS (
-    (SELECT m.ordering_key, m.seq, m.created_at AS head_at
+    (SELECT m.ordering_key, m.seq, m.created_at AS head_at, 1 AS take
      FROM {{schema}}.outbox_messages m
      WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
        AND m.attempts > m.attempts_base
@@ -154,9 +154,9 @@ const claimRetriesSQL = claimLease + `, due AS (
      ORDER BY m.next_attempt_at
      LIMIT $6)
     UNION
-    SELECT h.ordering_key, h.seq, h.created_at
+    SELECT h.ordering_key, h.seq, h.created_at, CASE WHEN h.retry THEN 1 ELSE $5 END
     FROM unnest($7::text[]) AS k(key) CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.seq, m.created_at, m.next_attempt_at
+        SELECT m.ordering_key, m.seq, m.created_at, m.next_attempt_at, m.attempts > m.attempts_base AS retry
         FROM {{schema}}.outbox_messages m
         WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
           AND m.ordering_key = k.key AND EXISTS (SELECT 1 FROM lease)
@@ -172,9 +172,11 @@ WITH RECURSIVE lease AS (
     WHERE destination = $1 AND lane = $2 AND owner = $3 AND token = $4 AND lease_until > now()
 )`
 
-// claimBatch ends both claims: from the due keys' heads, up to $5 messages
-// of each in sequence, the batch's rows with payloads, then the due
-// unkeyed messages.
+// claimBatch ends both claims: from the due keys' heads, up to take
+// messages of each in sequence ($5, or only the head when it is a retry:
+// a head that has been failing most likely fails again, and the messages
+// behind it, read with their payloads, would only be carried and left),
+// the batch's rows with payloads, then the due unkeyed messages.
 const claimBatch = `, picked AS (
     SELECT id, head_at, ordering_key, seq FROM (
         SELECT m.id, m.ordering_key, m.seq, d.head_at,
@@ -184,7 +186,7 @@ const claimBatch = `, picked AS (
             WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
               AND m.ordering_key = d.ordering_key AND m.seq >= d.seq
             ORDER BY m.seq
-            LIMIT $5) m
+            LIMIT d.take) m
     ) k
     WHERE ready
     ORDER BY head_at, ordering_key, seq

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
@@ -40,7 +42,10 @@ func TestWalkGap(t *testing.T) {
 // the first due key's head a retry due now, the second's never tried (a
 // key the last batch delivered a message of: named in $7), the third's
 // never tried either and not named, which only a walk finds (its second
-// message, tried, is not its head and is not taken either).
+// message, tried, is not its head and is not taken either). A retry head
+// is taken alone (the messages behind a head that keeps failing would
+// only be carried and left), a head never tried with up to per_key_batch
+// behind it: by this claim and by a walk.
 func TestClaimRetriesReadsOnlyDueRetries(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Connect(t, pgtest.URL(t))
@@ -60,7 +65,7 @@ func TestClaimRetriesReadsOnlyDueRetries(t *testing.T) {
 	const perKey, batch = 10, 200
 	args := []any{"sink", lane, "me", int64(1), perKey, batch, []string{due[1]}}
 
-	// Two heads and their 20 messages, a probe for the retry head's
+	// Two heads and their 11 messages, a probe for the retry head's
 	// predecessors, and the first retry not due, which ends the range.
 	plan := explain(t, pool, "ANALYZE, ", claim, args...)
 	if read := onlyIndexes(t, "the claim without a walk", plan, false); read > 2*(2+2*perKey)+4 {
@@ -79,7 +84,26 @@ func TestClaimRetriesReadsOnlyDueRetries(t *testing.T) {
 		t.Fatalf("the generic claim without a walk read %.0f rows", read)
 	}
 
-	rows, err := pool.Query(ctx, claim, args...)
+	want := []string{due[0] + "/1"}
+	for s := 1; s <= perKey; s++ {
+		want = append(want, fmt.Sprintf("%s/%d", due[1], s))
+	}
+	if got := claimedKeys(t, pool, claim, args...); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("claimed %v\nwant %v", got, want)
+	}
+	for s := 1; s <= perKey; s++ {
+		want = append(want, fmt.Sprintf("%s/%d", due[2], s))
+	}
+	walk := dbschema.Render(claimSQL, "outboxd")
+	if got := claimedKeys(t, pool, walk, args[:6]...); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the walk claimed %v\nwant %v", got, want)
+	}
+}
+
+// claimedKeys runs a claim and returns key/seq of each row.
+func claimedKeys(t *testing.T, pool *pgxpool.Pool, claim string, args ...any) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), claim, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,13 +118,5 @@ func TestClaimRetriesReadsOnlyDueRetries(t *testing.T) {
 	if rows.Err() != nil {
 		t.Fatal(rows.Err())
 	}
-	var want []string
-	for _, k := range due[:2] {
-		for s := 1; s <= perKey; s++ {
-			want = append(want, fmt.Sprintf("%s/%d", k, s))
-		}
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("claimed %v\nwant %v", got, want)
-	}
+	return got
 }
