@@ -24,7 +24,7 @@ func errSchemaBehind(schema string, err error) error {
 
 // errRetryIndex: the schema has the columns but not a valid retry heads'
 // index.
-var errRetryIndex = errors.New("index outbox_messages_retry_heads_idx is missing or invalid (migration 14 not applied, or its build was cut short)")
+var errRetryIndex = errors.New("index outbox_messages_retry_heads_idx is missing or invalid (migration 14 not applied, still being built, or its build was cut short)")
 
 // probeSchema checks the columns and the index this version's statements
 // need.

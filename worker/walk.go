@@ -23,7 +23,8 @@ import (
 //   - and on a sweep, for commits whose wake-up never came: every
 //     SweepInterval, or, for a walk of walkFree (5 ms) or more, every
 //     walkPace times what a walk takes when that is longer, up to
-//     maxWalkGap; one lane of a destination at a time, unless a lane has
+//     maxWalkGap; one lane of a destination (in this process) at a time,
+//     unless a lane has
 //     waited another gap for its turn.
 //
 // So a destination's sweep walks of 5 to 94 ms (maxWalkGap/walkPace: roughly

@@ -21,9 +21,10 @@ import (
 // the sweep's walks paced out of reach here, 20 messages over 5 keys, each
 // failing twice before it is delivered, all arrive, in order and once
 // each, while the only claims that walk after start-up are those of the
-// commit's wake-ups. (Before walk.go every claim walked.) With one
-// message per key in a claim, each next message is found as the next of a
-// key just delivered (claimRetriesSQL's $7); with ten, in the same batch.
+// commit's wake-ups. (Before walk.go every claim walked.) Each message is
+// a retry head when it is delivered, taken alone, so each next message is
+// found as the next of a key just delivered (claimRetriesSQL's $7), with
+// one message of a key per claim and with ten.
 func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 	t.Parallel()
 	for _, perKey := range []int{1, 10} {
