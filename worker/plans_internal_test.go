@@ -124,21 +124,7 @@ func TestClaimReadsOnlyKeyHeads(t *testing.T) {
 		t.Fatalf("the claim read %.0f rows of outbox_messages for 40 keys and %d due messages", read, 3*perKey)
 	}
 
-	rows, err := pool.Query(context.Background(), claim, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, fmt.Sprintf("%v/%v", vals[3], vals[4]))
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
+	got := claimedKeys(t, pool, claim, args...)
 	var want []string
 	for _, k := range due {
 		for s := 1; s <= perKey; s++ {
