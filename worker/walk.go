@@ -91,9 +91,9 @@ func (r *laneRunner) untilWalk() time.Duration {
 // A wake-up pending on the runner is taken here: the claim's snapshot
 // comes after the commit it announced. A sweep walk waits while another
 // lane of the destination is on one: lanes started together would
-// otherwise walk together at every gap, all cores at once for a moment (a
-// healthy destination's p99 near 1 s in bench-backlog). It waits at most
-// another gap: past twice its gap a lane walks without its turn.
+// otherwise walk together at every gap, all cores at once for a moment
+// (TestSweepWalksTakeTurns). It waits at most another gap: past twice its
+// gap a lane walks without its turn.
 func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 	woken := false
 	select {
