@@ -25,11 +25,7 @@ func TestAFailedBatchWaitsForItsSweep(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	reg := prometheus.NewRegistry()
-	m, err := worker.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.SweepInterval, c.Metrics = time.Hour, m
 		c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 5}
@@ -199,6 +195,17 @@ func waitAttempted(t *testing.T, b bundle, n int, timeout time.Duration) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// newMetrics is a dispatcher's metrics on a registry of their own.
+func newMetrics(t *testing.T) (*prometheus.Registry, *worker.Metrics) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := worker.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, m
 }
 
 // claims is how many claims the dispatcher made for destination.

@@ -3,8 +3,6 @@ package worker_test
 import (
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/outboxd/outboxd/worker"
 )
 
@@ -15,11 +13,7 @@ import (
 func TestMetricsStartAtZero(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	reg := prometheus.NewRegistry()
-	m, err := worker.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	if _, err := worker.New(b.pool, b.config(t, func(c *worker.Config) { c.Metrics = m; c.DisableRiver = true })); err != nil {
 		t.Fatal(err)
 	}

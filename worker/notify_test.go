@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/wakeup"
 	"github.com/outboxd/outboxd/outbox"
@@ -123,11 +121,7 @@ func TestCommitsWakeOnlyTheirDestinationsLanes(t *testing.T) {
 				t.Cleanup(func() { _ = n.Stop(context.Background()) })
 				b.outbox, _ = outbox.New(&outbox.Config{Notifier: n})
 			}
-			reg := prometheus.NewRegistry()
-			m, err := worker.NewMetrics(reg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			reg, m := newMetrics(t)
 			other, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: b.sink.URL()})
 			if err != nil {
 				t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/outboxd/outboxd/dispatch"
@@ -23,11 +22,7 @@ func TestPanickingDestinationIsARecordedRetry(t *testing.T) {
 	b.enqueue(t, 1, 1, func(int) string { return "" })
 	dest := &failingFirst{n: 2, fail: func() dispatch.Result { panic("boom\x00 at the destination") }}
 	logs := &lockedBuffer{}
-	reg := prometheus.NewRegistry()
-	m, err := worker.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": dest}
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))

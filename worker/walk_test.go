@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
@@ -38,11 +37,7 @@ func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 func sweepsFindRetriesWithoutWalking(t *testing.T, perKeyBatch int) {
 	b := setup(t)
 	ctx := context.Background()
-	reg := prometheus.NewRegistry()
-	m, err := worker.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	var (
 		mu        sync.Mutex
 		tries     = map[uuid.UUID]int{}
@@ -183,11 +178,7 @@ SELECT gen_random_uuid(), 'sink', 'parked-' || i, 1, '\x00', 'parked-' || i, 1, 
 FROM generate_series(1, 24000) i`); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	m, err := worker.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	b.startWith(t, b.config(t, func(c *worker.Config) { c.Metrics = m }), func(d *worker.Dispatcher) { worker.SetWalkPace(d, 200) })
 	// Past the first claims (and the LISTEN connection's wake-ups), which
 	// all walk at once: 32 of them, then sweep walks (the second of each
