@@ -53,13 +53,19 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 
 // wakeFor wakes the lanes a notification names, of the destinations it
 // names (internal/wakeup has the format); anything it cannot read wakes
-// every lane.
+// every lane. One that names no destination (the trigger's, for a requeue
+// or a zero backoff; an earlier version's enqueue) makes them walk even
+// while their wake-ups are paced (walk.go): an operator who requeues dead
+// letters once the destination is back expects them sent at once.
 func (d *Dispatcher) wakeFor(payload string) {
 	lanes, dests := wakeup.Parse(payload)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for k, r := range d.runners {
 		if lanes&(1<<k.Lane) != 0 && dests&r.destBit != 0 {
+			if dests == wakeup.All {
+				r.mustWalkNext.Store(true)
+			}
 			r.wake()
 		}
 	}

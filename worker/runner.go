@@ -36,6 +36,8 @@ type laneRunner struct {
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+	// mustWalkNext: a wake-up that names no destination came (listen.go).
+	mustWalkNext atomic.Bool
 	// releaseOnStop: give the lane back when the run ends (the dispatcher
 	// hands it to another, or stops); not when the lease was lost.
 	releaseOnStop atomic.Bool
@@ -149,7 +151,7 @@ func (r *laneRunner) run() {
 		backoff = 100 * time.Millisecond
 		if len(batch) == 0 {
 			r.walk.progressed = nil
-			r.walk.next = r.idle(min(r.d.cfg.SweepInterval, r.untilWalk()))
+			r.walk.woken = r.idle(min(r.d.cfg.SweepInterval, r.untilWalk()))
 			continue
 		}
 		results := r.deliver(batch)
@@ -171,7 +173,7 @@ func (r *laneRunner) run() {
 		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
-			r.walk.next = r.idle(min(wait, r.untilWalk())) || r.walk.next
+			r.walk.woken = r.idle(min(wait, r.untilWalk()))
 		} else if keyed, _ := r.full(batch); walk && keyed {
 			r.walk.next = true // more keys were due than the walk took
 		}

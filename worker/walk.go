@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/outboxd/outboxd/dispatch"
 )
 
 // A claim that walks (claimSQL) probes the head of every ordering key with
@@ -19,6 +21,13 @@ import (
 //     or a wait for the schema;
 //   - after a wake-up for its lane and destination (a commit: maybe a new
 //     key), whether it arrived while idle or while the batch was out;
+//     unless its walks are paced (5 ms or more) and its last batch failed
+//     every attempt it made (the destination is down): then a commit is
+//     found by the next sweep walk, as one whose wake-up was lost. A down
+//     destination that keeps receiving commits behind its keys' heads
+//     walked once per commit, finding nothing new (bench-backlog
+//     -down-rate), and a new key's message would only fail. A wake-up
+//     that names no destination (a requeue) still walks (listen.go);
 //   - after a walk's batch came back full (more keys were due than it took);
 //   - and on a sweep, for commits whose wake-up never came: every
 //     SweepInterval, or, for a walk of walkFree (5 ms) or more, every
@@ -51,6 +60,8 @@ const walkFree = 5 * time.Millisecond
 // walkState is a runner's record of its walks.
 type walkState struct {
 	next     bool          // the next claim walks
+	woken    bool          // a wake-up came while the runner idled
+	failing  bool          // the last batch that recorded an attempt had all fail
 	lastAt   time.Duration // d.mono() when the last walk's claim began
 	lastTook time.Duration // and how long it took
 	// took is the shorter of the last two walks (0 before the second),
@@ -95,13 +106,15 @@ func (r *laneRunner) untilWalk() time.Duration {
 // (TestSweepWalksTakeTurns). It waits at most another gap: past twice its
 // gap a lane walks without its turn.
 func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
-	woken := false
+	woken := r.walk.woken
+	r.walk.woken = false
 	select {
 	case <-r.wakeCh:
 		woken = true
 	default:
 	}
-	if r.walk.next || woken {
+	forced := r.mustWalkNext.Swap(false)
+	if r.walk.next || forced || woken && !r.wakeUpsPaced() {
 		return true, false
 	}
 	since, gap := now-r.walk.lastAt, r.walkGap()
@@ -113,6 +126,13 @@ func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 	default:
 		return since >= 2*gap, false
 	}
+}
+
+// wakeUpsPaced: a wake-up does not make the runner walk, since its
+// destination failed every attempt of the lane's last batch and a walk is
+// not cheap (see above).
+func (r *laneRunner) wakeUpsPaced() bool {
+	return r.walk.failing && time.Duration(r.walk.took.Load()) >= r.d.walkFree
 }
 
 // walked notes a claim that walked, begun at start.
@@ -132,10 +152,20 @@ func (r *laneRunner) afterBatch(batch []claimed, results []result) {
 		taken[m.OrderingKey] = true
 	}
 	keep := slices.DeleteFunc(r.walk.progressed, func(k string) bool { return taken[k] })
+	progress, failed := false, false
 	for _, res := range results {
-		if k := res.msg.OrderingKey; k != "" && (res.status == "delivered" || res.status == "dead") && !slices.Contains(keep, k) {
-			keep = append(keep, k)
+		switch {
+		case res.status == "delivered" || res.status == "dead":
+			progress = true
+			if k := res.msg.OrderingKey; k != "" && !slices.Contains(keep, k) {
+				keep = append(keep, k)
+			}
+		case res.status == "pending" && res.res.Outcome == dispatch.Retry && !res.abandoned:
+			failed = true
 		}
+	}
+	if progress || failed {
+		r.walk.failing = !progress
 	}
 	r.walk.progressed = keep
 	if len(keep) > maxProgressed {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
@@ -60,20 +61,7 @@ func sweepsFindRetriesWithoutWalking(t *testing.T, perKeyBatch int) {
 	})
 	b.startWith(t, cfg, func(d *worker.Dispatcher) { worker.SetWalkPace(d, 1<<30) })
 	waitReady(t, b)
-	// Every lane walks on its first claim and on its first sweep (what a
-	// walk takes is the shorter of its last two: none before the second),
-	// and the LISTEN connection coming up may wake each once more: wait
-	// until no lane has walked for 5 sweeps.
-	deadline := time.Now().Add(20 * time.Second)
-	for last, since := walks(t, reg, "flaky"), time.Now(); last < 64 || time.Since(since) < 500*time.Millisecond; {
-		if time.Now().After(deadline) {
-			t.Fatalf("lanes still walking on their sweeps after 20 s (%d walks)", last)
-		}
-		time.Sleep(10 * time.Millisecond)
-		if n := walks(t, reg, "flaky"); n != last {
-			last, since = n, time.Now()
-		}
-	}
+	waitWalksSettled(t, reg, "flaky")
 	walksBefore, claimsBefore := walks(t, reg, "flaky"), claims(t, reg, "flaky")
 
 	const keys, perKey = 5, 4
@@ -105,6 +93,26 @@ func sweepsFindRetriesWithoutWalking(t *testing.T, perKeyBatch int) {
 	}
 	if claimed < 10*keys {
 		t.Fatalf("only %d claims: the test shows nothing", claimed)
+	}
+}
+
+// waitWalksSettled waits until the 32 lanes of destination are past the
+// walks of their start, after which a paced walk is a gap away: every lane
+// walks on its first claim and on its first sweep (what a walk takes is
+// the shorter of its last two: none before the second), and the LISTEN
+// connection coming up may wake each once more. It waits until no lane
+// has walked for 500 ms.
+func waitWalksSettled(t *testing.T, reg *prometheus.Registry, destination string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for last, since := walks(t, reg, destination), time.Now(); last < 64 || time.Since(since) < 500*time.Millisecond; {
+		if time.Now().After(deadline) {
+			t.Fatalf("lanes still walking on their sweeps after 20 s (%d walks)", last)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if n := walks(t, reg, destination); n != last {
+			last, since = n, time.Now()
+		}
 	}
 }
 

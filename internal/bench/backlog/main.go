@@ -38,6 +38,7 @@ type options struct {
 	rounds   int
 	duration time.Duration
 	rate     float64
+	downRate float64
 }
 
 // scenario is one database: pending messages of the failing destination
@@ -58,6 +59,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds per database")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one round")
 	flag.Float64Var(&o.rate, "rate", 200, "messages/s offered to the healthy destination")
+	flag.Float64Var(&o.downRate, "down-rate", 0, "messages/s offered to the failing destination during a round, each behind one of its keys' heads (an outage under traffic)")
 	flag.Parse()
 	if err := run(adminURL(), *pending, *retained, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-backlog:", err)
@@ -119,8 +121,8 @@ func run(adminURL, pendingList, retainedList string, o options) error {
 		}
 	}
 
-	fmt.Printf("Backlog benchmark: %d CPUs, %s, %s; up to %d keys in the failing destination's backlog, heads due over %s; %d x %s rounds, %.0f msg/s to the healthy destination, medians\n\n",
-		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.keys, o.spread, o.rounds, o.duration, o.rate)
+	fmt.Printf("Backlog benchmark: %d CPUs, %s, %s; up to %d keys in the failing destination's backlog, heads due over %s; %d x %s rounds, %.0f msg/s to the healthy destination, %.0f msg/s to the failing one, medians\n\n",
+		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.keys, o.spread, o.rounds, o.duration, o.rate, o.downRate)
 	fmt.Println("| pending (failing) | retained | claim, failing dest. | claim, healthy dest. | dispatcher PG CPU | PG CPU / healthy msg | WAL / healthy msg | non-HOT row writes / healthy msg | healthy p50 | healthy p99 |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	base := median(results[0])

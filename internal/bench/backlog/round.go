@@ -100,8 +100,18 @@ func measure(ctx context.Context, s *scenario, o options) (figures, error) {
 		return f, err
 	}
 	start := time.Now()
-	committed, err := produce(ctx, ppool, ob, o)
+	// The failing destination keeps receiving messages, as in a real
+	// outage: each to a key of its backlog, behind that key's head.
+	downErr := make(chan error, 1)
+	go func() {
+		_, err := produce(ctx, ppool, ob, "down", o.downRate, o.duration, func(i int) string { return "cust-" + strconv.Itoa(i*7919%o.keys) })
+		downErr <- err
+	}()
+	committed, err := produce(ctx, ppool, ob, "sink", o.rate, o.duration, func(i int) string { return "h-" + strconv.Itoa(i%100) })
 	if err != nil {
+		return f, err
+	}
+	if err := <-downErr; err != nil {
 		return f, err
 	}
 	// Until every healthy message arrived (or 30 s).
@@ -149,25 +159,28 @@ func measure(ctx context.Context, s *scenario, o options) (figures, error) {
 	return f, nil
 }
 
-// produce commits one keyed message to "sink" per 1/rate for the round's
+// produce commits one keyed message to dest per 1/rate for the round's
 // duration and returns each one's commit time by idempotency key.
-func produce(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, o options) (map[string]time.Time, error) {
+func produce(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, dest string, rate float64, duration time.Duration, key func(int) string) (map[string]time.Time, error) {
 	var (
 		mu        sync.Mutex
 		committed = map[string]time.Time{}
 		wg        sync.WaitGroup
 		firstErr  error
 	)
-	total := int(o.rate * o.duration.Seconds())
-	tick := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
+	if rate <= 0 {
+		return committed, nil
+	}
+	total := int(rate * duration.Seconds())
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
 	for i := 0; i < total; i++ {
 		<-tick.C
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: "sink", Type: "deal.won",
-				OrderingKey: "h-" + strconv.Itoa(i%100), Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
+			e, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: dest, Type: "deal.won",
+				OrderingKey: key(i), Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -1,0 +1,190 @@
+package worker_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// A destination that is down and keeps receiving commits behind its keys'
+// heads does not walk its lane once per commit (worker/walk.go): each walk
+// would find nothing new, and behind 100,000 keys each costs tens of
+// milliseconds (bench-backlog -down-rate 50: the dispatcher's server CPU
+// 3.6x, the healthy destination's p50 70x before). Here 30 commits, each
+// woken, to a lane whose 40 heads all failed: at most 2 of the claims they
+// cause walk, where each walked before. A requeue still walks at once.
+func TestADownDestinationDoesNotWalkPerCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	keys := parkDueHeads(t, b, 40)
+	var tried atomic.Int64
+	reg := startOnParkedHeads(t, b, time.Hour, dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+		tried.Add(1)
+		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+	}))
+	for deadline := time.Now().Add(20 * time.Second); tried.Load() < int64(len(keys)); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d heads tried in 20 s", tried.Load(), len(keys))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitWalksSettled(t, reg, "sink")
+	walksBefore, claimsBefore := walks(t, reg, "sink"), claims(t, reg, "sink")
+	const commits = 30
+	for i := range commits { // each behind a head, each its own wake-up (a NOTIFY in the transaction)
+		if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: keys[i%len(keys)], Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The wake-ups arrived: the lane claimed for them (the sweep alone,
+	// every 5 s, makes about 6 claims a second over 32 lanes).
+	for deadline := time.Now().Add(10 * time.Second); claims(t, reg, "sink")-claimsBefore < commits/2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d claims after %d commits: the wake-ups did not arrive, the test shows nothing", claims(t, reg, "sink")-claimsBefore, commits)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	walked, claimed := walks(t, reg, "sink")-walksBefore, claims(t, reg, "sink")-claimsBefore
+	t.Logf("%d commits to a down destination: %d claims, %d walks", commits, claimed, walked)
+	if walked > 2 {
+		t.Fatalf("%d of %d claims walked for %d commits to a down destination; want at most 2", walked, claimed, commits)
+	}
+	if n := tried.Load(); n != int64(len(keys)) {
+		t.Fatalf("%d attempts; want the %d heads' first only (their retries are an hour away, the commits queue behind them)", n, len(keys))
+	}
+
+	// An operator's requeue still walks at once (its wake-up, the
+	// trigger's, names no destination): the requeued head has not been
+	// tried since, so only a walk finds it.
+	last := keys[len(keys)-1] // nothing queued behind it
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'dead' WHERE ordering_key = $1`, last); err != nil {
+		t.Fatal(err)
+	}
+	requeued := time.Now()
+	if n, err := b.outbox.Requeue(ctx, b.pool, outbox.Filter{OrderingKey: last}); err != nil || n != 1 {
+		t.Fatalf("requeued %d: %v", n, err)
+	}
+	for tried.Load() == int64(len(keys)) {
+		if time.Since(requeued) > 3*time.Second {
+			t.Fatal("a requeued message not tried 3 s after the requeue (next paced walk: 30 s)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("requeued message tried %s after the requeue", time.Since(requeued).Round(time.Millisecond))
+}
+
+// Once the destination answers again, its lane walks on wake-ups again: a
+// new key's message is delivered at once, not at the next paced walk
+// (30 s here).
+func TestARecoveredDestinationWalksOnWakeUpsAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	keys := parkDueHeads(t, b, 40)
+	var (
+		up        atomic.Bool
+		failed    atomic.Int64
+		delivered atomic.Int64
+	)
+	reg := startOnParkedHeads(t, b, 200*time.Millisecond, dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+		if !up.Load() {
+			failed.Add(1)
+			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+		}
+		delivered.Add(1)
+		return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
+	}))
+	for deadline := time.Now().Add(20 * time.Second); failed.Load() < 2*int64(len(keys)); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failed attempts in 20 s", failed.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	up.Store(true)
+	for deadline := time.Now().Add(10 * time.Second); delivered.Load() < int64(len(keys)); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d heads delivered 10 s after the destination came back", delivered.Load(), len(keys))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Past the start's walks, the lane's next sweep walk is 30 s away.
+	waitWalksSettled(t, reg, "sink")
+	var newKey string
+	if err := b.pool.QueryRow(ctx, `SELECT k FROM (SELECT 'fresh-' || i AS k FROM generate_series(1, 10000) i) s
+WHERE (hashtext(k) & 2147483647) % 32 = (hashtext($1) & 2147483647) % 32 LIMIT 1`, keys[0]).Scan(&newKey); err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: newKey, Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for delivered.Load() <= int64(len(keys)) {
+		if time.Since(committed) > 3*time.Second {
+			t.Fatalf("a new key's message not delivered 3 s after its commit to the recovered destination (next paced walk: 30 s)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("delivered %s after its commit", time.Since(committed).Round(time.Millisecond))
+}
+
+// parkDueHeads stores n keys of one lane of "sink", each with one message
+// that failed an attempt and is due again now, and returns the keys.
+func parkDueHeads(t *testing.T, b bundle, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := b.pool.Query(ctx, `
+WITH k AS (
+    SELECT 'parked-' || i AS k FROM generate_series(1, 100 * $1::int) i
+    WHERE (hashtext('parked-' || i) & 2147483647) % 32 = 7
+    LIMIT $1
+), keys AS (
+    INSERT INTO outboxd.outbox_keys (ordering_key, last_seq) SELECT k, 1 FROM k
+), msgs AS (
+    INSERT INTO outboxd.outbox_messages (id, destination, ordering_key, seq, payload, idempotency_key, attempts, next_attempt_at)
+    SELECT gen_random_uuid(), 'sink', k, 1, '\x00', k, 1, now() FROM k
+)
+SELECT k FROM k`, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil || len(keys) != n {
+		t.Fatalf("parked %d keys of %d: %v", len(keys), n, err)
+	}
+	return keys
+}
+
+// startOnParkedHeads starts a dispatcher whose only destination "sink" is
+// dest, retrying every backoff, with every walk paced and a gap of 30 s
+// (once a lane has walked twice: its first claim and its first 5 s sweep),
+// and waits until it holds every lane.
+func startOnParkedHeads(t *testing.T, b bundle, backoff time.Duration, dest dispatch.Destination) *prometheus.Registry {
+	t.Helper()
+	reg, m := newMetrics(t)
+	cfg := b.config(t, func(c *worker.Config) {
+		c.Metrics = m
+		c.SweepInterval = 5 * time.Second
+		c.Retry = worker.RetryPolicy{Base: backoff, Max: backoff, MaxAttempts: 1000}
+		c.Destinations = map[string]dispatch.Destination{"sink": dest}
+	})
+	b.startWith(t, cfg, func(d *worker.Dispatcher) { worker.SetWalkPace(d, 1<<30) })
+	waitReady(t, b)
+	return reg
+}
