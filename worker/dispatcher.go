@@ -92,6 +92,9 @@ type Dispatcher struct {
 	walkFree time.Duration
 	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
 	sweepWalks map[string]*atomic.Bool
+	// failedInARow: the destination's attempts that failed since its last
+	// delivery or dead letter, in this process (walk.go).
+	failedInARow map[string]*atomic.Int64
 }
 
 type queries struct {
@@ -139,8 +142,10 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		walkFree:   walkFree,
 	}
 	d.sweepWalks = make(map[string]*atomic.Bool, len(d.names))
+	d.failedInARow = make(map[string]*atomic.Int64, len(d.names))
 	for _, name := range d.names {
 		d.sweepWalks[name] = new(atomic.Bool)
+		d.failedInARow[name] = new(atomic.Int64)
 	}
 	c.Metrics.bind(d.names)
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
@@ -432,11 +437,13 @@ func (d *Dispatcher) wakeDestination(destination string) {
 }
 
 // wakeAll wakes every runner: after the LISTEN connection was away, the
-// notifications sent meanwhile are lost.
+// notifications sent meanwhile are lost. Each walks, even while its
+// wake-ups are paced: the lost ones may have been a requeue's.
 func (d *Dispatcher) wakeAll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range d.runners {
+		r.mustWalkNext.Store(true)
 		r.wake()
 	}
 }

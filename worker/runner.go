@@ -36,7 +36,8 @@ type laneRunner struct {
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
-	// mustWalkNext: a wake-up that names no destination came (listen.go).
+	// mustWalkNext: a wake-up that names no destination came, or the
+	// listener reconnected (listen.go, wakeAll).
 	mustWalkNext atomic.Bool
 	// releaseOnStop: give the lane back when the run ends (the dispatcher
 	// hands it to another, or stops); not when the lease was lost.

@@ -21,13 +21,17 @@ import (
 //     or a wait for the schema;
 //   - after a wake-up for its lane and destination (a commit: maybe a new
 //     key), whether it arrived while idle or while the batch was out;
-//     unless its walks are paced (5 ms or more) and its last batch failed
-//     every attempt it made (the destination is down): then a commit is
+//     unless its walks are paced (5 ms or more) and its destination is
+//     down: its last downAfter (32) attempts in this process failed, with
+//     no delivery or dead letter since, in any lane. Then a commit is
 //     found by the next sweep walk, as one whose wake-up was lost. A down
 //     destination that keeps receiving commits behind its keys' heads
 //     walked once per commit, finding nothing new (bench-backlog
-//     -down-rate), and a new key's message would only fail. A wake-up
-//     that names no destination (a requeue) still walks (listen.go);
+//     -down-rate), and a new key's message would only fail. Counting over
+//     the destination, not the lane, keeps a few failing keys of a
+//     healthy destination from pacing its lanes: its other keys'
+//     deliveries reset the count. A wake-up that names no destination (a
+//     requeue, a reconnected listener) still walks (listen.go);
 //   - after a walk's batch came back full (more keys were due than it took);
 //   - and on a sweep, for commits whose wake-up never came: every
 //     SweepInterval, or, for a walk of walkFree (5 ms) or more, every
@@ -61,7 +65,6 @@ const walkFree = 5 * time.Millisecond
 type walkState struct {
 	next     bool          // the next claim walks
 	woken    bool          // a wake-up came while the runner idled
-	failing  bool          // the last batch that recorded an attempt had all fail
 	lastAt   time.Duration // d.mono() when the last walk's claim began
 	lastTook time.Duration // and how long it took
 	// took is the shorter of the last two walks (0 before the second),
@@ -128,11 +131,15 @@ func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 	}
 }
 
+// downAfter is how many attempts in a row must fail, in any lane of a
+// destination, before its wake-ups stop making its lanes walk: more than a
+// few failing keys retrying, or a batch caught by a short blip.
+const downAfter = 32
+
 // wakeUpsPaced: a wake-up does not make the runner walk, since its
-// destination failed every attempt of the lane's last batch and a walk is
-// not cheap (see above).
+// destination is down and a walk is not cheap (see above).
 func (r *laneRunner) wakeUpsPaced() bool {
-	return r.walk.failing && time.Duration(r.walk.took.Load()) >= r.d.walkFree
+	return r.d.failedInARow[r.key.Destination].Load() >= downAfter && time.Duration(r.walk.took.Load()) >= r.d.walkFree
 }
 
 // walked notes a claim that walked, begun at start.
@@ -152,7 +159,7 @@ func (r *laneRunner) afterBatch(batch []claimed, results []result) {
 		taken[m.OrderingKey] = true
 	}
 	keep := slices.DeleteFunc(r.walk.progressed, func(k string) bool { return taken[k] })
-	progress, failed := false, false
+	progress, failed := false, int64(0)
 	for _, res := range results {
 		switch {
 		case res.status == "delivered" || res.status == "dead":
@@ -161,11 +168,13 @@ func (r *laneRunner) afterBatch(batch []claimed, results []result) {
 				keep = append(keep, k)
 			}
 		case res.status == "pending" && res.res.Outcome == dispatch.Retry && !res.abandoned:
-			failed = true
+			failed++
 		}
 	}
-	if progress || failed {
-		r.walk.failing = !progress
+	if progress {
+		r.d.failedInARow[r.key.Destination].Store(0)
+	} else {
+		r.d.failedInARow[r.key.Destination].Add(failed)
 	}
 	r.walk.progressed = keep
 	if len(keep) > maxProgressed {

@@ -18,7 +18,8 @@ import (
 // would find nothing new, and behind 100,000 keys each costs tens of
 // milliseconds (bench-backlog -down-rate 50: the dispatcher's server CPU
 // 3.6x, the healthy destination's p50 70x before). Here 30 commits, each
-// woken, to a lane whose 40 heads all failed: at most 2 of the claims they
+// woken, to a lane whose 40 heads all failed (over downAfter, 32, in a
+// row): at most 2 of the claims they
 // cause walk, where each walked before. A requeue still walks at once.
 func TestADownDestinationDoesNotWalkPerCommit(t *testing.T) {
 	t.Parallel()
@@ -26,7 +27,7 @@ func TestADownDestinationDoesNotWalkPerCommit(t *testing.T) {
 	ctx := context.Background()
 	keys := parkDueHeads(t, b, 40)
 	var tried atomic.Int64
-	reg := startOnParkedHeads(t, b, time.Hour, dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+	reg := startOnParkedHeads(t, b, 5*time.Second, time.Hour, dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
 		tried.Add(1)
 		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
 	}))
@@ -95,7 +96,7 @@ func TestARecoveredDestinationWalksOnWakeUpsAgain(t *testing.T) {
 		failed    atomic.Int64
 		delivered atomic.Int64
 	)
-	reg := startOnParkedHeads(t, b, 200*time.Millisecond, dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+	reg := startOnParkedHeads(t, b, 100*time.Millisecond, 200*time.Millisecond, dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
 		if !up.Load() {
 			failed.Add(1)
 			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
@@ -118,11 +119,7 @@ func TestARecoveredDestinationWalksOnWakeUpsAgain(t *testing.T) {
 	}
 	// Past the start's walks, the lane's next sweep walk is 30 s away.
 	waitWalksSettled(t, reg, "sink")
-	var newKey string
-	if err := b.pool.QueryRow(ctx, `SELECT k FROM (SELECT 'fresh-' || i AS k FROM generate_series(1, 10000) i) s
-WHERE (hashtext(k) & 2147483647) % 32 = (hashtext($1) & 2147483647) % 32 LIMIT 1`, keys[0]).Scan(&newKey); err != nil {
-		t.Fatal(err)
-	}
+	newKey := keyInLane7(t, b, "fresh-")
 	committed := time.Now()
 	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: newKey, Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
@@ -134,6 +131,74 @@ WHERE (hashtext(k) & 2147483647) % 32 = (hashtext($1) & 2147483647) % 32 LIMIT 1
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("delivered %s after its commit", time.Since(committed).Round(time.Millisecond))
+}
+
+// A few keys that keep failing do not pace a healthy destination's
+// wake-ups: its other messages' deliveries reset the count of attempts
+// failed in a row. Here a key fails 64 times (twice downAfter) while
+// unkeyed messages are delivered beside it; then a new key in the failing
+// key's lane goes out at once, not at the next paced walk (30 s).
+// (Counting failures per lane, its last batch having failed, it waited
+// about 30 s.)
+func TestAFailingKeyDoesNotPaceAHealthyDestination(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	poison := keyInLane7(t, b, "poison-")
+	var failed, delivered atomic.Int64
+	reg := startOnParkedHeads(t, b, 100*time.Millisecond, 20*time.Millisecond, dispatch.DestinationFunc(func(_ context.Context, m dispatch.Message) dispatch.Result {
+		if m.OrderingKey == poison {
+			failed.Add(1)
+			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 500}
+		}
+		delivered.Add(1)
+		return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
+	}))
+	waitWalksSettled(t, reg, "sink") // the lane's next sweep walk is 30 s away
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: poison, Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); failed.Load() < 64; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failing key tried %d times in 20 s", failed.Load())
+		}
+		if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := delivered.Load()
+	committed := time.Now()
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: keyInLane7(t, b, "fresh-"), Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var undelivered int
+	for {
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_messages WHERE status = 'pending' AND ordering_key LIKE 'fresh-%'`).Scan(&undelivered); err != nil {
+			t.Fatal(err)
+		}
+		if undelivered == 0 {
+			break
+		}
+		if time.Since(committed) > 3*time.Second {
+			t.Fatalf("a new key's message not delivered 3 s after its commit, beside a failing key (next paced walk: 30 s)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("%d failed attempts of one key, %d deliveries beside it; the new key's message delivered %s after its commit",
+		failed.Load(), before, time.Since(committed).Round(time.Millisecond))
+}
+
+// keyInLane7 is an ordering key starting with prefix in lane 7, the lane
+// of parkDueHeads' keys.
+func keyInLane7(t *testing.T, b bundle, prefix string) string {
+	t.Helper()
+	var k string
+	if err := b.pool.QueryRow(context.Background(), `SELECT k FROM (SELECT $1 || i AS k FROM generate_series(1, 10000) i) s
+WHERE (hashtext(k) & 2147483647) % 32 = 7 LIMIT 1`, prefix).Scan(&k); err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // parkDueHeads stores n keys of one lane of "sink", each with one message
@@ -172,15 +237,15 @@ SELECT k FROM k`, n)
 }
 
 // startOnParkedHeads starts a dispatcher whose only destination "sink" is
-// dest, retrying every backoff, with every walk paced and a gap of 30 s
-// (once a lane has walked twice: its first claim and its first 5 s sweep),
-// and waits until it holds every lane.
-func startOnParkedHeads(t *testing.T, b bundle, backoff time.Duration, dest dispatch.Destination) *prometheus.Registry {
+// dest, sweeping every sweep and retrying every backoff, with every walk
+// paced and a gap of 30 s (once a lane has walked twice: its first claim
+// and its first sweep), and waits until it holds every lane.
+func startOnParkedHeads(t *testing.T, b bundle, sweep, backoff time.Duration, dest dispatch.Destination) *prometheus.Registry {
 	t.Helper()
 	reg, m := newMetrics(t)
 	cfg := b.config(t, func(c *worker.Config) {
 		c.Metrics = m
-		c.SweepInterval = 5 * time.Second
+		c.SweepInterval = sweep
 		c.Retry = worker.RetryPolicy{Base: backoff, Max: backoff, MaxAttempts: 1000}
 		c.Destinations = map[string]dispatch.Destination{"sink": dest}
 	})

@@ -3,11 +3,13 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
@@ -32,6 +34,49 @@ func TestWalkGap(t *testing.T) {
 	} {
 		if got := walkGap(c.sweep, walkPace, walkFree, c.took); got != c.want {
 			t.Errorf("walkGap(%s, %d, %s) = %s, want %s", c.sweep, walkPace, c.took, got, c.want)
+		}
+	}
+}
+
+// A destination is down, for its wake-ups, once 32 attempts in a row have
+// failed (README guarantee 2 and docs/design.md give the number), and only
+// a lane whose walk takes 5 ms or more stops walking on wake-ups. A
+// delivery or a dead letter resets the count; an abandoned attempt and a
+// pause count neither way.
+func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
+	if downAfter != 32 {
+		t.Fatalf("downAfter %d; the docs say 32", downAfter)
+	}
+	d := &Dispatcher{walkFree: walkFree, failedInARow: map[string]*atomic.Int64{"x": new(atomic.Int64)}}
+	r := &laneRunner{d: d, key: Lane{Destination: "x"}}
+	fail := func(n int, how func(*result)) {
+		var rs []result
+		for range n {
+			res := result{status: "pending", res: dispatch.Result{Outcome: dispatch.Retry}}
+			if how != nil {
+				how(&res)
+			}
+			rs = append(rs, res)
+		}
+		r.afterBatch(nil, rs)
+	}
+	paced := func(took time.Duration) bool { r.walk.took.Store(int64(took)); return r.wakeUpsPaced() }
+	fail(31, nil)
+	fail(5, func(res *result) { res.abandoned = true })
+	fail(5, func(res *result) { res.res.Outcome = dispatch.Pause })
+	fail(5, func(res *result) { res.status = "" }) // not stored: the lease was gone
+	if paced(time.Second) {
+		t.Fatal("paced after 31 failures")
+	}
+	fail(1, nil)
+	if !paced(5*time.Millisecond) || paced(4*time.Millisecond) {
+		t.Fatalf("after 32 failures: paced %v with a 5 ms walk, %v with 4 ms; want true, false", paced(5*time.Millisecond), paced(4*time.Millisecond))
+	}
+	for _, status := range []string{"delivered", "dead"} {
+		fail(40, nil)
+		r.afterBatch(nil, []result{{status: "pending", res: dispatch.Result{Outcome: dispatch.Retry}}, {status: status}})
+		if paced(time.Second) || d.failedInARow["x"].Load() != 0 {
+			t.Fatalf("a batch with a message %s left the count at %d", status, d.failedInARow["x"].Load())
 		}
 	}
 }

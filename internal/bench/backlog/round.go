@@ -103,8 +103,9 @@ func measure(ctx context.Context, s *scenario, o options) (figures, error) {
 	// The failing destination keeps receiving messages, as in a real
 	// outage: each to a key of its backlog, behind that key's head.
 	downErr := make(chan error, 1)
+	keys := max(1, min(o.keys, s.pending)) // load's keys
 	go func() {
-		_, err := produce(ctx, ppool, ob, "down", o.downRate, o.duration, func(i int) string { return "cust-" + strconv.Itoa(i*7919%o.keys) })
+		_, err := produce(ctx, ppool, ob, "down", o.downRate, o.duration, func(i int) string { return "cust-" + strconv.Itoa(i*7919%keys) })
 		downErr <- err
 	}()
 	committed, err := produce(ctx, ppool, ob, "sink", o.rate, o.duration, func(i int) string { return "h-" + strconv.Itoa(i%100) })
