@@ -64,6 +64,63 @@ func TestAFailedBatchWaitsForItsSweep(t *testing.T) {
 	}
 }
 
+// A retry is tried when it falls due, even when a wake-up made the lane
+// claim before that and find nothing (the idle after an empty claim
+// lasted a whole sweep, 5 s here: the retry waited for it). Here the
+// first attempt of a message commits another message in its lane; that
+// one is delivered at once, the lane's next claim comes before the
+// first's retry (200 ms at most) is due, and the retry must still come
+// within a second.
+func TestARetryIsTriedWhenDueAfterAnEmptyClaim(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	first, other := keyInLane7(t, b, "first-"), keyInLane7(t, b, "other-")
+	var (
+		tries    atomic.Int64
+		failedAt atomic.Int64
+		retryAt  atomic.Int64
+	)
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.SweepInterval = 5 * time.Second
+		c.Retry = worker.RetryPolicy{Base: 200 * time.Millisecond, Max: 200 * time.Millisecond, MaxAttempts: 5}
+		c.Destinations = map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(func(ctx context.Context, m dispatch.Message) dispatch.Result {
+			if m.OrderingKey != first {
+				return dispatch.Result{Outcome: dispatch.Delivered}
+			}
+			if tries.Add(1) > 1 {
+				retryAt.CompareAndSwap(0, time.Now().UnixNano())
+				return dispatch.Result{Outcome: dispatch.Delivered}
+			}
+			// A commit to the same lane while this batch is out: its
+			// wake-up ends the wait for this message's retry at once.
+			if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: other, Payload: []byte(`{}`)}); err != nil {
+				t.Error(err)
+			}
+			failedAt.Store(time.Now().UnixNano())
+			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+		})}
+	}))
+	waitReady(t, b)
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: first, Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); retryAt.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the retry never came")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	after := time.Duration(retryAt.Load() - failedAt.Load())
+	t.Logf("retried %s after the failed attempt (backoff at most 200 ms, sweep 5 s)", after.Round(time.Millisecond))
+	if after > time.Second {
+		t.Fatalf("retried %s after the failed attempt; its backoff was at most 200 ms", after)
+	}
+	if c := b.waitSettled(t, 10*time.Second); c["delivered"] != 2 {
+		t.Fatalf("statuses %v", c)
+	}
+}
+
 // What may have left more due is claimed again at once, not at the next
 // sweep (an hour away here): a full batch of failures (more keys were due
 // than it took), and a batch that delivered (the next messages of its keys

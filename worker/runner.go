@@ -48,6 +48,10 @@ type laneRunner struct {
 	leaseCtx  context.Context
 	cancel    context.CancelFunc
 	walk      walkState // used by run's goroutine only
+	// retryAt: d.mono() when the soonest retry this runner recorded falls
+	// due (run's goroutine only). A claim woken before it is due finds
+	// nothing; the idle after it must still end when it is.
+	retryAt time.Duration
 }
 
 func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
@@ -152,7 +156,7 @@ func (r *laneRunner) run() {
 		backoff = 100 * time.Millisecond
 		if len(batch) == 0 {
 			r.walk.progressed = nil
-			r.walk.woken = r.idle(min(r.d.cfg.SweepInterval, r.untilWalk()))
+			r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
 			continue
 		}
 		results := r.deliver(batch)
@@ -171,10 +175,11 @@ func (r *laneRunner) run() {
 		}
 		recordBackoff = 100 * time.Millisecond
 		r.afterBatch(batch, results)
+		r.noteRetries(results)
 		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
-			r.walk.woken = r.idle(min(wait, r.untilWalk()))
+			r.walk.woken = r.idle(r.untilRetry(min(wait, r.untilWalk())))
 		} else if keyed, _ := r.full(batch); walk && keyed {
 			r.walk.next = true // more keys were due than the walk took
 		}
@@ -205,6 +210,27 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 		case "pending":
 			wait = min(wait, res.retryIn)
 		}
+	}
+	return wait
+}
+
+// noteRetries keeps retryAt at the soonest retry recorded and not yet due.
+func (r *laneRunner) noteRetries(results []result) {
+	now := r.d.mono()
+	for _, res := range results {
+		if res.status != "pending" {
+			continue
+		}
+		if at := now + res.retryIn; r.retryAt <= now || at < r.retryAt {
+			r.retryAt = at
+		}
+	}
+}
+
+// untilRetry shortens an idle of wait to end when retryAt is due.
+func (r *laneRunner) untilRetry(wait time.Duration) time.Duration {
+	if left := r.retryAt - r.d.mono(); left > 0 {
+		return min(wait, left)
 	}
 	return wait
 }
