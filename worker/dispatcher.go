@@ -93,8 +93,9 @@ type Dispatcher struct {
 	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
 	sweepWalks map[string]*atomic.Bool
 	// failedInARow: the destination's attempts that failed since its last
-	// delivery or dead letter, in this process (walk.go).
-	failedInARow map[string]*atomic.Int64
+	// delivery or dead letter, in this process, and lastAnswered: d.mono()
+	// at that delivery or dead letter, 0 before one (walk.go).
+	failedInARow, lastAnswered map[string]*atomic.Int64
 }
 
 type queries struct {
@@ -143,9 +144,10 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 	}
 	d.sweepWalks = make(map[string]*atomic.Bool, len(d.names))
 	d.failedInARow = make(map[string]*atomic.Int64, len(d.names))
+	d.lastAnswered = make(map[string]*atomic.Int64, len(d.names))
 	for _, name := range d.names {
 		d.sweepWalks[name] = new(atomic.Bool)
-		d.failedInARow[name] = new(atomic.Int64)
+		d.failedInARow[name], d.lastAnswered[name] = new(atomic.Int64), new(atomic.Int64)
 	}
 	c.Metrics.bind(d.names)
 	d.abortCtx, d.abort = context.WithCancel(context.Background())

@@ -22,16 +22,17 @@ import (
 //   - after a wake-up for its lane and destination (a commit: maybe a new
 //     key), whether it arrived while idle or while the batch was out;
 //     unless its walks are paced (5 ms or more) and its destination is
-//     down: its last downAfter (32) attempts in this process failed, with
-//     no delivery or dead letter since, in any lane. Then a commit is
-//     found by the next sweep walk, as one whose wake-up was lost. A down
-//     destination that keeps receiving commits behind its keys' heads
-//     walked once per commit, finding nothing new (bench-backlog
-//     -down-rate), and a new key's message would only fail. Counting over
-//     the destination, not the lane, keeps a few failing keys of a
-//     healthy destination from pacing its lanes: its other keys'
-//     deliveries reset the count. A wake-up that names no destination (a
-//     requeue, a reconnected listener) still walks (listen.go);
+//     down: its last downAfter (32) attempts in this process failed, in
+//     any lane, and none was delivered or dead-lettered for downQuiet
+//     (30 s). Then a commit is found by the next sweep walk, as one whose
+//     wake-up was lost. A down destination that keeps receiving commits
+//     behind its keys' heads walked once per commit, finding nothing new
+//     (bench-backlog -down-rate), and a new key's message would only fail.
+//     A destination that fails some keys (a tenant, a shard) and delivers
+//     others is not down: its healthy keys' new messages go out at once,
+//     however many retries fail beside them. A wake-up that names no
+//     destination (a requeue, a reconnected listener) still walks
+//     (listen.go);
 //   - after a walk's batch came back full (more keys were due than it took);
 //   - and on a sweep, for commits whose wake-up never came: every
 //     SweepInterval, or, for a walk of walkFree (5 ms) or more, every
@@ -131,15 +132,27 @@ func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 	}
 }
 
-// downAfter is how many attempts in a row must fail, in any lane of a
-// destination, before its wake-ups stop making its lanes walk: more than a
-// few failing keys retrying, or a batch caught by a short blip.
-const downAfter = 32
+// A destination is down, for its wake-ups, when its last downAfter
+// attempts failed (more than a batch caught by a blip, or one key
+// retrying) and none was delivered or dead-lettered for downQuiet (a
+// destination that answers some keys is up for the others).
+const (
+	downAfter = 32
+	downQuiet = 30 * time.Second
+)
 
 // wakeUpsPaced: a wake-up does not make the runner walk, since its
 // destination is down and a walk is not cheap (see above).
 func (r *laneRunner) wakeUpsPaced() bool {
-	return r.d.failedInARow[r.key.Destination].Load() >= downAfter && time.Duration(r.walk.took.Load()) >= r.d.walkFree
+	return time.Duration(r.walk.took.Load()) >= r.d.walkFree && r.d.down(r.key.Destination)
+}
+
+func (d *Dispatcher) down(destination string) bool {
+	if d.failedInARow[destination].Load() < downAfter {
+		return false
+	}
+	last := d.lastAnswered[destination].Load()
+	return last == 0 || d.mono()-time.Duration(last) >= downQuiet
 }
 
 // walked notes a claim that walked, begun at start.
@@ -173,6 +186,7 @@ func (r *laneRunner) afterBatch(batch []claimed, results []result) {
 	}
 	if progress {
 		r.d.failedInARow[r.key.Destination].Store(0)
+		r.d.lastAnswered[r.key.Destination].Store(int64(r.d.mono()))
 	} else {
 		r.d.failedInARow[r.key.Destination].Add(failed)
 	}

@@ -133,21 +133,25 @@ func TestARecoveredDestinationWalksOnWakeUpsAgain(t *testing.T) {
 	t.Logf("delivered %s after its commit", time.Since(committed).Round(time.Millisecond))
 }
 
-// A few keys that keep failing do not pace a healthy destination's
-// wake-ups: its other messages' deliveries reset the count of attempts
-// failed in a row. Here a key fails 64 times (twice downAfter) while
-// unkeyed messages are delivered beside it; then a new key in the failing
-// key's lane goes out at once, not at the next paced walk (30 s).
-// (Counting failures per lane, its last batch having failed, it waited
-// about 30 s.)
-func TestAFailingKeyDoesNotPaceAHealthyDestination(t *testing.T) {
+// A destination that fails some keys (a tenant, a shard) and delivers
+// others is not down: a new key's message goes out at once, however many
+// retries fail beside it. Here 40 keys fail every 50 ms or so (hundreds of
+// failed attempts between two deliveries) while an unkeyed message is
+// delivered every 250 ms; then a new key in the failing keys' lane must go
+// out within 3 s, not at the next paced walk (30 s). (Counting failures in
+// a row alone, or a lane's last batch, paced it: an operator's trial saw
+// healthy keys' p50 go from 6 ms to 1 s behind 30,000 failing ones.)
+func TestAPartlyFailingDestinationIsNotPaced(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	poison := keyInLane7(t, b, "poison-")
+	failing := map[string]bool{}
+	for _, k := range parkDueHeads(t, b, 40) {
+		failing[k] = true
+	}
 	var failed, delivered atomic.Int64
-	reg := startOnParkedHeads(t, b, 100*time.Millisecond, 20*time.Millisecond, dispatch.DestinationFunc(func(_ context.Context, m dispatch.Message) dispatch.Result {
-		if m.OrderingKey == poison {
+	reg := startOnParkedHeads(t, b, 100*time.Millisecond, 50*time.Millisecond, dispatch.DestinationFunc(func(_ context.Context, m dispatch.Message) dispatch.Result {
+		if failing[m.OrderingKey] {
 			failed.Add(1)
 			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 500}
 		}
@@ -155,19 +159,15 @@ func TestAFailingKeyDoesNotPaceAHealthyDestination(t *testing.T) {
 		return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
 	}))
 	waitWalksSettled(t, reg, "sink") // the lane's next sweep walk is 30 s away
-	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: poison, Payload: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(20 * time.Second); failed.Load() < 64; {
+	for deadline, start := time.Now().Add(20*time.Second), failed.Load(); failed.Load()-start < 600 || delivered.Load() < 4; {
 		if time.Now().After(deadline) {
-			t.Fatalf("the failing key tried %d times in 20 s", failed.Load())
+			t.Fatalf("%d failed attempts, %d deliveries in 20 s", failed.Load()-start, delivered.Load())
 		}
 		if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
-	before := delivered.Load()
 	committed := time.Now()
 	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: keyInLane7(t, b, "fresh-"), Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
@@ -181,12 +181,12 @@ func TestAFailingKeyDoesNotPaceAHealthyDestination(t *testing.T) {
 			break
 		}
 		if time.Since(committed) > 3*time.Second {
-			t.Fatalf("a new key's message not delivered 3 s after its commit, beside a failing key (next paced walk: 30 s)")
+			t.Fatalf("a new key's message not delivered 3 s after its commit, beside failing keys (next paced walk: 30 s)")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Logf("%d failed attempts of one key, %d deliveries beside it; the new key's message delivered %s after its commit",
-		failed.Load(), before, time.Since(committed).Round(time.Millisecond))
+	t.Logf("%d failed attempts, %d deliveries beside them; the new key's message delivered %s after its commit",
+		failed.Load(), delivered.Load(), time.Since(committed).Round(time.Millisecond))
 }
 
 // keyInLane7 is an ordering key starting with prefix in lane 7, the lane

@@ -39,15 +39,17 @@ func TestWalkGap(t *testing.T) {
 }
 
 // A destination is down, for its wake-ups, once 32 attempts in a row have
-// failed (README guarantee 2 and docs/design.md give the number), and only
-// a lane whose walk takes 5 ms or more stops walking on wake-ups. A
-// delivery or a dead letter resets the count; an abandoned attempt and a
-// pause count neither way.
+// failed and none was delivered or dead-lettered for 30 s (README
+// guarantee 2 and docs/design.md give the numbers), and only a lane whose
+// walk takes 5 ms or more stops walking on wake-ups. A delivery or a dead
+// letter resets the count; an abandoned attempt and a pause count neither
+// way.
 func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
-	if downAfter != 32 {
-		t.Fatalf("downAfter %d; the docs say 32", downAfter)
+	if downAfter != 32 || downQuiet != 30*time.Second {
+		t.Fatalf("downAfter %d, downQuiet %s; the docs say 32 and 30s", downAfter, downQuiet)
 	}
-	d := &Dispatcher{walkFree: walkFree, failedInARow: map[string]*atomic.Int64{"x": new(atomic.Int64)}}
+	d := &Dispatcher{walkFree: walkFree, epoch: time.Now().Add(-time.Hour),
+		failedInARow: map[string]*atomic.Int64{"x": new(atomic.Int64)}, lastAnswered: map[string]*atomic.Int64{"x": new(atomic.Int64)}}
 	r := &laneRunner{d: d, key: Lane{Destination: "x"}}
 	fail := func(n int, how func(*result)) {
 		var rs []result
@@ -77,6 +79,17 @@ func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 		r.afterBatch(nil, []result{{status: "pending", res: dispatch.Result{Outcome: dispatch.Retry}}, {status: status}})
 		if paced(time.Second) || d.failedInARow["x"].Load() != 0 {
 			t.Fatalf("a batch with a message %s left the count at %d", status, d.failedInARow["x"].Load())
+		}
+	}
+	// Failing again: down only 30 s after the last delivery.
+	fail(40, nil)
+	for _, c := range []struct {
+		ago  time.Duration
+		down bool
+	}{{0, false}, {29 * time.Second, false}, {30 * time.Second, true}} {
+		d.lastAnswered["x"].Store(int64(d.mono() - c.ago))
+		if got := paced(time.Second); got != c.down {
+			t.Errorf("40 failures, the last delivery %s ago: paced %v, want %v", c.ago, got, c.down)
 		}
 	}
 }
