@@ -17,7 +17,7 @@ import (
 // heads does not walk its lane once per commit (worker/walk.go): each walk
 // would find nothing new, and behind 100,000 keys each costs tens of
 // milliseconds (bench-backlog -down-rate 50: the dispatcher's server CPU
-// 3.6x, the healthy destination's p50 70x before). Here 30 commits, each
+// 3.6x, the healthy destination's p50 68x before). Here 30 commits, each
 // woken, to a lane whose 40 heads all failed (over downAfter, 32, in a
 // row): at most 2 of the claims they
 // cause walk, where each walked before. A requeue still walks at once.
