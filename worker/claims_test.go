@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,6 +119,59 @@ func TestARetryIsTriedWhenDueAfterAnEmptyClaim(t *testing.T) {
 	}
 	if c := b.waitSettled(t, 10*time.Second); c["delivered"] != 2 {
 		t.Fatalf("statuses %v", c)
+	}
+}
+
+// Every retry a lane recorded is tried when it falls due, not only the
+// soonest: here one batch fails two messages of one lane, one retrying
+// after about 100 ms, the other after 1 s (its Retry-After). The first is
+// then delivered, the claim after it finds nothing due, and the second
+// must still be tried within 2 s of its failure, not at the next sweep
+// (5 s).
+func TestEachRetryIsTriedWhenDue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	soon, later := keyInLane7(t, b, "soon-"), keyInLane7(t, b, "later-")
+	var failedAt, retriedAt atomic.Int64
+	var tries sync.Map
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.SweepInterval = 5 * time.Second
+		c.Retry = worker.RetryPolicy{Base: 100 * time.Millisecond, Max: 10 * time.Second, MaxAttempts: 5}
+		c.Destinations = map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(func(_ context.Context, m dispatch.Message) dispatch.Result {
+			if _, again := tries.LoadOrStore(m.ID, true); again {
+				if m.OrderingKey == later {
+					retriedAt.CompareAndSwap(0, time.Now().UnixNano())
+				}
+				return dispatch.Result{Outcome: dispatch.Delivered}
+			}
+			if m.OrderingKey == later {
+				failedAt.Store(time.Now().UnixNano())
+				return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503, RetryAfter: time.Second}
+			}
+			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+		})}
+	}))
+	waitReady(t, b)
+	if err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { // one commit: one batch
+		_, err := b.outbox.EnqueueBatch(ctx, tx, []outbox.Message{
+			{Destination: "sink", OrderingKey: soon, Payload: []byte(`{}`)},
+			{Destination: "sink", OrderingKey: later, Payload: []byte(`{}`)},
+		})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); retriedAt.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the later retry never came")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	after := time.Duration(retriedAt.Load() - failedAt.Load())
+	t.Logf("the 1 s retry tried %s after its failure (sweep 5 s)", after.Round(time.Millisecond))
+	if after > 2*time.Second {
+		t.Fatalf("the 1 s retry tried %s after its failure, at the sweep", after)
 	}
 }
 

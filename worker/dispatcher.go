@@ -92,9 +92,9 @@ type Dispatcher struct {
 	walkFree time.Duration
 	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
 	sweepWalks map[string]*atomic.Bool
-	// failedInARow: the destination's attempts that failed since its last
-	// delivery or dead letter, in this process, and lastAnswered: d.mono()
-	// at that delivery or dead letter, 0 before one (walk.go).
+	// failedInARow: the destination's attempts that failed since it last
+	// delivered or refused (Dead) a message, in this process, and
+	// lastAnswered: d.mono() then, 0 before it did (walk.go).
 	failedInARow, lastAnswered map[string]*atomic.Int64
 }
 

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"container/heap"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,10 +49,10 @@ type laneRunner struct {
 	leaseCtx  context.Context
 	cancel    context.CancelFunc
 	walk      walkState // used by run's goroutine only
-	// retryAt: d.mono() when the soonest retry this runner recorded falls
-	// due (run's goroutine only). A claim woken before it is due finds
-	// nothing; the idle after it must still end when it is.
-	retryAt time.Duration
+	// retries: d.mono() when each retry this runner recorded falls due,
+	// soonest first (run's goroutine only). A claim woken before one is
+	// due finds nothing; the idle after it must still end when it is.
+	retries dueTimes
 }
 
 func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
@@ -214,25 +215,43 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 	return wait
 }
 
-// noteRetries keeps retryAt at the soonest retry recorded and not yet due.
+// noteRetries notes when the batch's retries fall due (a retry at once,
+// after a pause or an abandoned attempt, needs no timer).
 func (r *laneRunner) noteRetries(results []result) {
 	now := r.d.mono()
 	for _, res := range results {
-		if res.status != "pending" {
-			continue
-		}
-		if at := now + res.retryIn; r.retryAt <= now || at < r.retryAt {
-			r.retryAt = at
+		if res.status == "pending" && res.retryIn > 0 {
+			heap.Push(&r.retries, now+res.retryIn)
 		}
 	}
 }
 
-// untilRetry shortens an idle of wait to end when retryAt is due.
+// untilRetry shortens an idle of wait to end when the soonest retry
+// recorded and not yet due is, forgetting those due already (the claim
+// that follows their time takes them).
 func (r *laneRunner) untilRetry(wait time.Duration) time.Duration {
-	if left := r.retryAt - r.d.mono(); left > 0 {
-		return min(wait, left)
+	now := r.d.mono()
+	for len(r.retries) > 0 && r.retries[0] <= now {
+		heap.Pop(&r.retries)
+	}
+	if len(r.retries) > 0 {
+		return min(wait, r.retries[0]-now)
 	}
 	return wait
+}
+
+// dueTimes is a min-heap of d.mono() times (container/heap).
+type dueTimes []time.Duration
+
+func (h dueTimes) Len() int           { return len(h) }
+func (h dueTimes) Less(i, j int) bool { return h[i] < h[j] }
+func (h dueTimes) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueTimes) Push(x any)        { *h = append(*h, x.(time.Duration)) }
+func (h *dueTimes) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // full tells whether a batch may have left due keyed or unkeyed messages

@@ -23,7 +23,7 @@ import (
 //     key), whether it arrived while idle or while the batch was out;
 //     unless its walks are paced (5 ms or more) and its destination is
 //     down: its last downAfter (32) attempts in this process failed, in
-//     any lane, and none was delivered or dead-lettered for downQuiet
+//     any lane, and none was delivered or refused (Dead) for downQuiet
 //     (30 s). Then a commit is found by the next sweep walk, as one whose
 //     wake-up was lost. A down destination that keeps receiving commits
 //     behind its keys' heads walked once per commit, finding nothing new
@@ -134,7 +134,7 @@ func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 
 // A destination is down, for its wake-ups, when its last downAfter
 // attempts failed (more than a batch caught by a blip, or one key
-// retrying) and none was delivered or dead-lettered for downQuiet (a
+// retrying) and none was delivered or refused (Dead) for downQuiet (a
 // destination that answers some keys is up for the others).
 const (
 	downAfter = 32
@@ -172,19 +172,26 @@ func (r *laneRunner) afterBatch(batch []claimed, results []result) {
 		taken[m.OrderingKey] = true
 	}
 	keep := slices.DeleteFunc(r.walk.progressed, func(k string) bool { return taken[k] })
-	progress, failed := false, int64(0)
+	// answered: the destination delivered or refused (Dead) a message; a
+	// dead letter of the retry policy (a Retry past max_attempts or
+	// max_age) is one more failure, however much it frees its key.
+	answered, failed := false, int64(0)
 	for _, res := range results {
-		switch {
-		case res.status == "delivered" || res.status == "dead":
-			progress = true
+		if res.status == "delivered" || res.status == "dead" {
 			if k := res.msg.OrderingKey; k != "" && !slices.Contains(keep, k) {
 				keep = append(keep, k)
 			}
-		case res.status == "pending" && res.res.Outcome == dispatch.Retry && !res.abandoned:
+		}
+		switch {
+		case res.status == "":
+			// not stored: the lease was gone
+		case res.res.Outcome == dispatch.Delivered || res.res.Outcome == dispatch.Dead:
+			answered = true
+		case res.res.Outcome == dispatch.Retry && !res.abandoned:
 			failed++
 		}
 	}
-	if progress {
+	if answered {
 		r.d.failedInARow[r.key.Destination].Store(0)
 		r.d.lastAnswered[r.key.Destination].Store(int64(r.d.mono()))
 	} else {

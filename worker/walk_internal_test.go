@@ -39,7 +39,7 @@ func TestWalkGap(t *testing.T) {
 }
 
 // A destination is down, for its wake-ups, once 32 attempts in a row have
-// failed and none was delivered or dead-lettered for 30 s (README
+// failed and none was delivered or refused (Dead) for 30 s (README
 // guarantee 2 and docs/design.md give the numbers), and only a lane whose
 // walk takes 5 ms or more stops walking on wake-ups. A delivery or a dead
 // letter resets the count; an abandoned attempt and a pause count neither
@@ -74,9 +74,18 @@ func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 	if !paced(5*time.Millisecond) || paced(4*time.Millisecond) {
 		t.Fatalf("after 32 failures: paced %v with a 5 ms walk, %v with 4 ms; want true, false", paced(5*time.Millisecond), paced(4*time.Millisecond))
 	}
+	// A dead letter of the retry policy is a failure like the others.
+	fail(1, func(res *result) { res.status = "dead" })
+	if got := d.failedInARow["x"].Load(); got != 33 {
+		t.Fatalf("a Retry dead-lettered by the policy: count %d, want 33", got)
+	}
 	for _, status := range []string{"delivered", "dead"} {
 		fail(40, nil)
-		r.afterBatch(nil, []result{{status: "pending", res: dispatch.Result{Outcome: dispatch.Retry}}, {status: status}})
+		answer := result{status: status, res: dispatch.Result{Outcome: dispatch.Delivered}}
+		if status == "dead" {
+			answer.res.Outcome = dispatch.Dead // the destination refused it (a 4xx)
+		}
+		r.afterBatch(nil, []result{{status: "pending", res: dispatch.Result{Outcome: dispatch.Retry}}, answer})
 		if paced(time.Second) || d.failedInARow["x"].Load() != 0 {
 			t.Fatalf("a batch with a message %s left the count at %d", status, d.failedInARow["x"].Load())
 		}
