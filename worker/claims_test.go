@@ -106,12 +106,7 @@ func TestARetryIsTriedWhenDueAfterAnEmptyClaim(t *testing.T) {
 	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: first, Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); retryAt.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the retry never came")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, "the retry", func() bool { return retryAt.Load() != 0 })
 	after := time.Duration(retryAt.Load() - failedAt.Load())
 	t.Logf("retried %s after the failed attempt (backoff at most 200 ms, sweep 5 s)", after.Round(time.Millisecond))
 	if after > time.Second {
@@ -162,12 +157,7 @@ func TestEachRetryIsTriedWhenDue(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); retriedAt.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the later retry never came")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, "the later retry", func() bool { return retriedAt.Load() != 0 })
 	after := time.Duration(retriedAt.Load() - failedAt.Load())
 	t.Logf("the 1 s retry tried %s after its failure (sweep 5 s)", after.Round(time.Millisecond))
 	if after > 2*time.Second {

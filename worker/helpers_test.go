@@ -109,6 +109,20 @@ func (b bundle) enqueue(t *testing.T, n, batch int, key func(i int) string) {
 	}
 }
 
+// waitFor polls cond until it holds and returns how long that took, or
+// fails the test after bound, saying what did not happen.
+func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > bound {
+			t.Fatalf("%s: not after %s", what, bound)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start).Round(time.Millisecond)
+}
+
 // counts returns how many messages are in each status.
 func (b bundle) counts(t *testing.T) map[string]int {
 	t.Helper()

@@ -101,18 +101,6 @@ func TestMigrateDownUnderARunningDispatcherStopsSending(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // perKey counts the requests of each idempotency key.
 func perKey(reqs []sink.Request) map[string]int {
 	out := map[string]int{}

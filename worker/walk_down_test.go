@@ -70,17 +70,11 @@ func TestADownDestinationDoesNotWalkPerCommit(t *testing.T) {
 	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_messages SET status = 'dead' WHERE ordering_key = $1`, last); err != nil {
 		t.Fatal(err)
 	}
-	requeued := time.Now()
 	if n, err := b.outbox.Requeue(ctx, b.pool, outbox.Filter{OrderingKey: last}); err != nil || n != 1 {
 		t.Fatalf("requeued %d: %v", n, err)
 	}
-	for tried.Load() == int64(len(keys)) {
-		if time.Since(requeued) > 3*time.Second {
-			t.Fatal("a requeued message not tried 3 s after the requeue (next paced walk: 30 s)")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Logf("requeued message tried %s after the requeue", time.Since(requeued).Round(time.Millisecond))
+	took := waitFor(t, 3*time.Second, "a requeued message tried (next paced walk: 30 s)", func() bool { return tried.Load() > int64(len(keys)) })
+	t.Logf("requeued message tried %s after the requeue", took)
 }
 
 // Once the destination answers again, its lane walks on wake-ups again: a
@@ -119,18 +113,12 @@ func TestARecoveredDestinationWalksOnWakeUpsAgain(t *testing.T) {
 	}
 	// Past the start's walks, the lane's next sweep walk is 30 s away.
 	waitWalksSettled(t, reg, "sink")
-	newKey := keyInLane7(t, b, "fresh-")
-	committed := time.Now()
-	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: newKey, Payload: []byte(`{}`)}); err != nil {
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: keyInLane7(t, b, "fresh-"), Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	for delivered.Load() <= int64(len(keys)) {
-		if time.Since(committed) > 3*time.Second {
-			t.Fatalf("a new key's message not delivered 3 s after its commit to the recovered destination (next paced walk: 30 s)")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Logf("delivered %s after its commit", time.Since(committed).Round(time.Millisecond))
+	took := waitFor(t, 3*time.Second, "a new key's message delivered by the recovered destination (next paced walk: 30 s)",
+		func() bool { return delivered.Load() > int64(len(keys)) })
+	t.Logf("delivered %s after its commit", took)
 }
 
 // A destination that fails some keys (a tenant, a shard) and delivers
@@ -168,25 +156,18 @@ func TestAPartlyFailingDestinationIsNotPaced(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	committed := time.Now()
+	before := delivered.Load()
 	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: keyInLane7(t, b, "fresh-"), Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	var undelivered int
-	for {
+	took := waitFor(t, 3*time.Second, "a new key's message delivered beside failing keys (next paced walk: 30 s)", func() bool {
 		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_messages WHERE status = 'pending' AND ordering_key LIKE 'fresh-%'`).Scan(&undelivered); err != nil {
 			t.Fatal(err)
 		}
-		if undelivered == 0 {
-			break
-		}
-		if time.Since(committed) > 3*time.Second {
-			t.Fatalf("a new key's message not delivered 3 s after its commit, beside failing keys (next paced walk: 30 s)")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Logf("%d failed attempts, %d deliveries beside them; the new key's message delivered %s after its commit",
-		failed.Load(), delivered.Load(), time.Since(committed).Round(time.Millisecond))
+		return undelivered == 0
+	})
+	t.Logf("%d failed attempts, %d deliveries beside them; the new key's message delivered %s after its commit", failed.Load(), before, took)
 }
 
 // keyInLane7 is an ordering key starting with prefix in lane 7, the lane
