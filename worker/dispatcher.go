@@ -87,9 +87,11 @@ type Dispatcher struct {
 	schemaBehind atomic.Bool
 	schemaMu     sync.Mutex
 	schemaProbed time.Time
-	// walkPace and walkFree are walk.go's; tests of the pacing change them.
-	walkPace int
-	walkFree time.Duration
+	// walkPace, walkFree and downQuiet are walk.go's; tests of the pacing
+	// change them.
+	walkPace  int
+	walkFree  time.Duration
+	downQuiet time.Duration
 	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
 	sweepWalks map[string]*atomic.Bool
 	// failedInARow: the destination's attempts that failed since it last
@@ -141,6 +143,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		registered: make(chan struct{}),
 		walkPace:   walkPace,
 		walkFree:   walkFree,
+		downQuiet:  downQuiet,
 	}
 	d.sweepWalks = make(map[string]*atomic.Bool, len(d.names))
 	d.failedInARow = make(map[string]*atomic.Int64, len(d.names))

@@ -9,6 +9,11 @@ var WalkGap = walkGap
 // (walkFree 0); call it before Start.
 func SetWalkPace(d *Dispatcher, pace int) { d.walkPace, d.walkFree = pace, 0 }
 
+// SetDownQuiet replaces downQuiet for d (how long a destination that
+// keeps failing must have answered nothing to count as down); call it
+// before Start.
+func SetDownQuiet(d *Dispatcher, quiet time.Duration) { d.downQuiet = quiet }
+
 // LastWalk is what the pace of lane's runner counts a walk to take (the
 // shorter of its last two), 0 before its second.
 func LastWalk(d *Dispatcher, lane Lane) time.Duration {

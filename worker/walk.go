@@ -151,8 +151,11 @@ func (d *Dispatcher) down(destination string) bool {
 	if d.failedInARow[destination].Load() < downAfter {
 		return false
 	}
+	// A dispatcher that has not seen it answer since it started (a restart
+	// during an outage) need not wait downQuiet: walking per commit for
+	// that long behind a large backlog costs what the pacing saves.
 	last := d.lastAnswered[destination].Load()
-	return last == 0 || d.mono()-time.Duration(last) >= downQuiet
+	return last == 0 || d.mono()-time.Duration(last) >= d.downQuiet
 }
 
 // walked notes a claim that walked, begun at start.

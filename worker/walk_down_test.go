@@ -125,7 +125,8 @@ func TestARecoveredDestinationWalksOnWakeUpsAgain(t *testing.T) {
 // others is not down: a new key's message goes out at once, however many
 // retries fail beside it. Here 40 keys fail every 50 ms or so (hundreds of
 // failed attempts between two deliveries) while an unkeyed message is
-// delivered every 250 ms; then a new key in the failing keys' lane must go
+// delivered every 250 ms for 2 s (the destination counts as down 1 s
+// after its last delivery here, not 30 s); then a new key in the failing keys' lane must go
 // out within 3 s, not at the next paced walk (30 s). (Counting failures in
 // a row alone, or a lane's last batch, paced it: an operator's trial saw
 // healthy keys' p50 go from 6 ms to 1 s behind 30,000 failing ones.)
@@ -145,9 +146,9 @@ func TestAPartlyFailingDestinationIsNotPaced(t *testing.T) {
 		}
 		delivered.Add(1)
 		return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
-	}))
+	}), func(d *worker.Dispatcher) { worker.SetDownQuiet(d, time.Second) }) // down a second after its last delivery
 	waitWalksSettled(t, reg, "sink") // the lane's next sweep walk is 30 s away
-	for deadline, start := time.Now().Add(20*time.Second), failed.Load(); failed.Load()-start < 600 || delivered.Load() < 4; {
+	for deadline, start := time.Now().Add(20*time.Second), failed.Load(); failed.Load()-start < 600 || delivered.Load() < 8; {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d failed attempts, %d deliveries in 20 s", failed.Load()-start, delivered.Load())
 		}
@@ -220,8 +221,9 @@ SELECT k FROM k`, n)
 // startOnParkedHeads starts a dispatcher whose only destination "sink" is
 // dest, sweeping every sweep and retrying every backoff, with every walk
 // paced and a gap of 30 s (once a lane has walked twice: its first claim
-// and its first sweep), and waits until it holds every lane.
-func startOnParkedHeads(t *testing.T, b bundle, sweep, backoff time.Duration, dest dispatch.Destination) *prometheus.Registry {
+// and its first sweep), and waits until it holds every lane; also runs
+// before Start.
+func startOnParkedHeads(t *testing.T, b bundle, sweep, backoff time.Duration, dest dispatch.Destination, also ...func(*worker.Dispatcher)) *prometheus.Registry {
 	t.Helper()
 	reg, m := newMetrics(t)
 	cfg := b.config(t, func(c *worker.Config) {
@@ -230,7 +232,12 @@ func startOnParkedHeads(t *testing.T, b bundle, sweep, backoff time.Duration, de
 		c.Retry = worker.RetryPolicy{Base: backoff, Max: backoff, MaxAttempts: 1000}
 		c.Destinations = map[string]dispatch.Destination{"sink": dest}
 	})
-	b.startWith(t, cfg, func(d *worker.Dispatcher) { worker.SetWalkPace(d, 1<<30) })
+	b.startWith(t, cfg, func(d *worker.Dispatcher) {
+		worker.SetWalkPace(d, 1<<30)
+		for _, f := range also {
+			f(d)
+		}
+	})
 	waitReady(t, b)
 	return reg
 }

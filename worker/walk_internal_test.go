@@ -48,7 +48,7 @@ func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 	if downAfter != 32 || downQuiet != 30*time.Second {
 		t.Fatalf("downAfter %d, downQuiet %s; the docs say 32 and 30s", downAfter, downQuiet)
 	}
-	d := &Dispatcher{walkFree: walkFree, epoch: time.Now().Add(-time.Hour),
+	d := &Dispatcher{walkFree: walkFree, downQuiet: downQuiet, epoch: time.Now().Add(-time.Hour),
 		failedInARow: map[string]*atomic.Int64{"x": new(atomic.Int64)}, lastAnswered: map[string]*atomic.Int64{"x": new(atomic.Int64)}}
 	r := &laneRunner{d: d, key: Lane{Destination: "x"}}
 	fail := func(n int, how func(*result)) {
@@ -90,8 +90,14 @@ func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 			t.Fatalf("a batch with a message %s left the count at %d", status, d.failedInARow["x"].Load())
 		}
 	}
-	// Failing again: down only 30 s after the last delivery.
+	// Failing again: down only 30 s after the last delivery; at once if
+	// this dispatcher never saw one (it started during an outage).
 	fail(40, nil)
+	d.epoch, d.lastAnswered["x"] = time.Now(), new(atomic.Int64)
+	if !paced(time.Second) {
+		t.Error("40 failures, never a delivery, started just now: not paced")
+	}
+	d.epoch = time.Now().Add(-time.Hour)
 	for _, c := range []struct {
 		ago  time.Duration
 		down bool
