@@ -219,6 +219,7 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 // after a pause or an abandoned attempt, needs no timer).
 func (r *laneRunner) noteRetries(results []result) {
 	now := r.d.mono()
+	r.forgetDue(now) // a lane that never idles must not keep them all
 	for _, res := range results {
 		if res.status == "pending" && res.retryIn > 0 {
 			heap.Push(&r.retries, now+res.retryIn)
@@ -231,13 +232,20 @@ func (r *laneRunner) noteRetries(results []result) {
 // that follows their time takes them).
 func (r *laneRunner) untilRetry(wait time.Duration) time.Duration {
 	now := r.d.mono()
-	for len(r.retries) > 0 && r.retries[0] <= now {
-		heap.Pop(&r.retries)
-	}
+	r.forgetDue(now)
 	if len(r.retries) > 0 {
 		return min(wait, r.retries[0]-now)
 	}
 	return wait
+}
+
+// forgetDue drops the retries due by now: the claim that follows their
+// time takes them. What is left is at most one per message retrying in
+// the lane.
+func (r *laneRunner) forgetDue(now time.Duration) {
+	for len(r.retries) > 0 && r.retries[0] <= now {
+		heap.Pop(&r.retries)
+	}
 }
 
 // dueTimes is a min-heap of d.mono() times (container/heap).

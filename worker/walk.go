@@ -24,7 +24,7 @@ import (
 //     unless its walks are paced (5 ms or more) and its destination is
 //     down: its last downAfter (32) attempts in this process failed, in
 //     any lane, and none was delivered or refused (Dead) for downQuiet
-//     (30 s). Then a commit is found by the next sweep walk, as one whose
+//     (30 s) or since the dispatcher started. Then a commit is found by the next sweep walk, as one whose
 //     wake-up was lost. A down destination that keeps receiving commits
 //     behind its keys' heads walked once per commit, finding nothing new
 //     (bench-backlog -down-rate), and a new key's message would only fail.
@@ -66,6 +66,7 @@ const walkFree = 5 * time.Millisecond
 type walkState struct {
 	next     bool          // the next claim walks
 	woken    bool          // a wake-up came while the runner idled
+	skipped  bool          // a wake-up did not walk (its destination down) and no walk came since
 	lastAt   time.Duration // d.mono() when the last walk's claim began
 	lastTook time.Duration // and how long it took
 	// took is the shorter of the last two walks (0 before the second),
@@ -117,9 +118,16 @@ func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 		woken = true
 	default:
 	}
-	forced := r.mustWalkNext.Swap(false)
-	if r.walk.next || forced || woken && !r.wakeUpsPaced() {
+	if forced := r.mustWalkNext.Swap(false); r.walk.next || forced {
 		return true, false
+	}
+	if woken || r.walk.skipped {
+		if !r.wakeUpsPaced() {
+			return true, false
+		}
+		// Walked for as soon as the destination is up again: its commits
+		// need not wait for the next sweep walk then.
+		r.walk.skipped = true
 	}
 	since, gap := now-r.walk.lastAt, r.walkGap()
 	switch {
@@ -162,7 +170,7 @@ func (d *Dispatcher) down(destination string) bool {
 func (r *laneRunner) walked(start, took time.Duration) {
 	r.walk.took.Store(int64(min(r.walk.lastTook, took)))
 	r.walk.lastAt, r.walk.lastTook = start, took
-	r.walk.progressed = nil
+	r.walk.progressed, r.walk.skipped = nil, false
 }
 
 // afterBatch updates the keys a targeted claim must look at: those the

@@ -41,8 +41,9 @@ func TestWalkGap(t *testing.T) {
 // A destination is down, for its wake-ups, once 32 attempts in a row have
 // failed and none was delivered or refused (Dead) for 30 s (README
 // guarantee 2 and docs/design.md give the numbers), and only a lane whose
-// walk takes 5 ms or more stops walking on wake-ups. A delivery or a dead
-// letter resets the count; an abandoned attempt and a pause count neither
+// walk takes 5 ms or more stops walking on wake-ups. A delivery or a
+// refusal (Dead) resets the count, a dead letter of the retry policy does
+// not; an abandoned attempt and a pause count neither
 // way.
 func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 	if downAfter != 32 || downQuiet != 30*time.Second {
@@ -106,6 +107,21 @@ func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 		if got := paced(time.Second); got != c.down {
 			t.Errorf("40 failures, the last delivery %s ago: paced %v, want %v", c.ago, got, c.down)
 		}
+	}
+}
+
+// A runner keeps the due time of each retry it recorded until it falls
+// due, even when it never idles (each batch delivers something or is
+// full): at most one per message retrying, here one, after 1,000
+// batches each recording a retry 1 µs away.
+func TestRetryTimesAreForgottenOnceDue(t *testing.T) {
+	r := &laneRunner{d: &Dispatcher{epoch: time.Now()}}
+	for range 1000 {
+		r.noteRetries([]result{{status: "pending", retryIn: time.Microsecond}})
+		time.Sleep(2 * time.Microsecond) // the last one falls due
+	}
+	if n := len(r.retries); n > 1 {
+		t.Fatalf("%d retry times kept after 1,000 batches of one retry each, all but the last due; want at most 1", n)
 	}
 }
 
