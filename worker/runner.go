@@ -240,8 +240,8 @@ func (r *laneRunner) untilRetry(wait time.Duration) time.Duration {
 }
 
 // forgetDue drops the retries due by now: the claim that follows their
-// time takes them. What is left is at most one per message retrying in
-// the lane.
+// time takes them. What is left is about one per message retrying in the
+// lane.
 func (r *laneRunner) forgetDue(now time.Duration) {
 	for len(r.retries) > 0 && r.retries[0] <= now {
 		heap.Pop(&r.retries)

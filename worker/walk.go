@@ -24,15 +24,16 @@ import (
 //     unless its walks are paced (5 ms or more) and its destination is
 //     down: its last downAfter (32) attempts in this process failed, in
 //     any lane, and none was delivered or refused (Dead) for downQuiet
-//     (30 s) or since the dispatcher started. Then a commit is found by the next sweep walk, as one whose
-//     wake-up was lost. A down destination that keeps receiving commits
-//     behind its keys' heads walked once per commit, finding nothing new
-//     (bench-backlog -down-rate), and a new key's message would only fail.
-//     A destination that fails some keys (a tenant, a shard) and delivers
-//     others is not down: its healthy keys' new messages go out at once,
-//     however many retries fail beside them. A wake-up that names no
-//     destination (a requeue, a reconnected listener) still walks
-//     (listen.go);
+//     (30 s) or since the dispatcher started. Then the commit is found by
+//     the next sweep walk, or by the first claim once the destination is
+//     up again, whichever comes first. A down destination that keeps
+//     receiving commits behind its keys' heads walked once per commit,
+//     finding nothing new (bench-backlog -down-rate), and a new key's
+//     message would only fail. A destination that fails some keys (a
+//     tenant, a shard) and delivers others is not down: its healthy keys'
+//     new messages go out at once, however many retries fail beside them.
+//     A wake-up that names no destination (a requeue, a reconnected
+//     listener) still walks (listen.go);
 //   - after a walk's batch came back full (more keys were due than it took);
 //   - and on a sweep, for commits whose wake-up never came: every
 //     SweepInterval, or, for a walk of walkFree (5 ms) or more, every
@@ -125,8 +126,8 @@ func (r *laneRunner) mustWalk(now time.Duration) (walk, turn bool) {
 		if !r.wakeUpsPaced() {
 			return true, false
 		}
-		// Walked for as soon as the destination is up again: its commits
-		// need not wait for the next sweep walk then.
+		// The first claim once the destination is up again walks: the
+		// commit need not wait for the next sweep walk then.
 		r.walk.skipped = true
 	}
 	since, gap := now-r.walk.lastAt, r.walkGap()
