@@ -53,21 +53,12 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	waitFor := func(what string, cond func() bool) {
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waitFor("deliveries before the restart", func() bool { return len(s.Requests()) > 50 })
+	waitFor(t, 30*time.Second, "deliveries before the restart", func() bool { return len(s.Requests()) > 50 })
 	cluster.Stop()
 	time.Sleep(2 * time.Second)
 	cluster.Start(t)
 	before := committed.Load()
-	waitFor("commits after the restart", func() bool { return committed.Load() > before+100 })
+	waitFor(t, 30*time.Second, "commits after the restart", func() bool { return committed.Load() > before+100 })
 	stop.Store(true)
 	wg.Wait()
 

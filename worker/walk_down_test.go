@@ -32,12 +32,7 @@ func TestADownDestinationDoesNotWalkPerCommit(t *testing.T) {
 		tried.Add(1)
 		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
 	}))
-	for deadline := time.Now().Add(20 * time.Second); tried.Load() < int64(len(keys)); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d heads tried in 20 s", tried.Load(), len(keys))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, "every head tried once", func() bool { return tried.Load() >= int64(len(keys)) })
 	waitWalksSettled(t, reg, "sink")
 	walksBefore, claimsBefore := walks(t, reg, "sink"), claims(t, reg, "sink")
 	const commits = 30
@@ -49,12 +44,8 @@ func TestADownDestinationDoesNotWalkPerCommit(t *testing.T) {
 	}
 	// The wake-ups arrived: the lane claimed for them (the sweep alone,
 	// every 5 s, makes about 6 claims a second over 32 lanes).
-	for deadline := time.Now().Add(10 * time.Second); claims(t, reg, "sink")-claimsBefore < commits/2; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d claims after %d commits: the wake-ups did not arrive, the test shows nothing", claims(t, reg, "sink")-claimsBefore, commits)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "claims for the commits' wake-ups (else the test shows nothing)",
+		func() bool { return claims(t, reg, "sink")-claimsBefore >= commits/2 })
 	walked, claimed := walks(t, reg, "sink")-walksBefore, claims(t, reg, "sink")-claimsBefore
 	t.Logf("%d commits to a down destination: %d claims, %d walks", commits, claimed, walked)
 	if walked > 2 {
