@@ -30,6 +30,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,7 @@ type options struct {
 	messages, producers int
 	rounds              int
 	drainProfile        string
+	designs             map[string]bool // by short name; empty: all
 	rate                float64
 	duration            time.Duration
 }
@@ -57,7 +59,19 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the latency measurement")
 	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
 	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during outboxd's first drain to this file")
+	designsFlag := flag.String("designs", "", "comma-separated subset of the designs to measure: outboxd, slow (outboxd beside a timing-out destination), poller, river (default: all; the summary lines need the designs they compare)")
 	flag.Parse()
+	o.designs = map[string]bool{}
+	for _, n := range strings.Split(*designsFlag, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if _, ok := designs[n]; !ok {
+			fmt.Fprintf(os.Stderr, "bench-dispatch: -designs: unknown design %q (known: outboxd, slow, poller, river)\n", n)
+			os.Exit(2)
+		}
+		o.designs[n] = true
+	}
 	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 || o.producers < 1 || !(o.rate > 0 && o.rate <= 1e6) || o.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate above 0 (at most 1e6) and -duration above 0; -http-concurrency and -batch not negative (0: the default)")
 		os.Exit(2)
@@ -109,7 +123,11 @@ func run(adminURL string, o options) error {
 	rounds := map[string][]figures{}
 	var order []string
 	for r := 0; r < o.rounds; r++ {
-		for _, mk := range []func(*pgxpool.Pool, string) (system, error){newOutboxd, newOutboxdBesideSlow, newPoller, newRiverBaseline} {
+		for _, short := range designOrder {
+			if len(o.designs) > 0 && !o.designs[short] {
+				continue
+			}
+			mk := designs[short]
 			f, name, err := measureFresh(ctx, adminURL, mk, s, o)
 			if err != nil {
 				return err
@@ -135,11 +153,16 @@ func run(adminURL string, o options) error {
 		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d | %s | %.0f µs |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
 			ms(f.p50), ms(f.p95), ms(f.p99), f.lost, f.repeats, f.drainCost.PerMessage(float64(o.messages)), f.drainClientCPU*1e6/float64(o.messages))
 	}
-	if len(order) == 4 {
-		a, slow, poller, b := results[order[0]], results[order[1]], results[order[2]], results[order[3]]
-		fmt.Printf("\n%s drains %.1fx as fast as %s; p50 latency %.1fx lower.\n", order[0], a.drainPerSec/b.drainPerSec, order[3], float64(b.p50)/float64(max(a.p50, 1)))
-		fmt.Printf("%s drains at %.0f%% of %s (goal: at least 100%%); p50 latency %.2fx, p99 %.2fx of the poller's.\n", order[0],
-			100*a.drainPerSec/poller.drainPerSec, order[2], float64(a.p50)/float64(max(poller.p50, 1)), float64(a.p99)/float64(max(poller.p99, 1)))
+	a, haveA := results[outboxdName]
+	fmt.Println()
+	if b, ok := results[riverName]; ok && haveA {
+		fmt.Printf("%s drains %.1fx as fast as %s; p50 latency %.1fx lower.\n", outboxdName, a.drainPerSec/b.drainPerSec, riverName, float64(b.p50)/float64(max(a.p50, 1)))
+	}
+	if poller, ok := results[pollerName()]; ok && haveA {
+		fmt.Printf("%s drains at %.0f%% of %s (goal: at least 100%%); p50 latency %.2fx, p99 %.2fx of the poller's.\n", outboxdName,
+			100*a.drainPerSec/poller.drainPerSec, pollerName(), float64(a.p50)/float64(max(poller.p50, 1)), float64(a.p99)/float64(max(poller.p99, 1)))
+	}
+	if slow, ok := results[besideSlowName]; ok && haveA {
 		fmt.Printf("Beside a destination that times out on every request, the healthy one's p50 is %.2fx and p99 %.2fx its value alone (goal: p99 within 2x).\n",
 			float64(slow.p50)/float64(max(a.p50, 1)), float64(slow.p99)/float64(max(a.p99, 1)))
 	}

@@ -30,6 +30,14 @@ var (
 	pollerLoops     = flag.Int("poller-loops", 8, "the hand-written poller: loops, each posting its batch one request at a time")
 )
 
+// designs are the systems under test by their -designs names, measured
+// in designOrder.
+var designs = map[string]func(*pgxpool.Pool, string) (system, error){
+	"outboxd": newOutboxd, "slow": newOutboxdBesideSlow, "poller": newPoller, "river": newRiverBaseline,
+}
+
+var designOrder = []string{"outboxd", "slow", "poller", "river"}
+
 func payload(i int) []byte { return fmt.Appendf(nil, `{"n":%d,"event":"deal.won"}`, i) }
 
 // outboxdSystem is outboxd's dispatcher with default settings.
@@ -161,7 +169,9 @@ func newRiverBaseline(pool *pgxpool.Pool, sinkURL string) (system, error) {
 	return s, nil
 }
 
-func (s *riverSystem) name() string { return "River, one job per message" }
+const riverName = "River, one job per message"
+
+func (s *riverSystem) name() string { return riverName }
 
 // enqueue writes a message row that no outboxd dispatcher runs for (its
 // destination is only River's) and the job, in one transaction.
@@ -222,7 +232,9 @@ func newOutboxdBesideSlow(pool *pgxpool.Pool, sinkURL string) (system, error) {
 	return &besideSlowSystem{outboxdSystem: &outboxdSystem{pool: pool, ob: ob, d: d}, slow: slow, closed: closed}, nil
 }
 
-func (s *besideSlowSystem) name() string { return "outboxd, another destination timing out" }
+const besideSlowName = "outboxd, another destination timing out"
+
+func (s *besideSlowSystem) name() string { return besideSlowName }
 
 func (s *besideSlowSystem) start(ctx context.Context) error {
 	var msgs []outbox.Message
@@ -266,7 +278,9 @@ func newPoller(pool *pgxpool.Pool, sinkURL string) (system, error) {
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}}, err
 }
 
-func (s *pollerSystem) name() string {
+func (s *pollerSystem) name() string { return pollerName() }
+
+func pollerName() string {
 	return fmt.Sprintf("hand-written SKIP LOCKED poller (%d x 100)", *pollerLoops)
 }
 
