@@ -65,6 +65,15 @@ type Destination interface {
 	Deliver(ctx context.Context, msg Message) Result
 }
 
+// Concurrent is implemented by a Destination that bounds its own calls
+// in flight (HTTP's MaxConcurrency): each lane of the worker then delivers
+// a batch with at most Concurrency() goroutines rather than one per
+// ordering key, which would only wait for the bound. Zero or less: no
+// bound.
+type Concurrent interface {
+	Concurrency() int
+}
+
 // DestinationFunc adapts a function to Destination.
 type DestinationFunc func(ctx context.Context, msg Message) Result
 

@@ -56,7 +56,10 @@ type HTTP struct {
 	now     func() time.Time
 }
 
-var _ Destination = (*HTTP)(nil)
+var (
+	_ Destination = (*HTTP)(nil)
+	_ Concurrent  = (*HTTP)(nil)
+)
 
 // NewHTTP returns an HTTP destination configured by c. c.URL is required: a
 // nil c or an empty URL is an error naming the field.
@@ -108,6 +111,9 @@ func NewHTTP(c *HTTPConfig) (*HTTP, error) {
 	}
 	return d, nil
 }
+
+// Concurrency is MaxConcurrency: the requests in flight Deliver allows.
+func (d *HTTP) Concurrency() int { return cap(d.sem) }
 
 // Deliver posts msg.Payload and classifies the answer.
 func (d *HTTP) Deliver(ctx context.Context, msg Message) Result {

@@ -58,7 +58,7 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 300, "offered load of the latency measurement, messages/s")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the latency measurement")
 	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
-	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during outboxd's first drain to this file")
+	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during the first drain measured (outboxd's, unless -designs leaves it out) to this file")
 	designsFlag := flag.String("designs", "", "comma-separated subset of the designs to measure: outboxd, slow (outboxd beside a timing-out destination), poller, river (default: all; the summary lines need the designs they compare)")
 	flag.Parse()
 	o.designs = map[string]bool{}
@@ -378,10 +378,11 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 
 var profiled bool // the -drain-profile was taken
 
-// startProfile starts the -drain-profile CPU profile for outboxd's first
-// drain, and returns what stops it.
+// startProfile starts the -drain-profile CPU profile for the run's first
+// drain (outboxd's, unless -designs leaves it out), and returns what stops
+// it.
 func startProfile(o options, sys system) (func(), error) {
-	if o.drainProfile == "" || sys.name() != outboxdName || profiled {
+	if o.drainProfile == "" || profiled {
 		return func() {}, nil
 	}
 	profiled = true

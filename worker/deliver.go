@@ -1,0 +1,153 @@
+package worker
+
+import (
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/redact"
+)
+
+// deliver sends a batch: ordering keys concurrently, each key's messages
+// one at a time in sequence, stopping a key at its first message that is
+// neither delivered nor dead, and every key once the lease is gone.
+// Messages not attempted get no result.
+//
+// A destination that bounds its own calls in flight (dispatch.Concurrent)
+// gets no more goroutines per batch than its bound: one per key would
+// only park on it, and thousands of parked goroutines (32 lanes of 200)
+// cost the drain about a tenth of the process's CPU in scheduling and in
+// the collector's stack scans (docs/benchmarks.md).
+func (r *laneRunner) deliver(batch []claimed) []result {
+	groups := groupByKey(batch)
+	workers := len(groups)
+	if c, ok := r.dest.(dispatch.Concurrent); ok {
+		if n := c.Concurrency(); n > 0 && n < workers {
+			workers = n
+		}
+	}
+	var (
+		mu      sync.Mutex
+		results = make([]result, 0, len(batch))
+		wg      sync.WaitGroup
+		next    atomic.Int64
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(groups) {
+					return
+				}
+				for _, m := range groups[i] {
+					res, ok := r.attempt(m)
+					if !ok {
+						break
+					}
+					mu.Lock()
+					results = append(results, res)
+					mu.Unlock()
+					if o := res.res.Outcome; o != dispatch.Delivered && o != dispatch.Dead {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// groupByKey splits a batch into its ordering keys' messages, in the order
+// of their first message; each unkeyed message is a group of its own (a
+// slice of batch: no copy).
+func groupByKey(batch []claimed) [][]claimed {
+	groups := make([][]claimed, 0, len(batch))
+	var at map[string]int // keyed groups' places in groups
+	for i, m := range batch {
+		if m.OrderingKey == "" {
+			groups = append(groups, batch[i:i+1:i+1])
+			continue
+		}
+		if at == nil {
+			at = map[string]int{}
+		}
+		if g, ok := at[m.OrderingKey]; ok {
+			groups[g] = append(groups[g], m)
+			continue
+		}
+		at[m.OrderingKey] = len(groups)
+		groups = append(groups, []claimed{m})
+	}
+	return groups
+}
+
+// leaseValid reports whether the lease still holds. It reads the deadline
+// itself rather than waiting for the watchdog: after a freeze (SIGSTOP, a
+// long pause) the goroutine that resumes first may be this one.
+func (r *laneRunner) leaseValid() bool {
+	return r.leaseCtx.Err() == nil && r.d.mono() < time.Duration(r.deadline.Load())
+}
+
+// attempt delivers one message; ok=false means it was not attempted (the
+// lease is gone, or the destination is paused) and stays as it is.
+func (r *laneRunner) attempt(m claimed) (result, bool) {
+	if !r.leaseValid() || r.d.isPaused(m.Destination) {
+		return result{}, false
+	}
+	start := r.d.mono()
+	res := known(r.deliverOne(m))
+	out := result{msg: m, res: res, started: start, duration: r.d.mono() - start}
+	out.abandoned = res.Outcome == dispatch.Retry && r.leaseCtx.Err() != nil
+	if out.abandoned {
+		r.d.abandoned.Add(1)
+	}
+	if res.Outcome == dispatch.Pause {
+		r.d.pauseDestination(m.Destination, res)
+	}
+	r.d.cfg.Metrics.observe(out)
+	return out, true
+}
+
+// deliverOne calls the destination, turning a panic in it (a bug in a
+// user's Destination) into a Retry: one bad destination must not kill the
+// process and every other destination with it, and retrying loses nothing.
+func (r *laneRunner) deliverOne(m claimed) (res dispatch.Result) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		// The panic value is the user's free text: short, storable like
+		// any error, and without the secrets it may quote.
+		what := clean(redact.Secrets(fmt.Sprint(v)), 200)
+		res = dispatch.Result{Outcome: dispatch.Retry, Err: fmt.Errorf("destination panicked: %s", what)}
+		if ok, held := r.d.logs.allow(m.Destination + "/panic"); ok {
+			r.d.log.Error("destination panicked; the attempt is recorded as a retry", "destination", m.Destination,
+				"message_id", m.ID, "panic", what, "stack", string(debug.Stack()), "similar_lines_left_out", held)
+		}
+	}()
+	return r.dest.Deliver(r.leaseCtx, m.Message)
+}
+
+// known turns a Result whose Outcome is none of dispatch's (a bug in the
+// Destination, often a forgotten zero value) into a Retry that says so:
+// retrying loses nothing, and the attempt row, the metrics and the log
+// then only see the outcomes they know.
+func known(res dispatch.Result) dispatch.Result {
+	switch res.Outcome {
+	case dispatch.Delivered, dispatch.Retry, dispatch.Dead, dispatch.Pause:
+		return res
+	}
+	err := fmt.Errorf("destination returned outcome %q, not one of dispatch's (treated as retry)", res.Outcome)
+	if res.Err != nil {
+		err = fmt.Errorf("%w: %w", err, res.Err)
+	}
+	res.Outcome, res.Err = dispatch.Retry, err
+	return res
+}
