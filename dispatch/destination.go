@@ -66,11 +66,14 @@ type Destination interface {
 }
 
 // Concurrent is implemented by a Destination that bounds its own calls
-// in flight (HTTP's MaxConcurrency): each lane of the worker then delivers
-// a batch with at most Concurrency() goroutines rather than one per
-// ordering key, which would only wait for the bound. Zero or less: no
-// bound.
+// in flight (HTTP's MaxConcurrency). A worker.Dispatcher then makes at
+// most Concurrency() calls of Deliver at once for each destination name it
+// serves, over all its lanes, from that many goroutines, rather than a
+// goroutine per ordering key of each batch that would only wait for the
+// bound. Zero or less: no bound.
 type Concurrent interface {
+	// Concurrency is the most calls of Deliver the destination lets run
+	// at once.
 	Concurrency() int
 }
 

@@ -3,8 +3,6 @@ package worker
 import (
 	"fmt"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/outboxd/outboxd/dispatch"
@@ -14,53 +12,41 @@ import (
 // deliver sends a batch: ordering keys concurrently, each key's messages
 // one at a time in sequence, stopping a key at its first message that is
 // neither delivered nor dead, and every key once the lease is gone.
-// Messages not attempted get no result.
-//
-// A destination that bounds its own calls in flight (dispatch.Concurrent)
-// gets no more goroutines per batch than its bound: one per key would
-// only park on it, and thousands of parked goroutines (32 lanes of 200)
-// cost the drain about a tenth of the process's CPU in scheduling and in
-// the collector's stack scans (docs/benchmarks.md).
+// Messages not attempted get no result. A destination that bounds its own
+// calls in flight gets them through its deliveryPool (pool.go); any other
+// gets a goroutine per key.
 func (r *laneRunner) deliver(batch []claimed) []result {
 	groups := groupByKey(batch)
-	workers := len(groups)
-	if c, ok := r.dest.(dispatch.Concurrent); ok {
-		if n := c.Concurrency(); n > 0 && n < workers {
-			workers = n
+	out := &batchResults{results: make([]result, 0, len(batch))}
+	if p := r.d.pools[r.key.Destination]; p != nil {
+		p.submit(r, groups, out)
+	} else {
+		out.done.Add(len(groups))
+		for _, g := range groups {
+			go func() {
+				defer out.done.Done()
+				r.deliverGroup(g, out)
+			}()
 		}
 	}
-	var (
-		mu      sync.Mutex
-		results = make([]result, 0, len(batch))
-		wg      sync.WaitGroup
-		next    atomic.Int64
-	)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(groups) {
-					return
-				}
-				for _, m := range groups[i] {
-					res, ok := r.attempt(m)
-					if !ok {
-						break
-					}
-					mu.Lock()
-					results = append(results, res)
-					mu.Unlock()
-					if o := res.res.Outcome; o != dispatch.Delivered && o != dispatch.Dead {
-						break
-					}
-				}
-			}
-		}()
+	out.done.Wait()
+	return out.results
+}
+
+// deliverGroup sends one key's messages in sequence (see deliver).
+func (r *laneRunner) deliverGroup(msgs []claimed, out *batchResults) {
+	for _, m := range msgs {
+		res, ok := r.attempt(m)
+		if !ok {
+			return
+		}
+		out.mu.Lock()
+		out.results = append(out.results, res)
+		out.mu.Unlock()
+		if o := res.res.Outcome; o != dispatch.Delivered && o != dispatch.Dead {
+			return
+		}
 	}
-	wg.Wait()
-	return results
 }
 
 // groupByKey splits a batch into its ordering keys' messages, in the order

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
@@ -92,6 +93,9 @@ type Dispatcher struct {
 	walkPace  int
 	walkFree  time.Duration
 	downQuiet time.Duration
+	// pools deliver for the destinations that bound their calls in
+	// flight (pool.go); set by New, read-only after.
+	pools map[string]*deliveryPool
 	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
 	sweepWalks map[string]*atomic.Bool
 	// failedInARow: the destination's attempts that failed since it last
@@ -144,6 +148,12 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		walkPace:   walkPace,
 		walkFree:   walkFree,
 		downQuiet:  downQuiet,
+	}
+	d.pools = map[string]*deliveryPool{}
+	for name, dest := range c.Destinations {
+		if b, ok := dest.(dispatch.Concurrent); ok && b.Concurrency() > 0 {
+			d.pools[name] = &deliveryPool{limit: b.Concurrency()}
+		}
 	}
 	d.sweepWalks = make(map[string]*atomic.Bool, len(d.names))
 	d.failedInARow = make(map[string]*atomic.Int64, len(d.names))

@@ -300,7 +300,8 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	if err := sys.start(ctx); err != nil {
 		return f, err
 	}
-	if err := waitFor(func() bool { return s.distinct() >= o.messages }, 5*time.Minute); err != nil {
+	var peak int // goroutines: the design's (its parked ones cost stacks), sink's and harness's
+	if err := waitFor(func() bool { peak = max(peak, runtime.NumGoroutine()); return s.distinct() >= o.messages }, 5*time.Minute); err != nil {
 		return f, fmt.Errorf("drain: %w (%d of %d arrived)", err, s.distinct(), o.messages)
 	}
 	f.drainPerSec = float64(o.messages) / time.Since(start).Seconds()
@@ -322,7 +323,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	f.drainCost = atEnd.Sub(before)
 	f.drainCost.Writes, f.drainCost.WALSyncs = later.Writes-before.Writes, later.WALSyncs-before.WALSyncs
 	f.repeats = int(s.requests.Load()) - s.distinct()
-	fmt.Fprintf(os.Stderr, "%s: drained at %.0f msg/s\n", sys.name(), f.drainPerSec)
+	fmt.Fprintf(os.Stderr, "%s: drained at %.0f msg/s (at most %d goroutines in this process, sampled)\n", sys.name(), f.drainPerSec, peak)
 
 	// Latency at a steady offered load, with the system running.
 	s.reset()
