@@ -9,7 +9,7 @@ import "sync"
 //
 // One goroutine per ordering key would only park on the destination's
 // bound: 32 lanes of 200 keys made 6,400 goroutines in a drain, whose
-// scheduling and stack scans cost about a tenth of the process's CPU. And
+// scheduling and stack scans cost a fifth of the process's CPU. And
 // a bound per lane (16 each) had the waiting lanes take turns request by
 // request, so every lane's batch ended at about the same time and the
 // drain wrote 7% more WAL (fewer dead row versions pruned in time;
