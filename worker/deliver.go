@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -20,33 +21,40 @@ func (r *laneRunner) deliver(batch []claimed) []result {
 	out := &batchResults{results: make([]result, 0, len(batch))}
 	if p := r.d.pools[r.key.Destination]; p != nil {
 		p.submit(r, groups, out)
-	} else {
-		out.done.Add(len(groups))
-		for _, g := range groups {
-			go func() {
-				defer out.done.Done()
-				r.deliverGroup(g, out)
-			}()
-		}
+		// Once the lease is gone, what still waits for the pool is not
+		// waited for: only the attempts in flight are.
+		stop := context.AfterFunc(r.leaseCtx, func() { p.drop(out) })
+		out.done.Wait()
+		stop()
+		return out.results
+	}
+	out.done.Add(len(groups))
+	for _, g := range groups {
+		go func() {
+			defer out.done.Done()
+			for len(g) > 0 {
+				g = r.deliverNext(g, out)
+			}
+		}()
 	}
 	out.done.Wait()
 	return out.results
 }
 
-// deliverGroup sends one key's messages in sequence (see deliver).
-func (r *laneRunner) deliverGroup(msgs []claimed, out *batchResults) {
-	for _, m := range msgs {
-		res, ok := r.attempt(m)
-		if !ok {
-			return
-		}
-		out.mu.Lock()
-		out.results = append(out.results, res)
-		out.mu.Unlock()
-		if o := res.res.Outcome; o != dispatch.Delivered && o != dispatch.Dead {
-			return
-		}
+// deliverNext attempts the first of a key's messages and returns the ones
+// to send after it: none once the key must stop (see deliver).
+func (r *laneRunner) deliverNext(msgs []claimed, out *batchResults) []claimed {
+	res, ok := r.attempt(msgs[0])
+	if !ok {
+		return nil
 	}
+	out.mu.Lock()
+	out.results = append(out.results, res)
+	out.mu.Unlock()
+	if o := res.res.Outcome; o != dispatch.Delivered && o != dispatch.Dead {
+		return nil
+	}
+	return msgs[1:]
 }
 
 // groupByKey splits a batch into its ordering keys' messages, in the order

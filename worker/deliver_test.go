@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"context"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +23,7 @@ type gate struct {
 	inFlight, maxSeen atomic.Int64
 	mu                sync.Mutex
 	opened            chan struct{} // closed: calls return
+	keys              []string      // each call's ordering key, in the order they came
 }
 
 func newGate(bound int) *gate { return &gate{bound: bound, opened: make(chan struct{})} }
@@ -41,13 +44,14 @@ func (g *gate) shut() {
 
 func (g *gate) Concurrency() int { return g.bound }
 
-func (g *gate) Deliver(ctx context.Context, _ dispatch.Message) dispatch.Result {
+func (g *gate) Deliver(ctx context.Context, msg dispatch.Message) dispatch.Result {
 	n := g.inFlight.Add(1)
 	defer g.inFlight.Add(-1)
 	for m := g.maxSeen.Load(); n > m && !g.maxSeen.CompareAndSwap(m, n); m = g.maxSeen.Load() {
 	}
 	g.mu.Lock()
 	opened := g.opened
+	g.keys = append(g.keys, msg.OrderingKey)
 	g.mu.Unlock()
 	select {
 	case <-opened:
@@ -88,16 +92,123 @@ func TestABoundedDestinationGetsNoMoreCallsThanItsBound(t *testing.T) {
 }
 
 // keysInLane7 returns n ordering keys that hash to lane 7.
-func keysInLane7(t *testing.T, b bundle, n int) []string {
+func keysInLane7(t *testing.T, b bundle, n int) []string { return keysInLane(t, b, 7, n) }
+
+// keysInLane returns n ordering keys that hash to lane.
+func keysInLane(t *testing.T, b bundle, lane, n int) []string {
 	t.Helper()
-	rows, err := b.pool.Query(context.Background(), `SELECT k FROM (SELECT 'lane7-' || i AS k FROM generate_series(1, 100 * $1::int) i) s
-WHERE (hashtext(k) & 2147483647) % 32 = 7 LIMIT $1`, n)
+	rows, err := b.pool.Query(context.Background(), `SELECT k FROM (SELECT 'lane' || $1::int || '-' || i AS k FROM generate_series(1, 100 * $2::int) i) s
+WHERE (hashtext(k) & 2147483647) % 32 = $1::int LIMIT $2`, lane, n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil || len(keys) != n {
-		t.Fatalf("keys of lane 7: %d of %d, %v", len(keys), n, err)
+		t.Fatalf("keys of lane %d: %d of %d, %v", lane, len(keys), n, err)
 	}
 	return keys
+}
+
+// boundOne starts a dispatcher whose "sink" is a gate of bound 1, holds
+// one message of a key of lane 7 in flight and another key's message of
+// lane 9 waiting in the pool behind it, and returns the dispatcher, the
+// gate and the two keys.
+func boundOne(t *testing.T, b bundle, first int) (*worker.Dispatcher, *gate, string, string) {
+	t.Helper()
+	g := newGate(1)
+	d := b.start(t, b.config(t, func(c *worker.Config) {
+		c.Destinations = map[string]dispatch.Destination{"sink": g}
+	}))
+	a, other := keysInLane(t, b, 7, 1)[0], keysInLane(t, b, 9, 1)[0]
+	b.enqueue(t, first, first, func(int) string { return a })
+	waitFor(t, 10*time.Second, "lane 7's first call", func() bool { return g.inFlight.Load() == 1 })
+	b.enqueue(t, 1, 1, func(int) string { return other })
+	waitFor(t, 10*time.Second, "lane 9's message waiting in the pool", func() bool { return worker.QueuedDeliveries(d, "sink") == 1 })
+	return d, g, a, other
+}
+
+// A key with many messages in a batch does not keep the pool's goroutine
+// while other lanes wait: after each message the key's next one goes to
+// the back of the queue, as its goroutine went back into the bound's
+// queue before the pool. Bound 1, ten messages of one key in flight: the
+// other lane's message is the second call (the eleventh when a goroutine
+// sent a whole key).
+func TestAKeysMessagesTakeTurnsWithOtherLanes(t *testing.T) {
+	b := setup(t)
+	_, g, _, other := boundOne(t, b, 10)
+	g.open()
+	waitFor(t, 20*time.Second, "every message delivered", func() bool { return b.counts(t)["delivered"] == 11 })
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if at := slices.Index(g.keys, other); at != 1 {
+		t.Fatalf("the other lane's message was call %d of %d; want 2", at+1, len(g.keys))
+	}
+}
+
+// A lane whose lease is lost while its batch waits in the pool stops at
+// once: what waits is dropped unsent (the lane's next holder sends it),
+// not waited for behind the other lanes' calls.
+func TestALostLeaseDoesNotWaitForThePool(t *testing.T) {
+	b := setup(t)
+	d, g, _, _ := boundOne(t, b, 1)
+	stopped := worker.ExpireRunner(d, worker.Lane{Destination: "sink", Lane: 9})
+	if stopped == nil {
+		t.Fatal("lane 9 has no runner")
+	}
+	waitFor(t, 5*time.Second, "lane 9's runner stopped while lane 7's call is in flight", func() bool {
+		select {
+		case <-stopped:
+			return true
+		default:
+			return false
+		}
+	})
+	if n := worker.QueuedDeliveries(d, "sink"); n != 0 {
+		t.Fatalf("%d deliveries still wait in the pool", n)
+	}
+	g.open()
+	waitFor(t, 20*time.Second, "both messages delivered (lane 9 by its next runner)", func() bool { return b.counts(t)["delivered"] == 2 })
+}
+
+// goexiting is a bounded destination whose first call ends its goroutine
+// (runtime.Goexit, as t.Fatal in a test's destination does); later calls
+// deliver.
+type goexiting struct{ calls atomic.Int64 }
+
+func (*goexiting) Concurrency() int { return 2 }
+
+func (d *goexiting) Deliver(context.Context, dispatch.Message) dispatch.Result {
+	if d.calls.Add(1) == 1 {
+		runtime.Goexit()
+	}
+	return dispatch.Result{Outcome: dispatch.Delivered}
+}
+
+// A delivery that ends its goroutine neither hangs its batch (and Stop
+// with it) nor costs the pool a goroutine: the message stays pending and
+// is sent again.
+func TestAGoexitInADestinationHangsNothing(t *testing.T) {
+	b := setup(t)
+	dest := &goexiting{}
+	d, err := worker.New(b.pool, b.config(t, func(c *worker.Config) {
+		c.Destinations = map[string]dispatch.Destination{"sink": dest}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.enqueue(t, 4, 4, func(int) string { return "" })
+	waitFor(t, 20*time.Second, "every message delivered", func() bool { return b.counts(t)["delivered"] == 4 })
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped <- d.Stop(ctx)
+	}()
+	waitFor(t, 10*time.Second, "Stop returned", func() bool { return len(stopped) == 1 })
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -151,8 +151,10 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 	}
 	d.pools = map[string]*deliveryPool{}
 	for name, dest := range c.Destinations {
-		if b, ok := dest.(dispatch.Concurrent); ok && b.Concurrency() > 0 {
-			d.pools[name] = &deliveryPool{limit: b.Concurrency()}
+		if b, ok := dest.(dispatch.Concurrent); ok {
+			if n := b.Concurrency(); n > 0 {
+				d.pools[name] = &deliveryPool{limit: n}
+			}
 		}
 	}
 	d.sweepWalks = make(map[string]*atomic.Bool, len(d.names))

@@ -25,3 +25,26 @@ func LastWalk(d *Dispatcher, lane Lane) time.Duration {
 	}
 	return time.Duration(r.walk.took.Load())
 }
+
+// QueuedDeliveries is how many deliveries wait in the pool of dest.
+func QueuedDeliveries(d *Dispatcher, dest string) int {
+	p := d.pools[dest]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue) - p.head
+}
+
+// ExpireRunner does to lane's runner what renew does when it finds the
+// lease lost, and returns the channel closed once the runner stopped (nil
+// when the lane has none).
+func ExpireRunner(d *Dispatcher, lane Lane) <-chan struct{} {
+	d.mu.Lock()
+	r := d.runners[lane]
+	d.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	d.stopRunner(lane, false)
+	r.expire()
+	return r.stopped
+}
