@@ -81,12 +81,12 @@ func (p *deliveryPool) work() {
 		// t.Fatal does; a panic goes on to end the process): the key's
 		// message stays pending, and another goroutine takes this one's
 		// place, or the batch and the pool would wait for it forever.
-		job.batch.done.Done()
 		p.mu.Lock()
 		p.active--
 		n := p.spawnLocked()
 		p.mu.Unlock()
 		p.start(n)
+		job.batch.done.Done()
 	}()
 	for {
 		var ok bool
@@ -108,6 +108,9 @@ func (p *deliveryPool) take() (delivery, bool) {
 	if p.head == len(p.queue) {
 		p.active--
 		p.queue, p.head = p.queue[:0], 0
+		if cap(p.queue) > 4096 {
+			p.queue = nil // a drain's queue is not kept for the quiet after it
+		}
 		return delivery{}, false
 	}
 	job := p.queue[p.head]
