@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,9 +29,12 @@ import (
 //   - plain-update: claimSQL, then a bare UPDATE of status, delivered_at
 //     and attempts (what the recording statement itself adds);
 //
+//   - claim-only: claimSQL alone (each lane's same first batch again and
+//     again): the claim's share;
+//
 //   - queue-table: the pending rows in a table of their own (primary key,
-//     lane index), the message table without its lane, dead and delivered
-//     indexes and its notify trigger, with fillfactor 85: the claim reads
+//     lane index), the message table without its lane, retry-heads, dead
+//     and delivered indexes and its notify trigger, with fillfactor 85: the claim reads
 //     the queue, the record deletes the queue rows and updates the messages
 //     (HOT), neither checks the lease. A best case for docs/design.md's
 //     queue table, not a schema outboxd has: the delivered purge needs
@@ -38,11 +42,20 @@ import (
 //
 //   - poller: the hand-written relay of bench-dispatch (its own table, a
 //     partial index on unsent rows, SELECT ... FOR UPDATE SKIP LOCKED and
-//     UPDATE in one transaction), with batches of 200 too.
+//     UPDATE in one transaction), with batches of 200 too;
+//
+//   - plain-update-without-*: plain-update on a message table with one
+//     part of today's schema taken away (the delivered index, the notify
+//     trigger, the lane's generation expression, the two CHECKs, the
+//     attempts' foreign key), with all five gone, and with the
+//     idempotency-key index gone too (an entry in the primary key only):
+//     what each part costs the update, for the schema work of
+//     docs/design.md.
 //
 //     go test -run '^$' -bench RecordServerCPU -benchtime 200x ./worker/
 func BenchmarkRecordServerCPU(b *testing.B) {
-	for _, d := range []recordDesign{dispatcherDesign, plainUpdateDesign, queueTableDesign, pollerDesign} {
+	designs := []recordDesign{dispatcherDesign, plainUpdateDesign, claimOnlyDesign, queueTableDesign, pollerDesign}
+	for _, d := range append(designs, updateWithoutDesigns()...) {
 		b.Run(d.name, func(b *testing.B) {
 			ctx := context.Background()
 			pool := pgtest.Connect(b, pgtest.URL(b))
@@ -160,11 +173,21 @@ var plainUpdateDesign = recordDesign{
 	},
 }
 
+// claimOnlyDesign claims and records nothing: the claim's share of the
+// other designs (each iteration reads its lane's same first batch again).
+var claimOnlyDesign = recordDesign{
+	name: "claim-only",
+	batch: func(ctx context.Context, conn *pgx.Conn, lane, size int) (int, error) {
+		ids, err := claimIDs(ctx, conn, lane, size)
+		return len(ids), err
+	},
+}
+
 var queueTableDesign = recordDesign{
 	name: "queue-table",
 	setup: []string{
 		`DROP INDEX outboxd.outbox_messages_lane_unkeyed_idx, outboxd.outbox_messages_lane_keyed_idx,
-		   outboxd.outbox_messages_dead_idx, outboxd.outbox_messages_delivered_idx`,
+		   outboxd.outbox_messages_retry_heads_idx, outboxd.outbox_messages_dead_idx, outboxd.outbox_messages_delivered_idx`,
 		`DROP TRIGGER outbox_messages_notify ON outboxd.outbox_messages`,
 		`ALTER TABLE outboxd.outbox_messages SET (fillfactor = 85)`,
 		`VACUUM FULL outboxd.outbox_messages`, // lays the rows out again with fillfactor's free space
@@ -227,6 +250,32 @@ var pollerDesign = recordDesign{
 		})
 		return n, err
 	},
+}
+
+// updateWithoutDesigns are plainUpdateDesign with one part of the schema
+// dropped each, then all of them.
+func updateWithoutDesigns() []recordDesign {
+	parts := []struct{ name, sql string }{
+		{"delivered-index", `DROP INDEX outboxd.outbox_messages_delivered_idx`},
+		{"trigger", `DROP TRIGGER outbox_messages_notify ON outboxd.outbox_messages`},
+		{"generated-lane", `ALTER TABLE outboxd.outbox_messages ALTER COLUMN lane DROP EXPRESSION`},
+		{"checks", `ALTER TABLE outboxd.outbox_messages DROP CONSTRAINT outbox_messages_check, DROP CONSTRAINT outbox_messages_status_check`},
+		{"foreign-key", `ALTER TABLE outboxd.outbox_attempts DROP CONSTRAINT outbox_attempts_message_id_fkey`},
+	}
+	var out, all []recordDesign
+	var allSQL []string
+	for _, p := range parts {
+		out = append(out, recordDesign{name: "plain-update-without-" + p.name, setup: []string{p.sql}, batch: plainUpdateDesign.batch})
+		allSQL = append(allSQL, p.sql)
+	}
+	all = append(all, recordDesign{name: "plain-update-without-all-five", setup: allSQL, batch: plainUpdateDesign.batch})
+	// And the five and the idempotency-key index: the update of a
+	// delivered unkeyed message then adds an entry to the primary key
+	// only (the partial indexes left hold no delivered unkeyed row; the
+	// claim needs the lane indexes).
+	all = append(all, recordDesign{name: "plain-update-without-all-five-and-idempotency-index", batch: plainUpdateDesign.batch,
+		setup: append(slices.Clone(allSQL), `DROP INDEX outboxd.outbox_messages_idempotency_key_idx`)})
+	return append(out, all...)
 }
 
 // claimIDs runs the dispatcher's claim of a lane and returns the ids.
