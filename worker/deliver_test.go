@@ -175,7 +175,8 @@ func TestALostLeaseDoesNotWaitForThePool(t *testing.T) {
 // deliver.
 type goexiting struct{ calls atomic.Int64 }
 
-func (*goexiting) Concurrency() int { return 2 }
+// Concurrency is 1: a goroutine the pool lost would leave it none.
+func (*goexiting) Concurrency() int { return 1 }
 
 func (d *goexiting) Deliver(context.Context, dispatch.Message) dispatch.Result {
 	if d.calls.Add(1) == 1 {

@@ -16,7 +16,7 @@ import "sync"
 // scheduling and stack scans cost a fifth of the process's CPU. And a
 // bound per lane (16 each) had the waiting lanes take turns request by
 // request, so every lane's batch ended at about the same time and the
-// drain wrote 7% more WAL (fewer dead row versions pruned in time;
+// drain wrote 3-8% more WAL (fewer dead row versions pruned in time;
 // docs/benchmarks.md).
 type deliveryPool struct {
 	limit int
