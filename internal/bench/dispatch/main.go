@@ -147,7 +147,7 @@ func run(adminURL string, o options) error {
 		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds, orDefault(*httpConcurrency, "16"), orDefault(*batchSize, "200"), *pollerLoops)
 	fmt.Printf("Sink ceiling (keep-alive Go client, concurrency 64, no database): %.0f POST/s\n\n", ceiling)
 	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats | drain: %s | client CPU / msg |\n", o.messages, o.producers, o.rate, pgcost.Header)
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range order {
 		f := results[n]
 		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d | %s | %.0f µs |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
@@ -192,7 +192,15 @@ func measureFresh(ctx context.Context, adminURL string, mk func(*pgxpool.Pool, s
 		defer c.Release()
 		return pgcost.Read(ctx, c.Conn())
 	}
-	f, err := measure(ctx, sys, s, o, read)
+	entries := func(from, to pgcost.Reading) float64 {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return -1
+		}
+		defer c.Release()
+		return pgcost.Entries(ctx, c.Conn(), from, to)
+	}
+	f, err := measure(ctx, sys, s, o, read, entries)
 	if err != nil {
 		return f, "", fmt.Errorf("%s: %w", sys.name(), err)
 	}
@@ -205,10 +213,11 @@ func medianFigures(fs []figures) figures {
 	var out figures
 	drain := make([]float64, len(fs))
 	var p50, p95, p99 []time.Duration
-	var wal, writes, cpu, client []float64
+	var wal, writes, cpu, client, entries []float64
 	for i, f := range fs {
 		drain[i] = f.drainPerSec
 		wal, writes, cpu = append(wal, f.drainCost.WALBytes), append(writes, f.drainCost.Writes), append(cpu, f.drainCost.CPU)
+		entries = append(entries, f.drainCost.Entries)
 		client = append(client, f.drainClientCPU)
 		p50, p95, p99 = append(p50, f.p50), append(p95, f.p95), append(p99, f.p99)
 		out.lost += f.lost
@@ -220,10 +229,10 @@ func medianFigures(fs []figures) figures {
 	}
 	mid := len(fs) / 2
 	out.drainPerSec, out.p50, out.p95, out.p99 = drain[mid], p50[mid], p95[mid], p99[mid]
-	for _, xs := range [][]float64{wal, writes, cpu, client} {
+	for _, xs := range [][]float64{wal, writes, cpu, client, entries} {
 		slices.Sort(xs)
 	}
-	out.drainCost = pgcost.Reading{WALBytes: wal[mid], Writes: writes[mid], CPU: cpu[mid]}
+	out.drainCost = pgcost.Reading{WALBytes: wal[mid], Writes: writes[mid], CPU: cpu[mid], Entries: entries[mid]}
 	out.drainClientCPU = client[mid]
 	return out
 }
@@ -257,7 +266,7 @@ func sinkCeiling(s *sink, conc int, d time.Duration) float64 {
 	return float64(n.Load()) / time.Since(start).Seconds()
 }
 
-func measure(ctx context.Context, sys system, s *sink, o options, read func() (pgcost.Reading, error)) (figures, error) {
+func measure(ctx context.Context, sys system, s *sink, o options, read func() (pgcost.Reading, error), entries func(from, to pgcost.Reading) float64) (figures, error) {
 	var f figures
 	s.reset()
 	// Drain: pre-enqueue, then start and time until every key arrived.
@@ -321,6 +330,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 		return f, err
 	}
 	f.drainCost = atEnd.Sub(before)
+	f.drainCost.Entries = entries(before, atEnd)
 	f.drainCost.Writes, f.drainCost.WALSyncs = later.Writes-before.Writes, later.WALSyncs-before.WALSyncs
 	f.repeats = int(s.requests.Load()) - s.distinct()
 	fmt.Fprintf(os.Stderr, "%s: drained at %.0f msg/s (at most %d goroutines in this process, sampled)\n", sys.name(), f.drainPerSec, peak)

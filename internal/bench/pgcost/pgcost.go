@@ -1,7 +1,8 @@
 // Package pgcost reads what a benchmark costs the PostgreSQL server: WAL
-// bytes and fsyncs, row versions written (index entries follow from them),
-// and the server's CPU time. Take a Reading before and after a measurement
-// and subtract them.
+// bytes and fsyncs, row versions written, b-tree index entries written
+// (counted in the WAL between two readings with pg_walinspect), and the
+// server's CPU time. Take a Reading before and after a measurement and
+// subtract them; Entries counts the index entries between them.
 //
 // The CPU is read from /proc, so it needs the server on this machine (the
 // benchmarks' setting) and counts all of its processes, whatever database
@@ -27,6 +28,7 @@ import (
 // Reading is the server's counters at one moment.
 type Reading struct {
 	WALBytes float64 // the WAL position (exact at once)
+	LSN      string  // the same, as PostgreSQL writes it (for Entries)
 	// WALSyncs is pg_stat_wal.wal_sync. It and Writes are statistics that
 	// a busy backend reports at most once a second (an idle one within
 	// 10 s; one that exits, at once): read after the measured connections
@@ -39,6 +41,9 @@ type Reading struct {
 	// CPU is the server's CPU seconds (user + system), or -1 if /proc
 	// cannot be read (a server on another machine).
 	CPU float64
+	// Entries are the b-tree index entries written between two readings
+	// (Entries sets it in a difference; -1: not counted).
+	Entries float64
 }
 
 // Read takes a Reading through conn.
@@ -46,10 +51,10 @@ func Read(ctx context.Context, conn *pgx.Conn) (Reading, error) {
 	var r Reading
 	var backend int
 	err := conn.QueryRow(ctx, `
-SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8, wal_sync::float8,
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8, pg_current_wal_lsn()::text, wal_sync::float8,
        (SELECT coalesce(sum(n_tup_ins + n_tup_upd - n_tup_hot_upd), 0)::float8 FROM pg_stat_user_tables),
        pg_backend_pid()
-FROM pg_stat_wal`).Scan(&r.WALBytes, &r.WALSyncs, &r.Writes, &backend)
+FROM pg_stat_wal`).Scan(&r.WALBytes, &r.LSN, &r.WALSyncs, &r.Writes, &backend)
 	if err != nil {
 		return r, err
 	}
@@ -65,28 +70,51 @@ FROM pg_stat_wal`).Scan(&r.WALBytes, &r.WALSyncs, &r.Writes, &backend)
 	return r, nil
 }
 
-// Sub returns r - o.
+// Sub returns r - o, its entries not counted (see Entries).
 func (r Reading) Sub(o Reading) Reading {
 	cpu := r.CPU - o.CPU
 	if r.CPU < 0 || o.CPU < 0 {
 		cpu = -1
 	}
-	return Reading{r.WALBytes - o.WALBytes, r.WALSyncs - o.WALSyncs, r.Writes - o.Writes, cpu}
+	return Reading{WALBytes: r.WALBytes - o.WALBytes, WALSyncs: r.WALSyncs - o.WALSyncs, Writes: r.Writes - o.Writes, CPU: cpu, Entries: -1}
 }
 
-// PerMessage formats WAL bytes, row versions written and server CPU
-// (microseconds) per message, n messages, as Markdown table cells.
+// Entries counts the b-tree index entries written to the WAL between two
+// readings, server-wide (as the WAL bytes): the leaf insertions, each
+// logged as an insert or, when the leaf splits, with the split. It creates
+// the pg_walinspect extension (PostgreSQL 15's contrib) in conn's
+// database, and returns -1 when it cannot (no superuser, no contrib) or
+// the WAL is gone.
+func Entries(ctx context.Context, conn *pgx.Conn, from, to Reading) float64 {
+	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_walinspect`); err != nil {
+		return -1
+	}
+	var n float64
+	err := conn.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::float8 FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn, true)
+WHERE "resource_manager/record_type" IN ('Btree/INSERT_LEAF', 'Btree/INSERT_POST', 'Btree/SPLIT_L', 'Btree/SPLIT_R')`, from.LSN, to.LSN).Scan(&n)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// PerMessage formats WAL bytes, row versions written, b-tree entries and
+// server CPU (microseconds) per message, n messages, as Markdown table
+// cells.
 func (r Reading) PerMessage(n float64) string {
 	n = max(n, 1)
-	cpu := "n/a"
+	cpu, entries := "n/a", "n/a"
 	if r.CPU >= 0 {
 		cpu = fmt.Sprintf("%.0f µs", r.CPU*1e6/n)
 	}
-	return fmt.Sprintf("%.0f | %.2f | %s", r.WALBytes/n, r.Writes/n, cpu)
+	if r.Entries >= 0 {
+		entries = fmt.Sprintf("%.2f", r.Entries/n)
+	}
+	return fmt.Sprintf("%.0f | %.2f | %s | %s", r.WALBytes/n, r.Writes/n, entries, cpu)
 }
 
 // Header is the table header cells matching PerMessage.
-const Header = "WAL bytes / msg | row versions written / msg | server CPU / msg"
+const Header = "WAL bytes / msg | row versions written / msg | b-tree entries / msg | server CPU / msg"
 
 // clockTick is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
 const clockTick = 100

@@ -100,7 +100,7 @@ func run(adminURL string, d time.Duration, rounds int) error {
 	}
 	fmt.Printf("Receipt transaction, %s per measurement, %d alternating rounds; %d CPUs, %s\n\n", d, rounds, runtime.NumCPU(), runtime.Version())
 	fmt.Printf("| connections | system | tx/s | %% of pgbench | %s | client CPU / msg |\n", pgcost.Header)
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, conns := range []int{1, 16} {
 		tps := make([][]float64, len(systems))
 		costs := make([][]costPerTx, len(systems))
@@ -125,7 +125,7 @@ func run(adminURL string, d time.Duration, rounds int) error {
 // costPerTx is what one receipt cost the server (WAL bytes, row versions
 // written, CPU seconds) and this process with its reaped children
 // (pgbench): client CPU seconds.
-type costPerTx struct{ wal, writes, cpu, client float64 }
+type costPerTx struct{ wal, writes, entries, cpu, client float64 }
 
 // measured runs fn (which returns tx/s over its duration) between two
 // readings of the server's counters, taken once fn's connections are gone,
@@ -157,15 +157,21 @@ func measured(ctx context.Context, conn *pgx.Conn, fn func() (float64, error)) (
 		return 0, costPerTx{}, err
 	}
 	c, n := after.Sub(before), max(n1-n0, 1)
-	return tps, costPerTx{c.WALBytes / n, c.Writes / n, c.CPU / n, client / n}, nil
+	entries := pgcost.Entries(ctx, conn, before, after)
+	if entries >= 0 {
+		entries /= n
+	}
+	return tps, costPerTx{c.WALBytes / n, c.Writes / n, entries, c.CPU / n, client / n}, nil
 }
 
 func medianCost(cs []costPerTx) string {
-	var wal, writes, cpu, client []float64
+	var wal, writes, entries, cpu, client []float64
 	for _, c := range cs {
 		wal, writes, cpu, client = append(wal, c.wal), append(writes, c.writes), append(cpu, c.cpu), append(client, c.client)
+		entries = append(entries, c.entries)
 	}
-	return fmt.Sprintf("%s | %.0f µs", pgcost.Reading{WALBytes: pgbench.Median(wal), Writes: pgbench.Median(writes), CPU: pgbench.Median(cpu)}.PerMessage(1),
+	r := pgcost.Reading{WALBytes: pgbench.Median(wal), Writes: pgbench.Median(writes), Entries: pgbench.Median(entries), CPU: pgbench.Median(cpu)}
+	return fmt.Sprintf("%s | %.0f µs", r.PerMessage(1),
 		pgbench.Median(client)*1e6)
 }
 
