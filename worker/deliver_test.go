@@ -72,7 +72,7 @@ func TestABoundedDestinationGetsNoMoreCallsThanItsBound(t *testing.T) {
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": g}
 	}))
-	keys := keysInLane7(t, b, 60)
+	keys := keysInLane(t, b, "bounded-", 7, 60)
 	b.enqueue(t, len(keys), len(keys), func(i int) string { return keys[i] })
 	waitFor(t, 10*time.Second, "3 calls in flight", func() bool { return g.inFlight.Load() >= 3 })
 	g.open()
@@ -91,14 +91,12 @@ func TestABoundedDestinationGetsNoMoreCallsThanItsBound(t *testing.T) {
 	}
 }
 
-// keysInLane7 returns n ordering keys that hash to lane 7.
-func keysInLane7(t *testing.T, b bundle, n int) []string { return keysInLane(t, b, 7, n) }
-
-// keysInLane returns n ordering keys that hash to lane.
-func keysInLane(t *testing.T, b bundle, lane, n int) []string {
+// keysInLane returns n ordering keys (prefix and a number) that hash to
+// lane.
+func keysInLane(t *testing.T, b bundle, prefix string, lane, n int) []string {
 	t.Helper()
-	rows, err := b.pool.Query(context.Background(), `SELECT k FROM (SELECT 'lane' || $1::int || '-' || i AS k FROM generate_series(1, 100 * $2::int) i) s
-WHERE (hashtext(k) & 2147483647) % 32 = $1::int LIMIT $2`, lane, n)
+	rows, err := b.pool.Query(context.Background(), `SELECT k FROM (SELECT $1 || i AS k FROM generate_series(1, greatest(10000, 100 * $3::int)) i) s
+WHERE (hashtext(k) & 2147483647) % 32 = $2::int LIMIT $3`, prefix, lane, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +117,7 @@ func boundOne(t *testing.T, b bundle, first int) (*worker.Dispatcher, *gate, str
 	d := b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": g}
 	}))
-	a, other := keysInLane(t, b, 7, 1)[0], keysInLane(t, b, 9, 1)[0]
+	a, other := keysInLane(t, b, "first-", 7, 1)[0], keysInLane(t, b, "other-", 9, 1)[0]
 	b.enqueue(t, first, first, func(int) string { return a })
 	waitFor(t, 10*time.Second, "lane 7's first call", func() bool { return g.inFlight.Load() == 1 })
 	b.enqueue(t, 1, 1, func(int) string { return other })

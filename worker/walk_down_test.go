@@ -184,12 +184,7 @@ func TestAPartlyFailingDestinationIsNotPaced(t *testing.T) {
 // of parkDueHeads' keys.
 func keyInLane7(t *testing.T, b bundle, prefix string) string {
 	t.Helper()
-	var k string
-	if err := b.pool.QueryRow(context.Background(), `SELECT k FROM (SELECT $1 || i AS k FROM generate_series(1, 10000) i) s
-WHERE (hashtext(k) & 2147483647) % 32 = 7 LIMIT 1`, prefix).Scan(&k); err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return keysInLane(t, b, prefix, 7, 1)[0]
 }
 
 // parkDueHeads stores n keys of one lane of "sink", each with one message
