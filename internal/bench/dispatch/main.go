@@ -67,7 +67,7 @@ func main() {
 			continue
 		}
 		if _, ok := designs[n]; !ok {
-			fmt.Fprintf(os.Stderr, "bench-dispatch: -designs: unknown design %q (known: outboxd, slow, poller, river)\n", n)
+			fmt.Fprintf(os.Stderr, "bench-dispatch: -designs: unknown design %q (known: %s)\n", n, strings.Join(designOrder, ", "))
 			os.Exit(2)
 		}
 		o.designs[n] = true

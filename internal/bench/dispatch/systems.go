@@ -76,7 +76,7 @@ func notifyingOutbox(pool *pgxpool.Pool) (*outbox.Outbox, error) {
 	return outbox.New(&outbox.Config{Notifier: n})
 }
 
-// outboxdName is the design -drain-profile profiles.
+// outboxdName is the design the summary lines compare the others with.
 const outboxdName = "outboxd (lanes, batches)"
 
 func (s *outboxdSystem) name() string { return outboxdName }

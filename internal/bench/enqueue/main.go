@@ -46,22 +46,6 @@ func main() {
 // figures of one system at one concurrency: medians over the rounds.
 type figures struct{ tps, walBytes, syncsPerCommit, writes, entries, cpuUS, clientUS []float64 }
 
-// perRow divides a count of entries by rows, keeping -1 (not counted).
-func perRow(entries, rows float64) float64 {
-	if entries < 0 {
-		return -1
-	}
-	return entries / max(rows, 1)
-}
-
-// entriesCell formats b-tree entries per message; "n/a" when not counted.
-func entriesCell(v float64) string {
-	if v < 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.2f", v)
-}
-
 func run(adminURL string, d time.Duration, rounds int) error {
 	ctx := context.Background()
 	url, err := pgtest.Recreate(ctx, adminURL, "outboxd_bench_enqueue")
@@ -130,7 +114,7 @@ func run(adminURL string, d time.Duration, rounds int) error {
 				res[i].syncsPerCommit = append(res[i].syncsPerCommit, w.Syncs/max(w.Rows, 1))
 				c := cpuAfter.Sub(cpuBefore)
 				res[i].writes = append(res[i].writes, c.Writes/max(w.Rows, 1))
-				res[i].entries = append(res[i].entries, perRow(pgcost.Entries(ctx, cost, cpuBefore, cpuAfter), w.Rows))
+				res[i].entries = append(res[i].entries, pgcost.EntriesPer(pgcost.Entries(ctx, cost, cpuBefore, cpuAfter), w.Rows))
 				res[i].cpuUS = append(res[i].cpuUS, c.CPU*1e6/max(w.Rows, 1))
 				res[i].clientUS = append(res[i].clientUS, client*1e6/max(w.Rows, 1))
 			}
@@ -140,7 +124,7 @@ func run(adminURL string, d time.Duration, rounds int) error {
 			tps := pgbench.Median(res[i].tps)
 			fmt.Printf("| %d | %s | %.0f | %.0f%% | %.0f | %.2f | %.2f | %s | %.0f µs | %.0f µs |\n", conns, s.name, tps, 100*tps/base,
 				pgbench.Median(res[i].walBytes), pgbench.Median(res[i].syncsPerCommit),
-				pgbench.Median(res[i].writes), entriesCell(pgbench.Median(res[i].entries)), pgbench.Median(res[i].cpuUS), pgbench.Median(res[i].clientUS))
+				pgbench.Median(res[i].writes), pgcost.EntriesCell(pgbench.Median(res[i].entries)), pgbench.Median(res[i].cpuUS), pgbench.Median(res[i].clientUS))
 		}
 	}
 	return nil

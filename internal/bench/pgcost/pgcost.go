@@ -103,14 +103,28 @@ WHERE "resource_manager/record_type" IN ('Btree/INSERT_LEAF', 'Btree/INSERT_POST
 // cells.
 func (r Reading) PerMessage(n float64) string {
 	n = max(n, 1)
-	cpu, entries := "n/a", "n/a"
+	cpu := "n/a"
 	if r.CPU >= 0 {
 		cpu = fmt.Sprintf("%.0f µs", r.CPU*1e6/n)
 	}
-	if r.Entries >= 0 {
-		entries = fmt.Sprintf("%.2f", r.Entries/n)
+	return fmt.Sprintf("%.0f | %.2f | %s | %s", r.WALBytes/n, r.Writes/n, EntriesCell(EntriesPer(r.Entries, n)), cpu)
+}
+
+// EntriesPer divides a count of entries by n, keeping -1 (not counted).
+func EntriesPer(entries, n float64) float64 {
+	if entries < 0 {
+		return -1
 	}
-	return fmt.Sprintf("%.0f | %.2f | %s | %s", r.WALBytes/n, r.Writes/n, entries, cpu)
+	return entries / max(n, 1)
+}
+
+// EntriesCell formats entries per message as a table cell: "n/a" when not
+// counted.
+func EntriesCell(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 // Header is the table header cells matching PerMessage.

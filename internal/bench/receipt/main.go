@@ -157,10 +157,7 @@ func measured(ctx context.Context, conn *pgx.Conn, fn func() (float64, error)) (
 		return 0, costPerTx{}, err
 	}
 	c, n := after.Sub(before), max(n1-n0, 1)
-	entries := pgcost.Entries(ctx, conn, before, after)
-	if entries >= 0 {
-		entries /= n
-	}
+	entries := pgcost.EntriesPer(pgcost.Entries(ctx, conn, before, after), n)
 	return tps, costPerTx{c.WALBytes / n, c.Writes / n, entries, c.CPU / n, client / n}, nil
 }
 
