@@ -38,6 +38,13 @@ func noStatsTables(t *testing.T, pool *pgxpool.Pool) {
 		`ALTER TABLE outboxd.outbox_attempts SET (autovacuum_enabled = false)`,
 		`INSERT INTO outboxd.outbox_attempts (message_id, attempt, attempted_at, duration_ms, outcome)
 		 SELECT id, 1, created_at, 10, 'delivered' FROM outboxd.outbox_messages`,
+		// 10,000 older first-try successes keyed by their own ids, as
+		// Enqueue keys a message without a key or cause (migration 15:
+		// not in the unique index of given keys).
+		`INSERT INTO outboxd.outbox_messages (id, destination, type, payload, idempotency_key, status, created_at, delivered_at)
+		 SELECT u, 'dest' || (g % 3), 'email.welcome', '\x00', u::text, 'delivered',
+		        now() - interval '2 days' - g * interval '1 second', now() - interval '2 days' - g * interval '1 second'
+		 FROM (SELECT g, gen_random_uuid() AS u FROM generate_series(1, 10000) g) s`,
 	} {
 		if _, err := pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
@@ -119,6 +126,11 @@ func TestSearchPlansWithoutStatistics(t *testing.T) {
 	}
 
 	id := uuid.New()
+	var ownKey string
+	if err := pool.QueryRow(context.Background(), `SELECT idempotency_key FROM outboxd.outbox_messages
+		WHERE idempotency_key = id::text ORDER BY created_at LIMIT 1`).Scan(&ownKey); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		what string
 		f    MessageFilter
@@ -126,6 +138,8 @@ func TestSearchPlansWithoutStatistics(t *testing.T) {
 		{"idempotency_key", MessageFilter{IdempotencyKey: "idem-49999"}},
 		{"idempotency_key&destination", MessageFilter{IdempotencyKey: "idem-49999", Destination: "dest1"}},
 		{"idempotency_key&status", MessageFilter{IdempotencyKey: "idem-49999", Status: "dead"}},
+		{"idempotency_key that is an id", MessageFilter{IdempotencyKey: ownKey}},
+		{"idempotency_key that is an id&destination", MessageFilter{IdempotencyKey: ownKey, Destination: "dest1"}},
 		{"ordering_key", MessageFilter{OrderingKey: "key-49999"}},
 		{"caused_by", MessageFilter{CausedBy: &outbox.EventRef{Source: "src1", EventID: "evt-49999"}}},
 		{"ids", MessageFilter{IDs: []uuid.UUID{id}}},

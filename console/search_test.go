@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/outboxd/outboxd/outbox"
 )
 
 func TestSearchEventsByIdAndAnyReference(t *testing.T) {
@@ -97,6 +99,22 @@ func TestEventAndMessagePagesLinkEachOther(t *testing.T) {
 	}
 	if got := decode[msgs](t, b.do(t, http.MethodGet, "/api/messages?idempotency_key="+url.QueryEscape(key), auth, nil, nil)); len(got.Messages) != 1 {
 		t.Errorf("by idempotency key: %+v", got)
+	}
+	// A key Enqueue made, the message's own id (migration 15: found
+	// through the primary key, not the unique index of given keys).
+	ob, err := outbox.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := ob.Enqueue(t.Context(), b.pool, outbox.Message{Destination: "email-api", Payload: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for query, n := range map[string]int{"": 1, "&destination=email-api": 1, "&destination=chat": 0} {
+		got := decode[msgs](t, b.do(t, http.MethodGet, "/api/messages?idempotency_key="+own.IdempotencyKey+query, auth, nil, nil))
+		if len(got.Messages) != n || n == 1 && got.Messages[0].ID != own.ID.String() {
+			t.Errorf("by a key that is the message's id%s: %+v, want %d (%s)", query, got, n, own.ID)
+		}
 	}
 	for _, path := range []string{"/events/forms/nope", "/messages/0190a8c2-0000-7000-8000-000000000000", "/api/messages/0190a8c2-0000-7000-8000-000000000000"} {
 		if r := b.do(t, http.MethodGet, path, auth, nil, nil); r.code != http.StatusNotFound {

@@ -120,25 +120,40 @@ const messagesListSQL = messageColumns + messageConds
 // rows turn up, whatever the statistics say.
 const messagesSearchSQL = `
 WITH RECURSIVE dests(d) AS (
-    (SELECT destination FROM {{schema}}.outbox_messages ORDER BY destination LIMIT 1)
+    (SELECT destination FROM {{schema}}.outbox_messages WHERE ` + givenKey + ` ORDER BY destination LIMIT 1)
     UNION ALL
-    SELECT (SELECT m.destination FROM {{schema}}.outbox_messages m WHERE m.destination > dests.d ORDER BY m.destination LIMIT 1)
+    SELECT (SELECT m.destination FROM {{schema}}.outbox_messages m
+            WHERE m.destination > dests.d AND m.` + givenKey + ` ORDER BY m.destination LIMIT 1)
     FROM dests WHERE dests.d IS NOT NULL
 ), matches AS MATERIALIZED (
     SELECT m.* FROM {{schema}}.outbox_messages m WHERE {{match}}
 )` + messageSelect + `
 FROM matches` + messageConds
 
+// givenKey is the predicate of outbox_messages_given_key_idx (migration
+// 15): the messages whose idempotency key is not their own id's text.
+const givenKey = `idempotency_key <> id::text`
+
 // messageMatches are the index lookups of messagesSearchSQL, by what the
-// filter has, most selective first: the primary key; the unique index
-// (destination, idempotency_key), with every destination found by skipping
-// along it when none is given (only the ids, dests, are read if so); the
-// causing event's index; the ordering key's.
+// filter has, most selective first: the primary key; an idempotency key in
+// both of its forms (outbox/sql.go, dupCTE): through the unique index
+// (destination, idempotency_key) of keys given or derived, with every
+// destination found by skipping along it when none is given (only the
+// ids, dests, are read if so), and through the primary key for a key that
+// is a UUID's canonical text; the causing event's index; the ordering
+// key's.
 var messageMatches = map[string]string{
-	"ids":             `m.id = ANY($1)`,
-	"idempotency_key": `m.idempotency_key = $5 AND m.destination = ANY(CASE WHEN $2::text IS NOT NULL THEN ARRAY[$2::text] ELSE ARRAY(SELECT d FROM dests WHERE d IS NOT NULL) END)`,
-	"caused_by":       `m.caused_by_source = $9 AND m.caused_by_event_id = ANY($10)`,
-	"ordering_key":    `m.ordering_key = $4`,
+	"ids": `m.id = ANY($1)`,
+	"idempotency_key": `m.id = ANY(ARRAY(
+        SELECT g.id FROM {{schema}}.outbox_messages g
+        WHERE g.idempotency_key = $5 AND g.` + givenKey + `
+          AND g.destination = ANY(CASE WHEN $2::text IS NOT NULL THEN ARRAY[$2::text] ELSE ARRAY(SELECT d FROM dests WHERE d IS NOT NULL) END)
+        UNION ALL
+        SELECT g.id FROM {{schema}}.outbox_messages g
+        WHERE g.id = CASE WHEN $5 ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN $5::uuid END
+          AND g.idempotency_key = $5))`,
+	"caused_by":    `m.caused_by_source = $9 AND m.caused_by_event_id = ANY($10)`,
+	"ordering_key": `m.ordering_key = $4`,
 }
 
 // destinationsSQL: every destination known from a pause, a live

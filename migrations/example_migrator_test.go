@@ -38,6 +38,6 @@ func ExampleMigrator_Up() {
 	}
 
 	// Output:
-	// applied 14, billing_outbox at version 14
-	// applied 0, billing_outbox at version 14
+	// applied 15, billing_outbox at version 15
+	// applied 0, billing_outbox at version 15
 }

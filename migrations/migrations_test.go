@@ -70,8 +70,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 14 {
-		t.Fatalf("applied %d migrations, want 14", len(res))
+	if len(res) != 15 {
+		t.Fatalf("applied %d migrations, want 15", len(res))
 	}
 	// Versions run 1..N without a gap: a gap hides a migration lost in a
 	// merge, and goose would apply a late-numbered one out of order.
@@ -94,8 +94,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 14 {
-		t.Fatalf("version = %d, %v; want 14", v, err)
+	if err != nil || v != 15 {
+		t.Fatalf("version = %d, %v; want 15", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -193,6 +193,12 @@ func TestDownOneStepAtATime(t *testing.T) {
 	db, m := upFresh(t)
 	if !indexValid(t, db, "outboxd.outbox_messages_retry_heads_idx") {
 		t.Fatal("up should build outbox_messages_retry_heads_idx")
+	}
+	if _, err := m.Down(ctx); err != nil { // the unique index of given keys only
+		t.Fatal(err)
+	}
+	if indexValid(t, db, "outboxd.outbox_messages_given_key_idx") || !indexValid(t, db, "outboxd.outbox_messages_idempotency_key_idx") {
+		t.Fatal("one step down should put back the unique index of every idempotency key")
 	}
 	if _, err := m.Down(ctx); err != nil { // the retry heads' index
 		t.Fatal(err)

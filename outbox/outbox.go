@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/internal/eventkey"
@@ -55,21 +56,33 @@ func New(cfg *Config) (*Outbox, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	announce := announceInline
-	if c.Notifier != nil {
-		announce = announceLater
-	}
-	render := func(keys, seq, probe, conflict string) string {
-		q := strings.NewReplacer("{{keys}}", keys, "{{seq}}", seq).Replace(enqueueSQL)
-		q = strings.NewReplacer("{{announce}}", announce, "{{probe}}", probe, "{{conflict}}", conflict).Replace(q)
+	// The parameters: enqueueArgs' ten, then the key as an id for a
+	// checked statement, then the destination's bit without a Notifier.
+	render := func(keyed, checked bool) string {
+		dup, row, stored, keys, seq, bit := "", freshRow, "", "", "NULL", "$11"
+		if checked {
+			dup, row, stored, bit = dupCTE, checkedRow, checkedStored, "$12"
+		}
+		if keyed {
+			keys, seq = "WITH "+keyedCTE, keyedSeq
+			if checked {
+				keys = "," + keyedCTE
+			}
+		}
+		announce := announceLater
+		if c.Notifier == nil {
+			announce = strings.ReplaceAll(announceInline, "{{bit}}", bit)
+		}
+		q := strings.NewReplacer("{{dup}}", dup, "{{keys}}", keys, "{{row}}", row, "{{announce}}", announce).Replace(enqueueSQL)
+		q = strings.NewReplacer("{{seq}}", seq, "{{stored}}", stored).Replace(q)
 		return dbschema.Render(q, c.Schema)
 	}
 	return &Outbox{
 		schema:       c.Schema,
-		enqueue:      render(keyedCTE, keyedSeq, dedupeProbe, dedupeConflict),
-		fresh:        render(keyedCTE, keyedSeq, "", ""),
-		unkeyed:      render("", "NULL", "", dedupeConflict),
-		unkeyedFresh: render("", "NULL", "", ""),
+		enqueue:      render(true, true),
+		fresh:        render(true, false),
+		unkeyed:      render(false, true),
+		unkeyedFresh: render(false, false),
 		notifier:     c.Notifier,
 		existing:     dbschema.Render(existingSQL, c.Schema),
 		get:          dbschema.Render(getSQL, c.Schema),
@@ -84,8 +97,8 @@ func (o *Outbox) NotifyChannel() string { return dbschema.NotifyChannel(o.schema
 // idempotency key that the destination already has stores nothing and
 // returns the existing message with Existing set.
 func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, error) {
-	sql := o.statement(&msg)
-	args, err := o.args(&msg)
+	sql, checked := o.statement(&msg)
+	args, err := o.args(&msg, checked)
 	if err != nil {
 		return Enqueued{}, err
 	}
@@ -113,20 +126,20 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 }
 
 // statement picks the enqueue statement for msg, before its id and key are
-// filled in: a message with neither an id, nor a key, nor a cause gets a
-// new UUIDv7 and that id as its key, which no stored message can have, so
-// it needs no idempotency-key check.
-func (o *Outbox) statement(msg *Message) string {
+// filled in, and says whether it checks the idempotency key: a message with
+// neither an id, nor a key, nor a cause gets a new UUIDv7 and that id as
+// its key, which no stored message can have, so it needs no check.
+func (o *Outbox) statement(msg *Message) (sql string, checked bool) {
 	fresh := msg.ID == uuid.Nil && msg.IdempotencyKey == "" && msg.CausedBy == nil
 	switch {
 	case msg.OrderingKey == "" && fresh:
-		return o.unkeyedFresh
+		return o.unkeyedFresh, false
 	case msg.OrderingKey == "":
-		return o.unkeyed
+		return o.unkeyed, true
 	case fresh:
-		return o.fresh
+		return o.fresh, false
 	}
-	return o.enqueue
+	return o.enqueue, true
 }
 
 // announce hands the enqueueing transaction, its lane and its destination
@@ -140,15 +153,32 @@ func (o *Outbox) announce(xid string, lane int16, destination string) {
 	}
 }
 
-// args returns the enqueue statement's arguments for msg: without a
-// Notifier, the statement's NOTIFY takes the destination's filter bit too
+// args returns the enqueue statement's arguments for msg: a statement
+// that checks the key takes the key as an id too (dupCTE), and without a
+// Notifier the statement's NOTIFY takes the destination's filter bit
 // (announceInline).
-func (o *Outbox) args(msg *Message) ([]any, error) {
+func (o *Outbox) args(msg *Message, checked bool) ([]any, error) {
 	args, err := enqueueArgs(msg)
-	if err != nil || o.notifier != nil {
-		return args, err
+	if err != nil {
+		return nil, err
+	}
+	if checked {
+		args = append(args, keyAsID(msg.IdempotencyKey))
+	}
+	if o.notifier != nil {
+		return args, nil
 	}
 	return append(args, strconv.FormatUint(uint64(wakeup.DestBit(msg.Destination))<<32, 10)), nil
+}
+
+// keyAsID is key as the id of a message keyed by its own id (NULL unless
+// key is a UUID as PostgreSQL writes one: the only form id::text takes).
+func keyAsID(key string) pgtype.UUID {
+	id, err := uuid.Parse(key)
+	if err != nil || id.String() != key {
+		return pgtype.UUID{}
+	}
+	return pgid.One(id)
 }
 
 // checkSeq refuses the one way a keyed message can be stored without a
@@ -179,8 +209,9 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	sqls := make([]string, len(msgs))
 	order := make([]int, len(msgs))
 	for i := range msgs {
-		sqls[i] = o.statement(&msgs[i])
-		a, err := o.args(&msgs[i])
+		var checked bool
+		sqls[i], checked = o.statement(&msgs[i])
+		a, err := o.args(&msgs[i], checked)
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
@@ -251,10 +282,14 @@ func (o *Outbox) findExisting(ctx context.Context, db DB, msg Message) (Enqueued
 		seq *int64
 		out = Enqueued{IdempotencyKey: msg.IdempotencyKey, Existing: true}
 	)
-	err := db.QueryRow(ctx, o.existing, msg.Destination, msg.IdempotencyKey).Scan(&out.ID, &seq, &out.CreatedAt)
+	err := db.QueryRow(ctx, o.existing, msg.Destination, msg.IdempotencyKey, keyAsID(msg.IdempotencyKey)).Scan(&out.ID, &seq, &out.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The conflicting message was committed after this transaction's
+		// snapshot (REPEATABLE READ) and cannot be seen, or the conflict
+		// was on the id: the caller's id is another message's.
+		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: idempotency key %s or id %s is taken by a message this transaction cannot read (another destination's, or committed after its snapshot)", msg.Destination, msg.IdempotencyKey, msg.ID)
+	}
 	if err != nil {
-		// No row: the conflicting message was committed after this
-		// transaction's snapshot (REPEATABLE READ) and cannot be seen.
 		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: idempotency key %s exists but cannot be read: %w", msg.Destination, msg.IdempotencyKey, err)
 	}
 	if seq != nil {

@@ -6,65 +6,82 @@ package outbox
 // keyedSeq for a message with an ordering key: the CTE upserts the key's
 // row and draws the next sequence number; the row lock it takes lasts
 // until the transaction ends, which is what makes sequence order commit
-// order. When the idempotency key is already stored (a re-enqueue stores
-// nothing, so it draws no number), the CTE inserts nothing; the row then
-// carries seq 0 only to pass the table's CHECK, which runs before ON
-// CONFLICT finds the stored message and drops the row. A message without
-// a key gets neither (seq NULL): a plain INSERT, which costs the server
-// less than one with a data-modifying CTE that inserts nothing (about 5%
-// of the enqueue at 16 connections, measured with pgbench).
+// order. A message without a key gets neither (seq NULL): a plain INSERT,
+// which costs the server less than one with a data-modifying CTE that
+// inserts nothing (about 5% of the enqueue at 16 connections, measured
+// with pgbench).
+//
+// {{row}} is the row: freshRow for a message whose id and key Enqueue has
+// just made (enqueueFresh), checkedRow (with {{dup}}, dupCTE, before it)
+// for any other. No stored message can have a key that did not exist a
+// moment ago, so a fresh one needs no idempotency-key check, and an INSERT
+// with ON CONFLICT is a speculative insertion, which costs a probe of the
+// unique index and one more WAL record (48 B of about 610,
+// docs/benchmarks.md).
 //
 // {{announce}} is the last column returned: announceInline (a NOTIFY in the
 // caller's transaction, delivered at its commit) or announceLater (the
 // transaction's id, for a Notifier to announce once it committed).
-//
-// {{probe}} and {{conflict}} are the idempotency-key check (dedupeProbe,
-// dedupeConflict); a message whose id and key Enqueue has just made
-// (enqueueFresh) leaves both out: no stored message can have a key that
-// did not exist a moment ago, and an INSERT with ON CONFLICT is a
-// speculative insertion, which costs a probe of the unique index and one
-// more WAL record (48 B of about 610, docs/benchmarks.md).
-const enqueueSQL = `{{keys}}
+const enqueueSQL = `{{dup}}{{keys}}
 INSERT INTO {{schema}}.outbox_messages
     (id, destination, type, ordering_key, seq, payload, headers,
      idempotency_key, caused_by_source, caused_by_event_id, step)
-VALUES ($1, $2, $3, $4, {{seq}},
-        $5, $6, $7, $8, $9, $10){{conflict}}
+{{row}}
 RETURNING seq, created_at, lane, {{announce}}`
 
 const (
 	keyedCTE = `
-WITH k AS (
+k AS (
     INSERT INTO {{schema}}.outbox_keys AS k (ordering_key, last_seq)
-    SELECT $4::text, 1 WHERE $4::text IS NOT NULL{{probe}}
+    SELECT $4::text, 1 WHERE $4::text IS NOT NULL{{stored}}
     ON CONFLICT (ordering_key) DO UPDATE SET last_seq = k.last_seq + 1
     RETURNING last_seq
 )`
 	keyedSeq = `CASE WHEN $4::text IS NOT NULL THEN coalesce((SELECT last_seq FROM k), 0) END`
+	freshRow = `VALUES ($1, $2, $3, $4, {{seq}}, $5, $6, $7, $8, $9, $10)`
 )
 
-// dedupeProbe draws no sequence number for a key the destination already
-// has; dedupeConflict then stores nothing.
+// A key is unique per destination in one of two ways (migration 15): a
+// message whose key is its own id's text is found by its primary key
+// (the key parsed, $11: NULL unless the key is a UUID's canonical text),
+// any other by the unique index outbox_messages_given_key_idx, which
+// holds only those. dupCTE looks in both, so that a key given as another
+// message's id (the key Enqueue made for it) finds that message; a
+// duplicate in either form stores nothing and, keyed, draws no sequence
+// number. ON CONFLICT without a target then catches the same key (or id)
+// committed by a concurrent transaction since this statement's snapshot,
+// in the form that conflicts in the same index.
 const (
-	dedupeProbe = `
-        AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_messages
-                        WHERE destination = $2 AND idempotency_key = $7)`
-	dedupeConflict = `
-ON CONFLICT (destination, idempotency_key) DO NOTHING`
+	dupCTE = `WITH d AS (
+    SELECT EXISTS (SELECT 1 FROM {{schema}}.outbox_messages
+                   WHERE destination = $2 AND idempotency_key = $7 AND idempotency_key <> id::text)
+        OR EXISTS (SELECT 1 FROM {{schema}}.outbox_messages
+                   WHERE id = $11::uuid AND destination = $2 AND idempotency_key = $7) AS stored
+)`
+	checkedRow = `SELECT $1::uuid, $2::text, $3::text, $4::text, {{seq}}, $5::bytea, $6::jsonb, $7::text, $8::text, $9::text, $10::text
+WHERE NOT (SELECT stored FROM d)
+ON CONFLICT DO NOTHING`
+	checkedStored = `
+        AND NOT (SELECT stored FROM d)`
 )
 
 // announceInline wakes the lane's dispatcher at commit: "m" and a mask of
-// the lane and the destination's filter bit ($11: the bit shifted into the
+// the lane and the destination's filter bit ({{bit}}, the last parameter: the bit shifted into the
 // high 32 bits, in decimal; internal/wakeup). The channel is
 // <schema>_outbox (dbschema.NotifyChannel); the schema name is validated.
-const announceInline = `pg_notify('{{schema}}_outbox', 'm' || ((1::bigint << lane) + $11::text::numeric)::text)::text`
+const announceInline = `pg_notify('{{schema}}_outbox', 'm' || ((1::bigint << lane) + {{bit}}::text::numeric)::text)::text`
 
 // announceLater returns the enqueueing transaction's id for the Notifier.
 const announceLater = `pg_current_xact_id()::text`
 
+// existingSQL finds the stored message with a key in either form
+// (dupCTE): $3 is the key parsed as an id, or NULL.
 const existingSQL = `
 SELECT id, seq, created_at FROM {{schema}}.outbox_messages
-WHERE destination = $1 AND idempotency_key = $2`
+WHERE destination = $1 AND idempotency_key = $2 AND idempotency_key <> id::text
+UNION ALL
+SELECT id, seq, created_at FROM {{schema}}.outbox_messages
+WHERE id = $3::uuid AND destination = $1 AND idempotency_key = $2`
 
 const getSQL = `
 SELECT id, destination, type, ordering_key, seq, payload, headers,

@@ -44,18 +44,22 @@ import (
 //     partial index on unsent rows, SELECT ... FOR UPDATE SKIP LOCKED and
 //     UPDATE in one transaction), with batches of 200 too;
 //
+//   - dispatcher-with-full-key-index, plain-update-with-full-key-index:
+//     the two above with the unique index of every idempotency key that
+//     migration 15 replaced by one of given keys only (these messages are
+//     keyed by their ids): what it saved, in the same run;
+//
 //   - plain-update-without-*: plain-update on a message table with one
 //     part of today's schema taken away (the delivered index, the notify
 //     trigger, the lane's generation expression, the two CHECKs, the
-//     attempts' foreign key), with all five gone, and with the
-//     idempotency-key index gone too (an entry in the primary key only):
-//     what each part costs the update, for the schema work of
-//     docs/design.md.
+//     attempts' foreign key), and with all five gone (an entry in the
+//     primary key only): what each part costs the update, for the schema
+//     work of docs/design.md.
 //
 //     go test -run '^$' -bench RecordServerCPU -benchtime 200x ./worker/
 func BenchmarkRecordServerCPU(b *testing.B) {
 	designs := []recordDesign{dispatcherDesign, plainUpdateDesign, claimOnlyDesign, queueTableDesign, pollerDesign}
-	for _, d := range append(designs, updateWithoutDesigns()...) {
+	for _, d := range slices.Concat(designs, fullKeyIndexDesigns(), updateWithoutDesigns()) {
 		b.Run(d.name, func(b *testing.B) {
 			ctx := context.Background()
 			pool := pgtest.Connect(b, pgtest.URL(b))
@@ -268,14 +272,23 @@ func updateWithoutDesigns() []recordDesign {
 		out = append(out, recordDesign{name: "plain-update-without-" + p.name, setup: []string{p.sql}, batch: plainUpdateDesign.batch})
 		allSQL = append(allSQL, p.sql)
 	}
+	// Without the five, the update of a delivered unkeyed message adds an
+	// entry to the primary key only (the partial indexes left hold no
+	// delivered unkeyed row; the claim needs the lane indexes).
 	all = append(all, recordDesign{name: "plain-update-without-all-five", setup: allSQL, batch: plainUpdateDesign.batch})
-	// And the five and the idempotency-key index: the update of a
-	// delivered unkeyed message then adds an entry to the primary key
-	// only (the partial indexes left hold no delivered unkeyed row; the
-	// claim needs the lane indexes).
-	all = append(all, recordDesign{name: "plain-update-without-all-five-and-idempotency-index", batch: plainUpdateDesign.batch,
-		setup: append(slices.Clone(allSQL), `DROP INDEX outboxd.outbox_messages_idempotency_key_idx`)})
 	return append(out, all...)
+}
+
+// fullKeyIndexDesigns are the dispatcher and the bare UPDATE with the
+// unique index of every idempotency key that migration 15 replaced: the
+// loaded messages are keyed by their ids, so it holds them and each
+// delivery adds an entry to it, as before that migration.
+func fullKeyIndexDesigns() []recordDesign {
+	full := []string{`CREATE UNIQUE INDEX outbox_messages_idempotency_key_idx ON outboxd.outbox_messages (destination, idempotency_key)`}
+	return []recordDesign{
+		{name: "dispatcher-with-full-key-index", setup: full, batch: dispatcherDesign.batch},
+		{name: "plain-update-with-full-key-index", setup: full, batch: plainUpdateDesign.batch},
+	}
 }
 
 // claimIDs runs the dispatcher's claim of a lane and returns the ids.

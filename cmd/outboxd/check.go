@@ -140,15 +140,25 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) error
 	if err != nil {
 		return describeDBError(err)
 	}
-	var pending []string
+	var (
+		pending []string
+		refused string
+	)
 	for _, s := range st {
 		if !s.Applied {
 			pending = append(pending, strconv.FormatInt(s.Version, 10))
+			if s.Version <= dispatcherNeeds {
+				refused = "; serve would refuse to start"
+			}
 		}
 	}
 	if len(pending) > 0 {
-		return fmt.Errorf("schema %s is older than this outboxd (not applied: %s; serve would refuse to start): run outboxd migrate up --schema %s",
-			schema, strings.Join(pending, ", "), schema)
+		return fmt.Errorf("schema %s is older than this outboxd (not applied: %s%s): run outboxd migrate up --schema %s",
+			schema, strings.Join(pending, ", "), refused, schema)
 	}
 	return nil
 }
+
+// dispatcherNeeds is the last migration the dispatcher refuses to start
+// without (worker/schema.go); later ones serve the producers.
+const dispatcherNeeds = 14

@@ -20,13 +20,23 @@ func TestServeCheckRefusesAnOlderSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
+	env := []string{"DATABASE_URL=" + url}
+	// Without migration 15 the dispatcher starts (it is the producers'):
+	// the check still fails, without saying serve would refuse.
+	if _, err := m.DownTo(context.Background(), 14); err != nil {
+		t.Fatal(err)
+	}
+	r := outboxd(t, env, "serve", "--config", good, "--check=connect")
+	want := "outboxd serve: schema outboxd is older than this outboxd (not applied: 15): run outboxd migrate up --schema outboxd"
+	if r.code != 1 || firstLine(r.stderr) != want {
+		t.Fatalf("--check=connect on version 14: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
 	if _, err := m.DownTo(context.Background(), 12); err != nil {
 		t.Fatal(err)
 	}
-	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
-	env := []string{"DATABASE_URL=" + url}
-	r := outboxd(t, env, "serve", "--config", good, "--check=connect")
-	want := "outboxd serve: schema outboxd is older than this outboxd (not applied: 13, 14; serve would refuse to start): run outboxd migrate up --schema outboxd"
+	r = outboxd(t, env, "serve", "--config", good, "--check=connect")
+	want = "outboxd serve: schema outboxd is older than this outboxd (not applied: 13, 14, 15; serve would refuse to start): run outboxd migrate up --schema outboxd"
 	if r.code != 1 || firstLine(r.stderr) != want {
 		t.Fatalf("--check=connect on version 12: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}

@@ -1,0 +1,112 @@
+package migrations_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/migrations"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// Migration 15 takes the messages keyed by their own ids out of the unique
+// idempotency-key index. This version's Enqueue finds a key in either form
+// before it (so producers can be upgraded first) and after it, including
+// messages stored on the other side; down puts the full index back over
+// the rows; an invalid index a cut-short build left is rebuilt.
+func TestGivenKeyIndexBothWays(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.EmptyURL(t)
+	db := pgtest.SQLDB(t, url)
+	pool := pgtest.Connect(t, url)
+	m, err := migrations.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const full, given = "outboxd.outbox_messages_idempotency_key_idx", "outboxd.outbox_messages_given_key_idx"
+	ob, err := outbox.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type stored struct {
+		again outbox.Message // enqueued again: must find id
+		id    uuid.UUID
+	}
+	var all []stored
+	// enqueue stores one message of each form and checks that every one
+	// stored so far, at any version, is found again and not stored twice.
+	enqueue := func(stage string) {
+		t.Helper()
+		fresh, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(stage, err)
+		}
+		for _, m := range []outbox.Message{
+			{Destination: "crm", Payload: []byte(`{}`), ID: uuid.Must(uuid.NewV7())},
+			{Destination: "crm", Payload: []byte(`{}`), IdempotencyKey: "given-" + stage},
+			{Destination: "crm", Payload: []byte(`{}`), Type: "lead", CausedBy: &outbox.EventRef{Source: "stripe", EventID: "evt-" + stage}},
+			{Destination: "crm", Payload: []byte(`{}`), IdempotencyKey: "keyed-" + stage, OrderingKey: "contact-1"},
+		} {
+			e, err := ob.Enqueue(ctx, pool, m)
+			if err != nil || e.Existing {
+				t.Fatalf("%s: %+v %v", stage, e, err)
+			}
+			all = append(all, stored{m, e.ID})
+		}
+		all = append(all, stored{outbox.Message{Destination: "crm", Payload: []byte(`{}`), IdempotencyKey: fresh.IdempotencyKey}, fresh.ID})
+		for _, s := range all {
+			e, err := ob.Enqueue(ctx, pool, s.again)
+			if err != nil || !e.Existing || e.ID != s.id {
+				t.Fatalf("%s: %+v again: %+v %v, want %s", stage, s.again, e, err, s.id)
+			}
+		}
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM outboxd.outbox_messages`).Scan(&n); err != nil || n != len(all) {
+			t.Fatalf("%s: %d rows (%v), want %d", stage, n, err, len(all))
+		}
+	}
+
+	if _, err := m.DownTo(ctx, 14); err != nil {
+		t.Fatal(err)
+	}
+	if !indexValid(t, db, full) || indexValid(t, db, given) {
+		t.Fatal("at version 14 only the full index should exist")
+	}
+	enqueue("at 14")
+	// A build cut short left an invalid index of the same name.
+	if _, err := db.Exec(`CREATE UNIQUE INDEX outbox_messages_given_key_idx ON outboxd.outbox_messages (destination, idempotency_key) WHERE idempotency_key <> id::text;
+		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_given_key_idx'::regclass`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if indexValid(t, db, full) || !indexValid(t, db, given) {
+		t.Fatal("at version 15 only the index of given keys should exist, valid")
+	}
+	var held int
+	if err := db.QueryRow(`SELECT count(*) FROM outboxd.outbox_messages WHERE idempotency_key <> id::text`).Scan(&held); err != nil || held != 3 {
+		t.Fatalf("%d messages with a key other than their id (%v), want 3 (given, derived, keyed)", held, err)
+	}
+	enqueue("at 15")
+	if _, err := m.DownTo(ctx, 14); err != nil {
+		t.Fatal(err)
+	}
+	if !indexValid(t, db, full) || indexValid(t, db, given) {
+		t.Fatal("down at 14 again: only the full index should exist, valid")
+	}
+	enqueue("back at 14")
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	enqueue("up again")
+	if len(all) != 4*5 {
+		t.Fatalf("%d messages checked, want 20", len(all))
+	}
+}

@@ -1,0 +1,166 @@
+package outbox_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// An idempotency key is unique per destination whichever form it is stored
+// in (migration 15): a key that is its message's own id is found through
+// the primary key, any other through the unique index of given keys. A key
+// given as another message's id, and an id given as another message's key,
+// find that message; an id taken with another key is refused without
+// aborting the caller's transaction.
+func TestAKeyIsUniqueInEitherForm(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for _, ordering := range []string{"", "contact-1"} {
+		m := msg("email")
+		m.OrderingKey = ordering
+		made, err := b.outbox.Enqueue(ctx, b.pool, m) // keyed by its own id
+		if err != nil {
+			t.Fatal(err)
+		}
+		byKey := m
+		byKey.IdempotencyKey = made.ID.String()
+		if e, err := b.outbox.Enqueue(ctx, b.pool, byKey); err != nil || !e.Existing || e.ID != made.ID || e.Seq != made.Seq {
+			t.Fatalf("ordering %q: a message's id as a given key: %+v %v, want %s", ordering, e, err, made.ID)
+		}
+		upper := byKey
+		upper.IdempotencyKey = strings.ToUpper(made.ID.String()) // not the form id::text takes: another key
+		if e, err := b.outbox.Enqueue(ctx, b.pool, upper); err != nil || e.Existing {
+			t.Fatalf("ordering %q: the id in capitals is another key: %+v %v", ordering, e, err)
+		}
+
+		given := m
+		given.IdempotencyKey = uuid.NewString() // a UUID's text, given as a key
+		first, err := b.outbox.Enqueue(ctx, b.pool, given)
+		if err != nil || first.Existing {
+			t.Fatal(first, err)
+		}
+		asID := m
+		asID.ID = uuid.MustParse(given.IdempotencyKey) // keyed by this id, as the key above
+		if e, err := b.outbox.Enqueue(ctx, b.pool, asID); err != nil || !e.Existing || e.ID != first.ID || e.Seq != first.Seq {
+			t.Fatalf("ordering %q: another message's key as an id: %+v %v, want %s", ordering, e, err, first.ID)
+		}
+	}
+	if n := b.count(t); n != 6 {
+		t.Fatalf("%d rows, want 6", n)
+	}
+
+	// An id that is taken, with another key or for another destination:
+	// an error naming both, and the transaction goes on.
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	first, err := b.outbox.Enqueue(ctx, b.pool, msg("email"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []outbox.Message{
+		{ID: first.ID, Destination: "email", IdempotencyKey: "another-key", Payload: []byte(`{}`)},
+		{ID: first.ID, Destination: "chat", Payload: []byte(`{}`)},
+	} {
+		_, err := b.outbox.Enqueue(ctx, tx, m)
+		if err == nil || !strings.Contains(err.Error(), "id "+first.ID.String()+" is taken") {
+			t.Fatalf("%s to %s with a taken id: %v", m.IdempotencyKey, m.Destination, err)
+		}
+	}
+	if e, err := b.outbox.Enqueue(ctx, tx, msg("email")); err != nil || e.Existing {
+		t.Fatalf("the transaction after a refused id: %+v %v", e, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.count(t); n != 8 {
+		t.Fatalf("%d rows, want 8", n)
+	}
+}
+
+// Two transactions that enqueue one key, in each form a key can take: the
+// second waits for the first (observed in pg_stat_activity, not slept for)
+// and, once the first commits, stores nothing and returns the first's
+// message.
+func TestConcurrentEnqueuesOfAKeyStoreOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	cause := &outbox.EventRef{Source: "stripe", EventID: "evt_concurrent"}
+	for name, m := range map[string]outbox.Message{
+		"the caller's id":        {ID: uuid.Must(uuid.NewV7())},
+		"a given key":            {IdempotencyKey: "order-7"},
+		"a key derived":          {CausedBy: cause},
+		"a given key, keyed":     {IdempotencyKey: "order-8", OrderingKey: "contact-9"},
+		"the caller's id, keyed": {ID: uuid.Must(uuid.NewV7()), OrderingKey: "contact-10"},
+	} {
+		m.Destination, m.Type, m.Payload = "email", "email.welcome", []byte(`{}`)
+		t1, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := b.outbox.Enqueue(ctx, t1, m)
+		if err != nil || first.Existing {
+			t.Fatalf("%s: %+v %v", name, first, err)
+		}
+		t2, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pid int
+		if err := t2.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			e   outbox.Enqueued
+			err error
+		}
+		second := make(chan result, 1)
+		go func() {
+			e, err := b.outbox.Enqueue(ctx, t2, m)
+			second <- result{e, err}
+		}()
+		awaitLockWait(t, b, pid, name)
+		if err := t1.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := <-second
+		if r.err != nil || !r.e.Existing || r.e.ID != first.ID {
+			t.Fatalf("%s, the second transaction: %+v %v, want %s", name, r.e, r.err, first.ID)
+		}
+		if err := t2.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.count(t); n != 5 {
+		t.Fatalf("%d rows, want 5", n)
+	}
+}
+
+// awaitLockWait returns once the backend pid waits for a lock.
+func awaitLockWait(t *testing.T, b bundle, pid int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		err := b.pool.QueryRow(context.Background(), `SELECT coalesce((SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1), false)`, pid).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the second transaction never waited for the first", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
