@@ -85,7 +85,7 @@ bench-backlog: ## Claim time, dispatcher PG CPU and a healthy destination's late
 	$(GO) run ./internal/bench/backlog $(BENCH_ARGS)
 
 .PHONY: bench-record
-bench-record: ## Server CPU, WAL and HOT updates per message of claiming and recording a batch: the dispatcher's statements vs the claim alone, a bare UPDATE (also without each part of the schema), a queue-table prototype and the hand-written poller.
+bench-record: ## Server CPU, WAL and HOT updates per message of claiming and recording a batch: the dispatcher's statements vs the claim alone, a bare UPDATE (also without each part of the schema), both with the full key index migration 15 replaced, a queue-table prototype and the hand-written poller.
 	$(GO) test -run '^$$' -bench RecordServerCPU -benchtime 200x -count 3 $(BENCH_ARGS) ./worker/
 
 .PHONY: bench-levers
