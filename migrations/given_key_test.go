@@ -110,3 +110,46 @@ func TestGivenKeyIndexBothWays(t *testing.T) {
 		t.Fatalf("%d messages checked, want 20", len(all))
 	}
 }
+
+// A run of migration 15 cut short after one index was built and the other
+// dropped (its version not recorded: the server finished the drop after the
+// client went away) runs again without ever dropping the index that is
+// left: the keys are never without a unique index. Both ways.
+func TestGivenKeyMigrationRerunKeepsTheBuiltIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, m := upFresh(t)
+	const full, given = "outboxd.outbox_messages_idempotency_key_idx", "outboxd.outbox_messages_given_key_idx"
+	oid := func(name string) (o int64) {
+		t.Helper()
+		if err := db.QueryRow(`SELECT coalesce(to_regclass($1)::oid::bigint, 0)`, name).Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	before := oid(given)
+	if _, err := db.Exec(`DELETE FROM outboxd.outboxd_migrations WHERE version_id = 15`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := oid(given); after != before || !indexValid(t, db, given) || oid(full) != 0 {
+		t.Fatalf("up again: given-key index %d -> %d (valid %v), full index %d; want it kept and the full one gone",
+			before, after, indexValid(t, db, given), oid(full))
+	}
+
+	// Down cut short the same way: the full index built, the given one
+	// dropped, the version still 15.
+	if _, err := db.Exec(`CREATE UNIQUE INDEX outbox_messages_idempotency_key_idx ON outboxd.outbox_messages (destination, idempotency_key);
+		DROP INDEX outboxd.outbox_messages_given_key_idx`); err != nil {
+		t.Fatal(err)
+	}
+	before = oid(full)
+	if _, err := m.DownTo(ctx, 14); err != nil {
+		t.Fatal(err)
+	}
+	if after := oid(full); after != before || !indexValid(t, db, full) || oid(given) != 0 {
+		t.Fatalf("down again: full index %d -> %d, given-key index %d; want it kept and the other gone", before, after, oid(given))
+	}
+}

@@ -10,7 +10,7 @@
 //
 // FS is exported for teams that run migrations with their own goose tooling:
 // run it with search_path set to the target schema, and register
-// RiverMigrations(schema) as Go migrations.
+// GoMigrations(schema) as Go migrations.
 package migrations
 
 import (

@@ -16,6 +16,12 @@ var (
 	// often comes from the data itself, an id or a key from a payload: the
 	// inbox's receiver answers it 422.
 	ErrTooLong = fmt.Errorf("%w: a field is too long", ErrInvalidMessage)
+	// ErrIDTaken is an ErrInvalidMessage: the message's id is another
+	// stored message's, one with another idempotency key or another
+	// destination (the same id with the same key is the same message:
+	// Existing). Enqueue's error for it names the other message's
+	// destination and key; the caller's transaction goes on.
+	ErrIDTaken = fmt.Errorf("%w: its id is another message's", ErrInvalidMessage)
 	// ErrNotFound is returned when no message matches.
 	ErrNotFound = errors.New("outbox: message not found")
 	// ErrNotPaused is returned when resuming a destination that is not

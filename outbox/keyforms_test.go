@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +72,8 @@ func TestAKeyIsUniqueInEitherForm(t *testing.T) {
 		{ID: first.ID, Destination: "chat", Payload: []byte(`{}`)},
 	} {
 		_, err := b.outbox.Enqueue(ctx, tx, m)
-		if err == nil || !strings.Contains(err.Error(), "id "+first.ID.String()+" is taken") {
+		if !errors.Is(err, outbox.ErrIDTaken) || !errors.Is(err, outbox.ErrInvalidMessage) ||
+			!strings.Contains(err.Error(), "id "+first.ID.String()+": ") || !strings.Contains(err.Error(), "(destination email, idempotency key "+first.IdempotencyKey+")") {
 			t.Fatalf("%s to %s with a taken id: %v", m.IdempotencyKey, m.Destination, err)
 		}
 	}

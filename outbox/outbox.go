@@ -45,9 +45,9 @@ type Outbox struct {
 	// with an ordering key or without one (unkeyed).
 	enqueue, fresh, unkeyed, unkeyedFresh string
 
-	existing string
-	get      string
-	notifier *Notifier
+	existing, byID string
+	get            string
+	notifier       *Notifier
 }
 
 // New returns an Outbox. A nil cfg means the defaults.
@@ -85,6 +85,7 @@ func New(cfg *Config) (*Outbox, error) {
 		unkeyedFresh: render(false, false),
 		notifier:     c.Notifier,
 		existing:     dbschema.Render(existingSQL, c.Schema),
+		byID:         dbschema.Render(byIDSQL, c.Schema),
 		get:          dbschema.Render(getSQL, c.Schema),
 	}, nil
 }
@@ -284,10 +285,7 @@ func (o *Outbox) findExisting(ctx context.Context, db DB, msg Message) (Enqueued
 	)
 	err := db.QueryRow(ctx, o.existing, msg.Destination, msg.IdempotencyKey, keyAsID(msg.IdempotencyKey)).Scan(&out.ID, &seq, &out.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		// The conflicting message was committed after this transaction's
-		// snapshot (REPEATABLE READ) and cannot be seen, or the conflict
-		// was on the id: the caller's id is another message's.
-		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: idempotency key %s or id %s is taken by a message this transaction cannot read (another destination's, or committed after its snapshot)", msg.Destination, msg.IdempotencyKey, msg.ID)
+		return Enqueued{}, o.conflictError(ctx, db, msg)
 	}
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: idempotency key %s exists but cannot be read: %w", msg.Destination, msg.IdempotencyKey, err)
@@ -296,6 +294,24 @@ func (o *Outbox) findExisting(ctx context.Context, db DB, msg Message) (Enqueued
 		out.Seq = *seq
 	}
 	return out, nil
+}
+
+// conflictError says why a message that no stored key matches was not
+// stored (ON CONFLICT DO NOTHING names no index): its id is another
+// message's, or the conflicting message cannot be read.
+func (o *Outbox) conflictError(ctx context.Context, db DB, msg Message) error {
+	var dest, key string
+	err := db.QueryRow(ctx, o.byID, pgid.One(msg.ID)).Scan(&dest, &key)
+	if err == nil {
+		return fmt.Errorf("outbox: enqueue to %s with idempotency key %s: id %s: %w (destination %s, idempotency key %s)",
+			msg.Destination, msg.IdempotencyKey, msg.ID, ErrIDTaken, dest, key)
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("outbox: enqueue to %s: idempotency key %s exists but cannot be read: %w", msg.Destination, msg.IdempotencyKey, err)
+	}
+	return fmt.Errorf("outbox: enqueue to %s: a unique index refused the message, but no message with idempotency key %s or id %s can be read: "+
+		"one committed after this transaction's snapshot (REPEATABLE READ), or the ordering key's sequence number is taken (outbox_keys behind its messages)",
+		msg.Destination, msg.IdempotencyKey, msg.ID)
 }
 
 func enqueueArgs(msg *Message) ([]any, error) {

@@ -83,6 +83,9 @@ UNION ALL
 SELECT id, seq, created_at FROM {{schema}}.outbox_messages
 WHERE id = $3::uuid AND destination = $1 AND idempotency_key = $2`
 
+// byIDSQL reads the destination and key of the message with an id.
+const byIDSQL = `SELECT destination, idempotency_key FROM {{schema}}.outbox_messages WHERE id = $1`
+
 const getSQL = `
 SELECT id, destination, type, ordering_key, seq, payload, headers,
        idempotency_key, caused_by_source, caused_by_event_id, step, status,

@@ -63,12 +63,20 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 		if !migrated {
 			return fmt.Errorf("schema %s has no outboxd tables: run outboxd migrate up --schema %s", db.schema, db.schema)
 		}
-		// Migrated means every migration of this binary: the dispatcher
-		// refuses to start on an older schema, so must the check.
-		if err := checkUpToDate(ctx, pool, db.schema); err != nil {
+		// Migrated means every migration the dispatcher needs: it refuses
+		// to start on an older schema, so must the check. Later ones (the
+		// producers') are reported, not refused: they are applied once
+		// every producer runs this version (CHANGELOG, migration 15).
+		later, err := checkUpToDate(ctx, pool, db.schema)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "database: connected, schema %s migrated\n", db.schema)
+		if later != "" {
+			fmt.Fprintf(stdout, "database: connected, schema %s migrated for this dispatcher (not applied: %s, which producers of this version work without: run outboxd migrate up --schema %s once every producer runs this version)\n",
+				db.schema, later, db.schema)
+		} else {
+			fmt.Fprintf(stdout, "database: connected, schema %s migrated\n", db.schema)
+		}
 		for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
 			addr, err := dialAddr(cfg.Destinations[name])
 			if err != nil {
@@ -119,9 +127,10 @@ func dialAddr(dc destinationConf) (string, error) {
 // statusWait bounds how long --check=connect waits to read the migrations.
 const statusWait = 10 * time.Second
 
-// checkUpToDate fails unless every migration this binary carries is
-// applied to schema (whose version table exists).
-func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+// checkUpToDate fails unless every migration the dispatcher needs is
+// applied to schema (whose version table exists), and returns the later
+// ones not applied, if any ("15").
+func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (later string, err error) {
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
 	// Reading the status takes the migrations' lock, which a migrate up
@@ -129,34 +138,32 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) error
 	// hook waits for it at most statusWait, then says so.
 	m, err := migrations.New(sqlDB, &migrations.Config{Schema: schema, LockTimeoutSeconds: uint64(statusWait.Seconds())})
 	if err != nil {
-		return err
+		return "", err
 	}
 	sctx, cancel := context.WithTimeout(ctx, statusWait)
 	defer cancel()
 	st, err := m.Status(sctx)
 	if sctx.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("schema %s: cannot read its migrations within %s: a migration may be running (its lock is held); try again when it ends", schema, statusWait)
+		return "", fmt.Errorf("schema %s: cannot read its migrations within %s: a migration may be running (its lock is held); try again when it ends", schema, statusWait)
 	}
 	if err != nil {
-		return describeDBError(err)
+		return "", describeDBError(err)
 	}
 	var (
 		pending []string
-		refused string
+		refused bool
 	)
 	for _, s := range st {
 		if !s.Applied {
 			pending = append(pending, strconv.FormatInt(s.Version, 10))
-			if s.Version <= dispatcherNeeds {
-				refused = "; serve would refuse to start"
-			}
+			refused = refused || s.Version <= dispatcherNeeds
 		}
 	}
-	if len(pending) > 0 {
-		return fmt.Errorf("schema %s is older than this outboxd (not applied: %s%s): run outboxd migrate up --schema %s",
-			schema, strings.Join(pending, ", "), refused, schema)
+	if refused {
+		return "", fmt.Errorf("schema %s is older than this outboxd (not applied: %s; serve would refuse to start): run outboxd migrate up --schema %s",
+			schema, strings.Join(pending, ", "), schema)
 	}
-	return nil
+	return strings.Join(pending, ", "), nil
 }
 
 // dispatcherNeeds is the last migration the dispatcher refuses to start
