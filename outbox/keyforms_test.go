@@ -166,3 +166,34 @@ func awaitLockWait(t *testing.T, b bundle, pid int, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The checked enqueue's ON CONFLICT names no index, so every unique index
+// of outbox_messages is its arbiter: a new one would turn its violations
+// into "nothing stored" without anyone deciding so. And a conflict on
+// (ordering_key, seq), when outbox_keys is behind the key's messages, is
+// reported as such, not as a duplicate.
+func TestEveryUniqueIndexIsAKnownArbiter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var unique string
+	if err := b.pool.QueryRow(ctx, `SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = 'outboxd.outbox_messages'::regclass AND i.indisunique`).Scan(&unique); err != nil {
+		t.Fatal(err)
+	}
+	if want := "outbox_messages_given_key_idx outbox_messages_ordering_idx outbox_messages_pkey"; unique != want {
+		t.Fatalf("unique indexes of outbox_messages: %s, want %s (outbox/sql.go, checkedRow)", unique, want)
+	}
+	m := msg("email")
+	m.OrderingKey, m.IdempotencyKey = "contact-behind", "order-1"
+	if _, err := b.outbox.Enqueue(ctx, b.pool, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_keys SET last_seq = 0 WHERE ordering_key = 'contact-behind'`); err != nil {
+		t.Fatal(err)
+	}
+	m.IdempotencyKey = "order-2"
+	if _, err := b.outbox.Enqueue(ctx, b.pool, m); err == nil || !strings.Contains(err.Error(), "sequence number is taken") || errors.Is(err, outbox.ErrIDTaken) {
+		t.Fatalf("a sequence number taken: %v", err)
+	}
+}

@@ -65,7 +65,8 @@ type Enqueued struct {
 	// without a key): it grows in commit order. It is not dense: messages
 	// of one key to other destinations take numbers too, and two
 	// transactions that enqueue the same idempotency key at once may leave
-	// a gap. And it restarts at 1 once every message of the key is gone
+	// a gap, as does a message refused with ErrIDTaken in a transaction
+	// that commits. And it restarts at 1 once every message of the key is gone
 	// (delivered and purged: the purge then forgets the key). Compare the
 	// sequence numbers of messages that exist together; never count them,
 	// nor keep the last one seen beyond the delivered retention.

@@ -116,9 +116,6 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: %w", msg.Destination, err)
 	}
-	if err := checkSeq(msg, seq); err != nil {
-		return Enqueued{}, err
-	}
 	if seq != nil {
 		out.Seq = *seq
 	}
@@ -182,18 +179,6 @@ func keyAsID(key string) pgtype.UUID {
 	return pgid.One(id)
 }
 
-// checkSeq refuses the one way a keyed message can be stored without a
-// sequence number: its idempotency key was purged between the statement's
-// snapshot and its insert (enqueueSQL). Retrying the transaction stores it
-// properly.
-func checkSeq(msg Message, seq *int64) error {
-	if msg.OrderingKey != "" && (seq == nil || *seq == 0) {
-		return fmt.Errorf("outbox: enqueue to %s: idempotency key %s was purged while this transaction enqueued it again; retry the transaction",
-			msg.Destination, msg.IdempotencyKey)
-	}
-	return nil
-}
-
 // EnqueueBatch stores several messages in one round trip: messages that
 // share an ordering key get increasing sequence numbers in slice order. The
 // result has one entry per message, in slice order; msgs is not modified.
@@ -238,9 +223,6 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		if errors.Is(err, pgx.ErrNoRows) {
 			existing = append(existing, i)
 			continue
-		}
-		if err == nil {
-			err = checkSeq(m, seq)
 		}
 		if err != nil {
 			_ = results.Close()
@@ -296,9 +278,13 @@ func (o *Outbox) findExisting(ctx context.Context, db DB, msg Message) (Enqueued
 	return out, nil
 }
 
-// conflictError says why a message that no stored key matches was not
-// stored (ON CONFLICT DO NOTHING names no index): its id is another
-// message's, or the conflicting message cannot be read.
+// conflictError says why a message was not stored when no message with its
+// key can be read: its id is another message's (ON CONFLICT DO NOTHING
+// names no index, so the primary key is an arbiter too), or the message
+// its key matched is gone (purged since the statement's snapshot), or
+// another unique index refused it: (ordering_key, seq), when outbox_keys
+// is behind the key's messages. A keyed message refused so has drawn a
+// sequence number, a gap if the transaction commits.
 func (o *Outbox) conflictError(ctx context.Context, db DB, msg Message) error {
 	var dest, key string
 	err := db.QueryRow(ctx, o.byID, pgid.One(msg.ID)).Scan(&dest, &key)
@@ -309,8 +295,8 @@ func (o *Outbox) conflictError(ctx context.Context, db DB, msg Message) error {
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("outbox: enqueue to %s: idempotency key %s exists but cannot be read: %w", msg.Destination, msg.IdempotencyKey, err)
 	}
-	return fmt.Errorf("outbox: enqueue to %s: a unique index refused the message, but no message with idempotency key %s or id %s can be read: "+
-		"one committed after this transaction's snapshot (REPEATABLE READ), or the ordering key's sequence number is taken (outbox_keys behind its messages)",
+	return fmt.Errorf("outbox: enqueue to %s: idempotency key %s (id %s) was found stored or refused by a unique index, but no such message can be read now: "+
+		"it was purged meanwhile (retry the transaction), or the ordering key's sequence number is taken (outbox_keys is behind its messages)",
 		msg.Destination, msg.IdempotencyKey, msg.ID)
 }
 
