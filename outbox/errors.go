@@ -19,8 +19,8 @@ var (
 	// ErrIDTaken is an ErrInvalidMessage: the message's id is another
 	// stored message's, one with another idempotency key or another
 	// destination (the same id with the same key is the same message:
-	// Existing). Enqueue's error for it names the other message's
-	// destination and key; the caller's transaction goes on.
+	// Existing). Enqueue's error for it names the id and the other
+	// message's destination; the caller's transaction goes on.
 	ErrIDTaken = fmt.Errorf("%w: its id is another message's", ErrInvalidMessage)
 	// ErrNotFound is returned when no message matches.
 	ErrNotFound = errors.New("outbox: message not found")

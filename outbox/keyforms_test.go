@@ -73,9 +73,14 @@ func TestAKeyIsUniqueInEitherForm(t *testing.T) {
 	} {
 		_, err := b.outbox.Enqueue(ctx, tx, m)
 		if !errors.Is(err, outbox.ErrIDTaken) || !errors.Is(err, outbox.ErrInvalidMessage) ||
-			!strings.Contains(err.Error(), "id "+first.ID.String()+": ") || !strings.Contains(err.Error(), "(destination email, idempotency key "+first.IdempotencyKey+")") {
+			!strings.Contains(err.Error(), "(id "+first.ID.String()+", stored for destination email with another idempotency key") {
 			t.Fatalf("%s to %s with a taken id: %v", m.IdempotencyKey, m.Destination, err)
 		}
+	}
+	// In a batch: the error names the message.
+	_, err = b.outbox.EnqueueBatch(ctx, tx, []outbox.Message{msg("email"), {ID: first.ID, Destination: "chat", Payload: []byte(`{}`)}})
+	if !errors.Is(err, outbox.ErrIDTaken) || !strings.Contains(err.Error(), "enqueue batch, message 1: ") {
+		t.Fatalf("a batch with a taken id: %v", err)
 	}
 	if e, err := b.outbox.Enqueue(ctx, tx, msg("email")); err != nil || e.Existing {
 		t.Fatalf("the transaction after a refused id: %+v %v", e, err)
@@ -83,8 +88,8 @@ func TestAKeyIsUniqueInEitherForm(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.count(t); n != 8 {
-		t.Fatalf("%d rows, want 8", n)
+	if n := b.count(t); n != 9 {
+		t.Fatalf("%d rows, want 9 (the batch's first message too: its transaction committed)", n)
 	}
 }
 

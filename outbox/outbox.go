@@ -186,6 +186,10 @@ func keyAsID(key string) pgtype.UUID {
 // The statements run sorted (by ordering key, a key's messages in slice
 // order; unkeyed ones by destination and idempotency key), so two batches
 // that share keys take their locks in the same order and cannot deadlock.
+//
+// An error names the message (its index in msgs) and leaves in the
+// transaction whatever the batch stored before it: roll the transaction
+// back. Most errors abort it anyway; ErrIDTaken does not.
 func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enqueued, error) {
 	if len(msgs) == 0 {
 		return nil, nil
@@ -239,7 +243,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	for _, i := range existing {
 		e, err := o.findExisting(ctx, db, msgs[i])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("outbox: enqueue batch, message %d: %w", i, err)
 		}
 		out[i] = e
 	}
@@ -289,8 +293,9 @@ func (o *Outbox) conflictError(ctx context.Context, db DB, msg Message) error {
 	var dest, key string
 	err := db.QueryRow(ctx, o.byID, pgid.One(msg.ID)).Scan(&dest, &key)
 	if err == nil {
-		return fmt.Errorf("outbox: enqueue to %s with idempotency key %s: id %s: %w (destination %s, idempotency key %s)",
-			msg.Destination, msg.IdempotencyKey, msg.ID, ErrIDTaken, dest, key)
+		// The other message's key is not quoted: the id finds it.
+		return fmt.Errorf("%w (id %s, stored for destination %s with another idempotency key; this message: destination %s, idempotency key %s)",
+			ErrIDTaken, msg.ID, dest, msg.Destination, msg.IdempotencyKey)
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("outbox: enqueue to %s: idempotency key %s exists but cannot be read: %w", msg.Destination, msg.IdempotencyKey, err)
