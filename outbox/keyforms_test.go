@@ -73,7 +73,7 @@ func TestAKeyIsUniqueInEitherForm(t *testing.T) {
 	} {
 		_, err := b.outbox.Enqueue(ctx, tx, m)
 		if !errors.Is(err, outbox.ErrIDTaken) || !errors.Is(err, outbox.ErrInvalidMessage) ||
-			!strings.Contains(err.Error(), "(id "+first.ID.String()+", stored for destination email with another idempotency key") {
+			!strings.Contains(err.Error(), "(id "+first.ID.String()+" is a stored message's to destination email; this message: destination "+m.Destination) {
 			t.Fatalf("%s to %s with a taken id: %v", m.IdempotencyKey, m.Destination, err)
 		}
 	}

@@ -294,7 +294,7 @@ func (o *Outbox) conflictError(ctx context.Context, db DB, msg Message) error {
 	err := db.QueryRow(ctx, o.byID, pgid.One(msg.ID)).Scan(&dest, &key)
 	if err == nil {
 		// The other message's key is not quoted: the id finds it.
-		return fmt.Errorf("%w (id %s, stored for destination %s with another idempotency key; this message: destination %s, idempotency key %s)",
+		return fmt.Errorf("%w (id %s is a stored message's to destination %s; this message: destination %s, idempotency key %s)",
 			ErrIDTaken, msg.ID, dest, msg.Destination, msg.IdempotencyKey)
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
