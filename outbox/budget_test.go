@@ -2,55 +2,11 @@ package outbox_test
 
 import (
 	"context"
-	"sort"
-	"strings"
 	"testing"
-
-	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
-
-// indexesHolding names the indexes of outbox_messages that have an entry
-// for the message id: every index without a predicate, and those whose
-// predicate the row meets. Each is one index entry written by its insert.
-func (b bundle) indexesHolding(t *testing.T, id uuid.UUID) []string {
-	t.Helper()
-	ctx := context.Background()
-	rows, err := b.pool.Query(ctx, `
-SELECT c.relname, coalesce(pg_get_expr(i.indpred, i.indrelid), 'true')
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-WHERE i.indrelid = 'outboxd.outbox_messages'::regclass`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	preds := map[string]string{}
-	for rows.Next() {
-		var name, pred string
-		if err := rows.Scan(&name, &pred); err != nil {
-			t.Fatal(err)
-		}
-		preds[name] = pred
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
-	var out []string
-	for name, pred := range preds {
-		var meets bool
-		// The predicate is PostgreSQL's own text of the catalog's index
-		// definition, not input.
-		if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outboxd.outbox_messages WHERE id = $1 AND (`+pred+`))`, id).Scan(&meets); err != nil {
-			t.Fatal(err)
-		}
-		if meets {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
 
 // The enqueue budget of issue 9 (docs/benchmarks.md, bench-levers): a
 // message writes at most 3 index entries unless an inbox event caused it.
@@ -82,7 +38,7 @@ func TestEnqueueIndexEntriesWithinBudget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Join(b.indexesHolding(t, e.ID), " "); got != c.want {
+		if got := pgtest.MessageIndexes(t, b.pool, e.ID); got != c.want {
 			t.Errorf("%s: an enqueue writes entries to %s, want %s", c.what, got, c.want)
 		}
 	}

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -104,5 +106,44 @@ func TestFirstTrySuccessIsRecordedOnTheMessageRow(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].Error != "accepted, queued downstream" || got[0].StatusCode == nil || *got[0].StatusCode != 202 {
 		t.Fatalf("Attempts of the success with a remark: %+v", got)
+	}
+}
+
+// The per-delivery budget of issue 9 (at most 2 index entries per
+// first-try delivery; docs/benchmarks.md): the delivered row version, an
+// update that is never HOT, has an entry in each index that holds it. A
+// message Enqueue keyed by its own id: the primary key and the delivered
+// index (migration 15 took it out of the key index); with an ordering
+// key, the ordering index too; one caused by an inbox event, its derived
+// key's and the cause's indexes too.
+func TestAFirstTryDeliveryWritesTwoIndexEntries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	want := map[string]string{}
+	for _, c := range []struct {
+		m    outbox.Message
+		want string
+	}{
+		{outbox.Message{}, "outbox_messages_delivered_idx outbox_messages_pkey"},
+		{outbox.Message{OrderingKey: "contact-1"}, "outbox_messages_delivered_idx outbox_messages_ordering_idx outbox_messages_pkey"},
+		{outbox.Message{CausedBy: &outbox.EventRef{Source: "stripe", EventID: "evt_1"}},
+			"outbox_messages_caused_by_idx outbox_messages_delivered_idx outbox_messages_given_key_idx outbox_messages_pkey"},
+	} {
+		c.m.Destination, c.m.Type, c.m.Payload = "sink", "t", []byte(`{}`)
+		e, err := b.outbox.Enqueue(ctx, b.pool, c.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[e.ID.String()] = c.want
+	}
+	b.start(t, b.config(t, nil))
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 3 {
+		t.Fatalf("statuses %v, want all three delivered", c)
+	}
+	for id, w := range want {
+		if got := pgtest.MessageIndexes(t, b.pool, uuid.MustParse(id)); got != w {
+			t.Errorf("delivered message %s is in %s, want %s", id, got, w)
+		}
 	}
 }
