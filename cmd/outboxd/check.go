@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -76,6 +77,9 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 				db.schema, later, db.schema)
 		} else {
 			fmt.Fprintf(stdout, "database: connected, schema %s migrated\n", db.schema)
+		}
+		if err := reportInvalidIndexes(ctx, stdout, pool, db.schema); err != nil {
+			return err
 		}
 		for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
 			addr, err := dialAddr(cfg.Destinations[name])
@@ -169,3 +173,27 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 // dispatcherNeeds is the last migration the dispatcher refuses to start
 // without (worker/schema.go); later ones serve the producers.
 const dispatcherNeeds = 14
+
+// reportInvalidIndexes names the schema's invalid indexes: what a CREATE
+// or DROP INDEX CONCURRENTLY cut short leaves (migrations 12, 14 and 15
+// build and drop theirs so). Nothing else reports one, and until it goes
+// every write to its table still adds entries to it (a unique one still
+// refuses duplicates). Reported, not refused: the dispatcher refuses the
+// one it needs (migration 14's) by itself.
+func reportInvalidIndexes(ctx context.Context, stdout io.Writer, pool *pgxpool.Pool, schema string) error {
+	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND NOT i.indisvalid ORDER BY 1`, schema)
+	if err != nil {
+		return describeDBError(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return describeDBError(err)
+	}
+	for _, name := range names {
+		fmt.Fprintf(stdout, "database: index %s.%s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and still written on every insert: run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY %s.%s\n",
+			schema, name, schema, name)
+	}
+	return nil
+}

@@ -50,3 +50,23 @@ func TestServeCheckRefusesAnOlderSchema(t *testing.T) {
 		t.Fatalf("outbox show on version 12: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// An index that a CONCURRENTLY build or drop cut short left invalid is
+// named on its own line by --check=connect: nothing else reports it, and
+// every insert still writes to it (migration 15's full key index after a
+// down cut short and an up, which then has nothing to do).
+func TestServeCheckNamesInvalidIndexes(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	if _, err := pgtest.Connect(t, url).Exec(context.Background(), `CREATE UNIQUE INDEX outbox_messages_idempotency_key_idx ON outboxd.outbox_messages (destination, idempotency_key);
+		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_idempotency_key_idx'::regclass`); err != nil {
+		t.Fatal(err)
+	}
+	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
+	r := outboxd(t, []string{"DATABASE_URL=" + url}, "serve", "--config", good, "--check=connect")
+	want := "database: index outboxd.outbox_messages_idempotency_key_idx is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and still written on every insert: " +
+		"run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY outboxd.outbox_messages_idempotency_key_idx\n"
+	if lines := strings.SplitAfter(r.stdout, "\n"); len(lines) < 2 || lines[0] != "database: connected, schema outboxd migrated\n" || lines[1] != want {
+		t.Fatalf("--check=connect with an invalid index: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
