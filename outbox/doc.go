@@ -30,5 +30,8 @@
 //
 // The row lock serialises transactions that enqueue for the same ordering
 // key: keep such transactions short, and leave the key empty when order does
-// not matter. Idempotency keys are unique per destination.
+// not matter. Idempotency keys are unique per destination, except for one
+// value used both as a message's id (with no key) and as another's key in
+// transactions that overlap: give such a value as the key everywhere
+// (docs/design.md, "A key is stored in one of two forms").
 package outbox
