@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
 // The dispatcher's statements need the schema of its version (migration
@@ -19,7 +21,7 @@ import (
 
 // errSchemaBehind reports a schema older than this dispatcher's statements.
 func errSchemaBehind(schema string, err error) error {
-	return fmt.Errorf("schema %q is not migrated, or older than this dispatcher (it needs migration 14): run `outboxd migrate up` first: %w", schema, err)
+	return fmt.Errorf("schema %q is not migrated, or older than this dispatcher (it needs migration %d): run `outboxd migrate up` first: %w", schema, dbschema.DispatcherMigration, err)
 }
 
 // errRetryIndex: the schema has the columns but not a valid retry heads'

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/migrations"
 )
 
@@ -160,7 +161,7 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 	for _, s := range st {
 		if !s.Applied {
 			pending = append(pending, strconv.FormatInt(s.Version, 10))
-			refused = refused || s.Version <= dispatcherNeeds
+			refused = refused || s.Version <= dbschema.DispatcherMigration
 		}
 	}
 	if refused {
@@ -169,10 +170,6 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 	}
 	return strings.Join(pending, ", "), nil
 }
-
-// dispatcherNeeds is the last migration the dispatcher refuses to start
-// without (worker/schema.go); later ones serve the producers.
-const dispatcherNeeds = 14
 
 // reportInvalidIndexes names the schema's invalid indexes: what a CREATE
 // or DROP INDEX CONCURRENTLY cut short leaves (migrations 12, 14 and 15

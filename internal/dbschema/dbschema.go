@@ -21,6 +21,11 @@ const Default = "outboxd"
 // within the NOTIFY channel limit (schema + "_outbox" in 63 bytes).
 const MaxLen = 46
 
+// DispatcherMigration is the last migration the dispatcher's statements
+// need (worker refuses to start without it); later ones serve the
+// producers, which work on either side of them (migration 15).
+const DispatcherMigration = 14
+
 // placeholder is the token that queries use where the schema name goes.
 const placeholder = "{{schema}}"
 
