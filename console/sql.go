@@ -131,7 +131,10 @@ WITH RECURSIVE dests(d) AS (
 FROM matches` + messageConds
 
 // givenKey is the predicate of outbox_messages_given_key_idx (migration
-// 15): the messages whose idempotency key is not their own id's text.
+// 15): the messages whose idempotency key is not their own id's text. It
+// implies that of migration 16's outbox_messages_caller_key_idx (which
+// adds the messages with the caller's id, found here by the primary key
+// as on 15), so the same lookups use that index.
 const givenKey = `idempotency_key <> id::text`
 
 // messageMatches are the index lookups of messagesSearchSQL, by what the

@@ -54,8 +54,8 @@ func TestPendingCreatedIndexGoesAndComesBackWithRows(t *testing.T) {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := m.Version(ctx); err != nil || v != 15 {
-		t.Fatalf("version %d, %v; want 15", v, err)
+	if v, err := m.Version(ctx); err != nil || v != 16 {
+		t.Fatalf("version %d, %v; want 16", v, err)
 	}
 	var left bool
 	if err := db.QueryRow(`SELECT to_regclass($1) IS NOT NULL`, idx).Scan(&left); err != nil || left {

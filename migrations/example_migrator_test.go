@@ -38,6 +38,6 @@ func ExampleMigrator_Up() {
 	}
 
 	// Output:
-	// applied 15, billing_outbox at version 15
-	// applied 0, billing_outbox at version 15
+	// applied 16, billing_outbox at version 16
+	// applied 0, billing_outbox at version 16
 }

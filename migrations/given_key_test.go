@@ -2,38 +2,36 @@ package migrations_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/outbox"
 )
 
 // Migration 15 takes the messages keyed by their own ids out of the unique
-// idempotency-key index. This version's Enqueue finds a key in either form
-// before it (so producers can be upgraded first) and after it, including
-// messages stored on the other side; down puts the full index back over
+// idempotency-key index, and 16 puts back those whose id the caller gave.
+// This version's Enqueue finds a key in either form before them (so
+// producers can be upgraded first), between them and after them, including
+// messages stored on the other side; down puts the earlier index back over
 // the rows; an invalid index a cut-short build left is rebuilt.
 func TestGivenKeyIndexBothWays(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.EmptyURL(t)
-	db := pgtest.SQLDB(t, url)
+	url, db, m := upTo(t, 15)
 	pool := pgtest.Connect(t, url)
-	m, err := migrations.New(db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const full, given = "outboxd.outbox_messages_idempotency_key_idx", "outboxd.outbox_messages_given_key_idx"
-	ob, err := outbox.New(nil)
+	const callerKey = "outboxd.outbox_messages_caller_key_idx"
+	// long lives through every stage (it looked for caller_id once, at 14,
+	// and does not look again within the test); each stage stores with a
+	// new Outbox, which looks.
+	long, err := outbox.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ob *outbox.Outbox
 	type stored struct {
 		again outbox.Message // enqueued again: must find id
 		id    uuid.UUID
@@ -43,6 +41,9 @@ func TestGivenKeyIndexBothWays(t *testing.T) {
 	// stored so far, at any version, is found again and not stored twice.
 	enqueue := func(stage string) {
 		t.Helper()
+		if ob, err = outbox.New(nil); err != nil {
+			t.Fatal(err)
+		}
 		fresh, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)})
 		if err != nil {
 			t.Fatal(stage, err)
@@ -61,9 +62,11 @@ func TestGivenKeyIndexBothWays(t *testing.T) {
 		}
 		all = append(all, stored{outbox.Message{Destination: "crm", Payload: []byte(`{}`), IdempotencyKey: fresh.IdempotencyKey}, fresh.ID})
 		for _, s := range all {
-			e, err := ob.Enqueue(ctx, pool, s.again)
-			if err != nil || !e.Existing || e.ID != s.id {
-				t.Fatalf("%s: %+v again: %+v %v, want %s", stage, s.again, e, err, s.id)
+			for _, o := range []*outbox.Outbox{ob, long} {
+				e, err := o.Enqueue(ctx, pool, s.again)
+				if err != nil || !e.Existing || e.ID != s.id {
+					t.Fatalf("%s: %+v again: %+v %v, want %s", stage, s.again, e, err, s.id)
+				}
 			}
 		}
 		var n int
@@ -84,7 +87,7 @@ func TestGivenKeyIndexBothWays(t *testing.T) {
 		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_given_key_idx'::regclass`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Up(ctx); err != nil {
+	if _, err := m.UpTo(ctx, 15); err != nil {
 		t.Fatal(err)
 	}
 	if indexValid(t, db, full) || !indexValid(t, db, given) {
@@ -102,12 +105,41 @@ func TestGivenKeyIndexBothWays(t *testing.T) {
 		t.Fatal("down at 14 again: only the full index should exist, valid")
 	}
 	enqueue("back at 14")
-	if _, err := m.Up(ctx); err != nil {
+	if _, err := m.UpTo(ctx, 15); err != nil {
 		t.Fatal(err)
 	}
 	enqueue("up again")
-	if len(all) != 4*5 {
-		t.Fatalf("%d messages checked, want 20", len(all))
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if indexValid(t, db, given) || !indexValid(t, db, callerKey) {
+		t.Fatal("at version 16 only the index of keys with caller ids should exist, valid")
+	}
+	enqueue("at 16")
+	var marked int
+	if err := db.QueryRow(`SELECT count(*) FROM outboxd.outbox_messages WHERE caller_id`).Scan(&marked); err != nil || marked != 1 {
+		t.Fatalf("%d messages marked as the caller's id (%v), want 1 (at 16)", marked, err)
+	}
+	if _, err := m.DownTo(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	// An Outbox that saw the column at 16: one enqueue fails, saying why
+	// (its transaction is aborted), and the next looks again.
+	lost := outbox.Message{Destination: "crm", Payload: []byte(`{}`), ID: uuid.Must(uuid.NewV7())}
+	if _, err := ob.Enqueue(ctx, pool, lost); err == nil || !strings.Contains(err.Error(), "lost its caller_id column") {
+		t.Fatalf("an enqueue after caller_id was dropped: %v", err)
+	}
+	if e, err := ob.Enqueue(ctx, pool, lost); err != nil || e.Existing {
+		t.Fatalf("the enqueue after it: %+v %v", e, err)
+	}
+	all = append(all, stored{lost, lost.ID})
+	enqueue("back at 15")
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	enqueue("16 again")
+	if len(all) != 7*5+1 {
+		t.Fatalf("%d messages checked, want 36", len(all))
 	}
 }
 
@@ -118,7 +150,7 @@ func TestGivenKeyIndexBothWays(t *testing.T) {
 func TestGivenKeyMigrationRerunKeepsTheBuiltIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, m := upFresh(t)
+	_, db, m := upTo(t, 15)
 	const full, given = "outboxd.outbox_messages_idempotency_key_idx", "outboxd.outbox_messages_given_key_idx"
 	oid := func(name string) (o int64) {
 		t.Helper()
@@ -131,7 +163,7 @@ func TestGivenKeyMigrationRerunKeepsTheBuiltIndex(t *testing.T) {
 	if _, err := db.Exec(`DELETE FROM outboxd.outboxd_migrations WHERE version_id = 15`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Up(ctx); err != nil {
+	if _, err := m.UpTo(ctx, 15); err != nil {
 		t.Fatal(err)
 	}
 	if after := oid(given); after != before || !indexValid(t, db, given) || oid(full) != 0 {

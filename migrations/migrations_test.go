@@ -10,7 +10,21 @@ import (
 	"github.com/outboxd/outboxd/migrations"
 )
 
-// objectsIn counts tables, sequences, views, functions and types in schema.
+// upTo migrates a new empty database up to version, and returns its URL.
+func upTo(t *testing.T, version int64) (string, *sql.DB, *migrations.Migrator) {
+	t.Helper()
+	url := pgtest.EmptyURL(t)
+	db := pgtest.SQLDB(t, url)
+	m, err := migrations.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.UpTo(context.Background(), version); err != nil {
+		t.Fatal(err)
+	}
+	return url, db, m
+}
+
 // upFresh migrates a new empty database all the way up.
 func upFresh(t *testing.T) (*sql.DB, *migrations.Migrator) {
 	t.Helper()
@@ -25,6 +39,7 @@ func upFresh(t *testing.T) (*sql.DB, *migrations.Migrator) {
 	return db, m
 }
 
+// objectsIn counts tables, sequences, views, functions and types in schema.
 func objectsIn(t *testing.T, db *sql.DB, schema string) int {
 	t.Helper()
 	var n int
@@ -70,8 +85,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 15 {
-		t.Fatalf("applied %d migrations, want 15", len(res))
+	if len(res) != 16 {
+		t.Fatalf("applied %d migrations, want 16", len(res))
 	}
 	// Versions run 1..N without a gap: a gap hides a migration lost in a
 	// merge, and goose would apply a late-numbered one out of order.
@@ -94,8 +109,8 @@ func TestUpOnEmptyDatabase(t *testing.T) {
 		t.Errorf("river at version %d, want %d", riverVersion, migrations.RiverVersion)
 	}
 	v, err := m.Version(ctx)
-	if err != nil || v != 15 {
-		t.Fatalf("version = %d, %v; want 15", v, err)
+	if err != nil || v != 16 {
+		t.Fatalf("version = %d, %v; want 16", v, err)
 	}
 	// A second run applies nothing.
 	res, err = m.Up(ctx)
@@ -193,6 +208,15 @@ func TestDownOneStepAtATime(t *testing.T) {
 	db, m := upFresh(t)
 	if !indexValid(t, db, "outboxd.outbox_messages_retry_heads_idx") {
 		t.Fatal("up should build outbox_messages_retry_heads_idx")
+	}
+	if _, err := m.Down(ctx); err != nil { // caller ids in the unique index of keys
+		t.Fatal(err)
+	}
+	var callerID int
+	if err := db.QueryRow(`SELECT count(*) FROM information_schema.columns WHERE table_schema = 'outboxd'
+		AND table_name = 'outbox_messages' AND column_name = 'caller_id'`).Scan(&callerID); err != nil || callerID != 0 ||
+		indexValid(t, db, "outboxd.outbox_messages_caller_key_idx") || !indexValid(t, db, "outboxd.outbox_messages_given_key_idx") {
+		t.Fatalf("one step down should put back the index of given keys and drop caller_id (%d left, %v)", callerID, err)
 	}
 	if _, err := m.Down(ctx); err != nil { // the unique index of given keys only
 		t.Fatal(err)

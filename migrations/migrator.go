@@ -130,6 +130,20 @@ func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
 	return resultsOf(res), nil
 }
 
+// UpTo applies the pending migrations up to and including version, as Up
+// does for all of them.
+func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*Result, error) {
+	p, err := m.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.UpTo(ctx, version)
+	if err != nil {
+		return failed(fmt.Sprintf("up to %d", version), res, err)
+	}
+	return resultsOf(res), nil
+}
+
 // Down reverts the latest applied migration. Reverting the last one removes
 // the schema too (see DownTo).
 func (m *Migrator) Down(ctx context.Context) (*Result, error) {

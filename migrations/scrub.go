@@ -64,12 +64,12 @@ func scrubMigration(schema string) *goose.Migration {
 }
 
 // GoMigrations returns the migrations of schema that are Go code, not SQL
-// files: River's schema (versions 2 and 3), the header scrub (9) and the
-// given-key index (15). goose needs them beside FS. They are goose's own
+// files: River's schema (versions 2 and 3), the header scrub (9), the
+// given-key index (15) and the caller-id column (16). goose needs them beside FS. They are goose's own
 // type because they are for users who run goose themselves
 // (goose.WithGoMigrations); Migrator users never see them.
 func GoMigrations(schema string) []*goose.Migration {
-	return append(RiverMigrations(schema), scrubMigration(schema), givenKeyMigration(schema))
+	return append(RiverMigrations(schema), scrubMigration(schema), givenKeyMigration(schema), callerIDMigration(schema))
 }
 
 // GoMigrationName names a Go migration for people, "" for other versions.
@@ -79,6 +79,8 @@ func GoMigrationName(version int64) string {
 		return "scrub secrets from stored headers (Go migration)"
 	case version == givenKeyVersion:
 		return "unique index of given idempotency keys only (Go migration)"
+	case version == callerIDVersion:
+		return "caller-given ids in the unique index of keys (Go migration)"
 	case version == riverSteps[0].gooseVersion || version == riverSteps[len(riverSteps)-1].gooseVersion:
 		return "River schema (Go migration)"
 	}

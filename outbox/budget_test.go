@@ -4,18 +4,21 @@ import (
 	"context"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
 
 // The enqueue budget of issue 9 (docs/benchmarks.md, bench-levers): a
 // message writes at most 3 index entries unless an inbox event caused it.
-// Since migration 15 one keyed by its own id (as Enqueue keys a message
-// without a key or cause) has no entry in the given-key index: an unkeyed
-// one writes 2 (primary key, unkeyed lane index), a keyed one 3 (the
-// ordering index and the keyed lane index instead); one caused by an inbox
-// event adds the given-key index (its derived key) and the cause index,
-// which the console's event page reads.
+// Since migration 15 one keyed by an id Enqueue made (as it keys a message
+// without an id, key or cause) has no entry in the index of keys: an
+// unkeyed one writes 2 (primary key, unkeyed lane index), a keyed one 3
+// (the ordering index and the keyed lane index instead); one with the
+// caller's id has an entry there (migration 16: 3); one caused by an inbox
+// event adds that index (its derived key) and the cause index, which the
+// console's event page reads.
 func TestEnqueueIndexEntriesWithinBudget(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -25,15 +28,18 @@ func TestEnqueueIndexEntriesWithinBudget(t *testing.T) {
 		what     string
 		ordering string
 		cause    *outbox.EventRef
+		id       uuid.UUID
 		want     string
 	}{
-		{"unkeyed", "", nil, "outbox_messages_lane_unkeyed_idx outbox_messages_pkey"},
-		{"keyed", "contact-1", nil, "outbox_messages_lane_keyed_idx outbox_messages_ordering_idx outbox_messages_pkey"},
-		{"unkeyed, caused by an inbox event", "", cause,
-			"outbox_messages_caused_by_idx outbox_messages_given_key_idx outbox_messages_lane_unkeyed_idx outbox_messages_pkey"},
+		{"unkeyed", "", nil, uuid.Nil, "outbox_messages_lane_unkeyed_idx outbox_messages_pkey"},
+		{"keyed", "contact-1", nil, uuid.Nil, "outbox_messages_lane_keyed_idx outbox_messages_ordering_idx outbox_messages_pkey"},
+		{"unkeyed, the caller's id", "", nil, uuid.Must(uuid.NewV7()),
+			"outbox_messages_caller_key_idx outbox_messages_lane_unkeyed_idx outbox_messages_pkey"},
+		{"unkeyed, caused by an inbox event", "", cause, uuid.Nil,
+			"outbox_messages_caller_key_idx outbox_messages_caused_by_idx outbox_messages_lane_unkeyed_idx outbox_messages_pkey"},
 	} {
 		m := msg("email")
-		m.OrderingKey, m.CausedBy = c.ordering, c.cause
+		m.OrderingKey, m.CausedBy, m.ID = c.ordering, c.cause, c.id
 		e, err := b.outbox.Enqueue(ctx, b.pool, m)
 		if err != nil {
 			t.Fatal(err)

@@ -30,8 +30,9 @@
 //
 // The row lock serialises transactions that enqueue for the same ordering
 // key: keep such transactions short, and leave the key empty when order does
-// not matter. Idempotency keys are unique per destination, except for one
-// value used both as a message's id (with no key) and as another's key in
-// transactions that overlap: give such a value as the key everywhere
-// (docs/design.md, "A key is stored in one of two forms").
+// not matter. Idempotency keys are unique per destination, whether given as a
+// key or as the message's id (docs/design.md, "A key is stored in one of two
+// forms"; on a schema before migration 16, or for a minute after it, a value
+// given as one message's id and as another's key in transactions that
+// overlap is stored twice).
 package outbox

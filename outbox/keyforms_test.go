@@ -93,23 +93,31 @@ func TestAKeyIsUniqueInEitherForm(t *testing.T) {
 	}
 }
 
-// Two transactions that enqueue one key, in each form a key can take: the
-// second waits for the first (observed in pg_stat_activity, not slept for)
-// and, once the first commits, stores nothing and returns the first's
-// message.
+// Two transactions that enqueue one key, in each form a key can take, and
+// across the forms (an id given as one message's, its text as another's
+// key: migration 16): the second waits for the first (observed in
+// pg_stat_activity, not slept for) and, once the first commits, stores
+// nothing and returns the first's message.
 func TestConcurrentEnqueuesOfAKeyStoreOne(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
 	cause := &outbox.EventRef{Source: "stripe", EventID: "evt_concurrent"}
-	for name, m := range map[string]outbox.Message{
-		"the caller's id":        {ID: uuid.Must(uuid.NewV7())},
-		"a given key":            {IdempotencyKey: "order-7"},
-		"a key derived":          {CausedBy: cause},
-		"a given key, keyed":     {IdempotencyKey: "order-8", OrderingKey: "contact-9"},
-		"the caller's id, keyed": {ID: uuid.Must(uuid.NewV7()), OrderingKey: "contact-10"},
+	same := func(m outbox.Message) [2]outbox.Message { return [2]outbox.Message{m, m} }
+	idThenKey, keyThenID := uuid.Must(uuid.NewV7()), uuid.New()
+	for name, pair := range map[string][2]outbox.Message{
+		"the caller's id":               same(outbox.Message{ID: uuid.Must(uuid.NewV7())}),
+		"a given key":                   same(outbox.Message{IdempotencyKey: "order-7"}),
+		"a key derived":                 same(outbox.Message{CausedBy: cause}),
+		"a given key, keyed":            same(outbox.Message{IdempotencyKey: "order-8", OrderingKey: "contact-9"}),
+		"the caller's id, keyed":        same(outbox.Message{ID: uuid.Must(uuid.NewV7()), OrderingKey: "contact-10"}),
+		"an id, then its text as a key": {{ID: idThenKey}, {IdempotencyKey: idThenKey.String()}},
+		"a UUID's text as a key, then the UUID as an id": {{IdempotencyKey: keyThenID.String()}, {ID: keyThenID}},
 	} {
-		m.Destination, m.Type, m.Payload = "email", "email.welcome", []byte(`{}`)
+		for i := range pair {
+			pair[i].Destination, pair[i].Type, pair[i].Payload = "email", "email.welcome", []byte(`{}`)
+		}
+		m := pair[0]
 		t1, err := b.pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -130,11 +138,19 @@ func TestConcurrentEnqueuesOfAKeyStoreOne(t *testing.T) {
 			e   outbox.Enqueued
 			err error
 		}
-		second := make(chan result, 1)
+		second, finished := make(chan result, 1), make(chan struct{})
 		go func() {
-			e, err := b.outbox.Enqueue(ctx, t2, m)
+			defer close(finished)
+			e, err := b.outbox.Enqueue(ctx, t2, pair[1])
 			second <- result{e, err}
 		}()
+		// A failure below must not leave t2 waiting on t1 and both
+		// connections held (the pool's close would wait for them).
+		t.Cleanup(func() {
+			_ = t1.Rollback(ctx)
+			<-finished
+			_ = t2.Rollback(ctx)
+		})
 		awaitLockWait(t, b, pid, name)
 		if err := t1.Commit(ctx); err != nil {
 			t.Fatal(err)
@@ -147,8 +163,8 @@ func TestConcurrentEnqueuesOfAKeyStoreOne(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := b.count(t); n != 5 {
-		t.Fatalf("%d rows, want 5", n)
+	if n := b.count(t); n != 7 {
+		t.Fatalf("%d rows, want 7", n)
 	}
 }
 
@@ -186,7 +202,7 @@ func TestEveryUniqueIndexIsAKnownArbiter(t *testing.T) {
 		WHERE i.indrelid = 'outboxd.outbox_messages'::regclass AND i.indisunique`).Scan(&unique); err != nil {
 		t.Fatal(err)
 	}
-	if want := "outbox_messages_given_key_idx outbox_messages_ordering_idx outbox_messages_pkey"; unique != want {
+	if want := "outbox_messages_caller_key_idx outbox_messages_ordering_idx outbox_messages_pkey"; unique != want {
 		t.Fatalf("unique indexes of outbox_messages: %s, want %s (outbox/sql.go, checkedRow)", unique, want)
 	}
 	m := msg("email")

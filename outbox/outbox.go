@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,13 +43,25 @@ type Outbox struct {
 	schema string
 	// The enqueue statements, with the idempotency-key check or without
 	// it (fresh: a message whose id and key Enqueue made), for a message
-	// with an ordering key or without one (unkeyed).
+	// with an ordering key or without one (unkeyed); for a message whose id
+	// the caller gave, marked so (callerCol) once the schema can hold it.
 	enqueue, fresh, unkeyed, unkeyedFresh string
+	callerKeyed, callerUnkeyed            string
 
-	existing, byID string
-	get            string
-	notifier       *Notifier
+	existing, byID, callerIDProbe string
+	get                           string
+	notifier                      *Notifier
+
+	// callerID is what the last look at the schema found (hasCallerID):
+	// 1 the caller_id column, 0 no look yet, or minus the time (Unix ns)
+	// of a look that found none.
+	callerID atomic.Int64
 }
+
+// callerIDRecheck is how long a producer that found no caller_id column
+// goes on without it before it looks again: after migration 16 each
+// process marks the ids its callers give within this time.
+const callerIDRecheck = time.Minute
 
 // New returns an Outbox. A nil cfg means the defaults.
 func New(cfg *Config) (*Outbox, error) {
@@ -58,8 +71,12 @@ func New(cfg *Config) (*Outbox, error) {
 	}
 	// The parameters: enqueueArgs' ten, then the key as an id for a
 	// checked statement, then the destination's bit without a Notifier.
-	render := func(keyed, checked bool) string {
+	render := func(keyed, checked, caller bool) string {
 		dup, row, stored, keys, seq, bit := "", freshRow, "", "", "NULL", "$11"
+		col, val := "", ""
+		if caller {
+			col, val = callerCol, callerVal
+		}
 		if checked {
 			dup, row, stored, bit = dupCTE, checkedRow, checkedStored, "$12"
 		}
@@ -74,19 +91,22 @@ func New(cfg *Config) (*Outbox, error) {
 			announce = strings.ReplaceAll(announceInline, "{{bit}}", bit)
 		}
 		q := strings.NewReplacer("{{dup}}", dup, "{{keys}}", keys, "{{row}}", row, "{{announce}}", announce).Replace(enqueueSQL)
-		q = strings.NewReplacer("{{seq}}", seq, "{{stored}}", stored).Replace(q)
+		q = strings.NewReplacer("{{seq}}", seq, "{{stored}}", stored, "{{callercol}}", col, "{{callerval}}", val).Replace(q)
 		return dbschema.Render(q, c.Schema)
 	}
 	return &Outbox{
-		schema:       c.Schema,
-		enqueue:      render(true, true),
-		fresh:        render(true, false),
-		unkeyed:      render(false, true),
-		unkeyedFresh: render(false, false),
-		notifier:     c.Notifier,
-		existing:     dbschema.Render(existingSQL, c.Schema),
-		byID:         dbschema.Render(byIDSQL, c.Schema),
-		get:          dbschema.Render(getSQL, c.Schema),
+		schema:        c.Schema,
+		enqueue:       render(true, true, false),
+		fresh:         render(true, false, false),
+		unkeyed:       render(false, true, false),
+		unkeyedFresh:  render(false, false, false),
+		callerKeyed:   render(true, true, true),
+		callerUnkeyed: render(false, true, true),
+		notifier:      c.Notifier,
+		existing:      dbschema.Render(existingSQL, c.Schema),
+		byID:          dbschema.Render(byIDSQL, c.Schema),
+		callerIDProbe: dbschema.Render(callerIDSQL, c.Schema),
+		get:           dbschema.Render(getSQL, c.Schema),
 	}, nil
 }
 
@@ -98,7 +118,11 @@ func (o *Outbox) NotifyChannel() string { return dbschema.NotifyChannel(o.schema
 // idempotency key that the destination already has stores nothing and
 // returns the existing message with Existing set.
 func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, error) {
-	sql, checked := o.statement(&msg)
+	caller, err := o.marksCallerIDs(ctx, db, msg.ID != uuid.Nil)
+	if err != nil {
+		return Enqueued{}, err
+	}
+	sql, checked := o.statement(&msg, caller)
 	args, err := o.args(&msg, checked)
 	if err != nil {
 		return Enqueued{}, err
@@ -114,7 +138,7 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 		return o.findExisting(ctx, db, msg)
 	}
 	if err != nil {
-		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: %w", msg.Destination, err)
+		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: %w", msg.Destination, o.enqueueError(err))
 	}
 	if seq != nil {
 		out.Seq = *seq
@@ -123,13 +147,54 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	return out, nil
 }
 
+// marksCallerIDs says whether a message whose id the caller gave (given)
+// is to be marked so (migration 16's caller_id): when the schema has the
+// column. It looks in db's catalog the first time, and again
+// callerIDRecheck after a look that found none.
+func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, error) {
+	if !given {
+		return false, nil
+	}
+	seen := o.callerID.Load()
+	if seen == 1 || (seen < 0 && time.Since(time.Unix(0, -seen)) < callerIDRecheck) {
+		return seen == 1, nil
+	}
+	var has bool
+	if err := db.QueryRow(ctx, o.callerIDProbe).Scan(&has); err != nil {
+		return false, fmt.Errorf("outbox: enqueue: look for the caller_id column: %w", err)
+	}
+	if has {
+		o.callerID.Store(1)
+	} else {
+		o.callerID.Store(-time.Now().UnixNano())
+	}
+	return has, nil
+}
+
+// enqueueError explains an enqueue statement's error where it can. An
+// undefined column is caller_id gone (migration 16 reverted while this
+// process ran): the next enqueue looks again.
+func (o *Outbox) enqueueError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42703" && o.callerID.Load() == 1 {
+		o.callerID.Store(0)
+		return fmt.Errorf("the schema lost its caller_id column (migration 16 reverted?), retry the transaction: %w", err)
+	}
+	return err
+}
+
 // statement picks the enqueue statement for msg, before its id and key are
 // filled in, and says whether it checks the idempotency key: a message with
 // neither an id, nor a key, nor a cause gets a new UUIDv7 and that id as
-// its key, which no stored message can have, so it needs no check.
-func (o *Outbox) statement(msg *Message) (sql string, checked bool) {
+// its key, which no stored message can have, so it needs no check. With
+// caller (marksCallerIDs), a message with an id is marked as the caller's.
+func (o *Outbox) statement(msg *Message, caller bool) (sql string, checked bool) {
 	fresh := msg.ID == uuid.Nil && msg.IdempotencyKey == "" && msg.CausedBy == nil
 	switch {
+	case caller && msg.ID != uuid.Nil && msg.OrderingKey == "":
+		return o.callerUnkeyed, true
+	case caller && msg.ID != uuid.Nil:
+		return o.callerKeyed, true
 	case msg.OrderingKey == "" && fresh:
 		return o.unkeyedFresh, false
 	case msg.OrderingKey == "":
@@ -195,12 +260,16 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		return nil, nil
 	}
 	msgs = slices.Clone(msgs)
+	caller, err := o.marksCallerIDs(ctx, db, slices.ContainsFunc(msgs, func(m Message) bool { return m.ID != uuid.Nil }))
+	if err != nil {
+		return nil, err
+	}
 	args := make([][]any, len(msgs))
 	sqls := make([]string, len(msgs))
 	order := make([]int, len(msgs))
 	for i := range msgs {
 		var checked bool
-		sqls[i], checked = o.statement(&msgs[i])
+		sqls[i], checked = o.statement(&msgs[i], caller)
 		a, err := o.args(&msgs[i], checked)
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
@@ -230,7 +299,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		}
 		if err != nil {
 			_ = results.Close()
-			return nil, fmt.Errorf("outbox: enqueue batch, message %d to %s: %w", i, m.Destination, err)
+			return nil, fmt.Errorf("outbox: enqueue batch, message %d to %s: %w", i, m.Destination, o.enqueueError(err))
 		}
 		if seq != nil {
 			out[i].Seq = *seq

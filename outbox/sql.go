@@ -25,7 +25,7 @@ package outbox
 const enqueueSQL = `{{dup}}{{keys}}
 INSERT INTO {{schema}}.outbox_messages
     (id, destination, type, ordering_key, seq, payload, headers,
-     idempotency_key, caused_by_source, caused_by_event_id, step)
+     idempotency_key, caused_by_source, caused_by_event_id, step{{callercol}})
 {{row}}
 RETURNING seq, created_at, lane, {{announce}}`
 
@@ -44,8 +44,9 @@ k AS (
 // A key is unique per destination in one of two ways (migration 15): a
 // message whose key is its own id's text is found by its primary key
 // (the key parsed, $11: NULL unless the key is a UUID's canonical text),
-// any other by the unique index outbox_messages_given_key_idx, which
-// holds only those. dupCTE looks in both, so that a key given as another
+// any other by the unique index of keys (outbox_messages_given_key_idx,
+// since migration 16 outbox_messages_caller_key_idx, which also holds the
+// messages with the caller's id: see callerCol). dupCTE looks in both, so that a key given as another
 // message's id (the key Enqueue made for it) finds that message; a
 // duplicate in either form stores nothing and, keyed, draws no sequence
 // number. ON CONFLICT without a target then catches the same key (or id)
@@ -58,7 +59,7 @@ const (
         OR EXISTS (SELECT 1 FROM {{schema}}.outbox_messages
                    WHERE id = $11::uuid AND destination = $2 AND idempotency_key = $7) AS stored
 )`
-	checkedRow = `SELECT $1::uuid, $2::text, $3::text, $4::text, {{seq}}, $5::bytea, $6::jsonb, $7::text, $8::text, $9::text, $10::text
+	checkedRow = `SELECT $1::uuid, $2::text, $3::text, $4::text, {{seq}}, $5::bytea, $6::jsonb, $7::text, $8::text, $9::text, $10::text{{callerval}}
 WHERE NOT (SELECT stored FROM d)
 ON CONFLICT DO NOTHING`
 	checkedStored = `
@@ -73,6 +74,21 @@ const announceInline = `pg_notify('{{schema}}_outbox', 'm' || ((1::bigint << lan
 
 // announceLater returns the enqueueing transaction's id for the Notifier.
 const announceLater = `pg_current_xact_id()::text`
+
+// A message whose id the caller gave is marked so since migration 16
+// (callerCol, callerVal), which puts it in the unique index of keys too:
+// there a transaction giving its id's text as another message's key, while
+// its own is still open, conflicts with it (ON CONFLICT waits for it),
+// where the primary-key probe of dupCTE only sees it once committed. The
+// index's predicate is implied by dupCTE's, so the same statements serve
+// schema 15 and 16. Producers look for the column before they write it
+// (callerIDSQL): they may run before the migration (CHANGELOG).
+const (
+	callerCol   = `, caller_id`
+	callerVal   = `, true`
+	callerIDSQL = `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('{{schema}}.outbox_messages')
+    AND attname = 'caller_id' AND NOT attisdropped)`
+)
 
 // existingSQL finds the stored message with a key in either form
 // (dupCTE): $3 is the key parsed as an id, or NULL.

@@ -128,7 +128,7 @@ func TestAFirstTryDeliveryWritesTwoIndexEntries(t *testing.T) {
 		{outbox.Message{}, "outbox_messages_delivered_idx outbox_messages_pkey"},
 		{outbox.Message{OrderingKey: "contact-1"}, "outbox_messages_delivered_idx outbox_messages_ordering_idx outbox_messages_pkey"},
 		{outbox.Message{CausedBy: &outbox.EventRef{Source: "stripe", EventID: "evt_1"}},
-			"outbox_messages_caused_by_idx outbox_messages_delivered_idx outbox_messages_given_key_idx outbox_messages_pkey"},
+			"outbox_messages_caller_key_idx outbox_messages_caused_by_idx outbox_messages_delivered_idx outbox_messages_pkey"},
 	} {
 		c.m.Destination, c.m.Type, c.m.Payload = "sink", "t", []byte(`{}`)
 		e, err := b.outbox.Enqueue(ctx, b.pool, c.m)

@@ -22,14 +22,14 @@ func TestServeCheckRefusesAnOlderSchema(t *testing.T) {
 	}
 	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
 	env := []string{"DATABASE_URL=" + url}
-	// Without migration 15 the dispatcher starts (it is the producers',
-	// applied once they all run this version): the check passes and says
-	// what is left.
+	// Without migrations 15 and 16 the dispatcher starts (they are the
+	// producers', applied once they all run this version): the check
+	// passes and says what is left.
 	if _, err := m.DownTo(context.Background(), 14); err != nil {
 		t.Fatal(err)
 	}
 	r := outboxd(t, env, "serve", "--config", good, "--check=connect")
-	want := "database: connected, schema outboxd migrated for this dispatcher (not applied: 15, which producers of this version work without: run outboxd migrate up --schema outboxd once every producer runs this version)"
+	want := "database: connected, schema outboxd migrated for this dispatcher (not applied: 15, 16, which producers of this version work without: run outboxd migrate up --schema outboxd once every producer runs this version)"
 	if firstLine(r.stdout) != want {
 		t.Fatalf("--check=connect on version 14: exit %d, stdout %q; want first %q", r.code, r.stdout, want)
 	}
@@ -37,7 +37,7 @@ func TestServeCheckRefusesAnOlderSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = outboxd(t, env, "serve", "--config", good, "--check=connect")
-	want = "outboxd serve: schema outboxd is older than this outboxd (not applied: 13, 14, 15; serve would refuse to start): run outboxd migrate up --schema outboxd"
+	want = "outboxd serve: schema outboxd is older than this outboxd (not applied: 13, 14, 15, 16; serve would refuse to start): run outboxd migrate up --schema outboxd"
 	if r.code != 1 || firstLine(r.stderr) != want {
 		t.Fatalf("--check=connect on version 12: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}

@@ -21,7 +21,7 @@ func TestHelpEverywhere(t *testing.T) {
 		has, hasNot []string // flags listed or not
 	}{
 		{[]string{"migrate"}, "usage: outboxd migrate <action> [flags]", []string{"--database-url URL", "--schema NAME"}, []string{"--to"}},
-		{[]string{"migrate", "up"}, "usage: outboxd migrate up [flags]", []string{"--connect-timeout DURATION"}, []string{"--to"}},
+		{[]string{"migrate", "up"}, "usage: outboxd migrate up [--to N] [flags]", []string{"--connect-timeout DURATION", "--to VERSION"}, nil},
 		{[]string{"migrate", "down"}, "usage: outboxd migrate down [--to N] [flags]", []string{"--to VERSION"}, nil},
 		{[]string{"migrate", "status"}, "usage: outboxd migrate status [flags]", nil, []string{"--to"}},
 		{[]string{"migrate", "version"}, "usage: outboxd migrate version [flags]", nil, []string{"--to"}},
@@ -86,8 +86,8 @@ func TestUsageMistakes(t *testing.T) {
 		{[]string{"migrate", "--bogus"}, `outboxd migrate: unknown flag --bogus`, "outboxd migrate --help"},
 		{[]string{"migrate"}, `outboxd migrate: missing action (want up, down, status or version)`, "outboxd migrate --help"},
 		{[]string{"migrate", "sideways"}, `outboxd migrate: unknown action "sideways" (want up, down, status or version)`, "outboxd migrate --help"},
-		{[]string{"migrate", "up", "--to", "3"}, `outboxd migrate: unknown flag --to`, "outboxd migrate up --help"},
-		{[]string{"migrate", "--to", "3", "up"}, `outboxd migrate: unknown flag --to`, "outboxd migrate up --help"},
+		{[]string{"migrate", "status", "--to", "3"}, `outboxd migrate: unknown flag --to`, "outboxd migrate status --help"},
+		{[]string{"migrate", "up", "--to", "0"}, `outboxd migrate: --to 0: want a version, 1 or more`, "outboxd migrate up --help"},
 		{[]string{"migrate", "down", "--to", "-5"}, `outboxd migrate: --to -5: want a version, 0 or more`, "outboxd migrate down --help"},
 		{[]string{"migrate", "status", "--connect-timeout", "soon"}, `outboxd migrate: --connect-timeout "soon": want a duration such as 30s, 5m or 2h`, "outboxd migrate status --help"},
 		{[]string{"outbox", "dead", "--limit", "-5"}, `outboxd outbox: --limit "-5": must be at least 1`, "outboxd outbox dead --help"},

@@ -91,19 +91,19 @@ func TestMigrateConcurrentProcesses(t *testing.T) {
 		}
 		applied += len(appliedLine.FindAllString(r.stdout, -1))
 	}
-	if applied != 15 {
-		t.Fatalf("migrations applied %d times in all, want 15 (each once):\n%+v", applied, results)
+	if applied != 16 {
+		t.Fatalf("migrations applied %d times in all, want 16 (each once):\n%+v", applied, results)
 	}
 	db := pgtest.SQLDB(t, dbURL)
 	var rows, distinct int
 	if err := db.QueryRow(`SELECT count(*), count(DISTINCT version_id) FROM outboxd.outboxd_migrations WHERE version_id > 0`).Scan(&rows, &distinct); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 15 || distinct != 15 {
-		t.Fatalf("version table has %d rows (%d distinct), want 15", rows, distinct)
+	if rows != 16 || distinct != 16 {
+		t.Fatalf("version table has %d rows (%d distinct), want 16", rows, distinct)
 	}
 	r := runIn("migrate", "version", "--database-url", dbURL)
-	if r.code != 0 || strings.TrimSpace(r.stdout) != "15" {
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "16" {
 		t.Fatalf("version: %+v", r)
 	}
 }

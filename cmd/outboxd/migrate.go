@@ -17,7 +17,7 @@ import (
 
 const migrateUsage = `usage: outboxd migrate <action> [flags]
 
-  up        apply every pending migration
+  up        apply every pending migration (--to N: up to version N)
   down      revert the latest migration (--to N: down to version N)
   status    list migrations and whether each is applied (read-only)
   version   print the applied version (read-only)
@@ -25,7 +25,7 @@ const migrateUsage = `usage: outboxd migrate <action> [flags]
 Run 'outboxd migrate <action> --help' for an action's flags.`
 
 var migrateActions = map[string]string{
-	"up":      "usage: outboxd migrate up [flags]\n\nApplies every pending migration.",
+	"up":      "usage: outboxd migrate up [--to N] [flags]\n\nApplies every pending migration, or those up to version N with --to N\n(to stop before one that waits for every producer's upgrade: CHANGELOG.md).",
 	"down":    "usage: outboxd migrate down [--to N] [flags]\n\nReverts the latest migration, or every one above version N with --to N;\n--to 0 removes everything of outboxd's, and the schema when outboxd created\nit and it is empty.",
 	"status":  "usage: outboxd migrate status [flags]\n\nLists migrations and whether each is applied. Changes nothing.",
 	"version": "usage: outboxd migrate version [flags]\n\nPrints the applied version (0: none). Changes nothing.",
@@ -36,8 +36,11 @@ func migrateFlags(action string) (*cmdFlags, *dbFlags, *int64) {
 	fs, db := newDBFlags("migrate "+action, migrateActions[action])
 	to := new(int64)
 	*to = -1
-	if action == "down" {
+	switch action {
+	case "down":
 		fs.Int64Var(to, "to", -1, "revert every migration above `VERSION` (default: only the latest; 0: all)")
+	case "up":
+		fs.Int64Var(to, "to", -1, "apply the pending migrations up to `VERSION` (default: all)")
 	}
 	return fs, db, to
 }
@@ -69,6 +72,9 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if action == "down" && toSet && *to < 0 {
 		return fs.usageErr(fmt.Sprintf("--to %d: want a version, 0 or more", *to))
 	}
+	if action == "up" && toSet && *to < 1 {
+		return fs.usageErr(fmt.Sprintf("--to %d: want a version, 1 or more", *to))
+	}
 
 	sqlDB, err := db.openSQL(ctx)
 	if err != nil {
@@ -90,12 +96,20 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	switch action {
 	case "up":
-		res, err := m.Up(ctx)
+		up := m.Up
+		if *to >= 1 {
+			up = func(ctx context.Context) ([]*migrations.Result, error) { return m.UpTo(ctx, *to) }
+		}
+		res, err := up(ctx)
 		if err != nil {
 			return describeDBError(err)
 		}
 		printResults(stdout, res)
-		if len(res) == 0 {
+		switch {
+		case len(res) > 0:
+		case *to >= 1:
+			fmt.Fprintf(stdout, "nothing to apply up to version %d\n", *to)
+		default:
 			fmt.Fprintln(stdout, "up to date")
 		}
 	case "down":

@@ -59,3 +59,31 @@ func TestMigrateDownKeepsSchemasItDidNotCreate(t *testing.T) {
 		t.Errorf("the DBA's grant is gone: %q", acl)
 	}
 }
+
+// up --to N stops after version N (migration 16 waits for every producer's
+// upgrade, CHANGELOG.md); another up applies the rest. --to below 1 is a
+// usage mistake.
+func TestMigrateUpTo(t *testing.T) {
+	t.Parallel()
+	db := []string{"DATABASE_URL=" + pgtest.EmptyURL(t)}
+	for _, to := range []string{"0", "-1"} {
+		if r := outboxd(t, db, "migrate", "up", "--to", to); r.code != 2 || !strings.HasPrefix(r.stderr, "outboxd migrate: --to "+to+": want a version, 1 or more\n") {
+			t.Errorf("up --to %s: %+v", to, r)
+		}
+	}
+	if r := outboxd(t, db, "migrate", "up", "--to", "15"); r.code != 0 || !strings.Contains(r.stdout, "up   00015 ") || strings.Contains(r.stdout, " 00016 ") {
+		t.Fatalf("up --to 15: %+v", r)
+	}
+	if r := outboxd(t, db, "migrate", "version"); r.stdout != "15\n" {
+		t.Fatalf("version after up --to 15: %+v", r)
+	}
+	if r := outboxd(t, db, "migrate", "up", "--to", "15"); r.code != 0 || r.stdout != "nothing to apply up to version 15\n" {
+		t.Fatalf("up --to 15 again: %+v", r)
+	}
+	if r := outboxd(t, db, "migrate", "up"); r.code != 0 || !strings.HasPrefix(r.stdout, "up   00016 ") {
+		t.Fatalf("up: %+v", r)
+	}
+	if r := outboxd(t, db, "migrate", "version"); r.stdout != "16\n" {
+		t.Fatalf("version after up: %+v", r)
+	}
+}

@@ -1,0 +1,86 @@
+package migrations_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// Migration 16 adds a column, which takes the table's strongest lock for
+// an instant. While a transaction stays open on the table, a plain ALTER
+// TABLE would wait for it and every enqueue would queue behind the ALTER;
+// the migration waits for the lock 200 ms at a time instead, so enqueues
+// go on (each waits at most that long), and it finishes once the
+// transaction ends.
+func TestCallerIDMigrationDoesNotStopEnqueues(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, _, m := upTo(t, 15)
+	pool := pgtest.Connect(t, url)
+	ob, err := outbox.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := outbox.Message{Destination: "crm", Payload: []byte(`{}`)}
+	long, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = long.Rollback(ctx) })
+	if _, err := ob.Enqueue(ctx, long, msg); err != nil {
+		t.Fatal(err)
+	}
+
+	up := make(chan error, 1)
+	go func() {
+		_, err := m.Up(ctx)
+		up <- err
+	}()
+	// The ALTER has waited for the lock at least once.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waits bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE query LIKE 'ALTER TABLE outboxd.outbox_messages ADD COLUMN%' AND wait_event_type = 'Lock')`).Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		if waits {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the migration never waited for the table's lock")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// Enqueues go on meanwhile. (The bound only ends a failing test: with a
+	// plain ALTER each would wait for the open transaction.)
+	for i := range 20 {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m := msg
+		m.ID = uuid.Must(uuid.NewV7())
+		_, err := ob.Enqueue(c, pool, m)
+		cancel()
+		if err != nil {
+			t.Fatalf("enqueue %d while the migration waits: %v", i, err)
+		}
+	}
+	select {
+	case err := <-up:
+		t.Fatalf("the migration ended while the transaction was open: %v", err)
+	default:
+	}
+	if err := long.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-up; err != nil {
+		t.Fatal(err)
+	}
+	if v, err := m.Version(ctx); err != nil || v != 16 {
+		t.Fatalf("version %d, %v; want 16", v, err)
+	}
+}
