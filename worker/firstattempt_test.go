@@ -52,8 +52,8 @@ func TestFirstTrySuccessIsRecordedOnTheMessageRow(t *testing.T) {
 		c.Destinations["flaky"] = flaky
 		c.Destinations["noted"] = noted
 	}))
-	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 3 {
-		t.Fatalf("statuses %v, want all three delivered", c)
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 4 {
+		t.Fatalf("statuses %v, want all four delivered", c)
 	}
 
 	rows := func(id any) (attemptRows, logRows int) {
@@ -114,8 +114,9 @@ func TestFirstTrySuccessIsRecordedOnTheMessageRow(t *testing.T) {
 // update that is never HOT, has an entry in each index that holds it. A
 // message Enqueue keyed by its own id: the primary key and the delivered
 // index (migration 15 took it out of the key index); with an ordering
-// key, the ordering index too; one caused by an inbox event, its derived
-// key's and the cause's indexes too.
+// key, the ordering index too; one with the caller's id, the index of keys
+// too (migration 16: 3); one caused by an inbox event, its derived key's and
+// the cause's indexes too.
 func TestAFirstTryDeliveryWritesTwoIndexEntries(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -127,6 +128,7 @@ func TestAFirstTryDeliveryWritesTwoIndexEntries(t *testing.T) {
 	}{
 		{outbox.Message{}, "outbox_messages_delivered_idx outbox_messages_pkey"},
 		{outbox.Message{OrderingKey: "contact-1"}, "outbox_messages_delivered_idx outbox_messages_ordering_idx outbox_messages_pkey"},
+		{outbox.Message{ID: uuid.Must(uuid.NewV7())}, "outbox_messages_caller_key_idx outbox_messages_delivered_idx outbox_messages_pkey"},
 		{outbox.Message{CausedBy: &outbox.EventRef{Source: "stripe", EventID: "evt_1"}},
 			"outbox_messages_caller_key_idx outbox_messages_caused_by_idx outbox_messages_delivered_idx outbox_messages_pkey"},
 	} {
@@ -138,8 +140,8 @@ func TestAFirstTryDeliveryWritesTwoIndexEntries(t *testing.T) {
 		want[e.ID.String()] = c.want
 	}
 	b.start(t, b.config(t, nil))
-	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 3 {
-		t.Fatalf("statuses %v, want all three delivered", c)
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 4 {
+		t.Fatalf("statuses %v, want all four delivered", c)
 	}
 	for id, w := range want {
 		if got := pgtest.MessageIndexes(t, b.pool, uuid.MustParse(id)); got != w {
