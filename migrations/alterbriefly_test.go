@@ -26,7 +26,7 @@ func TestAlterBrieflyGivesUp(t *testing.T) {
 	if _, err := tx.Exec(`INSERT INTO held VALUES (1)`); err != nil {
 		t.Fatal(err)
 	}
-	err = migrations.AlterBriefly(ctx, db, `ALTER TABLE held ADD COLUMN b int`, 3)
+	err = migrations.AlterBriefly(ctx, db, "held", `ALTER TABLE held ADD COLUMN b int`, 3)
 	if err == nil || !strings.Contains(err.Error(), "no moment without a transaction on the table in 3 tries of 200ms") {
 		t.Fatalf("alter behind an open transaction: %v", err)
 	}
@@ -37,7 +37,7 @@ func TestAlterBrieflyGivesUp(t *testing.T) {
 	if err := db.QueryRow(`SELECT count(*) FROM information_schema.columns WHERE table_name = 'held'`).Scan(&cols); err != nil || cols != 1 {
 		t.Fatalf("%d columns (%v), want 1", cols, err)
 	}
-	if err := migrations.AlterBriefly(ctx, db, `ALTER TABLE held ADD COLUMN b int`, 3); err != nil {
+	if err := migrations.AlterBriefly(ctx, db, "held", `ALTER TABLE held ADD COLUMN b int`, 3); err != nil {
 		t.Fatal(err)
 	}
 }

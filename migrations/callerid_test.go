@@ -84,3 +84,49 @@ func TestCallerIDMigrationDoesNotStopEnqueues(t *testing.T) {
 		t.Fatalf("version %d, %v; want 16", v, err)
 	}
 }
+
+// Producers mark a caller's id only once migration 16's index is valid,
+// not as soon as the column exists: while the index builds it checks no
+// marked message against another (migration 15's index does not hold
+// them), so two marked ones stored with one key, by transactions that
+// overlap, would fail the build, and every run of it after (found by an
+// operator's trial). Here the column is there and the index is not valid:
+// an Outbox that looks then marks nothing; one that looks once it is
+// valid marks.
+func TestCallerIDsAreMarkedOnceTheIndexIsValid(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, db, m := upTo(t, 15)
+	pool := pgtest.Connect(t, url)
+	if _, err := db.Exec(`ALTER TABLE outboxd.outbox_messages ADD COLUMN caller_id boolean NOT NULL DEFAULT false;
+		CREATE UNIQUE INDEX outbox_messages_caller_key_idx ON outboxd.outbox_messages (destination, idempotency_key)
+			WHERE idempotency_key <> id::text OR caller_id;
+		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_caller_key_idx'::regclass`); err != nil {
+		t.Fatal(err)
+	}
+	marked := func(stage string) bool {
+		t.Helper()
+		ob, err := outbox.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`), ID: uuid.Must(uuid.NewV7())})
+		if err != nil {
+			t.Fatal(stage, err)
+		}
+		var mark bool
+		if err := db.QueryRow(`SELECT caller_id FROM outboxd.outbox_messages WHERE id = $1`, e.ID).Scan(&mark); err != nil {
+			t.Fatal(stage, err)
+		}
+		return mark
+	}
+	if marked("index not valid") {
+		t.Fatal("a caller's id was marked while the index was not valid")
+	}
+	if _, err := m.Up(ctx); err != nil { // rebuilds the invalid index
+		t.Fatal(err)
+	}
+	if !marked("index valid") {
+		t.Fatal("a caller's id was not marked at version 16")
+	}
+}

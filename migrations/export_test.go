@@ -1,5 +1,13 @@
 package migrations
 
-// AlterBriefly is alterBriefly, for the tests of package migrations_test
-// (which can import pgtest; this package's own tests cannot).
-var AlterBriefly = alterBriefly
+import (
+	"context"
+	"database/sql"
+)
+
+// AlterBriefly is alterBriefly without a logger, for the tests of package
+// migrations_test (which can import pgtest; this package's own tests
+// cannot).
+func AlterBriefly(ctx context.Context, db *sql.DB, table, stmt string, tries int) error {
+	return newOnline("outboxd", nil).alterBriefly(ctx, db, table, stmt, tries)
+}

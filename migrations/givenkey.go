@@ -3,11 +3,8 @@ package migrations
 import (
 	"context"
 	"database/sql"
-	"fmt"
 
 	"github.com/pressly/goose/v3"
-
-	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
 // givenKeyVersion is the goose version of the given-key index.
@@ -37,38 +34,13 @@ const (
 	givenKeyDef   = `ON {{schema}}.outbox_messages (destination, idempotency_key) WHERE idempotency_key <> id::text`
 )
 
-func givenKeyMigration(schema string) *goose.Migration {
+func givenKeyMigration(o online) *goose.Migration {
 	return goose.NewGoMigration(givenKeyVersion,
 		&goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
-			return swapUnique(ctx, db, schema, givenKeyIndex, givenKeyDef, fullKeyIndex)
+			return o.swapUnique(ctx, db, givenKeyIndex, givenKeyDef, fullKeyIndex)
 		}, Mode: goose.TransactionDisabled},
 		&goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
-			return swapUnique(ctx, db, schema, fullKeyIndex, fullKeyDef, givenKeyIndex)
+			return o.swapUnique(ctx, db, fullKeyIndex, fullKeyDef, givenKeyIndex)
 		}, Mode: goose.TransactionDisabled},
 	)
-}
-
-// swapUnique makes sure the unique index name (def) exists and is valid,
-// then drops old.
-func swapUnique(ctx context.Context, db *sql.DB, schema, name, def, old string) error {
-	qualified := schema + "." + name
-	var valid sql.NullBool
-	err := db.QueryRowContext(ctx, `SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))`, qualified).Scan(&valid)
-	if err != nil {
-		return fmt.Errorf("index %s: %w", name, err)
-	}
-	if !valid.Valid || !valid.Bool {
-		if valid.Valid {
-			if _, err := db.ExecContext(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+qualified); err != nil {
-				return fmt.Errorf("drop invalid index %s: %w", name, err)
-			}
-		}
-		if _, err := db.ExecContext(ctx, `CREATE UNIQUE INDEX CONCURRENTLY `+name+` `+dbschema.Render(def, schema)); err != nil {
-			return fmt.Errorf("build index %s: %w", name, err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+schema+"."+old); err != nil {
-		return fmt.Errorf("drop index %s: %w", old, err)
-	}
-	return nil
 }

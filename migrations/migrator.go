@@ -19,7 +19,10 @@ import (
 type Config struct {
 	// Schema holds every object outboxd creates. Default "outboxd".
 	Schema string
-	// Logger receives one line per applied migration. Default: no logging.
+	// Logger receives one line per applied migration, and lines while one
+	// waits for other sessions' transactions (an index built
+	// concurrently, a table's lock), naming those sessions, about every
+	// 10 s. Default: no logging.
 	Logger *slog.Logger
 	// LockTimeoutSeconds is how long to wait for another process's
 	// migration run to finish, in whole seconds. Default 300.
@@ -81,7 +84,7 @@ func newMigrator(db *sql.DB, cfg *Config) (*Migrator, error) {
 		goose.WithStore(store),
 		goose.WithSessionLocker(&schemaLocker{inner: inner, schema: schema}),
 		goose.WithDisableGlobalRegistry(true),
-		goose.WithGoMigrations(GoMigrations(schema)...),
+		goose.WithGoMigrations(goMigrations(schema, cfg.Logger)...),
 	}
 	if cfg.Logger != nil {
 		opts = append(opts, goose.WithSlog(cfg.Logger))

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/pressly/goose/v3"
 
@@ -69,7 +70,14 @@ func scrubMigration(schema string) *goose.Migration {
 // type because they are for users who run goose themselves
 // (goose.WithGoMigrations); Migrator users never see them.
 func GoMigrations(schema string) []*goose.Migration {
-	return append(RiverMigrations(schema), scrubMigration(schema), givenKeyMigration(schema), callerIDMigration(schema))
+	return goMigrations(schema, nil)
+}
+
+// goMigrations is GoMigrations with a logger for what the index builds
+// and ALTERs of migrations 15 and 16 wait for (nil: none).
+func goMigrations(schema string, log *slog.Logger) []*goose.Migration {
+	o := newOnline(schema, log)
+	return append(RiverMigrations(schema), scrubMigration(schema), givenKeyMigration(o), callerIDMigration(o))
 }
 
 // GoMigrationName names a Go migration for people, "" for other versions.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -96,5 +97,42 @@ func TestLongCausingEventIDIsStoredByItsHash(t *testing.T) {
 	}
 	if n := b.count(t); n != 1 {
 		t.Errorf("%d messages; want 1", n)
+	}
+}
+
+// A field PostgreSQL cannot store as text (a NUL byte, invalid UTF-8), a
+// destination with a control character, or a key that cannot be sent as a
+// header is ErrInvalidMessage naming the field, never quoting it: the
+// statement is not sent, so the caller's transaction goes on (it was
+// aborted with 22021 before, and the NUL echoed in the error).
+func TestFieldsThatAreNotText(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for name, bad := range map[string]func(m *outbox.Message){
+		"destination":                           func(m *outbox.Message) { m.Destination = "de\x00st" },
+		"type":                                  func(m *outbox.Message) { m.Type = "t\xff" },
+		"ordering key":                          func(m *outbox.Message) { m.OrderingKey = "k\x00" },
+		"idempotency key":                       func(m *outbox.Message) { m.IdempotencyKey = "\xc3\x28" },
+		"step":                                  func(m *outbox.Message) { m.Step = "s\x00" },
+		"CausedBy source":                       func(m *outbox.Message) { m.CausedBy = &outbox.EventRef{Source: "s\x00", EventID: "e"} },
+		"CausedBy event id":                     func(m *outbox.Message) { m.CausedBy = &outbox.EventRef{Source: "s", EventID: "e\xfe"} },
+		"destination holds a control character": func(m *outbox.Message) { m.Destination = "de\nst" },
+		"idempotency key holds a control character": func(m *outbox.Message) { m.IdempotencyKey = "k\r\nX-Evil: 1" },
+	} {
+		m := outbox.Message{Destination: "x", Payload: []byte(`{}`)}
+		bad(&m)
+		_, err := b.outbox.Enqueue(ctx, tx, m)
+		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), ": "+name) || !utf8.ValidString(err.Error()) || strings.ContainsAny(err.Error(), "\x00\n\r") {
+			t.Errorf("%s: %q", name, err)
+		}
+	}
+	if _, err := b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "x", Payload: []byte(`{}`)}); err != nil {
+		t.Fatalf("the transaction after the refusals: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -120,6 +121,35 @@ func (m *Message) checkLengths() error {
 	return nil
 }
 
+// checkText refuses, naming the field but not quoting it, what PostgreSQL
+// cannot store in a text column (a NUL byte, invalid UTF-8: the statement
+// would fail and abort the caller's transaction), a destination with a
+// control character (it is named in errors and logs), and an idempotency
+// key that cannot go out as the Idempotency-Key header (every attempt
+// would fail until the message died).
+func (m *Message) checkText() error {
+	var causeID string
+	if m.CausedBy != nil {
+		causeID = m.CausedBy.EventID
+	}
+	for _, f := range []struct{ name, value string }{
+		{"destination", m.Destination}, {"type", m.Type}, {"ordering key", m.OrderingKey},
+		{"idempotency key", m.IdempotencyKey}, {"step", m.Step},
+		{"CausedBy source", causeSource(m.CausedBy)}, {"CausedBy event id", causeID},
+	} {
+		if !utf8.ValidString(f.value) || strings.IndexByte(f.value, 0) >= 0 {
+			return fmt.Errorf("%w: %s is not text PostgreSQL can store (a NUL byte or invalid UTF-8)", ErrInvalidMessage, f.name)
+		}
+	}
+	if !httpheader.ValidValue(m.Destination) {
+		return fmt.Errorf("%w: destination holds a control character", ErrInvalidMessage)
+	}
+	if !httpheader.ValidValue(m.IdempotencyKey) {
+		return fmt.Errorf("%w: idempotency key holds a control character (it is sent as the Idempotency-Key header)", ErrInvalidMessage)
+	}
+	return nil
+}
+
 func causeSource(c *EventRef) string {
 	if c == nil {
 		return ""
@@ -136,6 +166,9 @@ func (m *Message) prepare() error {
 		return fmt.Errorf("%w: CausedBy needs both source and event id", ErrInvalidMessage)
 	}
 	if err := m.checkLengths(); err != nil {
+		return err
+	}
+	if err := m.checkText(); err != nil {
 		return err
 	}
 	if bad := httpheader.Check(m.Headers); bad != "" {

@@ -37,8 +37,10 @@ type DB interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// Outbox enqueues messages in one schema. It holds no connections (its
-// Notifier, if any, does) and is safe for concurrent use.
+// Outbox enqueues messages in one schema of one database. It holds no
+// connections (its Notifier, if any, does) and is safe for concurrent use.
+// It remembers whether that schema has migration 16 (caller's ids in the
+// unique index of keys): give each database an Outbox of its own.
 type Outbox struct {
 	schema string
 	// The enqueue statements, with the idempotency-key check or without
@@ -52,14 +54,15 @@ type Outbox struct {
 	get                           string
 	notifier                      *Notifier
 
-	// callerID is what the last look at the schema found (hasCallerID):
-	// 1 the caller_id column, 0 no look yet, or minus the time (Unix ns)
-	// of a look that found none.
+	// callerID is what the last look at the schema found
+	// (marksCallerIDs): 1 migration 16's index valid, 0 no look yet, or
+	// minus the time (Unix ns) of a look that found it missing. An Outbox
+	// serves one database: this is that database's.
 	callerID atomic.Int64
 }
 
-// callerIDRecheck is how long a producer that found no caller_id column
-// goes on without it before it looks again: after migration 16 each
+// callerIDRecheck is how long a producer that found no valid caller-key
+// index goes on without it before it looks again: after migration 16 each
 // process marks the ids its callers give within this time.
 const callerIDRecheck = time.Minute
 
@@ -138,7 +141,7 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 		return o.findExisting(ctx, db, msg)
 	}
 	if err != nil {
-		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: %w", msg.Destination, o.enqueueError(err))
+		return Enqueued{}, fmt.Errorf("outbox: enqueue to %s: %w", msg.Destination, o.enqueueError(err, caller))
 	}
 	if seq != nil {
 		out.Seq = *seq
@@ -148,9 +151,10 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 }
 
 // marksCallerIDs says whether a message whose id the caller gave (given)
-// is to be marked so (migration 16's caller_id): when the schema has the
-// column. It looks in db's catalog the first time, and again
-// callerIDRecheck after a look that found none.
+// is to be marked so (migration 16's caller_id): once the unique index
+// that holds such messages is valid (callerIDSQL). It looks in db's
+// catalog the first time, and again callerIDRecheck after a look that
+// found it missing.
 func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, error) {
 	if !given {
 		return false, nil
@@ -161,7 +165,7 @@ func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, e
 	}
 	var has bool
 	if err := db.QueryRow(ctx, o.callerIDProbe).Scan(&has); err != nil {
-		return false, fmt.Errorf("outbox: enqueue: look for the caller_id column: %w", err)
+		return false, fmt.Errorf("outbox: enqueue: look for migration 16's index: %w", err)
 	}
 	if has {
 		o.callerID.Store(1)
@@ -172,11 +176,12 @@ func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, e
 }
 
 // enqueueError explains an enqueue statement's error where it can. An
-// undefined column is caller_id gone (migration 16 reverted while this
-// process ran): the next enqueue looks again.
-func (o *Outbox) enqueueError(err error) error {
+// undefined column in a statement that marked a caller's id is caller_id
+// gone (migration 16 reverted while this process ran): the next enqueue
+// looks again.
+func (o *Outbox) enqueueError(err error, marked bool) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42703" && o.callerID.Load() == 1 {
+	if marked && errors.As(err, &pgErr) && pgErr.Code == "42703" {
 		o.callerID.Store(0)
 		return fmt.Errorf("the schema lost its caller_id column (migration 16 reverted?), retry the transaction: %w", err)
 	}
@@ -267,8 +272,10 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 	args := make([][]any, len(msgs))
 	sqls := make([]string, len(msgs))
 	order := make([]int, len(msgs))
+	marked := make([]bool, len(msgs)) // before args gives every message an id
 	for i := range msgs {
 		var checked bool
+		marked[i] = caller && msgs[i].ID != uuid.Nil
 		sqls[i], checked = o.statement(&msgs[i], caller)
 		a, err := o.args(&msgs[i], checked)
 		if err != nil {
@@ -299,7 +306,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		}
 		if err != nil {
 			_ = results.Close()
-			return nil, fmt.Errorf("outbox: enqueue batch, message %d to %s: %w", i, m.Destination, o.enqueueError(err))
+			return nil, fmt.Errorf("outbox: enqueue batch, message %d to %s: %w", i, m.Destination, o.enqueueError(err, marked[i]))
 		}
 		if seq != nil {
 			out[i].Seq = *seq

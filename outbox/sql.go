@@ -81,13 +81,15 @@ const announceLater = `pg_current_xact_id()::text`
 // its own is still open, conflicts with it (ON CONFLICT waits for it),
 // where the primary-key probe of dupCTE only sees it once committed. The
 // index's predicate is implied by dupCTE's, so the same statements serve
-// schema 15 and 16. Producers look for the column before they write it
-// (callerIDSQL): they may run before the migration (CHANGELOG).
+// schema 15 and 16. Producers mark ids only once that index is valid
+// (callerIDSQL): they may run before the migration (CHANGELOG), and a
+// message marked while the index builds would be checked against no other
+// (15's index does not hold it): two stored so would fail the build.
 const (
 	callerCol   = `, caller_id`
 	callerVal   = `, true`
-	callerIDSQL = `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('{{schema}}.outbox_messages')
-    AND attname = 'caller_id' AND NOT attisdropped)`
+	callerIDSQL = `SELECT EXISTS (SELECT 1 FROM pg_index
+    WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_caller_key_idx') AND indisvalid)`
 )
 
 // existingSQL finds the stored message with a key in either form

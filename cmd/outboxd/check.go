@@ -178,19 +178,29 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 // refuses duplicates). Reported, not refused: the dispatcher refuses the
 // one it needs (migration 14's) by itself.
 func reportInvalidIndexes(ctx context.Context, stdout io.Writer, pool *pgxpool.Pool, schema string) error {
-	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_index i
+	rows, err := pool.Query(ctx, `SELECT c.relname, i.indisready FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND NOT i.indisvalid ORDER BY 1`, schema)
 	if err != nil {
 		return describeDBError(err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	type invalid struct {
+		Name  string
+		Ready bool
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[invalid])
 	if err != nil {
 		return describeDBError(err)
 	}
-	for _, name := range names {
-		fmt.Fprintf(stdout, "database: index %s.%s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and still written on every insert: run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY %s.%s\n",
-			schema, name, schema, name)
+	for _, ix := range found {
+		// A build cut short before its index was ready leaves one that
+		// inserts skip; one cut short after (or a drop) is written.
+		written := "still written on every insert"
+		if !ix.Ready {
+			written = "not written by inserts"
+		}
+		fmt.Fprintf(stdout, "database: index %s.%s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and %s: run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY %s.%s\n",
+			schema, ix.Name, written, schema, ix.Name)
 	}
 	return nil
 }

@@ -177,6 +177,22 @@ func (p *positiveInt) Set(s string) error {
 	return nil
 }
 
+// decimalInt64 is an int64 flag read in base 10 only: the flag package's
+// own reads 0x10 as 16 and refuses 08.
+type decimalInt64 int64
+
+func (d *decimalInt64) String() string { return strconv.FormatInt(int64(*d), 10) }
+func (d *decimalInt64) Get() any       { return int64(*d) }
+
+func (d *decimalInt64) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	*d = decimalInt64(n)
+	return nil
+}
+
 // splitAction finds a command's action: the first argument that is neither
 // a flag nor a flag's value, so flags may come before or after it. isBool
 // tells whether a flag takes no value; unknown flags are assumed to take

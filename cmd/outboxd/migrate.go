@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"text/tabwriter"
 
@@ -38,9 +39,9 @@ func migrateFlags(action string) (*cmdFlags, *dbFlags, *int64) {
 	*to = -1
 	switch action {
 	case "down":
-		fs.Int64Var(to, "to", -1, "revert every migration above `VERSION` (default: only the latest; 0: all)")
+		fs.Var((*decimalInt64)(to), "to", "revert every migration above `VERSION` (default: only the latest; 0: all)")
 	case "up":
-		fs.Int64Var(to, "to", -1, "apply the pending migrations up to `VERSION` (default: all)")
+		fs.Var((*decimalInt64)(to), "to", "apply the pending migrations up to `VERSION` (default: all)")
 	}
 	return fs, db, to
 }
@@ -81,7 +82,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer sqlDB.Close()
-	m, err := migrations.New(sqlDB, &migrations.Config{Schema: db.schema})
+	m, err := migrations.New(sqlDB, &migrations.Config{Schema: db.schema, Logger: waitLogger(stderr)})
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -225,4 +226,44 @@ func printResults(w io.Writer, res []*migrations.Result) {
 	for _, r := range res {
 		fmt.Fprintf(w, "%-4s %05d %s (%s)\n", r.Direction, r.Version, r.Name, r.Duration.Round(1e5))
 	}
+}
+
+// migrateUp is serve --migrate's: every pending migration, with what they
+// wait for in serve's log (goose's line per migration too).
+func migrateUp(ctx context.Context, db *sql.DB, schema string, log *slog.Logger) error {
+	m, err := migrations.New(db, &migrations.Config{Schema: schema, Logger: log})
+	if err != nil {
+		return err
+	}
+	_, err = m.Up(ctx)
+	return err
+}
+
+// waitLogger writes to w the lines a migration logs while it waits for
+// other sessions' transactions. goose's line per migration is left out:
+// migrate prints its own summary on stdout.
+func waitLogger(w io.Writer) *slog.Logger {
+	return slog.New(skipGoose{slog.NewTextHandler(w, nil)})
+}
+
+type skipGoose struct{ slog.Handler }
+
+func (h skipGoose) Handle(ctx context.Context, r slog.Record) error {
+	goose := false
+	r.Attrs(func(a slog.Attr) bool {
+		goose = a.Key == "logger" && a.Value.String() == "goose"
+		return !goose
+	})
+	if goose {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h skipGoose) WithAttrs(as []slog.Attr) slog.Handler {
+	return skipGoose{h.Handler.WithAttrs(as)}
+}
+
+func (h skipGoose) WithGroup(name string) slog.Handler {
+	return skipGoose{h.Handler.WithGroup(name)}
 }

@@ -62,7 +62,7 @@ func TestMigrateDownKeepsSchemasItDidNotCreate(t *testing.T) {
 
 // up --to N stops after version N (migration 16 waits for every producer's
 // upgrade, CHANGELOG.md); another up applies the rest. --to below 1 is a
-// usage mistake.
+// usage mistake; N is read in base 10 (015 is 15).
 func TestMigrateUpTo(t *testing.T) {
 	t.Parallel()
 	db := []string{"DATABASE_URL=" + pgtest.EmptyURL(t)}
@@ -71,7 +71,7 @@ func TestMigrateUpTo(t *testing.T) {
 			t.Errorf("up --to %s: %+v", to, r)
 		}
 	}
-	if r := outboxd(t, db, "migrate", "up", "--to", "15"); r.code != 0 || !strings.Contains(r.stdout, "up   00015 ") || strings.Contains(r.stdout, " 00016 ") {
+	if r := outboxd(t, db, "migrate", "up", "--to", "015"); r.code != 0 || !strings.Contains(r.stdout, "up   00015 ") || strings.Contains(r.stdout, " 00016 ") {
 		t.Fatalf("up --to 15: %+v", r)
 	}
 	if r := outboxd(t, db, "migrate", "version"); r.stdout != "15\n" {

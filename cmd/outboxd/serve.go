@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outboxd/outboxd/console"
-	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/worker"
 )
 
@@ -88,7 +87,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		err = migrations.Up(ctx, sqlDB, db.schema)
+		err = migrateUp(ctx, sqlDB, db.schema, logger)
 		sqlDB.Close()
 		if err != nil {
 			return describeDBError(err)
