@@ -130,3 +130,72 @@ func TestCallerIDsAreMarkedOnceTheIndexIsValid(t *testing.T) {
 		t.Fatal("a caller's id was not marked at version 16")
 	}
 }
+
+// A down of 16 that never gets its moment for the column's drop (here
+// interrupted while it waits) leaves version 16 whole: the caller-key index
+// is dropped with the column, in one instant, never before it (it was: the
+// gap of 15 back at version 16, and up with nothing to do). Run again once
+// the table is free, it finishes.
+func TestCallerIDDownCutShortKeepsTheIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, db, m := upTo(t, 16)
+	pool := pgtest.Connect(t, url)
+	holder, err := pool.Begin(ctx) // READ COMMITTED: a lock, no snapshot kept
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Rollback(ctx) })
+	if _, err := holder.Exec(ctx, `SELECT count(*) FROM outboxd.outbox_messages`); err != nil {
+		t.Fatal(err)
+	}
+	downCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	down := make(chan error, 1)
+	go func() {
+		_, err := m.DownTo(downCtx, 15)
+		down <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waits bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE query LIKE 'ALTER TABLE outboxd.outbox_messages DROP COLUMN%' AND wait_event_type = 'Lock')`).Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		if waits {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the down never waited to drop the column")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	cancel()
+	if err := <-down; err == nil {
+		t.Fatal("the down cut short reported no error")
+	}
+	state := func() string {
+		t.Helper()
+		var s string
+		if err := db.QueryRow(`SELECT (SELECT max(version_id) FROM outboxd.outboxd_migrations WHERE is_applied) || ' ' ||
+			coalesce((SELECT string_agg(indexrelid::regclass::text || '=' || indisvalid, ' ' ORDER BY 1) FROM pg_index
+			          WHERE indexrelid::regclass::text IN ('outboxd.outbox_messages_caller_key_idx', 'outboxd.outbox_messages_given_key_idx')), '') || ' ' ||
+			EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'outboxd' AND table_name = 'outbox_messages' AND column_name = 'caller_id')`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if s, want := state(), "16 outboxd.outbox_messages_caller_key_idx=true outboxd.outbox_messages_given_key_idx=true true"; s != want {
+		t.Fatalf("after the down cut short: %s, want %s", s, want)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DownTo(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	if s, want := state(), "15 outboxd.outbox_messages_given_key_idx=true false"; s != want {
+		t.Fatalf("after the second down: %s, want %s", s, want)
+	}
+}

@@ -43,8 +43,8 @@ const (
 )
 
 // swapUnique makes sure the unique index name (def) exists and is valid,
-// then drops old. A valid index is kept (a re-run of a migration cut
-// short), an invalid one dropped and built again.
+// then drops old (none: ""). A valid index is kept (a re-run of a
+// migration cut short), an invalid one dropped and built again.
 func (o online) swapUnique(ctx context.Context, db *sql.DB, name, def, old string) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -80,6 +80,9 @@ func (o online) swapUnique(ctx context.Context, db *sql.DB, name, def, old strin
 		if err := run("build index "+name, `CREATE UNIQUE INDEX CONCURRENTLY `+name+` `+dbschema.Render(def, o.schema)); err != nil {
 			return fmt.Errorf("build index %s: %w", name, err)
 		}
+	}
+	if old == "" {
+		return nil
 	}
 	if err := run("drop index "+old, `DROP INDEX CONCURRENTLY IF EXISTS `+o.schema+"."+old); err != nil {
 		return fmt.Errorf("drop index %s: %w", old, err)

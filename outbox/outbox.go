@@ -163,15 +163,19 @@ func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, e
 	if seen == 1 || (seen < 0 && time.Since(time.Unix(0, -seen)) < callerIDRecheck) {
 		return seen == 1, nil
 	}
-	var has bool
-	if err := db.QueryRow(ctx, o.callerIDProbe).Scan(&has); err != nil {
+	var has, fresh bool
+	if err := db.QueryRow(ctx, o.callerIDProbe).Scan(&has, &fresh); err != nil {
 		return false, fmt.Errorf("outbox: enqueue: look for migration 16's index: %w", err)
 	}
-	if has {
+	switch {
+	case has:
 		o.callerID.Store(1)
-	} else {
+	case fresh:
 		o.callerID.Store(-time.Now().UnixNano())
 	}
+	// Not found under an older snapshot (REPEATABLE READ, SERIALIZABLE: the
+	// catalog as the transaction began) says nothing of now: not kept, the
+	// next enqueue looks again.
 	return has, nil
 }
 

@@ -89,7 +89,8 @@ const (
 	callerCol   = `, caller_id`
 	callerVal   = `, true`
 	callerIDSQL = `SELECT EXISTS (SELECT 1 FROM pg_index
-    WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_caller_key_idx') AND indisvalid)`
+    WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_caller_key_idx') AND indisvalid),
+    current_setting('transaction_isolation') = 'read committed'`
 )
 
 // existingSQL finds the stored message with a key in either form
