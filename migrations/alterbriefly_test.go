@@ -2,19 +2,37 @@ package migrations_test
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/lib/pq"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/migrations"
 )
 
-// The ALTER of migration 16 gives up after its tries, naming the cause, and leaves the
-// table as it was.
+// The ALTER of migration 16 gives up after its tries, naming the cause,
+// and leaves the table as it was; with pgx's database/sql driver and with
+// lib/pq's (the Migrator takes either: each has its own error type).
 func TestAlterBrieflyGivesUp(t *testing.T) {
 	t.Parallel()
+	for _, driver := range []string{"pgx", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			db, err := sql.Open(driver, pgtest.EmptyURL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			alterBrieflyGivesUp(t, db)
+		})
+	}
+}
+
+func alterBrieflyGivesUp(t *testing.T, db *sql.DB) {
 	ctx := context.Background()
-	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
 	if _, err := db.Exec(`CREATE TABLE held (a int)`); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,9 @@ type Migrator struct {
 // New returns a Migrator for db, which may be any database/sql handle to
 // PostgreSQL (pgx's stdlib driver, lib/pq...) allowing at least two open
 // connections: goose holds one for its lock while migration 9 (batches,
-// outside a transaction) uses another. Connections are borrowed from db and
+// outside a transaction) uses another, as do the index builds of 15 and 16;
+// their notices of what they wait for (Config.Logger) need a third, and
+// are not logged without one. Connections are borrowed from db and
 // given back with their search_path reset. A nil cfg means the defaults;
 // a nil db, or a Schema that is not a valid name, is an error.
 func New(db *sql.DB, cfg *Config) (*Migrator, error) {

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/outboxd/outboxd/internal/dbschema"
 )
 
@@ -143,8 +141,9 @@ WHERE a.pid IN (SELECT pid FROM pg_locks WHERE relation = to_regclass($1) AND gr
 func (o online) alterBriefly(ctx context.Context, db *sql.DB, table, stmt string, tries int) error {
 	for try := 1; ; try++ {
 		err := alterOnce(ctx, db, stmt)
-		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		// Any driver's error with a SQLSTATE (pgx's, lib/pq's).
+		var coded interface{ SQLState() string }
+		if err == nil || !errors.As(err, &coded) || coded.SQLState() != "55P03" {
 			return err
 		}
 		if try == tries {
