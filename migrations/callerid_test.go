@@ -85,31 +85,25 @@ func TestCallerIDMigrationDoesNotStopEnqueues(t *testing.T) {
 	}
 }
 
-// Producers mark a caller's id only once migration 16's index is valid,
-// not as soon as the column exists: while the index builds it checks no
-// marked message against another (migration 15's index does not hold
-// them), so two marked ones stored with one key, by transactions that
-// overlap, would fail the build, and every run of it after (found by an
-// operator's trial). Here the column is there and the index is not valid:
-// an Outbox that looks then marks nothing; one that looks once it is
-// valid marks.
+// A caller's id is marked only while migration 16's index is valid, as
+// each statement finds it, not as soon as the column exists, nor because
+// the index was valid when the producer last looked: while the index
+// builds it checks no marked message against another (migration 15's index
+// does not hold them), so two marked ones stored with one key, by
+// transactions that overlap, would fail the build, and every run of it
+// after (an operator's trial, with marking at the column; a review, with a
+// producer that had seen the index valid before a down and an up again).
 func TestCallerIDsAreMarkedOnceTheIndexIsValid(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url, db, m := upTo(t, 15)
+	url, db, m := upTo(t, 16)
 	pool := pgtest.Connect(t, url)
-	if _, err := db.Exec(`ALTER TABLE outboxd.outbox_messages ADD COLUMN caller_id boolean NOT NULL DEFAULT false;
-		CREATE UNIQUE INDEX outbox_messages_caller_key_idx ON outboxd.outbox_messages (destination, idempotency_key)
-			WHERE idempotency_key <> id::text OR caller_id;
-		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_caller_key_idx'::regclass`); err != nil {
+	long, err := outbox.New(nil) // lives through every step
+	if err != nil {
 		t.Fatal(err)
 	}
-	marked := func(stage string) bool {
+	marked := func(ob *outbox.Outbox, stage string) bool {
 		t.Helper()
-		ob, err := outbox.New(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		e, err := ob.Enqueue(ctx, pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`), ID: uuid.Must(uuid.NewV7())})
 		if err != nil {
 			t.Fatal(stage, err)
@@ -120,13 +114,35 @@ func TestCallerIDsAreMarkedOnceTheIndexIsValid(t *testing.T) {
 		}
 		return mark
 	}
-	if marked("index not valid") {
+	newOutbox := func() *outbox.Outbox {
+		t.Helper()
+		ob, err := outbox.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ob
+	}
+	if !marked(long, "at 16") {
+		t.Fatal("a caller's id was not marked at version 16")
+	}
+	if _, err := m.DownTo(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	// migrate up again, its index still building: the column is there and
+	// the index is not valid.
+	if _, err := db.Exec(`ALTER TABLE outboxd.outbox_messages ADD COLUMN caller_id boolean NOT NULL DEFAULT false;
+		CREATE UNIQUE INDEX outbox_messages_caller_key_idx ON outboxd.outbox_messages (destination, idempotency_key)
+			WHERE idempotency_key <> id::text OR caller_id;
+		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_caller_key_idx'::regclass`); err != nil {
+		t.Fatal(err)
+	}
+	if marked(long, "rebuilding, seen valid before") || marked(newOutbox(), "rebuilding, a new producer") {
 		t.Fatal("a caller's id was marked while the index was not valid")
 	}
 	if _, err := m.Up(ctx); err != nil { // rebuilds the invalid index
 		t.Fatal(err)
 	}
-	if !marked("index valid") {
+	if !marked(long, "valid again") || !marked(newOutbox(), "valid, a new producer") {
 		t.Fatal("a caller's id was not marked at version 16")
 	}
 }

@@ -20,9 +20,9 @@ type Config struct {
 	// Schema holds every object outboxd creates. Default "outboxd".
 	Schema string
 	// Logger receives one line per applied migration, and lines while one
-	// waits for other sessions' transactions (an index built
-	// concurrently, a table's lock), naming those sessions, about every
-	// 10 s. Default: no logging.
+	// waits for other sessions' transactions (an index built concurrently:
+	// about every 10 s; a table's lock: at the 1st, 11th, 21st... try),
+	// naming those sessions. Default: no logging.
 	Logger *slog.Logger
 	// LockTimeoutSeconds is how long to wait for another process's
 	// migration run to finish, in whole seconds. Default 300.

@@ -123,16 +123,23 @@ func TestFieldsThatAreNotText(t *testing.T) {
 		"CausedBy source":                       func(m *outbox.Message) { m.CausedBy = &outbox.EventRef{Source: "s\x00", EventID: "e"} },
 		"CausedBy event id":                     func(m *outbox.Message) { m.CausedBy = &outbox.EventRef{Source: "s", EventID: "e\xfe"} },
 		"destination holds a control character": func(m *outbox.Message) { m.Destination = "de\nst" },
-		"idempotency key holds a control character": func(m *outbox.Message) { m.IdempotencyKey = "k\r\nX-Evil: 1" },
+		"idempotency key holds a control character":         func(m *outbox.Message) { m.IdempotencyKey = "k\r\nX-Evil: 1" },
+		"idempotency key holds a control character (a tab)": func(m *outbox.Message) { m.IdempotencyKey = "k\t" },
+		"destination holds a control character (a tab)":     func(m *outbox.Message) { m.Destination = "crm\t" },
 	} {
 		m := outbox.Message{Destination: "x", Payload: []byte(`{}`)}
 		bad(&m)
 		_, err := b.outbox.Enqueue(ctx, tx, m)
-		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), ": "+name) || !utf8.ValidString(err.Error()) || strings.ContainsAny(err.Error(), "\x00\n\r") {
+		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), ": "+strings.TrimSuffix(name, " (a tab)")) || !utf8.ValidString(err.Error()) || strings.ContainsAny(err.Error(), "\x00\n\r") {
 			t.Errorf("%s: %q", name, err)
 		}
 	}
 	if _, err := b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "x", Payload: []byte(`{}`)}); err != nil {
 		t.Fatalf("the transaction after the refusals: %v", err)
+	}
+	// Text beyond ASCII is text: stored.
+	if _, err := b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "crm-é", Type: "offre.signée", OrderingKey: "client-ü",
+		IdempotencyKey: "commande-ñ 7", Step: "étape", Payload: []byte(`{}`)}); err != nil {
+		t.Fatalf("UTF-8 text: %v", err)
 	}
 }

@@ -55,14 +55,14 @@ type Outbox struct {
 	notifier                      *Notifier
 
 	// callerID is what the last look at the schema found
-	// (marksCallerIDs): 1 migration 16's index valid, 0 no look yet, or
-	// minus the time (Unix ns) of a look that found it missing. An Outbox
-	// serves one database: this is that database's.
+	// (marksCallerIDs): 1 migration 16's column, 0 no look yet, or minus
+	// the time (Unix ns) of a look that found none. An Outbox serves one
+	// database: this is that database's.
 	callerID atomic.Int64
 }
 
-// callerIDRecheck is how long a producer that found no valid caller-key
-// index goes on without it before it looks again: after migration 16 each
+// callerIDRecheck is how long a producer that found no caller_id column
+// goes on without it before it looks again: after migration 16 each
 // process marks the ids its callers give within this time.
 const callerIDRecheck = time.Minute
 
@@ -150,11 +150,11 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	return out, nil
 }
 
-// marksCallerIDs says whether a message whose id the caller gave (given)
-// is to be marked so (migration 16's caller_id): once the unique index
-// that holds such messages is valid (callerIDSQL). It looks in db's
-// catalog the first time, and again callerIDRecheck after a look that
-// found it missing.
+// marksCallerIDs says whether the statement of a message whose id the
+// caller gave (given) is to write migration 16's caller_id (which it sets
+// only while the index is valid: callerVal). It looks for the column in
+// db's catalog the first time, and again callerIDRecheck after a look that
+// found none.
 func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, error) {
 	if !given {
 		return false, nil
@@ -163,19 +163,18 @@ func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, e
 	if seen == 1 || (seen < 0 && time.Since(time.Unix(0, -seen)) < callerIDRecheck) {
 		return seen == 1, nil
 	}
-	var has, fresh bool
-	if err := db.QueryRow(ctx, o.callerIDProbe).Scan(&has, &fresh); err != nil {
-		return false, fmt.Errorf("outbox: enqueue: look for migration 16's index: %w", err)
+	var has, current bool
+	if err := db.QueryRow(ctx, o.callerIDProbe).Scan(&has, &current); err != nil {
+		return false, fmt.Errorf("outbox: enqueue: look for the caller_id column: %w", err)
 	}
+	// Compare and swap: a slower look's "no" must not undo a "yes". A "no"
+	// from an older snapshot is not kept (callerIDSQL).
 	switch {
 	case has:
-		o.callerID.Store(1)
-	case fresh:
-		o.callerID.Store(-time.Now().UnixNano())
+		o.callerID.CompareAndSwap(seen, 1)
+	case current:
+		o.callerID.CompareAndSwap(seen, -time.Now().UnixNano())
 	}
-	// Not found under an older snapshot (REPEATABLE READ, SERIALIZABLE: the
-	// catalog as the transaction began) says nothing of now: not kept, the
-	// next enqueue looks again.
 	return has, nil
 }
 

@@ -81,16 +81,24 @@ const announceLater = `pg_current_xact_id()::text`
 // its own is still open, conflicts with it (ON CONFLICT waits for it),
 // where the primary-key probe of dupCTE only sees it once committed. The
 // index's predicate is implied by dupCTE's, so the same statements serve
-// schema 15 and 16. Producers mark ids only once that index is valid
-// (callerIDSQL): they may run before the migration (CHANGELOG), and a
-// message marked while the index builds would be checked against no other
-// (15's index does not hold it): two stored so would fail the build.
+// schema 15 and 16. Producers write the column once they have seen it
+// (callerIDSQL: they may run before the migration, CHANGELOG), and the
+// statement marks the message only while that index is valid (callerVal,
+// decided by each statement, never remembered): a message marked while the
+// index builds, after the column was added (or added again after a down),
+// would be checked against no other (15's index does not hold it), and two
+// stored so would fail the build for good.
+//
+// callerIDSQL also says whether its answer is current: under REPEATABLE
+// READ or SERIALIZABLE the catalog is read as the transaction began, so a
+// "no" from a transaction open for a second or more is not kept.
 const (
 	callerCol   = `, caller_id`
-	callerVal   = `, true`
-	callerIDSQL = `SELECT EXISTS (SELECT 1 FROM pg_index
-    WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_caller_key_idx') AND indisvalid),
-    current_setting('transaction_isolation') = 'read committed'`
+	callerVal   = `, coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_caller_key_idx')), false)`
+	callerIDSQL = `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('{{schema}}.outbox_messages')
+                  AND attname = 'caller_id' AND NOT attisdropped),
+       current_setting('transaction_isolation') = 'read committed'
+       OR statement_timestamp() - transaction_timestamp() < interval '1 second'`
 )
 
 // existingSQL finds the stored message with a key in either form
