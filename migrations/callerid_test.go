@@ -2,12 +2,18 @@ package migrations_test
 
 import (
 	"context"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -213,5 +219,124 @@ func TestCallerIDDownCutShortKeepsTheIndex(t *testing.T) {
 	}
 	if s, want := state(), "15 outboxd.outbox_messages_given_key_idx=true false"; s != want {
 		t.Fatalf("after the second down: %s, want %s", s, want)
+	}
+}
+
+// lockedBuffer is a log sink the migration writes to from its goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The ALTER's notice names the sessions holding the table in this
+// database only: test databases cloned from one template share the
+// table's OID, and a trial's notice named another database's sessions.
+func TestAlterNoticeNamesThisDatabasesSessions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	hold := func(url string) int {
+		t.Helper()
+		tx, err := pgtest.Connect(t, url).Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		var pid int
+		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT count(*) FROM outboxd.outbox_messages) m`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	// Two clones of the migrated template: one OID for both tables. The
+	// down's column drop takes the ALTER's way.
+	url, other := pgtest.URL(t), pgtest.URL(t)
+	db := pgtest.SQLDB(t, url)
+	// 15's index already built (as by a down cut short after it): the
+	// down goes straight to the column (a build would wait for the
+	// holder's transaction first).
+	if _, err := db.Exec(`CREATE UNIQUE INDEX outbox_messages_given_key_idx ON outboxd.outbox_messages (destination, idempotency_key)
+		WHERE idempotency_key <> id::text`); err != nil {
+		t.Fatal(err)
+	}
+	here, there := hold(url), hold(other)
+	var logs lockedBuffer
+	m, err := migrations.New(db, &migrations.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	up := make(chan error, 1)
+	go func() {
+		_, err := m.DownTo(upCtx, 15)
+		up <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "waiting for a moment without a transaction on the table") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no notice; logs:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-up
+	got := logs.String()
+	if !strings.Contains(got, fmt.Sprintf(`sessions="pid %d (idle in transaction, transaction open `, here)) ||
+		strings.Contains(got, fmt.Sprintf("pid %d ", there)) {
+		t.Fatalf("the notice should name pid %d (this database) and not %d (another):\n%s", here, there, got)
+	}
+}
+
+// A run waiting for another's migration lock says so, naming the holder's
+// pid (a trial's second migrate up waited 11 s without a word).
+func TestAWaitForTheMigrationLockIsReported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, _, _ := upTo(t, 15) // 16 pending: goose takes its lock only then
+	conn, err := pgtest.Connect(t, url).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var pid int
+	id := int64(crc32.ChecksumIEEE([]byte("outboxd migrations outboxd"))) // migrations.lockID
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) l`, id).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	m, err := migrations.New(pgtest.SQLDB(t, url), &migrations.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := make(chan error, 1)
+	go func() {
+		_, err := m.Up(ctx)
+		up <- err
+	}()
+	want := fmt.Sprintf(`msg="waiting for another migration run of this schema to end" schema=outboxd pid=%d`, pid)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no notice naming pid %d; logs:\n%s", pid, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-up; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"log/slog"
+
 	"github.com/pressly/goose/v3/lock"
 )
 
@@ -15,11 +17,27 @@ import (
 type schemaLocker struct {
 	inner  lock.SessionLocker
 	schema string
+	id     int64        // the advisory lock's key (lockID)
+	log    *slog.Logger // never nil
 }
+
+// lockHolderSQL finds the session holding the bigint advisory lock $1 in
+// this database (PostgreSQL shows its high and low halves).
+const lockHolderSQL = `
+SELECT pid FROM pg_locks
+WHERE locktype = 'advisory' AND granted AND objsubid = 1
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid
+LIMIT 1`
 
 var _ lock.SessionLocker = (*schemaLocker)(nil)
 
 func (l *schemaLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	// goose waits for the lock without a word: say who holds it.
+	var holder int
+	if conn.QueryRowContext(ctx, lockHolderSQL, l.id).Scan(&holder) == nil {
+		l.log.Info("waiting for another migration run of this schema to end", "schema", l.schema, "pid", holder)
+	}
 	if err := l.inner.SessionLock(ctx, conn); err != nil {
 		return err
 	}

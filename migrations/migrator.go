@@ -84,7 +84,7 @@ func newMigrator(db *sql.DB, cfg *Config) (*Migrator, error) {
 	}
 	opts := []goose.ProviderOption{
 		goose.WithStore(store),
-		goose.WithSessionLocker(&schemaLocker{inner: inner, schema: schema}),
+		goose.WithSessionLocker(&schemaLocker{inner: inner, schema: schema, id: lockID(schema), log: newOnline(schema, cfg.Logger).log}),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithGoMigrations(goMigrations(schema, cfg.Logger)...),
 	}

@@ -76,7 +76,7 @@ func (o online) swapUnique(ctx context.Context, db *sql.DB, name, def, old strin
 		}
 		o.log.Info("building index concurrently: it waits for the transactions open on the table, and then for every older snapshot", "index", qualified)
 		if err := run("build index "+name, `CREATE UNIQUE INDEX CONCURRENTLY `+name+` `+dbschema.Render(def, o.schema)); err != nil {
-			return fmt.Errorf("build index %s: %w", name, err)
+			return fmt.Errorf("build index %s (cut short, it may be left invalid: run the same migration again, which builds it anew): %w", name, err)
 		}
 	}
 	if old == "" {
@@ -91,9 +91,16 @@ func (o online) swapUnique(ctx context.Context, db *sql.DB, name, def, old strin
 // blockersSQL names the sessions that the backend $1 waits for: no query
 // text (it may hold secrets), only what an operator needs to find them.
 const blockersSQL = `
-SELECT coalesce(string_agg(format('pid %s (%s, transaction open %s)', pid, coalesce(state, 'unknown'),
-                                  coalesce(date_trunc('second', now() - xact_start)::text, 'unknown')), ', ' ORDER BY pid), '')
-FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids($1))`
+SELECT ` + sessionList + `
+FROM (SELECT pid, state, xact_start, row_number() OVER (ORDER BY xact_start, pid) AS n
+      FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids($1))) a`
+
+// sessionList lists sessions a (pid, state, xact_start), oldest
+// transaction first, five at most and how many more.
+const sessionList = `coalesce(string_agg(format('pid %s (%s, transaction open %s)', pid, coalesce(state, 'unknown'),
+                    coalesce(date_trunc('second', now() - xact_start)::text, 'unknown')), ', ' ORDER BY xact_start, pid)
+                    FILTER (WHERE n <= 5), '') ||
+       CASE WHEN count(*) > 5 THEN format(' and %s more', count(*) - 5) ELSE '' END`
 
 // reportWaits logs every waitNotice, until stop, the sessions that the
 // backend pid waits for (nothing while it waits for none).
@@ -128,11 +135,15 @@ const (
 )
 
 // holdersSQL names the sessions holding a lock on the table $1.
+// (In this database: relation OIDs repeat across databases, in clones of
+// one template above all.)
 const holdersSQL = `
-SELECT coalesce(string_agg(format('pid %s (%s, transaction open %s)', a.pid, coalesce(a.state, 'unknown'),
-                                  coalesce(date_trunc('second', now() - a.xact_start)::text, 'unknown')), ', ' ORDER BY a.pid), '')
-FROM pg_stat_activity a
-WHERE a.pid IN (SELECT pid FROM pg_locks WHERE relation = to_regclass($1) AND granted) AND a.pid <> pg_backend_pid()`
+SELECT ` + sessionList + `
+FROM (SELECT pid, state, xact_start, row_number() OVER (ORDER BY xact_start, pid) AS n
+      FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid()
+        AND pid IN (SELECT pid FROM pg_locks WHERE relation = to_regclass($1) AND granted
+                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))) a`
 
 // alterBriefly runs an ALTER TABLE of table that holds its lock for an
 // instant, giving up the wait for the lock after alterLockWait and trying

@@ -177,30 +177,27 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 // every write to its table still adds entries to it (a unique one still
 // refuses duplicates). Reported, not refused: the dispatcher refuses the
 // one it needs (migration 14's) by itself.
+// invalidIndexesSQL describes each invalid index of schema $1, a line
+// each. A build cut short before its index was ready leaves one that
+// inserts skip; one cut short after (or a drop) is written.
+const invalidIndexesSQL = `
+SELECT format('index %1$s.%2$s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and %3$s: '
+              'run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY %1$s.%2$s',
+              n.nspname, c.relname, CASE WHEN i.indisready THEN 'still written on every insert' ELSE 'not written by inserts' END)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND NOT i.indisvalid ORDER BY c.relname`
+
 func reportInvalidIndexes(ctx context.Context, stdout io.Writer, pool *pgxpool.Pool, schema string) error {
-	rows, err := pool.Query(ctx, `SELECT c.relname, i.indisready FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND NOT i.indisvalid ORDER BY 1`, schema)
+	rows, err := pool.Query(ctx, invalidIndexesSQL, schema)
 	if err != nil {
 		return describeDBError(err)
 	}
-	type invalid struct {
-		Name  string
-		Ready bool
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[invalid])
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return describeDBError(err)
 	}
-	for _, ix := range found {
-		// A build cut short before its index was ready leaves one that
-		// inserts skip; one cut short after (or a drop) is written.
-		written := "still written on every insert"
-		if !ix.Ready {
-			written = "not written by inserts"
-		}
-		fmt.Fprintf(stdout, "database: index %s.%s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and %s: run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY %s.%s\n",
-			schema, ix.Name, written, schema, ix.Name)
+	for _, line := range found {
+		fmt.Fprintln(stdout, "database: "+line)
 	}
 	return nil
 }

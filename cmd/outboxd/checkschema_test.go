@@ -69,6 +69,11 @@ func TestServeCheckNamesInvalidIndexes(t *testing.T) {
 	if lines := strings.SplitAfter(r.stdout, "\n"); len(lines) < 2 || lines[0] != "database: connected, schema outboxd migrated\n" || lines[1] != want {
 		t.Fatalf("--check=connect with an invalid index: exit %d, stdout %q", r.code, r.stdout)
 	}
+	// migrate says so too, after any action (here a read-only one).
+	r = outboxd(t, []string{"DATABASE_URL=" + url}, "migrate", "status")
+	if r.code != 0 || !strings.Contains(r.stderr, "outboxd migrate: warning: "+strings.TrimPrefix(want, "database: ")) {
+		t.Fatalf("migrate status with an invalid index: exit %d, stderr %q", r.code, r.stderr)
+	}
 	// A build cut short before its index was ready: inserts skip it.
 	if _, err := pgtest.Connect(t, url).Exec(context.Background(), `UPDATE pg_index SET indisready = false WHERE indexrelid = 'outboxd.outbox_messages_idempotency_key_idx'::regclass`); err != nil {
 		t.Fatal(err)

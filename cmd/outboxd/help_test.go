@@ -89,6 +89,7 @@ func TestUsageMistakes(t *testing.T) {
 		{[]string{"migrate", "status", "--to", "3"}, `outboxd migrate: unknown flag --to`, "outboxd migrate status --help"},
 		{[]string{"migrate", "up", "--to", "0"}, `outboxd migrate: --to 0: want a version, 1 or more`, "outboxd migrate up --help"},
 		{[]string{"migrate", "up", "--to", "0x10"}, `outboxd migrate: --to "0x10": want a whole number`, "outboxd migrate up --help"},
+		{[]string{"migrate", "up", "--to", "17"}, `outboxd migrate: --to 17: no such migration (the latest is 16)`, "outboxd migrate up --help"},
 		{[]string{"migrate", "down", "--to", "-5"}, `outboxd migrate: --to -5: want a version, 0 or more`, "outboxd migrate down --help"},
 		{[]string{"migrate", "status", "--connect-timeout", "soon"}, `outboxd migrate: --connect-timeout "soon": want a duration such as 30s, 5m or 2h`, "outboxd migrate status --help"},
 		{[]string{"outbox", "dead", "--limit", "-5"}, `outboxd outbox: --limit "-5": must be at least 1`, "outboxd outbox dead --help"},

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/pressly/goose/v3"
@@ -76,6 +78,11 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if action == "up" && toSet && *to < 1 {
 		return fs.usageErr(fmt.Sprintf("--to %d: want a version, 1 or more", *to))
 	}
+	if action == "up" && toSet {
+		if latest := latestVersion(db.schema); *to > latest {
+			return fs.usageErr(fmt.Sprintf("--to %d: no such migration (the latest is %d)", *to, latest))
+		}
+	}
 
 	sqlDB, err := db.openSQL(ctx)
 	if err != nil {
@@ -95,6 +102,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 
+	defer warnInvalidIndexes(ctx, stderr, sqlDB, db.schema)
 	switch action {
 	case "up":
 		up := m.Up
@@ -220,6 +228,40 @@ func pendingStatus(db *sql.DB, schema string) ([]*migrations.Status, error) {
 		st = append(st, &migrations.Status{Version: s.Version, Name: name})
 	}
 	return st, nil
+}
+
+// warnInvalidIndexes prints on w a line for each invalid index of schema,
+// after any migrate action: a build or drop cut short leaves one, which a
+// later "up to date" would not mention.
+func warnInvalidIndexes(ctx context.Context, w io.Writer, db *sql.DB, schema string) {
+	rows, err := db.QueryContext(context.WithoutCancel(ctx), invalidIndexesSQL, schema)
+	if err != nil {
+		return
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var line string
+		if rows.Scan(&line) == nil {
+			fmt.Fprintln(w, "outboxd migrate: warning: "+line)
+		}
+	}
+	_ = rows.Err() // a warning we could not read is no reason to fail
+}
+
+// latestVersion is the highest version this binary knows: the SQL files'
+// numbers and the Go migrations'.
+func latestVersion(schema string) int64 {
+	var latest int64
+	names, _ := fs.Glob(migrations.FS, "*.sql")
+	for _, name := range names {
+		if v, err := strconv.ParseInt(strings.SplitN(name, "_", 2)[0], 10, 64); err == nil {
+			latest = max(latest, v)
+		}
+	}
+	for _, m := range migrations.GoMigrations(schema) {
+		latest = max(latest, m.Version)
+	}
+	return latest
 }
 
 func printResults(w io.Writer, res []*migrations.Result) {
