@@ -126,6 +126,7 @@ func TestFieldsThatAreNotText(t *testing.T) {
 		"idempotency key holds a control character":         func(m *outbox.Message) { m.IdempotencyKey = "k\r\nX-Evil: 1" },
 		"idempotency key holds a control character (a tab)": func(m *outbox.Message) { m.IdempotencyKey = "k\t" },
 		"destination holds a control character (a tab)":     func(m *outbox.Message) { m.Destination = "crm\t" },
+		"idempotency key begins or ends with a space":       func(m *outbox.Message) { m.IdempotencyKey = "k " },
 	} {
 		m := outbox.Message{Destination: "x", Payload: []byte(`{}`)}
 		bad(&m)

@@ -144,10 +144,14 @@ func (m *Message) checkText() error {
 	if hasControl(m.Destination) {
 		return fmt.Errorf("%w: destination holds a control character", ErrInvalidMessage)
 	}
-	// A tab too: a receiver trims it from a header's ends, so "k" and "k\t"
-	// would be two keys here and one downstream.
+	// A tab too, and a space at either end: a receiver trims those from a
+	// header's ends, so "k" and "k " would be two keys here and one
+	// downstream.
 	if hasControl(m.IdempotencyKey) {
 		return fmt.Errorf("%w: idempotency key holds a control character (it is sent as the Idempotency-Key header)", ErrInvalidMessage)
+	}
+	if k := m.IdempotencyKey; k != "" && (k[0] == ' ' || k[len(k)-1] == ' ') {
+		return fmt.Errorf("%w: idempotency key begins or ends with a space (receivers trim it from the Idempotency-Key header)", ErrInvalidMessage)
 	}
 	return nil
 }

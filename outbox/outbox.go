@@ -167,11 +167,12 @@ func (o *Outbox) marksCallerIDs(ctx context.Context, db DB, given bool) (bool, e
 	if err := db.QueryRow(ctx, o.callerIDProbe).Scan(&has, &current); err != nil {
 		return false, fmt.Errorf("outbox: enqueue: look for the caller_id column: %w", err)
 	}
-	// Compare and swap: a slower look's "no" must not undo a "yes". A "no"
-	// from an older snapshot is not kept (callerIDSQL).
+	// A "yes" always (a 42703 undoes it, enqueueError); a "no" only over
+	// what this look replaces, never over another look's "yes", and not
+	// from an older snapshot (callerIDSQL).
 	switch {
 	case has:
-		o.callerID.CompareAndSwap(seen, 1)
+		o.callerID.Store(1)
 	case current:
 		o.callerID.CompareAndSwap(seen, -time.Now().UnixNano())
 	}

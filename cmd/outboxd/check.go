@@ -171,12 +171,6 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 	return strings.Join(pending, ", "), nil
 }
 
-// reportInvalidIndexes names the schema's invalid indexes: what a CREATE
-// or DROP INDEX CONCURRENTLY cut short leaves (migrations 12, 14 and 15
-// build and drop theirs so). Nothing else reports one, and until it goes
-// every write to its table still adds entries to it (a unique one still
-// refuses duplicates). Reported, not refused: the dispatcher refuses the
-// one it needs (migration 14's) by itself.
 // invalidIndexesSQL describes each invalid index of schema $1, a line
 // each. A build cut short before its index was ready leaves one that
 // inserts skip; one cut short after (or a drop) is written.
@@ -187,6 +181,12 @@ SELECT format('index %1$s.%2$s is invalid (a CREATE or DROP INDEX CONCURRENTLY c
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND NOT i.indisvalid ORDER BY c.relname`
 
+// reportInvalidIndexes names the schema's invalid indexes: what a CREATE
+// or DROP INDEX CONCURRENTLY cut short leaves (migrations 12, 14, 15 and
+// 16 build and drop theirs so). Until it goes, every write to its table
+// may still add entries to it (a unique one still refuses duplicates).
+// Reported, not refused: the dispatcher refuses the one it needs
+// (migration 14's) by itself.
 func reportInvalidIndexes(ctx context.Context, stdout io.Writer, pool *pgxpool.Pool, schema string) error {
 	rows, err := pool.Query(ctx, invalidIndexesSQL, schema)
 	if err != nil {

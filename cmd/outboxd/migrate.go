@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
@@ -234,7 +235,10 @@ func pendingStatus(db *sql.DB, schema string) ([]*migrations.Status, error) {
 // after any migrate action: a build or drop cut short leaves one, which a
 // later "up to date" would not mention.
 func warnInvalidIndexes(ctx context.Context, w io.Writer, db *sql.DB, schema string) {
-	rows, err := db.QueryContext(context.WithoutCancel(ctx), invalidIndexesSQL, schema)
+	// After an interrupted action too, but never holding the exit long.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, invalidIndexesSQL, schema)
 	if err != nil {
 		return
 	}
