@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,8 @@ import (
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/inbox/verify"
 	"github.com/outboxd/outboxd/internal/pgtest"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // pfix is a receiver with one source per provider, mounted at the root of
@@ -36,24 +37,7 @@ type pfix struct {
 	rc    *inbox.Receiver
 	srv   *httptest.Server
 	reg   *prometheus.Registry
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
+	logs  *syncbuf.Buffer
 }
 
 const (
@@ -67,7 +51,7 @@ const (
 func newPfix(t *testing.T, cfg *inbox.Config, mutate func(*inbox.ReceiverConfig)) *pfix {
 	t.Helper()
 	ctx := context.Background()
-	f := &pfix{pool: pgtest.Pool(t), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	f := &pfix{pool: pgtest.Pool(t), reg: prometheus.NewRegistry(), logs: &syncbuf.Buffer{}}
 	if _, err := f.pool.Exec(ctx, `CREATE TABLE effects (source text, event_id text, note text)`); err != nil {
 		t.Fatal(err)
 	}

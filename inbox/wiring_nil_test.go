@@ -15,6 +15,8 @@ import (
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/inbox/verify"
 	"github.com/outboxd/outboxd/internal/pgtest"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // A pool or verifier variable left nil is refused at construction, naming
@@ -43,12 +45,6 @@ func (o *ownVerifier) Verify(*http.Request, []byte, time.Time) (verify.Meta, err
 	return verify.Meta{}, errors.New(o.secret) // panics on a nil *ownVerifier
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A per-source key of the inbox's Config that names none of the
 // receiver's sources is likely misspelled (a redaction that never
 // applies stores a secret): NewReceiver warns, naming it.
@@ -63,7 +59,7 @@ func TestNewReceiverWarnsAboutUnknownSourceKeys(t *testing.T) {
 	}
 	v, _ := verify.StandardWebhooks(secret)
 	noop := func(context.Context, pgx.Tx, *inbox.Delivery) error { return nil }
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	_, err = inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
 		Sources: []inbox.Source{{Name: "stripe", Verifier: v, Handle: noop}},
 		Logger:  slog.New(slog.NewTextHandler(logs, nil)),

@@ -6,13 +6,13 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/syncbuf"
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -222,24 +222,6 @@ func TestCallerIDDownCutShortKeepsTheIndex(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink the migration writes to from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The ALTER's notice names the sessions holding the table in this
 // database only: test databases cloned from one template share the
 // table's OID, and a trial's notice named another database's sessions.
@@ -271,7 +253,7 @@ func TestAlterNoticeNamesThisDatabasesSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	here, there := hold(url), hold(other)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	m, err := migrations.New(db, &migrations.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +297,7 @@ func TestAWaitForTheMigrationLockIsReported(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) l`, id).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	m, err := migrations.New(pgtest.SQLDB(t, url), &migrations.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/worker"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // Failures are logged with what an operator needs (message id, destination,
@@ -19,7 +21,7 @@ func TestFailureLogsAreRateLimited(t *testing.T) {
 	b := setup(t)
 	b.sink.Respond = func(*http.Request, []byte) (int, http.Header) { return http.StatusServiceUnavailable, nil }
 	b.enqueue(t, 200, 200, func(int) string { return "" })
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	started := time.Now()
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Retry.MaxAttempts = 2

@@ -10,6 +10,8 @@ import (
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // A Destination that panics is a bug in it, not a reason to kill the
@@ -21,7 +23,7 @@ func TestPanickingDestinationIsARecordedRetry(t *testing.T) {
 	b := setup(t)
 	b.enqueue(t, 1, 1, func(int) string { return "" })
 	dest := &failingFirst{n: 2, fail: func() dispatch.Result { panic("boom\x00 at the destination") }}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	reg, m := newMetrics(t)
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": dest}

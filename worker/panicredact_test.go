@@ -9,6 +9,8 @@ import (
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/worker"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // A panic's value is the user's free text: the attempt row (which the
@@ -18,7 +20,7 @@ func TestPanicValueIsStoredAndLoggedWithoutSecrets(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.enqueue(t, 1, 1, func(int) string { return "" })
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": &failingFirst{n: 1, fail: func() dispatch.Result {
 			panic("calling https://svc:Pa55wordX@api.example/hook with Authorization: Bearer T0kenS3cretY")

@@ -14,6 +14,8 @@ import (
 	"github.com/outboxd/outboxd/internal/sink"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // PostgreSQL restarts while producers enqueue and the dispatcher drains: the
@@ -25,7 +27,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	t.Cleanup(s.Close)
 	ob, _ := outbox.New(nil)
 	b := bundle{pool: pgtest.Connect(t, cluster.URL(t)+"&pool_max_conns=10"), outbox: ob, sink: s}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}))
@@ -106,22 +108,4 @@ func checkOutageLogs(t *testing.T, logs string) {
 			t.Errorf("%d lines of %s during one outage", n, msg)
 		}
 	}
-}
-
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // waitStopping waits until d reports not ready: a stop has begun.
@@ -126,7 +128,7 @@ func TestStartWithCancelledContext(t *testing.T) {
 func TestStartCancelWithNothingInFlightLogsNoAbandon(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	d, err := worker.New(b.pool, b.config(t, func(c *worker.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}))

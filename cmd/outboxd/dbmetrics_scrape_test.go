@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // testRateLog is a rateLog that writes to the test's log.
@@ -129,7 +131,7 @@ func TestTimedOutScrapeKeepsSharedState(t *testing.T) {
 // one directly (a SQL_ASCII database would store it).
 func TestDatabaseGaugesSkipInvalidNames(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	c := &dbCollector{logs: newRateLog(slog.New(slog.NewTextHandler(&logs, nil)), scrapeLogEvery)}
 	ch := make(chan prometheus.Metric, 100)
 	c.emit(ch, map[string]destStats{"crm": {pending: 2}, "bad\xff": {pending: 1}}, true, time.Now())
@@ -151,7 +153,7 @@ func TestDatabaseGaugesSkipInvalidNames(t *testing.T) {
 // the log, once per scrapeLogEvery.
 func TestMetricsErrorsLogged(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(failingCollector{}, newBuildInfo())
 	srv := httptest.NewServer(opsHandler(nil, nil, reg, slog.New(slog.NewTextHandler(&logs, nil))))
@@ -184,7 +186,7 @@ func (failingCollector) Collect(ch chan<- prometheus.Metric) {
 // rateLog lets one line per key through per interval and counts the rest.
 func TestRateLogHoldsBack(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	l := newRateLog(slog.New(slog.NewTextHandler(&logs, nil)), time.Minute)
 	now := time.Unix(1_700_000_000, 0)
 	l.now = func() time.Time { return now }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/migrations"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // migrate up behind a transaction that holds an old snapshot: the index
@@ -47,7 +49,7 @@ func TestMigrateSaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], "migrate", "up")
 	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1", "DATABASE_URL="+url)
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

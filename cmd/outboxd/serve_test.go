@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,29 +22,13 @@ import (
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/internal/sink"
 	"github.com/outboxd/outboxd/outbox"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and our reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	listen string
 	done   chan struct{}
 	err    error
@@ -123,7 +105,7 @@ func startDaemonEnv(t *testing.T, env []string, config string, extra ...string) 
 // stderr, and kills it when the test ends (printing its log on failure).
 func launch(t *testing.T, env []string, build func(listen string) *exec.Cmd) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &syncBuffer{}, listen: freeAddr(t), done: make(chan struct{})}
+	d := &daemon{stderr: &syncbuf.Buffer{}, listen: freeAddr(t), done: make(chan struct{})}
 	d.cmd = build(d.listen)
 	d.cmd.Env = append(append(os.Environ(), "OUTBOXD_TEST_MAIN=1"), env...)
 	d.cmd.Stderr = d.stderr
