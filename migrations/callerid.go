@@ -36,9 +36,10 @@ func callerIDMigration(o online) *goose.Migration {
 			if err := o.alterBriefly(ctx, db, table, `ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS caller_id boolean NOT NULL DEFAULT false`, alterTries); err != nil {
 				return err
 			}
-			// Rows stored before it are all caller_id false: the new
-			// index holds what migration 15's did, so its build cannot meet
-			// a duplicate that one did not.
+			// No row is marked before the index is valid (each insert
+			// looks: outbox/sql.go, callerVal): the rows it is built over
+			// are those of migration 15's index, so its build cannot meet a
+			// duplicate that one did not.
 			return o.swapUnique(ctx, db, callerKeyIndex, callerKeyDef, givenKeyIndex)
 		}, Mode: goose.TransactionDisabled},
 		&goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
