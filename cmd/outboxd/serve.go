@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -82,17 +81,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runCheck(ctx, check, db, cfg, set.listen, stdout)
 	}
 
+	// The ops port answers from here on: a liveness probe must not take a
+	// long index build (serve --migrate) for a dead process.
+	ops, err := startOps(set, logger)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
 	if *migrate {
+		ops.starting("applying migrations (see the log)")
 		sqlDB, err := db.openSQL(ctx)
 		if err != nil {
 			return err
 		}
 		err = migrateUp(ctx, sqlDB, db.schema, logger)
 		sqlDB.Close()
+		if err != nil && ctx.Err() != nil {
+			logger.Warn("stopped while applying migrations; serve --migrate or migrate up finishes them", "error", err)
+			return nil
+		}
 		if err != nil {
 			return describeDBError(err)
 		}
 	}
+	ops.starting("connecting to the database")
 	pool, err := db.openPool(ctx)
 	if err != nil {
 		return err
@@ -122,37 +134,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf("%v", err)
 	}
 
-	ln, err := net.Listen("tcp", set.listen)
-	if err != nil {
-		// net's error repeats the address, which may come from the
-		// environment: name where it came from instead.
-		var op *net.OpError
-		if errors.As(err, &op) {
-			err = op.Err
-		}
-		at := set.listen
-		switch {
-		case set.listenAt.expr != "":
-			at = "the value of " + set.listenAt.expr
-		case !set.listenAt.echo:
-			at = "the address in " + set.listenAt.name
-		}
-		return fmt.Errorf("listen on %s: %w", at, err)
-	}
-	srv := &http.Server{Handler: opsHandler(pool, d, reg, logger), ReadHeaderTimeout: 5 * time.Second,
-		// A client that dribbles its request, or idles, cannot hold a
-		// connection: opsReadTimeout is documented and tested.
-		ReadTimeout: opsReadTimeout, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
-		MaxHeaderBytes: 64 << 10}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("ops server failed", "error", err)
-		}
-	}()
+	ops.serve(opsHandler(pool, d, reg, logger))
 	stopConsole := func(context.Context) {}
 	if cfg.Console != nil {
 		if stopConsole, err = startConsole(ctx, cfg.Console, consoleUsers, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger); err != nil {
-			_ = srv.Close()
 			return err
 		}
 		defer func() { stopConsole(context.Background()) }() // an early return; a second call does nothing
@@ -167,21 +152,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = d.Start(startCtx)
 	signalled()
 	if err != nil {
-		_ = srv.Close()
 		if ctx.Err() != nil {
 			logger.Info("stopped before the dispatcher started")
 			return nil
 		}
 		return describeDBError(err)
 	}
-	logger.Info("outboxd serving", "listen", ln.Addr().String(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests))
+	logger.Info("outboxd serving", "listen", ops.addr(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests))
 
 	<-ctx.Done()
 	logger.Info("stopping: finishing in-flight deliveries", "timeout", shutdownTimeout(cfg))
 	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout(cfg))
 	defer cancel()
 	err = d.Stop(stopCtx)
-	_ = srv.Shutdown(stopCtx)
+	ops.shutdown(stopCtx)
 	stopConsole(stopCtx)
 	if errors.Is(err, worker.ErrAbandoned) {
 		// The worker's error joins one per part that ran out of time;
@@ -194,10 +178,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger.Info("stopped")
 	return nil
 }
-
-// opsReadTimeout bounds reading one request on the ops port (headers and
-// body).
-const opsReadTimeout = 10 * time.Second
 
 func shutdownTimeout(cfg *fileConfig) time.Duration {
 	if cfg.Dispatcher.ShutdownTimeout > 0 {

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// opsReadTimeout bounds reading one request on the ops port (headers and
+// body).
+const opsReadTimeout = 10 * time.Second
+
+// opsServer is serve's ops port. It answers from before the migrations and
+// the database connection: while serve starts, /healthz says the process is
+// alive and /readyz what it waits for (503), so that a liveness probe never
+// restarts a process in the middle of a long index build (which a restart
+// cuts short, every time). Once the dispatcher exists, its handler serves.
+type opsServer struct {
+	ln      net.Listener
+	srv     *http.Server
+	handler atomic.Pointer[http.Handler]
+	phase   atomic.Pointer[string]
+}
+
+// startOps listens on serve's ops address and answers as starting.
+func startOps(set serveSettings, logger *slog.Logger) (*opsServer, error) {
+	ln, err := net.Listen("tcp", set.listen)
+	if err != nil {
+		// net's error repeats the address, which may come from the
+		// environment: name where it came from instead.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		at := set.listen
+		switch {
+		case set.listenAt.expr != "":
+			at = "the value of " + set.listenAt.expr
+		case !set.listenAt.echo:
+			at = "the address in " + set.listenAt.name
+		}
+		return nil, fmt.Errorf("listen on %s: %w", at, err)
+	}
+	o := &opsServer{ln: ln}
+	o.starting("starting")
+	o.serve(o.startingHandler())
+	o.srv = &http.Server{Handler: o, ReadHeaderTimeout: 5 * time.Second,
+		// A client that dribbles its request, or idles, cannot hold a
+		// connection: opsReadTimeout is documented and tested.
+		ReadTimeout: opsReadTimeout, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxHeaderBytes: 64 << 10}
+	go func() {
+		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("ops server failed", "error", err)
+		}
+	}()
+	return o, nil
+}
+
+func (o *opsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*o.handler.Load()).ServeHTTP(w, r)
+}
+
+// starting says what /readyz waits for until serve hands over.
+func (o *opsServer) starting(phase string) { o.phase.Store(&phase) }
+
+// serve hands the port to h.
+func (o *opsServer) serve(h http.Handler) { o.handler.Store(&h) }
+
+func (o *opsServer) addr() string { return o.ln.Addr().String() }
+
+// shutdown lets requests in flight finish, within ctx.
+func (o *opsServer) shutdown(ctx context.Context) { _ = o.srv.Shutdown(ctx) }
+
+// close stops at once (after shutdown, it has nothing left to do).
+func (o *opsServer) close() { _ = o.srv.Close() }
+
+func (o *opsServer) startingHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	notYet := func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "starting: "+*o.phase.Load(), http.StatusServiceUnavailable)
+	}
+	mux.HandleFunc("GET /readyz", notYet)
+	mux.HandleFunc("GET /metrics", notYet)
+	return mux
+}

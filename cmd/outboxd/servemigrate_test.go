@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/migrations"
+)
+
+// serve --migrate behind a transaction with an old snapshot, which
+// migration 16's concurrent index build waits for: the ops port answers
+// throughout (a liveness probe that found it closed would restart the
+// process and cut the build short, every time), /readyz says what serve
+// waits for, and once the transaction ends serve migrates and gets ready.
+func TestServeMigrateAnswersProbesWhileItBuilds(t *testing.T) {
+	t.Parallel()
+	url, pool, holder := atVersion15BehindASnapshot(t)
+	d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), "--migrate")
+	awaitBuildWaiting(t, pool)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + d.listen + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz while migrating: %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "applying migrations") {
+		t.Fatalf("/readyz while migrating: %d %s", code, body)
+	}
+	if code, _ := get("/metrics"); code != 503 {
+		t.Fatalf("/metrics while migrating: %d", code)
+	}
+	if err := holder.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "/readyz after the migration", func() bool { code, _ := get("/readyz"); return code == 200 })
+	if v := schemaVersion(t, pool); v != 16 {
+		t.Fatalf("version %d after serve --migrate, want 16", v)
+	}
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// SIGTERM while serve --migrate waits in an index build: serve stops at
+// once, says the migrations are unfinished, and leaves no build running
+// on the server; the next run finishes them.
+func TestServeMigrateStopsCleanlyWhileItBuilds(t *testing.T) {
+	t.Parallel()
+	url, pool, holder := atVersion15BehindASnapshot(t)
+	d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), "--migrate")
+	awaitBuildWaiting(t, pool)
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM while migrating", code)
+	}
+	if !strings.Contains(d.stderr.String(), "stopped while applying migrations") {
+		t.Fatalf("the log does not say the migrations were cut short:\n%s", d.stderr.String())
+	}
+	// The holder stays open: a build still running would wait on for it.
+	waitUntil(t, 30*time.Second, "the index build to end on the server", func() bool { return buildsRunning(t, pool) == 0 })
+	if err := holder.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := outboxd(t, []string{"DATABASE_URL=" + url}, "migrate", "up"); r.code != 0 || schemaVersion(t, pool) != 16 {
+		t.Fatalf("migrate up after the stop: %+v", r)
+	}
+}
+
+// atVersion15BehindASnapshot returns a database at version 15 and a
+// REPEATABLE READ transaction on it whose snapshot is taken.
+func atVersion15BehindASnapshot(t *testing.T) (string, *pgxpool.Pool, pgx.Tx) {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.EmptyURL(t)
+	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.UpTo(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	pool := pgtest.Connect(t, url)
+	holder, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Rollback(ctx) })
+	if _, err := holder.Exec(ctx, `SELECT count(*) FROM outboxd.outbox_keys`); err != nil {
+		t.Fatal(err)
+	}
+	return url, pool, holder
+}
+
+// awaitBuildWaiting returns once a concurrent index build of this database
+// waits for a lock (another transaction's end).
+func awaitBuildWaiting(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	waitUntil(t, 60*time.Second, "the index build to wait", func() bool {
+		var waits bool
+		if err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock')`).Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		return waits
+	})
+}
+
+func buildsRunning(t *testing.T, pool *pgxpool.Pool) (n int) {
+	t.Helper()
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func schemaVersion(t *testing.T, pool *pgxpool.Pool) (v int64) {
+	t.Helper()
+	if err := pool.QueryRow(context.Background(), `SELECT max(version_id) FROM outboxd.outboxd_migrations WHERE is_applied`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
