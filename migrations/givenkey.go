@@ -22,9 +22,9 @@ const givenKeyVersion = 15
 //
 // A Go migration, not SQL, because a run cut short must be safe to run
 // again: an index already built and valid is kept (dropping it first, as
-// migrations 12 and 14 do with theirs, would leave the keys without a
-// unique index while it builds again, if the other index was already
-// gone), and only an invalid one (a build cut short, or one that met a
+// the SQL forms of migrations 12 and 14 did with theirs, would leave the
+// keys without a unique index while it builds again, if the other index
+// was already gone), and only an invalid one (a build cut short, or one that met a
 // duplicate) is dropped and built again. Every step is CONCURRENTLY, outside
 // a transaction, so enqueues are never blocked.
 const (

@@ -44,46 +44,106 @@ const (
 // then drops old (none: ""). A valid index is kept (a re-run of a
 // migration cut short), an invalid one dropped and built again.
 func (o online) swapUnique(ctx context.Context, db *sql.DB, name, def, old string) error {
-	conn, err := db.Conn(ctx)
+	s, err := o.pin(ctx, db)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = conn.Close() }()
-	if _, err := conn.ExecContext(ctx, checkClient); err == nil {
-		defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), checkClientReset) }()
-	}
-	var pid int
-	if err := conn.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+	defer s.close()
+	if err := s.ensure("UNIQUE INDEX", name, def); err != nil || old == "" {
 		return err
 	}
-	qualified := o.schema + "." + name
+	return s.drop(old)
+}
+
+// ensureIndex makes sure the (not unique) index name (def) exists and is
+// valid, as swapUnique.
+func (o online) ensureIndex(ctx context.Context, db *sql.DB, name, def string) error {
+	s, err := o.pin(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return s.ensure("INDEX", name, def)
+}
+
+// dropIndex drops the index name CONCURRENTLY, if it exists.
+func (o online) dropIndex(ctx context.Context, db *sql.DB, name string) error {
+	s, err := o.pin(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return s.drop(name)
+}
+
+// ddlSession is one connection that runs index builds and drops, checking
+// its client every second (checkClient) and reporting what it waits for.
+type ddlSession struct {
+	o    online
+	ctx  context.Context
+	db   *sql.DB
+	conn *sql.Conn
+	pid  int
+	// checks says whether the server took checkClient (14 and later).
+	checks bool
+}
+
+func (o online) pin(ctx context.Context, db *sql.DB) (*ddlSession, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &ddlSession{o: o, ctx: ctx, db: db, conn: conn}
+	if err := conn.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&s.pid); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	_, err = conn.ExecContext(ctx, checkClient)
+	s.checks = err == nil
+	return s, nil
+}
+
+func (s *ddlSession) close() {
+	if s.checks {
+		_, _ = s.conn.ExecContext(context.WithoutCancel(s.ctx), checkClientReset)
+	}
+	_ = s.conn.Close()
+}
+
+func (s *ddlSession) run(what, stmt string) error {
+	stop := s.o.reportWaits(s.ctx, s.db, s.pid, what)
+	defer stop()
+	_, err := s.conn.ExecContext(s.ctx, stmt)
+	return err
+}
+
+// ensure builds the index name (kind "INDEX" or "UNIQUE INDEX", def)
+// unless a valid one exists; an invalid one is dropped first.
+func (s *ddlSession) ensure(kind, name, def string) error {
+	qualified := s.o.schema + "." + name
 	var valid sql.NullBool
-	err = conn.QueryRowContext(ctx, `SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))`, qualified).Scan(&valid)
+	err := s.conn.QueryRowContext(s.ctx, `SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))`, qualified).Scan(&valid)
 	if err != nil {
 		return fmt.Errorf("index %s: %w", name, err)
 	}
-	run := func(what, stmt string) error {
-		stop := o.reportWaits(ctx, db, pid, what)
-		defer stop()
-		_, err := conn.ExecContext(ctx, stmt)
-		return err
-	}
-	if !valid.Valid || !valid.Bool {
-		if valid.Valid {
-			if err := run("drop invalid index "+name, `DROP INDEX CONCURRENTLY IF EXISTS `+qualified); err != nil {
-				return fmt.Errorf("drop invalid index %s: %w", name, err)
-			}
-		}
-		o.log.Info("building index concurrently: it waits for the transactions open on the table, and then for every older snapshot", "index", qualified)
-		if err := run("build index "+name, `CREATE UNIQUE INDEX CONCURRENTLY `+name+` `+dbschema.Render(def, o.schema)); err != nil {
-			return fmt.Errorf("build index %s (cut short, it may be left invalid: run the same migration again, which builds it anew): %w", name, err)
-		}
-	}
-	if old == "" {
+	if valid.Valid && valid.Bool {
 		return nil
 	}
-	if err := run("drop index "+old, `DROP INDEX CONCURRENTLY IF EXISTS `+o.schema+"."+old); err != nil {
-		return fmt.Errorf("drop index %s: %w", old, err)
+	if valid.Valid {
+		if err := s.run("drop invalid index "+name, `DROP INDEX CONCURRENTLY IF EXISTS `+qualified); err != nil {
+			return fmt.Errorf("drop invalid index %s: %w", name, err)
+		}
+	}
+	s.o.log.Info("building index concurrently: it waits for the transactions open on the table, and then for every older snapshot", "index", qualified)
+	if err := s.run("build index "+name, `CREATE `+kind+` CONCURRENTLY `+name+` `+dbschema.Render(def, s.o.schema)); err != nil {
+		return fmt.Errorf("build index %s (cut short, it may be left invalid: run the same migration again, which builds it anew): %w", name, err)
+	}
+	return nil
+}
+
+func (s *ddlSession) drop(name string) error {
+	if err := s.run("drop index "+name, `DROP INDEX CONCURRENTLY IF EXISTS `+s.o.schema+"."+name); err != nil {
+		return fmt.Errorf("drop index %s: %w", name, err)
 	}
 	return nil
 }

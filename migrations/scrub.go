@@ -74,10 +74,11 @@ func GoMigrations(schema string) []*goose.Migration {
 }
 
 // goMigrations is GoMigrations with a logger for what the index builds
-// and ALTERs of migrations 15 and 16 wait for (nil: none).
+// and ALTERs of migrations 12, 14, 15 and 16 wait for (nil: none).
 func goMigrations(schema string, log *slog.Logger) []*goose.Migration {
 	o := newOnline(schema, log)
-	return append(RiverMigrations(schema), scrubMigration(schema), givenKeyMigration(o), callerIDMigration(o))
+	return append(RiverMigrations(schema), scrubMigration(schema), enqueueIndexesMigration(o), retryHeadsMigration(o),
+		givenKeyMigration(o), callerIDMigration(o))
 }
 
 // GoMigrationName names a Go migration for people, "" for other versions.
@@ -85,6 +86,10 @@ func GoMigrationName(version int64) string {
 	switch {
 	case version == scrubVersion:
 		return "scrub secrets from stored headers (Go migration)"
+	case version == enqueueIndexesVersion:
+		return "outbox enqueue indexes (Go migration)"
+	case version == retryHeadsVersion:
+		return "outbox retry heads (Go migration)"
 	case version == givenKeyVersion:
 		return "unique index of given idempotency keys only (Go migration)"
 	case version == callerIDVersion:

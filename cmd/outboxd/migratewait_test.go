@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/migrations"
 
@@ -23,13 +25,42 @@ import (
 // the next run finishes the migration with the indexes it should leave.
 func TestMigrateSaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 	t.Parallel()
+	url, pool := killedMidBuild(t, 15, 16, "outbox_messages_caller_key_idx", "CREATE UNIQUE INDEX CONCURRENTLY")
+	var indexes string
+	if err := pool.QueryRow(context.Background(), `SELECT string_agg(indexrelid::regclass::text || ' ' || indisvalid, ', ' ORDER BY 1)
+		FROM pg_index WHERE indexrelid::regclass::text IN ('outboxd.outbox_messages_caller_key_idx', 'outboxd.outbox_messages_given_key_idx')`).Scan(&indexes); err != nil {
+		t.Fatal(err)
+	}
+	if indexes != "outboxd.outbox_messages_caller_key_idx true" {
+		t.Fatalf("key indexes after the second run (%s): %s", url, indexes)
+	}
+}
+
+// The same for migration 14, a SQL file until it was made a Go migration
+// for this: killed, its build ran on to its end unseen.
+func TestMigrate14SaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
+	t.Parallel()
+	_, pool := killedMidBuild(t, 13, 14, "outbox_messages_retry_heads_idx", "CREATE INDEX CONCURRENTLY")
+	var valid bool
+	if err := pool.QueryRow(context.Background(), `SELECT indisvalid FROM pg_index WHERE indexrelid = 'outboxd.outbox_messages_retry_heads_idx'::regclass`).Scan(&valid); err != nil || !valid {
+		t.Fatalf("retry heads index after the second run: valid %v, %v", valid, err)
+	}
+}
+
+// killedMidBuild migrates a new database to from, then runs migrate up
+// --to to behind an old snapshot until it names the session its build of
+// index (a statement starting with create) waits for, kills it, checks that
+// the build ends on the server, ends the snapshot and runs migrate up --to
+// to again.
+func killedMidBuild(t *testing.T, from, to int64, index, create string) (string, *pgxpool.Pool) {
+	t.Helper()
 	ctx := context.Background()
 	url := pgtest.EmptyURL(t)
 	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.UpTo(ctx, 15); err != nil {
+	if _, err := m.UpTo(ctx, from); err != nil {
 		t.Fatal(err)
 	}
 	pool := pgtest.Connect(t, url)
@@ -47,7 +78,8 @@ func TestMigrateSaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "migrate", "up")
+	target := strconv.FormatInt(to, 10)
+	cmd := exec.Command(os.Args[0], "migrate", "up", "--to", target)
 	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1", "DATABASE_URL="+url)
 	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
@@ -63,7 +95,7 @@ func TestMigrateSaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(stderr.String(), "step=\"build index outbox_messages_caller_key_idx\"") {
+	if !strings.Contains(stderr.String(), "step=\"build index "+index+"\"") {
 		t.Fatalf("the notice does not name the step:\n%s", stderr.String())
 	}
 	if err := cmd.Process.Kill(); err != nil {
@@ -72,7 +104,7 @@ func TestMigrateSaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 	_ = cmd.Wait()
 	building := func() (n int) {
 		t.Helper()
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%'`).Scan(&n); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE $1 || '%'`, create).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -89,15 +121,8 @@ func TestMigrateSaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 	if err := holder.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r := outboxd(t, []string{"DATABASE_URL=" + url}, "migrate", "up"); r.code != 0 || !strings.HasPrefix(r.stdout, "up   00016 ") {
+	if r := outboxd(t, []string{"DATABASE_URL=" + url}, "migrate", "up", "--to", target); r.code != 0 || !strings.HasPrefix(r.stdout, "up   000"+target+" ") {
 		t.Fatalf("migrate up after the kill: %+v", r)
 	}
-	var indexes string
-	if err := pool.QueryRow(ctx, `SELECT string_agg(indexrelid::regclass::text || ' ' || indisvalid, ', ' ORDER BY 1)
-		FROM pg_index WHERE indexrelid::regclass::text IN ('outboxd.outbox_messages_caller_key_idx', 'outboxd.outbox_messages_given_key_idx')`).Scan(&indexes); err != nil {
-		t.Fatal(err)
-	}
-	if indexes != "outboxd.outbox_messages_caller_key_idx true" {
-		t.Fatalf("key indexes after the second run: %s", indexes)
-	}
+	return url, pool
 }
