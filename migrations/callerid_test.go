@@ -307,7 +307,7 @@ func TestAWaitForTheMigrationLockIsReported(t *testing.T) {
 		_, err := m.Up(ctx)
 		up <- err
 	}()
-	want := fmt.Sprintf(`msg="waiting for another migration run of this schema to end" schema=outboxd pid=%d`, pid)
+	want := fmt.Sprintf(`msg="waiting for another migration run of this schema to end" schema=outboxd backend_pid=%d`, pid)
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(logs.String(), want) {
 		if time.Now().After(deadline) {

@@ -36,7 +36,7 @@ func (l *schemaLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
 	// goose waits for the lock without a word: say who holds it.
 	var holder int
 	if conn.QueryRowContext(ctx, lockHolderSQL, l.id).Scan(&holder) == nil {
-		l.log.Info("waiting for another migration run of this schema to end", "schema", l.schema, "pid", holder)
+		l.log.Info("waiting for another migration run of this schema to end", "schema", l.schema, "backend_pid", holder)
 	}
 	if err := l.inner.SessionLock(ctx, conn); err != nil {
 		return err

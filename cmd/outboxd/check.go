@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/url"
@@ -180,6 +181,21 @@ SELECT format('index %1$s.%2$s is invalid (a CREATE or DROP INDEX CONCURRENTLY c
               n.nspname, c.relname, CASE WHEN i.indisready THEN 'still written on every insert' ELSE 'not written by inserts' END)
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND NOT i.indisvalid ORDER BY c.relname`
+
+// logInvalidIndexes is serve's reportInvalidIndexes, at its start: a
+// warning in the log for each, never a reason not to start.
+func logInvalidIndexes(ctx context.Context, pool *pgxpool.Pool, schema string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := pool.Query(ctx, invalidIndexesSQL, schema)
+	if err != nil {
+		return
+	}
+	found, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, line := range found {
+		log.Warn(line)
+	}
+}
 
 // reportInvalidIndexes names the schema's invalid indexes: what a CREATE
 // or DROP INDEX CONCURRENTLY cut short leaves (migrations 12, 14, 15 and

@@ -88,12 +88,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer ops.close()
+	// A signal before the dispatcher starts is a stop, not a failure.
+	stopped := func(err error) error {
+		if ctx.Err() != nil {
+			logger.Info("stopped before the dispatcher started")
+			return nil
+		}
+		return err
+	}
 	if *migrate {
-		ops.starting("applying migrations (see the log)")
+		ops.starting("connecting to the database")
 		sqlDB, err := db.openSQL(ctx)
 		if err != nil {
-			return err
+			return stopped(err)
 		}
+		ops.starting("applying migrations (see the log)")
 		err = migrateUp(ctx, sqlDB, db.schema, logger)
 		sqlDB.Close()
 		if err != nil && ctx.Err() != nil {
@@ -107,9 +116,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ops.starting("connecting to the database")
 	pool, err := db.openPool(ctx)
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	defer pool.Close()
+	logInvalidIndexes(ctx, pool, db.schema, logger)
 
 	reg := prometheus.NewRegistry()
 	metrics, closeMetrics, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger)

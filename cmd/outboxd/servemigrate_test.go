@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,6 +76,15 @@ func TestServeMigrateStopsCleanlyWhileItBuilds(t *testing.T) {
 	if err := holder.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// A serve without --migrate starts, warning of the index the build
+	// left invalid.
+	plain := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"))
+	waitUntil(t, 30*time.Second, "the invalid index warning", func() bool {
+		return strings.Contains(plain.stderr.String(), "index outboxd.outbox_messages_caller_key_idx is invalid")
+	})
+	if code := plain.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
 	if r := outboxd(t, []string{"DATABASE_URL=" + url}, "migrate", "up"); r.code != 0 || schemaVersion(t, pool) != 16 {
 		t.Fatalf("migrate up after the stop: %+v", r)
 	}
@@ -133,4 +144,60 @@ func schemaVersion(t *testing.T, pool *pgxpool.Pool) (v int64) {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// SIGTERM while serve connects to a database that never answers: a stop,
+// exit 0, not an error (it exited 1 with the context's error); with
+// --migrate, /readyz says it connects, not that it migrates.
+func TestServeStoppedWhileConnecting(t *testing.T) {
+	t.Parallel()
+	for _, migrate := range []bool{false, true} {
+		t.Run(fmt.Sprint("migrate=", migrate), func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = ln.Close() })
+			accepted := make(chan net.Conn, 4)
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					accepted <- c // held open, never answered
+				}
+			}()
+			t.Cleanup(func() {
+				for len(accepted) > 0 {
+					_ = (<-accepted).Close()
+				}
+			})
+			url := "postgres://postgres@" + ln.Addr().String() + "/silent?sslmode=disable&connect_timeout=60"
+			var extra []string
+			if migrate {
+				extra = append(extra, "--migrate")
+			}
+			d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), extra...)
+			waitUntil(t, 30*time.Second, "a connection to the silent server", func() bool { return len(accepted) > 0 })
+			if migrate {
+				resp, err := http.Get("http://" + d.listen + "/readyz")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 503 || !strings.Contains(string(body), "starting: connecting to the database") {
+					t.Fatalf("/readyz while connecting: %d %s", resp.StatusCode, body)
+				}
+			}
+			if code := d.terminate(t); code != 0 {
+				t.Fatalf("exit %d after SIGTERM while connecting:\n%s", code, d.stderr.String())
+			}
+			if !strings.Contains(d.stderr.String(), "stopped before the dispatcher started") {
+				t.Fatalf("the log does not say it stopped:\n%s", d.stderr.String())
+			}
+		})
+	}
 }
