@@ -90,11 +90,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer ops.close()
 	// A signal before the dispatcher starts is a stop, not a failure.
 	stopped := func(err error) error {
-		if ctx.Err() != nil {
-			logger.Info("stopped before the dispatcher started")
-			return nil
+		if ctx.Err() == nil {
+			return err
 		}
-		return err
+		logger.Info("stopped before the dispatcher started", "while", "connecting to the database")
+		return nil
 	}
 	if *migrate {
 		ops.starting("connecting to the database")
