@@ -105,7 +105,12 @@ func (o online) pin(ctx context.Context, db *sql.DB) (*ddlSession, error) {
 
 func (s *ddlSession) close() {
 	if s.checks {
-		_, _ = s.conn.ExecContext(context.WithoutCancel(s.ctx), checkClientReset)
+		// After a cancelled statement the driver has discarded the
+		// connection and this fails at once; the bound is for a server
+		// that no longer answers.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+		_, _ = s.conn.ExecContext(ctx, checkClientReset)
+		cancel()
 	}
 	_ = s.conn.Close()
 }

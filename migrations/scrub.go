@@ -66,7 +66,8 @@ func scrubMigration(schema string) *goose.Migration {
 
 // GoMigrations returns the migrations of schema that are Go code, not SQL
 // files: River's schema (versions 2 and 3), the header scrub (9), the
-// given-key index (15) and the caller-id column (16). goose needs them beside FS. They are goose's own
+// enqueue indexes (12), the retry heads (14), the given-key index (15) and
+// the caller-id column (16). goose needs them beside FS. They are goose's own
 // type because they are for users who run goose themselves
 // (goose.WithGoMigrations); Migrator users never see them.
 func GoMigrations(schema string) []*goose.Migration {

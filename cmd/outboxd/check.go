@@ -188,10 +188,14 @@ func logInvalidIndexes(ctx context.Context, pool *pgxpool.Pool, schema string, l
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := pool.Query(ctx, invalidIndexesSQL, schema)
+	var found []string
+	if err == nil {
+		found, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
 	if err != nil {
+		log.Warn("could not look for invalid indexes (outboxd serve --check=connect lists them)", "error", err)
 		return
 	}
-	found, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 	for _, line := range found {
 		log.Warn(line)
 	}

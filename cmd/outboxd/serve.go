@@ -119,6 +119,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return stopped(err)
 	}
 	defer pool.Close()
+	// Deferred calls run last first: the ops port closes before the pool
+	// (its /readyz reads the pool). A second close does nothing.
+	defer ops.close()
+	ops.starting("starting the dispatcher")
 	logInvalidIndexes(ctx, pool, db.schema, logger)
 
 	reg := prometheus.NewRegistry()

@@ -28,7 +28,7 @@ func TestServeMigrateAnswersProbesWhileItBuilds(t *testing.T) {
 	d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), "--migrate")
 	awaitBuildWaiting(t, pool)
 	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + d.listen + path)
+		resp, err := probeClient.Get("http://" + d.listen + path)
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -59,7 +59,9 @@ func TestServeMigrateAnswersProbesWhileItBuilds(t *testing.T) {
 
 // SIGTERM while serve --migrate waits in an index build: serve stops at
 // once, says the migrations are unfinished, and leaves no build running
-// on the server; the next run finishes them.
+// on the server (here the driver's cancel request ends it; a SIGKILL,
+// which sends none, is TestMigrateSaysWhatItWaitsForAndStopsWhenKilled's);
+// the next run finishes them.
 func TestServeMigrateStopsCleanlyWhileItBuilds(t *testing.T) {
 	t.Parallel()
 	url, pool, holder := atVersion15BehindASnapshot(t)
@@ -89,6 +91,10 @@ func TestServeMigrateStopsCleanlyWhileItBuilds(t *testing.T) {
 		t.Fatalf("migrate up after the stop: %+v", r)
 	}
 }
+
+// probeClient bounds each probe: a hung ops port fails the test, not the
+// suite's timeout.
+var probeClient = &http.Client{Timeout: 10 * time.Second}
 
 // atVersion15BehindASnapshot returns a database at version 15 and a
 // REPEATABLE READ transaction on it whose snapshot is taken.
@@ -182,7 +188,7 @@ func TestServeStoppedWhileConnecting(t *testing.T) {
 			d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), extra...)
 			waitUntil(t, 30*time.Second, "a connection to the silent server", func() bool { return len(accepted) > 0 })
 			if migrate {
-				resp, err := http.Get("http://" + d.listen + "/readyz")
+				resp, err := probeClient.Get("http://" + d.listen + "/readyz")
 				if err != nil {
 					t.Fatal(err)
 				}
