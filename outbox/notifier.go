@@ -395,15 +395,30 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 	if n.asking != nil {
 		n.asking()
 	}
-	var (
+	// The answer is read before the lock is taken: add, which every
+	// enqueue calls, must not wait for its rows (past the server's send
+	// buffer, 8 kB, they come as the question runs) or its commit.
+	type answer struct {
 		x      int64
 		status string
-		sent   int64
+	}
+	var (
+		answers []answer
+		a       answer
+		sent    int64
 	)
+	_, err = pgx.ForEachRow(rows, []any{&a.x, &a.status, &sent}, func() error {
+		answers = append(answers, a)
+		return nil
+	})
+	if err != nil {
+		return len(xids), flushReport{}, err
+	}
 	now := time.Now()
 	n.mu.Lock()
-	_, err = pgx.ForEachRow(rows, []any{&x, &status, &sent}, func() error {
-		switch status {
+	for _, a := range answers {
+		x := a.x
+		switch a.status {
 		case "in progress":
 			o, seen := n.open[x]
 			if !seen {
@@ -417,7 +432,7 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 			if o.asked <= openRetries {
 				rep.young++
 			}
-			return nil
+			continue
 		case "committed":
 			rep.committed++
 		default: // aborted, or too old to tell
@@ -430,13 +445,9 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 			delete(n.pending, x)
 			delete(n.open, x)
 		}
-		return nil
-	})
+	}
 	left = len(n.pending)
 	n.mu.Unlock()
-	if err != nil {
-		return left, flushReport{}, err
-	}
 	if n.flushed != nil {
 		rep.at = time.Now()
 		select { // tests only; never block the notifier on them

@@ -1,0 +1,99 @@
+package outbox
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxd/outboxd/internal/wakeup"
+)
+
+// A producer's add never waits for the Notifier's question. An answer
+// larger than the server's send buffer (8 kB: a few hundred transactions
+// in one question) starts to arrive while the question still runs, and it
+// used to be read under the lock that add takes: every enqueue of the
+// process then waited for the rest of the question and its commit (a
+// NOTIFY's commit waits for a WAL flush). Here the end of the answer waits
+// for an advisory lock the test holds, observed in pg_locks, and an add
+// must return meanwhile.
+func TestAddDoesNotWaitForTheQuestion(t *testing.T) {
+	t.Parallel()
+	const key = 424242
+	b := newNotifierBundle(t, nil, func(n *Notifier) {
+		// The same question, then a row that comes only once the lock is
+		// free (x 0: no transaction's, nothing to forget): the answer's
+		// first rows are out, the rest waits.
+		n.query = `SELECT * FROM (` + notifierFlushSQL + `) q
+			UNION ALL SELECT 0, 'forgotten', 0 FROM (SELECT pg_advisory_xact_lock(424242)) l`
+	})
+	ctx := context.Background()
+	pool := b.n.db.(*pgxpool.Pool)
+	holder, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	unlocked := false
+	unlock := func() {
+		if !unlocked {
+			unlocked = true
+			_, _ = holder.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key)
+		}
+	}
+	defer unlock()
+
+	// Enough transactions that the answer's rows overflow the server's
+	// send buffer (8 kB): the first come out before the lock's row, and
+	// the Notifier reads them while the rest waits.
+	var cur int64
+	if err := pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&cur); err != nil {
+		t.Fatal(err)
+	}
+	for x := cur - 1000; x < cur; x++ {
+		b.n.add(x, wakeup.Mask(1, "crm"))
+	}
+	b.commitOne(t) // the question about it waits for the lock
+	waiting := func() (w bool) {
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE locktype = 'advisory' AND objid = $1 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`, key).Scan(&w); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !waiting() {
+		if time.Now().After(deadline) {
+			t.Fatal("the Notifier's question never waited for the lock")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	added := make(chan struct{})
+	go func() {
+		b.n.add(1, wakeup.Mask(0, "crm"))
+		close(added)
+	}()
+	// add returns while the question still waits: seen returned, then the
+	// wait still there. (The question gives up after 5 s, which would free
+	// an add that waited for it.)
+	for done := false; !done; {
+		select {
+		case <-added:
+			if !waiting() {
+				t.Fatal("add returned only once the Notifier's question had ended")
+			}
+			done = true
+		default:
+			if !waiting() {
+				t.Fatal("add waited for the Notifier's question")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	unlock()
+	b.waitFlush(t, "the question answered", func(r flushReport) bool { return r.committed > 0 })
+}
