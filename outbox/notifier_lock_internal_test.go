@@ -97,3 +97,31 @@ func TestAddDoesNotWaitForTheQuestion(t *testing.T) {
 	unlock()
 	b.waitFlush(t, "the question answered", func(r flushReport) bool { return r.committed > 0 })
 }
+
+// A question whose answer fails after its first rows (its NOTIFY then
+// never goes out: the statement's transaction aborts) leaves every
+// transaction it asked about pending, and the next question announces
+// them. The rows read before the error used to be applied, and the
+// committed transactions among them forgotten unannounced.
+func TestAnAnswerCutShortIsAskedAgain(t *testing.T) {
+	t.Parallel()
+	b := newNotifierBundle(t, nil, func(n *Notifier) {
+		// The first question fails after its rows; later ones add a
+		// harmless row (x 0).
+		n.query = `SELECT * FROM (` + notifierFlushSQL + `) q
+			UNION ALL SELECT 0, 'forgotten', 0 WHERE 1 / (nextval('answer_cut_short') - 1) = 1`
+	})
+	if _, err := b.n.db.Exec(context.Background(), `CREATE SEQUENCE answer_cut_short`); err != nil {
+		t.Fatal(err)
+	}
+	b.commitOne(t)
+	b.waitFlush(t, "a committed transaction announced", func(r flushReport) bool { return r.committed > 0 })
+	select {
+	case p := <-b.payloads:
+		if lanes, _ := wakeup.Parse(p); lanes == 0 {
+			t.Fatalf("heard %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the committed transaction was never announced")
+	}
+}
