@@ -38,7 +38,9 @@ type Notifier struct {
 	// backoffCap bounds the wait while backing off (see backoff): maxWait;
 	// tests lengthen it.
 	backoffCap time.Duration
-	log        *slog.Logger
+	// questionTimeout bounds one question: 5 s; tests lengthen it.
+	questionTimeout time.Duration
+	log             *slog.Logger
 
 	mu      sync.Mutex
 	pending map[int64]uint64 // transaction id -> its lanes (low 32 bits) and destination bits (high 32, internal/wakeup)
@@ -139,7 +141,7 @@ func NewNotifier(db DB, cfg *NotifierConfig) (*Notifier, error) {
 		c.Logger = slog.Default()
 	}
 	return &Notifier{db: db, query: notifierFlushSQL, channel: dbschema.NotifyChannel(c.Schema),
-		interval: c.Interval, busy: c.BusyInterval, backoffCap: maxWait, log: c.Logger.With("component", "outboxd.notifier"),
+		interval: c.Interval, busy: c.BusyInterval, backoffCap: maxWait, questionTimeout: 5 * time.Second, log: c.Logger.With("component", "outboxd.notifier"),
 		pending: map[int64]uint64{}, open: map[int64]openTxn{}, kick: make(chan struct{}, 1)}, nil
 }
 
@@ -371,7 +373,12 @@ func (n *Notifier) addCount() uint64 {
 // forgets those that ended, and reports how many are still pending and
 // what it found. Lanes that a transaction added while the question was
 // out (a batch whose later rows came after its commit) stay pending and go
-// out with the next flush.
+// out with the next flush. A question that fails, even after some of its
+// answer (its NOTIFY then went nowhere), changes nothing: every
+// transaction it asked about stays pending for the next one. (An error
+// that lasts, such as a full NOTIFY queue, so keeps up to maxPending
+// transactions, asked about at each retry; the dispatchers' sweeps find
+// their messages meanwhile.)
 func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err error) {
 	n.mu.Lock()
 	if len(n.pending) == 0 {
@@ -386,7 +393,7 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 	}
 	n.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, n.questionTimeout)
 	defer cancel()
 	rows, err := n.db.Query(ctx, n.query, xids, masks, n.channel)
 	if err != nil {
@@ -403,7 +410,7 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 		status string
 	}
 	var (
-		answers []answer
+		answers = make([]answer, 0, len(xids)) // a row per transaction
 		a       answer
 		sent    int64
 	)

@@ -11,22 +11,26 @@ import (
 )
 
 // A producer's add never waits for the Notifier's question. An answer
-// larger than the server's send buffer (8 kB: a few hundred transactions
-// in one question) starts to arrive while the question still runs, and it
+// larger than the server's send buffer (8 kB: about 190 transactions in
+// one question) starts to arrive while the question still runs, and it
 // used to be read under the lock that add takes: every enqueue of the
 // process then waited for the rest of the question and its commit (a
-// NOTIFY's commit waits for a WAL flush). Here the end of the answer waits
-// for an advisory lock the test holds, observed in pg_locks, and an add
-// must return meanwhile.
+// NOTIFY's commit waits for a WAL flush). Here the end of a long answer
+// waits for an advisory lock the test holds, observed in pg_locks, and an
+// add must return meanwhile.
 func TestAddDoesNotWaitForTheQuestion(t *testing.T) {
 	t.Parallel()
 	const key = 424242
 	b := newNotifierBundle(t, nil, func(n *Notifier) {
-		// The same question, then a row that comes only once the lock is
-		// free (x 0: no transaction's, nothing to forget): the answer's
-		// first rows are out, the rest waits.
+		// The same question, then 1,000 rows (x 0: no transaction's,
+		// nothing to forget) that fill the send buffer, then one that
+		// comes only once the lock is free.
 		n.query = `SELECT * FROM (` + notifierFlushSQL + `) q
+			UNION ALL SELECT 0, 'forgotten', 0 FROM generate_series(1, 1000)
 			UNION ALL SELECT 0, 'forgotten', 0 FROM (SELECT pg_advisory_xact_lock(424242)) l`
+		// Until the test frees the lock: an add that waited for the
+		// question would wait as long.
+		n.questionTimeout = time.Minute
 	})
 	ctx := context.Background()
 	pool := b.n.db.(*pgxpool.Pool)
@@ -47,16 +51,6 @@ func TestAddDoesNotWaitForTheQuestion(t *testing.T) {
 	}
 	defer unlock()
 
-	// Enough transactions that the answer's rows overflow the server's
-	// send buffer (8 kB): the first come out before the lock's row, and
-	// the Notifier reads them while the rest waits.
-	var cur int64
-	if err := pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&cur); err != nil {
-		t.Fatal(err)
-	}
-	for x := cur - 1000; x < cur; x++ {
-		b.n.add(x, wakeup.Mask(1, "crm"))
-	}
 	b.commitOne(t) // the question about it waits for the lock
 	waiting := func() (w bool) {
 		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
@@ -77,22 +71,15 @@ func TestAddDoesNotWaitForTheQuestion(t *testing.T) {
 		b.n.add(1, wakeup.Mask(0, "crm"))
 		close(added)
 	}()
-	// add returns while the question still waits: seen returned, then the
-	// wait still there. (The question gives up after 5 s, which would free
-	// an add that waited for it.)
-	for done := false; !done; {
-		select {
-		case <-added:
-			if !waiting() {
-				t.Fatal("add returned only once the Notifier's question had ended")
-			}
-			done = true
-		default:
-			if !waiting() {
-				t.Fatal("add waited for the Notifier's question")
-			}
-			time.Sleep(time.Millisecond)
-		}
+	select {
+	case <-added:
+	case <-time.After(10 * time.Second): // only ends a failing test: the question waits a minute
+		unlock()
+		<-added
+		t.Fatal("add waited for the Notifier's question")
+	}
+	if !waiting() {
+		t.Fatal("the question ended before add returned: the test proved nothing")
 	}
 	unlock()
 	b.waitFlush(t, "the question answered", func(r flushReport) bool { return r.committed > 0 })
@@ -111,15 +98,23 @@ func TestAnAnswerCutShortIsAskedAgain(t *testing.T) {
 		n.query = `SELECT * FROM (` + notifierFlushSQL + `) q
 			UNION ALL SELECT 0, 'forgotten', 0 WHERE 1 / (nextval('answer_cut_short') - 1) = 1`
 	})
-	if _, err := b.n.db.Exec(context.Background(), `CREATE SEQUENCE answer_cut_short`); err != nil {
+	ctx := context.Background()
+	if _, err := b.n.db.Exec(ctx, `CREATE SEQUENCE answer_cut_short`); err != nil {
 		t.Fatal(err)
 	}
-	b.commitOne(t)
-	b.waitFlush(t, "a committed transaction announced", func(r flushReport) bool { return r.committed > 0 })
+	// A transaction that has committed before the first question: that
+	// question finds it committed (one still committing would be kept
+	// pending by the code before too, and the test would prove nothing).
+	var xid int64
+	if err := b.n.db.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	b.n.add(xid, wakeup.Mask(5, "crm"))
+	b.waitFlush(t, "the committed transaction announced", func(r flushReport) bool { return r.committed > 0 })
 	select {
 	case p := <-b.payloads:
-		if lanes, _ := wakeup.Parse(p); lanes == 0 {
-			t.Fatalf("heard %q", p)
+		if lanes, _ := wakeup.Parse(p); lanes&(1<<5) == 0 {
+			t.Fatalf("heard %q, not lane 5", p)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the committed transaction was never announced")
