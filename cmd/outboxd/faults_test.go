@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -254,15 +253,7 @@ func TestFaultDifferentDestinationSets(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	enqueueTo(t, b.pool, "b", 600, 5, 0)
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + onlyA.listen + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := onlyA.get
 	waitUntil(t, 20*time.Second, "the unserved destination in /metrics", func() bool {
 		_, m := get("/metrics")
 		return strings.Contains(m, `outboxd_unserved_pending_messages{destination="b"} 5`)

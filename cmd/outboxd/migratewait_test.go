@@ -11,9 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/migrations"
-
 	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
@@ -55,28 +52,7 @@ func TestMigrate14SaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 func killedMidBuild(t *testing.T, from, to int64, index, create string) (string, *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.EmptyURL(t)
-	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.UpTo(ctx, from); err != nil {
-		t.Fatal(err)
-	}
-	pool := pgtest.Connect(t, url)
-	holder, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = holder.Rollback(ctx) })
-	var holderPID int
-	if _, err := holder.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`); err != nil {
-		t.Fatal(err)
-	}
-	// Its snapshot, taken here, is older than the build's.
-	if err := holder.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT count(*) FROM outboxd.outbox_keys) k`).Scan(&holderPID); err != nil {
-		t.Fatal(err)
-	}
+	url, pool, holder, holderPID := behindASnapshot(t, from)
 
 	target := strconv.FormatInt(to, 10)
 	cmd := exec.Command(os.Args[0], "migrate", "up", "--to", target)

@@ -123,6 +123,22 @@ func launch(t *testing.T, env []string, build func(listen string) *exec.Cmd) *da
 	return d
 }
 
+// probeClient bounds each probe: a hung ops port fails the test, not the
+// suite's timeout.
+var probeClient = &http.Client{Timeout: 10 * time.Second}
+
+// get asks the daemon's ops port for path: the status and body, or 0 and
+// the error.
+func (d *daemon) get(path string) (int, string) {
+	resp, err := probeClient.Get("http://" + d.listen + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
 func (d *daemon) kill(t *testing.T) {
 	t.Helper()
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -310,15 +326,7 @@ func TestServeEndpointsSendAndMetrics(t *testing.T) {
 	t.Parallel()
 	b := newServeBundle(t)
 	d := startDaemon(t, serveConfig(t, b.url, b.sink.URL()))
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + d.listen + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := d.get
 	waitUntil(t, 20*time.Second, "/readyz", func() bool { code, _ := get("/readyz"); return code == 200 })
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)

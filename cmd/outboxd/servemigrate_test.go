@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -24,18 +22,10 @@ import (
 // waits for, and once the transaction ends serve migrates and gets ready.
 func TestServeMigrateAnswersProbesWhileItBuilds(t *testing.T) {
 	t.Parallel()
-	url, pool, holder := atVersion15BehindASnapshot(t)
+	url, pool, holder, _ := behindASnapshot(t, 15)
 	d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), "--migrate")
 	awaitBuildWaiting(t, pool)
-	get := func(path string) (int, string) {
-		resp, err := probeClient.Get("http://" + d.listen + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := d.get
 	if code, body := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz while migrating: %d %s", code, body)
 	}
@@ -64,7 +54,7 @@ func TestServeMigrateAnswersProbesWhileItBuilds(t *testing.T) {
 // the next run finishes them.
 func TestServeMigrateStopsCleanlyWhileItBuilds(t *testing.T) {
 	t.Parallel()
-	url, pool, holder := atVersion15BehindASnapshot(t)
+	url, pool, holder, _ := behindASnapshot(t, 15)
 	d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), "--migrate")
 	awaitBuildWaiting(t, pool)
 	if code := d.terminate(t); code != 0 {
@@ -92,33 +82,30 @@ func TestServeMigrateStopsCleanlyWhileItBuilds(t *testing.T) {
 	}
 }
 
-// probeClient bounds each probe: a hung ops port fails the test, not the
-// suite's timeout.
-var probeClient = &http.Client{Timeout: 10 * time.Second}
-
-// atVersion15BehindASnapshot returns a database at version 15 and a
-// REPEATABLE READ transaction on it whose snapshot is taken.
-func atVersion15BehindASnapshot(t *testing.T) (string, *pgxpool.Pool, pgx.Tx) {
+// behindASnapshot returns a new database at version and a REPEATABLE
+// READ transaction on it whose snapshot is taken (older than any index
+// build that starts later), with its backend's pid.
+func behindASnapshot(t *testing.T, version int64) (url string, pool *pgxpool.Pool, holder pgx.Tx, pid int) {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.EmptyURL(t)
+	url = pgtest.EmptyURL(t)
 	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.UpTo(ctx, 15); err != nil {
+	if _, err := m.UpTo(ctx, version); err != nil {
 		t.Fatal(err)
 	}
-	pool := pgtest.Connect(t, url)
-	holder, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	pool = pgtest.Connect(t, url)
+	holder, err = pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = holder.Rollback(ctx) })
-	if _, err := holder.Exec(ctx, `SELECT count(*) FROM outboxd.outbox_keys`); err != nil {
+	if err := holder.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT count(*) FROM outboxd.outbox_keys) k`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	return url, pool, holder
+	return url, pool, holder, pid
 }
 
 // awaitBuildWaiting returns once a concurrent index build of this database
@@ -188,14 +175,8 @@ func TestServeStoppedWhileConnecting(t *testing.T) {
 			d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), extra...)
 			waitUntil(t, 30*time.Second, "a connection to the silent server", func() bool { return len(accepted) > 0 })
 			if migrate {
-				resp, err := probeClient.Get("http://" + d.listen + "/readyz")
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 503 || !strings.Contains(string(body), "starting: connecting to the database") {
-					t.Fatalf("/readyz while connecting: %d %s", resp.StatusCode, body)
+				if code, body := d.get("/readyz"); code != 503 || !strings.Contains(body, "starting: connecting to the database") {
+					t.Fatalf("/readyz while connecting: %d %s", code, body)
 				}
 			}
 			if code := d.terminate(t); code != 0 {
