@@ -65,7 +65,7 @@ type Dispatcher struct {
 	abandoned atomic.Int64
 	runners   map[Lane]*laneRunner // runners draining, not told to stop
 	holders   map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
-	unserved  map[string]int64     // destinations no live dispatcher serves: pending messages
+	unserved  map[string]Backlog   // destinations no live dispatcher serves: pending messages
 	// paused mirrors the paused destinations: name -> the pauseGen after
 	// which a read of the database sees it (MaxInt64 while a 410's pause
 	// is being stored), so a refresh only lifts entries its read covers.
@@ -431,7 +431,7 @@ func (d *Dispatcher) Lanes() []Lane {
 // Unserved returns, as of the last check, the destinations that have
 // pending messages but no live dispatcher serving them, with the number of
 // such messages. They wait; none is dead-lettered for it.
-func (d *Dispatcher) Unserved() map[string]int64 {
+func (d *Dispatcher) Unserved() map[string]Backlog {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return maps.Clone(d.unserved)

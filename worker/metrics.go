@@ -135,7 +135,7 @@ func (m *Metrics) recorded(r result, status string) {
 // setUnserved replaces the unserved gauges: a destination served again
 // reads 0 rather than vanishing, so an alert on it resolves and a graph
 // shows the drop.
-func (m *Metrics) setUnserved(prev, now map[string]int64) {
+func (m *Metrics) setUnserved(prev, now map[string]Backlog) {
 	if m == nil {
 		return
 	}
@@ -144,7 +144,7 @@ func (m *Metrics) setUnserved(prev, now map[string]int64) {
 			m.unserved.WithLabelValues(name).Set(0)
 		}
 	}
-	for name, n := range now {
-		m.unserved.WithLabelValues(name).Set(float64(n))
+	for name, b := range now {
+		m.unserved.WithLabelValues(name).Set(float64(b.Pending))
 	}
 }

@@ -263,7 +263,7 @@ SELECT id FROM upd`
 // the backlog.
 const unservedSQL = `
 WITH RECURSIVE ` + pendingsql.Destinations + `
-SELECT pd.destination, s.n
+SELECT pd.destination, s.n, s.capped
 FROM pending_destinations pd CROSS JOIN LATERAL ` + pendingsql.Stats + ` s
 WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
                   WHERE x.alive_until > now() AND pd.destination = ANY (x.destinations))`

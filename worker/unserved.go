@@ -13,7 +13,7 @@ import (
 // operators learn of it from a log line, the outboxd_unserved_pending_messages
 // metric and Unserved (which outboxd serve shows in /readyz).
 func (d *Dispatcher) checkUnserved(ctx context.Context) error {
-	found := map[string]int64{}
+	found := map[string]Backlog{}
 	err := pendingsql.InTx(ctx, d.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, d.q.unserved, pendingsql.Budget)
 		if err != nil {
@@ -21,9 +21,9 @@ func (d *Dispatcher) checkUnserved(ctx context.Context) error {
 		}
 		var (
 			name string
-			n    int64
+			b    Backlog
 		)
-		_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error { found[name] = n; return nil })
+		_, err = pgx.ForEachRow(rows, []any{&name, &b.Pending, &b.Capped}, func() error { found[name] = b; return nil })
 		return err
 	})
 	if err != nil {
@@ -34,12 +34,20 @@ func (d *Dispatcher) checkUnserved(ctx context.Context) error {
 	d.unserved = found
 	d.mu.Unlock()
 	d.cfg.Metrics.setUnserved(prev, found)
-	for name, n := range found {
+	for name, b := range found {
 		_, known := prev[name]
 		if ok, _ := d.logs.allow(name + "/unserved"); ok || !known {
 			d.log.Warn("no live dispatcher serves this destination; its messages wait until one does (add it to a dispatcher's config)",
-				"destination", name, "pending", n)
+				"destination", name, "pending", b.Pending, "pending_at_least", b.Capped)
 		}
 	}
 	return nil
+}
+
+// Backlog is a destination's pending messages as a check counted them,
+// within a budget of rows read (pendingsql.Budget, 64,000 shared by the
+// destinations and lanes): past its share the count stops.
+type Backlog struct {
+	Pending int64 // messages counted
+	Capped  bool  // the count stopped at its share: there are at least Pending
 }

@@ -232,7 +232,12 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 		// first place an operator looks.
 		unserved := d.Unserved()
 		for _, name := range slices.Sorted(maps.Keys(unserved)) {
-			fmt.Fprintf(w, "warning: destination %q: %d pending messages, no live dispatcher serves it\n", name, unserved[name])
+			b := unserved[name]
+			atLeast := ""
+			if b.Capped {
+				atLeast = "at least "
+			}
+			fmt.Fprintf(w, "warning: destination %q: %s%d pending messages, no live dispatcher serves it\n", name, atLeast, b.Pending)
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
