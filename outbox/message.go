@@ -30,7 +30,11 @@ type Message struct {
 	Payload []byte
 	// Headers are sent downstream with the payload. Enqueue refuses
 	// (ErrInvalidMessage) a name that is not an HTTP token or a value with
-	// a control character other than tab: no attempt could send them.
+	// a control character other than tab (no attempt could send them), and
+	// the headers every attempt sets itself: Idempotency-Key (set
+	// IdempotencyKey instead), Webhook-Id, Webhook-Timestamp,
+	// Webhook-Signature, Nats-Msg-Id, Host, Content-Length,
+	// Transfer-Encoding and Trailer.
 	Headers http.Header
 	// CausedBy is the inbox event that caused this message, if any. It links
 	// the message to the event and derives its idempotency key. Its source
@@ -185,6 +189,9 @@ func (m *Message) prepare() error {
 	if bad := httpheader.Check(m.Headers); bad != "" {
 		// Stored, it would fail every attempt until it died.
 		return fmt.Errorf("%w: %s", ErrInvalidMessage, bad)
+	}
+	if set := httpheader.SetBySender(m.Headers); set != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidMessage, set)
 	}
 	if m.ID == uuid.Nil {
 		id, err := uuid.NewV7()

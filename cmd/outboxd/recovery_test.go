@@ -110,6 +110,9 @@ func TestSendRefusesUnsendableHeaders(t *testing.T) {
 		{"Authorization: Bearer s3cr3t\x1b", `outboxd send: --header "Authorization: ...": header Authorization: the value holds a control character (a line break?)`},
 		{"Bad Name: s3cr3t", `outboxd send: --header "Bad Name: ...": header name "Bad Name" is not a token (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`},
 		{"Authorization s3cr3t", `outboxd send: --header (value not shown: no 'Name:' in it): want 'Name: value'`},
+		// Replaced on every attempt: two sends with it reached a trial's
+		// sink twice, under two keys.
+		{"idempotency-key: s3cr3t", `outboxd send: --header "idempotency-key: ...": header Idempotency-Key is set on every attempt from the message's idempotency key: set IdempotencyKey (outboxd send --idempotency-key); a message cannot set it`},
 	} {
 		r := outboxdIn(t, db, `{}`, "send", "--destination", "crm", "--header", tc.header)
 		if r.code != 2 || firstLine(r.stderr) != tc.first || strings.Contains(r.stderr+r.stdout, "s3cr3t") {

@@ -36,8 +36,12 @@ func (h headerFlags) Set(v string) error {
 		return errors.New("want 'Name: value'")
 	}
 	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-	if bad := httpheader.Check(map[string][]string{name: {value}}); bad != "" {
+	one := map[string][]string{name: {value}}
+	if bad := httpheader.Check(one); bad != "" {
 		return errors.New(bad)
+	}
+	if set := httpheader.SetBySender(one); set != "" {
+		return errors.New(set)
 	}
 	http.Header(h).Add(name, value)
 	return nil

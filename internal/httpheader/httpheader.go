@@ -6,6 +6,7 @@
 package httpheader
 
 import (
+	"net/textproto"
 	"strconv"
 	"strings"
 )
@@ -41,6 +42,36 @@ func Check(h map[string][]string) string {
 			if !ValidValue(v) {
 				return "header " + name + ": the value holds a control character (a line break?)"
 			}
+		}
+	}
+	return ""
+}
+
+// setBySender are the headers a message cannot set: the destinations set
+// them from the message (the idempotency key, the signature) or from the
+// request (net/http writes Host, Content-Length, Transfer-Encoding and
+// Trailer from the request itself and drops them from the header map).
+// A message that set one would see it replaced without a word: an
+// Idempotency-Key given so, kept by nobody, dedupes nothing.
+var setBySender = map[string]string{
+	"Idempotency-Key":   "the message's idempotency key: set IdempotencyKey (outboxd send --idempotency-key)",
+	"Webhook-Id":        "the message's idempotency key, as the webhook id",
+	"Webhook-Timestamp": "the time of each attempt",
+	"Webhook-Signature": "the destination's signature",
+	"Nats-Msg-Id":       "the message's idempotency key, for JetStream's dedupe",
+	"Host":              "the destination URL's host",
+	"Content-Length":    "the payload's length",
+	"Transfer-Encoding": "the HTTP client",
+	"Trailer":           "the HTTP client",
+}
+
+// SetBySender describes a header of h that outboxd sets itself on every
+// attempt (naming what it is set from), or returns "" when none is.
+func SetBySender(h map[string][]string) string {
+	for name := range h {
+		c := textproto.CanonicalMIMEHeaderKey(name)
+		if from, ok := setBySender[c]; ok {
+			return "header " + c + " is set on every attempt from " + from + "; a message cannot set it"
 		}
 	}
 	return ""

@@ -32,3 +32,19 @@ func TestCheck(t *testing.T) {
 		t.Errorf("a long bad name is quoted whole: %d bytes", len(long))
 	}
 }
+
+// The headers every attempt sets itself are named whatever their case;
+// others pass.
+func TestSetBySender(t *testing.T) {
+	for _, name := range []string{"Idempotency-Key", "idempotency-key", "IDEMPOTENCY-KEY", "webhook-signature", "Host", "content-length", "Nats-Msg-Id"} {
+		if got := httpheader.SetBySender(map[string][]string{name: {"x"}}); got == "" {
+			t.Errorf("%s passed", name)
+		}
+	}
+	if got := httpheader.SetBySender(map[string][]string{"Idempotency-Key": {"x"}}); got != "header Idempotency-Key is set on every attempt from the message's idempotency key: set IdempotencyKey (outboxd send --idempotency-key); a message cannot set it" {
+		t.Errorf("message: %s", got)
+	}
+	if got := httpheader.SetBySender(map[string][]string{"X-Request-Id": {"x"}, "Content-Type": {"text/plain"}}); got != "" {
+		t.Errorf("ordinary headers refused: %s", got)
+	}
+}
