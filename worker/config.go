@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -50,8 +52,9 @@ type Config struct {
 	// Maintenance configures the purge jobs run on River's leader. Default:
 	// Maintenance's defaults.
 	Maintenance Maintenance
-	// ID names this dispatcher in leases and attempt records. Default
-	// hostname-pid-random.
+	// ID names this dispatcher in leases and attempt records: UTF-8 text
+	// without control characters, at most 100 bytes (River's limit for a
+	// client's id). Default hostname-pid-random.
 	ID string
 	// Logger receives operational logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -127,12 +130,24 @@ func (c *Config) withDefaults() Config {
 	return out
 }
 
+// maxIDLen bounds Config.ID: River refuses a longer client id.
+const maxIDLen = 100
+
 func (c *Config) validate() error {
 	if err := dbschema.Validate(c.Schema); err != nil {
 		return fmt.Errorf("worker: Config.Schema: %w", err)
 	}
 	if len(c.Destinations) == 0 {
 		return errors.New("worker: Config.Destinations is required (at least one destination)")
+	}
+	// Stored in leases and attempt rows and named in logs: it must be text
+	// PostgreSQL takes (a trial's invalid UTF-8 started, then failed every
+	// statement for ever) and print on one line.
+	if !utf8.ValidString(c.ID) || strings.ContainsFunc(c.ID, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return errors.New("worker: Config.ID must be UTF-8 text without control characters")
+	}
+	if len(c.ID) > maxIDLen {
+		return fmt.Errorf("worker: Config.ID is %d bytes, at most %d", len(c.ID), maxIDLen)
 	}
 	for name, d := range c.Destinations {
 		if name == "" {

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,11 @@ func TestConfigRefusesNegativeAndContradictoryValues(t *testing.T) {
 		"negative acquire":     func(c *Config) { c.AcquireInterval = -time.Second },
 		"negative sweep":       func(c *Config) { c.SweepInterval = -time.Second },
 		"acquire beyond lease": func(c *Config) { c.AcquireInterval, c.LeaseTTL = 2*time.Second, time.Second },
+		// Stored in leases and attempt rows: a trial's started, then
+		// failed every statement for ever.
+		"ID not UTF-8":         func(c *Config) { c.ID = "a\xffb" },
+		"ID with a line break": func(c *Config) { c.ID = "a\nb" },
+		"ID over 100 bytes":    func(c *Config) { c.ID = strings.Repeat("x", 101) },
 	} {
 		c := Config{Destinations: map[string]dispatch.Destination{"x": &dispatch.Memory{}}}
 		mutate(&c)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := db.checkSchema(); err != nil {
 		return err
+	}
+	// Before anything connects: worker.New refuses it too, but only once
+	// the database answers.
+	if !utf8.ValidString(*id) || strings.ContainsFunc(*id, func(r rune) bool { return r < ' ' || r == 0x7f }) || len(*id) > 100 {
+		return usageErrorf("--id must be UTF-8 text without control characters, at most 100 bytes")
 	}
 	logger := newLogger(set.logFormat, set.logLevel, stderr)
 	dests, retries, closers, err := cfg.destinations()

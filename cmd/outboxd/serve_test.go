@@ -409,4 +409,16 @@ func TestServeBadConfig(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr %q", name, r.code, r.stderr)
 		}
 	}
+	// An --id that no lease row could hold: refused before connecting (a
+	// trial's invalid UTF-8 started, then failed every statement for ever).
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte("destinations:\n  a:\n    url: http://127.0.0.1:9/x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a\xffb", "a\nb", strings.Repeat("x", 101)} {
+		r := runIn("serve", "--config", good, "--database-url", "postgres://postgres@127.0.0.1:1/x", "--id", id)
+		if r.code != 2 || !strings.Contains(r.stderr, "--id must be UTF-8 text without control characters, at most 100 bytes") {
+			t.Errorf("--id %q: exit %d, stderr %q", id, r.code, r.stderr)
+		}
+	}
 }
