@@ -135,16 +135,32 @@ func (cc *consoleConf) consoleUsers() ([]console.User, error) {
 // at the request deadline), so that its pages never wait for the
 // dispatcher's connections nor hold them. stop shuts it all down: the
 // server within ctx, River UI's background work, the pool.
-func startConsole(ctx context.Context, cc *consoleConf, users []console.User, base *pgxpool.Pool, schema string,
+// listenConsole takes the console's address, before serve connects or
+// migrates: an address in use is found before anything changed.
+func listenConsole(cc *consoleConf) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cc.Listen)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		return nil, fmt.Errorf("console: listen on console.listen (%s): %w", cc.Listen, err)
+	}
+	return ln, nil
+}
+
+// startConsole serves the console on ln (closed on error).
+func startConsole(ctx context.Context, ln net.Listener, cc *consoleConf, users []console.User, base *pgxpool.Pool, schema string,
 	destinations []string, logger *slog.Logger) (stop func(context.Context), err error) {
 	pcfg := base.Config()
 	console.ConfigurePool(pcfg, console.DefaultRequestTimeout)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
+		_ = ln.Close()
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	stopRiver := func() {}
-	cleanup := func() { stopRiver(); pool.Close() }
+	cleanup := func() { stopRiver(); pool.Close(); _ = ln.Close() }
 	cfg := &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Destinations: destinations, Logger: logger}
 	if cc.RiverUI {
 		h, stopUI, err := riverUI(ctx, pool, schema, logger)
@@ -158,15 +174,6 @@ func startConsole(ctx context.Context, cc *consoleConf, users []console.User, ba
 	if err != nil {
 		cleanup()
 		return nil, err
-	}
-	ln, err := net.Listen("tcp", cc.Listen)
-	if err != nil {
-		cleanup()
-		var op *net.OpError
-		if errors.As(err, &op) {
-			err = op.Err
-		}
-		return nil, fmt.Errorf("console: listen on console.listen: %w", err)
 	}
 	srv := &http.Server{Handler: c, ReadHeaderTimeout: consoleReadHeaderTimeout, ReadTimeout: opsReadTimeout,
 		WriteTimeout: consoleWriteTimeout, IdleTimeout: consoleIdleTimeout, MaxHeaderBytes: consoleMaxHeaderBytes}

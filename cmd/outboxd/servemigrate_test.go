@@ -188,3 +188,28 @@ func TestServeStoppedWhileConnecting(t *testing.T) {
 		})
 	}
 }
+
+// A console address in use stops serve --migrate before it migrates
+// anything (a trial's fresh database went from 0 to 16, with the
+// migrations that wait for every producer's upgrade, before serve failed
+// on it), naming the address.
+func TestServeConsoleAddressInUseMigratesNothing(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	url := pgtest.EmptyURL(t)
+	config := serveConfig(t, url, "http://127.0.0.1:9/hook")
+	withConsole := readFile(t, config) + "console:\n  listen: " + taken.Addr().String() + "\n  insecure_no_auth: true\n"
+	path := writeFile(t, "console.yaml", withConsole)
+	r := outboxd(t, nil, "serve", "--config", path, "--listen", freeAddr(t), "--migrate")
+	if r.code != 1 || !strings.Contains(r.stderr, "console: listen on console.listen ("+taken.Addr().String()+"): bind: address already in use") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var tables int
+	if err := pgtest.SQLDB(t, url).QueryRow(`SELECT count(*) FROM pg_tables WHERE schemaname = 'outboxd'`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("%d tables of outboxd (%v): serve migrated before it failed", tables, err)
+	}
+}
