@@ -60,6 +60,7 @@ func exportedMetrics(t *testing.T) (series map[string]bool, families []string) {
 	}
 	in, _ := inbox.New(nil)
 	rec.MustRegister(inbox.BacklogCollector(pool, in))
+	rec.MustRegister(newStartingGauge()) // /metrics while serve starts
 
 	names := map[string]bool{}
 	own := map[string]bool{}

@@ -10,6 +10,10 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // opsReadTimeout bounds reading one request on the ops port (headers and
@@ -81,15 +85,30 @@ func (o *opsServer) shutdown(ctx context.Context) { _ = o.srv.Shutdown(ctx) }
 // close stops at once (after shutdown, it has nothing left to do).
 func (o *opsServer) close() { _ = o.srv.Close() }
 
+// startingHandler answers until the dispatcher exists. /metrics answers
+// 200 with the process's own metrics, outboxd_build_info and
+// outboxd_starting 1, so that Prometheus scrapes a process that starts
+// (a long serve --migrate) as up; the dispatcher's and the database's
+// series come with the handover.
 func (o *opsServer) startingHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	notYet := func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "starting: "+*o.phase.Load(), http.StatusServiceUnavailable)
-	}
-	mux.HandleFunc("GET /readyz", notYet)
-	mux.HandleFunc("GET /metrics", notYet)
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo(),
+		newStartingGauge())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// newStartingGauge is outboxd_starting, served only while serve starts.
+func newStartingGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "outboxd_starting",
+		Help: "1 while outboxd serve starts (connects, applies migrations with --migrate, starts the dispatcher); absent after.",
+	}, func() float64 { return 1 })
 }

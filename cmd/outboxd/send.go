@@ -36,15 +36,24 @@ func (h headerFlags) Set(v string) error {
 		return errors.New("want 'Name: value'")
 	}
 	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-	one := map[string][]string{name: {value}}
-	if bad := httpheader.Check(one); bad != "" {
+	if bad := httpheader.Check(map[string][]string{name: {value}}); bad != "" {
 		return errors.New(bad)
-	}
-	if set := httpheader.SetBySender(one); set != "" {
-		return errors.New(set)
 	}
 	http.Header(h).Add(name, value)
 	return nil
+}
+
+// messageHeaderFlags are send's --header flags: a message's headers,
+// which cannot be one that every attempt sets itself.
+type messageHeaderFlags struct{ headerFlags }
+
+func (h messageHeaderFlags) Set(v string) error {
+	if name, _, ok := strings.Cut(v, ":"); ok {
+		if set := httpheader.SetBySender(map[string][]string{strings.TrimSpace(name): nil}); set != "" {
+			return errors.New(set)
+		}
+	}
+	return h.headerFlags.Set(v)
 }
 
 func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -55,7 +64,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	idem := fs.String("idempotency-key", "", "idempotency `KEY` (default: the message id)")
 	allowEmpty := fs.Bool("allow-empty", false, "send an empty payload")
 	headers := headerFlags{}
-	fs.Var(headers, "header", "header sent with the message, `'Name: value'` (repeatable)")
+	fs.Var(messageHeaderFlags{headers}, "header", "header sent with the message, `'Name: value'` (repeatable)")
 	operands, help, err := fs.parse(args, stdout)
 	if help || err != nil {
 		return err

@@ -32,13 +32,18 @@ func TestServeMigrateAnswersProbesWhileItBuilds(t *testing.T) {
 	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "applying migrations") {
 		t.Fatalf("/readyz while migrating: %d %s", code, body)
 	}
-	if code, _ := get("/metrics"); code != 503 {
-		t.Fatalf("/metrics while migrating: %d", code)
+	// Scraped as up, saying it starts; no database series yet.
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "\noutboxd_starting 1\n") ||
+		!strings.Contains(body, "outboxd_build_info{") || strings.Contains(body, "outboxd_database_up") {
+		t.Fatalf("/metrics while migrating: %d\n%s", code, body)
 	}
 	if err := holder.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 30*time.Second, "/readyz after the migration", func() bool { code, _ := get("/readyz"); return code == 200 })
+	if _, body := get("/metrics"); strings.Contains(body, "outboxd_starting") || !strings.Contains(body, "outboxd_database_up") {
+		t.Fatalf("/metrics once started:\n%s", body)
+	}
 	if v := schemaVersion(t, pool); v != 16 {
 		t.Fatalf("version %d after serve --migrate, want 16", v)
 	}
