@@ -112,3 +112,14 @@ func newStartingGauge() prometheus.Collector {
 		Help: "1 while outboxd serve starts (connects, applies migrations with --migrate, starts the dispatcher); absent after.",
 	}, func() float64 { return 1 })
 }
+
+// stoppingHandler is h, except that /readyz says serve is stopping (it
+// said the dispatcher was not listening, or its leases not renewed).
+func stoppingHandler(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "stopping: finishing in-flight deliveries (up to shutdown_timeout)", http.StatusServiceUnavailable)
+	})
+	mux.Handle("/", h)
+	return mux
+}

@@ -189,6 +189,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger.Info("outboxd serving", "listen", ops.addr(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests))
 
 	<-ctx.Done()
+	ops.serve(stoppingHandler(opsHandler(pool, d, reg, logger)))
 	logger.Info("stopping: finishing in-flight deliveries", "timeout", shutdownTimeout(cfg))
 	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout(cfg))
 	defer cancel()

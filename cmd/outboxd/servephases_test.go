@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,5 +218,38 @@ func TestServeConsoleAddressInUseMigratesNothing(t *testing.T) {
 	var tables int
 	if err := pgtest.SQLDB(t, url).QueryRow(`SELECT count(*) FROM pg_tables WHERE schemaname = 'outboxd'`).Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("%d tables of outboxd (%v): serve migrated before it failed", tables, err)
+	}
+}
+
+// While serve stops behind a delivery in flight, /readyz says it stops
+// (it blamed the dispatcher's commits or leases), /healthz and /metrics
+// still answer.
+func TestServeReadyzSaysItStops(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	release := make(chan struct{})
+	b.sink.Respond = func(r *http.Request, _ []byte) (int, http.Header) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return http.StatusOK, nil
+	}
+	defer close(release)
+	d := startDaemon(t, serveConfig(t, b.url, b.sink.URL()))
+	b.enqueue(t, 1, 1)
+	waitUntil(t, 20*time.Second, "a delivery in flight", func() bool { return b.sink.InFlight() == 1 })
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "/readyz saying it stops", func() bool {
+		code, body := d.get("/readyz")
+		return code == 503 && strings.Contains(body, "stopping: finishing in-flight deliveries")
+	})
+	if code, _ := d.get("/healthz"); code != 200 {
+		t.Fatalf("/healthz while stopping: %d", code)
+	}
+	if code, body := d.get("/metrics"); code != 200 || !strings.Contains(body, "outboxd_database_up") {
+		t.Fatalf("/metrics while stopping: %d", code)
 	}
 }
