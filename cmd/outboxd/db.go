@@ -83,6 +83,7 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 	if err != nil {
 		return nil, f.urlErr(describeParseError(err))
 	}
+	f.nameSessions(cfg.RuntimeParams)
 	db := stdlib.OpenDB(*cfg)
 	pctx, cancel := context.WithTimeout(ctx, f.connectTimeout)
 	defer cancel()
@@ -91,6 +92,15 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 		return nil, describeDBError(err)
 	}
 	return db, nil
+}
+
+// nameSessions sets application_name to "outboxd <command>" unless the URL
+// sets one: an operator looking at pg_stat_activity (to end one daemon's
+// sessions, or find who holds a lock) can tell them apart.
+func (f *dbFlags) nameSessions(params map[string]string) {
+	if _, set := params["application_name"]; !set {
+		params["application_name"] = "outboxd " + f.cmd
+	}
 }
 
 // openPool is openSQL for pgx's pool.
@@ -102,6 +112,7 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, f.urlErr(describeParseError(err))
 	}
+	f.nameSessions(cfg.ConnConfig.RuntimeParams)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -239,6 +239,13 @@ func TestServeReadyzSaysItStops(t *testing.T) {
 	d := startDaemon(t, serveConfig(t, b.url, b.sink.URL()))
 	b.enqueue(t, 1, 1)
 	waitUntil(t, 20*time.Second, "a delivery in flight", func() bool { return b.sink.InFlight() == 1 })
+	// Its sessions are named in pg_stat_activity (a trial could not tell
+	// one daemon's from another's).
+	var named int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'outboxd serve'`).Scan(&named); err != nil || named == 0 {
+		t.Fatalf("%d sessions named 'outboxd serve' (%v)", named, err)
+	}
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
