@@ -201,7 +201,7 @@ func TestCallerIDDownCutShortKeepsTheIndex(t *testing.T) {
 		t.Helper()
 		var s string
 		if err := db.QueryRow(`SELECT (SELECT max(version_id) FROM outboxd.outboxd_migrations WHERE is_applied) || ' ' ||
-			coalesce((SELECT string_agg(indexrelid::regclass::text || '=' || indisvalid, ' ' ORDER BY 1) FROM pg_index
+			coalesce((SELECT string_agg(indexrelid::regclass::text || '=' || indisvalid, ' ' ORDER BY indexrelid::regclass::text) FROM pg_index
 			          WHERE indexrelid::regclass::text IN ('outboxd.outbox_messages_caller_key_idx', 'outboxd.outbox_messages_given_key_idx')), '') || ' ' ||
 			EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'outboxd' AND table_name = 'outbox_messages' AND column_name = 'caller_id')`).Scan(&s); err != nil {
 			t.Fatal(err)

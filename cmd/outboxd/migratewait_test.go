@@ -24,7 +24,7 @@ func TestMigrateSaysWhatItWaitsForAndStopsWhenKilled(t *testing.T) {
 	t.Parallel()
 	url, pool := killedMidBuild(t, 15, 16, "outbox_messages_caller_key_idx", "CREATE UNIQUE INDEX CONCURRENTLY")
 	var indexes string
-	if err := pool.QueryRow(context.Background(), `SELECT string_agg(indexrelid::regclass::text || ' ' || indisvalid, ', ' ORDER BY 1)
+	if err := pool.QueryRow(context.Background(), `SELECT string_agg(indexrelid::regclass::text || ' ' || indisvalid, ', ' ORDER BY indexrelid::regclass::text)
 		FROM pg_index WHERE indexrelid::regclass::text IN ('outboxd.outbox_messages_caller_key_idx', 'outboxd.outbox_messages_given_key_idx')`).Scan(&indexes); err != nil {
 		t.Fatal(err)
 	}
