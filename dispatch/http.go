@@ -24,6 +24,9 @@ type HTTPConfig struct {
 	// (webhook-signature). Default "": requests are not signed.
 	Secret string
 	// Headers are added to every request (Authorization, Content-Type...).
+	// NewHTTP refuses those every request sets itself (Idempotency-Key,
+	// Webhook-Id, Webhook-Timestamp, Host, Content-Length,
+	// Transfer-Encoding, Trailer): a value given would be replaced.
 	// Default: none but Content-Type: application/json.
 	Headers http.Header
 	// Timeout bounds one attempt. Default 10 s.
@@ -71,6 +74,11 @@ func NewHTTP(c *HTTPConfig) (*HTTP, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("dispatch: HTTPConfig.URL %q: want an http or https URL", RedactURL(cfg.URL))
+	}
+	for name := range cfg.Headers {
+		if set := httpheader.SetByHTTP(name); set != "" {
+			return nil, fmt.Errorf("dispatch: HTTPConfig.Headers: %s", set)
+		}
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second

@@ -31,10 +31,8 @@ type Message struct {
 	// Headers are sent downstream with the payload. Enqueue refuses
 	// (ErrInvalidMessage) a name that is not an HTTP token or a value with
 	// a control character other than tab (no attempt could send them), and
-	// the headers every attempt sets itself: Idempotency-Key (set
-	// IdempotencyKey instead), Webhook-Id, Webhook-Timestamp,
-	// Webhook-Signature, Nats-Msg-Id, Host, Content-Length,
-	// Transfer-Encoding and Trailer.
+	// an Idempotency-Key header: the key is IdempotencyKey, which every
+	// destination sends (the HTTP destination replaces such a header).
 	Headers http.Header
 	// CausedBy is the inbox event that caused this message, if any. It links
 	// the message to the event and derives its idempotency key. Its source
@@ -190,8 +188,8 @@ func (m *Message) prepare() error {
 		// Stored, it would fail every attempt until it died.
 		return fmt.Errorf("%w: %s", ErrInvalidMessage, bad)
 	}
-	if set := httpheader.SetBySender(m.Headers); set != "" {
-		return fmt.Errorf("%w: %s", ErrInvalidMessage, set)
+	if key := httpheader.IdempotencyKey(m.Headers); key != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidMessage, key)
 	}
 	if m.ID == uuid.Nil {
 		id, err := uuid.NewV7()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -133,6 +134,20 @@ func (c *Config) withDefaults() Config {
 // maxIDLen bounds Config.ID: River refuses a longer client id.
 const maxIDLen = 100
 
+// CheckID says why id cannot name a dispatcher (Config.ID), or returns
+// nil. It is stored in leases and attempt rows and named in logs: it must
+// be text PostgreSQL takes (a trial's invalid UTF-8 started, then failed
+// every statement for ever), on one line, and at most 100 bytes.
+func CheckID(id string) error {
+	if !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl) {
+		return errors.New("must be UTF-8 text without control characters")
+	}
+	if len(id) > maxIDLen {
+		return fmt.Errorf("is %d bytes, at most %d", len(id), maxIDLen)
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
 	if err := dbschema.Validate(c.Schema); err != nil {
 		return fmt.Errorf("worker: Config.Schema: %w", err)
@@ -140,14 +155,8 @@ func (c *Config) validate() error {
 	if len(c.Destinations) == 0 {
 		return errors.New("worker: Config.Destinations is required (at least one destination)")
 	}
-	// Stored in leases and attempt rows and named in logs: it must be text
-	// PostgreSQL takes (a trial's invalid UTF-8 started, then failed every
-	// statement for ever) and print on one line.
-	if !utf8.ValidString(c.ID) || strings.ContainsFunc(c.ID, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		return errors.New("worker: Config.ID must be UTF-8 text without control characters")
-	}
-	if len(c.ID) > maxIDLen {
-		return fmt.Errorf("worker: Config.ID is %d bytes, at most %d", len(c.ID), maxIDLen)
+	if err := CheckID(c.ID); err != nil {
+		return fmt.Errorf("worker: Config.ID: %w", err)
 	}
 	for name, d := range c.Destinations {
 		if name == "" {

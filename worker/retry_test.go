@@ -74,13 +74,17 @@ func TestConfigRefusesNegativeAndContradictoryValues(t *testing.T) {
 		// failed every statement for ever.
 		"ID not UTF-8":         func(c *Config) { c.ID = "a\xffb" },
 		"ID with a line break": func(c *Config) { c.ID = "a\nb" },
+		"ID with a C1 control": func(c *Config) { c.ID = "a\u0085b" },
 		"ID over 100 bytes":    func(c *Config) { c.ID = strings.Repeat("x", 101) },
 	} {
 		c := Config{Destinations: map[string]dispatch.Destination{"x": &dispatch.Memory{}}}
 		mutate(&c)
 		d := c.withDefaults()
-		if err := d.validate(); err == nil {
+		err := d.validate()
+		if err == nil {
 			t.Errorf("%s: accepted", name)
+		} else if strings.HasPrefix(name, "ID ") != strings.Contains(err.Error(), "Config.ID") {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

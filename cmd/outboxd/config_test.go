@@ -35,6 +35,10 @@ func TestConfigMistakes(t *testing.T) {
 		{"bad log level", "log_level: loud\n" + dest, `line 1: log_level: "loud" is not a log level (want debug, info, warn or error)`},
 		{"unset variable", "destinations:\n  a:\n    url: http://x\n    headers:\n      Authorization: Bearer ${OUTBOXD_TEST_UNSET_TOKEN}\n", "line 5: destinations.a.headers.Authorization: environment variable OUTBOXD_TEST_UNSET_TOKEN is not set"},
 		{"duplicate key", "destinations:\n  a:\n    url: http://x\n    url: http://y\n", `line 4: mapping key "url" already defined at line 3`},
+		// Replaced on every request: the configured value never reached
+		// the destination (a trial's).
+		{"header the destination sets", "destinations:\n  a:\n    url: http://x\n    headers:\n      idempotency-key: fixed\n", "line 5: destinations.a.headers.idempotency-key: header Idempotency-Key is set on every request from the message's idempotency key; a configured value would be replaced"},
+		{"header net/http sets", "destinations:\n  a:\n    url: http://x\n    headers:\n      Host: other.example\n", "line 5: destinations.a.headers.Host: header Host is set on every request from the URL's host; a configured value would be replaced"},
 		{"not yaml", "destinations: [\n", "line 1: did not find expected node content"},
 	} {
 		path := writeFile(t, "outboxd.yaml", tc.body)

@@ -98,7 +98,9 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 // sets one: an operator looking at pg_stat_activity (to end one daemon's
 // sessions, or find who holds a lock) can tell them apart.
 func (f *dbFlags) nameSessions(params map[string]string) {
-	if _, set := params["application_name"]; !set {
+	_, set := params["application_name"]
+	// options=-c application_name=... sets it too, after ours.
+	if !set && !strings.Contains(params["options"], "application_name") {
 		params["application_name"] = "outboxd " + f.cmd
 	}
 }

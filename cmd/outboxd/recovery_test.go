@@ -112,7 +112,7 @@ func TestSendRefusesUnsendableHeaders(t *testing.T) {
 		{"Authorization s3cr3t", `outboxd send: --header (value not shown: no 'Name:' in it): want 'Name: value'`},
 		// Replaced on every attempt: two sends with it reached a trial's
 		// sink twice, under two keys.
-		{"idempotency-key: s3cr3t", `outboxd send: --header "idempotency-key: ...": header Idempotency-Key is set on every attempt from the message's idempotency key: set IdempotencyKey (outboxd send --idempotency-key); a message cannot set it`},
+		{"idempotency-key: s3cr3t", `outboxd send: --header "idempotency-key: ...": header Idempotency-Key is the message's idempotency key, sent by every destination: set IdempotencyKey (outboxd send --idempotency-key), not a header`},
 	} {
 		r := outboxdIn(t, db, `{}`, "send", "--destination", "crm", "--header", tc.header)
 		if r.code != 2 || firstLine(r.stderr) != tc.first || strings.Contains(r.stderr+r.stdout, "s3cr3t") {

@@ -23,7 +23,8 @@ destination already has, nothing new is stored and the existing message is
 printed. Warns when no live dispatcher serves the destination.
 
 The payload must be valid JSON unless a --header 'Content-Type: ...' says
-it is something else, and must not be empty unless --allow-empty is given.`
+it is something else, and must not be empty unless --allow-empty is given.
+The key is --idempotency-key: a --header 'Idempotency-Key: ...' is refused.`
 
 // headerFlags collects repeated --header 'Name: value' flags.
 type headerFlags http.Header
@@ -43,14 +44,14 @@ func (h headerFlags) Set(v string) error {
 	return nil
 }
 
-// messageHeaderFlags are send's --header flags: a message's headers,
-// which cannot be one that every attempt sets itself.
+// messageHeaderFlags are send's --header flags: a message's headers, of
+// which Idempotency-Key is not one (--idempotency-key is).
 type messageHeaderFlags struct{ headerFlags }
 
 func (h messageHeaderFlags) Set(v string) error {
 	if name, _, ok := strings.Cut(v, ":"); ok {
-		if set := httpheader.SetBySender(map[string][]string{strings.TrimSpace(name): nil}); set != "" {
-			return errors.New(set)
+		if key := httpheader.IdempotencyKey(map[string][]string{strings.TrimSpace(name): nil}); key != "" {
+			return errors.New(key)
 		}
 	}
 	return h.headerFlags.Set(v)

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,8 +61,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// Before anything connects: worker.New refuses it too, but only once
 	// the database answers.
-	if !utf8.ValidString(*id) || strings.ContainsFunc(*id, func(r rune) bool { return r < ' ' || r == 0x7f }) || len(*id) > 100 {
-		return usageErrorf("--id must be UTF-8 text without control characters, at most 100 bytes")
+	if err := worker.CheckID(*id); err != nil {
+		return usageErrorf("--id %v", err)
 	}
 	logger := newLogger(set.logFormat, set.logLevel, stderr)
 	dests, retries, closers, err := cfg.destinations()

@@ -415,9 +415,12 @@ func TestServeBadConfig(t *testing.T) {
 	if err := os.WriteFile(good, []byte("destinations:\n  a:\n    url: http://127.0.0.1:9/x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"a\xffb", "a\nb", strings.Repeat("x", 101)} {
+	for id, want := range map[string]string{
+		"a\xffb": "--id must be UTF-8 text without control characters", "a\nb": "--id must be UTF-8 text without control characters",
+		"a\u0085b": "--id must be UTF-8 text without control characters", strings.Repeat("x", 101): "--id is 101 bytes, at most 100",
+	} {
 		r := runIn("serve", "--config", good, "--database-url", "postgres://postgres@127.0.0.1:1/x", "--id", id)
-		if r.code != 2 || !strings.Contains(r.stderr, "--id must be UTF-8 text without control characters, at most 100 bytes") {
+		if r.code != 2 || !strings.Contains(r.stderr, want) {
 			t.Errorf("--id %q: exit %d, stderr %q", id, r.code, r.stderr)
 		}
 	}

@@ -260,3 +260,26 @@ func TestServeReadyzSaysItStops(t *testing.T) {
 		t.Fatalf("/metrics while stopping: %d", code)
 	}
 }
+
+// A URL that names its sessions keeps its name, given as a parameter or
+// inside options (which a review found overridden by ours).
+func TestServeKeepsTheURLsApplicationName(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	for _, suffix := range []string{"&application_name=mine-param", "&options=-c%20application_name%3Dmine-options"} {
+		name := suffix[strings.LastIndexAny(suffix, "=D")+1:]
+		d := startDaemon(t, serveConfig(t, b.url+suffix, b.sink.URL()))
+		waitUntil(t, 20*time.Second, "/readyz", func() bool { code, _ := d.get("/readyz"); return code == 200 })
+		var mine, ours int
+		if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE application_name = $1),
+			count(*) FILTER (WHERE application_name = 'outboxd serve') FROM pg_stat_activity WHERE datname = current_database()`, name).Scan(&mine, &ours); err != nil {
+			t.Fatal(err)
+		}
+		if mine == 0 || ours != 0 {
+			t.Fatalf("%s: %d sessions named %s, %d 'outboxd serve'", suffix, mine, name, ours)
+		}
+		if code := d.terminate(t); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+	}
+}

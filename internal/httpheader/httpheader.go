@@ -47,32 +47,43 @@ func Check(h map[string][]string) string {
 	return ""
 }
 
-// setBySender are the headers a message cannot set: the destinations set
-// them from the message (the idempotency key, the signature) or from the
-// request (net/http writes Host, Content-Length, Transfer-Encoding and
-// Trailer from the request itself and drops them from the header map).
-// A message that set one would see it replaced without a word: an
-// Idempotency-Key given so, kept by nobody, dedupes nothing.
-var setBySender = map[string]string{
-	"Idempotency-Key":   "the message's idempotency key: set IdempotencyKey (outboxd send --idempotency-key)",
-	"Webhook-Id":        "the message's idempotency key, as the webhook id",
+// IdempotencyKey describes a header of h named Idempotency-Key (in any
+// case), or returns "". A message's key is its IdempotencyKey field: every
+// destination sends that one (the HTTP destination in this header,
+// replacing the message's; NATS as the JetStream message id), so a key
+// given as a header dedupes nothing, and two sends with one such header
+// reached a trial's sink twice, under two keys.
+func IdempotencyKey(h map[string][]string) string {
+	for name := range h {
+		if textproto.CanonicalMIMEHeaderKey(name) == "Idempotency-Key" {
+			return "header Idempotency-Key is the message's idempotency key, sent by every destination: set IdempotencyKey (outboxd send --idempotency-key), not a header"
+		}
+	}
+	return ""
+}
+
+// setByHTTP are the headers the HTTP destination sets on every request,
+// whatever a message or its config gives: from the message (its key, as
+// Idempotency-Key and Webhook-Id), the time of the attempt, or the request
+// itself (net/http writes Host, Content-Length, Transfer-Encoding and
+// Trailer from the request and drops them from the header map).
+// Webhook-Signature is replaced only when the destination has a secret.
+var setByHTTP = map[string]string{
+	"Idempotency-Key":   "the message's idempotency key",
+	"Webhook-Id":        "the message's idempotency key",
 	"Webhook-Timestamp": "the time of each attempt",
-	"Webhook-Signature": "the destination's signature",
-	"Nats-Msg-Id":       "the message's idempotency key, for JetStream's dedupe",
-	"Host":              "the destination URL's host",
+	"Host":              "the URL's host",
 	"Content-Length":    "the payload's length",
 	"Transfer-Encoding": "the HTTP client",
 	"Trailer":           "the HTTP client",
 }
 
-// SetBySender describes a header of h that outboxd sets itself on every
-// attempt (naming what it is set from), or returns "" when none is.
-func SetBySender(h map[string][]string) string {
-	for name := range h {
-		c := textproto.CanonicalMIMEHeaderKey(name)
-		if from, ok := setBySender[c]; ok {
-			return "header " + c + " is set on every attempt from " + from + "; a message cannot set it"
-		}
+// SetByHTTP describes a header name that the HTTP destination sets on
+// every request itself (naming from what), or returns "".
+func SetByHTTP(name string) string {
+	c := textproto.CanonicalMIMEHeaderKey(name)
+	if from, ok := setByHTTP[c]; ok {
+		return "header " + c + " is set on every request from " + from + "; a configured value would be replaced"
 	}
 	return ""
 }

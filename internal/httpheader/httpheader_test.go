@@ -33,18 +33,25 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// The headers every attempt sets itself are named whatever their case;
-// others pass.
-func TestSetBySender(t *testing.T) {
-	for _, name := range []string{"Idempotency-Key", "idempotency-key", "IDEMPOTENCY-KEY", "webhook-signature", "Host", "content-length", "Nats-Msg-Id"} {
-		if got := httpheader.SetBySender(map[string][]string{name: {"x"}}); got == "" {
+// Idempotency-Key is named whatever its case; others pass. The HTTP
+// destination's own headers are named by SetByHTTP.
+func TestIdempotencyKeyAndSetByHTTP(t *testing.T) {
+	for _, name := range []string{"Idempotency-Key", "idempotency-key", "IDEMPOTENCY-KEY"} {
+		if got := httpheader.IdempotencyKey(map[string][]string{name: {"x"}}); got == "" {
 			t.Errorf("%s passed", name)
 		}
 	}
-	if got := httpheader.SetBySender(map[string][]string{"Idempotency-Key": {"x"}}); got != "header Idempotency-Key is set on every attempt from the message's idempotency key: set IdempotencyKey (outboxd send --idempotency-key); a message cannot set it" {
-		t.Errorf("message: %s", got)
+	if got := httpheader.IdempotencyKey(map[string][]string{"X-Request-Id": {"x"}, "Webhook-Signature": {"v1,x"}, "Nats-Msg-Id": {"n"}}); got != "" {
+		t.Errorf("other headers refused: %s", got)
 	}
-	if got := httpheader.SetBySender(map[string][]string{"X-Request-Id": {"x"}, "Content-Type": {"text/plain"}}); got != "" {
-		t.Errorf("ordinary headers refused: %s", got)
+	for _, name := range []string{"idempotency-key", "Webhook-Id", "webhook-timestamp", "host", "Content-Length", "transfer-encoding", "Trailer"} {
+		if httpheader.SetByHTTP(name) == "" {
+			t.Errorf("SetByHTTP(%s) passed", name)
+		}
+	}
+	for _, name := range []string{"Webhook-Signature", "Authorization", "Content-Type", "Nats-Msg-Id"} {
+		if got := httpheader.SetByHTTP(name); got != "" {
+			t.Errorf("SetByHTTP(%s): %s", name, got)
+		}
 	}
 }
