@@ -135,9 +135,18 @@ func (cc *consoleConf) consoleUsers() ([]console.User, error) {
 // at the request deadline), so that its pages never wait for the
 // dispatcher's connections nor hold them. stop shuts it all down: the
 // server within ctx, River UI's background work, the pool.
+// consoleServer serves console.listen from serve's start: 503 until the
+// console exists (a connection to a bound address that nothing served
+// would hang), then the console.
+type consoleServer struct {
+	handoff
+	ln  net.Listener
+	srv *http.Server
+}
+
 // listenConsole takes the console's address, before serve connects or
 // migrates: an address in use is found before anything changed.
-func listenConsole(cc *consoleConf) (net.Listener, error) {
+func listenConsole(cc *consoleConf, logger *slog.Logger) (*consoleServer, error) {
 	ln, err := net.Listen("tcp", cc.Listen)
 	if err != nil {
 		var op *net.OpError
@@ -146,21 +155,35 @@ func listenConsole(cc *consoleConf) (net.Listener, error) {
 		}
 		return nil, fmt.Errorf("console: listen on console.listen (%s): %w", cc.Listen, err)
 	}
-	return ln, nil
+	cs := &consoleServer{ln: ln}
+	cs.serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "starting: the console answers once the dispatcher has started", http.StatusServiceUnavailable)
+	}))
+	cs.srv = &http.Server{Handler: cs, ReadHeaderTimeout: consoleReadHeaderTimeout, ReadTimeout: opsReadTimeout,
+		WriteTimeout: consoleWriteTimeout, IdleTimeout: consoleIdleTimeout, MaxHeaderBytes: consoleMaxHeaderBytes}
+	go func() {
+		if err := cs.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("console server failed", "error", err)
+		}
+	}()
+	return cs, nil
 }
 
-// startConsole serves the console on ln (closed on error).
-func startConsole(ctx context.Context, ln net.Listener, cc *consoleConf, users []console.User, base *pgxpool.Pool, schema string,
+// close stops the console's port at once (after its stop, nothing left).
+func (cs *consoleServer) close() { _ = cs.srv.Close() }
+
+// startConsole hands cs to the console; on error cs answers 503 still, and
+// the caller closes it.
+func startConsole(ctx context.Context, cs *consoleServer, cc *consoleConf, users []console.User, base *pgxpool.Pool, schema string,
 	destinations []string, logger *slog.Logger) (stop func(context.Context), err error) {
 	pcfg := base.Config()
 	console.ConfigurePool(pcfg, console.DefaultRequestTimeout)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		_ = ln.Close()
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	stopRiver := func() {}
-	cleanup := func() { stopRiver(); pool.Close(); _ = ln.Close() }
+	cleanup := func() { stopRiver(); pool.Close() }
 	cfg := &console.Config{Schema: schema, Users: users, InsecureNoAuth: cc.InsecureNoAuth, Destinations: destinations, Logger: logger}
 	if cc.RiverUI {
 		h, stopUI, err := riverUI(ctx, pool, schema, logger)
@@ -175,20 +198,14 @@ func startConsole(ctx context.Context, ln net.Listener, cc *consoleConf, users [
 		cleanup()
 		return nil, err
 	}
-	srv := &http.Server{Handler: c, ReadHeaderTimeout: consoleReadHeaderTimeout, ReadTimeout: opsReadTimeout,
-		WriteTimeout: consoleWriteTimeout, IdleTimeout: consoleIdleTimeout, MaxHeaderBytes: consoleMaxHeaderBytes}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("console server failed", "error", err)
-		}
-	}()
+	cs.serve(c)
 	if cc.InsecureNoAuth {
-		logger.Warn("console: insecure_no_auth is set: anyone who reaches the address is an admin", "listen", ln.Addr().String())
+		logger.Warn("console: insecure_no_auth is set: anyone who reaches the address is an admin", "listen", cs.ln.Addr().String())
 	}
-	logger.Info("console serving", "listen", ln.Addr().String(), "users", len(users))
+	logger.Info("console serving", "listen", cs.ln.Addr().String(), "users", len(users))
 	return func(ctx context.Context) {
-		if srv.Shutdown(ctx) != nil {
-			_ = srv.Close()
+		if cs.srv.Shutdown(ctx) != nil {
+			cs.close()
 		}
 		cleanup()
 	}, nil

@@ -26,11 +26,20 @@ const opsReadTimeout = 10 * time.Second
 // restarts a process in the middle of a long index build (which a restart
 // cuts short, every time). Once the dispatcher exists, its handler serves.
 type opsServer struct {
-	ln      net.Listener
-	srv     *http.Server
-	handler atomic.Pointer[http.Handler]
-	phase   atomic.Pointer[string]
+	handoff
+	ln    net.Listener
+	srv   *http.Server
+	phase atomic.Pointer[string]
 }
+
+// handoff is an http.Handler whose handler is set, and set again, while it
+// serves: a port answers from the moment it is bound.
+type handoff struct{ h atomic.Pointer[http.Handler] }
+
+func (f *handoff) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*f.h.Load()).ServeHTTP(w, r) }
+
+// serve hands the port to h.
+func (f *handoff) serve(h http.Handler) { f.h.Store(&h) }
 
 // startOps listens on serve's ops address and answers as starting.
 func startOps(set serveSettings, logger *slog.Logger) (*opsServer, error) {
@@ -67,15 +76,8 @@ func startOps(set serveSettings, logger *slog.Logger) (*opsServer, error) {
 	return o, nil
 }
 
-func (o *opsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*o.handler.Load()).ServeHTTP(w, r)
-}
-
 // starting says what /readyz waits for until serve hands over.
 func (o *opsServer) starting(phase string) { o.phase.Store(&phase) }
-
-// serve hands the port to h.
-func (o *opsServer) serve(h http.Handler) { o.handler.Store(&h) }
 
 func (o *opsServer) addr() string { return o.ln.Addr().String() }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -94,12 +93,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer ops.close()
-	var consoleLn net.Listener
+	var consoleSrv *consoleServer
 	if cfg.Console != nil {
-		if consoleLn, err = listenConsole(cfg.Console); err != nil {
+		if consoleSrv, err = listenConsole(cfg.Console, logger); err != nil {
 			return err
 		}
-		defer func() { _ = consoleLn.Close() }() // the console's stop closed it already: a second close does nothing
+		defer consoleSrv.close() // after the console's stop, nothing left to do
 	}
 	// A signal before the dispatcher starts is a stop, not a failure.
 	stopped := func(err error) error {
@@ -164,7 +163,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ops.serve(opsHandler(pool, d, reg, logger))
 	stopConsole := func(context.Context) {}
 	if cfg.Console != nil {
-		if stopConsole, err = startConsole(ctx, consoleLn, cfg.Console, consoleUsers, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger); err != nil {
+		if stopConsole, err = startConsole(ctx, consoleSrv, cfg.Console, consoleUsers, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger); err != nil {
 			return err
 		}
 		defer func() { stopConsole(context.Background()) }() // an early return; a second call does nothing

@@ -154,27 +154,7 @@ func TestServeStoppedWhileConnecting(t *testing.T) {
 	for _, migrate := range []bool{false, true} {
 		t.Run(fmt.Sprint("migrate=", migrate), func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = ln.Close() })
-			accepted := make(chan net.Conn, 4)
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					accepted <- c // held open, never answered
-				}
-			}()
-			t.Cleanup(func() {
-				for len(accepted) > 0 {
-					_ = (<-accepted).Close()
-				}
-			})
-			url := "postgres://postgres@" + ln.Addr().String() + "/silent?sslmode=disable&connect_timeout=60"
+			url, accepted := silentServer(t)
 			var extra []string
 			if migrate {
 				extra = append(extra, "--migrate")
@@ -281,5 +261,55 @@ func TestServeKeepsTheURLsApplicationName(t *testing.T) {
 		if code := d.terminate(t); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
+	}
+}
+
+// silentServer is a database URL whose server accepts connections and
+// never answers, and how many it accepted so far.
+func silentServer(t *testing.T) (string, chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		for len(accepted) > 0 {
+			_ = (<-accepted).Close()
+		}
+	})
+	return "postgres://postgres@" + ln.Addr().String() + "/silent?sslmode=disable&connect_timeout=60", accepted
+}
+
+// While serve starts, the console's address answers 503 (bound early, it
+// held connections unanswered until the console started).
+func TestServeConsoleAnswersWhileStarting(t *testing.T) {
+	t.Parallel()
+	url, accepted := silentServer(t)
+	consoleAddr := freeAddr(t)
+	path := writeFile(t, "console.yaml", readFile(t, serveConfig(t, url, "http://127.0.0.1:9/hook"))+
+		"console:\n  listen: "+consoleAddr+"\n  insecure_no_auth: true\n")
+	d := startDaemon(t, path)
+	waitUntil(t, 30*time.Second, "a connection to the silent server", func() bool { return len(accepted) > 0 })
+	resp, err := probeClient.Get("http://" + consoleAddr + "/")
+	if err != nil {
+		t.Fatalf("the console while serve starts: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("the console while serve starts: %d", resp.StatusCode)
+	}
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }
