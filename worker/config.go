@@ -122,8 +122,7 @@ func (c *Config) withDefaults() Config {
 		out.Maintenance.Duty = 0.25
 	}
 	if out.ID == "" {
-		host, _ := os.Hostname()
-		out.ID = host + "-" + strconv.Itoa(os.Getpid()) + "-" + uuid.NewString()[:8]
+		out.ID = defaultIDHost() + "-" + strconv.Itoa(os.Getpid()) + "-" + uuid.NewString()[:8]
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -134,12 +133,37 @@ func (c *Config) withDefaults() Config {
 // maxIDLen bounds Config.ID: River refuses a longer client id.
 const maxIDLen = 100
 
+// defaultIDHost is the host name as the default ID's prefix: made valid
+// (a host name may be any bytes) and cut to 64 bytes on a rune boundary,
+// so that the default always passes CheckID.
+func defaultIDHost() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if oddRune(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(host, "?"))
+	for len(host) > 64 {
+		_, size := utf8.DecodeLastRuneInString(host)
+		host = host[:len(host)-size]
+	}
+	return host
+}
+
+// oddRune is a control character, a line or paragraph separator, or a
+// format character (a direction override): nothing an id shown on one
+// line of a log may hold.
+func oddRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp, unicode.Cf)
+}
+
 // CheckID says why id cannot name a dispatcher (Config.ID), or returns
 // nil. It is stored in leases and attempt rows and named in logs: it must
 // be text PostgreSQL takes (a trial's invalid UTF-8 started, then failed
 // every statement for ever), on one line, and at most 100 bytes.
 func CheckID(id string) error {
-	if !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl) {
+	if !utf8.ValidString(id) || strings.ContainsFunc(id, oddRune) {
 		return errors.New("must be UTF-8 text without control characters")
 	}
 	if len(id) > maxIDLen {

@@ -88,3 +88,20 @@ func TestConfigRefusesNegativeAndContradictoryValues(t *testing.T) {
 		}
 	}
 }
+
+// An ID with a line or paragraph separator or a direction override is
+// refused too (it would break or reverse a log line); a long non-ASCII one
+// within 100 bytes passes.
+func TestCheckIDSeparatorsAndFormat(t *testing.T) {
+	for _, id := range []string{"a\u2028b", "a\u2029b", "a\u202eb"} {
+		if CheckID(id) == nil {
+			t.Errorf("%q accepted", id)
+		}
+	}
+	if err := CheckID(strings.Repeat("é", 50)); err != nil {
+		t.Errorf("50 é (100 bytes): %v", err)
+	}
+	if err := CheckID(defaultIDHost() + "-12345-abcdefgh"); err != nil {
+		t.Errorf("the default ID's form: %v", err)
+	}
+}

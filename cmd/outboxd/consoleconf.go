@@ -130,11 +130,6 @@ func (cc *consoleConf) consoleUsers() ([]console.User, error) {
 	return users, nil
 }
 
-// startConsole serves the console on its own listener, with a pool of its
-// own (console.ConfigurePool: console.PoolSize connections, statement_timeout
-// at the request deadline), so that its pages never wait for the
-// dispatcher's connections nor hold them. stop shuts it all down: the
-// server within ctx, River UI's background work, the pool.
 // consoleServer serves console.listen from serve's start: 503 until the
 // console exists (a connection to a bound address that nothing served
 // would hang), then the console.
@@ -157,7 +152,7 @@ func listenConsole(cc *consoleConf, logger *slog.Logger) (*consoleServer, error)
 	}
 	cs := &consoleServer{ln: ln}
 	cs.serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "starting: the console answers once the dispatcher has started", http.StatusServiceUnavailable)
+		http.Error(w, "starting: the console answers once serve has connected to the database (and migrated, with --migrate)", http.StatusServiceUnavailable)
 	}))
 	cs.srv = &http.Server{Handler: cs, ReadHeaderTimeout: consoleReadHeaderTimeout, ReadTimeout: opsReadTimeout,
 		WriteTimeout: consoleWriteTimeout, IdleTimeout: consoleIdleTimeout, MaxHeaderBytes: consoleMaxHeaderBytes}
@@ -170,10 +165,16 @@ func listenConsole(cc *consoleConf, logger *slog.Logger) (*consoleServer, error)
 }
 
 // close stops the console's port at once (after its stop, nothing left).
-func (cs *consoleServer) close() { _ = cs.srv.Close() }
+// The listener is closed too: a server whose Serve has not begun yet does
+// not know it, and the port would stay bound after serve returned.
+func (cs *consoleServer) close() { _ = cs.srv.Close(); _ = cs.ln.Close() }
 
-// startConsole hands cs to the console; on error cs answers 503 still, and
-// the caller closes it.
+// startConsole hands cs to the console, with a pool of its own
+// (console.ConfigurePool: console.PoolSize connections, statement_timeout
+// at the request deadline), so that its pages never wait for the
+// dispatcher's connections nor hold them. stop shuts it all down: the
+// server within ctx, River UI's background work, the pool. On error cs
+// answers 503 still, and the caller closes it.
 func startConsole(ctx context.Context, cs *consoleServer, cc *consoleConf, users []console.User, base *pgxpool.Pool, schema string,
 	destinations []string, logger *slog.Logger) (stop func(context.Context), err error) {
 	pcfg := base.Config()

@@ -99,8 +99,10 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 // sessions, or find who holds a lock) can tell them apart.
 func (f *dbFlags) nameSessions(params map[string]string) {
 	_, set := params["application_name"]
-	// options=-c application_name=... sets it too, after ours.
-	if !set && !strings.Contains(params["options"], "application_name") {
+	// options=-c application_name=... names it too, but the server applies
+	// the startup packet's own parameters after options: ours would win.
+	opts := strings.ReplaceAll(strings.ToLower(params["options"]), "-", "_")
+	if !set && !strings.Contains(opts, "application_name") {
 		params["application_name"] = "outboxd " + f.cmd
 	}
 }

@@ -84,8 +84,9 @@ func (o *opsServer) addr() string { return o.ln.Addr().String() }
 // shutdown lets requests in flight finish, within ctx.
 func (o *opsServer) shutdown(ctx context.Context) { _ = o.srv.Shutdown(ctx) }
 
-// close stops at once (after shutdown, it has nothing left to do).
-func (o *opsServer) close() { _ = o.srv.Close() }
+// close stops at once (after shutdown, it has nothing left to do), the
+// listener too (a server whose Serve has not begun does not know it).
+func (o *opsServer) close() { _ = o.srv.Close(); _ = o.ln.Close() }
 
 // startingHandler answers until the dispatcher exists. /metrics answers
 // 200 with the process's own metrics, outboxd_build_info and

@@ -246,7 +246,8 @@ func TestServeReadyzSaysItStops(t *testing.T) {
 func TestServeKeepsTheURLsApplicationName(t *testing.T) {
 	t.Parallel()
 	b := newServeBundle(t)
-	for _, suffix := range []string{"&application_name=mine-param", "&options=-c%20application_name%3Dmine-options"} {
+	for _, suffix := range []string{"&application_name=mine-param", "&options=-c%20application_name%3Dmine-options",
+		"&options=-c%20Application_Name%3Dmine-case"} {
 		name := suffix[strings.LastIndexAny(suffix, "=D")+1:]
 		d := startDaemon(t, serveConfig(t, b.url+suffix, b.sink.URL()))
 		waitUntil(t, 20*time.Second, "/readyz", func() bool { code, _ := d.get("/readyz"); return code == 200 })
