@@ -17,7 +17,17 @@ type Config struct {
 	// few hundred enqueueing transactions a second, a bottleneck beyond.
 	// Default nil: notify inside the transaction.
 	Notifier *Notifier
+	// MaxPayload bounds a message's payload, in bytes: Enqueue refuses a
+	// larger one (ErrInvalidMessage), before anything is sent. A
+	// dispatcher reads a batch's payloads at once (up to its BatchSize,
+	// 200 by default, per lane), so one message of hundreds of megabytes
+	// holds that much of its memory per attempt. Default DefaultMaxPayload
+	// (1 MiB, as the inbox's DefaultMaxBody); negative: no bound.
+	MaxPayload int
 }
+
+// DefaultMaxPayload is Config.MaxPayload's default.
+const DefaultMaxPayload = 1 << 20
 
 func (c *Config) withDefaults() Config {
 	out := Config{}
@@ -25,6 +35,9 @@ func (c *Config) withDefaults() Config {
 		out = *c
 	}
 	out.Schema = dbschema.OrDefault(out.Schema)
+	if out.MaxPayload == 0 {
+		out.MaxPayload = DefaultMaxPayload
+	}
 	return out
 }
 

@@ -1,6 +1,7 @@
 package outbox_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -147,5 +148,51 @@ func TestFieldsThatAreNotText(t *testing.T) {
 	if _, err := b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "crm-é", Type: "offre.signée", OrderingKey: "client-ü",
 		IdempotencyKey: "commande-ñ 7", Step: "étape", Payload: []byte(`{}`)}); err != nil {
 		t.Fatalf("UTF-8 text: %v", err)
+	}
+}
+
+// A payload over Config.MaxPayload (1 MiB by default) is ErrInvalidMessage
+// before anything is sent: a trial's 300 MB message was stored and then
+// held a dispatcher at 657 MB. The bound is inclusive, negative lifts it,
+// and the caller's transaction goes on.
+func TestPayloadBound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	msg := func(n int) outbox.Message {
+		return outbox.Message{Destination: "x", Payload: bytes.Repeat([]byte("a"), n), Headers: http.Header{"Content-Type": {"text/plain"}}}
+	}
+	if _, err := b.outbox.Enqueue(ctx, tx, msg(outbox.DefaultMaxPayload)); err != nil {
+		t.Fatalf("1 MiB: %v", err)
+	}
+	_, err = b.outbox.Enqueue(ctx, tx, msg(outbox.DefaultMaxPayload+1))
+	if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "payload is 1048577 bytes, at most 1048576 (Config.MaxPayload)") {
+		t.Fatalf("1 MiB + 1: %v", err)
+	}
+	unbounded, err := outbox.New(&outbox.Config{MaxPayload: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unbounded.Enqueue(ctx, tx, msg(2<<20)); err != nil {
+		t.Fatalf("2 MiB with no bound: %v", err)
+	}
+	small, err := outbox.New(&outbox.Config{MaxPayload: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := small.EnqueueBatch(ctx, tx, []outbox.Message{msg(10), msg(11)}); !errors.Is(err, outbox.ErrInvalidMessage) {
+		t.Fatalf("a batch with 11 bytes under a bound of 10: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("the transaction after the refusals: %v", err)
+	}
+	var n int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_messages`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d messages stored (%v), want the two within their bounds", n, err)
 	}
 }

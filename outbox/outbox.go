@@ -53,6 +53,7 @@ type Outbox struct {
 	existing, byID, callerIDProbe string
 	get                           string
 	notifier                      *Notifier
+	maxPayload                    int // 0 or less: no bound
 
 	// callerID is what the last look at the schema found
 	// (marksCallerIDs): 1 migration 16's column, 0 no look yet, or minus
@@ -106,6 +107,7 @@ func New(cfg *Config) (*Outbox, error) {
 		callerKeyed:   render(true, true, true),
 		callerUnkeyed: render(false, true, true),
 		notifier:      c.Notifier,
+		maxPayload:    c.MaxPayload,
 		existing:      dbschema.Render(existingSQL, c.Schema),
 		byID:          dbschema.Render(byIDSQL, c.Schema),
 		callerIDProbe: dbschema.Render(callerIDSQL, c.Schema),
@@ -230,6 +232,9 @@ func (o *Outbox) announce(xid string, lane int16, destination string) {
 // Notifier the statement's NOTIFY takes the destination's filter bit
 // (announceInline).
 func (o *Outbox) args(msg *Message, checked bool) ([]any, error) {
+	if o.maxPayload > 0 && len(msg.Payload) > o.maxPayload {
+		return nil, fmt.Errorf("%w: payload is %d bytes, at most %d (Config.MaxPayload)", ErrInvalidMessage, len(msg.Payload), o.maxPayload)
+	}
 	args, err := enqueueArgs(msg)
 	if err != nil {
 		return nil, err

@@ -83,6 +83,10 @@ func TestSendChecksThePayload(t *testing.T) {
 		// What Enqueue refuses is a usage mistake too (exit 2), its value
 		// never quoted.
 		{`{}`, []string{"--idempotency-key", strings.Repeat("k", 2001)}, 2, "outboxd send: invalid message: idempotency key is 2001 bytes, at most 2000"},
+		// Refused after reading one byte past the bound, not the whole of
+		// it (a trial's 300 MB send peaked at 934 MB, then held a
+		// dispatcher at 657 MB).
+		{strings.Repeat("a", 1<<20+1), []string{"--header", "Content-Type: text/plain"}, 2, "outboxd send: the payload is over 1048576 bytes (1 MiB), the most a message may carry"},
 	} {
 		r := outboxdIn(t, db, tc.stdin, append([]string{"send", "--destination", "crm"}, tc.args...)...)
 		// A success may carry a warning (no dispatcher serves crm); a
