@@ -262,7 +262,8 @@ func TestHTTPConcurrencyAndRateLimits(t *testing.T) {
 func TestNewHTTPValidates(t *testing.T) {
 	for _, cfg := range []dispatch.HTTPConfig{{URL: "ftp://x"}, {URL: "http://x", Secret: "nope!"}, {URL: "http://x", Rate: -1},
 		// Set by every request: a configured value would be replaced.
-		{URL: "http://x", Headers: http.Header{"idempotency-key": {"fixed"}}}, {URL: "http://x", Headers: http.Header{"Host": {"y"}}}} {
+		{URL: "http://x", Headers: http.Header{"idempotency-key": {"fixed"}}}, {URL: "http://x", Headers: http.Header{"Host": {"y"}}},
+		{URL: "http://x", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Headers: http.Header{"Webhook-Signature": {"v1,x"}}}} {
 		if _, err := dispatch.NewHTTP(&cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}

@@ -26,7 +26,8 @@ type HTTPConfig struct {
 	// Headers are added to every request (Authorization, Content-Type...).
 	// NewHTTP refuses those every request sets itself (Idempotency-Key,
 	// Webhook-Id, Webhook-Timestamp, Host, Content-Length,
-	// Transfer-Encoding, Trailer): a value given would be replaced.
+	// Transfer-Encoding, Trailer; Webhook-Signature with a Secret): a
+	// value given would be replaced.
 	// Default: none but Content-Type: application/json.
 	Headers http.Header
 	// Timeout bounds one attempt. Default 10 s.
@@ -76,7 +77,7 @@ func NewHTTP(c *HTTPConfig) (*HTTP, error) {
 		return nil, fmt.Errorf("dispatch: HTTPConfig.URL %q: want an http or https URL", RedactURL(cfg.URL))
 	}
 	for name := range cfg.Headers {
-		if set := httpheader.SetByHTTP(name); set != "" {
+		if set := httpheader.SetByHTTP(name, cfg.Secret != ""); set != "" {
 			return nil, fmt.Errorf("dispatch: HTTPConfig.Headers: %s", set)
 		}
 	}

@@ -129,7 +129,7 @@ func (c *fileConfig) validateDestination(p string, dc destinationConf) error {
 		if !httpheader.ValidValue(v) {
 			return fmt.Errorf("line %d: %s.headers.%s: the value holds a control character (a line break?)", c.line(at), p, name)
 		}
-		if set := httpheader.SetByHTTP(name); set != "" && dc.Type != "nats" {
+		if set := httpheader.SetByHTTP(name, dc.Secret != "" || dc.SecretEnv != ""); set != "" && dc.Type != "nats" {
 			return fmt.Errorf("line %d: %s.headers.%s: %s", c.line(at), p, name, set)
 		}
 	}

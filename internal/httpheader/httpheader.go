@@ -67,7 +67,7 @@ func IdempotencyKey(h map[string][]string) string {
 // Idempotency-Key and Webhook-Id), the time of the attempt, or the request
 // itself (net/http writes Host, Content-Length, Transfer-Encoding and
 // Trailer from the request and drops them from the header map).
-// Webhook-Signature is replaced only when the destination has a secret.
+// Webhook-Signature too, when the destination has a secret (SetByHTTP).
 var setByHTTP = map[string]string{
 	"Idempotency-Key":   "the message's idempotency key",
 	"Webhook-Id":        "the message's idempotency key",
@@ -79,10 +79,15 @@ var setByHTTP = map[string]string{
 }
 
 // SetByHTTP describes a header name that the HTTP destination sets on
-// every request itself (naming from what), or returns "".
-func SetByHTTP(name string) string {
+// every request itself (naming from what), or returns "". signs: the
+// destination has a secret, and so sets Webhook-Signature too.
+func SetByHTTP(name string, signs bool) string {
 	c := textproto.CanonicalMIMEHeaderKey(name)
-	if from, ok := setByHTTP[c]; ok {
+	from, ok := setByHTTP[c]
+	if !ok && signs && c == "Webhook-Signature" {
+		from, ok = "its secret", true
+	}
+	if ok {
 		return "header " + c + " is set on every request from " + from + "; a configured value would be replaced"
 	}
 	return ""

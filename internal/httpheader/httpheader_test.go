@@ -34,8 +34,12 @@ func TestCheck(t *testing.T) {
 }
 
 // Idempotency-Key is named whatever its case; others pass. The HTTP
-// destination's own headers are named by SetByHTTP.
+// destination's own headers are named by SetByHTTP, Webhook-Signature
+// when it signs.
 func TestIdempotencyKeyAndSetByHTTP(t *testing.T) {
+	if httpheader.SetByHTTP("webhook-signature", true) == "" {
+		t.Error("Webhook-Signature passed for a signing destination")
+	}
 	for _, name := range []string{"Idempotency-Key", "idempotency-key", "IDEMPOTENCY-KEY"} {
 		if got := httpheader.IdempotencyKey(map[string][]string{name: {"x"}}); got == "" {
 			t.Errorf("%s passed", name)
@@ -45,12 +49,12 @@ func TestIdempotencyKeyAndSetByHTTP(t *testing.T) {
 		t.Errorf("other headers refused: %s", got)
 	}
 	for _, name := range []string{"idempotency-key", "Webhook-Id", "webhook-timestamp", "host", "Content-Length", "transfer-encoding", "Trailer"} {
-		if httpheader.SetByHTTP(name) == "" {
+		if httpheader.SetByHTTP(name, false) == "" {
 			t.Errorf("SetByHTTP(%s) passed", name)
 		}
 	}
 	for _, name := range []string{"Webhook-Signature", "Authorization", "Content-Type", "Nats-Msg-Id"} {
-		if got := httpheader.SetByHTTP(name); got != "" {
+		if got := httpheader.SetByHTTP(name, false); got != "" {
 			t.Errorf("SetByHTTP(%s): %s", name, got)
 		}
 	}
