@@ -172,15 +172,20 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 	return strings.Join(pending, ", "), nil
 }
 
-// invalidIndexesSQL describes each invalid index of schema $1, a line
-// each. A build cut short before its index was ready leaves one that
-// inserts skip; one cut short after (or a drop) is written.
+// invalidIndexesSQL describes each invalid index of outboxd's tables in
+// schema $1, a line each (the schema may hold the user's tables too:
+// public, or one a DBA prepared; migrate is no advice for theirs). A
+// build cut short before its index was ready leaves one that inserts
+// skip; one cut short after (or a drop) is written.
 const invalidIndexesSQL = `
 SELECT format('index %1$s.%2$s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and %3$s: '
-              'run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY %1$s.%2$s',
+              'run the migration that was cut short again (outboxd migrate up, or the down that was cut short), or drop it with DROP INDEX CONCURRENTLY %1$s.%2$s',
               n.nspname, c.relname, CASE WHEN i.indisready THEN 'still written on every insert' ELSE 'not written by inserts' END)
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND NOT i.indisvalid ORDER BY c.relname`
+JOIN pg_class t ON t.oid = i.indrelid
+WHERE n.nspname = $1 AND NOT i.indisvalid
+  AND (t.relname LIKE 'outbox\_%' OR t.relname LIKE 'inbox\_%' OR t.relname LIKE 'console\_%')
+ORDER BY c.relname`
 
 // logInvalidIndexes is serve's reportInvalidIndexes, at its start: a
 // warning in the log for each, never a reason not to start.

@@ -58,16 +58,23 @@ func TestServeCheckRefusesAnOlderSchema(t *testing.T) {
 func TestServeCheckNamesInvalidIndexes(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t)
+	// The user's own table in the schema, with an invalid index: not
+	// outboxd's to advise on (migrate down would revert a migration).
 	if _, err := pgtest.Connect(t, url).Exec(context.Background(), `CREATE UNIQUE INDEX outbox_messages_idempotency_key_idx ON outboxd.outbox_messages (destination, idempotency_key);
-		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_idempotency_key_idx'::regclass`); err != nil {
+		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.outbox_messages_idempotency_key_idx'::regclass;
+		CREATE TABLE outboxd.their_things (n int); CREATE INDEX their_things_n ON outboxd.their_things (n);
+		UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outboxd.their_things_n'::regclass`); err != nil {
 		t.Fatal(err)
 	}
 	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
 	r := outboxd(t, []string{"DATABASE_URL=" + url}, "serve", "--config", good, "--check=connect")
 	want := "database: index outboxd.outbox_messages_idempotency_key_idx is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and still written on every insert: " +
-		"run the migration that was cut short again (outboxd migrate up, or down), or drop it with DROP INDEX CONCURRENTLY outboxd.outbox_messages_idempotency_key_idx\n"
+		"run the migration that was cut short again (outboxd migrate up, or the down that was cut short), or drop it with DROP INDEX CONCURRENTLY outboxd.outbox_messages_idempotency_key_idx\n"
 	if lines := strings.SplitAfter(r.stdout, "\n"); len(lines) < 2 || lines[0] != "database: connected, schema outboxd migrated\n" || lines[1] != want {
 		t.Fatalf("--check=connect with an invalid index: exit %d, stdout %q", r.code, r.stdout)
+	}
+	if strings.Contains(r.stdout, "their_things") {
+		t.Fatalf("--check=connect advised on the user's own index:\n%s", r.stdout)
 	}
 	// migrate says so too, after any action (here a read-only one).
 	r = outboxd(t, []string{"DATABASE_URL=" + url}, "migrate", "status")
