@@ -160,7 +160,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf("%v", err)
 	}
 
-	ops.serve(opsHandler(pool, d, reg, logger))
+	handler := opsHandler(pool, d, reg, logger)
+	ops.serve(handler)
 	stopConsole := func(context.Context) {}
 	if cfg.Console != nil {
 		if stopConsole, err = startConsole(ctx, consoleSrv, cfg.Console, consoleUsers, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger); err != nil {
@@ -187,7 +188,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger.Info("outboxd serving", "listen", ops.addr(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests))
 
 	<-ctx.Done()
-	ops.serve(stoppingHandler(opsHandler(pool, d, reg, logger)))
+	ops.serve(stoppingHandler(handler))
 	logger.Info("stopping: finishing in-flight deliveries", "timeout", shutdownTimeout(cfg))
 	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout(cfg))
 	defer cancel()
