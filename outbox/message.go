@@ -184,12 +184,10 @@ func (m *Message) prepare() error {
 	if err := m.checkText(); err != nil {
 		return err
 	}
-	if bad := httpheader.Check(m.Headers); bad != "" {
-		// Stored, it would fail every attempt until it died.
+	if bad := httpheader.CheckMessage(m.Headers); bad != "" {
+		// Stored, it would fail every attempt until it died (or, an
+		// Idempotency-Key, dedupe nothing).
 		return fmt.Errorf("%w: %s", ErrInvalidMessage, bad)
-	}
-	if key := httpheader.IdempotencyKey(m.Headers); key != "" {
-		return fmt.Errorf("%w: %s", ErrInvalidMessage, key)
 	}
 	if m.ID == uuid.Nil {
 		id, err := uuid.NewV7()

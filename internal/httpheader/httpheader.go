@@ -33,10 +33,20 @@ func ValidValue(value string) bool {
 
 // Check describes a header of h that cannot be sent, naming it but never
 // quoting its value (it may be a secret), or returns "" when all can.
-func Check(h map[string][]string) string {
+func Check(h map[string][]string) string { return check(h, false) }
+
+// CheckMessage is Check for a message's headers, which also refuses an
+// Idempotency-Key (see IdempotencyKey), in the same pass: it runs on every
+// enqueue.
+func CheckMessage(h map[string][]string) string { return check(h, true) }
+
+func check(h map[string][]string, message bool) string {
 	for name, vs := range h {
 		if !ValidName(name) {
 			return "header name " + quote(name) + " is not a token (letters, digits and !#$%&'*+-.^_`|~ only)"
+		}
+		if message && len(name) == len(idempotencyKey) && strings.EqualFold(name, idempotencyKey) {
+			return idempotencyKeyRefused
 		}
 		for _, v := range vs {
 			if !ValidValue(v) {
@@ -55,12 +65,17 @@ func Check(h map[string][]string) string {
 // reached a trial's sink twice, under two keys.
 func IdempotencyKey(h map[string][]string) string {
 	for name := range h {
-		if textproto.CanonicalMIMEHeaderKey(name) == "Idempotency-Key" {
-			return "header Idempotency-Key is the message's idempotency key, sent by every destination: set IdempotencyKey (outboxd send --idempotency-key), not a header"
+		if strings.EqualFold(name, idempotencyKey) {
+			return idempotencyKeyRefused
 		}
 	}
 	return ""
 }
+
+const (
+	idempotencyKey        = "Idempotency-Key"
+	idempotencyKeyRefused = "header Idempotency-Key is the message's idempotency key, sent by every destination: set IdempotencyKey (outboxd send --idempotency-key), not a header"
+)
 
 // setByHTTP are the headers the HTTP destination sets on every request,
 // whatever a message or its config gives: from the message (its key, as

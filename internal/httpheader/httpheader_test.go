@@ -59,3 +59,19 @@ func TestIdempotencyKeyAndSetByHTTP(t *testing.T) {
 		}
 	}
 }
+
+// CheckMessage is Check plus the refusal of an Idempotency-Key, in one pass.
+func TestCheckMessage(t *testing.T) {
+	if got := httpheader.CheckMessage(map[string][]string{"idempotency-KEY": {"k"}}); got != httpheader.IdempotencyKey(map[string][]string{"Idempotency-Key": nil}) || got == "" {
+		t.Errorf("Idempotency-Key: %q", got)
+	}
+	if got := httpheader.CheckMessage(map[string][]string{"Bad Name": {"v"}}); got != httpheader.Check(map[string][]string{"Bad Name": {"v"}}) || got == "" {
+		t.Errorf("a bad name: %q", got)
+	}
+	if got := httpheader.CheckMessage(map[string][]string{"Content-Type": {"application/json"}, "X-Idempotency-Keys": {"k"}}); got != "" {
+		t.Errorf("ordinary headers: %q", got)
+	}
+	if got := httpheader.Check(map[string][]string{"Idempotency-Key": {"k"}}); got != "" {
+		t.Errorf("Check (verify, config) refused Idempotency-Key: %q", got)
+	}
+}
