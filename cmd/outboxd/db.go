@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -89,7 +90,7 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, describeDBError(err)
+		return nil, f.connectErr(err, cfg.Host, cfg.Port)
 	}
 	return db, nil
 }
@@ -125,7 +126,7 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, describeDBError(err)
+		return nil, f.connectErr(err, cfg.ConnConfig.Host, cfg.ConnConfig.Port)
 	}
 	return pool, nil
 }
@@ -252,6 +253,16 @@ func describeParseError(err error) error {
 		return fmt.Errorf("%s: %w", msg, inner)
 	}
 	return errors.New(msg)
+}
+
+// connectErr is describeDBError for a first connection, naming the server
+// (host and port: no credentials) when it did not answer in time.
+func (f *dbFlags) connectErr(err error, host string, port uint16) error {
+	var ce *pgconn.ConnectError
+	if errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &ce) {
+		return fmt.Errorf("cannot connect to PostgreSQL at %s: no answer within %s (--connect-timeout)", net.JoinHostPort(host, strconv.Itoa(int(port))), f.connectTimeout)
+	}
+	return describeDBError(err)
 }
 
 // describeDBError turns connection and privilege errors into a sentence an

@@ -76,6 +76,8 @@ func TestSendChecksThePayload(t *testing.T) {
 	}{
 		{"{not json", nil, 2, "outboxd send: the payload is not valid JSON (at byte 2: invalid character 'n' looking for beginning of object key string); for another format pass --header 'Content-Type: ...'"},
 		{"", nil, 2, "outboxd send: empty payload on standard input (pass --allow-empty to send one)"},
+		// json.Valid lets it through (a trial's was sent as application/json).
+		{"{\"a\":\"\xff\xfe\"}", nil, 2, "outboxd send: the payload is not valid JSON (it is not UTF-8); for another format pass --header 'Content-Type: ...'"},
 		{"{not json", []string{"--header", "Content-Type: application/cloudevents+json"}, 2, "outboxd send: the payload is not valid JSON (at byte 2: invalid character 'n' looking for beginning of object key string); for another format pass --header 'Content-Type: ...'"},
 		{"", []string{"--allow-empty", "--header", "Content-Type: text/plain"}, 0, ""},
 		{"plain words", []string{"--header", "Content-Type: text/plain; charset=utf-8"}, 0, ""},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/outboxd/outboxd/internal/httpheader"
 	"github.com/outboxd/outboxd/outbox"
@@ -149,6 +150,11 @@ func checkPayload(payload []byte, contentType string, allowEmpty bool) error {
 			return fmt.Errorf("the payload is not valid JSON (at byte %d: %w); for another format pass --header 'Content-Type: ...'", syn.Offset, syn)
 		}
 		return fmt.Errorf("the payload is not valid JSON (%w); for another format pass --header 'Content-Type: ...'", err)
+	}
+	// json.Valid lets invalid UTF-8 in strings through; JSON is UTF-8
+	// (RFC 8259), and a receiver's parser may refuse it, or garble it.
+	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && !utf8.Valid(payload) {
+		return errors.New("the payload is not valid JSON (it is not UTF-8); for another format pass --header 'Content-Type: ...'")
 	}
 	return nil
 }

@@ -314,3 +314,18 @@ func TestServeConsoleAnswersWhileStarting(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 }
+
+// A server that accepts and never answers: the error names it (host and
+// port, never the password) and the bound it waited (it said only "timed
+// out").
+func TestConnectTimeoutNamesTheServer(t *testing.T) {
+	t.Parallel()
+	url, _ := silentServer(t)
+	url = strings.Replace(url, "postgres@", "postgres:S3cretPW@", 1)
+	host := strings.TrimPrefix(url[:strings.Index(url, "/silent")], "postgres://postgres:S3cretPW@")
+	r := outboxd(t, nil, "outbox", "dead", "--connect-timeout", "1s", "--database-url", url)
+	want := "outboxd outbox: cannot connect to PostgreSQL at " + host + ": no answer within 1s (--connect-timeout)"
+	if r.code != 1 || firstLine(r.stderr) != want || strings.Contains(r.stderr+r.stdout, "S3cretPW") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
+}
