@@ -23,6 +23,12 @@ import (
 // abandoned, and will be sent again.
 var ErrAbandoned = errors.New("abandoned")
 
+// StuckGrace is how long Stop, past its deadline, waits for the deliveries
+// it cancelled to return. A Destination must return when its context is
+// done; one that does not is left running, and Stop returns an error
+// wrapping ErrAbandoned.
+const StuckGrace = 5 * time.Second
+
 // Dispatcher drains the outbox of one schema. Create it with New, run it with
 // Start, end it with Stop.
 type Dispatcher struct {
@@ -335,7 +341,9 @@ func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 // in-flight deliveries are cut off, recorded as abandoned, and will be sent
 // again, and Stop returns an error wrapping that context's), leases are
 // released for other dispatchers, and River stops. Recording, releasing and
-// deregistering may take up to 5 s each beyond ctx. Stop is idempotent: a
+// deregistering may take up to 5 s each beyond ctx; deliveries that do not
+// return within StuckGrace of their cancellation are left running (their
+// Destination ignores its context) and Stop's error says so. Stop is idempotent: a
 // Stop while another stop is under way (a cancelled Start context's
 // included) waits for it to complete, or returns ctx's error if ctx ends
 // first; once the dispatcher stopped, Stop returns nil. Stop before Start
@@ -379,16 +387,27 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 	case <-d.startCtx.Done():
 		cut = d.startCtx.Err()
 	}
+	stuck := false
 	if cut != nil {
 		// Out of patience: cancel in-flight deliveries (they are recorded as
-		// retries, or stay pending) and wait for the runners to notice.
+		// retries, or stay pending) and wait for the runners to notice, a
+		// bounded time: a Destination that ignores its context would hold
+		// Stop for ever.
 		d.abort()
-		<-d.done
+		select {
+		case <-d.done:
+		case <-time.After(StuckGrace):
+			stuck = true
+		}
 	}
 	d.abort()
 	var err error
 	if n := d.abandoned.Load() - cutBefore; cut != nil && n > 0 {
 		err = fmt.Errorf("worker: stop: %d in-flight deliveries %w: %w", n, ErrAbandoned, cut)
+	}
+	if stuck {
+		err = errors.Join(err, fmt.Errorf("worker: stop: deliveries did not return within %s of their cancellation "+
+			"(a Destination that ignores its context?): left running, their messages %w and sent again once their leases lapse", StuckGrace, ErrAbandoned))
 	}
 	if d.river != nil {
 		if rerr := d.stopRiver(); rerr != nil {
