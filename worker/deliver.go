@@ -95,7 +95,9 @@ func (r *laneRunner) attempt(m claimed) (result, bool) {
 		return result{}, false
 	}
 	start := r.d.mono()
+	r.d.delivering.Add(1)
 	res := known(r.deliverOne(m))
+	r.d.delivering.Add(-1)
 	out := result{msg: m, res: res, started: start, duration: r.d.mono() - start}
 	out.abandoned = res.Outcome == dispatch.Retry && r.leaseCtx.Err() != nil
 	if out.abandoned {

@@ -25,8 +25,9 @@ var ErrAbandoned = errors.New("abandoned")
 
 // StuckGrace is how long Stop, past its deadline, waits for the deliveries
 // it cancelled to return. A Destination must return when its context is
-// done; one that does not is left running, and Stop returns an error
-// wrapping ErrAbandoned.
+// done; one that does not is left running (its lease no longer renewed,
+// so that another dispatcher takes the lane within LeaseTTL), and Stop
+// returns an error wrapping ErrAbandoned.
 const StuckGrace = 5 * time.Second
 
 // Dispatcher drains the outbox of one schema. Create it with New, run it with
@@ -61,7 +62,8 @@ type Dispatcher struct {
 	startDone   chan struct{}
 	// finished closes at the very end of the first stop (River's stop
 	// included): later or concurrent Stops wait for it, so that closing the
-	// pool after any Stop returned loses nothing.
+	// pool after any Stop returned loses nothing (but what deliveries left
+	// running past StuckGrace would record: those messages are sent again).
 	finished chan struct{}
 	startCtx context.Context // cancelling it cuts a graceful stop short
 	cancel   context.CancelFunc
@@ -69,9 +71,15 @@ type Dispatcher struct {
 	// abandoned counts attempts cut off by us, so that a stop says (and
 	// logs) that deliveries were abandoned only when some were.
 	abandoned atomic.Int64
-	runners   map[Lane]*laneRunner // runners draining, not told to stop
-	holders   map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
-	unserved  map[string]Backlog   // destinations no live dispatcher serves: pending messages
+	// delivering counts calls of a Destination's Deliver under way; after
+	// a stop's StuckGrace, one still there means a Destination that
+	// ignores its context, and gaveUp then stops the lease renewals of
+	// a stop that no longer waits for it.
+	delivering atomic.Int64
+	gaveUp     atomic.Bool
+	runners    map[Lane]*laneRunner // runners draining, not told to stop
+	holders    map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
+	unserved   map[string]Backlog   // destinations no live dispatcher serves: pending messages
 	// paused mirrors the paused destinations: name -> the pauseGen after
 	// which a read of the database sees it (MaxInt64 while a 410's pause
 	// is being stored), so a refresh only lifts entries its read covers.
@@ -394,11 +402,19 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 		// bounded time: a Destination that ignores its context would hold
 		// Stop for ever.
 		d.abort()
+		grace := time.NewTimer(StuckGrace)
 		select {
 		case <-d.done:
-		case <-time.After(StuckGrace):
-			stuck = true
+		case <-grace.C:
+			// Recording, releasing and deregistering have budgets of their
+			// own: only a delivery still under way is given up on.
+			if stuck = d.delivering.Load() > 0; stuck {
+				d.gaveUp.Store(true)
+			} else {
+				<-d.done
+			}
 		}
+		grace.Stop()
 	}
 	d.abort()
 	var err error
@@ -407,7 +423,8 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 	}
 	if stuck {
 		err = errors.Join(err, fmt.Errorf("worker: stop: deliveries did not return within %s of their cancellation "+
-			"(a Destination that ignores its context?): left running, their messages %w and sent again once their leases lapse", StuckGrace, ErrAbandoned))
+			"(a Destination that ignores its context): left running and %w; their leases lapse within lease_ttl "+
+			"and what they do not record in time is sent again", StuckGrace, ErrAbandoned))
 	}
 	if d.river != nil {
 		if rerr := d.stopRiver(); rerr != nil {

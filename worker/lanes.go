@@ -291,6 +291,11 @@ func (d *Dispatcher) releaseAll() {
 		case <-done:
 			finished = true
 		case <-tick.C:
+			if d.gaveUp.Load() {
+				// Stop left a stuck delivery: its lease lapses, and
+				// another dispatcher takes the lane.
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.LeaseTTL-d.cfg.AcquireInterval)
 			d.health.report("renewing leases while stopping", d.renew(ctx))
 			cancel()
