@@ -111,11 +111,7 @@ func TestFieldsThatAreNotText(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
+	tx := b.begin(t)
 	for name, bad := range map[string]func(m *outbox.Message){
 		"destination":                           func(m *outbox.Message) { m.Destination = "de\x00st" },
 		"type":                                  func(m *outbox.Message) { m.Type = "t\xff" },
@@ -159,18 +155,14 @@ func TestPayloadBound(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
+	tx := b.begin(t)
 	msg := func(n int) outbox.Message {
 		return outbox.Message{Destination: "x", Payload: bytes.Repeat([]byte("a"), n), Headers: http.Header{"Content-Type": {"text/plain"}}}
 	}
 	if _, err := b.outbox.Enqueue(ctx, tx, msg(outbox.DefaultMaxPayload)); err != nil {
 		t.Fatalf("1 MiB: %v", err)
 	}
-	_, err = b.outbox.Enqueue(ctx, tx, msg(outbox.DefaultMaxPayload+1))
+	_, err := b.outbox.Enqueue(ctx, tx, msg(outbox.DefaultMaxPayload+1))
 	if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "payload is 1048577 bytes, at most 1048576 (Config.MaxPayload)") {
 		t.Fatalf("1 MiB + 1: %v", err)
 	}

@@ -41,6 +41,18 @@ func (b bundle) count(t *testing.T) int {
 	return n
 }
 
+// begin opens a transaction, rolled back at the end of the test unless it
+// committed.
+func (b bundle) begin(t *testing.T) pgx.Tx {
+	t.Helper()
+	tx, err := b.pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx
+}
+
 func msg(dest string) outbox.Message {
 	return outbox.Message{Destination: dest, Type: "email.welcome", Payload: []byte(`{"to":"ada@example.com"}`)}
 }
