@@ -51,7 +51,7 @@ type messageHeaderFlags struct{ headerFlags }
 
 func (h messageHeaderFlags) Set(v string) error {
 	if name, _, ok := strings.Cut(v, ":"); ok {
-		if key := httpheader.IdempotencyKey(map[string][]string{strings.TrimSpace(name): nil}); key != "" {
+		if key := httpheader.CheckMessage(map[string][]string{strings.TrimSpace(name): nil}); key != "" {
 			return errors.New(key)
 		}
 	}

@@ -36,8 +36,7 @@ func ValidValue(value string) bool {
 func Check(h map[string][]string) string { return check(h, false) }
 
 // CheckMessage is Check for a message's headers, which also refuses an
-// Idempotency-Key (see IdempotencyKey), in the same pass: it runs on every
-// enqueue.
+// Idempotency-Key (below), in the same pass: it runs on every enqueue.
 func CheckMessage(h map[string][]string) string { return check(h, true) }
 
 func check(h map[string][]string, message bool) string {
@@ -57,21 +56,11 @@ func check(h map[string][]string, message bool) string {
 	return ""
 }
 
-// IdempotencyKey describes a header of h named Idempotency-Key (in any
-// case), or returns "". A message's key is its IdempotencyKey field: every
-// destination sends that one (the HTTP destination in this header,
-// replacing the message's; NATS as the JetStream message id), so a key
-// given as a header dedupes nothing, and two sends with one such header
-// reached a trial's sink twice, under two keys.
-func IdempotencyKey(h map[string][]string) string {
-	for name := range h {
-		if strings.EqualFold(name, idempotencyKey) {
-			return idempotencyKeyRefused
-		}
-	}
-	return ""
-}
-
+// A message's key is its IdempotencyKey field: every destination sends
+// that one (the HTTP destination in the Idempotency-Key header, replacing
+// the message's; NATS as the JetStream message id), so a key given as a
+// header dedupes nothing, and two sends with one such header reached a
+// trial's sink twice, under two keys.
 const (
 	idempotencyKey        = "Idempotency-Key"
 	idempotencyKeyRefused = "header Idempotency-Key is the message's idempotency key, sent by every destination: set IdempotencyKey (outboxd send --idempotency-key), not a header"
