@@ -182,11 +182,16 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*Result, error)
 	return resultsOf(res), m.removeIfEmpty(ctx)
 }
 
-// Status lists every known migration and whether it is applied.
+// Status lists every known migration and whether it is applied. It only
+// reads: on a database outboxd never migrated (no version table in the
+// schema) every migration is pending, and nothing is created.
 func (m *Migrator) Status(ctx context.Context) ([]*Status, error) {
-	p, err := m.prepare(ctx)
+	p, err := m.provider()
 	if err != nil {
 		return nil, err
+	}
+	if migrated, err := m.hasVersionTable(ctx); err != nil || !migrated {
+		return pendingStatus(p), err
 	}
 	st, err := p.Status(ctx)
 	if err != nil {
@@ -199,9 +204,13 @@ func (m *Migrator) Status(ctx context.Context) ([]*Status, error) {
 	return out, nil
 }
 
-// Version returns the latest applied migration version (0 when none).
+// Version returns the latest applied migration version (0 when none). It
+// only reads, as Status does.
 func (m *Migrator) Version(ctx context.Context) (int64, error) {
-	p, err := m.prepare(ctx)
+	if migrated, err := m.hasVersionTable(ctx); err != nil || !migrated {
+		return 0, err
+	}
+	p, err := m.provider()
 	if err != nil {
 		return 0, err
 	}
@@ -210,6 +219,27 @@ func (m *Migrator) Version(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("migrations: version: %w", err)
 	}
 	return v, nil
+}
+
+// hasVersionTable tells whether the schema has the version table, which
+// the first migration run creates.
+func (m *Migrator) hasVersionTable(ctx context.Context) (bool, error) {
+	var ok bool
+	err := m.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, m.schema+"."+VersionTable).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("migrations: look for the version table: %w", err)
+	}
+	return ok, nil
+}
+
+// pendingStatus lists every migration of p as pending, from its sources
+// alone.
+func pendingStatus(p *goose.Provider) []*Status {
+	var st []*Status
+	for _, s := range p.ListSources() {
+		st = append(st, &Status{Version: s.Version, Name: sourceName(s)})
+	}
+	return st
 }
 
 // Up applies all pending migrations to db in schema ("" for the default).

@@ -62,3 +62,43 @@ func TestNewNeedsADatabase(t *testing.T) {
 		t.Fatalf("New(nil, nil): %v", err)
 	}
 }
+
+// Status and Version only read: on a database outboxd never migrated they
+// say that every migration is pending and that the version is 0, and
+// leave it as it was, with neither the schema nor the version table
+// (they created both, so a monitoring job's look at a new database made
+// it look half-migrated to the next operator).
+func TestStatusAndVersionWriteNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.SQLDB(t, pgtest.EmptyURL(t))
+	m, err := migrations.New(db, &migrations.Config{Schema: "looked_at"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) == 0 || st[0].Version != 1 || st[0].Name != "00001_outboxd_core.sql" || st[1].Name != "River schema (Go migration)" {
+		t.Fatalf("statuses %+v", st)
+	}
+	for _, s := range st {
+		if s.Applied || !s.AppliedAt.IsZero() {
+			t.Fatalf("status %+v on a database never migrated", s)
+		}
+	}
+	if v, err := m.Version(ctx); err != nil || v != 0 {
+		t.Fatalf("version %d, %v; want 0", v, err)
+	}
+	var schema bool
+	if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'looked_at')`).Scan(&schema); err != nil || schema {
+		t.Fatalf("schema looked_at exists: %v, %v; Status and Version must not create it", schema, err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = m.Status(ctx); err != nil || !st[len(st)-1].Applied {
+		t.Fatalf("after Up: %+v, %v", st[len(st)-1], err)
+	}
+}

@@ -13,9 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/database"
-
 	"github.com/outboxd/outboxd/migrations"
 )
 
@@ -94,10 +91,11 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	// status and version must not create the schema or goose's table (a
-	// typo in --schema would leave one behind): look before asking goose.
+	// down must not create the schema or goose's table (a typo in
+	// --schema would leave one behind): look before asking goose. (Status
+	// and Version only read.)
 	var applied bool
-	if action != "up" {
+	if action == "down" {
 		if applied, err = hasVersionTable(ctx, sqlDB, db.schema); err != nil {
 			return describeDBError(err)
 		}
@@ -125,12 +123,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "down":
 		return migrateDown(ctx, stdout, m, applied, *to)
 	case "status":
-		var st []*migrations.Status
-		if applied {
-			st, err = m.Status(ctx)
-		} else {
-			st, err = pendingStatus(sqlDB, db.schema)
-		}
+		st, err := m.Status(ctx) // reads only
 		if err != nil {
 			return describeDBError(err)
 		}
@@ -153,11 +146,9 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return tw.Flush()
 	case "version":
-		v := int64(0)
-		if applied {
-			if v, err = m.Version(ctx); err != nil {
-				return describeDBError(err)
-			}
+		v, err := m.Version(ctx) // reads only
+		if err != nil {
+			return describeDBError(err)
 		}
 		fmt.Fprintln(stdout, strconv.FormatInt(v, 10))
 	}
@@ -206,29 +197,6 @@ func hasVersionTable(ctx context.Context, db *sql.DB, schema string) (bool, erro
 	var ok bool
 	err := db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema+"."+migrations.VersionTable).Scan(&ok)
 	return ok, err
-}
-
-// pendingStatus lists every migration as pending, from the embedded files
-// alone: the provider is built but never run.
-func pendingStatus(db *sql.DB, schema string) ([]*migrations.Status, error) {
-	store, err := database.NewStore(database.DialectPostgres, schema+"."+migrations.VersionTable)
-	if err != nil {
-		return nil, err
-	}
-	p, err := goose.NewProvider(goose.DialectCustom, db, migrations.FS, goose.WithStore(store),
-		goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(migrations.GoMigrations(schema)...))
-	if err != nil {
-		return nil, err
-	}
-	var st []*migrations.Status
-	for _, s := range p.ListSources() {
-		name := s.Path
-		if name == "" {
-			name = migrations.GoMigrationName(s.Version)
-		}
-		st = append(st, &migrations.Status{Version: s.Version, Name: name})
-	}
-	return st, nil
 }
 
 // warnInvalidIndexes prints on w a line for each invalid index of schema,
