@@ -2,11 +2,13 @@ package worker_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -197,6 +199,62 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 		b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval, c.PerKeyBatch = time.Hour, 10 }))
 		waitAttempted(t, b, 100, 20*time.Second)
 	})
+	// Messages of 300 kB, 12 keyed and 12 unkeyed: each claim stops at
+	// BatchBytes (1 MiB: four of each), and the next follows at once, not
+	// a sweep (an hour) later. Each arrives once, a key's in order.
+	t.Run("cut at BatchBytes", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		big := `{"pad":"` + strings.Repeat("x", 300_000) + `"}`
+		keys := keysInOneLane(t, b, 3) // lane 7
+		var msgs []outbox.Message
+		for i := range 24 {
+			m := outbox.Message{Destination: "sink", Payload: []byte(big)}
+			if i%2 == 0 {
+				m.OrderingKey = keys[i%3]
+			} else {
+				m.ID = idInLane7(t, b)
+			}
+			msgs = append(msgs, m)
+		}
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := b.outbox.EnqueueBatch(ctx, tx, msgs)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			mu   sync.Mutex
+			seen = map[uuid.UUID]int{}
+			last = map[string]int64{}
+		)
+		dest := dispatch.DestinationFunc(func(_ context.Context, m dispatch.Message) dispatch.Result {
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[m.ID]++; m.OrderingKey != "" {
+				if m.Seq <= last[m.OrderingKey] {
+					t.Errorf("key %s: seq %d after %d", m.OrderingKey, m.Seq, last[m.OrderingKey])
+				}
+				last[m.OrderingKey] = m.Seq
+			}
+			return dispatch.Result{Outcome: dispatch.Delivered}
+		})
+		b.start(t, b.config(t, func(c *worker.Config) {
+			c.SweepInterval = time.Hour
+			c.Destinations = map[string]dispatch.Destination{"sink": dest}
+		}))
+		if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 24 {
+			t.Fatalf("statuses %v", c)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("message %s sent %d times", id, n)
+			}
+		}
+	})
 	// The destination answered Retry, yet the policy dead-lettered the
 	// message (its last attempt): the key's next message is due at once.
 	t.Run("dead-lettered by the retry policy", func(t *testing.T) {
@@ -272,6 +330,22 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 			t.Fatalf("the retry was attempted %s after the slow batch ended (sweep 2 s); want at once", after)
 		}
 	})
+}
+
+// idInLane7 returns a new message id whose unkeyed message falls in
+// lane 7, with keysInOneLane's keys.
+func idInLane7(t *testing.T, b bundle) uuid.UUID {
+	t.Helper()
+	for {
+		id := uuid.Must(uuid.NewV7())
+		var lane int
+		if err := b.pool.QueryRow(context.Background(), `SELECT (hashtext($1::text) & 2147483647) % 32`, id).Scan(&lane); err != nil {
+			t.Fatal(err)
+		}
+		if lane == 7 {
+			return id
+		}
+	}
 }
 
 // unavailable answers as a destination that is down: 503, retry.

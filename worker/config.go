@@ -35,6 +35,15 @@ type Config struct {
 	RetryByDestination map[string]RetryPolicy
 	// BatchSize bounds the messages one claim takes from a lane. Default 200.
 	BatchSize int
+	// BatchBytes bounds the bytes (payloads, and headers as stored) one
+	// claim takes from a lane, as BatchSize bounds its messages: a claim
+	// stops at the first message that brings it to BatchBytes or more, and
+	// a message larger than BatchBytes goes alone. A dispatcher so holds
+	// at most about 2 x (BatchBytes + the largest message) per lane it
+	// serves (a claim's keyed and unkeyed messages are bounded apart),
+	// where 200 messages of outbox.DefaultMaxPayload were 200 MiB. Default
+	// 1 MiB (DefaultBatchBytes).
+	BatchBytes int64
 	// PerKeyBatch bounds how many messages of one ordering key a claim
 	// takes (they are still sent one at a time). Default 10.
 	PerKeyBatch int
@@ -94,6 +103,9 @@ func (c *Config) withDefaults() Config {
 	if out.BatchSize == 0 {
 		out.BatchSize = 200
 	}
+	if out.BatchBytes == 0 {
+		out.BatchBytes = DefaultBatchBytes
+	}
 	if out.PerKeyBatch == 0 {
 		out.PerKeyBatch = 10
 	}
@@ -129,6 +141,9 @@ func (c *Config) withDefaults() Config {
 	}
 	return out
 }
+
+// DefaultBatchBytes is Config.BatchBytes's default: 1 MiB.
+const DefaultBatchBytes = 1 << 20
 
 // maxIDLen bounds Config.ID: River refuses a longer client id.
 const maxIDLen = 100
@@ -196,8 +211,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("worker: Config.RetryByDestination[%q] names no destination of Config.Destinations", name)
 		}
 	}
-	if c.BatchSize < 0 || c.PerKeyBatch < 0 {
-		return errors.New("worker: Config.BatchSize and PerKeyBatch must be positive")
+	if c.BatchSize < 0 || c.PerKeyBatch < 0 || c.BatchBytes < 0 {
+		return errors.New("worker: Config.BatchSize, BatchBytes and PerKeyBatch must be positive")
 	}
 	if c.LeaseTTL < 0 || c.AcquireInterval < 0 || c.SweepInterval < 0 {
 		return errors.New("worker: Config.LeaseTTL, AcquireInterval and SweepInterval must not be negative")

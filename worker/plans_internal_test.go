@@ -116,7 +116,7 @@ func TestClaimReadsOnlyKeyHeads(t *testing.T) {
 	lane, due := backlogLane(t, pool)
 	claim := dbschema.Render(claimSQL, "outboxd")
 	const perKey, batch = 10, 200
-	args := []any{"sink", lane, "me", int64(1), perKey, batch}
+	args := []any{"sink", lane, "me", int64(1), perKey, batch, int64(DefaultBatchBytes)}
 
 	plan := explain(t, pool, "ANALYZE, ", claim, args...)
 	// 40 head probes (and the one that finds no next key), 30 messages.
@@ -145,7 +145,7 @@ func TestClaimReadsPayloadsOfTheBatchOnly(t *testing.T) {
 	pool := pgtest.Connect(t, pgtest.URL(t))
 	lane, _ := backlogLane(t, pool)
 	const perKey, batch = 10, 5
-	plan := explain(t, pool, "ANALYZE, VERBOSE, ", dbschema.Render(claimSQL, "outboxd"), "sink", lane, "me", int64(1), perKey, batch)
+	plan := explain(t, pool, "ANALYZE, VERBOSE, ", dbschema.Render(claimSQL, "outboxd"), "sink", lane, "me", int64(1), perKey, batch, int64(DefaultBatchBytes))
 	var withPayload float64
 	for _, s := range scans(plan) {
 		for _, col := range s.Output {
@@ -249,7 +249,7 @@ func TestHotPathPlansUseIndexesWithoutStatistics(t *testing.T) {
 	claim := dbschema.Render(claimSQL, "outboxd")
 	const perKey, batch = 10, 200
 	if read := onlyIndexes(t, "the generic claim",
-		explainGeneric(t, pool, false, claim, "sink", lane, "me", int64(1), perKey, batch), false); read > 2*(41+3*perKey) {
+		explainGeneric(t, pool, false, claim, "sink", lane, "me", int64(1), perKey, batch, int64(DefaultBatchBytes)), false); read > 2*(41+3*perKey) {
 		t.Errorf("the generic claim read %.0f rows of outbox_messages for 40 keys and %d due messages", read, 3*perKey)
 	}
 	genericUnserved := explainGeneric(t, pool, false, dbschema.Render(unservedSQL, "outboxd"), unservedCap)
@@ -355,7 +355,7 @@ func TestClaimWritesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := tx.Query(ctx, claim, "sink", lane, c.owner, c.token, 10, 200)
+		rows, err := tx.Query(ctx, claim, "sink", lane, c.owner, c.token, 10, 200, int64(DefaultBatchBytes))
 		if err != nil {
 			t.Fatal(err)
 		}

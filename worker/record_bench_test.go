@@ -293,13 +293,13 @@ func fullKeyIndexDesigns() []recordDesign {
 
 // claimIDs runs the dispatcher's claim of a lane and returns the ids.
 func claimIDs(ctx context.Context, conn *pgx.Conn, lane, size int) ([]pgtype.UUID, error) {
-	rows, err := conn.Query(ctx, dbschema.Render(claimSQL, "outboxd"), "sink", lane, "me", int64(1), 10, size)
+	rows, err := conn.Query(ctx, dbschema.Render(claimSQL, "outboxd"), "sink", lane, "me", int64(1), 10, size, int64(DefaultBatchBytes))
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (pgtype.UUID, error) {
 		var id pgtype.UUID
-		return id, r.Scan(&id, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil)
+		return id, r.Scan(&id, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil)
 	})
 }
 

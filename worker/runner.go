@@ -262,15 +262,21 @@ func (h *dueTimes) Pop() any {
 }
 
 // full tells whether a batch may have left due keyed or unkeyed messages
-// behind: the claim takes up to BatchSize of each.
+// behind: the claim takes up to BatchSize of each, and stops each at
+// BatchBytes.
 func (r *laneRunner) full(batch []claimed) (keyed, unkeyed bool) {
-	n := 0
+	var n int
+	var keyedBytes, unkeyedBytes int64
 	for _, m := range batch {
 		if m.OrderingKey != "" {
 			n++
+			keyedBytes = max(keyedBytes, m.upto)
+		} else {
+			unkeyedBytes = max(unkeyedBytes, m.upto)
 		}
 	}
-	return n >= r.d.cfg.BatchSize, len(batch)-n >= r.d.cfg.BatchSize
+	limit := r.d.cfg.BatchBytes
+	return n >= r.d.cfg.BatchSize || keyedBytes >= limit, len(batch)-n >= r.d.cfg.BatchSize || unkeyedBytes >= limit
 }
 
 // release gives the lane back, under the token it was acquired with, so it
@@ -326,6 +332,9 @@ type claimed struct {
 	budgetUsed int
 	age        time.Duration
 	claimedAt  time.Duration
+	// upto: the bytes of its part of the claim (keyed or unkeyed messages)
+	// up to and including it, as Config.BatchBytes counts them.
+	upto int64
 }
 
 // claim reads the lane's next batch, and tells whether it walked its keys'
@@ -356,7 +365,7 @@ func (r *laneRunner) claim(ctx context.Context, start time.Duration) ([]claimed,
 }
 
 func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk bool) ([]claimed, error) {
-	args := []any{r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token, r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize}
+	args := []any{r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token, r.d.cfg.PerKeyBatch, r.d.cfg.BatchSize, r.d.cfg.BatchBytes}
 	q := r.d.q.claim
 	if !walk {
 		q, args = r.d.q.claimRetries, append(args, r.walk.progressed)
@@ -377,7 +386,7 @@ func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk boo
 			ageMS   int64
 		)
 		err := row.Scan(&id, &c.Destination, &c.Type, &key, &seq, &c.Payload, &headers,
-			&c.IdempotencyKey, &c.attempts, &base, &c.CreatedAt, &ageMS)
+			&c.IdempotencyKey, &c.attempts, &base, &c.CreatedAt, &ageMS, &c.upto)
 		if err != nil {
 			return c, err
 		}

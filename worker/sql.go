@@ -100,8 +100,7 @@ WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AN
 // before it. picked carries ids only: the payloads of the up to $5 x $6
 // candidates are not read, only those of the $6 kept, by primary key. Due unkeyed messages come oldest due first, from their own
 // index. Every step is an index range with a LIMIT, so the plan needs no
-// statistics (see TestHotPathPlansUseIndexesWithoutStatistics). age_ms is
-// the message's age on the database's clock, for the retry policy's MaxAge.
+// statistics (see TestHotPathPlansUseIndexesWithoutStatistics).
 const claimSQL = claimLease + `, heads AS (
     (SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at, m.attempts > m.attempts_base AS retry
      FROM {{schema}}.outbox_messages m
@@ -128,7 +127,7 @@ const claimSQL = claimLease + `, heads AS (
 // those whose head failed an attempt since it was queued (or requeued) and
 // is due again, read oldest due first from the retry heads' index
 // (migration 14), and the
-// keys $7 (those the runner's last batch delivered or dead-lettered a
+// keys $8 (those the runner's last batch delivered or dead-lettered a
 // message of: their next message has never been tried), so it costs what
 // is due, not the number of keys waiting. It misses the other keys whose
 // head has not been tried: a new key's first message and a requeued one,
@@ -155,7 +154,7 @@ const claimRetriesSQL = claimLease + `, due AS (
      LIMIT $6)
     UNION
     SELECT h.ordering_key, h.seq, h.created_at, CASE WHEN h.retry THEN 1 ELSE $5 END
-    FROM unnest($7::text[]) AS k(key) CROSS JOIN LATERAL (
+    FROM unnest($8::text[]) AS k(key) CROSS JOIN LATERAL (
         SELECT m.ordering_key, m.seq, m.created_at, m.next_attempt_at, m.attempts > m.attempts_base AS retry
         FROM {{schema}}.outbox_messages m
         WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
@@ -177,6 +176,15 @@ WITH RECURSIVE lease AS (
 // a head that has been failing most likely fails again, and the messages
 // behind it, read with their payloads, would only be carried and left),
 // the batch's rows with payloads, then the due unkeyed messages.
+//
+// Each of the two parts also stops at $7 bytes (Config.BatchBytes): it
+// keeps a message only while the bytes of those before it (payload and
+// headers as stored: msgBytes) are under $7, so a message larger than $7
+// still goes, alone, and a key keeps its messages in sequence (the rows
+// kept are a prefix of the part's order). upto, the part's bytes up to
+// and including the row, tells the runner whether the part was cut
+// (laneRunner.full). The sizes come from the rows' headers, not from
+// their TOASTed values: nothing is read that the claim would not send.
 const claimBatch = `, picked AS (
     SELECT id, head_at, ordering_key, seq FROM (
         SELECT m.id, m.ordering_key, m.seq, d.head_at,
@@ -192,21 +200,41 @@ const claimBatch = `, picked AS (
     ORDER BY head_at, ordering_key, seq
     LIMIT $6
 )
-(SELECT m.id, m.destination, m.type, m.ordering_key, m.seq, m.payload, m.headers,
-        m.idempotency_key, m.attempts, m.attempts_base, m.created_at,
-        (extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at)) * 1000)::bigint
- FROM picked p JOIN {{schema}}.outbox_messages m ON m.id = p.id
- ORDER BY p.head_at, p.ordering_key, p.seq)
+(SELECT ` + claimedCols + ` FROM (
+    SELECT ` + claimedRow + `, sum(` + msgBytes + `) OVER (ORDER BY p.head_at, p.ordering_key, p.seq ROWS UNBOUNDED PRECEDING) AS upto
+    FROM picked p JOIN {{schema}}.outbox_messages m ON m.id = p.id
+    ORDER BY p.head_at, p.ordering_key, p.seq) c
+ WHERE upto - size < $7)
 UNION ALL
-(SELECT id, destination, type, ordering_key, seq, payload, headers,
-        idempotency_key, attempts, attempts_base, created_at,
-        (extract(epoch FROM now() - coalesce(requeued_at, created_at)) * 1000)::bigint
- FROM {{schema}}.outbox_messages m
- WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NULL
-   AND m.next_attempt_at <= now()
-   AND EXISTS (SELECT 1 FROM lease)
- ORDER BY m.next_attempt_at
- LIMIT $6)`
+(SELECT ` + claimedCols + ` FROM (
+    SELECT ` + claimedRow + `, sum(` + msgBytes + `) OVER (ORDER BY m.next_attempt_at ROWS UNBOUNDED PRECEDING) AS upto
+    FROM {{schema}}.outbox_messages m
+    WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NULL
+      AND m.next_attempt_at <= now()
+      AND EXISTS (SELECT 1 FROM lease)
+    ORDER BY m.next_attempt_at
+    LIMIT $6) c
+ WHERE upto - size < $7)`
+
+// claimedRow is what a claim reads of a message, and claimedCols what it
+// returns (laneRunner.claimRows). age_ms is the message's age on the
+// database's clock, for the retry policy's MaxAge.
+const (
+	claimedRow = `m.id, m.destination, m.type, m.ordering_key, m.seq, m.payload, m.headers,
+        m.idempotency_key, m.attempts, m.attempts_base, m.created_at,
+        (extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at)) * 1000)::bigint AS age_ms,
+        ` + msgBytes + ` AS size`
+	claimedCols = `id, destination, type, ordering_key, seq, payload, headers,
+        idempotency_key, attempts, attempts_base, created_at, age_ms, upto`
+)
+
+// msgBytes is what a claimed message weighs against Config.BatchBytes:
+// its payload's length (read from the value's header, even when the
+// value is compressed) and its headers' size as stored. It is an integer
+// (each term is under 2^30, PostgreSQL's largest value), so that its sum
+// is a bigint: a bigint's sum is a numeric, whose arithmetic doubled what
+// the claim costs the server per message (bench-record's claim-only).
+const msgBytes = `(octet_length(m.payload) + pg_column_size(m.headers))`
 
 // recordSQL stores a batch's results and its attempt rows in one statement,
 // only while the lease ($1, $2, $3, $4) is still ours; the lease row is

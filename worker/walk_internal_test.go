@@ -152,7 +152,7 @@ func TestClaimRetriesReadsOnlyDueRetries(t *testing.T) {
 	}
 	claim := dbschema.Render(claimRetriesSQL, "outboxd")
 	const perKey, batch = 10, 200
-	args := []any{"sink", lane, "me", int64(1), perKey, batch, []string{due[1]}}
+	args := []any{"sink", lane, "me", int64(1), perKey, batch, int64(DefaultBatchBytes), []string{due[1]}}
 
 	// Two heads and their 11 messages, a probe for the retry head's
 	// predecessors, and the first retry not due, which ends the range.
@@ -184,7 +184,7 @@ func TestClaimRetriesReadsOnlyDueRetries(t *testing.T) {
 		want = append(want, fmt.Sprintf("%s/%d", due[2], s))
 	}
 	walk := dbschema.Render(claimSQL, "outboxd")
-	if got := claimedKeys(t, pool, walk, args[:6]...); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := claimedKeys(t, pool, walk, args[:7]...); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("the walk claimed %v\nwant %v", got, want)
 	}
 }

@@ -23,7 +23,7 @@ import (
 // each, while the only claims that walk after start-up are those of the
 // commit's wake-ups. (Before walk.go every claim walked.) Each message is
 // a retry head when it is delivered, taken alone, so each next message is
-// found as the next of a key just delivered (claimRetriesSQL's $7), with
+// found as the next of a key just delivered (claimRetriesSQL's $8), with
 // one message of a key per claim and with ten.
 func TestSweepsFindRetriesWithoutWalking(t *testing.T) {
 	t.Parallel()

@@ -75,6 +75,7 @@ func (c *fileConfig) show(key, v string) string {
 
 type dispatcherConf struct {
 	BatchSize       int           `yaml:"batch_size"`
+	BatchBytes      int64         `yaml:"batch_bytes"`
 	PerKeyBatch     int           `yaml:"per_key_batch"`
 	LeaseTTL        time.Duration `yaml:"lease_ttl"`
 	AcquireInterval time.Duration `yaml:"acquire_interval"`

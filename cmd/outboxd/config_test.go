@@ -24,6 +24,7 @@ func TestConfigMistakes(t *testing.T) {
 		{"mapping for value", "schema:\n  name: x\n" + dest, "line 2: schema: want a single value, not a list or mapping"},
 		{"negative attempts", "retry:\n  max_attempts: -1\n" + dest, "line 2: retry.max_attempts: must not be negative"},
 		{"negative base", "retry:\n  base: -1s\n" + dest, "line 2: retry.base: must not be negative"},
+		{"negative batch bytes", "dispatcher:\n  batch_bytes: -1\n" + dest, "line 2: dispatcher.batch_bytes: must not be negative"},
 		{"max below base", "retry:\n  base: 10s\n  max: 1s\n" + dest, "line 3: retry.max (1s) must not be shorter than retry.base (10s)"},
 		{"negative timeout", "destinations:\n  a:\n    url: http://x\n    timeout: -2s\n", "line 4: destinations.a.timeout: must not be negative"},
 		{"negative rate", "destinations:\n  a:\n    url: http://x\n    rate: -5\n", "line 4: destinations.a.rate: must not be negative"},

@@ -37,6 +37,7 @@ func (c *fileConfig) validate() error {
 		v    int64
 	}{
 		{"dispatcher.batch_size", int64(d.BatchSize)},
+		{"dispatcher.batch_bytes", d.BatchBytes},
 		{"dispatcher.per_key_batch", int64(d.PerKeyBatch)},
 		{"dispatcher.lease_ttl", int64(d.LeaseTTL)},
 		{"dispatcher.acquire_interval", int64(d.AcquireInterval)},

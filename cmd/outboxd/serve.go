@@ -146,7 +146,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	d, err := worker.New(pool, &worker.Config{
 		Schema: db.schema, Destinations: dests, Retry: cfg.Retry.policy(), RetryByDestination: retries,
-		BatchSize: cfg.Dispatcher.BatchSize, PerKeyBatch: cfg.Dispatcher.PerKeyBatch,
+		BatchSize: cfg.Dispatcher.BatchSize, BatchBytes: cfg.Dispatcher.BatchBytes, PerKeyBatch: cfg.Dispatcher.PerKeyBatch,
 		LeaseTTL: cfg.Dispatcher.LeaseTTL, AcquireInterval: cfg.Dispatcher.AcquireInterval,
 		SweepInterval: cfg.Dispatcher.SweepInterval,
 		Maintenance: worker.Maintenance{
