@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/internal/bench/pgcost"
 )
 
 // appName marks the dispatcher's connections, whose server processes' CPU
@@ -19,6 +21,7 @@ const appName = "outboxd_bench_backlog_dispatcher"
 type counters struct {
 	cpu    map[int]float64 // backend pid -> CPU seconds
 	wal    float64
+	lsn    string  // the WAL position as PostgreSQL writes it (for btreeEntries)
 	writes float64 // row versions written to the outbox tables, not HOT
 }
 
@@ -50,10 +53,22 @@ func read(ctx context.Context, pool *pgxpool.Pool) (counters, error) {
 		}
 	}
 	err = pool.QueryRow(ctx, `
-SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8,
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8, pg_current_wal_lsn()::text,
        (SELECT sum(n_tup_ins + n_tup_upd - n_tup_hot_upd)::float8 FROM pg_stat_user_tables
-        WHERE schemaname = 'outboxd' AND relname IN ('outbox_messages', 'outbox_attempts', 'outbox_keys'))`).Scan(&c.wal, &c.writes)
+        WHERE schemaname = 'outboxd' AND relname IN ('outbox_messages', 'outbox_attempts', 'outbox_keys'))`).Scan(&c.wal, &c.lsn, &c.writes)
 	return c, err
+}
+
+// btreeEntries counts the b-tree entries written between two readings
+// (pgcost.Entries: server-wide, -1 when pg_walinspect is missing or the
+// WAL is gone).
+func btreeEntries(ctx context.Context, pool *pgxpool.Pool, before, after counters) float64 {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return -1
+	}
+	defer conn.Release()
+	return pgcost.Entries(ctx, conn.Conn(), pgcost.Reading{LSN: before.lsn}, pgcost.Reading{LSN: after.lsn})
 }
 
 // clockTick is USER_HZ, the unit of /proc's CPU times: 100 on Linux.

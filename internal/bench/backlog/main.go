@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/internal/bench/pgbench"
+	"github.com/outboxd/outboxd/internal/bench/pgcost"
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
 
@@ -123,15 +124,15 @@ func run(adminURL, pendingList, retainedList string, o options) error {
 
 	fmt.Printf("Backlog benchmark: %d CPUs, %s, %s; up to %d keys in the failing destination's backlog, heads due over %s; %d x %s rounds, %.0f msg/s to the healthy destination, %.0f msg/s to the failing one, medians\n\n",
 		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.keys, o.spread, o.rounds, o.duration, o.rate, o.downRate)
-	fmt.Println("| pending (failing) | retained | claim, failing dest. | claim, healthy dest. | dispatcher PG CPU | PG CPU / healthy msg | WAL / healthy msg | non-HOT row writes / healthy msg | healthy p50 | healthy p99 |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| pending (failing) | retained | claim, failing dest. | claim, healthy dest. | dispatcher PG CPU | PG CPU / healthy msg | WAL / healthy msg | non-HOT row writes / healthy msg | b-tree entries / healthy msg | healthy p50 | healthy p99 |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	base := median(results[0])
 	for i, s := range scenarios {
 		f := median(results[i])
-		fmt.Printf("| %d | %d | %s (%.2fx) | %s (%.2fx) | %.0f ms/s (%.2fx) | %.0f us | %.0f B | %.2f | %s (%.2fx) | %s (%.2fx) |\n",
+		fmt.Printf("| %d | %d | %s (%.2fx) | %s (%.2fx) | %.0f ms/s (%.2fx) | %.0f us | %.0f B | %.2f | %s | %s (%.2fx) | %s (%.2fx) |\n",
 			s.pending, s.retained,
 			us(f.claimDown), f.claimDown/base.claimDown, us(f.claimSink), f.claimSink/base.claimSink,
-			f.cpuPerSec*1000, f.cpuPerSec/base.cpuPerSec, f.cpuPerMsg*1e6, f.walPerMsg, f.writesPerMsg,
+			f.cpuPerSec*1000, f.cpuPerSec/base.cpuPerSec, f.cpuPerMsg*1e6, f.walPerMsg, f.writesPerMsg, pgcost.EntriesCell(f.entriesPerMsg),
 			ms(f.p50), f.p50/base.p50, ms(f.p99), f.p99/base.p99)
 	}
 	fmt.Println("\nGoal: claim time and dispatcher CPU within 2x of the baseline's at every size; the healthy destination's latency unaffected.")
@@ -148,14 +149,15 @@ func median(fs []figures) figures {
 		return pgbench.Median(xs)
 	}
 	return figures{
-		claimDown:    pick(func(f figures) float64 { return f.claimDown }),
-		claimSink:    pick(func(f figures) float64 { return f.claimSink }),
-		cpuPerSec:    pick(func(f figures) float64 { return f.cpuPerSec }),
-		cpuPerMsg:    pick(func(f figures) float64 { return f.cpuPerMsg }),
-		walPerMsg:    pick(func(f figures) float64 { return f.walPerMsg }),
-		writesPerMsg: pick(func(f figures) float64 { return f.writesPerMsg }),
-		p50:          pick(func(f figures) float64 { return f.p50 }),
-		p99:          pick(func(f figures) float64 { return f.p99 }),
+		claimDown:     pick(func(f figures) float64 { return f.claimDown }),
+		claimSink:     pick(func(f figures) float64 { return f.claimSink }),
+		cpuPerSec:     pick(func(f figures) float64 { return f.cpuPerSec }),
+		cpuPerMsg:     pick(func(f figures) float64 { return f.cpuPerMsg }),
+		walPerMsg:     pick(func(f figures) float64 { return f.walPerMsg }),
+		writesPerMsg:  pick(func(f figures) float64 { return f.writesPerMsg }),
+		entriesPerMsg: pick(func(f figures) float64 { return f.entriesPerMsg }),
+		p50:           pick(func(f figures) float64 { return f.p50 }),
+		p99:           pick(func(f figures) float64 { return f.p99 }),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/bench/pgcost"
 	"github.com/outboxd/outboxd/internal/sink"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
@@ -27,6 +28,7 @@ type figures struct {
 	cpuPerMsg            float64 // the same per healthy message delivered
 	walPerMsg            float64 // WAL bytes per healthy message (enqueue, delivery and the failing one's retries)
 	writesPerMsg         float64 // non-HOT row versions written per healthy message
+	entriesPerMsg        float64 // b-tree entries written per healthy message (-1: not counted)
 	p50, p99             float64 // healthy destination: commit to first arrival
 }
 
@@ -137,6 +139,7 @@ func measure(ctx context.Context, s *scenario, o options) (figures, error) {
 	f.cpuPerSec, f.cpuPerMsg = cpu/elapsed, cpu/n
 	f.walPerMsg = (after.wal - before.wal) / n
 	f.writesPerMsg = (after.writes - before.writes) / n
+	f.entriesPerMsg = pgcost.EntriesPer(btreeEntries(ctx, ppool, before, after), n)
 	f.claimDown = claimsAfter["down"].mean(claimsBefore["down"])
 	f.claimSink = claimsAfter["sink"].mean(claimsBefore["sink"])
 
