@@ -115,7 +115,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return stopped(err)
 		}
 		ops.starting("applying migrations (see the log)")
-		err = migrateUp(ctx, sqlDB, db.schema, logger)
+		err = migrateUp(ctx, sqlDB, db.schema, slog.New(migrationPhase{logger.Handler(), ops}))
 		sqlDB.Close()
 		if err != nil && ctx.Err() != nil {
 			logger.Warn("stopped while applying migrations; serve --migrate or migrate up finishes them", "error", err)

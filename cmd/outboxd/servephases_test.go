@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/http"
 	"strings"
@@ -31,7 +32,10 @@ func TestServeMigrateAnswersProbesWhileItBuilds(t *testing.T) {
 	if code, body := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz while migrating: %d %s", code, body)
 	}
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "applying migrations") {
+	// It says what the migration waits for: the build of migration 16's
+	// index.
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body,
+		"starting: applying migrations; last: building index concurrently") || !strings.Contains(body, "(index outboxd.outbox_messages_caller_key_idx)") {
 		t.Fatalf("/readyz while migrating: %d %s", code, body)
 	}
 	// Scraped as up, saying it starts; no database series yet.
@@ -327,5 +331,48 @@ func TestConnectTimeoutNamesTheServer(t *testing.T) {
 	want := "outboxd outbox: cannot connect to PostgreSQL at " + host + ": no answer within 1s (--connect-timeout)"
 	if r.code != 1 || firstLine(r.stderr) != want || strings.Contains(r.stderr+r.stdout, "S3cretPW") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
+}
+
+// serve --migrate waiting for another run's migration lock says so in
+// /readyz, with the holder's backend_pid (it said only "applying
+// migrations (see the log)"), and migrates once the lock is free.
+func TestServeMigrateReadyzNamesTheLockHolder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.EmptyURL(t)
+	m, err := migrations.New(pgtest.SQLDB(t, url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.UpTo(ctx, 15); err != nil { // 16 pending: goose takes its lock only then
+		t.Fatal(err)
+	}
+	pool := pgtest.Connect(t, url)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	id := int64(crc32.ChecksumIEEE([]byte("outboxd migrations outboxd"))) // migrations.lockID
+	var pid int
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) l`, id).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, serveConfig(t, url, "http://127.0.0.1:9/hook"), "--migrate")
+	want := fmt.Sprintf("starting: applying migrations; last: waiting for another migration run of this schema to end (backend_pid %d)", pid)
+	waitUntil(t, 30*time.Second, "/readyz naming the lock's holder", func() bool {
+		code, body := d.get("/readyz")
+		return code == 503 && strings.TrimSpace(body) == want
+	})
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, id); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "/readyz after the migration", func() bool { code, _ := d.get("/readyz"); return code == 200 })
+	if v := schemaVersion(t, pool); v != 16 {
+		t.Fatalf("version %d after serve --migrate, want 16", v)
+	}
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }
