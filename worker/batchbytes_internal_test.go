@@ -61,14 +61,18 @@ func TestClaimStopsAtBatchBytes(t *testing.T) {
 		keyed         []string
 		unkeyed       int
 		fullK, fullUn bool
+		cutKeys       []string // the keys left out, which the next claim takes by name
 	}{
-		{"default 1 MiB", 0, []string{keys[0] + "/1", keys[0] + "/2", keys[0] + "/3", keys[0] + "/4"}, 4, true, true},
+		{"default 1 MiB", 0, []string{keys[0] + "/1", keys[0] + "/2", keys[0] + "/3", keys[0] + "/4"}, 4, true, true, keys},
 		{"10 MiB: all", 10 << 20, []string{keys[0] + "/1", keys[0] + "/2", keys[0] + "/3", keys[0] + "/4", keys[0] + "/5",
-			keys[1] + "/1", keys[1] + "/2", keys[1] + "/3", keys[1] + "/4", keys[1] + "/5"}, 6, false, false},
-		{"smaller than one message", 100_000, []string{keys[0] + "/1"}, 1, true, true},
+			keys[1] + "/1", keys[1] + "/2", keys[1] + "/3", keys[1] + "/4", keys[1] + "/5"}, 6, false, false, nil},
+		{"smaller than one message", 100_000, []string{keys[0] + "/1"}, 1, true, true, keys},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			batch, full := claimLane7(t, pool, c.bytes)
+			batch, full, cut := claimLane7(t, pool, c.bytes)
+			if fmt.Sprint(cut.keys) != fmt.Sprint(c.cutKeys) {
+				t.Errorf("keys left out %v, want %v", cut.keys, c.cutKeys)
+			}
 			var keyed []string
 			unkeyed := 0
 			for _, m := range batch {
@@ -93,8 +97,9 @@ func TestClaimStopsAtBatchBytes(t *testing.T) {
 
 // claimLane7 runs a runner's claim (a walk) of lane 7 of "sink" under the
 // lease of owner "me", token 1, with Config.BatchBytes bytes (0: the
-// default), and returns the batch and what full says of it.
-func claimLane7(t *testing.T, pool *pgxpool.Pool, bytes int64) ([]claimed, [2]bool) {
+// default), and returns the batch, what full says of it and what the
+// byte bound left out.
+func claimLane7(t *testing.T, pool *pgxpool.Pool, bytes int64) ([]claimed, [2]bool, claimCut) {
 	t.Helper()
 	d, err := New(pool, &Config{ID: "me", BatchBytes: bytes, DisableRiver: true,
 		Destinations: map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
@@ -114,5 +119,34 @@ func claimLane7(t *testing.T, pool *pgxpool.Pool, bytes int64) ([]claimed, [2]bo
 		t.Fatal(err)
 	}
 	keyed, unkeyed := r.full(batch)
-	return batch, [2]bool{keyed, unkeyed}
+	return batch, [2]bool{keyed, unkeyed}, r.cut
+}
+
+// Headers count at their size as text when stored compressed: three
+// messages with 2 MB of repetitive headers each (about 60 kB as stored)
+// are three claims under the default 1 MiB, not one.
+func TestClaimCountsCompressedHeadersInFull(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Connect(t, pgtest.URL(t))
+	for _, q := range []string{
+		`INSERT INTO outboxd.outbox_messages (id, destination, payload, headers, idempotency_key, next_attempt_at)
+		 SELECT u, 'sink', '\x7b7d', jsonb_build_object('X-Pad', jsonb_build_array(repeat('h', 2000000))), 'unkeyed-' || u, now() - interval '1 minute'
+		 FROM (SELECT gen_random_uuid() AS u FROM generate_series(1, 2000)) s
+		 WHERE (hashtext(u::text) & 2147483647) % 32 = 7 LIMIT 3`,
+		`INSERT INTO outboxd.outbox_lanes (destination, lane, owner, token, lease_until)
+		 VALUES ('sink', 7, 'me', 1, now() + interval '1 hour')`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stored int64
+	if err := pool.QueryRow(ctx, `SELECT max(pg_column_size(headers)) FROM outboxd.outbox_messages`).Scan(&stored); err != nil || stored > 200_000 {
+		t.Fatalf("headers stored in %d bytes (%v); the test wants them compressed", stored, err)
+	}
+	batch, full, cut := claimLane7(t, pool, 0)
+	if len(batch) != 1 || len(batch[0].Headers.Get("X-Pad")) != 2000000 || cut.unkeyedRows != 2 || !full[1] {
+		t.Fatalf("claimed %d messages, %d left out, full %v; want 1 (its headers whole), 2, unkeyed full", len(batch), cut.unkeyedRows, full)
+	}
 }

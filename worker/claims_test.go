@@ -332,6 +332,40 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 	})
 }
 
+// A lane of 40 keys whose messages each fill BatchBytes drains one
+// message per claim, and only its first claim walks the lane's keys: the
+// keys a claim's byte bound left out come back to the next by name. (A
+// cut counted as a full walk, so every claim walked: 41 walks in this
+// lane, one probe per key each, where a backlog of keys cost N² probes.)
+func TestACutClaimDoesNotWalkAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	big := `{"pad":"` + strings.Repeat("x", 200_000) + `"}`
+	var msgs []outbox.Message
+	for _, k := range keysInOneLane(t, b, 40) {
+		msgs = append(msgs, outbox.Message{Destination: "sink", OrderingKey: k, Payload: []byte(big)})
+	}
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := b.outbox.EnqueueBatch(ctx, tx, msgs)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, metrics := newMetrics(t)
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.SweepInterval, c.BatchBytes, c.Metrics = time.Hour, 100_000, metrics
+	}))
+	if c := b.waitSettled(t, 30*time.Second); c["delivered"] != 40 {
+		t.Fatalf("statuses %v", c)
+	}
+	// Each of the 32 lanes walks on its first claim; lane 7 never again.
+	if n := walks(t, reg, "sink"); n != 32 {
+		t.Fatalf("%d claims walked, want 32 (each lane's first); claims in all: %d", n, claims(t, reg, "sink"))
+	}
+}
+
 // idInLane7 returns a new message id whose unkeyed message falls in
 // lane 7, with keysInOneLane's keys.
 func idInLane7(t *testing.T, b bundle) uuid.UUID {

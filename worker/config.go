@@ -35,14 +35,16 @@ type Config struct {
 	RetryByDestination map[string]RetryPolicy
 	// BatchSize bounds the messages one claim takes from a lane. Default 200.
 	BatchSize int
-	// BatchBytes bounds the bytes (payloads, and headers as stored) one
-	// claim takes from a lane, as BatchSize bounds its messages: a claim
-	// stops at the first message that brings it to BatchBytes or more, and
-	// a message larger than BatchBytes goes alone. A dispatcher so holds
-	// at most about 2 x (BatchBytes + the largest message) per lane it
-	// serves (a claim's keyed and unkeyed messages are bounded apart),
-	// where 200 messages of outbox.DefaultMaxPayload were 200 MiB. Default
-	// 1 MiB (DefaultBatchBytes).
+	// BatchBytes bounds the bytes (payloads and headers) one claim takes
+	// from a lane, as BatchSize bounds its messages: a claim keeps a
+	// message while those it kept before it are under BatchBytes, so it
+	// stops at the first that brings it to BatchBytes or more, and its
+	// first message goes whatever its size. A dispatcher so holds at most
+	// about 2 x (BatchBytes + the largest message) per lane it serves (a
+	// claim's keyed and unkeyed messages are bounded apart; a destination
+	// has 32 lanes), where 200 messages of outbox.DefaultMaxPayload were
+	// 200 MiB per lane. The messages left out are claimed next, at once.
+	// Default 1 MiB (DefaultBatchBytes).
 	BatchBytes int64
 	// PerKeyBatch bounds how many messages of one ordering key a claim
 	// takes (they are still sent one at a time). Default 10.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,18 @@ type laneRunner struct {
 	// soonest first (run's goroutine only). A claim woken before one is
 	// due finds nothing; the idle after it must still end when it is.
 	retries dueTimes
+	// cut: what the last claim's byte bound left out (run's goroutine
+	// only).
+	cut claimCut
+}
+
+// claimCut is what Config.BatchBytes left out of a claim: the rows it
+// found due and returned without their payloads, counted per part, and
+// the ordering keys of the keyed ones (afterBatch hands them to the next
+// claim, which so takes them without walking the lane).
+type claimCut struct {
+	keyedRows, unkeyedRows int
+	keys                   []string
 }
 
 func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
@@ -180,8 +193,8 @@ func (r *laneRunner) run() {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
 			r.walk.woken = r.idle(r.untilRetry(min(wait, r.untilWalk())))
-		} else if keyed, _ := r.full(batch); walk && keyed {
-			r.walk.next = true // more keys were due than the walk took
+		} else if walk && r.keyedRows(batch) >= r.d.cfg.BatchSize {
+			r.walk.next = true // more keys may have been due than the walk took
 		}
 	}
 }
@@ -262,21 +275,24 @@ func (h *dueTimes) Pop() any {
 }
 
 // full tells whether a batch may have left due keyed or unkeyed messages
-// behind: the claim takes up to BatchSize of each, and stops each at
-// BatchBytes.
+// behind: the claim takes up to BatchSize of each (the rows BatchBytes
+// cut included), and a part the byte bound cut left some.
 func (r *laneRunner) full(batch []claimed) (keyed, unkeyed bool) {
-	var n int
-	var keyedBytes, unkeyedBytes int64
+	k := r.keyedRows(batch)
+	u := len(batch) - (k - r.cut.keyedRows) + r.cut.unkeyedRows
+	return k >= r.d.cfg.BatchSize || r.cut.keyedRows > 0, u >= r.d.cfg.BatchSize || r.cut.unkeyedRows > 0
+}
+
+// keyedRows counts the keyed rows of the claim of batch: those in it and
+// those the byte bound cut.
+func (r *laneRunner) keyedRows(batch []claimed) int {
+	n := r.cut.keyedRows
 	for _, m := range batch {
 		if m.OrderingKey != "" {
 			n++
-			keyedBytes = max(keyedBytes, m.upto)
-		} else {
-			unkeyedBytes = max(unkeyedBytes, m.upto)
 		}
 	}
-	limit := r.d.cfg.BatchBytes
-	return n >= r.d.cfg.BatchSize || keyedBytes >= limit, len(batch)-n >= r.d.cfg.BatchSize || unkeyedBytes >= limit
+	return n
 }
 
 // release gives the lane back, under the token it was acquired with, so it
@@ -332,9 +348,6 @@ type claimed struct {
 	budgetUsed int
 	age        time.Duration
 	claimedAt  time.Duration
-	// upto: the bytes of its part of the claim (keyed or unkeyed messages)
-	// up to and including it, as Config.BatchBytes counts them.
-	upto int64
 }
 
 // claim reads the lane's next batch, and tells whether it walked its keys'
@@ -374,8 +387,11 @@ func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk boo
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
 	at := r.d.mono()
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
+	r.cut = claimCut{}
+	var batch []claimed
+	for rows.Next() {
 		var (
 			c       claimed
 			id      pgtype.UUID // not uuid.UUID, which pgx scans through sql.Scanner: 3 allocations a row
@@ -384,11 +400,23 @@ func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk boo
 			headers []byte
 			base    int
 			ageMS   int64
+			cut     bool
 		)
-		err := row.Scan(&id, &c.Destination, &c.Type, &key, &seq, &c.Payload, &headers,
-			&c.IdempotencyKey, &c.attempts, &base, &c.CreatedAt, &ageMS, &c.upto)
+		err := rows.Scan(&id, &c.Destination, &c.Type, &key, &seq, &c.Payload, &headers,
+			&c.IdempotencyKey, &c.attempts, &base, &c.CreatedAt, &ageMS, &cut)
 		if err != nil {
-			return c, err
+			return nil, err
+		}
+		if cut { // past BatchBytes: left for the next claim
+			if key == nil {
+				r.cut.unkeyedRows++
+			} else {
+				r.cut.keyedRows++
+				if !slices.Contains(r.cut.keys, *key) {
+					r.cut.keys = append(r.cut.keys, *key)
+				}
+			}
+			continue
 		}
 		c.ID = id.Bytes
 		c.budgetUsed = c.attempts - base + 1
@@ -401,10 +429,11 @@ func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk boo
 		}
 		c.Attempt = c.attempts + 1
 		if err := json.Unmarshal(headers, &c.Headers); err != nil {
-			return c, fmt.Errorf("message %s: headers: %w", c.ID, err)
+			return nil, fmt.Errorf("message %s: headers: %w", c.ID, err)
 		}
-		return c, nil
-	})
+		batch = append(batch, c)
+	}
+	return batch, rows.Err()
 }
 
 type result struct {

@@ -178,13 +178,14 @@ WITH RECURSIVE lease AS (
 // the batch's rows with payloads, then the due unkeyed messages.
 //
 // Each of the two parts also stops at $7 bytes (Config.BatchBytes): it
-// keeps a message only while the bytes of those before it (payload and
-// headers as stored: msgBytes) are under $7, so a message larger than $7
-// still goes, alone, and a key keeps its messages in sequence (the rows
-// kept are a prefix of the part's order). upto, the part's bytes up to
-// and including the row, tells the runner whether the part was cut
-// (laneRunner.full). The sizes come from the rows' headers, not from
-// their TOASTed values: nothing is read that the claim would not send.
+// keeps a message only while the bytes of those before it (msgBytes) are
+// under $7, so the part's first message goes whatever its size, and a key
+// keeps its messages in sequence (the rows kept are a prefix of the
+// part's order). The rows past the bound come back cut: without payload
+// and headers, so that the runner knows the part was cut, and which keys
+// it left out, which the next claim takes without walking the lane
+// (laneRunner.claimRows). The sizes come from the rows, not from their
+// TOASTed values: nothing is read that the claim would not send.
 const claimBatch = `, picked AS (
     SELECT id, head_at, ordering_key, seq FROM (
         SELECT m.id, m.ordering_key, m.seq, d.head_at,
@@ -203,8 +204,7 @@ const claimBatch = `, picked AS (
 (SELECT ` + claimedCols + ` FROM (
     SELECT ` + claimedRow + `, sum(` + msgBytes + `) OVER (ORDER BY p.head_at, p.ordering_key, p.seq ROWS UNBOUNDED PRECEDING) AS upto
     FROM picked p JOIN {{schema}}.outbox_messages m ON m.id = p.id
-    ORDER BY p.head_at, p.ordering_key, p.seq) c
- WHERE upto - size < $7)
+    ORDER BY p.head_at, p.ordering_key, p.seq) c)
 UNION ALL
 (SELECT ` + claimedCols + ` FROM (
     SELECT ` + claimedRow + `, sum(` + msgBytes + `) OVER (ORDER BY m.next_attempt_at ROWS UNBOUNDED PRECEDING) AS upto
@@ -213,8 +213,7 @@ UNION ALL
       AND m.next_attempt_at <= now()
       AND EXISTS (SELECT 1 FROM lease)
     ORDER BY m.next_attempt_at
-    LIMIT $6) c
- WHERE upto - size < $7)`
+    LIMIT $6) c)`
 
 // claimedRow is what a claim reads of a message, and claimedCols what it
 // returns (laneRunner.claimRows). age_ms is the message's age on the
@@ -224,17 +223,20 @@ const (
         m.idempotency_key, m.attempts, m.attempts_base, m.created_at,
         (extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at)) * 1000)::bigint AS age_ms,
         ` + msgBytes + ` AS size`
-	claimedCols = `id, destination, type, ordering_key, seq, payload, headers,
-        idempotency_key, attempts, attempts_base, created_at, age_ms, upto`
+	claimedCols = `id, destination, type, ordering_key, seq,
+        CASE WHEN upto - size < $7 THEN payload END, CASE WHEN upto - size < $7 THEN headers END,
+        idempotency_key, attempts, attempts_base, created_at, age_ms, upto - size >= $7 AS cut`
 )
 
 // msgBytes is what a claimed message weighs against Config.BatchBytes:
 // its payload's length (read from the value's header, even when the
-// value is compressed) and its headers' size as stored. It is an integer
+// value is compressed) and its headers' (as stored, or, when compressed,
+// their text: many large headers compress to little). It is an integer
 // (each term is under 2^30, PostgreSQL's largest value), so that its sum
 // is a bigint: a bigint's sum is a numeric, whose arithmetic doubled what
 // the claim costs the server per message (bench-record's claim-only).
-const msgBytes = `(octet_length(m.payload) + pg_column_size(m.headers))`
+const msgBytes = `(octet_length(m.payload) + CASE WHEN pg_column_compression(m.headers) IS NULL
+    THEN pg_column_size(m.headers) ELSE octet_length(m.headers::text) END)`
 
 // recordSQL stores a batch's results and its attempt rows in one statement,
 // only while the lease ($1, $2, $3, $4) is still ours; the lease row is

@@ -209,6 +209,13 @@ func (r *laneRunner) afterBatch(batch []claimed, results []result) {
 	} else {
 		r.d.failedInARow[r.key.Destination].Add(failed)
 	}
+	// Keys the claim's byte bound left out: taken by name next, not by a
+	// walk of the lane.
+	for _, k := range r.cut.keys {
+		if !taken[k] && !slices.Contains(keep, k) {
+			keep = append(keep, k)
+		}
+	}
 	r.walk.progressed = keep
 	if len(keep) > maxProgressed {
 		r.walk.next = true

@@ -25,6 +25,10 @@ func TestConfigMistakes(t *testing.T) {
 		{"negative attempts", "retry:\n  max_attempts: -1\n" + dest, "line 2: retry.max_attempts: must not be negative"},
 		{"negative base", "retry:\n  base: -1s\n" + dest, "line 2: retry.base: must not be negative"},
 		{"negative batch bytes", "dispatcher:\n  batch_bytes: -1\n" + dest, "line 2: dispatcher.batch_bytes: must not be negative"},
+		// An int64, which the whole-number check missed: yaml's own error
+		// (quoting a value from the environment), a fraction cut to 1.
+		{"fraction of batch bytes", "dispatcher:\n  batch_bytes: 1.5\n" + dest, `line 2: dispatcher.batch_bytes: "1.5" is not a whole number`},
+		{"word for batch bytes", "dispatcher:\n  batch_bytes: 1MiB\n" + dest, `line 2: dispatcher.batch_bytes: "1MiB" is not a whole number`},
 		{"max below base", "retry:\n  base: 10s\n  max: 1s\n" + dest, "line 3: retry.max (1s) must not be shorter than retry.base (10s)"},
 		{"negative timeout", "destinations:\n  a:\n    url: http://x\n    timeout: -2s\n", "line 4: destinations.a.timeout: must not be negative"},
 		{"negative rate", "destinations:\n  a:\n    url: http://x\n    rate: -5\n", "line 4: destinations.a.rate: must not be negative"},

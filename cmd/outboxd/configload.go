@@ -180,8 +180,8 @@ func (c checker) check(n *yaml.Node, t reflect.Type, path string) error {
 		if _, err := time.ParseDuration(n.Value); err != nil {
 			return where("%s is not a duration (want a number and a unit: 500ms, 10s, 5m, 72h)", shown)
 		}
-	case t.Kind() == reflect.Int:
-		if _, err := strconv.Atoi(n.Value); err != nil {
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64: // after durations, which are int64s
+		if _, err := strconv.ParseInt(n.Value, 10, 64); err != nil {
 			return where("%s is not a whole number", shown)
 		}
 	case t.Kind() == reflect.Float64:
