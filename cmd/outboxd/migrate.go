@@ -93,11 +93,15 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// down must not create the schema or goose's table (a typo in
 	// --schema would leave one behind): look before asking goose. (Status
-	// and Version only read.)
+	// and Version only read; they say on stderr when the schema was never
+	// migrated, which a typo in --schema looks like.)
 	var applied bool
-	if action == "down" {
+	if action != "up" {
 		if applied, err = hasVersionTable(ctx, sqlDB, db.schema); err != nil {
 			return describeDBError(err)
+		}
+		if !applied && action != "down" {
+			fmt.Fprintf(stderr, "outboxd migrate: note: schema %s has no outboxd migrations (never migrated here, or a typo in --schema?)\n", db.schema)
 		}
 	}
 

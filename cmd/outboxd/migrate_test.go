@@ -15,13 +15,16 @@ func TestMigrateReadOnlyAndDownTo(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.EmptyURL(t)
 	db := []string{"DATABASE_URL=" + dbURL}
+	// Each says on stderr that the schema was never migrated (a trial's
+	// typo'd --schema answered "0" without a word).
+	const note = "outboxd migrate: note: schema typo has no outboxd migrations (never migrated here, or a typo in --schema?)\n"
 	r := outboxd(t, db, "migrate", "version", "--schema", "typo")
-	if r.code != 0 || r.stdout != "0\n" {
+	if r.code != 0 || r.stdout != "0\n" || r.stderr != note {
 		t.Fatalf("version: %+v", r)
 	}
 	r = outboxd(t, db, "migrate", "status", "--schema", "typo")
 	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")[1:]
-	if r.code != 0 || len(rows) < 5 || strings.Count(r.stdout, " pending ") != len(rows) {
+	if r.code != 0 || len(rows) < 5 || strings.Count(r.stdout, " pending ") != len(rows) || r.stderr != note {
 		t.Fatalf("status: want every migration pending: %+v", r)
 	}
 	r = outboxd(t, db, "migrate", "down", "--schema", "typo")

@@ -204,4 +204,12 @@ func TestSendSaysItReadsFromTheTerminal(t *testing.T) {
 	if r.code != 0 || strings.Contains(r.stderr, "terminal") {
 		t.Fatalf("from a pipe: %+v", r)
 	}
+	// Unkeyed: no sequence number (it said seq=0); keyed: its number.
+	if !strings.HasPrefix(r.stdout, "enqueued id=") || strings.Contains(r.stdout, "seq=") {
+		t.Fatalf("unkeyed send printed %q", r.stdout)
+	}
+	r = outboxdIn(t, []string{"DATABASE_URL=" + b.url}, `{"a":3}`, "send", "--destination", "crm", "--ordering-key", "deal-1")
+	if r.code != 0 || !strings.HasSuffix(r.stdout, " seq=1\n") {
+		t.Fatalf("keyed send printed %+v", r)
+	}
 }

@@ -118,7 +118,13 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if e.Existing {
 		state = "exists"
 	}
-	fmt.Fprintf(stdout, "%s id=%s idempotency_key=%s seq=%d\n", state, e.ID, e.IdempotencyKey, e.Seq)
+	// A message without an ordering key has no sequence number (NULL):
+	// "seq=0" read as one.
+	seq := ""
+	if *key != "" {
+		seq = fmt.Sprintf(" seq=%d", e.Seq)
+	}
+	fmt.Fprintf(stdout, "%s id=%s idempotency_key=%s%s\n", state, e.ID, e.IdempotencyKey, seq)
 	// A warning, not a failure: enqueueing before the dispatcher that will
 	// send it is deployed is legitimate, and the message is stored.
 	if served, err := ob.Served(ctx, pool, *dest); err == nil && !served {
