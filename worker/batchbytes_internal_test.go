@@ -21,7 +21,7 @@ func TestClaimStopsAtBatchBytes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Connect(t, pgtest.URL(t))
-	for _, q := range []string{
+	execAll(t, pool,
 		`CREATE TEMP TABLE k AS
 		 SELECT row_number() OVER (ORDER BY i) AS n, 'key-' || i AS k FROM generate_series(1, 5000) i
 		 WHERE (hashtext('key-' || i) & 2147483647) % 32 = 7 ORDER BY i LIMIT 2`,
@@ -38,11 +38,7 @@ func TestClaimStopsAtBatchBytes(t *testing.T) {
 		 WHERE (hashtext(u::text) & 2147483647) % 32 = 7 LIMIT 6`,
 		`INSERT INTO outboxd.outbox_lanes (destination, lane, owner, token, lease_until)
 		 VALUES ('sink', 7, 'me', 1, now() + interval '1 hour')`,
-	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	var stored int64
 	if err := pool.QueryRow(ctx, `SELECT max(pg_column_size(payload)) FROM outboxd.outbox_messages`).Scan(&stored); err != nil {
 		t.Fatal(err)
@@ -129,18 +125,14 @@ func TestClaimCountsCompressedHeadersInFull(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Connect(t, pgtest.URL(t))
-	for _, q := range []string{
+	execAll(t, pool,
 		`INSERT INTO outboxd.outbox_messages (id, destination, payload, headers, idempotency_key, next_attempt_at)
 		 SELECT u, 'sink', '\x7b7d', jsonb_build_object('X-Pad', jsonb_build_array(repeat('h', 2000000))), 'unkeyed-' || u, now() - interval '1 minute'
 		 FROM (SELECT gen_random_uuid() AS u FROM generate_series(1, 2000)) s
 		 WHERE (hashtext(u::text) & 2147483647) % 32 = 7 LIMIT 3`,
 		`INSERT INTO outboxd.outbox_lanes (destination, lane, owner, token, lease_until)
 		 VALUES ('sink', 7, 'me', 1, now() + interval '1 hour')`,
-	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	var stored int64
 	if err := pool.QueryRow(ctx, `SELECT max(pg_column_size(headers)) FROM outboxd.outbox_messages`).Scan(&stored); err != nil || stored > 200_000 {
 		t.Fatalf("headers stored in %d bytes (%v); the test wants them compressed", stored, err)
@@ -148,5 +140,15 @@ func TestClaimCountsCompressedHeadersInFull(t *testing.T) {
 	batch, full, cut := claimLane7(t, pool, 0)
 	if len(batch) != 1 || len(batch[0].Headers.Get("X-Pad")) != 2000000 || cut.unkeyedRows != 2 || !full[1] {
 		t.Fatalf("claimed %d messages, %d left out, full %v; want 1 (its headers whole), 2, unkeyed full", len(batch), cut.unkeyedRows, full)
+	}
+}
+
+// execAll runs each statement on pool.
+func execAll(t *testing.T, pool *pgxpool.Pool, statements ...string) {
+	t.Helper()
+	for _, q := range statements {
+		if _, err := pool.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
