@@ -332,18 +332,20 @@ func TestABatchThatMayLeaveMoreIsFollowedAtOnce(t *testing.T) {
 	})
 }
 
-// A lane of 40 keys whose messages each fill BatchBytes drains one
-// message per claim, and only its first claim walks the lane's keys: the
-// keys a claim's byte bound left out come back to the next by name. (A
-// cut counted as a full walk, so every claim walked: 41 walks in this
-// lane, one probe per key each, where a backlog of keys cost N² probes.)
+// A lane of 80 keys whose messages each fill BatchBytes drains one
+// message per claim, and walks the lane's keys only on its first claim:
+// the keys a claim's byte bound left out come back to the next by name.
+// (A cut counted as a full walk, so every claim walked, one probe per key
+// each: a backlog of N keys cost N² probes.) Every lane walks on its first
+// claim, and again if the listener connects after it (a reconnect walks):
+// at most 64 walks, where walking on every cut would add 80.
 func TestACutClaimDoesNotWalkAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t)
-	big := `{"pad":"` + strings.Repeat("x", 200_000) + `"}`
+	big := `{"pad":"` + strings.Repeat("x", 120_000) + `"}`
 	var msgs []outbox.Message
-	for _, k := range keysInOneLane(t, b, 40) {
+	for _, k := range keysInOneLane(t, b, 80) {
 		msgs = append(msgs, outbox.Message{Destination: "sink", OrderingKey: k, Payload: []byte(big)})
 	}
 	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
@@ -357,12 +359,11 @@ func TestACutClaimDoesNotWalkAgain(t *testing.T) {
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.SweepInterval, c.BatchBytes, c.Metrics = time.Hour, 100_000, metrics
 	}))
-	if c := b.waitSettled(t, 30*time.Second); c["delivered"] != 40 {
+	if c := b.waitSettled(t, 30*time.Second); c["delivered"] != 80 {
 		t.Fatalf("statuses %v", c)
 	}
-	// Each of the 32 lanes walks on its first claim; lane 7 never again.
-	if n := walks(t, reg, "sink"); n != 32 {
-		t.Fatalf("%d claims walked, want 32 (each lane's first); claims in all: %d", n, claims(t, reg, "sink"))
+	if n := walks(t, reg, "sink"); n > 64 {
+		t.Fatalf("%d claims walked, want at most 64 (each lane's first, and one after the listener connects); claims in all: %d", n, claims(t, reg, "sink"))
 	}
 }
 

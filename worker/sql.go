@@ -185,7 +185,8 @@ WITH RECURSIVE lease AS (
 // and headers, so that the runner knows the part was cut, and which keys
 // it left out, which the next claim takes without walking the lane
 // (laneRunner.claimRows). The sizes come from the rows, not from their
-// TOASTed values: nothing is read that the claim would not send.
+// TOASTed values (msgBytes), except headers stored compressed, whose text
+// is counted: a claim detoasts those of up to $6 rows per part.
 const claimBatch = `, picked AS (
     SELECT id, head_at, ordering_key, seq FROM (
         SELECT m.id, m.ordering_key, m.seq, d.head_at,
@@ -202,22 +203,28 @@ const claimBatch = `, picked AS (
     LIMIT $6
 )
 (SELECT ` + claimedCols + ` FROM (
-    SELECT ` + claimedRow + `, sum(` + msgBytes + `) OVER (ORDER BY p.head_at, p.ordering_key, p.seq ROWS UNBOUNDED PRECEDING) AS upto
-    FROM picked p JOIN {{schema}}.outbox_messages m ON m.id = p.id
-    ORDER BY p.head_at, p.ordering_key, p.seq) c)
+    SELECT s.*, sum(s.size) OVER (ORDER BY s.head_at, s.ordering_key, s.seq ROWS UNBOUNDED PRECEDING) AS upto
+    FROM (SELECT ` + claimedRow + `, p.head_at
+          FROM picked p JOIN {{schema}}.outbox_messages m ON m.id = p.id
+          OFFSET 0) s
+    ORDER BY s.head_at, s.ordering_key, s.seq) c)
 UNION ALL
 (SELECT ` + claimedCols + ` FROM (
-    SELECT ` + claimedRow + `, sum(` + msgBytes + `) OVER (ORDER BY m.next_attempt_at ROWS UNBOUNDED PRECEDING) AS upto
-    FROM {{schema}}.outbox_messages m
-    WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NULL
-      AND m.next_attempt_at <= now()
-      AND EXISTS (SELECT 1 FROM lease)
-    ORDER BY m.next_attempt_at
-    LIMIT $6) c)`
+    SELECT s.*, sum(s.size) OVER (ORDER BY s.next_attempt_at ROWS UNBOUNDED PRECEDING) AS upto
+    FROM (SELECT ` + claimedRow + `, m.next_attempt_at
+          FROM {{schema}}.outbox_messages m
+          WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NULL
+            AND m.next_attempt_at <= now()
+            AND EXISTS (SELECT 1 FROM lease)
+          ORDER BY m.next_attempt_at
+          LIMIT $6) s) c)`
 
 // claimedRow is what a claim reads of a message, and claimedCols what it
 // returns (laneRunner.claimRows). age_ms is the message's age on the
-// database's clock, for the retry policy's MaxAge.
+// database's clock, for the retry policy's MaxAge. The size is computed
+// in a subquery of its own (OFFSET 0 keeps the planner from inlining it),
+// once per row: written in the window too, it was computed twice, and
+// compressed headers turned into text twice.
 const (
 	claimedRow = `m.id, m.destination, m.type, m.ordering_key, m.seq, m.payload, m.headers,
         m.idempotency_key, m.attempts, m.attempts_base, m.created_at,
