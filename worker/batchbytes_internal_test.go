@@ -119,7 +119,7 @@ func claimLane7(t *testing.T, pool *pgxpool.Pool, bytes int64) ([]claimed, [2]bo
 }
 
 // Headers count at their size as text when stored compressed: three
-// messages with 2 MB of repetitive headers each (about 60 kB as stored)
+// messages with 2 MB of repetitive headers each (some 20 kB as stored)
 // are three claims under the default 1 MiB, not one.
 func TestClaimCountsCompressedHeadersInFull(t *testing.T) {
 	t.Parallel()
