@@ -188,3 +188,24 @@ func TestPayloadBound(t *testing.T) {
 		t.Fatalf("%d messages stored (%v), want the two within their bounds", n, err)
 	}
 }
+
+// A message's headers take at most 64 KiB as an HTTP request carries
+// them ("Name: value" and a line break each): at the bound it is stored,
+// a byte over is ErrInvalidMessage saying so (a 1.3 MB header set was
+// stored, and every attempt answered 431 until it died).
+func TestHeadersAtMost64KiB(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	value := func(total int) http.Header {
+		// "X-Pad: " + value + "\r\n": len("X-Pad") + 4 bytes around the value.
+		return http.Header{"X-Pad": {strings.Repeat("v", total-len("X-Pad")-4)}}
+	}
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "x", Headers: value(64 << 10)}); err != nil {
+		t.Fatalf("headers of 64 KiB: %v", err)
+	}
+	_, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "x", Headers: value(64<<10 + 1)})
+	if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "the headers take 65537 bytes as sent, more than 65536") {
+		t.Fatalf("headers one byte over 64 KiB: %v", err)
+	}
+}

@@ -32,7 +32,9 @@ type Message struct {
 	// (ErrInvalidMessage) a name that is not an HTTP token or a value with
 	// a control character other than tab (no attempt could send them), and
 	// an Idempotency-Key header: the key is IdempotencyKey, which every
-	// destination sends (the HTTP destination replaces such a header).
+	// destination sends (the HTTP destination replaces such a header); and
+	// headers taking more than 64 KiB as an HTTP request carries them
+	// ("Name: value" and a line break each), which HTTP servers refuse.
 	Headers http.Header
 	// CausedBy is the inbox event that caused this message, if any. It links
 	// the message to the event and derives its idempotency key. Its source

@@ -6,6 +6,7 @@
 package httpheader
 
 import (
+	"fmt"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -36,10 +37,19 @@ func ValidValue(value string) bool {
 func Check(h map[string][]string) string { return check(h, false) }
 
 // CheckMessage is Check for a message's headers, which also refuses an
-// Idempotency-Key (below), in the same pass: it runs on every enqueue.
+// Idempotency-Key (below) and headers over MessageBytes, in the same
+// pass: it runs on every enqueue.
 func CheckMessage(h map[string][]string) string { return check(h, true) }
 
+// MessageBytes bounds a message's headers as an HTTP request carries them
+// ("Name: value" and a line break each): 64 KiB. HTTP servers refuse far
+// less (nginx 8 kB a line by default, Node.js 16 kB in all), so a larger
+// set would fail every attempt until it died, and a dispatcher holds the
+// headers of every message it claims.
+const MessageBytes = 64 << 10
+
 func check(h map[string][]string, message bool) string {
+	size := 0
 	for name, vs := range h {
 		if !ValidName(name) {
 			return "header name " + quote(name) + " is not a token (letters, digits and !#$%&'*+-.^_`|~ only)"
@@ -51,7 +61,11 @@ func check(h map[string][]string, message bool) string {
 			if !ValidValue(v) {
 				return "header " + name + ": the value holds a control character (a line break?)"
 			}
+			size += len(name) + len(v) + 4
 		}
+	}
+	if message && size > MessageBytes {
+		return fmt.Sprintf("the headers take %d bytes as sent, more than %d (64 KiB; HTTP servers refuse far less)", size, MessageBytes)
 	}
 	return ""
 }
