@@ -40,7 +40,7 @@ type Dispatcher struct {
 	river *river.Client[pgxTx]
 
 	// abortCtx bounds deliveries: cancelled only when Stop's own context
-	// runs out, so a normal stop lets the batch in hand finish.
+	// runs out, so a normal stop lets the attempts in flight finish.
 	abortCtx context.Context
 	abort    context.CancelFunc
 
@@ -344,8 +344,9 @@ func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 	return true, d.finished
 }
 
-// Stop ends draining: runners finish the batch in hand and record it, their
-// leases renewed meanwhile (until ctx is done, or Start's context: then
+// Stop ends draining: runners let the attempts in flight finish and
+// record them, and start no other (the rest of a batch stays pending,
+// untried, for the lane's next holder), their leases renewed meanwhile (until ctx is done, or Start's context: then
 // in-flight deliveries are cut off, recorded as abandoned, and will be sent
 // again, and Stop returns an error wrapping that context's), leases are
 // released for other dispatchers, and River stops. Recording, releasing and

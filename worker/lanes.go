@@ -261,8 +261,9 @@ func (d *Dispatcher) giveBack(held []Lane, n int) {
 	}
 }
 
-// releaseAll stops every runner and, while they finish the batch in hand
-// and record it, keeps renewing their leases (a batch may outlast one);
+// releaseAll stops every runner and, while they finish the attempts in
+// flight and record them, keeps renewing their leases (an attempt may
+// outlast one);
 // each runner then releases its lane. The graceful end of Stop.
 func (d *Dispatcher) releaseAll() {
 	d.mu.Lock()

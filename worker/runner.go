@@ -83,7 +83,8 @@ func (r *laneRunner) wake() {
 	}
 }
 
-// signalStop asks the runner to end after the batch in hand.
+// signalStop asks the runner to end once the attempts in flight are
+// recorded: it starts no other (attempt).
 func (r *laneRunner) signalStop() {
 	r.once.Do(func() { close(r.stopCh) })
 }

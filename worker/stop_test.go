@@ -70,16 +70,19 @@ JOIN outboxd.outbox_attempts a ON a.message_id = m.id WHERE m.status = 'pending'
 	}
 }
 
-// A graceful stop whose batch outlasts the lease: leases are renewed until
-// the batch is recorded, so everything the sink accepted is recorded as
-// delivered and nothing is sent again.
+// A graceful stop whose attempt in flight outlasts the lease: the lease is
+// renewed until the attempt is recorded, so what the sink accepted is
+// recorded as delivered and nothing is sent again; and no attempt starts
+// after the stop: the key's other nine messages of the batch stay pending,
+// never tried, for the lane's next holder (all ten were sent, one after
+// the other, making the stop last the whole batch).
 func TestGracefulStopOutlastingTheLease(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	arrived := make(chan struct{}, 10)
 	b.sink.Respond = func(*http.Request, []byte) (int, http.Header) {
 		arrived <- struct{}{}
-		time.Sleep(400 * time.Millisecond) // ten of these: twice the lease
+		time.Sleep(2500 * time.Millisecond) // longer than the lease: the slow destination
 		return http.StatusOK, nil
 	}
 	b.enqueue(t, 10, 10, func(int) string { return "one-key" })
@@ -90,7 +93,11 @@ func TestGracefulStopOutlastingTheLease(t *testing.T) {
 	if err := d.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if c := b.counts(t); c["delivered"] != 10 || len(b.sink.Requests()) != 10 {
-		t.Fatalf("statuses %v after %d requests: a batch longer than the lease must be recorded whole", c, len(b.sink.Requests()))
+	if c := b.counts(t); c["delivered"] != 1 || c["pending"] != 9 || len(b.sink.Requests()) != 1 {
+		t.Fatalf("statuses %v after %d requests: want the attempt in flight recorded, nothing more sent", c, len(b.sink.Requests()))
+	}
+	var tried int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_messages WHERE status = 'pending' AND attempts > 0`).Scan(&tried); err != nil || tried != 0 {
+		t.Fatalf("%d pending messages have attempts (%v); the ones never started must have none", tried, err)
 	}
 }
