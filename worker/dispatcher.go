@@ -192,6 +192,15 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 // ID is the name this dispatcher uses in leases and attempt records.
 func (d *Dispatcher) ID() string { return d.cfg.ID }
 
+// Config is the configuration in effect: the one given to New with its
+// defaults filled in (its maps are copies).
+func (d *Dispatcher) Config() Config {
+	c := d.cfg
+	c.Destinations = maps.Clone(c.Destinations)
+	c.RetryByDestination = maps.Clone(c.RetryByDestination)
+	return c
+}
+
 // Start begins draining in the background, until Stop or until ctx is
 // cancelled. Cancelling ctx stops the dispatcher as Stop does with an
 // expired context (River's rule): in-flight deliveries are cut off and

@@ -185,7 +185,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return describeDBError(err)
 	}
-	logger.Info("outboxd serving", "listen", ops.addr(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests))
+	// The settings in effect, defaults included: what a config value
+	// left out (or 0) became.
+	eff := d.Config()
+	logger.Info("outboxd serving", "listen", ops.addr(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests),
+		"batch_size", eff.BatchSize, "batch_bytes", eff.BatchBytes, "per_key_batch", eff.PerKeyBatch, "lease_ttl", eff.LeaseTTL,
+		"acquire_interval", eff.AcquireInterval, "sweep_interval", eff.SweepInterval, "shutdown_timeout", shutdownTimeout(cfg))
 
 	<-ctx.Done()
 	ops.serve(stoppingHandler(handler))

@@ -54,3 +54,23 @@ func TestServeLogLevel(t *testing.T) {
 		}
 	}
 }
+
+// The "outboxd serving" line gives the dispatcher settings in effect,
+// defaults included: batch_bytes left out of the file is 1048576, and
+// what the file sets is what runs (an operator whose 0.99 became the
+// default could not see it).
+func TestServeLogsTheSettingsInEffect(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	d := startDaemon(t, serveConfig(t, b.url, b.sink.URL()))
+	d.waitReady(t)
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{`"batch_size":200`, `"batch_bytes":1048576`, `"per_key_batch":10`, `"lease_ttl":"1s"`,
+		`"acquire_interval":"200ms"`, `"sweep_interval":"100ms"`, `"shutdown_timeout":"10s"`} {
+		if !strings.Contains(d.stderr.String(), want) {
+			t.Errorf("the serving line lacks %s:\n%s", want, d.stderr.String())
+		}
+	}
+}
