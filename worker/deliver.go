@@ -21,10 +21,20 @@ func (r *laneRunner) deliver(batch []claimed) []result {
 	out := &batchResults{results: make([]result, 0, len(batch))}
 	if p := r.d.pools[r.key.Destination]; p != nil {
 		p.submit(r, groups, out)
-		// Once the lease is gone, what still waits for the pool is not
-		// waited for: only the attempts in flight are.
+		// Once the lease is gone, or the runner is told to stop, what
+		// still waits for the pool is not waited for (it would not be
+		// sent: see attempt): only the attempts in flight are.
 		stop := context.AfterFunc(r.leaseCtx, func() { p.drop(out) })
+		finished := make(chan struct{})
+		go func() {
+			select {
+			case <-r.stopCh:
+				p.drop(out)
+			case <-finished:
+			}
+		}()
 		out.done.Wait()
+		close(finished)
 		stop()
 		return out.results
 	}

@@ -78,7 +78,7 @@ type Dispatcher struct {
 	delivering atomic.Int64
 	gaveUp     atomic.Bool
 	runners    map[Lane]*laneRunner // runners draining, not told to stop
-	holders    map[Lane]*laneRunner // runners still running (draining or finishing a batch): the leases to renew
+	holders    map[Lane]*laneRunner // runners still running (draining or finishing their attempts): the leases to renew
 	unserved   map[string]Backlog   // destinations no live dispatcher serves: pending messages
 	// paused mirrors the paused destinations: name -> the pauseGen after
 	// which a read of the database sees it (MaxInt64 while a 410's pause

@@ -51,10 +51,11 @@
 //   - PostgreSQL restarts: runners and the listener retry with backoff (one
 //     log line when failures start, one when they end); a delivery whose
 //     result could not be recorded is sent again.
-//   - Stop runs out of patience, or the context given to Start is
-//     cancelled: in-flight attempts are cancelled and the batch in hand is
-//     recorded, the cancelled attempts as abandoned (not counted against the
-//     message's retries).
+//   - Stop: the attempts in flight finish and are recorded, no other
+//     starts, and the rest of each batch stays pending, untried. Stop runs
+//     out of patience, or the context given to Start is cancelled:
+//     in-flight attempts are cancelled and recorded as abandoned (not
+//     counted against the message's retries).
 //   - A destination answers 410: it is paused for every dispatcher until an
 //     operator resumes it (outbox.ResumeDestination); its messages wait.
 //   - No live dispatcher serves a destination: its messages wait, never

@@ -23,7 +23,7 @@ const unservedEvery = 10
 // each destination it serves, once per AcquireInterval. Each round is
 // bounded, so that a hung connection cannot hold renewals past the leases.
 // On the way out it stops the runners, renewing their leases until each
-// has recorded its batch and released its lane.
+// has recorded its attempts in flight and released its lane.
 func (d *Dispatcher) manageLanes(ctx context.Context) {
 	defer d.releaseAll()
 	tick := time.NewTicker(d.cfg.AcquireInterval)
@@ -252,7 +252,7 @@ func (d *Dispatcher) refreshPaused(ctx context.Context) error {
 }
 
 // giveBack asks n of held's runners to stop; each releases its lane once
-// its batch is recorded (and keeps renewing it until then). It does not
+// its attempts in flight are recorded (and keeps renewing it until then). It does not
 // wait, so that balancing never stalls behind a slow delivery.
 func (d *Dispatcher) giveBack(held []Lane, n int) {
 	slices.SortFunc(held, func(a, b Lane) int { return a.Lane - b.Lane })
@@ -326,7 +326,8 @@ func (d *Dispatcher) startRunner(key Lane, token int64, deadline time.Duration) 
 	}()
 }
 
-// stopRunner asks key's runner to stop after its batch, without waiting;
+// stopRunner asks key's runner to stop once its attempts in flight are
+// recorded (it starts no other), without waiting;
 // with release, the runner then gives the lane back.
 func (d *Dispatcher) stopRunner(key Lane, release bool) {
 	d.mu.Lock()
