@@ -270,6 +270,26 @@ func TestNewHTTPValidates(t *testing.T) {
 	}
 }
 
+// Headers added to every request take at most 64 KiB as sent, as a
+// message's do: a trial's 70 kB token was accepted, and every message of
+// its destination died on the server's 431. The error gives sizes, never
+// the value (a token).
+func TestNewHTTPBoundsItsHeaders(t *testing.T) {
+	header := func(total int) http.Header {
+		return http.Header{"X-Tok": {"S" + strings.Repeat("s", total-len("X-Tok")-5)}}
+	}
+	if _, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: "http://x", Headers: header(64 << 10)}); err != nil {
+		t.Fatalf("headers of 64 KiB: %v", err)
+	}
+	_, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: "http://x", Headers: header(64<<10 + 1)})
+	if err == nil || !strings.Contains(err.Error(), "the headers take 65537 bytes as sent, more than 65536") || strings.Contains(err.Error(), "Ss") {
+		t.Fatalf("headers one byte over 64 KiB: %v", err)
+	}
+	if _, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: "http://x", Headers: http.Header{"X-Bad": {"a\nb"}}}); err == nil {
+		t.Fatal("a header value with a line break accepted")
+	}
+}
+
 // A missing URL, nil config included, is an error that names the field,
 // never a panic.
 func TestNewHTTPNamesTheRequiredURL(t *testing.T) {

@@ -27,7 +27,9 @@ type HTTPConfig struct {
 	// NewHTTP refuses those every request sets itself (Idempotency-Key,
 	// Webhook-Id, Webhook-Timestamp, Host, Content-Length,
 	// Transfer-Encoding, Trailer; Webhook-Signature with a Secret): a
-	// value given would be replaced.
+	// value given would be replaced; a name that is not a token, a value
+	// with a control character, and headers taking more than 64 KiB as
+	// sent (servers answer 431).
 	// Default: none but Content-Type: application/json.
 	Headers http.Header
 	// Timeout bounds one attempt. Default 10 s.
@@ -80,6 +82,9 @@ func NewHTTP(c *HTTPConfig) (*HTTP, error) {
 		if set := httpheader.SetByHTTP(name, cfg.Secret != ""); set != "" {
 			return nil, fmt.Errorf("dispatch: HTTPConfig.Headers: %s", set)
 		}
+	}
+	if bad := httpheader.CheckConfig(cfg.Headers); bad != "" {
+		return nil, fmt.Errorf("dispatch: HTTPConfig.Headers: %s", bad)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second

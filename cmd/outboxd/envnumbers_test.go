@@ -74,3 +74,20 @@ func yamlAt(path []string, value string) string {
 	}
 	return b.String()
 }
+
+// A destination's configured headers over 64 KiB are refused by serve
+// --check (exit 2), sizes given, the value (a token from the environment)
+// never: a trial's 70 kB token passed, and every message of its
+// destination died on the server's 431.
+func TestServeCheckRefusesHugeDestinationHeaders(t *testing.T) {
+	t.Parallel()
+	token := "TokSecret" + strings.Repeat("s", 70_000)
+	path := writeFile(t, "outboxd.yaml", "destinations:\n  sink:\n    url: http://127.0.0.1:1/x\n    headers:\n      X-Tok: ${BIG_TOKEN}\n")
+	r := outboxd(t, []string{"BIG_TOKEN=" + token, "DATABASE_URL=postgres://postgres@127.0.0.1:1/x"}, "serve", "--config", path, "--check")
+	// 70,018 bytes of X-Tok, and the User-Agent serve adds.
+	want := "outboxd serve: destination sink: HTTPConfig.Headers: the headers take 70"
+	if r.code != 2 || !strings.HasPrefix(firstLine(r.stderr), want) || !strings.Contains(r.stderr, "bytes as sent, more than 65536") ||
+		strings.Contains(r.stdout+r.stderr, "TokSecret") {
+		t.Fatalf("exit %d, stderr %.300q; want exit 2 and %q, no token", r.code, r.stderr, want)
+	}
+}

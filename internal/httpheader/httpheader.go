@@ -34,12 +34,17 @@ func ValidValue(value string) bool {
 
 // Check describes a header of h that cannot be sent, naming it but never
 // quoting its value (it may be a secret), or returns "" when all can.
-func Check(h map[string][]string) string { return check(h, false) }
+func Check(h map[string][]string) string { return check(h, false, false) }
 
 // CheckMessage is Check for a message's headers, which also refuses an
 // Idempotency-Key (below) and headers over MessageBytes, in the same
 // pass: it runs on every enqueue.
-func CheckMessage(h map[string][]string) string { return check(h, true) }
+func CheckMessage(h map[string][]string) string { return check(h, true, true) }
+
+// CheckConfig is Check for the headers a destination adds to every
+// request, which also refuses headers over MessageBytes: a trial's 70 kB
+// token dead-lettered every message of its destination on a 431.
+func CheckConfig(h map[string][]string) string { return check(h, false, true) }
 
 // MessageBytes bounds a message's headers as an HTTP request carries them
 // ("Name: value" and a line break each): 64 KiB. HTTP servers refuse far
@@ -48,7 +53,7 @@ func CheckMessage(h map[string][]string) string { return check(h, true) }
 // headers of every message it claims.
 const MessageBytes = 64 << 10
 
-func check(h map[string][]string, message bool) string {
+func check(h map[string][]string, message, bounded bool) string {
 	size := 0
 	for name, vs := range h {
 		if !ValidName(name) {
@@ -64,7 +69,7 @@ func check(h map[string][]string, message bool) string {
 			size += len(name) + len(v) + 4
 		}
 	}
-	if message && size > MessageBytes {
+	if bounded && size > MessageBytes {
 		return fmt.Sprintf("the headers take %d bytes as sent, more than %d (64 KiB; HTTP servers refuse far less)", size, MessageBytes)
 	}
 	return ""
