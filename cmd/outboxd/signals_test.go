@@ -143,6 +143,11 @@ func TestServeShutdownTimeoutMessage(t *testing.T) {
 	if len(plain) != 1 || plain[0] != want {
 		t.Fatalf("stderr besides the log: %q, want %q", plain, want)
 	}
+	// The log counts them (the attempts' own lines are rate-limited).
+	if log := d.stderr.String(); !strings.Contains(log, `"msg":"stop ran out of time: in-flight deliveries were cut off; recorded as abandoned, they will be sent again"`) ||
+		!strings.Contains(log, `"abandoned":1}`) {
+		t.Fatalf("no log line counting the cut-off deliveries:\n%s", log)
+	}
 }
 
 // SIGTERM while the dispatcher's start waits on a lock (its lanes' rows
