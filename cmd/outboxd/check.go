@@ -83,6 +83,9 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 		if err := reportInvalidIndexes(ctx, stdout, pool, db.schema); err != nil {
 			return err
 		}
+		// Every destination gets its line, reachable or not: a deploy hook
+		// learns of them all from one run (it stopped at the first).
+		var unreachable []error
 		for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
 			addr, err := dialAddr(cfg.Destinations[name])
 			if err != nil {
@@ -96,10 +99,19 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 				if errors.As(err, &op) {
 					err = op.Err
 				}
-				return fmt.Errorf("destination %s: cannot reach %s: %w", name, addr, err)
+				err = fmt.Errorf("destination %s: cannot reach %s: %w", name, addr, err)
+				fmt.Fprintln(stdout, err)
+				unreachable = append(unreachable, err)
+				continue
 			}
 			conn.Close()
 			fmt.Fprintf(stdout, "destination %s: %s reachable\n", name, addr)
+		}
+		switch n := len(unreachable); {
+		case n == 1:
+			return unreachable[0]
+		case n > 1:
+			return fmt.Errorf("%w (and %d more destination(s) unreachable, listed above)", unreachable[0], n-1)
 		}
 	}
 	console := ""

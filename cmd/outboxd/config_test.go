@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -123,6 +124,9 @@ func TestServeCheck(t *testing.T) {
 	good := writeFile(t, "good.yaml", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n")
 	closed := freeAddr(t)
 	unreachable := writeFile(t, "down.yaml", "destinations:\n  a:\n    url: http://"+closed+"/x\n")
+	// One down and one up: each gets its line (the check stopped at the
+	// first unreachable one).
+	both := writeFile(t, "both.yaml", "destinations:\n  a:\n    url: http://"+closed+"/x\n  b:\n    url: "+b.sink.URL()+"\n")
 	env := []string{"DATABASE_URL=" + b.url}
 	for _, tc := range []struct {
 		args  []string
@@ -135,6 +139,7 @@ func TestServeCheck(t *testing.T) {
 		{[]string{"--config", unreachable, "--check=connect"}, env, 1, "outboxd serve: destination a: cannot reach " + closed + ": connect: connection refused"},
 		{[]string{"--config", good, "--check=connect", "--schema", "elsewhere"}, env, 1, "outboxd serve: schema elsewhere has no outboxd tables: run outboxd migrate up --schema elsewhere"},
 		{[]string{"--check"}, env, 2, "outboxd serve: no destinations configured: name at least one under destinations: in the config file"},
+		{[]string{"--config", both, "--check=connect"}, env, 1, "outboxd serve: destination a: cannot reach " + closed + ": connect: connection refused"},
 	} {
 		r := outboxd(t, tc.env, append([]string{"serve"}, tc.args...)...)
 		out := r.stdout
@@ -143,6 +148,10 @@ func TestServeCheck(t *testing.T) {
 		}
 		if r.code != tc.code || firstLine(out) != tc.first {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.args, r.code, r.stdout, r.stderr, tc.code, tc.first)
+		}
+		if slices.Contains(tc.args, both) && (!strings.Contains(r.stdout, "destination a: cannot reach") || !strings.Contains(r.stdout, "destination b: ") ||
+			!strings.Contains(r.stdout, " reachable\n")) {
+			t.Errorf("%v: stdout %q; want a line for each destination", tc.args, r.stdout)
 		}
 	}
 }
