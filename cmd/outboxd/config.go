@@ -109,6 +109,17 @@ type destinationConf struct {
 }
 
 // destinations builds every configured destination.
+// destErr is an error building destination name, with the file, the
+// line and the path of the field at fault (field: "" when the builder
+// does not say which, as dispatch's errors do not), as load's errors are.
+func (c *fileConfig) destErr(name, field string, err error) error {
+	key := "destinations." + name
+	if field != "" {
+		key += "." + field
+	}
+	return fmt.Errorf("config %s: line %d: %s: %w", c.path, c.line(key), key, err)
+}
+
 func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string]worker.RetryPolicy, []func(), error) {
 	if len(c.Destinations) == 0 {
 		return nil, nil, nil, errors.New("no destinations configured: name at least one under destinations: in the config file")
@@ -121,7 +132,7 @@ func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string
 		if dc.SecretEnv != "" {
 			secret = os.Getenv(dc.SecretEnv)
 			if secret == "" {
-				return nil, nil, closers, fmt.Errorf("destination %s: secret_env %s is not set", name, dc.SecretEnv)
+				return nil, nil, closers, c.destErr(name, "secret_env", fmt.Errorf("%s is not set", dc.SecretEnv))
 			}
 		}
 		switch dc.Type {
@@ -136,18 +147,18 @@ func (c *fileConfig) destinations() (map[string]dispatch.Destination, map[string
 				MaxConcurrency: dc.MaxConcurrency, Rate: dc.Rate, Burst: dc.Burst,
 			})
 			if err != nil {
-				return nil, nil, closers, fmt.Errorf("destination %s: %w", name, err)
+				return nil, nil, closers, c.destErr(name, "", err)
 			}
 			dests[name] = d
 		case "nats":
 			d, err := dispatch.NewNATS(&dispatch.NATSConfig{URL: dc.URL, Subject: dc.Subject, Timeout: dc.Timeout})
 			if err != nil {
-				return nil, nil, closers, fmt.Errorf("destination %s: %w", name, err)
+				return nil, nil, closers, c.destErr(name, "", err)
 			}
 			dests[name] = d
 			closers = append(closers, d.Close)
 		default:
-			return nil, nil, closers, fmt.Errorf("destination %s: unknown type %q (want http or nats)", name, dc.Type)
+			return nil, nil, closers, c.destErr(name, "type", fmt.Errorf("%q is not a destination type (want http or nats)", dc.Type))
 		}
 		if dc.Retry != nil {
 			retries[name] = dc.Retry.policy()

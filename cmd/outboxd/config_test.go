@@ -46,6 +46,10 @@ func TestConfigMistakes(t *testing.T) {
 		{"header the destination sets", "destinations:\n  a:\n    url: http://x\n    headers:\n      idempotency-key: fixed\n", "line 5: destinations.a.headers.idempotency-key: header Idempotency-Key is set on every request from the message's idempotency key; a configured value would be replaced"},
 		{"header net/http sets", "destinations:\n  a:\n    url: http://x\n    headers:\n      Host: other.example\n", "line 5: destinations.a.headers.Host: header Host is set on every request from the URL's host; a configured value would be replaced"},
 		{"not yaml", "destinations: [\n", "line 1: did not find expected node content"},
+		// Found when the destination is built, named like the rest (they
+		// had no file, line or path).
+		{"bad secret", "destinations:\n  a:\n    url: http://x\n    secret: short1\n", "line 2: destinations.a: secret is not a whsec_ base64 secret: illegal base64 data at input byte 4"},
+		{"unset secret_env", "destinations:\n  a:\n    url: http://x\n    secret_env: OUTBOXD_TEST_NOPE_SECRET\n", "line 4: destinations.a.secret_env: OUTBOXD_TEST_NOPE_SECRET is not set"},
 	} {
 		path := writeFile(t, "outboxd.yaml", tc.body)
 		r := outboxd(t, []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/x"}, "serve", "--config", path, "--check")

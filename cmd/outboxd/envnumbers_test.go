@@ -85,7 +85,7 @@ func TestServeCheckRefusesHugeDestinationHeaders(t *testing.T) {
 	path := writeFile(t, "outboxd.yaml", "destinations:\n  sink:\n    url: http://127.0.0.1:1/x\n    headers:\n      X-Tok: ${BIG_TOKEN}\n")
 	r := outboxd(t, []string{"BIG_TOKEN=" + token, "DATABASE_URL=postgres://postgres@127.0.0.1:1/x"}, "serve", "--config", path, "--check")
 	// 70,018 bytes of X-Tok, and the User-Agent serve adds.
-	want := "outboxd serve: destination sink: HTTPConfig.Headers: the headers take 70"
+	want := "outboxd serve: config " + path + ": line 2: destinations.sink: HTTPConfig.Headers: the headers take 70"
 	if r.code != 2 || !strings.HasPrefix(firstLine(r.stderr), want) || !strings.Contains(r.stderr, "bytes as sent, more than 65536") ||
 		strings.Contains(r.stdout+r.stderr, "TokSecret") {
 		t.Fatalf("exit %d, stderr %.300q; want exit 2 and %q, no token", r.code, r.stderr, want)
