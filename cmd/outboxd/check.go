@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"net"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,35 +79,8 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 		if err := reportInvalidIndexes(ctx, stdout, pool, db.schema); err != nil {
 			return err
 		}
-		// Every destination gets its line, reachable or not: a deploy hook
-		// learns of them all from one run (it stopped at the first).
-		var unreachable []error
-		for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
-			addr, err := dialAddr(cfg.Destinations[name])
-			if err != nil {
-				return fmt.Errorf("destination %s: %w", name, err)
-			}
-			d := net.Dialer{Timeout: 5 * time.Second}
-			conn, err := d.DialContext(ctx, "tcp", addr)
-			if err != nil {
-				// net's error repeats the address; keep its cause.
-				var op *net.OpError
-				if errors.As(err, &op) {
-					err = op.Err
-				}
-				err = fmt.Errorf("destination %s: cannot reach %s: %w", name, addr, err)
-				fmt.Fprintln(stdout, err)
-				unreachable = append(unreachable, err)
-				continue
-			}
-			conn.Close()
-			fmt.Fprintf(stdout, "destination %s: %s reachable\n", name, addr)
-		}
-		switch n := len(unreachable); {
-		case n == 1:
-			return unreachable[0]
-		case n > 1:
-			return fmt.Errorf("%w (and %d more destination(s) unreachable, listed above)", unreachable[0], n-1)
+		if err := checkDestinations(ctx, stdout, cfg.Destinations); err != nil {
+			return err
 		}
 	}
 	console := ""
@@ -123,23 +92,6 @@ func runCheck(ctx context.Context, mode checkMode, db *dbFlags, cfg *fileConfig,
 	}
 	fmt.Fprintf(stdout, "configuration OK: %d destination(s), schema %s, listen %s%s\n", len(cfg.Destinations), db.schema, listen, console)
 	return nil
-}
-
-// dialAddr is the host:port a destination connects to.
-func dialAddr(dc destinationConf) (string, error) {
-	raw := dc.URL
-	if raw == "" && dc.Type == "nats" {
-		raw = "nats://127.0.0.1:4222"
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "", errors.New("url: want an absolute URL")
-	}
-	if u.Port() != "" {
-		return u.Host, nil
-	}
-	port := map[string]string{"http": "80", "https": "443", "nats": "4222", "tls": "4222"}[u.Scheme]
-	return net.JoinHostPort(u.Hostname(), port), nil
 }
 
 // statusWait bounds how long --check=connect waits to read the migrations.

@@ -160,6 +160,31 @@ func TestServeCheck(t *testing.T) {
 	}
 }
 
+// --check=connect tries every destination at once: a NATS list is
+// reachable when one of its servers is (the whole list was read as one
+// URL, and refused), and two unreachable destinations are both listed,
+// the error naming the first and counting the other.
+func TestServeCheckConnectTriesEveryDestination(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	closed, other := freeAddr(t), freeAddr(t)
+	up := strings.TrimPrefix(b.sink.URL(), "http://") // host:port, a listener
+	config := writeFile(t, "many.yaml", "destinations:\n"+
+		"  a:\n    url: http://"+closed+"/x\n"+
+		"  m:\n    type: nats\n    subject: s\n    url: nats://"+closed+", nats://"+up+"\n"+
+		"  z:\n    url: http://"+other+"/x\n")
+	r := outboxd(t, []string{"DATABASE_URL=" + b.url}, "serve", "--config", config, "--check=connect")
+	want := "outboxd serve: destination a: cannot reach " + closed + ": connect: connection refused (and 1 more destination(s) unreachable, listed on stdout)"
+	if r.code != 1 || firstLine(r.stderr) != want {
+		t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+	}
+	for _, line := range []string{"destination a: cannot reach " + closed, "destination m: " + up + " reachable", "destination z: cannot reach " + other} {
+		if !strings.Contains(r.stdout, line+"\n") && !strings.Contains(r.stdout, line+":") {
+			t.Errorf("stdout lacks %q:\n%s", line, r.stdout)
+		}
+	}
+}
+
 // Top-level settings: flag, then OUTBOXD_ variable, then file, then default.
 func TestSettingsPrecedence(t *testing.T) {
 	t.Parallel()
