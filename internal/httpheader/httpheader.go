@@ -57,7 +57,7 @@ func check(h map[string][]string, message, bounded bool) string {
 	size := 0
 	for name, vs := range h {
 		if !ValidName(name) {
-			return "header name " + quote(name) + " is not a token (letters, digits and !#$%&'*+-.^_`|~ only)"
+			return "header name " + quoteName(name) + " is not a token (letters, digits and !#$%&'*+-.^_`|~ only)"
 		}
 		if message && len(name) == len(idempotencyKey) && strings.EqualFold(name, idempotencyKey) {
 			return idempotencyKeyRefused
@@ -117,6 +117,16 @@ func SetByHTTP(name string, signs bool) string {
 }
 
 // quote shows a bad name briefly and escaped: it may hold anything.
+// quoteName quotes a refused header name up to its first colon: a name
+// holding one is most likely "Name: value" given as a name, and the value
+// may be a token.
+func quoteName(name string) string {
+	if i := strings.IndexByte(name, ':'); i >= 0 && i < len(name)-1 {
+		return quote(name[:i+1]) + "..."
+	}
+	return quote(name)
+}
+
 func quote(s string) string {
 	if len(s) > 64 {
 		return strconv.Quote(s[:64]) + "..."

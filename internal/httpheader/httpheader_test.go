@@ -15,6 +15,8 @@ func TestCheck(t *testing.T) {
 		{map[string][]string{"X-Trace": {"a\tb", ""}, "Authorization": {"Bearer é"}}, ""},
 		{map[string][]string{"Bad Name": {"v"}}, `header name "Bad Name" is not a token`},
 		{map[string][]string{"X-A:": {"v"}}, `header name "X-A:" is not a token`},
+		// "Name: value" given as a name: the value (a token?) is not quoted.
+		{map[string][]string{"Authorization: Bearer sk_live_x": {"v"}}, `header name "Authorization:"... is not a token`},
 		{map[string][]string{"": {"v"}}, `header name "" is not a token`},
 		{map[string][]string{"X-A\r\nInjected": {"v"}}, `header name "X-A\r\nInjected" is not a token`},
 		{map[string][]string{"X-Secret": {"ok", "s3cr3t\r\nX-Injected: 1"}}, "header X-Secret: the value holds a control character"},
