@@ -432,7 +432,7 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 		err = fmt.Errorf("worker: stop: %d in-flight deliveries %w: %w", n, ErrAbandoned, cut)
 		// The attempts' own lines are rate-limited (one per destination
 		// and interval): the count is said once here.
-		d.log.Warn("stop ran out of time: in-flight deliveries were cut off; recorded as abandoned, they will be sent again", "abandoned", n)
+		d.log.Warn("in-flight deliveries cut off by the stop (its deadline, or the start context cancelled); recorded as abandoned, they will be sent again", "abandoned", n)
 	}
 	if stuck {
 		err = errors.Join(err, fmt.Errorf("worker: stop: deliveries did not return within %s of their cancellation "+

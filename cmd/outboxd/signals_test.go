@@ -144,7 +144,7 @@ func TestServeShutdownTimeoutMessage(t *testing.T) {
 		t.Fatalf("stderr besides the log: %q, want %q", plain, want)
 	}
 	// The log counts them (the attempts' own lines are rate-limited).
-	if log := d.stderr.String(); !strings.Contains(log, `"msg":"stop ran out of time: in-flight deliveries were cut off; recorded as abandoned, they will be sent again"`) ||
+	if log := d.stderr.String(); !strings.Contains(log, `"msg":"in-flight deliveries cut off by the stop (its deadline, or the start context cancelled); recorded as abandoned, they will be sent again"`) ||
 		!strings.Contains(log, `"abandoned":1}`) {
 		t.Fatalf("no log line counting the cut-off deliveries:\n%s", log)
 	}
