@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A config mistake is refused at load, exit 2, with the file, the line and
@@ -157,6 +158,14 @@ func TestServeCheck(t *testing.T) {
 			!strings.Contains(r.stdout, " reachable\n")) {
 			t.Errorf("%v: stdout %q; want a line for each destination", tc.args, r.stdout)
 		}
+	}
+}
+
+// docs/configuration.md: each destination's dial gets 5 s at most, all at
+// once.
+func TestCheckConnectDialBound(t *testing.T) {
+	if dialTimeout != 5*time.Second {
+		t.Fatalf("dialTimeout %s; docs/configuration.md says 5 s", dialTimeout)
 	}
 }
 
