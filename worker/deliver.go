@@ -24,18 +24,11 @@ func (r *laneRunner) deliver(batch []claimed) []result {
 		// Once the lease is gone, or the runner is told to stop, what
 		// still waits for the pool is not waited for (it would not be
 		// sent: see attempt): only the attempts in flight are.
-		stop := context.AfterFunc(r.leaseCtx, func() { p.drop(out) })
-		finished := make(chan struct{})
-		go func() {
-			select {
-			case <-r.stopCh:
-				p.drop(out)
-			case <-finished:
-			}
-		}()
+		leaseGone := context.AfterFunc(r.leaseCtx, func() { p.drop(out) })
+		stopped := context.AfterFunc(r.stopCtx, func() { p.drop(out) })
 		out.done.Wait()
-		close(finished)
-		stop()
+		leaseGone()
+		stopped()
 		return out.results
 	}
 	out.done.Add(len(groups))

@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,9 +33,10 @@ type laneRunner struct {
 	token   int64
 	wakeCh  chan struct{}
 	destBit uint32 // its destination's bit in a wake-up's filter (internal/wakeup)
-	stopCh  chan struct{}
+	// stopCtx is cancelled when the runner is told to stop (signalStop).
+	stopCtx context.Context
+	stop    context.CancelFunc
 	stopped chan struct{}
-	once    sync.Once
 	// mustWalkNext: a wake-up that names no destination came, or the
 	// listener reconnected (listen.go, wakeAll).
 	mustWalkNext atomic.Bool
@@ -69,7 +69,8 @@ type claimCut struct {
 
 func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
 	r := &laneRunner{d: d, key: key, dest: d.cfg.Destinations[key.Destination], token: token,
-		wakeCh: make(chan struct{}, 1), destBit: wakeup.DestBit(key.Destination), stopCh: make(chan struct{}), stopped: make(chan struct{})}
+		wakeCh: make(chan struct{}, 1), destBit: wakeup.DestBit(key.Destination), stopped: make(chan struct{})}
+	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	r.deadline.Store(int64(deadline))
 	r.leaseCtx, r.cancel = context.WithCancel(d.abortCtx)
 	r.walk.next = true
@@ -86,17 +87,10 @@ func (r *laneRunner) wake() {
 // signalStop asks the runner to end once the attempts in flight are
 // recorded: it starts no other (attempt).
 func (r *laneRunner) signalStop() {
-	r.once.Do(func() { close(r.stopCh) })
+	r.stop()
 }
 
-func (r *laneRunner) stopping() bool {
-	select {
-	case <-r.stopCh:
-		return true
-	default:
-		return false
-	}
-}
+func (r *laneRunner) stopping() bool { return r.stopCtx.Err() != nil }
 
 // extend moves the lease deadline after a renewal.
 func (r *laneRunner) extend(deadline time.Duration) { r.deadline.Store(int64(deadline)) }
@@ -320,7 +314,7 @@ func (r *laneRunner) sleep(timeout time.Duration) {
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-r.stopCh:
+	case <-r.stopCtx.Done():
 	case <-r.leaseCtx.Done():
 	}
 }
@@ -334,7 +328,7 @@ func (r *laneRunner) idle(timeout time.Duration) bool {
 	case <-r.wakeCh:
 		return true
 	case <-t.C:
-	case <-r.stopCh:
+	case <-r.stopCtx.Done():
 	case <-r.leaseCtx.Done():
 	}
 	return false
