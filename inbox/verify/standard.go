@@ -52,6 +52,9 @@ func Svix(secrets ...string) (Verifier, error) {
 	return v, nil
 }
 
+// minKeyBytes is the shortest whsec_ key accepted.
+const minKeyBytes = 16
+
 func newStandard(name, id, ts, sig string, secrets []string) (*standard, error) {
 	if err := requireSecrets(name, secrets); err != nil {
 		return nil, err
@@ -69,6 +72,12 @@ func newStandard(name, id, ts, sig string, secrets []string) (*standard, error) 
 			raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_"))
 			if err != nil {
 				return nil, fmt.Errorf("verify: %s: a whsec_ secret must be base64: %w", name, err)
+			}
+			// "whsec_" alone decodes to an empty key, with which anyone can
+			// sign; a few bytes are guessed in as many requests. The spec's
+			// secrets are 24 to 64 bytes; dispatch.NewSigner wants 16.
+			if len(raw) < minKeyBytes {
+				return nil, fmt.Errorf("verify: %s: a whsec_ secret's key is %d bytes, want at least %d", name, len(raw), minKeyBytes)
 			}
 			v.hmacKeys = append(v.hmacKeys, raw)
 		}

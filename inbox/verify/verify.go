@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -105,7 +106,9 @@ func requireSecrets(name string, secrets []string) error {
 		return fmt.Errorf("verify: %s needs at least one secret", name)
 	}
 	for _, s := range secrets {
-		if s == "" {
+		// A blank secret (an unset variable in a template) would verify
+		// what anyone signs with the same blank key.
+		if strings.TrimSpace(s) == "" {
 			return fmt.Errorf("verify: %s: empty secret", name)
 		}
 	}

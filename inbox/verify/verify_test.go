@@ -167,6 +167,36 @@ func TestStandardWebhooksEd25519(t *testing.T) {
 	}
 }
 
+// A secret that verifies what anyone can sign is refused when the verifier
+// is made: "whsec_" alone (an empty key: "whsec_"+os.Getenv of an unset
+// variable), a key too short to resist guessing, a blank secret of any
+// provider, and a blank one beside a good one (a rotation entry).
+func TestBlankAndShortSecretsAreRefused(t *testing.T) {
+	good := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	short := "whsec_" + base64.StdEncoding.EncodeToString([]byte("15 bytes secret"))
+	for name, make := range map[string]func() (verify.Verifier, error){
+		"standard whsec_ alone":     func() (verify.Verifier, error) { return verify.StandardWebhooks("whsec_") },
+		"standard 15-byte key":      func() (verify.Verifier, error) { return verify.StandardWebhooks(short) },
+		"svix whsec_ beside a good": func() (verify.Verifier, error) { return verify.Svix(good, "whsec_") },
+		"github spaces":             func() (verify.Verifier, error) { return verify.GitHub(" ") },
+		"stripe tab and newline":    func() (verify.Verifier, error) { return verify.Stripe("\t\n") },
+		"slack blank rotation":      func() (verify.Verifier, error) { return verify.Slack("slack_vectors_secret", "  ") },
+		"shopify blank":             func() (verify.Verifier, error) { return verify.Shopify(" ") },
+		"linear blank":              func() (verify.Verifier, error) { return verify.Linear("\n") },
+		"twilio blank":              func() (verify.Verifier, error) { return verify.Twilio("https://example.com/hook", " ") },
+		"generic HMAC blank":        func() (verify.Verifier, error) { return verify.HMAC(&verify.HMACConfig{Header: "X-Sig", Secrets: []string{" "}}) },
+	} {
+		if _, err := make(); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "MfKQ") {
+			t.Errorf("%s: the error quotes a secret: %v", name, err)
+		}
+	}
+	if _, err := verify.StandardWebhooks("whsec_" + base64.StdEncoding.EncodeToString([]byte("sixteen byte key"))); err != nil {
+		t.Fatalf("a 16-byte key: %v", err)
+	}
+}
+
 // GitHub's documented example (docs.github.com, "Validating webhook
 // deliveries"): secret "It's a Secret to Everybody", payload "Hello, World!".
 func TestGitHubPublishedVector(t *testing.T) {
