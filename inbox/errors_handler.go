@@ -28,7 +28,7 @@ func Permanent(err error) error {
 // Transient marks err as worth retrying: the receiver answers 503 with
 // Retry-After, and nothing of the attempt stays. Unmarked handler errors are
 // treated as transient too, but for PostgreSQL data exceptions (class 22),
-// program limits (54000) and outbox.ErrTooLong, which no retry fixes (see
+// program limits (54000) and outbox.ErrUnstorable, which no retry fixes (see
 // HandlerFunc); Transient overrides that.
 func Transient(err error) error {
 	if err == nil { // still a retry, not a panic when it is printed

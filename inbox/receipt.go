@@ -117,8 +117,9 @@ func (rc *Receiver) rejectEvent(ctx context.Context, src *Source, d *Delivery, c
 // an event the inbox cannot store, or (unless marked Transient) a
 // PostgreSQL data exception (class 22: NUL or invalid UTF-8 in text, a
 // value out of range...), program limit (54000: a value too large for an
-// index) or message field too long for the outbox (outbox.ErrTooLong, the
-// same limit checked first) that the same payload raises on every retry.
+// index) or message the outbox refuses for its data (outbox.ErrUnstorable:
+// a field over its bound, the same limits checked first, or text it cannot
+// store) that the same payload raises on every retry.
 func permanent(err error) bool {
 	if IsPermanent(err) || errors.Is(err, ErrInvalidEvent) {
 		return true
@@ -127,7 +128,7 @@ func permanent(err error) bool {
 	if errors.As(err, &tr) {
 		return false // the handler said so
 	}
-	if errors.Is(err, outbox.ErrTooLong) {
+	if errors.Is(err, outbox.ErrUnstorable) {
 		return true
 	}
 	var pg *pgconn.PgError

@@ -23,9 +23,11 @@ const DefaultMaxBody = 1 << 20
 // that can never be processed (422), Transient(err) or any other error to
 // have the sender retry (503). A PostgreSQL data exception (SQLSTATE class
 // 22: a NUL byte, invalid UTF-8, a value out of range) or program limit
-// (54000), and a message field too long for the outbox (outbox.ErrTooLong),
-// count as permanent: the same payload raises them on every retry. Other
-// refusals of the outbox (no destination, a bad header) are usually the
+// (54000), and a message the outbox refuses for its data
+// (outbox.ErrUnstorable: a field too long, a payload over MaxPayload,
+// headers over 64 KiB, text with a NUL byte or invalid UTF-8) count as
+// permanent: the same payload raises them on every retry. Other refusals
+// of the outbox (no destination, a bad header name) are usually the
 // code's or the configuration's: retried (503) until a fix is deployed.
 // The effects commit together with the inbox record, or not at all.
 type HandlerFunc func(ctx context.Context, tx pgx.Tx, d *Delivery) error

@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -75,6 +76,18 @@ func newReceiver(t *testing.T, pool *pgxpool.Pool) *rbundle {
 		case "too long":
 			// A length the outbox refuses, it refuses on every retry.
 			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: strings.Repeat("d", 201)})
+			return err
+		case "payload over MaxPayload":
+			// A payload built from the event (a body wrapped in an
+			// envelope) over the outbox's bound: a trial's 1.5 MiB
+			// event got a 503, retried by its sender for days.
+			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "email", Payload: bytes.Repeat([]byte("p"), outbox.DefaultMaxPayload+1)})
+			return err
+		case "headers over 64 KiB":
+			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "email", Headers: http.Header{"X-Pad": {strings.Repeat("h", 70<<10)}}})
+			return err
+		case "not text":
+			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "email", OrderingKey: "contact\x00"})
 			return err
 		case "too long, transient":
 			_, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: strings.Repeat("d", 201)})
@@ -305,16 +318,21 @@ func TestReceiverPermanentTransientPanic(t *testing.T) {
 			t.Fatalf("%s: %+v then %+v; want %d", mode, first, second, code)
 		}
 	}
-	b.mode.Store("too long")
-	first, second, s = b.twice(t, func() reply { return b.post(t, "crm", "evt_inv", []byte(`{}`), now, nil) })
-	if first.code != 422 || second.code != 422 || !strings.Contains(second.body, "rejected") {
-		t.Fatalf("too long: %+v then %+v", first, second)
-	}
-	if s.leads != 1 || s.messages != 1 {
-		t.Fatalf("invalid message: state %+v: only the rejected record may stay (and evt_tr's lead and message)", s)
-	}
-	if ev, err := b.inbox.Get(ctx, b.pool, "crm", "evt_inv"); err != nil || ev.Status != inbox.StatusRejected {
-		t.Fatalf("invalid message: %+v %v; want a rejected record", ev, err)
+	// Every refusal the event's data causes (outbox.ErrUnstorable) is
+	// 422 on both deliveries, and leaves only the rejected record.
+	for i, mode := range []string{"too long", "payload over MaxPayload", "headers over 64 KiB", "not text"} {
+		b.mode.Store(mode)
+		id := fmt.Sprintf("evt_inv%d", i)
+		first, second, s = b.twice(t, func() reply { return b.post(t, "crm", id, []byte(`{}`), now, nil) })
+		if first.code != 422 || second.code != 422 || !strings.Contains(second.body, "rejected") {
+			t.Fatalf("%s: %+v then %+v", mode, first, second)
+		}
+		if s.leads != 1 || s.messages != 1 {
+			t.Fatalf("%s: state %+v: only the rejected record may stay (and evt_tr's lead and message)", mode, s)
+		}
+		if ev, err := b.inbox.Get(ctx, b.pool, "crm", id); err != nil || ev.Status != inbox.StatusRejected {
+			t.Fatalf("%s: %+v %v; want a rejected record", mode, ev, err)
+		}
 	}
 }
 

@@ -129,12 +129,19 @@ func TestFieldsThatAreNotText(t *testing.T) {
 		// nothing (a trial's two sends with one such header reached the
 		// sink twice, under two keys).
 		"header Idempotency-Key is the message's idempotency key": func(m *outbox.Message) { m.Headers = http.Header{"idempotency-key": {"order-42"}} },
+		// Stored as JSON, it would be altered (\xff became U+FFFD).
+		"header X-Bin's value": func(m *outbox.Message) { m.Headers = http.Header{"X-Bin": {"a\xffb"}} },
 	} {
 		m := outbox.Message{Destination: "x", Payload: []byte(`{}`)}
 		bad(&m)
 		_, err := b.outbox.Enqueue(ctx, tx, m)
 		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), ": "+strings.TrimSuffix(name, " (a tab)")) || !utf8.ValidString(err.Error()) || strings.ContainsAny(err.Error(), "\x00\n\r") {
 			t.Errorf("%s: %q", name, err)
+		}
+		// What the data makes unstorable is ErrUnstorable (the inbox's
+		// receiver answers 422); what the code gets wrong is not.
+		if data := strings.Contains(err.Error(), "is not text PostgreSQL can store"); errors.Is(err, outbox.ErrUnstorable) != data {
+			t.Errorf("%s: errors.Is(ErrUnstorable) = %v, want %v: %q", name, !data, data, err)
 		}
 	}
 	if _, err := b.outbox.Enqueue(ctx, tx, outbox.Message{Destination: "x", Payload: []byte(`{}`)}); err != nil {
@@ -163,7 +170,8 @@ func TestPayloadBound(t *testing.T) {
 		t.Fatalf("1 MiB: %v", err)
 	}
 	_, err := b.outbox.Enqueue(ctx, tx, msg(outbox.DefaultMaxPayload+1))
-	if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "payload is 1048577 bytes, at most 1048576 (Config.MaxPayload)") {
+	if !errors.Is(err, outbox.ErrTooLong) || !errors.Is(err, outbox.ErrUnstorable) || !errors.Is(err, outbox.ErrInvalidMessage) ||
+		!strings.Contains(err.Error(), "payload is 1048577 bytes, at most 1048576 (Config.MaxPayload)") {
 		t.Fatalf("1 MiB + 1: %v", err)
 	}
 	unbounded, err := outbox.New(&outbox.Config{MaxPayload: -1})
@@ -205,7 +213,10 @@ func TestHeadersAtMost64KiB(t *testing.T) {
 		t.Fatalf("headers of 64 KiB: %v", err)
 	}
 	_, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "x", Headers: value(64<<10 + 1)})
-	if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "the headers take 65537 bytes as sent, more than 65536") {
+	// Data over a bound (ErrTooLong, ErrUnstorable): an inbox handler's
+	// event is refused (422), not retried for days.
+	if !errors.Is(err, outbox.ErrTooLong) || !errors.Is(err, outbox.ErrUnstorable) ||
+		!strings.Contains(err.Error(), "header block as sent is 65537 bytes, at most 65536 (64 KiB") {
 		t.Fatalf("headers one byte over 64 KiB: %v", err)
 	}
 }

@@ -142,7 +142,7 @@ func (m *Message) checkText() error {
 		{"CausedBy source", causeSource(m.CausedBy)}, {"CausedBy event id", causeID},
 	} {
 		if !utf8.ValidString(f.value) || strings.IndexByte(f.value, 0) >= 0 {
-			return fmt.Errorf("%w: %s is not text PostgreSQL can store (a NUL byte or invalid UTF-8)", ErrInvalidMessage, f.name)
+			return &notTextError{field: f.name}
 		}
 	}
 	if hasControl(m.Destination) {
@@ -156,6 +156,25 @@ func (m *Message) checkText() error {
 	}
 	if k := m.IdempotencyKey; k != "" && (k[0] == ' ' || k[len(k)-1] == ' ') {
 		return fmt.Errorf("%w: idempotency key begins or ends with a space (receivers trim it from the Idempotency-Key header)", ErrInvalidMessage)
+	}
+	return nil
+}
+
+// checkHeaderData refuses headers that the data, not the code, makes
+// unstorable: over httpheader.MessageBytes as sent, or a value that is not
+// UTF-8 (stored as JSON, it would be altered: \xff became U+FFFD).
+func checkHeaderData(h map[string][]string) error {
+	size := 0
+	for name, vs := range h {
+		for _, v := range vs {
+			if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+				return &notTextError{field: "header " + httpheader.Printable(name) + "'s value"}
+			}
+			size += httpheader.SentBytes(name, v)
+		}
+	}
+	if size > httpheader.MessageBytes {
+		return &tooLongError{field: "header block as sent", n: size, max: httpheader.MessageBytes, bound: "64 KiB; HTTP servers refuse far less"}
 	}
 	return nil
 }
@@ -184,6 +203,9 @@ func (m *Message) prepare() error {
 		return err
 	}
 	if err := m.checkText(); err != nil {
+		return err
+	}
+	if err := checkHeaderData(m.Headers); err != nil {
 		return err
 	}
 	if bad := httpheader.CheckMessage(m.Headers); bad != "" {

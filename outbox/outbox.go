@@ -233,7 +233,7 @@ func (o *Outbox) announce(xid string, lane int16, destination string) {
 // (announceInline).
 func (o *Outbox) args(msg *Message, checked bool) ([]any, error) {
 	if o.maxPayload > 0 && len(msg.Payload) > o.maxPayload {
-		return nil, fmt.Errorf("%w: payload is %d bytes, at most %d (Config.MaxPayload)", ErrInvalidMessage, len(msg.Payload), o.maxPayload)
+		return nil, &tooLongError{field: "payload", n: len(msg.Payload), max: o.maxPayload, bound: "Config.MaxPayload"}
 	}
 	args, err := enqueueArgs(msg)
 	if err != nil {

@@ -46,6 +46,19 @@ func CheckMessage(h map[string][]string) string { return check(h, true, true) }
 // token dead-lettered every message of its destination on a 431.
 func CheckConfig(h map[string][]string) string { return check(h, false, true) }
 
+// SentBytes is what a header line takes in a request: "Name: value" and
+// a line break.
+func SentBytes(name, value string) int { return len(name) + len(value) + 4 }
+
+// Printable is a header name as an error may show it: quoted when it is
+// not a token, briefly, up to its first colon (see quoteName).
+func Printable(name string) string {
+	if ValidName(name) {
+		return name
+	}
+	return quoteName(name)
+}
+
 // MessageBytes bounds a message's headers as an HTTP request carries them
 // ("Name: value" and a line break each): 64 KiB. HTTP servers refuse far
 // less (nginx 8 kB a line by default, Node.js 16 kB in all), so a larger
@@ -66,7 +79,7 @@ func check(h map[string][]string, message, bounded bool) string {
 			if !ValidValue(v) {
 				return "header " + name + ": the value holds a control character (a line break?)"
 			}
-			size += len(name) + len(v) + 4
+			size += SentBytes(name, v)
 		}
 	}
 	if bounded && size > MessageBytes {
