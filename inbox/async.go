@@ -85,9 +85,13 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 		return err
 	})
 	rc.cfg.Metrics.observeAsync(src.Name, status, err, time.Since(start))
+	var p *panicError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &p):
+		rc.recordFailure(src.Name, job.Args.EventID, FailurePanic, err.Error(), 0)
+		return err
 	case permanent(err):
 		if rerr := rc.inbox.markRejected(ctx, rc.pool, job.Args.Source, job.Args.EventID, err.Error()); rerr != nil {
 			return rerr

@@ -42,8 +42,11 @@ func TestAsyncReceipt(t *testing.T) {
 		if _, err := tx.Exec(ctx, `INSERT INTO leads (event_id) VALUES ($1)`, d.ID); err != nil {
 			return err
 		}
-		if runs.Add(1) == 1 {
+		switch runs.Add(1) {
+		case 1:
 			return errors.New("worker died mid-handler") // the first run never commits
+		case 2:
+			panic("nil map in the async handler") // nor the second
 		}
 		return nil
 	}
@@ -102,8 +105,21 @@ func TestAsyncReceipt(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM leads`).Scan(&leads); err != nil {
 		t.Fatal(err)
 	}
-	if leads != 1 || runs.Load() != 2 {
-		t.Fatalf("%d leads after %d handler runs; want 1 lead from the second run", leads, runs.Load())
+	if leads != 1 || runs.Load() != 3 {
+		t.Fatalf("%d leads after %d handler runs; want 1 lead from the third run", leads, runs.Load())
+	}
+	// The failure log tells the panic from the error, as for a
+	// synchronous source (a trial found the panic logged as "failed").
+	fails, err := in.Failures(ctx, pool, "forms", "evt_async", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[inbox.FailureKind]int{}
+	for _, f := range fails {
+		kinds[f.Kind] += f.Count
+	}
+	if len(kinds) != 2 || kinds[inbox.FailureFailed] != 1 || kinds[inbox.FailurePanic] != 1 {
+		t.Fatalf("failures %+v; want one failed and one panic", fails)
 	}
 	// A redelivery after processing is a duplicate and starts no job.
 	if r := b.post(t, "forms", "evt_async", []byte(`{"email":"ada@example.com"}`), now, nil); !strings.Contains(r.body, "duplicate") {

@@ -20,7 +20,8 @@ const (
 	// FailureFailed means the receipt failed transiently (the handler's
 	// error, the database); the sender got 503 and retries.
 	FailureFailed FailureKind = "failed"
-	// FailurePanic means the handler panicked; the sender got 500.
+	// FailurePanic means the handler panicked; the sender got 500 (an
+	// async source's job is retried, as after an error).
 	FailurePanic FailureKind = "panic"
 )
 
