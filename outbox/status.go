@@ -25,7 +25,9 @@ const (
 	OutcomeDelivered Outcome = "delivered"
 	// OutcomeRetry means a transient failure: the message is tried again.
 	OutcomeRetry Outcome = "retry"
-	// OutcomeDead means a permanent failure: the message was dead-lettered.
+	// OutcomeDead means the attempt dead-lettered the message: a permanent
+	// failure, or a transient one that used up the retry policy (its
+	// MaxAttempts or MaxAge; the attempt's error and status say which).
 	OutcomeDead Outcome = "dead"
 	// OutcomePause means the destination is gone (HTTP 410) and was
 	// paused; the message stays pending.

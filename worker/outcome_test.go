@@ -1,9 +1,14 @@
 package worker_test
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
@@ -29,5 +34,41 @@ func TestUnknownOutcomeIsARecordedRetry(t *testing.T) {
 	first := attempts[0]
 	if first.Outcome != outbox.OutcomeRetry || !strings.Contains(first.Error, `outcome ""`) || !strings.Contains(first.Error, "connection refused") {
 		t.Fatalf("first attempt: outcome %q, error %q", first.Outcome, first.Error)
+	}
+}
+
+// The attempt that uses up a message's retries is recorded as what it came
+// to, dead, not as a retry (whose doc says the message is tried again):
+// the attempts of a dead letter read retry, retry, dead.
+func TestTheLastAttemptOfADeadLetterIsDead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.enqueue(t, 1, 1, func(int) string { return "" })
+	dest := &failingFirst{n: 100, fail: func() dispatch.Result {
+		return dispatch.Result{Outcome: dispatch.Retry, Err: errors.New("HTTP 500"), StatusCode: 500}
+	}}
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.Destinations = map[string]dispatch.Destination{"sink": dest}
+		c.Retry = worker.RetryPolicy{Base: 10 * time.Millisecond, Max: 10 * time.Millisecond, MaxAttempts: 3}
+	}))
+	if c := b.waitSettled(t, 20*time.Second); c["dead"] != 1 {
+		t.Fatalf("statuses %v", c)
+	}
+	ctx := context.Background()
+	var id uuid.UUID
+	if err := b.pool.QueryRow(ctx, `SELECT id FROM outboxd.outbox_messages`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	attempts, err := b.outbox.Attempts(ctx, b.pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []outbox.Outcome
+	for _, a := range attempts {
+		got = append(got, a.Outcome)
+	}
+	if want := []outbox.Outcome{outbox.OutcomeRetry, outbox.OutcomeRetry, outbox.OutcomeDead}; !slices.Equal(got, want) ||
+		attempts[2].StatusCode == nil || *attempts[2].StatusCode != 500 || attempts[2].Error != "HTTP 500" {
+		t.Fatalf("attempts %v (last %+v); want %v, the last with the destination's status and error", got, attempts[len(attempts)-1], want)
 	}
 }

@@ -504,8 +504,13 @@ func (r *laneRunner) record(results []result) error {
 		statuses[i], delay = r.nextState(res, now)
 		delays[i] = delay.Milliseconds()
 		outcomes[i] = string(res.res.Outcome)
-		if res.abandoned {
+		switch {
+		case res.abandoned:
 			outcomes[i] = abandonedOutcome
+		case statuses[i] == "dead":
+			// A retry that used up the policy dead-lettered the message:
+			// a "retry" attempt says it is tried again.
+			outcomes[i] = string(dispatch.Dead)
 		}
 		errs[i] = clean(errText(res.res.Err), 1000)
 		codes[i] = int32(res.res.StatusCode)
