@@ -1,8 +1,10 @@
 package verify
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"time"
 )
 
@@ -22,6 +24,25 @@ func idField(m map[string]any, key string) (string, error) {
 	}
 	return "", fmt.Errorf("%w: %q is empty or not a string", ErrPayload, key)
 }
+
+// idOrInteger is idField that also takes an integer, as the generic
+// source's senders may number their events: its digits as sent (a float64
+// would round ids past 2^53 into each other's), read from body again.
+func idOrInteger(m map[string]any, body []byte, key string) (string, error) {
+	if _, isNum := m[key].(float64); !isNum || key == "" {
+		return idField(m, key)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err == nil {
+		// The decoder keeps the last of repeated keys, as it did for m.
+		if lit := string(raw[key]); integer.MatchString(lit) {
+			return lit, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %q is a number but not an integer", ErrPayload, key)
+}
+
+var integer = regexp.MustCompile(`^-?[0-9]+$`)
 
 // obj returns a nested JSON object, or nil.
 func obj(m map[string]any, key string) map[string]any {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"net/http"
@@ -56,10 +57,13 @@ type HMACConfig struct {
 	// Tolerance bounds how far the signed time may be from now, either
 	// way. Default 5 min; unused without TimestampHeader.
 	Tolerance time.Duration
-	// IDHeader or IDField (a top-level JSON field of the body) gives the
-	// event id; TypeHeader or TypeField the type. Default "" for each:
-	// without an id the receiver keys the event on a hash of its body,
-	// without a type the event has none.
+	// IDHeader or IDField (a top-level JSON field of the body: a
+	// non-empty string, or an integer, whose digits are the id) gives the
+	// event id; TypeHeader or TypeField the type; set at most one of each
+	// pair. Default "" for each: without an id the receiver keys the event
+	// on a hash of its body, without a type the event has none. An IDField
+	// that is there but empty, null, fractional or of another type is a
+	// malformed payload (422).
 	IDHeader, IDField, TypeHeader, TypeField string
 	// Secrets, any of which may have signed. Required.
 	Secrets []string
@@ -95,10 +99,29 @@ func HMAC(cfg *HMACConfig) (Verifier, error) {
 	default:
 		return nil, fmt.Errorf("verify: HMACConfig.Encoding %q: want hex or base64", cfg.Encoding)
 	}
+	if err := checkHMACFields(cfg); err != nil {
+		return nil, err
+	}
 	if g.cfg.Tolerance == 0 {
 		g.cfg.Tolerance = 5 * time.Minute
 	}
 	return g, nil
+}
+
+// checkHMACFields refuses what would make every request fail, or one
+// setting silently win over another.
+func checkHMACFields(cfg *HMACConfig) error {
+	switch {
+	case cfg.Tolerance < 0:
+		return fmt.Errorf("verify: HMACConfig.Tolerance %s is negative (every request would be too old)", cfg.Tolerance)
+	case cfg.TimestampHeader != "" && http.CanonicalHeaderKey(cfg.TimestampHeader) == http.CanonicalHeaderKey(cfg.Header):
+		return fmt.Errorf("verify: HMACConfig.TimestampHeader is the signature's header %s", http.CanonicalHeaderKey(cfg.Header))
+	case cfg.IDHeader != "" && cfg.IDField != "":
+		return errors.New("verify: HMACConfig: set IDHeader or IDField, not both")
+	case cfg.TypeHeader != "" && cfg.TypeField != "":
+		return errors.New("verify: HMACConfig: set TypeHeader or TypeField, not both")
+	}
+	return nil
 }
 
 func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, error) {
@@ -150,7 +173,7 @@ func (g *generic) Verify(r *http.Request, body []byte, now time.Time) (Meta, err
 		if err != nil {
 			return Meta{}, err
 		}
-		id, err := idField(m, g.cfg.IDField)
+		id, err := idOrInteger(m, body, g.cfg.IDField)
 		if err != nil {
 			return Meta{}, err
 		}

@@ -351,9 +351,42 @@ func TestGenericHMAC(t *testing.T) {
 	if _, err := b64.Verify(req("/", map[string]string{"X-Sig": "bm9wZQ=="}), []byte("x"), now); !errors.Is(err, verify.ErrSignature) {
 		t.Fatalf("%v", err)
 	}
-	for _, cfg := range []verify.HMACConfig{{Secrets: []string{"k"}}, {Header: "X"}, {Header: "X", Secrets: []string{"k"}, Hash: "md5"}} {
+	for _, cfg := range []verify.HMACConfig{{Secrets: []string{"k"}}, {Header: "X"}, {Header: "X", Secrets: []string{"k"}, Hash: "md5"},
+		// Every request would fail, or one setting silently win.
+		{Header: "X", Secrets: []string{"k"}, TimestampHeader: "X-T", Tolerance: -time.Second},
+		{Header: "X-Sig", Secrets: []string{"k"}, TimestampHeader: "x-sig"},
+		{Header: "X", Secrets: []string{"k"}, IDHeader: "X-Id", IDField: "id"},
+		{Header: "X", Secrets: []string{"k"}, TypeHeader: "X-Type", TypeField: "type"},
+	} {
 		if _, err := verify.HMAC(&cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
+
+// A generic source's IDField may be an integer: its digits as sent are the
+// id (a float64 would make 2^53+1 the id of 2^53), the same on every
+// retry. Any other non-string is a malformed payload (422), as before.
+func TestGenericHMACIntegerID(t *testing.T) {
+	v := must(verify.HMAC(&verify.HMACConfig{Header: "X-Sig", IDField: "event_id", Secrets: []string{"s"}}))
+	for body, want := range map[string]string{
+		`{"event_id":42,"kind":"k"}`:                  "42",
+		`{"event_id":9007199254740993}`:               "9007199254740993",
+		`{"event_id":-7}`:                             "-7",
+		`{"event_id":"evt_1"}`:                        "evt_1",
+		`{"event_id":4.2}`:                            "",
+		`{"event_id":1e3}`:                            "",
+		`{"event_id":null}`:                           "",
+		`{"event_id":""}`:                             "",
+		`{"event_id":true}`:                           "",
+		`{"event_id":1,"event_id":12345678901234567}`: "12345678901234567",
+	} {
+		meta, err := v.Verify(req("/", map[string]string{"X-Sig": hmacHex("s", body)}), []byte(body), time.Now())
+		switch {
+		case want == "" && !errors.Is(err, verify.ErrPayload):
+			t.Errorf("%s: %+v %v; want a malformed payload", body, meta, err)
+		case want != "" && (err != nil || meta.ID != want):
+			t.Errorf("%s: id %q, %v; want %q", body, meta.ID, err, want)
 		}
 	}
 }
