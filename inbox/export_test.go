@@ -16,3 +16,6 @@ func ObserveForTest(m *Metrics, source string, d time.Duration) {
 	m.observe(source, "processed", d)
 	m.observe(source, "duplicate", d)
 }
+
+// InflightWaiting is how many receipts wait for another of their event.
+func InflightWaiting(rc *Receiver) int { return rc.inflight.waiters() }

@@ -28,7 +28,12 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 		rc.cfg.Metrics.observe(src.Name, status, time.Since(start))
 	}()
 	var res Result
-	err := rc.inTx(ctx, func(tx pgx.Tx) error {
+	leave, err := rc.inflight.enter(ctx, src.Name+"\x00"+d.ID)
+	if err != nil {
+		return rc.answer(ctx, src, d, res, err)
+	}
+	defer leave()
+	err = rc.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		status := StatusProcessed
 		if src.Async {
@@ -58,6 +63,11 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 		}
 		return src.Handle(ctx, tx, d)
 	})
+	return rc.answer(ctx, src, d, res, err)
+}
+
+// answer says how to answer a receipt that ended with res and err.
+func (rc *Receiver) answer(ctx context.Context, src *Source, d *Delivery, res Result, err error) (code int, status, reason string) {
 	switch {
 	case errors.Is(err, errReplay):
 		return http.StatusOK, "duplicate", ""

@@ -140,7 +140,10 @@ type ReceiverConfig struct {
 	// MaxConcurrent caps the requests the receiver serves at once, body
 	// reading included; beyond it the answer is 503 with Retry-After, so
 	// slow or flooding clients cannot hold every connection of the pool.
-	// Default 128.
+	// Duplicates of an event under way in this process wait for it within
+	// their slot but without a connection. Default 128; each request being
+	// processed holds a pool connection, so past the pool's size requests
+	// wait for one (pgxpool's MaxConns, 4 or the CPU count by default).
 	MaxConcurrent int
 }
 
@@ -155,6 +158,8 @@ type Receiver struct {
 	log     *slog.Logger
 	failSQL string
 	slots   chan struct{}
+	// inflight queues the duplicates of an event under way here.
+	inflight inflight
 	// sigHeaders: per source, signature headers that the name rule of
 	// the inbox's redaction might miss (verify.HMAC's is configurable).
 	sigHeaders map[string][]string

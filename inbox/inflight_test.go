@@ -1,0 +1,117 @@
+package inbox_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/inbox/verify"
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// Duplicates of an event under way wait for it without a database
+// connection: with a pool of 2 and a slow first receipt, 5 duplicates
+// queued behind it, an unrelated event is still processed at once (a
+// trial's duplicates held every connection, and the unrelated event
+// waited for the slow one). Each event is delivered more than once, and
+// the result is one processed receipt and one lead per event.
+func TestDuplicatesOfASlowEventLeaveThePoolToOthers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=2")
+	if _, err := pool.Exec(ctx, `CREATE TABLE leads (id bigserial PRIMARY KEY, event_id text)`); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	entered, release := make(chan struct{}, 10), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock() // a failure must not leave the slow receipts hanging
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO leads (event_id) VALUES ($1)`, d.ID); err != nil {
+			return err
+		}
+		if d.ID == "evt_slow" {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &rbundle{rc: rc, pool: pool, inbox: in}
+	b.srv = httptest.NewServer(rc)
+	t.Cleanup(b.srv.Close)
+	now := time.Now()
+
+	const slow = 6
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		answers []reply
+	)
+	for range slow {
+		wg.Go(func() {
+			r := b.post(t, "crm", "evt_slow", []byte(`{}`), now, nil)
+			mu.Lock()
+			answers = append(answers, r)
+			mu.Unlock()
+		})
+	}
+	<-entered
+	deadline := time.Now().Add(10 * time.Second)
+	for inbox.InflightWaiting(rc) != slow-1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d duplicates queued behind the slow receipt, want %d", inbox.InflightWaiting(rc), slow-1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The slow receipt holds one connection; the other is free.
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i, want := range []string{"processed", "duplicate"} {
+		resp, err := client.Do(b.request(t, "crm", "evt_fast", []byte(`{}`), now))
+		if err != nil {
+			t.Fatalf("unrelated event, delivery %d, while the slow one runs: %v", i+1, err)
+		}
+		body := make([]byte, 200)
+		n, _ := resp.Body.Read(body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body[:n]), want) {
+			t.Fatalf("unrelated event, delivery %d: %d %s; want 200 %s", i+1, resp.StatusCode, body[:n], want)
+		}
+	}
+	unblock()
+	wg.Wait()
+	statuses := map[string]int{}
+	for _, a := range answers {
+		if a.code != 200 {
+			t.Fatalf("slow event answered %+v", a)
+		}
+		for _, s := range []string{"processed", "duplicate"} {
+			if strings.Contains(a.body, s) {
+				statuses[s]++
+			}
+		}
+	}
+	if statuses["processed"] != 1 || statuses["duplicate"] != slow-1 {
+		t.Fatalf("slow event's answers %v; want 1 processed and %d duplicates", statuses, slow-1)
+	}
+	var leads int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM leads`).Scan(&leads); err != nil || leads != 2 {
+		t.Fatalf("%d leads (%v); want one per event", leads, err)
+	}
+}
