@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,18 +25,28 @@ func ClassifyStatus(code int) Outcome {
 	}
 }
 
+// MaxRetryAfter is the longest wait ParseRetryAfter returns.
+const MaxRetryAfter = time.Duration(math.MaxInt64)
+
 // ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-// It returns 0 when the header is absent or unreadable.
+// It returns 0 when the header is absent or unreadable. Seconds past what a
+// time.Duration holds (about 292 years) are MaxRetryAfter: a wish for a
+// very long wait, which the dispatcher caps at its retry policy's Max (it
+// was read as no wish, and the message retried at once).
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		if secs < 0 {
-			return 0
+	if strings.Trim(v, "0123456789") == "" {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter // digits only: out of range, not unreadable
 		}
 		return time.Duration(secs) * time.Second
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs < 0 {
+		return 0
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {

@@ -53,6 +53,10 @@ func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	for in, want := range map[string]time.Duration{
 		"2": 2 * time.Second, "0": 0, "": 0, "-5": 0, "soon": 0,
+		// Past a Duration: the longest wait, not none (the dispatcher
+		// caps it at its policy's Max; it retried at once).
+		"99999999999999999999": dispatch.MaxRetryAfter, "9300000000": dispatch.MaxRetryAfter,
+		"9223372036": 9223372036 * time.Second,
 		"Sat, 28 Nov 2026 12:00:30 GMT": 30 * time.Second,
 		"Sat, 28 Nov 2026 11:00:00 GMT": 0,
 	} {
