@@ -35,6 +35,9 @@ type Message struct {
 	// destination sends (the HTTP destination replaces such a header); and
 	// headers taking more than 64 KiB as an HTTP request carries them
 	// ("Name: value" and a line break each), which HTTP servers refuse.
+	// The HTTP destination sets Host, Content-Length, Transfer-Encoding,
+	// Trailer, Webhook-Id and Webhook-Timestamp (and Webhook-Signature
+	// with a secret) itself: a message's own are stored but not sent.
 	Headers http.Header
 	// CausedBy is the inbox event that caused this message, if any. It links
 	// the message to the event and derives its idempotency key. Its source

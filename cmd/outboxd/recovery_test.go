@@ -119,6 +119,12 @@ func TestSendRefusesUnsendableHeaders(t *testing.T) {
 		// Replaced on every attempt: two sends with it reached a trial's
 		// sink twice, under two keys.
 		{"idempotency-key: s3cr3t", `outboxd send: --header "idempotency-key: ...": header Idempotency-Key is the message's idempotency key, sent by every destination: set IdempotencyKey (outboxd send --idempotency-key), not a header`},
+		// Set by the HTTP destination itself: a trial's were stored, then
+		// replaced without a word.
+		{"host: evil.s3cr3t", `outboxd send: --header "host: ...": header Host is set on every request from the URL's host (the HTTP destination's; a value given here would not be sent)`},
+		{"Content-Length: 5", `outboxd send: --header "Content-Length: ...": header Content-Length is set on every request from the payload's length (the HTTP destination's; a value given here would not be sent)`},
+		{"Transfer-Encoding: chunked", `outboxd send: --header "Transfer-Encoding: ...": header Transfer-Encoding is set on every request from the HTTP client (the HTTP destination's; a value given here would not be sent)`},
+		{"webhook-id: x", `outboxd send: --header "webhook-id: ...": header Webhook-Id is set on every request from the message's idempotency key (the HTTP destination's; a value given here would not be sent)`},
 	} {
 		r := outboxdIn(t, db, `{}`, "send", "--destination", "crm", "--header", tc.header)
 		if r.code != 2 || firstLine(r.stderr) != tc.first || strings.Contains(r.stderr+r.stdout, "s3cr3t") {

@@ -46,13 +46,19 @@ func (h headerFlags) Set(v string) error {
 }
 
 // messageHeaderFlags are send's --header flags: a message's headers, of
-// which Idempotency-Key is not one (--idempotency-key is).
+// which Idempotency-Key is not one (--idempotency-key is), nor one the
+// HTTP destination sets itself (Host, Content-Length...: a trial's were
+// stored, then replaced without a word).
 type messageHeaderFlags struct{ headerFlags }
 
 func (h messageHeaderFlags) Set(v string) error {
 	if name, _, ok := strings.Cut(v, ":"); ok {
-		if key := httpheader.CheckMessage(map[string][]string{strings.TrimSpace(name): nil}); key != "" {
+		name = strings.TrimSpace(name)
+		if key := httpheader.CheckMessage(map[string][]string{name: nil}); key != "" {
 			return errors.New(key)
+		}
+		if set := httpheader.SentByHTTP(name); set != "" && httpheader.ValidName(name) {
+			return errors.New(set)
 		}
 	}
 	return h.headerFlags.Set(v)

@@ -118,13 +118,29 @@ var setByHTTP = map[string]string{
 // every request itself (naming from what), or returns "". signs: the
 // destination has a secret, and so sets Webhook-Signature too.
 func SetByHTTP(name string, signs bool) string {
+	if set := setBy(name, signs); set != "" {
+		return set + "; a configured value would be replaced"
+	}
+	return ""
+}
+
+// SentByHTTP is SetByHTTP for a header given with one message (outboxd
+// send --header), whose destination's secret is not known.
+func SentByHTTP(name string) string {
+	if set := setBy(name, false); set != "" {
+		return set + " (the HTTP destination's; a value given here would not be sent)"
+	}
+	return ""
+}
+
+func setBy(name string, signs bool) string {
 	c := textproto.CanonicalMIMEHeaderKey(name)
 	from, ok := setByHTTP[c]
 	if !ok && signs && c == "Webhook-Signature" {
 		from, ok = "its secret", true
 	}
 	if ok {
-		return "header " + c + " is set on every request from " + from + "; a configured value would be replaced"
+		return "header " + c + " is set on every request from " + from
 	}
 	return ""
 }
