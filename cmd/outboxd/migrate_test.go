@@ -134,6 +134,8 @@ func TestErrorsForPeople(t *testing.T) {
 		{[]string{"migrate", "up", "--database-url", ""}, 2, "outboxd migrate: --database-url is empty: leave it out, or give it a value"},
 		{[]string{"outbox", "dead", "--schema", "", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere"},
 		{[]string{"send", "--destination", "crm", "--idempotency-key", ""}, 2, "outboxd send: --idempotency-key is empty: leave it out, or give it a value"},
+		// --id "$POD_NAME" unset: not a random id.
+		{[]string{"serve", "--id", ""}, 2, "outboxd serve: --id is empty: leave it out, or give it a value"},
 		{[]string{"send", "--destination", "crm", "--ordering-key", ""}, 2, "outboxd send: --ordering-key is empty: leave it out, or give it a value"},
 		{[]string{"inbox", "show", "forms", "evt_1"}, 1, "outboxd inbox: no event evt_1 from source forms in schema outboxd"},
 		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere"},

@@ -47,6 +47,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(operands) > 0 {
 		return fs.usageErr(fmt.Sprintf("unexpected argument %q", operands[0]))
 	}
+	// --id "$POD_NAME" with the variable unset ran under a random id.
+	if err := fs.refuseEmpty("id"); err != nil {
+		return err
+	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		return usageErrorf("%v", err)
