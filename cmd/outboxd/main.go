@@ -45,12 +45,14 @@ func commands() []command {
 }
 
 func main() {
-	// The first SIGINT or SIGTERM starts a graceful stop; a second one ends
-	// the process at once. We keep listening ourselves rather than restore
-	// the default disposition: started with SIGINT ignored (a shell's &),
-	// the default would be to ignore the second one too.
+	// The first SIGINT, SIGTERM or SIGHUP starts a graceful stop; a second
+	// one ends the process at once. We keep listening ourselves rather than
+	// restore the default disposition: started with SIGINT ignored (a
+	// shell's &), the default would be to ignore the second one too.
+	// SIGHUP (a closed terminal or SSH session) ended serve at once, its
+	// leases held until lease_ttl; nohup still ignores it.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-sigs

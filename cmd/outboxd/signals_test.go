@@ -63,7 +63,8 @@ func (d *daemon) running(t *testing.T) bool {
 
 // The first signal stops gracefully, waiting for in-flight deliveries; a
 // second one ends the process at once, also when outboxd was started with
-// SIGINT ignored (a shell's &), and for SIGTERM twice as for SIGINT.
+// SIGINT ignored (a shell's &), and for SIGTERM or SIGHUP twice as for
+// SIGINT.
 func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -74,6 +75,8 @@ func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 		{"SIGINT", false, syscall.SIGINT},
 		{"SIGINT, started with SIGINT ignored", true, syscall.SIGINT},
 		{"SIGTERM", false, syscall.SIGTERM},
+		// A closed terminal or SSH session: it ended serve at once.
+		{"SIGHUP", false, syscall.SIGHUP},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
