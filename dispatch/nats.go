@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,6 +64,16 @@ func NewNATS(c *NATSConfig) (*NATS, error) {
 	return &NATS{cfg: cfg, conn: conn, js: js}, nil
 }
 
+// notConnected says that no server of the URL answers, with the
+// connection's last error (which names a host, never the URL's token).
+func (d *NATS) notConnected(err error) error {
+	why := "no server has answered yet"
+	if last := d.conn.LastError(); last != nil {
+		why = "last error: " + last.Error()
+	}
+	return fmt.Errorf("not connected to NATS %s (%s; %s): %w", RedactURL(d.cfg.URL), strings.ToLower(d.conn.Status().String()), why, err)
+}
+
 // Close closes the connection.
 func (d *NATS) Close() { d.conn.Close() }
 
@@ -84,7 +95,13 @@ func (d *NATS) Deliver(ctx context.Context, msg Message) Result {
 		}
 	}
 	if _, err := d.js.PublishMsg(ctx, m, jetstream.WithMsgID(msg.IdempotencyKey)); err != nil {
-		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		switch {
+		case !d.conn.IsConnected():
+			// Before the first connection the client fails the publish on
+			// its headers check: "headers not supported by this server",
+			// which an operator read as the server's fault.
+			err = d.notConnected(err)
+		case errors.Is(err, jetstream.ErrNoStreamResponse):
 			err = fmt.Errorf("no stream captures subject %s: %w", subject, err)
 		}
 		return Result{Outcome: Retry, Err: err}

@@ -74,6 +74,24 @@ func TestNATSWithoutStreamRetries(t *testing.T) {
 	}
 }
 
+// With no server to reach, an attempt says so, without the URL's token:
+// it said "nats: headers not supported by this server".
+func TestNATSUnreachableSaysSo(t *testing.T) {
+	d, err := dispatch.NewNATS(&dispatch.NATSConfig{URL: "nats://S3cretTok@127.0.0.1:1", Subject: "outboxd-test.x", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for range 2 {
+		res := d.Deliver(context.Background(), dispatch.Message{IdempotencyKey: "k", Payload: []byte("x")})
+		if res.Outcome != dispatch.Retry || res.Err == nil || !strings.Contains(res.Err.Error(), "not connected to NATS nats://") || !strings.Contains(res.Err.Error(), "127.0.0.1:1 (") ||
+			strings.Contains(res.Err.Error(), "S3cretTok") {
+			t.Fatalf("%+v", res)
+		}
+		t.Log(res.Err)
+	}
+}
+
 // A token in a NATS URL stays out of NewNATS's error.
 func TestNATSErrorDoesNotCarryURLToken(t *testing.T) {
 	_, err := dispatch.NewNATS(&dispatch.NATSConfig{URL: "nats://S3cretTok@127.0.0.1:notaport"})
