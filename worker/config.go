@@ -219,6 +219,9 @@ func (c *Config) validate() error {
 	if c.LeaseTTL < 0 || c.AcquireInterval < 0 || c.SweepInterval < 0 {
 		return errors.New("worker: Config.LeaseTTL, AcquireInterval and SweepInterval must not be negative")
 	}
+	if err := c.checkMinimums(); err != nil {
+		return err
+	}
 	if c.AcquireInterval >= c.LeaseTTL {
 		return fmt.Errorf("worker: Config.AcquireInterval (%s) must be shorter than LeaseTTL (%s)", c.AcquireInterval, c.LeaseTTL)
 	}
@@ -228,6 +231,31 @@ func (c *Config) validate() error {
 	for name, p := range c.RetryByDestination {
 		if err := p.over(c.Retry).validate(fmt.Sprintf("RetryByDestination[%q]", name)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// MinLeaseTTL and MinInterval are the least LeaseTTL and the least
+// AcquireInterval, SweepInterval and Maintenance.Interval: below them a
+// lease is lost before it can be renewed over a network round trip and a
+// GC pause, and the loops spin (a trial's nanoseconds kept a core busy,
+// and /readyz never turned ready).
+const (
+	MinLeaseTTL = 500 * time.Millisecond
+	MinInterval = 10 * time.Millisecond
+)
+
+func (c *Config) checkMinimums() error {
+	if c.LeaseTTL < MinLeaseTTL {
+		return fmt.Errorf("worker: Config.LeaseTTL (%s) is below %s (MinLeaseTTL)", c.LeaseTTL, MinLeaseTTL)
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"AcquireInterval", c.AcquireInterval}, {"SweepInterval", c.SweepInterval}, {"Maintenance.Interval", c.Maintenance.Interval}} {
+		if f.v < MinInterval {
+			return fmt.Errorf("worker: Config.%s (%s) is below %s (MinInterval)", f.name, f.v, MinInterval)
 		}
 	}
 	return nil

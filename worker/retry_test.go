@@ -70,6 +70,12 @@ func TestConfigRefusesNegativeAndContradictoryValues(t *testing.T) {
 		"negative acquire":     func(c *Config) { c.AcquireInterval = -time.Second },
 		"negative sweep":       func(c *Config) { c.SweepInterval = -time.Second },
 		"acquire beyond lease": func(c *Config) { c.AcquireInterval, c.LeaseTTL = 2*time.Second, time.Second },
+		// Nanoseconds: the loops spun and no lease lasted (a trial).
+		"lease of 2ns":          func(c *Config) { c.LeaseTTL, c.AcquireInterval = 2, 1 },
+		"lease under 500ms":     func(c *Config) { c.LeaseTTL = 499 * time.Millisecond; c.AcquireInterval = 100 * time.Millisecond },
+		"acquire of 1ns":        func(c *Config) { c.AcquireInterval = 1 },
+		"sweep of 9ms":          func(c *Config) { c.SweepInterval = 9 * time.Millisecond },
+		"maintenance every 1µs": func(c *Config) { c.Maintenance.Interval = time.Microsecond },
 		// Stored in leases and attempt rows: a trial's started, then
 		// failed every statement for ever.
 		"ID not UTF-8":         func(c *Config) { c.ID = "a\xffb" },

@@ -23,6 +23,12 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 		{"nats with an http url", "destinations:\n  a:\n    type: nats\n    url: http://127.0.0.1:4222\n", "line 4: destinations.a.url: want a nats://, tls://, ws:// or wss:// URL, got http://127.0.0.1:4222"},
 		{"second document", dest + "---\nschema: other\n", "line 5: a second YAML document (after ---): put everything in one"},
 		{"negative with line", "retry:\n  max_attempts: -1\n" + dest, "line 2: retry.max_attempts: must not be negative"},
+		// Nanoseconds passed --check, then serve spun a core and never
+		// turned ready (a trial).
+		{"lease of nanoseconds", "dispatcher:\n  lease_ttl: 2ns\n  acquire_interval: 1ns\n" + dest, "line 2: dispatcher.lease_ttl: 2ns is below the least, 500ms"},
+		{"acquire of a nanosecond", "dispatcher:\n  acquire_interval: 1ns\n" + dest, "line 2: dispatcher.acquire_interval: 1ns is below the least, 10ms"},
+		{"sweep of 9ms", "dispatcher:\n  sweep_interval: 9ms\n" + dest, "line 2: dispatcher.sweep_interval: 9ms is below the least, 10ms"},
+		{"maintenance every microsecond", "maintenance:\n  interval: 1us\n" + dest, "line 2: maintenance.interval: 1µs is below the least, 10ms"},
 	} {
 		path := writeFile(t, "outboxd.yaml", tc.body)
 		r := outboxd(t, []string{"DATABASE_URL="}, "serve", "--config", path, "--check")

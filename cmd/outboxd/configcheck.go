@@ -10,6 +10,7 @@ import (
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/internal/httpheader"
+	"github.com/outboxd/outboxd/worker"
 )
 
 // Defaults of worker.Config and worker.RetryPolicy that the checks below
@@ -50,6 +51,19 @@ func (c *fileConfig) validate() error {
 	} {
 		if f.v < 0 {
 			return c.errAt(f.path, "must not be negative")
+		}
+	}
+	for _, f := range []struct {
+		path     string
+		v, least time.Duration
+	}{
+		{"dispatcher.lease_ttl", d.LeaseTTL, worker.MinLeaseTTL},
+		{"dispatcher.acquire_interval", d.AcquireInterval, worker.MinInterval},
+		{"dispatcher.sweep_interval", d.SweepInterval, worker.MinInterval},
+		{"maintenance.interval", c.Maintenance.Interval, worker.MinInterval},
+	} {
+		if f.v != 0 && f.v < f.least {
+			return c.errAt(f.path, "%s is below the least, %s", f.v, f.least)
 		}
 	}
 	ttl, ttlS := orDefault(d.LeaseTTL, defaultLeaseTTL)
