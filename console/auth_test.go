@@ -28,6 +28,13 @@ func TestNewRefusesAnOpenConsoleByAccident(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret-pw") || strings.Contains(err.Error(), "t0ken-abc") {
 		t.Fatalf("both password and token: %v (want an error that quotes neither)", err)
 	}
+	for _, short := range []console.User{{Name: "ada", Role: console.Admin, Password: "short"}, {Name: "bot", Role: console.Admin, Token: "x"},
+		{Name: "bot", Role: console.Viewer, Token: "eleven-byte"}} {
+		if _, err := console.New(pool, &console.Config{Users: []console.User{short}}); err == nil || !strings.Contains(err.Error(), "want at least 12") ||
+			strings.Contains(err.Error(), short.Password+short.Token) {
+			t.Errorf("%+v: %v; want it refused, the credential not quoted", short, err)
+		}
+	}
 	if _, err := console.New(pool, &console.Config{Users: []console.User{{Name: "ada", Role: "root", Password: "x"}}}); err == nil {
 		t.Fatal("unknown role accepted")
 	}

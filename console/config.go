@@ -21,6 +21,11 @@ const (
 	Admin Role = "admin"
 )
 
+// MinSecretBytes is the shortest Password or Token accepted: a trial's
+// one-character token (and a five-letter password) opened the admin
+// console. Anyone who reaches the console may guess at it.
+const MinSecretBytes = 12
+
 // User is one set of credentials. Exactly one of Password (HTTP basic auth
 // with Name) and Token (Authorization: Bearer) is set. Take them from the
 // environment or a secret store, never from a file in clear.
@@ -112,6 +117,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%s: Role %q: want viewer or admin", where, u.Role)
 		case (u.Password == "") == (u.Token == ""):
 			return fmt.Errorf("%s: set exactly one of Password and Token (it is empty, or both are set)", where)
+		case len(u.Password+u.Token) < MinSecretBytes:
+			return fmt.Errorf("%s: the credential is %d bytes, want at least %d (MinSecretBytes)", where, len(u.Password+u.Token), MinSecretBytes)
 		}
 		seen[u.Name] = true
 	}

@@ -61,6 +61,12 @@ func TestConsoleListenOwnAddressAndCheck(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, ", console 127.0.0.1:9501 (1 user(s))") || strings.Contains(r.stdout+r.stderr, "check-secret-91") {
 		t.Errorf("--check with a console: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
+	// A trial's five-letter password passed --check.
+	r = outboxd(t, []string{"DATABASE_URL=", "OUTBOXD_TEST_CHECK_PW=short"}, "serve", "--config", ok, "--check")
+	if want := "outboxd serve: console.users.ada: OUTBOXD_TEST_CHECK_PW holds 5 bytes, want at least 12: anyone who reaches the console may guess at it"; r.code != 2 ||
+		firstLine(r.stderr) != want || strings.Contains(r.stdout+r.stderr, "short\n") {
+		t.Errorf("--check with a short password: exit %d, %q; want 2 and %q", r.code, r.stderr, want)
+	}
 }
 
 // A console: section serves the console on its own address, behind the

@@ -125,6 +125,9 @@ func (cc *consoleConf) consoleUsers() ([]console.User, error) {
 		if *dst = os.Getenv(env); *dst == "" {
 			return nil, fmt.Errorf("console.users.%s: %s is not set or empty (it holds the user's credential)", name, env)
 		}
+		if n := len(*dst); n < console.MinSecretBytes {
+			return nil, fmt.Errorf("console.users.%s: %s holds %d bytes, want at least %d: anyone who reaches the console may guess at it", name, env, n, console.MinSecretBytes)
+		}
 		users = append(users, cu)
 	}
 	return users, nil

@@ -102,7 +102,7 @@ func run(adminURL string, events, samples int) error {
 	fmt.Printf("Console search over %d inbox events and %d outbox messages (filled in %s); %d requests per search, one at a time, through the HTTP API; %d CPUs, %s\n\n",
 		events, events/5, time.Since(began).Round(time.Second), samples, runtime.NumCPU(), runtime.Version())
 
-	const token = "bench-token"
+	const token = "bench-token-of-the-console"
 	c, err := console.New(pool, &console.Config{Users: []console.User{{Name: "bench", Role: console.Viewer, Token: token}}})
 	if err != nil {
 		return err
