@@ -77,6 +77,17 @@ type Concurrent interface {
 	Concurrency() int
 }
 
+// Shared is implemented by a Destination whose limits are meant for the
+// destination as a whole, not for each process (HTTP's Rate). A
+// worker.Dispatcher tells it, at every balancing round (each
+// AcquireInterval), how many live dispatchers serve its name, itself
+// included, so that it takes its share.
+type Shared interface {
+	// ShareAmong says that n dispatchers (at least 1) serve the
+	// destination.
+	ShareAmong(n int)
+}
+
 // DestinationFunc adapts a function to Destination.
 type DestinationFunc func(ctx context.Context, msg Message) Result
 

@@ -36,10 +36,14 @@ type HTTPConfig struct {
 	Timeout time.Duration
 	// MaxConcurrency bounds requests in flight to this destination. Default 16.
 	MaxConcurrency int
-	// Rate limits requests per second. Default 0: unlimited.
+	// Rate limits requests per second to the destination, over every
+	// dispatcher that serves it: a worker.Dispatcher tells each its share
+	// (Shared), Rate/n with n of them live (a provider's limit held with
+	// N replicas, where each sent Rate). Until then, or outside a
+	// Dispatcher, the whole Rate. Default 0: unlimited.
 	Rate float64
-	// Burst is the rate limiter's bucket size. Default 1 (used only when
-	// Rate is set).
+	// Burst is the rate limiter's bucket size, shared as Rate is (at
+	// least 1 each). Default 1 (used only when Rate is set).
 	Burst int
 	// MaxResponseBody is how much of a response body is kept for operators.
 	// Default 1 KiB.
@@ -124,6 +128,25 @@ func NewHTTP(c *HTTPConfig) (*HTTP, error) {
 		d.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), burst)
 	}
 	return d, nil
+}
+
+// ShareAmong takes a 1/n share of Rate and Burst (Shared).
+func (d *HTTP) ShareAmong(n int) {
+	if d.limiter == nil || n < 1 {
+		return
+	}
+	burst := max(d.cfg.Burst, 1)
+	d.limiter.SetLimit(rate.Limit(d.cfg.Rate / float64(n)))
+	d.limiter.SetBurst(max(burst/n, 1))
+}
+
+// Rate is the requests per second this HTTP sends at most now: its share
+// of HTTPConfig.Rate (ShareAmong); 0 without a limit.
+func (d *HTTP) Rate() float64 {
+	if d.limiter == nil {
+		return 0
+	}
+	return float64(d.limiter.Limit())
 }
 
 // Concurrency is MaxConcurrency: the requests in flight Deliver allows.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/dispatch"
 )
 
 // Lane is one lease a dispatcher can hold: a destination's lane.
@@ -91,6 +93,7 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 	if err := d.renew(ctx); err != nil {
 		return err
 	}
+	d.share(live)
 	for _, name := range d.names {
 		share := (numLanes + max(live[name], 1) - 1) / max(live[name], 1)
 		held := d.active(name)
@@ -104,6 +107,16 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// share tells each Shared destination how many live dispatchers serve it
+// (live counts this one once it has heartbeated, which balance does first).
+func (d *Dispatcher) share(live map[string]int) {
+	for _, name := range d.names {
+		if s, ok := d.cfg.Destinations[name].(dispatch.Shared); ok {
+			s.ShareAmong(max(live[name], 1))
+		}
+	}
 }
 
 // renew extends the leases that the runners still running hold, each under
