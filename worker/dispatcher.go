@@ -43,6 +43,9 @@ type Dispatcher struct {
 	// runs out, so a normal stop lets the attempts in flight finish.
 	abortCtx context.Context
 	abort    context.CancelFunc
+	// windDownBy is when a stop's wind-down must end (Unix ns; 0: no
+	// stop, or none with a deadline yet): see windDown.
+	windDownBy atomic.Int64
 
 	names  []string  // the destinations served, sorted
 	epoch  time.Time // mono() counts from here, on the monotonic clock
@@ -358,8 +361,11 @@ func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 // untried, for the lane's next holder), their leases renewed meanwhile (until ctx is done, or Start's context: then
 // in-flight deliveries are cut off, recorded as abandoned, and will be sent
 // again, and Stop returns an error wrapping that context's), leases are
-// released for other dispatchers, and River stops. Recording, releasing and
-// deregistering may take up to 5 s each beyond ctx; deliveries that do not
+// released for other dispatchers, and River stops. Recording, releasing,
+// deregistering and stopping River take at most StuckGrace past ctx's
+// deadline in all, even with the database hanging (5 s each, without a
+// deadline); they are not waited for past it (Stop's error says River's
+// was not); deliveries that do not
 // return within StuckGrace of their cancellation are left running (their
 // Destination ignores its context) and Stop's error says so. Stop is idempotent: a
 // Stop while another stop is under way (a cancelled Start context's
@@ -393,8 +399,24 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	return d.stop(ctx)
 }
 
+// windDown is the context of one database step of a stop's wind-down, or
+// of a recording: 5 s, and once the stop's deadline is known, no later
+// than StuckGrace past it, so that with the database hanging the whole
+// stop ends within its deadline + StuckGrace (recording, releasing,
+// deregistering and River took 5 s each in turn: 20 s past it).
+func (d *Dispatcher) windDown() (context.Context, context.CancelFunc) {
+	timeout := 5 * time.Second
+	if by := d.windDownBy.Load(); by != 0 {
+		timeout = min(timeout, time.Until(time.Unix(0, by)))
+	}
+	return context.WithTimeout(context.Background(), timeout)
+}
+
 // stop is the first Stop's work.
 func (d *Dispatcher) stop(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok {
+		d.windDownBy.Store(dl.Add(StuckGrace).UnixNano())
+	}
 	d.cancel()
 	cutBefore := d.abandoned.Load()
 	var cut error
@@ -407,6 +429,8 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 	}
 	stuck := false
 	if cut != nil {
+		// Cancelled without a deadline: the wind-down's budget starts now.
+		d.windDownBy.CompareAndSwap(0, time.Now().Add(StuckGrace).UnixNano())
 		// Out of patience: cancel in-flight deliveries (they are recorded as
 		// retries, or stay pending) and wait for the runners to notice, a
 		// bounded time: a Destination that ignores its context would hold
@@ -440,7 +464,9 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 			"and what they do not record in time is sent again", StuckGrace, ErrAbandoned))
 	}
 	if d.river != nil {
-		if rerr := d.stopRiver(); rerr != nil {
+		if rerr := d.stopRiver(); errors.Is(rerr, context.DeadlineExceeded) {
+			err = errors.Join(err, fmt.Errorf("worker: stop river: not stopped within the stop's deadline + StuckGrace (does the database answer?): %w", rerr))
+		} else if rerr != nil {
 			err = errors.Join(err, fmt.Errorf("worker: stop river: %w", rerr))
 		}
 	}
@@ -454,7 +480,7 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 // never waited for. Stop's own context is not used: an expired one would
 // return before River stopped.
 func (d *Dispatcher) stopRiver() error {
-	hard, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	hard, cancel := d.windDown()
 	defer cancel()
 	return d.river.StopAndCancel(hard)
 }

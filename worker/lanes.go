@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -90,7 +91,7 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := d.renew(ctx); err != nil {
+	if err := d.renew(ctx); err != nil && !errors.Is(err, errNoLeases) {
 		return err
 	}
 	d.share(live)
@@ -119,6 +120,11 @@ func (d *Dispatcher) share(live map[string]int) {
 	}
 }
 
+// errNoLeases is renew's answer when no runner holds a lease: nothing was
+// asked of the database, so it says nothing of its health (a stop with the
+// database hanging logged it as a recovery).
+var errNoLeases = errors.New("no lease to renew")
+
 // renew extends the leases that the runners still running hold, each under
 // its token, and stops the runners whose lease the database no longer has
 // as ours.
@@ -130,7 +136,7 @@ func (d *Dispatcher) renew(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	if len(holders) == 0 {
-		return nil
+		return errNoLeases
 	}
 	var (
 		dests  = make([]string, len(holders))
@@ -311,11 +317,13 @@ func (d *Dispatcher) releaseAll() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.LeaseTTL-d.cfg.AcquireInterval)
-			d.health.report("renewing leases while stopping", d.renew(ctx))
+			if err := d.renew(ctx); !errors.Is(err, errNoLeases) {
+				d.health.report("renewing leases while stopping", err)
+			}
 			cancel()
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := d.windDown()
 	defer cancel()
 	if _, err := d.pool.Exec(ctx, d.q.forgetDispatcher, d.cfg.ID); err != nil {
 		d.log.Warn("deregister failed", "error", err)

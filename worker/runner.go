@@ -297,7 +297,7 @@ func (r *laneRunner) release() {
 	if !r.releaseOnStop.Load() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := r.d.windDown()
 	defer cancel()
 	if _, err := r.d.pool.Exec(ctx, r.d.q.release, r.d.cfg.ID,
 		[]string{r.key.Destination}, []int16{int16(r.key.Lane)}, []int64{r.token}); err != nil {
@@ -483,7 +483,7 @@ func (r *laneRunner) record(results []result) error {
 	if len(results) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := r.d.windDown()
 	defer cancel()
 	n := len(results)
 	var (

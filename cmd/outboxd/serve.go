@@ -134,7 +134,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return stopped(err)
 	}
-	defer pool.Close()
+	var closeBy time.Time // set once the stop begins: see closePool
+	defer func() { closePool(pool, closeBy, logger) }()
 	// Deferred calls run last first: the ops port closes before the pool
 	// (its /readyz reads the pool). A second close does nothing.
 	defer ops.close()
@@ -201,6 +202,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger.Info("stopping: finishing in-flight deliveries", "timeout", shutdownTimeout(cfg))
 	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout(cfg))
 	defer cancel()
+	closeBy = time.Now().Add(shutdownTimeout(cfg) + worker.StuckGrace)
 	err = d.Stop(stopCtx)
 	ops.shutdown(stopCtx)
 	stopConsole(stopCtx)
@@ -214,6 +216,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// closePool closes the pool, waiting for the connections in use at most
+// until closeBy (zero: for ever) and at least a second: with the database
+// hanging, a River goroutine's statement held pool.Close, and the exit, for
+// many seconds past the stop's bound; the process's exit closes them.
+func closePool(pool interface{ Close() }, closeBy time.Time, logger *slog.Logger) {
+	if closeBy.IsZero() {
+		pool.Close()
+		return
+	}
+	closed := make(chan struct{})
+	go func() {
+		pool.Close()
+		close(closed)
+	}()
+	t := time.NewTimer(max(time.Until(closeBy), time.Second))
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		logger.Warn("database connections still busy at exit (the database does not answer); they close with the process")
+	}
 }
 
 func shutdownTimeout(cfg *fileConfig) time.Duration {
