@@ -7,7 +7,7 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
-// Migrations 12 and 14 change indexes of outbox_messages CONCURRENTLY, so
+// Migrations 12 and 14 (and 8 and 11, builds.go) change indexes CONCURRENTLY, so
 // as not to block enqueues on a large table. They were SQL files; as Go
 // migrations their builds check their client every second (a killed
 // migrate leaves no build running on the server), say what they wait for,

@@ -65,8 +65,9 @@ func scrubMigration(schema string) *goose.Migration {
 }
 
 // GoMigrations returns the migrations of schema that are Go code, not SQL
-// files: River's schema (versions 2 and 3), the header scrub (9), the
-// enqueue indexes (12), the retry heads (14), the given-key index (15) and
+// files: River's schema (versions 2 and 3), the async inbox indexes (8),
+// the header scrub (9), the console's table and index (11), the enqueue
+// indexes (12), the retry heads (14), the given-key index (15) and
 // the caller-id column (16). goose needs them beside FS. They are goose's own
 // type because they are for users who run goose themselves
 // (goose.WithGoMigrations); Migrator users never see them.
@@ -75,10 +76,11 @@ func GoMigrations(schema string) []*goose.Migration {
 }
 
 // goMigrations is GoMigrations with a logger for what the index builds
-// and ALTERs of migrations 12, 14, 15 and 16 wait for (nil: none).
+// and ALTERs of migrations 8, 11, 12, 14, 15 and 16 wait for (nil: none).
 func goMigrations(schema string, log *slog.Logger) []*goose.Migration {
 	o := newOnline(schema, log)
-	return append(RiverMigrations(schema), scrubMigration(schema), enqueueIndexesMigration(o), retryHeadsMigration(o),
+	return append(RiverMigrations(schema), inboxIndexesMigration(o), scrubMigration(schema), consoleMigration(o),
+		enqueueIndexesMigration(o), retryHeadsMigration(o),
 		givenKeyMigration(o), callerIDMigration(o))
 }
 
@@ -87,6 +89,10 @@ func GoMigrationName(version int64) string {
 	switch {
 	case version == scrubVersion:
 		return "scrub secrets from stored headers (Go migration)"
+	case version == inboxIndexesVersion:
+		return "inbox indexes for async events (Go migration)"
+	case version == consoleVersion:
+		return "console audit table and attempts index (Go migration)"
 	case version == enqueueIndexesVersion:
 		return "outbox enqueue indexes (Go migration)"
 	case version == retryHeadsVersion:
