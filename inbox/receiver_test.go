@@ -2,12 +2,12 @@ package inbox_test
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"

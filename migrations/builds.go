@@ -93,8 +93,10 @@ func consoleMigration(o online) *goose.Migration {
 // step is one index build or drop of a ddlSession.
 type step func(*ddlSession) error
 
-func ensure(name, def string) step { return func(s *ddlSession) error { return s.ensure("INDEX", name, def) } }
-func drop(name string) step        { return func(s *ddlSession) error { return s.drop(name) } }
+func ensure(name, def string) step {
+	return func(s *ddlSession) error { return s.ensure("INDEX", name, def) }
+}
+func drop(name string) step { return func(s *ddlSession) error { return s.drop(name) } }
 
 // steps runs the steps in order on one pinned session.
 func (o online) steps(ctx context.Context, db *sql.DB, steps ...step) error {

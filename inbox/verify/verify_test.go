@@ -184,7 +184,9 @@ func TestBlankAndShortSecretsAreRefused(t *testing.T) {
 		"shopify blank":             func() (verify.Verifier, error) { return verify.Shopify(" ") },
 		"linear blank":              func() (verify.Verifier, error) { return verify.Linear("\n") },
 		"twilio blank":              func() (verify.Verifier, error) { return verify.Twilio("https://example.com/hook", " ") },
-		"generic HMAC blank":        func() (verify.Verifier, error) { return verify.HMAC(&verify.HMACConfig{Header: "X-Sig", Secrets: []string{" "}}) },
+		"generic HMAC blank": func() (verify.Verifier, error) {
+			return verify.HMAC(&verify.HMACConfig{Header: "X-Sig", Secrets: []string{" "}})
+		},
 	} {
 		if _, err := make(); err == nil {
 			t.Errorf("%s: accepted", name)
