@@ -108,6 +108,26 @@ func (f *dbFlags) nameSessions(params map[string]string) {
 	}
 }
 
+// cliLockWait is the lock_timeout of the operator's one-shot commands
+// (send, outbox, inbox): behind a lock another session holds (a long
+// transaction, a migration's), a trial's send and outbox dead waited in
+// silence until killed. serve waits as long as it must (it retries), and
+// migrate says what it waits for.
+const cliLockWait = 10 * time.Second
+
+// boundLockWaits sets lock_timeout to cliLockWait for a one-shot command,
+// unless the URL sets one.
+func (f *dbFlags) boundLockWaits(params map[string]string) {
+	if f.cmd == "serve" || strings.HasPrefix(f.cmd, "migrate") {
+		return
+	}
+	_, set := params["lock_timeout"]
+	opts := strings.ReplaceAll(strings.ToLower(params["options"]), "-", "_")
+	if !set && !strings.Contains(opts, "lock_timeout") {
+		params["lock_timeout"] = fmt.Sprintf("%dms", cliLockWait.Milliseconds())
+	}
+}
+
 // openPool is openSQL for pgx's pool.
 func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if err := f.check(); err != nil {
@@ -118,6 +138,7 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, f.urlErr(describeParseError(err))
 	}
 	f.nameSessions(cfg.ConnConfig.RuntimeParams)
+	f.boundLockWaits(cfg.ConnConfig.RuntimeParams)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -282,6 +303,9 @@ func describeDBError(err error) error {
 			return fmt.Errorf("schema %s is not migrated, or older than this outboxd (no %s): run outboxd migrate up --schema %s", m[1], m[2], m[1])
 		}
 		return fmt.Errorf("%s: run outboxd migrate up (with --schema if you use another)", pgErr.Message)
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03":
+		return fmt.Errorf("another session holds a lock this command needs (a long transaction? a migration?) and lock_timeout "+
+			"(%s unless the URL sets it) ran out: look in pg_stat_activity for old transactions, then try again (SQLSTATE 55P03)", cliLockWait)
 	case errors.As(err, &pgErr) && pgErr.Code == "3D000":
 		return fmt.Errorf("database does not exist: %s", pgErr.Message)
 	case errors.As(err, &ce):
