@@ -39,6 +39,9 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return err
 	}
+	if err := d.claimID(ctx, conn); err != nil {
+		return err
+	}
 	d.listening.Store(true)
 	d.health.report("listening for commits", nil)
 	d.wakeAll()
@@ -49,6 +52,27 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 		}
 		d.wakeFor(n.Payload)
 	}
+}
+
+// idLockSQL takes, for the listening session's life, an advisory lock
+// named after the schema and the dispatcher's id: a second live process
+// with the same id does not get it. (A restart under the same id gets it
+// once the old process's session is gone, which it is when that process
+// is: a frozen one still holds it.)
+const idLockSQL = `SELECT pg_try_advisory_lock(hashtextextended('outboxd dispatcher ' || $1 || ' ' || $2, 0))`
+
+// claimID warns when another live process runs under this dispatcher's
+// id: their leases, heartbeats and attempt records mix (a trial's third
+// process, started with an id in use, went unnoticed).
+func (d *Dispatcher) claimID(ctx context.Context, conn *pgx.Conn) error {
+	var mine bool
+	if err := conn.QueryRow(ctx, idLockSQL, d.cfg.Schema, d.cfg.ID).Scan(&mine); err != nil {
+		return err
+	}
+	if !mine {
+		d.log.Warn("another live process runs with this dispatcher id (or one frozen with its connections open): give each process an id of its own (--id); their leases, heartbeats and attempt records mix")
+	}
+	return nil
 }
 
 // wakeFor wakes the lanes a notification names, of the destinations it
