@@ -122,6 +122,12 @@ func (o *Outbox) NotifyChannel() string { return dbschema.NotifyChannel(o.schema
 // and will be delivered, only if that transaction commits. Enqueueing an
 // idempotency key that the destination already has stores nothing and
 // returns the existing message with Existing set.
+//
+// A message with an ordering key locks its key's row until the transaction
+// ends (that is what makes sequence order commit order). Two transactions
+// that each enqueue for keys A and B, in opposite orders, can deadlock:
+// PostgreSQL ends one with SQLSTATE 40P01 (retry it). Enqueue several keys
+// in a stable order (sorted), or use EnqueueBatch, which sorts them.
 func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, error) {
 	caller, err := o.marksCallerIDs(ctx, db, msg.ID != uuid.Nil)
 	if err != nil {
