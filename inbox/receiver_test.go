@@ -495,6 +495,8 @@ func hmacSHA256Hex(key, msg string) string {
 // A delivery that fails permanently while a concurrent delivery of the same
 // event succeeds answers as a duplicate: the event's effects committed. (If
 // its rejection reaches the row first, the other delivery is the duplicate.)
+// The two deliveries reach two receivers, as two processes: within one,
+// the second would wait for the first before the database (inflight.go).
 func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
@@ -502,22 +504,27 @@ func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 	v, _ := verify.StandardWebhooks(secret)
 	var calls atomic.Int32
 	release := make(chan struct{})
-	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{
-		Name: "crm", Verifier: v,
-		Handle: func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
-			if calls.Add(1) == 1 {
-				<-release // the second delivery is now waiting on our row
-				return inbox.Permanent(errors.New("looked malformed to the first worker"))
-			}
-			return nil
-		},
-	}}})
-	if err != nil {
-		t.Fatal(err)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock() // a failure must not leave the first handler waiting
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		if calls.Add(1) == 1 {
+			<-release // the second delivery is now waiting on our row
+			return inbox.Permanent(errors.New("looked malformed to the first worker"))
+		}
+		return nil
 	}
-	b := &rbundle{rc: rc, pool: pool, inbox: in}
-	b.srv = httptest.NewServer(rc)
-	t.Cleanup(b.srv.Close)
+	process := func() *rbundle {
+		rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &rbundle{rc: rc, pool: pool, inbox: in}
+		b.srv = httptest.NewServer(rc)
+		t.Cleanup(b.srv.Close)
+		return b
+	}
+	b, other := process(), process()
 	now := time.Now()
 	first := make(chan reply, 1)
 	go func() { first <- b.post(t, "crm", "evt_race", []byte(`{}`), now, nil) }()
@@ -525,7 +532,7 @@ func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	second := make(chan reply, 1)
-	go func() { second <- b.post(t, "crm", "evt_race", []byte(`{}`), now, nil) }()
+	go func() { second <- other.post(t, "crm", "evt_race", []byte(`{}`), now, nil) }()
 	// Wait until the second delivery is really blocked behind the first's
 	// row lock, however slow the machine.
 	deadline := time.Now().Add(20 * time.Second)
@@ -543,7 +550,7 @@ func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	close(release)
+	unblock()
 	r1, r2 := <-first, <-second
 	// Once the first rolls back, its rejection record and the second's
 	// retried insert race for the row; either may win, and the answers
