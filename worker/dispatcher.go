@@ -404,9 +404,17 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 // than StuckGrace past it, so that with the database hanging the whole
 // stop ends within its deadline + StuckGrace (recording, releasing,
 // deregistering and River took 5 s each in turn: 20 s past it).
+//
+// Once Stop gave up on deliveries that ignore their cancellation (gaveUp),
+// it no longer waits: their late results, and River's stop, get 5 s of
+// their own (a late result lost would be sent again).
 func (d *Dispatcher) windDown() (context.Context, context.CancelFunc) {
-	timeout := 5 * time.Second
-	if by := d.windDownBy.Load(); by != 0 {
+	return d.windDownWithin(5 * time.Second)
+}
+
+// windDownWithin is windDown with another timeout than 5 s.
+func (d *Dispatcher) windDownWithin(timeout time.Duration) (context.Context, context.CancelFunc) {
+	if by := d.windDownBy.Load(); by != 0 && !d.gaveUp.Load() {
 		timeout = min(timeout, time.Until(time.Unix(0, by)))
 	}
 	return context.WithTimeout(context.Background(), timeout)

@@ -316,7 +316,10 @@ func (d *Dispatcher) releaseAll() {
 				// another dispatcher takes the lane.
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.LeaseTTL-d.cfg.AcquireInterval)
+			// Within the wind-down's budget too: with the database
+			// hanging, a renewal bounded by the lease alone held the
+			// stop up to lease_ttl past it.
+			ctx, cancel := d.windDownWithin(d.cfg.LeaseTTL - d.cfg.AcquireInterval)
 			if err := d.renew(ctx); !errors.Is(err, errNoLeases) {
 				d.health.report("renewing leases while stopping", err)
 			}

@@ -50,9 +50,14 @@ func main() {
 	// restore the default disposition: started with SIGINT ignored (a
 	// shell's &), the default would be to ignore the second one too.
 	// SIGHUP (a closed terminal or SSH session) ended serve at once, its
-	// leases held until lease_ttl; nohup still ignores it.
+	// leases held until lease_ttl. Started ignoring it (nohup), we leave
+	// it ignored: Notify would deliver it again.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	stopSignals := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		stopSignals = append(stopSignals, syscall.SIGHUP)
+	}
+	signal.Notify(sigs, stopSignals...)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-sigs

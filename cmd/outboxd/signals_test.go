@@ -113,6 +113,32 @@ func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 	}
 }
 
+// Started with SIGHUP ignored (nohup), serve keeps ignoring it: a closed
+// session does not stop it. After a SIGHUP it still delivers, which a
+// stopping serve does not.
+func TestServeUnderNohupIgnoresSIGHUP(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	config := serveConfig(t, b.url, b.sink.URL())
+	d := launch(t, nil, func(listen string) *exec.Cmd {
+		return exec.Command("/bin/sh", "-c", `trap "" HUP; exec "$0" "$@"`, os.Args[0], "serve", "--config", config, "--listen", listen)
+	})
+	d.waitReady(t)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ob.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "sink", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "a delivery after the SIGHUP", func() bool { return len(b.sink.Requests()) == 1 })
+	if strings.Contains(d.stderr.String(), "stopping") || !d.running(t) {
+		t.Fatalf("SIGHUP stopped serve started under nohup:\n%s", d.stderr.String())
+	}
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+}
+
 // A graceful stop that runs out of shutdown_timeout says so in one
 // sentence, without package names or Go's error words.
 func TestServeShutdownTimeoutMessage(t *testing.T) {

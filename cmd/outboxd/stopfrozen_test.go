@@ -27,7 +27,11 @@ func TestServeStopsWhileTheDatabaseHangs(t *testing.T) {
 	f := newFreezer(t, hostOf(t, b.url))
 	config := serveConfig(t, f.via(t, b.url), b.sink.URL())
 	const shutdown = 2 * time.Second
-	if err := os.WriteFile(config, []byte(strings.Replace(readFile(t, config), "shutdown_timeout: 10s", "shutdown_timeout: 2s", 1)), 0o600); err != nil {
+	// The default lease: renewing it while stopping was bounded by the
+	// lease alone (lease_ttl - acquire_interval past the stop's budget).
+	body := strings.NewReplacer("shutdown_timeout: 10s", "shutdown_timeout: 2s", "lease_ttl: 1s", "lease_ttl: 10s",
+		"acquire_interval: 200ms", "acquire_interval: 1s").Replace(readFile(t, config))
+	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, config)

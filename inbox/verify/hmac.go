@@ -6,7 +6,6 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"net/http"
@@ -59,8 +58,8 @@ type HMACConfig struct {
 	Tolerance time.Duration
 	// IDHeader or IDField (a top-level JSON field of the body: a
 	// non-empty string, or an integer, whose digits are the id) gives the
-	// event id; TypeHeader or TypeField the type; set at most one of each
-	// pair. Default "" for each: without an id the receiver keys the event
+	// event id; TypeHeader or TypeField the type (with both, the header
+	// when the request has it, else the field). Default "" for each: without an id the receiver keys the event
 	// on a hash of its body, without a type the event has none. An IDField
 	// that is there but empty, null, fractional or of another type is a
 	// malformed payload (422).
@@ -108,18 +107,13 @@ func HMAC(cfg *HMACConfig) (Verifier, error) {
 	return g, nil
 }
 
-// checkHMACFields refuses what would make every request fail, or one
-// setting silently win over another.
+// checkHMACFields refuses what would make every request fail.
 func checkHMACFields(cfg *HMACConfig) error {
 	switch {
 	case cfg.Tolerance < 0:
 		return fmt.Errorf("verify: HMACConfig.Tolerance %s is negative (every request would be too old)", cfg.Tolerance)
 	case cfg.TimestampHeader != "" && http.CanonicalHeaderKey(cfg.TimestampHeader) == http.CanonicalHeaderKey(cfg.Header):
 		return fmt.Errorf("verify: HMACConfig.TimestampHeader is the signature's header %s", http.CanonicalHeaderKey(cfg.Header))
-	case cfg.IDHeader != "" && cfg.IDField != "":
-		return errors.New("verify: HMACConfig: set IDHeader or IDField, not both")
-	case cfg.TypeHeader != "" && cfg.TypeField != "":
-		return errors.New("verify: HMACConfig: set TypeHeader or TypeField, not both")
 	}
 	return nil
 }
