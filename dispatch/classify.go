@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -38,15 +39,16 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if strings.Trim(v, "0123456789") == "" {
-		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || secs > int64(MaxRetryAfter/time.Second) {
-			return MaxRetryAfter // digits only: out of range, not unreadable
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs < 0 {
+	secs, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case err == nil && secs < 0:
 		return 0
+	case err == nil && secs <= int64(MaxRetryAfter/time.Second):
+		return time.Duration(secs) * time.Second
+	case err == nil, errors.Is(err, strconv.ErrRange) && v[0] != '-':
+		return MaxRetryAfter // a number of seconds past what a Duration holds
+	case errors.Is(err, strconv.ErrRange):
+		return 0 // hugely negative
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {

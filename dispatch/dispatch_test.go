@@ -56,7 +56,8 @@ func TestParseRetryAfter(t *testing.T) {
 		// Past a Duration: the longest wait, not none (the dispatcher
 		// caps it at its policy's Max; it retried at once).
 		"99999999999999999999": dispatch.MaxRetryAfter, "9300000000": dispatch.MaxRetryAfter,
-		"9223372036":                    9223372036 * time.Second,
+		"9223372036": 9223372036 * time.Second,
+		"+5":         5 * time.Second, "-99999999999999999999": 0,
 		"Sat, 28 Nov 2026 12:00:30 GMT": 30 * time.Second,
 		"Sat, 28 Nov 2026 11:00:00 GMT": 0,
 	} {

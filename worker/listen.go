@@ -61,6 +61,18 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 // is: a frozen one still holds it.)
 const idLockSQL = `SELECT pg_try_advisory_lock(hashtextextended('outboxd dispatcher ' || $1 || ' ' || $2, 0))`
 
+// idHolderSQL describes the session holding that lock: the warning names
+// it, so that an operator can tell another process from this one's own
+// session left over by a network partition (the server ends it once it
+// notices the client gone).
+const idHolderSQL = `
+SELECT coalesce(string_agg(format('pid %s, client %s, %s, connected %s ago', a.pid, coalesce(host(a.client_addr), 'local'),
+       coalesce(nullif(a.application_name, ''), 'no application_name'), date_trunc('second', now() - a.backend_start)), '; '), 'unknown')
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND a.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND (l.classid::bigint << 32 | l.objid::bigint) = hashtextextended('outboxd dispatcher ' || $1 || ' ' || $2, 0)`
+
 // claimID warns when another live process runs under this dispatcher's
 // id: their leases, heartbeats and attempt records mix (a trial's third
 // process, started with an id in use, went unnoticed).
@@ -70,7 +82,12 @@ func (d *Dispatcher) claimID(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	if !mine {
-		d.log.Warn("another live process runs with this dispatcher id (or one frozen with its connections open): give each process an id of its own (--id); their leases, heartbeats and attempt records mix")
+		var holder string
+		if err := conn.QueryRow(ctx, idHolderSQL, d.cfg.Schema, d.cfg.ID).Scan(&holder); err != nil {
+			holder = "unknown: " + err.Error()
+		}
+		d.log.Warn("another live process runs with this dispatcher id (or one frozen, or this one's session from before a network partition, until the server ends it): give each process an id of its own (--id); their leases, heartbeats and attempt records mix",
+			"holder", holder)
 	}
 	return nil
 }

@@ -29,6 +29,9 @@ func TestASecondProcessWithTheSameIDIsTold(t *testing.T) {
 	waitFor(t, 10*time.Second, "the first to listen", func() bool { return d1.Ready() })
 	d2 := start(&second)
 	waitFor(t, 10*time.Second, "the second to be told", func() bool { return strings.Contains(second.String(), warning) })
+	if !strings.Contains(second.String(), "holder=\"pid ") {
+		t.Fatalf("the warning does not name the session holding the id:\n%s", second.String())
+	}
 	if strings.Contains(first.String(), warning) {
 		t.Fatalf("the first process was told:\n%s", first.String())
 	}

@@ -118,7 +118,7 @@ const cliLockWait = 10 * time.Second
 // boundLockWaits sets lock_timeout to cliLockWait for a one-shot command,
 // unless the URL sets one.
 func (f *dbFlags) boundLockWaits(params map[string]string) {
-	if f.cmd == "serve" || strings.HasPrefix(f.cmd, "migrate") {
+	if !boundsLockWaits(f.cmd) {
 		return
 	}
 	_, set := params["lock_timeout"]
@@ -126,6 +126,24 @@ func (f *dbFlags) boundLockWaits(params map[string]string) {
 	if !set && !strings.Contains(opts, "lock_timeout") {
 		params["lock_timeout"] = fmt.Sprintf("%dms", cliLockWait.Milliseconds())
 	}
+}
+
+// boundsLockWaits says whether command (its first word) is one of those
+// boundLockWaits sets a lock_timeout for.
+func boundsLockWaits(command string) bool {
+	name, _, _ := strings.Cut(command, " ")
+	return name == "send" || name == "outbox" || name == "inbox"
+}
+
+// describeLockWait explains a lock_timeout that boundLockWaits set (55P03),
+// keeping PostgreSQL's error; other errors are returned as they are.
+func describeLockWait(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		return err
+	}
+	return fmt.Errorf("another session holds a lock this command needs (a long transaction? a migration?) and lock_timeout "+
+		"(%s unless the URL sets it) ran out: look in pg_stat_activity for old transactions, then try again: %w", cliLockWait, err)
 }
 
 // openPool is openSQL for pgx's pool.
@@ -303,9 +321,6 @@ func describeDBError(err error) error {
 			return fmt.Errorf("schema %s is not migrated, or older than this outboxd (no %s): run outboxd migrate up --schema %s", m[1], m[2], m[1])
 		}
 		return fmt.Errorf("%s: run outboxd migrate up (with --schema if you use another)", pgErr.Message)
-	case errors.As(err, &pgErr) && pgErr.Code == "55P03":
-		return fmt.Errorf("another session holds a lock this command needs (a long transaction? a migration?) and lock_timeout "+
-			"(%s unless the URL sets it) ran out: look in pg_stat_activity for old transactions, then try again (SQLSTATE 55P03)", cliLockWait)
 	case errors.As(err, &pgErr) && pgErr.Code == "3D000":
 		return fmt.Errorf("database does not exist: %s", pgErr.Message)
 	case errors.As(err, &ce):

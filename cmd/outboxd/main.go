@@ -97,6 +97,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, errInvalid) {
 			return 1 // the command printed its verdict
 		}
+		if boundsLockWaits(c.name) {
+			err = describeLockWait(err)
+		}
 		fmt.Fprintf(stderr, "outboxd %s: %s\n", c.name, redact.Secrets(describe(err).Error()))
 		var ue *usageError
 		if errors.As(err, &ue) {
