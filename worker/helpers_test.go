@@ -252,6 +252,12 @@ func (b bundle) onlyAttempts(t *testing.T) []outbox.Attempt {
 	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 1 {
 		t.Fatalf("statuses %v", c)
 	}
+	return b.attemptsOfTheOnly(t)
+}
+
+// attemptsOfTheOnly returns the attempts of the one message enqueued.
+func (b bundle) attemptsOfTheOnly(t *testing.T) []outbox.Attempt {
+	t.Helper()
 	ctx := context.Background()
 	var id uuid.UUID
 	if err := b.pool.QueryRow(ctx, `SELECT id FROM outboxd.outbox_messages`).Scan(&id); err != nil {

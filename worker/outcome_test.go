@@ -1,14 +1,11 @@
 package worker_test
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
@@ -54,15 +51,7 @@ func TestTheLastAttemptOfADeadLetterIsDead(t *testing.T) {
 	if c := b.waitSettled(t, 20*time.Second); c["dead"] != 1 {
 		t.Fatalf("statuses %v", c)
 	}
-	ctx := context.Background()
-	var id uuid.UUID
-	if err := b.pool.QueryRow(ctx, `SELECT id FROM outboxd.outbox_messages`).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	attempts, err := b.outbox.Attempts(ctx, b.pool, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	attempts := b.attemptsOfTheOnly(t)
 	var got []outbox.Outcome
 	for _, a := range attempts {
 		got = append(got, a.Outcome)
