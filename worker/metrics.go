@@ -101,11 +101,6 @@ func (m *Metrics) observe(r result) {
 		return
 	}
 	dest := r.msg.Destination
-	outcome := string(r.res.Outcome)
-	if r.abandoned {
-		outcome = abandonedOutcome
-	}
-	m.attempts.WithLabelValues(dest, outcome).Inc()
 	m.attemptSeconds.WithLabelValues(dest).Observe(r.duration.Seconds())
 	if r.res.Outcome == dispatch.Delivered {
 		m.deliverySeconds.WithLabelValues(dest).Observe(time.Since(r.msg.CreatedAt).Seconds())
@@ -120,6 +115,15 @@ func (m *Metrics) claimed(dest string, took time.Duration, walked bool) {
 	if walked {
 		m.walks.WithLabelValues(dest).Inc()
 	}
+}
+
+// attempted counts an attempt under the outcome its row records (record):
+// the retry that used up a message's retries is dead there.
+func (m *Metrics) attempted(dest, outcome string) {
+	if m == nil {
+		return
+	}
+	m.attempts.WithLabelValues(dest, outcome).Inc()
 }
 
 func (m *Metrics) recorded(r result, status string) {

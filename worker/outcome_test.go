@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
@@ -36,7 +38,8 @@ func TestUnknownOutcomeIsARecordedRetry(t *testing.T) {
 
 // The attempt that uses up a message's retries is recorded as what it came
 // to, dead, not as a retry (whose doc says the message is tried again):
-// the attempts of a dead letter read retry, retry, dead.
+// the attempts of a dead letter read retry, retry, dead, and so does
+// outboxd_delivery_attempts_total.
 func TestTheLastAttemptOfADeadLetterIsDead(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -44,9 +47,11 @@ func TestTheLastAttemptOfADeadLetterIsDead(t *testing.T) {
 	dest := &failingFirst{n: 100, fail: func() dispatch.Result {
 		return dispatch.Result{Outcome: dispatch.Retry, Err: errors.New("HTTP 500"), StatusCode: 500}
 	}}
+	reg, m := newMetrics(t)
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": dest}
 		c.Retry = worker.RetryPolicy{Base: 10 * time.Millisecond, Max: 10 * time.Millisecond, MaxAttempts: 3}
+		c.Metrics = m
 	}))
 	if c := b.waitSettled(t, 20*time.Second); c["dead"] != 1 {
 		t.Fatalf("statuses %v", c)
@@ -59,5 +64,17 @@ func TestTheLastAttemptOfADeadLetterIsDead(t *testing.T) {
 	if want := []outbox.Outcome{outbox.OutcomeRetry, outbox.OutcomeRetry, outbox.OutcomeDead}; !slices.Equal(got, want) ||
 		attempts[2].StatusCode == nil || *attempts[2].StatusCode != 500 || attempts[2].Error != "HTTP 500" {
 		t.Fatalf("attempts %v (last %+v); want %v, the last with the destination's status and error", got, attempts[len(attempts)-1], want)
+	}
+	want := `
+# HELP outboxd_delivery_attempts_total Delivery attempts by destination and outcome (delivered, retry, dead, pause, abandoned).
+# TYPE outboxd_delivery_attempts_total counter
+outboxd_delivery_attempts_total{destination="sink",outcome="abandoned"} 0
+outboxd_delivery_attempts_total{destination="sink",outcome="dead"} 1
+outboxd_delivery_attempts_total{destination="sink",outcome="delivered"} 0
+outboxd_delivery_attempts_total{destination="sink",outcome="pause"} 0
+outboxd_delivery_attempts_total{destination="sink",outcome="retry"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "outboxd_delivery_attempts_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -512,6 +512,8 @@ func (r *laneRunner) record(results []result) error {
 			// a "retry" attempt says it is tried again.
 			outcomes[i] = string(dispatch.Dead)
 		}
+		// Counted whether or not the row is stored: the attempt was made.
+		r.d.cfg.Metrics.attempted(res.msg.Destination, outcomes[i])
 		errs[i] = clean(errText(res.res.Err), 1000)
 		codes[i] = int32(res.res.StatusCode)
 		ago[i] = (now - res.started).Microseconds()
