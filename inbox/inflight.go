@@ -5,8 +5,9 @@ import (
 	"sync"
 )
 
-// inflight lets one receipt of an event run at a time in this process. A
-// duplicate that arrives while the first is under way waits here, holding
+// inflight lets one receipt of an event (and of a body, where the source
+// dedupes on it) run at a time in this process. A duplicate or a replay
+// that arrives while the first is under way waits here, holding
 // no database connection, instead of inside PostgreSQL on the first one's
 // row lock with a pool connection of its own: a library trial's burst of
 // duplicates of one slow event held every connection of the pool, and an

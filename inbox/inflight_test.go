@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,6 +25,22 @@ import (
 // the result is one processed receipt and one lead per event.
 func TestDuplicatesOfASlowEventLeaveThePoolToOthers(t *testing.T) {
 	t.Parallel()
+	slowBurst(t, inbox.BodyDedupeAuto, func(int) string { return "evt_slow" })
+}
+
+// So do replays of its body under fresh ids, where the source dedupes on
+// the body: they waited in PostgreSQL on the body key's row lock, each
+// with a connection of the pool.
+func TestReplaysOfASlowEventsBodyLeaveThePoolToOthers(t *testing.T) {
+	t.Parallel()
+	slowBurst(t, inbox.BodyDedupeOn, func(i int) string { return fmt.Sprintf("evt_replay_%d", i) })
+}
+
+// slowBurst delivers 6 requests with the same body at once, under the ids
+// id gives, to a pool of 2 whose first receipt is held until the others
+// wait behind it; meanwhile an unrelated event is delivered twice. Every
+// burst request but one is a duplicate; one lead per event.
+func slowBurst(t *testing.T, dedupe inbox.BodyDedupe, id func(i int) string) {
 	ctx := context.Background()
 	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=2")
 	if _, err := pool.Exec(ctx, `CREATE TABLE leads (id bigserial PRIMARY KEY, event_id text)`); err != nil {
@@ -31,6 +48,7 @@ func TestDuplicatesOfASlowEventLeaveThePoolToOthers(t *testing.T) {
 	}
 	in, _ := inbox.New(nil)
 	v, _ := verify.StandardWebhooks(secret)
+	slowBody := []byte(`{"slow":true}`)
 	entered, release := make(chan struct{}, 10), make(chan struct{})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
@@ -39,7 +57,7 @@ func TestDuplicatesOfASlowEventLeaveThePoolToOthers(t *testing.T) {
 		if _, err := tx.Exec(ctx, `INSERT INTO leads (event_id) VALUES ($1)`, d.ID); err != nil {
 			return err
 		}
-		if d.ID == "evt_slow" {
+		if string(d.Body) == string(slowBody) {
 			entered <- struct{}{}
 			select {
 			case <-release:
@@ -49,7 +67,7 @@ func TestDuplicatesOfASlowEventLeaveThePoolToOthers(t *testing.T) {
 		}
 		return nil
 	}
-	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle, BodyDedupe: dedupe}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +82,9 @@ func TestDuplicatesOfASlowEventLeaveThePoolToOthers(t *testing.T) {
 		mu      sync.Mutex
 		answers []reply
 	)
-	for range slow {
+	for i := range slow {
 		wg.Go(func() {
-			r := b.post(t, "crm", "evt_slow", []byte(`{}`), now, nil)
+			r := b.post(t, "crm", id(i), slowBody, now, nil)
 			mu.Lock()
 			answers = append(answers, r)
 			mu.Unlock()
@@ -76,7 +94,7 @@ func TestDuplicatesOfASlowEventLeaveThePoolToOthers(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for inbox.InflightWaiting(rc) != slow-1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d duplicates queued behind the slow receipt, want %d", inbox.InflightWaiting(rc), slow-1)
+			t.Fatalf("%d requests queued behind the slow receipt, want %d", inbox.InflightWaiting(rc), slow-1)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -33,6 +33,17 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 		return rc.answer(ctx, src, d, res, err)
 	}
 	defer leave()
+	if bodyKey != "" && bodyKey != d.ID {
+		// A replay of a body under way (a fresh id) waits here too, not on
+		// the body key's row lock with a connection. Body keys have gates
+		// of their own (no source name starts with NUL), taken after the
+		// id's: no two receipts wait for each other's.
+		leaveBody, err := rc.inflight.enter(ctx, "\x00"+src.Name+"\x00"+bodyKey)
+		if err != nil {
+			return rc.answer(ctx, src, d, res, err)
+		}
+		defer leaveBody()
+	}
 	err = rc.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		status := StatusProcessed
