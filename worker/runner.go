@@ -126,6 +126,12 @@ func (r *laneRunner) run() {
 	defer r.finishing.Store(true)
 	defer r.cancel()
 	go r.watch()
+	// A claim is of no use once the runner is told to stop (it starts no
+	// attempt): one that waits on the database (a lock, a hang) must not
+	// hold the stop to its deadline.
+	claimCtx, cancelClaims := context.WithCancel(r.leaseCtx)
+	defer cancelClaims()
+	defer context.AfterFunc(r.stopCtx, cancelClaims)()
 	backoff := 100 * time.Millisecond
 	recordBackoff := 100 * time.Millisecond // reset by a recording that worked only
 	for !r.stopping() {
@@ -141,13 +147,13 @@ func (r *laneRunner) run() {
 			}
 			return
 		}
-		if r.d.isPaused(r.key.Destination) || !r.d.schemaOK(r.leaseCtx) {
+		if r.d.isPaused(r.key.Destination) || !r.d.schemaOK(claimCtx) {
 			r.walk.next = true
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
 		claimedAt := r.d.mono()
-		batch, walk, err := r.claim(r.leaseCtx, claimedAt)
+		batch, walk, err := r.claim(claimCtx, claimedAt)
 		r.walk.next = err != nil
 		if err != nil {
 			if !r.stopping() && r.leaseCtx.Err() == nil {
@@ -169,6 +175,10 @@ func (r *laneRunner) run() {
 		}
 		results := r.deliver(batch)
 		if err := r.record(results); err != nil {
+			if r.stopping() {
+				r.unrecordedAtStop(len(results), err)
+				continue // the loop ends: no retry, the next holder sends them
+			}
 			r.walk.next = true
 			r.d.health.report("recording results", err)
 			if isSchemaError(err) {
@@ -551,6 +561,16 @@ func (r *laneRunner) record(results []result) error {
 		}
 	}
 	return nil
+}
+
+// unrecordedAtStop logs results that a stopping runner could not record
+// (its wind-down's budget ran out): unlike a running one, it does not try
+// again, and the messages are the lane's next holder's to send.
+func (r *laneRunner) unrecordedAtStop(n int, err error) {
+	if ok, held := r.d.logs.allow("unrecorded at stop"); ok {
+		r.d.log.Warn("results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder",
+			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "error", err, "similar_lines_left_out", held)
+	}
 }
 
 // nextState decides a message's status and the delay before its next
