@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
@@ -416,6 +418,20 @@ func newMetrics(t *testing.T) (*prometheus.Registry, *worker.Metrics) {
 		t.Fatal(err)
 	}
 	return reg, m
+}
+
+// checkAttempts compares outboxd_delivery_attempts_total of destination
+// "sink" with want, by outcome (those left out: 0).
+func checkAttempts(t *testing.T, reg *prometheus.Registry, want map[string]int) {
+	t.Helper()
+	text := "# HELP outboxd_delivery_attempts_total Delivery attempts by destination and outcome (delivered, retry, dead, pause, abandoned).\n" +
+		"# TYPE outboxd_delivery_attempts_total counter\n"
+	for _, o := range []string{"abandoned", "dead", "delivered", "pause", "retry"} {
+		text += fmt.Sprintf("outboxd_delivery_attempts_total{destination=\"sink\",outcome=%q} %d\n", o, want[o])
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(text), "outboxd_delivery_attempts_total"); err != nil {
+		t.Error(err)
+	}
 }
 
 // claims is how many claims the dispatcher made for destination.
