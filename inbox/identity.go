@@ -24,6 +24,16 @@ func BodyID(body []byte) string {
 	return "body:" + hex.EncodeToString(sum[:])
 }
 
+// rejectedID keys a malformed request's record by its body, apart from
+// BodyID: what was malformed may be an unsigned header (a type, an id), and
+// under BodyID (the body-dedupe key and the id of an event without one) a
+// captured request replayed with such a header made the genuine event a
+// duplicate, never processed.
+func rejectedID(body []byte) string {
+	sum := sha256.Sum256(body)
+	return "rejected:" + hex.EncodeToString(sum[:])
+}
+
 // bodyDedupeKey is the second record of an event whose id comes from an
 // unsigned header (Meta.BodyUnique): the hash of the body, with the type
 // in front only where the provider sends one body under several types

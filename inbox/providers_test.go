@@ -162,6 +162,28 @@ func TestReplayUnderAFreshDeliveryID(t *testing.T) {
 	}
 }
 
+// A captured GitHub request replayed with a broken unsigned header (an
+// event type that is not UTF-8, an id holding U+FFFD) is rejected, and its
+// record must not stand for the genuine event's body: the rejected
+// request's body was kept under the body's id, which is GitHub's
+// body-dedupe key, and the genuine delivery answered "200 duplicate"
+// without running its handler. Each is delivered twice.
+func TestARejectedReplayDoesNotSwallowTheGenuineEvent(t *testing.T) {
+	t.Parallel()
+	f := newPfix(t, nil, nil)
+	for i, broken := range []map[string]string{
+		githubEventHeaders("d-9", "issues\xff", []byte(`{"action":"opened","issue":{"id":9}}`)),
+		githubHeaders("d-10\ufffd", []byte(`{"action":"opened","issue":{"id":10}}`)),
+	} {
+		body := []byte(fmt.Sprintf(`{"action":"opened","issue":{"id":%d}}`, 9+i))
+		f.twice(t, 422, func() reply { return f.send(t, "/github", body, broken) })
+		f.twice(t, 200, func() reply { return f.send(t, "/github", body, githubHeaders(fmt.Sprintf("d-%d", 9+i), body)) })
+		if s := f.state(t); s.effects != i+1 {
+			t.Fatalf("genuine event %d after a rejected replay of its body: %+v", i+1, s)
+		}
+	}
+}
+
 // Forget removes the body-dedupe record with the event's own, so a
 // deliberate replay (and inboxtest.Replay) of a GitHub, Shopify, Twilio or
 // Linear event runs the handler again instead of answering duplicate.

@@ -157,10 +157,10 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 }
 
 // reject answers 422 for an authentic but malformed payload (or id), and
-// keeps it as a rejected event under the body's id, so operators see it
-// and every retry gets the same answer.
+// keeps it as a rejected event under rejectedID, so operators see it and
+// every retry gets the same answer.
 func (rc *Receiver) reject(ctx context.Context, w http.ResponseWriter, src *Source, body []byte, h http.Header, cause error) {
-	id := BodyID(body)
+	id := rejectedID(body)
 	err := rc.inTx(ctx, func(tx pgx.Tx) error {
 		_, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: id, BestEffort: true, Payload: body, Headers: rc.storable(src, h),
 			Status: StatusRejected, Reason: cause.Error()})
