@@ -165,6 +165,18 @@ func TestStandardWebhooksEd25519(t *testing.T) {
 	if _, err := verify.StandardWebhooks("whpk_c2hvcnQ="); err == nil {
 		t.Fatal("short public key accepted")
 	}
+	body[3] ^= 1
+	// Each v1a signature is an ed25519 check over the whole body: past
+	// MaxAsymmetricSignatures the request is refused unchecked.
+	junk := strings.Repeat("v1a,"+base64.StdEncoding.EncodeToString(make([]byte, ed25519.SignatureSize))+" ", verify.MaxAsymmetricSignatures-1)
+	h["Webhook-Signature"] = junk + "v1a," + sig
+	if _, err := v.Verify(req("/", h), body, now); err != nil {
+		t.Fatalf("the good signature after %d junk ones: %v", verify.MaxAsymmetricSignatures-1, err)
+	}
+	h["Webhook-Signature"] = junk + "v1a,AAAA v1a," + sig
+	if _, err := v.Verify(req("/", h), body, now); !errors.Is(err, verify.ErrSignature) || !strings.Contains(err.Error(), "more than 8 v1a signatures") {
+		t.Fatalf("the good signature after %d junk ones: %v", verify.MaxAsymmetricSignatures, err)
+	}
 }
 
 // A secret that verifies what anyone can sign is refused when the verifier
