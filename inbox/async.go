@@ -57,7 +57,12 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 	}
 	start := time.Now()
 	status := "processed"
-	err := rc.inTx(ctx, func(tx pgx.Tx) error {
+	db, release, err := rc.receiptDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = rc.inTx(ctx, db, func(tx pgx.Tx) error {
 		ok, err := rc.inbox.MarkProcessed(ctx, tx, job.Args.Source, job.Args.EventID)
 		if err != nil {
 			return err
@@ -90,16 +95,16 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 	case err == nil:
 		return nil
 	case errors.As(err, &p):
-		rc.recordFailure(src.Name, job.Args.EventID, FailurePanic, err.Error(), 0)
+		rc.recordFailure(db, src.Name, job.Args.EventID, FailurePanic, err.Error(), 0)
 		return err
 	case permanent(err):
 		if rerr := rc.inbox.markRejected(ctx, rc.pool, job.Args.Source, job.Args.EventID, err.Error()); rerr != nil {
 			return rerr
 		}
-		rc.recordFailure(src.Name, job.Args.EventID, FailureRejected, err.Error(), 0)
+		rc.recordFailure(db, src.Name, job.Args.EventID, FailureRejected, err.Error(), 0)
 		return river.JobCancel(err)
 	default:
-		rc.recordFailure(src.Name, job.Args.EventID, FailureFailed, err.Error(), 0)
+		rc.recordFailure(db, src.Name, job.Args.EventID, FailureFailed, err.Error(), 0)
 		return err
 	}
 }

@@ -161,17 +161,24 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 // every retry gets the same answer.
 func (rc *Receiver) reject(ctx context.Context, w http.ResponseWriter, src *Source, body []byte, h http.Header, cause error) {
 	id := rejectedID(body)
-	err := rc.inTx(ctx, func(tx pgx.Tx) error {
+	db, release, err := rc.receiptDB(ctx)
+	if err != nil {
+		rc.recordFailure(rc.pool, src.Name, id, FailureFailed, err.Error(), http.StatusServiceUnavailable)
+		answer(w, http.StatusServiceUnavailable, "failed", rc.retryAfter())
+		return
+	}
+	defer release()
+	err = rc.inTx(ctx, db, func(tx pgx.Tx) error {
 		_, err := rc.inbox.Record(ctx, tx, Event{Source: src.Name, ID: id, BestEffort: true, Payload: body, Headers: rc.storable(src, h),
 			Status: StatusRejected, Reason: cause.Error()})
 		return err
 	})
 	if err != nil {
-		rc.recordFailure(src.Name, id, FailureFailed, err.Error(), http.StatusServiceUnavailable)
+		rc.recordFailure(db, src.Name, id, FailureFailed, err.Error(), http.StatusServiceUnavailable)
 		answer(w, http.StatusServiceUnavailable, "failed", rc.retryAfter())
 		return
 	}
-	rc.recordFailure(src.Name, id, FailureRejected, cause.Error(), http.StatusUnprocessableEntity)
+	rc.recordFailure(db, src.Name, id, FailureRejected, cause.Error(), http.StatusUnprocessableEntity)
 	rc.log.Warn("webhook rejected: malformed payload", "source", src.Name, "event_id", id, "reason", truncate(cause.Error(), logMax))
 	answer(w, http.StatusUnprocessableEntity, "rejected", nil)
 }
