@@ -19,3 +19,6 @@ func ObserveForTest(m *Metrics, source string, d time.Duration) {
 
 // InflightWaiting is how many receipts wait for another of their event.
 func InflightWaiting(rc *Receiver) int { return rc.inflight.waiters() }
+
+// ReceiptTimeout is the receiver's ReceiverConfig.Timeout after defaults.
+func ReceiptTimeout(rc *Receiver) time.Duration { return rc.cfg.Timeout }

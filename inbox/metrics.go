@@ -11,7 +11,8 @@ import (
 //
 //	outboxd_webhooks_total{source,outcome}          every request: processed (new), accepted (new,
 //	                                                async), duplicate, rejected, failed, panic,
-//	                                                bad_signature, too_large, overloaded, and
+//	                                                bad_signature, too_large, unreadable (a body cut
+//	                                                off or read past ReadTimeout), wrong_method, overloaded, and
 //	                                                unknown_source (with source="unknown": the
 //	                                                path is the caller's, its label would not be bounded)
 //	outboxd_webhook_handler_duration_seconds{source,outcome}  the receipt transaction of verified events

@@ -131,11 +131,24 @@ func (rc *Receiver) answer(ctx context.Context, db ReceiverDB, src *Source, d *D
 		return http.StatusInternalServerError, "failed", err.Error()
 	case permanent(err):
 		return rc.rejectEvent(ctx, db, src, d, err)
+	case errors.Is(err, errTxClosed):
+		// A bug in the handler: retried (if it committed, the retry is a
+		// duplicate), but not as an outage.
+		rc.recordFailure(db, src.Name, d.ID, FailureFailed, err.Error(), http.StatusInternalServerError)
+		return http.StatusInternalServerError, "failed", err.Error()
 	default:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("the receipt ran past ReceiverConfig.Timeout (%s): %w", rc.cfg.Timeout, err)
+		}
 		rc.recordFailure(db, src.Name, d.ID, FailureFailed, err.Error(), http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable, "failed", err.Error()
 	}
 }
+
+// errTxClosed: the handler committed or rolled back the receipt's
+// transaction, which was answered "503 tx is closed" (after a commit, its
+// effects were stored).
+var errTxClosed = errors.New("the handler committed or rolled back the receipt's transaction itself; it must return instead, and the receiver commits or rolls back")
 
 // rejectEvent keeps an event whose processing failed permanently as
 // rejected: operators see it, retries get the same answer.
@@ -204,9 +217,17 @@ func (rc *Receiver) inTx(ctx context.Context, db ReceiverDB, fn func(pgx.Tx) err
 	}()
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
+		if errors.Is(err, pgx.ErrTxClosed) {
+			return fmt.Errorf("%w: %w", errTxClosed, err)
+		}
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); errors.Is(err, pgx.ErrTxClosed) {
+		return errTxClosed
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // recordFailure notes a failed or rejected receipt for operators, under the

@@ -145,7 +145,20 @@ type ReceiverConfig struct {
 	// processed holds a pool connection, so past the pool's size requests
 	// wait for one (pgxpool's MaxConns, 4 or the CPU count by default).
 	MaxConcurrent int
+	// Timeout bounds a verified request's receipt: the wait behind a
+	// duplicate under way, for a connection, the transaction with its
+	// handler, and the failure row (2 s more at most). Past it the answer is
+	// 503 with Retry-After and the transaction rolls back: a database that
+	// stops answering (a partition, a frozen server) left requests without
+	// an answer for as long as their senders waited. Default
+	// DefaultReceiptTimeout; negative: none. Keep it above your slowest
+	// handler, and below your senders' own timeouts where you can (they
+	// give up on an answer anyway).
+	Timeout time.Duration
 }
+
+// DefaultReceiptTimeout is ReceiverConfig.Timeout's default.
+const DefaultReceiptTimeout = 30 * time.Second
 
 // Receiver is an http.Handler for webhooks from several sources, routed by
 // the last path segment (/webhooks/stripe goes to the source "stripe"), or
@@ -195,6 +208,9 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 	}
 	if rc.cfg.Now == nil {
 		rc.cfg.Now = time.Now
+	}
+	if rc.cfg.Timeout == 0 {
+		rc.cfg.Timeout = DefaultReceiptTimeout
 	}
 	if rc.cfg.MaxConcurrent == 0 {
 		rc.cfg.MaxConcurrent = 128

@@ -82,7 +82,13 @@ func (rc *Receiver) retryAfter() map[string]string {
 
 func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	if r.Method != http.MethodPost {
+		rc.cfg.Metrics.count(src.Name, "wrong_method")
 		answer(w, http.StatusMethodNotAllowed, "POST only", map[string]string{"Allow": http.MethodPost})
+		return
+	}
+	if r.ContentLength > src.MaxBody {
+		// Announced too large: no reason to wait for it.
+		rc.tooLarge(w, src)
 		return
 	}
 	select {
@@ -97,16 +103,35 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			rc.cfg.Metrics.count(src.Name, "too_large")
-			answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", src.MaxBody), nil)
+			rc.tooLarge(w, src)
 			return
 		}
-		answer(w, http.StatusBadRequest, "could not read body", nil)
+		// Cut off, or read past the server's ReadTimeout: the event was
+		// not processed, so the answer says to try again (a 4xx says
+		// never to), if anyone still reads it.
+		rc.cfg.Metrics.count(src.Name, "unreadable")
+		answer(w, http.StatusServiceUnavailable, "could not read body", rc.retryAfter())
 		return
 	}
+	ctx, cancel := rc.receiptContext(r.Context())
+	defer cancel()
+	rc.verified(ctx, w, r, src, body)
+}
+
+// receiptContext bounds a receipt by ReceiverConfig.Timeout.
+func (rc *Receiver) receiptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if rc.cfg.Timeout < 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, rc.cfg.Timeout)
+}
+
+// verified verifies a request whose body is read, and runs its receipt
+// in ctx.
+func (rc *Receiver) verified(ctx context.Context, w http.ResponseWriter, r *http.Request, src *Source, body []byte) {
 	meta, err := src.Verifier.Verify(r, body, rc.cfg.Now())
 	if errors.Is(err, verify.ErrPayload) {
-		rc.reject(r.Context(), w, src, body, r.Header, err)
+		rc.reject(ctx, w, src, body, r.Header, err)
 		return
 	}
 	if err != nil {
@@ -120,7 +145,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	}
 	for what, s := range map[string]string{"event id": meta.ID, "event type": meta.Type} {
 		if err := checkText(what, s); err != nil {
-			rc.reject(r.Context(), w, src, body, r.Header, err)
+			rc.reject(ctx, w, src, body, r.Header, err)
 			return
 		}
 	}
@@ -132,7 +157,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	// A JSON decoder turns invalid UTF-8 and lone surrogates in a body's id
 	// into U+FFFD, so two different ids would become one: refuse them.
 	if strings.ContainsRune(meta.ID, utf8.RuneError) {
-		rc.reject(r.Context(), w, src, body, r.Header, fmt.Errorf("%w: event id holds invalid UTF-8 or an unpaired surrogate", ErrInvalidEvent))
+		rc.reject(ctx, w, src, body, r.Header, fmt.Errorf("%w: event id holds invalid UTF-8 or an unpaired surrogate", ErrInvalidEvent))
 		return
 	}
 	d := &Delivery{Source: src.Name, ID: meta.ID, Type: meta.Type, OccurredAt: meta.OccurredAt, SignedAt: meta.Timestamp,
@@ -146,7 +171,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 	if src.BodyDedupe == BodyDedupeOn || (src.BodyDedupe == BodyDedupeAuto && meta.BodyUnique) {
 		bodyKey = bodyDedupeKey(meta.BodyKeyType, body)
 	}
-	code, status, reason := rc.process(r.Context(), src, d, bodyKey)
+	code, status, reason := rc.process(ctx, src, d, bodyKey)
 	if code == http.StatusServiceUnavailable {
 		extra["Retry-After"] = rc.retryAfter()["Retry-After"]
 	}
@@ -154,6 +179,11 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
 		rc.log.Warn("webhook not processed", "source", src.Name, "event_id", truncate(d.ID, logMax), "status", code, "reason", truncate(reason, logMax))
 	}
 	answer(w, code, status, extra)
+}
+
+func (rc *Receiver) tooLarge(w http.ResponseWriter, src *Source) {
+	rc.cfg.Metrics.count(src.Name, "too_large")
+	answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", src.MaxBody), nil)
 }
 
 // reject answers 422 for an authentic but malformed payload (or id), and
