@@ -1,16 +1,23 @@
 package inbox_test
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // failingBody fails every read, as a body cut off or read past the
@@ -65,5 +72,23 @@ func TestReceiverUnreadableAndAnnouncedOversizedBodies(t *testing.T) {
 	}
 	if s := b.state(t); s != (state{}) {
 		t.Fatalf("wrote %+v", s)
+	}
+}
+
+// A flood of unauthenticated requests writes one log line per source per
+// 10 s, which counts the others next time: 2,000 bad signatures wrote
+// 2,000 lines (654 KB) in a trial.
+func TestBadSignaturesAreLoggedOncePerWindow(t *testing.T) {
+	t.Parallel()
+	logs := &syncbuf.Buffer{}
+	b := handlerReceiver(t, func(context.Context, pgx.Tx, *inbox.Delivery) error { return nil },
+		inbox.ReceiverConfig{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	for range 20 {
+		if r := b.post(t, "crm", "evt_forged", []byte(`{}`), time.Now(), func(r *http.Request) { r.Header.Set("Webhook-Signature", "v1,AAAA") }); r.code != 401 {
+			t.Fatalf("forged: %+v", r)
+		}
+	}
+	if n := strings.Count(logs.String(), "verification failed"); n != 1 {
+		t.Fatalf("%d lines for 20 forged requests within 10 s, want 1:\n%s", n, logs)
 	}
 }

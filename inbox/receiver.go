@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/inbox/verify"
+	"github.com/outboxd/outboxd/internal/loglimit"
 	"github.com/outboxd/outboxd/internal/nilcheck"
 )
 
@@ -173,6 +174,9 @@ type Receiver struct {
 	slots   chan struct{}
 	// inflight queues the duplicates of an event under way here.
 	inflight inflight
+	// logs keeps the lines about unauthenticated requests, which anyone
+	// can send, to one per source per 10 s.
+	logs loglimit.Limiter
 	// sigHeaders: per source, signature headers that the name rule of
 	// the inbox's redaction might miss (verify.HMAC's is configurable).
 	sigHeaders map[string][]string
@@ -219,6 +223,7 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 		return nil, errors.New("inbox: ReceiverConfig.MaxConcurrent must be positive")
 	}
 	rc.slots = make(chan struct{}, rc.cfg.MaxConcurrent)
+	rc.logs.Every = 10 * time.Second
 	rc.log = c.Logger
 	if rc.log == nil {
 		rc.log = slog.Default()

@@ -136,10 +136,14 @@ func (rc *Receiver) verified(ctx context.Context, w http.ResponseWriter, r *http
 	}
 	if err != nil {
 		// Nothing is written for an unauthenticated request: a counter
-		// and a log line (cut short: the reason may echo a header), so a
-		// flood cannot fill the database or the logs.
+		// and a log line per source per 10 s that counts the others (cut
+		// short: the reason may echo a header), so a flood cannot fill
+		// the database or the logs.
 		rc.cfg.Metrics.count(src.Name, "bad_signature")
-		rc.log.Warn("webhook rejected: verification failed", "source", src.Name, "reason", truncate(err.Error(), logMax), "remote", r.RemoteAddr)
+		if ok, held := rc.logs.Allow(src.Name); ok {
+			rc.log.Warn("webhook rejected: verification failed", "source", src.Name, "reason", truncate(err.Error(), logMax),
+				"remote", r.RemoteAddr, "similar_lines_left_out", held)
+		}
 		answer(w, http.StatusUnauthorized, "verification failed", nil)
 		return
 	}

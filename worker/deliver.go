@@ -131,7 +131,7 @@ func (r *laneRunner) deliverOne(m claimed) (res dispatch.Result) {
 		// any error, and without the secrets it may quote.
 		what := clean(redact.Secrets(fmt.Sprint(v)), 200)
 		res = dispatch.Result{Outcome: dispatch.Retry, Err: fmt.Errorf("destination panicked: %s", what)}
-		if ok, held := r.d.logs.allow(m.Destination + "/panic"); ok {
+		if ok, held := r.d.logs.Allow(m.Destination + "/panic"); ok {
 			r.d.log.Error("destination panicked; the attempt is recorded as a retry", "destination", m.Destination,
 				"message_id", m.ID, "panic", what, "stack", string(debug.Stack()), "similar_lines_left_out", held)
 		}

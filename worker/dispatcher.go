@@ -16,6 +16,7 @@ import (
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/loglimit"
 )
 
 // ErrAbandoned is wrapped by Stop's error when Stop (or Start's context)
@@ -50,7 +51,7 @@ type Dispatcher struct {
 	names  []string  // the destinations served, sorted
 	epoch  time.Time // mono() counts from here, on the monotonic clock
 	health dbHealth
-	logs   logLimiter
+	logs   loglimit.Limiter
 
 	// mu guards the lifecycle state and the maps below; it is never held
 	// across I/O, so that Stop, Ready and the rest answer during a slow
@@ -158,7 +159,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		names:      slices.Sorted(maps.Keys(c.Destinations)),
 		epoch:      time.Now(),
 		health:     dbHealth{log: log},
-		logs:       logLimiter{every: logEvery},
+		logs:       loglimit.Limiter{Every: logEvery},
 		runners:    map[Lane]*laneRunner{},
 		holders:    map[Lane]*laneRunner{},
 		registered: make(chan struct{}),

@@ -172,7 +172,7 @@ func (d *Dispatcher) renew(ctx context.Context) error {
 		// The lease ran out (we were cut off or frozen too long): someone
 		// else may drain the lane now. The runner's own deadline has
 		// stopped its deliveries already, or will at once.
-		if ok, held := d.logs.allow("lease lost"); ok {
+		if ok, held := d.logs.Allow("lease lost"); ok {
 			d.log.Warn("lost the lease of a lane", "destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
 		}
 		d.stopRunner(r.key, false)

@@ -15,34 +15,6 @@ import (
 // says how many were left out.
 const logEvery = 10 * time.Second
 
-// logLimiter lets one line per key through per interval and counts the
-// rest, so that an outage of a busy destination writes a few lines, not
-// one per message.
-type logLimiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]time.Time
-	held  map[string]int
-}
-
-// allow reports whether a line for key may be written now, and how many
-// were held back since the last one.
-func (l *logLimiter) allow(key string) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last == nil {
-		l.last, l.held = map[string]time.Time{}, map[string]int{}
-	}
-	now := time.Now()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
-		l.held[key]++
-		return false, 0
-	}
-	n := l.held[key]
-	l.last[key], l.held[key] = now, 0
-	return true, n
-}
-
 // logResult logs a recorded attempt that did not deliver: a retry at warn,
 // a dead letter at error (each rate-limited per destination), a delivery
 // at debug.
@@ -65,17 +37,17 @@ func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 		if r.res.Outcome != dispatch.Dead {
 			reason = "its retries ran out (max_attempts or max_age)"
 		}
-		if ok, held := d.logs.allow(m.Destination + "/dead"); ok {
+		if ok, held := d.logs.Allow(m.Destination + "/dead"); ok {
 			d.log.Error("message dead-lettered; requeue it with 'outboxd outbox requeue'",
 				append(attrs(), "outcome", string(r.res.Outcome), "reason", reason, "similar_lines_left_out", held)...)
 		}
 	case r.abandoned:
-		if ok, held := d.logs.allow(m.Destination + "/abandoned"); ok {
+		if ok, held := d.logs.Allow(m.Destination + "/abandoned"); ok {
 			d.log.Warn("attempt abandoned (stopping, or the lease ran out); the message will be sent again, not counted against its retries",
 				append(attrs(), "similar_lines_left_out", held)...)
 		}
 	case r.res.Outcome == dispatch.Retry:
-		if ok, held := d.logs.allow(m.Destination + "/retry"); ok {
+		if ok, held := d.logs.Allow(m.Destination + "/retry"); ok {
 			d.log.Warn("delivery failed; will retry",
 				append(attrs(), "retry_in", delay.String(), "similar_lines_left_out", held)...)
 		}

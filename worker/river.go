@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/outboxd/outboxd/internal/loglimit"
 )
 
 type pgxTx = pgx.Tx
@@ -80,7 +82,7 @@ func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
 type leveled struct {
 	slog.Handler
 	min   slog.Level
-	limit *logLimiter
+	limit *loglimit.Limiter
 }
 
 func (h leveled) Enabled(ctx context.Context, l slog.Level) bool {
@@ -88,7 +90,7 @@ func (h leveled) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h leveled) Handle(ctx context.Context, r slog.Record) error {
-	ok, held := h.limit.allow("river/" + r.Message)
+	ok, held := h.limit.Allow("river/" + r.Message)
 	if !ok {
 		return nil
 	}

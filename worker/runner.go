@@ -141,7 +141,7 @@ func (r *laneRunner) run() {
 			// back late): give it back, under our token, so that nobody
 			// waits a whole TTL for it. A no-op if another holds it now.
 			r.releaseOnStop.Store(true)
-			if ok, held := r.d.logs.allow("lease ran out"); ok && r.d.abortCtx.Err() == nil {
+			if ok, held := r.d.logs.Allow("lease ran out"); ok && r.d.abortCtx.Err() == nil {
 				r.d.log.Warn("the lease of a lane ran out before it was renewed; its runner stops (another dispatcher may take the lane)",
 					"destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
 			}
@@ -311,7 +311,7 @@ func (r *laneRunner) release() {
 	defer cancel()
 	if _, err := r.d.pool.Exec(ctx, r.d.q.release, r.d.cfg.ID,
 		[]string{r.key.Destination}, []int16{int16(r.key.Lane)}, []int64{r.token}); err != nil {
-		if ok, held := r.d.logs.allow("release failed"); ok {
+		if ok, held := r.d.logs.Allow("release failed"); ok {
 			r.d.log.Warn("releasing a lane failed; nobody renews it, so it expires within the lease TTL",
 				"destination", r.key.Destination, "lane", r.key.Lane, "error", err, "similar_lines_left_out", held)
 		}
@@ -548,7 +548,7 @@ func (r *laneRunner) record(results []result) error {
 		// The lease was gone (the messages are another runner's now), or an
 		// operator moved a message meanwhile: what was not stored will be
 		// sent again, with the same idempotency key.
-		if ok, held := r.d.logs.allow("results refused"); ok {
+		if ok, held := r.d.logs.Allow("results refused"); ok {
 			r.d.log.Warn("results not recorded: the lane's lease is no longer ours (or the messages changed); they will be sent again",
 				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n-len(got), "similar_lines_left_out", held)
 		}
@@ -567,7 +567,7 @@ func (r *laneRunner) record(results []result) error {
 // (its wind-down's budget ran out): unlike a running one, it does not try
 // again, and the messages are the lane's next holder's to send.
 func (r *laneRunner) unrecordedAtStop(n int, err error) {
-	if ok, held := r.d.logs.allow("unrecorded at stop"); ok {
+	if ok, held := r.d.logs.Allow("unrecorded at stop"); ok {
 		r.d.log.Warn("results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder",
 			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "error", err, "similar_lines_left_out", held)
 	}

@@ -36,7 +36,7 @@ func (d *Dispatcher) checkUnserved(ctx context.Context) error {
 	d.cfg.Metrics.setUnserved(prev, found)
 	for name, b := range found {
 		_, known := prev[name]
-		if ok, _ := d.logs.allow(name + "/unserved"); ok || !known {
+		if ok, _ := d.logs.Allow(name + "/unserved"); ok || !known {
 			d.log.Warn("no live dispatcher serves this destination; its messages wait until one does (add it to a dispatcher's config)",
 				"destination", name, "pending", b.Pending, "pending_at_least", b.Capped)
 		}
