@@ -102,10 +102,42 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 		case len(held) > share:
 			d.giveBack(held, len(held)-share)
 		case len(held) < share:
-			if err := d.acquire(ctx, name, share-len(held)); err != nil {
+			got, err := d.acquire(ctx, name, share-len(held))
+			if err != nil {
 				return err
 			}
+			if got == 0 && len(held) == 0 {
+				if err := d.ensureLanes(ctx, name); err != nil {
+					return err
+				}
+			}
 		}
+	}
+	return nil
+}
+
+// ensureLanesEvery paces ensureLanes.
+const ensureLanesEvery = 5 * time.Second
+
+// ensureLanes makes the lane rows of destination name again if they are
+// gone, at most every ensureLanesEvery: called when the dispatcher holds
+// none of its lanes and could acquire none, which is also what a
+// dispatcher sees whose lanes are all another's. Lane rows are made at
+// Start only, and a `migrate down` and `up` between two statements (or a
+// DELETE) left every dispatcher idle until one restarted. An INSERT that
+// finds every row there writes nothing.
+func (d *Dispatcher) ensureLanes(ctx context.Context, name string) error {
+	if now := d.mono(); d.lanesMade != 0 && now-d.lanesMade < ensureLanesEvery {
+		return nil
+	}
+	tag, err := d.pool.Exec(ctx, d.q.ensureLanes, []string{name})
+	if err != nil {
+		return err
+	}
+	d.lanesMade = d.mono()
+	if tag.RowsAffected() > 0 {
+		d.log.Warn("the lane rows of a destination were gone (migrated down and up, or deleted); made again",
+			"destination", name, "lanes", tag.RowsAffected())
 	}
 	return nil
 }
@@ -205,23 +237,25 @@ func (d *Dispatcher) liveByDestination(ctx context.Context) (map[string]int, err
 	return live, err
 }
 
-// acquire takes up to n expired lanes of destination name and starts a
-// runner for each.
-func (d *Dispatcher) acquire(ctx context.Context, name string, n int) error {
+// acquire takes up to n expired lanes of destination name, starts a
+// runner for each, and says how many it took.
+func (d *Dispatcher) acquire(ctx context.Context, name string, n int) (int, error) {
 	start := d.mono()
 	rows, err := d.pool.Query(ctx, d.q.acquire, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), name, n)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var (
 		lane  int16
 		token int64
+		got   int
 	)
 	_, err = pgx.ForEachRow(rows, []any{&lane, &token}, func() error {
 		d.startRunner(Lane{Destination: name, Lane: int(lane)}, token, start+d.cfg.LeaseTTL)
+		got++
 		return nil
 	})
-	return err
+	return got, err
 }
 
 // active returns the lanes of destination name whose runners are not

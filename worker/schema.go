@@ -99,6 +99,11 @@ func (d *Dispatcher) schemaOK(ctx context.Context) bool {
 	if err := d.probeSchema(ctx); err != nil {
 		return false
 	}
+	// A schema taken back past the leases' table (migration 6) comes
+	// back without lane rows: nothing could be acquired again.
+	if _, err := d.pool.Exec(ctx, d.q.ensureLanes, d.names); err != nil {
+		return false
+	}
 	d.schemaBehind.Store(false)
 	d.log.Info("the schema is current again; delivery resumes")
 	return true
