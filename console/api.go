@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/httpheader"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -151,7 +152,7 @@ func (c *Console) apiEvent(r *http.Request) (any, error) {
 		"event": apiEvent{Source: e.Source, ID: e.ID, BestEffort: e.BestEffort, Type: e.Type, OccurredAt: e.OccurredAt,
 			SignedAt: e.SignedAt, ReceivedAt: e.ReceivedAt, LastSeenAt: e.LastSeenAt, ExpiresAt: e.ExpiresAt,
 			DuplicateCount: e.DuplicateCount, Status: string(e.Status), Reason: e.Reason, ProcessedAt: e.ProcessedAt,
-			Headers: redactHeaders(e.Headers), Refs: e.Refs, Payload: body(e.Payload, c.cfg.MaxShown)},
+			Headers: httpheader.Redacted(e.Headers), Refs: e.Refs, Payload: body(e.Payload, c.cfg.MaxShown)},
 		"failures": failuresOut(d.Failures),
 		"messages": nonNil(d.Messages),
 	}, nil

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/outboxd/outboxd/internal/httpheader"
 )
 
 var pageNames = []string{"events", "event", "messages", "message", "dead", "confirm", "done", "destinations", "failures", "error"}
@@ -54,7 +56,7 @@ var funcs = template.FuncMap{
 	"seg":     url.PathEscape,
 	"code":    func(c *int) string { return map[bool]string{true: "-", false: fmt.Sprint(deref(c))}[c == nil] },
 	"sorted":  sortedKeys,
-	"headers": func(h http.Header) [][2]string { return headerRows(redactHeaders(h)) },
+	"headers": func(h http.Header) [][2]string { return headerRows(httpheader.Redacted(h)) },
 	"lanes":   laneRanges,
 	"older":   older,
 	"sub":     func(a, b int) int { return a - b },

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"regexp"
 	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/httpheader"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -88,37 +88,8 @@ func (s *store) message(ctx context.Context, id uuid.UUID) (MessageDetail, error
 	if err != nil {
 		return MessageDetail{}, err
 	}
-	m.Headers = redactHeaders(m.Headers)
+	m.Headers = httpheader.Redacted(m.Headers)
 	return MessageDetail{Message: m, Summary: rows[0], Attempts: att, Audit: audit}, nil
-}
-
-// sensitiveHeader names headers whose values the console never shows.
-// The inbox drops credentials before storing; outbox headers are the
-// producer's, and may carry an API key.
-func sensitiveHeader(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "authorization", "proxy-authorization", "cookie", "set-cookie":
-		return true
-	}
-	for _, part := range []string{"secret", "token", "signature", "api-key", "apikey", "password", "auth"} {
-		if strings.Contains(n, part) {
-			return true
-		}
-	}
-	return false
-}
-
-func redactHeaders(h http.Header) http.Header {
-	out := http.Header{}
-	for k, vs := range h {
-		if sensitiveHeader(k) {
-			out[k] = []string{"[redacted]"}
-			continue
-		}
-		out[k] = vs
-	}
-	return out
 }
 
 // wrapNotFound is for handlers: a missing row is a 404, not a 500.

@@ -116,7 +116,8 @@ destinations:
 
 // A password in the database URL and a token in a destination's URL appear
 // nowhere a running dispatcher writes: its log, /readyz, the attempt rows
-// that outbox show prints.
+// that outbox show prints. Nor do a message's credential headers, which
+// outbox show printed in clear (the console redacted them).
 func TestServeKeepsURLSecretsOutOfLogsAndRows(t *testing.T) {
 	t.Parallel()
 	b := newServeBundle(t)
@@ -141,7 +142,8 @@ destinations:
     timeout: 1s
 `, u, testPassword, closed, pathToken, queryToken))
 	d := startDaemon(t, config, "--log-level", "debug")
-	e, err := b.ob.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "hook", Payload: []byte(`{}`)})
+	e, err := b.ob.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "hook", Payload: []byte(`{}`),
+		Headers: http.Header{"Authorization": {"Bearer " + testPassword}, "X-Api-Key": {testPassword}, "X-Trace": {"kept"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +165,10 @@ destinations:
 	showJSON := runIn("outbox", "show", e.ID.String(), "--json", "--database-url", u.String())
 	if showJSON.code != 0 || !strings.Contains(showJSON.stdout, "connection refused") || !strings.Contains(showJSON.stdout, closed) {
 		t.Fatalf("outbox show --json: %+v", showJSON)
+	}
+	if !strings.Contains(show.stdout, "Authorization: [redacted]") || !strings.Contains(show.stdout, "X-Trace: kept") ||
+		!strings.Contains(showJSON.stdout, `"X-Api-Key": [`) || !strings.Contains(showJSON.stdout, `"[redacted]"`) {
+		t.Errorf("headers in outbox show:\n%s\n%s", show.stdout, showJSON.stdout)
 	}
 	if code := d.terminate(t); code != 0 {
 		t.Fatalf("exit %d", code)

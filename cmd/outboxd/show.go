@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/httpheader"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -106,7 +107,10 @@ func formatRefs(refs map[string]string) string {
 	return strings.Join(parts, " ")
 }
 
+// printHeaders prints h, the values of credentials redacted: outbox
+// headers are the producer's, and may carry an API key.
 func printHeaders(w io.Writer, h http.Header) {
+	h = httpheader.Redacted(h)
 	for _, k := range slices.Sorted(maps.Keys(h)) {
 		fmt.Fprintf(w, "header\t%s: %s\n", safeLine(k), safeLine(strings.Join(h[k], ", ")))
 	}

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/outboxd/outboxd/inbox"
+	"github.com/outboxd/outboxd/internal/httpheader"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -88,7 +89,7 @@ func newMessageJSON(m outbox.Stored) messageJSON {
 	j := messageJSON{ID: m.ID.String(), Destination: m.Destination, Type: m.Type, Status: string(m.Status),
 		IdempotencyKey: m.IdempotencyKey, Step: m.Step, CreatedAt: m.CreatedAt.UTC(), AttemptCount: m.Attempts,
 		DeliveredAt: utcPtr(m.DeliveredAt), LastError: m.LastError, LastStatusCode: m.LastStatusCode,
-		Headers: nonNilHeader(m.Headers), payloadJSON: newPayloadJSON(m.Payload)}
+		Headers: nonNilHeader(httpheader.Redacted(m.Headers)), payloadJSON: newPayloadJSON(m.Payload)}
 	if m.OrderingKey != "" {
 		j.OrderingKey, j.Seq = &m.OrderingKey, &m.Seq
 	}
@@ -145,7 +146,7 @@ func newEventJSON(ev inbox.Stored) eventJSON {
 		Status: string(ev.Status), Reason: ev.Reason, OccurredAt: utcPtr(ev.OccurredAt), SignedAt: utcPtr(ev.SignedAt),
 		ReceivedAt: ev.ReceivedAt.UTC(), LastSeenAt: ev.LastSeenAt.UTC(), ExpiresAt: ev.ExpiresAt.UTC(),
 		ProcessedAt: utcPtr(ev.ProcessedAt), DuplicateCount: ev.DuplicateCount, Refs: refs,
-		Headers: nonNilHeader(ev.Headers), payloadJSON: newPayloadJSON(ev.Payload)}
+		Headers: nonNilHeader(httpheader.Redacted(ev.Headers)), payloadJSON: newPayloadJSON(ev.Payload)}
 }
 
 // failureJSON is a row of inbox failures.
