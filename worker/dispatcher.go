@@ -75,6 +75,10 @@ type Dispatcher struct {
 	// abandoned counts attempts cut off by us, so that a stop says (and
 	// logs) that deliveries were abandoned only when some were.
 	abandoned atomic.Int64
+	// unrecorded counts attempt results the database did not take (their
+	// messages are sent again): the lines that say so are rate-limited,
+	// so each carries the total, and a stop logs it once more.
+	unrecorded atomic.Int64
 	// delivering counts calls of a Destination's Deliver under way; after
 	// a stop's StuckGrace, one still there means a Destination that
 	// ignores its context, and gaveUp then stops the lease renewals of
@@ -483,6 +487,10 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 		} else if rerr != nil {
 			err = errors.Join(err, fmt.Errorf("worker: stop river: %w", rerr))
 		}
+	}
+	if n := d.unrecorded.Load(); n > 0 {
+		d.log.Warn("attempt results not recorded since the dispatcher started (a lost lease, a failing or hanging database, a stop's budget run out); their messages were or will be sent again, with the same idempotency keys",
+			"not_recorded_in_all", n)
 	}
 	d.log.Info("dispatcher stopped")
 	return err

@@ -175,9 +175,15 @@ func (r *laneRunner) run() {
 		}
 		results := r.deliver(batch)
 		if err := r.record(results); err != nil {
+			total := r.d.unrecorded.Add(int64(len(results)))
 			if r.stopping() {
-				r.unrecordedAtStop(len(results), err)
+				r.unrecordedAtStop(len(results), total, err)
 				continue // the loop ends: no retry, the next holder sends them
+			}
+			if ok, held := r.d.logs.Allow("results failed"); ok {
+				r.d.log.Warn("results not recorded (the database failed); the batch is sent again after a backoff, with the same idempotency keys",
+					"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", len(results), "not_recorded_in_all", total,
+					"error", err, "similar_lines_left_out", held)
 			}
 			r.walk.next = true
 			r.d.health.report("recording results", err)
@@ -548,9 +554,10 @@ func (r *laneRunner) record(results []result) error {
 		// The lease was gone (the messages are another runner's now), or an
 		// operator moved a message meanwhile: what was not stored will be
 		// sent again, with the same idempotency key.
+		total := r.d.unrecorded.Add(int64(n - len(got)))
 		if ok, held := r.d.logs.Allow("results refused"); ok {
 			r.d.log.Warn("results not recorded: the lane's lease is no longer ours (or the messages changed); they will be sent again",
-				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n-len(got), "similar_lines_left_out", held)
+				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n-len(got), "not_recorded_in_all", total, "similar_lines_left_out", held)
 		}
 	}
 	for i, res := range results {
@@ -566,10 +573,10 @@ func (r *laneRunner) record(results []result) error {
 // unrecordedAtStop logs results that a stopping runner could not record
 // (its wind-down's budget ran out): unlike a running one, it does not try
 // again, and the messages are the lane's next holder's to send.
-func (r *laneRunner) unrecordedAtStop(n int, err error) {
+func (r *laneRunner) unrecordedAtStop(n int, total int64, err error) {
 	if ok, held := r.d.logs.Allow("unrecorded at stop"); ok {
 		r.d.log.Warn("results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder",
-			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "error", err, "similar_lines_left_out", held)
+			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "not_recorded_in_all", total, "error", err, "similar_lines_left_out", held)
 	}
 }
 
