@@ -30,6 +30,10 @@ address when the file has a console: section (docs/operations.md).
 Each top-level setting comes from its flag, else its OUTBOXD_ environment
 variable, else the config file, else the default (docs/configuration.md).`
 
+// slowStartAfter is how long the dispatcher's start may wait for the
+// database before serve says so.
+const slowStartAfter = 5 * time.Second
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, db := newDBFlags("serve", serveUsage)
 	configPath := fs.String("config", "", "YAML configuration `FILE` (see docs/configuration.md)")
@@ -166,7 +170,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	handler := opsHandler(pool, d, reg, logger)
-	ops.serve(handler)
 	stopConsole := func(context.Context) {}
 	if cfg.Console != nil {
 		if stopConsole, err = startConsole(ctx, consoleSrv, cfg.Console, consoleUsers, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger); err != nil {
@@ -181,7 +184,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	startCtx, cancelStart := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStart()
 	signalled := context.AfterFunc(ctx, cancelStart)
+	slowStart := time.AfterFunc(slowStartAfter, func() {
+		ops.starting("starting the dispatcher: waiting for the database (see the log)")
+		logger.Warn("the dispatcher has not started after "+slowStartAfter.String()+": its start waits for the database "+
+			"(a lock held on outboxd's tables, such as a migration's or a LOCK TABLE, or a server that does not answer; "+
+			"pg_locks and pg_stat_activity show what the sessions named \"outboxd serve\" wait for)")
+	})
 	err = d.Start(startCtx)
+	slowStart.Stop()
 	signalled()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -190,6 +200,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return describeDBError(err)
 	}
+	// Only now: until the dispatcher started, /readyz says serve starts
+	// and /metrics has outboxd_starting (the dispatcher's handler said
+	// "not ready" behind a lock, with nothing in the log).
+	ops.serve(handler)
 	// The settings in effect, defaults included: what a config value
 	// left out (or 0) became.
 	eff := d.Config()

@@ -376,3 +376,49 @@ func TestServeMigrateReadyzNamesTheLockHolder(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 }
+
+// A dispatcher whose start waits on a lock (here a LOCK TABLE on the
+// lanes, as a migration's would be) leaves serve starting: /readyz says
+// so and /metrics has outboxd_starting, where the dispatcher's own handler
+// answered "not ready ... (see the log)" with nothing in the log; after
+// slowStartAfter the log says what the start waits for. Once the lock
+// goes, serve gets ready.
+func TestServeSaysItStartsWhileTheDispatcherWaitsOnALock(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	holder, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(ctx) }()
+	if _, err := holder.Exec(ctx, `LOCK TABLE outboxd.outbox_lanes IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, serveConfig(t, b.url, b.sink.URL()))
+	waitUntil(t, 30*time.Second, "serve's start to wait on the lock", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE NOT l.granted AND l.relation = 'outboxd.outbox_lanes'::regclass AND a.application_name = 'outboxd serve'`).Scan(&n)
+		return err == nil && n > 0
+	})
+	if code, body := d.get("/readyz"); code != 503 || !strings.Contains(body, "starting: starting the dispatcher") {
+		t.Fatalf("/readyz while the start waits: %d %s", code, body)
+	}
+	if code, body := d.get("/metrics"); code != 200 || !strings.Contains(body, "\noutboxd_starting 1\n") {
+		t.Fatalf("/metrics while the start waits: %d\n%s", code, body)
+	}
+	waitUntil(t, slowStartAfter+30*time.Second, "the log to say the start waits", func() bool {
+		return strings.Contains(d.stderr.String(), "the dispatcher has not started after 5s")
+	})
+	if _, body := d.get("/readyz"); !strings.Contains(body, "waiting for the database") {
+		t.Fatalf("/readyz after the line: %s", body)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.waitReady(t)
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
