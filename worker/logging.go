@@ -38,8 +38,11 @@ func (d *Dispatcher) logResult(r result, status string, delay time.Duration) {
 			reason = "its retries ran out (max_attempts or max_age)"
 		}
 		if ok, held := d.logs.Allow(m.Destination + "/dead"); ok {
+			// The outcome its attempt row records (dead), with what the
+			// destination answered beside it.
 			d.log.Error("message dead-lettered; requeue it with 'outboxd outbox requeue'",
-				append(attrs(), "outcome", string(r.res.Outcome), "reason", reason, "similar_lines_left_out", held)...)
+				append(attrs(), "outcome", string(dispatch.Dead), "destination_outcome", string(r.res.Outcome), "reason", reason,
+					"similar_lines_left_out", held)...)
 		}
 	case r.abandoned:
 		if ok, held := d.logs.Allow(m.Destination + "/abandoned"); ok {

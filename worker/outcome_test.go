@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
+
+	"github.com/outboxd/outboxd/internal/syncbuf"
 )
 
 // A Destination returning an Outcome that is none of dispatch's is a bug in
@@ -46,10 +49,12 @@ func TestTheLastAttemptOfADeadLetterIsDead(t *testing.T) {
 		return dispatch.Result{Outcome: dispatch.Retry, Err: errors.New("HTTP 500"), StatusCode: 500}
 	}}
 	reg, m := newMetrics(t)
+	logs := &syncbuf.Buffer{}
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": dest}
 		c.Retry = worker.RetryPolicy{Base: 10 * time.Millisecond, Max: 10 * time.Millisecond, MaxAttempts: 3}
 		c.Metrics = m
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	}))
 	if c := b.waitSettled(t, 20*time.Second); c["dead"] != 1 {
 		t.Fatalf("statuses %v", c)
@@ -64,4 +69,7 @@ func TestTheLastAttemptOfADeadLetterIsDead(t *testing.T) {
 		t.Fatalf("attempts %v (last %+v); want %v, the last with the destination's status and error", got, attempts[len(attempts)-1], want)
 	}
 	checkAttempts(t, reg, map[string]int{"retry": 2, "dead": 1})
+	if out := logs.String(); !strings.Contains(out, "outcome=dead destination_outcome=retry") {
+		t.Errorf("the dead-letter line:\n%s", out)
+	}
 }
