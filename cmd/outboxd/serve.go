@@ -186,8 +186,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	signalled := context.AfterFunc(ctx, cancelStart)
 	slowStart := time.AfterFunc(slowStartAfter, func() {
 		ops.starting("starting the dispatcher: waiting for the database (see the log)")
-		logger.Warn("the dispatcher has not started after "+slowStartAfter.String()+": its start waits for the database "+
-			"(a lock held on outboxd's tables, such as a migration's or a LOCK TABLE, or a server that does not answer; "+
+		logger.Warn("the dispatcher has not started after " + slowStartAfter.String() + ": its start waits for the database " +
+			"(a lock held on outboxd's tables, such as a migration's or a LOCK TABLE, or a server that does not answer; " +
 			"pg_locks and pg_stat_activity show what the sessions named \"outboxd serve\" wait for)")
 	})
 	err = d.Start(startCtx)
