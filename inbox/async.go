@@ -98,7 +98,7 @@ func (w *asyncWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) err
 		rc.recordFailure(db, src.Name, job.Args.EventID, FailurePanic, err.Error(), 0)
 		return err
 	case permanent(err):
-		if rerr := rc.inbox.markRejected(ctx, rc.pool, job.Args.Source, job.Args.EventID, err.Error()); rerr != nil {
+		if rerr := rc.inbox.markRejected(ctx, db, job.Args.Source, job.Args.EventID, err.Error()); rerr != nil {
 			return rerr
 		}
 		rc.recordFailure(db, src.Name, job.Args.EventID, FailureRejected, err.Error(), 0)

@@ -130,3 +130,50 @@ func TestAsyncReceipt(t *testing.T) {
 		t.Fatalf("%d jobs, %v", jobs, err)
 	}
 }
+
+// An async job whose handler fails for good marks its event rejected on
+// the connection its run holds: on another one, jobs that held every
+// connection of the pool waited for each other until River's timeout,
+// were retried instead of cancelled, and the event stayed received (a
+// review's, with a pool of one connection).
+func TestAsyncPermanentFailureNeedsNoSecondConnection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=1")
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	handle := func(context.Context, pgx.Tx, *inbox.Delivery) error {
+		return inbox.Permanent(errors.New("contact list was deleted"))
+	}
+	insertOnly, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: "outboxd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
+		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
+		River:   insertOnly,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &rbundle{rc: rc, pool: pool, inbox: in}
+	b.srv = httptest.NewServer(rc)
+	t.Cleanup(b.srv.Close)
+	for i, want := range []string{"accepted", "duplicate"} {
+		if r := b.post(t, "forms", "evt_gone", []byte(`{}`), time.Now(), nil); r.code != 200 || !strings.Contains(r.body, want) {
+			t.Fatalf("delivery %d: %+v, want %s", i+1, r, want)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	job := &river.Job[inbox.ProcessArgs]{JobRow: &rivertype.JobRow{ID: 1}, Args: inbox.ProcessArgs{Source: "forms", EventID: "evt_gone"}}
+	err = rc.AsyncWorker().Work(wctx, job)
+	var cancelled *rivertype.JobCancelError
+	if !errors.As(err, &cancelled) {
+		t.Fatalf("Work: %v; want the job cancelled", err)
+	}
+	ev, err := in.Get(ctx, pool, "forms", "evt_gone")
+	if err != nil || ev.Status != inbox.StatusRejected {
+		t.Fatalf("event %+v %v; want rejected", ev, err)
+	}
+}

@@ -83,18 +83,16 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 	return rc.answer(ctx, db, src, d, res, err)
 }
 
-// poolConns is what a *pgxpool.Pool has beyond ReceiverDB.
-type poolConns interface {
-	Acquire(ctx context.Context) (*pgxpool.Conn, error)
-}
-
 // receiptDB is the connection a receipt runs on, held until release: a
-// failed receipt writes its failure row on it. Through the pool, the row
-// waited behind the receipts queued for a connection, and under load (a
-// trial's pool of 3, handlers of 1.5 s) half of them were dropped after
-// recordFailure's 2 s.
+// failed receipt writes its failure row on it (and an async one marks its
+// event rejected). Through the pool, the row waited behind the receipts
+// queued for a connection, and under load (a trial's pool of 3, handlers of
+// 1.5 s) half of them were dropped after recordFailure's 2 s. Only for a
+// *pgxpool.Pool itself: a type of the caller's that wraps one may do its
+// own work in Begin (a role, a tenant for row-level security), which a
+// connection's Begin would skip.
 func (rc *Receiver) receiptDB(ctx context.Context) (ReceiverDB, func(), error) {
-	p, ok := rc.pool.(poolConns)
+	p, ok := rc.pool.(*pgxpool.Pool)
 	if !ok {
 		return rc.pool, func() {}, nil
 	}
@@ -211,23 +209,39 @@ func (rc *Receiver) inTx(ctx context.Context, db ReceiverDB, fn func(pgx.Tx) err
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
+			rollback(ctx, tx)
 			err = &panicError{v: v}
 		}
 	}()
 	if err := fn(tx); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
+		rollback(ctx, tx)
 		if errors.Is(err, pgx.ErrTxClosed) {
 			return fmt.Errorf("%w: %w", errTxClosed, err)
 		}
 		return err
 	}
-	if err := tx.Commit(ctx); errors.Is(err, pgx.ErrTxClosed) {
+	// COMMIT is not cut by the receipt's deadline: cut, its outcome would
+	// be unknown, and a receipt that committed answered 503.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endBudget)
+	defer cancel()
+	if err := tx.Commit(cctx); errors.Is(err, pgx.ErrTxClosed) {
 		return errTxClosed
 	} else if err != nil {
 		return err
 	}
 	return nil
+}
+
+// endBudget bounds a receipt's COMMIT or ROLLBACK, which run past its
+// context (ReceiverConfig.Timeout, a client gone): a database that stopped
+// answering would hold them until TCP gives up.
+const endBudget = 2 * time.Second
+
+// rollback ends tx within endBudget, whatever ctx's state.
+func rollback(ctx context.Context, tx pgx.Tx) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endBudget)
+	defer cancel()
+	_ = tx.Rollback(rctx)
 }
 
 // recordFailure notes a failed or rejected receipt for operators, under the

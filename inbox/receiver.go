@@ -147,9 +147,10 @@ type ReceiverConfig struct {
 	// wait for one (pgxpool's MaxConns, 4 or the CPU count by default).
 	MaxConcurrent int
 	// Timeout bounds a verified request's receipt: the wait behind a
-	// duplicate under way, for a connection, the transaction with its
-	// handler, and the failure row (2 s more at most). Past it the answer is
-	// 503 with Retry-After and the transaction rolls back: a database that
+	// duplicate under way, for a connection, and the transaction with its
+	// handler; its COMMIT or ROLLBACK and the failure row have 2 s each
+	// past it. Past it the answer is 503 with Retry-After and the
+	// transaction rolls back: a database that
 	// stops answering (a partition, a frozen server) left requests without
 	// an answer for as long as their senders waited. Default
 	// DefaultReceiptTimeout; negative: none. Keep it above your slowest

@@ -96,9 +96,10 @@ type Dispatcher struct {
 
 	listening atomic.Bool
 	balanced  atomic.Int64 // mono() of the last successful balancing round
-	// lanesMade is mono() when the lane rows were last made (Start,
-	// ensureLanes in lanes.go): balance's goroutine only.
-	lanesMade time.Duration
+	// lanesMade is mono() when each destination's lane rows were last
+	// made (Start, ensureLanes in lanes.go): balance's goroutine only,
+	// after Start.
+	lanesMade map[string]time.Duration
 	// registered is closed after the first successful balancing round.
 	registered     chan struct{}
 	registeredOnce sync.Once
@@ -296,7 +297,10 @@ func (d *Dispatcher) startIO(ioCtx, runCtx context.Context) error {
 	if _, err := d.pool.Exec(ioCtx, d.q.ensureLanes, d.names); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
-	d.lanesMade = d.mono()
+	d.lanesMade = make(map[string]time.Duration, len(d.names))
+	for _, name := range d.names {
+		d.lanesMade[name] = d.mono()
+	}
 	if d.river != nil {
 		if err := d.river.Start(runCtx); err != nil {
 			return fmt.Errorf("worker: start river: %w", err)

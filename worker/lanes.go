@@ -116,25 +116,25 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 	return nil
 }
 
-// ensureLanesEvery paces ensureLanes.
+// ensureLanesEvery paces ensureLanes, per destination.
 const ensureLanesEvery = 5 * time.Second
 
 // ensureLanes makes the lane rows of destination name again if they are
-// gone, at most every ensureLanesEvery: called when the dispatcher holds
+// gone, at most every ensureLanesEvery for each destination: called when the dispatcher holds
 // none of its lanes and could acquire none, which is also what a
 // dispatcher sees whose lanes are all another's. Lane rows are made at
 // Start only, and a `migrate down` and `up` between two statements (or a
 // DELETE) left every dispatcher idle until one restarted. An INSERT that
 // finds every row there writes nothing.
 func (d *Dispatcher) ensureLanes(ctx context.Context, name string) error {
-	if now := d.mono(); d.lanesMade != 0 && now-d.lanesMade < ensureLanesEvery {
+	if made, ok := d.lanesMade[name]; ok && d.mono()-made < ensureLanesEvery {
 		return nil
 	}
 	tag, err := d.pool.Exec(ctx, d.q.ensureLanes, []string{name})
 	if err != nil {
 		return err
 	}
-	d.lanesMade = d.mono()
+	d.lanesMade[name] = d.mono()
 	if tag.RowsAffected() > 0 {
 		d.log.Warn("the lane rows of a destination were gone (migrated down and up, or deleted); made again",
 			"destination", name, "lanes", tag.RowsAffected())

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/internal/sink"
 	"github.com/outboxd/outboxd/migrations"
@@ -197,16 +200,56 @@ func TestMigrateDownPastTheLanesAndUpAgainResumesDelivery(t *testing.T) {
 }
 
 // Lane rows gone without a schema error (a down and up between two of the
-// dispatcher's statements, an operator's DELETE) are made again too:
-// within ensureLanesEvery of the dispatcher holding no lane.
+// dispatcher's statements, an operator's DELETE) are made again too: each
+// destination's within ensureLanesEvery of the dispatcher holding none of
+// its lanes, not one destination per 5 s (a review's 5 destinations came
+// back 0.1, 5.3, 10.3, 15.5 and 20.4 s after the DELETE).
 func TestLostLaneRowsAreMadeAgain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	d := b.start(t, b.config(t, nil))
+	names := []string{"sink", "sink2", "sink3"}
+	d := b.start(t, b.config(t, func(c *worker.Config) {
+		for _, name := range names[1:] {
+			dest, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: b.sink.URL()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Destinations[name] = dest
+		}
+	}))
 	waitFor(t, 10*time.Second, "the dispatcher ready", d.Ready)
 	if _, err := b.pool.Exec(ctx, `DELETE FROM outboxd.outbox_lanes`); err != nil {
 		t.Fatal(err)
+	}
+	back := map[string]time.Time{}
+	waitFor(t, 30*time.Second, "every destination's lanes made again", func() bool {
+		rows, err := b.pool.Query(ctx, `SELECT DISTINCT destination FROM outboxd.outbox_lanes`)
+		if err != nil {
+			return false
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return false
+		}
+		for _, name := range found {
+			if _, ok := back[name]; !ok {
+				back[name] = time.Now()
+			}
+		}
+		return len(back) == len(names)
+	})
+	first, last := back["sink"], back["sink"]
+	for _, at := range back {
+		if at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	if spread := last.Sub(first); spread >= 5*time.Second {
+		t.Errorf("the destinations' lanes came back %s apart; want them within ensureLanesEvery (5 s) of each other", spread)
 	}
 	b.enqueue(t, 3, 3, func(i int) string { return fmt.Sprintf("k%d", i) })
 	if c := b.waitSettled(t, 30*time.Second); c["delivered"] != 3 {

@@ -14,7 +14,8 @@ func Sensitive(name string) bool {
 	case "authorization", "proxy-authorization", "cookie", "set-cookie":
 		return true
 	}
-	for _, part := range []string{"secret", "token", "signature", "api-key", "apikey", "password", "auth"} {
+	for _, part := range []string{"secret", "token", "signature", "api-key", "api_key", "apikey", "access-key", "private-key",
+		"subscription-key", "functions-key", "password", "credential", "session", "auth"} {
 		if strings.Contains(n, part) {
 			return true
 		}
