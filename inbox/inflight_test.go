@@ -133,3 +133,64 @@ func slowBurst(t *testing.T, dedupe inbox.BodyDedupe, id func(i int) string) {
 		t.Fatalf("%d leads (%v); want one per event", leads, err)
 	}
 }
+
+// A replay of a GitHub body under way without a delivery id (its id is
+// then the body key) waits in the process too: it held a connection on the
+// body key's row lock, and an unrelated event waited for the pool.
+func TestAnIDlessReplayOfASlowBodyWaitsInTheProcess(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=2")
+	in, _ := inbox.New(nil)
+	gh, _ := verify.GitHub(ghSecret)
+	slow := []byte(`{"action":"opened","issue":{"id":4}}`)
+	entered, release := make(chan struct{}, 4), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		if string(d.Body) == string(slow) {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	}
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "github", Verifier: gh, Handle: handle}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	f := &pfix{srv: srv}
+	answers := make(chan reply, 2)
+	go func() { answers <- f.send(t, "/github", slow, githubHeaders("g4", slow)) }()
+	<-entered
+	idless := githubHeaders("", slow)
+	delete(idless, "X-GitHub-Delivery")
+	go func() { answers <- f.send(t, "/github", slow, idless) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for inbox.InflightWaiting(rc) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests wait in the process behind the slow receipt, want the id-less replay", inbox.InflightWaiting(rc))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	other := []byte(`{"action":"opened","issue":{"id":5}}`)
+	for i, want := range []string{"processed", "duplicate"} {
+		if r := f.send(t, "/github", other, githubHeaders("g5", other)); r.code != 200 || !strings.Contains(r.body, want) {
+			t.Fatalf("unrelated event, delivery %d: %+v", i+1, r)
+		}
+	}
+	unblock()
+	got := map[string]int{}
+	for range 2 {
+		r := <-answers
+		for _, s := range []string{"processed", "duplicate"} {
+			if r.code == 200 && strings.Contains(r.body, s) {
+				got[s]++
+			}
+		}
+	}
+	if got["processed"] != 1 || got["duplicate"] != 1 {
+		t.Fatalf("answers %v; want the slow event processed once and the replay a duplicate", got)
+	}
+}

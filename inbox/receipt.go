@@ -31,17 +31,18 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 	var res Result
 	leave, err := rc.inflight.enter(ctx, src.Name+"\x00"+d.ID)
 	if err != nil {
-		return rc.answer(ctx, rc.pool, src, d, res, err)
+		return rc.gaveUpWaiting(src, d, err)
 	}
 	defer leave()
-	if bodyKey != "" && bodyKey != d.ID {
-		// A replay of a body under way (a fresh id) waits here too, not on
-		// the body key's row lock with a connection. Body keys have gates
-		// of their own (no source name starts with NUL), taken after the
-		// id's: no two receipts wait for each other's.
+	if bodyKey != "" {
+		// A replay of a body under way (a fresh id, or none: then the id is
+		// the body key) waits here too, not on the body key's row lock
+		// with a connection. Body keys have gates of their own (no source
+		// name starts with NUL), taken after the id's: no two receipts
+		// wait for each other's.
 		leaveBody, err := rc.inflight.enter(ctx, "\x00"+src.Name+"\x00"+bodyKey)
 		if err != nil {
-			return rc.answer(ctx, rc.pool, src, d, res, err)
+			return rc.gaveUpWaiting(src, d, err)
 		}
 		defer leaveBody()
 	}
@@ -81,6 +82,15 @@ func (rc *Receiver) process(ctx context.Context, src *Source, d *Delivery, bodyK
 		return src.Handle(ctx, tx, d)
 	})
 	return rc.answer(ctx, db, src, d, res, err)
+}
+
+// gaveUpWaiting answers a receipt that waited in the process behind
+// another of its event (or body) until its context ended: 503, so that the
+// sender tries again, and no failure row, since the receipt under way is
+// processing the event (such rows said "failed" for events processed once).
+func (rc *Receiver) gaveUpWaiting(src *Source, d *Delivery, err error) (int, string, string) {
+	rc.cfg.Metrics.count(src.Name, string(FailureFailed))
+	return http.StatusServiceUnavailable, "failed", fmt.Sprintf("a receipt of this event is under way here and did not end in time: %v", err)
 }
 
 // receiptDB is the connection a receipt runs on, held until release: a
@@ -127,13 +137,13 @@ func (rc *Receiver) answer(ctx context.Context, db ReceiverDB, src *Source, d *D
 	case errors.As(err, &p):
 		rc.recordFailure(db, src.Name, d.ID, FailurePanic, err.Error(), http.StatusInternalServerError)
 		return http.StatusInternalServerError, "failed", err.Error()
-	case permanent(err):
-		return rc.rejectEvent(ctx, db, src, d, err)
 	case errors.Is(err, errTxClosed):
 		// A bug in the handler: retried (if it committed, the retry is a
 		// duplicate), but not as an outage.
 		rc.recordFailure(db, src.Name, d.ID, FailureFailed, err.Error(), http.StatusInternalServerError)
 		return http.StatusInternalServerError, "failed", err.Error()
+	case permanent(err):
+		return rc.rejectEvent(ctx, db, src, d, err)
 	default:
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("the receipt ran past ReceiverConfig.Timeout (%s): %w", rc.cfg.Timeout, err)
@@ -209,13 +219,14 @@ func (rc *Receiver) inTx(ctx context.Context, db ReceiverDB, fn func(pgx.Tx) err
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			rollback(ctx, tx)
+			_ = rollback(ctx, tx)
 			err = &panicError{v: v}
 		}
 	}()
 	if err := fn(tx); err != nil {
-		rollback(ctx, tx)
-		if errors.Is(err, pgx.ErrTxClosed) {
+		// Closed already: the handler committed (or rolled back) itself,
+		// then failed, or returned the closed transaction's error.
+		if rerr := rollback(ctx, tx); errors.Is(rerr, pgx.ErrTxClosed) || errors.Is(err, pgx.ErrTxClosed) {
 			return fmt.Errorf("%w: %w", errTxClosed, err)
 		}
 		return err
@@ -238,10 +249,10 @@ func (rc *Receiver) inTx(ctx context.Context, db ReceiverDB, fn func(pgx.Tx) err
 const endBudget = 2 * time.Second
 
 // rollback ends tx within endBudget, whatever ctx's state.
-func rollback(ctx context.Context, tx pgx.Tx) {
+func rollback(ctx context.Context, tx pgx.Tx) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endBudget)
 	defer cancel()
-	_ = tx.Rollback(rctx)
+	return tx.Rollback(rctx)
 }
 
 // recordFailure notes a failed or rejected receipt for operators, under the
@@ -250,6 +261,10 @@ func rollback(ctx context.Context, tx pgx.Tx) {
 // when the database is what failed, the log line remains.
 func (rc *Receiver) recordFailure(db ReceiverDB, source, eventID string, kind FailureKind, reason string, code int) {
 	if c, ok := db.(*pgxpool.Conn); ok && c.Conn().IsClosed() {
+		// Broken (cancelled at the deadline, its session ended): its slot
+		// goes back first, or the row waits for a connection of a full
+		// pool. The receipt's own release does nothing after this.
+		c.Release()
 		db = rc.pool
 	}
 	rc.cfg.Metrics.count(source, string(kind))

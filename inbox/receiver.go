@@ -152,8 +152,11 @@ type ReceiverConfig struct {
 	// past it. Past it the answer is 503 with Retry-After and the
 	// transaction rolls back: a database that
 	// stops answering (a partition, a frozen server) left requests without
-	// an answer for as long as their senders waited. Default
-	// DefaultReceiptTimeout; negative: none. Keep it above your slowest
+	// an answer for as long as their senders waited. It cuts what honours
+	// its context (the database calls, a handler's own calls given its
+	// ctx): a handler that ignores ctx runs to its end, and its receipt
+	// commits and answers as usual. Default DefaultReceiptTimeout;
+	// negative: none. Keep it above your slowest
 	// handler, and below your senders' own timeouts where you can (they
 	// give up on an answer anyway).
 	Timeout time.Duration

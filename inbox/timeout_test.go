@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -90,26 +91,104 @@ func TestAReceiptPastItsTimeoutIsAnswered503(t *testing.T) {
 // rollback every delivery gets the same 500.
 func TestAHandlerThatClosesItsTransactionIsTold(t *testing.T) {
 	t.Parallel()
-	for _, end := range []string{"commit", "rollback"} {
+	for _, end := range []string{"commit", "rollback", "commit, then an error", "commit, then a permanent error"} {
 		handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
-			if end == "commit" {
-				return tx.Commit(ctx)
+			switch end {
+			case "rollback":
+				return tx.Rollback(ctx)
+			case "commit, then an error":
+				_ = tx.Commit(ctx)
+				return errors.New("downstream down")
+			case "commit, then a permanent error":
+				_ = tx.Commit(ctx)
+				return inbox.Permanent(errors.New("contact gone"))
 			}
-			return tx.Rollback(ctx)
+			return tx.Commit(ctx)
 		}
 		b := handlerReceiver(t, handle, inbox.ReceiverConfig{})
 		now := time.Now()
-		first := b.post(t, "crm", "evt_"+end, []byte(`{}`), now, nil)
-		second := b.post(t, "crm", "evt_"+end, []byte(`{}`), now, nil)
+		first := b.post(t, "crm", "evt_"+strings.ReplaceAll(end, " ", "_"), []byte(`{}`), now, nil)
+		second := b.post(t, "crm", "evt_"+strings.ReplaceAll(end, " ", "_"), []byte(`{}`), now, nil)
 		if first.code != 500 {
 			t.Fatalf("%s: first delivery %+v", end, first)
 		}
-		fails, err := b.inbox.Failures(context.Background(), b.pool, "crm", "evt_"+end, 1)
+		fails, err := b.inbox.Failures(context.Background(), b.pool, "crm", "evt_"+strings.ReplaceAll(end, " ", "_"), 1)
 		if err != nil || len(fails) != 1 || !strings.Contains(fails[0].Reason, "committed or rolled back the receipt's transaction itself") {
 			t.Fatalf("%s: failure rows %+v %v", end, fails, err)
 		}
-		if want := map[string]int{"commit": 200, "rollback": 500}[end]; second.code != want {
+		if want := map[bool]int{true: 200, false: 500}[strings.HasPrefix(end, "commit")]; second.code != want {
 			t.Fatalf("%s: second delivery %+v, want %d", end, second, want)
 		}
+	}
+}
+
+// A receipt cut off at its deadline loses its connection (pgx closes it):
+// its failure row is written on another, after the broken one's slot went
+// back to the pool. With the slot still taken, a pool of one had no
+// connection for the row: it was dropped after 2 s, and the 503 came 2 s
+// late (a trial's).
+func TestAFailureRowAfterATimeoutInAFullPool(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=1")
+	in, _ := inbox.New(nil)
+	v, _ := verify.StandardWebhooks(secret)
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(30)`)
+		return err
+	}
+	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Timeout: 300 * time.Millisecond,
+		Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &rbundle{rc: rc, pool: pool, inbox: in}
+	b.srv = httptest.NewServer(rc)
+	t.Cleanup(b.srv.Close)
+	for range 2 {
+		if r := b.post(t, "crm", "evt_slow", []byte(`{}`), time.Now(), nil); r.code != 503 {
+			t.Fatalf("past the timeout: %+v", r)
+		}
+	}
+	fails, err := in.Failures(ctx, pool, "crm", "evt_slow", 1)
+	if err != nil || len(fails) != 1 || fails[0].Count != 2 || !strings.Contains(fails[0].Reason, "ReceiverConfig.Timeout") {
+		t.Fatalf("failure rows %+v %v; want one counting 2", fails, err)
+	}
+}
+
+// A handler that ignores its context is not cut at the deadline: it runs
+// to its end, and its receipt commits and answers as usual. Duplicates
+// that waited behind it in the process for their whole Timeout get 503
+// (retry) and write no failure row: the event was being processed, and
+// such rows said "failed" for an event processed once.
+func TestDuplicatesThatGiveUpWaitingWriteNoFailureRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		entered <- struct{}{}
+		<-release // deaf to ctx
+		return nil
+	}
+	b := handlerReceiver(t, handle, inbox.ReceiverConfig{Timeout: 300 * time.Millisecond})
+	now := time.Now()
+	first := make(chan reply, 1)
+	go func() { first <- b.post(t, "crm", "evt_deaf", []byte(`{}`), now, nil) }()
+	<-entered
+	for range 2 {
+		if r := b.post(t, "crm", "evt_deaf", []byte(`{}`), now, nil); r.code != 503 {
+			t.Fatalf("a duplicate behind it: %+v", r)
+		}
+	}
+	close(release)
+	if r := <-first; r.code != 200 || !strings.Contains(r.body, "processed") {
+		t.Fatalf("the first delivery: %+v", r)
+	}
+	if r := b.post(t, "crm", "evt_deaf", []byte(`{}`), now, nil); r.code != 200 || !strings.Contains(r.body, "duplicate") {
+		t.Fatalf("a later duplicate: %+v", r)
+	}
+	if fails, err := b.inbox.Failures(ctx, b.pool, "crm", "evt_deaf", 5); err != nil || len(fails) != 0 {
+		t.Fatalf("failure rows %+v %v; want none", fails, err)
 	}
 }

@@ -177,6 +177,17 @@ func TestStandardWebhooksEd25519(t *testing.T) {
 	if _, err := v.Verify(req("/", h), body, now); !errors.Is(err, verify.ErrSignature) || !strings.Contains(err.Error(), "more than 8 v1a signatures") {
 		t.Fatalf("the good signature after %d junk ones: %v", verify.MaxAsymmetricSignatures, err)
 	}
+	// A source without whpk_ keys checks no v1a signature: any number of
+	// them beside a good v1 one is no reason to refuse.
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	hv := must(verify.StandardWebhooks(secret))
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("msg_1.1700000000." + string(body)))
+	h["Webhook-Signature"] = junk + junk + "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	if _, err := hv.Verify(req("/", h), body, now); err != nil {
+		t.Fatalf("a good v1 signature beside %d v1a ones, no whpk_ key: %v", 2*(verify.MaxAsymmetricSignatures-1), err)
+	}
 }
 
 // A secret that verifies what anyone can sign is refused when the verifier
