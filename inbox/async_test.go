@@ -3,7 +3,6 @@ package inbox_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -55,17 +54,11 @@ func TestAsyncReceipt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
+	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{
 		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
 		River:   insertOnly,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	river.AddWorker(workers, rc.AsyncWorker())
-	b := &rbundle{rc: rc, pool: pool, inbox: in}
-	b.srv = httptest.NewServer(rc)
-	t.Cleanup(b.srv.Close)
+	river.AddWorker(workers, b.rc.AsyncWorker())
 
 	now := time.Now()
 	for i, want := range []string{"accepted", "duplicate"} {
@@ -149,16 +142,10 @@ func TestAsyncPermanentFailureNeedsNoSecondConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{
+	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{
 		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
 		River:   insertOnly,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rbundle{rc: rc, pool: pool, inbox: in}
-	b.srv = httptest.NewServer(rc)
-	t.Cleanup(b.srv.Close)
 	for i, want := range []string{"accepted", "duplicate"} {
 		if r := b.post(t, "forms", "evt_gone", []byte(`{}`), time.Now(), nil); r.code != 200 || !strings.Contains(r.body, want) {
 			t.Fatalf("delivery %d: %+v, want %s", i+1, r, want)
@@ -167,7 +154,7 @@ func TestAsyncPermanentFailureNeedsNoSecondConnection(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	job := &river.Job[inbox.ProcessArgs]{JobRow: &rivertype.JobRow{ID: 1}, Args: inbox.ProcessArgs{Source: "forms", EventID: "evt_gone"}}
-	err = rc.AsyncWorker().Work(wctx, job)
+	err = b.rc.AsyncWorker().Work(wctx, job)
 	var cancelled *rivertype.JobCancelError
 	if !errors.As(err, &cancelled) {
 		t.Fatalf("Work: %v; want the job cancelled", err)

@@ -3,7 +3,6 @@ package inbox_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -58,13 +57,7 @@ func TestAFailureRowDoesNotWaitForThePool(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rbundle{rc: rc, pool: pool, inbox: in}
-	b.srv = httptest.NewServer(rc)
-	t.Cleanup(b.srv.Close)
+	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
 	now := time.Now()
 	answers := make(chan reply, 3)
 	send := func(id string) { go func() { answers <- b.post(t, "crm", id, []byte(`{}`), now, nil) }() }

@@ -67,13 +67,7 @@ func slowBurst(t *testing.T, dedupe inbox.BodyDedupe, id func(i int) string) {
 		}
 		return nil
 	}
-	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle, BodyDedupe: dedupe}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rbundle{rc: rc, pool: pool, inbox: in}
-	b.srv = httptest.NewServer(rc)
-	t.Cleanup(b.srv.Close)
+	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle, BodyDedupe: dedupe}}})
 	now := time.Now()
 
 	const slow = 6
@@ -92,9 +86,9 @@ func slowBurst(t *testing.T, dedupe inbox.BodyDedupe, id func(i int) string) {
 	}
 	<-entered
 	deadline := time.Now().Add(10 * time.Second)
-	for inbox.InflightWaiting(rc) != slow-1 {
+	for inbox.InflightWaiting(b.rc) != slow-1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d requests queued behind the slow receipt, want %d", inbox.InflightWaiting(rc), slow-1)
+			t.Fatalf("%d requests queued behind the slow receipt, want %d", inbox.InflightWaiting(b.rc), slow-1)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -120,6 +120,20 @@ func newReceiver(t *testing.T, pool *pgxpool.Pool) *rbundle {
 	return b
 }
 
+// serveReceiver serves a Receiver of in over pool, with cfg, on a test
+// server closed when the test ends.
+func serveReceiver(t *testing.T, pool *pgxpool.Pool, in *inbox.Inbox, cfg *inbox.ReceiverConfig) *rbundle {
+	t.Helper()
+	rc, err := inbox.NewReceiver(pool, in, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &rbundle{rc: rc, pool: pool, inbox: in}
+	b.srv = httptest.NewServer(rc)
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
 type reply struct {
 	code   int
 	body   string
@@ -515,13 +529,7 @@ func TestReceiverPermanentFailureRacingASuccess(t *testing.T) {
 		return nil
 	}
 	process := func() *rbundle {
-		rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := &rbundle{rc: rc, pool: pool, inbox: in}
-		b.srv = httptest.NewServer(rc)
-		t.Cleanup(b.srv.Close)
+		b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
 		return b
 	}
 	b, other := process(), process()

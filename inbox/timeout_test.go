@@ -137,14 +137,8 @@ func TestAFailureRowAfterATimeoutInAFullPool(t *testing.T) {
 		_, err := tx.Exec(ctx, `SELECT pg_sleep(30)`)
 		return err
 	}
-	rc, err := inbox.NewReceiver(pool, in, &inbox.ReceiverConfig{Timeout: 300 * time.Millisecond,
+	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{Timeout: 300 * time.Millisecond,
 		Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rbundle{rc: rc, pool: pool, inbox: in}
-	b.srv = httptest.NewServer(rc)
-	t.Cleanup(b.srv.Close)
 	for range 2 {
 		if r := b.post(t, "crm", "evt_slow", []byte(`{}`), time.Now(), nil); r.code != 503 {
 			t.Fatalf("past the timeout: %+v", r)
