@@ -27,8 +27,9 @@ type DB interface {
 // receipt's transaction, and Exec for the failure log, written after that
 // transaction rolled back. *pgxpool.Pool satisfies it; pass a pool, since
 // the receiver serves requests concurrently and a *pgx.Conn cannot. With a
-// pool (a value with pgxpool's Acquire), each receipt runs on a connection
-// it holds until its failure row, if any, is written.
+// *pgxpool.Pool itself, each receipt runs on a connection it holds until
+// its failure row, if any, is written; a type of yours that wraps one is
+// used through its own Begin and Exec.
 type ReceiverDB interface {
 	// Begin starts a receipt's transaction.
 	Begin(ctx context.Context) (pgx.Tx, error)

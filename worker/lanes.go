@@ -120,9 +120,9 @@ func (d *Dispatcher) balance(ctx context.Context) error {
 const ensureLanesEvery = 5 * time.Second
 
 // ensureLanes makes the lane rows of destination name again if they are
-// gone, at most every ensureLanesEvery for each destination: called when the dispatcher holds
-// none of its lanes and could acquire none, which is also what a
-// dispatcher sees whose lanes are all another's. Lane rows are made at
+// gone, at most every ensureLanesEvery for each destination: called when
+// the dispatcher holds none of its lanes and could acquire none, which is
+// also what a dispatcher sees whose lanes are all another's. Lane rows are made at
 // Start only, and a `migrate down` and `up` between two statements (or a
 // DELETE) left every dispatcher idle until one restarted. An INSERT that
 // finds every row there writes nothing.
