@@ -3,12 +3,12 @@ package inbox_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/inbox"
 	"github.com/outboxd/outboxd/inbox/verify"
@@ -16,21 +16,19 @@ import (
 )
 
 // handlerReceiver serves one source "crm" whose handler is handle, with
-// cfg's other settings.
+// cfg's other settings, on a database of its own.
 func handlerReceiver(t *testing.T, handle inbox.HandlerFunc, cfg inbox.ReceiverConfig) *rbundle {
 	t.Helper()
-	pool := pgtest.Pool(t)
+	return crmReceiver(t, pgtest.Pool(t), handle, cfg)
+}
+
+// crmReceiver is handlerReceiver over pool.
+func crmReceiver(t *testing.T, pool *pgxpool.Pool, handle inbox.HandlerFunc, cfg inbox.ReceiverConfig) *rbundle {
+	t.Helper()
 	in, _ := inbox.New(nil)
 	v, _ := verify.StandardWebhooks(secret)
 	cfg.Sources = []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}
-	rc, err := inbox.NewReceiver(pool, in, &cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rbundle{rc: rc, pool: pool, inbox: in}
-	b.srv = httptest.NewServer(rc)
-	t.Cleanup(b.srv.Close)
-	return b
+	return serveReceiver(t, pool, in, &cfg)
 }
 
 // A receipt that runs past ReceiverConfig.Timeout (here its handler waits
@@ -130,21 +128,17 @@ func TestAHandlerThatClosesItsTransactionIsTold(t *testing.T) {
 func TestAFailureRowAfterATimeoutInAFullPool(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=1")
-	in, _ := inbox.New(nil)
-	v, _ := verify.StandardWebhooks(secret)
 	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
 		_, err := tx.Exec(ctx, `SELECT pg_sleep(30)`)
 		return err
 	}
-	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{Timeout: 300 * time.Millisecond,
-		Sources: []inbox.Source{{Name: "crm", Verifier: v, Handle: handle}}})
+	b := crmReceiver(t, pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=1"), handle, inbox.ReceiverConfig{Timeout: 300 * time.Millisecond})
 	for range 2 {
 		if r := b.post(t, "crm", "evt_slow", []byte(`{}`), time.Now(), nil); r.code != 503 {
 			t.Fatalf("past the timeout: %+v", r)
 		}
 	}
-	fails, err := in.Failures(ctx, pool, "crm", "evt_slow", 1)
+	fails, err := b.inbox.Failures(ctx, b.pool, "crm", "evt_slow", 1)
 	if err != nil || len(fails) != 1 || fails[0].Count != 2 || !strings.Contains(fails[0].Reason, "ReceiverConfig.Timeout") {
 		t.Fatalf("failure rows %+v %v; want one counting 2", fails, err)
 	}
