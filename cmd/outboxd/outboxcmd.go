@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/outboxd/outboxd/internal/dbschema"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -180,6 +182,9 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return describeDBError(err)
 		}
+		if len(msgs) == 0 {
+			hintUnserved(ctx, pool, db.schema, f.Destination, stderr)
+		}
 		if o.json {
 			return writeJSON(stdout, jsonList(msgs, newMessageJSON))
 		}
@@ -201,6 +206,9 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		})
 		if err != nil && !errors.Is(err, errDryRun) {
 			return describeDBError(err)
+		}
+		if n == 0 {
+			hintUnserved(ctx, pool, db.schema, f.Destination, stderr)
 		}
 		past := map[string]string{"requeue": "requeued", "purge": "purged"}[action]
 		if o.dryRun {
@@ -253,3 +261,28 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // errDryRun rolls back a dry run's transaction.
 var errDryRun = errors.New("dry run")
+
+// hintUnserved says on stderr when destination (a filter that matched
+// nothing) names no destination a dispatcher has served: a typo's
+// "requeued 0" looked like a clean result. Best-effort: a failed look says
+// nothing.
+func hintUnserved(ctx context.Context, pool *pgxpool.Pool, schema, destination string, stderr io.Writer) {
+	if destination == "" {
+		return
+	}
+	var (
+		served bool
+		names  string
+	)
+	if err := pool.QueryRow(ctx, dbschema.Render(servedSQL, schema), destination).Scan(&served, &names); err != nil || served {
+		return
+	}
+	fmt.Fprintf(stderr, "note: no dispatcher has served a destination named %q (served: %s)\n", safeLine(destination), safeLine(names))
+}
+
+// servedSQL: whether $1 has lane rows (a dispatcher started with it), and
+// the destinations that have.
+const servedSQL = `
+SELECT coalesce(bool_or(destination = $1), false),
+       coalesce(string_agg(DISTINCT destination, ', ' ORDER BY destination), 'none')
+FROM {{schema}}.outbox_lanes`

@@ -63,6 +63,29 @@ func TestRequeueAndPurgeNeedAFilterAndDryRun(t *testing.T) {
 	}
 }
 
+// A destination filter that matches nothing and names no destination a
+// dispatcher has served (a typo: "requeued 0", exit 0, looked clean) gets a
+// note on stderr naming the served ones; a served one that matches nothing
+// does not.
+func TestAFilterOnAnUnservedDestinationSaysSo(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	if _, err := b.pool.Exec(context.Background(), `INSERT INTO outboxd.outbox_lanes (destination, lane) VALUES ('crm', 0), ('mail', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db := []string{"DATABASE_URL=" + b.url}
+	const note = `note: no dispatcher has served a destination named "crmm" (served: crm, mail)`
+	for _, args := range [][]string{{"requeue"}, {"purge"}, {"dead"}, {"requeue", "--dry-run"}} {
+		r := outboxd(t, db, append(append([]string{"outbox"}, args...), "--destination", "crmm")...)
+		if r.code != 0 || firstLine(r.stderr) != note {
+			t.Errorf("%v --destination crmm: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+		if r := outboxd(t, db, append(append([]string{"outbox"}, args...), "--destination", "crm")...); r.code != 0 || r.stderr != "" {
+			t.Errorf("%v --destination crm: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+}
+
 // send refuses invalid JSON sent as JSON and an empty payload, unless told.
 func TestSendChecksThePayload(t *testing.T) {
 	t.Parallel()
