@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
@@ -35,7 +36,6 @@ func TestAsyncReceipt(t *testing.T) {
 		t.Fatal(err)
 	}
 	in, _ := inbox.New(nil)
-	v, _ := verify.StandardWebhooks(secret)
 	var runs atomic.Int32
 	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO leads (event_id) VALUES ($1)`, d.ID); err != nil {
@@ -50,14 +50,7 @@ func TestAsyncReceipt(t *testing.T) {
 		return nil
 	}
 	workers := river.NewWorkers()
-	insertOnly, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: "outboxd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{
-		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
-		River:   insertOnly,
-	})
+	b := asyncReceiver(t, pool, in, handle)
 	river.AddWorker(workers, b.rc.AsyncWorker())
 
 	now := time.Now()
@@ -134,17 +127,8 @@ func TestAsyncPermanentFailureNeedsNoSecondConnection(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=1")
 	in, _ := inbox.New(nil)
-	v, _ := verify.StandardWebhooks(secret)
-	handle := func(context.Context, pgx.Tx, *inbox.Delivery) error {
+	b := asyncReceiver(t, pool, in, func(context.Context, pgx.Tx, *inbox.Delivery) error {
 		return inbox.Permanent(errors.New("contact list was deleted"))
-	}
-	insertOnly, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: "outboxd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := serveReceiver(t, pool, in, &inbox.ReceiverConfig{
-		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
-		River:   insertOnly,
 	})
 	for i, want := range []string{"accepted", "duplicate"} {
 		if r := b.post(t, "forms", "evt_gone", []byte(`{}`), time.Now(), nil); r.code != 200 || !strings.Contains(r.body, want) {
@@ -154,7 +138,7 @@ func TestAsyncPermanentFailureNeedsNoSecondConnection(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	job := &river.Job[inbox.ProcessArgs]{JobRow: &rivertype.JobRow{ID: 1}, Args: inbox.ProcessArgs{Source: "forms", EventID: "evt_gone"}}
-	err = b.rc.AsyncWorker().Work(wctx, job)
+	err := b.rc.AsyncWorker().Work(wctx, job)
 	var cancelled *rivertype.JobCancelError
 	if !errors.As(err, &cancelled) {
 		t.Fatalf("Work: %v; want the job cancelled", err)
@@ -163,4 +147,19 @@ func TestAsyncPermanentFailureNeedsNoSecondConnection(t *testing.T) {
 	if err != nil || ev.Status != inbox.StatusRejected {
 		t.Fatalf("event %+v %v; want rejected", ev, err)
 	}
+}
+
+// asyncReceiver serves an async source "forms" whose jobs run handle,
+// inserted by an insert-only River client on pool.
+func asyncReceiver(t *testing.T, pool *pgxpool.Pool, in *inbox.Inbox, handle inbox.HandlerFunc) *rbundle {
+	t.Helper()
+	v, _ := verify.StandardWebhooks(secret)
+	insertOnly, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: "outboxd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveReceiver(t, pool, in, &inbox.ReceiverConfig{
+		Sources: []inbox.Source{{Name: "forms", Verifier: v, Handle: handle, Async: true}},
+		River:   insertOnly,
+	})
 }
