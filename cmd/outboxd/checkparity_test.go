@@ -16,6 +16,12 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 		{"lease_ttl below the default interval", "dispatcher:\n  lease_ttl: 500ms\n" + dest, "line 2: dispatcher.acquire_interval (default 1s) must be shorter than dispatcher.lease_ttl (500ms)"},
 		{"interval above the default ttl", "dispatcher:\n  acquire_interval: 20s\n" + dest, "line 2: dispatcher.acquire_interval (20s) must be shorter than dispatcher.lease_ttl (default 10s)"},
 		{"listen", "listen: nowhere\n" + dest, `line 1: listen: "nowhere" is not host:port (for example 127.0.0.1:9400 or :9400)`},
+		// A host no listener can take passed --check, then serve failed
+		// to bind (a trial): an IPv4 address out of range, a name with a
+		// space, an all-numeric top label.
+		{"listen out of range", "listen: 256.1.1.1:80\n" + dest, `line 1: listen: "256.1.1.1:80" is not host:port (for example 127.0.0.1:9400 or :9400)`},
+		{"listen host with a space", "listen: \"local host:80\"\n" + dest, `line 1: listen: "local host:80" is not host:port (for example 127.0.0.1:9400 or :9400)`},
+		{"listen numeric name", "listen: 10.0.0:80\n" + dest, `line 1: listen: "10.0.0:80" is not host:port (for example 127.0.0.1:9400 or :9400)`},
 		{"header name", "destinations:\n  a:\n    url: http://127.0.0.1:1/x\n    headers:\n      Bad Header: x\n", `line 5: destinations.a.headers: "Bad Header" is not a valid header name`},
 		{"max below the default base", "retry:\n  max: 500ms\n" + dest, "line 2: retry.max (500ms) must not be shorter than retry.base (default 1s)"},
 		{"destination max below global base", "retry:\n  base: 5s\ndestinations:\n  a:\n    url: http://127.0.0.1:1/x\n    retry:\n      max: 2s\n", "line 7: destinations.a.retry.max (2s) must not be shorter than destinations.a.retry.base (5s, from retry)"},
@@ -46,6 +52,16 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 	r = outboxd(t, nil, "serve", "--config", good, "--check", "--listen", "nowhere")
 	if want := `outboxd serve: --listen "nowhere": not host:port (for example 127.0.0.1:9400 or :9400)`; r.code != 2 || firstLine(r.stderr) != want {
 		t.Errorf("--listen nowhere: %+v", r)
+	}
+	r = outboxd(t, nil, "serve", "--config", good, "--check", "--listen", "256.1.1.1:80")
+	if want := `outboxd serve: --listen "256.1.1.1:80": not host:port (for example 127.0.0.1:9400 or :9400)`; r.code != 2 || firstLine(r.stderr) != want {
+		t.Errorf("--listen 256.1.1.1:80: %+v", r)
+	}
+	// What a listener takes still passes: a name, IPv6, a zone, no host.
+	for _, ok := range []string{"localhost:0", "[::1]:0", "[fe80::1%lo]:0", ":0", "0.0.0.0:0", "metrics-host.internal:9400"} {
+		if r := outboxd(t, []string{"DATABASE_URL=", "OUTBOXD_DATABASE_URL="}, "serve", "--config", good, "--check", "--listen", ok); r.code != 0 {
+			t.Errorf("--listen %s: %+v", ok, r)
+		}
 	}
 }
 

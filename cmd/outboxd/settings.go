@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -44,14 +45,40 @@ func (s serveSettings) check() error {
 
 // checkListen refuses an address net.Listen("tcp", ...) cannot take.
 func checkListen(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
 		return err
 	}
+	if host != "" && !listenHost(host) {
+		return errors.New("not an IP address or a host name")
+	}
 	return nil
+}
+
+// listenHost says whether host can be an address to listen on: an IP
+// (an IPv6 one possibly with a zone) or a name made of letters, digits
+// and hyphens whose last label is not all digits, which is how a
+// mistyped IPv4 address (256.1.1.1, 10.0.0) would otherwise pass. The name
+// is not looked up: --check works offline.
+func listenHost(host string) bool {
+	if ip, _, _ := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
+		return true
+	}
+	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 func validLevel(s string) bool {
