@@ -145,12 +145,18 @@ func (rc *Receiver) answer(ctx context.Context, db ReceiverDB, src *Source, d *D
 	case permanent(err):
 		return rc.rejectEvent(ctx, db, src, d, err)
 	default:
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("the receipt ran past ReceiverConfig.Timeout (%s): %w", rc.cfg.Timeout, err)
-		}
+		err = rc.timedOut(ctx, err)
 		rc.recordFailure(db, src.Name, d.ID, FailureFailed, err.Error(), http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable, "failed", err.Error()
 	}
+}
+
+// timedOut says, in err, that the receipt's deadline cut it, when it did.
+func (rc *Receiver) timedOut(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the receipt ran past ReceiverConfig.Timeout (%s): %w", rc.cfg.Timeout, err)
+	}
+	return err
 }
 
 // errTxClosed: the handler committed or rolled back the receipt's
@@ -171,6 +177,7 @@ func (rc *Receiver) rejectEvent(ctx context.Context, db ReceiverDB, src *Source,
 		return err
 	})
 	if err != nil {
+		err = rc.timedOut(ctx, err)
 		rc.recordFailure(db, src.Name, d.ID, FailureFailed, err.Error(), http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable, "failed", err.Error()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,6 +81,38 @@ func TestAReceiptPastItsTimeoutIsAnswered503(t *testing.T) {
 	}
 	if got := inbox.ReceiptTimeout(handlerReceiver(t, handle, inbox.ReceiverConfig{}).rc); got != 30*time.Second {
 		t.Fatalf("default timeout %s, want DefaultReceiptTimeout, 30 s (docs/receiving.md)", got)
+	}
+}
+
+// A handler that gives up for good only once the receipt's time is out
+// (it waited for its context, then returned Permanent) cannot be stored as
+// rejected: the receipt is answered 503 and its failure row says the
+// timeout cut it, not a bare "context deadline exceeded" (a review's).
+// The next delivery, in time, is rejected.
+func TestARejectionPastTheTimeoutSaysSo(t *testing.T) {
+	t.Parallel()
+	var late atomic.Bool
+	handle := func(ctx context.Context, tx pgx.Tx, d *inbox.Delivery) error {
+		if late.Load() {
+			<-ctx.Done()
+		}
+		return inbox.Permanent(errors.New("contact gone"))
+	}
+	b := handlerReceiver(t, handle, inbox.ReceiverConfig{Timeout: 300 * time.Millisecond})
+	now := time.Now()
+	late.Store(true)
+	if r := b.post(t, "crm", "evt_late", []byte(`{}`), now, nil); r.code != 503 {
+		t.Fatalf("rejected past the timeout: %+v", r)
+	}
+	fails, err := b.inbox.Failures(context.Background(), b.pool, "crm", "evt_late", 1)
+	if err != nil || len(fails) != 1 || !strings.Contains(fails[0].Reason, "ran past ReceiverConfig.Timeout (300ms)") {
+		t.Fatalf("failure rows %+v %v", fails, err)
+	}
+	late.Store(false)
+	for range 2 {
+		if r := b.post(t, "crm", "evt_late", []byte(`{}`), now, nil); r.code != 422 {
+			t.Fatalf("in time: %+v", r)
+		}
 	}
 }
 
