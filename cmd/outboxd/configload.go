@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -37,7 +38,7 @@ func loadConfig(path string) (*fileConfig, error) {
 		if errors.Is(err, io.EOF) {
 			return cfg, nil // empty file
 		}
-		return nil, fmt.Errorf("config %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, fmt.Errorf("config %s: %s", path, yamlError(b, err))
 	}
 	// A second document would be ignored by the decoder: refuse it rather
 	// than run with half of what the operator wrote.
@@ -48,7 +49,7 @@ func loadConfig(path string) (*fileConfig, error) {
 			line = second.Content[0].Line
 		}
 		if err != nil {
-			return nil, fmt.Errorf("config %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+			return nil, fmt.Errorf("config %s: %s", path, yamlError(b, err))
 		}
 		return nil, fmt.Errorf("config %s: line %d: a second YAML document (after ---): put everything in one", path, line)
 	}
@@ -196,6 +197,24 @@ func (c checker) check(n *yaml.Node, t reflect.Type, path string) error {
 		n.Tag = "!!str" // "on", "123", "yes" stay text
 	}
 	return nil
+}
+
+// yamlError words the parser's err on file b. The parser names no line
+// for a control character or invalid UTF-8: the line of the first such
+// byte is added.
+func yamlError(b []byte, err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if strings.HasPrefix(msg, "line ") {
+		return msg
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return fmt.Sprintf("line %d: %s", 1+bytes.Count(b[:i], []byte("\n")), msg)
+		}
+		i += n
+	}
+	return msg
 }
 
 func join(path, key string) string {
