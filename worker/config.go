@@ -94,7 +94,8 @@ type Maintenance struct {
 	BatchSize int
 	// Duty is the share of time the purge spends deleting: after each batch
 	// it rests so that deleting takes at most this fraction, leaving the
-	// server to live traffic. Default 0.25.
+	// server to live traffic. Default (0) 0.25; New refuses a value below
+	// 0 or above 1.
 	Duty float64
 }
 
@@ -132,7 +133,7 @@ func (c *Config) withDefaults() Config {
 	if out.Maintenance.BatchSize == 0 {
 		out.Maintenance.BatchSize = 1000
 	}
-	if out.Maintenance.Duty <= 0 || out.Maintenance.Duty > 1 {
+	if out.Maintenance.Duty == 0 {
 		out.Maintenance.Duty = 0.25
 	}
 	if out.ID == "" {
@@ -218,6 +219,9 @@ func (c *Config) validate() error {
 	}
 	if c.LeaseTTL < 0 || c.AcquireInterval < 0 || c.SweepInterval < 0 {
 		return errors.New("worker: Config.LeaseTTL, AcquireInterval and SweepInterval must not be negative")
+	}
+	if d := c.Maintenance.Duty; !(d > 0 && d <= 1) {
+		return fmt.Errorf("worker: Config.Maintenance.Duty (%g) must be between 0 and 1 (0: the default, 0.25)", d)
 	}
 	if err := c.checkMinimums(); err != nil {
 		return err

@@ -19,6 +19,8 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 		// A host no listener can take passed --check, then serve failed
 		// to bind (a trial): an IPv4 address out of range, a name with a
 		// space, an all-numeric top label.
+		{"duty above 1", "maintenance:\n  duty: 1.5\n" + dest, "line 2: maintenance.duty: 1.5 is not between 0 and 1"},
+		{"negative duty", "maintenance:\n  duty: -0.1\n" + dest, "line 2: maintenance.duty: -0.1 is not between 0 and 1"},
 		// The YAML parser names no line for these (a trial's).
 		{"control character", dest + "    headers:\n      X-A: a\x01b\n", "line 5: control characters are not allowed"},
 		{"invalid UTF-8", dest + "    type: http\xff\n", "line 4: invalid leading UTF-8 octet"},

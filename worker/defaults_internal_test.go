@@ -1,0 +1,81 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/dispatch"
+)
+
+// The defaults and bounds docs/configuration.md and docs/design.md name,
+// each checked against what the dispatcher applies: a changed constant
+// fails here and sends its author to the docs.
+func TestDocumentedDefaults(t *testing.T) {
+	t.Parallel()
+	c := (&Config{}).withDefaults()
+	for _, tc := range []struct {
+		doc       string
+		got, want any
+	}{
+		{"dispatcher.batch_size 200", c.BatchSize, 200},
+		{"dispatcher.batch_bytes 1 MiB", c.BatchBytes, int64(1 << 20)},
+		{"dispatcher.per_key_batch 10", c.PerKeyBatch, 10},
+		{"dispatcher.lease_ttl 10s", c.LeaseTTL, 10 * time.Second},
+		{"dispatcher.acquire_interval 1s", c.AcquireInterval, time.Second},
+		{"dispatcher.sweep_interval 1s", c.SweepInterval, time.Second},
+		{"retry.max_attempts 25", c.Retry.MaxAttempts, 25},
+		{"retry.max_age 72h", c.Retry.MaxAge, 72 * time.Hour},
+		{"retry.base 1s", c.Retry.Base, time.Second},
+		{"retry.max 1h", c.Retry.Max, time.Hour},
+		{"maintenance.interval 1m", c.Maintenance.Interval, time.Minute},
+		{"maintenance.delivered_retention 168h", c.Maintenance.DeliveredRetention, 168 * time.Hour},
+		{"maintenance.failure_retention 168h", c.Maintenance.FailureRetention, 168 * time.Hour},
+		{"maintenance.batch_size 1000", c.Maintenance.BatchSize, 1000},
+		{"maintenance.duty 0.25", c.Maintenance.Duty, 0.25},
+		{"stop bound: shutdown_timeout + 5 s (StuckGrace)", StuckGrace, 5 * time.Second},
+		{"unserved destinations checked every 10 acquire_intervals", unservedEvery, 10},
+		{"one log line per kind per 10 s", logEvery, 10 * time.Second},
+		{"lease_ttl at least 500ms", MinLeaseTTL, 500 * time.Millisecond},
+		{"intervals at least 10ms", MinInterval, 10 * time.Millisecond},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: the code has %v", tc.doc, tc.got)
+		}
+	}
+}
+
+// The least values are accepted, one below them refused; a purge duty
+// outside (0, 1] is refused as the configuration file's is, not replaced
+// by the default without a word.
+func TestConfigBounds(t *testing.T) {
+	t.Parallel()
+	base := func() Config {
+		send := func(context.Context, dispatch.Message) dispatch.Result { return dispatch.Result{} }
+		return (&Config{Destinations: map[string]dispatch.Destination{"d": dispatch.DestinationFunc(send)}, ID: "x"}).withDefaults()
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*Config)
+		error string // "" when accepted
+	}{
+		{"lease_ttl 500ms", func(c *Config) { c.LeaseTTL, c.AcquireInterval = MinLeaseTTL, MinInterval }, ""},
+		{"lease_ttl 499ms", func(c *Config) { c.LeaseTTL, c.AcquireInterval = MinLeaseTTL-time.Millisecond, MinInterval }, "below 500ms"},
+		{"sweep 10ms", func(c *Config) { c.SweepInterval = MinInterval }, ""},
+		{"maintenance 10ms", func(c *Config) { c.Maintenance.Interval = MinInterval }, ""},
+		{"duty 1", func(c *Config) { c.Maintenance.Duty = 1 }, ""},
+		{"duty 1.5", func(c *Config) { c.Maintenance.Duty = 1.5 }, "Maintenance.Duty (1.5) must be between 0 and 1"},
+		{"duty -0.5", func(c *Config) { c.Maintenance.Duty = -0.5 }, "Maintenance.Duty (-0.5) must be between 0 and 1"},
+	} {
+		c := base()
+		tc.edit(&c)
+		err := c.validate()
+		switch {
+		case tc.error == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.error != "" && (err == nil || !strings.Contains(err.Error(), tc.error)):
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.error)
+		}
+	}
+}
