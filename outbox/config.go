@@ -45,5 +45,11 @@ func (c *Config) validate() error {
 	if err := dbschema.Validate(c.Schema); err != nil {
 		return fmt.Errorf("outbox: Config.Schema: %w", err)
 	}
+	// A Notifier of another schema would announce on a channel that this
+	// schema's dispatchers do not listen to: every wake-up lost.
+	if c.Notifier != nil && c.Notifier.channel != dbschema.NotifyChannel(c.Schema) {
+		return fmt.Errorf("outbox: Config.Notifier announces on %s, for another schema than Config.Schema %s (give both the same Schema)",
+			c.Notifier.channel, c.Schema)
+	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,9 +27,13 @@ import (
 // every transaction of the last 2 ms: its cost on the server is shared).
 //
 // Give one Notifier to every Outbox of a process (Config.Notifier), Start
-// it, and Stop it on the way out. A message whose announcement is lost (the
-// process stops, the database is briefly away) is still found by the
-// dispatcher's sweep, within its SweepInterval.
+// it, and Stop it on the way out. While it is not running (before Start,
+// after Stop), Enqueue sends the NOTIFY in the enqueueing transaction, as
+// without a Notifier (one statement more, and those commits serialised),
+// and the Notifier's Logger says so once. A message whose announcement is
+// lost (the process stops with its transaction open, the database is
+// briefly away) is still found by the dispatcher's sweep, within its
+// SweepInterval.
 type Notifier struct {
 	db       DB
 	query    string
@@ -46,8 +51,12 @@ type Notifier struct {
 	pending map[int64]uint64 // transaction id -> its lanes (low 32 bits) and destination bits (high 32, internal/wakeup)
 	open    map[int64]openTxn
 	running bool
-	full    bool   // maxPending reached (logged once)
-	added   uint64 // count of add calls, to tell whether any came lately
+	// live mirrors running for Enqueue, which reads it on every call;
+	// idleWarned: the warning that it is not running was logged (once
+	// per stop).
+	live, idleWarned atomic.Bool
+	full             bool   // maxPending reached (logged once)
+	added            uint64 // count of add calls, to tell whether any came lately
 
 	kick chan struct{}
 	stop chan struct{}
@@ -159,6 +168,8 @@ func (n *Notifier) Start(ctx context.Context) error {
 		return fmt.Errorf("outbox: notifier start: %w", err)
 	}
 	n.running, n.stop, n.done = true, make(chan struct{}), make(chan struct{})
+	n.live.Store(true)
+	n.idleWarned.Store(false)
 	go n.run(n.stop, n.done)
 	go n.stopOnCancel(ctx, n.stop, n.done)
 	return nil
@@ -178,6 +189,7 @@ func (n *Notifier) stopOnCancel(ctx context.Context, stop, done chan struct{}) {
 		return
 	}
 	n.running = false
+	n.live.Store(false)
 	close(stop)
 	n.mu.Unlock()
 	<-done
@@ -191,6 +203,7 @@ func (n *Notifier) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	if n.running {
 		n.running = false
+		n.live.Store(false)
 		close(n.stop)
 	}
 	done := n.done // nil if never started
@@ -206,6 +219,18 @@ func (n *Notifier) Stop(ctx context.Context) error {
 	}
 }
 
+// notRunning reports whether Enqueue must announce in its transaction,
+// and logs once per stop that it does.
+func (n *Notifier) notRunning() bool {
+	if n.live.Load() {
+		return false
+	}
+	if n.idleWarned.CompareAndSwap(false, true) {
+		n.log.Warn("the Notifier is not running (not started, or stopped): enqueues NOTIFY in their own transactions meanwhile, which serialises their commits; Start it")
+	}
+	return true
+}
+
 // add remembers that transaction xid enqueued into mask: lanes in its low
 // 32 bits, destinations' filter bits in its high 32.
 func (n *Notifier) add(xid int64, mask uint64) {
@@ -215,7 +240,7 @@ func (n *Notifier) add(xid int64, mask uint64) {
 		n.pending[xid] |= mask
 	} else if !n.full {
 		n.full = true
-		n.log.Warn("notifier has 100,000 unannounced transactions (is it started?); dispatchers' sweeps find their messages")
+		n.log.Warn("notifier has 100,000 unannounced transactions (the database away?); dispatchers' sweeps find their messages")
 	}
 	n.mu.Unlock()
 	select {

@@ -154,7 +154,9 @@ func (o *Outbox) Enqueue(ctx context.Context, db DB, msg Message) (Enqueued, err
 	if seq != nil {
 		out.Seq = *seq
 	}
-	o.announce(announce, lane, msg.Destination)
+	if err := o.announceInTx(ctx, db, o.announce(announce, lane, msg.Destination)); err != nil {
+		return Enqueued{}, err
+	}
 	return out, nil
 }
 
@@ -224,13 +226,33 @@ func (o *Outbox) statement(msg *Message, caller bool) (sql string, checked bool)
 
 // announce hands the enqueueing transaction, its lane and its destination
 // to the Notifier (with one; without, the NOTIFY went with the statement).
-func (o *Outbox) announce(xid string, lane int16, destination string) {
+// A Notifier that is not running could not announce it: announce returns
+// the mask for announceInTx instead (0 when there is none to send).
+func (o *Outbox) announce(xid string, lane int16, destination string) uint64 {
 	if o.notifier == nil {
-		return
+		return 0
+	}
+	mask := wakeup.Mask(int(lane), destination)
+	if o.notifier.notRunning() {
+		return mask
 	}
 	if x, err := strconv.ParseInt(xid, 10, 64); err == nil {
-		o.notifier.add(x, wakeup.Mask(int(lane), destination))
+		o.notifier.add(x, mask)
 	}
+	return 0
+}
+
+// announceInTx sends the NOTIFY a Notifier not running would have sent,
+// in the enqueueing transaction: delivered at its commit, like
+// announceInline's ("m" and the mask as an unsigned number, internal/wakeup).
+func (o *Outbox) announceInTx(ctx context.Context, db DB, mask uint64) error {
+	if mask == 0 {
+		return nil
+	}
+	if _, err := db.Exec(ctx, `SELECT pg_notify($1, $2)`, o.NotifyChannel(), "m"+strconv.FormatUint(mask, 10)); err != nil {
+		return fmt.Errorf("outbox: announce (the Notifier is not running): %w", err)
+	}
+	return nil
 }
 
 // args returns the enqueue statement's arguments for msg: a statement
@@ -304,7 +326,10 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		batch.Queue(sqls[i], args[i]...)
 	}
 	out := make([]Enqueued, len(msgs))
-	var existing []int
+	var (
+		existing []int
+		inTx     uint64 // announceInTx's mask
+	)
 	results := db.SendBatch(ctx, batch)
 	for _, i := range order {
 		m := msgs[i]
@@ -326,10 +351,13 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, db DB, msgs []Message) ([]Enq
 		if seq != nil {
 			out[i].Seq = *seq
 		}
-		o.announce(announce, lane, m.Destination)
+		inTx |= o.announce(announce, lane, m.Destination)
 	}
 	if err := results.Close(); err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+	}
+	if err := o.announceInTx(ctx, db, inTx); err != nil {
+		return nil, err
 	}
 	for _, i := range existing {
 		e, err := o.findExisting(ctx, db, msgs[i])

@@ -269,3 +269,30 @@ func (b bundle) attemptsOfTheOnly(t *testing.T) []outbox.Attempt {
 	}
 	return attempts
 }
+
+// unannounced returns an Outbox whose commits wake no dispatcher: its
+// Notifier runs but cannot reach the database (as when its connection is
+// down), so only the lanes' sweeps find what it enqueues. (A Notifier
+// never started would not do: Enqueue then NOTIFYs in the transaction.)
+func unannounced(t *testing.T) *outbox.Outbox {
+	t.Helper()
+	ctx := context.Background()
+	away, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/away?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(away.Close)
+	n, err := outbox.NewNotifier(away, &outbox.NotifierConfig{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ob, err := outbox.New(&outbox.Config{Notifier: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ob
+}

@@ -41,18 +41,14 @@ func TestDeliveryWokenByTheNotifier(t *testing.T) {
 	}
 }
 
-// A message committed with no notification at all (its Notifier never
-// started, as if its announcement were lost) is still delivered within the
+// A message committed with no notification at all (its Notifier cannot
+// reach the database: its announcement is lost) is still delivered within the
 // documented bound, SweepInterval, by the lane's own sweep.
 func TestUnannouncedMessageIsFoundBySweep(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	silent, err := outbox.NewNotifier(b.pool, nil) // never started
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, _ := outbox.New(&outbox.Config{Notifier: silent})
+	ob := unannounced(t)
 	const sweep = 500 * time.Millisecond
 	b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval = sweep }))
 	waitReady(t, b)
