@@ -22,3 +22,9 @@ func InflightWaiting(rc *Receiver) int { return rc.inflight.waiters() }
 
 // ReceiptTimeout is the receiver's ReceiverConfig.Timeout after defaults.
 func ReceiptTimeout(rc *Receiver) time.Duration { return rc.cfg.Timeout }
+
+// SourceMaxBody is the body bound a receiver applies to a source.
+func SourceMaxBody(rc *Receiver, source string) int64 { return rc.sources[source].MaxBody }
+
+// MaxConcurrent is how many requests a receiver serves at once.
+func MaxConcurrent(rc *Receiver) int { return cap(rc.slots) }

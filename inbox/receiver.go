@@ -90,7 +90,8 @@ type Source struct {
 	Verifier verify.Verifier
 	// Handle does the work of a new event. Required.
 	Handle HandlerFunc
-	// MaxBody bounds the request body (413 beyond). Default 1 MiB.
+	// MaxBody bounds the request body (413 beyond). Default 1 MiB;
+	// NewReceiver refuses a negative one.
 	MaxBody int64
 	// Async answers 200 as soon as the event and a River job to process it
 	// are committed; the job runs Handle later (see AsyncWorker). Default
@@ -122,7 +123,8 @@ const (
 type ReceiverConfig struct {
 	// Sources are the senders the receiver accepts. Required: at least one.
 	Sources []Source
-	// RetryAfter is sent with 503 answers. Default 5 s.
+	// RetryAfter is sent with 503 answers, in whole seconds rounded up.
+	// Default 5 s; NewReceiver refuses a negative one.
 	RetryAfter time.Duration
 	// Metrics, when set, is updated for every request (NewMetrics).
 	// Default nil: no metrics.
@@ -214,6 +216,9 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 	if rc.cfg.RetryAfter == 0 {
 		rc.cfg.RetryAfter = 5 * time.Second
 	}
+	if rc.cfg.RetryAfter < 0 {
+		return nil, fmt.Errorf("inbox: ReceiverConfig.RetryAfter (%s) must be positive (0: the default, 5 s)", rc.cfg.RetryAfter)
+	}
 	if rc.cfg.Now == nil {
 		rc.cfg.Now = time.Now
 	}
@@ -252,6 +257,9 @@ func NewReceiver(pool ReceiverDB, in *Inbox, cfg *ReceiverConfig) (*Receiver, er
 		}
 		if s.MaxBody == 0 {
 			s.MaxBody = DefaultMaxBody
+		}
+		if s.MaxBody < 0 {
+			return nil, fmt.Errorf("inbox: source %s: MaxBody (%d) must be positive (0: DefaultMaxBody, 1 MiB)", s.Name, s.MaxBody)
 		}
 		if sh, ok := s.Verifier.(interface{ SignatureHeaders() []string }); ok {
 			rc.sigHeaders[s.Name] = sh.SignatureHeaders()

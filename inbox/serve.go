@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -77,7 +78,8 @@ func answer(w http.ResponseWriter, code int, status string, extra map[string]str
 }
 
 func (rc *Receiver) retryAfter() map[string]string {
-	return map[string]string{"Retry-After": strconv.Itoa(int(rc.cfg.RetryAfter.Seconds()))}
+	// Whole seconds, rounded up: never a retry sooner than configured.
+	return map[string]string{"Retry-After": strconv.FormatInt(int64((rc.cfg.RetryAfter+time.Second-1)/time.Second), 10)}
 }
 
 func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {
