@@ -99,9 +99,9 @@ type Source struct {
 	Async bool
 	// BodyDedupe also dedupes on a hash of the body, so that a captured
 	// request replayed under a fresh id is a duplicate. By default
-	// (BodyDedupeAuto) it is on for providers whose id header is unsigned,
-	// whose signature has no timestamp and whose body is unique per event
-	// (verify.Meta.BodyUnique: GitHub, Shopify).
+	// (BodyDedupeAuto) it is on for providers whose id header is unsigned
+	// and whose body is unique per event (verify.Meta.BodyUnique: GitHub,
+	// Shopify, Twilio, Linear; docs/receiving.md, "Body dedupe").
 	BodyDedupe BodyDedupe
 }
 

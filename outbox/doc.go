@@ -26,6 +26,13 @@
 // key waits and draws the next number. Dispatchers deliver one message per
 // key at a time, in sequence order.
 //
+// That waiting is READ COMMITTED's, PostgreSQL's default. Under REPEATABLE
+// READ or SERIALIZABLE, a transaction that waited for another's enqueue of
+// the same ordering key, or of the same idempotency key, gets a
+// serialization failure (SQLSTATE 40001) once the other commits, instead
+// of the next number or the existing message: retry the transaction, as
+// for any 40001.
+//
 // # Limits
 //
 // The row lock serialises transactions that enqueue for the same ordering

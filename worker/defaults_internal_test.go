@@ -79,3 +79,20 @@ func TestConfigBounds(t *testing.T) {
 		}
 	}
 }
+
+// RetryPolicy.Backoff on a policy with zero fields applies the documented
+// defaults (1 s, 1 h), as New does: a zero policy returned 0 for every
+// attempt, and ignored a Retry-After (a library trial's).
+func TestBackoffOfAZeroPolicy(t *testing.T) {
+	t.Parallel()
+	var p RetryPolicy
+	if d := p.Backoff(1, 0); d < 500*time.Millisecond || d > time.Second {
+		t.Errorf("first backoff %s, want within [0.5 s, 1 s]", d)
+	}
+	if d := p.Backoff(40, 0); d < 30*time.Minute || d > time.Hour {
+		t.Errorf("40th backoff %s, want within [30 min, 1 h]", d)
+	}
+	if d := p.Backoff(1, 2*time.Hour); d != time.Hour {
+		t.Errorf("Retry-After of 2 h: %s, want the default Max, 1 h", d)
+	}
+}

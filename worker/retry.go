@@ -65,8 +65,10 @@ func (p RetryPolicy) validate(field string) error {
 }
 
 // Backoff returns the delay before the attempt after attempt number n
-// (counting from 1), honouring retryAfter up to Max.
+// (counting from 1), honouring retryAfter up to Max. Zero fields take
+// their defaults, as in New.
 func (p RetryPolicy) Backoff(n int, retryAfter time.Duration) time.Duration {
+	p = p.withDefaults()
 	d := p.Base
 	for i := 1; i < n && d < p.Max; i++ {
 		d *= 2

@@ -57,7 +57,9 @@ type HMACConfig struct {
 	// way. Default 5 min; unused without TimestampHeader.
 	Tolerance time.Duration
 	// IDHeader or IDField (a top-level JSON field of the body: a
-	// non-empty string, or an integer, whose digits are the id) gives the
+	// non-empty string, or an integer written in digits, with an optional
+	// minus sign and no exponent, whose text is the id: 5 and "5" are one
+	// event, 1e3 is refused) gives the
 	// event id; TypeHeader or TypeField the type (with both, the header
 	// when the request has it, else the field). Default "" for each: without an id the receiver keys the event
 	// on a hash of its body, without a type the event has none. An IDField
