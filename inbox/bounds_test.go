@@ -2,6 +2,8 @@ package inbox_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +61,27 @@ func TestRetryAfterIsRoundedUp(t *testing.T) {
 		if tc.retryAfter == 0 && inbox.MaxConcurrent(b.rc) != 128 {
 			t.Errorf("default MaxConcurrent %d, want 128", inbox.MaxConcurrent(b.rc))
 		}
+	}
+}
+
+// A rejection's reason is stored cut to 1,000 bytes, in the event and in
+// its failure row, as docs/receiving.md says (a handler's error may hold
+// a whole response body).
+func TestRejectionReasonsAreCut(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", 1500) // 3,000 bytes
+	handle := func(context.Context, pgx.Tx, *inbox.Delivery) error { return inbox.Permanent(errors.New(long)) }
+	b := handlerReceiver(t, handle, inbox.ReceiverConfig{})
+	if r := b.post(t, "crm", "evt_long", []byte(`{}`), time.Now(), nil); r.code != 422 {
+		t.Fatalf("%+v", r)
+	}
+	ctx := context.Background()
+	ev, err := b.inbox.Get(ctx, b.pool, "crm", "evt_long")
+	if err != nil || len(ev.Reason) != 1000 || !strings.HasPrefix(long, ev.Reason) {
+		t.Fatalf("stored reason of %d bytes (%v), want the first 1,000", len(ev.Reason), err)
+	}
+	fails, err := b.inbox.Failures(ctx, b.pool, "crm", "evt_long", 1)
+	if err != nil || len(fails) != 1 || len(fails[0].Reason) != 1000 {
+		t.Fatalf("failure rows %d (%v), want one with 1,000 bytes of reason", len(fails), err)
 	}
 }

@@ -64,7 +64,7 @@ func (d *daemon) running(t *testing.T) bool {
 // The first signal stops gracefully, waiting for in-flight deliveries; a
 // second one ends the process at once, also when outboxd was started with
 // SIGINT ignored (a shell's &), and for SIGTERM or SIGHUP twice as for
-// SIGINT.
+// SIGINT, with the status a shell gives a signal's death.
 func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -108,6 +108,11 @@ func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 				t.Logf("exited %s after the second signal", time.Since(start))
 			case <-time.After(5 * time.Second):
 				t.Fatal("still running 5 s after the second signal (shutdown_timeout is 10 s)")
+			}
+			// 128+n, as a shell reports a signal's death: 130, 143, 129
+			// (docs/configuration.md).
+			if got := d.cmd.ProcessState.ExitCode(); got != 128+int(tc.sig) {
+				t.Fatalf("exit status %d, want %d", got, 128+int(tc.sig))
 			}
 		})
 	}
