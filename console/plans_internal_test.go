@@ -187,3 +187,11 @@ func forms(v *string) []string {
 	}
 	return eventkey.Forms(*v)
 }
+
+// A search by a reference's value tries the names the newest 1,000
+// events and 200 of each source use (docs/operations.md, docs/design.md).
+func TestRefNamesBounds(t *testing.T) {
+	if refNamesNewest != 1000 || refNamesPerSource != 200 {
+		t.Errorf("the code reads the names of the newest %d events and %d per source; the docs say 1,000 and 200", refNamesNewest, refNamesPerSource)
+	}
+}

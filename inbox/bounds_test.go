@@ -42,8 +42,9 @@ func TestNewReceiverRefusesNegativeBounds(t *testing.T) {
 
 // Retry-After is whole seconds: a RetryAfter between them is rounded up,
 // never down (1.5 s was sent as 1, 500 ms as 0: a retry sooner than
-// asked), and the default is 5 s, the body bound 1 MiB and the requests
-// served at once 128, as docs/receiving.md says.
+// asked), and the default is 5 s, the body bound 1 MiB, the requests
+// served at once 128 and the forged-request log line one per source per
+// 10 s, as docs/receiving.md says.
 func TestRetryAfterIsRoundedUp(t *testing.T) {
 	t.Parallel()
 	fail := func(context.Context, pgx.Tx, *inbox.Delivery) error { return context.DeadlineExceeded }
@@ -57,6 +58,9 @@ func TestRetryAfterIsRoundedUp(t *testing.T) {
 		}
 		if tc.retryAfter == 0 && inbox.SourceMaxBody(b.rc, "crm") != 1<<20 {
 			t.Errorf("default MaxBody %d, want 1 MiB", inbox.SourceMaxBody(b.rc, "crm"))
+		}
+		if tc.retryAfter == 0 && inbox.LogEvery(b.rc) != 10*time.Second {
+			t.Errorf("one line per source per %s, want 10 s", inbox.LogEvery(b.rc))
 		}
 		if tc.retryAfter == 0 && inbox.MaxConcurrent(b.rc) != 128 {
 			t.Errorf("default MaxConcurrent %d, want 128", inbox.MaxConcurrent(b.rc))

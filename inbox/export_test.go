@@ -28,3 +28,6 @@ func SourceMaxBody(rc *Receiver, source string) int64 { return rc.sources[source
 
 // MaxConcurrent is how many requests a receiver serves at once.
 func MaxConcurrent(rc *Receiver) int { return cap(rc.slots) }
+
+// LogEvery is how often a receiver logs one kind of line at most.
+func LogEvery(rc *Receiver) time.Duration { return rc.logs.Every }

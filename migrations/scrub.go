@@ -45,13 +45,17 @@ SELECT source, event_id FROM batch ORDER BY source DESC, event_id DESC LIMIT 1`
 // own transaction (goose runs it outside one): the table is never locked as
 // a whole and never rewritten at once, whatever its size. It can be
 // interrupted and run again. Down does nothing: what was removed is gone.
+// scrubBatch is how many rows each of the scrub's transactions rewrites
+// (docs/receiving.md: 1,000).
+const scrubBatch = 1000
+
 func scrubMigration(schema string) *goose.Migration {
 	q := dbschema.Render(scrubBatchSQL, schema)
 	return goose.NewGoMigration(scrubVersion,
 		&goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
 			source, eventID := "", ""
 			for {
-				err := db.QueryRowContext(ctx, q, source, eventID, 1000).Scan(&source, &eventID)
+				err := db.QueryRowContext(ctx, q, source, eventID, scrubBatch).Scan(&source, &eventID)
 				if errors.Is(err, sql.ErrNoRows) {
 					return nil
 				}
