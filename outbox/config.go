@@ -12,10 +12,11 @@ type Config struct {
 	Schema string
 	// Notifier, when set (and started), announces committed enqueues to
 	// the dispatchers from outside the enqueueing transactions. Without
-	// it, Enqueue sends a NOTIFY inside the caller's transaction, which
-	// PostgreSQL serialises with every other notifying commit: fine for a
-	// few hundred enqueueing transactions a second, a bottleneck beyond.
-	// Default nil: notify inside the transaction.
+	// it, or while it is not running, Enqueue sends a NOTIFY inside the
+	// caller's transaction, which PostgreSQL serialises with every other
+	// notifying commit: fine for a few hundred enqueueing transactions a
+	// second, a bottleneck beyond. It must be of the same Schema. Default
+	// nil: notify inside the transaction.
 	Notifier *Notifier
 	// MaxPayload bounds a message's payload, in bytes: Enqueue refuses a
 	// larger one (ErrInvalidMessage), before anything is sent. A
