@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/pgid"
 	"github.com/outboxd/outboxd/internal/redact"
 )
 
@@ -16,9 +18,17 @@ import (
 // Messages not attempted get no result. A destination that bounds its own
 // calls in flight gets them through its deliveryPool (pool.go); any other
 // gets a goroutine per key.
-func (r *laneRunner) deliver(batch []claimed) []result {
+//
+// It returns the batch's results, or, when some of its keys are still
+// being sent stragglerAfter after it began (a destination that hangs on
+// one request), the results so far and those keys as a straggler: the
+// runner records what is done and claims again around them, so that one
+// slow request holds up its own key only, not the lane's other messages
+// for the destination's whole timeout (an operator's trial).
+func (r *laneRunner) deliver(batch []claimed) ([]result, *straggler) {
 	groups := groupByKey(batch)
-	out := &batchResults{results: make([]result, 0, len(batch))}
+	out := newBatchResults(len(groups))
+	unhook := func() {}
 	if p := r.d.pools[r.key.Destination]; p != nil {
 		p.submit(r, groups, out)
 		// Once the lease is gone, or the runner is told to stop, what
@@ -26,22 +36,41 @@ func (r *laneRunner) deliver(batch []claimed) []result {
 		// sent: see attempt): only the attempts in flight are.
 		leaseGone := context.AfterFunc(r.leaseCtx, func() { p.drop(out) })
 		stopped := context.AfterFunc(r.stopCtx, func() { p.drop(out) })
-		out.done.Wait()
-		leaseGone()
-		stopped()
-		return out.results
+		unhook = func() { leaseGone(); stopped() }
+	} else {
+		out.done.Add(len(groups))
+		for i, g := range groups {
+			go func() {
+				defer out.end(i)
+				for len(g) > 0 {
+					g = r.deliverNext(g, out)
+				}
+			}()
+		}
 	}
-	out.done.Add(len(groups))
-	for _, g := range groups {
-		go func() {
-			defer out.done.Done()
-			for len(g) > 0 {
-				g = r.deliverNext(g, out)
-			}
-		}()
+	ended := make(chan struct{})
+	go func() { out.done.Wait(); close(ended) }()
+	if r.waitBatch(ended) {
+		unhook()
+		return out.results, nil
 	}
-	out.done.Wait()
-	return out.results
+	s := &straggler{out: out, ended: ended, unhook: unhook}
+	out.mu.Lock()
+	done := slices.Clone(out.results)
+	s.from = len(out.results)
+	for i, g := range groups {
+		switch {
+		case out.ended[i]:
+		case g[0].OrderingKey != "":
+			s.keys = append(s.keys, g[0].OrderingKey)
+		default:
+			s.ids = append(s.ids, pgid.One(g[0].ID))
+		}
+	}
+	out.mu.Unlock()
+	// Its end wakes the runner, to record it and free its keys.
+	go func() { <-ended; r.wake() }()
+	return done, s
 }
 
 // deliverNext attempts the first of a key's messages and returns the ones

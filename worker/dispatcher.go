@@ -133,6 +133,7 @@ type Dispatcher struct {
 type queries struct {
 	schemaProbe, indexProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
 	claim, claimRetries, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
+	claimAround, claimRetriesAround string // leaving out stragglers
 }
 
 // New returns a Dispatcher that uses pool for everything. It does not start
@@ -160,6 +161,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 			schemaProbe: r(schemaProbeSQL), indexProbe: r(indexProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
 			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
+			claimAround: r(claimAround(claimTmpl, 8)), claimRetriesAround: r(claimAround(claimRetriesTmpl, 9)),
 			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 			purgeKeys: r(purgeKeysSQL),

@@ -33,15 +33,30 @@ type delivery struct {
 	r     *laneRunner
 	msgs  []claimed
 	batch *batchResults
+	group int // its place in the batch's groups
 }
 
 // batchResults gathers a batch's results; done counts its groups not yet
-// ended. dropped is guarded by the pool's mu.
+// ended, and ended says which have (guarded by mu, as results). dropped is
+// guarded by the pool's mu.
 type batchResults struct {
 	mu      sync.Mutex
 	results []result
+	ended   []bool
 	done    sync.WaitGroup
 	dropped bool
+}
+
+func newBatchResults(groups int) *batchResults {
+	return &batchResults{results: make([]result, 0, groups), ended: make([]bool, groups)}
+}
+
+// end counts group ended: all its results are in.
+func (b *batchResults) end(group int) {
+	b.mu.Lock()
+	b.ended[group] = true
+	b.mu.Unlock()
+	b.done.Done()
 }
 
 // submit queues a batch's groups and returns at once; out.done is
@@ -49,8 +64,8 @@ type batchResults struct {
 func (p *deliveryPool) submit(r *laneRunner, groups [][]claimed, out *batchResults) {
 	out.done.Add(len(groups))
 	p.mu.Lock()
-	for _, g := range groups {
-		p.queue = append(p.queue, delivery{r: r, msgs: g, batch: out})
+	for i, g := range groups {
+		p.queue = append(p.queue, delivery{r: r, msgs: g, batch: out, group: i})
 	}
 	n := p.spawnLocked()
 	p.mu.Unlock()
@@ -86,7 +101,7 @@ func (p *deliveryPool) work() {
 		n := p.spawnLocked()
 		p.mu.Unlock()
 		p.start(n)
-		job.batch.done.Done()
+		job.batch.end(job.group)
 	}()
 	for {
 		var ok bool
@@ -136,7 +151,7 @@ func (p *deliveryPool) next(job delivery) {
 		return
 	}
 	p.mu.Unlock()
-	job.batch.done.Done()
+	job.batch.end(job.group)
 }
 
 // drop ends the groups of out that wait in the queue, unsent: its lane's
@@ -148,7 +163,7 @@ func (p *deliveryPool) drop(out *batchResults) {
 	kept := p.head
 	for _, job := range p.queue[p.head:] {
 		if job.batch == out {
-			out.done.Done()
+			out.end(job.group) // out.mu inside the pool's: never the other way
 			continue
 		}
 		p.queue[kept] = job

@@ -60,7 +60,7 @@ func TestAStoppedRunnerDoesNotWaitForThePoolsQueue(t *testing.T) {
 		{Message: dispatch.Message{ID: uuid.New(), Destination: "x", OrderingKey: "k", Seq: 2}},
 	}
 	done := make(chan []result, 1)
-	go func() { done <- stopping.deliver(batch) }()
+	go func() { res, _ := stopping.deliver(batch); done <- res }()
 	deadline := time.Now().Add(10 * time.Second)
 	for queued := 0; queued < 2; {
 		p.mu.Lock()

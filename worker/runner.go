@@ -56,6 +56,9 @@ type laneRunner struct {
 	// cut: what the last claim's byte bound left out (run's goroutine
 	// only).
 	cut claimCut
+	// stragglers: batches' keys still being sent after stragglerAfter
+	// (straggler.go; run's goroutine only).
+	stragglers []*straggler
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it
@@ -132,6 +135,9 @@ func (r *laneRunner) run() {
 	claimCtx, cancelClaims := context.WithCancel(r.leaseCtx)
 	defer cancelClaims()
 	defer context.AfterFunc(r.stopCtx, cancelClaims)()
+	// First of the deferred: the stragglers' attempts end and are recorded
+	// before the lane is given back.
+	defer r.settleStragglers(true)
 	backoff := 100 * time.Millisecond
 	recordBackoff := 100 * time.Millisecond // reset by a recording that worked only
 	for !r.stopping() {
@@ -152,6 +158,7 @@ func (r *laneRunner) run() {
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
+		r.settleStragglers(false)
 		claimedAt := r.d.mono()
 		batch, walk, err := r.claim(claimCtx, claimedAt)
 		r.walk.next = err != nil
@@ -173,7 +180,10 @@ func (r *laneRunner) run() {
 			r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
 			continue
 		}
-		results := r.deliver(batch)
+		results, s := r.deliver(batch)
+		if s != nil {
+			r.stragglers = append(r.stragglers, s)
+		}
 		if err := r.record(results); err != nil {
 			total := r.d.unrecorded.Add(int64(len(results)))
 			if r.stopping() {
@@ -393,6 +403,13 @@ func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk boo
 	q := r.d.q.claim
 	if !walk {
 		q, args = r.d.q.claimRetries, append(args, r.walk.progressed)
+	}
+	if len(r.stragglers) > 0 {
+		keys, ids := r.excluded()
+		q, args = r.d.q.claimAround, append(args, keys, ids)
+		if !walk {
+			q = r.d.q.claimRetriesAround
+		}
 	}
 	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {

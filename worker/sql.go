@@ -2,7 +2,12 @@ package worker
 
 // The dispatcher's SQL, in one place. {{schema}} is replaced once by New.
 
-import "github.com/outboxd/outboxd/internal/pendingsql"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/outboxd/outboxd/internal/pendingsql"
+)
 
 // numLanes matches the lane column's modulus in migration 00004.
 const numLanes = 32
@@ -101,7 +106,7 @@ WHERE l.destination = h.destination AND l.lane = h.lane AND l.token = h.token AN
 // candidates are not read, only those of the $6 kept, by primary key. Due unkeyed messages come oldest due first, from their own
 // index. Every step is an index range with a LIMIT, so the plan needs no
 // statistics (see TestHotPathPlansUseIndexesWithoutStatistics).
-const claimSQL = claimLease + `, heads AS (
+const claimTmpl = claimLease + `, heads AS (
     (SELECT m.ordering_key, m.seq, m.next_attempt_at, m.created_at, m.attempts > m.attempts_base AS retry
      FROM {{schema}}.outbox_messages m
      WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
@@ -118,7 +123,7 @@ const claimSQL = claimLease + `, heads AS (
         LIMIT 1) n
 ), due AS (
     SELECT ordering_key, seq, created_at AS head_at, CASE WHEN retry THEN 1 ELSE $5 END AS take FROM heads
-    WHERE next_attempt_at <= now()
+    WHERE next_attempt_at <= now(){{notkeys:}}
     ORDER BY created_at, ordering_key
     LIMIT $6
 )` + claimBatch
@@ -137,12 +142,12 @@ const claimSQL = claimLease + `, heads AS (
 // tried message behind an older pending one of its key: the subquery
 // (one probe per retry: a correlated NOT EXISTS was planned as an anti
 // join reading the whole lane) keeps it from jumping its key's order.
-const claimRetriesSQL = claimLease + `, due AS (
+const claimRetriesTmpl = claimLease + `, due AS (
     (SELECT m.ordering_key, m.seq, m.created_at AS head_at, 1 AS take
      FROM {{schema}}.outbox_messages m
      WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NOT NULL
        AND m.attempts > m.attempts_base
-       AND m.next_attempt_at <= now()
+       AND m.next_attempt_at <= now(){{notkeys:m.}}
        AND EXISTS (SELECT 1 FROM lease)
        AND m.seq = (
            SELECT b.seq FROM {{schema}}.outbox_messages b
@@ -161,8 +166,28 @@ const claimRetriesSQL = claimLease + `, due AS (
           AND m.ordering_key = k.key AND EXISTS (SELECT 1 FROM lease)
         ORDER BY m.seq
         LIMIT 1) h
-    WHERE h.next_attempt_at <= now()
+    WHERE h.next_attempt_at <= now(){{notkeys:h.}}
 )` + claimBatch
+
+// The claims as a runner with no attempts still running sends them, and
+// the same with the keys and ids of those attempts left out (claimAround):
+// their messages are pending, and taken again they would be sent twice.
+var (
+	claimSQL        = claimAround(claimTmpl, 0)
+	claimRetriesSQL = claimAround(claimRetriesTmpl, 0)
+)
+
+// claimAround renders a claim template: without exclusions for first == 0,
+// else leaving out the ordering keys $first (text[]) and the unkeyed
+// messages' ids $first+1 (uuid[]), both never NULL.
+func claimAround(tmpl string, first int) string {
+	if first == 0 {
+		return strings.NewReplacer("{{notkeys:}}", "", "{{notkeys:m.}}", "", "{{notkeys:h.}}", "", "{{notids}}", "").Replace(tmpl)
+	}
+	keys := func(col string) string { return fmt.Sprintf(" AND %sordering_key <> ALL($%d::text[])", col, first) }
+	return strings.NewReplacer("{{notkeys:}}", keys(""), "{{notkeys:m.}}", keys("m."), "{{notkeys:h.}}", keys("h."),
+		"{{notids}}", fmt.Sprintf(" AND m.id <> ALL($%d::uuid[])", first+1)).Replace(tmpl)
+}
 
 // claimLease opens both claims: the lease check.
 const claimLease = `
@@ -214,7 +239,7 @@ UNION ALL
     FROM (SELECT ` + claimedRow + `, m.next_attempt_at
           FROM {{schema}}.outbox_messages m
           WHERE m.destination = $1 AND m.lane = $2 AND m.status = 'pending' AND m.ordering_key IS NULL
-            AND m.next_attempt_at <= now()
+            AND m.next_attempt_at <= now(){{notids}}
             AND EXISTS (SELECT 1 FROM lease)
           ORDER BY m.next_attempt_at
           LIMIT $6) s) c)`

@@ -1,0 +1,185 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// hangingOne delivers every message at once but the one whose payload is
+// "hang", which it holds until release is closed (or its context ends),
+// and counts the calls per message.
+type hangingOne struct {
+	mu       sync.Mutex
+	calls    map[uuid.UUID]int
+	inFlight chan struct{}
+	release  chan struct{}
+	bound    int // Concurrency(), for the pooled variant
+}
+
+func (h *hangingOne) Deliver(ctx context.Context, m dispatch.Message) dispatch.Result {
+	h.mu.Lock()
+	h.calls[m.ID]++
+	h.mu.Unlock()
+	if bytes.Equal(m.Payload, []byte("hang")) {
+		select {
+		case h.inFlight <- struct{}{}:
+		default:
+		}
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return dispatch.Result{Outcome: dispatch.Retry, Err: ctx.Err()}
+		}
+	}
+	return dispatch.Result{Outcome: dispatch.Delivered}
+}
+
+func (h *hangingOne) count(id uuid.UUID) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls[id]
+}
+
+type pooledHangingOne struct{ *hangingOne }
+
+func (p pooledHangingOne) Concurrency() int { return p.bound }
+
+// A request that hangs holds up its own key only: the lane's other keys
+// and unkeyed messages, committed while it hangs, are delivered meanwhile
+// (they waited for the destination's whole timeout, on every retry: an
+// operator's trial), while the next message of its key waits for it, and
+// nothing is sent twice. With and without the destination's bound on
+// calls in flight (its delivery pool).
+func TestAHangingRequestHoldsUpOnlyItsKey(t *testing.T) {
+	t.Parallel()
+	for _, pooled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pooled=%v", pooled), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 1), release: make(chan struct{}), bound: 8}
+			var dest dispatch.Destination = h
+			if pooled {
+				dest = pooledHangingOne{h}
+			}
+			b.start(t, b.config(t, func(c *worker.Config) { c.Destinations = map[string]dispatch.Destination{"sink": dest} }))
+			waitReady(t, b)
+			// A key in the hanging key's lane, and the lane.
+			var lane int
+			var neighbour string
+			if err := b.pool.QueryRow(ctx, `
+SELECT (hashtext('k-hang') & 2147483647) % 32,
+       (SELECT 'k-' || i FROM generate_series(1, 10000) i
+        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 LIMIT 1)`).Scan(&lane, &neighbour); err != nil {
+				t.Fatal(err)
+			}
+			enqueue := func(key, payload string) uuid.UUID {
+				t.Helper()
+				e, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: key, Payload: []byte(payload)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e.ID
+			}
+			hang := enqueue("k-hang", "hang")
+			select {
+			case <-h.inFlight:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the hanging request was never sent")
+			}
+			behind := enqueue("k-hang", "behind")
+			others := []uuid.UUID{enqueue(neighbour, "neighbour")}
+			for range 64 {
+				others = append(others, enqueue("", "unkeyed"))
+			}
+			var sameLane int
+			if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_messages WHERE id = ANY($1) AND lane = $2`, others, lane).Scan(&sameLane); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 20*time.Second, "the other messages, while one request of the lane hangs", func() bool {
+				for _, id := range others {
+					if h.count(id) == 0 {
+						return false
+					}
+				}
+				return true
+			})
+			if h.count(behind) != 0 || h.count(hang) != 1 {
+				t.Fatalf("while the request hangs: the next message of its key sent %d times, the hanging one %d; want 0 and 1", h.count(behind), h.count(hang))
+			}
+			close(h.release)
+			waitFor(t, 20*time.Second, "the hanging key's next message, once the request returned", func() bool { return h.count(behind) == 1 })
+			counts := b.waitSettled(t, 20*time.Second)
+			if counts["delivered"] != len(others)+2 {
+				t.Fatalf("statuses %v, want %d delivered", counts, len(others)+2)
+			}
+			for _, id := range append(others, hang, behind) {
+				if n := h.count(id); n != 1 {
+					t.Fatalf("message %s sent %d times", id, n)
+				}
+			}
+			t.Logf("%d of the %d other messages were in the hanging request's lane %d", sameLane, len(others), lane)
+		})
+	}
+}
+
+// A stop waits for a straggler's request as for any in flight, and cut
+// off at its deadline records it as abandoned: the message stays pending,
+// tried once, for the lane's next holder.
+func TestStopCutsAStragglerOffAsAnyAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 1), release: make(chan struct{})}
+	t.Cleanup(func() { close(h.release) })
+	d, err := worker.New(b.pool, b.config(t, func(c *worker.Config) { c.Destinations = map[string]dispatch.Destination{"sink": h} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, b)
+	hang, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-h.inFlight
+	// Another key of its lane is delivered: the lane moved on, the
+	// request is a straggler.
+	var neighbour string
+	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
+        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 LIMIT 1`).Scan(&neighbour); err != nil {
+		t.Fatal(err)
+	}
+	next, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: neighbour, Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the lane's next key, beside the hanging request", func() bool { return h.count(next.ID) == 1 })
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := d.Stop(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stop: %v, want the deadline's error (a request was cut off)", err)
+	}
+	var status string
+	var outcomes []string
+	if err := b.pool.QueryRow(ctx, `SELECT status, ARRAY(SELECT outcome FROM outboxd.outbox_attempts WHERE message_id = $1)
+FROM outboxd.outbox_messages WHERE id = $1`, hang.ID).Scan(&status, &outcomes); err != nil {
+		t.Fatal(err)
+	}
+	if status != "pending" || fmt.Sprint(outcomes) != "[abandoned]" || h.count(hang.ID) != 1 {
+		t.Fatalf("the straggler after the stop: %s, attempts %v, sent %d times; want pending, [abandoned], 1", status, outcomes, h.count(hang.ID))
+	}
+}
