@@ -131,7 +131,7 @@ type Dispatcher struct {
 }
 
 type queries struct {
-	schemaProbe, indexProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
+	schemaProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
 	claim, claimRetries, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
 	claimAround, claimRetriesAround string // leaving out stragglers
 }
@@ -158,7 +158,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 	d := &Dispatcher{
 		pool: pool, cfg: c, log: log,
 		q: queries{
-			schemaProbe: r(schemaProbeSQL), indexProbe: r(indexProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
+			schemaProbe: r(schemaProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
 			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			claimAround: r(claimAround(claimTmpl, 8)), claimRetriesAround: r(claimAround(claimRetriesTmpl, 9)),

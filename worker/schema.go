@@ -31,11 +31,8 @@ var errRetryIndex = errors.New("index outbox_messages_retry_heads_idx is missing
 // probeSchema checks the columns and the index this version's statements
 // need.
 func (d *Dispatcher) probeSchema(ctx context.Context) error {
-	if _, err := d.pool.Exec(ctx, d.q.schemaProbe); err != nil {
-		return err
-	}
 	var valid bool
-	if err := d.pool.QueryRow(ctx, d.q.indexProbe).Scan(&valid); err != nil {
+	if err := d.pool.QueryRow(ctx, d.q.schemaProbe).Scan(&valid); err != nil {
 		return err
 	}
 	if !valid {
@@ -60,6 +57,16 @@ func isSchemaError(err error) bool {
 		return true
 	}
 	return false
+}
+
+// checkSchema looks at a schema believed current, and stops claims if it
+// went behind. Other errors (the database away) are the health tracker's.
+func (d *Dispatcher) checkSchema(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := d.probeSchema(ctx); err != nil && isSchemaError(err) {
+		d.schemaFailed(err)
+	}
 }
 
 // schemaProbeEvery is how often a dispatcher whose schema went behind

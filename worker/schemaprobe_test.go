@@ -65,24 +65,52 @@ func TestStartRefusesAnOlderSchema(t *testing.T) {
 }
 
 // A schema taken back while the dispatcher runs (`outboxd migrate down`
-// before stopping it) makes the recording fail after each batch was sent.
-// The dispatcher then stops claiming (nothing is sent again and again:
-// before, about 20 times a second), says so, turns unready, and resumes
-// once the schema is migrated again, delivering each message.
+// before stopping it) is noticed without any traffic: the dispatcher
+// turns unready within a lane-balancing round and claims nothing, so a
+// message enqueued meanwhile is sent once, after the schema is migrated
+// again. Before, it stayed ready until a message came, sent it, failed to
+// record it, and sent it again after the migration (an operator's trial).
+func TestMigrateDownUnderAnIdleDispatcherIsNoticed(t *testing.T) {
+	t.Parallel()
+	b, m := migratable(t, nil)
+	ctx := context.Background()
+	d := b.start(t, b.config(t, nil))
+	waitFor(t, 20*time.Second, "the dispatcher ready", d.Ready)
+	if _, err := m.DownTo(ctx, 12); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the dispatcher unready, with nothing enqueued", func() bool { return !d.Ready() })
+	b.enqueue(t, 5, 5, func(int) string { return "" })
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 5 {
+		t.Fatalf("statuses %v after migrating up again", c)
+	}
+	for k, n := range perKey(b.sink.Requests()) {
+		if n != 1 {
+			t.Errorf("key %s sent %d times; want once, after the schema came back", k, n)
+		}
+	}
+}
+
+// A batch claimed just before the schema went back is sent, and its
+// recording fails: the dispatcher then stops claiming (nothing is sent
+// again and again: before, about 20 times a second), says so, turns
+// unready, and resumes once the schema is migrated again, delivering each
+// message.
 func TestMigrateDownUnderARunningDispatcherStopsSending(t *testing.T) {
 	t.Parallel()
 	b, m := migratable(t, nil)
 	ctx := context.Background()
 	d := b.start(t, b.config(t, nil))
+	b.enqueue(t, 5, 5, func(int) string { return "" })
 	if _, err := m.DownTo(ctx, 12); err != nil {
 		t.Fatal(err)
 	}
-	b.enqueue(t, 5, 5, func(int) string { return "" })
-	waitFor(t, 20*time.Second, "a first send, then the dispatcher unready", func() bool {
-		return len(b.sink.Requests()) > 0 && !d.Ready()
-	})
+	waitFor(t, 20*time.Second, "the dispatcher unready", func() bool { return !d.Ready() })
 	// Claims have stopped: over 1.5 s the old code sent each message about
-	// 30 more times. A runner that claimed before the first failure may
+	// 30 more times. A runner that claimed before the schema went back may
 	// still send its message once.
 	time.Sleep(1500 * time.Millisecond)
 	for k, n := range perKey(b.sink.Requests()) {

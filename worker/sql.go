@@ -37,17 +37,16 @@ const forgetDispatcherSQL = `DELETE FROM {{schema}}.outbox_dispatchers WHERE id 
 // statements use (migration 13): a dispatcher started before `migrate up`
 // would send messages and then fail to record them, and send them again,
 // for as long as it ran.
+//
+// It also tells, in one round trip, whether the retry heads' index
+// (migration 14) is there and valid: without it claimRetriesSQL would read
+// the lane's whole keyed backlog, and a CONCURRENTLY build cut short
+// leaves one that exists but is not used.
 const schemaProbeSQL = `
-SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by
-FROM {{schema}}.outbox_messages LIMIT 0`
-
-// indexProbeSQL tells whether the retry heads' index (migration 14) is
-// there and valid: without it claimRetriesSQL would read the lane's whole
-// keyed backlog, and a CONCURRENTLY build cut short leaves one that
-// exists but is not used.
-const indexProbeSQL = `
 SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index
-                 WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_retry_heads_idx')), false)`
+                 WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_retry_heads_idx')), false)
+FROM (SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by
+      FROM {{schema}}.outbox_messages LIMIT 0) AS columns_of_13 RIGHT JOIN (VALUES (1)) AS one(x) ON true`
 
 // ensureLanesSQL creates the lease rows of the given destinations.
 const ensureLanesSQL = `
