@@ -16,8 +16,10 @@ import (
 // while the dispatcher runs (`outboxd migrate down` before stopping it):
 // the recording statement then fails after every batch was sent, and the
 // messages, still pending, would be claimed and sent again and again. So
-// the first such failure stops all claims of this dispatcher, /readyz
-// turns unready, and one probe a second looks for the schema to come back.
+// each lane-balancing round looks at the schema (checkSchema), and that
+// look or the first such failure stops all claims of this dispatcher,
+// /readyz turns unready, and one probe a second looks for the schema to
+// come back.
 
 // errSchemaBehind reports a schema older than this dispatcher's statements.
 func errSchemaBehind(schema string, err error) error {
