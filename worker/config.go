@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -217,6 +218,9 @@ func (c *Config) validate() error {
 	if c.BatchSize < 0 || c.PerKeyBatch < 0 || c.BatchBytes < 0 {
 		return errors.New("worker: Config.BatchSize, BatchBytes and PerKeyBatch must be positive")
 	}
+	if c.BatchSize > MaxCount || c.PerKeyBatch > MaxCount || c.Maintenance.BatchSize > MaxCount {
+		return fmt.Errorf("worker: Config.BatchSize, PerKeyBatch and Maintenance.BatchSize must be at most %d (MaxCount)", MaxCount)
+	}
 	if c.LeaseTTL < 0 || c.AcquireInterval < 0 || c.SweepInterval < 0 {
 		return errors.New("worker: Config.LeaseTTL, AcquireInterval and SweepInterval must not be negative")
 	}
@@ -249,6 +253,10 @@ const (
 	MinLeaseTTL = 500 * time.Millisecond
 	MinInterval = 10 * time.Millisecond
 )
+
+// MaxCount bounds BatchSize, PerKeyBatch and Maintenance.BatchSize: they go
+// to PostgreSQL as integers (int4).
+const MaxCount = math.MaxInt32
 
 func (c *Config) checkMinimums() error {
 	if c.LeaseTTL < MinLeaseTTL {

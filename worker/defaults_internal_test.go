@@ -65,6 +65,9 @@ func TestConfigBounds(t *testing.T) {
 		{"sweep 10ms", func(c *Config) { c.SweepInterval = MinInterval }, ""},
 		{"maintenance 10ms", func(c *Config) { c.Maintenance.Interval = MinInterval }, ""},
 		{"duty 1", func(c *Config) { c.Maintenance.Duty = 1 }, ""},
+		{"per-key batch of int4's most", func(c *Config) { c.PerKeyBatch = MaxCount }, ""},
+		{"per-key batch past int4", func(c *Config) { c.PerKeyBatch = MaxCount + 1 }, "must be at most 2147483647"},
+		{"maintenance batch past int4", func(c *Config) { c.Maintenance.BatchSize = MaxCount + 1 }, "must be at most 2147483647"},
 		{"duty 1.5", func(c *Config) { c.Maintenance.Duty = 1.5 }, "Maintenance.Duty (1.5) must be between 0 and 1"},
 		{"duty -0.5", func(c *Config) { c.Maintenance.Duty = -0.5 }, "Maintenance.Duty (-0.5) must be between 0 and 1"},
 	} {

@@ -19,6 +19,9 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 		// A host no listener can take passed --check, then serve failed
 		// to bind (a trial): an IPv4 address out of range, a name with a
 		// space, an all-numeric top label.
+		// Past int4 every claim failed while /readyz said ready (a trial).
+		{"per_key_batch past int4", "dispatcher:\n  per_key_batch: 2147483648\n" + dest, "line 2: dispatcher.per_key_batch: 2147483648 is over the most, 2147483647"},
+		{"batch_size past int4", "dispatcher:\n  batch_size: 9999999999\n" + dest, "line 2: dispatcher.batch_size: 9999999999 is over the most, 2147483647"},
 		{"duty above 1", "maintenance:\n  duty: 1.5\n" + dest, "line 2: maintenance.duty: 1.5 is not between 0 and 1"},
 		{"negative duty", "maintenance:\n  duty: -0.1\n" + dest, "line 2: maintenance.duty: -0.1 is not between 0 and 1"},
 		// The YAML parser names no line for these (a trial's).

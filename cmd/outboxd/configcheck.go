@@ -53,6 +53,16 @@ func (c *fileConfig) validate() error {
 			return c.errAt(f.path, "must not be negative")
 		}
 	}
+	// Counts go to PostgreSQL as integers: past int4, every claim failed
+	// to encode while /readyz said ready (an operator's trial).
+	for _, f := range []struct {
+		path string
+		v    int
+	}{{"dispatcher.batch_size", d.BatchSize}, {"dispatcher.per_key_batch", d.PerKeyBatch}, {"maintenance.batch_size", c.Maintenance.BatchSize}} {
+		if f.v > worker.MaxCount {
+			return c.errAt(f.path, "%d is over the most, %d", f.v, worker.MaxCount)
+		}
+	}
 	for _, f := range []struct {
 		path     string
 		v, least time.Duration
