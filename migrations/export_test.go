@@ -11,3 +11,6 @@ import (
 func AlterBriefly(ctx context.Context, db *sql.DB, table, stmt string, tries int) error {
 	return newOnline("outboxd", nil).alterBriefly(ctx, db, table, stmt, tries)
 }
+
+// LockID is the advisory lock a schema's migration runs hold.
+func LockID(schema string) int64 { return lockID(schema) }

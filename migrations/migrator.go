@@ -124,29 +124,35 @@ func (m *Migrator) Schema() string { return m.schema }
 // Up applies every pending migration. When one fails, Up returns those
 // applied before it and an error naming the version that failed.
 func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
-	p, err := m.prepare(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res, err := p.Up(ctx)
-	if err != nil {
-		return failed("up", res, err)
-	}
-	return resultsOf(res), nil
+	return m.up(ctx, "up", (*goose.Provider).Up)
 }
 
 // UpTo applies the pending migrations up to and including version, as Up
 // does for all of them.
 func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*Result, error) {
-	p, err := m.prepare(ctx)
-	if err != nil {
-		return nil, err
+	return m.up(ctx, fmt.Sprintf("up to %d", version), func(p *goose.Provider, ctx context.Context) ([]*goose.MigrationResult, error) {
+		return p.UpTo(ctx, version)
+	})
+}
+
+// up runs an up. One that waited for the runs' lock behind a down to 0
+// finds the version table, or the schema, gone (the down's cleanup drops
+// them): nothing was applied, and it starts again from nothing, once.
+func (m *Migrator) up(ctx context.Context, op string, run func(*goose.Provider, context.Context) ([]*goose.MigrationResult, error)) ([]*Result, error) {
+	for again := true; ; again = false {
+		p, err := m.prepare(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res, err := run(p, ctx)
+		if err != nil && again && len(res) == 0 && (isSQLState(err, "42P01") || isSQLState(err, "3F000")) {
+			continue
+		}
+		if err != nil {
+			return failed(op, res, err)
+		}
+		return resultsOf(res), nil
 	}
-	res, err := p.UpTo(ctx, version)
-	if err != nil {
-		return failed(fmt.Sprintf("up to %d", version), res, err)
-	}
-	return resultsOf(res), nil
 }
 
 // Down reverts the latest applied migration. Reverting the last one removes
