@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // cmdFlags is one command's flags with outboxd's conventions: --help prints
@@ -63,6 +64,27 @@ func (f *cmdFlags) refuseEmpty(names ...string) error {
 	})
 	return err
 }
+
+// refuseNonText refuses a flag value or an argument that is not UTF-8
+// text without NUL, which PostgreSQL refuses: its raw "invalid byte
+// sequence" came back as a failure (exit 1), the byte echoed (an
+// operator's trial). The value is not shown.
+func (f *cmdFlags) refuseNonText(operands []string) error {
+	var err error
+	f.Visit(func(fl *flag.Flag) {
+		if err == nil && !isText(fl.Value.String()) {
+			err = f.usageErr(fmt.Sprintf("--%s is not UTF-8 text", fl.Name))
+		}
+	})
+	for i, op := range operands {
+		if err == nil && !isText(op) {
+			err = f.usageErr(fmt.Sprintf("argument %d is not UTF-8 text", i+1))
+		}
+	}
+	return err
+}
+
+func isText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // usageErr is a usage error that points at this command's --help.
 func (f *cmdFlags) usageErr(msg string) error {

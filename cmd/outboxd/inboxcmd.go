@@ -72,6 +72,9 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if help || err != nil {
 		return err
 	}
+	if err := fs.refuseNonText(operands); err != nil {
+		return err
+	}
 	if len(operands) != a.operands {
 		return fs.usageErr(fmt.Sprintf("%s takes %d argument(s), got %d", action, a.operands, len(operands)))
 	}

@@ -134,6 +134,9 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if help || err != nil {
 		return err
 	}
+	if err := fs.refuseNonText(operands); err != nil {
+		return err
+	}
 	switch {
 	case a.operand != "" && (len(operands) == 0 || strings.TrimSpace(operands[0]) == ""):
 		return fs.usageErr(fmt.Sprintf("%s needs an argument: %s", action, a.operand))

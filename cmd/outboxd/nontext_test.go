@@ -1,0 +1,31 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// A filter or an argument that is not UTF-8 text is a usage mistake (exit
+// 2), said without echoing the bytes: PostgreSQL's raw "invalid byte
+// sequence" came back with exit 1, and `inbox show` printed the byte back
+// (an operator's trial). It is refused before any connection: the
+// database URL here leads nowhere.
+func TestFiltersThatAreNotTextAreUsageMistakes(t *testing.T) {
+	t.Parallel()
+	env := []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/x?connect_timeout=1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"outbox", "dead", "--type", "\xff"}, "--type is not UTF-8 text"},
+		{[]string{"outbox", "dead", "--destination", "a\xffb"}, "--destination is not UTF-8 text"},
+		{[]string{"inbox", "show", "s\xff", "ev"}, "argument 1 is not UTF-8 text"},
+		{[]string{"inbox", "find", "em\xffail=x"}, "argument 1 is not UTF-8 text"},
+		{[]string{"inbox", "failures", "--event", "e\xff"}, "--event is not UTF-8 text"},
+	} {
+		r := outboxd(t, env, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr+r.stdout, "\xff") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q, the byte not echoed", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
