@@ -81,9 +81,12 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var refName, refValue string
 	if action == "find" {
 		var ok bool
-		if refName, refValue, ok = strings.Cut(operands[0], "="); !ok || refName == "" {
-			return fs.usageErr(fmt.Sprintf("find %q: want NAME=VALUE", operands[0]))
+		if refName, refValue, ok = strings.Cut(operands[0], "="); !ok || refName == "" || strings.TrimSpace(refValue) == "" {
+			return fs.usageErr(fmt.Sprintf("find %q: want NAME=VALUE, with a value", operands[0]))
 		}
+	}
+	if err := fs.refuseEmpty("source", "event"); err != nil {
+		return err
 	}
 	pool, err := db.openPool(ctx)
 	if err != nil {

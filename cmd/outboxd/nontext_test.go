@@ -29,3 +29,22 @@ func TestFiltersThatAreNotTextAreUsageMistakes(t *testing.T) {
 		}
 	}
 }
+
+// An empty filter is refused as --destination and --type are: from an
+// unset shell variable it listed everything, or nothing (a trial's).
+func TestInboxFiltersThatAreEmptyAreRefused(t *testing.T) {
+	t.Parallel()
+	env := []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/x?connect_timeout=1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inbox", "failures", "--source", ""}, "--source is empty"},
+		{[]string{"inbox", "failures", "--event", " "}, "--event is empty"},
+		{[]string{"inbox", "find", "email="}, `find "email=": want NAME=VALUE, with a value`},
+	} {
+		if r := outboxd(t, env, tc.args...); r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
