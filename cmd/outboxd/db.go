@@ -53,7 +53,7 @@ func (f *dbFlags) register(fs *flag.FlagSet) {
 	fs.Var(givenString{&f.url, "database-url", &f.givenEmpty}, "database-url", "PostgreSQL `URL` (default $OUTBOXD_DATABASE_URL, then $DATABASE_URL)")
 	fs.Var(givenString{&f.schema, "schema", &f.givenEmpty}, "schema", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
 	f.connectTimeout = 10 * time.Second
-	fs.Var(boundedDuration{d: &f.connectTimeout, positive: true}, "connect-timeout", "how long to wait for the server")
+	fs.Var(boundedDuration{d: &f.connectTimeout, positive: true}, "connect-timeout", "how long a connection attempt may wait for the server to answer (one it refuses fails at once)")
 }
 
 // resolveWith applies the environment to what the flags left unset: flag,
