@@ -3,6 +3,7 @@ package inbox_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestRetryAfterIsRoundedUp(t *testing.T) {
 	for _, tc := range []struct {
 		retryAfter time.Duration
 		want       string
-	}{{0, "5"}, {500 * time.Millisecond, "1"}, {1500 * time.Millisecond, "2"}, {3 * time.Second, "3"}} {
+	}{{0, "5"}, {500 * time.Millisecond, "1"}, {1500 * time.Millisecond, "2"}, {3 * time.Second, "3"}, {math.MaxInt64, "9223372037"}} {
 		b := handlerReceiver(t, fail, inbox.ReceiverConfig{RetryAfter: tc.retryAfter})
 		if r := b.post(t, "crm", "evt_ra", []byte(`{}`), time.Now(), nil); r.code != 503 || r.header.Get("Retry-After") != tc.want {
 			t.Errorf("RetryAfter %s: %d, Retry-After %q, want 503 and %q", tc.retryAfter, r.code, r.header.Get("Retry-After"), tc.want)

@@ -79,7 +79,11 @@ func answer(w http.ResponseWriter, code int, status string, extra map[string]str
 
 func (rc *Receiver) retryAfter() map[string]string {
 	// Whole seconds, rounded up: never a retry sooner than configured.
-	return map[string]string{"Retry-After": strconv.FormatInt(int64((rc.cfg.RetryAfter+time.Second-1)/time.Second), 10)}
+	secs := rc.cfg.RetryAfter / time.Second
+	if rc.cfg.RetryAfter%time.Second != 0 {
+		secs++
+	}
+	return map[string]string{"Retry-After": strconv.FormatInt(int64(secs), 10)}
 }
 
 func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, src *Source) {

@@ -41,14 +41,15 @@ WITH batch AS (
 )
 SELECT source, event_id FROM batch ORDER BY source DESC, event_id DESC LIMIT 1`
 
-// scrubMigration rewrites old rows' headers in batches of 1,000, each its
-// own transaction (goose runs it outside one): the table is never locked as
-// a whole and never rewritten at once, whatever its size. It can be
-// interrupted and run again. Down does nothing: what was removed is gone.
 // scrubBatch is how many rows each of the scrub's transactions rewrites
 // (docs/receiving.md: 1,000).
 const scrubBatch = 1000
 
+// scrubMigration rewrites old rows' headers in batches of scrubBatch, each
+// its own transaction (goose runs it outside one): the table is never
+// locked as a whole and never rewritten at once, whatever its size. It can
+// be interrupted and run again. Down does nothing: what was removed is
+// gone.
 func scrubMigration(schema string) *goose.Migration {
 	q := dbschema.Render(scrubBatchSQL, schema)
 	return goose.NewGoMigration(scrubVersion,

@@ -245,14 +245,23 @@ func (o *Outbox) announce(xid string, lane int16, destination string) uint64 {
 // announceInTx sends the NOTIFY a Notifier not running would have sent,
 // in the enqueueing transaction: delivered at its commit, like
 // announceInline's ("m" and the mask as an unsigned number, internal/wakeup).
+//
+// Given a pool rather than a transaction, the message committed already: a
+// failed NOTIFY is then only logged (the sweep finds the message), since
+// an error would have the caller enqueue it again.
 func (o *Outbox) announceInTx(ctx context.Context, db DB, mask uint64) error {
 	if mask == 0 {
 		return nil
 	}
-	if _, err := db.Exec(ctx, `SELECT pg_notify($1, $2)`, o.NotifyChannel(), "m"+strconv.FormatUint(mask, 10)); err != nil {
-		return fmt.Errorf("outbox: announce (the Notifier is not running): %w", err)
+	_, err := db.Exec(ctx, `SELECT pg_notify($1, $2)`, o.NotifyChannel(), "m"+strconv.FormatUint(mask, 10))
+	if err == nil {
+		return nil
 	}
-	return nil
+	if _, inTx := db.(pgx.Tx); !inTx {
+		o.notifier.log.Warn("a committed enqueue could not be announced (the Notifier is not running); the dispatchers' sweep finds it", "error", err)
+		return nil
+	}
+	return fmt.Errorf("outbox: announce (the Notifier is not running): %w", err)
 }
 
 // args returns the enqueue statement's arguments for msg: a statement

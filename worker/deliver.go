@@ -69,7 +69,13 @@ func (r *laneRunner) deliver(batch []claimed) ([]result, *straggler) {
 	}
 	out.mu.Unlock()
 	// Its end wakes the runner, to record it and free its keys.
-	go func() { <-ended; r.wake() }()
+	go func() {
+		<-ended
+		select {
+		case r.stragglerEnded <- struct{}{}:
+		default:
+		}
+	}()
 	return done, s
 }
 

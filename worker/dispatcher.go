@@ -276,10 +276,11 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.started, d.cancel, d.done = true, cancel, make(chan struct{})
 	d.startCtx, d.finished = ctx, make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); d.listen(runCtx) }()
 	go func() { defer wg.Done(); d.manageLanes(runCtx) }()
 	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()
+	go func() { defer wg.Done(); d.watchSchema(runCtx) }()
 	go func() { wg.Wait(); close(d.done) }()
 	go d.stopOnCancel(ctx, d.done)
 	d.mu.Unlock()

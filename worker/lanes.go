@@ -45,13 +45,7 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 		d.health.report("lane balancing", err)
 		// A schema taken back is looked for here too: runners probe it
 		// only while they run and are not paused, and a dispatcher may
-		// have neither. While it is current, one look per round notices a
-		// `migrate down` before a batch is sent on it (the recording
-		// would fail, and the batch be sent again once migrated up: an
-		// operator's trial, with /readyz 200 until a message came).
-		if !d.schemaBehind.Load() {
-			d.checkSchema(ctx)
-		}
+		// have neither.
 		d.schemaOK(ctx)
 		select {
 		case <-tick.C:

@@ -57,8 +57,10 @@ type laneRunner struct {
 	// only).
 	cut claimCut
 	// stragglers: batches' keys still being sent after stragglerAfter
-	// (straggler.go; run's goroutine only).
-	stragglers []*straggler
+	// (straggler.go; run's goroutine only); stragglerEnded is signalled
+	// when one ends.
+	stragglers     []*straggler
+	stragglerEnded chan struct{}
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it
@@ -72,7 +74,8 @@ type claimCut struct {
 
 func newLaneRunner(d *Dispatcher, key Lane, token int64, deadline time.Duration) *laneRunner {
 	r := &laneRunner{d: d, key: key, dest: d.cfg.Destinations[key.Destination], token: token,
-		wakeCh: make(chan struct{}, 1), destBit: wakeup.DestBit(key.Destination), stopped: make(chan struct{})}
+		wakeCh: make(chan struct{}, 1), destBit: wakeup.DestBit(key.Destination), stopped: make(chan struct{}),
+		stragglerEnded: make(chan struct{}, 1)}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	r.deadline.Store(int64(deadline))
 	r.leaseCtx, r.cancel = context.WithCancel(d.abortCtx)
@@ -137,7 +140,7 @@ func (r *laneRunner) run() {
 	defer context.AfterFunc(r.stopCtx, cancelClaims)()
 	// First of the deferred: the stragglers' attempts end and are recorded
 	// before the lane is given back.
-	defer r.settleStragglers(true)
+	defer r.finishStragglers()
 	backoff := 100 * time.Millisecond
 	recordBackoff := 100 * time.Millisecond // reset by a recording that worked only
 	for !r.stopping() {
@@ -153,12 +156,18 @@ func (r *laneRunner) run() {
 			}
 			return
 		}
+		// Stragglers that ended are recorded first, paused or not: their
+		// messages may be delivered.
+		if n, err := r.settleStragglers(); err != nil {
+			if r.recordFailed(n, err, &recordBackoff) {
+				continue
+			}
+		}
 		if r.d.isPaused(r.key.Destination) || !r.d.schemaOK(claimCtx) {
 			r.walk.next = true
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
-		r.settleStragglers(false)
 		claimedAt := r.d.mono()
 		batch, walk, err := r.claim(claimCtx, claimedAt)
 		r.walk.next = err != nil
@@ -185,26 +194,7 @@ func (r *laneRunner) run() {
 			r.stragglers = append(r.stragglers, s)
 		}
 		if err := r.record(results); err != nil {
-			total := r.d.unrecorded.Add(int64(len(results)))
-			if r.stopping() {
-				r.unrecordedAtStop(len(results), total, err)
-				continue // the loop ends: no retry, the next holder sends them
-			}
-			if ok, held := r.d.logs.Allow("results failed"); ok {
-				r.d.log.Warn("results not recorded (the database failed); the batch is sent again after a backoff, with the same idempotency keys",
-					"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", len(results), "not_recorded_in_all", total,
-					"error", err, "similar_lines_left_out", held)
-			}
-			r.walk.next = true
-			r.d.health.report("recording results", err)
-			if isSchemaError(err) {
-				r.d.schemaFailed(err)
-			}
-			// What was sent is sent again after the backoff (same keys):
-			// a recording that keeps failing must not resend at once, so
-			// no commit notification cuts this wait short.
-			r.sleep(recordBackoff)
-			recordBackoff = min(recordBackoff*2, 5*time.Second)
+			r.recordFailed(len(results), err, &recordBackoff)
 			continue
 		}
 		recordBackoff = 100 * time.Millisecond
@@ -218,6 +208,33 @@ func (r *laneRunner) run() {
 			r.walk.next = true // more keys may have been due than the walk took
 		}
 	}
+}
+
+// recordFailed handles n results the database did not take (err), and
+// tells the caller to go round again: a stopping runner counts them (the
+// loop ends; the next holder sends them), a running one logs them and,
+// since what was sent is sent again after the backoff (same keys), waits
+// it: a recording that keeps failing must not resend at once, so no
+// commit notification cuts this wait short.
+func (r *laneRunner) recordFailed(n int, err error, backoff *time.Duration) bool {
+	total := r.d.unrecorded.Add(int64(n))
+	if r.stopping() {
+		r.unrecordedAtStop(n, total, err)
+		return true
+	}
+	if ok, held := r.d.logs.Allow("results failed"); ok {
+		r.d.log.Warn("results not recorded (the database failed); the batch is sent again after a backoff, with the same idempotency keys",
+			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "not_recorded_in_all", total,
+			"error", err, "similar_lines_left_out", held)
+	}
+	r.walk.next = true
+	r.d.health.report("recording results", err)
+	if isSchemaError(err) {
+		r.d.schemaFailed(err)
+	}
+	r.sleep(*backoff)
+	*backoff = min(*backoff*2, 5*time.Second)
+	return true
 }
 
 // nextClaimIn is how long a runner may wait after recording batch before
@@ -353,6 +370,7 @@ func (r *laneRunner) idle(timeout time.Duration) bool {
 	select {
 	case <-r.wakeCh:
 		return true
+	case <-r.stragglerEnded: // to record it: no commit, no walk
 	case <-t.C:
 	case <-r.stopCtx.Done():
 	case <-r.leaseCtx.Done():

@@ -16,8 +16,8 @@ import (
 // while the dispatcher runs (`outboxd migrate down` before stopping it):
 // the recording statement then fails after every batch was sent, and the
 // messages, still pending, would be claimed and sent again and again. So
-// each lane-balancing round looks at the schema (checkSchema), and that
-// look or the first such failure stops all claims of this dispatcher,
+// a look every AcquireInterval (watchSchema), or the first such failure,
+// stops all claims of this dispatcher,
 // /readyz turns unready, and one probe a second looks for the schema to
 // come back.
 
@@ -61,13 +61,23 @@ func isSchemaError(err error) bool {
 	return false
 }
 
-// checkSchema looks at a schema believed current, and stops claims if it
-// went behind. Other errors (the database away) are the health tracker's.
-func (d *Dispatcher) checkSchema(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := d.probeSchema(ctx); err != nil && isSchemaError(err) {
-		d.schemaFailed(err)
+// watchSchema looks at a schema believed current every AcquireInterval,
+// and stops claims when it went behind: a `migrate down` is noticed
+// without waiting for a batch sent on it to fail to record (which is then
+// sent again once migrated up: an operator's trial, with /readyz 200 until
+// a message came). Apart from lane balancing, so that a probe behind a
+// lock (5 s at most) never delays a renewal. Other errors (the database
+// away) are the health tracker's.
+func (d *Dispatcher) watchSchema(ctx context.Context) {
+	for sleep(ctx, d.cfg.AcquireInterval) {
+		if d.schemaBehind.Load() {
+			continue // schemaOK probes it back
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := d.probeSchema(pctx); err != nil && isSchemaError(err) {
+			d.schemaFailed(err)
+		}
+		cancel()
 	}
 }
 

@@ -300,3 +300,42 @@ func migratable(t *testing.T, respond func(*http.Request, []byte) (int, http.Hea
 	}
 	return bundle{pool: pgtest.Connect(t, url+"&pool_max_conns=10"), outbox: ob, sink: s}, m
 }
+
+// The look at the schema never holds the leases' renewals: behind a lock
+// on outbox_messages (a VACUUM FULL, an ALTER queued behind a long
+// transaction) it waits up to 5 s, and made in the balancing round it let
+// every lease of a 2 s LeaseTTL lapse (a review's). It is seen waiting on
+// the lock in pg_stat_activity before the leases are watched for twice
+// LeaseTTL.
+func TestTheSchemaLookDoesNotHoldRenewals(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Room for the 32 runners' claims, which wait on the lock too.
+	b.pool = pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=60")
+	ctx := context.Background()
+	b.start(t, b.config(t, func(c *worker.Config) { c.LeaseTTL, c.AcquireInterval = 2*time.Second, 200*time.Millisecond }))
+	waitReady(t, b)
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the schema's look waiting on the lock", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%first_attempt_by%LIMIT 0%'`).Scan(&n)
+		return err == nil && n > 0
+	})
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		var n int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_lanes WHERE owner IS NOT NULL AND lease_until > now()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n < 32 {
+			t.Fatalf("while outbox_messages was locked, %d of 32 leases stayed current", n)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -66,44 +67,59 @@ func (s *straggler) results() []result {
 	return s.out.results[s.from:]
 }
 
-// settleStragglers records the stragglers that ended, and drops them:
-// their keys are claimed again. With final (the run ends), it waits for
-// every one first: their attempts finish, or are cut off, as a batch's.
-func (r *laneRunner) settleStragglers(final bool) {
-	var results []result
+// settleStragglers records the stragglers that ended and drops them.
+// Their keys are claimed again, by name (walk.progressed): a walk while
+// they were left out did not see them. On an error it returns how many
+// results the database did not take (their messages, pending, are sent
+// again: recordFailed).
+func (r *laneRunner) settleStragglers() (int, error) {
+	var (
+		results []result
+		keys    []string
+	)
 	kept := r.stragglers[:0]
 	for _, s := range r.stragglers {
-		if final {
-			<-s.ended
-		}
 		if !s.isOver() {
 			kept = append(kept, s)
 			continue
 		}
 		results = append(results, s.results()...)
+		keys = append(keys, s.keys...)
 	}
 	clear(r.stragglers[len(kept):])
 	r.stragglers = kept
-	if len(results) == 0 {
-		return
+	if len(results) > 0 {
+		if err := r.record(results); err != nil {
+			return len(results), err
+		}
+		r.afterBatch(nil, results)
+		r.noteRetries(results)
 	}
-	if err := r.record(results); err != nil {
-		total := r.d.unrecorded.Add(int64(len(results)))
-		if final || r.stopping() {
-			r.unrecordedAtStop(len(results), total, err)
+	for _, k := range keys {
+		if !slices.Contains(r.walk.progressed, k) {
+			r.walk.progressed = append(r.walk.progressed, k)
+		}
+	}
+	if len(r.walk.progressed) > maxProgressed {
+		r.walk.next = true
+	}
+	return 0, nil
+}
+
+// finishStragglers, as the run ends, records each straggler as it ends:
+// their attempts finish, or are cut off, as a batch's. One that never
+// returns (a Destination that ignores its context) holds back only its
+// own results.
+func (r *laneRunner) finishStragglers() {
+	for {
+		if n, err := r.settleStragglers(); err != nil {
+			r.unrecordedAtStop(n, r.d.unrecorded.Add(int64(n)), err)
+		}
+		if len(r.stragglers) == 0 {
 			return
 		}
-		if ok, held := r.d.logs.Allow("results failed"); ok {
-			r.d.log.Warn("results not recorded (the database failed); the messages are sent again, with the same idempotency keys",
-				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", len(results), "not_recorded_in_all", total,
-				"error", err, "similar_lines_left_out", held)
-		}
-		r.d.health.report("recording results", err)
-		r.walk.next = true // their keys are due again: the walk finds them
-		return
+		<-r.stragglerEnded
 	}
-	r.afterBatch(nil, results)
-	r.noteRetries(results)
 }
 
 // excluded are the keys and ids the stragglers still send, for a claim.

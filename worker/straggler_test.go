@@ -18,19 +18,24 @@ import (
 
 // hangingOne delivers every message at once but the one whose payload is
 // "hang", which it holds until release is closed (or its context ends),
-// and counts the calls per message.
+// and one whose payload is gone, which it answers 410; it counts the calls
+// per message.
 type hangingOne struct {
 	mu       sync.Mutex
 	calls    map[uuid.UUID]int
 	inFlight chan struct{}
 	release  chan struct{}
-	bound    int // Concurrency(), for the pooled variant
+	bound    int    // Concurrency(), for the pooled variant
+	gone     []byte // a payload answered 410 (the destination pauses), if set
 }
 
 func (h *hangingOne) Deliver(ctx context.Context, m dispatch.Message) dispatch.Result {
 	h.mu.Lock()
 	h.calls[m.ID]++
 	h.mu.Unlock()
+	if h.gone != nil && bytes.Equal(m.Payload, h.gone) {
+		return dispatch.Result{Outcome: dispatch.Pause, StatusCode: 410, Err: errors.New("HTTP 410")}
+	}
 	if bytes.Equal(m.Payload, []byte("hang")) {
 		select {
 		case h.inFlight <- struct{}{}:
@@ -182,4 +187,41 @@ FROM outboxd.outbox_messages WHERE id = $1`, hang.ID).Scan(&status, &outcomes); 
 	if status != "pending" || fmt.Sprint(outcomes) != "[abandoned]" || h.count(hang.ID) != 1 {
 		t.Fatalf("the straggler after the stop: %s, attempts %v, sent %d times; want pending, [abandoned], 1", status, outcomes, h.count(hang.ID))
 	}
+}
+
+// A straggler that ends while its destination is paused (by the lane's
+// next batch: a 410) is recorded all the same: its message was delivered.
+// It was held in memory until the destination was resumed (a review's).
+func TestAStragglerEndingWhilePausedIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 1), release: make(chan struct{}), gone: []byte("gone")}
+	b.start(t, b.config(t, func(c *worker.Config) { c.Destinations = map[string]dispatch.Destination{"sink": h} }))
+	waitReady(t, b)
+	var neighbour string
+	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
+        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 LIMIT 1`).Scan(&neighbour); err != nil {
+		t.Fatal(err)
+	}
+	hang, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-h.inFlight
+	gone, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: neighbour, Payload: []byte("gone")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the destination paused by the lane's next key, beside the hanging request", func() bool {
+		var paused bool
+		err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outboxd.outbox_destinations WHERE name = 'sink' AND paused)`).Scan(&paused)
+		return err == nil && paused && h.count(gone.ID) == 1
+	})
+	close(h.release)
+	waitFor(t, 10*time.Second, "the straggler's delivery recorded while the destination is paused", func() bool {
+		var status string
+		err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, hang.ID).Scan(&status)
+		return err == nil && status == "delivered"
+	})
 }

@@ -27,6 +27,8 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 		// The YAML parser names no line for these (a trial's).
 		{"control character", dest + "    headers:\n      X-A: a\x01b\n", "line 5: control characters are not allowed"},
 		{"invalid UTF-8", dest + "    type: http\xff\n", "line 4: invalid leading UTF-8 octet"},
+		{"C1 control", dest + "    headers:\n      X-A: a\u0090b\n", "line 5: control characters are not allowed"},
+		{"listen IPv4 with a zone", "listen: 127.0.0.1%lo:80\n" + dest, `line 1: listen: "127.0.0.1%lo:80" is not host:port (for example 127.0.0.1:9400 or :9400)`},
 		{"listen out of range", "listen: 256.1.1.1:80\n" + dest, `line 1: listen: "256.1.1.1:80" is not host:port (for example 127.0.0.1:9400 or :9400)`},
 		{"listen host with a space", "listen: \"local host:80\"\n" + dest, `line 1: listen: "local host:80" is not host:port (for example 127.0.0.1:9400 or :9400)`},
 		{"listen numeric name", "listen: 10.0.0:80\n" + dest, `line 1: listen: "10.0.0:80" is not host:port (for example 127.0.0.1:9400 or :9400)`},

@@ -200,8 +200,9 @@ func (c checker) check(n *yaml.Node, t reflect.Type, path string) error {
 }
 
 // yamlError words the parser's err on file b. The parser names no line
-// for a control character or invalid UTF-8: the line of the first such
-// byte is added.
+// for a character YAML does not allow (C0 and C1 controls but tab, line
+// breaks and NEL; U+FFFE, U+FFFF) or invalid UTF-8: the line of the first
+// one is added.
 func yamlError(b []byte, err error) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if strings.HasPrefix(msg, "line ") {
@@ -209,7 +210,8 @@ func yamlError(b []byte, err error) string {
 	}
 	for i := 0; i < len(b); {
 		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n <= 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+		if r == utf8.RuneError && n <= 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' ||
+			r >= 0x7f && r <= 0x9f && r != 0x85 || r == 0xfffe || r == 0xffff {
 			return fmt.Sprintf("line %d: %s", 1+bytes.Count(b[:i], []byte("\n")), msg)
 		}
 		i += n

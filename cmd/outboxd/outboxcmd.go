@@ -213,8 +213,12 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if n == 0 {
 			hintUnserved(ctx, pool, db.schema, f.Destination, stderr)
 		}
-		if ids := int64(len(f.IDs)); n < ids {
-			fmt.Fprintf(stderr, "outboxd outbox: %d of the %d ids given are not dead letters (pending, delivered, purged or unknown: see outboxd outbox show ID)\n", ids-n, ids)
+		distinct := map[uuid.UUID]bool{}
+		for _, id := range f.IDs {
+			distinct[id] = true
+		}
+		if ids := int64(len(distinct)); n < ids {
+			fmt.Fprintf(stderr, "outboxd outbox: %d of the %d ids given are not dead letters the filters match (pending, delivered, purged, unknown, or left out by another filter: see outboxd outbox show ID)\n", ids-n, ids)
 		}
 		past := map[string]string{"requeue": "requeued", "purge": "purged"}[action]
 		if o.dryRun {

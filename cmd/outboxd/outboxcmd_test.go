@@ -46,7 +46,7 @@ func TestOutboxCommands(t *testing.T) {
 	// An id that is no dead letter (pending now, or unknown) is said so:
 	// "requeued 0" alone looked clean (a trial's).
 	if r := run("outbox", "requeue", "--id", ids[0], "--id", "018f0000-0000-7000-8000-000000000000"); r.code != 0 || !strings.Contains(r.stdout, "requeued 0") ||
-		!strings.Contains(r.stderr, "2 of the 2 ids given are not dead letters") {
+		!strings.Contains(r.stderr, "2 of the 2 ids given are not dead letters the filters match") {
 		t.Fatalf("requeue of ids that are no dead letters: %+v", r)
 	}
 	if r := run("outbox", "show", ids[0]); r.code != 0 || !strings.Contains(r.stdout, "pending") || !strings.Contains(r.stdout, ids[0]) {

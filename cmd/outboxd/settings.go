@@ -59,13 +59,13 @@ func checkListen(addr string) error {
 }
 
 // listenHost says whether host can be an address to listen on: an IP
-// (an IPv6 one possibly with a zone) or a name made of letters, digits
-// and hyphens whose last label is not all digits, which is how a
+// (an IPv6 one possibly with a zone) or a name made of letters, digits,
+// hyphens and underscores whose last label is not all digits, which is how a
 // mistyped IPv4 address (256.1.1.1, 10.0.0) would otherwise pass. The name
 // is not looked up: --check works offline.
 func listenHost(host string) bool {
-	if ip, _, _ := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
-		return true
+	if ip, zone, zoned := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
+		return !zoned || zone != "" && net.ParseIP(ip).To4() == nil // a zone is IPv6's only
 	}
 	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
 	for _, l := range labels {
