@@ -103,7 +103,7 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "show":
 		ev, err := in.Get(ctx, pool, operands[0], operands[1])
 		if errors.Is(err, inbox.ErrNotFound) {
-			return fmt.Errorf("no event %s from source %s in schema %s", operands[1], operands[0], db.schema)
+			return fmt.Errorf("no event %s from source %s in schema %s", safeLine(operands[1]), safeLine(operands[0]), db.schema)
 		}
 		if err != nil {
 			return describeDBError(err)

@@ -48,3 +48,18 @@ func TestInboxFiltersThatAreEmptyAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// An argument's control characters are escaped in the error that names
+// it: an ESC sequence in a source or destination name coloured the
+// operator's terminal (a trial's).
+func TestArgumentsAreEscapedInErrors(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	db := []string{"--database-url", b.url}
+	for _, args := range [][]string{{"inbox", "show", "\x1b[31mRED", "ev"}, {"outbox", "resume", "\x1b[31mRED"}} {
+		r := runIn(append(args, db...)...)
+		if r.code != 1 || strings.Contains(r.stderr, "\x1b") || !strings.Contains(r.stderr, `\x1b[31mRED`) {
+			t.Errorf("%q: exit %d, stderr %q; want 1 and the ESC escaped", args, r.code, r.stderr)
+		}
+	}
+}

@@ -259,7 +259,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "resume":
 		err := ob.ResumeDestination(ctx, pool, operands[0])
 		if errors.Is(err, outbox.ErrNotPaused) {
-			return fmt.Errorf("destination %s is not paused", operands[0])
+			return fmt.Errorf("destination %s is not paused", safeLine(operands[0]))
 		}
 		if err != nil {
 			return describeDBError(err)
