@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"math"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
@@ -34,6 +35,7 @@ type Migrator struct {
 	db     *sql.DB
 	schema string
 	opts   []goose.ProviderOption
+	log    *slog.Logger // never nil
 }
 
 // New returns a Migrator for db, which may be any database/sql handle to
@@ -91,7 +93,7 @@ func newMigrator(db *sql.DB, cfg *Config) (*Migrator, error) {
 	if cfg.Logger != nil {
 		opts = append(opts, goose.WithSlog(cfg.Logger))
 	}
-	m := &Migrator{db: db, schema: schema, opts: opts}
+	m := &Migrator{db: db, schema: schema, opts: opts, log: newOnline(schema, cfg.Logger).log}
 	// Build one provider now so that a broken set of migrations fails here.
 	if _, err := goose.NewProvider(goose.DialectCustom, db, FS, opts...); err != nil {
 		return nil, err
@@ -124,35 +126,79 @@ func (m *Migrator) Schema() string { return m.schema }
 // Up applies every pending migration. When one fails, Up returns those
 // applied before it and an error naming the version that failed.
 func (m *Migrator) Up(ctx context.Context) ([]*Result, error) {
-	return m.up(ctx, "up", (*goose.Provider).Up)
+	return m.up(ctx, "up", math.MaxInt64, (*goose.Provider).Up)
 }
 
 // UpTo applies the pending migrations up to and including version, as Up
 // does for all of them.
 func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*Result, error) {
-	return m.up(ctx, fmt.Sprintf("up to %d", version), func(p *goose.Provider, ctx context.Context) ([]*goose.MigrationResult, error) {
+	return m.up(ctx, fmt.Sprintf("up to %d", version), version, func(p *goose.Provider, ctx context.Context) ([]*goose.MigrationResult, error) {
 		return p.UpTo(ctx, version)
 	})
 }
 
-// up runs an up. One that waited for the runs' lock behind a down to 0
-// finds the version table, or the schema, gone (the down's cleanup drops
-// them): nothing was applied, and it starts again from nothing, once.
-func (m *Migrator) up(ctx context.Context, op string, run func(*goose.Provider, context.Context) ([]*goose.MigrationResult, error)) ([]*Result, error) {
-	for again := true; ; again = false {
+// up runs an up to target, against a down of another run:
+//   - one that waited for the runs' lock behind a down to 0 finds the
+//     version table, or the schema, gone (the down's cleanup drops them):
+//     nothing was applied, and it starts again from nothing;
+//   - goose looks for pending migrations before it takes its lock, so one
+//     started while a down ran saw the versions the down was removing,
+//     applied nothing and said "up to date", and the down left the schema
+//     empty (an operator's trial): an up that applied nothing waits for
+//     the run under way (settled) and goes again if the schema is behind.
+func (m *Migrator) up(ctx context.Context, op string, target int64, run func(*goose.Provider, context.Context) ([]*goose.MigrationResult, error)) ([]*Result, error) {
+	// Only a try that applied nothing goes again: what it returns is the
+	// last try's.
+	for tries := 0; ; tries++ {
 		p, err := m.prepare(ctx)
 		if err != nil {
 			return nil, err
 		}
 		res, err := run(p, ctx)
-		if err != nil && again && len(res) == 0 && (isSQLState(err, "42P01") || isSQLState(err, "3F000")) {
+		if err != nil && tries < 3 && len(res) == 0 && (isSQLState(err, "42P01") || isSQLState(err, "3F000")) {
 			continue
 		}
 		if err != nil {
 			return failed(op, res, err)
 		}
-		return resultsOf(res), nil
+		if len(res) > 0 || tries >= 3 {
+			return resultsOf(res), nil
+		}
+		sources := p.ListSources()
+		behind, err := m.settledBelow(ctx, min(target, sources[len(sources)-1].Version))
+		if err != nil || !behind {
+			return resultsOf(res), err
+		}
 	}
+}
+
+// settledBelow waits for a run of this schema under way (its lock, taken
+// and let go at once) and reports whether the schema is below version
+// then.
+func (m *Migrator) settledBelow(ctx context.Context, version int64) (bool, error) {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("migrations: %w", err)
+	}
+	defer conn.Close()
+	id := lockID(m.schema)
+	var holder int
+	if conn.QueryRowContext(ctx, lockHolderSQL, id).Scan(&holder) == nil {
+		m.log.Info("waiting for another migration run of this schema to end", "schema", m.schema, "backend_pid", holder)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
+		return false, fmt.Errorf("migrations: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id) //nolint:errcheck // closing the session releases it too
+	var current int64
+	err = conn.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM `+m.schema+`.`+VersionTable).Scan(&current)
+	if isSQLState(err, "42P01") || isSQLState(err, "3F000") {
+		return true, nil // dropped by a down to 0
+	}
+	if err != nil {
+		return false, fmt.Errorf("migrations: %w", err)
+	}
+	return current < version, nil
 }
 
 // Down reverts the latest applied migration. Reverting the last one removes
