@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/dispatch"
-	"github.com/outboxd/outboxd/internal/pgid"
 	"github.com/outboxd/outboxd/internal/redact"
 )
 
@@ -54,28 +53,15 @@ func (r *laneRunner) deliver(batch []claimed) ([]result, *straggler) {
 		unhook()
 		return out.results, nil
 	}
-	s := &straggler{out: out, ended: ended, unhook: unhook}
+	s := &straggler{out: out, groups: groups, freed: make([]bool, len(groups)), ended: ended, unhook: unhook}
 	out.mu.Lock()
 	done := slices.Clone(out.results)
 	s.from = len(out.results)
-	for i, g := range groups {
-		switch {
-		case out.ended[i]:
-		case g[0].OrderingKey != "":
-			s.keys = append(s.keys, g[0].OrderingKey)
-		default:
-			s.ids = append(s.ids, pgid.One(g[0].ID))
-		}
-	}
+	copy(s.freed, out.ended) // their results are in done
+	// From now on each group's end wakes the runner, to record it and
+	// free its key.
+	out.notify = r.stragglerEnded
 	out.mu.Unlock()
-	// Its end wakes the runner, to record it and free its keys.
-	go func() {
-		<-ended
-		select {
-		case r.stragglerEnded <- struct{}{}:
-		default:
-		}
-	}()
 	return done, s
 }
 

@@ -43,6 +43,7 @@ type batchResults struct {
 	mu      sync.Mutex
 	results []result
 	ended   []bool
+	notify  chan struct{} // once the batch is a straggler: signalled at each group's end
 	done    sync.WaitGroup
 	dropped bool
 }
@@ -55,7 +56,14 @@ func newBatchResults(groups int) *batchResults {
 func (b *batchResults) end(group int) {
 	b.mu.Lock()
 	b.ended[group] = true
+	notify := b.notify
 	b.mu.Unlock()
+	if notify != nil {
+		select {
+		case notify <- struct{}{}:
+		default:
+		}
+	}
 	b.done.Done()
 }
 

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outboxd/outboxd/internal/pgid"
 )
 
 // stragglerAfter is how long a batch holds its lane before the keys still
@@ -38,40 +40,65 @@ func (r *laneRunner) waitBatch(ended chan struct{}) bool {
 }
 
 // straggler is what is left of a batch that deliver stopped waiting for:
-// the keys (and unkeyed messages' ids) still being sent, which claims
-// leave out until it ends, and its results from from on.
+// its groups (an ordering key's messages, or one unkeyed message) still
+// being sent, which claims leave out until each ends (freed), and its
+// results from from on, recorded as they come.
 type straggler struct {
 	out    *batchResults
+	groups [][]claimed
+	freed  []bool // the group's end was settled (read by run's goroutine only)
 	from   int
-	keys   []string
-	ids    []pgtype.UUID
-	ended  chan struct{}
+	ended  chan struct{} // every group ended
 	unhook func()
 }
 
-// isOver reports whether s ended.
-func (s *straggler) isOver() bool {
-	select {
-	case <-s.ended:
-		return true
-	default:
-		return false
-	}
-}
-
-// results are the straggler's own results, once it ended.
-func (s *straggler) results() []result {
-	s.unhook()
+// take returns the results since the last take and the keys of the
+// groups that ended since, and whether every group ended.
+func (s *straggler) take() (results []result, keys []string, over bool) {
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
-	return s.out.results[s.from:]
+	results = slices.Clone(s.out.results[s.from:])
+	s.from = len(s.out.results)
+	over = true
+	for i, g := range s.groups {
+		switch {
+		case !s.out.ended[i]:
+			over = false
+		case !s.freed[i]:
+			s.freed[i] = true
+			if g[0].OrderingKey != "" {
+				keys = append(keys, g[0].OrderingKey)
+			}
+		}
+	}
+	if over {
+		s.unhook()
+	}
+	return results, keys, over
 }
 
-// settleStragglers records the stragglers that ended and drops them.
-// Their keys are claimed again, by name (walk.progressed): a walk while
-// they were left out did not see them. On an error it returns how many
-// results the database did not take (their messages, pending, are sent
-// again: recordFailed).
+// running adds the keys and unkeyed ids of s's groups not yet freed.
+func (s *straggler) running(keys []string, ids []pgtype.UUID) ([]string, []pgtype.UUID) {
+	for i, g := range s.groups {
+		switch {
+		case s.freed[i]:
+		case g[0].OrderingKey != "":
+			keys = append(keys, g[0].OrderingKey)
+		default:
+			ids = append(ids, pgid.One(g[0].ID))
+		}
+	}
+	return keys, ids
+}
+
+// settleStragglers records what the stragglers' groups did since the last
+// settling, frees the keys of those that ended and drops the stragglers
+// whose groups all did. A freed key is claimed again by name
+// (walk.progressed): a walk while it was left out did not see it. Groups
+// are freed only here, in run's goroutine, so the claim that follows sees
+// their results recorded, or, when the recording failed, sends their
+// messages again after the backoff, as a batch's (recordFailed: it gets
+// how many results the database did not take, and the error).
 func (r *laneRunner) settleStragglers() (int, error) {
 	var (
 		results []result
@@ -79,12 +106,11 @@ func (r *laneRunner) settleStragglers() (int, error) {
 	)
 	kept := r.stragglers[:0]
 	for _, s := range r.stragglers {
-		if !s.isOver() {
+		res, ks, over := s.take()
+		results, keys = append(results, res...), append(keys, ks...)
+		if !over {
 			kept = append(kept, s)
-			continue
 		}
-		results = append(results, s.results()...)
-		keys = append(keys, s.keys...)
 	}
 	clear(r.stragglers[len(kept):])
 	r.stragglers = kept
@@ -126,8 +152,7 @@ func (r *laneRunner) finishStragglers() {
 func (r *laneRunner) excluded() (keys []string, ids []pgtype.UUID) {
 	keys, ids = []string{}, []pgtype.UUID{} // never NULL: "<> ALL(NULL)" excludes everything
 	for _, s := range r.stragglers {
-		keys = append(keys, s.keys...)
-		ids = append(ids, s.ids...)
+		keys, ids = s.running(keys, ids)
 	}
 	return keys, ids
 }

@@ -25,8 +25,9 @@ type hangingOne struct {
 	calls    map[uuid.UUID]int
 	inFlight chan struct{}
 	release  chan struct{}
-	bound    int    // Concurrency(), for the pooled variant
-	gone     []byte // a payload answered 410 (the destination pauses), if set
+	bound    int           // Concurrency(), for the pooled variant
+	gone     []byte        // a payload answered 410 (the destination pauses), if set
+	slow     chan struct{} // if set, a payload "slow" is delivered once it is closed
 }
 
 func (h *hangingOne) Deliver(ctx context.Context, m dispatch.Message) dispatch.Result {
@@ -35,6 +36,13 @@ func (h *hangingOne) Deliver(ctx context.Context, m dispatch.Message) dispatch.R
 	h.mu.Unlock()
 	if h.gone != nil && bytes.Equal(m.Payload, h.gone) {
 		return dispatch.Result{Outcome: dispatch.Pause, StatusCode: 410, Err: errors.New("HTTP 410")}
+	}
+	if h.slow != nil && bytes.Equal(m.Payload, []byte("slow")) {
+		select {
+		case h.inFlight <- struct{}{}:
+		default:
+		}
+		<-h.slow
 	}
 	if bytes.Equal(m.Payload, []byte("hang")) {
 		select {
@@ -224,4 +232,57 @@ func TestAStragglerEndingWhilePausedIsRecorded(t *testing.T) {
 		err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, hang.ID).Scan(&status)
 		return err == nil && status == "delivered"
 	})
+}
+
+// A slow request in the same batch as one that hangs is recorded when it
+// ends, and its key's next message goes out, while the other still hangs:
+// a straggler's keys are freed one by one. They waited for the hanging
+// request's whole timeout, and a crash meanwhile sent the slow one again
+// (a re-trial's).
+func TestAStragglersKeysAreFreedOneByOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
+	var neighbour string
+	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
+        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 LIMIT 1`).Scan(&neighbour); err != nil {
+		t.Fatal(err)
+	}
+	// Both in the lane's first batch: enqueued before the dispatcher starts.
+	hang, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: neighbour, Payload: []byte("slow")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config(t, func(c *worker.Config) { c.Destinations = map[string]dispatch.Destination{"sink": h} }))
+	t.Cleanup(func() { close(h.release) }) // before the dispatcher's stop (cleanups run last first)
+	waitFor(t, 20*time.Second, "both requests in flight", func() bool { return h.count(hang.ID) == 1 && h.count(slow.ID) == 1 })
+	// A third key of the lane goes out beside them: the batch is a straggler.
+	var third string
+	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
+        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 AND 'k-' || i <> $1 LIMIT 1`, neighbour).Scan(&third); err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: third, Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the lane's third key, beside the two", func() bool { return h.count(other.ID) == 1 })
+	close(h.slow)
+	next, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: neighbour, Payload: []byte("next")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the slow request recorded and its key's next message sent, the other still hanging", func() bool {
+		var status string
+		err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, slow.ID).Scan(&status)
+		return err == nil && status == "delivered" && h.count(next.ID) == 1
+	})
+	if n := h.count(slow.ID); n != 1 {
+		t.Fatalf("the slow request sent %d times", n)
+	}
 }
