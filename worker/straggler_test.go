@@ -171,11 +171,7 @@ func TestStopCutsAStragglerOffAsAnyAttempt(t *testing.T) {
 	<-h.inFlight
 	// Another key of its lane is delivered: the lane moved on, the
 	// request is a straggler.
-	var neighbour string
-	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
-        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 LIMIT 1`).Scan(&neighbour); err != nil {
-		t.Fatal(err)
-	}
+	neighbour := laneNeighbour(t, b)
 	next, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: neighbour, Payload: []byte("x")})
 	if err != nil {
 		t.Fatal(err)
@@ -207,11 +203,7 @@ func TestAStragglerEndingWhilePausedIsRecorded(t *testing.T) {
 	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 1), release: make(chan struct{}), gone: []byte("gone")}
 	b.start(t, b.config(t, func(c *worker.Config) { c.Destinations = map[string]dispatch.Destination{"sink": h} }))
 	waitReady(t, b)
-	var neighbour string
-	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
-        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 LIMIT 1`).Scan(&neighbour); err != nil {
-		t.Fatal(err)
-	}
+	neighbour := laneNeighbour(t, b)
 	hang, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")})
 	if err != nil {
 		t.Fatal(err)
@@ -244,11 +236,7 @@ func TestAStragglersKeysAreFreedOneByOne(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
-	var neighbour string
-	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
-        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 LIMIT 1`).Scan(&neighbour); err != nil {
-		t.Fatal(err)
-	}
+	neighbour := laneNeighbour(t, b)
 	// Both in the lane's first batch: enqueued before the dispatcher starts.
 	hang, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")})
 	if err != nil {
@@ -262,11 +250,7 @@ func TestAStragglersKeysAreFreedOneByOne(t *testing.T) {
 	t.Cleanup(func() { close(h.release) }) // before the dispatcher's stop (cleanups run last first)
 	waitFor(t, 20*time.Second, "both requests in flight", func() bool { return h.count(hang.ID) == 1 && h.count(slow.ID) == 1 })
 	// A third key of the lane goes out beside them: the batch is a straggler.
-	var third string
-	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
-        WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 AND 'k-' || i <> $1 LIMIT 1`, neighbour).Scan(&third); err != nil {
-		t.Fatal(err)
-	}
+	third := laneNeighbour(t, b, neighbour)
 	other, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: third, Payload: []byte("x")})
 	if err != nil {
 		t.Fatal(err)
@@ -285,4 +269,15 @@ func TestAStragglersKeysAreFreedOneByOne(t *testing.T) {
 	if n := h.count(slow.ID); n != 1 {
 		t.Fatalf("the slow request sent %d times", n)
 	}
+}
+
+// laneNeighbour is an ordering key in k-hang's lane, none of but.
+func laneNeighbour(t *testing.T, b bundle, but ...string) string {
+	t.Helper()
+	var key string
+	if err := b.pool.QueryRow(context.Background(), `SELECT 'k-' || i FROM generate_series(1, 10000) i
+WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647) % 32 AND 'k-' || i <> ALL($1) LIMIT 1`, append([]string{}, but...)).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
