@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"math"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
@@ -36,6 +37,8 @@ type Migrator struct {
 	schema string
 	opts   []goose.ProviderOption
 	log    *slog.Logger // never nil
+	// lockWait bounds a wait for another run's lock (LockTimeoutSeconds).
+	lockWait time.Duration
 }
 
 // New returns a Migrator for db, which may be any database/sql handle to
@@ -93,7 +96,7 @@ func newMigrator(db *sql.DB, cfg *Config) (*Migrator, error) {
 	if cfg.Logger != nil {
 		opts = append(opts, goose.WithSlog(cfg.Logger))
 	}
-	m := &Migrator{db: db, schema: schema, opts: opts, log: newOnline(schema, cfg.Logger).log}
+	m := &Migrator{db: db, schema: schema, opts: opts, log: newOnline(schema, cfg.Logger).log, lockWait: time.Duration(timeout) * time.Second}
 	// Build one provider now so that a broken set of migrations fails here.
 	if _, err := goose.NewProvider(goose.DialectCustom, db, FS, opts...); err != nil {
 		return nil, err
@@ -147,7 +150,8 @@ func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*Result, error) {
 //     empty (an operator's trial): an up that applied nothing waits for
 //     the run under way (settled) and goes again if the schema is behind.
 func (m *Migrator) up(ctx context.Context, op string, target int64, run func(*goose.Provider, context.Context) ([]*goose.MigrationResult, error)) ([]*Result, error) {
-	// Only a try that applied nothing goes again: what it returns is the
+	// Only a try that applied nothing goes again (a missing table without
+	// a migration failing, or nothing to apply): what it returns is the
 	// last try's.
 	for tries := 0; ; tries++ {
 		p, err := m.prepare(ctx)
@@ -155,19 +159,23 @@ func (m *Migrator) up(ctx context.Context, op string, target int64, run func(*go
 			return nil, err
 		}
 		res, err := run(p, ctx)
-		if err != nil && tries < 3 && len(res) == 0 && (isSQLState(err, "42P01") || isSQLState(err, "3F000")) {
+		var pe *goose.PartialError // a migration failed: never tried again here
+		if err != nil && tries < 3 && !errors.As(err, &pe) && (isSQLState(err, "42P01") || isSQLState(err, "3F000")) {
 			continue
 		}
 		if err != nil {
 			return failed(op, res, err)
 		}
-		if len(res) > 0 || tries >= 3 {
+		if len(res) > 0 {
 			return resultsOf(res), nil
 		}
 		sources := p.ListSources()
 		behind, err := m.settledBelow(ctx, min(target, sources[len(sources)-1].Version))
-		if err != nil || !behind {
+		switch {
+		case err != nil || !behind:
 			return resultsOf(res), err
+		case tries >= 3:
+			return nil, fmt.Errorf("migrations: %s: other runs keep taking the schema back (migrate down): run it again once they are done", op)
 		}
 	}
 }
@@ -186,8 +194,11 @@ func (m *Migrator) settledBelow(ctx context.Context, version int64) (bool, error
 	if conn.QueryRowContext(ctx, lockHolderSQL, id).Scan(&holder) == nil {
 		m.log.Info("waiting for another migration run of this schema to end", "schema", m.schema, "backend_pid", holder)
 	}
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
-		return false, fmt.Errorf("migrations: %w", err)
+	// As long as goose waits for its own lock (Config.LockTimeoutSeconds).
+	lctx, cancel := context.WithTimeout(ctx, m.lockWait)
+	defer cancel()
+	if _, err := conn.ExecContext(lctx, "SELECT pg_advisory_lock($1)", id); err != nil {
+		return false, fmt.Errorf("migrations: waiting for another run of schema %s: %w", m.schema, err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id) //nolint:errcheck // closing the session releases it too
 	var current int64

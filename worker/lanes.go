@@ -43,10 +43,6 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 			d.registeredOnce.Do(func() { close(d.registered) })
 		}
 		d.health.report("lane balancing", err)
-		// A schema taken back is looked for here too: runners probe it
-		// only while they run and are not paused, and a dispatcher may
-		// have neither.
-		d.schemaOK(ctx)
 		select {
 		case <-tick.C:
 		case <-ctx.Done():

@@ -158,10 +158,9 @@ func (r *laneRunner) run() {
 		}
 		// Stragglers that ended are recorded first, paused or not: their
 		// messages may be delivered.
-		if n, err := r.settleStragglers(); err != nil {
-			if r.recordFailed(n, err, &recordBackoff) {
-				continue
-			}
+		if err := r.settleStragglers(); err != nil {
+			r.settleFailed(err, &recordBackoff)
+			continue
 		}
 		if r.d.isPaused(r.key.Destination) || !r.d.schemaOK(claimCtx) {
 			r.walk.next = true
@@ -194,6 +193,13 @@ func (r *laneRunner) run() {
 			r.stragglers = append(r.stragglers, s)
 		}
 		if err := r.record(results); err != nil {
+			if s != nil {
+				// Some of these are of keys the straggler still sends:
+				// recorded with its results, in order, not sent again.
+				s.unsettle()
+				r.settleFailed(err, &recordBackoff)
+				continue
+			}
 			r.recordFailed(len(results), err, &recordBackoff)
 			continue
 		}

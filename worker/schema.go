@@ -66,12 +66,17 @@ func isSchemaError(err error) bool {
 // without waiting for a batch sent on it to fail to record (which is then
 // sent again once migrated up: an operator's trial, with /readyz 200 until
 // a message came). Apart from lane balancing, so that a probe behind a
-// lock (5 s at most) never delays a renewal. Other errors (the database
+// lock (5 s at most), or the lane rows made once the schema is back,
+// never delays a renewal. Other errors (the database
 // away) are the health tracker's.
 func (d *Dispatcher) watchSchema(ctx context.Context) {
 	for sleep(ctx, d.cfg.AcquireInterval) {
 		if d.schemaBehind.Load() {
-			continue // schemaOK probes it back
+			// Looked for here too (at most once per schemaProbeEvery,
+			// whoever asks): runners ask only while they run and are not
+			// paused, and a dispatcher may have neither.
+			d.schemaOK(ctx)
+			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := d.probeSchema(pctx); err != nil && isSchemaError(err) {

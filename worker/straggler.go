@@ -52,29 +52,50 @@ type straggler struct {
 	unhook func()
 }
 
-// take returns the results since the last take and the keys of the
-// groups that ended since, and whether every group ended.
-func (s *straggler) take() (results []result, keys []string, over bool) {
+// take returns the results since the last settling and the groups that
+// ended since, and whether every group ended. Nothing moves until commit:
+// results the database did not take are taken again, with the later ones,
+// so that a key's results are never stored out of its order (a failed
+// recording of one message, then its successor's stored, had the claim's
+// head send the first again after the second: a review's).
+func (s *straggler) take() (results []result, ended []int, over bool, upTo int) {
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
 	results = slices.Clone(s.out.results[s.from:])
-	s.from = len(s.out.results)
 	over = true
-	for i, g := range s.groups {
+	for i := range s.groups {
 		switch {
 		case !s.out.ended[i]:
 			over = false
 		case !s.freed[i]:
-			s.freed[i] = true
-			if g[0].OrderingKey != "" {
-				keys = append(keys, g[0].OrderingKey)
-			}
+			ended = append(ended, i)
+		}
+	}
+	return results, ended, over, len(s.out.results)
+}
+
+// commit marks what take returned as settled, and returns the keys of the
+// groups it frees.
+func (s *straggler) commit(ended []int, over bool, upTo int) (keys []string) {
+	s.from = upTo
+	for _, i := range ended {
+		s.freed[i] = true
+		if k := s.groups[i][0].OrderingKey; k != "" {
+			keys = append(keys, k)
 		}
 	}
 	if over {
 		s.unhook()
 	}
-	return results, keys, over
+	return keys
+}
+
+// unsettle takes back the results the batch's own recording failed to
+// store: the straggler records them with its own, every group held until
+// then (some of those results are of keys it still sends).
+func (s *straggler) unsettle() {
+	s.from = 0
+	clear(s.freed)
 }
 
 // running adds the keys and unkeyed ids of s's groups not yet freed.
@@ -95,50 +116,83 @@ func (s *straggler) running(keys []string, ids []pgtype.UUID) ([]string, []pgtyp
 // settling, frees the keys of those that ended and drops the stragglers
 // whose groups all did. A freed key is claimed again by name
 // (walk.progressed): a walk while it was left out did not see it. Groups
-// are freed only here, in run's goroutine, so the claim that follows sees
-// their results recorded, or, when the recording failed, sends their
-// messages again after the backoff, as a batch's (recordFailed: it gets
-// how many results the database did not take, and the error).
-func (r *laneRunner) settleStragglers() (int, error) {
-	var (
-		results []result
-		keys    []string
-	)
+// are freed only here, in run's goroutine, and only once their results
+// are stored, so the claims never take a message whose result is not. On
+// an error nothing is settled: it is tried again, with what comes later.
+func (r *laneRunner) settleStragglers() error {
+	type taken struct {
+		ended []int
+		over  bool
+		upTo  int
+	}
+	var results []result
+	took := make([]taken, len(r.stragglers))
+	for i, s := range r.stragglers {
+		res, ended, over, upTo := s.take()
+		results = append(results, res...)
+		took[i] = taken{ended, over, upTo}
+	}
+	if len(results) > 0 {
+		if err := r.record(results); err != nil {
+			return err
+		}
+		r.afterBatch(nil, results)
+		r.noteRetries(results)
+	}
 	kept := r.stragglers[:0]
-	for _, s := range r.stragglers {
-		res, ks, over := s.take()
-		results, keys = append(results, res...), append(keys, ks...)
-		if !over {
+	for i, s := range r.stragglers {
+		for _, k := range s.commit(took[i].ended, took[i].over, took[i].upTo) {
+			if !slices.Contains(r.walk.progressed, k) {
+				r.walk.progressed = append(r.walk.progressed, k)
+			}
+		}
+		if !took[i].over {
 			kept = append(kept, s)
 		}
 	}
 	clear(r.stragglers[len(kept):])
 	r.stragglers = kept
-	if len(results) > 0 {
-		if err := r.record(results); err != nil {
-			return len(results), err
-		}
-		r.afterBatch(nil, results)
-		r.noteRetries(results)
-	}
-	for _, k := range keys {
-		if !slices.Contains(r.walk.progressed, k) {
-			r.walk.progressed = append(r.walk.progressed, k)
-		}
-	}
 	if len(r.walk.progressed) > maxProgressed {
 		r.walk.next = true
 	}
-	return 0, nil
+	return nil
+}
+
+// settleFailed handles a settling the database refused: the results stay
+// with their stragglers (their keys still left out of the claims) and are
+// tried again after the backoff, as a batch's recording is.
+func (r *laneRunner) settleFailed(err error, backoff *time.Duration) {
+	if ok, held := r.d.logs.Allow("straggler results failed"); ok {
+		r.d.log.Warn("results of requests that outlasted their batch not recorded (the database failed); tried again after a backoff",
+			"destination", r.key.Destination, "lane", r.key.Lane, "error", err, "similar_lines_left_out", held)
+	}
+	r.d.health.report("recording results", err)
+	if isSchemaError(err) {
+		r.d.schemaFailed(err)
+	}
+	r.sleep(*backoff)
+	*backoff = min(*backoff*2, 5*time.Second)
 }
 
 // finishStragglers, as the run ends, records each straggler as it ends:
 // their attempts finish, or are cut off, as a batch's. One that never
 // returns (a Destination that ignores its context) holds back only its
-// own results.
+// own results; results the database refuses now are counted, as a
+// stopping batch's, and left to the lane's next holder.
 func (r *laneRunner) finishStragglers() {
 	for {
-		if n, err := r.settleStragglers(); err != nil {
+		if err := r.settleStragglers(); err != nil {
+			n, kept := 0, r.stragglers[:0]
+			for _, s := range r.stragglers {
+				res, ended, over, upTo := s.take()
+				n += len(res)
+				s.commit(ended, over, upTo)
+				if !over {
+					kept = append(kept, s)
+				}
+			}
+			clear(r.stragglers[len(kept):])
+			r.stragglers = kept
 			r.unrecordedAtStop(n, r.d.unrecorded.Add(int64(n)), err)
 		}
 		if len(r.stragglers) == 0 {

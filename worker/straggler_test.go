@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/syncbuf"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -280,4 +283,63 @@ WHERE (hashtext('k-' || i) & 2147483647) % 32 = (hashtext('k-hang') & 2147483647
 		t.Fatal(err)
 	}
 	return key
+}
+
+// A straggler's results that the database refuses are recorded later
+// with the ones after them, never dropped: a key's delivered message
+// whose recording failed was sent again after its successor once the key
+// was freed (a review's: the receiver saw 1, 2, 3, 2). Here a trigger
+// refuses the first message's update while the key's second hangs.
+func TestAStragglersRefusedResultsAreNotSentAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
+	first, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("slow")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `
+CREATE TABLE refusing (id uuid);
+CREATE FUNCTION outboxd.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF EXISTS (SELECT 1 FROM refusing WHERE id = NEW.id) THEN RAISE EXCEPTION 'recording refused'; END IF; RETURN NEW; END $$;
+CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW EXECUTE FUNCTION outboxd.test_refuse()`); err != nil {
+		t.Fatal(err)
+	}
+	var log syncbuf.Buffer
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.Destinations = map[string]dispatch.Destination{"sink": h}
+		c.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}))
+	t.Cleanup(func() { close(h.release) })
+	// The batch (both messages) becomes a straggler: a neighbour goes out.
+	waitFor(t, 20*time.Second, "the first request in flight", func() bool { return h.count(first.ID) == 1 })
+	other, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: laneNeighbour(t, b), Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a neighbour beside the slow request", func() bool { return h.count(other.ID) == 1 })
+	if _, err := b.pool.Exec(ctx, `INSERT INTO refusing VALUES ($1)`, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(h.slow) // the first is delivered, the second hangs
+	waitFor(t, 20*time.Second, "the first's result refused, the second in flight", func() bool {
+		return strings.Contains(log.String(), "not recorded") && h.count(second.ID) == 1
+	})
+	h.release <- struct{}{} // the second is delivered
+	if _, err := b.pool.Exec(ctx, `DELETE FROM refusing`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "both recorded delivered", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_messages WHERE status = 'delivered' AND id = ANY($1)`, []uuid.UUID{first.ID, second.ID}).Scan(&n)
+		return err == nil && n == 2
+	})
+	if n := h.count(first.ID); n != 1 {
+		t.Fatalf("the first message, delivered, sent %d times: its refused result was dropped and it went out again after the second", n)
+	}
 }
