@@ -184,20 +184,24 @@ FOR EACH ROW WHEN (NEW.status = 'delivered') EXECUTE FUNCTION outboxd.test_refus
 }
 
 // The schema is looked for again even when no lane runner could probe it
-// (every destination paused, here by the 410 of the very batch whose
-// recording found the schema taken back): after migrate up the dispatcher
-// is ready again.
+// (every destination paused, here by a 410): taken back, the dispatcher
+// turns unready, and after migrate up it is ready again.
 func TestSchemaGateReopensWithEveryDestinationPaused(t *testing.T) {
 	t.Parallel()
 	b, m := migratable(t, func(*http.Request, []byte) (int, http.Header) { return http.StatusGone, nil })
 	ctx := context.Background()
 	d := b.start(t, b.config(t, nil))
 	waitFor(t, 10*time.Second, "the dispatcher ready", d.Ready)
+	b.enqueue(t, 1, 1, func(int) string { return "" })
+	waitFor(t, 10*time.Second, "the only destination paused by a 410", func() bool {
+		var paused bool
+		err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outboxd.outbox_destinations WHERE name = 'sink' AND paused)`).Scan(&paused)
+		return err == nil && paused
+	})
 	if _, err := m.DownTo(ctx, 12); err != nil {
 		t.Fatal(err)
 	}
-	b.enqueue(t, 1, 1, func(int) string { return "" })
-	waitFor(t, 10*time.Second, "a send, then the dispatcher unready", func() bool { return len(b.sink.Requests()) > 0 && !d.Ready() })
+	waitFor(t, 10*time.Second, "the dispatcher unready", func() bool { return !d.Ready() })
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
