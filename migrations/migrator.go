@@ -180,6 +180,9 @@ func (m *Migrator) up(ctx context.Context, op string, target int64, run func(*go
 	}
 }
 
+// lockPoll is how often settledBelow asks for the runs' lock.
+const lockPoll = 200 * time.Millisecond
+
 // settledBelow waits for a run of this schema under way (its lock, taken
 // and let go at once) and reports whether the schema is below version
 // then.
@@ -194,11 +197,26 @@ func (m *Migrator) settledBelow(ctx context.Context, version int64) (bool, error
 	if conn.QueryRowContext(ctx, lockHolderSQL, id).Scan(&holder) == nil {
 		m.log.Info("waiting for another migration run of this schema to end", "schema", m.schema, "backend_pid", holder)
 	}
-	// As long as goose waits for its own lock (Config.LockTimeoutSeconds).
-	lctx, cancel := context.WithTimeout(ctx, m.lockWait)
-	defer cancel()
-	if _, err := conn.ExecContext(lctx, "SELECT pg_advisory_lock($1)", id); err != nil {
-		return false, fmt.Errorf("migrations: waiting for another run of schema %s: %w", m.schema, err)
+	// Polled, as goose polls its own, for as long (LockTimeoutSeconds): a
+	// statement waiting on the lock holds a transaction open, which the
+	// other run's CREATE INDEX CONCURRENTLY then waits for, while that run
+	// holds the lock (a re-trial's 5-minute deadlock).
+	for deadline := time.Now().Add(m.lockWait); ; {
+		var got bool
+		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&got); err != nil {
+			return false, fmt.Errorf("migrations: %w", err)
+		}
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("migrations: another run of schema %s still holds its lock after %s (Config.LockTimeoutSeconds)", m.schema, m.lockWait)
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("migrations: waiting for another run of schema %s: %w", m.schema, ctx.Err())
+		case <-time.After(lockPoll):
+		}
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id) //nolint:errcheck // closing the session releases it too
 	var current int64

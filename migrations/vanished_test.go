@@ -34,6 +34,15 @@ func TestUpMeetingADownToZeroAppliesEverything(t *testing.T) {
 			_, db, _ := upTo(t, from)
 			ctx := context.Background()
 			conn, up, done := upBehindTheLock(t, db)
+			// The down's index builds wait for every open transaction:
+			// the up's wait for the lock must not be one (it was: both
+			// waited for 5 minutes, a re-trial's). One here, on a table of
+			// the schema, while the lock is held.
+			bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			if _, err := db.ExecContext(bctx, `CREATE INDEX CONCURRENTLY test_build ON outboxd.outbox_keys (last_seq)`); err != nil {
+				t.Fatalf("an index build while the up waits for the lock: %v (it waited for the up's transaction)", err)
+			}
 			if _, err := conn.ExecContext(ctx, `DROP SCHEMA outboxd CASCADE`); err != nil {
 				t.Fatal(err)
 			}

@@ -140,13 +140,21 @@ func checkUpToDate(ctx context.Context, pool *pgxpool.Pool, schema string) (late
 // schema $1, a line each (the schema may hold the user's tables too:
 // public, or one a DBA prepared; migrate is no advice for theirs). A
 // build cut short before its index was ready leaves one that inserts
-// skip; one cut short after (or a drop) is written.
+// skip; one cut short after (or a drop) is written. One still being built
+// (another migration run's, seen in pg_stat_progress_create_index) is
+// said so: the advice to drop it would break that run (a re-trial's).
 const invalidIndexesSQL = `
-SELECT format('index %1$s.%2$s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and %3$s: '
-              'run the migration that was cut short again (outboxd migrate up, or the down that was cut short), or drop it with DROP INDEX CONCURRENTLY %1$s.%2$s',
-              n.nspname, c.relname, CASE WHEN i.indisready THEN 'still written on every insert' ELSE 'not written by inserts' END)
+SELECT CASE WHEN p.pid IS NOT NULL THEN
+         format('index %1$s.%2$s is being built (CREATE INDEX CONCURRENTLY, backend pid %3$s: another migration run, most likely); leave it, it is valid once the build ends',
+                n.nspname, c.relname, p.pid)
+       ELSE
+         format('index %1$s.%2$s is invalid (a CREATE or DROP INDEX CONCURRENTLY cut short) and %3$s: '
+                'run the migration that was cut short again (outboxd migrate up, or the down that was cut short), or drop it with DROP INDEX CONCURRENTLY %1$s.%2$s',
+                n.nspname, c.relname, CASE WHEN i.indisready THEN 'still written on every insert' ELSE 'not written by inserts' END)
+       END
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class t ON t.oid = i.indrelid
+LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = i.indexrelid
 WHERE n.nspname = $1 AND NOT i.indisvalid
   AND (t.relname LIKE 'outbox\_%' OR t.relname LIKE 'inbox\_%' OR t.relname LIKE 'console\_%')
 ORDER BY c.relname`

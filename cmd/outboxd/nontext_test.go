@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // A filter or an argument that is not UTF-8 text is a usage mistake (exit
@@ -61,5 +65,44 @@ func TestArgumentsAreEscapedInErrors(t *testing.T) {
 		if r.code != 1 || strings.Contains(r.stderr, "\x1b") || !strings.Contains(r.stderr, `\x1b[31mRED`) {
 			t.Errorf("%q: exit %d, stderr %q; want 1 and the ESC escaped", args, r.code, r.stderr)
 		}
+	}
+}
+
+// An index another run is still building (CREATE INDEX CONCURRENTLY
+// waiting for a transaction) is said so, not reported as cut short with
+// the advice to drop it, which would break that run (a re-trial's, while a
+// down rebuilt an index and an up ran beside it).
+func TestAnIndexBeingBuiltIsNotCalledCutShort(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	// A snapshot held (REPEATABLE READ): the build waits for it.
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT count(*) FROM outboxd.outbox_messages`); err != nil {
+		t.Fatal(err)
+	}
+	built := make(chan error, 1)
+	go func() {
+		_, err := b.pool.Exec(ctx, `CREATE INDEX CONCURRENTLY test_build ON outboxd.outbox_messages (type)`)
+		built <- err
+	}()
+	waitUntil(t, 20*time.Second, "the build waiting for the open transaction", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = 'test_build'`).Scan(&n)
+		return err == nil && n == 1
+	})
+	r := runIn("migrate", "up", "--database-url", b.url)
+	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "index outboxd.test_build is being built") || strings.Contains(r.stdout+r.stderr, "DROP INDEX") {
+		t.Fatalf("migrate up beside a build: %+v", r)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-built; err != nil {
+		t.Fatal(err)
 	}
 }
