@@ -39,6 +39,8 @@ func TestDocumentedDefaults(t *testing.T) {
 		{"one log line per kind per 10 s", logEvery, 10 * time.Second},
 		{"lease_ttl at least 500ms", MinLeaseTTL, 500 * time.Millisecond},
 		{"intervals at least 10ms", MinInterval, 10 * time.Millisecond},
+		{"a hanging request's lane moves on after 1 s (design.md, stragglers)", stragglerAfter, time.Second},
+		{"at most 4 stragglers per lane", maxStragglers, 4},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: the code has %v", tc.doc, tc.got)

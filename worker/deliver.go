@@ -53,7 +53,7 @@ func (r *laneRunner) deliver(batch []claimed) ([]result, *straggler) {
 		unhook()
 		return out.results, nil
 	}
-	s := &straggler{out: out, groups: groups, freed: make([]bool, len(groups)), ended: ended, unhook: unhook}
+	s := &straggler{out: out, groups: groups, freed: make([]bool, len(groups)), unhook: unhook}
 	out.mu.Lock()
 	done := slices.Clone(out.results)
 	s.from = len(out.results)

@@ -216,17 +216,17 @@ func (r *laneRunner) run() {
 	}
 }
 
-// recordFailed handles n results the database did not take (err), and
-// tells the caller to go round again: a stopping runner counts them (the
-// loop ends; the next holder sends them), a running one logs them and,
-// since what was sent is sent again after the backoff (same keys), waits
-// it: a recording that keeps failing must not resend at once, so no
-// commit notification cuts this wait short.
-func (r *laneRunner) recordFailed(n int, err error, backoff *time.Duration) bool {
+// recordFailed handles n results of a batch the database did not take
+// (err): a stopping runner counts them (the loop ends; the next holder
+// sends them), a running one logs them and, since what was sent is sent
+// again after the backoff (same keys), waits it: a recording that keeps
+// failing must not resend at once, so no commit notification cuts this
+// wait short.
+func (r *laneRunner) recordFailed(n int, err error, backoff *time.Duration) {
 	total := r.d.unrecorded.Add(int64(n))
 	if r.stopping() {
 		r.unrecordedAtStop(n, total, err)
-		return true
+		return
 	}
 	if ok, held := r.d.logs.Allow("results failed"); ok {
 		r.d.log.Warn("results not recorded (the database failed); the batch is sent again after a backoff, with the same idempotency keys",
@@ -240,7 +240,6 @@ func (r *laneRunner) recordFailed(n int, err error, backoff *time.Duration) bool
 	}
 	r.sleep(*backoff)
 	*backoff = min(*backoff*2, 5*time.Second)
-	return true
 }
 
 // nextClaimIn is how long a runner may wait after recording batch before

@@ -17,9 +17,8 @@ import (
 // the recording statement then fails after every batch was sent, and the
 // messages, still pending, would be claimed and sent again and again. So
 // a look every AcquireInterval (watchSchema), or the first such failure,
-// stops all claims of this dispatcher,
-// /readyz turns unready, and one probe a second looks for the schema to
-// come back.
+// stops all claims of this dispatcher, /readyz turns unready, and one
+// probe a second looks for the schema to come back.
 
 // errSchemaBehind reports a schema older than this dispatcher's statements.
 func errSchemaBehind(schema string, err error) error {
@@ -67,8 +66,8 @@ func isSchemaError(err error) bool {
 // sent again once migrated up: an operator's trial, with /readyz 200 until
 // a message came). Apart from lane balancing, so that a probe behind a
 // lock (5 s at most), or the lane rows made once the schema is back,
-// never delays a renewal. Other errors (the database
-// away) are the health tracker's.
+// never delays a renewal. Other errors (the database away) are the health
+// tracker's.
 func (d *Dispatcher) watchSchema(ctx context.Context) {
 	for sleep(ctx, d.cfg.AcquireInterval) {
 		if d.schemaBehind.Load() {

@@ -48,7 +48,6 @@ type straggler struct {
 	groups [][]claimed
 	freed  []bool // the group's end was settled (read by run's goroutine only)
 	from   int
-	ended  chan struct{} // every group ended
 	unhook func()
 }
 
@@ -120,18 +119,7 @@ func (s *straggler) running(keys []string, ids []pgtype.UUID) ([]string, []pgtyp
 // are stored, so the claims never take a message whose result is not. On
 // an error nothing is settled: it is tried again, with what comes later.
 func (r *laneRunner) settleStragglers() error {
-	type taken struct {
-		ended []int
-		over  bool
-		upTo  int
-	}
-	var results []result
-	took := make([]taken, len(r.stragglers))
-	for i, s := range r.stragglers {
-		res, ended, over, upTo := s.take()
-		results = append(results, res...)
-		took[i] = taken{ended, over, upTo}
-	}
+	results, took := r.takeStragglers()
 	if len(results) > 0 {
 		if err := r.record(results); err != nil {
 			return err
@@ -139,23 +127,49 @@ func (r *laneRunner) settleStragglers() error {
 		r.afterBatch(nil, results)
 		r.noteRetries(results)
 	}
+	for _, k := range r.commitStragglers(took) {
+		if !slices.Contains(r.walk.progressed, k) {
+			r.walk.progressed = append(r.walk.progressed, k)
+		}
+	}
+	if len(r.walk.progressed) > maxProgressed {
+		r.walk.next = true
+	}
+	return nil
+}
+
+// taken is what take returned of one straggler, for commit.
+type taken struct {
+	ended []int
+	over  bool
+	upTo  int
+}
+
+// takeStragglers takes every straggler's results since the last settling.
+func (r *laneRunner) takeStragglers() ([]result, []taken) {
+	var results []result
+	took := make([]taken, len(r.stragglers))
+	for i, s := range r.stragglers {
+		res, ended, over, upTo := s.take()
+		results = append(results, res...)
+		took[i] = taken{ended, over, upTo}
+	}
+	return results, took
+}
+
+// commitStragglers settles what takeStragglers took, drops the stragglers
+// that are over and returns the keys it frees.
+func (r *laneRunner) commitStragglers(took []taken) (freed []string) {
 	kept := r.stragglers[:0]
 	for i, s := range r.stragglers {
-		for _, k := range s.commit(took[i].ended, took[i].over, took[i].upTo) {
-			if !slices.Contains(r.walk.progressed, k) {
-				r.walk.progressed = append(r.walk.progressed, k)
-			}
-		}
+		freed = append(freed, s.commit(took[i].ended, took[i].over, took[i].upTo)...)
 		if !took[i].over {
 			kept = append(kept, s)
 		}
 	}
 	clear(r.stragglers[len(kept):])
 	r.stragglers = kept
-	if len(r.walk.progressed) > maxProgressed {
-		r.walk.next = true
-	}
-	return nil
+	return freed
 }
 
 // settleFailed handles a settling the database refused: the results stay
@@ -182,18 +196,9 @@ func (r *laneRunner) settleFailed(err error, backoff *time.Duration) {
 func (r *laneRunner) finishStragglers() {
 	for {
 		if err := r.settleStragglers(); err != nil {
-			n, kept := 0, r.stragglers[:0]
-			for _, s := range r.stragglers {
-				res, ended, over, upTo := s.take()
-				n += len(res)
-				s.commit(ended, over, upTo)
-				if !over {
-					kept = append(kept, s)
-				}
-			}
-			clear(r.stragglers[len(kept):])
-			r.stragglers = kept
-			r.unrecordedAtStop(n, r.d.unrecorded.Add(int64(n)), err)
+			results, took := r.takeStragglers()
+			r.commitStragglers(took)
+			r.unrecordedAtStop(len(results), r.d.unrecorded.Add(int64(len(results))), err)
 		}
 		if len(r.stragglers) == 0 {
 			return

@@ -64,8 +64,9 @@ func checkListen(addr string) error {
 // mistyped IPv4 address (256.1.1.1, 10.0.0) would otherwise pass. The name
 // is not looked up: --check works offline.
 func listenHost(host string) bool {
-	if ip, zone, zoned := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
-		return !zoned || zone != "" && net.ParseIP(ip).To4() == nil // a zone is IPv6's only
+	addr, zone, zoned := strings.Cut(host, "%")
+	if ip := net.ParseIP(addr); ip != nil {
+		return !zoned || zone != "" && ip.To4() == nil // a zone is IPv6's only
 	}
 	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
 	for _, l := range labels {
