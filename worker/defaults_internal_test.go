@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/outboxd/outboxd/dispatch"
 )
 
@@ -41,10 +44,42 @@ func TestDocumentedDefaults(t *testing.T) {
 		{"intervals at least 10ms", MinInterval, 10 * time.Millisecond},
 		{"a hanging request's lane moves on after 1 s (design.md, stragglers)", stragglerAfter, time.Second},
 		{"at most 4 stragglers per lane", maxStragglers, 4},
+		{"lane management: a pool of at most 2 connections (doc.go, CHANGELOG)", leasesConns, 2},
+		{"a stop waits at most 1 s for lane management's connections to close", leasesCloseWait, time.Second},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: the code has %v", tc.doc, tc.got)
 		}
+	}
+}
+
+// Lane management's pool has the dispatcher's pool's settings (a password
+// from a BeforeConnect, the session's name) but at most leasesConns
+// connections, and opens none before a statement needs it.
+func TestLeasesPoolKeepsThePoolsSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig("postgres://u@127.0.0.1:1/db?application_name=ours&pool_max_conns=40&pool_min_conns=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error { called = true; return nil }
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	leases := leasesPool(pool)
+	defer leases.Close()
+	got := leases.Config()
+	if got.MaxConns != leasesConns || got.MinConns != 0 || got.MinIdleConns != 0 {
+		t.Errorf("max %d, min %d, min idle %d; want %d, 0, 0", got.MaxConns, got.MinConns, got.MinIdleConns, leasesConns)
+	}
+	if got.ConnConfig.RuntimeParams["application_name"] != "ours" || got.ConnConfig.Host != "127.0.0.1" || got.BeforeConnect == nil {
+		t.Errorf("the pool's settings were not kept: %+v", got.ConnConfig.RuntimeParams)
+	}
+	if called || leases.Stat().TotalConns() != 0 {
+		t.Errorf("a connection was opened before any statement")
 	}
 }
 

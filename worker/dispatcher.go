@@ -34,11 +34,16 @@ const StuckGrace = 5 * time.Second
 // Dispatcher drains the outbox of one schema. Create it with New, run it with
 // Start, end it with Stop.
 type Dispatcher struct {
-	pool  *pgxpool.Pool
-	cfg   Config
-	log   *slog.Logger
-	q     queries
-	river *river.Client[pgxTx]
+	pool *pgxpool.Pool
+	// leases is lane management's own pool (leasesPool), apart from pool:
+	// statements waiting on a lock of outbox_messages can hold every
+	// connection of pool, and the leases must still be renewed. Set by
+	// Start.
+	leases *pgxpool.Pool
+	cfg    Config
+	log    *slog.Logger
+	q      queries
+	river  *river.Client[pgxTx]
 
 	// abortCtx bounds deliveries: cancelled only when Stop's own context
 	// runs out, so a normal stop lets the attempts in flight finish.
@@ -275,13 +280,14 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	close(d.startDone)
 	d.started, d.cancel, d.done = true, cancel, make(chan struct{})
 	d.startCtx, d.finished = ctx, make(chan struct{})
+	d.leases = leasesPool(d.pool)
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); d.listen(runCtx) }()
 	go func() { defer wg.Done(); d.manageLanes(runCtx) }()
 	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()
 	go func() { defer wg.Done(); d.watchSchema(runCtx) }()
-	go func() { wg.Wait(); close(d.done) }()
+	go func() { wg.Wait(); d.closeLeases(); close(d.done) }()
 	go d.stopOnCancel(ctx, d.done)
 	d.mu.Unlock()
 	d.log.Info("dispatcher started", "destinations", len(d.cfg.Destinations))

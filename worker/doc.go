@@ -37,6 +37,12 @@
 // and how due retries are found). River's elected leader runs the
 // maintenance jobs (purging expired inbox keys and old delivered messages).
 //
+// Besides the pool it is given, a dispatcher opens one connection to
+// LISTEN and a pool of at most 2 for lane management (heartbeats, lease
+// renewals, acquiring and releasing lanes), which never touches
+// outbox_messages: a lock there holding every claim, and every connection
+// of the pool, does not stop the renewals.
+//
 // # What happens on failure
 //
 //   - A dispatcher dies (SIGKILL, OOM, machine loss), or restarts under the

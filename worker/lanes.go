@@ -3,10 +3,12 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/dispatch"
 )
@@ -15,6 +17,45 @@ import (
 type Lane struct {
 	Destination string // the destination's name
 	Lane        int    // the lane's number within the destination
+}
+
+// leasesConns bounds lane management's own pool: balancing's statements,
+// one at a time, and a runner's release beside them.
+const leasesConns = 2
+
+// leasesPool makes lane management's pool, with pool's settings (pgxpool
+// connects lazily: nothing happens until a statement needs it). Its
+// statements touch the lanes, dispatchers and destinations tables only,
+// never outbox_messages, so that a lock there (VACUUM FULL, a CREATE INDEX
+// without CONCURRENTLY) holding every claim and every connection of pool
+// cannot let the leases lapse while this process is alive: the lanes'
+// next holders would send again what its runners have in flight.
+func leasesPool(pool *pgxpool.Pool) *pgxpool.Pool {
+	cfg := pool.Config()
+	cfg.MaxConns, cfg.MinConns, cfg.MinIdleConns = leasesConns, 0, 0
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		// The settings are pool's, which pgxpool accepted: cannot happen.
+		panic(fmt.Sprintf("worker: lane management's pool: %v", err))
+	}
+	return p
+}
+
+// leasesCloseWait bounds how long a stop waits for lane management's
+// connections to close, within the stop's own bound (windDown): pgx gives
+// a connection to a database that does not answer 15 s. They close in the
+// background past it.
+const leasesCloseWait = time.Second
+
+func (d *Dispatcher) closeLeases() {
+	closed := make(chan struct{})
+	go func() { d.leases.Close(); close(closed) }()
+	ctx, cancel := d.windDownWithin(leasesCloseWait)
+	defer cancel()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+	}
 }
 
 // unservedEvery: the check for destinations that no live dispatcher serves
@@ -77,7 +118,7 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 
 func (d *Dispatcher) balance(ctx context.Context) error {
 	ttl := d.cfg.LeaseTTL.Milliseconds()
-	if _, err := d.pool.Exec(ctx, d.q.heartbeat, d.cfg.ID, d.names, ttl); err != nil {
+	if _, err := d.leases.Exec(ctx, d.q.heartbeat, d.cfg.ID, d.names, ttl); err != nil {
 		return err
 	}
 	if err := d.refreshPaused(ctx); err != nil {
@@ -126,7 +167,7 @@ func (d *Dispatcher) ensureLanes(ctx context.Context, name string) error {
 	if made, ok := d.lanesMade[name]; ok && d.mono()-made < ensureLanesEvery {
 		return nil
 	}
-	tag, err := d.pool.Exec(ctx, d.q.ensureLanes, []string{name})
+	tag, err := d.leases.Exec(ctx, d.q.ensureLanes, []string{name})
 	if err != nil {
 		return err
 	}
@@ -177,7 +218,7 @@ func (d *Dispatcher) renew(ctx context.Context) error {
 	// The renewed leases run out no earlier than LeaseTTL after this
 	// moment: the database computes them from a now() that comes later.
 	start := d.mono()
-	rows, err := d.pool.Query(ctx, d.q.renew, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), dests, lanes, tokens)
+	rows, err := d.leases.Query(ctx, d.q.renew, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), dests, lanes, tokens)
 	if err != nil {
 		return err
 	}
@@ -220,7 +261,7 @@ func scanLane(row pgx.CollectableRow) (Lane, error) {
 }
 
 func (d *Dispatcher) liveByDestination(ctx context.Context) (map[string]int, error) {
-	rows, err := d.pool.Query(ctx, d.q.liveByDestination, d.names)
+	rows, err := d.leases.Query(ctx, d.q.liveByDestination, d.names)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +278,7 @@ func (d *Dispatcher) liveByDestination(ctx context.Context) (map[string]int, err
 // runner for each, and says how many it took.
 func (d *Dispatcher) acquire(ctx context.Context, name string, n int) (int, error) {
 	start := d.mono()
-	rows, err := d.pool.Query(ctx, d.q.acquire, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), name, n)
+	rows, err := d.leases.Query(ctx, d.q.acquire, d.cfg.ID, d.cfg.LeaseTTL.Milliseconds(), name, n)
 	if err != nil {
 		return 0, err
 	}
@@ -273,7 +314,7 @@ func (d *Dispatcher) active(name string) []Lane {
 func (d *Dispatcher) refreshPaused(ctx context.Context) error {
 	// Entries stored after this point are newer than the read below.
 	readAt := d.pauseGen.Load()
-	rows, err := d.pool.Query(ctx, d.q.paused)
+	rows, err := d.leases.Query(ctx, d.q.paused)
 	if err != nil {
 		return err
 	}
@@ -358,7 +399,7 @@ func (d *Dispatcher) releaseAll() {
 	}
 	ctx, cancel := d.windDown()
 	defer cancel()
-	if _, err := d.pool.Exec(ctx, d.q.forgetDispatcher, d.cfg.ID); err != nil {
+	if _, err := d.leases.Exec(ctx, d.q.forgetDispatcher, d.cfg.ID); err != nil {
 		d.log.Warn("deregister failed", "error", err)
 	}
 }

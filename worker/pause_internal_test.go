@@ -26,6 +26,7 @@ func TestLocalPauseSurvivesAnOlderRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.leases = pool // Start would open lane management's own
 	// Hold back the pause's INSERT (SELECTs still pass) to open the window.
 	blocker, err := pool.Begin(ctx)
 	if err != nil {

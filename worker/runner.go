@@ -347,7 +347,7 @@ func (r *laneRunner) release() {
 	}
 	ctx, cancel := r.d.windDown()
 	defer cancel()
-	if _, err := r.d.pool.Exec(ctx, r.d.q.release, r.d.cfg.ID,
+	if _, err := r.d.leases.Exec(ctx, r.d.q.release, r.d.cfg.ID,
 		[]string{r.key.Destination}, []int16{int16(r.key.Lane)}, []int64{r.token}); err != nil {
 		if ok, held := r.d.logs.Allow("release failed"); ok {
 			r.d.log.Warn("releasing a lane failed; nobody renews it, so it expires within the lease TTL",

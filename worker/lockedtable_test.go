@@ -1,0 +1,104 @@
+package worker_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// A lock on outbox_messages (an operator's VACUUM FULL, a CREATE INDEX
+// without CONCURRENTLY) holds every claim and recording behind it. With a
+// pool smaller than the lanes (pgx's default is 4 connections on a small
+// machine), those statements held every connection, the renewals waited
+// for one, and all 32 leases lapsed while the dispatcher was alive: the
+// answers it had in hand were refused once the lock went, and the
+// messages sent again. Lane management has connections of its own now.
+func TestLeasesOutliveALockedTableWithASmallPool(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	url := pgtest.URL(t)
+	b.pool = pgtest.Connect(t, url+"&pool_max_conns=4")
+	other := pgtest.Connect(t, url+"&pool_max_conns=3")
+	ctx := context.Background()
+	gate := make(chan struct{})
+	b.sink.Respond = func(*http.Request, []byte) (int, http.Header) { <-gate; return http.StatusOK, nil }
+	b.start(t, b.config(t, func(c *worker.Config) { c.LeaseTTL, c.AcquireInterval = 2*time.Second, 200*time.Millisecond }))
+	waitReady(t, b)
+	const n = 8
+	b.enqueue(t, n, n, func(int) string { return "" })
+	waitFor(t, 10*time.Second, "every message in flight", func() bool { return b.sink.InFlight() == n })
+
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	close(gate) // the answers come while the table is locked
+	waitFor(t, 10*time.Second, "every connection of the dispatcher's pool waiting on the lock", func() bool {
+		var n int
+		err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND backend_type = 'client backend'`).Scan(&n)
+		return err == nil && n >= 4
+	})
+	// Twice the lease's TTL: a lease not renewed meanwhile has lapsed.
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		var n int
+		if err := other.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_lanes WHERE owner IS NOT NULL AND lease_until > now()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n < 32 {
+			t.Fatalf("while outbox_messages was locked, %d of 32 leases stayed current", n)
+		}
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.waitSettled(t, 20*time.Second); got["delivered"] != n {
+		t.Fatalf("after the lock: %v, want %d delivered", got, n)
+	}
+	if got := len(b.sink.Requests()); got != n {
+		t.Fatalf("%d messages were sent %d times: answers in hand were refused and sent again", n, got)
+	}
+}
+
+// Lane management's connections close with the dispatcher: none is left
+// once Stop returned and the application closed its pool.
+func TestStopClosesLaneManagementsConnections(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	url := pgtest.URL(t)
+	b.pool = pgtest.Connect(t, url+"&application_name=dispatcher")
+	other := pgtest.Connect(t, url+"&application_name=observer")
+	ctx := context.Background()
+	d, err := worker.New(b.pool, b.config(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, b)
+	sessions := func() int {
+		var n int
+		if err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'dispatcher'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := sessions(); n == 0 {
+		t.Fatal("no session of the dispatcher's while it runs")
+	}
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.pool.Close()
+	waitFor(t, 10*time.Second, "every session of the dispatcher's gone after its Stop and its pool's Close", func() bool { return sessions() == 0 })
+}
