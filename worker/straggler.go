@@ -19,18 +19,28 @@ const (
 
 // waitBatch waits for a batch's end and reports true, or reports false
 // when it may become a straggler: it ran for stragglerAfter, and the
-// runner is not stopping and holds few enough of them.
+// runner is not stopping and holds fewer than maxStragglers.
 func (r *laneRunner) waitBatch(ended chan struct{}) bool {
-	if len(r.stragglers) >= maxStragglers {
-		<-ended
-		return true
-	}
 	t := time.NewTimer(stragglerAfter)
 	defer t.Stop()
-	select {
-	case <-ended:
-		return true
-	case <-t.C:
+	for over := false; ; {
+		select {
+		case <-ended:
+			return true
+		case <-t.C:
+			over = true
+		case <-r.stragglerEnded:
+			// At the most stragglers, one that ends is recorded now, its
+			// key freed, and the batch may take its place: it waited for
+			// this batch's end (a hanging request's timeout), and the
+			// lane with it.
+			if err := r.settleStragglers(); err != nil {
+				r.settleRefused(err) // kept, and tried again later
+			}
+		}
+		if over && len(r.stragglers) < maxStragglers {
+			break
+		}
 	}
 	if r.stopping() || !r.leaseValid() {
 		<-ended
@@ -176,16 +186,21 @@ func (r *laneRunner) commitStragglers(took []taken) (freed []string) {
 // with their stragglers (their keys still left out of the claims) and are
 // tried again after the backoff, as a batch's recording is.
 func (r *laneRunner) settleFailed(err error, backoff *time.Duration) {
+	r.settleRefused(err)
+	r.sleep(*backoff)
+	*backoff = min(*backoff*2, 5*time.Second)
+}
+
+// settleRefused says that a settling failed, and why.
+func (r *laneRunner) settleRefused(err error) {
 	if ok, held := r.d.logs.Allow("straggler results failed"); ok {
-		r.d.log.Warn("results of requests that outlasted their batch not recorded (the database failed); tried again after a backoff",
+		r.d.log.Warn("results of requests that outlasted their batch not recorded (the database failed); tried again later",
 			"destination", r.key.Destination, "lane", r.key.Lane, "error", err, "similar_lines_left_out", held)
 	}
 	r.d.health.report("recording results", err)
 	if isSchemaError(err) {
 		r.d.schemaFailed(err)
 	}
-	r.sleep(*backoff)
-	*backoff = min(*backoff*2, 5*time.Second)
 }
 
 // finishStragglers, as the run ends, records each straggler as it ends:
