@@ -22,6 +22,7 @@ func TestServeDocumentedNumbers(t *testing.T) {
 		{"dispatcher.shutdown_timeout default 30s", shutdownTimeout(&fileConfig{}), 30 * time.Second},
 		{"shutdown_timeout as given", shutdownTimeout(&fileConfig{Dispatcher: dispatcherConf{ShutdownTimeout: 3 * time.Second}}), 3 * time.Second},
 		{"/readyz names what the start waits for after 5 s", slowStartAfter, 5 * time.Second},
+		{"/readyz: PostgreSQL answers within 2 s", readyzPing, 2 * time.Second},
 		{"ops port: request headers within 5 s", ops.srv.ReadHeaderTimeout, 5 * time.Second},
 		{"ops port: the whole request within 10 s", ops.srv.ReadTimeout, 10 * time.Second},
 		{"ops port: idle connections closed after 60 s", ops.srv.IdleTimeout, 60 * time.Second},

@@ -272,6 +272,26 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// readyzPing bounds /readyz's look at the database.
+const readyzPing = 2 * time.Second
+
+// pingPool pings the database through pool. A ping that fails is tried
+// again, once per connection the pool may hold and within ctx: a failed
+// ping drops its connection, and a pooled connection PostgreSQL closed
+// (pg_terminate_backend, idle_session_timeout, a restart) is found dead
+// only when used, which made /readyz say "database unreachable" with the
+// database up. With the database down, each try fails at once.
+func pingPool(ctx context.Context, pool *pgxpool.Pool) error {
+	err := pool.Ping(ctx)
+	for range pool.Config().MaxConns {
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		err = pool.Ping(ctx)
+	}
+	return err
+}
+
 // opsHandler serves the operator endpoints.
 func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
@@ -279,9 +299,9 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), readyzPing)
 		defer cancel()
-		if err := pool.Ping(ctx); err != nil {
+		if err := pingPool(ctx, pool); err != nil {
 			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

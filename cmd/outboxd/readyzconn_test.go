@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A pooled connection that PostgreSQL closed (pg_terminate_backend,
+// idle_session_timeout, a restart) made the next /readyz answer 503
+// "database unreachable", the database up: the ping that found it dead
+// was not tried again on a fresh connection.
+func TestReadyzAfterItsConnectionWasClosed(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	config := serveConfig(t, b.url, b.sink.URL())
+	// Idle runners: their sweeps would find the closed connections first.
+	body := strings.Replace(readFile(t, config), "sweep_interval: 100ms", "sweep_interval: 30s", 1)
+	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, config)
+	d.waitReady(t)
+	ctx := context.Background()
+	for range 3 {
+		// Every idle session of serve's but the two that LISTEN (its
+		// dispatcher's, which also holds the advisory lock of its id, and
+		// River's): a closed listener is not ready, rightly.
+		var killed []int
+		rows, err := b.pool.Query(ctx, `SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state = 'idle'
+  AND query NOT LIKE 'LISTEN%' AND query NOT LIKE '%pg_try_advisory_lock%'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var pid int
+			if err := rows.Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			killed = append(killed, pid)
+		}
+		if len(killed) == 0 {
+			t.Fatal("no idle session of serve's to close")
+		}
+		if _, err := b.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid`, killed); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 10*time.Second, "the closed sessions gone", func() bool {
+			var n int
+			err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)`, killed).Scan(&n)
+			return err == nil && n == 0
+		})
+		if code, body := d.get("/readyz"); code != 200 {
+			t.Fatalf("/readyz after %d of serve's connections were closed: %d %s", len(killed), code, body)
+		}
+	}
+}
