@@ -385,8 +385,8 @@ func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 // again, and Stop returns an error wrapping that context's), leases are
 // released for other dispatchers, and River stops. Recording, releasing,
 // deregistering and stopping River take at most StuckGrace past ctx's
-// deadline in all, even with the database hanging (5 s each, without a
-// deadline; River gets 5 s of its own once deliveries are left running,
+// deadline in all, even with the database hanging (5 s each, and 1 s to
+// close lane management's connections, without a deadline; River gets 5 s of its own once deliveries are left running,
 // below); they are not waited for past it (Stop's error says River's was
 // not); deliveries that do not
 // return within StuckGrace of their cancellation are left running (their
@@ -437,10 +437,15 @@ func (d *Dispatcher) windDown() (context.Context, context.CancelFunc) {
 
 // windDownWithin is windDown with another timeout than 5 s.
 func (d *Dispatcher) windDownWithin(timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d.windDownTimeout(timeout))
+}
+
+// windDownTimeout is timeout, cut to the stop's bound once it is known.
+func (d *Dispatcher) windDownTimeout(timeout time.Duration) time.Duration {
 	if by := d.windDownBy.Load(); by != 0 && !d.gaveUp.Load() {
 		timeout = min(timeout, time.Until(time.Unix(0, by)))
 	}
-	return context.WithTimeout(context.Background(), timeout)
+	return timeout
 }
 
 // stop is the first Stop's work.

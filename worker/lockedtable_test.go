@@ -16,7 +16,8 @@ import (
 // machine), those statements held every connection, the renewals waited
 // for one, and all 32 leases lapsed while the dispatcher was alive: the
 // answers it had in hand were refused once the lock went, and the
-// messages sent again. Lane management has connections of its own now.
+// messages sent again. Lane management has connections of its own now,
+// and a running lane's recording waits as long as its lease holds.
 func TestLeasesOutliveALockedTableWithASmallPool(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -47,8 +48,10 @@ func TestLeasesOutliveALockedTableWithASmallPool(t *testing.T) {
 WHERE datname = current_database() AND wait_event_type = 'Lock' AND backend_type = 'client backend'`).Scan(&n)
 		return err == nil && n >= 4
 	})
-	// Twice the lease's TTL: a lease not renewed meanwhile has lapsed.
-	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	// Past twice the lease's TTL (a lease not renewed meanwhile has
+	// lapsed), and past the 5 s that bounded a running lane's recording
+	// (it gave up, and the batch was sent again: a review's).
+	for end := time.Now().Add(7 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		var n int
 		if err := other.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_lanes WHERE owner IS NOT NULL AND lease_until > now()`).Scan(&n); err != nil {
 			t.Fatal(err)

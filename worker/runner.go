@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,9 +59,11 @@ type laneRunner struct {
 	cut claimCut
 	// stragglers: batches' keys still being sent after stragglerAfter
 	// (straggler.go; run's goroutine only); stragglerEnded is signalled
-	// when one ends.
+	// when one ends. freedInBatch: a batch's wait freed keys of theirs
+	// (waitBatch), so the claim after it comes at once.
 	stragglers     []*straggler
 	stragglerEnded chan struct{}
+	freedInBatch   bool
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it
@@ -158,7 +161,7 @@ func (r *laneRunner) run() {
 		}
 		// Stragglers that ended are recorded first, paused or not: their
 		// messages may be delivered.
-		if err := r.settleStragglers(); err != nil {
+		if _, err := r.settleStragglers(); err != nil {
 			r.settleFailed(err, &recordBackoff)
 			continue
 		}
@@ -206,7 +209,9 @@ func (r *laneRunner) run() {
 		recordBackoff = 100 * time.Millisecond
 		r.afterBatch(batch, results)
 		r.noteRetries(results)
-		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 {
+		freed := r.freedInBatch
+		r.freedInBatch = false
+		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 && !freed {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
 			r.walk.woken = r.idle(r.untilRetry(min(wait, r.untilWalk())))
@@ -539,7 +544,7 @@ func (r *laneRunner) record(results []result) error {
 	if len(results) == 0 {
 		return nil
 	}
-	ctx, cancel := r.d.windDown()
+	ctx, cancel := r.recordCtx()
 	defer cancel()
 	n := len(results)
 	var (
@@ -608,6 +613,44 @@ func (r *laneRunner) record(results []result) error {
 		}
 	}
 	return nil
+}
+
+// recordCtx bounds a recording. A running lane's waits as long as its
+// lease holds (the renewals have connections of their own): bounded at 5
+// s, a recording behind a lock on outbox_messages (VACUUM FULL) gave up
+// and its batch was sent again once the lock went, with the lease still
+// ours (a review's). Once the runner is told to stop, the recording gets
+// the wind-down's budget, as every other step of a stop; the stop's abort
+// (its context done) does not cut it short, its lease running out does.
+func (r *laneRunner) recordCtx() (context.Context, context.CancelFunc) {
+	if r.stopping() {
+		return r.d.windDown()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+	)
+	lost := context.AfterFunc(r.leaseCtx, func() {
+		if r.d.abortCtx.Err() == nil {
+			cancel()
+		}
+	})
+	stopped := context.AfterFunc(r.stopCtx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(r.d.windDownTimeout(5*time.Second), cancel)
+	})
+	return ctx, func() {
+		lost()
+		stopped()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // unrecordedAtStop logs results that a stopping runner could not record

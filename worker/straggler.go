@@ -24,19 +24,27 @@ func (r *laneRunner) waitBatch(ended chan struct{}) bool {
 	t := time.NewTimer(stragglerAfter)
 	defer t.Stop()
 	for over := false; ; {
+		// Below the most stragglers, one that ends is left to the
+		// runner's idle after the batch, which the signal ends at once.
+		var atMost chan struct{}
+		if len(r.stragglers) >= maxStragglers {
+			atMost = r.stragglerEnded
+		}
 		select {
 		case <-ended:
 			return true
 		case <-t.C:
 			over = true
-		case <-r.stragglerEnded:
-			// At the most stragglers, one that ends is recorded now, its
-			// key freed, and the batch may take its place: it waited for
-			// this batch's end (a hanging request's timeout), and the
-			// lane with it.
-			if err := r.settleStragglers(); err != nil {
+		case <-atMost:
+			// At the most, one that ends is recorded now, its key freed
+			// (the next claim comes at once), and the batch may take its
+			// place: it waited for this batch's end (a hanging request's
+			// timeout), and the lane with it.
+			freed, err := r.settleStragglers()
+			if err != nil {
 				r.settleRefused(err) // kept, and tried again later
 			}
+			r.freedInBatch = r.freedInBatch || freed
 		}
 		if over && len(r.stragglers) < maxStragglers {
 			break
@@ -128,16 +136,18 @@ func (s *straggler) running(keys []string, ids []pgtype.UUID) ([]string, []pgtyp
 // are freed only here, in run's goroutine, and only once their results
 // are stored, so the claims never take a message whose result is not. On
 // an error nothing is settled: it is tried again, with what comes later.
-func (r *laneRunner) settleStragglers() error {
+// It says whether it freed a key.
+func (r *laneRunner) settleStragglers() (freed bool, err error) {
 	results, took := r.takeStragglers()
 	if len(results) > 0 {
 		if err := r.record(results); err != nil {
-			return err
+			return false, err
 		}
 		r.afterBatch(nil, results)
 		r.noteRetries(results)
 	}
 	for _, k := range r.commitStragglers(took) {
+		freed = true
 		if !slices.Contains(r.walk.progressed, k) {
 			r.walk.progressed = append(r.walk.progressed, k)
 		}
@@ -145,7 +155,7 @@ func (r *laneRunner) settleStragglers() error {
 	if len(r.walk.progressed) > maxProgressed {
 		r.walk.next = true
 	}
-	return nil
+	return freed, nil
 }
 
 // taken is what take returned of one straggler, for commit.
@@ -210,7 +220,7 @@ func (r *laneRunner) settleRefused(err error) {
 // stopping batch's, and left to the lane's next holder.
 func (r *laneRunner) finishStragglers() {
 	for {
-		if err := r.settleStragglers(); err != nil {
+		if _, err := r.settleStragglers(); err != nil {
 			results, took := r.takeStragglers()
 			r.commitStragglers(took)
 			r.unrecordedAtStop(len(results), r.d.unrecorded.Add(int64(len(results))), err)

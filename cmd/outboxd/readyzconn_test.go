@@ -4,8 +4,12 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // A pooled connection that PostgreSQL closed (pg_terminate_backend,
@@ -56,5 +60,31 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type 
 		if code, body := d.get("/readyz"); code != 200 {
 			t.Fatalf("/readyz after %d of serve's connections were closed: %d %s", len(killed), code, body)
 		}
+	}
+}
+
+// A server that refuses connections is asked once per probe, not once per
+// connection the pool may hold: a storm of connection attempts on a
+// server out of connections (a review's).
+func TestReadyzPingAsksARefusingServerOnce(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig("postgres://postgres@127.0.0.1:1/refusing?sslmode=disable&connect_timeout=1&pool_max_conns=8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var connects atomic.Int32
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error { connects.Add(1); return nil }
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), readyzPing)
+	defer cancel()
+	if err := pingPool(ctx, pool); err == nil {
+		t.Fatal("a ping of a refusing server succeeded")
+	}
+	if n := connects.Load(); n != 1 {
+		t.Fatalf("%d connection attempts for one probe, want 1", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -275,16 +276,18 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 // readyzPing bounds /readyz's look at the database.
 const readyzPing = 2 * time.Second
 
-// pingPool pings the database through pool. A ping that fails is tried
-// again, once per connection the pool may hold and within ctx: a failed
-// ping drops its connection, and a pooled connection PostgreSQL closed
-// (pg_terminate_backend, idle_session_timeout, a restart) is found dead
-// only when used, which made /readyz say "database unreachable" with the
-// database up. With the database down, each try fails at once.
+// pingPool pings the database through pool. A ping that fails on an open
+// connection is tried again, within ctx and once per connection the pool
+// may hold: a failed ping drops its connection, and a pooled connection
+// PostgreSQL closed (pg_terminate_backend, idle_session_timeout, a
+// restart) is found dead only when used, which made /readyz say "database
+// unreachable" with the database up. A failure to connect ends it: a
+// server refusing connections (too many clients) is not asked again.
 func pingPool(ctx context.Context, pool *pgxpool.Pool) error {
 	err := pool.Ping(ctx)
+	var refused *pgconn.ConnectError
 	for range pool.Config().MaxConns {
-		if err == nil || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil || errors.As(err, &refused) {
 			break
 		}
 		err = pool.Ping(ctx)
