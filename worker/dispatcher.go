@@ -75,8 +75,10 @@ type Dispatcher struct {
 	// running past StuckGrace would record: those messages are sent again).
 	finished chan struct{}
 	startCtx context.Context // cancelling it cuts a graceful stop short
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// runCtx is the goroutines' context: done once a stop began.
+	runCtx context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 	// abandoned counts attempts cut off by us, so that a stop says (and
 	// logs) that deliveries were abandoned only when some were.
 	abandoned atomic.Int64
@@ -278,7 +280,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	d.starting = false
 	close(d.startDone)
-	d.started, d.cancel, d.done = true, cancel, make(chan struct{})
+	d.started, d.runCtx, d.cancel, d.done = true, runCtx, cancel, make(chan struct{})
 	d.startCtx, d.finished = ctx, make(chan struct{})
 	d.leases = leasesPool(d.pool)
 	var wg sync.WaitGroup
@@ -438,6 +440,17 @@ func (d *Dispatcher) windDown() (context.Context, context.CancelFunc) {
 // windDownWithin is windDown with another timeout than 5 s.
 func (d *Dispatcher) windDownWithin(timeout time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d.windDownTimeout(timeout))
+}
+
+// recordBudget is what a recording has once a stop began: until the
+// stop's deadline (the rest of StuckGrace is for releasing the lanes and
+// the rest of the wind-down), and at least a wind-down step.
+func (d *Dispatcher) recordBudget() time.Duration {
+	budget := d.windDownTimeout(5 * time.Second)
+	if by := d.windDownBy.Load(); by != 0 && !d.gaveUp.Load() {
+		budget = max(budget, time.Until(time.Unix(0, by))-StuckGrace)
+	}
+	return budget
 }
 
 // windDownTimeout is timeout, cut to the stop's bound once it is known.

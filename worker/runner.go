@@ -59,11 +59,12 @@ type laneRunner struct {
 	cut claimCut
 	// stragglers: batches' keys still being sent after stragglerAfter
 	// (straggler.go; run's goroutine only); stragglerEnded is signalled
-	// when one ends. freedInBatch: a batch's wait freed keys of theirs
-	// (waitBatch), so the claim after it comes at once.
+	// when one ends. goAgain: a batch's wait freed keys of theirs, or
+	// failed to record their results (waitBatch), so the loop after the
+	// batch goes round at once (the claim, or the settling tried again).
 	stragglers     []*straggler
 	stragglerEnded chan struct{}
-	freedInBatch   bool
+	goAgain        bool
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it
@@ -191,6 +192,7 @@ func (r *laneRunner) run() {
 			r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
 			continue
 		}
+		r.goAgain = false
 		results, s := r.deliver(batch)
 		if s != nil {
 			r.stragglers = append(r.stragglers, s)
@@ -209,9 +211,7 @@ func (r *laneRunner) run() {
 		recordBackoff = 100 * time.Millisecond
 		r.afterBatch(batch, results)
 		r.noteRetries(results)
-		freed := r.freedInBatch
-		r.freedInBatch = false
-		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 && !freed {
+		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 && !r.goAgain {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
 			r.walk.woken = r.idle(r.untilRetry(min(wait, r.untilWalk())))
@@ -615,38 +615,34 @@ func (r *laneRunner) record(results []result) error {
 	return nil
 }
 
-// recordCtx bounds a recording. A running lane's waits as long as its
-// lease holds (the renewals have connections of their own): bounded at 5
-// s, a recording behind a lock on outbox_messages (VACUUM FULL) gave up
-// and its batch was sent again once the lock went, with the lease still
-// ours (a review's). Once the runner is told to stop, the recording gets
-// the wind-down's budget, as every other step of a stop; the stop's abort
-// (its context done) does not cut it short, its lease running out does.
+// recordCtx bounds a recording. While the dispatcher runs, it waits as
+// long as the lane's lease holds (the renewals have connections of their
+// own), a lane handed to another dispatcher included: bounded at 5 s, a
+// recording behind a lock on outbox_messages (VACUUM FULL) gave up and its
+// batch was sent again once the lock went, the lease still ours (a
+// review's). Once the lease is gone here (or the stop aborts), it gets a
+// wind-down step (windDown) for the database's token check to decide; once
+// a stop began, until the stop's deadline and at least a wind-down step
+// (recordBudget).
 func (r *laneRunner) recordCtx() (context.Context, context.CancelFunc) {
-	if r.stopping() {
-		return r.d.windDown()
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
-		mu    sync.Mutex
-		timer *time.Timer
+		mu     sync.Mutex
+		timers []*time.Timer
 	)
-	lost := context.AfterFunc(r.leaseCtx, func() {
-		if r.d.abortCtx.Err() == nil {
-			cancel()
-		}
-	})
-	stopped := context.AfterFunc(r.stopCtx, func() {
+	after := func(d time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
-		timer = time.AfterFunc(r.d.windDownTimeout(5*time.Second), cancel)
-	})
+		timers = append(timers, time.AfterFunc(d, cancel))
+	}
+	lost := context.AfterFunc(r.leaseCtx, func() { after(r.d.windDownTimeout(5 * time.Second)) })
+	stopping := context.AfterFunc(r.d.runCtx, func() { after(r.d.recordBudget()) })
 	return ctx, func() {
 		lost()
-		stopped()
+		stopping()
 		mu.Lock()
-		if timer != nil {
-			timer.Stop()
+		for _, t := range timers {
+			t.Stop()
 		}
 		mu.Unlock()
 		cancel()

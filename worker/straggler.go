@@ -42,9 +42,9 @@ func (r *laneRunner) waitBatch(ended chan struct{}) bool {
 			// timeout), and the lane with it.
 			freed, err := r.settleStragglers()
 			if err != nil {
-				r.settleRefused(err) // kept, and tried again later
+				r.settleRefused(err) // kept, and tried again after the batch
 			}
-			r.freedInBatch = r.freedInBatch || freed
+			r.goAgain = r.goAgain || freed || err != nil
 		}
 		if over && len(r.stragglers) < maxStragglers {
 			break
