@@ -142,22 +142,28 @@ func perKey(reqs []sink.Request) map[string]int {
 }
 
 // A recording that keeps failing (here a trigger refuses it; a
-// permission, a constraint or a timeout would too) is retried after a
-// growing backoff that commit notifications do not cut short: each retry
-// sends the batch again. Before, every NOTIFY woke the runner at once: one
-// message was sent 141 times in 3 s beside a NOTIFY every 20 ms.
+// permission, a constraint, a timeout or a role out of connections would
+// too) is tried again after a growing backoff that commit notifications do
+// not cut short, and the batch is not sent again while the lane's lease
+// holds: once the database takes the results, the message was sent once.
+// Every NOTIFY once woke the runner at once (one message sent 141 times in
+// 3 s beside a NOTIFY every 20 ms); then each retry sent the batch again
+// (a trial's role out of connections: 94 of 800 messages delivered twice),
+// and each refused recording counted the attempt in the metric again.
 func TestFailingRecordingBacksOffDespiteNotifications(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
 	if _, err := b.pool.Exec(ctx, `
+CREATE SEQUENCE refusals; -- counts past the refused statement's rollback
 CREATE FUNCTION outboxd.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'recording refused'; END $$;
+BEGIN PERFORM nextval('public.refusals'); RAISE EXCEPTION 'recording refused'; END $$;
 CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages
 FOR EACH ROW WHEN (NEW.status = 'delivered') EXECUTE FUNCTION outboxd.test_refuse();`); err != nil {
 		t.Fatal(err)
 	}
-	b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval = 5 * time.Second }))
+	reg, m := newMetrics(t)
+	b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval, c.Metrics = 5*time.Second, m }))
 	b.enqueue(t, 1, 1, func(int) string { return "" })
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -174,13 +180,37 @@ FOR EACH ROW WHEN (NEW.status = 'delivered') EXECUTE FUNCTION outboxd.test_refus
 			}
 		}
 	}()
-	// Sends at 0, 0.1, 0.3, 0.7, 1.5 s: five in two seconds.
-	time.Sleep(2 * time.Second)
+	// Recordings at 0, 0.1, 0.3, 0.7, 1.5 s: five refused in two seconds.
+	waitFor(t, 20*time.Second, "the recording refused twice", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refusals`).Scan(&n)
+		return err == nil && n >= 2
+	})
+	time.Sleep(time.Second)
 	close(stop)
 	<-done
-	if n := len(b.sink.Requests()); n == 0 || n > 8 {
-		t.Fatalf("%d sends of one message in 2 s while its recording fails; want a few (backoff 100 ms, doubling)", n)
+	var refused int
+	if err := b.pool.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refusals`).Scan(&refused); err != nil {
+		t.Fatal(err)
 	}
+	if refused > 12 {
+		t.Fatalf("the recording tried %d times in about 2 s; want a few (backoff 100 ms, doubling)", refused)
+	}
+	if n := len(b.sink.Requests()); n != 1 {
+		t.Fatalf("%d sends of one message while its recording failed %d times; want 1", n, refused)
+	}
+	if _, err := b.pool.Exec(ctx, `DROP TRIGGER test_refuse ON outboxd.outbox_messages`); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 1 {
+		t.Fatalf("statuses %v once the recording is taken", c)
+	}
+	if n := len(b.sink.Requests()); n != 1 {
+		t.Fatalf("%d sends of one message; want 1", n)
+	}
+	// One attempt, counted once (each recording counted it: a trial's
+	// metric said 2006 deliveries of 2004 messages).
+	checkAttempts(t, reg, map[string]int{"delivered": 1})
 }
 
 // The schema is looked for again even when no lane runner could probe it

@@ -223,6 +223,7 @@ func (r *laneRunner) finishStragglers() {
 		if _, err := r.settleStragglers(); err != nil {
 			results, took := r.takeStragglers()
 			r.commitStragglers(took)
+			r.attempted(results)
 			r.unrecordedAtStop(len(results), r.d.unrecorded.Add(int64(len(results))), err)
 		}
 		if len(r.stragglers) == 0 {

@@ -72,11 +72,11 @@ func TestDatabaseGaugesOwnConnection(t *testing.T) {
 		}
 	}()
 	reg := prometheus.NewRegistry()
-	_, closeMetrics, err := registerServeMetrics(reg, pool, "outboxd", []string{"crm"}, slog.New(slog.DiscardHandler))
+	_, own, err := registerServeMetrics(reg, pool, "outboxd", []string{"crm"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeMetrics()
+	defer own.Close()
 	before := time.Now()
 	g := gauges(t, reg)
 	if g["outboxd_database_up"] != 1 {

@@ -50,11 +50,11 @@ func exportedMetrics(t *testing.T) (series map[string]bool, families []string) {
 	pool := pgtest.Pool(t)
 	reg := prometheus.NewRegistry()
 	rec := &recorder{Registerer: reg}
-	_, closeMetrics, err := registerServeMetrics(rec, pool, "outboxd", []string{"sink"}, slog.New(slog.DiscardHandler))
+	_, gauges, err := registerServeMetrics(rec, pool, "outboxd", []string{"sink"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(closeMetrics)
+	t.Cleanup(gauges.Close)
 	if _, err := inbox.NewMetrics(rec); err != nil {
 		t.Fatal(err)
 	}

@@ -88,3 +88,37 @@ func TestReadyzPingAsksARefusingServerOnce(t *testing.T) {
 		t.Fatalf("%d connection attempts for one probe, want 1", n)
 	}
 }
+
+// With every pooled connection waiting on a lock of outbox_messages,
+// /readyz cannot ping either: it says the database did not answer within
+// its 2 s, and why that may be, not that the database is unreachable (a
+// trial's operator, the database up, was told so during a VACUUM FULL).
+func TestReadyzBehindALockSaysWhatItKnows(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	d := startDaemon(t, serveConfig(t, b.url+"&pool_max_conns=2&application_name=outboxd-locked", b.sink.URL()))
+	d.waitReady(t)
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "both pooled connections of serve waiting on the lock", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'outboxd-locked' AND wait_event_type = 'Lock'`).Scan(&n)
+		return err == nil && n >= 2
+	})
+	code, body := d.get("/readyz")
+	if code != 503 || !strings.Contains(body, "no answer from the database within 2s") || !strings.Contains(body, "every pooled connection busy") {
+		t.Fatalf("/readyz with the pool waiting on a lock: %d %s", code, body)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.waitReady(t)
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -139,8 +140,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return stopped(err)
 	}
-	var closeBy time.Time // set once the stop begins: see closePool
-	defer func() { closePool(pool, closeBy, logger) }()
+	var closeBy time.Time // set once the stop begins: see closePools
+	pools := []interface{ Close() }{pool}
+	defer func() { closePools(closeBy, logger, pools...) }()
 	// Deferred calls run last first: the ops port closes before the pool
 	// (its /readyz reads the pool). A second close does nothing.
 	defer ops.close()
@@ -148,11 +150,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logInvalidIndexes(ctx, pool, db.schema, logger)
 
 	reg := prometheus.NewRegistry()
-	metrics, closeMetrics, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger)
+	metrics, metricsPool, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger)
 	if err != nil {
 		return err
 	}
-	defer closeMetrics()
+	pools = append(pools, metricsPool)
 
 	d, err := worker.New(pool, &worker.Config{
 		Schema: db.schema, Destinations: dests, Retry: cfg.Retry.policy(), RetryByDestination: retries,
@@ -233,18 +235,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// closePool closes the pool, waiting for the connections in use at most
-// until closeBy (zero: for ever) and at least a second: with the database
-// hanging, a River goroutine's statement held pool.Close, and the exit, for
-// many seconds past the stop's bound; the process's exit closes them.
-func closePool(pool interface{ Close() }, closeBy time.Time, logger *slog.Logger) {
+// closePools closes the pools together, waiting for the connections in
+// use at most until closeBy (zero: for ever) and at least a second: with
+// the database hanging, a River goroutine's statement held pool.Close, and
+// the exit, for many seconds past the stop's bound; the process's exit
+// closes them. Together: /metrics' pool, closed before on its own and
+// without a bound, held a trial's exit 0.9 s past the stop's (a scrape
+// waiting on a lock).
+func closePools(closeBy time.Time, logger *slog.Logger, pools ...interface{ Close() }) {
+	closeAll := func() {
+		var wg sync.WaitGroup
+		for _, p := range pools {
+			wg.Go(p.Close)
+		}
+		wg.Wait()
+	}
 	if closeBy.IsZero() {
-		pool.Close()
+		closeAll()
 		return
 	}
 	closed := make(chan struct{})
 	go func() {
-		pool.Close()
+		closeAll()
 		close(closed)
 	}()
 	t := time.NewTimer(max(time.Until(closeBy), time.Second))
@@ -305,7 +317,15 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 		ctx, cancel := context.WithTimeout(r.Context(), readyzPing)
 		defer cancel()
 		if err := pingPool(ctx, pool); err != nil {
-			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			// A pool whose every connection waits on a lock (VACUUM FULL of
+			// outbox_messages) gives no connection to the ping either: the
+			// database may be up (a trial's operator was told it was not).
+			msg := "database unreachable: "
+			if errors.Is(err, context.DeadlineExceeded) {
+				msg = "no answer from the database within " + readyzPing.String() +
+					" (down, or every pooled connection busy: claims waiting on a lock of outboxd's tables?): "
+			}
+			http.Error(w, msg+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		if !d.Ready() {

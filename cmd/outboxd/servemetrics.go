@@ -16,9 +16,9 @@ import (
 // outboxd_build_info. The database-backed gauges read through a pool of
 // their own (one connection, opened at the first scrape), so a dispatcher
 // that uses every connection of pool does not look like a database that
-// does not answer. Call the returned func to close it.
+// does not answer. Close the returned pool.
 func registerServeMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, schema string, destinations []string,
-	logger *slog.Logger) (*worker.Metrics, func(), error) {
+	logger *slog.Logger) (*worker.Metrics, *pgxpool.Pool, error) {
 	cfg := pool.Config()
 	cfg.MaxConns, cfg.MinConns = 1, 0
 	own, err := pgxpool.NewWithConfig(context.Background(), cfg)
@@ -39,5 +39,5 @@ func registerServeMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, schema 
 		own.Close()
 		return nil, nil, err
 	}
-	return m, own.Close, nil
+	return m, own, nil
 }

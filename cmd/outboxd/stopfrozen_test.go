@@ -11,7 +11,7 @@ import (
 )
 
 // stopAllowance is what a stop may take beyond shutdown_timeout +
-// StuckGrace: the second closePool waits at least, and 2 s for a busy
+// StuckGrace: closePools waits at least a second, and 2 s for a busy
 // machine.
 const stopAllowance = 3 * time.Second
 

@@ -1,0 +1,198 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/pgid"
+)
+
+// recordBatch records a batch's results, trying again after a backoff
+// while the runner runs and holds its lease: what was sent is not sent
+// again because the database failed for a while (a trial's role out of
+// connections had 94 of 800 messages delivered twice, each batch whose
+// recording could not connect sent again). A stopping runner, or one
+// whose lease ran out, gives up (recordFailed).
+func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error {
+	err := r.record(results)
+	for err != nil && !r.stopping() && r.leaseValid() {
+		if ok, held := r.d.logs.Allow("results failed"); ok {
+			r.d.log.Warn("results not recorded (the database failed); tried again after a backoff, nothing sent again while the lane's lease holds",
+				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", len(results), "error", err, "similar_lines_left_out", held)
+		}
+		r.d.health.report("recording results", err)
+		if isSchemaError(err) {
+			r.d.schemaFailed(err)
+		}
+		r.sleep(*backoff)
+		*backoff = min(*backoff*2, 5*time.Second)
+		err = r.record(results)
+	}
+	return err
+}
+
+// recordFailed gives up on the results of a batch the database did not
+// take (err): the runner stops, or its lease ran out, and the messages
+// are the lane's next holder's to send, with the same keys.
+func (r *laneRunner) recordFailed(results []result, err error) {
+	r.attempted(results)
+	n := len(results)
+	total := r.d.unrecorded.Add(int64(n))
+	if r.stopping() {
+		r.unrecordedAtStop(n, total, err)
+		return
+	}
+	if ok, held := r.d.logs.Allow("results failed"); ok {
+		r.d.log.Warn("results not recorded before the lane's lease ran out (the database failed); the lane's next holder sends them again, with the same idempotency keys",
+			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "not_recorded_in_all", total,
+			"error", err, "similar_lines_left_out", held)
+	}
+	r.walk.next = true
+	r.d.health.report("recording results", err)
+}
+
+// attempted counts results not recorded in the attempts metric: each
+// result is counted once, when the database took it (record) or when it
+// was given up, never at each try.
+func (r *laneRunner) attempted(results []result) {
+	now := r.d.mono()
+	for _, res := range results {
+		status, _ := r.nextState(res, now)
+		r.d.cfg.Metrics.attempted(res.msg.Destination, outcomeLabel(res, status))
+	}
+}
+
+// outcomeLabel is the outcome a result is recorded and counted under.
+func outcomeLabel(res result, status string) string {
+	switch {
+	case res.abandoned:
+		return abandonedOutcome
+	case status == "dead":
+		// A retry that used up the policy dead-lettered the message: a
+		// "retry" attempt says it is tried again.
+		return string(dispatch.Dead)
+	}
+	return string(res.res.Outcome)
+}
+
+// record stores the results of one batch in one statement. It has a
+// context of its own: results that come back while Stop runs out of
+// patience (cancelled deliveries included) are still recorded.
+func (r *laneRunner) record(results []result) error {
+	if len(results) == 0 {
+		return nil
+	}
+	ctx, cancel := r.recordCtx()
+	defer cancel()
+	n := len(results)
+	var (
+		ids       = make([]pgtype.UUID, n) // not uuid.UUID: see internal/pgid
+		statuses  = make([]string, n)
+		outcomes  = make([]string, n)
+		delays    = make([]int64, n)
+		errs      = make([]string, n)
+		codes     = make([]int32, n)
+		ago       = make([]int64, n)
+		durations = make([]float64, n)
+		bodies    = make([]string, n)
+	)
+	now := r.d.mono()
+	for i, res := range results {
+		var delay time.Duration
+		ids[i] = pgid.One(res.msg.ID)
+		statuses[i], delay = r.nextState(res, now)
+		delays[i] = delay.Milliseconds()
+		outcomes[i] = outcomeLabel(res, statuses[i])
+		errs[i] = clean(errText(res.res.Err), 1000)
+		codes[i] = int32(res.res.StatusCode)
+		ago[i] = (now - res.started).Microseconds()
+		durations[i] = float64(res.duration.Microseconds()) / 1000
+		bodies[i] = clean(string(res.res.Body), 4096)
+	}
+	rows, err := r.d.pool.Query(ctx, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
+		ids, statuses, outcomes, delays, errs, codes, ago, durations, bodies)
+	if err != nil {
+		return err
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	if err != nil {
+		return err
+	}
+	r.d.health.report("recording results", nil)
+	// Counted whether or not the row is stored (the attempt was made), once.
+	for i, res := range results {
+		r.d.cfg.Metrics.attempted(res.msg.Destination, outcomes[i])
+	}
+	stored := make(map[uuid.UUID]bool, len(got))
+	for _, id := range got {
+		stored[id.Bytes] = true
+	}
+	if len(got) < n {
+		// The lease was gone (the messages are another runner's now), or an
+		// operator moved a message meanwhile: what was not stored will be
+		// sent again, with the same idempotency key.
+		total := r.d.unrecorded.Add(int64(n - len(got)))
+		if ok, held := r.d.logs.Allow("results refused"); ok {
+			r.d.log.Warn("results not recorded: the lane's lease is no longer ours (or the messages changed); they will be sent again",
+				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n-len(got), "not_recorded_in_all", total, "similar_lines_left_out", held)
+		}
+	}
+	for i, res := range results {
+		if stored[res.msg.ID] {
+			results[i].status, results[i].retryIn = statuses[i], time.Duration(delays[i])*time.Millisecond
+			r.d.cfg.Metrics.recorded(res, statuses[i])
+			r.d.logResult(res, statuses[i], time.Duration(delays[i])*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// recordCtx bounds a recording. While the dispatcher runs, it waits as
+// long as the lane's lease holds (the renewals have connections of their
+// own), a lane handed to another dispatcher included: bounded at 5 s, a
+// recording behind a lock on outbox_messages (VACUUM FULL) gave up and its
+// batch was sent again once the lock went, the lease still ours (a
+// review's). Once the lease is gone here (or the stop aborts), it gets a
+// wind-down step (windDown) for the database's token check to decide; once
+// a stop began, until the stop's deadline and at least a wind-down step
+// (recordBudget).
+func (r *laneRunner) recordCtx() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu     sync.Mutex
+		timers []*time.Timer
+	)
+	after := func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		timers = append(timers, time.AfterFunc(d, cancel))
+	}
+	lost := context.AfterFunc(r.leaseCtx, func() { after(r.d.windDownTimeout(5 * time.Second)) })
+	stopping := context.AfterFunc(r.d.runCtx, func() { after(r.d.recordBudget()) })
+	return ctx, func() {
+		lost()
+		stopping()
+		mu.Lock()
+		for _, t := range timers {
+			t.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
+
+// unrecordedAtStop logs results that a stopping runner could not record
+// (its wind-down's budget ran out): unlike a running one, it does not try
+// again, and the messages are the lane's next holder's to send.
+func (r *laneRunner) unrecordedAtStop(n int, total int64, err error) {
+	if ok, held := r.d.logs.Allow("unrecorded at stop"); ok {
+		r.d.log.Warn("results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder",
+			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "not_recorded_in_all", total, "error", err, "similar_lines_left_out", held)
+	}
+}
