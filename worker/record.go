@@ -17,8 +17,10 @@ import (
 // while the runner runs and holds its lease: what was sent is not sent
 // again because the database failed for a while (a trial's role out of
 // connections had 94 of 800 messages delivered twice, each batch whose
-// recording could not connect sent again). A stopping runner, or one
-// whose lease ran out, gives up (recordFailed).
+// recording could not connect sent again). A stop that comes during the
+// backoff gets one more try, within the stop's budget (recordCtx); a
+// stopping runner, or one whose lease ran out, then gives up
+// (recordFailed).
 func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error {
 	err := r.record(results)
 	for err != nil && !r.stopping() && r.leaseValid() {
@@ -32,7 +34,9 @@ func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error
 		}
 		r.sleep(*backoff)
 		*backoff = min(*backoff*2, 5*time.Second)
-		err = r.record(results)
+		if r.leaseValid() {
+			err = r.record(results)
+		}
 	}
 	return err
 }
