@@ -121,6 +121,9 @@ type Dispatcher struct {
 	schemaBehind atomic.Bool
 	schemaMu     sync.Mutex
 	schemaProbed time.Time
+	// answerLost, set by tests only, fails a recording that committed, as
+	// a connection broken before its answer would.
+	answerLost func() error
 	// walkPace, walkFree and downQuiet are walk.go's; tests of the pacing
 	// change them.
 	walkPace  int
@@ -139,7 +142,7 @@ type Dispatcher struct {
 
 type queries struct {
 	schemaProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
-	claim, claimRetries, record, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
+	claim, claimRetries, record, recordedBefore, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
 	claimAround, claimRetriesAround string // leaving out stragglers
 }
 
@@ -167,7 +170,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		q: queries{
 			schemaProbe: r(schemaProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
-			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), record: r(recordSQL), pause: r(pauseSQL), paused: r(pausedSQL),
+			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), record: r(recordSQL), recordedBefore: r(recordedBeforeSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			claimAround: r(claimAround(claimTmpl, 8)), claimRetriesAround: r(claimAround(claimRetriesTmpl, 9)),
 			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),

@@ -58,8 +58,8 @@
 //     log line when failures start, one when they end); a delivery whose
 //     result could not be recorded is recorded once the database answers,
 //     while the lane's lease holds (renewed on connections of their own),
-//     and sent again only if the lease ran out first or the dispatcher
-//     stopped.
+//     and sent again only if the lease ran out first, the lane was handed
+//     to another dispatcher or the dispatcher stopped.
 //   - Stop: the attempts in flight finish and are recorded, no other
 //     starts, and the rest of each batch stays pending, untried. Stop runs
 //     out of patience, or the context given to Start is cancelled:

@@ -1,6 +1,10 @@
 package worker
 
-import "time"
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+)
 
 // WalkGap is walkGap.
 var WalkGap = walkGap
@@ -47,4 +51,18 @@ func ExpireRunner(d *Dispatcher, lane Lane) <-chan struct{} {
 	d.stopRunner(lane, false)
 	r.expire()
 	return r.stopped
+}
+
+// LoseRecordingAnswers makes the next n recordings of d that commit fail
+// as if their answer were lost (the connection broken after the commit);
+// call it before Start.
+func LoseRecordingAnswers(d *Dispatcher, n int32) {
+	var left atomic.Int32
+	left.Store(n)
+	d.answerLost = func() error {
+		if left.Add(-1) >= 0 {
+			return errors.New("unexpected EOF (the answer of a committed recording, lost)")
+		}
+		return nil
+	}
 }

@@ -35,10 +35,67 @@ func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error
 		r.sleep(*backoff)
 		*backoff = min(*backoff*2, 5*time.Second)
 		if r.leaseValid() {
-			err = r.record(results)
+			err = r.recordAgain(results)
 		}
 	}
 	return err
+}
+
+// recordAgain records results after a try that failed, which may have
+// stored them and lost its answer (the connection broke after the commit):
+// those it stored are taken as recorded, not stored twice (a second
+// attempt row, a retry's budget used twice: a review's), and the others
+// recorded.
+func (r *laneRunner) recordAgain(results []result) error {
+	ctx, cancel := r.recordCtx()
+	defer cancel()
+	ids, before := make([]pgtype.UUID, len(results)), make([]int32, len(results))
+	for i, res := range results {
+		ids[i], before[i] = pgid.One(res.msg.ID), int32(res.msg.attempts)
+	}
+	type stored struct {
+		status  string
+		retryMs int64
+	}
+	found := map[uuid.UUID]stored{}
+	rows, err := r.d.pool.Query(ctx, r.d.q.recordedBefore, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token, ids, before)
+	if err != nil {
+		return err
+	}
+	var (
+		id pgtype.UUID
+		s  stored
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &s.status, &s.retryMs}, func() error { found[id.Bytes] = s; return nil }); err != nil {
+		return err
+	}
+	var (
+		rest []result
+		at   []int
+	)
+	for i, res := range results {
+		if _, ok := found[res.msg.ID]; !ok {
+			rest, at = append(rest, res), append(at, i)
+		}
+	}
+	if err := r.record(rest); err != nil {
+		return err
+	}
+	for j, i := range at {
+		results[i].status, results[i].retryIn = rest[j].status, rest[j].retryIn
+	}
+	for i, res := range results {
+		s, ok := found[res.msg.ID]
+		if !ok {
+			continue
+		}
+		retryIn := time.Duration(s.retryMs) * time.Millisecond
+		results[i].status, results[i].retryIn = s.status, retryIn
+		r.d.cfg.Metrics.attempted(res.msg.Destination, outcomeLabel(res, s.status))
+		r.d.cfg.Metrics.recorded(res, s.status)
+		r.d.logResult(res, s.status, retryIn)
+	}
+	return nil
 }
 
 // recordFailed gives up on the results of a batch the database did not
@@ -52,7 +109,7 @@ func (r *laneRunner) recordFailed(results []result, err error) {
 		r.unrecordedAtStop(n, total, err)
 		return
 	}
-	if ok, held := r.d.logs.Allow("results failed"); ok {
+	if ok, held := r.d.logs.Allow("results given up"); ok {
 		r.d.log.Warn("results not recorded before the lane's lease ran out (the database failed); the lane's next holder sends them again, with the same idempotency keys",
 			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "not_recorded_in_all", total,
 			"error", err, "similar_lines_left_out", held)
@@ -125,6 +182,9 @@ func (r *laneRunner) record(results []result) error {
 		return err
 	}
 	got, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	if err == nil && r.d.answerLost != nil {
+		err = r.d.answerLost()
+	}
 	if err != nil {
 		return err
 	}

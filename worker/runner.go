@@ -61,6 +61,9 @@ type laneRunner struct {
 	stragglers     []*straggler
 	stragglerEnded chan struct{}
 	goAgain        bool
+	// unsure: a recording of stragglers' results failed, and may have
+	// stored them: the next settling looks (recordAgain).
+	unsure bool
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it

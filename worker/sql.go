@@ -317,6 +317,19 @@ WITH r AS (
 )
 SELECT id FROM upd`
 
+// recordedBeforeSQL finds which messages ($5) of a batch an earlier try of
+// its recording stored, its answer lost (the connection broke after the
+// commit): while the lease ($1-$4) is ours nobody else attempts them, so
+// a message whose attempts grew by one since its claim ($6) was recorded
+// by that try. Its status and the milliseconds until its next attempt.
+const recordedBeforeSQL = `
+SELECT m.id, m.status, greatest(0, ceil(extract(epoch FROM m.next_attempt_at - now()) * 1000))::bigint
+FROM unnest($5::uuid[], $6::int[]) AS r(id, before)
+JOIN {{schema}}.outbox_messages m ON m.id = r.id
+WHERE m.attempts = r.before + 1
+  AND EXISTS (SELECT 1 FROM {{schema}}.outbox_lanes l
+              WHERE l.destination = $1 AND l.lane = $2 AND l.owner = $3 AND l.token = $4 AND l.lease_until > now())`
+
 // unservedSQL finds destinations with pending messages that no live
 // dispatcher serves, with their counts (read through the lane indexes
 // within a budget of $1 rows, pendingsql.Budget). The distinct pending destinations come

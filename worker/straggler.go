@@ -140,9 +140,14 @@ func (s *straggler) running(keys []string, ids []pgtype.UUID) ([]string, []pgtyp
 func (r *laneRunner) settleStragglers() (freed bool, err error) {
 	results, took := r.takeStragglers()
 	if len(results) > 0 {
-		if err := r.record(results); err != nil {
+		record := r.record
+		if r.unsure {
+			record = r.recordAgain
+		}
+		if err := record(results); err != nil {
 			return false, err
 		}
+		r.unsure = false
 		r.afterBatch(nil, results)
 		r.noteRetries(results)
 	}
@@ -203,6 +208,7 @@ func (r *laneRunner) settleFailed(err error, backoff *time.Duration) {
 
 // settleRefused says that a settling failed, and why.
 func (r *laneRunner) settleRefused(err error) {
+	r.unsure = true
 	if ok, held := r.d.logs.Allow("straggler results failed"); ok {
 		r.d.log.Warn("results of requests that outlasted their batch not recorded (the database failed); tried again later",
 			"destination", r.key.Destination, "lane", r.key.Lane, "error", err, "similar_lines_left_out", held)

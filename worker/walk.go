@@ -17,8 +17,8 @@ import (
 // last batch delivered or dead-lettered (whose keys it knows). A runner
 // walks when something it cannot see that way may be due:
 //
-//   - its first claim, and after a claim or recording that failed, a pause
-//     or a wait for the schema;
+//   - its first claim, and after a claim that failed, results given up
+//     (recordFailed), a pause or a wait for the schema;
 //   - after a wake-up for its lane and destination (a commit: maybe a new
 //     key), whether it arrived while idle or while the batch was out;
 //     unless its walks are paced (5 ms or more) and its destination is
