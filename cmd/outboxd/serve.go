@@ -148,6 +148,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer ops.close()
 	ops.starting("starting the dispatcher")
 	logInvalidIndexes(ctx, pool, db.schema, logger)
+	logConnectionLimits(ctx, pool, cfg.Console != nil, logger)
 
 	reg := prometheus.NewRegistry()
 	metrics, metricsPool, err := registerServeMetrics(reg, pool, db.schema, slices.Sorted(maps.Keys(dests)), logger)
