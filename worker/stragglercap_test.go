@@ -26,6 +26,10 @@ type gated struct {
 	returned map[uuid.UUID]int // calls that returned
 }
 
+func newGated() *gated {
+	return &gated{gates: map[string]chan struct{}{}, calls: map[uuid.UUID]int{}, returned: map[uuid.UUID]int{}}
+}
+
 func (g *gated) gate(name string) chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -81,7 +85,7 @@ func TestAStragglerEndingAtTheCapIsRecorded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	g := &gated{gates: map[string]chan struct{}{}, calls: map[uuid.UUID]int{}, returned: map[uuid.UUID]int{}}
+	g := newGated()
 	// Only wake-ups and freed keys bring a claim before the sweep.
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations, c.SweepInterval = map[string]dispatch.Destination{"sink": g}, 30*time.Second
@@ -147,7 +151,7 @@ func TestAStragglerEndingDuringABatchFreesItsKeyAtOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	g := &gated{gates: map[string]chan struct{}{}, calls: map[uuid.UUID]int{}, returned: map[uuid.UUID]int{}}
+	g := newGated()
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations, c.SweepInterval = map[string]dispatch.Destination{"sink": g}, 30*time.Second
 		c.Retry = worker.RetryPolicy{Base: time.Minute, Max: time.Minute, MaxAttempts: 50}
