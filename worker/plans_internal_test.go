@@ -191,7 +191,7 @@ func TestHotPathPlansUseIndexesWithoutStatistics(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	plan := explain(t, tx, "ANALYZE, ", dbschema.Render(recordSQL, "outboxd"), "sink", lane, "me", int64(1),
-		ids, fill("delivered"), fill("ok"), fill(int64(0)), fill(""), fill(200), fill(int64(0)), fill(1.0), fill(""))
+		ids, fill("delivered"), fill("ok"), fill(int64(0)), fill(""), fill(200), fill(int64(0)), fill(1.0), fill(""), fill(int32(0)))
 	if read := onlyIndexes(t, "recording a batch", plan, false); read != float64(n) {
 		t.Errorf("recording %d results read %.0f rows of outbox_messages", n, read)
 	}

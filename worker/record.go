@@ -162,6 +162,7 @@ func (r *laneRunner) record(results []result) error {
 		ago       = make([]int64, n)
 		durations = make([]float64, n)
 		bodies    = make([]string, n)
+		before    = make([]int32, n)
 	)
 	now := r.d.mono()
 	for i, res := range results {
@@ -175,9 +176,10 @@ func (r *laneRunner) record(results []result) error {
 		ago[i] = (now - res.started).Microseconds()
 		durations[i] = float64(res.duration.Microseconds()) / 1000
 		bodies[i] = clean(string(res.res.Body), 4096)
+		before[i] = int32(res.msg.attempts)
 	}
 	rows, err := r.d.pool.Query(ctx, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
-		ids, statuses, outcomes, delays, errs, codes, ago, durations, bodies)
+		ids, statuses, outcomes, delays, errs, codes, ago, durations, bodies, before)
 	if err != nil {
 		return err
 	}

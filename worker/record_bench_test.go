@@ -155,7 +155,7 @@ var dispatcherDesign = recordDesign{
 			delivered[i], codes[i], ago[i], durations[i] = "delivered", 200, 100, 0.5
 		}
 		rows, err := conn.Query(ctx, dbschema.Render(recordSQL, "outboxd"), "sink", lane, "me", int64(1),
-			ids, delivered, delivered, make([]int64, n), empty, codes, ago, durations, empty)
+			ids, delivered, delivered, make([]int64, n), empty, codes, ago, durations, empty, make([]int32, n))
 		if err != nil {
 			return 0, err
 		}

@@ -281,11 +281,17 @@ const msgBytes = `(octet_length(m.payload) + CASE WHEN pg_column_compression(m.h
 // message's row (first_attempt_*, migration 13) instead of in an attempt
 // row: most deliveries are that, and the insert cost two index entries and
 // a foreign-key check each. outbox_attempt_log shows both kinds.
+//
+// A message is stored only if its attempts are still what its claim read
+// ($14): a try of the same results that stored them already (its answer
+// lost, or still running on the server behind a lock when its connection
+// broke) is not stored twice (a review's: a retry's attempt counted
+// twice, a second attempt row).
 const recordSQL = `
 WITH r AS (
     SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[],
-                         $9::text[], $10::int[], $11::bigint[], $12::float8[], $13::text[])
-        AS r(id, new_status, outcome, delay_ms, error, status_code, ago_us, duration_ms, body)
+                         $9::text[], $10::int[], $11::bigint[], $12::float8[], $13::text[], $14::int[])
+        AS r(id, new_status, outcome, delay_ms, error, status_code, ago_us, duration_ms, body, before)
 ), lease AS (
     SELECT 1 FROM {{schema}}.outbox_lanes l
     WHERE l.destination = $1 AND l.lane = $2 AND l.owner = $3 AND l.token = $4 AND l.lease_until > now()
@@ -305,7 +311,7 @@ WITH r AS (
         first_attempt_body = CASE WHEN m.attempts = 0 AND r.new_status = 'delivered' THEN nullif(r.body, '') END,
         first_attempt_by   = CASE WHEN m.attempts = 0 AND r.new_status = 'delivered' THEN $3 END
     FROM r
-    WHERE m.id = r.id AND m.status = 'pending' AND EXISTS (SELECT 1 FROM lease)
+    WHERE m.id = r.id AND m.status = 'pending' AND m.attempts = r.before AND EXISTS (SELECT 1 FROM lease)
     RETURNING m.id, m.attempts, m.first_attempt_at IS NOT NULL AS inline
 ), ins AS (
     INSERT INTO {{schema}}.outbox_attempts

@@ -19,16 +19,16 @@ const (
 	consoleConnections = console.PoolSize
 )
 
-// connLimitsSQL reads the limits that bound this session's role in the
-// database: the role's CONNECTION LIMIT (-1: none; a superuser has none),
-// the database's, and the server's max_connections less what it keeps for
-// superusers.
+// connLimitsSQL reads the limits that bound the role serve logs in as
+// (session_user: a URL's role option changes current_user only): its
+// CONNECTION LIMIT (-1: none), the database's (neither binds a superuser),
+// and the server's max_connections less what it keeps for superusers.
 const connLimitsSQL = `
 SELECT CASE WHEN r.rolsuper THEN -1 ELSE r.rolconnlimit END,
-       (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),
+       CASE WHEN r.rolsuper THEN -1 ELSE (SELECT datconnlimit FROM pg_database WHERE datname = current_database()) END,
        current_setting('max_connections')::int
          - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int END
-FROM pg_roles r WHERE r.rolname = current_user`
+FROM pg_roles r WHERE r.rolname = session_user`
 
 // logConnectionLimits warns at serve's start when a limit is below what
 // serve may hold: its recordings and claims then fail to connect (tried
