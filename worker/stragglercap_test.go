@@ -26,6 +26,30 @@ type gated struct {
 	returned map[uuid.UUID]int // calls that returned
 }
 
+// gatedLane starts a dispatcher whose destination is a gated, sweeping
+// every 30 s (only wake-ups and freed keys bring a claim before it), and
+// returns a func that enqueues a payload under a key.
+func gatedLane(t *testing.T, mutate func(*worker.Config)) (bundle, *gated, func(key, payload string) uuid.UUID) {
+	t.Helper()
+	b := setup(t)
+	g := newGated()
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.Destinations, c.SweepInterval = map[string]dispatch.Destination{"sink": g}, 30*time.Second
+		if mutate != nil {
+			mutate(c)
+		}
+	}))
+	waitReady(t, b)
+	return b, g, func(key, payload string) uuid.UUID {
+		t.Helper()
+		e, err := b.outbox.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "sink", OrderingKey: key, Payload: []byte(payload)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.ID
+	}
+}
+
 func newGated() *gated {
 	return &gated{gates: map[string]chan struct{}{}, calls: map[uuid.UUID]int{}, returned: map[uuid.UUID]int{}}
 }
@@ -83,23 +107,9 @@ func (g *gated) Deliver(ctx context.Context, m dispatch.Message) dispatch.Result
 // destination's timeout), and the lane with it.
 func TestAStragglerEndingAtTheCapIsRecorded(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b, g, enqueueFor := gatedLane(t, nil)
 	ctx := context.Background()
-	g := newGated()
-	// Only wake-ups and freed keys bring a claim before the sweep.
-	b.start(t, b.config(t, func(c *worker.Config) {
-		c.Destinations, c.SweepInterval = map[string]dispatch.Destination{"sink": g}, 30*time.Second
-	}))
-	waitReady(t, b)
 	var used []string
-	enqueueFor := func(key, payload string) uuid.UUID {
-		t.Helper()
-		e, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: key, Payload: []byte(payload)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e.ID
-	}
 	enqueue := func(payload string) uuid.UUID {
 		t.Helper()
 		key := laneNeighbour(t, b, used...)
@@ -149,25 +159,13 @@ func TestAStragglerEndingAtTheCapIsRecorded(t *testing.T) {
 // batch's wait, and the message sent 4.9 s later, at a 5 s sweep).
 func TestAStragglerEndingDuringABatchFreesItsKeyAtOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	g := newGated()
-	b.start(t, b.config(t, func(c *worker.Config) {
-		c.Destinations, c.SweepInterval = map[string]dispatch.Destination{"sink": g}, 30*time.Second
+	b, g, enqueue := gatedLane(t, func(c *worker.Config) {
 		c.Retry = worker.RetryPolicy{Base: time.Minute, Max: time.Minute, MaxAttempts: 50}
-	}))
-	waitReady(t, b)
+	})
+	ctx := context.Background()
 	keyA := laneNeighbour(t, b)
 	keyB := laneNeighbour(t, b, keyA)
 	keyC := laneNeighbour(t, b, keyA, keyB)
-	enqueue := func(key, payload string) uuid.UUID {
-		t.Helper()
-		e, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: key, Payload: []byte(payload)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e.ID
-	}
 	hang := enqueue(keyA, "hang-A")
 	waitFor(t, 20*time.Second, "the hanging request sent", func() bool { return g.count(hang) == 1 })
 	probe := enqueue(keyC, "probe")
