@@ -136,3 +136,19 @@ func TestBackoffOfAZeroPolicy(t *testing.T) {
 		t.Errorf("Retry-After of 2 h: %s, want the default Max, 1 h", d)
 	}
 }
+
+// A recording in a stop has until the stop's deadline, and at least 5 s
+// within the stop's bound (docs/configuration.md, CHANGELOG): what
+// recordBudget gives for a deadline past and short of 5 s.
+func TestRecordBudgetInAStop(t *testing.T) {
+	t.Parallel()
+	d := &Dispatcher{}
+	for _, tc := range []struct {
+		deadline, want time.Duration
+	}{{30 * time.Second, 30 * time.Second}, {2 * time.Second, 5 * time.Second}, {0, 5 * time.Second}} {
+		d.windDownBy.Store(time.Now().Add(tc.deadline + StuckGrace).UnixNano())
+		if got := d.recordBudget(); got < tc.want-time.Second || got > tc.want {
+			t.Errorf("a stop with a %s deadline gives a recording %s, want %s", tc.deadline, got, tc.want)
+		}
+	}
+}
