@@ -391,11 +391,11 @@ func (d *Dispatcher) beginStop() (first bool, finished chan struct{}) {
 // released for other dispatchers, and River stops. Recording, releasing,
 // deregistering and stopping River take at most StuckGrace past ctx's
 // deadline in all, even with the database hanging (5 s each, and 1 s to
-// close lane management's connections, without a deadline; River gets 5 s of its own once deliveries are left running,
-// below); they are not waited for past it (Stop's error says River's was
-// not); deliveries that do not
-// return within StuckGrace of their cancellation are left running (their
-// Destination ignores its context) and Stop's error says so. Stop is idempotent: a
+// close lane management's connections, without a deadline; River gets 5 s
+// of its own once deliveries are left running, below); they are not
+// waited for past it (Stop's error says River's was not); deliveries that
+// do not return within StuckGrace of their cancellation are left running
+// (their Destination ignores its context) and Stop's error says so. Stop is idempotent: a
 // Stop while another stop is under way (a cancelled Start context's
 // included) waits for it to complete, or returns ctx's error if ctx ends
 // first; once the dispatcher stopped, Stop returns nil. Stop before Start

@@ -64,10 +64,10 @@ func isSchemaError(err error) bool {
 // and stops claims when it went behind: a `migrate down` is noticed
 // without waiting for a batch sent on it to fail to record (its results
 // are then kept and recorded once migrated up, while the lease holds: an
-// operator's trial had /readyz 200 until a message came). Apart from lane balancing, so that a probe behind a
-// lock (5 s at most), or the lane rows made once the schema is back,
-// never delays a renewal. Other errors (the database away) are the health
-// tracker's.
+// operator's trial had /readyz 200 until a message came). Apart from lane
+// balancing, so that a probe behind a lock (5 s at most), or the lane rows
+// made once the schema is back, never delays a renewal. Other errors (the
+// database away) are the health tracker's.
 func (d *Dispatcher) watchSchema(ctx context.Context) {
 	for sleep(ctx, d.cfg.AcquireInterval) {
 		if d.schemaBehind.Load() {

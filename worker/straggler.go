@@ -11,7 +11,8 @@ import (
 
 // stragglerAfter is how long a batch holds its lane before the keys still
 // being sent are left to finish as a straggler; maxStragglers bounds the
-// stragglers of a lane (beyond, a batch is waited for whole, as before).
+// stragglers of a lane (at that many, a batch is waited for until one of
+// them ends: waitBatch).
 const (
 	stragglerAfter = time.Second
 	maxStragglers  = 4
