@@ -66,3 +66,9 @@ func LoseRecordingAnswers(d *Dispatcher, n int32) {
 		return nil
 	}
 }
+
+// HotStatements are the statements of d that queryGeneric runs: the
+// claims and the recording, as d sends them.
+func HotStatements(d *Dispatcher) []string {
+	return []string{d.q.claim, d.q.claimRetries, d.q.claimAround, d.q.claimRetriesAround, d.q.record}
+}

@@ -178,12 +178,12 @@ func (r *laneRunner) record(results []result) error {
 		bodies[i] = clean(string(res.res.Body), 4096)
 		before[i] = int32(res.msg.attempts)
 	}
-	rows, err := r.d.pool.Query(ctx, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
-		ids, statuses, outcomes, delays, errs, codes, ago, durations, bodies, before)
-	if err != nil {
+	var got []pgtype.UUID
+	err := queryGeneric(ctx, r.d.pool, func(rows pgx.Rows) (err error) {
+		got, err = pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
 		return err
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	}, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
+		ids, statuses, outcomes, delays, errs, codes, ago, durations, bodies, before)
 	if err == nil && r.d.answerLost != nil {
 		err = r.d.answerLost()
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -413,11 +414,17 @@ func (r *laneRunner) claimRows(ctx context.Context, conn *pgxpool.Conn, walk boo
 			q = r.d.q.claimRetriesAround
 		}
 	}
-	rows, err := conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+	var batch []claimed
+	err := queryGeneric(ctx, conn, func(rows pgx.Rows) (err error) {
+		batch, err = r.readClaim(rows)
+		return err
+	}, q, args...)
+	return batch, err
+}
+
+// readClaim reads a claim's rows: the batch, and what the byte bound
+// cut (r.cut).
+func (r *laneRunner) readClaim(rows pgx.Rows) ([]claimed, error) {
 	at := r.d.mono()
 	r.cut = claimCut{}
 	var batch []claimed

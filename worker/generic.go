@@ -1,0 +1,36 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// genericPlanSQL makes the statement after it in a batch use its generic
+// plan. pgx prepares a dispatcher's statements once per connection, and
+// PostgreSQL plans each execution afresh for the first five, then keeps
+// the generic plan only if its estimate beats theirs: on a table whose
+// size changed since (a drain, a bulk enqueue) a connection could plan
+// the claim and the recording at every execution for good. A claim's plan
+// costs 0.7 to 1 ms, more than running it, so at 300 messages a second
+// planning took a quarter of PostgreSQL's CPU (docs/benchmarks.md, "Plans
+// made at every claim"). The generic plans are the ones
+// TestHotPathPlansUseIndexesWithoutStatistics checks.
+const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+
+// batcher runs a batch: a pool or one of its connections.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// queryGeneric runs sql after genericPlanSQL in one round trip, and each
+// on its rows. A batch is one transaction (one Sync), so the setting ends
+// with it: the pool's connections keep their own for the application's
+// statements, and a pooler in transaction mode runs both on one server
+// connection.
+func queryGeneric(ctx context.Context, db batcher, each func(pgx.Rows) error, sql string, args ...any) error {
+	b := &pgx.Batch{}
+	b.Queue(genericPlanSQL)
+	b.Queue(sql, args...).Query(each)
+	return db.SendBatch(ctx, b).Close()
+}
