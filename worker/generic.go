@@ -13,7 +13,7 @@ import (
 // size changed since (a drain, a bulk enqueue) a connection could plan
 // the claim and the recording at every execution for good. A claim's plan
 // costs 0.7 to 1 ms, more than running it, so at 300 messages a second
-// planning took a quarter of PostgreSQL's CPU (docs/benchmarks.md, "Plans
+// planning took over a third of PostgreSQL's CPU (docs/benchmarks.md, "Plans
 // made at every claim"). The generic plans are the ones
 // TestHotPathPlansUseIndexesWithoutStatistics checks.
 const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
