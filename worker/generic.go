@@ -11,23 +11,28 @@ import (
 // PostgreSQL plans each execution afresh for the first five, then keeps
 // the generic plan only if its estimate beats theirs: on a table whose
 // size changed since (a drain, a bulk enqueue) a connection could plan
-// the claim and the recording at every execution for good. A claim's plan
-// costs 0.7 to 1 ms, more than running it, so at 300 messages a second
-// planning took over a third of PostgreSQL's CPU (docs/benchmarks.md, "Plans
-// made at every claim"). The generic plans are the ones
-// TestHotPathPlansUseIndexesWithoutStatistics checks.
+// the claim and the recording at every execution for good. Planning a
+// claim costs 0.7 to 1 ms, about what running it costs, so at 300
+// messages a second planning took over a third of PostgreSQL's CPU
+// (docs/benchmarks.md, "Plans made at every claim"). The generic plans
+// are the ones TestHotPathPlansUseIndexesWithoutStatistics checks.
 const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
 
-// batcher runs a batch: a pool or one of its connections.
+// batcher runs a batch: a pool, or one of its connections outside any
+// transaction (inside one, the setting would last until it ends; only
+// TestClaimWritesNothing sends a batch so, to see its transaction).
 type batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// queryGeneric runs sql after genericPlanSQL in one round trip, and each
-// on its rows. A batch is one transaction (one Sync), so the setting ends
+// queryGeneric runs sql after genericPlanSQL in one round trip (once pgx
+// has prepared both on the connection), and each on its rows. A batch is
+// one transaction (one Sync, or one simple query), so the setting ends
 // with it: the pool's connections keep their own for the application's
 // statements, and a pooler in transaction mode runs both on one server
-// connection.
+// connection. It matters in pgx's default query modes, which prepare the
+// statements once per connection; in the exec modes every execution is
+// planned anyway, and the simple protocol sends no parameters.
 func queryGeneric(ctx context.Context, db batcher, each func(pgx.Rows) error, sql string, args ...any) error {
 	b := &pgx.Batch{}
 	b.Queue(genericPlanSQL)
