@@ -15,7 +15,7 @@ import (
 func (d *Dispatcher) checkUnserved(ctx context.Context) error {
 	found := map[string]Backlog{}
 	err := pendingsql.InTx(ctx, d.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, d.q.unserved, pendingsql.Budget)
+		rows, err := tx.Query(ctx, d.q.unserved, pendingsql.Budget, d.names)
 		if err != nil {
 			return err
 		}
