@@ -124,6 +124,11 @@ type Dispatcher struct {
 	// answerLost, set by tests only, fails a recording that committed, as
 	// a connection broken before its answer would.
 	answerLost func() error
+	// balanceGate, set by tests only, runs before each balancing round
+	// (a test holds it to stand for a frozen process); awaiting, set by
+	// tests only, receives when the unserved check waits for a round.
+	balanceGate func()
+	awaiting    chan struct{}
 	// walkPace, walkFree and downQuiet are walk.go's; tests of the pacing
 	// change them.
 	walkPace  int

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -72,3 +73,17 @@ func LoseRecordingAnswers(d *Dispatcher, n int32) {
 func HotStatements(d *Dispatcher) []string {
 	return []string{d.q.claim, d.q.claimRetries, d.q.claimAround, d.q.claimRetriesAround, d.q.record}
 }
+
+// GateBalancing gives hold and release for d's lane balancing (a held
+// gate stops it before its next round, as a frozen process would), and a
+// channel that receives when the unserved check waits for a round; call
+// it before Start.
+func GateBalancing(d *Dispatcher) (hold, release func(), awaiting <-chan struct{}) {
+	var mu sync.Mutex
+	d.balanceGate = func() { mu.Lock(); mu.Unlock() } //nolint:staticcheck // a gate: waits while held
+	d.awaiting = make(chan struct{}, 1)
+	return mu.Lock, mu.Unlock, d.awaiting
+}
+
+// SinceBalanced is how long ago d's last successful balancing round was.
+func SinceBalanced(d *Dispatcher) time.Duration { return d.mono() - time.Duration(d.balanced.Load()) }

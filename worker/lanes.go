@@ -73,6 +73,9 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 	tick := time.NewTicker(d.cfg.AcquireInterval)
 	defer tick.Stop()
 	for {
+		if d.balanceGate != nil {
+			d.balanceGate()
+		}
 		rctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL-d.cfg.AcquireInterval)
 		err := d.balance(rctx)
 		cancel()
@@ -95,7 +98,8 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 // watchUnserved runs checkUnserved every unservedEvery AcquireIntervals,
 // apart from balancing so that its counting never delays a renewal. It
 // starts once this dispatcher has registered (its first balancing round),
-// or it would report its own destinations as served by nobody.
+// and checks after a recent round (awaitBalance), or it would report its
+// own destinations as served by nobody.
 func (d *Dispatcher) watchUnserved(ctx context.Context) {
 	select {
 	case <-d.registered:
@@ -103,6 +107,9 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 		return
 	}
 	for {
+		if !d.awaitBalance(ctx) {
+			return
+		}
 		rctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL)
 		err := d.checkUnserved(rctx)
 		cancel()
@@ -114,6 +121,33 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// awaitBalance waits, when this dispatcher's last successful balancing
+// round is two AcquireIntervals old or older, for the next one, up to
+// LeaseTTL: its own heartbeat may have lapsed meanwhile (the process
+// frozen by SIGSTOP: an operator's trial, resumed, was told right away
+// that no live dispatcher served its own destination). Balancing that
+// keeps failing does not hold the check back beyond that: the process
+// then serves nothing, which the check is there to say. It reports
+// false when ctx ends.
+func (d *Dispatcher) awaitBalance(ctx context.Context) bool {
+	last := d.balanced.Load()
+	if d.mono()-time.Duration(last) < 2*d.cfg.AcquireInterval {
+		return true
+	}
+	if d.awaiting != nil {
+		select { // tests only; never block on them
+		case d.awaiting <- struct{}{}:
+		default:
+		}
+	}
+	for until := d.mono() + d.cfg.LeaseTTL; d.balanced.Load() == last && d.mono() < until; {
+		if !sleep(ctx, d.cfg.AcquireInterval/10) {
+			return false
+		}
+	}
+	return ctx.Err() == nil
 }
 
 func (d *Dispatcher) balance(ctx context.Context) error {

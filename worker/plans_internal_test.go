@@ -214,13 +214,13 @@ func TestHotPathPlansUseIndexesWithoutStatistics(t *testing.T) {
 	var unserved planNode
 	if err := pendingsql.InTx(ctx, pool, func(tx pgx.Tx) error {
 		var raw []byte
-		if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+dbschema.Render(unservedSQL, "outboxd"), unservedCap, []string{"mine"}).Scan(&raw); err != nil {
+		if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+dbschema.Render(unservedSQL, "outboxd"), unservedCap).Scan(&raw); err != nil {
 			return err
 		}
 		if strings.Contains(string(raw), `"JIT"`) {
 			t.Errorf("the unserved-destination sweep is JIT-compiled")
 		}
-		unserved = explain(t, tx, "ANALYZE, ", dbschema.Render(unservedSQL, "outboxd"), unservedCap, []string{"mine"})
+		unserved = explain(t, tx, "ANALYZE, ", dbschema.Render(unservedSQL, "outboxd"), unservedCap)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -284,7 +284,7 @@ func TestHotPathPlansUseIndexesWithoutStatistics(t *testing.T) {
 			t.Errorf("the generic recording reads outbox_messages through %s", s.Index)
 		}
 	}
-	genericUnserved := explainGeneric(t, pool, false, dbschema.Render(unservedSQL, "outboxd"), unservedCap, []string{"mine"})
+	genericUnserved := explainGeneric(t, pool, false, dbschema.Render(unservedSQL, "outboxd"), unservedCap)
 	if read := onlyIndexes(t, "the generic unserved-destination sweep", genericUnserved, false); read > 2*unservedCap+10 {
 		t.Errorf("the generic unserved-destination sweep read %.0f rows of outbox_messages, want at most %d and a few probes", read, 2*unservedCap)
 	}

@@ -340,15 +340,12 @@ WHERE m.attempts = r.before + 1
 // dispatcher serves, with their counts (read through the lane indexes
 // within a budget of $1 rows, pendingsql.Budget). The distinct pending destinations come
 // from a walk of those indexes (one probe per destination), not a scan of
-// the backlog. The checking dispatcher's own ($2) are served: it runs,
-// though its heartbeat may have lapsed (a process frozen and resumed:
-// an operator's trial was told to add its destination to a config).
+// the backlog.
 const unservedSQL = `
 WITH RECURSIVE ` + pendingsql.Destinations + `
 SELECT pd.destination, s.n, s.capped
 FROM pending_destinations pd CROSS JOIN LATERAL ` + pendingsql.Stats + ` s
-WHERE pd.destination <> ALL ($2::text[])
-  AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
+WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers x
                   WHERE x.alive_until > now() AND pd.destination = ANY (x.destinations))`
 
 // pauseSQL records a 410's pause; a destination already paused (by an

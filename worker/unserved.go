@@ -15,7 +15,7 @@ import (
 func (d *Dispatcher) checkUnserved(ctx context.Context) error {
 	found := map[string]Backlog{}
 	err := pendingsql.InTx(ctx, d.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, d.q.unserved, pendingsql.Budget, d.names)
+		rows, err := tx.Query(ctx, d.q.unserved, pendingsql.Budget)
 		if err != nil {
 			return err
 		}
@@ -36,10 +36,16 @@ func (d *Dispatcher) checkUnserved(ctx context.Context) error {
 	d.cfg.Metrics.setUnserved(prev, found)
 	for name, b := range found {
 		_, known := prev[name]
-		if ok, _ := d.logs.Allow(name + "/unserved"); ok || !known {
-			d.log.Warn("no live dispatcher serves this destination; its messages wait until one does (add it to a dispatcher's config)",
-				"destination", name, "pending", b.Pending, "pending_at_least", b.Capped)
+		if ok, _ := d.logs.Allow(name + "/unserved"); !ok && known {
+			continue
 		}
+		if _, own := d.cfg.Destinations[name]; own {
+			d.log.Warn("no live dispatcher serves this destination: this one has it in its config, but its heartbeat is out of date (its lane balancing fails: see those lines); its messages wait",
+				"destination", name, "pending", b.Pending, "pending_at_least", b.Capped)
+			continue
+		}
+		d.log.Warn("no live dispatcher serves this destination; its messages wait until one does (add it to a dispatcher's config)",
+			"destination", name, "pending", b.Pending, "pending_at_least", b.Capped)
 	}
 	return nil
 }

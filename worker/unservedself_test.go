@@ -4,16 +4,18 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/outboxd/outboxd/worker"
 )
 
-// A dispatcher whose own heartbeat lapsed (the process frozen by SIGSTOP,
-// its renewals held up) does not report its own destinations as served by
-// no one: an operator's trial got "no live dispatcher serves this
-// destination ... (add it to a dispatcher's config)" right after SIGCONT
-// of the only dispatcher, about a destination in its config. Another
-// destination with pending messages is still reported, its count growing,
-// which shows the check ran while the heartbeat was out of date.
-func TestALapsedHeartbeatDoesNotMakeOwnDestinationsUnserved(t *testing.T) {
+// A dispatcher resumed after a freeze longer than its heartbeat (SIGSTOP,
+// SIGCONT) does not report its own destinations as served by no one: an
+// operator's trial was told "no live dispatcher serves this destination
+// ... (add it to a dispatcher's config)" right after SIGCONT, about a
+// destination in its config. The check waits for the next balancing
+// round, which renews the heartbeat. If balancing keeps failing, the
+// destination is reported after LeaseTTL: the process serves nothing.
+func TestAFrozenDispatcherDoesNotReportItsOwnDestinationsUnserved(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
@@ -28,38 +30,50 @@ func TestALapsedHeartbeatDoesNotMakeOwnDestinationsUnserved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := b.start(t, b.config(t, nil))
-	// The check runs (it starts once the dispatcher has registered).
+	var hold, release func()
+	var awaiting <-chan struct{}
+	cfg := b.config(t, nil)
+	d := b.startWith(t, cfg, func(d *worker.Dispatcher) { hold, release, awaiting = worker.GateBalancing(d) })
 	waitFor(t, 20*time.Second, `"other" reported unserved`, func() bool { return d.Unserved()["other"].Pending == 5 })
-	// The heartbeat out of date, and kept so: a lock that lets the check
-	// read the table but holds up every write to it.
-	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_dispatchers SET alive_until = now() - interval '1 second'`); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_dispatchers IN EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
-	// A sixth message of "other", counted by a check that read the
-	// lapsed heartbeat.
-	if _, err := b.pool.Exec(ctx, `INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key)
-		VALUES (gen_random_uuid(), 'other', '\x00', 'other6')`); err != nil {
-		t.Fatal(err)
-	}
-	var unserved map[string]bool
-	waitFor(t, 20*time.Second, "a check after the heartbeat lapsed", func() bool {
-		u := d.Unserved()
-		unserved = map[string]bool{}
-		for name := range u {
-			unserved[name] = true
+
+	// freeze stops balancing, lets the heartbeat lapse, and adds a message
+	// of "other" (n in all), which only a check after it counts; it
+	// returns once that check waits for a balancing round.
+	freeze := func(n int) {
+		t.Helper()
+		hold()
+		waitFor(t, 10*time.Second, "balancing stopped", func() bool { return worker.SinceBalanced(d) > 2*cfg.AcquireInterval })
+		if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_dispatchers SET alive_until = now() - interval '1 second'`); err != nil {
+			t.Fatal(err)
 		}
-		return u["other"].Pending == 6
-	})
-	if unserved["sink"] {
-		t.Fatalf("unserved %v: the dispatcher reports its own destination sink", unserved)
+		if _, err := b.pool.Exec(ctx, `INSERT INTO outboxd.outbox_messages (id, destination, payload, idempotency_key)
+			VALUES (gen_random_uuid(), 'other', '\x00', 'more' || $1::int)`, n); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-awaiting:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the unserved check never waited for a balancing round")
+		}
+	}
+	unserved := func(n int) map[string]worker.Backlog {
+		t.Helper()
+		var u map[string]worker.Backlog
+		waitFor(t, 20*time.Second, "a check after the freeze", func() bool { u = d.Unserved(); return u["other"].Pending == int64(n) })
+		return u
+	}
+
+	freeze(6)
+	release() // SIGCONT
+	if u := unserved(6); u["sink"].Pending != 0 {
+		t.Fatalf("unserved %v after the freeze: the dispatcher reports its own destination sink", u)
+	}
+
+	// Balancing that does not come back: after LeaseTTL the check reports
+	// the destination, which nothing serves.
+	freeze(7)
+	t.Cleanup(release) // before the dispatcher's Stop
+	if u := unserved(7); u["sink"].Pending != 5 {
+		t.Fatalf("unserved %v with balancing stopped for good, want sink's 5 messages", u)
 	}
 }
