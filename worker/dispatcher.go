@@ -103,6 +103,9 @@ type Dispatcher struct {
 
 	listening atomic.Bool
 	balanced  atomic.Int64 // mono() of the last successful balancing round
+	// heartbeatAt is mono() just before the last heartbeat that
+	// succeeded: its row is alive until LeaseTTL after it.
+	heartbeatAt atomic.Int64
 	// lanesMade is mono() when each destination's lane rows were last
 	// made (Start, ensureLanes in lanes.go): balance's goroutine only,
 	// after Start.
@@ -126,9 +129,9 @@ type Dispatcher struct {
 	answerLost func() error
 	// balanceGate, set by tests only, runs before each balancing round
 	// (a test holds it to stand for a frozen process); awaiting, set by
-	// tests only, receives when the unserved check waits for a round.
+	// tests only, runs when the unserved check waits for a heartbeat.
 	balanceGate func()
-	awaiting    chan struct{}
+	awaiting    func()
 	// walkPace, walkFree and downQuiet are walk.go's; tests of the pacing
 	// change them.
 	walkPace  int

@@ -75,15 +75,57 @@ func HotStatements(d *Dispatcher) []string {
 }
 
 // GateBalancing gives hold and release for d's lane balancing (a held
-// gate stops it before its next round, as a frozen process would), and a
-// channel that receives when the unserved check waits for a round; call
-// it before Start.
+// gate stops it before its next round, as a frozen process would; release
+// may be called again), and a channel that receives when the unserved
+// check waits for a heartbeat while the gate is held; call it before
+// Start.
 func GateBalancing(d *Dispatcher) (hold, release func(), awaiting <-chan struct{}) {
-	var mu sync.Mutex
-	d.balanceGate = func() { mu.Lock(); mu.Unlock() } //nolint:staticcheck // a gate: waits while held
-	d.awaiting = make(chan struct{}, 1)
-	return mu.Lock, mu.Unlock, d.awaiting
+	var (
+		mu   sync.Mutex
+		gate = make(chan struct{})
+		held bool
+		ch   = make(chan struct{}, 1)
+	)
+	close(gate)
+	d.balanceGate = func() {
+		mu.Lock()
+		g := gate
+		mu.Unlock()
+		<-g
+	}
+	d.awaiting = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if held {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	hold = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !held {
+			held, gate = true, make(chan struct{})
+			select { // a signal from before the hold says nothing
+			case <-ch:
+			default:
+			}
+		}
+	}
+	release = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if held {
+			held = false
+			close(gate)
+		}
+	}
+	return hold, release, ch
 }
 
-// SinceBalanced is how long ago d's last successful balancing round was.
-func SinceBalanced(d *Dispatcher) time.Duration { return d.mono() - time.Duration(d.balanced.Load()) }
+// SinceHeartbeat is how long ago d's last successful heartbeat began.
+func SinceHeartbeat(d *Dispatcher) time.Duration {
+	return d.mono() - time.Duration(d.heartbeatAt.Load())
+}

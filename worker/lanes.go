@@ -98,8 +98,8 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 // watchUnserved runs checkUnserved every unservedEvery AcquireIntervals,
 // apart from balancing so that its counting never delays a renewal. It
 // starts once this dispatcher has registered (its first balancing round),
-// and checks after a recent round (awaitBalance), or it would report its
-// own destinations as served by nobody.
+// and checks after a recent heartbeat (awaitBalance), or it would report
+// its own destinations as served by nobody.
 func (d *Dispatcher) watchUnserved(ctx context.Context) {
 	select {
 	case <-d.registered:
@@ -123,26 +123,23 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 	}
 }
 
-// awaitBalance waits, when this dispatcher's last successful balancing
-// round is two AcquireIntervals old or older, for the next one, up to
-// LeaseTTL: its own heartbeat may have lapsed meanwhile (the process
-// frozen by SIGSTOP: an operator's trial, resumed, was told right away
-// that no live dispatcher served its own destination). Balancing that
-// keeps failing does not hold the check back beyond that: the process
-// then serves nothing, which the check is there to say. It reports
-// false when ctx ends.
+// awaitBalance waits, when this dispatcher's last heartbeat is as old as
+// two AcquireIntervals or LeaseTTL less one (its row may be near its end,
+// or past it), for the next one, up to LeaseTTL: the process may have been
+// frozen by SIGSTOP (an operator's trial, resumed, was told right away
+// that no live dispatcher served its own destination). Heartbeats that
+// keep failing do not hold the check back beyond that: the process then
+// serves nothing, which the check is there to say. It reports false when
+// ctx ends.
 func (d *Dispatcher) awaitBalance(ctx context.Context) bool {
-	last := d.balanced.Load()
-	if d.mono()-time.Duration(last) < 2*d.cfg.AcquireInterval {
+	last := d.heartbeatAt.Load()
+	if d.mono()-time.Duration(last) < min(2*d.cfg.AcquireInterval, d.cfg.LeaseTTL-d.cfg.AcquireInterval) {
 		return true
 	}
 	if d.awaiting != nil {
-		select { // tests only; never block on them
-		case d.awaiting <- struct{}{}:
-		default:
-		}
+		d.awaiting()
 	}
-	for until := d.mono() + d.cfg.LeaseTTL; d.balanced.Load() == last && d.mono() < until; {
+	for until := d.mono() + d.cfg.LeaseTTL; d.heartbeatAt.Load() == last && d.mono() < until; {
 		if !sleep(ctx, d.cfg.AcquireInterval/10) {
 			return false
 		}
@@ -152,9 +149,11 @@ func (d *Dispatcher) awaitBalance(ctx context.Context) bool {
 
 func (d *Dispatcher) balance(ctx context.Context) error {
 	ttl := d.cfg.LeaseTTL.Milliseconds()
+	at := d.mono()
 	if _, err := d.leases.Exec(ctx, d.q.heartbeat, d.cfg.ID, d.names, ttl); err != nil {
 		return err
 	}
+	d.heartbeatAt.Store(int64(at))
 	if err := d.refreshPaused(ctx); err != nil {
 		return err
 	}

@@ -42,7 +42,8 @@ func TestAFrozenDispatcherDoesNotReportItsOwnDestinationsUnserved(t *testing.T) 
 	freeze := func(n int) {
 		t.Helper()
 		hold()
-		waitFor(t, 10*time.Second, "balancing stopped", func() bool { return worker.SinceBalanced(d) > 2*cfg.AcquireInterval })
+		t.Cleanup(release) // before the dispatcher's Stop, whatever fails
+		waitFor(t, 10*time.Second, "balancing stopped", func() bool { return worker.SinceHeartbeat(d) > 2*cfg.AcquireInterval })
 		if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_dispatchers SET alive_until = now() - interval '1 second'`); err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +73,6 @@ func TestAFrozenDispatcherDoesNotReportItsOwnDestinationsUnserved(t *testing.T) 
 	// Balancing that does not come back: after LeaseTTL the check reports
 	// the destination, which nothing serves.
 	freeze(7)
-	t.Cleanup(release) // before the dispatcher's Stop
 	if u := unserved(7); u["sink"].Pending != 5 {
 		t.Fatalf("unserved %v with balancing stopped for good, want sink's 5 messages", u)
 	}
