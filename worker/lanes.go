@@ -98,7 +98,7 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 // watchUnserved runs checkUnserved every unservedEvery AcquireIntervals,
 // apart from balancing so that its counting never delays a renewal. It
 // starts once this dispatcher has registered (its first balancing round),
-// and checks after a recent heartbeat (awaitBalance), or it would report
+// and checks after a recent heartbeat (awaitHeartbeat), or it would report
 // its own destinations as served by nobody.
 func (d *Dispatcher) watchUnserved(ctx context.Context) {
 	select {
@@ -107,7 +107,7 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 		return
 	}
 	for {
-		if !d.awaitBalance(ctx) {
+		if !d.awaitHeartbeat(ctx) {
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL)
@@ -123,7 +123,7 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 	}
 }
 
-// awaitBalance waits, when this dispatcher's last heartbeat is as old as
+// awaitHeartbeat waits, when this dispatcher's last heartbeat is as old as
 // two AcquireIntervals or LeaseTTL less one (its row may be near its end,
 // or past it), for the next one, up to LeaseTTL: the process may have been
 // frozen by SIGSTOP (an operator's trial, resumed, was told right away
@@ -131,7 +131,7 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 // keep failing do not hold the check back beyond that: the process then
 // serves nothing, which the check is there to say. It reports false when
 // ctx ends.
-func (d *Dispatcher) awaitBalance(ctx context.Context) bool {
+func (d *Dispatcher) awaitHeartbeat(ctx context.Context) bool {
 	last := d.heartbeatAt.Load()
 	if d.mono()-time.Duration(last) < min(2*d.cfg.AcquireInterval, d.cfg.LeaseTTL-d.cfg.AcquireInterval) {
 		return true
