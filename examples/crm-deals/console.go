@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,14 +15,26 @@ import (
 	"github.com/outboxd/outboxd/console"
 )
 
-// showConsole serves the operator console on the demo's database and
-// prints where, with credentials drawn for this run only (nothing fixed is
-// committed). It first signs in through the printed URL itself, so the
-// address and credentials printed are the ones that work. With keep it
-// serves until ctx ends (make demo CONSOLE=1); without, the demo ends here,
-// and its console with it.
+// passwordEnv names the variable that gives the demo console's password;
+// without it one is drawn for the run and written to a file only its
+// owner reads. Either way it is never printed: the demo's output goes to
+// terminals, CI logs and bug reports.
+const passwordEnv = "OUTBOXD_DEMO_CONSOLE_PASSWORD"
+
+// showConsole serves the operator console on the demo's database until ctx
+// ends (make demo CONSOLE=1) and prints where; without keep it only says
+// how to get one. It first signs in through the printed URL itself, so
+// the address printed is the one that works.
 func showConsole(ctx context.Context, out io.Writer, appPool *pgxpool.Pool, keep bool) error {
-	pass := rand.Text() // 26 random base32 characters
+	if !keep {
+		fmt.Fprintln(out, "\nmake demo CONSOLE=1 then serves the operator console on what the storm did")
+		return nil
+	}
+	pass, where, cleanup, err := consolePassword()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	// A pool of the console's own, as outboxd serve gives it: its pages
 	// never wait for the dispatcher's connections nor hold them.
 	pcfg := appPool.Config()
@@ -33,7 +46,7 @@ func showConsole(ctx context.Context, out io.Writer, appPool *pgxpool.Pool, keep
 	defer pool.Close()
 	c, err := console.New(pool, &console.Config{Users: []console.User{{Name: "demo", Role: console.Admin, Password: pass}}})
 	if err != nil {
-		return err
+		return fmt.Errorf("console: %w", err)
 	}
 	// A stable address when it is free, so the URL can be bookmarked.
 	ln, err := net.Listen("tcp", "127.0.0.1:9500")
@@ -53,15 +66,33 @@ func showConsole(ctx context.Context, out io.Writer, appPool *pgxpool.Pool, keep
 	if err := signIn(ctx, base, "demo", pass); err != nil {
 		return fmt.Errorf("console: the printed URL does not answer: %w", err)
 	}
-	fmt.Fprintf(out, "\nconsole: %s  user demo, password %s (drawn for this run)\n", base, pass)
-	fmt.Fprintf(out, "         or http://demo:%s@%s/\n", pass, ln.Addr())
-	if !keep {
-		fmt.Fprintln(out, "         the demo ends here, and its database and console with it: make demo CONSOLE=1 keeps them serving")
-		return nil
-	}
+	fmt.Fprintf(out, "\nconsole: %s  user demo, password %s\n", base, where)
 	fmt.Fprintln(out, "         serving until Ctrl-C; the dispatcher keeps running, so a requeue is delivered")
 	<-ctx.Done()
 	return nil
+}
+
+// consolePassword returns the console's password, where it is to be found
+// (said instead of it) and what removes it when the console ends.
+func consolePassword() (pass, where string, cleanup func(), err error) {
+	if pass := os.Getenv(passwordEnv); pass != "" {
+		return pass, "from $" + passwordEnv, func() {}, nil
+	}
+	pass = rand.Text()                                             // 26 random base32 characters
+	f, err := os.CreateTemp("", "outboxd-demo-console-*.password") // mode 0600
+	if err != nil {
+		return "", "", nil, err
+	}
+	_, err = io.WriteString(f, pass+"\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", "", nil, err
+	}
+	return pass, "in " + f.Name() + " (drawn for this run, readable by you only; or set $" + passwordEnv + ")",
+		func() { _ = os.Remove(f.Name()) }, nil
 }
 
 // signIn asks the console for the session of user through base.
