@@ -132,6 +132,12 @@ type Dispatcher struct {
 	// tests only, runs when the unserved check waits for a heartbeat.
 	balanceGate func()
 	awaiting    func()
+	// probeSendTo and probeWait are listenProbeChannel and
+	// listenProbeWait but in tests; probed, set by tests only, receives
+	// whether each listening connection's probe arrived.
+	probeSendTo string
+	probeWait   time.Duration
+	probed      func(arrived bool)
 	// walkPace, walkFree and downQuiet are walk.go's; tests of the pacing
 	// change them.
 	walkPace  int
@@ -184,16 +190,18 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 			purgeKeys: r(purgeKeysSQL),
 		},
-		names:      slices.Sorted(maps.Keys(c.Destinations)),
-		epoch:      time.Now(),
-		health:     dbHealth{log: log},
-		logs:       loglimit.Limiter{Every: logEvery},
-		runners:    map[Lane]*laneRunner{},
-		holders:    map[Lane]*laneRunner{},
-		registered: make(chan struct{}),
-		walkPace:   walkPace,
-		walkFree:   walkFree,
-		downQuiet:  downQuiet,
+		names:       slices.Sorted(maps.Keys(c.Destinations)),
+		epoch:       time.Now(),
+		health:      dbHealth{log: log},
+		logs:        loglimit.Limiter{Every: logEvery},
+		runners:     map[Lane]*laneRunner{},
+		holders:     map[Lane]*laneRunner{},
+		registered:  make(chan struct{}),
+		walkPace:    walkPace,
+		walkFree:    walkFree,
+		downQuiet:   downQuiet,
+		probeSendTo: listenProbeChannel,
+		probeWait:   listenProbeWait,
 	}
 	d.pools = map[string]*deliveryPool{}
 	for name, dest := range c.Destinations {

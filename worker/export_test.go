@@ -129,3 +129,21 @@ func GateBalancing(d *Dispatcher) (hold, release func(), awaiting <-chan struct{
 func SinceHeartbeat(d *Dispatcher) time.Duration {
 	return d.mono() - time.Duration(d.heartbeatAt.Load())
 }
+
+// ProbeListener reports, on the channel it returns, whether each listening
+// connection's probe arrived; with sendTo set, probes go to that channel
+// instead, which no listener listens to (as through a transaction pooler:
+// they never arrive). Call it before Start.
+func ProbeListener(d *Dispatcher, sendTo string) <-chan bool {
+	ch := make(chan bool, 16)
+	if sendTo != "" {
+		d.probeSendTo = sendTo
+	}
+	d.probed = func(arrived bool) {
+		select {
+		case ch <- arrived:
+		default:
+		}
+	}
+	return ch
+}

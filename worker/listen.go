@@ -36,8 +36,10 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-		return err
+	for _, ch := range []string{channel, listenProbeChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			return err
+		}
 	}
 	if err := d.claimID(ctx, conn); err != nil {
 		return err
@@ -45,10 +47,21 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	d.listening.Store(true)
 	d.health.report("listening for commits", nil)
 	d.wakeAll()
+	pctx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	nonce, got, arrived := probeNonce(), make(chan struct{}), false
+	go d.probeListener(pctx, nonce, got)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if n.Channel == listenProbeChannel {
+			if n.Payload == nonce && !arrived {
+				arrived = true
+				close(got)
+			}
+			continue
 		}
 		d.wakeFor(n.Payload)
 	}
