@@ -31,7 +31,12 @@ func (d *Dispatcher) listen(ctx context.Context) {
 }
 
 func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
-	conn, err := pgx.ConnectConfig(ctx, d.pool.Config().ConnConfig.Copy())
+	cfg := d.pool.Config().ConnConfig.Copy()
+	// The application's handler, copied with the pool's settings, would
+	// take every notification: WaitForNotification then returns none (a
+	// review's: a nil one, which crashed the process at its first wake-up).
+	cfg.OnNotification = nil
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}

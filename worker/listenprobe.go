@@ -23,13 +23,21 @@ const listenProbeWait = 10 * time.Second
 // on a server connection that forwards nothing once the transaction ends,
 // and every wake-up is lost with no error (an operator's trial: delivery
 // fell back to the sweep, /readyz said ready). A probe that cannot be
-// sent says nothing: the database's failure is reported where it bites.
+// sent (the pool busy, the database away) is sent again every second
+// until it goes: behind such a pooler the listening connection never
+// reconnects, so its first probe may be its only one.
 func (d *Dispatcher) probeListener(ctx context.Context, nonce string, got <-chan struct{}) {
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err := d.pool.Exec(sctx, "SELECT pg_notify($1, $2)", d.probeSendTo, nonce)
-	cancel()
-	if err != nil {
-		return
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := d.pool.Exec(sctx, "SELECT pg_notify($1, $2)", d.probeSendTo, nonce)
+		cancel()
+		if err == nil {
+			break
+		}
+		d.log.Debug("the listening connection's probe could not be sent; sent again in 1 s", "error", err)
+		if !sleep(ctx, time.Second) {
+			return
+		}
 	}
 	t := time.NewTimer(d.probeWait)
 	defer t.Stop()
@@ -40,7 +48,7 @@ func (d *Dispatcher) probeListener(ctx context.Context, nonce string, got <-chan
 		}
 	case <-ctx.Done():
 	case <-t.C:
-		d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps (sweep_interval); is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL? connect outboxd serve directly, or through session pooling",
+		d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps (sweep_interval); is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL? connect the dispatcher directly, or through session pooling",
 			"waited", d.probeWait)
 		if d.probed != nil {
 			d.probed(false)

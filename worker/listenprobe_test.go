@@ -1,10 +1,15 @@
 package worker_test
 
 import (
+	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/internal/syncbuf"
 	"github.com/outboxd/outboxd/worker"
@@ -28,9 +33,40 @@ func TestListeningConnectionGetsItsProbe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no probe was sent or answered within 30 s")
 	}
-	if strings.Contains(logs.String(), "did not reach this dispatcher's listening connection") {
-		t.Fatalf("warned:\n%s", logs.String())
+}
+
+// A pool whose connections have a notification handler of the
+// application's (pgconn's OnNotification) gave the listening connection,
+// made from the pool's settings, that handler too: WaitForNotification
+// then returned no notification, and the process crashed at its first
+// wake-up (a review's). The listener keeps its own, and commits wake it:
+// with sweeps 60 s apart, a commit is delivered at once.
+func TestAPoolsNotificationHandlerLeavesTheListenersAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pcfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
 	}
+	var handled atomic.Int64
+	pcfg.ConnConfig.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) { handled.Add(1) }
+	if b.pool, err = pgxpool.NewWithConfig(context.Background(), pcfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.pool.Close)
+	var probes <-chan bool
+	b.startWith(t, b.config(t, func(c *worker.Config) { c.SweepInterval = time.Minute }),
+		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "") })
+	select {
+	case arrived := <-probes:
+		if !arrived {
+			t.Fatal("the probe did not arrive")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no probe was sent or answered within 30 s")
+	}
+	b.enqueue(t, 1, 1, func(int) string { return "" })
+	waitFor(t, 20*time.Second, "the commit delivered (sweeps are a minute apart)", func() bool { return b.counts(t)["delivered"] == 1 })
 }
 
 // Through PgBouncer's transaction pooling the LISTEN lands on a server
@@ -65,5 +101,24 @@ func TestListeningConnectionWarnsWhenItsProbeNeverArrives(t *testing.T) {
 	}
 	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "transaction mode (PgBouncer)") || !strings.Contains(line, "waited=10s") {
 		t.Fatalf("want a warning naming the pooler and the 10 s wait; logs:\n%s", logs.String())
+	}
+}
+
+// A probe that cannot be sent (here: a channel name the server refuses;
+// in life, a pool busy at start or the database away) is sent again
+// every second: behind a transaction pooler the listening connection
+// never reconnects, so its first probe may be its only one.
+func TestAProbeThatCannotBeSentIsSentAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	logs := &syncbuf.Buffer{}
+	b.startWith(t, b.config(t, func(c *worker.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}), func(d *worker.Dispatcher) { worker.ProbeListener(d, strings.Repeat("p", 70)) })
+	waitFor(t, 30*time.Second, "three tries to send the probe", func() bool {
+		return strings.Count(logs.String(), "probe could not be sent; sent again in 1 s") >= 3
+	})
+	if !strings.Contains(logs.String(), "channel name too long") {
+		t.Fatalf("the tries' lines do not say why:\n%s", logs.String())
 	}
 }
