@@ -132,11 +132,12 @@ type Dispatcher struct {
 	// tests only, runs when the unserved check waits for a heartbeat.
 	balanceGate func()
 	awaiting    func()
-	// probeSendTo and probeWait are listenProbeChannel and
-	// listenProbeWait but in tests; probed, set by tests only, receives
-	// whether each listening connection's probe arrived.
+	// probeSendTo, probeWait and probeEvery are listenProbeChannel,
+	// listenProbeWait and listenProbeEvery but in tests; probed, set by
+	// tests only, receives whether each probe arrived.
 	probeSendTo string
 	probeWait   time.Duration
+	probeEvery  time.Duration
 	probed      func(arrived bool)
 	// walkPace, walkFree and downQuiet are walk.go's; tests of the pacing
 	// change them.
@@ -202,6 +203,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		downQuiet:   downQuiet,
 		probeSendTo: listenProbeChannel,
 		probeWait:   listenProbeWait,
+		probeEvery:  listenProbeEvery,
 	}
 	d.pools = map[string]*deliveryPool{}
 	for name, dest := range c.Destinations {

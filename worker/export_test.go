@@ -130,14 +130,18 @@ func SinceHeartbeat(d *Dispatcher) time.Duration {
 	return d.mono() - time.Duration(d.heartbeatAt.Load())
 }
 
-// ProbeListener reports, on the channel it returns, whether each listening
-// connection's probe arrived; with sendTo set, probes go to that channel
-// instead, which no listener listens to (as through a transaction pooler:
-// they never arrive). Call it before Start.
-func ProbeListener(d *Dispatcher, sendTo string) <-chan bool {
+// ProbeListener reports, on the channel it returns, whether each probe
+// arrived; with sendTo set, probes go to that channel instead, which no
+// listener listens to (as through a transaction pooler: they never
+// arrive); every, if set, is the time between probes. Call it before
+// Start.
+func ProbeListener(d *Dispatcher, sendTo string, every time.Duration) <-chan bool {
 	ch := make(chan bool, 16)
 	if sendTo != "" {
 		d.probeSendTo = sendTo
+	}
+	if every > 0 {
+		d.probeEvery = every
 	}
 	d.probed = func(arrived bool) {
 		select {

@@ -54,18 +54,15 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	d.wakeAll()
 	pctx, stopProbe := context.WithCancel(ctx)
 	defer stopProbe()
-	nonce, got, arrived := probeNonce(), make(chan struct{}), false
-	go d.probeListener(pctx, nonce, got)
+	p := &probe{}
+	go d.probeListener(pctx, p)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
 		if n.Channel == listenProbeChannel {
-			if n.Payload == nonce && !arrived {
-				arrived = true
-				close(got)
-			}
+			p.arrived(n.Payload)
 			continue
 		}
 		d.wakeFor(n.Payload)

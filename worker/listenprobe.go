@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"crypto/rand"
+	"sync"
 	"time"
 )
 
@@ -13,48 +14,101 @@ import (
 const listenProbeChannel = "outboxd_listen_probe"
 
 // listenProbeWait bounds how long a listening connection waits for its
-// probe before the warning (docs/operations.md, "Connection poolers").
-const listenProbeWait = 10 * time.Second
+// probe before the warning; listenProbeEvery is how often it probes again
+// while connected (docs/operations.md, "Connection poolers").
+const (
+	listenProbeWait  = 10 * time.Second
+	listenProbeEvery = 5 * time.Minute
+)
 
-// probeListener sends nonce to listenProbeChannel from the pool, the way
+// probe is one listening connection's current probe, shared by its loop
+// (arrived) and its prober (next).
+type probe struct {
+	mu    sync.Mutex
+	nonce string
+	got   chan struct{} // closed when the nonce arrives; nil once closed
+}
+
+// next starts a probe with a new nonce.
+func (p *probe) next() (nonce string, got <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nonce, p.got = rand.Text(), make(chan struct{})
+	return p.nonce, p.got
+}
+
+// arrived takes a payload of the probe channel: the current probe's
+// nonce closes its channel, anything else (another process's probe, an
+// earlier one's) is ignored.
+func (p *probe) arrived(payload string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.got != nil && payload == p.nonce {
+		close(p.got)
+		p.got = nil
+	}
+}
+
+// probeListener sends a nonce to listenProbeChannel from the pool, the way
 // producers' commits are announced, and warns when the listening
-// connection (whose loop closes got on seeing it) has not received it
-// within d.probeWait: through PgBouncer's transaction pooling, LISTEN lands
-// on a server connection that forwards nothing once the transaction ends,
-// and every wake-up is lost with no error (an operator's trial: delivery
-// fell back to the sweep, /readyz said ready). A probe that cannot be
-// sent (the pool busy, the database away) is sent again every second
-// until it goes: behind such a pooler the listening connection never
-// reconnects, so its first probe may be its only one.
-func (d *Dispatcher) probeListener(ctx context.Context, nonce string, got <-chan struct{}) {
+// connection has not received it within d.probeWait; it probes again
+// every d.probeEvery until ctx (the connection's life) ends. Through
+// PgBouncer's transaction pooling, LISTEN lands on a server connection
+// that forwards nothing once the transaction ends, and every wake-up is
+// lost with no error (an operator's trial: delivery fell back to the
+// sweep, /readyz said ready).
+func (d *Dispatcher) probeListener(ctx context.Context, p *probe) {
+	missing := false
+	for {
+		nonce, got := p.next()
+		if !d.sendProbe(ctx, nonce) {
+			return
+		}
+		t := time.NewTimer(d.probeWait)
+		select {
+		case <-got:
+			t.Stop()
+			if missing {
+				d.log.Info("notifications from other connections reach this dispatcher's listening connection again")
+			}
+			missing = false
+			d.probeDone(true)
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+			missing = true
+			d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps; is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL? (its check of the dispatcher id, a session lock, fails there too) connect the dispatcher directly, or through session pooling",
+				"waited", d.probeWait, "sweep_interval", d.cfg.SweepInterval, "probed_again_in", d.probeEvery)
+			d.probeDone(false)
+		}
+		if !sleep(ctx, d.probeEvery) {
+			return
+		}
+	}
+}
+
+// sendProbe sends nonce, again every second until it goes (the pool busy,
+// the database away): behind a transaction pooler the listening
+// connection never reconnects, so a probe lost at its start would leave
+// it unchecked for probeEvery. It reports false when ctx ended first.
+func (d *Dispatcher) sendProbe(ctx context.Context, nonce string) bool {
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := d.pool.Exec(sctx, "SELECT pg_notify($1, $2)", d.probeSendTo, nonce)
 		cancel()
 		if err == nil {
-			break
+			return true
 		}
 		d.log.Debug("the listening connection's probe could not be sent; sent again in 1 s", "error", err)
 		if !sleep(ctx, time.Second) {
-			return
-		}
-	}
-	t := time.NewTimer(d.probeWait)
-	defer t.Stop()
-	select {
-	case <-got:
-		if d.probed != nil {
-			d.probed(true)
-		}
-	case <-ctx.Done():
-	case <-t.C:
-		d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps (sweep_interval); is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL? connect the dispatcher directly, or through session pooling",
-			"waited", d.probeWait)
-		if d.probed != nil {
-			d.probed(false)
+			return false
 		}
 	}
 }
 
-// probeNonce tells this connection's probe from another's.
-func probeNonce() string { return rand.Text() }
+func (d *Dispatcher) probeDone(arrived bool) {
+	if d.probed != nil {
+		d.probed(arrived)
+	}
+}

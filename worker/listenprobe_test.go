@@ -24,14 +24,16 @@ func TestListeningConnectionGetsItsProbe(t *testing.T) {
 	logs := &syncbuf.Buffer{}
 	var probes <-chan bool
 	b.startWith(t, b.config(t, func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) }),
-		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "") })
-	select {
-	case arrived := <-probes:
-		if !arrived {
-			t.Fatalf("the probe did not arrive; logs:\n%s", logs.String())
+		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "", 50*time.Millisecond) })
+	for i := range 3 { // the first probe, and those made every 50 ms after it
+		select {
+		case arrived := <-probes:
+			if !arrived {
+				t.Fatalf("probe %d did not arrive; logs:\n%s", i+1, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("probe %d was not sent or answered within 30 s", i+1)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no probe was sent or answered within 30 s")
 	}
 }
 
@@ -56,7 +58,7 @@ func TestAPoolsNotificationHandlerLeavesTheListenersAlone(t *testing.T) {
 	t.Cleanup(b.pool.Close)
 	var probes <-chan bool
 	b.startWith(t, b.config(t, func(c *worker.Config) { c.SweepInterval = time.Minute }),
-		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "") })
+		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "", 0) })
 	select {
 	case arrived := <-probes:
 		if !arrived {
@@ -73,7 +75,8 @@ func TestAPoolsNotificationHandlerLeavesTheListenersAlone(t *testing.T) {
 // connection that forwards nothing afterwards: every wake-up was lost and
 // nothing said so (an operator's trial). The probe, sent here where the
 // listener does not listen, stands for that: after listenProbeWait (10 s,
-// docs/operations.md) the dispatcher warns, naming the pooler.
+// docs/operations.md) the dispatcher warns, naming the pooler and the
+// sweep that delivers meanwhile, and again at each probe after it.
 func TestListeningConnectionWarnsWhenItsProbeNeverArrives(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -81,26 +84,35 @@ func TestListeningConnectionWarnsWhenItsProbeNeverArrives(t *testing.T) {
 	var probes <-chan bool
 	started := time.Now()
 	b.startWith(t, b.config(t, func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) }),
-		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "outboxd_listen_probe_elsewhere") })
-	select {
-	case arrived := <-probes:
-		if arrived {
-			t.Fatal("a probe sent where nobody listens arrived")
+		func(d *worker.Dispatcher) {
+			probes = worker.ProbeListener(d, "outboxd_listen_probe_elsewhere", 50*time.Millisecond)
+		})
+	for i := range 2 {
+		select {
+		case arrived := <-probes:
+			if arrived {
+				t.Fatal("a probe sent where nobody listens arrived")
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("no warning %d within 60 s", i+1)
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("no warning within 60 s")
+		if waited := time.Since(started); waited < time.Duration(i+1)*10*time.Second {
+			t.Fatalf("warning %d came after %s, before %d times the 10 s bound", i+1, waited, i+1)
+		}
 	}
-	if waited := time.Since(started); waited < 10*time.Second {
-		t.Fatalf("warned after %s, before the 10 s bound", waited)
-	}
-	var line string
+	var lines []string
 	for _, l := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(l, "did not reach this dispatcher's listening connection") {
-			line = l
+			lines = append(lines, l)
 		}
 	}
-	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "transaction mode (PgBouncer)") || !strings.Contains(line, "waited=10s") {
-		t.Fatalf("want a warning naming the pooler and the 10 s wait; logs:\n%s", logs.String())
+	if len(lines) != 2 {
+		t.Fatalf("%d warnings, want 2; logs:\n%s", len(lines), logs.String())
+	}
+	for _, want := range []string{"level=WARN", "transaction mode (PgBouncer)", "waited=10s", "sweep_interval=100ms", "probed_again_in=50ms"} {
+		if !strings.Contains(lines[0], want) {
+			t.Fatalf("want %s in the warning: %s", want, lines[0])
+		}
 	}
 }
 
@@ -114,7 +126,7 @@ func TestAProbeThatCannotBeSentIsSentAgain(t *testing.T) {
 	logs := &syncbuf.Buffer{}
 	b.startWith(t, b.config(t, func(c *worker.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}), func(d *worker.Dispatcher) { worker.ProbeListener(d, strings.Repeat("p", 70)) })
+	}), func(d *worker.Dispatcher) { worker.ProbeListener(d, strings.Repeat("p", 70), 0) })
 	waitFor(t, 30*time.Second, "three tries to send the probe", func() bool {
 		return strings.Count(logs.String(), "probe could not be sent; sent again in 1 s") >= 3
 	})

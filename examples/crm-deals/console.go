@@ -46,7 +46,7 @@ func showConsole(ctx context.Context, out io.Writer, appPool *pgxpool.Pool, keep
 	defer pool.Close()
 	c, err := console.New(pool, &console.Config{Users: []console.User{{Name: "demo", Role: console.Admin, Password: pass}}})
 	if err != nil {
-		return fmt.Errorf("console: %w", err)
+		return err
 	}
 	// A stable address when it is free, so the URL can be bookmarked.
 	ln, err := net.Listen("tcp", "127.0.0.1:9500")
@@ -69,6 +69,16 @@ func showConsole(ctx context.Context, out io.Writer, appPool *pgxpool.Pool, keep
 	fmt.Fprintf(out, "\nconsole: %s  user demo, password %s\n", base, where)
 	fmt.Fprintln(out, "         serving until Ctrl-C; the dispatcher keeps running, so a requeue is delivered")
 	<-ctx.Done()
+	return nil
+}
+
+// checkConsolePassword refuses a password in $OUTBOXD_DEMO_CONSOLE_PASSWORD
+// that the console would refuse, naming the variable (the console names
+// its user) and never the value.
+func checkConsolePassword() error {
+	if pass := os.Getenv(passwordEnv); pass != "" && len(pass) < console.MinSecretBytes {
+		return fmt.Errorf("$%s is %d bytes, want at least %d (or unset it: a password is then drawn for the run)", passwordEnv, len(pass), console.MinSecretBytes)
+	}
 	return nil
 }
 

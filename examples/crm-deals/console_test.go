@@ -146,3 +146,18 @@ func (l *lines) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A password in $OUTBOXD_DEMO_CONSOLE_PASSWORD that the console would
+// refuse is refused before the storm (which takes a while), by the
+// variable's name, never its value: an operator's trial got "console:
+// console: Users[0] ..." after the whole run. The context given is done,
+// so a check made after the demo starts its database fails otherwise.
+func TestDemoRefusesAShortConsolePasswordFirst(t *testing.T) {
+	t.Setenv(passwordEnv, "short1")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := demo(ctx, []string{"--console"})
+	if err == nil || !strings.Contains(err.Error(), "$"+passwordEnv+" is 6 bytes, want at least") || strings.Contains(err.Error(), "short1") {
+		t.Fatalf("got %v, want the variable named, its length, and not its value", err)
+	}
+}

@@ -58,6 +58,11 @@ func demo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ExitOnError)
 	keep := fs.Bool("console", false, "keep serving the operator console until Ctrl-C")
 	_ = fs.Parse(args)
+	if *keep {
+		if err := checkConsolePassword(); err != nil {
+			return err // before the storm, not after it
+		}
+	}
 	fmt.Println("crm-deals demo: a CRM deals service on outboxd, under a storm of real signed webhooks")
 	srv, err := pgtest.Acquire(ctx)
 	if err != nil {
