@@ -166,10 +166,18 @@ type queries struct {
 // destinations, is an error naming the field.
 //
 // It takes a *pgxpool.Pool, not an interface: River's riverpgxv5 driver and
-// the dispatcher's LISTEN connection need a pool.
+// the dispatcher's LISTEN connection need a pool. The pool's connections
+// must not have a notification handler of their own (pgconn's
+// OnNotification): pgx then hands none to the listeners.
 func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 	if pool == nil {
 		return nil, errors.New("worker: New needs a pool")
+	}
+	if pool.Config().ConnConfig.OnNotification != nil {
+		// River's listener, on a connection of the pool, and ours, made
+		// from its settings, would get nil notifications: a review found
+		// the process crashing at its first wake-up.
+		return nil, errors.New("worker: New needs a pool whose connections have no OnNotification handler (pgx then hands the dispatcher's and River's listeners no notifications); give the dispatcher a pool of its own")
 	}
 	if cfg == nil {
 		cfg = &Config{}

@@ -31,12 +31,7 @@ func (d *Dispatcher) listen(ctx context.Context) {
 }
 
 func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
-	cfg := d.pool.Config().ConnConfig.Copy()
-	// The application's handler, copied with the pool's settings, would
-	// take every notification: WaitForNotification then returns none (a
-	// review's: a nil one, which crashed the process at its first wake-up).
-	cfg.OnNotification = nil
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, d.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return err
 	}
@@ -53,9 +48,12 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	d.health.report("listening for commits", nil)
 	d.wakeAll()
 	pctx, stopProbe := context.WithCancel(ctx)
-	defer stopProbe()
-	p := &probe{}
-	go d.probeListener(pctx, p)
+	p, probing := &probe{}, make(chan struct{})
+	go func() {
+		defer close(probing)
+		d.probeListener(pctx, p)
+	}()
+	defer func() { stopProbe(); <-probing }() // nothing of this connection's is said after it
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

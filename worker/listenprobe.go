@@ -64,35 +64,56 @@ func (d *Dispatcher) probeListener(ctx context.Context, p *probe) {
 		if !d.sendProbe(ctx, nonce) {
 			return
 		}
-		t := time.NewTimer(d.probeWait)
-		select {
-		case <-got:
-			t.Stop()
-			if missing {
-				d.log.Info("notifications from other connections reach this dispatcher's listening connection again")
-			}
+		sent := time.Now()
+		arrived := closedWithin(ctx, got, d.probeWait)
+		if ctx.Err() != nil {
+			return // the connection ended: nothing to say about it
+		}
+		switch {
+		case arrived && missing:
+			d.log.Info("notifications from other connections reach this dispatcher's listening connection again")
 			missing = false
-			d.probeDone(true)
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		case !arrived:
 			missing = true
 			d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps; is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL? (its check of the dispatcher id, a session lock, fails there too) connect the dispatcher directly, or through session pooling",
 				"waited", d.probeWait, "sweep_interval", d.cfg.SweepInterval, "probed_again_in", d.probeEvery)
-			d.probeDone(false)
 		}
-		if !sleep(ctx, d.probeEvery) {
+		d.probeDone(arrived)
+		next := time.Now().Add(d.probeEvery)
+		if !arrived && closedWithin(ctx, got, d.probeEvery) {
+			// Late, not lost: said at once rather than at the next probe.
+			d.log.Info("the listening connection's probe arrived late: notifications reach it, slowly", "after", time.Since(sent).Round(time.Millisecond))
+			missing = false
+		}
+		if !sleep(ctx, time.Until(next)) {
 			return
 		}
 	}
 }
 
-// sendProbe sends nonce, again every second until it goes (the pool busy,
-// the database away): behind a transaction pooler the listening
-// connection never reconnects, so a probe lost at its start would leave
-// it unchecked for probeEvery. It reports false when ctx ended first.
+// closedWithin reports whether got closed within d, and before ctx ended.
+func closedWithin(ctx context.Context, got <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-got:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return false
+	}
+}
+
+// sendProbe sends nonce, trying again a second after each try that fails
+// (each waits up to 5 s for the pool), until it goes: behind a
+// transaction pooler the listening connection never reconnects, so a
+// probe lost at its start would leave it unchecked for probeEvery. Tries
+// that keep failing for probeWait are warned about once: the check
+// cannot be made (pg_notify refused, the pool stuck). It reports false
+// when ctx ended first.
 func (d *Dispatcher) sendProbe(ctx context.Context, nonce string) bool {
+	first, warned := time.Time{}, false
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := d.pool.Exec(sctx, "SELECT pg_notify($1, $2)", d.probeSendTo, nonce)
@@ -100,7 +121,18 @@ func (d *Dispatcher) sendProbe(ctx context.Context, nonce string) bool {
 		if err == nil {
 			return true
 		}
-		d.log.Debug("the listening connection's probe could not be sent; sent again in 1 s", "error", err)
+		if ctx.Err() != nil {
+			return false
+		}
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if !warned && time.Since(first) >= d.probeWait {
+			warned = true
+			d.log.Warn("the listening connection's probe cannot be sent, so whether notifications reach it is unchecked; tried again every second", "failing_for", time.Since(first).Round(time.Second), "error", err)
+		} else {
+			d.log.Debug("the listening connection's probe could not be sent; tried again in 1 s", "error", err)
+		}
 		if !sleep(ctx, time.Second) {
 			return false
 		}

@@ -19,48 +19,83 @@ func TestListenProbeBoundsAreTheDocumented(t *testing.T) {
 	}
 }
 
-// Probes that arrive again after one that did not say so: the warning's
-// "commits wake nothing" no longer holds. Probes are sent to the real
-// database; the listener's part is played here.
-func TestListenProbeSaysWhenNotificationsArriveAgain(t *testing.T) {
-	t.Parallel()
-	logs := &syncbuf.Buffer{}
+// prober runs d's prober on a probe whose arrivals the test plays (the
+// probes are sent to the real database), and returns it, its results and
+// a function that waits for the next nonce other than old.
+func prober(t *testing.T, wait, every time.Duration) (p *probe, logs *syncbuf.Buffer, result func() bool, nextNonce func(old string) string) {
+	t.Helper()
+	logs = &syncbuf.Buffer{}
 	results := make(chan bool, 4)
 	d := &Dispatcher{pool: pgtest.Pool(t), log: slog.New(slog.NewTextHandler(logs, nil)),
-		probeSendTo: listenProbeChannel, probeWait: 2 * time.Second, probeEvery: 10 * time.Millisecond,
+		probeSendTo: listenProbeChannel, probeWait: wait, probeEvery: every,
 		probed: func(arrived bool) { results <- arrived }}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p := &probe{}
-	nonce := func() string {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.nonce
+	p = &probe{}
+	done := make(chan struct{})
+	go func() { defer close(done); d.probeListener(ctx, p) }()
+	t.Cleanup(func() { cancel(); <-done })
+	result = func() bool {
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(time.Minute):
+			t.Fatalf("no probe result within a minute; logs:\n%s", logs.String())
+			return false
+		}
 	}
-	// waitNonce waits for a probe with a nonce other than old.
-	waitNonce := func(old string) string {
+	nextNonce = func(old string) string {
 		deadline := time.Now().Add(30 * time.Second)
-		for nonce() == old {
+		for {
+			p.mu.Lock()
+			n := p.nonce
+			p.mu.Unlock()
+			if n != old {
+				return n
+			}
 			if time.Now().After(deadline) {
 				t.Fatalf("no new probe within 30 s; logs:\n%s", logs.String())
 			}
 			time.Sleep(time.Millisecond)
 		}
-		return nonce()
 	}
-	go d.probeListener(ctx, p)
-	first := waitNonce("")
-	if <-results {
+	return p, logs, result, nextNonce
+}
+
+// Probes that arrive again after one that did not say so: the warning's
+// "commits wake nothing" no longer holds.
+func TestListenProbeSaysWhenNotificationsArriveAgain(t *testing.T) {
+	t.Parallel()
+	p, logs, result, nextNonce := prober(t, 5*time.Second, 10*time.Millisecond)
+	first := nextNonce("")
+	if result() {
 		t.Fatal("a probe the listener never saw arrived")
 	}
-	second := waitNonce(first)
+	second := nextNonce(first)
 	p.arrived("someone else's")
-	p.arrived(first)
 	p.arrived(second)
-	if !<-results {
+	if !result() {
 		t.Fatalf("the second probe's arrival was not taken; logs:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "reach this dispatcher's listening connection again") {
 		t.Fatalf("no line says notifications arrive again:\n%s", logs.String())
+	}
+}
+
+// A probe that arrives after the warning is said to, at once, not at the
+// next probe 5 minutes later: the warning no longer holds.
+func TestListenProbeSaysWhenItsProbeArrivesLate(t *testing.T) {
+	t.Parallel()
+	p, logs, result, nextNonce := prober(t, 200*time.Millisecond, time.Hour)
+	first := nextNonce("")
+	if result() {
+		t.Fatal("a probe the listener never saw arrived")
+	}
+	p.arrived(first)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "probe arrived late: notifications reach it, slowly") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line says the probe arrived late:\n%s", logs.String())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -2,9 +2,9 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,37 +38,27 @@ func TestListeningConnectionGetsItsProbe(t *testing.T) {
 }
 
 // A pool whose connections have a notification handler of the
-// application's (pgconn's OnNotification) gave the listening connection,
-// made from the pool's settings, that handler too: WaitForNotification
-// then returned no notification, and the process crashed at its first
-// wake-up (a review's). The listener keeps its own, and commits wake it:
-// with sweeps 60 s apart, a commit is delivered at once.
-func TestAPoolsNotificationHandlerLeavesTheListenersAlone(t *testing.T) {
+// application's (pgconn's OnNotification) is refused: pgx gives that
+// handler every notification and WaitForNotification returns a nil one, so
+// the dispatcher's listener (made from the pool's settings) and River's (on
+// a connection of the pool) crashed the process at their first wake-up (a
+// review's).
+func TestANotificationHandlerOnThePoolIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	pcfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var handled atomic.Int64
-	pcfg.ConnConfig.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) { handled.Add(1) }
-	if b.pool, err = pgxpool.NewWithConfig(context.Background(), pcfg); err != nil {
+	pcfg.ConnConfig.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.pool.Close)
-	var probes <-chan bool
-	b.startWith(t, b.config(t, func(c *worker.Config) { c.SweepInterval = time.Minute }),
-		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "", 0) })
-	select {
-	case arrived := <-probes:
-		if !arrived {
-			t.Fatal("the probe did not arrive")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no probe was sent or answered within 30 s")
+	t.Cleanup(pool.Close)
+	if _, err := worker.New(pool, b.config(t, nil)); err == nil || !strings.Contains(err.Error(), "OnNotification") {
+		t.Fatalf("New: %v, want a refusal naming OnNotification", err)
 	}
-	b.enqueue(t, 1, 1, func(int) string { return "" })
-	waitFor(t, 20*time.Second, "the commit delivered (sweeps are a minute apart)", func() bool { return b.counts(t)["delivered"] == 1 })
 }
 
 // Through PgBouncer's transaction pooling the LISTEN lands on a server
@@ -117,20 +107,44 @@ func TestListeningConnectionWarnsWhenItsProbeNeverArrives(t *testing.T) {
 }
 
 // A probe that cannot be sent (here: a channel name the server refuses;
-// in life, a pool busy at start or the database away) is sent again
-// every second: behind a transaction pooler the listening connection
-// never reconnects, so its first probe may be its only one.
+// in life, a pool busy at start, the database away, pg_notify revoked) is
+// tried again a second after each failure: behind a transaction pooler
+// the listening connection never reconnects, so its first probe may be
+// its only one. Tries that keep failing for listenProbeWait (10 s) are
+// warned about: the check cannot be made.
 func TestAProbeThatCannotBeSentIsSentAgain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	logs := &syncbuf.Buffer{}
 	b.startWith(t, b.config(t, func(c *worker.Config) {
-		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}), func(d *worker.Dispatcher) { worker.ProbeListener(d, strings.Repeat("p", 70), 0) })
-	waitFor(t, 30*time.Second, "three tries to send the probe", func() bool {
-		return strings.Count(logs.String(), "probe could not be sent; sent again in 1 s") >= 3
-	})
-	if !strings.Contains(logs.String(), "channel name too long") {
-		t.Fatalf("the tries' lines do not say why:\n%s", logs.String())
+	const warning = "probe cannot be sent, so whether notifications reach it is unchecked"
+	waitFor(t, 60*time.Second, "the warning that the probe cannot be sent", func() bool { return strings.Contains(logs.String(), warning) })
+	var tries []time.Time
+	for _, l := range strings.Split(logs.String(), "\n") {
+		var e struct {
+			Time  time.Time
+			Msg   string
+			Error string
+		}
+		if json.Unmarshal([]byte(l), &e) != nil || !strings.Contains(e.Msg, "probe c") {
+			continue
+		}
+		if !strings.Contains(e.Error, "channel name too long") {
+			t.Fatalf("a try's line does not say why: %s", l)
+		}
+		tries = append(tries, e.Time)
+		if strings.Contains(e.Msg, warning) {
+			break
+		}
+	}
+	if len(tries) < 2 || tries[len(tries)-1].Sub(tries[0]) < 10*time.Second {
+		t.Fatalf("warned after %d tries over %s, want tries over at least 10 s:\n%s", len(tries), tries[len(tries)-1].Sub(tries[0]), logs.String())
+	}
+	for i := 1; i < len(tries); i++ {
+		if gap := tries[i].Sub(tries[i-1]); gap < time.Second {
+			t.Fatalf("tries %d and %d %s apart, want a second at least", i, i+1, gap)
+		}
 	}
 }
