@@ -166,9 +166,11 @@ type queries struct {
 // destinations, is an error naming the field.
 //
 // It takes a *pgxpool.Pool, not an interface: River's riverpgxv5 driver and
-// the dispatcher's LISTEN connection need a pool. The pool's connections
-// must not have a notification handler of their own (pgconn's
-// OnNotification): pgx then hands none to the listeners.
+// the dispatcher's LISTEN connection need a pool (made with the pool's
+// settings and its BeforeConnect hook). The pool's connections must not
+// have a notification handler of their own (pgconn's OnNotification, in
+// its config or set by BeforeConnect): pgx then hands none to the
+// listeners.
 func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 	if pool == nil {
 		return nil, errors.New("worker: New needs a pool")

@@ -31,7 +31,17 @@ func (d *Dispatcher) listen(ctx context.Context) {
 }
 
 func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
-	conn, err := pgx.ConnectConfig(ctx, d.pool.Config().ConnConfig.Copy())
+	pcfg := d.pool.Config()
+	cfg := pcfg.ConnConfig.Copy()
+	// The pool's hook runs for its connections only: one that sets a
+	// rotating password (an IAM token) would leave this one unable to
+	// log in.
+	if pcfg.BeforeConnect != nil {
+		if err := pcfg.BeforeConnect(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -109,27 +109,27 @@ func closedWithin(ctx context.Context, got <-chan struct{}, d time.Duration) boo
 // (each waits up to 5 s for the pool), until it goes: behind a
 // transaction pooler the listening connection never reconnects, so a
 // probe lost at its start would leave it unchecked for probeEvery. Tries
-// that keep failing for probeWait are warned about once: the check
-// cannot be made (pg_notify refused, the pool stuck). It reports false
-// when ctx ended first.
+// that keep failing for probeWait are warned about once, and their end
+// said: the check cannot be made meanwhile (pg_notify refused, the pool
+// stuck). It reports false when ctx ended first.
 func (d *Dispatcher) sendProbe(ctx context.Context, nonce string) bool {
-	first, warned := time.Time{}, false
+	first, warned := time.Now(), false
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := d.pool.Exec(sctx, "SELECT pg_notify($1, $2)", d.probeSendTo, nonce)
 		cancel()
 		if err == nil {
+			if warned {
+				d.log.Info("the listening connection's probe is sent again", "failed_for", time.Since(first).Round(time.Second))
+			}
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		if first.IsZero() {
-			first = time.Now()
-		}
 		if !warned && time.Since(first) >= d.probeWait {
 			warned = true
-			d.log.Warn("the listening connection's probe cannot be sent, so whether notifications reach it is unchecked; tried again every second", "failing_for", time.Since(first).Round(time.Second), "error", err)
+			d.log.Warn("the listening connection's probe cannot be sent, so whether notifications reach it is unchecked; tried again a second after each failure", "failing_for", time.Since(first).Round(time.Second), "error", err)
 		} else {
 			d.log.Debug("the listening connection's probe could not be sent; tried again in 1 s", "error", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -139,7 +140,8 @@ func TestAProbeThatCannotBeSentIsSentAgain(t *testing.T) {
 			break
 		}
 	}
-	if len(tries) < 2 || tries[len(tries)-1].Sub(tries[0]) < 10*time.Second {
+	// The clock starts before the first try; its line comes after it.
+	if len(tries) < 2 || tries[len(tries)-1].Sub(tries[0]) < 9500*time.Millisecond {
 		t.Fatalf("warned after %d tries over %s, want tries over at least 10 s:\n%s", len(tries), tries[len(tries)-1].Sub(tries[0]), logs.String())
 	}
 	for i := 1; i < len(tries); i++ {
@@ -147,4 +149,35 @@ func TestAProbeThatCannotBeSentIsSentAgain(t *testing.T) {
 			t.Fatalf("tries %d and %d %s apart, want a second at least", i, i+1, gap)
 		}
 	}
+}
+
+// The listening connection is made with the pool's BeforeConnect hook, as
+// the pool's own are: a hook that sets a rotating password (an IAM token)
+// left it unable to log in (a review's). Here the hook names the
+// connections; the listener's session carries the name.
+func TestTheListenerRunsThePoolsBeforeConnect(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pcfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.BeforeConnect = func(_ context.Context, c *pgx.ConnConfig) error {
+		c.RuntimeParams["application_name"] = "outboxd-hooked"
+		return nil
+	}
+	if b.pool, err = pgxpool.NewWithConfig(context.Background(), pcfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.pool.Close)
+	b.start(t, b.config(t, nil))
+	waitFor(t, 30*time.Second, "the listener's session named by the hook", func() bool {
+		var n int
+		if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'outboxd-hooked'
+			  AND query LIKE '%pg_try_advisory_lock(hashtextextended(''outboxd dispatcher%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
 }
