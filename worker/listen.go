@@ -109,7 +109,7 @@ func (d *Dispatcher) claimID(ctx context.Context, conn *pgx.Conn) error {
 		if err := conn.QueryRow(ctx, idHolderSQL, d.cfg.Schema, d.cfg.ID).Scan(&holder); err != nil {
 			holder = "unknown: " + err.Error()
 		}
-		d.log.Warn("another live process runs with this dispatcher id (or one frozen, or this one's session from before a network partition, until the server ends it): give each process an id of its own (--id); their leases, heartbeats and attempt records mix",
+		d.log.Warn("another live process runs with this dispatcher id (or one frozen, or this one's session from before a network partition, until the server ends it; or a pooler's server connection: PgBouncer's transaction pooling keeps session locks after the process is gone, end it with pg_terminate_backend): give each process an id of its own (--id); their leases, heartbeats and attempt records mix",
 			"holder", holder)
 	}
 	return nil

@@ -75,7 +75,7 @@ func (d *Dispatcher) probeListener(ctx context.Context, p *probe) {
 			missing = false
 		case !arrived:
 			missing = true
-			d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps; is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL? (its check of the dispatcher id, a session lock, fails there too) connect the dispatcher directly, or through session pooling",
+			d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps; is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL (or was this process frozen meanwhile)? Through such a pooler the check that no other process runs with this dispatcher's id, a session lock, fails too. Connect the dispatcher directly, or through session pooling",
 				"waited", d.probeWait, "sweep_interval", d.cfg.SweepInterval, "probed_again_in", d.probeEvery)
 		}
 		d.probeDone(arrived)
