@@ -78,11 +78,13 @@ func (d *Dispatcher) probeListener(ctx context.Context, p *probe) {
 			d.log.Warn("a notification sent from another connection did not reach this dispatcher's listening connection: commits wake nothing, messages wait for the lanes' sweeps; is a connection pooler in transaction mode (PgBouncer) between it and PostgreSQL (or was this process frozen meanwhile)? Through such a pooler the check that no other process runs with this dispatcher's id, a session lock, fails too. Connect the dispatcher directly, or through session pooling",
 				"waited", d.probeWait, "sweep_interval", d.cfg.SweepInterval, "probed_again_in", d.probeEvery)
 		}
+		d.cfg.Metrics.listenProbe(!arrived)
 		d.probeDone(arrived)
 		next := time.Now().Add(d.probeEvery)
 		if !arrived && closedWithin(ctx, got, d.probeEvery) {
 			// Late, not lost: said at once rather than at the next probe.
 			d.log.Info("the listening connection's probe arrived late: notifications reach it, slowly", "after", time.Since(sent).Round(time.Millisecond))
+			d.cfg.Metrics.listenProbe(false)
 			missing = false
 		}
 		if !sleep(ctx, time.Until(next)) {
@@ -129,6 +131,7 @@ func (d *Dispatcher) sendProbe(ctx context.Context, nonce string) bool {
 		}
 		if !warned && time.Since(first) >= d.probeWait {
 			warned = true
+			d.cfg.Metrics.listenProbe(true)
 			d.log.Warn("the listening connection's probe cannot be sent, so whether notifications reach it is unchecked; tried again a second after each failure", "failing_for", time.Since(first).Round(time.Second), "error", err)
 		} else {
 			d.log.Debug("the listening connection's probe could not be sent; tried again in 1 s", "error", err)

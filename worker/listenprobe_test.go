@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/internal/syncbuf"
 	"github.com/outboxd/outboxd/worker"
@@ -24,7 +25,8 @@ func TestListeningConnectionGetsItsProbe(t *testing.T) {
 	b := setup(t)
 	logs := &syncbuf.Buffer{}
 	var probes <-chan bool
-	b.startWith(t, b.config(t, func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) }),
+	reg, m := newMetrics(t)
+	b.startWith(t, b.config(t, func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)); c.Metrics = m }),
 		func(d *worker.Dispatcher) { probes = worker.ProbeListener(d, "", 50*time.Millisecond) })
 	for i := range 3 { // the first probe, and those made every 50 ms after it
 		select {
@@ -36,6 +38,25 @@ func TestListeningConnectionGetsItsProbe(t *testing.T) {
 			t.Fatalf("probe %d was not sent or answered within 30 s", i+1)
 		}
 	}
+	if v := probeFailing(t, reg); v != 0 {
+		t.Fatalf("outboxd_listen_probe_failing %v, want 0", v)
+	}
+}
+
+// probeFailing reads outboxd_listen_probe_failing.
+func probeFailing(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "outboxd_listen_probe_failing" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("outboxd_listen_probe_failing is not registered")
+	return -1
 }
 
 // A pool whose connections have a notification handler of the
@@ -74,7 +95,8 @@ func TestListeningConnectionWarnsWhenItsProbeNeverArrives(t *testing.T) {
 	logs := &syncbuf.Buffer{}
 	var probes <-chan bool
 	started := time.Now()
-	b.startWith(t, b.config(t, func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) }),
+	reg, m := newMetrics(t)
+	b.startWith(t, b.config(t, func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)); c.Metrics = m }),
 		func(d *worker.Dispatcher) {
 			probes = worker.ProbeListener(d, "outboxd_listen_probe_elsewhere", 50*time.Millisecond)
 		})
@@ -89,6 +111,9 @@ func TestListeningConnectionWarnsWhenItsProbeNeverArrives(t *testing.T) {
 		}
 		if waited := time.Since(started); waited < time.Duration(i+1)*10*time.Second {
 			t.Fatalf("warning %d came after %s, before %d times the 10 s bound", i+1, waited, i+1)
+		}
+		if v := probeFailing(t, reg); v != 1 {
+			t.Fatalf("outboxd_listen_probe_failing %v after warning %d, want 1", v, i+1)
 		}
 	}
 	var lines []string

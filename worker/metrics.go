@@ -21,6 +21,7 @@ type Metrics struct {
 	unserved        *prometheus.GaugeVec
 	claimSeconds    *prometheus.HistogramVec
 	walks           *prometheus.CounterVec
+	probeFailing    prometheus.Gauge
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -32,6 +33,7 @@ type Metrics struct {
 //	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves (0 once one does)
 //	outboxd_claim_duration_seconds{destination}           one claim of a lane's next batch (the query and its rows)
 //	outboxd_claim_walks_total{destination}                claims that walked the heads of their lane's keys (the others read only due retries)
+//	outboxd_listen_probe_failing                          1 while the listening connection's last probe did not come back (or could not be sent) within 10 s
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -62,8 +64,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		walks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxd_claim_walks_total", Help: "Claims that walked the heads of every ordering key of their lane; the other claims read only due retries and the keys just recorded.",
 		}, []string{"destination"}),
+		// The log line of listenprobe.go scrolls away; an alert does not.
+		probeFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outboxd_listen_probe_failing", Help: "1 while the listening connection's last probe (a NOTIFY from the pool) did not come back, or could not be sent, within 10 s: commits wake nothing (a pooler in transaction mode?); 0 once one does.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.probeFailing} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -151,4 +157,17 @@ func (m *Metrics) setUnserved(prev, now map[string]Backlog) {
 	for name, b := range now {
 		m.unserved.WithLabelValues(name).Set(float64(b.Pending))
 	}
+}
+
+// listenProbe records whether the listening connection's last probe
+// failed (listenprobe.go).
+func (m *Metrics) listenProbe(failing bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if failing {
+		v = 1
+	}
+	m.probeFailing.Set(v)
 }
