@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,8 +39,11 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	// log in.
 	if pcfg.BeforeConnect != nil {
 		if err := pcfg.BeforeConnect(ctx, cfg); err != nil {
-			return err
+			return fmt.Errorf("the pool's BeforeConnect: %w", err)
 		}
+		// New refuses a pool with a handler of its own; one the hook sets
+		// would take every notification from this connection too.
+		cfg.OnNotification = nil
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -63,7 +67,13 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 		defer close(probing)
 		d.probeListener(pctx, p)
 	}()
-	defer func() { stopProbe(); <-probing }() // nothing of this connection's is said after it
+	defer func() {
+		stopProbe()
+		<-probing // nothing of this connection's is said after it
+		// Its probe's result goes with it: a listener that cannot
+		// reconnect is /readyz's and the health log's to report.
+		d.cfg.Metrics.listenProbe(false)
+	}()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -109,7 +119,7 @@ func (d *Dispatcher) claimID(ctx context.Context, conn *pgx.Conn) error {
 		if err := conn.QueryRow(ctx, idHolderSQL, d.cfg.Schema, d.cfg.ID).Scan(&holder); err != nil {
 			holder = "unknown: " + err.Error()
 		}
-		d.log.Warn("another live process runs with this dispatcher id (or one frozen, or this one's session from before a network partition, until the server ends it; or a pooler's server connection: PgBouncer's transaction pooling keeps session locks after the process is gone, end it with pg_terminate_backend): give each process an id of its own (--id); their leases, heartbeats and attempt records mix",
+		d.log.Warn("another live process runs with this dispatcher id (or one frozen, or this one's session from before a network partition, until the server ends it; or a pooler's server connection: PgBouncer's transaction pooling keeps session locks after the process is gone, until it closes that connection; its RECONNECT command closes them): give each process an id of its own (--id); their leases, heartbeats and attempt records mix",
 			"holder", holder)
 	}
 	return nil

@@ -83,8 +83,8 @@ func (d *Dispatcher) probeListener(ctx context.Context, p *probe) {
 		next := time.Now().Add(d.probeEvery)
 		if !arrived && closedWithin(ctx, got, d.probeEvery) {
 			// Late, not lost: said at once rather than at the next probe.
-			d.log.Info("the listening connection's probe arrived late: notifications reach it, slowly", "after", time.Since(sent).Round(time.Millisecond))
 			d.cfg.Metrics.listenProbe(false)
+			d.log.Info("the listening connection's probe arrived late: notifications reach it, slowly", "after", time.Since(sent).Round(time.Millisecond))
 			missing = false
 		}
 		if !sleep(ctx, time.Until(next)) {
@@ -131,7 +131,6 @@ func (d *Dispatcher) sendProbe(ctx context.Context, nonce string) bool {
 		}
 		if !warned && time.Since(first) >= d.probeWait {
 			warned = true
-			d.cfg.Metrics.listenProbe(true)
 			d.log.Warn("the listening connection's probe cannot be sent, so whether notifications reach it is unchecked; tried again a second after each failure", "failing_for", time.Since(first).Round(time.Second), "error", err)
 		} else {
 			d.log.Debug("the listening connection's probe could not be sent; tried again in 1 s", "error", err)

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/internal/syncbuf"
 )
@@ -22,11 +25,16 @@ func TestListenProbeBoundsAreTheDocumented(t *testing.T) {
 // prober runs d's prober on a probe whose arrivals the test plays (the
 // probes are sent to the real database), and returns it, its results and
 // a function that waits for the next nonce other than old.
-func prober(t *testing.T, wait, every time.Duration) (p *probe, logs *syncbuf.Buffer, result func() bool, nextNonce func(old string) string) {
+func prober(t *testing.T, wait, every time.Duration) (p *probe, logs *syncbuf.Buffer, result func() bool, nextNonce func(old string) string, failing func() float64) {
 	t.Helper()
 	logs = &syncbuf.Buffer{}
 	results := make(chan bool, 4)
-	d := &Dispatcher{pool: pgtest.Pool(t), log: slog.New(slog.NewTextHandler(logs, nil)),
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing = func() float64 { return testutil.ToFloat64(m.probeFailing) }
+	d := &Dispatcher{pool: pgtest.Pool(t), log: slog.New(slog.NewTextHandler(logs, nil)), cfg: Config{Metrics: m},
 		probeSendTo: listenProbeChannel, probeWait: wait, probeEvery: every,
 		probed: func(arrived bool) { results <- arrived }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -58,23 +66,29 @@ func prober(t *testing.T, wait, every time.Duration) (p *probe, logs *syncbuf.Bu
 			time.Sleep(time.Millisecond)
 		}
 	}
-	return p, logs, result, nextNonce
+	return p, logs, result, nextNonce, failing
 }
 
 // Probes that arrive again after one that did not say so: the warning's
 // "commits wake nothing" no longer holds.
 func TestListenProbeSaysWhenNotificationsArriveAgain(t *testing.T) {
 	t.Parallel()
-	p, logs, result, nextNonce := prober(t, 5*time.Second, 10*time.Millisecond)
+	p, logs, result, nextNonce, failing := prober(t, 5*time.Second, 10*time.Millisecond)
 	first := nextNonce("")
 	if result() {
 		t.Fatal("a probe the listener never saw arrived")
+	}
+	if v := failing(); v != 1 {
+		t.Fatalf("outboxd_listen_probe_failing %v after a failed probe, want 1", v)
 	}
 	second := nextNonce(first)
 	p.arrived("someone else's")
 	p.arrived(second)
 	if !result() {
 		t.Fatalf("the second probe's arrival was not taken; logs:\n%s", logs.String())
+	}
+	if v := failing(); v != 0 {
+		t.Fatalf("outboxd_listen_probe_failing %v after a probe came back, want 0", v)
 	}
 	if !strings.Contains(logs.String(), "reach this dispatcher's listening connection again") {
 		t.Fatalf("no line says notifications arrive again:\n%s", logs.String())
@@ -85,7 +99,7 @@ func TestListenProbeSaysWhenNotificationsArriveAgain(t *testing.T) {
 // next probe 5 minutes later: the warning no longer holds.
 func TestListenProbeSaysWhenItsProbeArrivesLate(t *testing.T) {
 	t.Parallel()
-	p, logs, result, nextNonce := prober(t, 200*time.Millisecond, time.Hour)
+	p, logs, result, nextNonce, failing := prober(t, 200*time.Millisecond, time.Hour)
 	first := nextNonce("")
 	if result() {
 		t.Fatal("a probe the listener never saw arrived")
@@ -97,5 +111,8 @@ func TestListenProbeSaysWhenItsProbeArrivesLate(t *testing.T) {
 			t.Fatalf("no line says the probe arrived late:\n%s", logs.String())
 		}
 		time.Sleep(time.Millisecond)
+	}
+	if v := failing(); v != 0 {
+		t.Fatalf("outboxd_listen_probe_failing %v after the late probe, want 0", v)
 	}
 }

@@ -33,7 +33,7 @@ type Metrics struct {
 //	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves (0 once one does)
 //	outboxd_claim_duration_seconds{destination}           one claim of a lane's next batch (the query and its rows)
 //	outboxd_claim_walks_total{destination}                claims that walked the heads of their lane's keys (the others read only due retries)
-//	outboxd_listen_probe_failing                          1 while the listening connection's last probe did not come back (or could not be sent) within 10 s
+//	outboxd_listen_probe_failing                          1 while the listening connection's last probe did not come back within 10 s
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -66,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"destination"}),
 		// The log line of listenprobe.go scrolls away; an alert does not.
 		probeFailing: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "outboxd_listen_probe_failing", Help: "1 while the listening connection's last probe (a NOTIFY from the pool) did not come back, or could not be sent, within 10 s: commits wake nothing (a pooler in transaction mode?); 0 once one does.",
+			Name: "outboxd_listen_probe_failing", Help: "1 while the listening connection's last probe (a NOTIFY sent from the pool) did not come back within 10 s: commits wake nothing (a pooler in transaction mode?); 0 once one does, or the connection ends.",
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.probeFailing} {
