@@ -68,16 +68,9 @@ func probeFailing(t *testing.T, reg *prometheus.Registry) float64 {
 func TestANotificationHandlerOnThePoolIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	pcfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcfg.ConnConfig.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}
-	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := b.poolWith(t, func(c *pgxpool.Config) {
+		c.ConnConfig.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}
+	})
 	if _, err := worker.New(pool, b.config(t, nil)); err == nil || !strings.Contains(err.Error(), "OnNotification") {
 		t.Fatalf("New: %v, want a refusal naming OnNotification", err)
 	}
@@ -183,18 +176,12 @@ func TestAProbeThatCannotBeSentIsSentAgain(t *testing.T) {
 func TestTheListenerRunsThePoolsBeforeConnect(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	pcfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcfg.BeforeConnect = func(_ context.Context, c *pgx.ConnConfig) error {
-		c.RuntimeParams["application_name"] = "outboxd-hooked"
-		return nil
-	}
-	if b.pool, err = pgxpool.NewWithConfig(context.Background(), pcfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.pool.Close)
+	b.pool = b.poolWith(t, func(c *pgxpool.Config) {
+		c.BeforeConnect = func(_ context.Context, c *pgx.ConnConfig) error {
+			c.RuntimeParams["application_name"] = "outboxd-hooked"
+			return nil
+		}
+	})
 	b.start(t, b.config(t, nil))
 	waitFor(t, 30*time.Second, "the listener's session named by the hook", func() bool {
 		var n int
@@ -205,4 +192,21 @@ func TestTheListenerRunsThePoolsBeforeConnect(t *testing.T) {
 		}
 		return n == 1
 	})
+}
+
+// poolWith opens another pool on b's database, its config changed by
+// mutate, closed when t ends.
+func (b bundle) poolWith(t *testing.T, mutate func(*pgxpool.Config)) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate(cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
