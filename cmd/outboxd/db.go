@@ -304,6 +304,16 @@ func (f *dbFlags) connectErr(err error, host string, port uint16) error {
 	return describeDBError(err)
 }
 
+// describeMigrateError is describeDBError for the commands that create
+// the schema: they need the owner's privileges, not the runtime role's.
+func describeMigrateError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		return fmt.Errorf("permission denied: %s (SQLSTATE 42501): the role needs CREATE on the database, or an existing schema it owns", pgErr.Message)
+	}
+	return describeDBError(err)
+}
+
 // describeDBError turns connection and privilege errors into a sentence an
 // operator can act on.
 func describeDBError(err error) error {
@@ -311,7 +321,7 @@ func describeDBError(err error) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42501":
-		return fmt.Errorf("permission denied: %s (SQLSTATE 42501): the role needs CREATE on the database, or an existing schema it owns", pgErr.Message)
+		return fmt.Errorf("permission denied: %s (SQLSTATE 42501): the role lacks a privilege this command needs (the grants: docs/operations.md, \"Roles and grants\")", pgErr.Message)
 	case errors.As(err, &pgErr) && pgErr.Code == "28P01", errors.As(err, &pgErr) && pgErr.Code == "28000":
 		return fmt.Errorf("authentication failed: %s", pgErr.Message)
 	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"):

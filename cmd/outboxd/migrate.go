@@ -98,7 +98,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var applied bool
 	if action != "up" {
 		if applied, err = hasVersionTable(ctx, sqlDB, db.schema); err != nil {
-			return describeDBError(err)
+			return describeMigrateError(err)
 		}
 		if !applied && action != "down" {
 			fmt.Fprintf(stderr, "outboxd migrate: note: schema %s has no outboxd migrations (never migrated here, or a typo in --schema?)\n", db.schema)
@@ -114,7 +114,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		res, err := up(ctx)
 		if err != nil {
-			return describeDBError(err)
+			return describeMigrateError(err)
 		}
 		printResults(stdout, res)
 		switch {
@@ -129,7 +129,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "status":
 		st, err := m.Status(ctx) // reads only
 		if err != nil {
-			return describeDBError(err)
+			return describeMigrateError(err)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tSOURCE")
@@ -152,7 +152,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "version":
 		v, err := m.Version(ctx) // reads only
 		if err != nil {
-			return describeDBError(err)
+			return describeMigrateError(err)
 		}
 		fmt.Fprintln(stdout, strconv.FormatInt(v, 10))
 	}
@@ -164,7 +164,7 @@ func migrateDown(ctx context.Context, stdout io.Writer, m *migrations.Migrator, 
 	if applied {
 		var err error
 		if current, err = m.Version(ctx); err != nil {
-			return describeDBError(err)
+			return describeMigrateError(err)
 		}
 	}
 	if to > current {
@@ -186,7 +186,7 @@ func migrateDown(ctx context.Context, stdout io.Writer, m *migrations.Migrator, 
 		}
 	}
 	if err != nil {
-		return describeDBError(err)
+		return describeMigrateError(err)
 	}
 	printResults(stdout, res)
 	if len(res) == 0 {

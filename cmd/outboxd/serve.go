@@ -132,7 +132,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return nil
 		}
 		if err != nil {
-			return describeDBError(err)
+			return describeMigrateError(err)
 		}
 	}
 	ops.starting("connecting to the database")
