@@ -55,6 +55,16 @@ LEFT JOIN dead d USING (destination)
 LEFT JOIN live l USING (destination)
 LEFT JOIN {{schema}}.outbox_destinations x ON x.name = n.destination`
 
+// lastPurgeSQL reads when the last purge run completed, whichever process
+// ran it: River keeps a completed run's job an hour (worker/river.go), so
+// 0 means none in that hour. Only the kind's index serves it: state is
+// compared as text so that the index on state, whose completed jobs may be
+// a busy application's inbox jobs in the same tables, is never read.
+const lastPurgeSQL = `/* outboxd serve: /metrics, the last completed purge */
+SELECT coalesce(extract(epoch FROM max(finalized_at)), 0)::float8
+FROM {{schema}}.river_job
+WHERE kind = 'outboxd_maintenance' AND state::text = 'completed'`
+
 // destStats is one destination's row of destinationStatsSQL.
 type destStats struct {
 	pending, dead, live int64
@@ -77,6 +87,8 @@ var (
 		"Live outboxd dispatchers that serve the destination, from their heartbeats.", []string{"destination"}, nil)
 	descUp = prometheus.NewDesc("outboxd_database_up",
 		"1 if PostgreSQL answered the last metrics query within the timeout, else 0 (the database-backed gauges then keep their last values).", nil, nil)
+	descLastPurge = prometheus.NewDesc("outboxd_maintenance_last_success_timestamp_seconds",
+		"Unix time at which the last purge run completed, on whichever process River's election made the leader (0: none in the last hour, for which River keeps them).", nil, nil)
 	descLastSuccess = prometheus.NewDesc("outboxd_database_last_success_timestamp_seconds",
 		"Unix time of the last metrics query PostgreSQL answered: the time of the values the database-backed gauges show.", nil, nil)
 )
@@ -87,6 +99,7 @@ var (
 type dbCollector struct {
 	pool       *pgxpool.Pool
 	query      string
+	purgeQuery string
 	budget     int64 // rows of outbox_messages a collection may read for the backlog
 	configured []string
 	keep       map[string]bool // configured, as a set
@@ -96,6 +109,7 @@ type dbCollector struct {
 
 	mu          sync.Mutex
 	last        map[string]destStats // nil until a collection succeeded
+	lastPurge   float64              // lastPurgeSQL's, as last
 	zeroSince   map[string]time.Time // unconfigured names reading all zeros, since when
 	up          bool
 	lastSuccess time.Time
@@ -107,13 +121,13 @@ func newDBCollector(pool *pgxpool.Pool, schema string, configured []string, time
 	for _, name := range configured {
 		keep[name] = true
 	}
-	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema), budget: pendingsql.Budget,
+	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema), purgeQuery: dbschema.Render(lastPurgeSQL, schema), budget: pendingsql.Budget,
 		configured: configured, keep: keep, timeout: timeout, logs: logs, now: time.Now,
 		zeroSince: map[string]time.Time{}}
 }
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descAge, descCapped, descDead, descPaused, descLive, descUp, descLastSuccess} {
+	for _, d := range []*prometheus.Desc{descPending, descAge, descCapped, descDead, descPaused, descLive, descUp, descLastSuccess, descLastPurge} {
 		ch <- d
 	}
 }
@@ -124,11 +138,14 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	timer.Stop()
 
 	c.mu.Lock()
-	last, up, at := c.last, c.up, c.lastSuccess
+	last, purged, up, at := c.last, c.lastPurge, c.up, c.lastSuccess
 	c.mu.Unlock()
 	// A scrape that gave up says so in its own answer only: the
 	// collection still running decides the shared state when it ends.
 	c.emit(ch, last, up && answered, at)
+	if !at.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descLastPurge, prometheus.GaugeValue, purged)
+	}
 }
 
 // awaitCollection reports whether the collection ended (done) before the
@@ -192,7 +209,7 @@ func (c *dbCollector) refresh() <-chan struct{} {
 		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
-		now, err := c.collect(ctx)
+		now, purged, err := c.collect(ctx)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.running = nil
@@ -202,13 +219,18 @@ func (c *dbCollector) refresh() <-chan struct{} {
 		}
 		c.lastSuccess = c.now()
 		c.last = c.merge(now, c.lastSuccess)
+		c.lastPurge = purged
 	}()
 	return done
 }
 
-func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, error) {
+func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, float64, error) {
 	out := map[string]destStats{}
+	var purged float64
 	err := pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, c.purgeQuery).Scan(&purged); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, c.query, c.budget, c.configured)
 		if err != nil {
 			return err
@@ -223,7 +245,7 @@ func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, error)
 		})
 		return err
 	})
-	return out, err
+	return out, purged, err
 }
 
 func boolGauge(b bool) float64 {

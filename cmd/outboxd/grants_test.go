@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,7 @@ func TestTheDocumentedGrantsAreEnough(t *testing.T) {
 	if err := os.WriteFile(config, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	serveStarted := time.Now()
 	d := startDaemon(t, config)
 	var left int
 	waitUntil(t, 60*time.Second, "every message delivered once and purged", func() bool {
@@ -190,6 +192,17 @@ func TestTheDocumentedGrantsAreEnough(t *testing.T) {
 	if n := len(s.Accepted()); n != events {
 		t.Fatalf("the sink accepted %d requests for %d events delivered twice each; want %d", n, events, events)
 	}
+	// The purge says it ran (OutboxdPurgeStalled watches this).
+	waitUntil(t, 30*time.Second, "outboxd_maintenance_last_success_timestamp_seconds after the serve's start", func() bool {
+		_, m := d.get("/metrics")
+		for line := range strings.Lines(m) {
+			if v, ok := strings.CutPrefix(line, "outboxd_maintenance_last_success_timestamp_seconds "); ok {
+				at, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				return err == nil && at >= float64(serveStarted.Unix())
+			}
+		}
+		return false
+	})
 
 	// The operator's commands, as the runtime role.
 	for _, args := range [][]string{

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/internal/pendingsql"
+	"github.com/outboxd/outboxd/internal/pgtest"
+)
+
+// riverJobs inserts n River jobs of kind in state, finalized at
+// finalized (SQL; NULL for a job not finalized).
+func riverJobs(t *testing.T, b serveBundle, n int, kind, state, finalized string) {
+	t.Helper()
+	load(t, b, `INSERT INTO outboxd.river_job (kind, args, state, finalized_at, queue, max_attempts, priority, attempt, attempted_at)
+		SELECT '`+kind+`', '{}', '`+state+`', `+finalized+`, 'outboxd', 25, 1, 1, now() FROM generate_series(1, `+strconv.Itoa(n)+`)`)
+}
+
+// outboxd_maintenance_last_success_timestamp_seconds is the time of the
+// newest completed purge run in River's job table, whichever process ran
+// it: not a failed run, nor another kind of job; 0 when none is kept. It
+// reads only the purge's own jobs, through their kind's index, however
+// many completed jobs of an application's share the table (never analyzed).
+func TestLastPurgeGaugeReadsTheNewestCompletedRun(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	reg := prometheus.NewRegistry()
+	c := newDBCollector(b.pool, "outboxd", nil, metricsDBTimeout, testRateLog(t))
+	reg.MustRegister(c)
+	if g := gauges(t, reg); g["outboxd_maintenance_last_success_timestamp_seconds"] != 0 {
+		t.Fatalf("no purge ever ran, gauge %v; want 0", g["outboxd_maintenance_last_success_timestamp_seconds"])
+	}
+
+	riverJobs(t, b, 20_000, "inbox_process", "completed", "now() - interval '1 second'")
+	riverJobs(t, b, 1, "outboxd_maintenance", "completed", "now() - interval '2 hours'")
+	riverJobs(t, b, 1, "outboxd_maintenance", "completed", "now() - interval '5 minutes'")
+	riverJobs(t, b, 1, "outboxd_maintenance", "retryable", "NULL")
+	riverJobs(t, b, 1, "outboxd_maintenance", "discarded", "now() - interval '1 minute'")
+	want := float64(time.Now().Add(-5 * time.Minute).Unix())
+	if got := gauges(t, reg)["outboxd_maintenance_last_success_timestamp_seconds"]; math.Abs(got-want) > 30 {
+		t.Fatalf("gauge %v; want the run completed 5 minutes ago, about %v", got, want)
+	}
+
+	var raw []byte
+	if err := pendingsql.InTx(context.Background(), b.pool, func(tx pgx.Tx) error {
+		return tx.QueryRow(context.Background(), "EXPLAIN (ANALYZE, FORMAT JSON) "+c.purgeQuery).Scan(&raw)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgtest.ParsePlan(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows float64
+	plan.Walk(func(n pgtest.Plan) {
+		if n.Relation == "river_job" || n.Index != "" {
+			if n.Index != "" && n.Index != "river_job_kind" || n.NodeType == "Seq Scan" {
+				t.Errorf("the last purge's read uses %s %s %s; want river_job_kind only", n.NodeType, n.Relation, n.Index)
+			}
+			rows = max(rows, n.RowsRead())
+		}
+	})
+	if rows > 10 {
+		t.Errorf("the last purge's read produced %v rows at a node; want the 4 purge jobs, not the application's 20,000", rows)
+	}
+}
