@@ -152,3 +152,16 @@ func TestRecordBudgetInAStop(t *testing.T) {
 		}
 	}
 }
+
+// River keeps a completed purge run at least until the next one is due
+// (outboxd serve's outboxd_maintenance_last_success_timestamp_seconds reads
+// it): an hour, which docs/operations.md states, or two intervals.
+func TestCompletedRunsKeptPastTheNextPurge(t *testing.T) {
+	for _, c := range []struct{ interval, want time.Duration }{
+		{time.Minute, time.Hour}, {30 * time.Minute, time.Hour}, {45 * time.Minute, 90 * time.Minute}, {24 * time.Hour, 48 * time.Hour},
+	} {
+		if got := completedRetention(c.interval); got != c.want || got <= c.interval {
+			t.Errorf("interval %s: completed jobs kept %s, want %s (past the next run)", c.interval, got, c.want)
+		}
+	}
+}

@@ -69,11 +69,19 @@ func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
 				func() (river.JobArgs, *river.InsertOpts) { return maintenanceArgs{}, opts },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 		},
-		CompletedJobRetentionPeriod: time.Hour,
+		CompletedJobRetentionPeriod: completedRetention(d.cfg.Maintenance.Interval),
 		// River logs routine leadership and job events at info; keep its
 		// warnings and errors, with our component and dispatcher fields.
 		Logger: slog.New(leveled{Handler: d.log.Handler(), min: slog.LevelWarn, limit: &d.logs}),
 	})
+}
+
+// completedRetention is how long River keeps completed jobs: an hour, or
+// two maintenance intervals when longer, so that the last completed purge
+// run is always there for outboxd serve's
+// outboxd_maintenance_last_success_timestamp_seconds while the purge works.
+func completedRetention(interval time.Duration) time.Duration {
+	return max(time.Hour, 2*interval)
 }
 
 // leveled drops records below a minimum level, and lets through at most

@@ -56,10 +56,11 @@ LEFT JOIN live l USING (destination)
 LEFT JOIN {{schema}}.outbox_destinations x ON x.name = n.destination`
 
 // lastPurgeSQL reads when the last purge run completed, whichever process
-// ran it: River keeps a completed run's job an hour (worker/river.go), so
-// 0 means none in that hour. Only the kind's index serves it: state is
-// compared as text so that the index on state, whose completed jobs may be
-// a busy application's inbox jobs in the same tables, is never read.
+// ran it: River keeps a completed run's job an hour, or two maintenance
+// intervals when longer (worker/river.go), so 0 means none in that time.
+// Only the kind's index serves it: state is compared as text so that the
+// index on state, whose completed jobs may be a busy application's inbox
+// jobs in the same tables, is never read.
 const lastPurgeSQL = `/* outboxd serve: /metrics, the last completed purge */
 SELECT coalesce(extract(epoch FROM max(finalized_at)), 0)::float8
 FROM {{schema}}.river_job
@@ -88,7 +89,7 @@ var (
 	descUp = prometheus.NewDesc("outboxd_database_up",
 		"1 if PostgreSQL answered the last metrics query within the timeout, else 0 (the database-backed gauges then keep their last values).", nil, nil)
 	descLastPurge = prometheus.NewDesc("outboxd_maintenance_last_success_timestamp_seconds",
-		"Unix time at which the last purge run completed, on whichever process River's election made the leader (0: none in the last hour, for which River keeps them).", nil, nil)
+		"Unix time at which the last purge run completed, on whichever process River's election made the leader (0: none kept; River keeps completed runs an hour, or two maintenance intervals when longer).", nil, nil)
 	descLastSuccess = prometheus.NewDesc("outboxd_database_last_success_timestamp_seconds",
 		"Unix time of the last metrics query PostgreSQL answered: the time of the values the database-backed gauges show.", nil, nil)
 )
