@@ -62,7 +62,7 @@ type Config struct {
 	// SweepInterval is how often an idle lane looks for due retries without
 	// being woken. Default 1 s.
 	SweepInterval time.Duration
-	// Maintenance configures the purge jobs run on River's leader. Default:
+	// Maintenance configures the purge, a River job queued every interval. Default:
 	// Maintenance's defaults.
 	Maintenance Maintenance
 	// ID names this dispatcher in leases and attempt records: UTF-8 text
@@ -75,7 +75,7 @@ type Config struct {
 	// no metrics.
 	Metrics *Metrics
 	// DisableRiver runs without River's client (and so without the
-	// leader's maintenance jobs); for tests of the drain alone. Default
+	// maintenance jobs); for tests of the drain alone. Default
 	// false.
 	DisableRiver bool
 }

@@ -316,6 +316,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.leases = leasesPool(d.pool)
 	var wg sync.WaitGroup
 	wg.Add(4)
+	if d.river != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.scheduleMaintenance(runCtx) }()
+	}
 	go func() { defer wg.Done(); d.listen(runCtx) }()
 	go func() { defer wg.Done(); d.manageLanes(runCtx) }()
 	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()

@@ -34,8 +34,9 @@
 // through a filter of 32 bits, so other destinations' lanes sleep unless
 // their names share a bit), by its own sweep
 // every SweepInterval (the bound on pickup when no notification arrives,
-// and how due retries are found). River's elected leader runs the
-// maintenance jobs (purging expired inbox keys and old delivered messages).
+// and how due retries are found). Every dispatcher queues the maintenance
+// job (purging expired inbox keys and old delivered messages) each
+// Maintenance.Interval, unique within it; one of them works it.
 //
 // Besides the pool it is given, a dispatcher opens one connection to
 // LISTEN and a pool of at most 2 for lane management (heartbeats, lease

@@ -25,8 +25,8 @@ type PurgeResult struct {
 // retention (with their attempts), old rows of the inbox failure log and
 // ordering keys no message names any more, in batches of Maintenance.BatchSize,
 // resting between batches (Maintenance.Duty), until none is left or budget
-// runs out. River's leader runs it every
-// Maintenance.Interval; operators may call it too.
+// runs out. A River job runs it every Maintenance.Interval (river.go);
+// operators may call it too.
 func (d *Dispatcher) Purge(ctx context.Context, budget time.Duration) (PurgeResult, error) {
 	var res PurgeResult
 	deadline := time.Now().Add(budget)

@@ -63,8 +63,8 @@ func TestPurgeRemovesExpiredKeysAndOldDeliveries(t *testing.T) {
 	}
 }
 
-// River's leader runs the purge by itself.
-func TestLeaderRunsMaintenance(t *testing.T) {
+// A dispatcher runs the purge by itself, every Maintenance.Interval.
+func TestDispatcherRunsMaintenance(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()

@@ -52,28 +52,52 @@ type kickWorker struct {
 
 func (*kickWorker) Work(context.Context, *river.Job[kickArgs]) error { return nil }
 
-// newRiver builds the River client that elects the leader and runs the
-// periodic jobs on it.
+// newRiver builds the River client that works the purge's jobs (and
+// takes part in River's leader election, whose leader cleans finished
+// jobs up).
 func (d *Dispatcher) newRiver() (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &maintenanceWorker{d: d})
 	river.AddWorker(workers, &kickWorker{})
-	opts := &river.InsertOpts{Queue: riverQueue}
 	return river.NewClient(riverpgxv5.New(d.pool), &river.Config{
-		Schema:  d.cfg.Schema,
-		ID:      d.cfg.ID,
-		Queues:  map[string]river.QueueConfig{riverQueue: {MaxWorkers: 2}},
-		Workers: workers,
-		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(d.cfg.Maintenance.Interval),
-				func() (river.JobArgs, *river.InsertOpts) { return maintenanceArgs{}, opts },
-				&river.PeriodicJobOpts{RunOnStart: true}),
-		},
+		Schema:                      d.cfg.Schema,
+		ID:                          d.cfg.ID,
+		Queues:                      map[string]river.QueueConfig{riverQueue: {MaxWorkers: 2}},
+		Workers:                     workers,
 		CompletedJobRetentionPeriod: completedRetention(d.cfg.Maintenance.Interval),
 		// River logs routine leadership and job events at info; keep its
 		// warnings and errors, with our component and dispatcher fields.
 		Logger: slog.New(leveled{Handler: d.log.Handler(), min: slog.LevelWarn, limit: &d.logs}),
 	})
+}
+
+// scheduleMaintenance queues a purge run at once and every
+// Maintenance.Interval until ctx ends. Every dispatcher does, not River's
+// leader alone: an application's River client working its own jobs in
+// this schema (inbox's async mode) may hold the leadership, and a
+// leader's periodic jobs are its own configuration's, so the purge never
+// ran while it led. One run per interval whatever the number of
+// dispatchers: the job is unique within its period (River's unique index;
+// a period of at least a second, River's least), and any dispatcher's
+// River client works it.
+func (d *Dispatcher) scheduleMaintenance(ctx context.Context) {
+	every := d.cfg.Maintenance.Interval
+	opts := &river.InsertOpts{Queue: riverQueue, UniqueOpts: river.UniqueOpts{ByPeriod: max(every, time.Second)}}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := d.river.Insert(ctx, maintenanceArgs{}, opts); err != nil && ctx.Err() == nil {
+			if ok, held := d.logs.Allow("maintenance queued"); ok {
+				d.log.Warn("the purge's run could not be queued; tried again next interval", "error", err,
+					"interval", every, "similar_lines_left_out", held)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // completedRetention is how long River keeps completed jobs: an hour, or

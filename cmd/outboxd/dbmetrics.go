@@ -89,7 +89,7 @@ var (
 	descUp = prometheus.NewDesc("outboxd_database_up",
 		"1 if PostgreSQL answered the last metrics query within the timeout, else 0 (the database-backed gauges then keep their last values).", nil, nil)
 	descLastPurge = prometheus.NewDesc("outboxd_maintenance_last_success_timestamp_seconds",
-		"Unix time at which the last purge run completed, on whichever process River's election made the leader (0: none kept; River keeps completed runs an hour, or two maintenance intervals when longer).", nil, nil)
+		"Unix time at which the last purge run completed, whichever process ran it (0: none kept; River keeps completed runs an hour, or two maintenance intervals when longer).", nil, nil)
 	descLastSuccess = prometheus.NewDesc("outboxd_database_last_success_timestamp_seconds",
 		"Unix time of the last metrics query PostgreSQL answered: the time of the values the database-backed gauges show.", nil, nil)
 )
