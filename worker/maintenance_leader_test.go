@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ func TestPurgeRunsWhileAnApplicationsRiverClientLeads(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for leader := ""; leader != "the-application"; {
 		err := b.pool.QueryRow(ctx, `SELECT leader_id FROM outboxd.river_leader`).Scan(&leader)
-		if err != nil && err != pgx.ErrNoRows {
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
