@@ -68,3 +68,20 @@ func TestClassifyActionTimeoutNamesTheWayOut(t *testing.T) {
 		t.Errorf("a page: %q", msg)
 	}
 }
+
+// A privilege the database refuses outboxd's role is named as such, with
+// where the grants are, in the answer and the log (an operator's trial got
+// "the database query failed" and a raw error).
+func TestClassifyRefusedPrivilege(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	c := &Console{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	err := fmt.Errorf("pause: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table console_audit"})
+	code, msg := c.classify(httptest.NewRequest("POST", "/api/destinations/x/pause", nil), err)
+	if code != 500 || !strings.Contains(msg, "refuses outboxd's role a privilege") || !strings.Contains(msg, "Roles and grants") {
+		t.Fatalf("%d %q", code, msg)
+	}
+	if !strings.Contains(logs.String(), "Roles and grants") || !strings.Contains(logs.String(), "console_audit") {
+		t.Fatalf("log: %s", logs.String())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // pageFunc renders a page, or returns an error for page() to show.
@@ -60,6 +61,11 @@ func (c *Console) classify(r *http.Request, err error) (int, string) {
 			return http.StatusServiceUnavailable, errActionUnfinished
 		}
 		return http.StatusServiceUnavailable, errUnavailable
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		// The role's grants, not the database's health: say where they are.
+		c.log.Error(`console: the database refuses outboxd's role a privilege (docs/operations.md, "Roles and grants")`, "path", r.URL.Path, "error", err)
+		return http.StatusInternalServerError, `the database refuses outboxd's role a privilege this needs (docs/operations.md, "Roles and grants"); see the outboxd log`
 	}
 	c.log.Error("console: request failed", "path", r.URL.Path, "error", err)
 	return http.StatusInternalServerError, "the database query failed; see the outboxd log"

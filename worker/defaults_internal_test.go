@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,15 @@ func TestCompletedRunsKeptPastTheNextPurge(t *testing.T) {
 		if got := completedRetention(c.interval); got != c.want || got <= c.interval {
 			t.Errorf("interval %s: completed jobs kept %s, want %s (past the next run)", c.interval, got, c.want)
 		}
+	}
+}
+
+// The dispatcher's River client reindexes nothing: REINDEX needs the
+// indexes' owner, which the runtime role of docs/operations.md ("Roles and
+// grants") is not. A nil list would be River's default, every river_job
+// index.
+func TestRiverReindexesNothing(t *testing.T) {
+	if names := (&Dispatcher{log: slog.New(slog.DiscardHandler)}).riverConfig().ReindexerIndexNames; names == nil || len(names) != 0 {
+		t.Fatalf("ReindexerIndexNames %v; want an empty list, not nil", names)
 	}
 }

@@ -2,9 +2,12 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/redact"
@@ -71,6 +74,19 @@ type dbHealth struct {
 	since     time.Time
 	lastLine  time.Time
 	failures  int
+	denied    time.Time // when a refused privilege was last logged
+}
+
+// privilegesDoc is where an operator finds the grants the dispatcher's
+// role needs.
+const privilegesDoc = `docs/operations.md, "Roles and grants"`
+
+// isPrivilegeError reports whether the database refused err's statement
+// for want of a privilege (SQLSTATE 42501): the role's grants, not an
+// outage, which waiting does not end.
+func isPrivilegeError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42501"
 }
 
 // report records the outcome of a database operation.
@@ -80,6 +96,16 @@ func (h *dbHealth) report(op string, err error) {
 	now := time.Now()
 	if h.now != nil {
 		now = h.now()
+	}
+	if isPrivilegeError(err) {
+		// Not an outage: the other operations succeeding must not say it
+		// ended, nor waiting that it will.
+		if now.Sub(h.denied) >= logEvery {
+			h.denied = now
+			h.log.Error("the database refuses this dispatcher's role a privilege: "+op+" fails, and keeps failing until the role is granted it; tried again meanwhile, nothing is lost ("+privilegesDoc+")",
+				"operation", op, "error", err)
+		}
+		return
 	}
 	if err == nil {
 		// Only an outage whose start was told gets an end line: one

@@ -2,10 +2,13 @@ package worker
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // docs/configuration.md: database failures are logged once when they
@@ -52,5 +55,33 @@ func TestFlappingDatabaseLogsFewLines(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "\n"); n > 2 {
 		t.Fatalf("%d lines for 30 flaps within 10 s:\n%s", n, out.String())
+	}
+}
+
+// A refused privilege is not an outage: it is logged as what it is, with
+// where the grants are, at most once per 10 s, and other operations
+// succeeding meanwhile do not say it ended (an operator's trial saw a
+// permanent grant problem logged as "succeed again" every 20 s).
+func TestARefusedPrivilegeIsNotAnOutage(t *testing.T) {
+	var out strings.Builder
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
+	denied := fmt.Errorf("worker: balancing: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table outbox_lanes"})
+	for range 25 { // 25 s: the balancer refused every second, the claims fine
+		h.report("lane balancing", denied)
+		h.report("claim", nil)
+		clock = clock.Add(time.Second)
+	}
+	text := out.String()
+	if n := strings.Count(text, "refuses this dispatcher's role a privilege"); n != 3 { // at 0, 10 and 20 s
+		t.Fatalf("%d privilege lines in 25 s, want 3:\n%s", n, text)
+	}
+	if !strings.Contains(text, `Roles and grants`) || !strings.Contains(text, "level=ERROR") {
+		t.Fatalf("the line names no remedy or is not an error:\n%s", text)
+	}
+	for _, wrong := range []string{"succeed again", "database operation failed", "still failing"} {
+		if strings.Contains(text, wrong) {
+			t.Fatalf("a refused privilege logged as an outage (%q):\n%s", wrong, text)
+		}
 	}
 }

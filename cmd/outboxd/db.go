@@ -304,14 +304,21 @@ func (f *dbFlags) connectErr(err error, host string, port uint16) error {
 	return describeDBError(err)
 }
 
-// describeMigrateError is describeDBError for the commands that create
+// describeMigrateError is describeDBError for the commands that change
 // the schema: they need the owner's privileges, not the runtime role's.
+// Without CREATE on the database no schema can be made; refused anything
+// else, the role is not the one that owns outboxd's schema (an operator
+// who granted CREATE on the database to the runtime role, as the hint
+// said, got the same refusal).
 func describeMigrateError(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-		return fmt.Errorf("permission denied: %s (SQLSTATE 42501): the role needs CREATE on the database, or an existing schema it owns", pgErr.Message)
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		return describeDBError(err)
 	}
-	return describeDBError(err)
+	if strings.HasPrefix(pgErr.Message, "permission denied for database") {
+		return fmt.Errorf("%s (SQLSTATE 42501): the role needs CREATE on the database, or an existing schema it owns", pgErr.Message)
+	}
+	return fmt.Errorf("%s (SQLSTATE 42501): migrations create and alter outboxd's tables: run them as the role that owns its schema (the one that first migrated it), not the runtime role (docs/operations.md, \"Roles and grants\")", pgErr.Message)
 }
 
 // describeDBError turns connection and privilege errors into a sentence an
@@ -321,14 +328,14 @@ func describeDBError(err error) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42501":
-		return fmt.Errorf("permission denied: %s (SQLSTATE 42501): the role lacks a privilege this command needs (the grants: docs/operations.md, \"Roles and grants\")", pgErr.Message)
+		return fmt.Errorf("%s (SQLSTATE 42501): the role lacks a privilege this command needs (the grants: docs/operations.md, \"Roles and grants\")", pgErr.Message)
 	case errors.As(err, &pgErr) && pgErr.Code == "28P01", errors.As(err, &pgErr) && pgErr.Code == "28000":
 		return fmt.Errorf("authentication failed: %s", pgErr.Message)
 	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"):
 		if m := missingRelation.FindStringSubmatch(pgErr.Message); m != nil {
 			// Some tables but not this one: a schema older than this
 			// outboxd (a view of migration 13, say), not an empty one.
-			return fmt.Errorf("schema %s is not migrated, or older than this outboxd (no %s): run outboxd migrate up --schema %s", m[1], m[2], m[1])
+			return fmt.Errorf("schema %s is not migrated, or older than this outboxd (no %s): run outboxd migrate up --schema %s (as the schema's owner), or pass --schema (or set OUTBOXD_SCHEMA) if outboxd's tables are in another schema", m[1], m[2], m[1])
 		}
 		return fmt.Errorf("%s: run outboxd migrate up (with --schema if you use another)", pgErr.Message)
 	case errors.As(err, &pgErr) && pgErr.Code == "3D000":

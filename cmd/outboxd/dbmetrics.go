@@ -210,7 +210,7 @@ func (c *dbCollector) refresh() <-chan struct{} {
 		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
-		now, purged, err := c.collect(ctx)
+		now, purged, purgeErr, err := c.collect(ctx)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.running = nil
@@ -220,18 +220,22 @@ func (c *dbCollector) refresh() <-chan struct{} {
 		}
 		c.lastSuccess = c.now()
 		c.last = c.merge(now, c.lastSuccess)
+		if purgeErr != nil {
+			c.logs.warn("last purge", "/metrics: the last purge's time could not be read; outboxd_maintenance_last_success_timestamp_seconds keeps its last value",
+				"error", purgeErr.Error())
+			return
+		}
 		c.lastPurge = purged
 	}()
 	return done
 }
 
-func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, float64, error) {
-	out := map[string]destStats{}
-	var purged float64
-	err := pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, c.purgeQuery).Scan(&purged); err != nil {
-			return err
-		}
+// collect reads the destinations' gauges, then the last purge's time: a
+// failure of that read (River's table refused to the role, or locked past
+// lastPurgeLockWait) is purgeErr, and leaves the other gauges read.
+func (c *dbCollector) collect(ctx context.Context) (out map[string]destStats, purged float64, purgeErr, err error) {
+	out = map[string]destStats{}
+	err = pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, c.query, c.budget, c.configured)
 		if err != nil {
 			return err
@@ -244,9 +248,30 @@ func (c *dbCollector) collect(ctx context.Context) (map[string]destStats, float6
 			out[name] = s
 			return nil
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		purged, purgeErr = c.readLastPurge(ctx, tx)
+		return nil
 	})
-	return out, purged, err
+	return out, purged, purgeErr, err
+}
+
+// lastPurgeLockWait bounds how long the last purge's read waits for a lock
+// on River's table, so that it never costs the other gauges their answer.
+const lastPurgeLockWait = "200ms"
+
+// readLastPurge runs lastPurgeSQL in a savepoint of tx, which a failure
+// rolls back without ending tx.
+func (c *dbCollector) readLastPurge(ctx context.Context, tx pgx.Tx) (float64, error) {
+	var purged float64
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', '`+lastPurgeLockWait+`', true)`); err != nil {
+			return err
+		}
+		return sp.QueryRow(ctx, c.purgeQuery).Scan(&purged)
+	})
+	return purged, err
 }
 
 func boolGauge(b bool) float64 {

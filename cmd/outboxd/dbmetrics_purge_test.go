@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,8 @@ import (
 
 	"github.com/outboxd/outboxd/internal/pendingsql"
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/syncbuf"
+	"github.com/outboxd/outboxd/outbox"
 )
 
 // riverJobs inserts n River jobs of kind in state, finalized at
@@ -68,5 +73,33 @@ func TestLastPurgeGaugeReadsTheNewestCompletedRun(t *testing.T) {
 	})
 	if rows > 10 {
 		t.Errorf("the last purge's read produced %v rows at a node; want the 4 purge jobs, not the application's 20,000", rows)
+	}
+}
+
+// The last purge's read failing (River's table refused to the role) costs
+// the other gauges nothing: they are read, outboxd_database_up stays 1,
+// the purge's gauge keeps its value, and the log says why (a review's: the
+// whole collection failed, reported as the database not answering).
+func TestLastPurgeReadFailingKeepsTheOtherGauges(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	role := "outboxd_noriver_" + strings.ToLower(rand.Text()[:8])
+	roleURL := loginRole(t, b.url, role)
+	load(t, b, "GRANT USAGE ON SCHEMA outboxd TO "+role, "GRANT SELECT ON ALL TABLES IN SCHEMA outboxd TO "+role,
+		"REVOKE SELECT ON outboxd.river_job FROM "+role)
+	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newDBCollector(pgtest.Connect(t, roleURL), "outboxd", nil, metricsDBTimeout,
+		newRateLog(slog.New(slog.NewTextHandler(&logs, nil)), scrapeLogEvery)))
+	g := gauges(t, reg)
+	if g["outboxd_database_up"] != 1 || g["outboxd_pending_messages{crm}"] != 1 || g["outboxd_maintenance_last_success_timestamp_seconds"] != 0 {
+		t.Fatalf("with river_job refused: %v", g)
+	}
+	if !strings.Contains(logs.String(), "the last purge's time could not be read") || !strings.Contains(logs.String(), "river_job") {
+		t.Fatalf("nothing said why:\n%s", logs.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -121,8 +122,17 @@ func TestTheDocumentedGrantsAreEnough(t *testing.T) {
 	if _, err := ownerPool.Exec(ctx, documentedGrants(t, owner, app)); err != nil {
 		t.Fatalf("the documented grants: %v", err)
 	}
-	migrate("down", "--to", "4") // drops the tables of migrations 5 to 7...
-	migrate("up")                // ...which the owner creates again
+	// Tables of migrations 5 to 16 dropped (console_audit among them), and
+	// made again by the owner: only the default privileges cover them now.
+	migrate("down", "--to", "4")
+	migrate("up")
+
+	// Migrations are the owner's: the runtime role is told so, not to ask
+	// for CREATE on the database (which changes nothing).
+	if r := outboxd(t, nil, "migrate", "down", "--database-url", appURL); r.code != 1 ||
+		!strings.Contains(r.stderr, "run them as the role that owns its schema") || strings.Contains(r.stderr, "CREATE on the database") {
+		t.Fatalf("migrate down as the runtime role: exit %d, %q", r.code, r.stderr)
+	}
 
 	// The application, as the runtime role: signed webhooks, each delivered
 	// twice, whose handler enqueues one message; one badly signed.
@@ -178,12 +188,15 @@ func TestTheDocumentedGrantsAreEnough(t *testing.T) {
 	t.Cleanup(s.Close)
 	config := serveConfig(t, appURL, s.URL())
 	cfg, _ := os.ReadFile(config)
+	consoleAddr := freeAddr(t)
 	cfg = append(cfg, "maintenance:\n  interval: 100ms\n  delivered_retention: 1ms\n"...)
+	cfg = append(cfg, "console:\n  listen: "+consoleAddr+"\n  users:\n    ops:\n      role: admin\n      token_env: OUTBOXD_GRANTS_TOKEN\n"...)
 	if err := os.WriteFile(config, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	token := rand.Text()
 	serveStarted := time.Now()
-	d := startDaemon(t, config)
+	d := startDaemonEnv(t, []string{"OUTBOXD_GRANTS_TOKEN=" + token}, config)
 	var left int
 	waitUntil(t, 60*time.Second, "every message delivered once and purged", func() bool {
 		return len(s.Accepted()) >= events &&
@@ -220,6 +233,28 @@ func TestTheDocumentedGrantsAreEnough(t *testing.T) {
 		t.Errorf("outboxd send as the runtime role: exit %d: %s", r.code, r.stderr)
 	}
 	waitUntil(t, 30*time.Second, "the sent message delivered", func() bool { return len(s.Accepted()) == events+1 })
+	// The console's actions, audited (console_audit was made anew above).
+	for _, action := range []string{"pause", "resume"} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+consoleAddr+"/api/destinations/sink/"+action, strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("console %s as the runtime role: %d %s", action, resp.StatusCode, body)
+		}
+	}
+	var audited int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM outboxd.console_audit`).Scan(&audited); err != nil || audited != 2 {
+		t.Fatalf("%d console actions audited (%v), want 2", audited, err)
+	}
+	// What the block revokes stays revoked.
+	if _, err := appPool.Exec(ctx, `DELETE FROM outboxd.outboxd_migrations`); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("the runtime role may change the migrations' table: %v", err)
+	}
 	if code := d.terminate(t); code != 0 {
 		t.Fatalf("serve as the runtime role exited %d", code)
 	}

@@ -155,7 +155,7 @@ func TestMigrateClearErrors(t *testing.T) {
 	}{
 		{"bad url", []string{"migrate", "up", "--database-url", "postgres://%zz"}, nil, 2, "invalid --database-url"},
 		{"unreachable", []string{"migrate", "up", "--database-url", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"}, nil, 1, "cannot connect to PostgreSQL"},
-		{"missing privileges", []string{"migrate", "up", "--database-url", noPrivURL}, nil, 1, "permission denied: permission denied for database"},
+		{"missing privileges", []string{"migrate", "up", "--database-url", noPrivURL}, nil, 1, "(SQLSTATE 42501): the role needs CREATE on the database"},
 		{"no url", []string{"migrate", "up"}, []string{"DATABASE_URL="}, 2, "no database: pass --database-url, or set OUTBOXD_DATABASE_URL or DATABASE_URL"},
 		{"unknown action", []string{"migrate", "sideways", "--database-url", dbURL}, nil, 2, "unknown action"},
 		{"bad schema", []string{"migrate", "up", "--schema", "Bad-Name", "--database-url", dbURL}, nil, 2, "invalid schema name"},

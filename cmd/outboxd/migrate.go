@@ -129,7 +129,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "status":
 		st, err := m.Status(ctx) // reads only
 		if err != nil {
-			return describeMigrateError(err)
+			return describeDBError(err)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tSOURCE")
@@ -152,7 +152,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "version":
 		v, err := m.Version(ctx) // reads only
 		if err != nil {
-			return describeMigrateError(err)
+			return describeDBError(err)
 		}
 		fmt.Fprintln(stdout, strconv.FormatInt(v, 10))
 	}

@@ -132,14 +132,14 @@ func TestErrorsForPeople(t *testing.T) {
 		// Not "the default schema" or "$DATABASE_URL": another one than meant.
 		{[]string{"outbox", "purge", "--all", "--schema", ""}, 2, "outboxd outbox: --schema is empty: leave it out, or give it a value"},
 		{[]string{"migrate", "up", "--database-url", ""}, 2, "outboxd migrate: --database-url is empty: leave it out, or give it a value"},
-		{[]string{"outbox", "dead", "--schema", "", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere"},
+		{[]string{"outbox", "dead", "--schema", "", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere (as the schema's owner), or pass --schema (or set OUTBOXD_SCHEMA) if outboxd's tables are in another schema"},
 		{[]string{"send", "--destination", "crm", "--idempotency-key", ""}, 2, "outboxd send: --idempotency-key is empty: leave it out, or give it a value"},
 		// --id "$POD_NAME" unset: not a random id.
 		{[]string{"serve", "--id", ""}, 2, "outboxd serve: --id is empty: leave it out, or give it a value"},
 		{[]string{"send", "--destination", "crm", "--ordering-key", ""}, 2, "outboxd send: --ordering-key is empty: leave it out, or give it a value"},
 		{[]string{"inbox", "show", "forms", "evt_1"}, 1, "outboxd inbox: no event evt_1 from source forms in schema outboxd"},
-		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere"},
-		{[]string{"inbox", "failures", "--schema", "nothere"}, 1, "outboxd inbox: schema nothere is not migrated, or older than this outboxd (no inbox_failures): run outboxd migrate up --schema nothere"},
+		{[]string{"outbox", "dead", "--schema", "nothere"}, 1, "outboxd outbox: schema nothere is not migrated, or older than this outboxd (no outbox_messages): run outboxd migrate up --schema nothere (as the schema's owner), or pass --schema (or set OUTBOXD_SCHEMA) if outboxd's tables are in another schema"},
+		{[]string{"inbox", "failures", "--schema", "nothere"}, 1, "outboxd inbox: schema nothere is not migrated, or older than this outboxd (no inbox_failures): run outboxd migrate up --schema nothere (as the schema's owner), or pass --schema (or set OUTBOXD_SCHEMA) if outboxd's tables are in another schema"},
 		{[]string{"migrate", "up", "--database-url", "mysql://app@db/app"}, 2, "outboxd migrate: invalid --database-url: outboxd needs PostgreSQL, got a mysql:// URL (want a postgres:// URL)"},
 	} {
 		r := outboxd(t, db, tc.args...)
