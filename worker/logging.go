@@ -74,7 +74,7 @@ type dbHealth struct {
 	since     time.Time
 	lastLine  time.Time
 	failures  int
-	denied    time.Time // when a refused privilege was last logged
+	denied    map[string]time.Time // by operation: when its refused privilege was last logged
 }
 
 // privilegesDoc is where an operator finds the grants the dispatcher's
@@ -99,9 +99,13 @@ func (h *dbHealth) report(op string, err error) {
 	}
 	if isPrivilegeError(err) {
 		// Not an outage: the other operations succeeding must not say it
-		// ended, nor waiting that it will.
-		if now.Sub(h.denied) >= logEvery {
-			h.denied = now
+		// ended, nor waiting that it will. Per operation, so that each
+		// refused one is named, however often another is.
+		if now.Sub(h.denied[op]) >= logEvery {
+			if h.denied == nil {
+				h.denied = map[string]time.Time{}
+			}
+			h.denied[op] = now
 			h.log.Error("the database refuses this dispatcher's role a privilege: "+op+" fails, and keeps failing until the role is granted it; tried again meanwhile, nothing is lost ("+privilegesDoc+")",
 				"operation", op, "error", err)
 		}

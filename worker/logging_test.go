@@ -85,3 +85,23 @@ func TestARefusedPrivilegeIsNotAnOutage(t *testing.T) {
 		}
 	}
 }
+
+// Each refused operation is named, however often another is refused.
+func TestEveryRefusedOperationIsNamed(t *testing.T) {
+	var out strings.Builder
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
+	denied := &pgconn.PgError{Code: "42501", Message: "permission denied"}
+	for i := range 100 { // the claims refused every 100 ms, the balancer every second
+		h.report("claim", denied)
+		if i%10 == 5 {
+			h.report("lane balancing", denied)
+		}
+		clock = clock.Add(100 * time.Millisecond)
+	}
+	for _, op := range []string{"operation=claim", `operation="lane balancing"`} {
+		if !strings.Contains(out.String(), op) {
+			t.Fatalf("%s never named:\n%s", op, out.String())
+		}
+	}
+}

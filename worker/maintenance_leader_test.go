@@ -109,3 +109,81 @@ func TestOnePurgeRunPerIntervalWhateverTheDispatchers(t *testing.T) {
 		t.Fatalf("%d purge runs queued by 3 dispatchers over %d one-second periods; want at least 2 and at most one per period", n, periods)
 	}
 }
+
+// Purge runs are queued at the clock's multiples of the interval, not an
+// interval after each start: a dispatcher (re)started late in a period
+// that already had its run still queues the next at the period's end, not
+// almost two intervals after the last run.
+func TestPurgeRunsAtTheClocksPeriods(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const period = 2 * time.Second
+	// Start 1.3 s into a period: a ticker from the start would queue at
+	// 1.3 s into each period.
+	now := time.Now()
+	time.Sleep(now.Truncate(period).Add(period + 1300*time.Millisecond).Sub(now))
+	b.start(t, b.config(t, func(c *worker.Config) { c.Maintenance.Interval = period }))
+	deadline := time.Now().Add(30 * time.Second)
+	var at []time.Time
+	for len(at) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d purge runs queued in 30 s", len(at))
+		}
+		time.Sleep(100 * time.Millisecond)
+		rows, err := b.pool.Query(ctx, `SELECT created_at FROM outboxd.river_job WHERE kind = 'outboxd_maintenance' ORDER BY created_at`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at, err = pgx.CollectRows(rows, pgx.RowTo[time.Time]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range at[1:] { // the first is the start's
+		if into := a.Sub(a.Truncate(period)); into > period/2 {
+			t.Errorf("a run queued %s into its period (at %s), want at its start: %v", into, a.Format(time.StampMilli), at)
+		}
+	}
+}
+
+// Dispatchers configured with different intervals (one process before a
+// change of maintenance.interval, one after) each get their runs: a
+// shorter interval's run starting at the same time does not take a longer
+// one's period.
+func TestPurgeRunsOfEachInterval(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	runs := func(every string, from, to time.Time) (n int) {
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.river_job WHERE kind = 'outboxd_maintenance'
+			AND args->>'every' = $1 AND created_at >= $2 AND created_at < $3`, every, from, to).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	b.start(t, b.config(t, func(c *worker.Config) { c.Maintenance.Interval = time.Second }))
+	// Early in a two-second period whose first second's run the 1 s
+	// dispatcher has queued...
+	deadline := time.Now().Add(30 * time.Second)
+	var period time.Time
+	for {
+		now := time.Now()
+		period = now.Truncate(2 * time.Second)
+		if now.Sub(period) < 800*time.Millisecond && runs("1s", period, period.Add(time.Second)) == 1 {
+			break
+		}
+		if now.After(deadline) {
+			t.Fatal("no 1 s run at the start of a two-second period in 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// ...a 2 s dispatcher starts: its start's run has the same period start.
+	b.start(t, b.config(t, func(c *worker.Config) { c.Maintenance.Interval = 2 * time.Second }))
+	for time.Now().Before(period.Add(2 * time.Second)) {
+		if runs("2s", period, period.Add(2*time.Second)) == 1 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the 2 s dispatcher's run of the period from %s was not queued (taken by the 1 s one's)", period.Format(time.StampMilli))
+}

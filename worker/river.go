@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -16,7 +17,14 @@ type pgxTx = pgx.Tx
 
 const riverQueue = "outboxd"
 
-type maintenanceArgs struct{}
+// maintenanceArgs names the interval it was queued for: the unique key
+// counts it (ByArgs), so that a run queued for a shorter interval starting
+// at the same time (a process before a configuration change) does not
+// take a longer interval's period (an operator's trial: a change from 1m
+// to 2h left the first two hours without a purge).
+type maintenanceArgs struct {
+	Every string `json:"every,omitempty"`
+}
 
 func (maintenanceArgs) Kind() string { return "outboxd_maintenance" }
 
@@ -34,12 +42,20 @@ type maintenanceWorker struct {
 	d *Dispatcher
 }
 
+// Timeout outlasts the purge's budget (half the interval): River's default
+// of a minute cut the purge of a longer interval short, and called it a
+// failure (a review's).
+func (w *maintenanceWorker) Timeout(*river.Job[maintenanceArgs]) time.Duration {
+	return w.d.cfg.Maintenance.Interval/2 + time.Minute
+}
+
 func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[maintenanceArgs]) error {
 	res, err := w.d.Purge(ctx, w.d.cfg.Maintenance.Interval/2)
 	if err != nil {
 		// River logs a failed job at info, which its logger here drops:
-		// without this line a purge that keeps failing says nothing.
-		if ctx.Err() == nil {
+		// without this line a purge that keeps failing says nothing. Only
+		// a stop (the context cancelled) is not worth a line.
+		if !errors.Is(ctx.Err(), context.Canceled) {
 			if ok, held := w.d.logs.Allow("purge failed"); ok {
 				hint := "River runs it again later"
 				if isPrivilegeError(err) {
@@ -91,29 +107,35 @@ func (d *Dispatcher) riverConfig() *river.Config {
 	}
 }
 
-// scheduleMaintenance queues a purge run at once and every
-// Maintenance.Interval until ctx ends. Every dispatcher does, not River's
+// scheduleMaintenance queues a purge run at once, then at each multiple
+// of Maintenance.Interval on the clock (at least a second: River's least
+// unique period), until ctx ends. Every dispatcher does, not River's
 // leader alone: an application's River client working its own jobs in
 // this schema (inbox's async mode) may hold the leadership, and a
 // leader's periodic jobs are its own configuration's, so the purge never
-// ran while it led. One run per interval whatever the number of
-// dispatchers: the job is unique within its period (River's unique index;
-// a period of at least a second, River's least), and any dispatcher's
-// River client works it.
+// ran while it led. The job is unique within its period (River's unique
+// index, on the inserting process's clock) and any dispatcher's River
+// client works it: one run per period whatever the number of dispatchers,
+// and, the periods being the clock's, runs an interval apart across
+// restarts (a ticker from each start let a restart that found its period
+// done push the next run almost two intervals away: a review's). A failed
+// run is not tried again (the next period's is).
 func (d *Dispatcher) scheduleMaintenance(ctx context.Context) {
-	every := d.cfg.Maintenance.Interval
-	opts := &river.InsertOpts{Queue: riverQueue, UniqueOpts: river.UniqueOpts{ByPeriod: max(every, time.Second)}}
-	t := time.NewTicker(every)
-	defer t.Stop()
+	period := max(d.cfg.Maintenance.Interval, time.Second)
+	opts := &river.InsertOpts{Queue: riverQueue, MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByPeriod: period, ByArgs: true}}
+	args := maintenanceArgs{Every: period.String()}
 	for {
-		if _, err := d.river.Insert(ctx, maintenanceArgs{}, opts); err != nil && ctx.Err() == nil {
+		if _, err := d.river.Insert(ctx, args, opts); err != nil && ctx.Err() == nil {
 			if ok, held := d.logs.Allow("maintenance queued"); ok {
 				d.log.Warn("the purge's run could not be queued; tried again next interval", "error", err,
-					"interval", every, "similar_lines_left_out", held)
+					"interval", period, "similar_lines_left_out", held)
 			}
 		}
+		now := time.Now()
+		t := time.NewTimer(now.Truncate(period).Add(period).Sub(now))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -122,8 +144,9 @@ func (d *Dispatcher) scheduleMaintenance(ctx context.Context) {
 
 // completedRetention is how long River keeps completed jobs: an hour, or
 // two maintenance intervals when longer, so that the last completed purge
-// run is always there for outboxd serve's
-// outboxd_maintenance_last_success_timestamp_seconds while the purge works.
+// run (they start an interval apart, and end within half of one) is there
+// for outboxd serve's outboxd_maintenance_last_success_timestamp_seconds
+// while the purge works.
 func completedRetention(interval time.Duration) time.Duration {
 	return max(time.Hour, 2*interval)
 }

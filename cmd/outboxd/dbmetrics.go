@@ -232,7 +232,7 @@ func (c *dbCollector) refresh() <-chan struct{} {
 
 // collect reads the destinations' gauges, then the last purge's time: a
 // failure of that read (River's table refused to the role, or locked past
-// lastPurgeLockWait) is purgeErr, and leaves the other gauges read.
+// lastPurgeWait) is purgeErr, and leaves the other gauges read.
 func (c *dbCollector) collect(ctx context.Context) (out map[string]destStats, purged float64, purgeErr, err error) {
 	out = map[string]destStats{}
 	err = pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
@@ -257,16 +257,17 @@ func (c *dbCollector) collect(ctx context.Context) (out map[string]destStats, pu
 	return out, purged, purgeErr, err
 }
 
-// lastPurgeLockWait bounds how long the last purge's read waits for a lock
-// on River's table, so that it never costs the other gauges their answer.
-const lastPurgeLockWait = "200ms"
+// lastPurgeWait bounds, on the server, how long the last purge's read
+// may take (a lock on River's table, a slow read): it fails alone then,
+// within the scrape's budget unless the other read took most of it.
+const lastPurgeWait = "200ms"
 
 // readLastPurge runs lastPurgeSQL in a savepoint of tx, which a failure
-// rolls back without ending tx.
+// the server reports rolls back without ending tx.
 func (c *dbCollector) readLastPurge(ctx context.Context, tx pgx.Tx) (float64, error) {
 	var purged float64
 	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', '`+lastPurgeLockWait+`', true)`); err != nil {
+		if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', '`+lastPurgeWait+`', true), set_config('statement_timeout', '`+lastPurgeWait+`', true)`); err != nil {
 			return err
 		}
 		return sp.QueryRow(ctx, c.purgeQuery).Scan(&purged)

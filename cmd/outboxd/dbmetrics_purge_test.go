@@ -103,3 +103,34 @@ func TestLastPurgeReadFailingKeepsTheOtherGauges(t *testing.T) {
 		t.Fatalf("nothing said why:\n%s", logs.String())
 	}
 }
+
+// River's table locked (a REINDEX, a VACUUM FULL by hand): the last
+// purge's read gives up within lastPurgeWait on the server, alone, and the
+// scrape answers with the other gauges.
+func TestLastPurgeReadBehindALock(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	locker, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = locker.Rollback(ctx) }()
+	if _, err := locker.Exec(ctx, `LOCK TABLE outboxd.river_job IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newDBCollector(pgtest.Connect(t, b.url), "outboxd", nil, metricsDBTimeout,
+		newRateLog(slog.New(slog.NewTextHandler(&logs, nil)), scrapeLogEvery)))
+	g := gauges(t, reg)
+	if g["outboxd_database_up"] != 1 || g["outboxd_pending_messages{crm}"] != 1 {
+		t.Fatalf("with river_job locked: %v", g)
+	}
+	if !strings.Contains(logs.String(), "the last purge's time could not be read") || !strings.Contains(logs.String(), "timeout") {
+		t.Fatalf("nothing said why:\n%s", logs.String())
+	}
+}

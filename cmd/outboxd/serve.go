@@ -213,7 +213,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	eff := d.Config()
 	logger.Info("outboxd serving", "listen", ops.addr(), "schema", db.schema, "dispatcher", d.ID(), "destinations", len(dests),
 		"batch_size", eff.BatchSize, "batch_bytes", eff.BatchBytes, "per_key_batch", eff.PerKeyBatch, "lease_ttl", eff.LeaseTTL,
-		"acquire_interval", eff.AcquireInterval, "sweep_interval", eff.SweepInterval, "shutdown_timeout", shutdownTimeout(cfg))
+		"acquire_interval", eff.AcquireInterval, "sweep_interval", eff.SweepInterval, "shutdown_timeout", shutdownTimeout(cfg),
+		"maintenance_interval", eff.Maintenance.Interval, "delivered_retention", eff.Maintenance.DeliveredRetention,
+		"failure_retention", eff.Maintenance.FailureRetention)
 
 	<-ctx.Done()
 	ops.serve(stoppingHandler(handler))
