@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/internal/syncbuf"
@@ -68,10 +70,28 @@ func TestAFailedPurgeIsLogged(t *testing.T) {
 // short by a deadline is logged; one stopped with the dispatcher is not.
 func TestPurgeTimeoutAndWhatIsLogged(t *testing.T) {
 	t.Parallel()
-	for _, every := range []time.Duration{time.Minute, 4 * time.Minute, 2 * time.Hour} {
-		w := &maintenanceWorker{d: &Dispatcher{cfg: Config{Maintenance: Maintenance{Interval: every}}}}
-		if got := w.Timeout(nil); got <= every/2 {
-			t.Errorf("interval %s: the job's timeout %s does not outlast the purge's budget %s", every, got, every/2)
+	// The budget is half the interval the job names (this process's for a
+	// job that names none), at most 50 minutes; the timeout outlasts it and
+	// ends before River's rescue of running jobs (an hour) discards it.
+	for _, c := range []struct {
+		local, named time.Duration
+		budget       time.Duration
+	}{
+		{time.Minute, 0, 30 * time.Second},
+		{4 * time.Minute, 0, 2 * time.Minute},
+		{time.Minute, 4 * time.Minute, 2 * time.Minute},
+		{4 * time.Minute, time.Minute, 30 * time.Second},
+		{2 * time.Hour, 0, 50 * time.Minute},
+		{time.Minute, 24 * time.Hour, 50 * time.Minute},
+	} {
+		w := &maintenanceWorker{d: &Dispatcher{cfg: Config{Maintenance: Maintenance{Interval: c.local}}}}
+		job := &river.Job[maintenanceArgs]{}
+		if c.named > 0 {
+			job.Args.Every = c.named.String()
+		}
+		budget, timeout := w.purgeBudget(job), w.Timeout(job)
+		if budget != c.budget || timeout <= budget || timeout >= time.Hour {
+			t.Errorf("%s here, %s named: budget %s (want %s), timeout %s (want past the budget, under an hour)", c.local, c.named, budget, c.budget, timeout)
 		}
 	}
 	for _, c := range []struct {

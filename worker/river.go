@@ -42,22 +42,41 @@ type maintenanceWorker struct {
 	d *Dispatcher
 }
 
-// Timeout outlasts the purge's budget (half the interval): River's default
-// of a minute cut the purge of a longer interval short, and called it a
-// failure (a review's).
-func (w *maintenanceWorker) Timeout(*river.Job[maintenanceArgs]) time.Duration {
-	return w.d.cfg.Maintenance.Interval/2 + time.Minute
+// maxPurgeBudget bounds a run's time below River's rescue of running
+// jobs (RescueStuckJobsAfter, an hour, run by whichever client leads, an
+// application's too): past it the run's job was discarded while it still
+// worked, and its success never recorded (a review's).
+const maxPurgeBudget = 50 * time.Minute
+
+// purgeBudget is a run's time: half the interval it was queued for (its
+// args; this process's interval for a job that names none, from an older
+// version), at most maxPurgeBudget.
+func (w *maintenanceWorker) purgeBudget(job *river.Job[maintenanceArgs]) time.Duration {
+	every := w.d.cfg.Maintenance.Interval
+	if job != nil {
+		if d, err := time.ParseDuration(job.Args.Every); err == nil && d > 0 {
+			every = d
+		}
+	}
+	return min(every/2, maxPurgeBudget)
 }
 
-func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[maintenanceArgs]) error {
-	res, err := w.d.Purge(ctx, w.d.cfg.Maintenance.Interval/2)
+// Timeout outlasts the purge's budget: River's default of a minute cut
+// the purge of a longer interval short, and called it a failure (a
+// review's).
+func (w *maintenanceWorker) Timeout(job *river.Job[maintenanceArgs]) time.Duration {
+	return w.purgeBudget(job) + time.Minute
+}
+
+func (w *maintenanceWorker) Work(ctx context.Context, job *river.Job[maintenanceArgs]) error {
+	res, err := w.d.Purge(ctx, w.purgeBudget(job))
 	if err != nil {
 		// River logs a failed job at info, which its logger here drops:
 		// without this line a purge that keeps failing says nothing. Only
 		// a stop (the context cancelled) is not worth a line.
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			if ok, held := w.d.logs.Allow("purge failed"); ok {
-				hint := "River runs it again later"
+				hint := "tried again within about 20 s, twice at most, then at the next period"
 				if isPrivilegeError(err) {
 					hint = "the role lacks a privilege (" + privilegesDoc + ")"
 				}
@@ -119,10 +138,12 @@ func (d *Dispatcher) riverConfig() *river.Config {
 // and, the periods being the clock's, runs an interval apart across
 // restarts (a ticker from each start let a restart that found its period
 // done push the next run almost two intervals away: a review's). A failed
-// run is not tried again (the next period's is).
+// run is tried again twice, within about 20 s (River's backoff: 1 s, 16 s),
+// for a passing error; then the next period's run tries (River's 25
+// attempts over days piled up beside the new runs).
 func (d *Dispatcher) scheduleMaintenance(ctx context.Context) {
 	period := max(d.cfg.Maintenance.Interval, time.Second)
-	opts := &river.InsertOpts{Queue: riverQueue, MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByPeriod: period, ByArgs: true}}
+	opts := &river.InsertOpts{Queue: riverQueue, MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByPeriod: period, ByArgs: true}}
 	args := maintenanceArgs{Every: period.String()}
 	for {
 		if _, err := d.river.Insert(ctx, args, opts); err != nil && ctx.Err() == nil {
