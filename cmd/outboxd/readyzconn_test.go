@@ -32,23 +32,22 @@ func TestReadyzAfterItsConnectionWasClosed(t *testing.T) {
 		// Every idle session of serve's but the two that LISTEN (its
 		// dispatcher's, which also holds the advisory lock of its id, and
 		// River's): a closed listener is not ready, rightly.
+		// The sessions the last round closed are made again as serve
+		// needs them: wait for one to be idle.
 		var killed []int
-		rows, err := b.pool.Query(ctx, `SELECT pid FROM pg_stat_activity
+		waitUntil(t, 10*time.Second, "an idle session of serve's to close", func() bool {
+			rows, err := b.pool.Query(ctx, `SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state = 'idle'
   AND query NOT LIKE 'LISTEN%' AND query NOT LIKE '%pg_try_advisory_lock%'`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var pid int
-			if err := rows.Scan(&pid); err != nil {
+			if err != nil {
 				t.Fatal(err)
 			}
-			killed = append(killed, pid)
-		}
-		if len(killed) == 0 {
-			t.Fatal("no idle session of serve's to close")
-		}
+			killed, err = pgx.CollectRows(rows, pgx.RowTo[int])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(killed) > 0
+		})
 		if _, err := b.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid`, killed); err != nil {
 			t.Fatal(err)
 		}
