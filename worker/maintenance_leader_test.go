@@ -108,6 +108,15 @@ func TestOnePurgeRunPerIntervalWhateverTheDispatchers(t *testing.T) {
 	if n < 2 || n > periods {
 		t.Fatalf("%d purge runs queued by 3 dispatchers over %d one-second periods; want at least 2 and at most one per period", n, periods)
 	}
+	// Tried twice more after a failure (docs/operations.md), not River's 25.
+	var attempts []int
+	rows, err := b.pool.Query(ctx, `SELECT DISTINCT max_attempts FROM outboxd.river_job WHERE kind = 'outboxd_maintenance'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil || len(attempts) != 1 || attempts[0] != 3 {
+		t.Fatalf("purge runs' max_attempts %v (%v); want 3", attempts, err)
+	}
 }
 
 // Purge runs are queued at the clock's multiples of the interval, not an

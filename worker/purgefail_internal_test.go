@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/outboxd/outboxd/dispatch"
@@ -47,15 +48,7 @@ func TestAFailedPurgeIsLogged(t *testing.T) {
 	}
 	u, _ := url.Parse(dbURL)
 	u.User = url.User(role)
-	logs := &syncbuf.Buffer{}
-	d, err := New(pgtest.Connect(t, u.String()), &Config{Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		Destinations: map[string]dispatch.Destination{"ok": dispatch.DestinationFunc(
-			func(context.Context, dispatch.Message) dispatch.Result {
-				return dispatch.Result{Outcome: dispatch.Delivered}
-			})}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, logs := purgeDispatcher(t, pgtest.Connect(t, u.String()))
 	if err := (&maintenanceWorker{d: d}).Work(ctx, nil); err == nil {
 		t.Fatal("the purge succeeded without DELETE on inbox_failures")
 	}
@@ -108,17 +101,9 @@ func TestPurgeTimeoutAndWhatIsLogged(t *testing.T) {
 			return ctx, cancel
 		}, false},
 	} {
-		logs := &syncbuf.Buffer{}
-		d, err := New(pgtest.Pool(t), &Config{Logger: slog.New(slog.NewTextHandler(logs, nil)),
-			Destinations: map[string]dispatch.Destination{"ok": dispatch.DestinationFunc(
-				func(context.Context, dispatch.Message) dispatch.Result {
-					return dispatch.Result{Outcome: dispatch.Delivered}
-				})}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		d, logs := purgeDispatcher(t, pgtest.Pool(t))
 		ctx, cancel := c.ctx()
-		err = (&maintenanceWorker{d: d}).Work(ctx, nil)
+		err := (&maintenanceWorker{d: d}).Work(ctx, nil)
 		cancel()
 		if err == nil {
 			t.Fatalf("%s: the purge succeeded", c.what)
@@ -127,4 +112,20 @@ func TestPurgeTimeoutAndWhatIsLogged(t *testing.T) {
 			t.Errorf("%s: logged %v, want %v:\n%s", c.what, got, c.logged, logs.String())
 		}
 	}
+}
+
+// purgeDispatcher is a dispatcher on pool, not started, whose log the
+// test reads: enough to run its purge.
+func purgeDispatcher(t *testing.T, pool *pgxpool.Pool) (*Dispatcher, *syncbuf.Buffer) {
+	t.Helper()
+	logs := &syncbuf.Buffer{}
+	d, err := New(pool, &Config{Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Destinations: map[string]dispatch.Destination{"ok": dispatch.DestinationFunc(
+			func(context.Context, dispatch.Message) dispatch.Result {
+				return dispatch.Result{Outcome: dispatch.Delivered}
+			})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, logs
 }

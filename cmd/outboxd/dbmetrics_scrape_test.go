@@ -33,6 +33,9 @@ func TestMetricsNumbersDocumented(t *testing.T) {
 	if forgetIdleAfter != time.Hour {
 		t.Errorf("forgetIdleAfter is %s; docs/operations.md says an hour", forgetIdleAfter)
 	}
+	if lastPurgeWait != "200ms" {
+		t.Errorf("lastPurgeWait is %s; CHANGELOG.md says the last purge's read waits at most 200 ms", lastPurgeWait)
+	}
 	if scrapeLogEvery != time.Minute {
 		t.Errorf("scrapeLogEvery is %s; docs/operations.md says once a minute", scrapeLogEvery)
 	}
