@@ -224,8 +224,11 @@ func (r *laneRunner) run() {
 
 // nextClaimIn is how long a runner may wait after recording batch before
 // it claims again: 0 if the claim may find messages this one did not (the
-// batch was full: more were due than it took; or a message was recorded
-// delivered or dead: the next one of its key may be due now); otherwise
+// batch was full: more were due than it took; or a keyed message was
+// recorded delivered or dead: the next one of its key may be due now. An
+// unkeyed message has no next one: a claim after it could only find
+// commits made since, which woke the lane anyway, and at 300 messages a
+// second, a batch each, it was half the claims); otherwise
 // until its sweep comes round (SweepInterval after the claim: a message
 // that fell due while the batch was out, another key's retry or a commit
 // whose notification was lost, is found within SweepInterval, as README
@@ -242,7 +245,9 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 	for _, res := range results {
 		switch res.status {
 		case "delivered", "dead":
-			return 0
+			if res.msg.OrderingKey != "" {
+				return 0
+			}
 		case "pending":
 			wait = min(wait, res.retryIn)
 		}
