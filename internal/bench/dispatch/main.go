@@ -16,6 +16,11 @@
 //     request: a slow destination may only slow itself.
 //
 //     go run ./internal/bench/dispatch [-database-url URL] [-messages 20000] [-rate 300] [-duration 20s] [-rounds 3]
+//     [-settle 11s] [-latency-timeline FILE]
+//
+// The latency measurement starts -settle after the drain ends: after a
+// large drain, the longer the machine idled, the slower its first second
+// (docs/benchmarks.md, "Latency after a drain and a pause").
 package main
 
 import (
@@ -48,6 +53,12 @@ type options struct {
 	designs             map[string]bool // by short name; empty: all
 	rate                float64
 	duration            time.Duration
+	// settle is the wait between the drain's end and the latency
+	// measurement, while the drain's statistics reach the views.
+	settle time.Duration
+	// timeline, when set, gets every latency message's commit time and
+	// latency (-latency-timeline).
+	timeline io.Writer
 }
 
 func main() {
@@ -59,6 +70,8 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the latency measurement")
 	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
 	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during the first drain measured (outboxd's, unless -designs leaves it out) to this file")
+	flag.DurationVar(&o.settle, "settle", 11*time.Second, "wait between the drain's end and the latency measurement (below 11 s the drain's row versions and fsyncs miss what idle backends had not yet reported)")
+	timeline := flag.String("latency-timeline", "", "write each latency message's commit time (ms since the measurement's first commit) and latency (ms) to this file, a block per design and round")
 	designsFlag := flag.String("designs", "", "comma-separated subset of the designs to measure: outboxd, slow (outboxd beside a timing-out destination), poller, river (default: all; the summary lines need the designs they compare)")
 	flag.Parse()
 	o.designs = map[string]bool{}
@@ -72,11 +85,26 @@ func main() {
 		}
 		o.designs[n] = true
 	}
-	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 || o.producers < 1 || !(o.rate > 0 && o.rate <= 1e6) || o.duration <= 0 {
-		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate above 0 (at most 1e6) and -duration above 0; -http-concurrency and -batch not negative (0: the default)")
+	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 || o.producers < 1 || !(o.rate > 0 && o.rate <= 1e6) || o.duration <= 0 || o.settle < 0 {
+		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate above 0 (at most 1e6) and -duration above 0; -http-concurrency, -batch and -settle not negative (0: the default, for the first two)")
 		os.Exit(2)
 	}
-	if err := run(adminURL(), o); err != nil {
+	var timelineFile *os.File
+	if *timeline != "" {
+		f, err := os.Create(*timeline)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-dispatch: -latency-timeline:", err)
+			os.Exit(1)
+		}
+		timelineFile, o.timeline = f, f
+	}
+	err := run(adminURL(), o)
+	if timelineFile != nil {
+		if cerr := timelineFile.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("-latency-timeline: %w", cerr)
+		}
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-dispatch:", err)
 		os.Exit(1)
 	}
@@ -108,6 +136,10 @@ type figures struct {
 	drainClientCPU float64
 	p50, p95, p99  time.Duration
 	lost, repeats  int
+	// latencyServerCPU and latencyClientCPU are CPU seconds per message
+	// of the latency measurement: PostgreSQL's (-1: not read) and this
+	// process's.
+	latencyServerCPU, latencyClientCPU float64
 }
 
 func run(adminURL string, o options) error {
@@ -146,12 +178,17 @@ func run(adminURL string, o options) error {
 	fmt.Printf("Dispatch benchmark: %d CPUs, %s, %s, medians of %d alternating rounds; outboxd's HTTP concurrency %s, batch %s; the poller's loops %d\n\n",
 		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.rounds, orDefault(*httpConcurrency, "16"), orDefault(*batchSize, "200"), *pollerLoops)
 	fmt.Printf("Sink ceiling (keep-alive Go client, concurrency 64, no database): %.0f POST/s\n\n", ceiling)
-	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats | drain: %s | client CPU / msg |\n", o.messages, o.producers, o.rate, pgcost.Header)
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("| design | drain msg/s (%d msgs, %d producers) | %% of sink ceiling | latency p50 | p95 | p99 (at %.0f msg/s) | lost | repeats | drain: %s | client CPU / msg | at %.0f msg/s: server / client CPU per msg |\n", o.messages, o.producers, o.rate, pgcost.Header, o.rate)
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range order {
 		f := results[n]
-		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d | %s | %.0f µs |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
-			ms(f.p50), ms(f.p95), ms(f.p99), f.lost, f.repeats, f.drainCost.PerMessage(float64(o.messages)), f.drainClientCPU*1e6/float64(o.messages))
+		server := "n/a"
+		if f.latencyServerCPU >= 0 {
+			server = fmt.Sprintf("%.0f µs", f.latencyServerCPU*1e6)
+		}
+		fmt.Printf("| %s | %.0f | %.0f%% | %s | %s | %s | %d | %d | %s | %.0f µs | %s / %.0f µs |\n", n, f.drainPerSec, 100*f.drainPerSec/ceiling,
+			ms(f.p50), ms(f.p95), ms(f.p99), f.lost, f.repeats, f.drainCost.PerMessage(float64(o.messages)), f.drainClientCPU*1e6/float64(o.messages),
+			server, f.latencyClientCPU*1e6)
 	}
 	a, haveA := results[outboxdName]
 	fmt.Println()
@@ -213,8 +250,9 @@ func medianFigures(fs []figures) figures {
 	var out figures
 	drain := make([]float64, len(fs))
 	var p50, p95, p99 []time.Duration
-	var wal, writes, cpu, client, entries []float64
+	var wal, writes, cpu, client, entries, lServer, lClient []float64
 	for i, f := range fs {
+		lServer, lClient = append(lServer, f.latencyServerCPU), append(lClient, f.latencyClientCPU)
 		drain[i] = f.drainPerSec
 		wal, writes, cpu = append(wal, f.drainCost.WALBytes), append(writes, f.drainCost.Writes), append(cpu, f.drainCost.CPU)
 		entries = append(entries, f.drainCost.Entries)
@@ -229,11 +267,15 @@ func medianFigures(fs []figures) figures {
 	}
 	mid := len(fs) / 2
 	out.drainPerSec, out.p50, out.p95, out.p99 = drain[mid], p50[mid], p95[mid], p99[mid]
-	for _, xs := range [][]float64{wal, writes, cpu, client, entries} {
+	for _, xs := range [][]float64{wal, writes, cpu, client, entries, lServer, lClient} {
 		slices.Sort(xs)
 	}
 	out.drainCost = pgcost.Reading{WALBytes: wal[mid], Writes: writes[mid], CPU: cpu[mid], Entries: entries[mid]}
 	out.drainClientCPU = client[mid]
+	out.latencyServerCPU, out.latencyClientCPU = lServer[mid], lClient[mid]
+	if slices.Contains(lServer, -1) {
+		out.latencyServerCPU = -1 // a round not read
+	}
 	return out
 }
 
@@ -324,7 +366,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	if err != nil {
 		return f, err
 	}
-	time.Sleep(11 * time.Second) // also lets stragglers show as repeats
+	time.Sleep(o.settle) // also lets stragglers show as repeats
 	later, err := read()
 	if err != nil {
 		return f, err
@@ -337,6 +379,11 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 
 	// Latency at a steady offered load, with the system running.
 	s.reset()
+	lBefore, err := read()
+	if err != nil {
+		return f, err
+	}
+	lClient := pgcost.ClientCPU()
 	interval := time.Duration(float64(time.Second) / o.rate)
 	total := int(o.rate * o.duration.Seconds())
 	committed := make([]time.Time, total)
@@ -362,6 +409,15 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 		return f, prodErr
 	}
 	_ = waitFor(func() bool { return s.distinct() >= total }, time.Minute)
+	f.latencyClientCPU = (pgcost.ClientCPU() - lClient) / float64(total)
+	lAfter, err := read()
+	if err != nil {
+		return f, err
+	}
+	f.latencyServerCPU = -1
+	if c := lAfter.Sub(lBefore).CPU; c >= 0 {
+		f.latencyServerCPU = c / float64(total)
+	}
 	var lat []time.Duration
 	for i, k := range lkeys {
 		at, ok := s.firstAt(k)
@@ -370,6 +426,9 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 			continue
 		}
 		lat = append(lat, max(at.Sub(committed[i]), 0))
+	}
+	if o.timeline != nil {
+		writeTimeline(o.timeline, sys.name(), committed, lkeys, s)
 	}
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
@@ -386,6 +445,23 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	defer cancel()
 	return f, sys.stop(stopCtx)
 }
+
+// writeTimeline writes one latency measurement's messages, one line each:
+// its index, its commit in ms since the first commit, and its latency in
+// ms ("lost" if it never arrived).
+func writeTimeline(w io.Writer, name string, committed []time.Time, keys []string, s *sink) {
+	fmt.Fprintf(w, "# %s, first commit at %s\n", name, committed[0].UTC().Format(time.RFC3339Nano))
+	for i, k := range keys {
+		at, ok := s.firstAt(k)
+		if !ok {
+			fmt.Fprintf(w, "%d %.3f lost\n", i, ms64(committed[i].Sub(committed[0])))
+			continue
+		}
+		fmt.Fprintf(w, "%d %.3f %.3f\n", i, ms64(committed[i].Sub(committed[0])), ms64(max(at.Sub(committed[i]), 0)))
+	}
+}
+
+func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 var profiled bool // the -drain-profile was taken
 
