@@ -1,9 +1,15 @@
 package worker_test
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
 
@@ -19,9 +25,7 @@ func TestAnUnkeyedDeliveryIsNotFollowedByAnEmptyClaim(t *testing.T) {
 	b := setup(t)
 	reg, m := newMetrics(t)
 	b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval, c.Metrics = time.Hour, m }))
-	for claims(t, reg, "sink") < 32 { // every lane's first claim
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, "every lane's first claim", func() bool { return claims(t, reg, "sink") >= 32 })
 	before := claims(t, reg, "sink")
 	const n = 100
 	for i := range n {
@@ -37,4 +41,59 @@ func TestAnUnkeyedDeliveryIsNotFollowedByAnEmptyClaim(t *testing.T) {
 	} else {
 		t.Logf("%d claims for %d messages", got, n)
 	}
+}
+
+// A retry that falls due while its lane delivers another, unkeyed, message
+// has no wake-up coming: the runner claims at once after that batch, as it
+// does after a keyed delivery, rather than at its sweep (an hour here).
+// R fails, due again 400 ms later; U, committed at once in the same lane,
+// takes 700 ms to deliver, so R falls due while U is out.
+func TestARetryDueDuringAnotherDeliveryIsClaimedAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	rID, uID := idInLane7(t, b), idInLane7(t, b)
+	var rTries atomic.Int32
+	var rRetriedAt, uStartedAt, uDoneAt atomic.Int64
+	reg, m := newMetrics(t)
+	b.start(t, b.config(t, func(c *worker.Config) {
+		c.SweepInterval, c.Metrics = time.Hour, m
+		c.Retry = worker.RetryPolicy{Base: 400 * time.Millisecond, Max: 400 * time.Millisecond, MaxAttempts: 5}
+		c.Destinations = map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(func(ctx context.Context, msg dispatch.Message) dispatch.Result {
+			switch msg.ID {
+			case rID:
+				if rTries.Add(1) == 1 {
+					return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+				}
+				rRetriedAt.Store(time.Now().UnixNano())
+			case uID:
+				uStartedAt.Store(time.Now().UnixNano())
+				time.Sleep(700 * time.Millisecond)
+				uDoneAt.Store(time.Now().UnixNano())
+			}
+			return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
+		})}
+	}))
+	waitFor(t, 20*time.Second, "every lane's first claim", func() bool { return claims(t, reg, "sink") >= 32 })
+	enqueue := func(id uuid.UUID) {
+		t.Helper()
+		if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{ID: id, Destination: "sink", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue(rID)
+	waitFor(t, 10*time.Second, "R's failed attempt recorded", func() bool {
+		var attempts int
+		if err := b.pool.QueryRow(ctx, `SELECT attempts FROM outboxd.outbox_messages WHERE id = $1`, rID).Scan(&attempts); err != nil {
+			t.Fatal(err)
+		}
+		return attempts == 1
+	})
+	enqueue(uID)
+	waitFor(t, 10*time.Second, "U delivered", func() bool { return uDoneAt.Load() != 0 })
+	if rRetriedAt.Load() != 0 && rRetriedAt.Load() < uStartedAt.Load() {
+		t.Skip("R was retried before U's delivery began (a slow machine): nothing fell due while U was out")
+	}
+	took := waitFor(t, 5*time.Second, "R, due while U was out, retried after U's delivery (sweep: 1 h)", func() bool { return rRetriedAt.Load() != 0 })
+	t.Logf("R retried %s after U's delivery ended", took)
 }

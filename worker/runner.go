@@ -211,8 +211,9 @@ func (r *laneRunner) run() {
 		}
 		recordBackoff = 100 * time.Millisecond
 		r.afterBatch(batch, results)
+		fellDue := r.retryFellDue(claimedAt)
 		r.noteRetries(results)
-		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 && !r.goAgain {
+		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 && !r.goAgain && !fellDue {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
 			r.walk.woken = r.idle(r.untilRetry(min(wait, r.untilWalk())))
@@ -229,16 +230,24 @@ func (r *laneRunner) run() {
 // unkeyed message has no next one: a claim after it could only find
 // commits made since, which woke the lane anyway, and at 300 messages a
 // second, a batch each, it was half the claims); otherwise
-// until its sweep comes round (SweepInterval after the claim: a message
-// that fell due while the batch was out, another key's retry or a commit
-// whose notification was lost, is found within SweepInterval, as README
-// promises, where claiming at once found it when the batch was recorded),
-// or until the soonest of the batch's retries is due, whichever is first.
+// until its sweep comes round (SweepInterval after the claim: a commit
+// whose notification was lost, or a retry this runner did not record (a
+// lane's previous holder did), that fell due while the batch was out is
+// found within SweepInterval, as README promises, where claiming at once
+// found it when the batch was recorded; one it recorded is claimed at
+// once, retryFellDue), or until the soonest of the batch's retries is
+// due, whichever is first.
 // A batch that made no progress and took all that was due leaves nothing
 // due behind it but what time makes due and new commits (which wake the
 // lane).
 func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt time.Duration) time.Duration {
 	if keyed, unkeyed := r.full(batch); keyed || unkeyed {
+		return 0
+	}
+	// A wake-up that did not walk while the destination was down, which
+	// this batch's answers may have brought back: its commit has no other
+	// wake-up coming, and the next claim walks for it (walk.go).
+	if r.walk.skipped && !r.wakeUpsPaced() {
 		return 0
 	}
 	wait := r.d.cfg.SweepInterval - (r.d.mono() - claimedAt)
@@ -253,6 +262,15 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 		}
 	}
 	return wait
+}
+
+// retryFellDue tells whether a retry noted before fell due after the claim
+// begun at claimedAt: that claim may not have seen it, no wake-up comes
+// for it, and noteRetries forgets it, so the next claim must be at once.
+// Those due before are the claim's (a full batch claims again anyway).
+func (r *laneRunner) retryFellDue(claimedAt time.Duration) bool {
+	r.forgetDue(claimedAt)
+	return len(r.retries) > 0 && r.retries[0] <= r.d.mono()
 }
 
 // noteRetries notes when the batch's retries fall due (a retry at once,

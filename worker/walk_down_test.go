@@ -114,6 +114,51 @@ func TestARecoveredDestinationWalksOnWakeUpsAgain(t *testing.T) {
 	t.Logf("a new key's message delivered %s after its commit", took)
 }
 
+// A new key committed while the destination is down: its wake-up does not
+// walk (paced) and none other comes for it. When the destination is back
+// and an unkeyed message is the lane's first delivery, the runner claims
+// at once after it and that claim walks, as it would after a keyed one,
+// rather than at its sweep (5 s here; the paced walk: 30 s).
+func TestACommitWhoseWakeUpDidNotWalkGoesAfterAnUnkeyedDelivery(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	keys := parkDueHeads(t, b, 40)
+	var up atomic.Bool
+	var failed, kAt, uAt atomic.Int64
+	kKey, uID := keyInLane7(t, b, "during-"), idInLane7(t, b)
+	reg := startOnParkedHeads(t, b, 5*time.Second, time.Hour, dispatch.DestinationFunc(func(_ context.Context, m dispatch.Message) dispatch.Result {
+		if !up.Load() {
+			failed.Add(1)
+			return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+		}
+		switch {
+		case m.OrderingKey == kKey:
+			kAt.Store(time.Now().UnixNano())
+		case m.ID == uID:
+			uAt.Store(time.Now().UnixNano())
+		}
+		return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
+	}))
+	waitFor(t, 20*time.Second, "every head tried once", func() bool { return failed.Load() >= int64(len(keys)) })
+	waitWalksSettled(t, reg, "sink")
+	walksBefore, claimsBefore := walks(t, reg, "sink"), claims(t, reg, "sink")
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: kKey, Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a claim for K's wake-up", func() bool { return claims(t, reg, "sink") > claimsBefore })
+	if w := walks(t, reg, "sink") - walksBefore; w != 0 || kAt.Load() != 0 {
+		t.Fatalf("K's wake-up walked (%d walks) or K was tried: the destination is not paced, the test shows nothing", w)
+	}
+	up.Store(true)
+	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{ID: uID, Destination: "sink", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "U delivered", func() bool { return uAt.Load() != 0 })
+	took := waitFor(t, 2*time.Second, "K delivered after U (sweep 5 s, paced walk 30 s)", func() bool { return kAt.Load() != 0 })
+	t.Logf("K delivered %s after U's delivery was seen", took)
+}
+
 // A destination that fails some keys (a tenant, a shard) and delivers
 // others is not down: a new key's message goes out at once, however many
 // retries fail beside it. Here 40 keys fail every 50 ms or so (hundreds of

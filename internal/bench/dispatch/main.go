@@ -49,6 +49,7 @@ import (
 type options struct {
 	messages, producers int
 	rounds              int
+	round               int // the round being measured, from 0 (-latency-timeline's headers)
 	drainProfile        string
 	designs             map[string]bool // by short name; empty: all
 	rate                float64
@@ -71,7 +72,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "alternating rounds over the designs (medians are printed)")
 	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during the first drain measured (outboxd's, unless -designs leaves it out) to this file")
 	flag.DurationVar(&o.settle, "settle", 11*time.Second, "wait between the drain's end and the latency measurement (below 11 s the drain's row versions and fsyncs miss what idle backends had not yet reported)")
-	timeline := flag.String("latency-timeline", "", "write each latency message's commit time (ms since the measurement's first commit) and latency (ms) to this file, a block per design and round")
+	timeline := flag.String("latency-timeline", "", "write each latency message's commit time (ms since the measurement began) and latency (ms) to this file, a block per design and round")
 	designsFlag := flag.String("designs", "", "comma-separated subset of the designs to measure: outboxd, slow (outboxd beside a timing-out destination), poller, river (default: all; the summary lines need the designs they compare)")
 	flag.Parse()
 	o.designs = map[string]bool{}
@@ -85,8 +86,8 @@ func main() {
 		}
 		o.designs[n] = true
 	}
-	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 || o.producers < 1 || !(o.rate > 0 && o.rate <= 1e6) || o.duration <= 0 || o.settle < 0 {
-		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate above 0 (at most 1e6) and -duration above 0; -http-concurrency, -batch and -settle not negative (0: the default, for the first two)")
+	if *pollerLoops < 1 || *httpConcurrency < 0 || *batchSize < 0 || o.messages < 1 || o.rounds < 1 || o.producers < 1 || !(o.rate > 0 && o.rate <= 1e6) || o.duration <= 0 || o.rate*o.duration.Seconds() < 1 || o.settle < 0 {
+		fmt.Fprintln(os.Stderr, "bench-dispatch: -poller-loops, -messages, -producers and -rounds must be at least 1, -rate above 0 (at most 1e6) and -duration above 0, long enough for one message at -rate; -http-concurrency, -batch and -settle not negative (0: the default, for the first two)")
 		os.Exit(2)
 	}
 	var timelineFile *os.File
@@ -160,6 +161,7 @@ func run(adminURL string, o options) error {
 				continue
 			}
 			mk := designs[short]
+			o.round = r
 			f, name, err := measureFresh(ctx, adminURL, mk, s, o)
 			if err != nil {
 				return err
@@ -389,6 +391,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	committed := make([]time.Time, total)
 	lkeys := make([]string, total)
 	var lwg sync.WaitGroup
+	began := time.Now()
 	tick := time.NewTicker(interval)
 	for i := 0; i < total; i++ {
 		<-tick.C
@@ -408,7 +411,18 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 	if prodErr != nil {
 		return f, prodErr
 	}
-	_ = waitFor(func() bool { return s.distinct() >= total }, time.Minute)
+	// Only this phase's messages count: a drain's straggler may arrive
+	// after the reset (a short -settle).
+	arrived := 0
+	_ = waitFor(func() bool {
+		for arrived < total {
+			if _, ok := s.firstAt(lkeys[arrived]); !ok {
+				return false
+			}
+			arrived++
+		}
+		return true
+	}, time.Minute)
 	f.latencyClientCPU = (pgcost.ClientCPU() - lClient) / float64(total)
 	lAfter, err := read()
 	if err != nil {
@@ -428,7 +442,7 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 		lat = append(lat, max(at.Sub(committed[i]), 0))
 	}
 	if o.timeline != nil {
-		writeTimeline(o.timeline, sys.name(), committed, lkeys, s)
+		writeTimeline(o.timeline, fmt.Sprintf("%s, round %d", sys.name(), o.round+1), began, committed, lkeys, s)
 	}
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
@@ -447,17 +461,18 @@ func measure(ctx context.Context, sys system, s *sink, o options, read func() (p
 }
 
 // writeTimeline writes one latency measurement's messages, one line each:
-// its index, its commit in ms since the first commit, and its latency in
-// ms ("lost" if it never arrived).
-func writeTimeline(w io.Writer, name string, committed []time.Time, keys []string, s *sink) {
-	fmt.Fprintf(w, "# %s, first commit at %s\n", name, committed[0].UTC().Format(time.RFC3339Nano))
+// its index, its commit in ms since the measurement began (its first
+// tick: enqueues run concurrently, so not in index order), and its
+// latency in ms ("lost" if it never arrived).
+func writeTimeline(w io.Writer, name string, began time.Time, committed []time.Time, keys []string, s *sink) {
+	fmt.Fprintf(w, "# %s, began at %s\n", name, began.UTC().Format(time.RFC3339Nano))
 	for i, k := range keys {
 		at, ok := s.firstAt(k)
 		if !ok {
-			fmt.Fprintf(w, "%d %.3f lost\n", i, ms64(committed[i].Sub(committed[0])))
+			fmt.Fprintf(w, "%d - lost\n", i) // never committed, or not delivered
 			continue
 		}
-		fmt.Fprintf(w, "%d %.3f %.3f\n", i, ms64(committed[i].Sub(committed[0])), ms64(max(at.Sub(committed[i]), 0)))
+		fmt.Fprintf(w, "%d %.3f %.3f\n", i, ms64(committed[i].Sub(began)), ms64(max(at.Sub(committed[i]), 0)))
 	}
 }
 
