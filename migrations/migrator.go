@@ -158,8 +158,8 @@ func (m *Migrator) up(ctx context.Context, op string, target int64, run func(*go
 		if err != nil {
 			return nil, err
 		}
-		res, err := run(p, ctx)
-		var pe *goose.PartialError // a migration failed: never tried again here
+		res, err := againAfterDeadlocks(ctx, m.log, op, func() ([]*goose.MigrationResult, error) { return run(p, ctx) })
+		var pe *goose.PartialError // a migration failed: never tried again here (but a deadlock's victim, above)
 		if err != nil && tries < 3 && !errors.As(err, &pe) && (isSQLState(err, "42P01") || isSQLState(err, "3F000")) {
 			continue
 		}
@@ -237,7 +237,12 @@ func (m *Migrator) Down(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.Down(ctx)
+	var res *goose.MigrationResult
+	_, err = againAfterDeadlocks(ctx, m.log, "down", func() ([]*goose.MigrationResult, error) {
+		var err error
+		res, err = p.Down(ctx)
+		return nil, err
+	})
 	if err != nil {
 		if errors.Is(err, goose.ErrNoNextVersion) {
 			return nil, m.removeIfEmpty(ctx)
@@ -256,9 +261,10 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.DownTo(ctx, version)
+	op := fmt.Sprintf("down to %d", version)
+	res, err := againAfterDeadlocks(ctx, m.log, op, func() ([]*goose.MigrationResult, error) { return p.DownTo(ctx, version) })
 	if err != nil {
-		return failed(fmt.Sprintf("down to %d", version), res, err)
+		return failed(op, res, err)
 	}
 	return resultsOf(res), m.removeIfEmpty(ctx)
 }
