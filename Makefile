@@ -6,9 +6,6 @@ BIN           := $(CURDIR)/bin
 # Test packages run in parallel processes; each gets its databases from the
 # harness in internal/pgtest (see README: "Test databases").
 TEST_FLAGS    ?= -race -count=1 -timeout 8m
-# The two longest packages first: go test starts packages in this order, two
-# at a time on two cores, and the worker's minutes, started last, ran alone.
-TEST_PKGS     ?= ./worker ./cmd/outboxd ./...
 
 .DEFAULT_GOAL := help
 
@@ -35,7 +32,7 @@ FUZZ_RECEIVER_EXECS ?= 10000x
 test: promtool ## Vet, lint, run every test with the race detector against a real PostgreSQL, then a short fuzz run.
 	$(GO) vet ./...
 	$(MAKE) lint
-	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
 
 # Debian's prometheus package ships promtool, which checks and unit-tests
