@@ -189,6 +189,7 @@ func (r *laneRunner) run() {
 		backoff = 100 * time.Millisecond
 		if len(batch) == 0 {
 			r.walk.progressed = nil
+			r.forgetDue(claimedAt)
 			r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
 			continue
 		}
@@ -264,20 +265,21 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 	return wait
 }
 
-// retryFellDue tells whether a retry noted before fell due after the claim
-// begun at claimedAt: that claim may not have seen it, no wake-up comes
-// for it, and noteRetries forgets it, so the next claim must be at once.
-// Those due before are the claim's (a full batch claims again anyway).
+// retryFellDue forgets the retries due by claimedAt (the claim begun then
+// took them, or its batch was full and the next claim comes at once) and
+// tells whether one fell due since: that claim may not have seen it and
+// no wake-up comes for it, so the next claim must be at once.
 func (r *laneRunner) retryFellDue(claimedAt time.Duration) bool {
 	r.forgetDue(claimedAt)
 	return len(r.retries) > 0 && r.retries[0] <= r.d.mono()
 }
 
 // noteRetries notes when the batch's retries fall due (a retry at once,
-// after a pause or an abandoned attempt, needs no timer).
+// after a pause or an abandoned attempt, needs no timer). Each claim
+// forgets those due by its start, so a lane that never idles does not
+// keep them all.
 func (r *laneRunner) noteRetries(results []result) {
 	now := r.d.mono()
-	r.forgetDue(now) // a lane that never idles must not keep them all
 	for _, res := range results {
 		if res.status == "pending" && res.retryIn > 0 {
 			heap.Push(&r.retries, now+res.retryIn)
@@ -286,19 +288,18 @@ func (r *laneRunner) noteRetries(results []result) {
 }
 
 // untilRetry shortens an idle of wait to end when the soonest retry
-// recorded and not yet due is, forgetting those due already (the claim
-// that follows their time takes them).
+// recorded is due: at once when one fell due after the last claim began
+// (forgetting it here left it to the sweep, when a wake-up's claim came
+// just before its time).
 func (r *laneRunner) untilRetry(wait time.Duration) time.Duration {
-	now := r.d.mono()
-	r.forgetDue(now)
 	if len(r.retries) > 0 {
-		return min(wait, r.retries[0]-now)
+		return max(min(wait, r.retries[0]-r.d.mono()), 0)
 	}
 	return wait
 }
 
-// forgetDue drops the retries due by now: the claim that follows their
-// time takes them. What is left is about one per message retrying in the
+// forgetDue drops the retries due by now, the start of a claim, which
+// took them. What is left is about one per message retrying in the
 // lane.
 func (r *laneRunner) forgetDue(now time.Duration) {
 	for len(r.retries) > 0 && r.retries[0] <= now {
