@@ -80,10 +80,14 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 	if err := f.check(); err != nil {
 		return nil, err
 	}
-	cfg, err := pgx.ParseConfig(f.url)
+	// Parsed as the pool's URL is: its pool_* settings (serve's pool,
+	// from a URL the commands share) are checked and left out, where pgx
+	// alone sent them to the server as parameters, which refused them.
+	pcfg, err := pgxpool.ParseConfig(f.url)
 	if err != nil {
 		return nil, f.urlErr(describeParseError(err))
 	}
+	cfg := pcfg.ConnConfig
 	f.nameSessions(cfg.RuntimeParams)
 	db := stdlib.OpenDB(*cfg)
 	pctx, cancel := context.WithTimeout(ctx, f.connectTimeout)

@@ -211,6 +211,11 @@ func (d *decimalInt64) Set(s string) error {
 	if err != nil {
 		return errors.New("want a whole number")
 	}
+	// A sign only on a negative number, which the caller refuses with its
+	// own words: an operator's `--to -0` was read as 0 and reverted all.
+	if s[0] == '+' || (s[0] == '-' && n == 0) {
+		return errors.New("want a whole number without a sign")
+	}
 	*d = decimalInt64(n)
 	return nil
 }

@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 	// under make test: such a process sleeps 1 s as it exits
 	// (atexit_sleep_ms) for other goroutines' reports, which made each
 	// `--help` take 1.2 s and the package minutes. Races are still
-	// reported (and fail the command) without that sleep.
+	// reported (exit status 66) without that sleep; only one that another
+	// goroutine would have hit during it, at exit, goes unseen.
 	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
 		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0")) //nolint:errcheck,gosec // only for the commands started below
 	}

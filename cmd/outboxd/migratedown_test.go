@@ -87,3 +87,38 @@ func TestMigrateUpTo(t *testing.T) {
 		t.Fatalf("version after up: %+v", r)
 	}
 }
+
+// --to with a sign on a number that is not negative is a usage mistake:
+// `--to -0` was read as 0 and reverted everything.
+func TestMigrateToRefusesASign(t *testing.T) {
+	t.Parallel()
+	db := []string{"DATABASE_URL=" + pgtest.URL(t)}
+	before := outboxd(t, db, "migrate", "version")
+	for _, args := range [][]string{{"down", "--to", "-0"}, {"down", "--to", "+5"}, {"up", "--to", "+5"}} {
+		r := outboxd(t, db, append([]string{"migrate"}, args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "want a whole number without a sign") {
+			t.Errorf("%v: %+v", args, r)
+		}
+	}
+	if r := outboxd(t, db, "migrate", "version"); r.code != 0 || r.stdout != before.stdout || before.stdout == "0\n" {
+		t.Fatalf("a migration was reverted: %+v, before %+v", r, before)
+	}
+}
+
+// The commands share serve's URL, pool settings and all: migrate leaves
+// pgxpool's pool_* out of what it sends the server (which refused
+// pool_max_conns as an unknown parameter, so `serve --migrate` could not
+// start) and refuses a bad one as the other commands do.
+func TestMigrateTakesAPoolURL(t *testing.T) {
+	t.Parallel()
+	url := pgtest.EmptyURL(t)
+	if r := outboxd(t, nil, "migrate", "up", "--database-url", url+"&pool_max_conns=5&pool_min_conns=1"); r.code != 0 {
+		t.Fatalf("up with pool settings: %+v", r)
+	}
+	if r := outboxd(t, nil, "migrate", "status", "--database-url", url+"&pool_max_conns=5"); r.code != 0 || strings.Contains(r.stdout, " pending ") {
+		t.Fatalf("status with pool settings: %+v", r)
+	}
+	if r := outboxd(t, nil, "migrate", "up", "--database-url", url+"&pool_max_conns=abc"); r.code != 2 {
+		t.Fatalf("a bad pool_max_conns: %+v (want exit 2, as send gives)", r)
+	}
+}
