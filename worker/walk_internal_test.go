@@ -113,10 +113,12 @@ func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 // A runner keeps the due time of each retry it recorded until it falls
 // due, even when it never idles (each batch delivers something or is
 // full): at most one per message retrying, here one, after 1,000
-// batches each recording a retry 1 µs away.
+// batches each recording a retry 1 µs away. Each claim forgets those due
+// when it began (run's order: the claim, then the batch's retries noted).
 func TestRetryTimesAreForgottenOnceDue(t *testing.T) {
 	r := &laneRunner{d: &Dispatcher{epoch: time.Now()}}
 	for range 1000 {
+		r.retryFellDue(r.d.mono())
 		r.noteRetries([]result{{status: "pending", retryIn: time.Microsecond}})
 		time.Sleep(2 * time.Microsecond) // the last one falls due
 	}
