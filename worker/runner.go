@@ -212,9 +212,9 @@ func (r *laneRunner) run() {
 		}
 		recordBackoff = 100 * time.Millisecond
 		r.afterBatch(batch, results)
-		fellDue := r.retryFellDue(claimedAt)
+		r.forgetDue(claimedAt)
 		r.noteRetries(results)
-		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 && !r.goAgain && !fellDue {
+		if wait := r.nextClaimIn(batch, results, claimedAt); wait > 0 && !r.goAgain {
 			// Claiming again at once would look for what this claim took
 			// all of. A wake-up for this destination ends the wait.
 			r.walk.woken = r.idle(r.untilRetry(min(wait, r.untilWalk())))
@@ -236,8 +236,8 @@ func (r *laneRunner) run() {
 // lane's previous holder did), that fell due while the batch was out is
 // found within SweepInterval, as README promises, where claiming at once
 // found it when the batch was recorded; one it recorded is claimed at
-// once, retryFellDue), or until the soonest of the batch's retries is
-// due, whichever is first.
+// once, untilRetry), or until the soonest retry it recorded is due,
+// whichever is first.
 // A batch that made no progress and took all that was due leaves nothing
 // due behind it but what time makes due and new commits (which wake the
 // lane).
@@ -265,15 +265,6 @@ func (r *laneRunner) nextClaimIn(batch []claimed, results []result, claimedAt ti
 	return wait
 }
 
-// retryFellDue forgets the retries due by claimedAt (the claim begun then
-// took them, or its batch was full and the next claim comes at once) and
-// tells whether one fell due since: that claim may not have seen it and
-// no wake-up comes for it, so the next claim must be at once.
-func (r *laneRunner) retryFellDue(claimedAt time.Duration) bool {
-	r.forgetDue(claimedAt)
-	return len(r.retries) > 0 && r.retries[0] <= r.d.mono()
-}
-
 // noteRetries notes when the batch's retries fall due (a retry at once,
 // after a pause or an abandoned attempt, needs no timer). Each claim
 // forgets those due by its start, so a lane that never idles does not
@@ -299,8 +290,9 @@ func (r *laneRunner) untilRetry(wait time.Duration) time.Duration {
 }
 
 // forgetDue drops the retries due by now, the start of a claim, which
-// took them. What is left is about one per message retrying in the
-// lane.
+// took them (or its batch was full, and the next claim comes at once).
+// One due since may not have been seen: untilRetry claims at once for it.
+// What is left is about one per message retrying in the lane.
 func (r *laneRunner) forgetDue(now time.Duration) {
 	for len(r.retries) > 0 && r.retries[0] <= now {
 		heap.Pop(&r.retries)

@@ -118,7 +118,7 @@ func TestWakeUpsArePacedForADownDestinationsSlowWalks(t *testing.T) {
 func TestRetryTimesAreForgottenOnceDue(t *testing.T) {
 	r := &laneRunner{d: &Dispatcher{epoch: time.Now()}}
 	for range 1000 {
-		r.retryFellDue(r.d.mono())
+		r.forgetDue(r.d.mono())
 		r.noteRetries([]result{{status: "pending", retryIn: time.Microsecond}})
 		time.Sleep(2 * time.Microsecond) // the last one falls due
 	}

@@ -88,6 +88,7 @@ destinations:
 		"postgres://u:Xy@" + testPassword + "@127.0.0.1:notaport/x",
 		"postgres://u:Xy@" + testPassword + "@127.0.0.1:5432/x?connect_timeout=2",
 		"postgres://" + testPassword + "@127.0.0.1:notaport/x",
+		"postgres://app:" + testPassword + "@127.0.0.1:5432/x?pool_max_conns=abc",
 	} {
 		cmds = append(cmds, []string{"migrate", "up", "--database-url", u}, []string{"outbox", "dead", "--database-url", u},
 			[]string{"outbox", "dead", "--json", "--database-url", u}, []string{"inbox", "find", "a=b", "--json", "--database-url", u})
