@@ -36,9 +36,7 @@ func TestAFailedBatchWaitsForItsSweep(t *testing.T) {
 		c.Retry = worker.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 5}
 		c.Destinations = map[string]dispatch.Destination{"down": dispatch.DestinationFunc(unavailable)}
 	}))
-	for claims(t, reg, "down") < 32 { // every lane's first claim
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFirstClaims(t, reg, "down")
 	before := claims(t, reg, "down")
 	const n = 100
 	for i := range n {

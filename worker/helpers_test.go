@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgtest"
@@ -121,6 +122,13 @@ func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) t
 		time.Sleep(5 * time.Millisecond)
 	}
 	return time.Since(start).Round(time.Millisecond)
+}
+
+// waitFirstClaims waits for the first claim of each of destination's 32
+// lanes: what start-up claims is then behind a test's count.
+func waitFirstClaims(t *testing.T, reg *prometheus.Registry, destination string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "every lane's first claim of "+destination, func() bool { return claims(t, reg, destination) >= 32 })
 }
 
 // counts returns how many messages are in each status.

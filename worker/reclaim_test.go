@@ -25,7 +25,7 @@ func TestAnUnkeyedDeliveryIsNotFollowedByAnEmptyClaim(t *testing.T) {
 	b := setup(t)
 	reg, m := newMetrics(t)
 	b.start(t, b.config(t, func(c *worker.Config) { c.SweepInterval, c.Metrics = time.Hour, m }))
-	waitFor(t, 20*time.Second, "every lane's first claim", func() bool { return claims(t, reg, "sink") >= 32 })
+	waitFirstClaims(t, reg, "sink")
 	before := claims(t, reg, "sink")
 	const n = 100
 	for i := range n {
@@ -75,7 +75,7 @@ func TestARetryDueDuringAnotherDeliveryIsClaimedAtOnce(t *testing.T) {
 			return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
 		})}
 	}))
-	waitFor(t, 20*time.Second, "every lane's first claim", func() bool { return claims(t, reg, "sink") >= 32 })
+	waitFirstClaims(t, reg, "sink")
 	enqueue := func(id uuid.UUID) {
 		t.Helper()
 		if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{ID: id, Destination: "sink", Payload: []byte(`{}`)}); err != nil {
@@ -121,7 +121,7 @@ func TestARetryDueDuringAnEmptyClaimIsClaimedAtOnce(t *testing.T) {
 			return dispatch.Result{Outcome: dispatch.Delivered, StatusCode: 200}
 		})}
 	}))
-	waitFor(t, 20*time.Second, "every lane's first claim", func() bool { return claims(t, reg, "sink") >= 32 })
+	waitFirstClaims(t, reg, "sink")
 	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{ID: rID, Destination: "sink", Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
