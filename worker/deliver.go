@@ -112,6 +112,12 @@ func (r *laneRunner) leaseValid() bool {
 	return r.leaseCtx.Err() == nil && r.d.mono() < time.Duration(r.deadline.Load())
 }
 
+// leaseLost says the lease ran out, or the database no longer has it as
+// ours, rather than a stop's budget cutting everything off (abortCtx).
+func (r *laneRunner) leaseLost() bool {
+	return !r.leaseValid() && r.d.abortCtx.Err() == nil
+}
+
 // attempt delivers one message; ok=false means it was not attempted (the
 // lease is gone, or the destination is paused) and stays as it is.
 func (r *laneRunner) attempt(m claimed) (result, bool) {

@@ -98,14 +98,16 @@ func (r *laneRunner) recordAgain(results []result) error {
 	return nil
 }
 
-// recordFailed gives up on the results of a batch the database did not
-// take (err): the runner stops, or its lease ran out, and the messages
-// are the lane's next holder's to send, with the same keys.
+// recordFailed gives up on the results of a batch or of stragglers the
+// database did not take (err): the runner stops, or its lease ran out, and
+// the messages are the lane's next holder's to send, with the same keys.
+// A lease that ran out is said so even when the runner was then told to
+// stop (a running daemon's log read "while stopping": an operator's trial).
 func (r *laneRunner) recordFailed(results []result, err error) {
 	r.attempted(results)
 	n := len(results)
 	total := r.d.unrecorded.Add(int64(n))
-	if r.stopping() {
+	if r.stopping() && !r.leaseLost() {
 		r.unrecordedAtStop(n, total, err)
 		return
 	}

@@ -220,18 +220,17 @@ func (r *laneRunner) settleRefused(err error) {
 	}
 }
 
-// finishStragglers, as the run ends, records each straggler as it ends:
-// their attempts finish, or are cut off, as a batch's. One that never
-// returns (a Destination that ignores its context) holds back only its
-// own results; results the database refuses now are counted, as a
-// stopping batch's, and left to the lane's next holder.
+// finishStragglers, as the run ends (a stop, or the lease ran out),
+// records each straggler as it ends: their attempts finish, or are cut
+// off, as a batch's. One that never returns (a Destination that ignores
+// its context) holds back only its own results; results the database
+// refuses now are given up as a batch's, and left to the lane's next holder.
 func (r *laneRunner) finishStragglers() {
 	for {
 		if _, err := r.settleStragglers(); err != nil {
 			results, took := r.takeStragglers()
 			r.commitStragglers(took)
-			r.attempted(results)
-			r.unrecordedAtStop(len(results), r.d.unrecorded.Add(int64(len(results))), err)
+			r.recordFailed(results, err)
 		}
 		if len(r.stragglers) == 0 {
 			return
