@@ -113,9 +113,9 @@ func (r *laneRunner) leaseValid() bool {
 }
 
 // leaseLost says the lease ran out, or the database no longer has it as
-// ours, rather than a stop's budget cutting everything off (abortCtx).
+// ours (before a stop's budget cut everything off, abortCtx, or after).
 func (r *laneRunner) leaseLost() bool {
-	return !r.leaseValid() && r.d.abortCtx.Err() == nil
+	return r.lost.Load() || (!r.leaseValid() && r.d.abortCtx.Err() == nil)
 }
 
 // attempt delivers one message; ok=false means it was not attempted (the

@@ -277,6 +277,9 @@ func (d *Dispatcher) renew(ctx context.Context) error {
 		if ok, held := d.logs.Allow("lease lost"); ok {
 			d.log.Warn("lost the lease of a lane", "destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
 		}
+		// Latched before the stop, which would otherwise read as the
+		// cause of what the runner gives up (recordFailed).
+		r.lost.Store(true)
 		d.stopRunner(r.key, false)
 		r.expire()
 	}

@@ -117,7 +117,11 @@ func (r *laneRunner) recordFailed(results []result, err error) {
 			"error", err, "similar_lines_left_out", held)
 	}
 	r.walk.next = true
-	r.d.health.report("recording results", err)
+	if !r.stopping() {
+		// A stop says nothing of the dispatcher retrying: the wording
+		// removed from stops once (stoprecord_test.go).
+		r.d.health.report("recording results", err)
+	}
 }
 
 // attempted counts results not recorded in the attempts metric: each

@@ -44,9 +44,13 @@ type laneRunner struct {
 	// finishing: the run is ending; the lease is no longer renewed for it.
 	finishing atomic.Bool
 	deadline  atomic.Int64 // lease deadline, as d.mono()
-	leaseCtx  context.Context
-	cancel    context.CancelFunc
-	walk      walkState // used by run's goroutine only
+	// lost: the lease ran out, or the database no longer has it as ours
+	// (not a stop's budget cutting everything off); latched, so that a
+	// stop that comes after it does not read as the cause.
+	lost     atomic.Bool
+	leaseCtx context.Context
+	cancel   context.CancelFunc
+	walk     walkState // used by run's goroutine only
 	// retries: d.mono() when each retry this runner recorded falls due,
 	// soonest first (run's goroutine only). A claim woken before one is
 	// due finds nothing; the idle after it must still end when it is.
@@ -106,14 +110,20 @@ func (r *laneRunner) stopping() bool { return r.stopCtx.Err() != nil }
 func (r *laneRunner) extend(deadline time.Duration) { r.deadline.Store(int64(deadline)) }
 
 // expire ends the lease at once: the database no longer has it as ours.
-func (r *laneRunner) expire() { r.cancel() }
+func (r *laneRunner) expire() { r.lose() }
+
+// lose ends the lease, latching that it was lost (leaseLost).
+func (r *laneRunner) lose() {
+	r.lost.Store(true)
+	r.cancel()
+}
 
 // watch cancels leaseCtx when the deadline passes without an extension.
 func (r *laneRunner) watch() {
 	for {
 		left := time.Duration(r.deadline.Load()) - r.d.mono()
 		if left <= 0 {
-			r.cancel()
+			r.lose()
 			return
 		}
 		t := time.NewTimer(left)
@@ -149,7 +159,11 @@ func (r *laneRunner) run() {
 	recordBackoff := 100 * time.Millisecond // reset by a recording that worked only
 	for !r.stopping() {
 		if !r.leaseValid() {
-			r.cancel()
+			if r.d.abortCtx.Err() == nil {
+				r.lose() // the deadline passed before watch saw it
+			} else {
+				r.cancel()
+			}
 			// The database may still have it as ours (a renewal that came
 			// back late): give it back, under our token, so that nobody
 			// waits a whole TTL for it. A no-op if another holds it now.

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -19,10 +20,46 @@ import (
 // out are logged as the lease's loss, not as a stop: the process was not
 // stopping (an operator's trial read "while stopping" in a running
 // daemon's log and looked for who stopped it). Here the database refuses
-// the lease's renewals and the straggler's result while the straggler is
-// out.
+// the lease's renewals and the straggler's result while it is out.
 func TestAStragglersResultsLostWithTheLeaseAreNotLoggedAsAStop(t *testing.T) {
 	t.Parallel()
+	s := startStragglerWithoutRenewals(t)
+	close(s.h.slow) // delivered; its result refused until the lease runs out
+	s.waitGivenUp(t)
+}
+
+// The same when the dispatcher is told to stop after the lease ran out,
+// and the stop's budget runs out before the straggler ends (a Destination
+// that ignores its context): the loss came first, and is what the log
+// says.
+func TestAStragglersResultsLostWithTheLeaseBeforeAStopAreNotLoggedAsAStop(t *testing.T) {
+	t.Parallel()
+	s := startStragglerWithoutRenewals(t)
+	waitFor(t, 20*time.Second, "the lease run out", func() bool { return strings.Contains(s.log.String(), "lease of a lane ran out") })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := s.d.Stop(ctx); !errors.Is(err, worker.ErrAbandoned) {
+		t.Fatalf("Stop beside a delivery that ignores its context: %v", err)
+	}
+	close(s.h.slow) // the straggler ends after the stop gave up on it
+	s.waitGivenUp(t)
+}
+
+type stragglerWithoutRenewals struct {
+	d   *worker.Dispatcher
+	h   *hangingOne
+	log *syncbuf.Buffer
+}
+
+// startStragglerWithoutRenewals starts a dispatcher whose lane holds a
+// straggler (a "slow" message, which ignores its context, out past its
+// batch) and then refuses every update: the renewals (the runner's lease
+// runs out within LeaseTTL) and any result. The database holds the leases
+// for an hour: a renewal after the runner's deadline still fails (it would
+// otherwise find the lease gone and stop the runner itself), and
+// recording, which checks the lease, reaches the refusal.
+func startStragglerWithoutRenewals(t *testing.T) stragglerWithoutRenewals {
+	t.Helper()
 	b := setup(t)
 	ctx := context.Background()
 	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
@@ -30,32 +67,33 @@ func TestAStragglersResultsLostWithTheLeaseAreNotLoggedAsAStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := b.pool.Exec(ctx, `
-CREATE TABLE refusing (id uuid);
+CREATE TABLE refusing ();
 CREATE FUNCTION outboxd.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN IF EXISTS (SELECT 1 FROM refusing WHERE id = NEW.id OR id IS NULL) THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
-CREATE FUNCTION outboxd.test_refuse_lanes() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN IF EXISTS (SELECT 1 FROM refusing WHERE id IS NULL) THEN RAISE EXCEPTION 'renewal refused'; END IF; RETURN NEW; END $$;
+BEGIN IF EXISTS (SELECT FROM refusing) THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
 CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW EXECUTE FUNCTION outboxd.test_refuse();
-CREATE TRIGGER test_refuse_lanes BEFORE UPDATE ON outboxd.outbox_lanes FOR EACH ROW EXECUTE FUNCTION outboxd.test_refuse_lanes()`); err != nil {
+CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_lanes FOR EACH ROW EXECUTE FUNCTION outboxd.test_refuse()`); err != nil {
 		t.Fatal(err)
 	}
-	var log syncbuf.Buffer
-	b.start(t, b.config(t, func(c *worker.Config) {
+	log := &syncbuf.Buffer{}
+	d := b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": h}
-		c.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		c.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}))
-	t.Cleanup(func() { close(h.release) })
+	t.Cleanup(func() {
+		select {
+		case <-h.slow:
+		default:
+			close(h.slow)
+		}
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(log.String())
 		}
 	})
-	// The batch (both messages) becomes a straggler: a neighbour goes out.
-	waitFor(t, 20*time.Second, "the first request in flight", func() bool { return h.count(first.ID) == 1 })
+	// The batch becomes a straggler: a neighbour goes out, and is recorded.
+	waitFor(t, 20*time.Second, "the slow request in flight", func() bool { return h.count(first.ID) == 1 })
 	other, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: laneNeighbour(t, b), Payload: []byte("x")})
 	if err != nil {
 		t.Fatal(err)
@@ -65,22 +103,22 @@ CREATE TRIGGER test_refuse_lanes BEFORE UPDATE ON outboxd.outbox_lanes FOR EACH 
 		err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, other.ID).Scan(&status)
 		return err == nil && status == "delivered"
 	})
-	// From here every update is refused: the renewals (the runner's lease
-	// runs out within LeaseTTL) and the first's result, delivered now. The
-	// database holds the leases for an hour: a renewal after the runner's
-	// deadline still fails (it would find the lease gone and stop the
-	// runner itself), and recording, which checks the lease, reaches the
-	// refusal.
 	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_lanes SET lease_until = now() + interval '1 hour';
-INSERT INTO refusing VALUES (NULL)`); err != nil {
+INSERT INTO refusing DEFAULT VALUES`); err != nil {
 		t.Fatal(err)
 	}
-	close(h.slow)
-	waitFor(t, 20*time.Second, "the straggler's result given up", func() bool {
-		s := log.String()
-		return strings.Contains(s, "results not recorded before the lane's lease ran out") || strings.Contains(s, "while stopping")
+	return stragglerWithoutRenewals{d: d, h: h, log: log}
+}
+
+// waitGivenUp waits for the straggler's result to be given up, and fails
+// if that was said to be a stop's doing.
+func (s stragglerWithoutRenewals) waitGivenUp(t *testing.T) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the straggler's result given up", func() bool {
+		l := s.log.String()
+		return strings.Contains(l, "results not recorded before the lane's lease ran out") || strings.Contains(l, "while stopping")
 	})
-	if strings.Contains(log.String(), "while stopping") {
-		t.Fatalf("a lease that ran out in a running dispatcher logged as a stop:\n%s", log.String())
+	if strings.Contains(s.log.String(), "while stopping") {
+		t.Fatalf("a lease that ran out logged as a stop:\n%s", s.log.String())
 	}
 }
