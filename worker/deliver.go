@@ -114,6 +114,8 @@ func (r *laneRunner) leaseValid() bool {
 
 // leaseLost says the lease ran out, or the database no longer has it as
 // ours (before a stop's budget cut everything off, abortCtx, or after).
+// The second clause would read a plain stop's end as a loss after run's
+// deferred cancel; finishStragglers, its only late caller, runs before it.
 func (r *laneRunner) leaseLost() bool {
 	return r.lost.Load() || (!r.leaseValid() && r.d.abortCtx.Err() == nil)
 }

@@ -49,8 +49,7 @@ func ExpireRunner(d *Dispatcher, lane Lane) <-chan struct{} {
 	if r == nil {
 		return nil
 	}
-	d.stopRunner(lane, false)
-	r.expire()
+	d.leaseGone(r)
 	return r.stopped
 }
 

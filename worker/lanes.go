@@ -277,13 +277,18 @@ func (d *Dispatcher) renew(ctx context.Context) error {
 		if ok, held := d.logs.Allow("lease lost"); ok {
 			d.log.Warn("lost the lease of a lane", "destination", r.key.Destination, "lane", r.key.Lane, "similar_lines_left_out", held)
 		}
-		// Latched before the stop, which would otherwise read as the
-		// cause of what the runner gives up (recordFailed).
-		r.lost.Store(true)
-		d.stopRunner(r.key, false)
-		r.expire()
+		d.leaseGone(r)
 	}
 	return nil
+}
+
+// leaseGone stops r, whose lease the database no longer has as ours. The
+// loss is latched before the stop, which would otherwise read as the cause
+// of what the runner gives up (recordFailed reads stopping, then the latch).
+func (d *Dispatcher) leaseGone(r *laneRunner) {
+	r.lost.Store(true)
+	d.stopRunner(r.key, false)
+	r.expire()
 }
 
 func scanLane(row pgx.CollectableRow) (Lane, error) {

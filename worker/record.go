@@ -107,6 +107,8 @@ func (r *laneRunner) recordFailed(results []result, err error) {
 	r.attempted(results)
 	n := len(results)
 	total := r.d.unrecorded.Add(int64(n))
+	// stopping first: renew latches a loss before it stops the runner, so
+	// a runner seen stopping for that reason is also seen to have lost it.
 	if r.stopping() && !r.leaseLost() {
 		r.unrecordedAtStop(n, total, err)
 		return

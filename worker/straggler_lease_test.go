@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/syncbuf"
@@ -45,10 +46,27 @@ func TestAStragglersResultsLostWithTheLeaseBeforeAStopAreNotLoggedAsAStop(t *tes
 	s.waitGivenUp(t)
 }
 
+// The same when the renewal finds the lease gone (another holder, a
+// lease_until past), which also stops the runner.
+func TestAStragglersResultsLostWithALeaseFoundGoneAreNotLoggedAsAStop(t *testing.T) {
+	t.Parallel()
+	s := startStragglerWithoutRenewals(t)
+	var lane int
+	if err := s.pool.QueryRow(context.Background(), `SELECT (hashtext('k-hang') & 2147483647) % 32`).Scan(&lane); err != nil {
+		t.Fatal(err)
+	}
+	if worker.ExpireRunner(s.d, worker.Lane{Destination: "sink", Lane: lane}) == nil {
+		t.Fatalf("lane %d has no runner", lane)
+	}
+	close(s.h.slow)
+	s.waitGivenUp(t)
+}
+
 type stragglerWithoutRenewals struct {
-	d   *worker.Dispatcher
-	h   *hangingOne
-	log *syncbuf.Buffer
+	d    *worker.Dispatcher
+	pool *pgxpool.Pool
+	h    *hangingOne
+	log  *syncbuf.Buffer
 }
 
 // startStragglerWithoutRenewals starts a dispatcher whose lane holds a
@@ -107,7 +125,7 @@ CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_lanes FOR EACH ROW EX
 INSERT INTO refusing DEFAULT VALUES`); err != nil {
 		t.Fatal(err)
 	}
-	return stragglerWithoutRenewals{d: d, h: h, log: log}
+	return stragglerWithoutRenewals{d: d, pool: b.pool, h: h, log: log}
 }
 
 // waitGivenUp waits for the straggler's result to be given up, and fails
