@@ -39,6 +39,13 @@ func QueuedDeliveries(d *Dispatcher, dest string) int {
 	return len(p.queue) - p.head
 }
 
+// HasRunner says whether lane has a runner that was not told to stop.
+func HasRunner(d *Dispatcher, lane Lane) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.runners[lane] != nil
+}
+
 // ExpireRunner does to lane's runner what renew does when it finds the
 // lease lost, and returns the channel closed once the runner stopped (nil
 // when the lane has none).

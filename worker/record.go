@@ -263,10 +263,16 @@ func (r *laneRunner) recordCtx() (context.Context, context.CancelFunc) {
 
 // unrecordedAtStop logs results that a stopping runner could not record
 // (its wind-down's budget ran out): unlike a running one, it does not try
-// again, and the messages are the lane's next holder's to send.
+// again, and the messages are the lane's next holder's to send. A runner
+// stops in a running dispatcher only to hand its lane over (balancing):
+// its line says so, not "while stopping" (a review's).
 func (r *laneRunner) unrecordedAtStop(n int, total int64, err error) {
+	msg := "results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder"
+	if r.d.runCtx.Err() == nil {
+		msg = "results not recorded while handing the lane to another dispatcher; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder"
+	}
 	if ok, held := r.d.logs.Allow("unrecorded at stop"); ok {
-		r.d.log.Warn("results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder",
+		r.d.log.Warn(msg,
 			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "not_recorded_in_all", total, "error", err, "similar_lines_left_out", held)
 	}
 }
