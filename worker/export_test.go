@@ -39,7 +39,8 @@ func QueuedDeliveries(d *Dispatcher, dest string) int {
 	return len(p.queue) - p.head
 }
 
-// HasRunner says whether lane has a runner that was not told to stop.
+// HasRunner says whether lane has a runner in d's runners: stopRunner takes
+// it out just before it tells it to stop.
 func HasRunner(d *Dispatcher, lane Lane) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

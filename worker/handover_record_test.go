@@ -16,17 +16,27 @@ import (
 )
 
 // A lane handed to another dispatcher (balancing) whose batch's results
-// the database refuses gives them up as a stop does, and says it was a
-// hand-over: "while stopping" in a daemon nobody stopped sent an operator
-// looking for who stopped it. Balancing gives back the highest lanes: the
-// message is in lane 31.
-func TestResultsGivenUpInAHandOverAreNotLoggedAsAStop(t *testing.T) {
+// the database refuses for a while tries them again as long as its lease
+// holds, as a running lane does: it gave them up at once, and the lane's
+// next holder sent the batch again (a review's). Balancing gives back the
+// highest lanes: the message is in lane 31. The same for a straggler's
+// result (the batch outlasted stragglerAfter before the hand-over).
+func TestAHandOverTriesRefusedResultsAgain(t *testing.T) {
 	t.Parallel()
+	for _, straggler := range []bool{false, true} {
+		t.Run(map[bool]string{false: "batch", true: "straggler"}[straggler], func(t *testing.T) {
+			t.Parallel()
+			handOverRefused(t, straggler)
+		})
+	}
+}
+
+func handOverRefused(t *testing.T, straggler bool) {
 	b := setup(t)
 	ctx := context.Background()
-	var key string
-	if err := b.pool.QueryRow(ctx, `SELECT 'k-' || i FROM generate_series(1, 10000) i
-WHERE (hashtext('k-' || i) & 2147483647) % 32 = 31 LIMIT 1`).Scan(&key); err != nil {
+	var key, neighbour string
+	if err := b.pool.QueryRow(ctx, `SELECT min(k), max(k) FROM (SELECT 'k-' || i AS k FROM generate_series(1, 10000) i
+WHERE (hashtext('k-' || i) & 2147483647) % 32 = 31 LIMIT 2) keys`).Scan(&key, &neighbour); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.pool.Exec(ctx, `
@@ -58,18 +68,42 @@ CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW
 		}
 	})
 	waitFor(t, 20*time.Second, "the message in flight", func() bool { return h.count(m.ID) == 1 })
+	if straggler { // a neighbour goes out beside it, and is recorded
+		other, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: neighbour, Payload: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "a neighbour beside the slow request, recorded", func() bool {
+			var status string
+			err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, other.ID).Scan(&status)
+			return err == nil && status == "delivered"
+		})
+	}
 	if _, err := b.pool.Exec(ctx, `INSERT INTO refusing DEFAULT VALUES`); err != nil {
 		t.Fatal(err)
 	}
 	b.start(t, config("two"))
 	lane := worker.Lane{Destination: "sink", Lane: 31}
 	waitFor(t, 20*time.Second, "lane 31 handed over", func() bool { return !worker.HasRunner(one, lane) })
-	close(h.slow) // delivered; its result refused, and given up at once by a runner handing its lane over
-	waitFor(t, 20*time.Second, "the result given up", func() bool {
-		l := log.String()
-		return strings.Contains(l, "while handing the lane to another dispatcher") || strings.Contains(l, "while stopping")
+	close(h.slow) // delivered; its result refused while the lane is handed over
+	waitFor(t, 20*time.Second, "the result refused, to be tried again", func() bool {
+		l := log.String() // a batch's line, or a straggler's
+		return strings.Contains(l, "tried again after a backoff") || strings.Contains(l, "outlasted their batch not recorded")
 	})
-	if strings.Contains(log.String(), "while stopping") {
-		t.Fatalf("a hand-over logged as a stop:\n%s", log.String())
+	if _, err := b.pool.Exec(ctx, `DELETE FROM refusing`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the message recorded delivered", func() bool {
+		var status string
+		err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, m.ID).Scan(&status)
+		return err == nil && status == "delivered"
+	})
+	if n := h.count(m.ID); n != 1 {
+		t.Fatalf("the message was sent %d times; logs:\n%s", n, log.String())
+	}
+	for _, gaveUp := range []string{"while stopping", "before the lane's lease ran out"} {
+		if strings.Contains(log.String(), gaveUp) {
+			t.Fatalf("the hand-over gave its result up (%q):\n%s", gaveUp, log.String())
+		}
 	}
 }

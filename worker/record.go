@@ -14,16 +14,16 @@ import (
 )
 
 // recordBatch records a batch's results, trying again after a backoff
-// while the runner runs and holds its lease: what was sent is not sent
-// again because the database failed for a while (a trial's role out of
-// connections had 94 of 800 messages delivered twice, each batch whose
-// recording could not connect sent again). A stop that comes during the
-// backoff gets one more try, within the stop's budget (recordCtx); a
-// stopping runner, or one whose lease ran out, then gives up
-// (recordFailed).
+// while the runner holds its lease and the dispatcher runs, a lane being
+// handed over included: what was sent is not sent again because the
+// database failed for a while (a trial's role out of connections had 94
+// of 800 messages delivered twice, each batch whose recording could not
+// connect sent again). A stop that comes during the backoff gets one more
+// try, within the stop's budget (recordCtx); a stopping dispatcher's
+// runner, or one whose lease ran out, then gives up (recordFailed).
 func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error {
 	err := r.record(results)
-	for err != nil && !r.stopping() && r.leaseValid() {
+	for err != nil && r.mayRecordAgain() {
 		if ok, held := r.d.logs.Allow("results failed"); ok {
 			r.d.log.Warn("results not recorded (the database failed); tried again after a backoff, nothing sent again while the lane's lease holds",
 				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", len(results), "error", err, "similar_lines_left_out", held)
@@ -32,13 +32,34 @@ func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error
 		if isSchemaError(err) {
 			r.d.schemaFailed(err)
 		}
-		r.sleep(*backoff)
+		r.pause(*backoff)
 		*backoff = min(*backoff*2, 5*time.Second)
 		if r.leaseValid() {
 			err = r.recordAgain(results)
 		}
 	}
 	return err
+}
+
+// mayRecordAgain says whether results the database refused are tried
+// again: the lease holds and the dispatcher runs. A runner handing its
+// lane over (balancing) tries again too: it gave up at once, and the
+// lane's next holder sent the batch again (a review's).
+func (r *laneRunner) mayRecordAgain() bool {
+	return r.leaseValid() && r.d.runCtx.Err() == nil
+}
+
+// pause is a recording's backoff: it ends early for the dispatcher's stop
+// or the lease's end, not for the runner's hand-over (sleep's stopCtx),
+// which would have it try again at once, over and over.
+func (r *laneRunner) pause(timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.d.runCtx.Done():
+	case <-r.leaseCtx.Done():
+	}
 }
 
 // recordAgain records results after a try that failed, which may have
@@ -261,18 +282,14 @@ func (r *laneRunner) recordCtx() (context.Context, context.CancelFunc) {
 	}
 }
 
-// unrecordedAtStop logs results that a stopping runner could not record
-// (its wind-down's budget ran out): unlike a running one, it does not try
-// again, and the messages are the lane's next holder's to send. A runner
-// stops in a running dispatcher only to hand its lane over (balancing):
-// its line says so, not "while stopping" (a review's).
+// unrecordedAtStop logs results that a stopping dispatcher's runner could
+// not record (its wind-down's budget ran out): unlike a running one, it
+// does not try again, and the messages are the lane's next holder's to
+// send. (A runner handing its lane over tries again while its lease
+// holds: mayRecordAgain.)
 func (r *laneRunner) unrecordedAtStop(n int, total int64, err error) {
-	msg := "results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder"
-	if r.d.runCtx.Err() == nil {
-		msg = "results not recorded while handing the lane to another dispatcher; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder"
-	}
 	if ok, held := r.d.logs.Allow("unrecorded at stop"); ok {
-		r.d.log.Warn(msg,
+		r.d.log.Warn("results not recorded while stopping; the messages stay pending and are sent again, with the same idempotency keys, by the lane's next holder",
 			"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", n, "not_recorded_in_all", total, "error", err, "similar_lines_left_out", held)
 	}
 }

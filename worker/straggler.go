@@ -226,8 +226,14 @@ func (r *laneRunner) settleRefused(err error) {
 // its context) holds back only its own results; results the database
 // refuses now are given up as a batch's, and left to the lane's next holder.
 func (r *laneRunner) finishStragglers() {
+	backoff := 100 * time.Millisecond
 	for {
-		if _, err := r.settleStragglers(); err != nil {
+		if _, err := r.settleStragglers(); err != nil && r.mayRecordAgain() {
+			r.settleRefused(err) // handing the lane over: tried again, as a batch's
+			r.pause(backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		} else if err != nil {
 			results, took := r.takeStragglers()
 			r.commitStragglers(took)
 			r.recordFailed(results, err)
