@@ -47,10 +47,6 @@ CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW
 		t.Fatal(err)
 	}
 	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
-	m, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: key, Payload: []byte("slow")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := &syncbuf.Buffer{}
 	config := func(id string) *worker.Config {
 		return b.config(t, func(c *worker.Config) {
@@ -59,7 +55,23 @@ CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW
 			c.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		})
 	}
-	one := b.start(t, config("one"))
+	// The second dispatcher starts while the first's balancing is held, so
+	// that the hand-over comes at once when it is let go: within
+	// stragglerAfter of the delivery's start, the batch is still a batch.
+	var hold, release func()
+	one := b.startWith(t, config("one"), func(d *worker.Dispatcher) { hold, release, _ = worker.GateBalancing(d) })
+	waitFor(t, 20*time.Second, "every lane held by the first", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outboxd.outbox_lanes WHERE owner = 'one' AND destination = 'sink'`).Scan(&n)
+		return err == nil && n == 32
+	})
+	hold()
+	t.Cleanup(release)
+	b.start(t, config("two"))
+	m, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: key, Payload: []byte("slow")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		select {
 		case <-h.slow:
@@ -82,13 +94,15 @@ CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW
 	if _, err := b.pool.Exec(ctx, `INSERT INTO refusing DEFAULT VALUES`); err != nil {
 		t.Fatal(err)
 	}
-	b.start(t, config("two"))
+	release()
 	lane := worker.Lane{Destination: "sink", Lane: 31}
 	waitFor(t, 20*time.Second, "lane 31 handed over", func() bool { return !worker.HasRunner(one, lane) })
 	close(h.slow) // delivered; its result refused while the lane is handed over
 	waitFor(t, 20*time.Second, "the result refused, to be tried again", func() bool {
-		l := log.String() // a batch's line, or a straggler's
-		return strings.Contains(l, "tried again after a backoff") || strings.Contains(l, "outlasted their batch not recorded")
+		if straggler {
+			return strings.Contains(log.String(), "outlasted their batch not recorded")
+		}
+		return strings.Contains(log.String(), "tried again after a backoff")
 	})
 	if _, err := b.pool.Exec(ctx, `DELETE FROM refusing`); err != nil {
 		t.Fatal(err)

@@ -130,7 +130,10 @@ func (r *laneRunner) recordFailed(results []result, err error) {
 	total := r.d.unrecorded.Add(int64(n))
 	// stopping first: renew latches a loss before it stops the runner, so
 	// a runner seen stopping for that reason is also seen to have lost it.
-	if r.stopping() && !r.leaseLost() {
+	// A dispatcher's stop tells its runners after its own start (runCtx,
+	// then releaseAll): a runner not told yet is stopping too.
+	stopping := r.stopping() || r.d.runCtx.Err() != nil
+	if stopping && !r.leaseLost() {
 		r.unrecordedAtStop(n, total, err)
 		return
 	}
@@ -140,7 +143,7 @@ func (r *laneRunner) recordFailed(results []result, err error) {
 			"error", err, "similar_lines_left_out", held)
 	}
 	r.walk.next = true
-	if !r.stopping() {
+	if !stopping {
 		// A stop says nothing of the dispatcher retrying: the wording
 		// removed from stops once (stoprecord_test.go).
 		r.d.health.report("recording results", err)

@@ -220,11 +220,12 @@ func (r *laneRunner) settleRefused(err error) {
 	}
 }
 
-// finishStragglers, as the run ends (a stop, or the lease ran out),
-// records each straggler as it ends: their attempts finish, or are cut
-// off, as a batch's. One that never returns (a Destination that ignores
-// its context) holds back only its own results; results the database
-// refuses now are given up as a batch's, and left to the lane's next holder.
+// finishStragglers, as the run ends (a stop, a hand-over, or the lease
+// ran out), records each straggler as it ends: their attempts finish, or
+// are cut off, as a batch's. One that never returns (a Destination that
+// ignores its context) holds back only its own results; results the
+// database refuses are tried again while a hand-over's lease holds, and
+// otherwise given up as a batch's, left to the lane's next holder.
 func (r *laneRunner) finishStragglers() {
 	backoff := 100 * time.Millisecond
 	for {
