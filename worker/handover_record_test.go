@@ -39,13 +39,7 @@ func handOverRefused(t *testing.T, straggler bool) {
 WHERE (hashtext('k-' || i) & 2147483647) % 32 = 31 LIMIT 2) keys`).Scan(&key, &neighbour); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.pool.Exec(ctx, `
-CREATE TABLE refusing ();
-CREATE FUNCTION outboxd.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN IF EXISTS (SELECT FROM refusing) THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
-CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW EXECUTE FUNCTION outboxd.test_refuse()`); err != nil {
-		t.Fatal(err)
-	}
+	refuseUpdates(t, b, "outbox_messages")
 	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
 	log := &syncbuf.Buffer{}
 	config := func(id string) *worker.Config {
@@ -72,24 +66,10 @@ CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		select {
-		case <-h.slow:
-		default:
-			close(h.slow)
-		}
-	})
+	closeOnCleanup(t, h.slow)
 	waitFor(t, 20*time.Second, "the message in flight", func() bool { return h.count(m.ID) == 1 })
-	if straggler { // a neighbour goes out beside it, and is recorded
-		other, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: neighbour, Payload: []byte("x")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, 20*time.Second, "a neighbour beside the slow request, recorded", func() bool {
-			var status string
-			err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, other.ID).Scan(&status)
-			return err == nil && status == "delivered"
-		})
+	if straggler {
+		deliverBeside(t, b, neighbour)
 	}
 	if _, err := b.pool.Exec(ctx, `INSERT INTO refusing DEFAULT VALUES`); err != nil {
 		t.Fatal(err)

@@ -85,26 +85,13 @@ func startStragglerWithoutRenewals(t *testing.T) stragglerWithoutRenewals {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.pool.Exec(ctx, `
-CREATE TABLE refusing ();
-CREATE FUNCTION outboxd.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN IF EXISTS (SELECT FROM refusing) THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
-CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_messages FOR EACH ROW EXECUTE FUNCTION outboxd.test_refuse();
-CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_lanes FOR EACH ROW EXECUTE FUNCTION outboxd.test_refuse()`); err != nil {
-		t.Fatal(err)
-	}
+	refuseUpdates(t, b, "outbox_messages", "outbox_lanes")
 	log := &syncbuf.Buffer{}
 	d := b.start(t, b.config(t, func(c *worker.Config) {
 		c.Destinations = map[string]dispatch.Destination{"sink": h}
 		c.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}))
-	t.Cleanup(func() {
-		select {
-		case <-h.slow:
-		default:
-			close(h.slow)
-		}
-	})
+	closeOnCleanup(t, h.slow)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(log.String())
@@ -112,15 +99,7 @@ CREATE TRIGGER test_refuse BEFORE UPDATE ON outboxd.outbox_lanes FOR EACH ROW EX
 	})
 	// The batch becomes a straggler: a neighbour goes out, and is recorded.
 	waitFor(t, 20*time.Second, "the slow request in flight", func() bool { return h.count(first.ID) == 1 })
-	other, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: laneNeighbour(t, b), Payload: []byte("x")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "a neighbour beside the slow request, recorded", func() bool {
-		var status string
-		err := b.pool.QueryRow(ctx, `SELECT status FROM outboxd.outbox_messages WHERE id = $1`, other.ID).Scan(&status)
-		return err == nil && status == "delivered"
-	})
+	deliverBeside(t, b, laneNeighbour(t, b))
 	if _, err := b.pool.Exec(ctx, `UPDATE outboxd.outbox_lanes SET lease_until = now() + interval '1 hour';
 INSERT INTO refusing DEFAULT VALUES`); err != nil {
 		t.Fatal(err)
