@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/syncbuf"
 	"github.com/outboxd/outboxd/outbox"
@@ -40,7 +38,7 @@ WHERE (hashtext('k-' || i) & 2147483647) % 32 = 31 LIMIT 2) keys`).Scan(&key, &n
 		t.Fatal(err)
 	}
 	refuseUpdates(t, b, "outbox_messages")
-	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
+	h := newSlowHangingOne()
 	log := &syncbuf.Buffer{}
 	config := func(id string) *worker.Config {
 		return b.config(t, func(c *worker.Config) {

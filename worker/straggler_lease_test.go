@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/dispatch"
@@ -80,7 +79,7 @@ func startStragglerWithoutRenewals(t *testing.T) stragglerWithoutRenewals {
 	t.Helper()
 	b := setup(t)
 	ctx := context.Background()
-	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
+	h := newSlowHangingOne()
 	first, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("slow")})
 	if err != nil {
 		t.Fatal(err)

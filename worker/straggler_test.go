@@ -61,6 +61,11 @@ func (h *hangingOne) Deliver(ctx context.Context, m dispatch.Message) dispatch.R
 	return dispatch.Result{Outcome: dispatch.Delivered}
 }
 
+// newSlowHangingOne is a hangingOne whose "slow" payload waits for slow.
+func newSlowHangingOne() *hangingOne {
+	return &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
+}
+
 func (h *hangingOne) count(id uuid.UUID) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -238,7 +243,7 @@ func TestAStragglersKeysAreFreedOneByOne(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
+	h := newSlowHangingOne()
 	neighbour := laneNeighbour(t, b)
 	// Both in the lane's first batch: enqueued before the dispatcher starts.
 	hang, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("hang")})
@@ -294,7 +299,7 @@ func TestAStragglersRefusedResultsAreNotSentAgain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	h := &hangingOne{calls: map[uuid.UUID]int{}, inFlight: make(chan struct{}, 2), release: make(chan struct{}), slow: make(chan struct{})}
+	h := newSlowHangingOne()
 	first, err := b.outbox.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: "k-hang", Payload: []byte("slow")})
 	if err != nil {
 		t.Fatal(err)
