@@ -60,7 +60,9 @@ type Config struct {
 	// Default 1 s; must be well below LeaseTTL.
 	AcquireInterval time.Duration
 	// SweepInterval is how often an idle lane looks for due retries without
-	// being woken. Default 1 s.
+	// being woken, and for commits whose wake-up was lost; an empty lane's
+	// look is the dispatcher's idle probe, one statement for all of them
+	// (idle.go). Default 1 s.
 	SweepInterval time.Duration
 	// Maintenance configures the purge, a River job queued every interval. Default:
 	// Maintenance's defaults.

@@ -147,6 +147,8 @@ type Dispatcher struct {
 	// pools deliver for the destinations that bound their calls in
 	// flight (pool.go); set by New, read-only after.
 	pools map[string]*deliveryPool
+	// idle gathers the parked lanes for the next idle probe (idle.go).
+	idle idleProbes
 	// sweepWalks: a lane of the destination is on a sweep walk (walk.go).
 	sweepWalks map[string]*atomic.Bool
 	// failedInARow: the destination's attempts that failed since it last
@@ -157,7 +159,7 @@ type Dispatcher struct {
 
 type queries struct {
 	schemaProbe, heartbeat, liveByDestination, forgetDispatcher, ensureLanes, renew, acquire, release,
-	claim, claimRetries, record, recordedBefore, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
+	claim, claimRetries, idleProbe, record, recordedBefore, pause, paused, unserved, purgeInbox, purgeDelivered, purgeFailures, purgeKeys string
 	claimAround, claimRetriesAround string // leaving out stragglers
 }
 
@@ -195,7 +197,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		q: queries{
 			schemaProbe: r(schemaProbeSQL), heartbeat: r(heartbeatSQL), liveByDestination: r(liveByDestinationSQL), forgetDispatcher: r(forgetDispatcherSQL),
 			ensureLanes: r(ensureLanesSQL), renew: r(renewSQL), acquire: r(acquireSQL), release: r(releaseSQL),
-			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), record: r(recordSQL), recordedBefore: r(recordedBeforeSQL), pause: r(pauseSQL), paused: r(pausedSQL),
+			claim: r(claimSQL), claimRetries: r(claimRetriesSQL), idleProbe: r(idleProbeSQL), record: r(recordSQL), recordedBefore: r(recordedBeforeSQL), pause: r(pauseSQL), paused: r(pausedSQL),
 			claimAround: r(claimAround(claimTmpl, 8)), claimRetriesAround: r(claimAround(claimRetriesTmpl, 9)),
 			unserved:   r(unservedSQL),
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
@@ -315,7 +317,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.startCtx, d.finished = ctx, make(chan struct{})
 	d.leases = leasesPool(d.pool)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	if d.river != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.scheduleMaintenance(runCtx) }()
@@ -324,6 +326,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	go func() { defer wg.Done(); d.manageLanes(runCtx) }()
 	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()
 	go func() { defer wg.Done(); d.watchSchema(runCtx) }()
+	go func() { defer wg.Done(); d.probeIdleLanes(runCtx) }()
 	go func() { wg.Wait(); d.closeLeases(); close(d.done) }()
 	go d.stopOnCancel(ctx, d.done)
 	d.mu.Unlock()

@@ -21,6 +21,7 @@ type Metrics struct {
 	unserved        *prometheus.GaugeVec
 	claimSeconds    *prometheus.HistogramVec
 	walks           *prometheus.CounterVec
+	idleProbes      *prometheus.CounterVec
 	probeFailing    prometheus.Gauge
 }
 
@@ -33,6 +34,7 @@ type Metrics struct {
 //	outboxd_unserved_pending_messages{destination}        pending messages of a destination no live dispatcher serves (0 once one does)
 //	outboxd_claim_duration_seconds{destination}           one claim of a lane's next batch (the query and its rows)
 //	outboxd_claim_walks_total{destination}                claims that walked the heads of their lane's keys (the others read only due retries)
+//	outboxd_idle_lane_probes_total{destination}           looks at a parked (idle) lane, in place of a claim on its sweep
 //	outboxd_listen_probe_failing                          1 while the listening connection's last probe did not come back within 10 s
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
@@ -64,12 +66,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		walks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxd_claim_walks_total", Help: "Claims that walked the heads of every ordering key of their lane; the other claims read only due retries and the keys just recorded.",
 		}, []string{"destination"}),
+		// An idle dispatcher's sweeps no longer show as claims (idle.go):
+		// this shows it still looks.
+		idleProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outboxd_idle_lane_probes_total", Help: "Looks at a parked lane (its last walk found nothing) by the idle probe, one statement a sweep for all of them, in place of a claim on the lane's sweep.",
+		}, []string{"destination"}),
 		// The log line of listenprobe.go scrolls away; an alert does not.
 		probeFailing: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outboxd_listen_probe_failing", Help: "1 while the listening connection's last probe (a NOTIFY sent from the pool) did not come back within 10 s: commits wake nothing (a pooler in transaction mode?); 0 once one does, or the connection ends.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.probeFailing} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.idleProbes, m.probeFailing} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -99,6 +106,17 @@ func (m *Metrics) bind(destinations []string) {
 			m.outcomes.WithLabelValues(dest, s)
 		}
 		m.walks.WithLabelValues(dest)
+		m.idleProbes.WithLabelValues(dest)
+	}
+}
+
+// probedIdle counts a round's looks at parked lanes.
+func (m *Metrics) probedIdle(lanes []Lane) {
+	if m == nil {
+		return
+	}
+	for _, l := range lanes {
+		m.idleProbes.WithLabelValues(l.Destination).Inc()
 	}
 }
 

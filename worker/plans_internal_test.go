@@ -266,6 +266,28 @@ func TestHotPathPlansUseIndexesWithoutStatistics(t *testing.T) {
 			t.Errorf("%s read %.0f rows of outbox_messages for 40 keys and %d due messages", c.what, read, 3*perKey)
 		}
 	}
+	// The idle probe (idle.go) of the destination's 32 lanes: at most an
+	// index entry per lane and kind, whatever waits behind it (lane 7's
+	// 10,000 keyed messages; 3,200 unkeyed ones due in an hour, which
+	// make no lane busy).
+	probe := dbschema.Render(idleProbeSQL, "outboxd")
+	probeArgs := []any{slices.Repeat([]string{"sink"}, numLanes), make([]int16, numLanes)}
+	for l := range numLanes {
+		probeArgs[1].([]int16)[l] = int16(l)
+	}
+	rows, _ = pool.Query(ctx, probe, probeArgs...)
+	busy, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Lane])
+	if err != nil || fmt.Sprint(busy) != fmt.Sprintf("[{sink %d}]", lane) {
+		t.Errorf("the idle probe found %v busy (%v); want lane %d only", busy, err, lane)
+	}
+	for what, p := range map[string]planNode{
+		"the idle probe":         explain(t, pool, "ANALYZE, ", probe, probeArgs...),
+		"the generic idle probe": explainGeneric(t, pool, false, probe, probeArgs...),
+	} {
+		if read := onlyIndexes(t, what, p, false); read > numLanes+1 {
+			t.Errorf("%s read %.0f rows of outbox_messages for %d lanes, one of them busy", what, read, numLanes)
+		}
+	}
 	idTexts := make([]string, n)
 	for i, id := range ids {
 		idTexts[i] = id.String()

@@ -69,6 +69,10 @@ type laneRunner struct {
 	// unsure: a recording of stragglers' results failed, and may have
 	// stored them: the next settling looks (recordAgain).
 	unsure bool
+	// parked: the last walk (or idle probe) found the lane empty; the
+	// runner waits for the next idle probe rather than claim (idle.go).
+	// probedEmpty: a probe did, since it parked.
+	parked, probedEmpty bool
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it
@@ -181,8 +185,11 @@ func (r *laneRunner) run() {
 			continue
 		}
 		if r.d.isPaused(r.key.Destination) || !r.d.schemaOK(claimCtx) {
-			r.walk.next = true
+			r.walk.next, r.parked = true, false
 			r.idle(r.d.cfg.SweepInterval)
+			continue
+		}
+		if r.parked && r.park() {
 			continue
 		}
 		claimedAt := r.d.mono()
@@ -204,7 +211,9 @@ func (r *laneRunner) run() {
 		if len(batch) == 0 {
 			r.walk.progressed = nil
 			r.forgetDue(claimedAt)
-			r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
+			if r.parked, r.probedEmpty = r.mayPark(walk), false; !r.parked {
+				r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
+			}
 			continue
 		}
 		r.goAgain = false

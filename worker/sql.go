@@ -188,6 +188,31 @@ func claimAround(tmpl string, first int) string {
 		"{{notids}}", fmt.Sprintf(" AND m.id <> ALL($%d::uuid[])", first+1)).Replace(tmpl)
 }
 
+// idleProbeSQL returns which of the parked lanes ($1, $2) a claim may
+// find something in (idle.go): a keyed pending message (due or not: its
+// index has no time, and a lane with keyed messages waiting is claimed as
+// before), or a due unkeyed one. Two index probes a lane, each stopping at
+// its first entry, whatever the backlog: no statistics needed
+// (TestHotPathPlansUseIndexesWithoutStatistics). Written as EXISTS ... OR
+// EXISTS, it was planned as hashed subplans reading every keyed pending
+// message; a LATERAL with LIMIT cannot be.
+const idleProbeSQL = `
+SELECT p.destination, p.lane
+FROM unnest($1::text[], $2::smallint[]) AS p(destination, lane)
+CROSS JOIN LATERAL (
+    (SELECT 1 FROM {{schema}}.outbox_messages m
+     WHERE m.destination = p.destination AND m.lane = p.lane AND m.status = 'pending'
+       AND m.ordering_key IS NOT NULL
+     ORDER BY m.ordering_key, m.seq
+     LIMIT 1)
+    UNION ALL
+    (SELECT 1 FROM {{schema}}.outbox_messages m
+     WHERE m.destination = p.destination AND m.lane = p.lane AND m.status = 'pending'
+       AND m.ordering_key IS NULL AND m.next_attempt_at <= now()
+     ORDER BY m.next_attempt_at
+     LIMIT 1)
+    LIMIT 1) found`
+
 // claimLease opens both claims: the lease check.
 const claimLease = `
 WITH RECURSIVE lease AS (

@@ -1,0 +1,97 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/worker"
+)
+
+// An idle dispatcher's empty lanes park (worker/idle.go): through 20
+// rounds of the idle probe, each of the 32 lanes looked at in every one,
+// they make no claim, where each lane claimed on every sweep before (640
+// claims for 20 sweeps). A commit then found without any wake-up, keyed
+// (only a walk finds a new key) and unkeyed, is found by the next round,
+// within the sweep README promises.
+func TestIdleLanesParkAndStillFindUnannouncedCommits(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ob := unannounced(t)
+	reg, m := newMetrics(t)
+	const sweep = 250 * time.Millisecond
+	b.start(t, b.config(t, func(c *worker.Config) { c.Metrics = m; c.SweepInterval = sweep }))
+	waitReady(t, b)
+	waitWalksSettled(t, reg, "sink")
+	claimsBefore, probesBefore := claims(t, reg, "sink"), idleProbes(t, reg, "sink")
+	waitFor(t, 30*time.Second, "20 rounds of the idle probe over the 32 lanes", func() bool {
+		return idleProbes(t, reg, "sink")-probesBefore >= 20*32
+	})
+	if n := claims(t, reg, "sink") - claimsBefore; n != 0 {
+		t.Fatalf("%d claims by idle lanes through 20 sweeps; want none (their probes found nothing)", n)
+	}
+
+	for i, key := range []string{"parked-key", ""} {
+		if _, err := ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "sink", OrderingKey: key, Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		// The sweep, and what a loaded machine adds to a round's start
+		// and to the claim and delivery after it.
+		took := waitFor(t, sweep+time.Second, "the commit, without any notification, to a parked lane", func() bool {
+			return len(b.sink.Accepted()) > i
+		})
+		t.Logf("message with key %q delivered %s after its commit, without a wake-up (sweep %s)", key, took, sweep)
+	}
+}
+
+// A retry another holder recorded (here written by hand: an unkeyed
+// message failed once, due in 600 ms) falls due in a parked lane: the
+// probe finds nothing while it is not due, and the round after it falls
+// due finds it.
+func TestAParkedLaneFindsARetryWhenItFallsDue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	reg, m := newMetrics(t)
+	const sweep, due = 100 * time.Millisecond, 600 * time.Millisecond
+	b.start(t, b.config(t, func(c *worker.Config) { c.Metrics = m; c.SweepInterval = sweep }))
+	waitReady(t, b)
+	waitWalksSettled(t, reg, "sink")
+	ob := unannounced(t)
+	// Made a retry in the enqueueing transaction: no probe sees it due
+	// before its time. The update wakes nobody (the trigger fires for a
+	// message due now only).
+	var dueAt time.Time
+	if err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		e, err := ob.Enqueue(ctx, tx, outbox.Message{Destination: "sink", Payload: []byte(`{}`)})
+		if err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `UPDATE outboxd.outbox_messages
+			SET attempts = 1, next_attempt_at = now() + $2::bigint * interval '1 millisecond'
+			WHERE id = $1 RETURNING next_attempt_at`, e.ID, due.Milliseconds()).Scan(&dueAt)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	claimsBefore := claims(t, reg, "sink")
+	waitFor(t, 10*time.Second, "the retry delivered", func() bool { return len(b.sink.Accepted()) == 1 })
+	at := b.sink.Accepted()[0].At
+	if at.Before(dueAt) {
+		t.Fatalf("delivered at %s, before its retry was due (%s)", at, dueAt)
+	}
+	t.Logf("delivered %s after it fell due (sweep %s), %d claims", at.Sub(dueAt).Round(time.Millisecond), sweep, claims(t, reg, "sink")-claimsBefore)
+	if late := at.Sub(dueAt); late > sweep+time.Second {
+		t.Fatalf("delivered %s after it fell due; want within the sweep (%s)", late, sweep)
+	}
+}
+
+// idleProbes is how many times parked lanes of destination were probed.
+func idleProbes(t *testing.T, reg *prometheus.Registry, destination string) uint64 {
+	t.Helper()
+	return perDestination(t, reg, "outboxd_idle_lane_probes_total", destination)
+}
