@@ -34,7 +34,8 @@
 // through a filter of 32 bits, so other destinations' lanes sleep unless
 // their names share a bit), by its own sweep
 // every SweepInterval (the bound on pickup when no notification arrives,
-// and how due retries are found). Every dispatcher queues the maintenance
+// and how due retries are found; an empty lane's sweep is the
+// dispatcher's idle probe, one statement for all of them). Every dispatcher queues the maintenance
 // job (purging expired inbox keys and old delivered messages) each
 // Maintenance.Interval, unique within it; one of them works it.
 //

@@ -63,9 +63,14 @@ func (p *idleProbes) take() *idleRound {
 	return r
 }
 
-// probeIdleLanes runs a round every SweepInterval while lanes are parked.
+// probeIdleLanes runs a round every SweepInterval while lanes are parked,
+// but never sooner than half a SweepInterval after the last one answered:
+// a round slower than a sweep would otherwise be followed at once by one
+// that the lanes it released had not joined yet, and they would wait a
+// whole sweep more.
 func (d *Dispatcher) probeIdleLanes(ctx context.Context) {
-	t := time.NewTicker(d.cfg.SweepInterval)
+	every := d.cfg.SweepInterval
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
@@ -77,59 +82,64 @@ func (d *Dispatcher) probeIdleLanes(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		round := d.idle.take()
-		if round == nil {
-			continue
+		start := d.mono()
+		if round := d.idle.take(); round != nil {
+			round.at = start
+			round.busy, round.err = d.probeLanes(ctx, round.lanes)
+			if round.err == nil {
+				d.cfg.Metrics.probedIdle(round.lanes)
+			}
+			if ctx.Err() == nil {
+				// Its lanes claim instead, and report what they meet; a
+				// probe failing alone (a grant) would otherwise only cost
+				// claims.
+				d.health.report("probing idle lanes", round.err)
+			}
+			close(round.done)
 		}
-		round.at = d.mono()
-		round.busy, round.err = d.probeLanes(ctx, round.lanes)
-		if round.err == nil {
-			d.cfg.Metrics.probedIdle(round.lanes)
-		}
-		if ctx.Err() == nil {
-			// Its lanes claim instead, and report what they meet; a probe
-			// failing alone (a grant) would otherwise only cost claims.
-			d.health.report("probing idle lanes", round.err)
-		}
-		close(round.done)
+		t.Reset(max(every-(d.mono()-start), every/2))
 	}
 }
 
-// probeLanes returns the lanes of lanes that a claim may find something in.
+// probeLanes returns the lanes of lanes that a claim may find something
+// in. It gives up after a sweep (at least a second): a connection that
+// hangs (half open after a failover) must not keep every parked lane from
+// looking for unannounced commits; they claim instead.
 func (d *Dispatcher) probeLanes(ctx context.Context, lanes []Lane) (map[Lane]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.SweepInterval, time.Second))
+	defer cancel()
 	dests, nums := make([]string, 0, len(lanes)), make([]int16, 0, len(lanes))
 	for _, l := range lanes {
 		dests, nums = append(dests, l.Destination), append(nums, int16(l.Lane))
 	}
-	rows, err := d.pool.Query(ctx, d.q.idleProbe, dests, nums)
-	if err != nil {
-		return nil, err
-	}
 	busy := map[Lane]bool{}
-	var l Lane
-	var lane int16
-	_, err = pgx.ForEachRow(rows, []any{&l.Destination, &lane}, func() error {
-		l.Lane = int(lane)
-		busy[l] = true
-		return nil
-	})
+	err := queryGeneric(ctx, d.pool, func(rows pgx.Rows) error {
+		var l Lane
+		var lane int16
+		_, err := pgx.ForEachRow(rows, []any{&l.Destination, &lane}, func() error {
+			l.Lane = int(lane)
+			busy[l] = true
+			return nil
+		})
+		return err
+	}, d.q.idleProbe, dests, nums)
 	return busy, err
 }
 
 // mayPark: after an empty claim, whether the runner parks rather than
-// claim at its sweep. Only an empty walk says the lane held nothing due;
-// a straggler's messages are pending, and a wake-up that did not walk
-// (walk.skipped) is owed one.
+// claim at its sweep. Only an empty walk says the lane held nothing due
+// (and it cleared walk.skipped, the walk a wake-up was owed); a
+// straggler's messages are pending.
 func (r *laneRunner) mayPark(walked bool) bool {
-	return walked && len(r.stragglers) == 0 && !r.walk.skipped
+	return walked && len(r.stragglers) == 0
 }
 
 // park waits for the runner's next idle round (see above), a wake-up, a
-// retry it recorded falling due, or the end of its run; it tells whether
-// the runner goes on without a claim: its lane was found empty again
-// (noted as an empty walk then), or the run is ending. Otherwise it
-// claims, and parks again only after another empty walk.
-func (r *laneRunner) park() bool {
+// retry it recorded falling due, or the end of its run. A round that finds
+// the lane empty is noted as an empty walk then, and the runner stays
+// parked; anything else unparks it, and the run loop's checks (a pause,
+// the schema, the lease) come before its claim.
+func (r *laneRunner) park() {
 	round := r.d.idle.join(r.key)
 	var retry <-chan time.Time
 	if len(r.retries) > 0 {
@@ -140,28 +150,22 @@ func (r *laneRunner) park() bool {
 	select {
 	case <-round.done:
 		if round.err == nil && !round.busy[r.key] {
-			// Noted as an empty walk then, of the time the last one took
-			// (an empty walk too: parking comes after one).
+			// Of the time the last walk took (an empty one too: parking
+			// comes after one).
 			r.walk.lastAt = round.at
 			r.forgetDue(round.at)
-			r.probedEmpty = true
-			return true
+			return
 		}
 		if r.d.runCtx.Err() != nil {
-			return true // the dispatcher is stopping: its runners are told next
+			return // the dispatcher is stopping: its runners are told next
 		}
-		// Empty at the last round, busy at this one: a commit since, whose
-		// wake-up did not come (or has not yet). Only a walk finds a new
-		// key's message, and it costs what came since.
-		r.walk.next = r.walk.next || (round.err == nil && r.probedEmpty)
 	case <-r.wakeCh:
 		r.walk.woken = true
 	case <-retry:
 	case <-r.stopCtx.Done():
-		return true
+		return
 	case <-r.leaseCtx.Done():
-		return true
+		return
 	}
-	r.parked, r.probedEmpty = false, false
-	return false
+	r.parked = false
 }

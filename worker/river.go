@@ -30,8 +30,8 @@ func (maintenanceArgs) Kind() string { return "outboxd_maintenance" }
 
 // kickArgs is a retired job kind: earlier versions had the leader NOTIFY
 // every lane with due work every 5 s, with a query that read the whole
-// pending backlog. Each lane runner's own sweep (SweepInterval) is the
-// backstop now. The worker stays so that jobs queued by an older version
+// pending backlog. Each lane runner's own sweep (SweepInterval), or for
+// an empty lane the idle probe (idle.go), is the backstop now. The worker stays so that jobs queued by an older version
 // complete instead of failing as unknown.
 type kickArgs struct{}
 

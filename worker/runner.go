@@ -71,8 +71,7 @@ type laneRunner struct {
 	unsure bool
 	// parked: the last walk (or idle probe) found the lane empty; the
 	// runner waits for the next idle probe rather than claim (idle.go).
-	// probedEmpty: a probe did, since it parked.
-	parked, probedEmpty bool
+	parked bool
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it
@@ -189,7 +188,8 @@ func (r *laneRunner) run() {
 			r.idle(r.d.cfg.SweepInterval)
 			continue
 		}
-		if r.parked && r.park() {
+		if r.parked {
+			r.park()
 			continue
 		}
 		claimedAt := r.d.mono()
@@ -211,7 +211,7 @@ func (r *laneRunner) run() {
 		if len(batch) == 0 {
 			r.walk.progressed = nil
 			r.forgetDue(claimedAt)
-			if r.parked, r.probedEmpty = r.mayPark(walk), false; !r.parked {
+			if r.parked = r.mayPark(walk); !r.parked {
 				r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
 			}
 			continue

@@ -94,6 +94,40 @@ func TestMigrateDownUnderAnIdleDispatcherIsNoticed(t *testing.T) {
 	}
 }
 
+// The same with lanes parked (idle.go) when the commit comes, their next
+// idle round 5 s away: the commit's wake-up unparks them, and the schema
+// check still comes before their claim (a review found them claiming and
+// sending 5 messages whose results the old schema could not record).
+func TestMigrateDownUnderParkedLanesSendsNothing(t *testing.T) {
+	t.Parallel()
+	b, m := migratable(t, nil)
+	ctx := context.Background()
+	reg, metrics := newMetrics(t)
+	d := b.start(t, b.config(t, func(c *worker.Config) { c.Metrics = metrics; c.SweepInterval = 5 * time.Second }))
+	waitFor(t, 20*time.Second, "the dispatcher ready", d.Ready)
+	waitFor(t, 20*time.Second, "the 32 lanes parked and probed", func() bool { return idleProbes(t, reg, "sink") >= 32 })
+	if _, err := m.DownTo(ctx, 12); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the dispatcher unready", func() bool { return !d.Ready() })
+	b.enqueue(t, 5, 5, func(int) string { return "" })
+	time.Sleep(1500 * time.Millisecond) // the wake-ups came (5 ms each); no round in it
+	if n := len(b.sink.Requests()); n != 0 {
+		t.Errorf("%d requests sent while the schema was behind", n)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 5 {
+		t.Fatalf("statuses %v after migrating up again", c)
+	}
+	for k, n := range perKey(b.sink.Requests()) {
+		if n != 1 {
+			t.Errorf("key %s sent %d times; want once, after the schema came back", k, n)
+		}
+	}
+}
+
 // A batch claimed just before the schema went back is sent, and its
 // recording fails: the dispatcher then stops claiming (nothing is sent
 // again and again: before, about 20 times a second), says so, turns
