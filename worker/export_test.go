@@ -31,6 +31,17 @@ func LastWalk(d *Dispatcher, lane Lane) time.Duration {
 	return time.Duration(r.walk.took.Load())
 }
 
+// SetLastWalk makes every runner of d count its walks to take took, as
+// after walks over a large backlog: with SetWalkPace, its sweep walks are
+// then 30 s apart. A parked runner keeps it (it does not walk).
+func SetLastWalk(d *Dispatcher, took time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.runners {
+		r.walk.took.Store(int64(took))
+	}
+}
+
 // QueuedDeliveries is how many deliveries wait in the pool of dest.
 func QueuedDeliveries(d *Dispatcher, dest string) int {
 	p := d.pools[dest]

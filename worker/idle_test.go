@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -19,19 +20,38 @@ import (
 // round, keyed (only a walk finds a new key) and unkeyed, is found by the
 // next round: within the sweep README promises, plus what a loaded
 // machine adds to the claim and the delivery (300 ms here; rounds a
-// sweep late would take 800).
+// sweep late would take 800). Also when the lanes' walks are paced (here
+// every walk, as after a lane drained a large backlog: its pace counts
+// its last real walks): a review found the keyed commit then waiting for
+// the paced walk, 30 s.
 func TestIdleLanesParkAndStillFindUnannouncedCommits(t *testing.T) {
 	t.Parallel()
+	for _, paced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("paced %v", paced), func(t *testing.T) {
+			t.Parallel()
+			idleLanesParkAndStillFindUnannouncedCommits(t, paced)
+		})
+	}
+}
+
+func idleLanesParkAndStillFindUnannouncedCommits(t *testing.T, paced bool) {
 	b := setup(t)
 	ctx := context.Background()
 	ob := unannounced(t)
 	reg, m := newMetrics(t)
 	const sweep, slack = 400 * time.Millisecond, 300 * time.Millisecond
-	d := b.start(t, b.config(t, func(c *worker.Config) { c.Metrics = m; c.SweepInterval = sweep }))
+	d := b.startWith(t, b.config(t, func(c *worker.Config) { c.Metrics = m; c.SweepInterval = sweep }), func(d *worker.Dispatcher) {
+		if paced {
+			worker.SetWalkPace(d, 1<<30)
+		}
+	})
 	waitReady(t, b)
 	// Listening: its connection's wake-up of every lane has come.
 	waitFor(t, 20*time.Second, "the dispatcher ready", d.Ready)
 	waitWalksSettled(t, reg, "sink")
+	if paced {
+		worker.SetLastWalk(d, 10*time.Millisecond)
+	}
 	claimsBefore, probesBefore := claims(t, reg, "sink"), idleProbes(t, reg, "sink")
 	waitFor(t, 30*time.Second, "20 rounds of the idle probe over the 32 lanes", func() bool {
 		return idleProbes(t, reg, "sink")-probesBefore >= 20*32
@@ -54,7 +74,7 @@ func TestIdleLanesParkAndStillFindUnannouncedCommits(t *testing.T) {
 }
 
 // A retry another holder recorded (here written by hand: an unkeyed
-// message failed once, due in 600 ms) falls due in a parked lane: the
+// message failed once, due in 1 s) falls due in a parked lane: the
 // probe finds nothing while it is not due (no claim), and the round after
 // it falls due finds it.
 func TestAParkedLaneFindsARetryWhenItFallsDue(t *testing.T) {
@@ -62,7 +82,7 @@ func TestAParkedLaneFindsARetryWhenItFallsDue(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	reg, m := newMetrics(t)
-	const sweep, due = 100 * time.Millisecond, 600 * time.Millisecond
+	const sweep, due = 100 * time.Millisecond, time.Second
 	b.start(t, b.config(t, func(c *worker.Config) { c.Metrics = m; c.SweepInterval = sweep }))
 	waitReady(t, b)
 	waitWalksSettled(t, reg, "sink")
@@ -90,7 +110,7 @@ func TestAParkedLaneFindsARetryWhenItFallsDue(t *testing.T) {
 	}
 	claimed := claims(t, reg, "sink") - claimsBefore
 	t.Logf("delivered %s after it fell due (sweep %s), %d claims", at.Sub(dueAt).Round(time.Millisecond), sweep, claimed)
-	if claimed > 2 {
+	if claimed > 4 { // one, and what a stalled test sees after it; 10 blind
 		t.Errorf("%d claims for one retry: the lanes claimed while nothing was due (a claim on every sweep, 32 a sweep, or a probe blind to next_attempt_at)", claimed)
 	}
 	if late := at.Sub(dueAt); late > sweep+time.Second {

@@ -71,7 +71,8 @@ type laneRunner struct {
 	unsure bool
 	// parked: the last walk (or idle probe) found the lane empty; the
 	// runner waits for the next idle probe rather than claim (idle.go).
-	parked bool
+	// probedEmpty: a probe did, since it parked.
+	parked, probedEmpty bool
 }
 
 // claimCut is what Config.BatchBytes left out of a claim: the rows it
@@ -211,7 +212,7 @@ func (r *laneRunner) run() {
 		if len(batch) == 0 {
 			r.walk.progressed = nil
 			r.forgetDue(claimedAt)
-			if r.parked = r.mayPark(walk); !r.parked {
+			if r.parked, r.probedEmpty = r.mayPark(walk), false; !r.parked {
 				r.walk.woken = r.idle(r.untilRetry(min(r.d.cfg.SweepInterval, r.untilWalk())))
 			}
 			continue
