@@ -55,3 +55,54 @@ func TestAHangingIdleProbeGivesUpAfterASecond(t *testing.T) {
 		t.Fatal("the probe still waits after 10 s")
 	}
 }
+
+// A round slower than half a sweep (here held 700 ms behind a lock, the
+// sweep 400 ms) is followed by the next half a sweep after it answers,
+// not at once: the lanes it released must have joined that next round,
+// or they would wait a whole sweep more (docs/design.md, "Idle lanes
+// park"). On a ticker, the next round came at once (a tick kept while the
+// slow one ran) or 100 ms after.
+func TestARoundAfterASlowOneComesHalfASweepLater(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := pgtest.Connect(t, pgtest.URL(t))
+	const sweep = 400 * time.Millisecond
+	d, err := New(pool, &Config{SweepInterval: sweep, DisableRiver: true,
+		Destinations: map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(
+			func(context.Context, dispatch.Message) dispatch.Result {
+				return dispatch.Result{Outcome: dispatch.Delivered}
+			})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocker, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(context.Background())
+	if _, err := blocker.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	lane := Lane{"sink", 1}
+	slow := d.idle.join(lane)
+	go d.probeIdleLanes(ctx)
+	waitForLockWait(t, pool, "outbox_messages")
+	time.Sleep(700 * time.Millisecond) // makes the round slow; proves nothing
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-slow.done
+	answered := time.Now()
+	next := d.idle.join(lane) // as its runner does, once the round answered
+	select {
+	case <-next.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no round after the slow one")
+	}
+	gap := time.Since(answered)
+	t.Logf("the next round answered %s after the slow one (sweep %s)", gap.Round(time.Millisecond), sweep)
+	if gap < sweep/2-50*time.Millisecond || gap > sweep/2+150*time.Millisecond {
+		t.Fatalf("the next round answered %s after the slow one; want half a sweep, %s", gap, sweep/2)
+	}
+}
