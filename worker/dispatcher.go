@@ -101,8 +101,9 @@ type Dispatcher struct {
 	paused   sync.Map
 	pauseGen atomic.Int64
 
-	listening atomic.Bool
-	balanced  atomic.Int64 // mono() of the last successful balancing round
+	listening      atomic.Bool
+	listeningSince atomic.Int64 // mono() when the listener began to listen
+	balanced       atomic.Int64 // mono() of the last successful balancing round
 	// heartbeatAt is mono() just before the last heartbeat that
 	// succeeded: its row is alive until LeaseTTL after it.
 	heartbeatAt atomic.Int64
@@ -144,6 +145,8 @@ type Dispatcher struct {
 	walkPace  int
 	walkFree  time.Duration
 	downQuiet time.Duration
+	// listenSteady is listen.go's; a test of the reconnects shortens it.
+	listenSteady time.Duration
 	// pools deliver for the destinations that bound their calls in
 	// flight (pool.go); set by New, read-only after.
 	pools map[string]*deliveryPool
@@ -203,19 +206,20 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 			purgeInbox: r(purgeInboxSQL), purgeDelivered: r(purgeDeliveredSQL), purgeFailures: r(purgeFailuresSQL),
 			purgeKeys: r(purgeKeysSQL),
 		},
-		names:       slices.Sorted(maps.Keys(c.Destinations)),
-		epoch:       time.Now(),
-		health:      dbHealth{log: log},
-		logs:        loglimit.Limiter{Every: logEvery},
-		runners:     map[Lane]*laneRunner{},
-		holders:     map[Lane]*laneRunner{},
-		registered:  make(chan struct{}),
-		walkPace:    walkPace,
-		walkFree:    walkFree,
-		downQuiet:   downQuiet,
-		probeSendTo: listenProbeChannel,
-		probeWait:   listenProbeWait,
-		probeEvery:  listenProbeEvery,
+		names:        slices.Sorted(maps.Keys(c.Destinations)),
+		epoch:        time.Now(),
+		health:       dbHealth{log: log},
+		logs:         loglimit.Limiter{Every: logEvery},
+		runners:      map[Lane]*laneRunner{},
+		holders:      map[Lane]*laneRunner{},
+		registered:   make(chan struct{}),
+		walkPace:     walkPace,
+		walkFree:     walkFree,
+		downQuiet:    downQuiet,
+		listenSteady: listenSteady,
+		probeSendTo:  listenProbeChannel,
+		probeWait:    listenProbeWait,
+		probeEvery:   listenProbeEvery,
 	}
 	d.pools = map[string]*deliveryPool{}
 	for name, dest := range c.Destinations {

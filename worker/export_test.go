@@ -31,6 +31,11 @@ func LastWalk(d *Dispatcher, lane Lane) time.Duration {
 	return time.Duration(r.walk.took.Load())
 }
 
+// SetListenSteady replaces listenSteady for d (how long a listening
+// session must last for its drop to reset the reconnect wait); call it
+// before Start.
+func SetListenSteady(d *Dispatcher, steady time.Duration) { d.listenSteady = steady }
+
 // SetLastWalk makes every runner of d count its walks to take took, as
 // after walks over a large backlog: with SetWalkPace, its sweep walks are
 // then 30 s apart. A parked runner keeps it (it does not walk).

@@ -158,13 +158,14 @@ func (r *laneRunner) park() {
 		if r.d.runCtx.Err() != nil {
 			return // the dispatcher is stopping: its runners are told next
 		}
-		// Empty at the round before, busy at this one: a commit since,
-		// whose wake-up did not come. Only a walk finds a new key's
-		// message, and it costs what came since; its turn by the pace
-		// could be up to 30 s away (the pace counts the lane's last real
-		// walks, maybe over the backlog it drained). A lane found busy at
-		// its first round (keyed messages waiting, not due) keeps its pace.
-		r.walk.next = r.walk.next || (round.err == nil && r.probedEmpty)
+		// Empty at the round before, busy (or unknown) at this one: maybe
+		// a commit since, whose wake-up did not come. Only a walk finds a
+		// new key's message, and it costs what came since; its turn by
+		// the pace could be up to 30 s away (the pace counts the lane's
+		// last real walks, maybe over the backlog it drained). A lane
+		// found busy at its first round (keyed messages waiting, not due)
+		// keeps its pace.
+		r.walk.next = r.walk.next || r.probedEmpty
 	case <-r.wakeCh:
 		r.walk.woken = true
 	case <-retry:

@@ -3,12 +3,14 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
@@ -122,4 +124,34 @@ func TestAParkedLaneFindsARetryWhenItFallsDue(t *testing.T) {
 func idleProbes(t *testing.T, reg *prometheus.Registry, destination string) uint64 {
 	t.Helper()
 	return perDestination(t, reg, "outboxd_idle_lane_probes_total", destination)
+}
+
+// A lane whose keyed messages wait, none due (a failing destination's
+// heads retrying an hour from now), parks after its empty walk, and the
+// idle probe finds it busy at every round: it claims, but keeps its
+// walk's pace (30 s here) rather than walk its keys every sweep, which
+// its walk's pace exists to prevent (worker/walk.go). 10 rounds, each
+// claim a retries-only claim: no walk.
+func TestALaneWithKeysWaitingKeepsItsPaceWhenParked(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	keys := parkDueHeads(t, b, 40)
+	var tried atomic.Int64
+	reg := startOnParkedHeads(t, b, 100*time.Millisecond, time.Hour, dispatch.DestinationFunc(func(context.Context, dispatch.Message) dispatch.Result {
+		tried.Add(1)
+		return dispatch.Result{Outcome: dispatch.Retry, StatusCode: 503}
+	}))
+	waitFor(t, 20*time.Second, "every head tried once", func() bool { return tried.Load() >= int64(len(keys)) })
+	waitWalksSettled(t, reg, "sink")
+	walksBefore, claimsBefore, probesBefore := walks(t, reg, "sink"), claims(t, reg, "sink"), idleProbes(t, reg, "sink")
+	// The 31 empty lanes are looked at in every round.
+	waitFor(t, 20*time.Second, "10 rounds of the idle probe", func() bool { return idleProbes(t, reg, "sink")-probesBefore >= 10*31 })
+	walked, claimed := walks(t, reg, "sink")-walksBefore, claims(t, reg, "sink")-claimsBefore
+	t.Logf("10 rounds: the lane with 40 keys waiting made %d claims, %d walks", claimed, walked)
+	if walked > 1 {
+		t.Fatalf("%d walks in 10 rounds by a lane whose walks are paced 30 s apart", walked)
+	}
+	if claimed < 5 {
+		t.Fatalf("%d claims in 10 rounds: the test shows nothing", claimed)
+	}
 }

@@ -18,13 +18,12 @@ func (d *Dispatcher) listen(ctx context.Context) {
 	channel := dbschema.NotifyChannel(d.cfg.Schema)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		began := time.Now()
 		err := d.listenOnce(ctx, channel)
-		// A session that listened and outlived the wait before it was no
-		// flapping: the next drop waits the least again (an operator's
-		// trial found every drop from a process's sixth on costing 5 s
-		// of commits found only by the sweep, and of an unready /readyz).
-		if d.listening.Swap(false) && time.Since(began) > backoff {
+		// A session that listened listenSteady or more was no flapping:
+		// the next drop waits the least again (an operator's trial found
+		// every drop from a process's seventh on costing 5 s of commits
+		// found only by the sweep, and of an unready /readyz).
+		if at := d.listeningSince.Swap(0); d.listening.Swap(false) && d.mono()-time.Duration(at) >= d.listenSteady {
 			backoff = 100 * time.Millisecond
 		}
 		if ctx.Err() != nil {
@@ -37,6 +36,12 @@ func (d *Dispatcher) listen(ctx context.Context) {
 		backoff = min(backoff*2, 5*time.Second)
 	}
 }
+
+// listenSteady is how long a session must have listened for its drop to
+// count as no flapping: the longest wait, so that a connection dropped
+// again and again, whose every reconnect wakes (and walks) every lane,
+// still does that at most once per 5 s.
+const listenSteady = 5 * time.Second
 
 func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	pcfg := d.pool.Config()
@@ -65,6 +70,7 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	if err := d.claimID(ctx, conn); err != nil {
 		return err
 	}
+	d.listeningSince.Store(int64(d.mono()))
 	d.listening.Store(true)
 	d.health.report("listening for commits", nil)
 	d.wakeAll()

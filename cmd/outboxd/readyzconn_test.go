@@ -106,6 +106,13 @@ func TestReadyzBehindALockSaysWhatItKnows(t *testing.T) {
 	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
+	// Every lane woken (a payload it cannot read wakes them all): their
+	// claims queue for the pool ahead of /readyz's ping. Idle lanes park
+	// rather than claim, and the idle probe gives up on the lock after
+	// 1 s, its connection then taken by a claim.
+	if _, err := b.pool.Exec(ctx, `SELECT pg_notify('outboxd_outbox', 'every lane')`); err != nil {
+		t.Fatal(err)
+	}
 	waitUntil(t, 20*time.Second, "both pooled connections of serve waiting on the lock", func() bool {
 		var n int
 		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
