@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgtest"
 )
@@ -18,22 +21,8 @@ func TestAHangingIdleProbeGivesUpAfterASecond(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Connect(t, pgtest.URL(t))
-	d, err := New(pool, &Config{SweepInterval: 100 * time.Millisecond, DisableRiver: true,
-		Destinations: map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(
-			func(context.Context, dispatch.Message) dispatch.Result {
-				return dispatch.Result{Outcome: dispatch.Delivered}
-			})}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocker, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Rollback(ctx)
-	if _, err := blocker.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	d := newIdleProber(t, pool, 100*time.Millisecond)
+	lockMessages(t, pool)
 	type answer struct {
 		err  error
 		took time.Duration
@@ -67,22 +56,8 @@ func TestARoundAfterASlowOneComesHalfASweepLater(t *testing.T) {
 	defer cancel()
 	pool := pgtest.Connect(t, pgtest.URL(t))
 	const sweep = 400 * time.Millisecond
-	d, err := New(pool, &Config{SweepInterval: sweep, DisableRiver: true,
-		Destinations: map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(
-			func(context.Context, dispatch.Message) dispatch.Result {
-				return dispatch.Result{Outcome: dispatch.Delivered}
-			})}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocker, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Rollback(context.Background())
-	if _, err := blocker.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	d := newIdleProber(t, pool, sweep)
+	blocker := lockMessages(t, pool)
 	lane := Lane{"sink", 1}
 	slow := d.idle.join(lane)
 	go d.probeIdleLanes(ctx)
@@ -106,4 +81,35 @@ func TestARoundAfterASlowOneComesHalfASweepLater(t *testing.T) {
 	if gap < sweep/2-120*time.Millisecond || gap > sweep/2+150*time.Millisecond {
 		t.Fatalf("the next round answered %s after the slow one; want half a sweep, %s", gap, sweep/2)
 	}
+}
+
+// newIdleProber is a dispatcher, not started, whose idle probe a test
+// runs itself.
+func newIdleProber(t *testing.T, pool *pgxpool.Pool, sweep time.Duration) *Dispatcher {
+	t.Helper()
+	d, err := New(pool, &Config{SweepInterval: sweep, DisableRiver: true,
+		Destinations: map[string]dispatch.Destination{"sink": dispatch.DestinationFunc(
+			func(context.Context, dispatch.Message) dispatch.Result {
+				return dispatch.Result{Outcome: dispatch.Delivered}
+			})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// lockMessages holds outbox_messages locked until the test ends or it
+// rolls the transaction back.
+func lockMessages(t *testing.T, pool *pgxpool.Pool) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `LOCK TABLE outboxd.outbox_messages IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
