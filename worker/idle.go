@@ -102,10 +102,17 @@ func (d *Dispatcher) probeIdleLanes(ctx context.Context) {
 }
 
 // probeLanes returns the lanes of lanes that a claim may find something
-// in. It gives up after a sweep (at least a second): a connection that
-// hangs (half open after a failover) must not keep every parked lane from
-// looking for unannounced commits; they claim instead.
+// in. Its statement gives up after a sweep (at least a second): a
+// connection that hangs (half open after a failover) must not keep every
+// parked lane from looking for unannounced commits; they claim instead.
+// Its wait for a connection does not: on a pool busy with claims, failing
+// would send every parked lane to claim as well.
 func (d *Dispatcher) probeLanes(ctx context.Context, lanes []Lane) (map[Lane]bool, error) {
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
 	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.SweepInterval, time.Second))
 	defer cancel()
 	dests, nums := make([]string, 0, len(lanes)), make([]int16, 0, len(lanes))
@@ -113,7 +120,7 @@ func (d *Dispatcher) probeLanes(ctx context.Context, lanes []Lane) (map[Lane]boo
 		dests, nums = append(dests, l.Destination), append(nums, int16(l.Lane))
 	}
 	busy := map[Lane]bool{}
-	err := queryGeneric(ctx, d.pool, func(rows pgx.Rows) error {
+	err = queryGeneric(ctx, conn, func(rows pgx.Rows) error {
 		var l Lane
 		var lane int16
 		_, err := pgx.ForEachRow(rows, []any{&l.Destination, &lane}, func() error {

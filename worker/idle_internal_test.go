@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,4 +113,43 @@ func lockMessages(t *testing.T, pool *pgxpool.Pool) pgx.Tx {
 		t.Fatal(err)
 	}
 	return tx
+}
+
+// A probe waits for a connection as long as it takes (here 1.5 s, its
+// pool's only one held by the test), rather than fail after a second
+// and send every parked lane to claim on a pool busy with claims.
+func TestAnIdleProbeWaitsForAConnection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	d := newIdleProber(t, pool, 100*time.Millisecond)
+	held, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := sync.OnceFunc(held.Release)
+	defer release() // before pool.Close, which waits for it
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.probeLanes(ctx, []Lane{{"sink", 3}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the probe answered %v with no connection to run on", err)
+	case <-time.After(1500 * time.Millisecond): // past its statement's 1 s
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("the probe, given a connection after 1.5 s: %v", err)
+	}
 }
