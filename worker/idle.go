@@ -2,10 +2,12 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // An idle lane's runner used to claim every sweep: one destination's 32
@@ -102,18 +104,20 @@ func (d *Dispatcher) probeIdleLanes(ctx context.Context) {
 }
 
 // probeLanes returns the lanes of lanes that a claim may find something
-// in. Its statement gives up after a sweep (at least a second): a
-// connection that hangs (half open after a failover) must not keep every
-// parked lane from looking for unannounced commits; they claim instead.
-// Its wait for a connection does not: on a pool busy with claims, failing
-// would send every parked lane to claim as well.
+// in. It gives up after a sweep (at least a second): a connection that
+// hangs (half open after a failover: its statement, or the ping pgxpool
+// sends on one idle for a second) must not keep every parked lane from
+// looking for unannounced commits; they claim instead. It waits longer
+// for a connection while every one of the pool's is in use: on a pool
+// busy with claims, failing would send every parked lane to claim too.
 func (d *Dispatcher) probeLanes(ctx context.Context, lanes []Lane) (map[Lane]bool, error) {
-	conn, err := d.pool.Acquire(ctx)
+	limit := max(d.cfg.SweepInterval, time.Second)
+	conn, err := d.probeConn(ctx, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Release()
-	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.SweepInterval, time.Second))
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	dests, nums := make([]string, 0, len(lanes)), make([]int16, 0, len(lanes))
 	for _, l := range lanes {
@@ -131,6 +135,22 @@ func (d *Dispatcher) probeLanes(ctx context.Context, lanes []Lane) (map[Lane]boo
 		return err
 	}, d.q.idleProbe, dests, nums)
 	return busy, err
+}
+
+// probeConn acquires a connection within limit, tried again while the
+// pool has every connection in use.
+func (d *Dispatcher) probeConn(ctx context.Context, limit time.Duration) (*pgxpool.Conn, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, limit)
+		conn, err := d.pool.Acquire(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return conn, err
+		}
+		if s := d.pool.Stat(); s.AcquiredConns() < s.MaxConns() {
+			return nil, err
+		}
+	}
 }
 
 // mayPark: after an empty claim, whether the runner parks rather than

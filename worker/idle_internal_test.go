@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func TestARoundAfterASlowOneComesHalfASweepLater(t *testing.T) {
 	t.Logf("the next round answered %s after the slow one (sweep %s)", gap.Round(time.Millisecond), sweep)
 	// At once (the round taken before the lane joined it), the lane then
 	// a sweep later: 0 or 400 ms. The test's own wake-up may come late.
-	if gap < sweep/2-120*time.Millisecond || gap > sweep/2+150*time.Millisecond {
+	if gap < sweep/2-170*time.Millisecond || gap > sweep/2+150*time.Millisecond {
 		t.Fatalf("the next round answered %s after the slow one; want half a sweep, %s", gap, sweep/2)
 	}
 }
@@ -151,5 +152,55 @@ func TestAnIdleProbeWaitsForAConnection(t *testing.T) {
 	release()
 	if err := <-done; err != nil {
 		t.Fatalf("the probe, given a connection after 1.5 s: %v", err)
+	}
+}
+
+// A connection the probe cannot get in time while the pool is not busy
+// (here a server that accepts and never answers; after a failover, a
+// pooled connection half open, whose liveness ping pgxpool waits for)
+// fails the probe after a sweep, at least a second: its lanes claim,
+// rather than stay blind to commits whose wake-up was lost.
+func TestAnIdleProbeGivesUpOnAServerThatNeverAnswers(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	pool, err := pgxpool.New(context.Background(), "postgres://postgres@"+ln.Addr().String()+"/silent?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	d := newIdleProber(t, pool, 100*time.Millisecond)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := d.probeLanes(context.Background(), []Lane{{"sink", 3}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the probe answered %v; want it to give up", err)
+		}
+		t.Logf("the probe gave up after %s", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe still waits for a connection after 10 s")
 	}
 }

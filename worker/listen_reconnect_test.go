@@ -10,7 +10,7 @@ import (
 
 // The listening connection dropped again and again (a pooler, a flaky
 // network, an operator's pg_terminate_backend), each time after it had
-// listened steadily (5 s in production, 300 ms here), reconnects within
+// listened steadily (5 s in production, 500 ms here), reconnects within
 // its first backoff (100 ms) every time: an operator's trial found the
 // wait growing to 5 s from the seventh drop on, never reset. Dropped as
 // soon as it listens, its waits grow again (200, 400, 800, 1600 ms), so
@@ -20,7 +20,7 @@ func TestAListenerDroppedAgainAndAgainReconnectsAtOnce(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	d := b.startWith(t, b.config(t, func(c *worker.Config) { c.SweepInterval = time.Hour }), func(d *worker.Dispatcher) {
-		worker.SetListenSteady(d, 300*time.Millisecond)
+		worker.SetListenSteady(d, 500*time.Millisecond)
 	})
 	waitFor(t, 20*time.Second, "the dispatcher ready", d.Ready)
 	// The listening session's last statement takes the dispatcher id's
@@ -49,13 +49,13 @@ func TestAListenerDroppedAgainAndAgainReconnectsAtOnce(t *testing.T) {
 	}
 	var slowest time.Duration
 	for i := range 8 {
-		time.Sleep(400 * time.Millisecond) // a session that listened steadily
+		time.Sleep(600 * time.Millisecond) // a session that listened steadily
 		took := drop()
 		t.Logf("drop %d: ready again after %s", i+1, took)
 		slowest = max(slowest, took)
 	}
 	if slowest > time.Second {
-		t.Fatalf("a reconnect took %s after a session that had listened 400 ms; want its first backoff, 100 ms (and the connection's time)", slowest)
+		t.Fatalf("a reconnect took %s after a session that had listened 600 ms; want its first backoff, 100 ms (and the connection's time)", slowest)
 	}
 	var took time.Duration
 	for range 4 {
