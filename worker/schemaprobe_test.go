@@ -81,17 +81,7 @@ func TestMigrateDownUnderAnIdleDispatcherIsNoticed(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the dispatcher unready, with nothing enqueued", func() bool { return !d.Ready() })
 	b.enqueue(t, 5, 5, func(int) string { return "" })
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 5 {
-		t.Fatalf("statuses %v after migrating up again", c)
-	}
-	for k, n := range perKey(b.sink.Requests()) {
-		if n != 1 {
-			t.Errorf("key %s sent %d times; want once, after the schema came back", k, n)
-		}
-	}
+	upAndDeliveredOnce(t, b, m, 5)
 }
 
 // The same with lanes parked (idle.go) when the commit comes, their next
@@ -115,17 +105,7 @@ func TestMigrateDownUnderParkedLanesSendsNothing(t *testing.T) {
 	if n := len(b.sink.Requests()); n != 0 {
 		t.Errorf("%d requests sent while the schema was behind", n)
 	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 5 {
-		t.Fatalf("statuses %v after migrating up again", c)
-	}
-	for k, n := range perKey(b.sink.Requests()) {
-		if n != 1 {
-			t.Errorf("key %s sent %d times; want once, after the schema came back", k, n)
-		}
-	}
+	upAndDeliveredOnce(t, b, m, 5)
 }
 
 // A batch claimed just before the schema went back is sent, and its
@@ -355,6 +335,23 @@ func TestLostLaneRowsAreMadeAgain(t *testing.T) {
 
 // migratable is a bundle on a database of its own, with a Migrator to
 // take its schema back and forth, and a sink answering respond (nil: 200).
+// upAndDeliveredOnce migrates up again and waits for the n messages
+// enqueued meanwhile, each sent once, after the schema came back.
+func upAndDeliveredOnce(t *testing.T, b bundle, m *migrations.Migrator, n int) {
+	t.Helper()
+	if _, err := m.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != n {
+		t.Fatalf("statuses %v after migrating up again", c)
+	}
+	for k, sent := range perKey(b.sink.Requests()) {
+		if sent != 1 {
+			t.Errorf("key %s sent %d times; want once, after the schema came back", k, sent)
+		}
+	}
+}
+
 func migratable(t *testing.T, respond func(*http.Request, []byte) (int, http.Header)) (bundle, *migrations.Migrator) {
 	t.Helper()
 	url := pgtest.URL(t)
