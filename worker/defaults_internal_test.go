@@ -47,6 +47,7 @@ func TestDocumentedDefaults(t *testing.T) {
 		{"at most 4 stragglers per lane", maxStragglers, 4},
 		{"lane management: a pool of at most 2 connections (doc.go, CHANGELOG)", leasesConns, 2},
 		{"a stop waits at most 1 s for lane management's connections to close", leasesCloseWait, time.Second},
+		{"the listener's reconnect wait resets after a session that listened 5 s (design.md, CHANGELOG)", listenSteady, 5 * time.Second},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: the code has %v", tc.doc, tc.got)
