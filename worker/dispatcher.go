@@ -208,7 +208,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		},
 		names:        slices.Sorted(maps.Keys(c.Destinations)),
 		epoch:        time.Now(),
-		health:       dbHealth{log: log},
+		health:       dbHealth{log: log, metrics: c.Metrics},
 		logs:         loglimit.Limiter{Every: logEvery},
 		runners:      map[Lane]*laneRunner{},
 		holders:      map[Lane]*laneRunner{},
@@ -583,13 +583,25 @@ func (d *Dispatcher) stopRiver() error {
 // Ready reports whether the dispatcher is started, not stopping, listening
 // for commits, has renewed its leases within LeaseTTL (a dispatcher that
 // cannot renew holds no lane), and finds the schema its statements need
-// (not taken back by a migration while it runs).
+// (not taken back by a migration while it runs), and the database refuses
+// its role no privilege (Refused).
 func (d *Dispatcher) Ready() bool {
+	if len(d.Refused()) > 0 {
+		return false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fresh := d.mono()-time.Duration(d.balanced.Load()) < d.cfg.LeaseTTL
 	return d.started && !d.stopped && d.listening.Load() && d.balanced.Load() > 0 && fresh && !d.schemaBehind.Load()
 }
+
+// Refused returns the operations (as the log names them: "claim",
+// "recording results", ...) that the database refused this dispatcher's
+// role a privilege for within the last 30 s and that have not succeeded
+// since. Ready is false while there is one: a dispatcher whose claims are
+// refused renews its leases, and would otherwise look ready while it
+// delivers nothing.
+func (d *Dispatcher) Refused() []string { return d.health.refusedOps() }
 
 // Lanes returns the lanes this dispatcher drains now.
 func (d *Dispatcher) Lanes() []Lane {

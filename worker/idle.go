@@ -95,7 +95,7 @@ func (d *Dispatcher) probeIdleLanes(ctx context.Context) {
 				// Its lanes claim instead, and report what they meet; a
 				// probe failing alone (a grant) would otherwise only cost
 				// claims.
-				d.health.report("probing idle lanes", round.err)
+				d.health.report(opIdleProbe, round.err)
 			}
 			close(round.done)
 		}

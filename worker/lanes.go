@@ -86,7 +86,7 @@ func (d *Dispatcher) manageLanes(ctx context.Context) {
 			d.balanced.Store(int64(d.mono()))
 			d.registeredOnce.Do(func() { close(d.registered) })
 		}
-		d.health.report("lane balancing", err)
+		d.health.report(opBalance, err)
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
@@ -116,7 +116,7 @@ func (d *Dispatcher) watchUnserved(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		d.health.report("checking for unserved destinations", err)
+		d.health.report(opUnserved, err)
 		if !sleep(ctx, unservedEvery*d.cfg.AcquireInterval) {
 			return
 		}
@@ -433,7 +433,7 @@ func (d *Dispatcher) releaseAll() {
 			// stop up to lease_ttl past it.
 			ctx, cancel := d.windDownWithin(d.cfg.LeaseTTL - d.cfg.AcquireInterval)
 			if err := d.renew(ctx); !errors.Is(err, errNoLeases) {
-				d.health.report("renewing leases while stopping", err)
+				d.health.report(opStopRenew, err)
 			}
 			cancel()
 		}

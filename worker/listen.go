@@ -29,7 +29,7 @@ func (d *Dispatcher) listen(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		d.health.report("listening for commits", err)
+		d.health.report(opListen, err)
 		if !sleep(ctx, backoff) {
 			return
 		}
@@ -72,7 +72,7 @@ func (d *Dispatcher) listenOnce(ctx context.Context, channel string) error {
 	}
 	d.listeningSince.Store(int64(d.mono()))
 	d.listening.Store(true)
-	d.health.report("listening for commits", nil)
+	d.health.report(opListen, nil)
 	d.wakeAll()
 	pctx, stopProbe := context.WithCancel(ctx)
 	p, probing := &probe{}, make(chan struct{})

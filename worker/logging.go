@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,7 +76,32 @@ type dbHealth struct {
 	lastLine  time.Time
 	failures  int
 	denied    map[string]time.Time // by operation: when its refused privilege was last logged
+	// refused: by operation, its last refusal for a privilege, until one
+	// of its tries succeeds (refusedOps).
+	refused map[string]time.Time
+	metrics *Metrics
 }
+
+// refusedFor is how long a refused operation that is not tried again
+// keeps the dispatcher unready: claims and recordings are tried again
+// within 5 s while needed, the unserved check every 10 acquire
+// intervals, but one that stopped being needed (the idle probe, once its
+// lanes claim) must not hold the 503 for ever.
+const refusedFor = 30 * time.Second
+
+// The operations dbHealth hears of, by the names its log lines, the
+// database errors metric and /readyz give them.
+const (
+	opClaim     = "claim"
+	opRecord    = "recording results"
+	opIdleProbe = "probing idle lanes"
+	opBalance   = "lane balancing"
+	opUnserved  = "checking for unserved destinations"
+	opListen    = "listening for commits"
+	opStopRenew = "renewing leases while stopping"
+)
+
+var healthOps = []string{opClaim, opRecord, opIdleProbe, opBalance, opUnserved, opListen, opStopRenew}
 
 // privilegesDoc is where an operator finds the grants the dispatcher's
 // role needs.
@@ -93,11 +119,20 @@ func isPrivilegeError(err error) bool {
 func (h *dbHealth) report(op string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := time.Now()
-	if h.now != nil {
-		now = h.now()
+	now := h.clock()
+	h.metrics.databaseError(op, err)
+	if isSchemaError(err) {
+		// Not an outage either: the schema watcher stops the claims, logs
+		// it and makes /readyz unready (schema.go). Counted as a failure,
+		// the operations that still work (renewals) would log "succeed
+		// again" while nothing can be claimed (an operator's trial).
+		return
 	}
 	if isPrivilegeError(err) {
+		if h.refused == nil {
+			h.refused = map[string]time.Time{}
+		}
+		h.refused[op] = now
 		// Not an outage: the other operations succeeding must not say it
 		// ended, nor waiting that it will. Per operation, so that each
 		// refused one is named, however often another is.
@@ -112,6 +147,7 @@ func (h *dbHealth) report(op string, err error) {
 		return
 	}
 	if err == nil {
+		delete(h.refused, op)
 		// Only an outage whose start was told gets an end line: one
 		// flapping operation among healthy ones writes a pair per 10 s.
 		if h.failing && h.announced {
@@ -136,6 +172,30 @@ func (h *dbHealth) report(op string, err error) {
 		h.log.Warn("database operations still failing", "failing_for", now.Sub(h.since).Round(time.Second).String(),
 			"failed_operations", h.failures, "operation", op, "error", err)
 	}
+}
+
+// refusedOps returns, sorted, the operations the database refused this
+// dispatcher's role a privilege for within refusedFor, and that have not
+// succeeded since.
+func (h *dbHealth) refusedOps() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.clock()
+	var ops []string
+	for op, at := range h.refused {
+		if now.Sub(at) < refusedFor {
+			ops = append(ops, op)
+		}
+	}
+	slices.Sort(ops)
+	return ops
+}
+
+func (h *dbHealth) clock() time.Time {
+	if h.now != nil {
+		return h.now()
+	}
+	return time.Now()
 }
 
 // errText is err's text, or "" for nil, without the secrets a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,58 @@ func TestEveryRefusedOperationIsNamed(t *testing.T) {
 		if !strings.Contains(out.String(), op) {
 			t.Fatalf("%s never named:\n%s", op, out.String())
 		}
+	}
+}
+
+// A statement failing for the schema (a table renamed, a `migrate down`)
+// is not an outage: the schema watcher says so (schema.go). Counted as
+// one, the renewals that still succeeded logged "database operations
+// succeed again" while nothing could be claimed (an operator's trial).
+func TestASchemaErrorIsNotAnOutage(t *testing.T) {
+	var out strings.Builder
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
+	gone := fmt.Errorf("worker: claim: %w", &pgconn.PgError{Code: "42P01", Message: `relation "outboxd.outbox_messages" does not exist`})
+	for range 25 {
+		h.report(opClaim, gone)
+		h.report(opBalance, nil)
+		clock = clock.Add(time.Second)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("a schema error logged as an outage:\n%s", out.String())
+	}
+}
+
+// A refused operation keeps the dispatcher unready (Refused, /readyz)
+// until one of its tries succeeds, or for refusedFor (30 s) after its last
+// refusal when it is not tried again.
+func TestARefusedOperationIsNamedUntilItSucceedsOrFor30s(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := dbHealth{log: slog.New(slog.DiscardHandler), now: func() time.Time { return clock }}
+	denied := &pgconn.PgError{Code: "42501", Message: "permission denied for table outbox_messages"}
+	h.report(opClaim, denied)
+	h.report(opIdleProbe, denied)
+	h.report(opBalance, nil)
+	if got := h.refusedOps(); !slices.Equal(got, []string{opClaim, opIdleProbe}) {
+		t.Fatalf("refused after two refusals: %q", got)
+	}
+	h.report(opClaim, nil)
+	if got := h.refusedOps(); !slices.Equal(got, []string{opIdleProbe}) {
+		t.Fatalf("refused after the claim succeeded: %q", got)
+	}
+	if refusedFor != 30*time.Second {
+		t.Fatalf("refusedFor is %s; docs/configuration.md says 30 s", refusedFor)
+	}
+	clock = clock.Add(refusedFor - time.Millisecond)
+	if got := h.refusedOps(); len(got) != 1 {
+		t.Fatalf("refused just before 30 s: %q", got)
+	}
+	clock = clock.Add(time.Millisecond)
+	if got := h.refusedOps(); len(got) != 0 {
+		t.Fatalf("refused 30 s after the last refusal: %q", got)
+	}
+	h.report(opIdleProbe, errors.New("connection refused"))
+	if got := h.refusedOps(); len(got) != 0 {
+		t.Fatalf("an outage counted as a refusal: %q", got)
 	}
 }

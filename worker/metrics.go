@@ -23,6 +23,7 @@ type Metrics struct {
 	walks           *prometheus.CounterVec
 	idleProbes      *prometheus.CounterVec
 	probeFailing    prometheus.Gauge
+	dbErrors        *prometheus.CounterVec
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -36,6 +37,7 @@ type Metrics struct {
 //	outboxd_claim_walks_total{destination}                claims that walked the heads of their lane's keys (the others read only due retries)
 //	outboxd_idle_lane_probes_total{destination}           looks at a parked (idle) lane, in place of a claim on its sweep
 //	outboxd_listen_probe_failing                          1 while the listening connection's last probe did not come back within 10 s
+//	outboxd_database_errors_total{operation,cause}        failed database operations: privilege, schema or other
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -75,8 +77,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		probeFailing: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outboxd_listen_probe_failing", Help: "1 while the listening connection's last probe (a NOTIFY sent from the pool) did not come back within 10 s: commits wake nothing (a pooler in transaction mode?); 0 once one does, or the connection ends.",
 		}),
+		// The log says an outage once; an alert needs a series. A failed
+		// claim is counted here, not in claimSeconds.
+		dbErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outboxd_database_errors_total", Help: "Failed database operations of the dispatcher, by operation and cause: privilege (the role lacks a grant), schema (not migrated, or migrated down), other (the database away, a timeout, ...).",
+		}, []string{"operation", "cause"}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.idleProbes, m.probeFailing} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.idleProbes, m.probeFailing, m.dbErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -108,6 +115,28 @@ func (m *Metrics) bind(destinations []string) {
 		m.walks.WithLabelValues(dest)
 		m.idleProbes.WithLabelValues(dest)
 	}
+	for _, op := range healthOps {
+		for _, cause := range errorCauses {
+			m.dbErrors.WithLabelValues(op, cause)
+		}
+	}
+}
+
+var errorCauses = []string{"privilege", "schema", "other"}
+
+// databaseError counts a failed database operation (none for a nil err).
+func (m *Metrics) databaseError(op string, err error) {
+	if m == nil || err == nil {
+		return
+	}
+	cause := "other"
+	switch {
+	case isPrivilegeError(err):
+		cause = "privilege"
+	case isSchemaError(err):
+		cause = "schema"
+	}
+	m.dbErrors.WithLabelValues(op, cause).Inc()
 }
 
 // probedIdle counts a round's looks at parked lanes.

@@ -28,7 +28,7 @@ func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error
 			r.d.log.Warn("results not recorded (the database failed); tried again after a backoff, nothing sent again while the lane's lease holds",
 				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", len(results), "error", err, "similar_lines_left_out", held)
 		}
-		r.d.health.report("recording results", err)
+		r.d.health.report(opRecord, err)
 		if isSchemaError(err) {
 			r.d.schemaFailed(err)
 		}
@@ -146,7 +146,7 @@ func (r *laneRunner) recordFailed(results []result, err error) {
 	if !stopping {
 		// A stop says nothing of the dispatcher retrying: the wording
 		// removed from stops once (stoprecord_test.go).
-		r.d.health.report("recording results", err)
+		r.d.health.report(opRecord, err)
 	}
 }
 
@@ -222,7 +222,7 @@ func (r *laneRunner) record(results []result) error {
 	if err != nil {
 		return err
 	}
-	r.d.health.report("recording results", nil)
+	r.d.health.report(opRecord, nil)
 	// Counted whether or not the row is stored (the attempt was made), once.
 	for i, res := range results {
 		r.d.cfg.Metrics.attempted(res.msg.Destination, outcomes[i])

@@ -198,7 +198,7 @@ func (r *laneRunner) run() {
 		r.walk.next = err != nil
 		if err != nil {
 			if !r.stopping() && r.leaseCtx.Err() == nil {
-				r.d.health.report("claim", err)
+				r.d.health.report(opClaim, err)
 			}
 			if isSchemaError(err) {
 				r.d.schemaFailed(err)
@@ -207,7 +207,7 @@ func (r *laneRunner) run() {
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		r.d.health.report("claim", nil)
+		r.d.health.report(opClaim, nil)
 		backoff = 100 * time.Millisecond
 		if len(batch) == 0 {
 			r.walk.progressed = nil

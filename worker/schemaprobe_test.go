@@ -3,16 +3,19 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxd/outboxd/dispatch"
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/internal/sink"
+	"github.com/outboxd/outboxd/internal/syncbuf"
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
@@ -403,4 +406,68 @@ WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '
 			t.Fatalf("while outbox_messages was locked, %d of 32 leases stayed current", n)
 		}
 	}
+}
+
+// A table renamed under a running dispatcher (an operator's trial) stops
+// delivery, and the log says that, not that the database went down and
+// came back: counted as an outage, the failing statements logged
+// "database operation failed", then the renewals, which still worked,
+// "database operations succeed again", while nothing could be claimed.
+// The failures are counted with the cause schema.
+func TestATableRenamedIsNotLoggedAsAnOutage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	log := &syncbuf.Buffer{}
+	reg, metrics := newMetrics(t)
+	d := b.start(t, b.config(t, func(c *worker.Config) {
+		c.Metrics = metrics
+		c.Logger = slog.New(slog.NewTextHandler(log, nil))
+	}))
+	waitFor(t, 20*time.Second, "the 32 lanes parked and probed", func() bool { return idleProbes(t, reg, "sink") >= 32 })
+	if _, err := b.pool.Exec(ctx, `ALTER TABLE outboxd.outbox_messages RENAME TO outbox_messages_away`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a statement failing for the schema", func() bool {
+		return databaseErrors(t, reg, "schema") > 0 && !d.Ready()
+	})
+	if _, err := b.pool.Exec(ctx, `ALTER TABLE outboxd.outbox_messages_away RENAME TO outbox_messages`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the dispatcher ready again", d.Ready)
+	b.enqueue(t, 3, 3, func(int) string { return "" })
+	waitFor(t, 20*time.Second, "3 messages delivered", func() bool { return len(b.sink.Accepted()) == 3 })
+	text := log.String()
+	if !strings.Contains(text, "delivery stopped") {
+		t.Errorf("the log does not say that delivery stopped:\n%s", text)
+	}
+	for _, outage := range []string{"database operation failed", "succeed again"} {
+		if strings.Contains(text, outage) {
+			t.Errorf("a renamed table logged as an outage (%q):\n%s", outage, text)
+		}
+	}
+}
+
+// databaseErrors sums outboxd_database_errors_total over the operations
+// for cause.
+func databaseErrors(t *testing.T, reg *prometheus.Registry, cause string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "outboxd_database_errors_total" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "cause" && l.GetValue() == cause {
+					n += s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }

@@ -214,7 +214,7 @@ func (r *laneRunner) settleRefused(err error) {
 		r.d.log.Warn("results of requests that outlasted their batch not recorded (the database failed); tried again later",
 			"destination", r.key.Destination, "lane", r.key.Lane, "error", err, "similar_lines_left_out", held)
 	}
-	r.d.health.report("recording results", err)
+	r.d.health.report(opRecord, err)
 	if isSchemaError(err) {
 		r.d.schemaFailed(err)
 	}

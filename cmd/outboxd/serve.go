@@ -331,6 +331,11 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 			http.Error(w, msg+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if refused := d.Refused(); len(refused) > 0 {
+			http.Error(w, "dispatcher not ready: the database refuses its role a privilege for: "+strings.Join(refused, ", ")+
+				` (see the log, and docs/operations.md, "Roles and grants")`, http.StatusServiceUnavailable)
+			return
+		}
 		if !d.Ready() {
 			http.Error(w, "dispatcher not ready: not listening for commits, its leases not renewed within lease_ttl, or the schema older than this outboxd (see the log)", http.StatusServiceUnavailable)
 			return
