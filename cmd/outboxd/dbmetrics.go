@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -101,7 +102,8 @@ type dbCollector struct {
 	pool       *pgxpool.Pool
 	query      string
 	purgeQuery string
-	budget     int64 // rows of outbox_messages a collection may read for the backlog
+	purgeWait  string // lastPurgeWait
+	budget     int64  // rows of outbox_messages a collection may read for the backlog
 	configured []string
 	keep       map[string]bool // configured, as a set
 	timeout    time.Duration
@@ -122,7 +124,7 @@ func newDBCollector(pool *pgxpool.Pool, schema string, configured []string, time
 	for _, name := range configured {
 		keep[name] = true
 	}
-	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema), purgeQuery: dbschema.Render(lastPurgeSQL, schema), budget: pendingsql.Budget,
+	return &dbCollector{pool: pool, query: dbschema.Render(destinationStatsSQL, schema), purgeQuery: dbschema.Render(lastPurgeSQL, schema), purgeWait: lastPurgeWait, budget: pendingsql.Budget,
 		configured: configured, keep: keep, timeout: timeout, logs: logs, now: time.Now,
 		zeroSince: map[string]time.Time{}}
 }
@@ -232,9 +234,18 @@ func (c *dbCollector) refresh() <-chan struct{} {
 
 // collect reads the destinations' gauges, then the last purge's time: a
 // failure of that read (River's table refused to the role, or locked past
-// lastPurgeWait) is purgeErr, and leaves the other gauges read.
+// lastPurgeWait) is purgeErr, and leaves the other gauges read. So is one
+// after it: the scrape's deadline falling during the purge's read cancels
+// the connection, and the commit fails, but what was read stands (the
+// transaction only reads).
 func (c *dbCollector) collect(ctx context.Context) (out map[string]destStats, purged float64, purgeErr, err error) {
 	out = map[string]destStats{}
+	read := false
+	defer func() {
+		if err != nil && read {
+			purgeErr, err = cmp.Or(purgeErr, err), nil
+		}
+	}()
 	err = pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, c.query, c.budget, c.configured)
 		if err != nil {
@@ -251,6 +262,7 @@ func (c *dbCollector) collect(ctx context.Context) (out map[string]destStats, pu
 		if err != nil {
 			return err
 		}
+		read = true
 		purged, purgeErr = c.readLastPurge(ctx, tx)
 		return nil
 	})
@@ -267,7 +279,7 @@ const lastPurgeWait = "200ms"
 func (c *dbCollector) readLastPurge(ctx context.Context, tx pgx.Tx) (float64, error) {
 	var purged float64
 	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', '`+lastPurgeWait+`', true), set_config('statement_timeout', '`+lastPurgeWait+`', true)`); err != nil {
+		if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)`, c.purgeWait); err != nil {
 			return err
 		}
 		return sp.QueryRow(ctx, c.purgeQuery).Scan(&purged)
