@@ -221,6 +221,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Dispatcher, error) {
 		probeWait:    listenProbeWait,
 		probeEvery:   listenProbeEvery,
 	}
+	d.health.every = d.tryEvery
 	d.pools = map[string]*deliveryPool{}
 	for name, dest := range c.Destinations {
 		if b, ok := dest.(dispatch.Concurrent); ok {
@@ -331,7 +332,8 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	go func() { defer wg.Done(); d.watchUnserved(runCtx) }()
 	go func() { defer wg.Done(); d.watchSchema(runCtx) }()
 	go func() { defer wg.Done(); d.probeIdleLanes(runCtx) }()
-	go func() { wg.Wait(); d.closeLeases(); close(d.done) }()
+	d.cfg.Metrics.watchRefused(d)
+	go func() { wg.Wait(); d.closeLeases(); d.cfg.Metrics.unwatchRefused(d); close(d.done) }()
 	go d.stopOnCancel(ctx, d.done)
 	d.mu.Unlock()
 	d.log.Info("dispatcher started", "destinations", len(d.cfg.Destinations))
@@ -586,7 +588,7 @@ func (d *Dispatcher) stopRiver() error {
 // (not taken back by a migration while it runs), and the database refuses
 // its role no privilege (Refused).
 func (d *Dispatcher) Ready() bool {
-	if len(d.Refused()) > 0 {
+	if len(d.health.refusedOps()) > 0 {
 		return false
 	}
 	d.mu.Lock()
@@ -597,11 +599,33 @@ func (d *Dispatcher) Ready() bool {
 
 // Refused returns the operations (as the log names them: "claim",
 // "recording results", ...) that the database refused this dispatcher's
-// role a privilege for within the last 30 s and that have not succeeded
-// since. Ready is false while there is one: a dispatcher whose claims are
-// refused renews its leases, and would otherwise look ready while it
-// delivers nothing.
-func (d *Dispatcher) Refused() []string { return d.health.refusedOps() }
+// role a privilege for and that have not succeeded since, as long as the
+// last refusal is recent (30 s, or three of the operation's intervals
+// when longer: an operation no longer tried, such as the claims of a
+// lane given to another dispatcher, stops counting). Ready is false while
+// there is one: a dispatcher whose claims are refused renews its leases,
+// and would otherwise look ready while it delivers nothing.
+func (d *Dispatcher) Refused() []string {
+	var names []string
+	for _, op := range d.health.refusedOps() {
+		names = append(names, op.name)
+	}
+	return names
+}
+
+// tryEvery is how often op is tried again while it is needed, failing:
+// what a refusal of it counts for (dbHealth.refusedOps).
+func (d *Dispatcher) tryEvery(op healthOp) time.Duration {
+	switch op {
+	case opBalance:
+		return d.cfg.AcquireInterval
+	case opUnserved:
+		return unservedEvery * d.cfg.AcquireInterval
+	case opIdleProbe:
+		return d.cfg.SweepInterval
+	}
+	return 5 * time.Second // the claims', recordings' and listener's longest backoff
+}
 
 // Lanes returns the lanes this dispatcher drains now.
 func (d *Dispatcher) Lanes() []Lane {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -75,33 +74,41 @@ type dbHealth struct {
 	since     time.Time
 	lastLine  time.Time
 	failures  int
-	denied    map[string]time.Time // by operation: when its refused privilege was last logged
+	logged    map[string]time.Time // by kind and operation: when a refused privilege or a schema error was last logged
 	// refused: by operation, its last refusal for a privilege, until one
 	// of its tries succeeds (refusedOps).
-	refused map[string]time.Time
+	refused map[healthOp]time.Time
+	// every is how often an operation is tried while it is needed
+	// (Dispatcher.tryEvery; nil: 5 s).
+	every   func(healthOp) time.Duration
 	metrics *Metrics
 }
 
-// refusedFor is how long a refused operation that is not tried again
-// keeps the dispatcher unready: claims and recordings are tried again
-// within 5 s while needed, the unserved check every 10 acquire
-// intervals, but one that stopped being needed (the idle probe, once its
-// lanes claim) must not hold the 503 for ever.
+// refusedFor is how long, at least, a refused operation that is not
+// tried again keeps the dispatcher unready: three times its interval
+// (claims and recordings are tried again within 5 s while needed, the
+// unserved check every 10 acquire intervals). One that stopped being
+// needed (a lane given to another dispatcher) must not hold the 503 for
+// ever, and one tried every 20 s must not flap between 503 and 200.
 const refusedFor = 30 * time.Second
 
-// The operations dbHealth hears of, by the names its log lines, the
-// database errors metric and /readyz give them.
-const (
-	opClaim     = "claim"
-	opRecord    = "recording results"
-	opIdleProbe = "probing idle lanes"
-	opBalance   = "lane balancing"
-	opUnserved  = "checking for unserved destinations"
-	opListen    = "listening for commits"
-	opStopRenew = "renewing leases while stopping"
+// A healthOp is an operation dbHealth hears of: its name in the log and
+// /readyz, and its label in outboxd_database_errors_total and
+// outboxd_database_refused (kept apart, so that rewording a log line does
+// not break an alert).
+type healthOp struct{ name, label string }
+
+var (
+	opClaim     = healthOp{"claim", "claim"}
+	opRecord    = healthOp{"recording results", "record"}
+	opIdleProbe = healthOp{"probing idle lanes", "idle_probe"}
+	opBalance   = healthOp{"lane balancing", "balance"}
+	opUnserved  = healthOp{"checking for unserved destinations", "unserved_check"}
+	opListen    = healthOp{"listening for commits", "listen"}
+	opStopRenew = healthOp{"renewing leases while stopping", "stop_renew"}
 )
 
-var healthOps = []string{opClaim, opRecord, opIdleProbe, opBalance, opUnserved, opListen, opStopRenew}
+var healthOps = []healthOp{opClaim, opRecord, opIdleProbe, opBalance, opUnserved, opListen, opStopRenew}
 
 // privilegesDoc is where an operator finds the grants the dispatcher's
 // role needs.
@@ -116,38 +123,45 @@ func isPrivilegeError(err error) bool {
 }
 
 // report records the outcome of a database operation.
-func (h *dbHealth) report(op string, err error) {
+func (h *dbHealth) report(op healthOp, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.clock()
 	h.metrics.databaseError(op, err)
 	if isSchemaError(err) {
-		// Not an outage either: the schema watcher stops the claims, logs
-		// it and makes /readyz unready (schema.go). Counted as a failure,
-		// the operations that still work (renewals) would log "succeed
-		// again" while nothing can be claimed (an operator's trial).
+		// Not an outage either: counted as one, the operations that still
+		// work (renewals) logged "succeed again" while nothing could be
+		// claimed (an operator's trial). A claim's or a recording's also
+		// stops the claims (schema.go); the others' tables (the lanes', the
+		// dispatchers') are not what the schema watcher looks at, so each
+		// says itself what fails.
+		if h.mayLog("schema", op, now) {
+			h.log.Error("a statement of this dispatcher fails for the schema: "+op.name+" fails until the schema is what this outboxd needs (run `outboxd migrate up`, or undo the change by hand); tried again meanwhile, nothing is lost",
+				"operation", op.name, "error", err)
+		}
 		return
 	}
 	if isPrivilegeError(err) {
 		if h.refused == nil {
-			h.refused = map[string]time.Time{}
+			h.refused = map[healthOp]time.Time{}
 		}
 		h.refused[op] = now
 		// Not an outage: the other operations succeeding must not say it
 		// ended, nor waiting that it will. Per operation, so that each
 		// refused one is named, however often another is.
-		if now.Sub(h.denied[op]) >= logEvery {
-			if h.denied == nil {
-				h.denied = map[string]time.Time{}
-			}
-			h.denied[op] = now
-			h.log.Error("the database refuses this dispatcher's role a privilege: "+op+" fails, and keeps failing until the role is granted it; tried again meanwhile, nothing is lost ("+privilegesDoc+")",
-				"operation", op, "error", err)
+		if h.mayLog("privilege", op, now) {
+			h.log.Error("the database refuses this dispatcher's role a privilege: "+op.name+" fails, and keeps failing until the role is granted it; tried again meanwhile, nothing is lost ("+privilegesDoc+")",
+				"operation", op.name, "error", err)
 		}
 		return
 	}
 	if err == nil {
 		delete(h.refused, op)
+		if op == opClaim {
+			// A claim reads what the idle probe reads: the probe, not
+			// tried while lanes claim, is not refused either.
+			delete(h.refused, opIdleProbe)
+		}
 		// Only an outage whose start was told gets an end line: one
 		// flapping operation among healthy ones writes a pair per 10 s.
 		if h.failing && h.announced {
@@ -163,31 +177,53 @@ func (h *dbHealth) report(op string, err error) {
 		h.failing, h.since = true, now
 		if now.Sub(h.lastLine) >= logEvery {
 			h.lastLine, h.announced = now, true
-			h.log.Warn("database operation failed; the dispatcher retries with backoff, nothing is lost", "operation", op, "error", err)
+			h.log.Warn("database operation failed; the dispatcher retries with backoff, nothing is lost", "operation", op.name, "error", err)
 		}
 		return
 	}
 	if now.Sub(h.lastLine) >= 3*logEvery {
 		h.lastLine, h.announced = now, true
 		h.log.Warn("database operations still failing", "failing_for", now.Sub(h.since).Round(time.Second).String(),
-			"failed_operations", h.failures, "operation", op, "error", err)
+			"failed_operations", h.failures, "operation", op.name, "error", err)
 	}
 }
 
-// refusedOps returns, sorted, the operations the database refused this
-// dispatcher's role a privilege for within refusedFor, and that have not
-// succeeded since.
-func (h *dbHealth) refusedOps() []string {
+// mayLog reports whether a line of kind for op goes out now: one per
+// logEvery each.
+func (h *dbHealth) mayLog(kind string, op healthOp, now time.Time) bool {
+	key := kind + "/" + op.label
+	if now.Sub(h.logged[key]) < logEvery {
+		return false
+	}
+	if h.logged == nil {
+		h.logged = map[string]time.Time{}
+	}
+	h.logged[key] = now
+	return true
+}
+
+// refusedOps returns, in healthOps' order, the operations the database
+// refused this dispatcher's role a privilege for, that have not succeeded
+// since, and whose last refusal is recent: within refusedFor, or three
+// of their intervals when longer.
+func (h *dbHealth) refusedOps() []healthOp {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.clock()
-	var ops []string
-	for op, at := range h.refused {
-		if now.Sub(at) < refusedFor {
+	var ops []healthOp
+	for _, op := range healthOps {
+		at, ok := h.refused[op]
+		if !ok {
+			continue
+		}
+		every := 5 * time.Second
+		if h.every != nil {
+			every = h.every(op)
+		}
+		if now.Sub(at) < max(refusedFor, 3*every) {
 			ops = append(ops, op)
 		}
 	}
-	slices.Sort(ops)
 	return ops
 }
 

@@ -24,12 +24,12 @@ func TestDatabaseFailuresLogOncePerOutageAndEvery30s(t *testing.T) {
 	// 64 runners fail every 100 ms for 65 s.
 	for step := 0; step < 650; step++ {
 		for range 64 {
-			h.report("claim", down)
+			h.report(opClaim, down)
 		}
 		clock = clock.Add(100 * time.Millisecond)
 	}
-	h.report("claim", nil)
-	h.report("claim", nil)
+	h.report(opClaim, nil)
+	h.report(opClaim, nil)
 	if n := count("database operation failed"); n != 1 {
 		t.Fatalf("%d start lines:\n%s", n, out.String())
 	}
@@ -49,9 +49,9 @@ func TestFlappingDatabaseLogsFewLines(t *testing.T) {
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
 	for range 30 { // 30 flaps over 9 s
-		h.report("claim", errors.New("terminated"))
+		h.report(opClaim, errors.New("terminated"))
 		clock = clock.Add(150 * time.Millisecond)
-		h.report("claim", nil)
+		h.report(opClaim, nil)
 		clock = clock.Add(150 * time.Millisecond)
 	}
 	if n := strings.Count(out.String(), "\n"); n > 2 {
@@ -69,8 +69,8 @@ func TestARefusedPrivilegeIsNotAnOutage(t *testing.T) {
 	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
 	denied := fmt.Errorf("worker: balancing: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table outbox_lanes"})
 	for range 25 { // 25 s: the balancer refused every second, the claims fine
-		h.report("lane balancing", denied)
-		h.report("claim", nil)
+		h.report(opBalance, denied)
+		h.report(opClaim, nil)
 		clock = clock.Add(time.Second)
 	}
 	text := out.String()
@@ -94,9 +94,9 @@ func TestEveryRefusedOperationIsNamed(t *testing.T) {
 	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
 	denied := &pgconn.PgError{Code: "42501", Message: "permission denied"}
 	for i := range 100 { // the claims refused every 100 ms, the balancer every second
-		h.report("claim", denied)
+		h.report(opClaim, denied)
 		if i%10 == 5 {
-			h.report("lane balancing", denied)
+			h.report(opBalance, denied)
 		}
 		clock = clock.Add(100 * time.Millisecond)
 	}
@@ -108,54 +108,85 @@ func TestEveryRefusedOperationIsNamed(t *testing.T) {
 }
 
 // A statement failing for the schema (a table renamed, a `migrate down`)
-// is not an outage: the schema watcher says so (schema.go). Counted as
-// one, the renewals that still succeeded logged "database operations
-// succeed again" while nothing could be claimed (an operator's trial).
+// is not an outage: counted as one, the renewals that still succeeded
+// logged "database operations succeed again" while nothing could be
+// claimed (an operator's trial). Each failing operation says itself what
+// fails, once per 10 s: the schema watcher looks only at outbox_messages,
+// and a renamed outbox_dispatchers table was otherwise said nowhere (a
+// review's).
 func TestASchemaErrorIsNotAnOutage(t *testing.T) {
 	var out strings.Builder
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
-	gone := fmt.Errorf("worker: claim: %w", &pgconn.PgError{Code: "42P01", Message: `relation "outboxd.outbox_messages" does not exist`})
-	for range 25 {
-		h.report(opClaim, gone)
+	gone := fmt.Errorf("worker: unserved: %w", &pgconn.PgError{Code: "42P01", Message: `relation "outboxd.outbox_dispatchers" does not exist`})
+	for range 25 { // 25 s: the check failing every second, the balancing fine
+		h.report(opUnserved, gone)
 		h.report(opBalance, nil)
 		clock = clock.Add(time.Second)
 	}
-	if out.Len() != 0 {
-		t.Fatalf("a schema error logged as an outage:\n%s", out.String())
+	text := out.String()
+	if n := strings.Count(text, "fails for the schema"); n != 3 || !strings.Contains(text, "outbox_dispatchers") ||
+		!strings.Contains(text, `operation="checking for unserved destinations"`) {
+		t.Fatalf("%d schema lines in 25 s, want 3 naming the operation and the table:\n%s", n, text)
+	}
+	for _, wrong := range []string{"succeed again", "database operation failed", "still failing"} {
+		if strings.Contains(text, wrong) {
+			t.Fatalf("a schema error logged as an outage (%q):\n%s", wrong, text)
+		}
 	}
 }
 
 // A refused operation keeps the dispatcher unready (Refused, /readyz)
-// until one of its tries succeeds, or for refusedFor (30 s) after its last
-// refusal when it is not tried again.
+// until one of its tries succeeds (a claim's also clears the idle probe,
+// which reads what a claim reads and is not tried while lanes claim), or,
+// not tried again, for refusedFor (30 s) after its last refusal, or three
+// of its intervals when longer (an unserved check every 20 s).
 func TestARefusedOperationIsNamedUntilItSucceedsOrFor30s(t *testing.T) {
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	h := dbHealth{log: slog.New(slog.DiscardHandler), now: func() time.Time { return clock }}
+	h := dbHealth{log: slog.New(slog.DiscardHandler), now: func() time.Time { return clock },
+		every: func(op healthOp) time.Duration {
+			if op == opUnserved {
+				return 20 * time.Second
+			}
+			return 5 * time.Second
+		}}
 	denied := &pgconn.PgError{Code: "42501", Message: "permission denied for table outbox_messages"}
+	names := func() []string {
+		var out []string
+		for _, op := range h.refusedOps() {
+			out = append(out, op.name)
+		}
+		return out
+	}
 	h.report(opClaim, denied)
 	h.report(opIdleProbe, denied)
 	h.report(opBalance, nil)
-	if got := h.refusedOps(); !slices.Equal(got, []string{opClaim, opIdleProbe}) {
+	if got := names(); !slices.Equal(got, []string{"claim", "probing idle lanes"}) {
 		t.Fatalf("refused after two refusals: %q", got)
 	}
 	h.report(opClaim, nil)
-	if got := h.refusedOps(); !slices.Equal(got, []string{opIdleProbe}) {
-		t.Fatalf("refused after the claim succeeded: %q", got)
+	if got := names(); len(got) != 0 {
+		t.Fatalf("refused after a claim succeeded: %q", got)
 	}
+	h.report(opRecord, denied)
+	h.report(opUnserved, denied)
 	if refusedFor != 30*time.Second {
 		t.Fatalf("refusedFor is %s; docs/configuration.md says 30 s", refusedFor)
 	}
 	clock = clock.Add(refusedFor - time.Millisecond)
-	if got := h.refusedOps(); len(got) != 1 {
+	if got := names(); len(got) != 2 {
 		t.Fatalf("refused just before 30 s: %q", got)
 	}
 	clock = clock.Add(time.Millisecond)
-	if got := h.refusedOps(); len(got) != 0 {
-		t.Fatalf("refused 30 s after the last refusal: %q", got)
+	if got := names(); !slices.Equal(got, []string{"checking for unserved destinations"}) {
+		t.Fatalf("refused 30 s after the last refusals: %q, want the unserved check's only (every 20 s)", got)
+	}
+	clock = clock.Add(30 * time.Second)
+	if got := names(); len(got) != 0 {
+		t.Fatalf("refused 60 s after the last refusals: %q", got)
 	}
 	h.report(opIdleProbe, errors.New("connection refused"))
-	if got := h.refusedOps(); len(got) != 0 {
+	if got := names(); len(got) != 0 {
 		t.Fatalf("an outage counted as a refusal: %q", got)
 	}
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ type Metrics struct {
 	idleProbes      *prometheus.CounterVec
 	probeFailing    prometheus.Gauge
 	dbErrors        *prometheus.CounterVec
+	refused         *refusedGauge
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -38,6 +40,7 @@ type Metrics struct {
 //	outboxd_idle_lane_probes_total{destination}           looks at a parked (idle) lane, in place of a claim on its sweep
 //	outboxd_listen_probe_failing                          1 while the listening connection's last probe did not come back within 10 s
 //	outboxd_database_errors_total{operation,cause}        failed database operations: privilege, schema or other
+//	outboxd_database_refused{operation}                   1 while a started dispatcher's role is refused a privilege the operation needs (Dispatcher.Refused)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -82,8 +85,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		dbErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxd_database_errors_total", Help: "Failed database operations of the dispatcher, by operation and cause: privilege (the role lacks a grant), schema (not migrated, or migrated down), other (the database away, a timeout, ...).",
 		}, []string{"operation", "cause"}),
+		refused: &refusedGauge{desc: prometheus.NewDesc("outboxd_database_refused",
+			"1 while the database refuses a started dispatcher's role a privilege that the operation needs, as /readyz says (not since succeeded, last refused within 30 s or three of the operation's intervals).",
+			[]string{"operation"}, nil), by: map[*Dispatcher]bool{}},
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.idleProbes, m.probeFailing, m.dbErrors} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.attemptSeconds, m.deliverySeconds, m.unserved, m.claimSeconds, m.walks, m.idleProbes, m.probeFailing, m.dbErrors, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -117,7 +123,7 @@ func (m *Metrics) bind(destinations []string) {
 	}
 	for _, op := range healthOps {
 		for _, cause := range errorCauses {
-			m.dbErrors.WithLabelValues(op, cause)
+			m.dbErrors.WithLabelValues(op.label, cause)
 		}
 	}
 }
@@ -125,7 +131,7 @@ func (m *Metrics) bind(destinations []string) {
 var errorCauses = []string{"privilege", "schema", "other"}
 
 // databaseError counts a failed database operation (none for a nil err).
-func (m *Metrics) databaseError(op string, err error) {
+func (m *Metrics) databaseError(op healthOp, err error) {
 	if m == nil || err == nil {
 		return
 	}
@@ -136,7 +142,56 @@ func (m *Metrics) databaseError(op string, err error) {
 	case isSchemaError(err):
 		cause = "schema"
 	}
-	m.dbErrors.WithLabelValues(op, cause).Inc()
+	m.dbErrors.WithLabelValues(op.label, cause).Inc()
+}
+
+// refusedGauge is outboxd_database_refused: read from the started
+// dispatchers that share these Metrics at each scrape, so that it says
+// what Ready says, the refusals that age out included.
+type refusedGauge struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	by   map[*Dispatcher]bool
+}
+
+func (g *refusedGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *refusedGauge) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	refused := map[healthOp]bool{}
+	for d := range g.by {
+		for _, op := range d.health.refusedOps() {
+			refused[op] = true
+		}
+	}
+	g.mu.Unlock()
+	for _, op := range healthOps {
+		v := 0.0
+		if refused[op] {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, op.label)
+	}
+}
+
+// watchRefused adds a started dispatcher to outboxd_database_refused,
+// unwatchRefused takes a stopped one out.
+func (m *Metrics) watchRefused(d *Dispatcher) {
+	if m == nil {
+		return
+	}
+	m.refused.mu.Lock()
+	defer m.refused.mu.Unlock()
+	m.refused.by[d] = true
+}
+
+func (m *Metrics) unwatchRefused(d *Dispatcher) {
+	if m == nil {
+		return
+	}
+	m.refused.mu.Lock()
+	defer m.refused.mu.Unlock()
+	delete(m.refused.by, d)
 }
 
 // probedIdle counts a round's looks at parked lanes.

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"cmp"
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -102,8 +102,8 @@ type dbCollector struct {
 	pool       *pgxpool.Pool
 	query      string
 	purgeQuery string
-	purgeWait  string // lastPurgeWait
-	budget     int64  // rows of outbox_messages a collection may read for the backlog
+	purgeWait  time.Duration // lastPurgeWait
+	budget     int64         // rows of outbox_messages a collection may read for the backlog
 	configured []string
 	keep       map[string]bool // configured, as a set
 	timeout    time.Duration
@@ -234,16 +234,16 @@ func (c *dbCollector) refresh() <-chan struct{} {
 
 // collect reads the destinations' gauges, then the last purge's time: a
 // failure of that read (River's table refused to the role, or locked past
-// lastPurgeWait) is purgeErr, and leaves the other gauges read. So is one
-// after it: the scrape's deadline falling during the purge's read cancels
-// the connection, and the commit fails, but what was read stands (the
+// lastPurgeWait) is purgeErr, and leaves the other gauges read. A commit
+// failing after them does too: the scrape's deadline falling during the
+// purge's read cancels the connection, but what was read stands (the
 // transaction only reads).
 func (c *dbCollector) collect(ctx context.Context) (out map[string]destStats, purged float64, purgeErr, err error) {
 	out = map[string]destStats{}
 	read := false
 	defer func() {
-		if err != nil && read {
-			purgeErr, err = cmp.Or(purgeErr, err), nil
+		if read {
+			err = nil // the purge's read, if it failed, says so in purgeErr
 		}
 	}()
 	err = pendingsql.InTx(ctx, c.pool, func(tx pgx.Tx) error {
@@ -270,16 +270,34 @@ func (c *dbCollector) collect(ctx context.Context) (out map[string]destStats, pu
 }
 
 // lastPurgeWait bounds, on the server, how long the last purge's read
-// may take (a lock on River's table, a slow read): it fails alone then,
-// within the scrape's budget unless the other read took most of it.
-const lastPurgeWait = "200ms"
+// may take (a lock on River's table, a slow read): it fails alone then.
+const lastPurgeWait = 200 * time.Millisecond
+
+// purgeSlack is what the last purge's read leaves of the scrape's budget,
+// for the commit and for the collection to end before the scrape stops
+// waiting for it (its timer starts just before the collection's): past
+// it, the scrape answered with outboxd_database_up 0 and the last values
+// (a review's).
+const purgeSlack = 250 * time.Millisecond
+
+// errNoTimeForPurge: the destinations' read left the purge's none.
+var errNoTimeForPurge = errors.New("the destinations' read used the scrape's budget (2 s): the last purge's read was not tried")
 
 // readLastPurge runs lastPurgeSQL in a savepoint of tx, which a failure
-// the server reports rolls back without ending tx.
+// the server reports rolls back without ending tx, within lastPurgeWait
+// and the scrape's budget less purgeSlack.
 func (c *dbCollector) readLastPurge(ctx context.Context, tx pgx.Tx) (float64, error) {
+	wait := c.purgeWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)-purgeSlack)
+	}
+	if wait < time.Millisecond {
+		return 0, errNoTimeForPurge
+	}
+	ms := strconv.FormatInt(wait.Milliseconds(), 10) // milliseconds, to set_config
 	var purged float64
 	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)`, c.purgeWait); err != nil {
+		if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)`, ms); err != nil {
 			return err
 		}
 		return sp.QueryRow(ctx, c.purgeQuery).Scan(&purged)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -48,7 +50,7 @@ WHERE application_name = 'outboxd-deadline' AND wait_event_type = 'Lock' AND que
 		newRateLog(slog.New(slog.DiscardHandler), scrapeLogEvery))
 	// The purge's read waits on the lock until the deadline, not its own
 	// 200 ms: the deadline is what this test is about.
-	c.purgeWait = "1min"
+	c.purgeWait = time.Minute
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type collected struct {
@@ -70,5 +72,35 @@ WHERE application_name = 'outboxd-deadline' AND wait_event_type = 'Lock' AND que
 	}
 	if got.purgeErr == nil {
 		t.Fatal("the purge's read cut by the deadline reported no error")
+	}
+}
+
+// The same through a scrape: the last purge's read, waiting on a lock
+// (its own 200 ms lifted), gives up purgeSlack before the scrape's budget
+// ends, so the scrape answers with the destinations' gauges and
+// outboxd_database_up 1. Before, the collection ended with the scrape's
+// timer, which answered first: up 0 and the last values (a review's).
+func TestAScrapeWhosePurgeReadWaitsToTheDeadlineAnswersUp(t *testing.T) {
+	t.Parallel()
+	b := newServeBundle(t)
+	ctx := context.Background()
+	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	locker, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = locker.Rollback(ctx) }()
+	if _, err := locker.Exec(ctx, `LOCK TABLE outboxd.river_job IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	c := newDBCollector(pgtest.Connect(t, b.url), "outboxd", nil, time.Second,
+		newRateLog(slog.New(slog.DiscardHandler), scrapeLogEvery))
+	c.purgeWait = time.Minute
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	if g := gauges(t, reg); g["outboxd_database_up"] != 1 || g["outboxd_pending_messages{crm}"] != 1 {
+		t.Fatalf("a scrape whose purge read waited to its deadline: %v", g)
 	}
 }

@@ -33,7 +33,7 @@ func TestMetricsNumbersDocumented(t *testing.T) {
 	if forgetIdleAfter != time.Hour {
 		t.Errorf("forgetIdleAfter is %s; docs/operations.md says an hour", forgetIdleAfter)
 	}
-	if lastPurgeWait != "200ms" {
+	if lastPurgeWait != 200*time.Millisecond {
 		t.Errorf("lastPurgeWait is %s; CHANGELOG.md says the last purge's read waits at most 200 ms", lastPurgeWait)
 	}
 	if scrapeLogEvery != time.Minute {
