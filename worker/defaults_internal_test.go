@@ -177,3 +177,26 @@ func TestRiverReindexesNothing(t *testing.T) {
 		t.Fatalf("ReindexerIndexNames %v; want an empty list, not nil", names)
 	}
 }
+
+// A refusal of an operation not tried again ages out after three of its
+// intervals (dbHealth.refusedOps): these are the loops' own, as
+// docs/operations.md lists them for outboxd_database_refused.
+func TestRefusalsAgeOutAfterTheOperationsOwnIntervals(t *testing.T) {
+	d := &Dispatcher{cfg: Config{AcquireInterval: 2 * time.Second, LeaseTTL: 10 * time.Second, SweepInterval: 3 * time.Second}}
+	for op, want := range map[healthOp]time.Duration{
+		opBalance:   2 * time.Second,  // manageLanes' ticker
+		opStopRenew: 2 * time.Second,  // releaseAll's
+		opUnserved:  30 * time.Second, // watchUnserved: 10 acquire intervals, and a heartbeat's wait
+		opIdleProbe: 3 * time.Second,  // probeIdleLanes
+		opClaim:     5 * time.Second,  // the runner's backoff, at most
+		opRecord:    5 * time.Second,
+		opListen:    5 * time.Second,
+	} {
+		if got := d.tryEvery(op); got != want {
+			t.Errorf("tryEvery(%s) = %s, want %s", op.label, got, want)
+		}
+	}
+	if unservedEvery != 10 {
+		t.Fatalf("unservedEvery is %d; docs/operations.md says 10 acquire intervals", unservedEvery)
+	}
+}

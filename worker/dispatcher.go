@@ -507,6 +507,9 @@ func (d *Dispatcher) windDownTimeout(timeout time.Duration) time.Duration {
 
 // stop is the first Stop's work.
 func (d *Dispatcher) stop(ctx context.Context) error {
+	// Also when the run's goroutines do not end (a delivery that ignores
+	// its cancellation): a stopped dispatcher is not what the gauge says.
+	defer d.cfg.Metrics.unwatchRefused(d)
 	if dl, ok := ctx.Deadline(); ok {
 		d.windDownBy.Store(dl.Add(StuckGrace).UnixNano())
 	}
@@ -617,10 +620,12 @@ func (d *Dispatcher) Refused() []string {
 // what a refusal of it counts for (dbHealth.refusedOps).
 func (d *Dispatcher) tryEvery(op healthOp) time.Duration {
 	switch op {
-	case opBalance:
+	case opBalance, opStopRenew:
 		return d.cfg.AcquireInterval
 	case opUnserved:
-		return unservedEvery * d.cfg.AcquireInterval
+		// And a wait of up to LeaseTTL for a heartbeat, which the same
+		// grant (outbox_dispatchers) refuses.
+		return unservedEvery*d.cfg.AcquireInterval + d.cfg.LeaseTTL
 	case opIdleProbe:
 		return d.cfg.SweepInterval
 	}

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -113,6 +113,7 @@ type dbCollector struct {
 	mu          sync.Mutex
 	last        map[string]destStats // nil until a collection succeeded
 	lastPurge   float64              // lastPurgeSQL's, as last
+	purgeRead   bool                 // lastPurge was read once
 	zeroSince   map[string]time.Time // unconfigured names reading all zeros, since when
 	up          bool
 	lastSuccess time.Time
@@ -141,12 +142,14 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	timer.Stop()
 
 	c.mu.Lock()
-	last, purged, up, at := c.last, c.lastPurge, c.up, c.lastSuccess
+	last, purged, purgeRead, up, at := c.last, c.lastPurge, c.purgeRead, c.up, c.lastSuccess
 	c.mu.Unlock()
 	// A scrape that gave up says so in its own answer only: the
 	// collection still running decides the shared state when it ends.
 	c.emit(ch, last, up && answered, at)
-	if !at.IsZero() {
+	if purgeRead {
+		// Absent until read: 0 says no run is kept, which a read never
+		// made (a budget the destinations' read used up) would not know.
 		ch <- prometheus.MustNewConstMetric(descLastPurge, prometheus.GaugeValue, purged)
 	}
 }
@@ -227,7 +230,7 @@ func (c *dbCollector) refresh() <-chan struct{} {
 				"error", purgeErr.Error())
 			return
 		}
-		c.lastPurge = purged
+		c.lastPurge, c.purgeRead = purged, true
 	}()
 	return done
 }
@@ -280,9 +283,6 @@ const lastPurgeWait = 200 * time.Millisecond
 // (a review's).
 const purgeSlack = 250 * time.Millisecond
 
-// errNoTimeForPurge: the destinations' read left the purge's none.
-var errNoTimeForPurge = errors.New("the destinations' read used the scrape's budget (2 s): the last purge's read was not tried")
-
 // readLastPurge runs lastPurgeSQL in a savepoint of tx, which a failure
 // the server reports rolls back without ending tx, within lastPurgeWait
 // and the scrape's budget less purgeSlack.
@@ -292,7 +292,7 @@ func (c *dbCollector) readLastPurge(ctx context.Context, tx pgx.Tx) (float64, er
 		wait = min(wait, time.Until(dl)-purgeSlack)
 	}
 	if wait < time.Millisecond {
-		return 0, errNoTimeForPurge
+		return 0, fmt.Errorf("the destinations' read used the scrape's budget (%s): the last purge's read was not tried", c.timeout)
 	}
 	ms := strconv.FormatInt(wait.Milliseconds(), 10) // milliseconds, to set_config
 	var purged float64
