@@ -623,9 +623,10 @@ func (d *Dispatcher) tryEvery(op healthOp) time.Duration {
 	case opBalance, opStopRenew:
 		return d.cfg.AcquireInterval
 	case opUnserved:
-		// And a wait of up to LeaseTTL for a heartbeat, which the same
-		// grant (outbox_dispatchers) refuses.
-		return unservedEvery*d.cfg.AcquireInterval + d.cfg.LeaseTTL
+		// Refused, it is tried again every AcquireInterval, after a wait
+		// of up to LeaseTTL for a heartbeat, which the same grant
+		// (outbox_dispatchers) may refuse.
+		return d.cfg.AcquireInterval + d.cfg.LeaseTTL
 	case opIdleProbe:
 		return d.cfg.SweepInterval
 	}

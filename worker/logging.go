@@ -78,6 +78,12 @@ type dbHealth struct {
 	// refused: by operation, its last refusal for a privilege, until one
 	// of its tries succeeds (refusedOps).
 	refused map[healthOp]time.Time
+	// failed: by operation, its last failure in the outage under way: the
+	// outage ends once each has succeeded (or aged out as refusals do), not
+	// at any success (a lock on outbox_messages timed the idle probe out,
+	// and the balancing's next renewal logged "succeed again" while every
+	// claim waited: an operator's trial).
+	failed map[healthOp]time.Time
 	// every is how often an operation is tried while it is needed
 	// (Dispatcher.tryEvery; nil: 5 s).
 	every   func(healthOp) time.Duration
@@ -156,11 +162,24 @@ func (h *dbHealth) report(op healthOp, err error) {
 		return
 	}
 	if err == nil {
+		if _, was := h.refused[op]; was {
+			h.log.Info("the database grants this dispatcher's role what "+op.name+" needs again", "operation", op.name)
+		}
 		delete(h.refused, op)
+		delete(h.failed, op)
 		if op == opClaim {
 			// A claim reads what the idle probe reads: the probe, not
-			// tried while lanes claim, is not refused either.
+			// tried while lanes claim, is not refused or failing either.
 			delete(h.refused, opIdleProbe)
+			delete(h.failed, opIdleProbe)
+		}
+		for f, at := range h.failed {
+			if !h.recent(f, at, now) {
+				delete(h.failed, f)
+			}
+		}
+		if len(h.failed) > 0 {
+			return
 		}
 		// Only an outage whose start was told gets an end line: one
 		// flapping operation among healthy ones writes a pair per 10 s.
@@ -173,6 +192,10 @@ func (h *dbHealth) report(op healthOp, err error) {
 		return
 	}
 	h.failures++
+	if h.failed == nil {
+		h.failed = map[healthOp]time.Time{}
+	}
+	h.failed[op] = now
 	if !h.failing {
 		h.failing, h.since = true, now
 		if now.Sub(h.lastLine) >= logEvery {
@@ -212,19 +235,22 @@ func (h *dbHealth) refusedOps() []healthOp {
 	now := h.clock()
 	var ops []healthOp
 	for _, op := range healthOps {
-		at, ok := h.refused[op]
-		if !ok {
-			continue
-		}
-		every := 5 * time.Second
-		if h.every != nil {
-			every = h.every(op)
-		}
-		if now.Sub(at) < max(refusedFor, 3*every) {
+		if at, ok := h.refused[op]; ok && h.recent(op, at, now) {
 			ops = append(ops, op)
 		}
 	}
 	return ops
+}
+
+// recent reports whether op's failure at still counts: within refusedFor,
+// or three of op's intervals when longer (an operation no longer tried
+// must not count for ever).
+func (h *dbHealth) recent(op healthOp, at, now time.Time) bool {
+	every := 5 * time.Second
+	if h.every != nil {
+		every = h.every(op)
+	}
+	return now.Sub(at) < max(refusedFor, 3*every)
 }
 
 func (h *dbHealth) clock() time.Time {

@@ -190,3 +190,41 @@ func TestARefusedOperationIsNamedUntilItSucceedsOrFor30s(t *testing.T) {
 		t.Fatalf("an outage counted as a refusal: %q", got)
 	}
 }
+
+// An outage ends when what failed succeeds, not at any success: a lock on
+// outbox_messages timed the idle probe out, and the next renewal logged
+// "database operations succeed again" while every claim waited on the
+// lock (an operator's trial). A claim's success stands for the probe's; an
+// operation no longer tried ages out as refusals do (30 s here).
+func TestAnOutageEndsWhenWhatFailedSucceeds(t *testing.T) {
+	var out strings.Builder
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := dbHealth{log: slog.New(slog.NewTextHandler(&out, nil)), now: func() time.Time { return clock }}
+	timeout := errors.New("timeout: context deadline exceeded")
+	h.report(opIdleProbe, timeout)
+	h.report(opClaim, timeout)
+	for range 5 {
+		clock = clock.Add(time.Second)
+		h.report(opBalance, nil)
+		h.report(opUnserved, nil)
+	}
+	if strings.Contains(out.String(), "succeed again") {
+		t.Fatalf("the outage ended while the claims still failed:\n%s", out.String())
+	}
+	h.report(opClaim, nil)
+	if n := strings.Count(out.String(), "succeed again"); n != 1 {
+		t.Fatalf("%d end lines once the claims succeeded (the probe's included), want 1:\n%s", n, out.String())
+	}
+	clock = clock.Add(time.Minute)
+	h.report(opRecord, timeout)
+	clock = clock.Add(refusedFor - time.Second)
+	h.report(opBalance, nil)
+	if n := strings.Count(out.String(), "succeed again"); n != 1 {
+		t.Fatalf("the second outage ended before its recording succeeded or aged out:\n%s", out.String())
+	}
+	clock = clock.Add(time.Second)
+	h.report(opBalance, nil)
+	if n := strings.Count(out.String(), "succeed again"); n != 2 {
+		t.Fatalf("the second outage did not end once its recording aged out (30 s):\n%s", out.String())
+	}
+}

@@ -25,7 +25,7 @@ func (r *laneRunner) recordBatch(results []result, backoff *time.Duration) error
 	err := r.record(results)
 	for err != nil && r.mayRecordAgain() {
 		if ok, held := r.d.logs.Allow("results failed"); ok {
-			r.d.log.Warn("results not recorded (the database failed); tried again after a backoff, nothing sent again while the lane's lease holds",
+			r.d.log.Warn("results not recorded (the database failed or refused them); tried again after a backoff, nothing sent again while the lane's lease holds",
 				"destination", r.key.Destination, "lane", r.key.Lane, "not_recorded", len(results), "error", err, "similar_lines_left_out", held)
 		}
 		r.d.health.report(opRecord, err)

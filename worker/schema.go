@@ -22,7 +22,7 @@ import (
 
 // errSchemaBehind reports a schema older than this dispatcher's statements.
 func errSchemaBehind(schema string, err error) error {
-	return fmt.Errorf("schema %q is not migrated, or older than this dispatcher (it needs migration %d): run `outboxd migrate up` first: %w", schema, dbschema.DispatcherMigration, err)
+	return fmt.Errorf("schema %q is not migrated, older than this dispatcher (it needs migration %d), or missing a table of it (renamed or dropped by hand): run `outboxd migrate up` first, or undo the change: %w", schema, dbschema.DispatcherMigration, err)
 }
 
 // errRetryIndex: the schema has the columns but not a valid retry heads'

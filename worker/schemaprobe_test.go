@@ -481,3 +481,47 @@ func databaseErrors(t *testing.T, reg *prometheus.Registry, cause string) float6
 	}
 	return n
 }
+
+// outbox_attempts renamed under a running dispatcher (an operator's
+// trial): every recording names it and fails, and the schema probe, which
+// did not, found the schema current a second later, so the lanes claimed
+// and sent again, the log saying "delivery stopped" and "delivery
+// resumes" every second (8 of 10 messages sent meanwhile). The probe now
+// names the dispatcher's tables: delivery stays stopped until the table
+// is back, and each message is then recorded, none sent twice.
+func TestARenamedAttemptsTableStopsDeliveryUntilItIsBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	log := &syncbuf.Buffer{}
+	d := b.start(t, b.config(t, func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(log, nil)) }))
+	waitFor(t, 20*time.Second, "the dispatcher ready", d.Ready)
+	if _, err := b.pool.Exec(ctx, `ALTER TABLE outboxd.outbox_attempts RENAME TO outbox_attempts_away`); err != nil {
+		t.Fatal(err)
+	}
+	key := func(i int) string { return fmt.Sprintf("k%d", i) }
+	b.enqueue(t, 5, 5, key)
+	waitFor(t, 20*time.Second, "delivery stopped", func() bool { return strings.Contains(log.String(), "delivery stopped") })
+	sent := len(b.sink.Requests())
+	b.enqueue(t, 5, 5, func(i int) string { return key(i + 5) })
+	// The old probe found the schema current within a second (it runs
+	// every acquire interval, 200 ms here, at most once a second): three.
+	time.Sleep(3 * time.Second)
+	if n := len(b.sink.Requests()); n != sent {
+		t.Errorf("%d requests sent while outbox_attempts was away (%d before delivery stopped)", n-sent, sent)
+	}
+	if text := log.String(); strings.Contains(text, "delivery resumes") {
+		t.Fatalf("delivery resumed with outbox_attempts away:\n%s", text)
+	}
+	if _, err := b.pool.Exec(ctx, `ALTER TABLE outboxd.outbox_attempts_away RENAME TO outbox_attempts`); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 10 {
+		t.Fatalf("statuses %v once outbox_attempts was back", c)
+	}
+	for k, n := range perKey(b.sink.Requests()) {
+		if n != 1 {
+			t.Errorf("key %s sent %d times", k, n)
+		}
+	}
+}

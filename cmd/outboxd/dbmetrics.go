@@ -221,6 +221,11 @@ func (c *dbCollector) refresh() <-chan struct{} {
 		c.running = nil
 		c.up = err == nil
 		if err != nil {
+			// A refused grant reads as an unreachable database to the
+			// alerts (outboxd_database_up 0): say which (an operator's
+			// trial found nothing logged).
+			c.logs.warn("read", "/metrics: the database gauges could not be read; they keep their last values and outboxd_database_up is 0",
+				"error", describeDBError(err))
 			return
 		}
 		c.lastSuccess = c.now()

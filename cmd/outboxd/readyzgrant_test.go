@@ -53,6 +53,9 @@ func TestReadyzNamesWhatTheRoleIsRefused(t *testing.T) {
 	}
 	d.waitReady(t)
 	waitUntil(t, 20*time.Second, "the 5 messages delivered once granted", func() bool { return len(b.sink.Accepted()) == 5 })
+	if !strings.Contains(d.stderr.String(), "grants this dispatcher's role what claim needs again") {
+		t.Errorf("no line says the claims are granted again:\n%s", d.stderr.String())
+	}
 	if _, metrics := d.get("/metrics"); !strings.Contains(metrics, `outboxd_database_refused{operation="claim"} 0`) {
 		t.Fatalf("outboxd_database_refused after the grant:\n%s", grepLines(metrics, "outboxd_database_refused"))
 	}
