@@ -29,12 +29,18 @@ func errSchemaBehind(schema string, err error) error {
 // index.
 var errRetryIndex = errors.New("index outbox_messages_retry_heads_idx is missing or invalid (migration 14 not applied, still being built, or its build was cut short)")
 
-// probeSchema checks the columns and the index this version's statements
-// need.
+// errTableMissing: a table of the dispatcher's statements is not there.
+var errTableMissing = errors.New("outbox_attempts, outbox_lanes, outbox_dispatchers or outbox_destinations is missing (renamed, dropped, or not migrated)")
+
+// probeSchema checks the columns, the index and the tables this version's
+// statements need.
 func (d *Dispatcher) probeSchema(ctx context.Context) error {
-	var valid bool
-	if err := d.pool.QueryRow(ctx, d.q.schemaProbe).Scan(&valid); err != nil {
+	var valid, tables bool
+	if err := d.pool.QueryRow(ctx, d.q.schemaProbe).Scan(&valid, &tables); err != nil {
 		return err
+	}
+	if !tables {
+		return errTableMissing
 	}
 	if !valid {
 		return errRetryIndex
@@ -46,7 +52,7 @@ func (d *Dispatcher) probeSchema(ctx context.Context) error {
 // a missing index: the schema is not the one these statements were
 // written for.
 func isSchemaError(err error) bool {
-	if errors.Is(err, errRetryIndex) {
+	if errors.Is(err, errRetryIndex) || errors.Is(err, errTableMissing) {
 		return true
 	}
 	var pgErr *pgconn.PgError

@@ -41,21 +41,20 @@ const forgetDispatcherSQL = `DELETE FROM {{schema}}.outbox_dispatchers WHERE id 
 // It also tells, in one round trip, whether the retry heads' index
 // (migration 14) is there and valid: without it claimRetriesSQL would read
 // the lane's whole keyed backlog, and a CONCURRENTLY build cut short
-// leaves one that exists but is not used. And it names the other tables
-// the dispatcher's statements use (none read): one renamed or dropped by
-// hand fails the probe as a migration taken back does. Without them, a
-// renamed outbox_attempts (which every recording names) had the probe
-// find the schema current a second after each failed recording, and the
-// lanes claim and send again (an operator's trial).
+// leaves one that exists but is not used. And whether the other tables
+// the dispatcher's statements use exist (by name, which needs no
+// privilege on them): one renamed or dropped by hand fails the probe as a
+// migration taken back does. Without them, a renamed outbox_attempts
+// (which every recording names) had the probe find the schema current a
+// second after each failed recording, and the lanes claim and send again
+// (an operator's trial).
 const schemaProbeSQL = `
 SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index
-                 WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_retry_heads_idx')), false)
+                 WHERE indexrelid = to_regclass('{{schema}}.outbox_messages_retry_heads_idx')), false),
+       coalesce(to_regclass('{{schema}}.outbox_attempts') IS NOT NULL AND to_regclass('{{schema}}.outbox_lanes') IS NOT NULL
+                AND to_regclass('{{schema}}.outbox_dispatchers') IS NOT NULL AND to_regclass('{{schema}}.outbox_destinations') IS NOT NULL, false)
 FROM (SELECT first_attempt_at, first_attempt_ms, first_attempt_body, first_attempt_by
-      FROM {{schema}}.outbox_messages LIMIT 0) AS columns_of_13 RIGHT JOIN (VALUES (1)) AS one(x) ON true
-WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_attempts LIMIT 0)
-  AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_lanes LIMIT 0)
-  AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_dispatchers LIMIT 0)
-  AND NOT EXISTS (SELECT 1 FROM {{schema}}.outbox_destinations LIMIT 0)`
+      FROM {{schema}}.outbox_messages LIMIT 0) AS columns_of_13 RIGHT JOIN (VALUES (1)) AS one(x) ON true`
 
 // ensureLanesSQL creates the lease rows of the given destinations.
 const ensureLanesSQL = `
