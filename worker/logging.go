@@ -3,8 +3,12 @@ package worker
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -92,8 +96,8 @@ type dbHealth struct {
 
 // refusedFor is how long, at least, a refused operation that is not
 // tried again keeps the dispatcher unready: three times its interval
-// (claims and recordings are tried again within 5 s while needed, the
-// unserved check every 10 acquire intervals). One that stopped being
+// (claims and recordings are tried again within 5 s while needed, a
+// refused unserved check every acquire interval). One that stopped being
 // needed (a lane given to another dispatcher) must not hold the 503 for
 // ever, and one tried every 20 s must not flap between 503 and 200.
 const refusedFor = 30 * time.Second
@@ -119,6 +123,20 @@ var healthOps = []healthOp{opClaim, opRecord, opIdleProbe, opBalance, opUnserved
 // privilegesDoc is where an operator finds the grants the dispatcher's
 // role needs.
 const privilegesDoc = `docs/operations.md, "Roles and grants"`
+
+// isConnectionError reports whether err lost the connection, or never
+// had one: not the statement's own failure.
+func isConnectionError(err error) bool {
+	var ce *pgconn.ConnectError
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &ce), pgconn.SafeToRetry(err):
+		return true
+	case errors.As(err, &pgErr):
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET)
+}
 
 // isPrivilegeError reports whether the database refused err's statement
 // for want of a privilege (SQLSTATE 42501): the role's grants, not an
@@ -162,7 +180,7 @@ func (h *dbHealth) report(op healthOp, err error) {
 		return
 	}
 	if err == nil {
-		if _, was := h.refused[op]; was {
+		if _, was := h.refused[op]; was && h.mayLog("granted", op, now) {
 			h.log.Info("the database grants this dispatcher's role what "+op.name+" needs again", "operation", op.name)
 		}
 		delete(h.refused, op)
@@ -192,10 +210,17 @@ func (h *dbHealth) report(op healthOp, err error) {
 		return
 	}
 	h.failures++
-	if h.failed == nil {
-		h.failed = map[healthOp]time.Time{}
+	if !isConnectionError(err) {
+		// A lock, a timeout: this operation's own, which only its own
+		// success ends. A connection lost (a restart of the server) is
+		// everyone's: the next success of any operation ends it, or a
+		// recording failed once and not tried again (nothing left to
+		// record) would hold the end line until it aged out.
+		if h.failed == nil {
+			h.failed = map[healthOp]time.Time{}
+		}
+		h.failed[op] = now
 	}
-	h.failed[op] = now
 	if !h.failing {
 		h.failing, h.since = true, now
 		if now.Sub(h.lastLine) >= logEvery {

@@ -227,4 +227,17 @@ func TestAnOutageEndsWhenWhatFailedSucceeds(t *testing.T) {
 	if n := strings.Count(out.String(), "succeed again"); n != 2 {
 		t.Fatalf("the second outage did not end once its recording aged out (30 s):\n%s", out.String())
 	}
+	// A restart of the server: every operation loses its connection, and
+	// the first success of any ends it (a recording that failed so may
+	// not be tried again: nothing left to record).
+	clock = clock.Add(time.Minute)
+	restart := &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}
+	for _, op := range []healthOp{opRecord, opClaim, opIdleProbe, opUnserved} {
+		h.report(op, restart)
+	}
+	clock = clock.Add(2 * time.Second)
+	h.report(opBalance, nil)
+	if n := strings.Count(out.String(), "succeed again"); n != 3 {
+		t.Fatalf("a restart's outage did not end at the first success:\n%s", out.String())
+	}
 }

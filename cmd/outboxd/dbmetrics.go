@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -224,8 +225,14 @@ func (c *dbCollector) refresh() <-chan struct{} {
 			// A refused grant reads as an unreachable database to the
 			// alerts (outboxd_database_up 0): say which (an operator's
 			// trial found nothing logged).
+			described := describeDBError(err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				// Not a connection that failed: a lock or a slow read, or
+				// a database that does not answer.
+				described = fmt.Errorf("no answer within %s (a lock on outboxd's tables, a slow read, or the database not answering)", c.timeout)
+			}
 			c.logs.warn("read", "/metrics: the database gauges could not be read; they keep their last values and outboxd_database_up is 0",
-				"error", describeDBError(err))
+				"error", described)
 			return
 		}
 		c.lastSuccess = c.now()
