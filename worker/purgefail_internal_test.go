@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -25,30 +26,12 @@ func TestAFailedPurgeIsLogged(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dbURL := pgtest.URL(t)
-	role := "outboxd_nodelete_" + strings.ToLower(rand.Text()[:8])
-	admin := pgtest.Connect(t, dbURL)
-	for _, q := range []string{
-		"CREATE ROLE " + role + " LOGIN",
-		"GRANT USAGE ON SCHEMA outboxd TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA outboxd TO " + role,
-		"GRANT USAGE ON ALL SEQUENCES IN SCHEMA outboxd TO " + role,
-		"REVOKE DELETE ON outboxd.inbox_failures FROM " + role,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+role)
-		_, _ = admin.Exec(context.Background(), "DROP ROLE "+role)
-	})
-	if _, err := admin.Exec(ctx, `INSERT INTO outboxd.inbox_failures (source, event_id, kind, reason, status_code, last_at)
+	roleURL, _ := RuntimeRoleURL(t, dbURL, "outboxd_nodelete", "REVOKE DELETE ON outboxd.inbox_failures FROM %s")
+	if _, err := pgtest.Connect(t, dbURL).Exec(ctx, `INSERT INTO outboxd.inbox_failures (source, event_id, kind, reason, status_code, last_at)
 		VALUES ('s', 'old', 'failed', 'x', 503, now() - interval '30 days')`); err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(dbURL)
-	u.User = url.User(role)
-	d, logs := purgeDispatcher(t, pgtest.Connect(t, u.String()))
+	d, logs := purgeDispatcher(t, pgtest.Connect(t, roleURL))
 	if err := (&maintenanceWorker{d: d}).Work(ctx, nil); err == nil {
 		t.Fatal("the purge succeeded without DELETE on inbox_failures")
 	}
@@ -56,6 +39,37 @@ func TestAFailedPurgeIsLogged(t *testing.T) {
 		!strings.Contains(text, "Roles and grants") || !strings.Contains(text, "inbox_failures") {
 		t.Fatalf("the failed purge's log:\n%s", text)
 	}
+}
+
+// RuntimeRoleURL creates a login role named prefix_<random> with the
+// runtime grants on outboxd's tables, runs each of then (its %s the role)
+// as the database's owner, and returns dbURL as that role, and the role;
+// the role goes when the test ends.
+func RuntimeRoleURL(t *testing.T, dbURL, prefix string, then ...string) (roleURL, role string) {
+	t.Helper()
+	ctx := context.Background()
+	role = prefix + "_" + strings.ToLower(rand.Text()[:8])
+	admin := pgtest.Connect(t, dbURL)
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = admin.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	for _, q := range append([]string{
+		"CREATE ROLE %s LOGIN",
+		"GRANT USAGE ON SCHEMA outboxd TO %s",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA outboxd TO %s",
+		"GRANT USAGE ON ALL SEQUENCES IN SCHEMA outboxd TO %s",
+	}, then...) {
+		if _, err := admin.Exec(ctx, fmt.Sprintf(q, role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	return u.String(), role
 }
 
 // The purge's job outlasts its budget (half the interval): River's default

@@ -2,10 +2,7 @@ package worker_test
 
 import (
 	"context"
-	"crypto/rand"
-	"net/url"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,25 +20,9 @@ func TestARefusedUnservedCheckIsTriedAgainEachRound(t *testing.T) {
 	ctx := context.Background()
 	dbURL := pgtest.URL(t)
 	admin := pgtest.Connect(t, dbURL)
-	role := "outboxd_nounserved_" + strings.ToLower(rand.Text()[:8])
-	for _, q := range []string{
-		"CREATE ROLE " + role + " LOGIN",
-		"GRANT USAGE ON SCHEMA outboxd TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA outboxd TO " + role,
-		"GRANT USAGE ON ALL SEQUENCES IN SCHEMA outboxd TO " + role,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+role)
-		_, _ = admin.Exec(context.Background(), "DROP ROLE "+role)
-	})
-	u, _ := url.Parse(dbURL)
-	u.User = url.User(role)
+	roleURL, role := worker.RuntimeRoleURL(t, dbURL, "outboxd_nounserved")
 	b := setup(t)
-	b.pool = pgtest.Connect(t, u.String())
+	b.pool = pgtest.Connect(t, roleURL)
 	d := b.start(t, b.config(t, func(c *worker.Config) { c.AcquireInterval = time.Second; c.LeaseTTL = 4 * time.Second }))
 	waitFor(t, 20*time.Second, "the dispatcher ready", d.Ready)
 	if _, err := admin.Exec(ctx, "REVOKE SELECT ON outboxd.outbox_dispatchers FROM "+role); err != nil {

@@ -20,22 +20,8 @@ import (
 // is a context cancelled once the purge's read is seen waiting on its lock.
 func TestThePurgeReadCutByTheDeadlineCostsOnlyItsGauge(t *testing.T) {
 	t.Parallel()
-	b := newServeBundle(t)
+	b := oneCRMMessage(t)
 	ctx := context.Background()
-	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	lock := func(table string) func() {
-		tx, err := b.pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `LOCK TABLE `+table+` IN ACCESS EXCLUSIVE MODE`); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		return func() { _ = tx.Rollback(ctx) }
-	}
 	waiting := func(what, query string) {
 		waitUntil(t, 20*time.Second, what, func() bool {
 			var n int
@@ -44,8 +30,8 @@ WHERE application_name = 'outboxd-deadline' AND wait_event_type = 'Lock' AND que
 			return err == nil && n == 1
 		})
 	}
-	unlockMessages := lock("outboxd.outbox_messages")
-	lock("outboxd.river_job")
+	unlockMessages := lockTable(t, b, "outboxd.outbox_messages")
+	lockTable(t, b, "outboxd.river_job")
 	c := newDBCollector(pgtest.Connect(t, b.url+"&application_name=outboxd-deadline"), "outboxd", nil, time.Minute,
 		newRateLog(slog.New(slog.DiscardHandler), scrapeLogEvery))
 	// The purge's read waits on the lock until the deadline, not its own
@@ -82,19 +68,8 @@ WHERE application_name = 'outboxd-deadline' AND wait_event_type = 'Lock' AND que
 // timer, which answered first: up 0 and the last values (a review's).
 func TestAScrapeWhosePurgeReadWaitsToTheDeadlineAnswersUp(t *testing.T) {
 	t.Parallel()
-	b := newServeBundle(t)
-	ctx := context.Background()
-	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	locker, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = locker.Rollback(ctx) }()
-	if _, err := locker.Exec(ctx, `LOCK TABLE outboxd.river_job IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	b := oneCRMMessage(t)
+	lockTable(t, b, "outboxd.river_job")
 	c := newDBCollector(pgtest.Connect(t, b.url), "outboxd", nil, time.Second,
 		newRateLog(slog.New(slog.DiscardHandler), scrapeLogEvery))
 	c.purgeWait = time.Minute
@@ -103,4 +78,30 @@ func TestAScrapeWhosePurgeReadWaitsToTheDeadlineAnswersUp(t *testing.T) {
 	if g := gauges(t, reg); g["outboxd_database_up"] != 1 || g["outboxd_pending_messages{crm}"] != 1 {
 		t.Fatalf("a scrape whose purge read waited to its deadline: %v", g)
 	}
+}
+
+// oneCRMMessage is a serve bundle with one message pending for "crm".
+func oneCRMMessage(t *testing.T) serveBundle {
+	t.Helper()
+	b := newServeBundle(t)
+	if _, err := b.ob.Enqueue(context.Background(), b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// lockTable holds an ACCESS EXCLUSIVE lock on table until the returned
+// function or the test's end.
+func lockTable(t *testing.T, b serveBundle, table string) (unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+table+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	return func() { _ = tx.Rollback(ctx) }
 }

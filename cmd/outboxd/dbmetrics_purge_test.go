@@ -109,19 +109,8 @@ func TestLastPurgeReadFailingKeepsTheOtherGauges(t *testing.T) {
 // scrape answers with the other gauges.
 func TestLastPurgeReadBehindALock(t *testing.T) {
 	t.Parallel()
-	b := newServeBundle(t)
-	ctx := context.Background()
-	if _, err := b.ob.Enqueue(ctx, b.pool, outbox.Message{Destination: "crm", Payload: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	locker, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = locker.Rollback(ctx) }()
-	if _, err := locker.Exec(ctx, `LOCK TABLE outboxd.river_job IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	b := oneCRMMessage(t)
+	lockTable(t, b, "outboxd.river_job")
 	var logs syncbuf.Buffer
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newDBCollector(pgtest.Connect(t, b.url), "outboxd", nil, metricsDBTimeout,
