@@ -33,6 +33,9 @@ func TestMetricsNumbersDocumented(t *testing.T) {
 	if forgetIdleAfter != time.Hour {
 		t.Errorf("forgetIdleAfter is %s; docs/operations.md says an hour", forgetIdleAfter)
 	}
+	if purgeSlack != 250*time.Millisecond {
+		t.Errorf("purgeSlack is %s; CHANGELOG.md says the last purge's read gives up 250 ms before the scrape's budget ends", purgeSlack)
+	}
 	if lastPurgeWait != 200*time.Millisecond {
 		t.Errorf("lastPurgeWait is %s; CHANGELOG.md says the last purge's read waits at most 200 ms", lastPurgeWait)
 	}
