@@ -337,7 +337,7 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 			return
 		}
 		if !d.Ready() {
-			http.Error(w, "dispatcher not ready: not listening for commits, its leases not renewed within lease_ttl, or the schema older than this outboxd (see the log)", http.StatusServiceUnavailable)
+			http.Error(w, "dispatcher not ready: not listening for commits, its leases not renewed within lease_ttl, or the schema older than this outboxd or missing one of its tables (see the log)", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
