@@ -86,7 +86,11 @@ type flushReport struct {
 	// openFor is how long the youngest of the open transactions has been
 	// seen open (since the first answer that found it so).
 	openFor time.Duration
-	at      time.Time // when the answer came
+	// watch: the open transactions past their quick questions, seen open
+	// for less than commitWatch (commitsUnderWay asks whether they are
+	// committing).
+	watch []int64
+	at    time.Time // when the answer came
 }
 
 // NotifierConfig configures a Notifier. The zero value is ready to use.
@@ -106,12 +110,13 @@ type NotifierConfig struct {
 	// it, so that one question (a statement and a NOTIFY on the server)
 	// answers for all the transactions of its interval. An enqueue is then announced within
 	// BusyInterval of its commit, plus a round trip, unless the Notifier
-	// is backing off (only open transactions pending, none new: a quarter
-	// of how long the youngest has been open, up to 50 ms, so a COMMIT that
-	// takes d is announced within about max(d/4, BusyInterval) of it; a
-	// new enqueue ends a wait of a millisecond or more, so a transaction
-	// left open does not hold back the others; the database unreachable:
-	// up to 1 s). Default 2 ms
+	// is backing off (only open transactions pending, none new, none of
+	// them in its COMMIT: a quarter of how long the youngest has been open,
+	// up to 50 ms; a new enqueue ends a wait of a millisecond or more, so a
+	// transaction left open does not hold back the others; the database
+	// unreachable: up to 1 s). A transaction seen running its COMMIT (a
+	// slow WAL flush) is asked about every BusyInterval for up to 1 s
+	// (commitWatch), then backed off from. Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
 	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
 	// INSERT).
@@ -257,11 +262,12 @@ const maxWait = 50 * time.Millisecond
 // backoff is the wait before the next question when only transactions
 // open for at least openFor are pending, none new: a quarter of openFor,
 // at least interval and at most limit (or interval, if that is longer).
-// run then keeps BusyInterval between questions too. A transaction whose
-// COMMIT takes d (a slow WAL flush) is announced at most about
-// max(d/4, BusyInterval) after it, where doubling the wait at each
-// question announced it up to d late; one left open is still asked about
-// less and less often. An enqueue ends the wait early (see run).
+// run then keeps BusyInterval between questions too. One left open is
+// asked about less and less often, where doubling the wait at each
+// question announced a transaction up to its open time late. A
+// transaction seen running its COMMIT is not backed off from for its
+// first commitWatch (commitsUnderWay). An enqueue ends the wait early
+// (see run).
 func backoff(openFor, interval, limit time.Duration) time.Duration {
 	return min(max(openFor/4, interval), max(limit, interval))
 }
@@ -341,6 +347,8 @@ func (n *Notifier) run(stop, done chan struct{}) {
 			case rep.young > 0: // nothing new, a commit under way: Interval
 				wait, reask = n.interval, true
 			case rep.committed+rep.aborted > 0:
+				wait = n.interval
+			case n.commitsUnderWay(rep.watch): // a slow COMMIT: asked about as when busy
 				wait = n.interval
 			default: // only long-open transactions, none new: ask less often
 				wait, backingOff = backoff(rep.openFor, n.interval, n.backoffCap), true
@@ -463,6 +471,8 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 			}
 			if o.asked <= openRetries {
 				rep.young++
+			} else if now.Sub(o.since) < commitWatch {
+				rep.watch = append(rep.watch, x)
 			}
 			continue
 		case "committed":
