@@ -11,13 +11,16 @@
 // application's own work after the enqueue), which the Notifier's
 // questions find open. With -left-open, one more transaction enqueues
 // first and stays open for the whole run (a batch job, a session idle in
-// a transaction), so that the Notifier backs off for it meanwhile. The
+// a transaction), so that the Notifier backs off for it meanwhile. With
+// -slow-commit, each COMMIT itself takes a random time up to that long (a
+// deferred trigger sleeps in it: a WAL flush that a checkpoint or a busy
+// disk stalls), its session active in the COMMIT. The
 // first -warmup of messages (at the same rate)
 // is not counted: the first requests open the HTTP connections to the sink
 // and the pool's connections for the producers, which put most of a cold
 // run's slowest messages in its first second.
 //
-//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-warmup 2s] [-autocommit | -hold 40ms] [-left-open]
+//	go run ./internal/bench/wakeup [-database-url URL] [-rate 300] [-duration 10s] [-warmup 2s] [-autocommit | -hold 40ms | -slow-commit 100ms] [-left-open]
 package main
 
 import (
@@ -55,6 +58,7 @@ func main() {
 	hold := flag.Duration("hold", 0, "each transaction waits a random time up to this long between Enqueue and COMMIT (not with -autocommit)")
 	warmup := flag.Duration("warmup", 2*time.Second, "messages sent at the same rate before the measurement, and not counted")
 	leftOpen := flag.Bool("left-open", false, "one more transaction enqueues first and stays open for the whole run")
+	slowCommit := flag.Duration("slow-commit", 0, "each COMMIT takes a random time up to this long (a deferred trigger sleeps in it; not with -autocommit)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench-wakeup: unexpected arguments %q (flags only)\n", flag.Args())
@@ -64,18 +68,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-wakeup: -rate must be above 0 (at most 10000) and -duration above 0, for at least one message")
 		os.Exit(2)
 	}
-	if *hold < 0 || (*hold > 0 && *auto) || *warmup < 0 {
-		fmt.Fprintln(os.Stderr, "bench-wakeup: -hold and -warmup must be 0 or more, and -hold needs a transaction (not -autocommit)")
+	if *hold < 0 || *slowCommit < 0 || ((*hold > 0 || *slowCommit > 0) && *auto) || *warmup < 0 {
+		fmt.Fprintln(os.Stderr, "bench-wakeup: -hold, -slow-commit and -warmup must be 0 or more, and -hold and -slow-commit need a transaction (not -autocommit)")
 		os.Exit(2)
 	}
 	// The pool has 40 connections, shared with the dispatcher and the
 	// Notifier: transactions held open beyond about 25 at a time would
 	// wait for a connection, and the figures would measure that.
-	if open := *rate * hold.Seconds(); open > 25 {
-		fmt.Fprintf(os.Stderr, "bench-wakeup: -rate %g with -hold %s keeps up to %.0f transactions open; the benchmark's pool holds about 25 (lower either)\n", *rate, *hold, open)
+	if open := *rate * (*hold + *slowCommit).Seconds(); open > 25 {
+		fmt.Fprintf(os.Stderr, "bench-wakeup: -rate %g with -hold %s and -slow-commit %s keeps up to %.0f transactions open; the benchmark's pool holds about 25 (lower either)\n", *rate, *hold, *slowCommit, open)
 		os.Exit(2)
 	}
-	o := options{rate: *rate, duration: *duration, warmup: *warmup, hold: *hold, auto: *auto, leftOpen: *leftOpen}
+	o := options{rate: *rate, duration: *duration, warmup: *warmup, hold: *hold, slowCommit: *slowCommit, auto: *auto, leftOpen: *leftOpen}
 	if err := run(adminURL(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-wakeup:", err)
 		os.Exit(1)
@@ -89,9 +93,9 @@ type announcement struct {
 }
 
 type options struct {
-	rate                   float64
-	duration, warmup, hold time.Duration
-	auto, leftOpen         bool
+	rate                               float64
+	duration, warmup, hold, slowCommit time.Duration
+	auto, leftOpen                     bool
 }
 
 func run(adminURL string, o options) error {
@@ -106,6 +110,11 @@ func run(adminURL string, o options) error {
 		return err
 	}
 	defer pool.Close()
+	if o.slowCommit > 0 {
+		if err := slowCommits(ctx, pool, o.slowCommit); err != nil {
+			return err
+		}
+	}
 
 	var mu sync.Mutex
 	arrived := map[string]time.Time{}
@@ -260,6 +269,9 @@ func run(adminURL string, o options) error {
 	if hold > 0 {
 		how += fmt.Sprintf(" (held open up to %s before COMMIT)", hold)
 	}
+	if o.slowCommit > 0 {
+		how += fmt.Sprintf(" (each COMMIT taking up to %s)", o.slowCommit)
+	}
 	if o.leftOpen {
 		how += ", beside a transaction left open"
 	}
@@ -349,4 +361,16 @@ func firstNaming(heard []announcement, t time.Time, lane int) int {
 		}
 	}
 	return -1
+}
+
+// slowCommits makes every COMMIT that enqueued take a random time up to
+// d: a deferred trigger on the messages sleeps in it, as a COMMIT waits
+// for a stalled WAL flush, its session active in the COMMIT.
+func slowCommits(ctx context.Context, pool *pgxpool.Pool, d time.Duration) error {
+	_, err := pool.Exec(ctx, fmt.Sprintf(`
+CREATE FUNCTION outboxd.bench_slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM pg_sleep(random() * %f); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER bench_slow_commit AFTER INSERT ON outboxd.outbox_messages
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION outboxd.bench_slow_commit()`, d.Seconds()))
+	return err
 }
