@@ -46,6 +46,9 @@ type Notifier struct {
 	// questionTimeout bounds one question: 5 s; tests lengthen it.
 	questionTimeout time.Duration
 	log             *slog.Logger
+	// activityFailed: the last commitsUnderWay read failed, and said so
+	// (run's goroutine only).
+	activityFailed bool
 
 	mu      sync.Mutex
 	pending map[int64]uint64 // transaction id -> its lanes (low 32 bits) and destination bits (high 32, internal/wakeup)
@@ -76,6 +79,9 @@ type Notifier struct {
 type openTxn struct {
 	asked int       // questions that found it open
 	since time.Time // when the first of them was answered
+	// committing: when commitsUnderWay first found its session running
+	// its COMMIT (or no session holding it); zero before.
+	committing time.Time
 }
 
 type flushReport struct {
@@ -86,9 +92,9 @@ type flushReport struct {
 	// openFor is how long the youngest of the open transactions has been
 	// seen open (since the first answer that found it so).
 	openFor time.Duration
-	// watch: the open transactions past their quick questions, seen open
-	// for less than commitWatch (commitsUnderWay asks whether they are
-	// committing).
+	// watch: the open transactions past their quick questions, not yet
+	// seen committing for commitWatch (commitsUnderWay asks whether they
+	// are committing).
 	watch []int64
 	at    time.Time // when the answer came
 }
@@ -115,8 +121,8 @@ type NotifierConfig struct {
 	// up to 50 ms; a new enqueue ends a wait of a millisecond or more, so a
 	// transaction left open does not hold back the others; the database
 	// unreachable: up to 1 s). A transaction seen running its COMMIT (a
-	// slow WAL flush) is asked about every BusyInterval for up to 1 s
-	// (commitWatch), then backed off from. Default 2 ms
+	// slow WAL flush) is asked about every BusyInterval for the first
+	// second it is seen so (commitWatch), then backed off from. Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
 	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
 	// INSERT).
@@ -455,6 +461,7 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 		return len(xids), flushReport{}, err
 	}
 	now := time.Now()
+	stuck := false // a COMMIT has run for commitWatch
 	n.mu.Lock()
 	for _, a := range answers {
 		x := a.x
@@ -469,10 +476,13 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 			if rep.inProgress++; rep.inProgress == 1 || now.Sub(o.since) < rep.openFor {
 				rep.openFor = now.Sub(o.since)
 			}
-			if o.asked <= openRetries {
+			switch {
+			case o.asked <= openRetries:
 				rep.young++
-			} else if now.Sub(o.since) < commitWatch {
+			case o.committing.IsZero() || now.Sub(o.committing) < commitWatch:
 				rep.watch = append(rep.watch, x)
+			default:
+				stuck = true
 			}
 			continue
 		case "committed":
@@ -487,6 +497,14 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 			delete(n.pending, x)
 			delete(n.open, x)
 		}
+	}
+	if stuck {
+		// COMMITs that wait this long (a synchronous standby gone) keep
+		// coming while it lasts: each new one asked about every
+		// BusyInterval for its first second kept the Notifier at 300
+		// questions a second (an operator's trial), where backing off
+		// asks 20 to 40.
+		rep.watch = nil
 	}
 	left = len(n.pending)
 	n.mu.Unlock()

@@ -3,45 +3,85 @@ package outbox
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
-// commitsUnderWaySQL counts which of the transactions $1 are running their
-// COMMIT: their session is active in a COMMIT (or END) statement, waiting
+// commitsUnderWaySQL returns which of the transactions $1 are running
+// their COMMIT (their session active in a COMMIT or END statement: waiting
 // for the WAL flush, a standby's answer, or a lock a deferred trigger
-// takes. A session idle in its transaction, or running its own
-// statements, is not committing. PostgreSQL shows another role's
-// session's state and statement only to its own role, a superuser, or
-// pg_read_all_stats: without those, no session is found committing and
-// the Notifier backs off as before.
+// takes), and which no session holds any more (gone: the transaction ended
+// after the question that found it open, or was prepared for two-phase
+// commit). A session idle in its transaction, or running its own
+// statements, is neither. Comments before the COMMIT (a driver's or a
+// tracer's tag) are skipped. Every role sees which transaction a session
+// holds, but PostgreSQL shows its state and statement only to its own
+// role (and its members), superusers and pg_read_all_stats, and only with
+// track_activities on: otherwise a COMMIT under way is not seen, and the
+// Notifier backs off from it as before.
 const commitsUnderWaySQL = `
-SELECT count(*) FROM pg_stat_get_activity(NULL) a
-WHERE a.backend_xid = ANY (SELECT xid(x::text::xid8) FROM unnest($1::bigint[]) AS u(x))
-  AND a.state = 'active' AND a.query ~* '^\s*(commit|end)\y'`
+SELECT u.x, a.pid IS NULL AS gone
+FROM unnest($1::bigint[]) AS u(x)
+LEFT JOIN pg_stat_get_activity(NULL) a ON a.backend_xid = xid(u.x::text::xid8)
+WHERE a.pid IS NULL
+   OR (a.state = 'active' AND a.query ~* '^(\s|/\*([^*]|\*+[^*/])*\*+/|--[^\n]*\n)*(commit|end)\y')`
 
-// commitWatch bounds how long a transaction seen running its COMMIT is
-// asked about every BusyInterval instead of being backed off from (a
-// quarter of its open time, up to maxWait): past it the COMMIT is stuck
-// (a lock a deferred trigger waits for, a synchronous standby gone), not
+// commitWatch bounds how long a transaction is asked about every
+// BusyInterval from when commitsUnderWay first found it committing (or
+// gone), instead of being backed off from (a quarter of its open time, up
+// to maxWait): past it the COMMIT is stuck (a lock a deferred trigger
+// waits for, a synchronous standby gone, a prepared transaction), not
 // slow, and asking every BusyInterval would cost the server for nothing.
+// While any is stuck so, none is watched (flush): the next COMMITs are
+// likely stuck behind the same cause.
 const commitWatch = time.Second
 
 // commitsUnderWay reports whether any of xids (transactions open longer
-// than openRetries questions, and for less than commitWatch) is running
-// its COMMIT. A COMMIT that waits for a slow WAL flush (a checkpoint's
-// writes, a disk shared with others) takes d, and backing off from it
-// announced it up to d/4 (at most maxWait) after it ended: with COMMITs
-// of up to 400 ms at 20 a second, the p99 of COMMIT to first request was
-// 17 ms, now 6 to 7 (docs/benchmarks.md, "Slow WAL flushes"). An error
-// is answered no: the Notifier backs off, as it would have.
+// than openRetries questions, and not yet seen committing for
+// commitWatch) is running its COMMIT or has ended since the question, and
+// notes when each was first seen so. A COMMIT that waits for a slow WAL
+// flush (a checkpoint's writes, a disk shared with others) takes d, and
+// backing off from it announced it up to d/4 (at most maxWait) after it
+// ended: with COMMITs of up to 400 ms at 20 a second, the p99 of COMMIT to
+// first request was 17 ms, now 5.7 to 7 (docs/benchmarks.md, "Slow WAL
+// flushes"). One that ended between the question and this read would
+// otherwise look idle, and be backed off from. It runs in run's goroutine
+// only (as flush does): n.open is not changed under it. An error is
+// answered no (the Notifier backs off, as it would have) and logged once
+// until a read works again.
 func (n *Notifier) commitsUnderWay(xids []int64) bool {
 	if len(xids) == 0 {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.questionTimeout)
 	defer cancel()
-	var committing int64
-	if err := n.db.QueryRow(ctx, commitsUnderWaySQL, xids).Scan(&committing); err != nil {
+	rows, err := n.db.Query(ctx, commitsUnderWaySQL, xids)
+	var found []int64
+	if err == nil {
+		found, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (int64, error) {
+			var (
+				x    int64
+				gone bool
+			)
+			return x, r.Scan(&x, &gone)
+		})
+	}
+	if err != nil {
+		if !n.activityFailed {
+			n.log.Warn("cannot read pg_stat_activity: a COMMIT slowed by its WAL flush is announced up to a quarter of its time late", "error", err)
+		}
+		n.activityFailed = true
 		return false
 	}
-	return committing > 0
+	n.activityFailed = false
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, x := range found {
+		if o, ok := n.open[x]; ok && o.committing.IsZero() {
+			o.committing = now
+			n.open[x] = o
+		}
+	}
+	return len(found) > 0
 }

@@ -23,6 +23,7 @@ type notifierBundle struct {
 		Begin(context.Context) (pgx.Tx, error)
 	}
 	payloads chan string
+	url      string // the fresh database's
 }
 
 func newNotifierBundle(t *testing.T, cfg *NotifierConfig, prepare ...func(*Notifier)) notifierBundle {
@@ -72,7 +73,7 @@ func newNotifierBundle(t *testing.T, cfg *NotifierConfig, prepare ...func(*Notif
 	if err != nil {
 		t.Fatal(err)
 	}
-	return notifierBundle{ob: ob, n: n, pool: pool, payloads: payloads}
+	return notifierBundle{ob: ob, n: n, pool: pool, payloads: payloads, url: url}
 }
 
 // waitFlush waits for a flush that saw the given counts (at least).
