@@ -43,7 +43,7 @@ const commitWatch = time.Second
 // flush (a checkpoint's writes, a disk shared with others) takes d, and
 // backing off from it announced it up to d/4 (at most maxWait) after it
 // ended: with COMMITs of up to 400 ms at 20 a second, the p99 of COMMIT to
-// first request was 17 ms, now 5.7 to 7 (docs/benchmarks.md, "Slow WAL
+// first request was 17 to 20 ms, now under 5 (docs/benchmarks.md, "Slow WAL
 // flushes"). One that ended between the question and this read would
 // otherwise look idle, and be backed off from. It runs in run's goroutine
 // only (as flush does): n.open is not changed under it. An error is
