@@ -47,8 +47,8 @@ type Notifier struct {
 	questionTimeout time.Duration
 	log             *slog.Logger
 	// activityFailed: the last commitsUnderWay read failed, and said so
-	// (run's goroutine only).
-	activityFailed bool
+	// (atomic: a Start after a cancelled one may overlap its run).
+	activityFailed atomic.Bool
 
 	mu      sync.Mutex
 	pending map[int64]uint64 // transaction id -> its lanes (low 32 bits) and destination bits (high 32, internal/wakeup)
@@ -82,6 +82,9 @@ type openTxn struct {
 	// committing: when commitsUnderWay first found its session running
 	// its COMMIT (or no session holding it); zero before.
 	committing time.Time
+	// gone: no session held it then. Still open at a later question, it is
+	// a prepared transaction (two-phase commit), not a COMMIT under way.
+	gone bool
 }
 
 type flushReport struct {
@@ -121,8 +124,10 @@ type NotifierConfig struct {
 	// up to 50 ms; a new enqueue ends a wait of a millisecond or more, so a
 	// transaction left open does not hold back the others; the database
 	// unreachable: up to 1 s). A transaction seen running its COMMIT (a
-	// slow WAL flush) is asked about every BusyInterval for the first
-	// second it is seen so (commitWatch), then backed off from. Default 2 ms
+	// slow WAL flush), or held by no session any more, is asked about
+	// every BusyInterval for the first second it is seen so (commitWatch),
+	// then backed off from, as is every other while one is past it.
+	// Default 2 ms
 	// (docs/benchmarks.md, bench-enqueue: at one connection, asking every
 	// 500 µs cost the server 10 to 20% more CPU per enqueue than a plain
 	// INSERT).
@@ -479,6 +484,7 @@ func (n *Notifier) flush(ctx context.Context) (left int, rep flushReport, err er
 			switch {
 			case o.asked <= openRetries:
 				rep.young++
+			case o.gone: // prepared: not watched, and not stuck either
 			case o.committing.IsZero() || now.Sub(o.committing) < commitWatch:
 				rep.watch = append(rep.watch, x)
 			default:

@@ -190,6 +190,7 @@ func TestNotifierDoesNotBackOffFromACommitThatEndedDuringTheQuestion(t *testing.
 	})
 	installGates(t, b)
 	s = startSlowCommit(t, b, 1)
+	t.Cleanup(func() { armed.Store(false) }) // first: no hook during the cleanups
 	// Past its quick questions, watched (asked every BusyInterval).
 	for i := 0; i < openRetries+2; i++ {
 		b.waitFlush(t, "the committing transaction", func(r flushReport) bool { return r.inProgress == 1 })
@@ -202,7 +203,14 @@ func TestNotifierDoesNotBackOffFromACommitThatEndedDuringTheQuestion(t *testing.
 		t.Fatal("no question was asked while the COMMIT waited")
 	}
 	s.announced(t, b)
-	if got := drainBackoffs(b.n); len(got) > 0 {
+	// Within commitWatch of the COMMIT's start it was watched throughout
+	// (past it, on a slow machine, it counts as stuck, rightly backed off
+	// from). The question the hook holds took its snapshot before the
+	// hook ran (at its Bind), so it found the transaction open.
+	got := drainBackoffs(b.n)
+	if took := time.Since(s.began); took >= commitWatch {
+		t.Logf("the COMMIT was under way %s, past commitWatch (%s): not checked", took, commitWatch)
+	} else if len(got) > 0 {
 		t.Fatalf("backed off %s (open for %s) from a transaction whose COMMIT ended during the question", got[0][1], got[0][0])
 	}
 }

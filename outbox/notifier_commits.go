@@ -53,34 +53,44 @@ func (n *Notifier) commitsUnderWay(xids []int64) bool {
 	if len(xids) == 0 {
 		return false
 	}
+	// One seen committing stays so until it ends (flush forgets it then):
+	// no read needed while its second runs.
+	n.mu.Lock()
+	for _, x := range xids {
+		if o := n.open[x]; !o.committing.IsZero() && !o.gone {
+			n.mu.Unlock()
+			return true
+		}
+	}
+	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), n.questionTimeout)
 	defer cancel()
 	rows, err := n.db.Query(ctx, commitsUnderWaySQL, xids)
-	var found []int64
+	type seen struct {
+		x    int64
+		gone bool
+	}
+	var found []seen
 	if err == nil {
-		found, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (int64, error) {
-			var (
-				x    int64
-				gone bool
-			)
-			return x, r.Scan(&x, &gone)
+		found, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (seen, error) {
+			var f seen
+			return f, r.Scan(&f.x, &f.gone)
 		})
 	}
 	if err != nil {
-		if !n.activityFailed {
+		if !n.activityFailed.Swap(true) {
 			n.log.Warn("cannot read pg_stat_activity: a COMMIT slowed by its WAL flush is announced up to a quarter of its time late", "error", err)
 		}
-		n.activityFailed = true
 		return false
 	}
-	n.activityFailed = false
+	n.activityFailed.Store(false)
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, x := range found {
-		if o, ok := n.open[x]; ok && o.committing.IsZero() {
-			o.committing = now
-			n.open[x] = o
+	for _, f := range found {
+		if o, ok := n.open[f.x]; ok && o.committing.IsZero() {
+			o.committing, o.gone = now, f.gone
+			n.open[f.x] = o
 		}
 	}
 	return len(found) > 0
