@@ -18,6 +18,12 @@ import (
 // are the ones TestHotPathPlansUseIndexesWithoutStatistics checks.
 const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
 
+// genericPlanAsyncSQL is genericPlanSQL for a statement whose commit need
+// not wait for its WAL flush (synchronous_commit off, for its transaction
+// only): see laneRunner.record for which.
+const genericPlanAsyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('synchronous_commit', 'off', true)`
+
 // batcher runs a batch: a pool, or one of its connections outside any
 // transaction (inside one, the setting would last until it ends; only
 // TestClaimWritesNothing sends a batch so, to see its transaction).
@@ -34,8 +40,14 @@ type batcher interface {
 // statements once per connection; in the exec modes every execution is
 // planned anyway, and the simple protocol sends no parameters.
 func queryGeneric(ctx context.Context, db batcher, each func(pgx.Rows) error, sql string, args ...any) error {
+	return queryAfter(ctx, db, genericPlanSQL, each, sql, args...)
+}
+
+// queryAfter runs sql after settings (genericPlanSQL or
+// genericPlanAsyncSQL) in one batch, as queryGeneric.
+func queryAfter(ctx context.Context, db batcher, settings string, each func(pgx.Rows) error, sql string, args ...any) error {
 	b := &pgx.Batch{}
-	b.Queue(genericPlanSQL)
+	b.Queue(settings)
 	b.Queue(sql, args...).Query(each)
 	return db.SendBatch(ctx, b).Close()
 }

@@ -177,6 +177,19 @@ func outcomeLabel(res result, status string) string {
 // record stores the results of one batch in one statement. It has a
 // context of its own: results that come back while Stop runs out of
 // patience (cancelled deliveries included) are still recorded.
+//
+// Results of unkeyed messages only are committed without waiting for the
+// WAL flush (synchronous_commit off for that transaction): the runner
+// claims again without waiting for the disk, which after a large drain
+// held each lane for tens of milliseconds per recording
+// (docs/benchmarks.md, "Recordings that do not wait for the disk"). What
+// a server crash can lose is then what a dispatcher's crash before the
+// recording loses: the last moment's results, whose messages are sent
+// again with the same idempotency keys. Results with an ordering key
+// still wait: once recorded, the key's next message is sent, and a crash
+// that lost the recording would send the earlier one again after it.
+// A later synchronous commit (a keyed recording, a lease's release)
+// flushes the WAL up to it, and the earlier ones with it.
 func (r *laneRunner) record(results []result) error {
 	if len(results) == 0 {
 		return nil
@@ -210,8 +223,15 @@ func (r *laneRunner) record(results []result) error {
 		bodies[i] = clean(string(res.res.Body), 4096)
 		before[i] = int32(res.msg.attempts)
 	}
+	settings := genericPlanAsyncSQL
+	for _, res := range results {
+		if res.msg.OrderingKey != "" {
+			settings = genericPlanSQL
+			break
+		}
+	}
 	var got []pgtype.UUID
-	err := queryGeneric(ctx, r.d.pool, func(rows pgx.Rows) (err error) {
+	err := queryAfter(ctx, r.d.pool, settings, func(rows pgx.Rows) (err error) {
 		got, err = pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
 		return err
 	}, r.d.q.record, r.key.Destination, r.key.Lane, r.d.cfg.ID, r.token,
