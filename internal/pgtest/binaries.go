@@ -166,6 +166,19 @@ func (c *cluster) stop() {
 	c.proc, c.log = nil, nil
 }
 
+// crash stops postgres as a crash of the server would: an immediate
+// shutdown (SIGQUIT), no checkpoint, and the WAL still in its buffers
+// never written (what asynchronous commits of the last moment wrote).
+func (c *cluster) crash() {
+	if c.proc == nil {
+		return
+	}
+	_ = c.proc.Process.Signal(syscall.SIGQUIT)
+	_ = c.proc.Wait()
+	c.log.Close()
+	c.proc, c.log = nil, nil
+}
+
 // clusterOwner returns the credentials to run initdb and postgres with: nil
 // when not root, else the postgres user's, else nobody's.
 func clusterOwner() (*syscall.Credential, error) {

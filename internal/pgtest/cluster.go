@@ -40,6 +40,10 @@ func (c *Cluster) URL(t testing.TB) string {
 // the same data.
 func (c *Cluster) Stop() { c.srv.cluster.stop() }
 
+// Crash stops the server as a crash would (an immediate shutdown: what
+// was not yet written of the WAL is lost); Start then recovers it.
+func (c *Cluster) Crash() { c.srv.cluster.crash() }
+
 // Start restarts a stopped server.
 func (c *Cluster) Start(t testing.TB) {
 	t.Helper()
