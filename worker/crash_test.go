@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/outboxd/outboxd/internal/pgtest"
 	"github.com/outboxd/outboxd/internal/sink"
 	"github.com/outboxd/outboxd/outbox"
@@ -23,12 +25,19 @@ import (
 // its key's next message. Unkeyed messages whose recordings were lost are
 // sent again, with the same idempotency key.
 //
-// Each crash comes as soon as the producers paused and everything was
-// recorded, with nothing else committing: the WAL writer writes
-// asynchronous commits every 10 s here (wal_writer_delay), leases are
-// renewed every 5 s, and a claim takes one message of a key, so that a
-// key's messages are recorded one transaction each. Recording keyed
-// results asynchronously fails this test.
+// Before each crash the producers pause, and once everything is recorded
+// a transaction enqueues a tail: 3 messages on each of 4 new keys before
+// the first and the third crash, 5 unkeyed ones before the second. The
+// crash comes once the tail is recorded, with nothing else committing:
+// the WAL writer writes asynchronous commits every 10 s here
+// (wal_writer_delay), leases are renewed every 10 s, and a claim takes one
+// message of a key, so that a key's messages are recorded one transaction
+// each. The unkeyed tail's recordings are lost (sent again); with keyed
+// results recorded asynchronously too, so would the keys' be, and their
+// first messages would reach the sink again after their third.
+// tailUnkeyed numbers the unkeyed messages enqueued just before a crash.
+const tailUnkeyed = 8_000_000
+
 func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 	t.Parallel()
 	cluster := pgtest.NewCluster(t)
@@ -43,7 +52,7 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.start(t, b.config(t, func(c *worker.Config) {
-		c.PerKeyBatch, c.AcquireInterval, c.LeaseTTL, c.DisableRiver = 1, 5*time.Second, 30*time.Second, true
+		c.PerKeyBatch, c.AcquireInterval, c.LeaseTTL, c.DisableRiver = 1, 10*time.Second, 30*time.Second, true
 	}))
 
 	var (
@@ -80,7 +89,31 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 		waitFor(t, 30*time.Second, fmt.Sprintf("deliveries before crash %d", crash+1), func() bool { return len(s.Requests()) > at+200 })
 		paused.Store(true)
 		time.Sleep(20 * time.Millisecond) // the enqueues under way end
-		waitFor(t, 30*time.Second, "the messages before the crash recorded", func() bool { return b.counts(t)["pending"] == 0 })
+		settled := func() bool { return b.counts(t)["pending"] == 0 }
+		waitFor(t, 30*time.Second, "the messages before the crash recorded", settled)
+		var keyed, unkeyed []outbox.Message
+		for n := range 12 {
+			key := fmt.Sprintf("tail%d-%d", crash, n%4)
+			keyed = append(keyed, outbox.Message{Destination: "sink", OrderingKey: key,
+				Payload: fmt.Appendf(nil, `{"i":%d,"key":%q}`, 9_000_000+crash*1000+n, key)})
+		}
+		for n := range 5 {
+			unkeyed = append(unkeyed, outbox.Message{Destination: "sink", Payload: fmt.Appendf(nil, `{"i":%d,"key":""}`, tailUnkeyed+crash*10+n)})
+		}
+		// One kind only: a later synchronous commit (an enqueue, a keyed
+		// recording) would flush the other's recordings.
+		tail := keyed
+		if crash == 1 {
+			tail = unkeyed
+		}
+		err := pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
+			_, err := b.outbox.EnqueueBatch(context.Background(), tx, tail)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the tail before the crash recorded", settled)
 		cluster.Crash()
 		time.Sleep(300 * time.Millisecond)
 		cluster.Start(t)
@@ -117,11 +150,19 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 		last[p.Key] = p.I
 	}
 	sent := map[string]int{}
+	tailAgain := 0
 	for _, r := range reqs {
 		sent[r.IdempotencyKey]++
 		if sent[r.IdempotencyKey] == 2 {
-			repeats[decode(t, r).Key != ""]++
+			p := decode(t, r)
+			repeats[p.Key != ""]++
+			if p.I >= tailUnkeyed && p.I < tailUnkeyed+1000 {
+				tailAgain++
+			}
 		}
+	}
+	if tailAgain == 0 {
+		t.Fatal("no unkeyed message recorded just before a crash was sent again: no crash lost an asynchronous recording, and the test showed nothing")
 	}
 	t.Logf("%d messages, %d requests; sent again after the crashes: %d unkeyed, %d keyed", rows, len(reqs), repeats[false], repeats[true])
 }

@@ -18,11 +18,27 @@ import (
 // are the ones TestHotPathPlansUseIndexesWithoutStatistics checks.
 const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
 
-// genericPlanAsyncSQL is genericPlanSQL for a statement whose commit need
-// not wait for its WAL flush (synchronous_commit off, for its transaction
-// only): see laneRunner.record for which.
-const genericPlanAsyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
-       set_config('synchronous_commit', 'off', true)`
+// recordAsyncSQL is genericPlanSQL for a recording whose commit need not
+// wait for its WAL flush (synchronous_commit off, for its transaction
+// only), recordSyncSQL for one that must: see laneRunner.record for which.
+// The first turns the setting off only where the session would commit
+// with the default (on) and the server names no synchronous standby: a
+// setting an operator chose (local, remote_apply, off) is kept, and with
+// synchronous replication every recording still waits for the standby,
+// so that a failover re-sends no more than before. The second raises off
+// (a role's or database's default) to local: a key's next message is
+// sent once its recording returns, which must then survive a crash.
+const (
+	recordAsyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('synchronous_commit',
+                  CASE WHEN current_setting('synchronous_commit') = 'on'
+                        AND current_setting('synchronous_standby_names') = ''
+                       THEN 'off' ELSE current_setting('synchronous_commit') END, true)`
+	recordSyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('synchronous_commit',
+                  CASE WHEN current_setting('synchronous_commit') = 'off'
+                       THEN 'local' ELSE current_setting('synchronous_commit') END, true)`
+)
 
 // batcher runs a batch: a pool, or one of its connections outside any
 // transaction (inside one, the setting would last until it ends; only
@@ -43,8 +59,8 @@ func queryGeneric(ctx context.Context, db batcher, each func(pgx.Rows) error, sq
 	return queryAfter(ctx, db, genericPlanSQL, each, sql, args...)
 }
 
-// queryAfter runs sql after settings (genericPlanSQL or
-// genericPlanAsyncSQL) in one batch, as queryGeneric.
+// queryAfter runs sql after settings (genericPlanSQL, recordAsyncSQL or
+// recordSyncSQL) in one batch, as queryGeneric.
 func queryAfter(ctx context.Context, db batcher, settings string, each func(pgx.Rows) error, sql string, args ...any) error {
 	b := &pgx.Batch{}
 	b.Queue(settings)

@@ -179,15 +179,18 @@ func outcomeLabel(res result, status string) string {
 // patience (cancelled deliveries included) are still recorded.
 //
 // Results of unkeyed messages only are committed without waiting for the
-// WAL flush (synchronous_commit off for that transaction): the runner
+// WAL flush (synchronous_commit off for that transaction, unless an
+// operator chose another setting or the server replicates synchronously:
+// recordAsyncSQL): the runner
 // claims again without waiting for the disk, which after a large drain
 // held each lane for tens of milliseconds per recording
 // (docs/benchmarks.md, "Recordings that do not wait for the disk"). What
 // a server crash can lose is then what a dispatcher's crash before the
 // recording loses: the last moment's results, whose messages are sent
 // again with the same idempotency keys. Results with an ordering key
-// still wait: once recorded, the key's next message is sent, and a crash
-// that lost the recording would send the earlier one again after it.
+// still wait, even where the session's default is off (recordSyncSQL):
+// once recorded, the key's next message is sent, and a crash that lost
+// the recording would send the earlier one again after it.
 // A later synchronous commit (a keyed recording, a lease's release)
 // flushes the WAL up to it, and the earlier ones with it.
 func (r *laneRunner) record(results []result) error {
@@ -223,10 +226,10 @@ func (r *laneRunner) record(results []result) error {
 		bodies[i] = clean(string(res.res.Body), 4096)
 		before[i] = int32(res.msg.attempts)
 	}
-	settings := genericPlanAsyncSQL
+	settings := recordAsyncSQL
 	for _, res := range results {
 		if res.msg.OrderingKey != "" {
-			settings = genericPlanSQL
+			settings = recordSyncSQL
 			break
 		}
 	}

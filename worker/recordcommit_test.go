@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/sink"
+	"github.com/outboxd/outboxd/outbox"
 )
 
 // A recording of unkeyed results only commits without waiting for its WAL
@@ -12,18 +16,96 @@ import (
 // once it is stored, the key's next message is sent, and a server crash
 // that lost it would send the earlier message again after its successor.
 // A statement trigger on outbox_messages sees the setting in force in each
-// recording's own transaction, and whether it updated a keyed message.
+// recording's own transaction, and which kinds of message it updated.
 func TestOnlyUnkeyedRecordingsCommitAsynchronously(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	var session, standbys string
+	if err := b.pool.QueryRow(context.Background(), `SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names')`).Scan(&session, &standbys); err != nil {
+		t.Fatal(err)
+	}
+	unkeyed, keyed := session, session
+	if session == "on" && standbys == "" {
+		unkeyed = "off"
+	}
+	if session == "off" {
+		keyed = "local"
+	}
+	seen := recordingCommits(t, b)
+	want := map[string]bool{"unkeyed " + unkeyed: true, "keyed " + keyed: true, "both " + keyed: true}
+	for k := range seen {
+		if !want[k] {
+			t.Errorf("a recording of %s", k)
+		}
+	}
+	for k := range want {
+		if seen[k] == 0 {
+			t.Errorf("no recording of %s", k)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("recordings by kind and synchronous_commit: %v (the session's setting %s, synchronous_standby_names %q)", seen, session, standbys)
+	}
+	// The setting ended with each recording's transaction: the pool's
+	// connections commit the application's statements as configured.
+	for range 10 {
+		var mode string
+		if err := b.pool.QueryRow(context.Background(), `SHOW synchronous_commit`).Scan(&mode); err != nil || mode != session {
+			t.Fatalf("a pool connection after the recordings: synchronous_commit %q (%v), want %s", mode, err, session)
+		}
+	}
+	t.Logf("recordings: %v", seen)
+}
+
+// A setting an operator chose for the dispatcher's sessions (here in the
+// URL) is what every recording commits with, unkeyed ones included
+// (local: the way to have every recording wait for its flush), except off
+// for a recording of keyed results, which waits for its flush all the
+// same (local): the key's order across a crash depends on it.
+func TestRecordingsKeepTheOperatorsSynchronousCommit(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ session, unkeyed, keyed string }{
+		{"remote_write", "remote_write", "remote_write"},
+		{"local", "local", "local"},
+		{"off", "off", "local"},
+	} {
+		t.Run(c.session, func(t *testing.T) {
+			t.Parallel()
+			s := sink.Start()
+			t.Cleanup(s.Close)
+			ob, _ := outbox.New(nil)
+			b := bundle{pool: pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=10&options=-c%20synchronous_commit%3D"+c.session), outbox: ob, sink: s}
+			seen := recordingCommits(t, b)
+			want := map[string]bool{"unkeyed " + c.unkeyed: true, "keyed " + c.keyed: true, "both " + c.keyed: true}
+			for k := range want {
+				if seen[k] == 0 {
+					t.Errorf("no recording of %s", k)
+				}
+			}
+			if len(seen) != len(want) || t.Failed() {
+				t.Fatalf("recordings by kind and synchronous_commit: %v; want %v", seen, want)
+			}
+		})
+	}
+}
+
+// recordingCommits delivers unkeyed messages, then keyed ones, then both
+// in one transaction (8 keys among 300 unkeyed: a keyed lane all but
+// surely claims both kinds in a batch), and counts the recordings by the
+// kinds of message each updated ("unkeyed", "keyed", "both") and the
+// synchronous_commit its transaction committed with.
+func recordingCommits(t *testing.T, b bundle) map[string]int {
+	t.Helper()
 	ctx := context.Background()
 	if _, err := b.pool.Exec(ctx, `
-CREATE TABLE recording_commits (keyed bool NOT NULL, mode text NOT NULL);
+CREATE TABLE recording_commits (kinds text NOT NULL, mode text NOT NULL);
 CREATE FUNCTION note_recording_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO recording_commits
-    SELECT bool_or(ordering_key IS NOT NULL), current_setting('synchronous_commit') FROM changed
-    HAVING count(*) > 0;
+    SELECT CASE WHEN bool_and(ordering_key IS NOT NULL) THEN 'keyed'
+                WHEN bool_or(ordering_key IS NOT NULL) THEN 'both' ELSE 'unkeyed' END,
+           current_setting('synchronous_commit')
+    FROM changed HAVING count(*) > 0;
     RETURN NULL;
 END $$;
 CREATE TRIGGER note_recording_commit AFTER UPDATE ON outboxd.outbox_messages
@@ -31,49 +113,33 @@ CREATE TRIGGER note_recording_commit AFTER UPDATE ON outboxd.outbox_messages
 		t.Fatal(err)
 	}
 	b.start(t, b.config(t, nil))
-	// Unkeyed first, then keyed, then both in one transaction (a batch
-	// that may hold both kinds).
 	b.enqueue(t, 40, 10, func(int) string { return "" })
 	b.waitSettled(t, 20*time.Second)
 	b.enqueue(t, 40, 10, func(i int) string { return fmt.Sprintf("k%d", i%4) })
 	b.waitSettled(t, 20*time.Second)
-	b.enqueue(t, 40, 40, func(i int) string {
-		if i%2 == 0 {
+	b.enqueue(t, 340, 340, func(i int) string {
+		if i%9 != 0 {
 			return ""
 		}
-		return fmt.Sprintf("k%d", i%4)
+		return fmt.Sprintf("m%d", i%8)
 	})
-	if c := b.waitSettled(t, 20*time.Second); c["delivered"] != 120 {
-		t.Fatalf("statuses %v, want 120 delivered", c)
+	if c := b.waitSettled(t, 30*time.Second); c["delivered"] != 420 {
+		t.Fatalf("statuses %v, want 420 delivered", c)
 	}
 	seen := map[string]int{}
-	rows, err := b.pool.Query(ctx, `SELECT keyed, mode FROM recording_commits`)
+	rows, err := b.pool.Query(ctx, `SELECT kinds || ' ' || mode FROM recording_commits`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
-		var (
-			keyed bool
-			mode  string
-		)
-		if err := rows.Scan(&keyed, &mode); err != nil {
+		var k string
+		if err := rows.Scan(&k); err != nil {
 			t.Fatal(err)
 		}
-		seen[fmt.Sprintf("keyed=%t synchronous_commit=%s", keyed, mode)]++
+		seen[k]++
 	}
 	if rows.Err() != nil {
 		t.Fatal(rows.Err())
 	}
-	if len(seen) != 2 || seen["keyed=false synchronous_commit=off"] == 0 || seen["keyed=true synchronous_commit=on"] == 0 {
-		t.Fatalf("recordings by kind and commit mode: %v; want unkeyed ones off, keyed ones on, both seen", seen)
-	}
-	// The setting ended with each recording's transaction: the pool's
-	// connections commit the application's statements as configured.
-	for range 10 {
-		var mode string
-		if err := b.pool.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&mode); err != nil || mode != "on" {
-			t.Fatalf("a pool connection after the recordings: synchronous_commit %q (%v), want on", mode, err)
-		}
-	}
-	t.Logf("recordings: %v", seen)
+	return seen
 }
