@@ -25,9 +25,12 @@ const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan
 // with the default (on) and the server names no synchronous standby: a
 // setting an operator chose (local, remote_apply, off) is kept, and with
 // synchronous replication every recording still waits for the standby,
-// so that a failover re-sends no more than before. The second raises off
-// (a role's or database's default) to local: a key's next message is
-// sent once its recording returns, which must then survive a crash.
+// so that a failover re-sends no more than before. PostgreSQL cannot tell
+// an on set explicitly from the default: both count as the default. The
+// second raises off (a role's or database's default) to on: a key's next
+// message is sent once its recording returns, which must then survive a
+// crash (and, with synchronous replication, a failover). The standby
+// branches are untested: a standby named and absent hangs every commit.
 const (
 	recordAsyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('synchronous_commit',
@@ -37,7 +40,7 @@ const (
 	recordSyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('synchronous_commit',
                   CASE WHEN current_setting('synchronous_commit') = 'off'
-                       THEN 'local' ELSE current_setting('synchronous_commit') END, true)`
+                       THEN 'on' ELSE current_setting('synchronous_commit') END, true)`
 )
 
 // batcher runs a batch: a pool, or one of its connections outside any

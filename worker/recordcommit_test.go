@@ -29,7 +29,7 @@ func TestOnlyUnkeyedRecordingsCommitAsynchronously(t *testing.T) {
 		unkeyed = "off"
 	}
 	if session == "off" {
-		keyed = "local"
+		keyed = "on"
 	}
 	seen := recordingCommits(t, b)
 	want := map[string]bool{"unkeyed " + unkeyed: true, "keyed " + keyed: true, "both " + keyed: true}
@@ -61,13 +61,13 @@ func TestOnlyUnkeyedRecordingsCommitAsynchronously(t *testing.T) {
 // URL) is what every recording commits with, unkeyed ones included
 // (local: the way to have every recording wait for its flush), except off
 // for a recording of keyed results, which waits for its flush all the
-// same (local): the key's order across a crash depends on it.
+// same (on): the key's order across a crash depends on it.
 func TestRecordingsKeepTheOperatorsSynchronousCommit(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct{ session, unkeyed, keyed string }{
 		{"remote_write", "remote_write", "remote_write"},
 		{"local", "local", "local"},
-		{"off", "off", "local"},
+		{"off", "off", "on"},
 	} {
 		t.Run(c.session, func(t *testing.T) {
 			t.Parallel()
