@@ -10,11 +10,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/internal/sink"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 )
+
+// tailFirst numbers the messages of the tails enqueued just before the
+// crashes, 100 a crash.
+const tailFirst = 8_000_000
 
 // PostgreSQL crashes three times (immediate shutdowns: the WAL not yet
 // written is lost, the last moment's asynchronous commits with it) while
@@ -36,17 +38,10 @@ import (
 // again); with keyed results recorded asynchronously too, so would the
 // keys' be, and their first messages would reach the sink again after
 // their third.
-// tailUnkeyed numbers the messages of the tails enqueued just before the
-// crashes, 100 a crash.
-const tailUnkeyed = 8_000_000
-
 func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 	t.Parallel()
-	cluster := pgtest.NewCluster(t)
-	s := sink.Start()
-	t.Cleanup(s.Close)
-	ob, _ := outbox.New(nil)
-	b := bundle{pool: pgtest.Connect(t, cluster.URL(t)+"&pool_max_conns=10"), outbox: ob, sink: s}
+	cluster, b := clusterBundle(t)
+	s := b.sink
 	if _, err := b.pool.Exec(context.Background(), `ALTER SYSTEM SET wal_writer_delay = '10s'`); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +98,7 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 		settled := func() bool { return b.counts(t)["pending"] == 0 }
 		waitFor(t, 30*time.Second, "the messages before the crash recorded", settled)
 		var tail []outbox.Message
-		first := tailUnkeyed + round*100
+		first := tailFirst + round*100
 		for n := range 12 {
 			if keyedTail {
 				key := fmt.Sprintf("tail%d-%d", round, n%4)

@@ -37,6 +37,17 @@ func setup(t *testing.T) bundle {
 	return bundle{pool: pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=10"), outbox: ob, sink: s}
 }
 
+// clusterBundle is setup on a server of the test's own, for tests that
+// stop or crash it.
+func clusterBundle(t *testing.T) (*pgtest.Cluster, bundle) {
+	t.Helper()
+	cluster := pgtest.NewCluster(t)
+	s := sink.Start()
+	t.Cleanup(s.Close)
+	ob, _ := outbox.New(nil)
+	return cluster, bundle{pool: pgtest.Connect(t, cluster.URL(t)+"&pool_max_conns=10"), outbox: ob, sink: s}
+}
+
 // config is a dispatcher configuration for tests: fast intervals, one HTTP
 // destination "sink".
 func (b bundle) config(t *testing.T, mutate func(*worker.Config)) *worker.Config {

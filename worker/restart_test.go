@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxd/outboxd/internal/pgtest"
-	"github.com/outboxd/outboxd/internal/sink"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/worker"
 
@@ -22,11 +20,8 @@ import (
 // dispatcher recovers by itself and every committed message is delivered.
 func TestPostgresRestartUnderLoad(t *testing.T) {
 	t.Parallel()
-	cluster := pgtest.NewCluster(t)
-	s := sink.Start()
-	t.Cleanup(s.Close)
-	ob, _ := outbox.New(nil)
-	b := bundle{pool: pgtest.Connect(t, cluster.URL(t)+"&pool_max_conns=10"), outbox: ob, sink: s}
+	cluster, b := clusterBundle(t)
+	s := b.sink
 	logs := &syncbuf.Buffer{}
 	b.start(t, b.config(t, func(c *worker.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
