@@ -18,7 +18,7 @@ import (
 // crashes, 100 a crash.
 const tailFirst = 8_000_000
 
-// PostgreSQL crashes three times (immediate shutdowns: the WAL not yet
+// PostgreSQL crashes three to six times (immediate shutdowns: the WAL not yet
 // written is lost, the last moment's asynchronous commits with it) while
 // producers enqueue keyed and unkeyed messages and the dispatcher drains.
 // After recovery every message is delivered, and no key's message reaches
@@ -29,8 +29,9 @@ const tailFirst = 8_000_000
 //
 // Before each crash the producers pause, and once everything is recorded
 // a transaction enqueues a tail: 3 messages on each of 4 new keys before
-// the first and the last crash, 12 unkeyed ones before those between. The
-// crash comes once the tail is recorded, with little else committing: the
+// the first and the last crash, 12 unkeyed ones before those between (1
+// to 4). The crash comes once the tail is recorded, with little else
+// committing: the
 // WAL writer writes asynchronous commits every 10 s here
 // (wal_writer_delay), heartbeats and lease renewals come every 10 s, and a
 // claim takes one message of a key, so that a key's messages are recorded
