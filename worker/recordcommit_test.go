@@ -3,6 +3,8 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,7 +76,7 @@ func TestRecordingsKeepTheOperatorsSynchronousCommit(t *testing.T) {
 			s := sink.Start()
 			t.Cleanup(s.Close)
 			ob, _ := outbox.New(nil)
-			b := bundle{pool: pgtest.Connect(t, pgtest.URL(t)+"&pool_max_conns=10&options=-c%20synchronous_commit%3D"+c.session), outbox: ob, sink: s}
+			b := bundle{pool: pgtest.Connect(t, withSessionSetting(t, pgtest.URL(t)+"&pool_max_conns=10", "synchronous_commit", c.session)), outbox: ob, sink: s}
 			seen := recordingCommits(t, b)
 			want := map[string]bool{"unkeyed " + c.unkeyed: true, "keyed " + c.keyed: true, "both " + c.keyed: true}
 			for k := range want {
@@ -87,6 +89,49 @@ func TestRecordingsKeepTheOperatorsSynchronousCommit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With a synchronous standby, every recording waits for the standby's
+// flush, unkeyed ones included: a failover to the standby then sends
+// again no more than before recordings of unkeyed results stopped
+// waiting for the disk.
+func TestRecordingsWaitForASynchronousStandby(t *testing.T) {
+	t.Parallel()
+	cluster, b := clusterBundle(t)
+	cluster.AddSynchronousStandby(t)
+	seen := recordingCommits(t, b)
+	want := map[string]bool{"unkeyed on": true, "keyed on": true, "both on": true}
+	for k := range want {
+		if seen[k] == 0 {
+			t.Errorf("no recording of %s", k)
+		}
+	}
+	if len(seen) != len(want) || t.Failed() {
+		t.Fatalf("recordings by kind and synchronous_commit: %v; want %v", seen, want)
+	}
+	var lag int64
+	if err := b.pool.QueryRow(context.Background(), `
+SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), flush_lsn) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&lag); err != nil {
+		t.Fatalf("the synchronous standby: %v", err)
+	}
+	t.Logf("recordings: %v; the standby's flush %d bytes behind at the end", seen, lag)
+}
+
+// withSessionSetting adds "-c name=value" to the URL's options, which
+// PostgreSQL applies to every session it opens; an options parameter the
+// URL already has (OUTBOXD_TEST_DATABASE_URL's) is kept.
+func withSessionSetting(t *testing.T, raw, name, value string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", strings.TrimSpace(q.Get("options")+" -c "+name+"="+value))
+	// pgx reads a + as itself, not as a space: %20 (Encode writes a + of
+	// the value as %2B).
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+	return u.String()
 }
 
 // recordingCommits delivers unkeyed messages, then keyed ones, then both

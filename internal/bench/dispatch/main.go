@@ -73,7 +73,7 @@ func main() {
 	flag.StringVar(&o.drainProfile, "drain-profile", "", "write a CPU profile of this process (client, dispatcher and sink) during the first drain measured (outboxd's, unless -designs leaves it out) to this file")
 	flag.DurationVar(&o.settle, "settle", 11*time.Second, "wait between the drain's end and the latency measurement (below 11 s the drain's row versions and fsyncs miss what idle backends had not yet reported)")
 	timeline := flag.String("latency-timeline", "", "write each latency message's commit time (ms since the measurement began) and latency (ms) to this file, a block per design and round")
-	designsFlag := flag.String("designs", "", "comma-separated subset of the designs to measure: outboxd, slow (outboxd beside a timing-out destination), poller, river (default: all; the summary lines need the designs they compare)")
+	designsFlag := flag.String("designs", "", "comma-separated subset of the designs to measure: outboxd, apart (outboxd's dispatcher on a pool of its own), slow (outboxd beside a timing-out destination), poller, river (default: all but apart; the summary lines need the designs they compare)")
 	flag.Parse()
 	o.designs = map[string]bool{}
 	for _, n := range strings.Split(*designsFlag, ",") {
@@ -157,7 +157,11 @@ func run(adminURL string, o options) error {
 	var order []string
 	for r := 0; r < o.rounds; r++ {
 		for _, short := range designOrder {
-			if len(o.designs) > 0 && !o.designs[short] {
+			skip := !o.designs[short]
+			if len(o.designs) == 0 { // all but apart, which only -designs asks for
+				skip = short == "apart"
+			}
+			if skip {
 				continue
 			}
 			mk := designs[short]

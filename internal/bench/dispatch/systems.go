@@ -33,10 +33,10 @@ var (
 // designs are the systems under test by their -designs names, measured
 // in designOrder.
 var designs = map[string]func(*pgxpool.Pool, string) (system, error){
-	"outboxd": newOutboxd, "slow": newOutboxdBesideSlow, "poller": newPoller, "river": newRiverBaseline,
+	"outboxd": newOutboxd, "apart": newOutboxdApart, "slow": newOutboxdBesideSlow, "poller": newPoller, "river": newRiverBaseline,
 }
 
-var designOrder = []string{"outboxd", "slow", "poller", "river"}
+var designOrder = []string{"outboxd", "apart", "slow", "poller", "river"}
 
 func payload(i int) []byte { return fmt.Appendf(nil, `{"n":%d,"event":"deal.won"}`, i) }
 
@@ -61,6 +61,45 @@ func newOutboxd(pool *pgxpool.Pool, sinkURL string) (system, error) {
 		return nil, err
 	}
 	return &outboxdSystem{pool: pool, ob: ob, d: d}, nil
+}
+
+// apartSystem is outboxd with its dispatcher on a pool of its own, as
+// `outboxd serve` runs it beside an application: the producers' pool then
+// holds only their connections, which the drain's claims never used.
+type apartSystem struct {
+	*outboxdSystem
+	own *pgxpool.Pool
+}
+
+func newOutboxdApart(pool *pgxpool.Pool, sinkURL string) (system, error) {
+	own, err := pgxpool.NewWithConfig(context.Background(), pool.Config().Copy())
+	if err != nil {
+		return nil, err
+	}
+	dest, err := dispatch.NewHTTP(&dispatch.HTTPConfig{URL: sinkURL, MaxConcurrency: *httpConcurrency})
+	if err != nil {
+		own.Close()
+		return nil, err
+	}
+	d, err := worker.New(own, &worker.Config{Destinations: map[string]dispatch.Destination{"sink": dest}, Logger: quiet, BatchSize: *batchSize})
+	if err != nil {
+		own.Close()
+		return nil, err
+	}
+	ob, err := notifyingOutbox(pool)
+	if err != nil {
+		own.Close()
+		return nil, err
+	}
+	return &apartSystem{outboxdSystem: &outboxdSystem{pool: pool, ob: ob, d: d}, own: own}, nil
+}
+
+func (s *apartSystem) name() string { return "outboxd, dispatcher's own pool" }
+
+func (s *apartSystem) stop(ctx context.Context) error {
+	err := s.d.Stop(ctx)
+	s.own.Close()
+	return err
 }
 
 // notifyingOutbox is an Outbox whose commits are announced by a Notifier,

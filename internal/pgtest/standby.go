@@ -1,0 +1,75 @@
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// AddSynchronousStandby starts a streaming standby of the cluster, from a
+// base backup, and makes it synchronous (synchronous_standby_names '*'):
+// from then on every commit that waits for its flush also waits for the
+// standby's. The standby stops when t ends, before the cluster.
+func (c *Cluster) AddSynchronousStandby(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	primary := c.srv.cluster
+	dir := filepath.Join(primary.dir, "standby")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if primary.cred != nil {
+		if err := os.Chown(dir, int(primary.cred.Uid), int(primary.cred.Gid)); err != nil {
+			t.Fatalf("pgtest: chown %s: %v", dir, err)
+		}
+	}
+	s := &cluster{bin: primary.bin, dir: dir, data: filepath.Join(dir, "data"), cred: primary.cred}
+	// -R writes standby.signal and the primary's address into the copy.
+	backup := exec.CommandContext(ctx, filepath.Join(primary.bin, "pg_basebackup"),
+		"-h", "127.0.0.1", "-p", fmt.Sprint(primary.port), "-U", "postgres",
+		"-D", s.data, "-R", "-X", "stream", "--no-sync", "-c", "fast")
+	backup.SysProcAttr = &syscall.SysProcAttr{Credential: primary.cred}
+	if out, err := backup.CombinedOutput(); err != nil {
+		t.Fatalf("pgtest: pg_basebackup: %v: %s", err, out)
+	}
+	var err error
+	if s.port, err = freePort(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if err := s.start(ctx); err != nil {
+		t.Fatalf("pgtest: standby: %v", err)
+	}
+	t.Cleanup(s.stop)
+	conn, err := pgx.Connect(ctx, primary.url())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER SYSTEM SET synchronous_standby_names = '*'`); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		var sync bool
+		if err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names') = '*'
+		    AND EXISTS (SELECT FROM pg_stat_replication WHERE sync_state = 'sync')`).Scan(&sync); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		if sync {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pgtest: the standby did not become synchronous within 60 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
