@@ -28,7 +28,12 @@ type notifierBundle struct {
 
 func newNotifierBundle(t *testing.T, cfg *NotifierConfig, prepare ...func(*Notifier)) notifierBundle {
 	t.Helper()
-	url := pgtest.URL(t)
+	return newNotifierBundleAt(t, pgtest.URL(t), cfg, prepare...)
+}
+
+// newNotifierBundleAt is newNotifierBundle on the migrated database url.
+func newNotifierBundleAt(t *testing.T, url string, cfg *NotifierConfig, prepare ...func(*Notifier)) notifierBundle {
+	t.Helper()
 	pool := pgtest.Connect(t, url)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
