@@ -147,37 +147,9 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	c := b.waitSettled(t, 60*time.Second)
-	var rows int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM outboxd.outbox_messages`).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if c["delivered"] != rows {
-		t.Fatalf("statuses %v of %d messages", c, rows)
-	}
-	if seen := b.checkKeys(t); len(seen) != rows {
-		t.Fatalf("%d messages reached the sink, %d were committed", len(seen), rows)
-	}
+	rows := b.checkAllDelivered(t)
 	reqs := s.Requests()
-	samePayloadSameKey(t, reqs)
-	last := map[string]int{}
-	repeats := map[bool]int{}
-	for _, r := range reqs {
-		p := decode(t, r)
-		if p.Key == "" {
-			continue
-		}
-		if prev, ok := last[p.Key]; ok && p.I < prev {
-			t.Fatalf("key %s: message %d reached the sink after its successor %d", p.Key, p.I, prev)
-		}
-		last[p.Key] = p.I
-	}
-	sent := map[string]int{}
-	for _, r := range reqs {
-		if sent[r.IdempotencyKey]++; sent[r.IdempotencyKey] == 2 {
-			repeats[decode(t, r).Key != ""]++
-		}
-	}
+	repeats := checkKeyOrder(t, reqs)
 	if tailAgain == 0 {
 		t.Fatal("no unkeyed message recorded just before a crash was sent again (4 crashes): none lost an asynchronous recording, and the test showed nothing")
 	}

@@ -177,6 +177,53 @@ func (b bundle) waitSettled(t *testing.T, timeout time.Duration) map[string]int 
 	}
 }
 
+// checkAllDelivered waits until nothing is pending, checks that every
+// stored message was delivered and reached the sink, and that one
+// idempotency key always carried one payload, and returns how many
+// messages are stored.
+func (b bundle) checkAllDelivered(t *testing.T) int {
+	t.Helper()
+	c := b.waitSettled(t, 60*time.Second)
+	var rows int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM outboxd.outbox_messages`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if c["delivered"] != rows {
+		t.Fatalf("statuses %v of %d messages", c, rows)
+	}
+	if seen := b.checkKeys(t); len(seen) != rows {
+		t.Fatalf("%d messages reached the sink, %d were committed", len(seen), rows)
+	}
+	samePayloadSameKey(t, b.sink.Requests())
+	return rows
+}
+
+// checkKeyOrder checks that no key's message reached the sink after its
+// successor (payloads numbered in each key's commit order), and returns
+// how many messages were sent more than once, keyed (true) and unkeyed.
+func checkKeyOrder(t *testing.T, reqs []sink.Request) map[bool]int {
+	t.Helper()
+	last := map[string]int{}
+	for _, r := range reqs {
+		p := decode(t, r)
+		if p.Key == "" {
+			continue
+		}
+		if prev, ok := last[p.Key]; ok && p.I < prev {
+			t.Fatalf("key %s: message %d reached the sink after its successor %d", p.Key, p.I, prev)
+		}
+		last[p.Key] = p.I
+	}
+	repeats := map[bool]int{}
+	sent := map[string]int{}
+	for _, r := range reqs {
+		if sent[r.IdempotencyKey]++; sent[r.IdempotencyKey] == 2 {
+			repeats[decode(t, r).Key != ""]++
+		}
+	}
+	return repeats
+}
+
 // keysByMessage maps each message's idempotency key to its id, checking
 // that every request the sink saw carries the key of a stored message.
 func (b bundle) checkKeys(t *testing.T) map[string]int {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,11 +14,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Standby is a streaming standby of a Cluster.
+type Standby struct {
+	c, primary *cluster
+}
+
 // AddSynchronousStandby starts a streaming standby of the cluster, from a
 // base backup, and makes it synchronous (synchronous_standby_names '*'):
 // from then on every commit that waits for its flush also waits for the
 // standby's. The standby stops when t ends, before the cluster.
-func (c *Cluster) AddSynchronousStandby(t testing.TB) {
+func (c *Cluster) AddSynchronousStandby(t testing.TB) *Standby {
 	t.Helper()
 	ctx := context.Background()
 	primary := c.srv.cluster
@@ -65,11 +71,40 @@ func (c *Cluster) AddSynchronousStandby(t testing.TB) {
 			t.Fatalf("pgtest: %v", err)
 		}
 		if sync {
-			return
+			return &Standby{c: s, primary: primary}
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("pgtest: the standby did not become synchronous within 60 s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FailoverURL is url (a database of the cluster) naming the standby as a
+// second host, for read-write sessions only: pgx connects to whichever
+// of the two accepts writes, the standby once it is promoted.
+func (s *Standby) FailoverURL(t testing.TB, url string) string {
+	t.Helper()
+	host := fmt.Sprintf("@127.0.0.1:%d/", s.primary.port)
+	if !strings.Contains(url, host) || !strings.Contains(url, "?") {
+		t.Fatalf("pgtest: %s is not a URL of the cluster's", url)
+	}
+	both := fmt.Sprintf("@127.0.0.1:%d,127.0.0.1:%d/", s.primary.port, s.c.port)
+	return strings.Replace(url, host, both, 1) + "&target_session_attrs=read-write"
+}
+
+// Promote ends the standby's recovery (pg_promote, which waits for it):
+// from then on it accepts writes.
+func (s *Standby) Promote(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.c.url())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(ctx)
+	var done bool
+	if err := conn.QueryRow(ctx, `SELECT pg_promote(true, 60)`).Scan(&done); err != nil || !done {
+		t.Fatalf("pgtest: the standby was not promoted within 60 s (%v)", err)
 	}
 }
