@@ -181,17 +181,16 @@ func outcomeLabel(res result, status string) string {
 // Results of unkeyed messages only are committed without waiting for the
 // WAL flush (synchronous_commit off for that transaction, unless an
 // operator chose another setting or the server replicates synchronously:
-// recordAsyncSQL): the runner
-// claims again without waiting for the disk, which after a large drain
-// held each lane for tens of milliseconds per recording
-// (docs/benchmarks.md, "Recordings that do not wait for the disk"). What
-// a server crash can lose is then what a dispatcher's crash before the
-// recording loses: the last moment's results, whose messages are sent
-// again with the same idempotency keys. Results with an ordering key
-// still wait, even where the session's default is off (recordSyncSQL):
-// once recorded, the key's next message is sent, and a crash that lost
-// the recording would send the earlier one again after it.
-// A later synchronous commit (a keyed recording, a lease's release)
+// recordAsyncSQL): the runner claims again without waiting for the disk,
+// which after a large drain held each lane for tens of milliseconds per
+// recording (docs/benchmarks.md, "Recordings that do not wait for the
+// disk"). What a server crash can lose is then what a dispatcher's crash
+// before the recording loses: the last moment's results, whose messages
+// are sent again with the same idempotency keys. Results with an ordering
+// key still wait, even where the session's default is off
+// (recordSyncSQL): once recorded, the key's next message is sent, and a
+// crash that lost the recording would send the earlier one again after
+// it. A later synchronous commit (a keyed recording, a lease's release)
 // flushes the WAL up to it, and the earlier ones with it.
 func (r *laneRunner) record(results []result) error {
 	if len(results) == 0 {
