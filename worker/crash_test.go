@@ -57,6 +57,8 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 		stop, paused atomic.Bool
 		wg           sync.WaitGroup
 	)
+	// A failing wait must not leave the producers running on a closed pool.
+	t.Cleanup(func() { stop.Store(true); wg.Wait() })
 	for p := range 4 {
 		wg.Add(1)
 		go func() {

@@ -23,14 +23,15 @@ const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan
 // only), recordSyncSQL for one that must: see laneRunner.record for which.
 // The first turns the setting off only where the session would commit
 // with the default (on) and the server names no synchronous standby: a
-// setting an operator chose (local, remote_apply, off) is kept, and with
-// synchronous replication every recording still waits for the standby,
-// so that a failover re-sends no more than before. PostgreSQL cannot tell
-// an on set explicitly from the default: both count as the default. The
-// second raises off (a role's or database's default) to on: a key's next
+// setting an operator chose (local, remote_write, off) is kept, and with
+// synchronous replication a recording at the default still waits for the
+// standby, so that a failover re-sends no more than before. PostgreSQL
+// cannot tell an on set explicitly from the default: both count as the
+// default. The second raises off (a role's or database's default) to on,
+// and local too where a synchronous standby is named: a key's next
 // message is sent once its recording returns, which must then survive a
-// crash (and, with synchronous replication, a failover). The standby
-// branches are untested: a standby named and absent hangs every commit.
+// crash and a failover to that standby
+// (TestRecordingsWaitForASynchronousStandby).
 const (
 	recordAsyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('synchronous_commit',
@@ -40,6 +41,8 @@ const (
 	recordSyncSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('synchronous_commit',
                   CASE WHEN current_setting('synchronous_commit') = 'off'
+                         OR (current_setting('synchronous_commit') = 'local'
+                             AND current_setting('synchronous_standby_names') <> '')
                        THEN 'on' ELSE current_setting('synchronous_commit') END, true)`
 )
 

@@ -3,7 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"net/url"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +30,7 @@ func TestOnlyUnkeyedRecordingsCommitAsynchronously(t *testing.T) {
 	if session == "on" && standbys == "" {
 		unkeyed = "off"
 	}
-	if session == "off" {
+	if session == "off" || session == "local" && standbys != "" {
 		keyed = "on"
 	}
 	seen := recordingCommits(t, b)
@@ -91,47 +91,81 @@ func TestRecordingsKeepTheOperatorsSynchronousCommit(t *testing.T) {
 	}
 }
 
-// With a synchronous standby, every recording waits for the standby's
-// flush, unkeyed ones included: a failover to the standby then sends
-// again no more than before recordings of unkeyed results stopped
-// waiting for the disk.
+// With a synchronous standby, a recording at the default setting waits
+// for the standby's flush, unkeyed ones included: a failover to the
+// standby then sends again no more than before recordings of unkeyed
+// results stopped waiting for the disk. A keyed one waits for it under
+// local and off too (raised to on), so that a failover keeps every key's
+// order; an unkeyed one keeps the operator's setting. One throwaway
+// server and its standby hold a database per setting.
 func TestRecordingsWaitForASynchronousStandby(t *testing.T) {
 	t.Parallel()
-	cluster, b := clusterBundle(t)
-	cluster.AddSynchronousStandby(t)
-	seen := recordingCommits(t, b)
-	want := map[string]bool{"unkeyed on": true, "keyed on": true, "both on": true}
-	for k := range want {
-		if seen[k] == 0 {
-			t.Errorf("no recording of %s", k)
+	cluster := pgtest.NewCluster(t)
+	standby := cluster.AddSynchronousStandby(t)
+	for _, c := range []struct{ session, unkeyed, keyed string }{
+		{"", "on", "on"},
+		{"local", "local", "on"},
+		{"off", "off", "on"},
+		{"remote_write", "remote_write", "remote_write"},
+	} {
+		name := c.session
+		if name == "" {
+			name = "default"
 		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			url := cluster.URL(t) + "&pool_max_conns=10"
+			if c.session != "" {
+				url = withSessionSetting(t, url, "synchronous_commit", c.session)
+			}
+			s := sink.Start()
+			t.Cleanup(s.Close)
+			ob, _ := outbox.New(nil)
+			seen := recordingCommits(t, bundle{pool: pgtest.Connect(t, url), outbox: ob, sink: s})
+			want := map[string]bool{"unkeyed " + c.unkeyed: true, "keyed " + c.keyed: true, "both " + c.keyed: true}
+			for k := range want {
+				if seen[k] == 0 {
+					t.Errorf("no recording of %s", k)
+				}
+			}
+			if len(seen) != len(want) || t.Failed() {
+				t.Fatalf("recordings by kind and synchronous_commit: %v; want %v", seen, want)
+			}
+			t.Logf("recordings: %v; the standby's flush %d bytes behind at the end", seen, standby.FlushLag(t))
+		})
 	}
-	if len(seen) != len(want) || t.Failed() {
-		t.Fatalf("recordings by kind and synchronous_commit: %v; want %v", seen, want)
-	}
-	var lag int64
-	if err := b.pool.QueryRow(context.Background(), `
-SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), flush_lsn) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&lag); err != nil {
-		t.Fatalf("the synchronous standby: %v", err)
-	}
-	t.Logf("recordings: %v; the standby's flush %d bytes behind at the end", seen, lag)
 }
 
-// withSessionSetting adds "-c name=value" to the URL's options, which
-// PostgreSQL applies to every session it opens; an options parameter the
-// URL already has (OUTBOXD_TEST_DATABASE_URL's) is kept.
-func withSessionSetting(t *testing.T, raw, name, value string) string {
+// withSessionSetting adds "-c name=value" to the options parameter of a
+// URL, which PostgreSQL applies to every session it opens: the one the
+// URL has (OUTBOXD_TEST_DATABASE_URL's) is kept, and the other parameters
+// are left as written (pgx reads a URL as libpq does, not as a web form:
+// a + is itself, and a ; no separator).
+func withSessionSetting(t *testing.T, url, name, value string) string {
 	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
+	base, query, _ := strings.Cut(url, "?")
+	setting := "-c " + name + "=" + value
+	var pairs []string
+	if query != "" {
+		pairs = strings.Split(query, "&")
 	}
-	q := u.Query()
-	q.Set("options", strings.TrimSpace(q.Get("options")+" -c "+name+"="+value))
-	// pgx reads a + as itself, not as a space: %20 (Encode writes a + of
-	// the value as %2B).
-	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
-	return u.String()
+	for i, p := range pairs {
+		if v, ok := strings.CutPrefix(p, "options="); ok {
+			old, err := neturl.PathUnescape(v)
+			if err != nil {
+				t.Fatalf("options in %s: %v", url, err)
+			}
+			pairs[i] = "options=" + escapeValue(old+" "+setting)
+			return base + "?" + strings.Join(pairs, "&")
+		}
+	}
+	return base + "?" + strings.Join(append(pairs, "options="+escapeValue(setting)), "&")
+}
+
+// escapeValue escapes a URL query value for pgx: = and spaces too (as
+// %3D and %20; a + of the value as %2B).
+func escapeValue(v string) string {
+	return strings.ReplaceAll(neturl.QueryEscape(v), "+", "%20")
 }
 
 // recordingCommits delivers unkeyed messages, then keyed ones, then both

@@ -52,7 +52,19 @@ func (c *Cluster) AddSynchronousStandby(t testing.TB) *Standby {
 	if err := s.start(ctx); err != nil {
 		t.Fatalf("pgtest: standby: %v", err)
 	}
-	t.Cleanup(s.stop)
+	// Before the standby stops, the primary stops waiting for it: a
+	// cleanup that commits after this one (a dispatcher started earlier
+	// releasing its leases) would hang.
+	t.Cleanup(func() {
+		if primary.proc != nil {
+			if conn, err := pgx.Connect(ctx, primary.url()); err == nil {
+				_, _ = conn.Exec(ctx, `ALTER SYSTEM RESET synchronous_standby_names`)
+				_, _ = conn.Exec(ctx, `SELECT pg_reload_conf()`)
+				conn.Close(ctx)
+			}
+		}
+		s.stop()
+	})
 	conn, err := pgx.Connect(ctx, primary.url())
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
@@ -107,4 +119,22 @@ func (s *Standby) Promote(t testing.TB) {
 	if err := conn.QueryRow(ctx, `SELECT pg_promote(true, 60)`).Scan(&done); err != nil || !done {
 		t.Fatalf("pgtest: the standby was not promoted within 60 s (%v)", err)
 	}
+}
+
+// FlushLag is how far, in bytes of WAL, the standby's flush is behind the
+// primary's.
+func (s *Standby) FlushLag(t testing.TB) int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.primary.url())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(ctx)
+	var lag int64
+	if err := conn.QueryRow(ctx, `
+SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), flush_lsn) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&lag); err != nil {
+		t.Fatalf("pgtest: the synchronous standby: %v", err)
+	}
+	return lag
 }
