@@ -1,17 +1,11 @@
 package worker_test
 
 import (
-	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/outboxd/outboxd/outbox"
-	"github.com/outboxd/outboxd/worker"
 )
 
 // tailFirst numbers the messages of the tails enqueued just before the
@@ -43,47 +37,9 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 	t.Parallel()
 	cluster, b := clusterBundle(t)
 	s := b.sink
-	if _, err := b.pool.Exec(context.Background(), `ALTER SYSTEM SET wal_writer_delay = '10s'`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.pool.Exec(context.Background(), `SELECT pg_reload_conf()`); err != nil {
-		t.Fatal(err)
-	}
-	b.start(t, b.config(t, func(c *worker.Config) {
-		c.PerKeyBatch, c.AcquireInterval, c.LeaseTTL, c.DisableRiver = 1, 10*time.Second, 30*time.Second, true
-	}))
-
-	var (
-		stop, paused atomic.Bool
-		wg           sync.WaitGroup
-	)
-	// A failing wait must not leave the producers running on a closed pool.
-	t.Cleanup(func() { stop.Store(true); wg.Wait() })
-	for p := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Producers 0 and 1 enqueue unkeyed messages, 2 and 3 keys of
-			// their own: a key's messages commit in the order of their i.
-			for i := p * 1_000_000; !stop.Load(); i++ {
-				for paused.Load() && !stop.Load() {
-					time.Sleep(time.Millisecond)
-				}
-				key := ""
-				if p >= 2 {
-					key = fmt.Sprintf("p%d-%d", p, i%3)
-				}
-				_, err := b.outbox.Enqueue(context.Background(), b.pool, outbox.Message{
-					Destination: "sink", OrderingKey: key, Payload: fmt.Appendf(nil, `{"i":%d,"key":%q}`, i, key),
-				})
-				if err != nil {
-					time.Sleep(50 * time.Millisecond) // the server is down
-					continue
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
+	slowWALWriter(t, b)
+	b.start(t, b.config(t, outageConfig))
+	producers := startOutageProducers(t, b)
 	// crashAfter runs producers for 200 deliveries, pauses them, enqueues
 	// a tail of one kind in one transaction (a later synchronous commit, an
 	// enqueue or a keyed recording, would flush the other kind's
@@ -96,10 +52,6 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 		round++
 		at := len(s.Requests())
 		waitFor(t, 30*time.Second, fmt.Sprintf("deliveries before crash %d", round), func() bool { return len(s.Requests()) > at+200 })
-		paused.Store(true)
-		time.Sleep(20 * time.Millisecond) // the enqueues under way end
-		settled := func() bool { return b.counts(t)["pending"] == 0 }
-		waitFor(t, 30*time.Second, "the messages before the crash recorded", settled)
 		var tail []outbox.Message
 		first := tailFirst + round*100
 		for n := range 12 {
@@ -111,19 +63,12 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 				tail = append(tail, outbox.Message{Destination: "sink", Payload: fmt.Appendf(nil, `{"i":%d,"key":""}`, first+n)})
 			}
 		}
-		err := pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
-			_, err := b.outbox.EnqueueBatch(context.Background(), tx, tail)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, 30*time.Second, "the tail before the crash recorded", settled)
+		producers.pauseThenTail(t, tail)
 		cluster.Crash()
 		time.Sleep(300 * time.Millisecond)
 		cluster.Start(t)
-		waitFor(t, 60*time.Second, "the tail recorded again after the crash", settled)
-		paused.Store(false)
+		waitFor(t, 60*time.Second, "the tail recorded again after the crash", func() bool { return b.counts(t)["pending"] == 0 })
+		producers.resume()
 		sent := map[int]int{}
 		again := 0
 		for _, r := range s.Requests() {
@@ -146,8 +91,7 @@ func TestPostgresCrashLosesNoMessageAndKeepsKeyOrder(t *testing.T) {
 	crashAfter(true)
 	at := len(s.Requests())
 	waitFor(t, 30*time.Second, "deliveries after the last crash", func() bool { return len(s.Requests()) > at+200 })
-	stop.Store(true)
-	wg.Wait()
+	producers.end()
 
 	rows := b.checkAllDelivered(t)
 	reqs := s.Requests()
