@@ -301,6 +301,10 @@ func withDatabase(base, db string) (string, error) {
 		return "", fmt.Errorf("parse %s as a URL: %w", base, err)
 	}
 	u.Path = "/" + db
+	if u.RawQuery == "" {
+		// pgx's default, written out: tests add their parameters with &.
+		u.RawQuery = "sslmode=prefer"
+	}
 	return u.String(), nil
 }
 

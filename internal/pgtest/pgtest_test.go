@@ -89,3 +89,19 @@ func TestMain(m *testing.M) {
 	// These tests start their own servers; they need no shared one.
 	os.Exit(m.Run())
 }
+
+// A database URL always has a query, so that tests may add parameters
+// with &: an OUTBOXD_TEST_DATABASE_URL without one gets pgx's default
+// sslmode written out; one with a query keeps it as written.
+func TestWithDatabaseKeepsAQueryToAddTo(t *testing.T) {
+	for base, want := range map[string]string{
+		"postgres://postgres@127.0.0.1:5432/test":                       "postgres://postgres@127.0.0.1:5432/db1?sslmode=prefer",
+		"postgres://postgres@127.0.0.1:5432/test?sslmode=disable&x=a+b": "postgres://postgres@127.0.0.1:5432/db1?sslmode=disable&x=a+b",
+		"postgres://u:p%40ss@127.0.0.1:5432/?options=-c%20a%3Db":        "postgres://u:p%40ss@127.0.0.1:5432/db1?options=-c%20a%3Db",
+	} {
+		got, err := withDatabase(base, "db1")
+		if err != nil || got != want {
+			t.Errorf("withDatabase(%q) = %q, %v; want %q", base, got, err, want)
+		}
+	}
+}
