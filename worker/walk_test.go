@@ -194,10 +194,12 @@ FROM generate_series(1, 24000) i`); err != nil {
 	b.startWith(t, b.config(t, func(c *worker.Config) { c.Metrics = m }), func(d *worker.Dispatcher) { worker.SetWalkPace(d, 200) })
 	// Past the first claims (and the LISTEN connection's wake-ups), which
 	// all walk at once: 32 of them, then sweep walks (the second of each
-	// lane comes a sweep after its first).
-	for deadline := time.Now().Add(20 * time.Second); walks(t, reg, "sink") < 72; {
+	// lane comes a sweep after its first). Not a bound of the walks: a CI
+	// run beside other packages' tests and a trial's servers made 71 in
+	// 20 s.
+	for deadline := time.Now().Add(60 * time.Second); walks(t, reg, "sink") < 72; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d walks in 20 s", walks(t, reg, "sink"))
+			t.Fatalf("%d walks in 60 s", walks(t, reg, "sink"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
