@@ -600,6 +600,13 @@ func (d *Dispatcher) Ready() bool {
 	return d.started && !d.stopped && d.listening.Load() && d.balanced.Load() > 0 && fresh && !d.schemaBehind.Load()
 }
 
+// Failing describes the database failures under way, if any: how long
+// operations have failed and the latest one's error (SQLSTATE included),
+// or "". /readyz shows it beside "not ready": a dispatcher left on a
+// server that became a standby fails with "read-only transaction" while
+// Ready only says its leases are stale.
+func (d *Dispatcher) Failing() string { return d.health.failure() }
+
 // Refused returns the operations (as the log names them: "claim",
 // "recording results", ...) that the database refused this dispatcher's
 // role a privilege for and that have not succeeded since, as long as the

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -78,7 +79,10 @@ type dbHealth struct {
 	since     time.Time
 	lastLine  time.Time
 	failures  int
-	logged    map[string]time.Time // by kind and operation: when a refused privilege or a schema error was last logged
+	// lastOp and lastErr are the outage's latest failure, for /readyz.
+	lastOp  healthOp
+	lastErr error
+	logged  map[string]time.Time // by kind and operation: when a refused privilege or a schema error was last logged
 	// refused: by operation, its last refusal for a privilege, until one
 	// of its tries succeeds (refusedOps).
 	refused map[healthOp]time.Time
@@ -210,6 +214,7 @@ func (h *dbHealth) report(op healthOp, err error) {
 		return
 	}
 	h.failures++
+	h.lastOp, h.lastErr = op, err
 	if !isConnectionError(err) {
 		// A lock, a timeout: this operation's own, which only its own
 		// success ends. A connection lost (a restart of the server) is
@@ -234,6 +239,18 @@ func (h *dbHealth) report(op healthOp, err error) {
 		h.log.Warn("database operations still failing", "failing_for", now.Sub(h.since).Round(time.Second).String(),
 			"failed_operations", h.failures, "operation", op.name, "error", err)
 	}
+}
+
+// failure describes the outage under way (which operation failed last,
+// with what, since when), or returns "" when none is.
+func (h *dbHealth) failure() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.failing || h.lastErr == nil {
+		return ""
+	}
+	return fmt.Sprintf("database operations failing for %s, the last: %s: %s",
+		h.clock().Sub(h.since).Round(time.Second), h.lastOp.name, errText(h.lastErr))
 }
 
 // mayLog reports whether a line of kind for op goes out now: one per

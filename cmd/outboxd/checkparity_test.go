@@ -45,6 +45,11 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 		{"acquire of a nanosecond", "dispatcher:\n  acquire_interval: 1ns\n" + dest, "line 2: dispatcher.acquire_interval: 1ns is below the least, 10ms"},
 		{"sweep of 9ms", "dispatcher:\n  sweep_interval: 9ms\n" + dest, "line 2: dispatcher.sweep_interval: 9ms is below the least, 10ms"},
 		{"maintenance every microsecond", "maintenance:\n  interval: 1us\n" + dest, "line 2: maintenance.interval: 1µs is below the least, 10ms"},
+		// The pool's settings in the URL passed --check, then serve
+		// refused them (an operator's trial).
+		{"pool_max_conns not a number", "database_url: postgres://u:pw@h/db?pool_max_conns=x\n" + dest, "line 1: database_url: invalid URL: cannot parse pool_max_conns: want a whole number"},
+		{"pool_max_conns zero", "database_url: postgres://u:pw@h/db?pool_max_conns=0\n" + dest, "line 1: database_url: invalid URL: pool_max_conns too small"},
+		{"pool_max_conn_lifetime", "database_url: postgres://u:pw@h/db?pool_max_conn_lifetime=soon\n" + dest, "line 1: database_url: invalid URL: cannot parse pool_max_conn_lifetime: want a duration such as 30s, 5m or 2h"},
 	} {
 		path := writeFile(t, "outboxd.yaml", tc.body)
 		r := outboxd(t, []string{"DATABASE_URL="}, "serve", "--config", path, "--check")

@@ -328,7 +328,7 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 				msg = "no answer from the database within " + readyzPing.String() +
 					" (down, or every pooled connection busy: claims waiting on a lock of outboxd's tables?): "
 			}
-			http.Error(w, msg+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, msg+describeDBError(err).Error(), http.StatusServiceUnavailable)
 			return
 		}
 		if refused := d.Refused(); len(refused) > 0 {
@@ -337,7 +337,11 @@ func opsHandler(pool *pgxpool.Pool, d *worker.Dispatcher, reg *prometheus.Regist
 			return
 		}
 		if !d.Ready() {
-			http.Error(w, "dispatcher not ready: not listening for commits, its leases not renewed within lease_ttl, or the schema older than this outboxd or missing one of its tables (see the log)", http.StatusServiceUnavailable)
+			why := "not listening for commits, its leases not renewed within lease_ttl, or the schema older than this outboxd or missing one of its tables (see the log)"
+			if failing := d.Failing(); failing != "" {
+				why = failing + " (see the log)"
+			}
+			http.Error(w, "dispatcher not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")

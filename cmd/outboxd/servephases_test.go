@@ -332,6 +332,14 @@ func TestConnectTimeoutNamesTheServer(t *testing.T) {
 	if r.code != 1 || firstLine(r.stderr) != want || strings.Contains(r.stderr+r.stdout, "S3cretPW") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
+	// Two silent hosts, then one that refuses: each named with its reason.
+	refusing := freeAddr(t)
+	multi := strings.Replace(url, host, host+","+host+","+refusing, 1)
+	r = outboxd(t, nil, "outbox", "dead", "--connect-timeout", "1s", "--database-url", multi)
+	want = "outboxd outbox: cannot connect to PostgreSQL at " + host + ": no answer within 1s (--connect-timeout); " + refusing + " ("
+	if r.code != 1 || !strings.HasPrefix(firstLine(r.stderr), want) || !strings.Contains(r.stderr, "connection refused") || strings.Contains(r.stderr+r.stdout, "S3cretPW") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and %q...connection refused", r.code, r.stderr, want)
+	}
 }
 
 // serve --migrate waiting for another run's migration lock says so in
