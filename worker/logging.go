@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxd/outboxd/dispatch"
+	"github.com/outboxd/outboxd/internal/pg"
 	"github.com/outboxd/outboxd/internal/redact"
 )
 
@@ -230,14 +231,14 @@ func (h *dbHealth) report(op healthOp, err error) {
 		h.failing, h.since = true, now
 		if now.Sub(h.lastLine) >= logEvery {
 			h.lastLine, h.announced = now, true
-			h.log.Warn("database operation failed; the dispatcher retries with backoff, nothing is lost", "operation", op.name, "error", err)
+			h.log.Warn("database operation failed; the dispatcher retries with backoff, nothing is lost", "operation", op.name, "error", pg.DescribeConnectError(err))
 		}
 		return
 	}
 	if now.Sub(h.lastLine) >= 3*logEvery {
 		h.lastLine, h.announced = now, true
 		h.log.Warn("database operations still failing", "failing_for", now.Sub(h.since).Round(time.Second).String(),
-			"failed_operations", h.failures, "operation", op.name, "error", err)
+			"failed_operations", h.failures, "operation", op.name, "error", pg.DescribeConnectError(err))
 	}
 }
 
@@ -249,8 +250,10 @@ func (h *dbHealth) failure() string {
 	if !h.failing || h.lastErr == nil {
 		return ""
 	}
+	// A connection's error in one line, without sslmode=prefer's TLS
+	// refusal (pgx's is one line per attempt).
 	return fmt.Sprintf("database operations failing for %s, the last: %s: %s",
-		h.clock().Sub(h.since).Round(time.Second), h.lastOp.name, errText(h.lastErr))
+		h.clock().Sub(h.since).Round(time.Second), h.lastOp.name, redact.Secrets(pg.DescribeConnectError(h.lastErr)))
 }
 
 // mayLog reports whether a line of kind for op goes out now: one per

@@ -48,6 +48,8 @@ func TestServeCheckRefusesWhatServeRefuses(t *testing.T) {
 		// The pool's settings in the URL passed --check, then serve
 		// refused them (an operator's trial).
 		{"pool_max_conns not a number", "database_url: postgres://u:pw@h/db?pool_max_conns=x\n" + dest, "line 1: database_url: invalid URL: cannot parse pool_max_conns: want a whole number"},
+		{"pool_max_conns out of range", "database_url: postgres://u:pw@h/db?pool_max_conns=99999999999\n" + dest, "line 1: database_url: invalid URL: cannot parse pool_max_conns: out of range"},
+		{"pool_health_check_period zero", "database_url: postgres://u:pw@h/db?pool_health_check_period=0s\n" + dest, "line 1: database_url: invalid URL: pool_health_check_period must be more than 0"},
 		{"pool_max_conns zero", "database_url: postgres://u:pw@h/db?pool_max_conns=0\n" + dest, "line 1: database_url: invalid URL: pool_max_conns too small"},
 		{"pool_max_conn_lifetime", "database_url: postgres://u:pw@h/db?pool_max_conn_lifetime=soon\n" + dest, "line 1: database_url: invalid URL: cannot parse pool_max_conn_lifetime: want a duration such as 30s, 5m or 2h"},
 	} {

@@ -2,18 +2,26 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxd/outboxd/internal/pgtest"
+	"github.com/outboxd/outboxd/internal/sink"
 )
 
 // A multi-host URL whose first host accepts and never answers (an old
-// primary gone silent): --connect-timeout, or else the URL's
-// connect_timeout, bounds each host, so the next one is tried. It bounded
-// the whole first connection: serve, send and outbox exited without trying
-// the second host (an operator's failover trial).
+// primary gone silent): --connect-timeout bounds each address, so the next
+// one is tried, for serve, migrate and the one-shot commands. It bounded
+// the whole first connection: they exited without trying the second host
+// (an operator's failover trial).
 func TestConnectTimeoutBoundsEachHost(t *testing.T) {
 	t.Parallel()
 	silent, accepted := silentServer(t)
@@ -23,24 +31,104 @@ func TestConnectTimeoutBoundsEachHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.Host = addr + "," + u.Host
+	q := u.Query()
+	q.Del("connect_timeout") // the harness's; serve runs at the default below
+	u.RawQuery = q.Encode()
 	multi := u.String()
-	if r := outboxd(t, nil, "outbox", "paused", "--connect-timeout", "2s", "--database-url", multi); r.code != 0 {
-		t.Fatalf("--connect-timeout 2s, silent first host: exit %d, stderr %q", r.code, r.stderr)
+	for _, args := range [][]string{{"outbox", "paused"}, {"migrate", "status"}} {
+		if r := outboxd(t, nil, append(args, "--connect-timeout", "2s", "--database-url", multi)...); r.code != 0 {
+			t.Fatalf("%v, silent first host: exit %d, stderr %q", args, r.code, r.stderr)
+		}
 	}
 	if len(accepted) == 0 {
 		t.Fatal("the silent host was never tried: the test proves nothing")
 	}
-	q := u.Query()
-	q.Set("connect_timeout", "2")
-	u.RawQuery = q.Encode()
-	if r := outboxd(t, nil, "outbox", "paused", "--database-url", u.String()); r.code != 0 {
-		t.Fatalf("connect_timeout=2, silent first host: exit %d, stderr %q", r.code, r.stderr)
-	}
-	d := startDaemon(t, serveConfig(t, multi, "http://127.0.0.1:9/hook"), "--connect-timeout", "2s")
-	d.waitReady(t)
+	// serve at the default bound (10 s): its pool's later connections go
+	// to the host its last one reached, not to the silent host first,
+	// whose 10 s each outlasted what River waits for a connection (serve
+	// never started: an operator's trial). lease_ttl over a connection
+	// attempt: balancing and River's resignation (1 s with a 1 s lease)
+	// would meet the silent host at the listener's reconnections.
+	config := serveConfig(t, multi, "http://127.0.0.1:9/hook")
+	setLeaseTTL(t, config, "10s")
+	before := len(accepted)
+	d := startDaemon(t, config)
+	waitUntil(t, 60*time.Second, "/readyz 200", func() bool { code, _ := d.get("/readyz"); return code == 200 })
+	t.Logf("serve ready; the silent host took %d of its connections", len(accepted)-before)
 	if code := d.terminate(t); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, d.stderr.String())
 	}
+}
+
+// Without the flag, the URL's connect_timeout is the bound; with it, the
+// flag's, the dial included (pgx's dialer for a URL's connect_timeout
+// bounded the dial by it, whatever the flag said).
+func TestConnectTimeoutFromTheURLOrTheFlag(t *testing.T) {
+	t.Parallel()
+	silent, _ := silentServer(t) // its URL sets connect_timeout=60
+	oneSecond := strings.Replace(silent, "connect_timeout=60", "connect_timeout=1", 1)
+	r := outboxd(t, nil, "outbox", "paused", "--database-url", oneSecond)
+	if want := "no answer within 1s (the URL's connect_timeout)"; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("exit %d, stderr %q; want %q", r.code, r.stderr, want)
+	}
+	dropping := droppingServer(t)
+	start := time.Now()
+	r = outboxd(t, nil, "outbox", "paused", "--connect-timeout", "3s", "--database-url", "postgres://postgres@"+dropping+"/x?sslmode=disable&connect_timeout=1")
+	took := time.Since(start)
+	if want := "cannot connect to PostgreSQL at " + dropping + " (127.0.0.1): no answer within 3s (--connect-timeout)"; r.code != 1 || firstLine(r.stderr) != "outboxd outbox: "+want {
+		t.Fatalf("exit %d, stderr %q; want %q", r.code, r.stderr, want)
+	}
+	if took < 3*time.Second {
+		t.Fatalf("gave up after %s, before --connect-timeout's 3s", took)
+	}
+}
+
+// A server that takes the connection and then does not answer the first
+// query: the error names it (it named every host of the URL as silent).
+func TestConnectedServerThatStopsAnswering(t *testing.T) {
+	t.Parallel()
+	direct := pgtest.URL(t)
+	for _, args := range [][]string{{"outbox", "paused"}, {"migrate", "status"}} {
+		proxy := newFreezer(t, hostOf(t, direct))
+		proxy.freezeOnReady.Store(true)
+		r := outboxd(t, nil, append(args, "--connect-timeout", "1s", "--database-url", proxy.via(t, direct))...)
+		want := "connected to PostgreSQL at " + proxy.ln.Addr().String() + ", which then did not answer a query within 1s (--connect-timeout)"
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("%v: exit %d, stderr %q; want %q", args, r.code, r.stderr, want)
+		}
+	}
+}
+
+// droppingServer is an address whose connection attempts get no answer at
+// all, as a host gone from the network: a listener whose accept queue is
+// full, so that the kernel drops further SYNs.
+func droppingServer(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	for range 8 { // never accepted: they fill the queue
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	t.Fatal("the listener's accept queue never filled")
+	return ""
 }
 
 // A server without TLS refuses the first attempt of sslmode=prefer (pgx's
@@ -71,5 +159,44 @@ func TestConnectErrorLeavesOutTheRefusedTLSAttempt(t *testing.T) {
 	r := outboxd(t, nil, "outbox", "paused", "--database-url", u.String())
 	if r.code != 1 || !strings.Contains(r.stderr, `too many connections for role "limited"`) || strings.Contains(r.stderr, "tls") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	// /readyz while the dispatcher's listener cannot connect again: its
+	// failure, in one line, without the refused TLS attempt.
+	u.User = url.User("postgres")
+	s := sink.Start()
+	t.Cleanup(s.Close)
+	config := serveConfig(t, u.String(), s.URL())
+	setLeaseTTL(t, config, "10s")
+	d := startDaemon(t, config)
+	d.waitReady(t)
+	ctx := context.Background()
+	other := *u
+	other.Path = "/postgres" // a database cannot refuse connections from its own sessions
+	admin := pgtest.Connect(t, other.String())
+	allow := func(on bool) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s ALLOW_CONNECTIONS %t`, pgx.Identifier{u.Path[1:]}.Sanitize(), on)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allow(false)
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'outboxd serve' AND (query LIKE 'LISTEN%' OR query LIKE '%pg_try_advisory_lock%')`); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	waitUntil(t, 30*time.Second, "/readyz naming the listener's failure", func() bool {
+		var code int
+		code, body = d.get("/readyz")
+		return code == 503 && strings.Contains(body, "is not currently accepting connections")
+	})
+	if strings.Contains(body, "tls") || strings.Count(strings.TrimSpace(body), "\n") > 0 || !strings.Contains(body, "listening for commits") {
+		t.Fatalf("/readyz: %q", body)
+	}
+	allow(true)
+	d.waitReady(t)
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }

@@ -2,23 +2,20 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxd/outboxd/internal/dbschema"
+	"github.com/outboxd/outboxd/internal/pg"
 )
 
 // dbFlags are the connection flags every database command takes.
@@ -28,8 +25,8 @@ type dbFlags struct {
 	schema         string
 	connectTimeout time.Duration
 	flags          *flag.FlagSet // to tell a --connect-timeout given from its default
-	perHost        time.Duration // each host's bound, once boundConnects ran
-	perHostFrom    string        // where perHost came from, for errors
+	perAddress     time.Duration // each address's bound, once boundConnects ran
+	boundFrom      string        // where perAddress came from, for errors
 	// givenEmpty names a connection flag typed with an empty value (an
 	// unset shell variable): refused, not read as "the default", which
 	// would act on another database or schema than meant.
@@ -77,32 +74,6 @@ func (f *dbFlags) resolveWith(file *fileConfig) {
 		f.urlAt = origin{name: "DATABASE_URL"}
 	}
 	f.schema, f.schemaAt = pick(f.cmd, f.schema, "schema", "OUTBOXD_SCHEMA", file, "schema", file.Schema, dbschema.Default)
-}
-
-// openSQL checks the URL, connects once to fail early with a clear message,
-// and returns a database/sql handle.
-func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
-	if err := f.check(); err != nil {
-		return nil, err
-	}
-	// Parsed as the pool's URL is: its pool_* settings (serve's pool,
-	// from a URL the commands share) are checked and left out, where pgx
-	// alone sent them to the server as parameters, which refused them.
-	pcfg, err := pgxpool.ParseConfig(f.url)
-	if err != nil {
-		return nil, f.urlErr(describeParseError(err))
-	}
-	cfg := pcfg.ConnConfig
-	f.nameSessions(cfg.RuntimeParams)
-	wait := f.boundConnects(&cfg.Config)
-	db := stdlib.OpenDB(*cfg)
-	pctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
-		db.Close()
-		return nil, f.connectErr(err, &cfg.Config)
-	}
-	return db, nil
 }
 
 // nameSessions sets application_name to "outboxd <command>" unless the URL
@@ -154,63 +125,6 @@ func describeLockWait(err error) error {
 	}
 	return fmt.Errorf("another session holds a lock this command needs (a long transaction? a migration?) and lock_timeout "+
 		"(%s unless the URL sets it) ran out: look in pg_stat_activity for old transactions, then try again: %w", cliLockWait, err)
-}
-
-// openPool is openSQL for pgx's pool.
-func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
-	if err := f.check(); err != nil {
-		return nil, err
-	}
-	cfg, err := pgxpool.ParseConfig(f.url)
-	if err != nil {
-		return nil, f.urlErr(describeParseError(err))
-	}
-	f.nameSessions(cfg.ConnConfig.RuntimeParams)
-	f.boundLockWaits(cfg.ConnConfig.RuntimeParams)
-	wait := f.boundConnects(&cfg.ConnConfig.Config)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, f.connectErr(err, &cfg.ConnConfig.Config)
-	}
-	return pool, nil
-}
-
-// boundConnects makes --connect-timeout bound each host's connection
-// attempt, this first one and every one the pool makes later, and returns
-// how long the first connection may take in all: one bound per host, and
-// one more for the ping. It bounded the whole first attempt: a silent
-// first host of a multi-host URL used it up and the next one, up and
-// writable, was never tried (an operator's failover trial). A
-// connect_timeout in the URL counts unless the flag is given.
-func (f *dbFlags) boundConnects(cfg *pgconn.Config) time.Duration {
-	given := false
-	if f.flags != nil {
-		f.flags.Visit(func(fl *flag.Flag) { given = given || fl.Name == "connect-timeout" })
-	}
-	f.perHostFrom = "the URL's connect_timeout"
-	if given || cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout, f.perHostFrom = f.connectTimeout, "--connect-timeout"
-	}
-	f.perHost = cfg.ConnectTimeout
-	return cfg.ConnectTimeout * time.Duration(len(connectHosts(cfg))+1)
-}
-
-// connectHosts are the host:port pairs a connection tries, in order, each
-// once (pgx lists a host twice under sslmode=prefer: with TLS, without).
-func connectHosts(cfg *pgconn.Config) []string {
-	hosts := []string{net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
-	for _, fb := range cfg.Fallbacks {
-		if h := net.JoinHostPort(fb.Host, strconv.Itoa(int(fb.Port))); !slices.Contains(hosts, h) {
-			hosts = append(hosts, h)
-		}
-	}
-	return hosts
 }
 
 // givenString is a string flag that notes being given an empty value.
@@ -301,8 +215,13 @@ func checkDatabaseURL(u string) error {
 	}
 	// As serve's pool reads it: --check passed pool_max_conns=x, which
 	// serve then refused (an operator's trial).
-	if _, err := pgxpool.ParseConfig(u); err != nil {
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
 		return describeParseError(err)
+	}
+	// pgx takes it, and its pool panics on it (a ticker of no period).
+	if cfg.HealthCheckPeriod <= 0 {
+		return errors.New("pool_health_check_period must be more than 0")
 	}
 	return nil
 }
@@ -332,6 +251,9 @@ func describeParseError(err error) error {
 		if msg == "invalid connect_timeout" {
 			return errors.New("invalid connect_timeout: want a whole number of seconds")
 		}
+		if errors.Is(ne.Err, strconv.ErrRange) {
+			return fmt.Errorf("%s: out of range", msg)
+		}
 		return fmt.Errorf("%s: want a whole number", msg)
 	case inner != nil && strings.HasPrefix(inner.Error(), "time: "):
 		// time.ParseDuration's error quotes the value and names Go's package.
@@ -340,69 +262,6 @@ func describeParseError(err error) error {
 		return fmt.Errorf("%s: %w", msg, inner)
 	}
 	return errors.New(msg)
-}
-
-// connectErr is describeDBError for a first connection, naming the server
-// (host and port: no credentials) when it did not answer in time.
-func (f *dbFlags) connectErr(err error, cfg *pgconn.Config) error {
-	if !errors.Is(err, context.DeadlineExceeded) {
-		return describeDBError(err)
-	}
-	// Each attempt's reason, once: a host that did not answer in time
-	// named with the bound, other reasons (refused) as pgx gives them.
-	silent, lines := connectHosts(cfg), []string(nil)
-	var ce *pgconn.ConnectError
-	var attempts interface{ Unwrap() []error }
-	if errors.As(err, &ce) && errors.As(errors.Unwrap(ce), &attempts) {
-		silent = nil
-		all := strings.Split(errors.Unwrap(ce).Error(), "\n")
-		for _, a := range attempts.Unwrap() {
-			addr, _, _ := strings.Cut(a.Error(), " ")
-			switch {
-			case !errors.Is(a, context.DeadlineExceeded):
-				if !tlsRefusedBeside(a.Error(), all) {
-					lines = append(lines, a.Error())
-				}
-			case !slices.Contains(silent, addr):
-				silent = append(silent, addr)
-			}
-		}
-	}
-	each := ""
-	if len(silent) > 1 {
-		each = " each"
-	}
-	msg := fmt.Sprintf("cannot connect to PostgreSQL at %s: no answer within %s%s (%s)", strings.Join(silent, ", "), f.perHost, each, f.perHostFrom)
-	if len(lines) > 0 {
-		msg += "; " + strings.Join(slices.Compact(lines), "; ")
-	}
-	return errors.New(msg)
-}
-
-// attemptLines are a failed connection's reasons, one per attempt, each
-// once. pgconn joins one error per attempt (address, TLS or not), one per
-// line, often the same one twice. Under sslmode=prefer (pgx's default) a
-// server without TLS refuses the first attempt on each address: that line
-// is left out when another attempt on the address says what went wrong
-// (/readyz showed "tls error" for a healthy server that was out of
-// connections: an operator's trial).
-func attemptLines(ce *pgconn.ConnectError) []string {
-	all := strings.Split(errors.Unwrap(ce).Error(), "\n")
-	var lines []string
-	for _, l := range all {
-		if !tlsRefusedBeside(l, all) && !slices.Contains(lines, l) {
-			lines = append(lines, l)
-		}
-	}
-	return lines
-}
-
-// tlsRefusedBeside reports whether attempt l is a server's refusal of TLS
-// with another attempt on its address among all.
-func tlsRefusedBeside(l string, all []string) bool {
-	addr, _, _ := strings.Cut(l, " ")
-	return strings.HasSuffix(l, ": tls error: server refused TLS connection") &&
-		slices.ContainsFunc(all, func(o string) bool { return o != l && strings.HasPrefix(o, addr+" ") })
 }
 
 // describeMigrateError is describeDBError for the commands that change
@@ -442,7 +301,7 @@ func describeDBError(err error) error {
 	case errors.As(err, &pgErr) && pgErr.Code == "3D000":
 		return fmt.Errorf("database does not exist: %s", pgErr.Message)
 	case errors.As(err, &ce):
-		return fmt.Errorf("cannot connect to PostgreSQL: %s", strings.Join(attemptLines(ce), "; "))
+		return errors.New(pg.DescribeConnectError(ce))
 	case errors.Is(err, context.DeadlineExceeded):
 		return errors.New("cannot connect to PostgreSQL: timed out")
 	}

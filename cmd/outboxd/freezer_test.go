@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -17,6 +19,9 @@ type freezer struct {
 	mu    sync.Mutex
 	open  chan struct{} // closed while traffic flows
 	conns []net.Conn
+	// freezeOnReady freezes the proxy once it has passed a server's first
+	// ReadyForQuery: a connection made, then silence.
+	freezeOnReady atomic.Bool
 }
 
 func newFreezer(t *testing.T, target string) *freezer {
@@ -100,13 +105,16 @@ func (f *freezer) accept() {
 				return
 			}
 			f.track(server)
-			go f.pipe(server, client)
-			f.pipe(client, server)
+			go f.pipe(server, client, false)
+			f.pipe(client, server, true)
 		}()
 	}
 }
 
-func (f *freezer) pipe(dst, src net.Conn) {
+// readyForQuery is the start of PostgreSQL's ReadyForQuery message.
+var readyForQuery = []byte{'Z', 0, 0, 0, 5}
+
+func (f *freezer) pipe(dst, src net.Conn, fromServer bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
@@ -116,6 +124,9 @@ func (f *freezer) pipe(dst, src net.Conn) {
 			f.wait()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
+			}
+			if fromServer && f.freezeOnReady.Load() && bytes.Contains(buf[:n], readyForQuery) {
+				f.freeze()
 			}
 		}
 		if err != nil {

@@ -328,7 +328,7 @@ func TestConnectTimeoutNamesTheServer(t *testing.T) {
 	url = strings.Replace(url, "postgres@", "postgres:S3cretPW@", 1)
 	host := strings.TrimPrefix(url[:strings.Index(url, "/silent")], "postgres://postgres:S3cretPW@")
 	r := outboxd(t, nil, "outbox", "dead", "--connect-timeout", "1s", "--database-url", url)
-	want := "outboxd outbox: cannot connect to PostgreSQL at " + host + ": no answer within 1s (--connect-timeout)"
+	want := "outboxd outbox: cannot connect to PostgreSQL at " + host + " (127.0.0.1): no answer within 1s (--connect-timeout)"
 	if r.code != 1 || firstLine(r.stderr) != want || strings.Contains(r.stderr+r.stdout, "S3cretPW") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
@@ -336,7 +336,7 @@ func TestConnectTimeoutNamesTheServer(t *testing.T) {
 	refusing := freeAddr(t)
 	multi := strings.Replace(url, host, host+","+host+","+refusing, 1)
 	r = outboxd(t, nil, "outbox", "dead", "--connect-timeout", "1s", "--database-url", multi)
-	want = "outboxd outbox: cannot connect to PostgreSQL at " + host + ": no answer within 1s (--connect-timeout); " + refusing + " ("
+	want = "outboxd outbox: cannot connect to PostgreSQL at " + host + " (127.0.0.1): no answer within 1s (--connect-timeout); " + refusing + " ("
 	if r.code != 1 || !strings.HasPrefix(firstLine(r.stderr), want) || !strings.Contains(r.stderr, "connection refused") || strings.Contains(r.stderr+r.stdout, "S3cretPW") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and %q...connection refused", r.code, r.stderr, want)
 	}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxd/outboxd/internal/pg"
+)
+
+// openSQL checks the URL, connects once to fail early with a clear message,
+// and returns a database/sql handle.
+func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	// Parsed as the pool's URL is: its pool_* settings (serve's pool,
+	// from a URL the commands share) are checked and left out, where pgx
+	// alone sent them to the server as parameters, which refused them.
+	pcfg, err := pgxpool.ParseConfig(f.url)
+	if err != nil {
+		return nil, f.urlErr(describeParseError(err))
+	}
+	cfg := pcfg.ConnConfig
+	f.nameSessions(cfg.RuntimeParams)
+	f.boundConnects(&cfg.Config)
+	db := stdlib.OpenDB(*cfg)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, f.connectErr(err)
+	}
+	var addr net.Addr
+	_ = conn.Raw(func(dc any) error {
+		if c, ok := dc.(*stdlib.Conn); ok {
+			addr = c.Conn().PgConn().Conn().RemoteAddr()
+		}
+		return nil
+	})
+	pctx, cancel := context.WithTimeout(ctx, f.perAddress)
+	defer cancel()
+	err = conn.PingContext(pctx)
+	_ = conn.Close()
+	if err != nil {
+		go db.Close() // waits for the connection's close, which may hang as the ping did
+		return nil, f.pingErr(err, pctx.Err() != nil, addr)
+	}
+	return db, nil
+}
+
+// openPool is openSQL for pgx's pool.
+func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(f.url)
+	if err != nil {
+		return nil, f.urlErr(describeParseError(err))
+	}
+	f.nameSessions(cfg.ConnConfig.RuntimeParams)
+	f.boundLockWaits(cfg.ConnConfig.RuntimeParams)
+	f.boundConnects(&cfg.ConnConfig.Config)
+	stickTo(cfg)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, f.connectErr(err)
+	}
+	addr := conn.Conn().PgConn().Conn().RemoteAddr()
+	pctx, cancel := context.WithTimeout(ctx, f.perAddress)
+	defer cancel()
+	err = conn.Ping(pctx)
+	conn.Release()
+	if err != nil {
+		// pgx drains a connection it closes for up to 15 s: a command
+		// that fails here need not wait for that.
+		go pool.Close()
+		return nil, f.pingErr(err, pctx.Err() != nil, addr)
+	}
+	return pool, nil
+}
+
+// boundConnects makes --connect-timeout bound each address's connection
+// attempt (pgx tries each address of each host of the URL in turn, with a
+// bound of its own), this first one and every one the pool makes later.
+// One bound for the whole first connection let a silent first host of a
+// multi-host URL use it up, and the next host, up and writable, was never
+// tried (an operator's failover trial). The URL's connect_timeout counts
+// unless the flag is given; 0 there, as none, gets the flag's default.
+func (f *dbFlags) boundConnects(cfg *pgconn.Config) {
+	given := false
+	if f.flags != nil {
+		f.flags.Visit(func(fl *flag.Flag) { given = given || fl.Name == "connect-timeout" })
+	}
+	f.boundFrom = "the URL's connect_timeout"
+	if given || cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout, f.boundFrom = f.connectTimeout, "--connect-timeout"
+		// pgx's dialer for a URL's connect_timeout bounds the dial by it:
+		// the flag must win there too. KeepAlive as pgx's own dialer.
+		cfg.DialFunc = (&net.Dialer{Timeout: f.connectTimeout, KeepAlive: 5 * time.Minute}).DialContext
+	}
+	f.perAddress = cfg.ConnectTimeout
+}
+
+// connectErr is describeDBError for a first connection, naming each
+// address that did not answer in time, with the bound it waited.
+func (f *dbFlags) connectErr(err error) error {
+	var ce *pgconn.ConnectError
+	var attempts interface{ Unwrap() []error }
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ce) || !errors.As(errors.Unwrap(ce), &attempts) {
+		return describeDBError(err)
+	}
+	all := strings.Split(errors.Unwrap(ce).Error(), "\n")
+	var silent, lines []string
+	for _, a := range attempts.Unwrap() {
+		// "address (host): reason"
+		addr, _, _ := strings.Cut(a.Error(), ": ")
+		switch {
+		case !errors.Is(a, context.DeadlineExceeded):
+			if !pg.TLSRefusedBeside(a.Error(), all) && !slices.Contains(lines, a.Error()) {
+				lines = append(lines, a.Error())
+			}
+		case !slices.Contains(silent, addr):
+			silent = append(silent, addr)
+		}
+	}
+	each := ""
+	if len(silent) > 1 {
+		each = " each"
+	}
+	msg := fmt.Sprintf("cannot connect to PostgreSQL at %s: no answer within %s%s (%s)", strings.Join(silent, ", "), f.perAddress, each, f.boundFrom)
+	for _, l := range lines {
+		msg += "; " + l
+	}
+	return errors.New(msg)
+}
+
+// pingErr explains a first query that failed on a connection made: one
+// that timed out names the server that took the connection and then said
+// nothing (it named every host of the URL as silent).
+func (f *dbFlags) pingErr(err error, timedOut bool, addr net.Addr) error {
+	if !timedOut || addr == nil {
+		return describeDBError(err)
+	}
+	return fmt.Errorf("connected to PostgreSQL at %s, which then did not answer a query within %s (%s)", addr, f.perAddress, f.boundFrom)
+}
