@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -159,6 +160,13 @@ func TestConnectErrorLeavesOutTheRefusedTLSAttempt(t *testing.T) {
 	r := outboxd(t, nil, "outbox", "paused", "--database-url", u.String())
 	if r.code != 1 || !strings.Contains(r.stderr, `too many connections for role "limited"`) || strings.Contains(r.stderr, "tls") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	// serve's log lines: an error value is written the same way.
+	_, err = pgx.Connect(context.Background(), u.String())
+	if line := redactAttr(nil, slog.Any("error", err)).Value.String(); err == nil || strings.Contains(line, "tls") ||
+		strings.Contains(line, "\n") || !strings.Contains(line, `too many connections for role "limited"`) {
+		t.Fatalf("logged as %q", line)
 	}
 
 	// /readyz while the dispatcher's listener cannot connect again: its

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 
+	"github.com/outboxd/outboxd/internal/pg"
 	"github.com/outboxd/outboxd/internal/redact"
 )
 
@@ -17,7 +18,9 @@ func redactAttr(_ []string, a slog.Attr) slog.Attr {
 		a.Value = slog.StringValue(a.Value.Duration().String())
 	case slog.KindAny:
 		if err, ok := a.Value.Any().(error); ok {
-			a.Value = slog.StringValue(redact.Secrets(err.Error()))
+			// A failed connection in one line, without sslmode=prefer's
+			// refused TLS attempt (it led every such line: a trial's).
+			a.Value = slog.StringValue(redact.Secrets(pg.DescribeConnectError(err)))
 		}
 	case slog.KindBool, slog.KindFloat64, slog.KindInt64, slog.KindUint64, slog.KindTime:
 		// nothing that could hold a secret
