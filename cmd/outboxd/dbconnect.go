@@ -110,8 +110,9 @@ func (f *dbFlags) boundConnects(cfg *pgconn.Config) {
 	if given || cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout, f.boundFrom = f.connectTimeout, "--connect-timeout"
 		// pgx's dialer for a URL's connect_timeout bounds the dial by it:
-		// the flag must win there too. KeepAlive as pgx's own dialer.
-		cfg.DialFunc = (&net.Dialer{Timeout: f.connectTimeout, KeepAlive: 5 * time.Minute}).DialContext
+		// the flag must win there too. No timeout of its own: the attempt's
+		// context bounds it. KeepAlive as pgx's own dialer.
+		cfg.DialFunc = (&net.Dialer{KeepAlive: 5 * time.Minute}).DialContext
 	}
 	f.perAddress = cfg.ConnectTimeout
 }
@@ -121,7 +122,7 @@ func (f *dbFlags) boundConnects(cfg *pgconn.Config) {
 func (f *dbFlags) connectErr(err error) error {
 	var ce *pgconn.ConnectError
 	var attempts interface{ Unwrap() []error }
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ce) || !errors.As(errors.Unwrap(ce), &attempts) {
+	if !silence(err) || !errors.As(err, &ce) || !errors.As(errors.Unwrap(ce), &attempts) {
 		return describeDBError(err)
 	}
 	all := strings.Split(errors.Unwrap(ce).Error(), "\n")
@@ -130,7 +131,7 @@ func (f *dbFlags) connectErr(err error) error {
 		// "address (host): reason"
 		addr, _, _ := strings.Cut(a.Error(), ": ")
 		switch {
-		case !errors.Is(a, context.DeadlineExceeded):
+		case !silence(a):
 			if !pg.TLSRefusedBeside(a.Error(), all) && !slices.Contains(lines, a.Error()) {
 				lines = append(lines, a.Error())
 			}
@@ -147,6 +148,14 @@ func (f *dbFlags) connectErr(err error) error {
 		msg += "; " + l
 	}
 	return errors.New(msg)
+}
+
+// silence reports whether err is a wait that ran out: the attempt's
+// deadline, or a dial's own timeout (pgx's dialer for a URL's
+// connect_timeout has one, racing the deadline).
+func silence(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // pingErr explains a first query that failed on a connection made: one
