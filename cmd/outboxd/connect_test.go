@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +36,11 @@ func TestConnectTimeoutBoundsEachHost(t *testing.T) {
 	}
 	u.Host = addr + "," + u.Host
 	q := u.Query()
-	q.Del("connect_timeout") // the harness's; serve runs at the default below
+	// The harness's connect_timeout out: serve runs at the default below.
+	// target_session_attrs as docs/operations.md asks: serve keeps to the
+	// address its last connection reached only then.
+	q.Del("connect_timeout")
+	q.Set("target_session_attrs", "read-write")
 	u.RawQuery = q.Encode()
 	multi := u.String()
 	for _, args := range [][]string{{"outbox", "paused"}, {"migrate", "status"}} {
@@ -59,6 +66,32 @@ func TestConnectTimeoutBoundsEachHost(t *testing.T) {
 	if code := d.terminate(t); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, d.stderr.String())
 	}
+	if strings.Contains(d.stderr.String(), "without target_session_attrs") {
+		t.Fatalf("warned of a URL that asks for a writable host:\n%s", d.stderr.String())
+	}
+}
+
+// A URL that names several hosts without asking for a writable one gets a
+// warning at serve's start: its connections try the hosts in order each
+// time (serve keeps to the last one's address only when the URL asks for
+// a role) and may land on a standby.
+func TestServeWarnsOfSeveralHostsWithoutARole(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := freeAddr(t)
+	u.Host = refusing + "," + u.Host
+	d := startDaemon(t, serveConfig(t, u.String(), "http://127.0.0.1:9/hook"))
+	d.waitReady(t)
+	if code := d.terminate(t); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, d.stderr.String())
+	}
+	want := `"hosts":"` + refusing + ","
+	if out := d.stderr.String(); !strings.Contains(out, "without target_session_attrs=read-write") || !strings.Contains(out, want) {
+		t.Fatalf("no warning naming the hosts (%s):\n%s", want, out)
+	}
 }
 
 // Without the flag, the URL's connect_timeout is the bound; with it, the
@@ -70,6 +103,12 @@ func TestConnectTimeoutFromTheURLOrTheFlag(t *testing.T) {
 	oneSecond := strings.Replace(silent, "connect_timeout=60", "connect_timeout=1", 1)
 	r := outboxd(t, nil, "outbox", "paused", "--database-url", oneSecond)
 	if want := "no answer within 1s (the URL's connect_timeout)"; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("exit %d, stderr %q; want %q", r.code, r.stderr, want)
+	}
+	// pgx reads PGCONNECT_TIMEOUT where the URL has none: named as such
+	// (it was called the URL's).
+	r = outboxd(t, []string{"PGCONNECT_TIMEOUT=1"}, "outbox", "paused", "--database-url", strings.Replace(silent, "&connect_timeout=60", "", 1))
+	if want := "no answer within 1s (PGCONNECT_TIMEOUT)"; r.code != 1 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("exit %d, stderr %q; want %q", r.code, r.stderr, want)
 	}
 	dropping := droppingServer(t)
@@ -98,6 +137,39 @@ func TestConnectedServerThatStopsAnswering(t *testing.T) {
 			t.Fatalf("%v: exit %d, stderr %q; want %q", args, r.code, r.stderr, want)
 		}
 	}
+}
+
+// A stop (Ctrl-C) while the first query waits is a stop, not the
+// server's silence: it was reported as "did not answer a query within"
+// the bound (a review).
+func TestStopWhileTheFirstQueryWaits(t *testing.T) {
+	t.Parallel()
+	direct := pgtest.URL(t)
+	proxy := newFreezer(t, hostOf(t, direct))
+	proxy.freezeOnReady.Store(true)
+	cmd := exec.Command(os.Args[0], "outbox", "paused", "--connect-timeout", "60s", "--database-url", proxy.via(t, direct))
+	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waitUntil(t, 30*time.Second, "the first query to wait on the frozen proxy", proxy.frozen)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("no exit within 30 s of the interrupt")
+	}
+	if strings.Contains(stderr.String(), "did not answer") {
+		t.Fatalf("a stop reported as the server's silence: %q", stderr.String())
+	}
+	t.Logf("stderr: %q", stderr.String())
 }
 
 // droppingServer is an address whose connection attempts get no answer at

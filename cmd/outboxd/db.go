@@ -55,7 +55,7 @@ func (f *dbFlags) register(fs *flag.FlagSet) {
 	fs.Var(givenString{&f.schema, "schema", &f.givenEmpty}, "schema", "schema `NAME` for outboxd's tables (default $OUTBOXD_SCHEMA, then outboxd)")
 	f.connectTimeout = 10 * time.Second
 	fs.Var(boundedDuration{d: &f.connectTimeout, positive: true}, "connect-timeout", "how long a connection attempt may wait for each server to answer "+
-		"(one it refuses fails at once); when not given, the URL's connect_timeout counts if it has one")
+		"(one it refuses fails at once); when not given, the URL's connect_timeout (or PGCONNECT_TIMEOUT) counts if it has one")
 }
 
 // resolveWith applies the environment to what the flags left unset: flag,

@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +55,7 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 	_ = conn.Close()
 	if err != nil {
 		go db.Close() // waits for the connection's close, which may hang as the ping did
-		return nil, f.pingErr(err, pctx.Err() != nil, addr)
+		return nil, f.pingErr(err, timedOut(ctx, pctx), addr)
 	}
 	return db, nil
 }
@@ -89,7 +91,7 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 		// pgx drains a connection it closes for up to 15 s: a command
 		// that fails here need not wait for that.
 		go pool.Close()
-		return nil, f.pingErr(err, pctx.Err() != nil, addr)
+		return nil, f.pingErr(err, timedOut(ctx, pctx), addr)
 	}
 	return pool, nil
 }
@@ -99,14 +101,18 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 // bound of its own), this first one and every one the pool makes later.
 // One bound for the whole first connection let a silent first host of a
 // multi-host URL use it up, and the next host, up and writable, was never
-// tried (an operator's failover trial). The URL's connect_timeout counts
-// unless the flag is given; 0 there, as none, gets the flag's default.
+// tried (an operator's failover trial). The URL's connect_timeout (or
+// PGCONNECT_TIMEOUT) counts unless the flag is given; 0 there, as none,
+// gets the flag's default. A host name's lookup is not bounded by it.
 func (f *dbFlags) boundConnects(cfg *pgconn.Config) {
 	given := false
 	if f.flags != nil {
 		f.flags.Visit(func(fl *flag.Flag) { given = given || fl.Name == "connect-timeout" })
 	}
 	f.boundFrom = "the URL's connect_timeout"
+	if !strings.Contains(f.url, "connect_timeout") && os.Getenv("PGCONNECT_TIMEOUT") != "" {
+		f.boundFrom = "PGCONNECT_TIMEOUT" // pgx reads it where the URL has none
+	}
 	if given || cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout, f.boundFrom = f.connectTimeout, "--connect-timeout"
 		// pgx's dialer for a URL's connect_timeout bounds the dial by it:
@@ -158,6 +164,12 @@ func silence(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// timedOut reports whether pctx, made from ctx, ran out of time, not ctx
+// cancelled (a stop while waiting is not the server's silence).
+func timedOut(ctx, pctx context.Context) bool {
+	return ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded)
+}
+
 // pingErr explains a first query that failed on a connection made: one
 // that timed out names the server that took the connection and then said
 // nothing (it named every host of the URL as silent).
@@ -166,4 +178,24 @@ func (f *dbFlags) pingErr(err error, timedOut bool, addr net.Addr) error {
 		return describeDBError(err)
 	}
 	return fmt.Errorf("connected to PostgreSQL at %s, which then did not answer a query within %s (%s)", addr, f.perAddress, f.boundFrom)
+}
+
+// hostsWithoutRole lists the URL's hosts when it names several and does
+// not ask for a writable one (target_session_attrs=read-write): each new
+// connection then tries them in the URL's order, waits out a silent first
+// one each time, and takes whichever answers first, a standby included.
+func hostsWithoutRole(cfg *pgconn.Config) []string {
+	if cfg.ValidateConnect != nil {
+		return nil
+	}
+	hosts := []string{net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
+	for _, fb := range cfg.Fallbacks {
+		if h := net.JoinHostPort(fb.Host, strconv.Itoa(int(fb.Port))); !slices.Contains(hosts, h) {
+			hosts = append(hosts, h) // sslmode=prefer lists each host twice
+		}
+	}
+	if len(hosts) < 2 {
+		return nil
+	}
+	return hosts
 }

@@ -76,6 +76,18 @@ func (f *freezer) thaw() {
 	}
 }
 
+// frozen reports whether the proxy passes nothing.
+func (f *freezer) frozen() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.open:
+		return false
+	default:
+		return true
+	}
+}
+
 // wait blocks while the proxy is frozen.
 func (f *freezer) wait() {
 	f.mu.Lock()

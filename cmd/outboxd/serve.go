@@ -140,6 +140,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return stopped(err)
 	}
+	if hosts := hostsWithoutRole(&pool.Config().ConnConfig.Config); hosts != nil {
+		logger.Warn("the database URL names several hosts without target_session_attrs=read-write: each new connection tries them "+
+			"in order, waits out a silent one each time and may land on a standby; add target_session_attrs=read-write",
+			"hosts", strings.Join(hosts, ","))
+	}
 	var closeBy time.Time // set once the stop begins: see closePools
 	pools := []interface{ Close() }{pool}
 	defer func() { closePools(closeBy, logger, pools...) }()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,25 +20,31 @@ import (
 // old primary after a failover) every new connection waited out its
 // connect timeout there, and serve, whose River statements wait at most
 // 10 s for a connection, could not start with the default 10 s bound (an
-// operator's trial). target_session_attrs still checks the address
-// tried first: one that became a standby is passed over.
+// operator's trial).
 type stickyHost struct {
 	mu       sync.Mutex
 	resolved map[string][]string // a host name: the addresses it resolved to
-	last     string              // where the last connection went: ip:port, or a socket's path
+	last     netip.AddrPort      // where the last connection went over TCP
+	socket   string              // or the socket's path, over a Unix socket
 }
 
-// stickTo installs s on cfg; pools made from cfg's copies (pool.Config())
-// share it.
+// stickTo installs a stickyHost on cfg when its URL asks for a server by
+// its role (target_session_attrs other than any), which pgx checks on the
+// address tried first as on any other: one that became a standby is
+// passed over. Under any (pgx's default) a connection that went to the
+// second host once, in a blip of the first, would pin every later one
+// there, on a standby that refuses writes for good (a review). Pools made
+// from cfg's copies (pool.Config()) share it.
 func stickTo(cfg *pgxpool.Config) {
+	if cfg.ConnConfig.ValidateConnect == nil {
+		return
+	}
 	s := &stickyHost{resolved: map[string][]string{}}
 	lookup := cfg.ConnConfig.LookupFunc
 	cfg.ConnConfig.LookupFunc = func(ctx context.Context, host string) ([]string, error) {
 		addrs, err := lookup(ctx, host)
 		if err == nil {
-			s.mu.Lock()
-			s.resolved[host] = addrs
-			s.mu.Unlock()
+			addrs = s.resolvedTo(host, addrs)
 		}
 		return addrs, err
 	}
@@ -52,10 +59,8 @@ func stickTo(cfg *pgxpool.Config) {
 		return nil
 	}
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		if nc := c.PgConn().Conn(); nc != nil && nc.RemoteAddr() != nil {
-			s.mu.Lock()
-			s.last = nc.RemoteAddr().String()
-			s.mu.Unlock()
+		if nc := c.PgConn().Conn(); nc != nil {
+			s.reached(nc.RemoteAddr())
 		}
 		if after != nil {
 			return after(ctx, c)
@@ -64,13 +69,40 @@ func stickTo(cfg *pgxpool.Config) {
 	}
 }
 
+// reached notes the address a connection went to.
+func (s *stickyHost) reached(a net.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		s.last, s.socket = unzoned(a.AddrPort()), ""
+	case *net.UnixAddr:
+		s.last, s.socket = netip.AddrPort{}, a.Name
+	}
+}
+
+// resolvedTo notes what host resolved to and puts the last connection's
+// address first among them: pgx tries a name's addresses in turn, so
+// behind a first address gone silent reordering the URL's hosts did not
+// help a name that resolves to several (a review).
+func (s *stickyHost) resolvedTo(host string, addrs []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resolved[host] = addrs
+	i := slices.IndexFunc(addrs, func(a string) bool { return s.last.IsValid() && lookedUp(a, s.last.Port()) == s.last })
+	if i <= 0 {
+		return addrs
+	}
+	return append(append([]string{addrs[i]}, addrs[:i]...), addrs[i+1:]...)
+}
+
 // reorder puts the entries of cfg (its host, then its fallbacks) that
 // lead to the last connection's address first, keeping the order within
 // each part (TLS before plain, as pgx lists them for sslmode=prefer).
 func (s *stickyHost) reorder(cfg *pgconn.Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.last == "" {
+	if !s.last.IsValid() && s.socket == "" {
 		return
 	}
 	entries := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
@@ -92,14 +124,34 @@ func (s *stickyHost) reorder(cfg *pgconn.Config) {
 }
 
 // leadsToLast reports whether host and port are the last connection's
-// address: the same IP, one the name resolved to, or the same socket.
+// address: the same IP (as an address, not as text: ::1 and
+// 0:0:0:0:0:0:0:1 are one), one the name resolved to, or the same socket.
 func (s *stickyHost) leadsToLast(host string, port uint16) bool {
-	p := strconv.Itoa(int(port))
 	if filepath.IsAbs(host) {
-		return filepath.Join(host, ".s.PGSQL."+p) == s.last
+		return s.socket != "" && filepath.Join(host, ".s.PGSQL."+strconv.Itoa(int(port))) == s.socket
 	}
-	if net.JoinHostPort(host, p) == s.last {
+	if !s.last.IsValid() {
+		return false
+	}
+	if lookedUp(host, port) == s.last {
 		return true
 	}
-	return slices.ContainsFunc(s.resolved[host], func(ip string) bool { return net.JoinHostPort(ip, p) == s.last })
+	return slices.ContainsFunc(s.resolved[host], func(a string) bool { return lookedUp(a, port) == s.last })
+}
+
+// lookedUp reads an address as a LookupFunc gives it, an IP or ip:port
+// (then port is the entry's), IPv4 and its IPv6 mapped form alike, zones
+// left out; the zero AddrPort when it is neither.
+func lookedUp(text string, port uint16) netip.AddrPort {
+	if ap, err := netip.ParseAddrPort(text); err == nil {
+		return unzoned(ap)
+	}
+	if a, err := netip.ParseAddr(text); err == nil {
+		return unzoned(netip.AddrPortFrom(a, port))
+	}
+	return netip.AddrPort{}
+}
+
+func unzoned(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
 }
