@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,7 +42,7 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
-		return nil, f.connectErr(err)
+		return nil, f.connectErr(ctx, err)
 	}
 	var addr net.Addr
 	_ = conn.Raw(func(dc any) error {
@@ -80,7 +82,7 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		pool.Close()
-		return nil, f.connectErr(err)
+		return nil, f.connectErr(ctx, err)
 	}
 	addr := conn.Conn().PgConn().Conn().RemoteAddr()
 	pctx, cancel := context.WithTimeout(ctx, f.perAddress)
@@ -110,7 +112,7 @@ func (f *dbFlags) boundConnects(cfg *pgconn.Config) {
 		f.flags.Visit(func(fl *flag.Flag) { given = given || fl.Name == "connect-timeout" })
 	}
 	f.boundFrom = "the URL's connect_timeout"
-	if !strings.Contains(f.url, "connect_timeout") && os.Getenv("PGCONNECT_TIMEOUT") != "" {
+	if !hasSetting(f.url, "connect_timeout") && os.Getenv("PGCONNECT_TIMEOUT") != "" {
 		f.boundFrom = "PGCONNECT_TIMEOUT" // pgx reads it where the URL has none
 	}
 	if given || cfg.ConnectTimeout == 0 {
@@ -125,7 +127,10 @@ func (f *dbFlags) boundConnects(cfg *pgconn.Config) {
 
 // connectErr is describeDBError for a first connection, naming each
 // address that did not answer in time, with the bound it waited.
-func (f *dbFlags) connectErr(err error) error {
+func (f *dbFlags) connectErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil { // a stop, not the servers' silence
+		return errStoppedConnecting
+	}
 	var ce *pgconn.ConnectError
 	var attempts interface{ Unwrap() []error }
 	if !silence(err) || !errors.As(err, &ce) || !errors.As(errors.Unwrap(ce), &attempts) {
@@ -164,6 +169,9 @@ func silence(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// errStoppedConnecting is a stop (a signal) while a command connected.
+var errStoppedConnecting = errors.New("stopped while connecting to the database")
+
 // timedOut reports whether pctx, made from ctx, ran out of time, not ctx
 // cancelled (a stop while waiting is not the server's silence).
 func timedOut(ctx, pctx context.Context) bool {
@@ -174,6 +182,9 @@ func timedOut(ctx, pctx context.Context) bool {
 // that timed out names the server that took the connection and then said
 // nothing (it named every host of the URL as silent).
 func (f *dbFlags) pingErr(err error, timedOut bool, addr net.Addr) error {
+	if errors.Is(err, context.Canceled) {
+		return errStoppedConnecting
+	}
 	if !timedOut || addr == nil {
 		return describeDBError(err)
 	}
@@ -181,11 +192,12 @@ func (f *dbFlags) pingErr(err error, timedOut bool, addr net.Addr) error {
 }
 
 // hostsWithoutRole lists the URL's hosts when it names several and does
-// not ask for a writable one (target_session_attrs=read-write): each new
-// connection then tries them in the URL's order, waits out a silent first
-// one each time, and takes whichever answers first, a standby included.
+// not ask for a writable one (target_session_attrs read-write or
+// primary): each new connection then tries them in the URL's order, waits
+// out a silent first one each time, and may land on a standby. One server
+// written two ways (localhost,127.0.0.1) is listed too.
 func hostsWithoutRole(cfg *pgconn.Config) []string {
-	if cfg.ValidateConnect != nil {
+	if asksForWrites(cfg) {
 		return nil
 	}
 	hosts := []string{net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
@@ -198,4 +210,14 @@ func hostsWithoutRole(cfg *pgconn.Config) []string {
 		return nil
 	}
 	return hosts
+}
+
+// hasSetting reports whether a URL's query, or a keyword/value string,
+// sets key (not a value that merely contains it).
+func hasSetting(dsn, key string) bool {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		return err == nil && u.Query().Has(key)
+	}
+	return regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(key) + `\s*=`).MatchString(dsn)
 }

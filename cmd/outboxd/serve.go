@@ -141,7 +141,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return stopped(err)
 	}
 	if hosts := hostsWithoutRole(&pool.Config().ConnConfig.Config); hosts != nil {
-		logger.Warn("the database URL names several hosts without target_session_attrs=read-write: each new connection tries them "+
+		logger.Warn("the database URL names several hosts without target_session_attrs=read-write (or primary): each new connection tries them "+
 			"in order, waits out a silent one each time and may land on a standby; add target_session_attrs=read-write",
 			"hosts", strings.Join(hosts, ","))
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -28,15 +29,15 @@ type stickyHost struct {
 	socket   string              // or the socket's path, over a Unix socket
 }
 
-// stickTo installs a stickyHost on cfg when its URL asks for a server by
-// its role (target_session_attrs other than any), which pgx checks on the
-// address tried first as on any other: one that became a standby is
-// passed over. Under any (pgx's default) a connection that went to the
+// stickTo installs a stickyHost on cfg when it asks for a writable server
+// (target_session_attrs read-write or primary, from the URL or
+// PGTARGETSESSIONATTRS), which pgx checks on the address tried first as
+// on any other: one that became a standby is passed over. Under any (pgx's default) a connection that went to the
 // second host once, in a blip of the first, would pin every later one
 // there, on a standby that refuses writes for good (a review). Pools made
 // from cfg's copies (pool.Config()) share it.
 func stickTo(cfg *pgxpool.Config) {
-	if cfg.ConnConfig.ValidateConnect == nil {
+	if !asksForWrites(&cfg.ConnConfig.Config) {
 		return
 	}
 	s := &stickyHost{resolved: map[string][]string{}}
@@ -96,9 +97,13 @@ func (s *stickyHost) resolvedTo(host string, addrs []string) []string {
 	return append(append([]string{addrs[i]}, addrs[:i]...), addrs[i+1:]...)
 }
 
-// reorder puts the entries of cfg (its host, then its fallbacks) that
-// lead to the last connection's address first, keeping the order within
-// each part (TLS before plain, as pgx lists them for sslmode=prefer).
+// reorder puts first, for each entry of cfg (its host, then its
+// fallbacks) that leads to the last connection's address, a copy aimed at
+// that address, keeping each one's TLS config (its server name included),
+// so that sslmode=prefer's plain attempt comes before another address's
+// TLS one (a review: a name's entries, TLS then plain, each expanded to
+// its addresses, put the silent address before the plain attempt). The
+// entries that were that address already are moved, not repeated.
 func (s *stickyHost) reorder(cfg *pgconn.Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -106,17 +111,20 @@ func (s *stickyHost) reorder(cfg *pgconn.Config) {
 		return
 	}
 	entries := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
-	leads := func(e *pgconn.FallbackConfig) bool { return s.leadsToLast(e.Host, e.Port) }
-	if leads(entries[0]) || !slices.ContainsFunc(entries, leads) {
-		return
-	}
 	var first, rest []*pgconn.FallbackConfig
 	for _, e := range entries {
-		if leads(e) {
+		switch {
+		case !s.leadsToLast(e.Host, e.Port):
+			rest = append(rest, e)
+		case filepath.IsAbs(e.Host) || lookedUp(e.Host, e.Port) == s.last:
 			first = append(first, e)
-		} else {
+		default: // a name: aimed at its address, and kept for its others
+			first = append(first, &pgconn.FallbackConfig{Host: s.last.Addr().String(), Port: s.last.Port(), TLSConfig: e.TLSConfig})
 			rest = append(rest, e)
 		}
+	}
+	if len(first) == 0 {
+		return
 	}
 	entries = append(first, rest...)
 	cfg.Host, cfg.Port, cfg.TLSConfig = entries[0].Host, entries[0].Port, entries[0].TLSConfig
@@ -154,4 +162,15 @@ func lookedUp(text string, port uint16) netip.AddrPort {
 
 func unzoned(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+}
+
+// asksForWrites reports whether cfg's target_session_attrs is read-write
+// or primary: pgx keeps only the check it made of it.
+func asksForWrites(cfg *pgconn.Config) bool {
+	if cfg.ValidateConnect == nil {
+		return false
+	}
+	f := reflect.ValueOf(cfg.ValidateConnect).Pointer()
+	return f == reflect.ValueOf(pgconn.ValidateConnectTargetSessionAttrsReadWrite).Pointer() ||
+		f == reflect.ValueOf(pgconn.ValidateConnectTargetSessionAttrsPrimary).Pointer()
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -32,11 +33,11 @@ func TestStickyHostReorder(t *testing.T) {
 		{"no connection yet", "", nil, nil},
 		{"already first", "10.0.0.1:5432", nil, nil},
 		{"second host by IP", "10.0.0.2:5433", nil, []string{"10.0.0.2:5433", "10.0.0.2:5433", "10.0.0.1:5432", "/run/pg:5432"}},
-		{"by a name that resolved to it", "10.9.9.9:5433", map[string][]string{"10.0.0.2": {"10.9.9.8", "10.9.9.9"}}, []string{"10.0.0.2:5433", "10.0.0.2:5433", "10.0.0.1:5432", "/run/pg:5432"}},
-		{"by a name, as an IPv4-mapped address", "10.9.9.9:5433", map[string][]string{"10.0.0.2": {"::ffff:10.9.9.9"}}, []string{"10.0.0.2:5433", "10.0.0.2:5433", "10.0.0.1:5432", "/run/pg:5432"}},
-		{"by a name, IPv6 written another way", "[::1]:5433", map[string][]string{"10.0.0.2": {"0:0:0:0:0:0:0:1"}}, []string{"10.0.0.2:5433", "10.0.0.2:5433", "10.0.0.1:5432", "/run/pg:5432"}},
+		{"by a name that resolved to it", "10.9.9.9:5433", map[string][]string{"10.0.0.2": {"10.9.9.8", "10.9.9.9"}}, []string{"10.9.9.9:5433", "10.9.9.9:5433", "10.0.0.1:5432", "10.0.0.2:5433", "10.0.0.2:5433", "/run/pg:5432"}},
+		{"by a name, as an IPv4-mapped address", "10.9.9.9:5433", map[string][]string{"10.0.0.2": {"::ffff:10.9.9.9"}}, []string{"10.9.9.9:5433", "10.9.9.9:5433", "10.0.0.1:5432", "10.0.0.2:5433", "10.0.0.2:5433", "/run/pg:5432"}},
+		{"by a name, IPv6 written another way", "[::1]:5433", map[string][]string{"10.0.0.2": {"0:0:0:0:0:0:0:1"}}, []string{"::1:5433", "::1:5433", "10.0.0.1:5432", "10.0.0.2:5433", "10.0.0.2:5433", "/run/pg:5432"}},
 		{"the same IP on another port", "10.0.0.2:5432", nil, nil},
-		{"by a name resolved to ip:port", "10.9.9.9:6000", map[string][]string{"10.0.0.2": {"10.9.9.9:6000"}}, []string{"10.0.0.2:5433", "10.0.0.2:5433", "10.0.0.1:5432", "/run/pg:5432"}},
+		{"by a name resolved to ip:port", "10.9.9.9:6000", map[string][]string{"10.0.0.2": {"10.9.9.9:6000"}}, []string{"10.9.9.9:6000", "10.9.9.9:6000", "10.0.0.1:5432", "10.0.0.2:5433", "10.0.0.2:5433", "/run/pg:5432"}},
 		{"a socket", "/run/pg/.s.PGSQL.5432", nil, []string{"/run/pg:5432", "10.0.0.1:5432", "10.0.0.2:5433", "10.0.0.2:5433"}},
 		{"an address no entry leads to", "10.7.7.7:5432", nil, nil},
 	} {
@@ -65,7 +66,7 @@ func TestStickyHostReorder(t *testing.T) {
 				t.Fatalf("%s: %v, want %v", tc.name, got, want)
 			}
 		}
-		if tc.name == "second host by IP" && (cfg.TLSConfig != tlsCfg || cfg.Fallbacks[0].TLSConfig != nil) {
+		if (tc.name == "second host by IP" || tc.name == "by a name that resolved to it") && (cfg.TLSConfig != tlsCfg || cfg.Fallbacks[0].TLSConfig != nil) {
 			t.Fatalf("%s: the TLS attempt is not first, or lost its config", tc.name)
 		}
 	}
@@ -88,7 +89,7 @@ func TestStickyHostOrdersANamesAddresses(t *testing.T) {
 }
 
 func entry(host string, port uint16) string {
-	return host + ":" + map[uint16]string{5432: "5432", 5433: "5433"}[port]
+	return host + ":" + strconv.Itoa(int(port))
 }
 
 // Against a server: a name that resolves to a refusing address, then the
@@ -104,9 +105,9 @@ func TestStickyHostWithANameOfTwoAddresses(t *testing.T) {
 	proxy, refused, refusals := refuserBeside(t, hostOf(t, direct))
 	_, port, _ := net.SplitHostPort(proxy)
 	for _, tc := range []struct {
-		attrs  string
-		sticky bool
-	}{{"read-write", true}, {"any", false}} {
+		attrs, sslmode string
+		sticky         bool
+	}{{"read-write", "disable", true}, {"read-write", "prefer", true}, {"primary", "disable", true}, {"any", "disable", false}} {
 		u, err := url.Parse(direct)
 		if err != nil {
 			t.Fatal(err)
@@ -114,7 +115,7 @@ func TestStickyHostWithANameOfTwoAddresses(t *testing.T) {
 		u.Host = "db.test:" + port
 		q := u.Query()
 		q.Set("target_session_attrs", tc.attrs)
-		q.Set("sslmode", "disable")
+		q.Set("sslmode", tc.sslmode) // prefer: a TLS and a plain entry, each aimed at the last address
 		q.Set("pool_max_conns", "6")
 		u.RawQuery = q.Encode()
 		cfg, err := pgxpool.ParseConfig(u.String())
@@ -122,6 +123,9 @@ func TestStickyHostWithANameOfTwoAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.ConnConfig.LookupFunc = func(ctx context.Context, host string) ([]string, error) {
+			if _, err := netip.ParseAddr(host); err == nil {
+				return []string{host}, nil // an entry aimed at the last address
+			}
 			if host != "db.test" {
 				return nil, fmt.Errorf("unexpected host %q", host)
 			}
@@ -153,7 +157,7 @@ func TestStickyHostWithANameOfTwoAddresses(t *testing.T) {
 			want = first
 		}
 		if got := refusals.Load() - before; first == 0 || got != want {
-			t.Fatalf("target_session_attrs=%s: the refusing address took %d attempts of 6 connections (%d of the first), want %d", tc.attrs, got, first, want)
+			t.Fatalf("target_session_attrs=%s, sslmode=%s: the refusing address took %d attempts of 6 connections (%d of the first), want %d", tc.attrs, tc.sslmode, got, first, want)
 		}
 	}
 }
@@ -186,4 +190,33 @@ func refuserBeside(t *testing.T, target string) (string, string, *atomic.Int64) 
 	}
 	t.Fatal("no port free on both 127.0.0.1 and 127.0.0.2")
 	return "", "", nil
+}
+
+// Only a URL that asks for a writable server gets stickiness (and no
+// warning): read-only, standby and prefer-standby are the standby trap
+// the role check is there to avoid.
+func TestAsksForWrites(t *testing.T) {
+	t.Parallel()
+	for attrs, want := range map[string]bool{"read-write": true, "primary": true, "any": false, "read-only": false, "standby": false, "prefer-standby": false} {
+		cfg, err := pgconn.ParseConfig("postgres://u@a,b/db?target_session_attrs=" + attrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := asksForWrites(cfg); got != want {
+			t.Errorf("target_session_attrs=%s: %v, want %v", attrs, got, want)
+		}
+		if got := hostsWithoutRole(cfg) == nil; got != want {
+			t.Errorf("target_session_attrs=%s: warned %v", attrs, !got)
+		}
+	}
+	for dsn, want := range map[string]bool{
+		"postgres://u@h/db?connect_timeout=5":                  true,
+		"postgres://u:connect_timeout@h/connect_timeout":       false,
+		"host=h connect_timeout=5":                             true,
+		"host=h application_name=x_connect_timeout password=p": false,
+	} {
+		if got := hasSetting(dsn, "connect_timeout"); got != want {
+			t.Errorf("%s: %v, want %v", dsn, got, want)
+		}
+	}
 }
