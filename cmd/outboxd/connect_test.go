@@ -144,10 +144,16 @@ func TestConnectedServerThatStopsAnswering(t *testing.T) {
 // the bound (a review).
 func TestStopWhileTheFirstQueryWaits(t *testing.T) {
 	t.Parallel()
+	for _, args := range [][]string{{"outbox", "paused"}, {"migrate", "status"}} { // a pool, database/sql
+		stopWhileTheFirstQueryWaits(t, args)
+	}
+}
+
+func stopWhileTheFirstQueryWaits(t *testing.T, args []string) {
 	direct := pgtest.URL(t)
 	proxy := newFreezer(t, hostOf(t, direct))
 	proxy.freezeOnReady.Store(true)
-	cmd := exec.Command(os.Args[0], "outbox", "paused", "--connect-timeout", "60s", "--database-url", proxy.via(t, direct))
+	cmd := exec.Command(os.Args[0], append(args, "--connect-timeout", "60s", "--database-url", proxy.via(t, direct))...)
 	cmd.Env = append(os.Environ(), "OUTBOXD_TEST_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -167,9 +173,8 @@ func TestStopWhileTheFirstQueryWaits(t *testing.T) {
 		t.Fatal("no exit within 30 s of the interrupt")
 	}
 	if !strings.Contains(stderr.String(), "stopped while connecting to the database") {
-		t.Fatalf("a stop reported as the server's silence: %q", stderr.String())
+		t.Fatalf("%v: a stop not reported as such: %q", args, stderr.String())
 	}
-	t.Logf("stderr: %q", stderr.String())
 }
 
 // droppingServer is an address whose connection attempts get no answer at

@@ -57,7 +57,7 @@ func (f *dbFlags) openSQL(ctx context.Context) (*sql.DB, error) {
 	_ = conn.Close()
 	if err != nil {
 		go db.Close() // waits for the connection's close, which may hang as the ping did
-		return nil, f.pingErr(err, timedOut(ctx, pctx), addr)
+		return nil, f.pingErr(ctx, err, timedOut(ctx, pctx), addr)
 	}
 	return db, nil
 }
@@ -93,7 +93,7 @@ func (f *dbFlags) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 		// pgx drains a connection it closes for up to 15 s: a command
 		// that fails here need not wait for that.
 		go pool.Close()
-		return nil, f.pingErr(err, timedOut(ctx, pctx), addr)
+		return nil, f.pingErr(ctx, err, timedOut(ctx, pctx), addr)
 	}
 	return pool, nil
 }
@@ -181,8 +181,9 @@ func timedOut(ctx, pctx context.Context) bool {
 // pingErr explains a first query that failed on a connection made: one
 // that timed out names the server that took the connection and then said
 // nothing (it named every host of the URL as silent).
-func (f *dbFlags) pingErr(err error, timedOut bool, addr net.Addr) error {
-	if errors.Is(err, context.Canceled) {
+func (f *dbFlags) pingErr(ctx context.Context, err error, timedOut bool, addr net.Addr) error {
+	// ctx, not err: database/sql reports a cancelled ping as ErrBadConn.
+	if ctx.Err() != nil {
 		return errStoppedConnecting
 	}
 	if !timedOut || addr == nil {
@@ -216,8 +217,11 @@ func hostsWithoutRole(cfg *pgconn.Config) []string {
 // sets key (not a value that merely contains it).
 func hasSetting(dsn, key string) bool {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		return err == nil && u.Query().Has(key)
+		// The query alone: url.Parse refuses a multi-host URL of IPv6
+		// literals, which pgx takes.
+		_, query, _ := strings.Cut(dsn, "?")
+		q, err := url.ParseQuery(query)
+		return err == nil && q.Has(key)
 	}
 	return regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(key) + `\s*=`).MatchString(dsn)
 }

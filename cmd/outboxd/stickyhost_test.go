@@ -210,10 +210,11 @@ func TestAsksForWrites(t *testing.T) {
 		}
 	}
 	for dsn, want := range map[string]bool{
-		"postgres://u@h/db?connect_timeout=5":                  true,
-		"postgres://u:connect_timeout@h/connect_timeout":       false,
-		"host=h connect_timeout=5":                             true,
-		"host=h application_name=x_connect_timeout password=p": false,
+		"postgres://u@h/db?connect_timeout=5":                     true,
+		"postgres://u:connect_timeout@h/connect_timeout":          false,
+		"postgres://u@[::1]:5432,[::2]:5433/db?connect_timeout=5": true,
+		"host=h connect_timeout=5":                                true,
+		"host=h application_name=x_connect_timeout password=p":    false,
 	} {
 		if got := hasSetting(dsn, "connect_timeout"); got != want {
 			t.Errorf("%s: %v, want %v", dsn, got, want)
