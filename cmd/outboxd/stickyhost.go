@@ -32,10 +32,11 @@ type stickyHost struct {
 // stickTo installs a stickyHost on cfg when it asks for a writable server
 // (target_session_attrs read-write or primary, from the URL or
 // PGTARGETSESSIONATTRS), which pgx checks on the address tried first as
-// on any other: one that became a standby is passed over. Under any (pgx's default) a connection that went to the
-// second host once, in a blip of the first, would pin every later one
-// there, on a standby that refuses writes for good (a review). Pools made
-// from cfg's copies (pool.Config()) share it.
+// on any other: one that became a standby is passed over. Under any
+// (pgx's default) a connection that went to the second host once, in a
+// blip of the first, would pin every later one there, on a standby that
+// refuses writes for good (a review). Pools made from cfg's copies
+// (pool.Config()) share it.
 func stickTo(cfg *pgxpool.Config) {
 	if !asksForWrites(&cfg.ConnConfig.Config) {
 		return
