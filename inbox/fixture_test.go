@@ -145,7 +145,8 @@ func (f *pfix) twice(t *testing.T, code int, deliver func() reply) pstate {
 	second := deliver()
 	after2 := f.state(t)
 	if first.code != code || second.code != code {
-		t.Fatalf("answers %d (%s) then %d (%s), want %d twice", first.code, first.body, second.code, second.body, code)
+		// The reason is in the log, not in the answer's body.
+		t.Fatalf("answers %d (%s) then %d (%s), want %d twice; the receiver's log:\n%s", first.code, first.body, second.code, second.body, code, f.logs.String())
 	}
 	if after1.effects != after2.effects || after1.events != after2.events {
 		t.Fatalf("the second delivery changed the state: %+v -> %+v", after1, after2)
